@@ -1,0 +1,214 @@
+"""Sans-I/O codec: messages to bytes with :func:`encode`, bytes to messages with a Decoder.
+
+No sockets here. A Decoder takes the bytes of a stream in whatever pieces they arrive and
+hands back whole messages, so the server, the client, the benchmark and the tests all speak
+the protocol through the same few functions.
+"""
+
+import struct
+
+from .protocol import (
+    HEADER_SIZE,
+    INCOMING,
+    LIST,
+    LOGIN,
+    LOGOUT,
+    MAX_BODY,
+    RESPONSE,
+    SENDTO,
+    USER_LIST,
+    FrameTooLarge,
+    Incoming,
+    ListUsers,
+    Login,
+    Logout,
+    Malformed,
+    Response,
+    SendTo,
+    Status,
+    UserList,
+)
+
+_HEADER = struct.Struct("!BI")
+
+
+class BadBody(Exception):
+    """Raised by a body parser; the decoder turns it into a Malformed event."""
+
+
+# --- Encoding ---------------------------------------------------------------------------
+
+
+def frame(frame_type: int, body: bytes = b"") -> bytes:
+    return _HEADER.pack(frame_type, len(body)) + body
+
+
+def name_field(name: str) -> bytes:
+    encoded = name.encode()
+    if len(encoded) > 255:
+        raise ValueError(f"name too long for a name field: {len(encoded)} bytes")
+    return bytes((len(encoded),)) + encoded
+
+
+def encode(message) -> bytes:
+    """The frame for one message, in either direction."""
+    kind = type(message)
+    if kind is Incoming:
+        return frame(INCOMING, name_field(message.sender) + message.text.encode())
+    if kind is Response:
+        return frame(RESPONSE, bytes((message.status,)))
+    if kind is SendTo:
+        return frame(SENDTO, name_field(message.recipient) + message.text.encode())
+    if kind is Login:
+        return frame(LOGIN, message.name.encode())
+    if kind is ListUsers:
+        return frame(LIST)
+    if kind is Logout:
+        return frame(LOGOUT)
+    if kind is UserList:
+        return frame(USER_LIST, b"".join(name_field(name) for name in message.names))
+    raise TypeError(f"not a protocol message: {message!r}")
+
+
+# --- Body parsers -----------------------------------------------------------------------
+
+
+def _text(data) -> str:
+    try:
+        return str(data, "utf-8")
+    except UnicodeDecodeError:
+        raise BadBody("invalid UTF-8") from None
+
+
+def _split_name_field(body):
+    """(name, rest) for a body that starts with a name field."""
+    if not body:
+        raise BadBody("empty body")
+    end = 1 + body[0]
+    if end > len(body):
+        raise BadBody("name field runs past the body")
+    return _text(body[1:end]), body[end:]
+
+
+def _empty(message_class):
+    def parse(body):
+        if body:
+            raise BadBody("unexpected body")
+        return message_class()
+
+    return parse
+
+
+def _parse_login(body):
+    return Login(_text(body))
+
+
+def _parse_sendto(body):
+    recipient, text = _split_name_field(body)
+    return SendTo(recipient, _text(text))
+
+
+def _parse_user_list(body):
+    names = []
+    while body:
+        name, body = _split_name_field(body)
+        names.append(name)
+    return UserList(tuple(names))
+
+
+def _parse_response(body):
+    if len(body) != 1 or body[0] not in Status._value2member_map_:
+        raise BadBody("bad status")
+    return Response(Status(body[0]))
+
+
+def _parse_incoming(body):
+    sender, text = _split_name_field(body)
+    return Incoming(sender, _text(text))
+
+
+CLIENT_MESSAGES = {
+    LOGIN: _parse_login,
+    LIST: _empty(ListUsers),
+    SENDTO: _parse_sendto,
+    LOGOUT: _empty(Logout),
+}
+SERVER_MESSAGES = {
+    USER_LIST: _parse_user_list,
+    RESPONSE: _parse_response,
+    INCOMING: _parse_incoming,
+}
+
+
+# --- Decoding ---------------------------------------------------------------------------
+
+
+class Decoder:
+    """Incremental frame decoder for one direction of one stream.
+
+    ``receive_data(data)`` returns the events completed by ``data``: messages, Malformed for
+    a well-framed but invalid frame, and at most one FrameTooLarge, after which the stream is
+    out of step and the decoder ignores everything it is given. A length is checked against
+    MAX_BODY before anything is buffered for it.
+    """
+
+    def __init__(self, parsers):
+        self._parsers = parsers
+        self._buffer = bytearray()
+        self.broken = False
+
+    @classmethod
+    def for_server(cls):
+        """Decodes what clients send."""
+        return cls(CLIENT_MESSAGES)
+
+    @classmethod
+    def for_client(cls):
+        """Decodes what servers send."""
+        return cls(SERVER_MESSAGES)
+
+    @property
+    def pending(self) -> int:
+        """Bytes held for a frame not yet complete."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> list:
+        if self.broken:
+            return []
+        if self._buffer:
+            self._buffer += data
+            data = self._buffer
+        events = []
+        offset = self._decode_frames(data, events)
+        if data is self._buffer:
+            del self._buffer[:offset]
+        elif offset < len(data):
+            self._buffer += data[offset:]
+        return events
+
+    def _decode_frames(self, data, events) -> int:
+        """Append the events of the complete frames in data; return the bytes consumed."""
+        offset = 0
+        end = len(data)
+        while end - offset >= HEADER_SIZE:
+            frame_type, length = _HEADER.unpack_from(data, offset)
+            if length > MAX_BODY:
+                events.append(FrameTooLarge(frame_type, length))
+                self.broken = True
+                return end
+            body_start = offset + HEADER_SIZE
+            body_end = body_start + length
+            if body_end > end:
+                break
+            events.append(self._parse(frame_type, data[body_start:body_end]))
+            offset = body_end
+        return offset
+
+    def _parse(self, frame_type, body):
+        parse = self._parsers.get(frame_type)
+        if parse is None:
+            return Malformed(frame_type)
+        try:
+            return parse(body)
+        except BadBody:
+            return Malformed(frame_type)
