@@ -1,0 +1,129 @@
+"""Test helpers: a protocol-speaking peer over a real socket, and a server run as a process."""
+
+import os
+import re
+import signal
+import sys
+
+import gevent
+from gevent import socket, subprocess
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Login, Response, Status
+
+WAIT = 5.0  # the bound on any single wait in a test
+OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
+FAILURE_BYTES = b"\x82\x00\x00\x00\x01\x01"
+MALFORMED_BYTES = b"\x82\x00\x00\x00\x01\x02"
+OK = Response(Status.OK)
+FAILURE = Response(Status.FAILURE)
+MALFORMED = Response(Status.MALFORMED)
+
+
+class Peer:
+    """A raw protocol client: send messages or bytes, read decoded events or exact bytes."""
+
+    def __init__(self, address):
+        self.sock = socket.create_connection(address, timeout=WAIT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = Decoder.for_client()
+        self.events = []
+
+    def send(self, *messages):
+        self.sock.sendall(b"".join(encode(m) for m in messages))
+
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def recv_exact(self, n: int) -> bytes:
+        """Exactly n raw bytes (bypassing the decoder)."""
+        chunks = []
+        with gevent.Timeout(WAIT):
+            while n:
+                chunk = self.sock.recv(n)
+                assert chunk, "connection closed while bytes were expected"
+                chunks.append(chunk)
+                n -= len(chunk)
+        return b"".join(chunks)
+
+    def next_event(self):
+        with gevent.Timeout(WAIT):
+            while not self.events:
+                data = self.sock.recv(65536)
+                assert data, "connection closed while a frame was expected"
+                self.events.extend(self.decoder.receive_data(data))
+        return self.events.pop(0)
+
+    def request(self, message):
+        """Send one message and return the next event (its reply, if nothing else is due)."""
+        self.send(message)
+        return self.next_event()
+
+    def login(self, name):
+        assert self.request(Login(name)) == OK
+
+    def assert_closed(self):
+        """The server closes this connection (EOF or reset) within the wait bound."""
+        with gevent.Timeout(WAIT):
+            while True:
+                try:
+                    if not self.sock.recv(65536):
+                        return
+                except ConnectionResetError:
+                    return
+
+    def close(self):
+        self.sock.close()
+
+
+def eventually(check, timeout=WAIT, interval=0.01):
+    """Poll check() until it returns a true value, failing after timeout seconds."""
+    with gevent.Timeout(timeout, AssertionError(f"condition never held: {check}")):
+        while True:
+            result = check()
+            if result:
+                return result
+            gevent.sleep(interval)
+
+
+class ServerProcess:
+    """chatroom-server started as a subprocess on 127.0.0.1 with a free port."""
+
+    def __init__(self, *args):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatroom.server", "--host", "127.0.0.1", "--port", "0", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.log = []
+        self.port = None
+        with gevent.Timeout(15, AssertionError("server never said it was listening")):
+            while self.port is None:
+                line = self._readline()
+                assert line, f"server exited early: {''.join(self.log)}"
+                match = re.search(r"Listening on \S+:(\d+)", line)
+                if match:
+                    self.port = int(match.group(1))
+        self.address = ("127.0.0.1", self.port)
+
+    def _readline(self):
+        line = self.proc.stderr.readline()
+        self.log.append(line)
+        return line
+
+    def signal(self, signum=signal.SIGTERM):
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout=WAIT) -> int:
+        """Exit status, after reading the rest of the log."""
+        _, rest = self.proc.communicate(timeout=timeout)
+        self.log.append(rest)
+        return self.proc.returncode
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
