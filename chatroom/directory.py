@@ -9,7 +9,7 @@ A *mailbox* is whatever accepts messages for one logged-in user: it has
 connection.
 """
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 
 class DirectoryUnavailable(Exception):
@@ -30,7 +30,7 @@ class Directory(Protocol):
     def names(self) -> list:
         """Everyone logged in, sorted by code point."""
 
-    def find(self, name: str) -> Optional[Mailbox]:
+    def find(self, name: str) -> Mailbox | None:
         """The mailbox of ``name``, or None if nobody of that name is logged in."""
 
 

@@ -7,7 +7,6 @@ This module only names things; turning them into bytes and back is :mod:`chatroo
 import enum
 import unicodedata
 from dataclasses import dataclass
-from typing import Tuple
 
 # Client to server.
 LOGIN = 0x01
@@ -73,7 +72,7 @@ class Logout:
 
 @dataclass(slots=True)
 class UserList:
-    names: Tuple[str, ...]
+    names: tuple[str, ...]
 
 
 @dataclass(slots=True)

@@ -61,7 +61,7 @@ class ChatServer:
 
     def _handle(self, sock, address):
         _tune(sock)
-        session = Session(sock, "%s:%d" % address[:2], self.directory, self._sendq, self._send_timeout)
+        session = Session(sock, f"{address[0]}:{address[1]}", self.directory, self._sendq, self._send_timeout)
         self._sessions.add(session)
         try:
             session.run()
