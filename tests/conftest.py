@@ -2,7 +2,7 @@ import pytest
 
 from chatroom.server import ChatServer
 
-from .support import Peer, ServerProcess
+from .support import ClientProcess, Peer, ServerProcess
 
 
 @pytest.fixture
@@ -36,6 +36,21 @@ def server_process():
 
     def start(*args):
         proc = ServerProcess(*args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def client(server):
+    """client(address=None) -> a chatroom-client subprocess on the in-process server."""
+    started = []
+
+    def start(address=None, *args):
+        proc = ClientProcess(address or server.address, *args)
         started.append(proc)
         return proc
 

@@ -127,3 +127,47 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+class ClientProcess:
+    """chatroom-client run as a subprocess with pipes (its non-interactive mode)."""
+
+    def __init__(self, address, *args):
+        host, port = address
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatroom.client", host, str(port), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+
+    def send(self, *lines):
+        self.proc.stdin.write(b"".join(line.encode() + b"\n" for line in lines))
+        self.proc.stdin.flush()
+
+    def read_line(self, timeout=WAIT) -> str:
+        with gevent.Timeout(timeout, AssertionError("no line from the client in time")):
+            line = self.proc.stdout.readline()
+        assert line, "the client's stdout closed"
+        return line.decode().removesuffix("\n")
+
+    def read_lines(self, n) -> list:
+        return [self.read_line() for _ in range(n)]
+
+    def run(self, *lines) -> list:
+        """Send lines, each answered by exactly one output line; return the answers."""
+        self.send(*lines)
+        return self.read_lines(len(lines))
+
+    def finish(self, timeout=WAIT, close_stdin=True):
+        """(status, rest of stdout, all of stderr) once the client exits."""
+        if not close_stdin:
+            self.proc.wait(timeout)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(), err.decode()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()

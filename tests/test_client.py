@@ -1,0 +1,229 @@
+"""chatroom-client as a subprocess with pipes, against a real server: every command's output."""
+
+import sys
+
+import gevent
+import pytest
+from gevent import socket, subprocess
+from gevent.server import StreamServer
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Incoming, ListUsers, Response, SendTo, Status, UserList
+
+from .support import OK, eventually
+
+
+def test_login_success_then_failure_for_a_taken_name(client):
+    assert client().run("login alice") == ["Success"]
+    assert client().run("login alice") == ["Failure"]
+
+
+@pytest.mark.parametrize("line", ["login", "login ", "login John Doe", "login " + "x" * 21])
+def test_bad_usernames_for_login(client, line):
+    c = client()
+    assert c.run(line) == ["Bad username"]
+    c.send("list", "bogus")  # nothing was sent: nobody is logged in
+    assert c.read_line() == "Invalid command"
+
+
+def test_list_prints_names_in_server_order_and_nothing_when_empty(client, connect):
+    c = client()
+    c.send("list", "bogus")  # an empty list prints nothing; the next line is the next answer
+    assert c.read_line() == "Invalid command"
+    for name in ["carol", "Bob", "alice"]:
+        connect().login(name)
+    c.send("list")
+    assert c.read_lines(3) == ["Bob", "alice", "carol"]
+
+
+@pytest.mark.parametrize("line", ["list bob", "logout Joe", "exit client", "help me", "LOGIN alice", "Login a", "foo"])
+def test_invalid_commands(client, line):
+    assert client().run(line) == ["Invalid command"]
+
+
+def test_sendto_success_failure_and_delivery(client):
+    alice, bob = client(), client()
+    assert alice.run("login alice") == ["Success"]
+    assert bob.run("login bob") == ["Success"]
+    assert alice.run("sendto bob Hi how are you?") == ["Success"]
+    assert bob.read_line() == "alice: Hi how are you?"
+    assert alice.run("sendto nobody hello") == ["Failure"]
+
+
+@pytest.mark.parametrize(
+    "line", ["sendto", "sendto ", "sendto JohnHello", "sendto bob", "sendto bob ", "sendto bob    ", "sendto " + "x" * 21 + " hi"]
+)
+def test_bad_username_for_sendto(client, line):
+    assert client().run(line) == ["Bad username"]
+
+
+def test_text_over_65535_characters_is_a_bad_message(client, connect):
+    connect().login("bob")
+    c = client()
+    c.run("login alice")
+    assert c.run("sendto bob " + "x" * 65536) == ["Bad message"]
+    assert c.run("sendto bob " + "x" * 65535) == ["Success"]
+
+
+def test_text_is_kept_as_typed(client, connect):
+    bob = connect()
+    bob.login("bob")
+    alice = client()
+    alice.run("login alice")
+    assert alice.run("sendto bob  two  spaces  ") == ["Success"]
+    assert bob.next_event() == Incoming("alice", " two  spaces  ")
+
+
+def test_logout_keeps_the_connection(client):
+    c = client()
+    assert c.run("logout") == ["Failure"]
+    assert c.run("login alice") == ["Success"]
+    assert c.run("logout") == ["Success"]
+    c.send("list", "login bob")
+    assert c.read_line() == "Success"
+    assert c.run("list") == ["bob"]
+
+
+def test_exit_closes_and_frees_the_name(client, connect):
+    c = client()
+    c.run("login alice")
+    c.send("exit", "list")
+    assert c.finish() == (0, "", "")
+    watcher = connect()
+    eventually(lambda: watcher.request(ListUsers()) == UserList(()))
+
+
+def test_end_of_input_is_exit(client):
+    c = client()
+    c.send("login alice", "list")
+    c.proc.stdin.close()
+    assert c.finish() == (0, "Success\nalice\n", "")
+
+
+def test_blank_lines_and_crlf(client):
+    c = client()
+    c.proc.stdin.write(b"\n   \n\r\nlogin alice\r\nlist\r\n")
+    c.proc.stdin.flush()
+    assert c.read_lines(2) == ["Success", "alice"]
+
+
+def test_messages_print_while_stdin_is_idle(client, connect):
+    c = client()
+    c.run("login bob")
+    alice = connect()
+    alice.login("alice")
+    for i in range(3):
+        assert alice.request(SendTo("bob", f"message {i}")) == OK
+    assert c.read_lines(3) == ["alice: message 0", "alice: message 1", "alice: message 2"]
+
+
+def test_untrusted_text_is_escaped(client, connect):
+    c = client()
+    c.run("login bob")
+    alice = connect()
+    alice.login("alice")
+    text = "hi\nbob: fake line\r\x1b]0;pwned\x07\x1b[2J\x08\x7f\x85\u202eevil"
+    assert alice.request(SendTo("bob", text)) == OK
+    line = c.read_line()
+    assert line == "alice: hi\\nbob: fake line\\r\\x1b]0;pwned\\x07\\x1b[2J\\x08\\x7f\\x85\\u202eevil"
+    c.proc.stdin.close()
+    assert c.finish() == (0, "", "")
+
+
+def test_cannot_connect_is_one_line_and_status_one():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom.client", "127.0.0.1", str(port)], capture_output=True, text=True, timeout=15
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "refused" in lines[0].lower()
+
+
+def fake_server(handler):
+    """A StreamServer on 127.0.0.1 that runs handler(sock) for each connection."""
+    server = StreamServer(("127.0.0.1", 0), lambda sock, _: handler(sock))
+    server.start()
+    return server
+
+
+def answer_every_frame(status):
+    def handler(sock):
+        decoder = Decoder.for_server()
+        while data := sock.recv(65536):
+            for _ in decoder.receive_data(data):
+                sock.sendall(encode(Response(status)))
+
+    return handler
+
+
+def test_malformed_response_prints_malformed_packet(client):
+    server = fake_server(answer_every_frame(Status.MALFORMED))
+    try:
+        assert client(server.address).run("login alice", "list") == ["Malformed packet", "Malformed packet"]
+    finally:
+        server.stop()
+
+
+def test_server_closing_the_connection_ends_the_client_with_an_error(client):
+    first_frame = gevent.event.Event()
+
+    def handler(sock):
+        sock.recv(100)
+        sock.sendall(encode(Response(Status.OK)))
+        first_frame.set()
+        sock.recv(100)  # then the client is idle, stdin open
+        sock.close()
+
+    server = fake_server(handler)
+    try:
+        c = client(server.address)
+        assert c.run("login alice") == ["Success"]
+        c.send("list")
+        status, out, err = c.finish(close_stdin=False)
+        assert status != 0
+        assert out == ""
+        assert len(err.splitlines()) == 1 and "closed" in err
+    finally:
+        server.stop()
+
+
+def test_server_closing_while_the_client_idles(client):
+    def handler(sock):
+        gevent.sleep(0.2)
+        sock.close()
+
+    server = fake_server(handler)
+    try:
+        status, out, err = client(server.address).finish(close_stdin=False)
+        assert status != 0 and len(err.splitlines()) == 1
+    finally:
+        server.stop()
+
+
+def test_no_reply_in_ten_seconds_says_so_and_carries_on(client):
+    replies = []
+
+    def handler(sock):
+        decoder = Decoder.for_server()
+        while data := sock.recv(65536):
+            for event in decoder.receive_data(data):
+                replies.append(event)
+                if len(replies) == 1:
+                    continue  # the first request goes unanswered...
+                if len(replies) == 2:
+                    sock.sendall(encode(Response(Status.OK)))  # ...and its reply comes late
+                sock.sendall(encode(UserList(("late",))))
+
+    server = fake_server(handler)
+    try:
+        c = client(server.address)
+        c.send("login alice")
+        err = gevent.with_timeout(15, c.proc.stderr.readline)
+        assert b"no reply" in err
+        assert c.run("list") == ["late"]
+    finally:
+        server.stop()
