@@ -32,4 +32,3 @@ def escape(text: str) -> str:
 
 def message_line(sender: str, text: str) -> str:
     return f"{escape(sender)}: {escape(text)}"
-

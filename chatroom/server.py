@@ -1,6 +1,6 @@
 """The chat server: a gevent StreamServer running one Session greenlet per client.
 
-    chatroom-server [--host H] [--port P] [--log-level L]
+chatroom-server [--host H] [--port P] [--log-level L]
 """
 
 import argparse

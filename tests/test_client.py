@@ -51,7 +51,16 @@ def test_sendto_success_failure_and_delivery(client):
 
 
 @pytest.mark.parametrize(
-    "line", ["sendto", "sendto ", "sendto JohnHello", "sendto bob", "sendto bob ", "sendto bob    ", "sendto " + "x" * 21 + " hi"]
+    "line",
+    [
+        "sendto",
+        "sendto ",
+        "sendto JohnHello",
+        "sendto bob",
+        "sendto bob ",
+        "sendto bob    ",
+        "sendto " + "x" * 21 + " hi",
+    ],
 )
 def test_bad_username_for_sendto(client, line):
     assert client().run(line) == ["Bad username"]
