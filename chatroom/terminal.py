@@ -16,8 +16,8 @@ from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from .client import ConnectionLost
 from .commands import COMMANDS
+from .connection import ConnectionLost
 from .display import escape
 
 _TAKES_ARGUMENTS = {"login", "sendto"}

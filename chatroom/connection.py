@@ -1,0 +1,103 @@
+"""A client's connection to a chat server: requests in, replies and messages out.
+
+A background greenlet reads frames from the server; replies go to :meth:`Connection.request`
+in the order they arrive, messages from other users to a callback.
+"""
+
+import sys
+
+import gevent
+from gevent import socket
+from gevent.event import Event
+from gevent.queue import Empty, Queue
+
+from .codec import Decoder, encode
+from .protocol import FrameTooLarge, Incoming, Malformed
+
+REPLY_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
+
+_LOST = object()  # queued in place of a reply when the connection ends
+
+
+def connect(host: str, port: int):
+    """A TCP connection to the server, without Nagle delays."""
+    sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class ConnectionLost(Exception):
+    """The server closed the connection (or it broke)."""
+
+
+class NoReply(Exception):
+    """The server did not answer a request in time."""
+
+
+class Connection:
+    """A client's connection to a server.
+
+    A background greenlet reads frames: replies are handed to :meth:`request` in order,
+    incoming messages to ``on_message``. ``lost`` is set when the server goes away.
+    """
+
+    def __init__(self, sock, on_message):
+        self._sock = sock
+        self._on_message = on_message
+        self._replies = Queue()
+        self._abandoned = 0  # replies still due to requests that timed out
+        self._closing = False
+        self.lost = Event()
+        self._reader = gevent.spawn(self._read)
+
+    def request(self, message, timeout: float = REPLY_TIMEOUT):
+        """Send message and return its reply."""
+        if self.lost.is_set():
+            raise ConnectionLost()
+        try:
+            self._sock.sendall(encode(message))
+        except OSError:
+            raise ConnectionLost() from None
+        try:
+            reply = self._replies.get(timeout=timeout)
+        except Empty:
+            self._abandoned += 1  # its reply, if it ever comes, must not answer the next request
+            raise NoReply() from None
+        if reply is _LOST:
+            raise ConnectionLost()
+        return reply
+
+    def close(self) -> None:
+        self._closing = True
+        self._reader.kill(block=False)
+        self._sock.close()
+
+    def _read(self):
+        decoder = Decoder.for_client()
+        try:
+            while True:
+                data = self._sock.recv(65536)
+                if not data:
+                    break
+                for event in decoder.receive_data(data):
+                    self._dispatch(event)
+                if decoder.broken:
+                    break
+        except OSError:
+            pass
+        if not self._closing:
+            self.lost.set()
+            self._replies.put(_LOST)
+
+    def _dispatch(self, event):
+        kind = type(event)
+        if kind is Incoming:
+            self._on_message(event)
+        elif kind is Malformed or kind is FrameTooLarge:
+            print(f"chatroom-client: ignored a malformed frame (type 0x{event.frame_type:02x})", file=sys.stderr)
+        elif self._abandoned:
+            self._abandoned -= 1
+        else:
+            self._replies.put(event)
