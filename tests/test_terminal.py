@@ -152,7 +152,7 @@ def test_ctrl_r_searches_history(terminal):
     term.type("\x12logi")  # Ctrl-R
     term.wait_for_line("(reverse-i-search)`logi': login alice")
     term.type("\r")  # ends the search with the match in the input line
-    term.wait_for_input_line("alice> login alice")
+    term.wait_for_line("alice> login alice")
     term.type("\r")
     term.wait_for_line("Failure")  # logged in already
 
