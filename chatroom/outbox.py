@@ -9,6 +9,7 @@ that finds it full waits for room, up to a deadline.
 import socket
 
 import gevent
+from gevent import socket as gevent_socket
 from gevent.event import Event
 
 
@@ -79,14 +80,18 @@ class Outbox:
                     self._room.set()
         except OSError:
             self.close()
-            _shutdown(self._sock)
+            shut_down(self._sock)
         finally:
             self._writer = None
 
 
-def _shutdown(sock):
-    """Wake the reader of a connection whose peer can no longer be written to."""
+def shut_down(sock):
+    """End a connection from any greenlet: its reader wakes to an end of stream.
+
+    For a TLS socket this shuts down the TCP connection under it, leaving the TLS object in
+    place for the reader, which then sees an ordinary end of stream.
+    """
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        gevent_socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass

@@ -1,29 +1,37 @@
 """The chat server: a gevent StreamServer running one Session greenlet per client.
 
-chatroom-server [--host H] [--port P] [--log-level L]
+chatroom-server [--host H] [--port P] [--log-level L] [limits] [--tls-cert F --tls-key F]
 """
 
 import argparse
+import errno
 import logging
+import resource
 import signal
 import socket
 import sys
 
 import gevent
+from gevent import ssl
 from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .directory import LocalDirectory
+from .limits import Limits
+from .limits import add_arguments as add_limit_arguments
+from .limits import from_arguments as limits_from_arguments
 from .session import Session
 
 log = logging.getLogger("chatroom.server")
 
 DEFAULT_PORT = 5555
-DEFAULT_SENDQ = 1 << 20
-DEFAULT_SEND_TIMEOUT = 5.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
 # Dead peers are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 90 s of silence.
 KEEPIDLE, KEEPINTVL, KEEPCNT = 60, 10, 3
+# accept() errors that mean "no resources for another connection right now".
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_ACCEPT_PAUSE = 0.1
 
 
 class ChatServer:
@@ -32,20 +40,24 @@ class ChatServer:
         host: str = "0.0.0.0",
         port: int = DEFAULT_PORT,
         directory=None,
-        sendq: int = DEFAULT_SENDQ,
-        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        limits: Limits | None = None,
+        tls: ssl.SSLContext | None = None,
     ):
         self.directory = directory if directory is not None else LocalDirectory()
-        self._sendq = sendq
-        self._send_timeout = send_timeout
+        self.limits = limits or Limits()
+        self._tls = tls
         self._sessions = set()
         self._greenlets = Pool()  # unbounded; it tracks the session greenlets for stop()
-        self._server = StreamServer((host, port), self._handle, spawn=self._greenlets, backlog=4096)
+        self._server = _Listener((host, port), self._handle, spawn=self._greenlets, backlog=4096)
 
     @property
     def address(self):
         """(host, port) actually listened on; the port is real even when 0 was asked for."""
         return self._server.address[0], self._server.server_port
+
+    @property
+    def client_count(self) -> int:
+        return len(self._sessions)
 
     def start(self) -> None:
         """Bind and start accepting; raises OSError if the address cannot be used."""
@@ -60,13 +72,57 @@ class ChatServer:
         self._greenlets.kill(block=True, timeout=timeout)
 
     def _handle(self, sock, address):
+        peer = f"{address[0]}:{address[1]}"
+        if len(self._sessions) >= self.limits.max_clients:
+            log.warning("refused %s: already serving %d clients (--max-clients)", peer, len(self._sessions))
+            return  # the StreamServer closes the socket
         _tune(sock)
-        session = Session(sock, f"{address[0]}:{address[1]}", self.directory, self._sendq, self._send_timeout)
+        if self._tls is not None:
+            sock = self._handshake(sock, peer)
+            if sock is None:
+                return
+        session = Session(sock, peer, self.directory, self.limits)
         self._sessions.add(session)
         try:
             session.run()
         finally:
             self._sessions.discard(session)
+            sock.close()
+
+    def _handshake(self, sock, peer):
+        tls_sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        try:
+            with gevent.Timeout(TLS_HANDSHAKE_TIMEOUT):
+                tls_sock.do_handshake()
+            return tls_sock
+        except (OSError, gevent.Timeout) as err:
+            log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
+            tls_sock.close()
+            return None
+
+
+class _Listener(StreamServer):
+    """A StreamServer that meets a shortage of file descriptors with a pause, not a traceback."""
+
+    _warned = False
+
+    def do_read(self):
+        try:
+            return super().do_read()
+        except OSError as err:
+            if err.errno not in _OUT_OF_RESOURCES:
+                raise
+            if not self._warned:
+                log.warning("cannot accept connections: %s; pausing accept", err.strerror)
+                self._warned = True
+            self.stop_accepting()
+            gevent.spawn_later(_ACCEPT_PAUSE, self._resume)
+            return None
+
+    def _resume(self):
+        if not self.closed:
+            self._warned = False
+            self.start_accepting()
 
 
 def _tune(sock):
@@ -78,32 +134,67 @@ def _tune(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
 
 
+def raise_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatroom-server", description="Run a chatroom server.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for any free one (default %(default)s)"
+    parser = argparse.ArgumentParser(
+        prog="chatroom-server",
+        description="Run a chatroom server.",
     )
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for any free one")
     parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging threshold (default %(default)s)",
+        help="logging threshold",
     )
+    add_limit_arguments(parser.add_argument_group("limits"))
+    tls = parser.add_argument_group("TLS (both or neither)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="certificate chain (PEM); the server then speaks TLS only")
+    tls.add_argument("--tls-key", metavar="FILE", help="private key of the certificate (PEM)")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    server = ChatServer(args.host, args.port)
+    limits = limits_from_arguments(args)
+    try:
+        tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except (OSError, ssl.SSLError) as err:
+        print(f"chatroom-server: cannot load the TLS certificate or key: {err}", file=sys.stderr)
+        return 1
+    file_limit = raise_file_limit()
+    server = ChatServer(args.host, args.port, limits=limits, tls=tls)
     try:
         server.start()
     except OSError as err:
         print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
-    log.info("Listening on %s:%d", *server.address)
+    log.info("Listening on %s:%d%s", *server.address, " (TLS)" if tls else "")
+    log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
 
     stopping = Event()
     handlers = [gevent.signal_handler(signum, stopping.set) for signum in (signal.SIGINT, signal.SIGTERM)]

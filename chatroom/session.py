@@ -5,11 +5,14 @@ and is also the mailbox other sessions deliver to while its user is logged in.
 """
 
 import logging
-import socket
+import time
+
+import gevent
 
 from .codec import Decoder, encode
 from .directory import DirectoryUnavailable
-from .outbox import Outbox
+from .limits import Limits
+from .outbox import Outbox, shut_down
 from .protocol import (
     FrameTooLarge,
     Incoming,
@@ -34,14 +37,15 @@ RECV_SIZE = 65536
 
 
 class Session:
-    def __init__(self, sock, peer: str, directory, sendq: int, send_timeout: float):
+    def __init__(self, sock, peer: str, directory, limits: Limits):
         self.peer = peer
         self.name = None
         self._sock = sock
         self._directory = directory
-        self._send_timeout = send_timeout
+        self._limits = limits
         self._decoder = Decoder.for_server()
-        self._outbox = Outbox(sock, sendq)
+        self._outbox = Outbox(sock, limits.sendq)
+        self._throttle = _Throttle(limits.rate_limit) if limits.rate_limit else None
 
     def run(self) -> None:
         log.info("connect %s", self.peer)
@@ -51,40 +55,69 @@ class Session:
             pass  # the peer reset or vanished: an ordinary end of a connection
         finally:
             self._log_out("disconnected")
-            self._outbox.finish(self._send_timeout)
+            self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
             log.info("disconnect %s", self.peer)
 
     def _serve(self):
         decoder = self._decoder
         outbox = self._outbox
+        frame_timeout = self._limits.frame_timeout
+        sock = self._sock
+        frame_started = None  # when the first byte of the incomplete frame arrived
         while True:
-            data = self._sock.recv(RECV_SIZE)
+            if frame_started is not None:
+                # A frame must not trickle in forever: it would hold its buffer for good.
+                sock.settimeout(max(0.001, frame_started + frame_timeout - time.monotonic()))
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                log.info("%s did not complete a frame in %g s; closing", self.peer, frame_timeout)
+                return
             if not data:
                 return
-            for event in decoder.receive_data(data):
+            had_partial_frame = decoder.pending > 0
+            events = decoder.receive_data(data)
+            for event in events:
                 outbox.put(self._answer(event))
             outbox.flush()
             if decoder.broken:
                 log.info("%s sent a frame over the size limit; closing", self.peer)
                 return
+            if not outbox.has_room() and not self._wait_for_room(outbox):
+                self.disconnect()
+                return
+            if not decoder.pending:
+                if frame_started is not None:
+                    frame_started = None
+                    sock.settimeout(None)
+            elif events or not had_partial_frame:
+                frame_started = time.monotonic()
+            if self._throttle:
+                self._throttle.take(len(events))
+            # recv() does not yield while data is waiting: without this, one client sending
+            # without pause would keep every other connection waiting.
+            gevent.sleep(0)
+
+    def _wait_for_room(self, outbox) -> bool:
+        """A client that sends requests but does not read its replies waits, then is dropped."""
+        if outbox.wait_for_room(self._limits.send_timeout):
+            return True
+        if not outbox.closed:
+            log.warning("%s (%s) is not reading; disconnecting", self.name, self.peer)
+        return False
 
     def disconnect(self) -> None:
         """End this connection from outside its greenlet (the greenlet cleans up)."""
         self._outbox.close()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        shut_down(self._sock)
 
     # --- Mailbox ------------------------------------------------------------------------
 
     def deliver(self, sender: str, text: str) -> bool:
         outbox = self._outbox
-        if not outbox.has_room() and not outbox.wait_for_room(self._send_timeout):
-            if not outbox.closed:
-                log.warning("%s (%s) is not reading; disconnecting", self.name, self.peer)
-                self.disconnect()
+        if not outbox.has_room() and not self._wait_for_room(outbox):
+            self.disconnect()
             return False
         if outbox.closed:
             return False
@@ -136,3 +169,20 @@ class Session:
             pass  # a shared directory expires names it cannot be told about
         log.info("logout %s (%s, %s)", name, self.peer, how)
         return True
+
+
+class _Throttle:
+    """A token bucket: a connection may send ``rate`` frames a second, in bursts of as many."""
+
+    def __init__(self, rate: float):
+        self._rate = rate
+        self._allowance = rate
+        self._last = time.monotonic()
+
+    def take(self, frames: int) -> None:
+        """Account for frames just read; sleep (reading nothing more) while over the rate."""
+        now = time.monotonic()
+        self._allowance = min(self._rate, self._allowance + (now - self._last) * self._rate) - frames
+        self._last = now
+        if self._allowance < 0:
+            gevent.sleep(-self._allowance / self._rate)
