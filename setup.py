@@ -19,6 +19,7 @@ setup(
             "pexpect>=4.8",
             "pyte>=0.8",
             "ruff",
+            "trustme",
         ],
     },
     entry_points={

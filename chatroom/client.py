@@ -12,9 +12,10 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import ssl  # noqa: E402
 import sys  # noqa: E402
 
-from .connection import ConnectionLost, connect  # noqa: E402
+from .connection import ConnectionLost, connect, tls_context  # noqa: E402
 from .shell import Client, run_plain  # noqa: E402
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,13 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroom-client", description="Chat on a chatroom server.")
     parser.add_argument("host", nargs="?", default=DEFAULT_HOST, help="server address (default %(default)s)")
     parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
+    parser.add_argument("--tls", action="store_true", help="connect over TLS, verifying the server's certificate")
+    parser.add_argument("--ca", metavar="FILE", help="with --tls: trust the CA certificates in FILE (PEM)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.ca and not args.tls:
+        build_parser().error("--ca goes with --tls")
     try:
-        sock = connect(args.host, args.port)
+        tls = tls_context(args.ca) if args.tls else None
+        sock = connect(args.host, args.port, tls)
+    except ssl.SSLError as err:
+        reason = getattr(err, "verify_message", None) or err.reason or str(err)
+        hint = " (is the server using TLS?)" if err.reason == "WRONG_VERSION_NUMBER" else ""
+        print(f"chatroom-client: TLS with {args.host}:{args.port} failed: {reason}{hint}", file=sys.stderr)
+        return 1
     except OSError as err:
         print(f"chatroom-client: cannot connect to {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
@@ -49,7 +60,7 @@ def main(argv=None) -> int:
     try:
         return run(client)
     except ConnectionLost:
-        print("chatroom-client: the server closed the connection", file=sys.stderr)
+        print(f"chatroom-client: {client.connection.lost_reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,12 +7,12 @@ in the order they arrive, messages from other users to a callback.
 import sys
 
 import gevent
-from gevent import socket
+from gevent import socket, ssl
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
 from .codec import Decoder, encode
-from .protocol import FrameTooLarge, Incoming, Malformed
+from .protocol import Incoming, Malformed
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -20,12 +20,26 @@ CONNECT_TIMEOUT = 10.0
 _LOST = object()  # queued in place of a reply when the connection ends
 
 
-def connect(host: str, port: int):
-    """A TCP connection to the server, without Nagle delays."""
+def connect(host: str, port: int, tls: ssl.SSLContext | None = None):
+    """A TCP connection to the server, without Nagle delays; over TLS if a context is given.
+
+    Raises OSError (ssl.SSLError for a failed handshake or certificate check).
+    """
     sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
-    sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=host)  # handshakes within the timeout
+        except BaseException:
+            sock.close()
+            raise
+    sock.settimeout(None)
     return sock
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Certificate and host name verification on; trust ca_file, else the system's CAs."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class ConnectionLost(Exception):
@@ -50,6 +64,7 @@ class Connection:
         self._abandoned = 0  # replies still due to requests that timed out
         self._closing = False
         self.lost = Event()
+        self.lost_reason = "the server closed the connection"
         self._reader = gevent.spawn(self._read)
 
     def request(self, message, timeout: float = REPLY_TIMEOUT):
@@ -77,13 +92,18 @@ class Connection:
     def _read(self):
         decoder = Decoder.for_client()
         try:
+            answered = False
             while True:
                 data = self._sock.recv(65536)
                 if not data:
+                    if not answered:
+                        self.lost_reason += " before answering anything (a TLS server? try --tls)"
                     break
+                answered = True
                 for event in decoder.receive_data(data):
                     self._dispatch(event)
                 if decoder.broken:
+                    self.lost_reason = "the server does not speak the chatroom protocol (a TLS server? try --tls)"
                     break
         except OSError:
             pass
@@ -95,7 +115,7 @@ class Connection:
         kind = type(event)
         if kind is Incoming:
             self._on_message(event)
-        elif kind is Malformed or kind is FrameTooLarge:
+        elif kind is Malformed:
             print(f"chatroom-client: ignored a malformed frame (type 0x{event.frame_type:02x})", file=sys.stderr)
         elif self._abandoned:
             self._abandoned -= 1

@@ -193,7 +193,10 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
-    log.info("Listening on %s:%d%s", *server.address, " (TLS)" if tls else "")
+    # Always logged, whatever the level: scripts wait for this line to learn the port.
+    log.log(
+        max(logging.INFO, log.getEffectiveLevel()), "Listening on %s:%d%s", *server.address, " (TLS)" if tls else ""
+    )
     log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
 
     stopping = Event()

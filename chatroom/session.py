@@ -5,6 +5,8 @@ and is also the mailbox other sessions deliver to while its user is logged in.
 """
 
 import logging
+import socket
+import struct
 import time
 
 import gevent
@@ -34,6 +36,8 @@ OK = encode(Response(Status.OK))
 FAILURE = encode(Response(Status.FAILURE))
 MALFORMED = encode(Response(Status.MALFORMED))
 RECV_SIZE = 65536
+FAIR_SHARE = 64  # frames answered before other connections get a turn
+_LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 class Session:
@@ -44,7 +48,7 @@ class Session:
         self._directory = directory
         self._limits = limits
         self._decoder = Decoder.for_server()
-        self._outbox = Outbox(sock, limits.sendq)
+        self._outbox = Outbox(sock, limits.sendq, limits.send_timeout, self._on_stall)
         self._throttle = _Throttle(limits.rate_limit) if limits.rate_limit else None
 
     def run(self) -> None:
@@ -78,14 +82,18 @@ class Session:
                 return
             had_partial_frame = decoder.pending > 0
             events = decoder.receive_data(data)
-            for event in events:
+            for count, event in enumerate(events, 1):
+                if self._throttle is not None:
+                    self._throttle.take(outbox)
                 outbox.put(self._answer(event))
+                if not count % FAIR_SHARE:
+                    outbox.flush()
+                    gevent.sleep(0)
             outbox.flush()
             if decoder.broken:
                 log.info("%s sent a frame over the size limit; closing", self.peer)
                 return
-            if not outbox.has_room() and not self._wait_for_room(outbox):
-                self.disconnect()
+            if not outbox.has_room() and not outbox.wait_for_room():
                 return
             if not decoder.pending:
                 if frame_started is not None:
@@ -93,31 +101,33 @@ class Session:
                     sock.settimeout(None)
             elif events or not had_partial_frame:
                 frame_started = time.monotonic()
-            if self._throttle:
-                self._throttle.take(len(events))
             # recv() does not yield while data is waiting: without this, one client sending
             # without pause would keep every other connection waiting.
             gevent.sleep(0)
 
-    def _wait_for_room(self, outbox) -> bool:
-        """A client that sends requests but does not read its replies waits, then is dropped."""
-        if outbox.wait_for_room(self._limits.send_timeout):
-            return True
-        if not outbox.closed:
-            log.warning("%s (%s) is not reading; disconnecting", self.name, self.peer)
-        return False
+    def _on_stall(self):
+        log.warning("%s (%s) is not reading; disconnecting", self.name or "client", self.peer)
+        self.disconnect(abort=True)
 
-    def disconnect(self) -> None:
-        """End this connection from outside its greenlet (the greenlet cleans up)."""
+    def disconnect(self, abort: bool = False) -> None:
+        """End this connection from any greenlet (its own greenlet cleans up).
+
+        ``abort`` discards what the kernel still holds for the client, as for one that has
+        stopped reading: closing then resets the connection instead of lingering to send.
+        """
         self._outbox.close()
+        if abort:
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+            except OSError:
+                pass
         shut_down(self._sock)
 
     # --- Mailbox ------------------------------------------------------------------------
 
     def deliver(self, sender: str, text: str) -> bool:
         outbox = self._outbox
-        if not outbox.has_room() and not self._wait_for_room(outbox):
-            self.disconnect()
+        if not outbox.has_room() and not outbox.wait_for_room():
             return False
         if outbox.closed:
             return False
@@ -176,13 +186,17 @@ class _Throttle:
 
     def __init__(self, rate: float):
         self._rate = rate
-        self._allowance = rate
+        self._tokens = rate
         self._last = time.monotonic()
 
-    def take(self, frames: int) -> None:
-        """Account for frames just read; sleep (reading nothing more) while over the rate."""
+    def take(self, outbox) -> None:
+        """Take a token for one frame, first waiting (with replies so far sent) if none is left."""
         now = time.monotonic()
-        self._allowance = min(self._rate, self._allowance + (now - self._last) * self._rate) - frames
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
         self._last = now
-        if self._allowance < 0:
-            gevent.sleep(-self._allowance / self._rate)
+        if self._tokens < 1:
+            outbox.flush()
+            gevent.sleep((1 - self._tokens) / self._rate)
+            self._tokens = 1.0
+            self._last = time.monotonic()
+        self._tokens -= 1

@@ -34,8 +34,8 @@ def server_process():
     """start(*args) -> a chatroom-server subprocess; all killed at the end."""
     started = []
 
-    def start(*args):
-        proc = ServerProcess(*args)
+    def start(*args, **kwargs):
+        proc = ServerProcess(*args, **kwargs)
         started.append(proc)
         return proc
 

@@ -87,46 +87,61 @@ def eventually(check, timeout=WAIT, interval=0.01):
 
 
 class ServerProcess:
-    """chatroom-server started as a subprocess on 127.0.0.1 with a free port."""
+    """chatroom-server started as a subprocess on 127.0.0.1 with a free port.
 
-    def __init__(self, *args):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    Its log (stderr) is read all along, so that a chatty server never blocks on a full pipe.
+    """
+
+    def __init__(self, *args, preexec_fn=None):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chatroom.server", "--host", "127.0.0.1", "--port", "0", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            preexec_fn=preexec_fn,
         )
         self.log = []
         self.port = None
         with gevent.Timeout(15, AssertionError("server never said it was listening")):
             while self.port is None:
-                line = self._readline()
+                line = self.proc.stderr.readline()
                 assert line, f"server exited early: {''.join(self.log)}"
+                self.log.append(line)
                 match = re.search(r"Listening on \S+:(\d+)", line)
                 if match:
                     self.port = int(match.group(1))
         self.address = ("127.0.0.1", self.port)
+        self._log_reader = gevent.spawn(self._read_log)
 
-    def _readline(self):
-        line = self.proc.stderr.readline()
-        self.log.append(line)
-        return line
+    def _read_log(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log_text(self) -> str:
+        return "".join(self.log)
+
+    def wait_for_log(self, text):
+        eventually(lambda: text in self.log_text())
 
     def signal(self, signum=signal.SIGTERM):
         self.proc.send_signal(signum)
 
     def wait(self, timeout=WAIT) -> int:
-        """Exit status, after reading the rest of the log."""
-        _, rest = self.proc.communicate(timeout=timeout)
-        self.log.append(rest)
-        return self.proc.returncode
+        """Exit status, once the process has ended and its whole log is read."""
+        status = self.proc.wait(timeout)
+        self._log_reader.join(timeout)
+        return status
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+        self._log_reader.kill()
 
 
 class ClientProcess:
@@ -171,3 +186,19 @@ class ClientProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

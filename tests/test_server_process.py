@@ -23,7 +23,7 @@ def test_chat_through_a_server_process_and_its_log(server_process):
     eventually(lambda: alice.request(ListUsers()) == UserList(("alice",)))
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
-    log = "".join(server.log)
+    log = server.log_text()
     for expected in ["Listening on 127.0.0.1:", "connect 127.0.0.1:", "login alice", "login bob", "logout bob"]:
         assert expected in log
     assert "secret words" not in log
@@ -41,7 +41,7 @@ def test_sigterm_and_sigint_stop_it_with_status_zero_within_a_second(server_proc
         assert time.monotonic() - started < 1.0
         for client in clients:
             client.assert_closed()
-        assert "Traceback" not in "".join(server.log)
+        assert "Traceback" not in server.log_text()
 
 
 def test_port_in_use_is_one_clear_line_and_status_one(server_process):

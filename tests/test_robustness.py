@@ -1,0 +1,401 @@
+"""The server under stalled readers, floods, trickles, garbage and connection churn.
+
+Each test runs a real server process and checks, besides its own point, that the server
+logged no traceback.
+"""
+
+import random
+import resource
+import socket
+import struct
+import time
+
+import gevent
+import pytest
+
+from chatroom.codec import encode
+from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
+
+from .support import FAILURE, MALFORMED, OK, WAIT, Peer, cpu_seconds, eventually, rss_kb
+
+
+def logged_in(address, name):
+    peer = Peer(address)
+    peer.login(name)
+    return peer
+
+
+def assert_pair_chats(address, tag="x"):
+    alice, bob = logged_in(address, f"alice{tag}"), logged_in(address, f"bob{tag}")
+    assert alice.request(SendTo(f"bob{tag}", "still here?")) == OK
+    assert bob.next_event() == Incoming(f"alice{tag}", "still here?")
+    alice.close()
+    bob.close()
+
+
+def assert_clean_log(server):
+    log = server.log_text()
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+
+
+# --- Stalled recipients -----------------------------------------------------------------
+
+
+def test_stalled_recipient_is_dropped_and_other_pairs_keep_pace(server_process):
+    server = server_process("--sendq", "65536", "--send-timeout", "1")
+    stalled = logged_in(server.address, "stalled")
+    stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    flooder = logged_in(server.address, "flooder")
+    alice, bob = logged_in(server.address, "alice"), logged_in(server.address, "bob")
+
+    def flood():
+        text = "x" * 60000
+        for sent in range(2000):
+            reply = flooder.request(SendTo("stalled", text))
+            if reply == FAILURE:
+                return sent
+        return None
+
+    def ping_pong(count=300):
+        slowest = 0.0
+        for seq in range(count):
+            started = time.monotonic()
+            assert alice.request(SendTo("bob", str(seq))) == OK
+            slowest = max(slowest, time.monotonic() - started)
+        return slowest
+
+    flooding = gevent.spawn(flood)
+    pairs = []
+    while not flooding.ready():
+        pairs.append(ping_pong())
+        assert len(pairs) < 100, "the stalled recipient was never dropped"
+    assert flooding.get() is not None
+    assert max(pairs) < 0.5  # a pair held up by the stall would wait the whole 1 s send timeout
+    received = [int(bob.next_event().text) for _ in range(300 * len(pairs))]
+    assert received == list(range(300)) * len(pairs)  # nothing acknowledged was lost or reordered
+    stalled.assert_closed()
+    assert flooder.request(ListUsers()) == UserList(("alice", "bob", "flooder"))
+    server.wait_for_log("is not reading")
+    assert server.log_text().count("is not reading") == 1
+    assert_clean_log(server)
+
+
+def test_client_that_never_reads_its_replies_is_dropped(server_process):
+    server = server_process("--sendq", "65536", "--send-timeout", "1")
+    greedy = Peer(server.address)
+    greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    burst = encode(ListUsers()) * 20000
+
+    def pipeline_without_reading():
+        try:
+            for _ in range(500):
+                greedy.send_raw(burst)
+        except OSError:
+            return True  # the server closed the connection
+        return False
+
+    assert gevent.spawn(pipeline_without_reading).get(timeout=30)
+    assert_pair_chats(server.address)
+    server.wait_for_log("is not reading; disconnecting")
+    assert_clean_log(server)
+
+
+# --- Frame timeout, rate limit, fairness ------------------------------------------------
+
+
+def test_frame_must_complete_within_the_frame_timeout(server_process):
+    server = server_process("--frame-timeout", "0.5")
+    idle = Peer(server.address)
+    partial_header = Peer(server.address)
+    partial_header.send_raw(b"\x03\x00")
+    trickler = Peer(server.address)
+    frame = encode(SendTo("bob", "y" * 100))
+
+    def trickle():
+        for i in range(len(frame)):
+            trickler.send_raw(frame[i : i + 1])
+            gevent.sleep(0.05)
+
+    trickling = gevent.spawn(trickle)
+    started = time.monotonic()
+    partial_header.assert_closed()
+    trickler.assert_closed()
+    trickling.kill()
+    assert time.monotonic() - started < 2.0
+    # A connection with no frame under way may stay idle as long as it likes.
+    assert idle.request(ListUsers()) == UserList(())
+    server.wait_for_log("did not complete a frame")
+    assert_clean_log(server)
+
+
+def test_frames_completing_one_after_another_do_not_trip_the_frame_timeout(server_process):
+    server = server_process("--frame-timeout", "0.5")
+    peer = Peer(server.address)
+    frame = encode(ListUsers())
+    for _ in range(8):  # 1.6 s in all, each frame complete within 0.2 s
+        peer.send_raw(frame + frame[:3])
+        gevent.sleep(0.1)
+        peer.send_raw(frame[3:])
+        assert peer.next_event() == UserList(())
+        assert peer.next_event() == UserList(())
+        gevent.sleep(0.1)
+
+
+def test_rate_limit_slows_a_flood_without_dropping_frames(server_process):
+    server = server_process("--rate-limit", "50")
+    peer = Peer(server.address)
+    started = time.monotonic()
+    peer.send(*[ListUsers()] * 150)
+    assert [peer.next_event() for _ in range(150)] == [UserList(())] * 150
+    # 50 frames may come in a burst; the other 100 at 50 a second take at least 2 s.
+    assert time.monotonic() - started >= 1.5
+    assert_clean_log(server)
+
+
+def test_a_pipelining_flood_does_not_starve_other_clients(server_process):
+    server = server_process()
+    flood = Peer(server.address)
+    burst = encode(ListUsers()) * 50000
+    stop = gevent.event.Event()
+    replies = [0]  # bytes of replies the flood has had back
+
+    def send_flood():
+        for _ in range(2000):
+            if stop.is_set():
+                return
+            flood.send_raw(burst)
+
+    def drain_replies():
+        while data := flood.sock.recv(1 << 20):
+            replies[0] += len(data)
+
+    sender, drainer = gevent.spawn(send_flood), gevent.spawn(drain_replies)
+    eventually(lambda: replies[0] > 0)
+    alice, bob = logged_in(server.address, "alice"), logged_in(server.address, "bob")
+    replies_before = replies[0]
+    slowest = 0.0
+    for seq in range(100):
+        started = time.monotonic()
+        assert alice.request(SendTo("bob", str(seq))) == OK
+        assert bob.next_event() == Incoming("alice", str(seq))
+        slowest = max(slowest, time.monotonic() - started)
+    flooded = replies[0] - replies_before
+    stop.set()
+    sender.kill()
+    drainer.kill()
+    assert flooded > 1_000_000, "the flood was not being served while the pair chatted"
+    assert slowest < 0.25
+
+
+# --- Connection limits and churn --------------------------------------------------------
+
+
+def test_max_clients_refuses_extra_connections_at_once(server_process):
+    server = server_process("--max-clients", "3")
+    first = [logged_in(server.address, f"u{i}") for i in range(3)]
+    extra = Peer(server.address)
+    extra.assert_closed()
+    server.wait_for_log("refused 127.0.0.1:")
+    first[0].close()
+    eventually(lambda: _serves(server.address))
+    assert_clean_log(server)
+
+
+def _serves(address) -> bool:
+    peer = Peer(address)
+    try:
+        return peer.request(ListUsers()) is not None
+    except (AssertionError, OSError):
+        return False
+    finally:
+        peer.close()
+
+
+def test_running_out_of_file_descriptors_pauses_accept_without_crash_or_spin(server_process):
+    def low_fd_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    server = server_process(preexec_fn=low_fd_limit)
+    peers = []
+    for _ in range(60):  # more than 40 descriptors can hold; the rest wait in the backlog
+        peers.append(Peer(server.address))
+    server.wait_for_log("cannot accept connections")
+    cpu_before = cpu_seconds(server.pid)
+    gevent.sleep(1.0)  # the window in which a spinning accept loop would burn CPU
+    assert cpu_seconds(server.pid) - cpu_before < 0.3
+    for peer in peers[:30]:
+        peer.close()
+    # The connections left waiting in the backlog are served once descriptors are free again.
+    assert peers[-1].request(ListUsers()) == UserList(())
+    assert_pair_chats(server.address)
+    assert_clean_log(server)
+
+
+def test_a_thousand_connect_disconnect_cycles(server_process):
+    server = server_process()
+    rst = struct.pack("ii", 1, 0)
+
+    def cycle(i):
+        peer = Peer(server.address)
+        kind = i % 5
+        if kind == 1:
+            peer.login(f"user{i}")
+        elif kind == 2:
+            peer.send_raw(encode(SendTo("someone", "half a frame"))[:12])
+        elif kind == 3:
+            peer.send(Login(f"user{i}"), ListUsers())
+            peer.send_raw(b"\x03\x00\x00")
+        elif kind == 4:
+            peer.send_raw(encode(Login(f"user{i}"))[:7])
+            peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, rst)
+        peer.close()
+
+    pool = gevent.pool.Pool(50)
+    for i in range(1000):
+        pool.spawn(cycle, i)
+    pool.join(timeout=60, raise_error=True)
+    watcher = Peer(server.address)
+    eventually(lambda: watcher.request(ListUsers()) == UserList(()))
+    assert_pair_chats(server.address)
+    assert_clean_log(server)
+
+
+# --- Hostile bytes ----------------------------------------------------------------------
+
+
+def random_frames(rng: random.Random, count: int) -> bytes:
+    """Valid frames, mutated ones, and noise, concatenated."""
+    valid = [
+        encode(Login("name")),
+        encode(ListUsers()),
+        encode(SendTo("name", "text")),
+        encode(Logout()),
+        encode(SendTo("name", "é" * 50)),
+    ]
+    out = bytearray()
+    for _ in range(count):
+        choice = rng.random()
+        if choice < 0.3:
+            frame = bytearray(rng.choice(valid))
+            for _ in range(rng.randint(1, 3)):
+                frame[rng.randrange(len(frame))] = rng.randrange(256)
+            out += frame
+        elif choice < 0.5:
+            body = rng.randbytes(rng.randint(0, 40))
+            out += struct.pack("!BI", rng.randrange(256), len(body)) + body
+        elif choice < 0.6:
+            out += rng.randbytes(rng.randint(1, 30))
+        else:
+            out += rng.choice(valid)
+    return bytes(out)
+
+
+def blast(address, data: bytes):
+    """Send data, say no more, and read whatever comes back until the server closes."""
+    peer = Peer(address)
+    try:
+        peer.send_raw(data)
+        peer.sock.shutdown(socket.SHUT_WR)
+        peer.assert_closed()
+    except OSError:
+        pass  # the server may close first, while we still send
+    finally:
+        peer.close()
+
+
+def test_random_and_mutated_frames(server_process):
+    server = server_process()
+    rng = random.Random(20261124)
+
+    def round_of(connections):
+        pool = gevent.pool.Pool(20)
+        for _ in range(connections):
+            pool.spawn(blast, server.address, random_frames(rng, 25))
+        pool.join(timeout=60, raise_error=True)
+
+    round_of(100)  # warm up: the first connections allocate what every later one reuses
+    baseline = rss_kb(server.pid)
+    for _ in range(4):
+        round_of(100)  # 10,000 frames in all
+    assert_pair_chats(server.address)
+    grown = rss_kb(server.pid) - baseline
+    assert grown < 8 * 1024, f"RSS grew by {grown} KiB"
+    assert_clean_log(server)
+
+
+def test_big_bodies_and_oversize_lengths(server_process):
+    server = server_process()
+    rng = random.Random(7)
+    for _ in range(20):
+        body = rng.randbytes(rng.randint(100_000, MAX_BODY))
+        blast(server.address, struct.pack("!BI", rng.choice([1, 3, 9]), len(body)) + body)
+    for length in [MAX_BODY + 1, 1 << 24, 0xFFFFFFFF]:
+        peer = Peer(server.address)
+        peer.send_raw(struct.pack("!BI", 0x01, length))
+        assert peer.next_event() == MALFORMED
+        peer.assert_closed()
+    peer = Peer(server.address)
+    peer.send_raw(b"".join(struct.pack("!BI", t, 0) for t in range(256)))
+    replies = [peer.next_event() for _ in range(256)]
+    assert sum(r == MALFORMED for r in replies) == 253  # all but LOGIN, LIST and LOGOUT
+    assert_pair_chats(server.address)
+    assert_clean_log(server)
+
+
+# --- Many clients -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def many_files():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 11000:
+        pytest.fail(f"the hard limit on open files ({hard}) is too low to hold 10,000 clients")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_ten_thousand_clients_then_shutdown_within_two_seconds(server_process, many_files):
+    server = server_process("--log-level", "WARNING", "--max-clients", "10001")
+    count = 10000
+    login = struct.pack("!BI", 0x01, 6)
+    sockets = []
+
+    def connect_and_log_in(i):
+        sock = socket.create_connection(server.address, timeout=WAIT)
+        sock.sendall(login + b"u%05d" % i)
+        assert sock.recv(6) == b"\x82\x00\x00\x00\x01\x00"
+        sockets.append(sock)
+
+    pool = gevent.pool.Pool(500)
+    for i in range(count):
+        pool.spawn(connect_and_log_in, i)
+    pool.join(timeout=120, raise_error=True)
+    assert len(sockets) == count
+    watcher = Peer(server.address)
+    names = watcher.request(ListUsers()).names
+    assert len(names) == count
+    print(f"RSS with {count} logged-in clients: {rss_kb(server.pid) / 1024:.0f} MiB")
+
+    started = time.monotonic()
+    server.signal()
+    assert server.wait() == 0
+    assert time.monotonic() - started < 2.0
+    for sock in sockets[:: count // 50]:
+        with gevent.Timeout(WAIT):
+            assert sock.recv(100) in (b"",)
+    for sock in sockets:
+        sock.close()
+    assert_clean_log(server)
+
+
+def test_keepalive_is_on_for_every_client(server, connect):
+    connect().login("alice")
+    (session,) = server._sessions
+    sock = session._sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+    interval = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+    probes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+    assert idle + interval * probes == 90
