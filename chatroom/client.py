@@ -39,7 +39,8 @@ def main(argv=None) -> int:
         tls = tls_context(args.ca) if args.tls else None
         sock = connect(args.host, args.port, tls)
     except ssl.SSLError as err:
-        reason = getattr(err, "verify_message", None) or err.reason or str(err)
+        verify_message = getattr(err, "verify_message", None)
+        reason = f"certificate verify failed: {verify_message}" if verify_message else err.reason or str(err)
         hint = " (is the server using TLS?)" if err.reason == "WRONG_VERSION_NUMBER" else ""
         print(f"chatroom-client: TLS with {args.host}:{args.port} failed: {reason}{hint}", file=sys.stderr)
         return 1

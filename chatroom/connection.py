@@ -39,7 +39,13 @@ def connect(host: str, port: int, tls: ssl.SSLContext | None = None):
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     """Certificate and host name verification on; trust ca_file, else the system's CAs."""
-    return ssl.create_default_context(cafile=ca_file)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # gevent's: it verifies by default
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    else:
+        context.load_default_certs()
+    return context
 
 
 class ConnectionLost(Exception):
@@ -91,14 +97,9 @@ class Connection:
 
     def _read(self):
         decoder = Decoder.for_client()
+        answered = False
         try:
-            answered = False
-            while True:
-                data = self._sock.recv(65536)
-                if not data:
-                    if not answered:
-                        self.lost_reason += " before answering anything (a TLS server? try --tls)"
-                    break
+            while data := self._sock.recv(65536):
                 answered = True
                 for event in decoder.receive_data(data):
                     self._dispatch(event)
@@ -107,6 +108,8 @@ class Connection:
                     break
         except OSError:
             pass
+        if not answered:
+            self.lost_reason += " before answering anything (a TLS server? try --tls)"
         if not self._closing:
             self.lost.set()
             self._replies.put(_LOST)

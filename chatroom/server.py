@@ -148,7 +148,10 @@ def raise_file_limit() -> int:
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # gevent's SSLContext, for sockets that wait cooperatively (ssl.create_default_context
+    # would make the standard library's, which blocks the whole process in a handshake).
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     return context
 

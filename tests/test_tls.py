@@ -1,0 +1,101 @@
+"""TLS: certificates made at run time with trustme; server and clients as processes."""
+
+import signal
+import sys
+
+import pytest
+import trustme
+from gevent import subprocess
+
+from .support import WAIT, ClientProcess, Peer
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 and localhost, and one for another host."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    for name, hosts in [("server", ["localhost", "127.0.0.1"]), ("elsewhere", ["chat.example.org"])]:
+        cert = ca.issue_cert(*hosts)
+        cert.private_key_pem.write_to_path(str(folder / f"{name}.key"))
+        for i, pem in enumerate(cert.cert_chain_pems):
+            pem.write_to_path(str(folder / f"{name}.pem"), append=i > 0)
+    return folder
+
+
+def tls_server(server_process, pki, name="server"):
+    return server_process("--tls-cert", str(pki / f"{name}.pem"), "--tls-key", str(pki / f"{name}.key"))
+
+
+def run_client(address, *args):
+    host, port = address
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom.client", *args, host, str(port)],
+        input=b"login alice\nlist\n",
+        capture_output=True,
+        timeout=WAIT * 3,
+    )
+
+
+def test_two_tls_clients_chat(server_process, pki):
+    server = tls_server(server_process, pki)
+    assert "(TLS)" in server.log_text()
+    alice = ClientProcess(server.address, "--tls", "--ca", str(pki / "ca.pem"))
+    bob = ClientProcess(server.address, "--tls", "--ca", str(pki / "ca.pem"))
+    try:
+        assert alice.run("login alice") == ["Success"]
+        assert bob.run("login bob") == ["Success"]
+        assert alice.run("sendto bob over TLS") == ["Success"]
+        assert bob.read_line() == "alice: over TLS"
+        alice.send("list")
+        assert alice.read_lines(2) == ["alice", "bob"]
+    finally:
+        alice.stop()
+        bob.stop()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert "Traceback" not in server.log_text()
+
+
+def test_host_name_is_verified(server_process, pki):
+    server = tls_server(server_process, pki)
+    result = run_client(("localhost", server.port), "--tls", "--ca", str(pki / "ca.pem"))
+    assert result.returncode == 0 and result.stdout == b"Success\nalice\n"
+    wrong_host = tls_server(server_process, pki, "elsewhere")
+    result = run_client(wrong_host.address, "--tls", "--ca", str(pki / "ca.pem"))
+    assert result.returncode == 1
+    assert b"certificate" in result.stderr.lower() and len(result.stderr.splitlines()) == 1
+
+
+def test_an_unknown_ca_is_refused(server_process, pki):
+    server = tls_server(server_process, pki)
+    result = run_client(server.address, "--tls")  # the system's CAs do not know ours
+    assert result.returncode == 1
+    assert b"certificate verify failed" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_plain_client_to_tls_server_is_a_clear_error(server_process, pki):
+    server = tls_server(server_process, pki)
+    result = run_client(server.address)
+    assert result.returncode == 1
+    assert b"try --tls" in result.stderr and len(result.stderr.splitlines()) == 1
+    server.wait_for_log("TLS handshake with 127.0.0.1:")
+    assert "Traceback" not in server.log_text()
+
+
+def test_tls_client_to_plain_server_is_a_clear_error(server_process, pki):
+    server = server_process()
+    result = run_client(server.address, "--tls", "--ca", str(pki / "ca.pem"))
+    assert result.returncode == 1
+    assert b"is the server using TLS?" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_silent_connection_to_a_tls_server_does_not_hold_the_server(server_process, pki):
+    server = tls_server(server_process, pki)
+    silent = Peer(server.address)  # connects, never says hello
+    result = run_client(server.address, "--tls", "--ca", str(pki / "ca.pem"))
+    assert result.returncode == 0 and result.stdout == b"Success\nalice\n"
+    silent.close()
