@@ -13,6 +13,7 @@ import socket
 
 import gevent
 from gevent import socket as gevent_socket
+from gevent import ssl
 from gevent.event import Event
 
 
@@ -29,6 +30,10 @@ class Outbox:
         self._frames = []
         self._queued = 0  # bytes queued or being sent
         self._writer = None  # the greenlet writing right now, if any
+        self._scheduled = False  # a send is due at the hub's next round of callbacks
+        self._loop = gevent.get_hub().loop
+        # A TLS socket cannot be asked for a single non-blocking write; it always waits.
+        self._can_try_send = not isinstance(sock, ssl.SSLSocket)
         self._room = Event()
         self._room.set()
         self.closed = False
@@ -41,9 +46,29 @@ class Outbox:
         self._queued += len(data)
 
     def push(self, data: bytes) -> None:
-        """Queue data and have it sent without the caller waiting on this socket."""
+        """Queue data and have it sent without the caller waiting on this socket.
+
+        The send happens once the caller yields to the hub, so that frames pushed by many
+        greenlets in one round leave in one send; only a send that would block gets a
+        writer greenlet of its own.
+        """
         self.put(data)
-        if self._writer is None and not self.closed:
+        if self._writer is None and not self._scheduled and not self.closed:
+            self._scheduled = True
+            self._loop.run_callback(self._send_pushed)
+
+    def _send_pushed(self):
+        self._scheduled = False
+        if self._writer is not None or not self._frames or self.closed:
+            return
+        data = self._take_frames()
+        try:
+            sent = self._try_send(data)
+        except OSError:
+            self._fail()
+            return
+        if sent < len(data):
+            self._frames.insert(0, memoryview(data)[sent:])
             self._writer = gevent.spawn(self._write_all)
 
     def flush(self) -> None:
@@ -84,29 +109,49 @@ class Outbox:
             self.close()
             self._on_stall()
 
+    def _take_frames(self):
+        frames, self._frames = self._frames, []
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def _fail(self):
+        self.close()
+        shut_down(self._sock)
+
     def _write_all(self):
         try:
             while self._frames and not self.closed:
-                frames, self._frames = self._frames, []
-                self._send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+                self._send_all(self._take_frames())
         except _Stalled:
             self._stalled()
         except OSError:
-            self.close()
-            shut_down(self._sock)
+            self._fail()
         finally:
             self._writer = None
 
     def _send_all(self, data):
-        view = memoryview(data)
+        view = memoryview(data)[self._try_send(data) :]
         while view:
             # A timeout per send: a slow client making progress is not stalled.
             with gevent.Timeout(self._stall_timeout, _Stalled):
                 sent = self._sock.send(view)
             view = view[sent:]
-            self._queued -= sent
-            if self._queued < self._limit:
-                self._room.set()
+            self._count_sent(sent)
+
+    def _try_send(self, data) -> int:
+        """Send what the socket takes right now, without waiting; the number of bytes sent."""
+        if not self._can_try_send:
+            return 0
+        try:
+            sent = self._sock.send(data, 0, 0.0)
+        except BlockingIOError:
+            return 0
+        self._count_sent(sent)
+        return sent
+
+    def _count_sent(self, sent):
+        self._queued -= sent
+        if self._queued < self._limit:
+            self._room.set()
 
 
 def shut_down(sock):

@@ -101,9 +101,10 @@ class Session:
                     sock.settimeout(None)
             elif events or not had_partial_frame:
                 frame_started = time.monotonic()
-            # recv() does not yield while data is waiting: without this, one client sending
-            # without pause would keep every other connection waiting.
-            gevent.sleep(0)
+            if len(events) >= FAIR_SHARE or len(data) == RECV_SIZE:
+                # recv() does not yield while data is waiting: without this, one client
+                # sending without pause would keep every other connection waiting.
+                gevent.sleep(0)
 
     def _on_stall(self):
         log.warning("%s (%s) is not reading; disconnecting", self.name or "client", self.peer)
