@@ -152,6 +152,8 @@ class Decoder:
     MAX_BODY before anything is buffered for it.
     """
 
+    __slots__ = ("_parsers", "_buffer", "broken")
+
     def __init__(self, parsers):
         self._parsers = parsers
         self._buffer = bytearray()

@@ -22,6 +22,21 @@ class _Stalled(Exception):
 
 
 class Outbox:
+    __slots__ = (
+        "_sock",
+        "_limit",
+        "_stall_timeout",
+        "_on_stall",
+        "_frames",
+        "_queued",
+        "_writer",
+        "_scheduled",
+        "_loop",
+        "_can_try_send",
+        "_room",
+        "closed",
+    )
+
     def __init__(self, sock, limit: int, stall_timeout: float, on_stall):
         self._sock = sock
         self._limit = limit
@@ -34,8 +49,7 @@ class Outbox:
         self._loop = gevent.get_hub().loop
         # A TLS socket cannot be asked for a single non-blocking write; it always waits.
         self._can_try_send = not isinstance(sock, ssl.SSLSocket)
-        self._room = Event()
-        self._room.set()
+        self._room = None  # an Event, made when a producer first has to wait for room
         self.closed = False
 
     def put(self, data: bytes) -> None:
@@ -84,6 +98,8 @@ class Outbox:
         """Wait until the queue is under its limit; False if closed, or stalled meanwhile."""
         with gevent.Timeout(self._stall_timeout, False):
             while not self.closed and self._queued >= self._limit:
+                if self._room is None:
+                    self._room = Event()
                 self._room.clear()
                 self._room.wait()
             return not self.closed
@@ -102,7 +118,8 @@ class Outbox:
         """Drop what is queued and refuse more; wakes producers waiting for room."""
         self.closed = True
         self._frames = []
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
 
     def _stalled(self):
         if not self.closed:
@@ -150,7 +167,7 @@ class Outbox:
 
     def _count_sent(self, sent):
         self._queued -= sent
-        if self._queued < self._limit:
+        if self._room is not None and self._queued < self._limit:
             self._room.set()
 
 

@@ -41,6 +41,8 @@ _LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the c
 
 
 class Session:
+    __slots__ = ("peer", "name", "_sock", "_directory", "_limits", "_decoder", "_outbox", "_throttle")
+
     def __init__(self, sock, peer: str, directory, limits: Limits):
         self.peer = peer
         self.name = None
@@ -101,10 +103,10 @@ class Session:
                     sock.settimeout(None)
             elif events or not had_partial_frame:
                 frame_started = time.monotonic()
-            if len(events) >= FAIR_SHARE or len(data) == RECV_SIZE:
-                # recv() does not yield while data is waiting: without this, one client
-                # sending without pause would keep every other connection waiting.
-                gevent.sleep(0)
+            # recv() does not yield while data is waiting: without this, a busy client would
+            # be served again and again while others wait. Yielding after every batch keeps
+            # the service round-robin (and lets more frames gather for each send).
+            gevent.sleep(0)
 
     def _on_stall(self):
         log.warning("%s (%s) is not reading; disconnecting", self.name or "client", self.peer)
@@ -184,6 +186,8 @@ class Session:
 
 class _Throttle:
     """A token bucket: a connection may send ``rate`` frames a second, in bursts of as many."""
+
+    __slots__ = ("_rate", "_tokens", "_last")
 
     def __init__(self, rate: float):
         self._rate = rate
