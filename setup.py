@@ -26,6 +26,7 @@ setup(
         "console_scripts": [
             "chatroom-server = chatroom.server:main",
             "chatroom-client = chatroom.client:main",
+            "chatroom-bench = chatroom.bench:main",
         ],
     },
 )

@@ -1,0 +1,310 @@
+"""chatroom-bench: load and measure any chatroom server, as redis-benchmark does for Redis.
+
+Scenarios:
+  relay  clients log in as PREFIX0..PREFIX{C-1} and pair up (0<->1, 2<->3, ...); each keeps
+         WINDOW messages in flight to its partner, sending a new one for every OK
+  fanin  clients 1..C-1 each keep WINDOW messages in flight to client 0
+  hold   clients log in and stay idle (measure the server's memory meanwhile)
+
+Figures:
+  msgs/s        messages delivered to their recipients per second, after the warm-up
+  latency       from the sender's send to the recipient's receipt: p50, p99, p99.9, max
+  failures      RESPONSE FAILURE or MALFORMED answers to SENDTO
+  disconnects   connections the server closed during the run
+  framing       frames from the server that did not decode
+  with --verify, per sender and recipient, using the sequence number in every message:
+  lost          acknowledged (OK) messages that never arrived
+  duplicated    messages that arrived more than once
+  reordered     messages that arrived after a later one from the same sender
+
+Every message carries its sequence number and send time, so any chatroom server can be
+measured: the bench is an ordinary client of the protocol.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import gevent
+from gevent import socket
+from gevent.event import Event
+
+from .codec import Decoder, encode
+from .protocol import Incoming, Login, Malformed, Response, SendTo, Status
+
+MIN_PAYLOAD = 32
+DRAIN_TIMEOUT = 5.0
+
+
+class Stats:
+    """What all clients saw, shared by their greenlets."""
+
+    def __init__(self):
+        self.measuring = False
+        self.arrived = 0  # every message received, for the progress line
+        self.delivered = 0  # messages received while measuring
+        self.latencies_ns = []
+        self.failures = 0
+        self.disconnects = 0
+        self.framing_errors = 0
+        self.acknowledged = {}  # (sender, recipient) -> OKs received
+        self.received = {}  # (sender, recipient) -> set of sequence numbers
+        self.duplicated = 0
+        self.reordered = 0
+        self.highest = {}  # (sender, recipient) -> highest sequence number received
+
+
+class BenchClient:
+    """One connection: logs in, sends to a target with a window, records what arrives."""
+
+    def __init__(self, address, name, stats, payload, verify):
+        self.name = name
+        self.sock = socket.create_connection(address, timeout=30)
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._stats = stats
+        self._payload = payload
+        self._verify = verify
+        self._decoder = Decoder.for_client()
+        self._target = None
+        self._sending = False
+        self._seq = 0
+        self._logged_in = Event()
+        self._login_refused = False
+        self._reader = gevent.spawn(self._read)
+
+    def log_in(self):
+        self.sock.sendall(encode(Login(self.name)))
+        if not self._logged_in.wait(30):
+            raise RuntimeError(f"no answer to the login of {self.name}")
+        if self._login_refused:
+            raise RuntimeError(f"the server refused the login of {self.name} (name in use?)")
+
+    def start_sending(self, target, window):
+        self._target = target
+        self._sending = True
+        self.sock.sendall(b"".join(self._next_frame() for _ in range(window)))
+
+    def stop_sending(self):
+        self._sending = False
+
+    def close(self):
+        self._reader.kill(block=False)
+        self.sock.close()
+
+    def _next_frame(self):
+        stamp = f"{self._seq:010d} {time.monotonic_ns():019d} "
+        self._seq += 1
+        text = stamp + "x" * (self._payload - len(stamp))
+        return encode(SendTo(self._target, text))
+
+    def _read(self):
+        try:
+            while data := self.sock.recv(262144):
+                replies = []
+                for event in self._decoder.receive_data(data):
+                    kind = type(event)
+                    if kind is Incoming:
+                        self._on_message(event)
+                    elif kind is Response:
+                        self._on_response(event, replies)
+                    elif kind is Malformed:
+                        self._stats.framing_errors += 1
+                if self._decoder.broken:
+                    self._stats.framing_errors += 1
+                    break
+                if replies:
+                    self.sock.sendall(b"".join(replies))
+        except OSError:
+            pass
+        self._stats.disconnects += 1
+
+    def _on_response(self, event, replies):
+        if not self._logged_in.is_set():
+            self._login_refused = event.status is not Status.OK
+            self._logged_in.set()
+            return
+        if event.status is Status.OK:
+            key = (self.name, self._target)
+            self._stats.acknowledged[key] = self._stats.acknowledged.get(key, 0) + 1
+        else:
+            self._stats.failures += 1
+        if self._sending:
+            replies.append(self._next_frame())
+
+    def _on_message(self, message):
+        now = time.monotonic_ns()
+        stats = self._stats
+        stats.arrived += 1
+        seq_text, sent_text = message.text.split(" ", 2)[:2]
+        if stats.measuring:
+            stats.delivered += 1
+            stats.latencies_ns.append(now - int(sent_text))
+        if self._verify:
+            self._check_sequence((message.sender, self.name), int(seq_text))
+
+    def _check_sequence(self, key, seq):
+        stats = self._stats
+        seen = stats.received.setdefault(key, set())
+        if seq in seen:
+            stats.duplicated += 1
+            return
+        seen.add(seq)
+        if seq < stats.highest.get(key, -1):
+            stats.reordered += 1
+        else:
+            stats.highest[key] = seq
+
+
+def percentile(sorted_values, fraction):
+    if not sorted_values:
+        return 0
+    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
+
+
+def run(args) -> dict:
+    address = (args.host, args.port)
+    stats = Stats()
+    clients = [BenchClient(address, f"{args.prefix}{i}", stats, args.payload, args.verify) for i in range(args.clients)]
+    started = time.monotonic()
+    gevent.joinall([gevent.spawn(c.log_in) for c in clients], raise_error=True)
+    connect_s = time.monotonic() - started
+    if args.scenario == "hold":
+        print(f"READY {len(clients)}", flush=True)
+    elif args.scenario == "relay":
+        for a, b in zip(clients[::2], clients[1::2], strict=True):
+            a.start_sending(b.name, args.window)
+            b.start_sending(a.name, args.window)
+    else:  # fanin
+        for client in clients[1:]:
+            client.start_sending(clients[0].name, args.window)
+
+    progress(stats, args.warmup, "warming up")
+    stats.measuring = True
+    measured_from = time.monotonic()
+    progress(stats, args.duration, "measuring")
+    stats.measuring = False
+    seconds = time.monotonic() - measured_from
+    for client in clients:
+        client.stop_sending()
+    if args.verify:
+        drain(stats)
+    for client in clients:
+        client.close()
+
+    latencies = sorted(stats.latencies_ns)
+    unique = sum(len(s) for s in stats.received.values())
+    return {
+        "scenario": args.scenario,
+        "clients": args.clients,
+        "window": args.window,
+        "payload": args.payload,
+        "seconds": round(seconds, 3),
+        "delivered": stats.delivered,
+        "msgs_per_s": round(stats.delivered / seconds, 1) if seconds else 0.0,
+        "p50_us": percentile(latencies, 0.50) // 1000,
+        "p99_us": percentile(latencies, 0.99) // 1000,
+        "p999_us": percentile(latencies, 0.999) // 1000,
+        "max_us": (latencies[-1] // 1000) if latencies else 0,
+        "failures": stats.failures,
+        "disconnects": stats.disconnects,
+        "framing_errors": stats.framing_errors,
+        "lost": max(0, sum(stats.acknowledged.values()) - unique) if args.verify else None,
+        "duplicated": stats.duplicated if args.verify else None,
+        "reordered": stats.reordered if args.verify else None,
+        "connect_s": round(connect_s, 3),
+    }
+
+
+def progress(stats, seconds, phase):
+    """Wait out a phase, showing the delivery rate every second on stderr."""
+    end = "\r" if sys.stderr.isatty() else "\n"
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        before = stats.arrived
+        gevent.sleep(min(1.0, seconds - elapsed))
+        rate = (stats.arrived - before) / max(time.monotonic() - started - elapsed, 1e-9)
+        shown = min(time.monotonic() - started, seconds)
+        print(f"  {phase} {shown:4.1f}/{seconds:g} s  {rate:10.0f} msgs/s", end=end, file=sys.stderr, flush=True)
+    if end == "\r":
+        print(file=sys.stderr)
+
+
+def drain(stats):
+    """After the sends stop, wait for acknowledged messages still on their way."""
+    with gevent.Timeout(DRAIN_TIMEOUT, False):
+        while sum(stats.acknowledged.values()) > sum(len(s) for s in stats.received.values()):
+            gevent.sleep(0.05)
+
+
+def report(result) -> str:
+    lines = [
+        f"{result['scenario']}: {result['clients']} clients, window {result['window']}, "
+        f"payload {result['payload']} B, {result['seconds']} s",
+        f"  delivered   {result['delivered']} messages, {result['msgs_per_s']:.0f} msgs/s",
+        f"  latency     p50 {result['p50_us']} us, p99 {result['p99_us']} us, "
+        f"p99.9 {result['p999_us']} us, max {result['max_us']} us",
+        f"  errors      {result['failures']} failures, {result['disconnects']} disconnects, "
+        f"{result['framing_errors']} framing errors",
+    ]
+    if result["lost"] is not None:
+        lines.append(
+            f"  verify      {result['lost']} lost, {result['duplicated']} duplicated, {result['reordered']} reordered"
+        )
+    return "\n".join(lines)
+
+
+def failed(result) -> bool:
+    checks = ["failures", "disconnects", "framing_errors", "lost", "duplicated", "reordered"]
+    return any(result[name] for name in checks)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="chatroom-bench",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=5555, help="server port (default %(default)s)")
+    parser.add_argument("--scenario", choices=["relay", "fanin", "hold"], default="relay")
+    parser.add_argument("--clients", type=int, default=2, help="connections (default %(default)s)")
+    parser.add_argument("--window", type=int, default=1, help="messages in flight per sender (default %(default)s)")
+    parser.add_argument(
+        "--payload", type=int, default=64, help=f"message size in bytes, at least {MIN_PAYLOAD} (default %(default)s)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured (default %(default)s)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default %(default)s)")
+    parser.add_argument("--verify", action="store_true", help="check every message's sequence number")
+    parser.add_argument("--prefix", default="bench", help="usernames are PREFIX0, PREFIX1, ... (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.payload < MIN_PAYLOAD:
+        parser.error(f"--payload must be at least {MIN_PAYLOAD}")
+    if args.scenario == "relay" and args.clients % 2:
+        parser.error("relay needs an even number of clients")
+    if args.scenario == "fanin" and args.clients < 2:
+        parser.error("fanin needs at least 2 clients")
+    if len(f"{args.prefix}{args.clients - 1}") > 20:
+        parser.error("--prefix too long: usernames have at most 20 characters")
+    try:
+        result = run(args)
+    except OSError as err:
+        print(f"chatroom-bench: cannot connect to {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        print(f"chatroom-bench: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result) if args.json else report(result))
+    return 1 if failed(result) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""chatroom-bench against a real server, and against a faulty one its checks must catch."""
+
+import json
+import sys
+
+from gevent import subprocess
+from gevent.server import StreamServer
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Incoming, Login, Response, SendTo, Status
+
+
+def bench(address, *args):
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom.bench", "--host", address[0], "--port", str(address[1]), "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def test_relay_and_fanin_lose_nothing(server_process):
+    server = server_process("--log-level", "WARNING")
+    status, result, progress = bench(
+        server.address, "--duration", "1", "--warmup", "0.3", "--clients", "6", "--window", "4", "--verify"
+    )
+    assert status == 0, result
+    assert result["delivered"] > 100 and result["msgs_per_s"] > 0
+    assert result["lost"] == result["duplicated"] == result["reordered"] == 0
+    assert result["failures"] == result["disconnects"] == result["framing_errors"] == 0
+    assert 0 < result["p50_us"] <= result["p99_us"] <= result["p999_us"] <= result["max_us"]
+    assert "msgs/s" in progress  # the progress line
+    status, result, _ = bench(
+        server.address,
+        "--scenario",
+        "fanin",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--clients",
+        "5",
+        "--window",
+        "8",
+        "--verify",
+        "--prefix",
+        "f",
+    )
+    assert status == 0 and result["delivered"] > 100 and result["lost"] == 0
+
+
+def test_hold_reports_ready(server_process):
+    server = server_process("--log-level", "WARNING")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatroom.bench",
+            "--port",
+            str(server.port),
+            "--scenario",
+            "hold",
+            "--clients",
+            "50",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("READY 50\n")
+
+
+def faulty_server():
+    """Relays like a chat server, but drops some acknowledged messages and doubles others."""
+    sessions = {}
+
+    def handle(sock, _address):
+        decoder = Decoder.for_server()
+        name = None
+        while data := sock.recv(65536):
+            for event in decoder.receive_data(data):
+                if isinstance(event, Login):
+                    name = event.name
+                    sessions[name] = sock
+                    sock.sendall(encode(Response(Status.OK)))
+                elif isinstance(event, SendTo):
+                    seq = int(event.text.split()[0])
+                    relay = encode(Incoming(name, event.text))
+                    copies = 0 if seq % 7 == 3 else 2 if seq % 10 == 0 else 1
+                    sessions[event.recipient].sendall(relay * copies)
+                    sock.sendall(encode(Response(Status.OK)))
+
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    return server
+
+
+def test_verify_catches_lost_and_duplicated_messages():
+    server = faulty_server()
+    try:
+        status, result, _ = bench(server.address, "--duration", "0.5", "--warmup", "0", "--verify")
+    finally:
+        server.stop()
+    assert status == 1
+    assert result["lost"] > 0 and result["duplicated"] > 0
+
+
+def test_help_explains_the_figures():
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom.bench", "--help"], capture_output=True, text=True, timeout=30
+    )
+    for figure in ["msgs/s", "p99", "lost", "duplicated", "reordered", "relay", "fanin", "hold"]:
+        assert figure in result.stdout
