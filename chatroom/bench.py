@@ -164,9 +164,11 @@ def percentile(sorted_values, fraction):
 
 
 def run(args) -> dict:
-    address = (args.host, args.port)
     stats = Stats()
-    clients = [BenchClient(address, f"{args.prefix}{i}", stats, args.payload, args.verify) for i in range(args.clients)]
+    clients = [
+        BenchClient((args.host, args.port[i % len(args.port)]), f"{args.prefix}{i}", stats, args.payload, args.verify)
+        for i in range(args.clients)
+    ]
     started = time.monotonic()
     gevent.joinall([gevent.spawn(c.log_in) for c in clients], raise_error=True)
     connect_s = time.monotonic() - started
@@ -268,7 +270,14 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=5555, help="server port (default %(default)s)")
+    parser.add_argument(
+        "--port",
+        type=lambda text: [int(port) for port in text.split(",")],
+        default=[5555],
+        metavar="PORT[,PORT...]",
+        help="server port (default 5555); with several, client i connects to the (i mod n)th, so that "
+        "relay partners sit on different servers of a cluster",
+    )
     parser.add_argument("--scenario", choices=["relay", "fanin", "hold"], default="relay")
     parser.add_argument("--clients", type=int, default=2, help="connections (default %(default)s)")
     parser.add_argument("--window", type=int, default=1, help="messages in flight per sender (default %(default)s)")
@@ -297,7 +306,8 @@ def main(argv=None) -> int:
     try:
         result = run(args)
     except OSError as err:
-        print(f"chatroom-bench: cannot connect to {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
+        ports = ",".join(map(str, args.port))
+        print(f"chatroom-bench: cannot connect to {args.host}:{ports}: {err.strerror or err}", file=sys.stderr)
         return 1
     except RuntimeError as err:
         print(f"chatroom-bench: {err}", file=sys.stderr)

@@ -34,6 +34,7 @@ USERS = "chatroom:users"
 NODE = "chatroom:node:"
 INBOX = "chatroom:inbox:"
 RETRY_PAUSE = 0.5
+POOL_SIZE = 32
 
 # Take a name unless a live node (another one) holds it.
 _CLAIM = """
@@ -51,13 +52,14 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 1
 """
-# The node holding a name, if that node is alive.
-_ROUTE = """
+# Publish a message to the inbox of the node holding a name, if that node is alive: the
+# number of nodes that received it (0 or 1), or -1 if nobody of that name is logged in.
+_SEND = """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if holder and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
-  return holder
+  return redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
 end
-return false
+return -1
 """
 # Everyone logged in at a live node; the entries of dead nodes are removed on the way.
 _LIVE_NAMES = """
@@ -96,9 +98,17 @@ class RedisDirectory:
     def __init__(self, url: str, ttl: float = 10.0):
         self.node_id = uuid.uuid4().hex[:12]
         self.ttl = ttl
-        self._redis = redis.Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
+        # Thousands of sessions may ask at once: they share a few connections, waiting their
+        # turn (cooperatively: the server patches sockets and locks for redis-py first).
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=2.0,
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+            retry=Retry(NoBackoff(), 1),
         )
+        self._redis = redis.Redis(connection_pool=pool)
         # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._local = LocalDirectory()
@@ -109,7 +119,7 @@ class RedisDirectory:
             for name, source in [
                 ("claim", _CLAIM),
                 ("release", _RELEASE),
-                ("route", _ROUTE),
+                ("send", _SEND),
                 ("names", _LIVE_NAMES),
                 ("release_all", _RELEASE_ALL),
             ]
@@ -154,20 +164,16 @@ class RedisDirectory:
         mailbox = self._local.find(name)
         if mailbox is not None:
             return mailbox
-        node = self._call("route", keys=[USERS], args=[name, NODE])
-        return _RemoteMailbox(self, node.decode(), name) if node else None
+        # Whether a user elsewhere exists is learnt in the same round trip that hands them
+        # the message (see _RemoteMailbox).
+        return _RemoteMailbox(self, name)
 
     # --- Between nodes ------------------------------------------------------------------
 
-    def publish(self, node: str, recipient: str, frame: bytes) -> bool:
-        """Hand a frame for recipient to its node; True once that node has it."""
-        try:
-            delivered = self._redis.publish(INBOX + node, name_field(recipient) + frame)
-        except redis.RedisError as err:
-            self._unreachable(err)
-            raise DirectoryUnavailable() from err
-        self._reachable()
-        return delivered > 0
+    def send_elsewhere(self, recipient: str, frame: bytes) -> bool:
+        """Hand a frame to the node of recipient; True once that node has it."""
+        payload = name_field(recipient) + frame
+        return self._call("send", keys=[USERS], args=[recipient, NODE, INBOX, payload]) == 1
 
     def _inbox_loop(self):
         while True:
@@ -243,14 +249,14 @@ class RedisDirectory:
 
 
 class _RemoteMailbox:
-    """A user logged in at another node: messages go through that node's inbox."""
+    """A user who is not on this node: messages go to the inbox of the node they are on, and
+    fail if there is none."""
 
-    __slots__ = ("_directory", "_node", "_name")
+    __slots__ = ("_directory", "_name")
 
-    def __init__(self, directory, node, name):
+    def __init__(self, directory, name):
         self._directory = directory
-        self._node = node
         self._name = name
 
     def deliver(self, sender: str, text: str, wait: bool = True) -> bool:
-        return self._directory.publish(self._node, self._name, encode(Incoming(sender, text)))
+        return self._directory.send_elsewhere(self._name, encode(Incoming(sender, text)))

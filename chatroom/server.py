@@ -49,8 +49,10 @@ class ChatServer:
         self.limits = limits or Limits()
         self._tls = tls
         self._sessions = {}  # Session -> the greenlet serving it
-        listener = _reusable_listener(host, port) if reuse_port else (host, port)
-        self._server = _Listener(listener, self._handle, backlog=BACKLOG)
+        if reuse_port:
+            self._server = _Listener(_reusable_listener(host, port), self._handle)
+        else:
+            self._server = _Listener((host, port), self._handle, backlog=BACKLOG)
 
     @property
     def address(self):

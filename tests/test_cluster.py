@@ -213,3 +213,15 @@ def test_thousands_of_messages_across_nodes_arrive_once_and_in_order(nodes):
     gevent.joinall(workers, timeout=30, raise_error=True)
     assert all(w.value == [OK] * per_sender for w in workers)
     assert received == expected
+
+
+def test_reuse_port_lets_two_processes_serve_one_port_as_one_chat(server_process, redis_server):
+    first = server_process("--redis", redis_server.url, "--reuse-port")
+    second = server_process("--redis", redis_server.url, "--reuse-port", "--port", str(first.port))
+    assert second.port == first.port
+    peers = [logged_in(first, f"u{i:02d}") for i in range(20)]
+    assert peers[0].request(ListUsers()) == UserList(tuple(f"u{i:02d}" for i in range(20)))
+    for i in range(1, 20):
+        assert peers[i].request(SendTo("u00", str(i))) == OK
+    assert sorted(int(peers[0].next_event().text) for _ in range(19)) == list(range(1, 20))
+    assert "connect 127.0.0.1:" in first.log_text() and "connect 127.0.0.1:" in second.log_text()
