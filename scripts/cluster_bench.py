@@ -92,48 +92,19 @@ def stop(*procs):
         proc.wait(10)
 
 
+def run_load(tool, port, clients, window, *extra) -> str:
+    """Run a load generator (chatroom-bench or loadgen) with --verify; its standard output."""
+    command = [str(tool), "--port", str(port), "--clients", str(clients), "--window", str(window)]
+    command += ["--duration", DURATION, "--verify", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
+
+
 def bench(ports, clients, window) -> dict:
-    out = subprocess.run(
-        [
-            str(BIN / "chatroom-bench"),
-            "--port",
-            ",".join(map(str, ports)),
-            "--clients",
-            str(clients),
-            "--window",
-            str(window),
-            "--duration",
-            DURATION,
-            "--verify",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return json.loads(out.stdout)
+    return json.loads(run_load(BIN / "chatroom-bench", ",".join(map(str, ports)), clients, window, "--json"))
 
 
 def loadgen(port, clients, window) -> dict:
-    out = subprocess.run(
-        [
-            str(BUILD / "loadgen"),
-            "--port",
-            str(port),
-            "--clients",
-            str(clients),
-            "--window",
-            str(window),
-            "--duration",
-            DURATION,
-            "--warmup",
-            "1",
-            "--verify",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    ).stdout
+    out = run_load(BUILD / "loadgen", port, clients, window, "--warmup", "1")
     return json.loads(next(line[7:] for line in out.splitlines() if line.startswith("RESULT ")))
 
 
