@@ -16,7 +16,7 @@ from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
 
 from .support import FAILURE, OK, WAIT, Peer, eventually
 
-TTL = 2  # --node-ttl for the nodes of these tests
+TTL = 3  # --node-ttl for the nodes of these tests: short, yet well above a loaded machine's hiccups
 
 
 def redis_server_binary() -> str:
