@@ -48,7 +48,9 @@ class ChatServer:
         self.directory = directory if directory is not None else LocalDirectory()
         self.limits = limits or Limits()
         self._tls = tls
-        self._sessions = {}  # Session -> the greenlet serving it
+        self._sessions = set()
+        self._all_ended = Event()  # set when the last session ends during stop()
+        self._stopping = False
         if reuse_port:
             self._server = _Listener(_reusable_listener(host, port), self._handle)
         else:
@@ -70,29 +72,31 @@ class ChatServer:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop accepting, end every connection, and wait up to timeout for them to close."""
         self._server.close()
-        greenlets = list(self._sessions.values())
-        for session in list(self._sessions):
-            session.disconnect()
-        gevent.joinall(greenlets, timeout=timeout)
-        gevent.killall(greenlets, block=True, timeout=timeout)
+        self._stopping = True
+        if self._sessions:
+            for session in list(self._sessions):
+                session.disconnect()
+            self._all_ended.wait(timeout)
 
     def _handle(self, sock, address):
         peer = f"{address[0]}:{address[1]}"
         if len(self._sessions) >= self.limits.max_clients:
             log.warning("refused %s: already serving %d clients (--max-clients)", peer, len(self._sessions))
-            return  # the StreamServer closes the socket
+            sock.close()
+            return
         _tune(sock)
         if self._tls is not None:
             sock = self._handshake(sock, peer)
             if sock is None:
                 return
-        session = Session(sock, peer, self.directory, self.limits)
-        self._sessions[session] = gevent.getcurrent()
-        try:
-            session.run()
-        finally:
-            del self._sessions[session]
-            sock.close()
+        session = Session(sock, peer, self.directory, self.limits, self._ended)
+        self._sessions.add(session)
+        session.start()
+
+    def _ended(self, session):
+        self._sessions.discard(session)
+        if self._stopping and not self._sessions:
+            self._all_ended.set()
 
     def _handshake(self, sock, peer):
         tls_sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
@@ -107,9 +111,13 @@ class ChatServer:
 
 
 class _Listener(StreamServer):
-    """A StreamServer that meets a shortage of file descriptors with a pause, not a traceback."""
+    """A StreamServer that meets a shortage of file descriptors with a pause, not a traceback,
+    and leaves closing a connection to its session (which outlives the accepting greenlet)."""
 
     _warned = False
+
+    def do_close(self, sock, *args):
+        pass
 
     def do_read(self):
         try:

@@ -1,6 +1,6 @@
 """One client's connection on the server: read frames, answer each, relay messages.
 
-A Session runs in its own greenlet. It answers every frame with exactly one reply, in order,
+A Session answers every frame with exactly one reply, in order, in a greenlet of its own,
 and is also the mailbox other sessions deliver to while its user is logged in.
 """
 
@@ -10,6 +10,7 @@ import struct
 import time
 
 import gevent
+from greenlet import greenlet
 
 from .codec import Decoder, encode
 from .directory import DirectoryUnavailable
@@ -37,13 +38,38 @@ FAILURE = encode(Response(Status.FAILURE))
 MALFORMED = encode(Response(Status.MALFORMED))
 RECV_SIZE = 65536
 FAIR_SHARE = 64  # frames answered before other connections get a turn
+QUIET_BEFORE_PARKING = 1.0  # seconds without data before a connection gives up its greenlet
 _LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 class Session:
-    __slots__ = ("peer", "name", "_sock", "_directory", "_limits", "_decoder", "_outbox", "_throttle")
+    """One client's connection, from accept to close.
 
-    def __init__(self, sock, peer: str, directory, limits: Limits):
+    A Session has a greenlet while its client is active. After QUIET_BEFORE_PARKING seconds
+    without a byte it *parks*: the greenlet ends, and a read watcher starts a new one when
+    more arrives (a timer meanwhile guards a frame left incomplete). A greenlet blocked in
+    recv() costs about 9 KB (its saved C stack and its page of Python frames); a parked
+    connection costs none of that, which is what lets one process hold tens of thousands of
+    idle clients. Busy connections keep their greenlet, so the relay path pays nothing.
+    """
+
+    __slots__ = (
+        "peer",
+        "name",
+        "_sock",
+        "_directory",
+        "_limits",
+        "_decoder",
+        "_outbox",
+        "_throttle",
+        "_on_end",
+        "_hub",
+        "_loop",
+        "_readable",
+        "_frame_timer",
+    )
+
+    def __init__(self, sock, peer: str, directory, limits: Limits, on_end):
         self.peer = peer
         self.name = None
         self._sock = sock
@@ -52,61 +78,96 @@ class Session:
         self._decoder = Decoder.for_server()
         self._outbox = Outbox(sock, limits.sendq, limits.send_timeout, self._on_stall)
         self._throttle = _Throttle(limits.rate_limit) if limits.rate_limit else None
+        self._on_end = on_end
+        self._hub = gevent.get_hub()
+        self._loop = self._hub.loop
+        self._readable = self._loop.io(sock.fileno(), 1)
+        self._frame_timer = None
 
-    def run(self) -> None:
+    def start(self) -> None:
         log.info("connect %s", self.peer)
+        self._park()
+
+    def _park(self):
+        # When the socket turns readable, the hub switches straight into a new greenlet, as
+        # it would into one waiting in recv(): no extra round of the event loop.
+        self._readable.start(greenlet(self._serve, parent=self._hub).switch)
+
+    def _serve(self):
+        """Answer what arrives until the client falls quiet, then park; or end the connection."""
+        self._readable.stop()
         try:
-            self._serve()
+            while True:
+                try:
+                    with gevent.Timeout(QUIET_BEFORE_PARKING):
+                        data = self._sock.recv(RECV_SIZE)
+                except gevent.Timeout:
+                    self._park()
+                    return
+                if not self._serve_batch(data):
+                    break
+                # recv() does not yield while data is waiting: without this, a busy client
+                # would be served again and again while others wait. Yielding after every
+                # batch keeps the service round-robin (and lets more frames gather per send).
+                gevent.sleep(0)
         except OSError:
             pass  # the peer reset or vanished: an ordinary end of a connection
-        finally:
+        self._end()
+
+    def _serve_batch(self, data) -> bool:
+        """Answer every frame data completes; False when the connection is over."""
+        if not data:
+            return False
+        decoder = self._decoder
+        outbox = self._outbox
+        had_partial_frame = decoder.pending > 0
+        events = decoder.receive_data(data)
+        for count, event in enumerate(events, 1):
+            if self._throttle is not None:
+                self._throttle.take(outbox)
+            outbox.put(self._answer(event))
+            if not count % FAIR_SHARE:
+                # A client pipelining thousands of frames must not keep the others waiting.
+                outbox.flush()
+                gevent.sleep(0)
+        outbox.flush()
+        if decoder.broken:
+            log.info("%s sent a frame over the size limit; closing", self.peer)
+            return False
+        if not outbox.has_room() and not outbox.wait_for_room():
+            return False
+        if not decoder.pending:
+            self._stop_frame_timer()
+        elif events or not had_partial_frame:
+            self._start_frame_timer()  # a new frame began in this batch
+        return True
+
+    def _start_frame_timer(self):
+        # A frame must not trickle in forever: it would hold its buffer for good.
+        self._stop_frame_timer()
+        self._frame_timer = self._loop.timer(self._limits.frame_timeout)
+        self._frame_timer.start(self._frame_expired)
+
+    def _stop_frame_timer(self):
+        if self._frame_timer is not None:
+            self._frame_timer.close()
+            self._frame_timer = None
+
+    def _frame_expired(self):
+        log.info("%s did not complete a frame in %g s; closing", self.peer, self._limits.frame_timeout)
+        self.disconnect()
+
+    def _end(self):
+        self._readable.close()
+        self._stop_frame_timer()
+        try:
             self._log_out("disconnected")
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
+            self._sock.close()
             log.info("disconnect %s", self.peer)
-
-    def _serve(self):
-        decoder = self._decoder
-        outbox = self._outbox
-        frame_timeout = self._limits.frame_timeout
-        sock = self._sock
-        frame_started = None  # when the first byte of the incomplete frame arrived
-        while True:
-            if frame_started is not None:
-                # A frame must not trickle in forever: it would hold its buffer for good.
-                sock.settimeout(max(0.001, frame_started + frame_timeout - time.monotonic()))
-            try:
-                data = sock.recv(RECV_SIZE)
-            except TimeoutError:
-                log.info("%s did not complete a frame in %g s; closing", self.peer, frame_timeout)
-                return
-            if not data:
-                return
-            had_partial_frame = decoder.pending > 0
-            events = decoder.receive_data(data)
-            for count, event in enumerate(events, 1):
-                if self._throttle is not None:
-                    self._throttle.take(outbox)
-                outbox.put(self._answer(event))
-                if not count % FAIR_SHARE:
-                    outbox.flush()
-                    gevent.sleep(0)
-            outbox.flush()
-            if decoder.broken:
-                log.info("%s sent a frame over the size limit; closing", self.peer)
-                return
-            if not outbox.has_room() and not outbox.wait_for_room():
-                return
-            if not decoder.pending:
-                if frame_started is not None:
-                    frame_started = None
-                    sock.settimeout(None)
-            elif events or not had_partial_frame:
-                frame_started = time.monotonic()
-            # recv() does not yield while data is waiting: without this, a busy client would
-            # be served again and again while others wait. Yielding after every batch keeps
-            # the service round-robin (and lets more frames gather for each send).
-            gevent.sleep(0)
+        finally:
+            self._on_end(self)
 
     def _on_stall(self):
         log.warning("%s (%s) is not reading; disconnecting", self.name or "client", self.peer)

@@ -107,7 +107,8 @@ def compare() -> str:
 
 
 def hold(command: str, loadgen: Path) -> tuple:
-    """(RSS before clients, RSS with HOLD_CLIENTS idle logged-in clients), in KiB."""
+    """(RSS before clients, RSS with HOLD_CLIENTS idle logged-in clients), in KiB; the second
+    2.5 s after they are all logged in."""
     proc, port = start_server(command)
     try:
         time.sleep(0.5)
@@ -122,7 +123,7 @@ def hold(command: str, loadgen: Path) -> tuple:
                 "--clients",
                 str(HOLD_CLIENTS),
                 "--duration",
-                "3",
+                "6",
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -131,7 +132,8 @@ def hold(command: str, loadgen: Path) -> tuple:
         ready = gen.stdout.readline()
         if not ready.startswith("READY"):
             sys.exit(f"bench: hold against {command!r} did not get ready: {ready!r}")
-        time.sleep(1)
+        # Idle connections give up their greenlets after a quiet second: measure after that.
+        time.sleep(2.5)
         during = rss_kb(proc.pid)
         gen.wait(60)
         return before, during

@@ -399,3 +399,22 @@ def test_keepalive_is_on_for_every_client(server, connect):
     interval = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
     probes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
     assert idle + interval * probes == 90
+
+
+# --- Parked connections -----------------------------------------------------------------
+
+
+def test_quiet_connections_park_and_wake(server_process):
+    server = server_process("--frame-timeout", "2.5")
+    alice, bob = logged_in(server.address, "alice"), logged_in(server.address, "bob")
+    trickler = Peer(server.address)
+    trickler.send_raw(b"\x02\x00")  # a frame begun, never finished
+    gevent.sleep(1.5)  # the quiet time after which every connection here gives up its greenlet
+    assert alice.request(SendTo("bob", "wake up")) == OK
+    assert bob.next_event() == Incoming("alice", "wake up")
+    assert bob.request(SendTo("alice", "awake")) == OK
+    assert alice.next_event() == Incoming("bob", "awake")
+    # The frame timer still runs while its connection is parked.
+    trickler.assert_closed()
+    server.wait_for_log("did not complete a frame in 2.5 s")
+    assert_clean_log(server)
