@@ -232,3 +232,16 @@ def test_no_cpu_used_while_idle(terminal):
     before = cpu_ticks()
     gevent.sleep(1.0)  # the measurement window itself, not a wait for something to happen
     assert cpu_ticks() - before <= 2
+
+
+def test_history_suggestions_show_as_you_type(terminal):
+    term = terminal()
+    term.type("login alice\r")
+    term.wait_for_input_line("alice> ")
+    term.type("log")
+    # The rest of the earlier line is suggested after the cursor; Right accepts it.
+    term.wait_for(
+        lambda t: t.cursor_line() == "alice> login alice" and t.screen.cursor.x == len("alice> log"), "the suggestion"
+    )
+    term.type("\x1b[C")
+    term.wait_for_input_line("alice> login alice")
