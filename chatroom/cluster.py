@@ -21,6 +21,7 @@ import uuid
 
 import gevent
 import redis
+from gevent.event import AsyncResult
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -125,6 +126,8 @@ class RedisDirectory:
             ]
         }
         self._greenlets = []
+        self._outgoing = []  # (payload, recipient, AsyncResult) waiting for the next batch
+        self._courier = None  # the greenlet carrying batches to Redis, while there are any
 
     def start(self) -> None:
         self._beat()
@@ -171,9 +174,52 @@ class RedisDirectory:
     # --- Between nodes ------------------------------------------------------------------
 
     def send_elsewhere(self, recipient: str, frame: bytes) -> bool:
-        """Hand a frame to the node of recipient; True once that node has it."""
-        payload = name_field(recipient) + frame
-        return self._call("send", keys=[USERS], args=[recipient, NODE, INBOX, payload]) == 1
+        """Hand a frame to the node of recipient; True once that node has it.
+
+        Sends that come in from other sessions while one is on its way to Redis go together
+        in the next round trip (a pipeline), in order. With nothing on its way, the caller
+        carries its own message, without waiting for another greenlet.
+        """
+        answer = AsyncResult()
+        self._outgoing.append((name_field(recipient) + frame, recipient, answer))
+        if self._courier is None:
+            self._courier = gevent.getcurrent()
+            try:
+                self._carry_batch()
+            finally:
+                self._courier = gevent.spawn(self._carry) if self._outgoing else None
+        try:
+            return answer.get() == 1
+        except redis.RedisError as err:
+            raise DirectoryUnavailable() from err
+
+    def _carry(self):
+        try:
+            while self._outgoing:
+                self._carry_batch()
+        finally:
+            self._courier = None
+
+    def _carry_batch(self):
+        batch, self._outgoing = self._outgoing, []
+        send = self._scripts["send"]
+        try:
+            if len(batch) == 1:
+                payload, recipient, _ = batch[0]
+                results = [send(keys=[USERS], args=[recipient, NODE, INBOX, payload])]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for payload, recipient, _ in batch:
+                    send(keys=[USERS], args=[recipient, NODE, INBOX, payload], client=pipe)
+                results = pipe.execute()
+        except redis.RedisError as err:
+            self._unreachable(err)
+            for _, _, answer in batch:
+                answer.set_exception(err)
+            return
+        self._reachable()
+        for (_, _, answer), result in zip(batch, results, strict=True):
+            answer.set(result)
 
     def _inbox_loop(self):
         while True:
