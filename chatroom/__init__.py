@@ -1,8 +1,10 @@
 """chatroom: a chat server and a terminal chat client over TCP.
 
-Modules: protocol (message types and limits), codec (sans-I/O bytes <-> messages),
-directory (presence and routing), outbox and session (one connection on the server),
-server (the StreamServer and its command line), client (the terminal client).
+Shared: protocol (message types and limits), codec (sans-I/O bytes <-> messages).
+Server: directory and cluster (presence and routing, in-process or through Redis), limits,
+outbox and session (one connection), server (the StreamServer and its command line).
+Client: commands, display, connection, shell, terminal, client (the entry point).
+Measuring: bench (chatroom-bench).
 """
 
 __version__ = "0.1.0"

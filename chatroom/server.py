@@ -1,6 +1,7 @@
-"""The chat server: a gevent StreamServer running one Session greenlet per client.
+"""The chat server: a gevent StreamServer that hands each accepted client to a Session.
 
-chatroom-server [--host H] [--port P] [--log-level L] [limits] [--tls-cert F --tls-key F]
+    chatroom-server [--host H] [--port P] [--log-level L] [limits] [--redis URL]
+                    [--reuse-port] [--tls-cert F --tls-key F]
 """
 
 import argparse
@@ -36,6 +37,8 @@ BACKLOG = 4096
 
 
 class ChatServer:
+    """Serves clients on one address; presence and routing go through ``directory``."""
+
     def __init__(
         self,
         host: str = "0.0.0.0",
