@@ -25,9 +25,8 @@ from gevent.event import AsyncResult
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .codec import Decoder, encode, name_field
+from .codec import name_field
 from .directory import DirectoryUnavailable, LocalDirectory
-from .protocol import Incoming
 
 log = logging.getLogger("chatroom.cluster")
 
@@ -241,9 +240,8 @@ class RedisDirectory:
         mailbox = self._local.find(recipient)
         if mailbox is None:
             return  # logged out meanwhile
-        for event in Decoder.for_client().receive_data(data[end:]):
-            # Never wait for room here: one slow recipient must not hold up the whole inbox.
-            mailbox.deliver(event.sender, event.text, wait=False)
+        # Never wait for room here: one slow recipient must not hold up the whole inbox.
+        mailbox.deliver(data[end:], wait=False)
 
     def _heartbeat_loop(self):
         while True:
@@ -304,5 +302,5 @@ class _RemoteMailbox:
         self._directory = directory
         self._name = name
 
-    def deliver(self, sender: str, text: str, wait: bool = True) -> bool:
-        return self._directory.send_elsewhere(self._name, encode(Incoming(sender, text)))
+    def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        return self._directory.send_elsewhere(self._name, frame)

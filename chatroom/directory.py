@@ -5,8 +5,9 @@ in-process :class:`LocalDirectory` is the default; a shared backend can replace 
 several server processes act as one chat.
 
 A *mailbox* is whatever accepts messages for one logged-in user: it has
-``deliver(sender, text, wait=True) -> bool``, True once the message is handed to the
-recipient's connection (or, for a user on another server, to that server).
+``deliver(frame, wait=True) -> bool``, taking the ready-encoded frame the recipient is to
+receive and answering True once it is handed to the recipient's connection (or, for a user
+on another server, to that server).
 """
 
 from typing import Protocol
@@ -17,7 +18,7 @@ class DirectoryUnavailable(Exception):
 
 
 class Mailbox(Protocol):
-    def deliver(self, sender: str, text: str, wait: bool = True) -> bool: ...
+    def deliver(self, frame: bytes, wait: bool = True) -> bool: ...
 
 
 class Directory(Protocol):

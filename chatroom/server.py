@@ -1,7 +1,7 @@
 """The chat server: a gevent StreamServer that hands each accepted client to a Session.
 
-    chatroom-server [--host H] [--port P] [--log-level L] [limits] [--redis URL]
-                    [--reuse-port] [--tls-cert F --tls-key F]
+chatroom-server [--host H] [--port P] [--log-level L] [limits] [--redis URL]
+                [--reuse-port] [--tls-cert F --tls-key F]
 """
 
 import argparse
@@ -63,10 +63,6 @@ class ChatServer:
     def address(self):
         """(host, port) actually listened on; the port is real even when 0 was asked for."""
         return self._server.address[0], self._server.server_port
-
-    @property
-    def client_count(self) -> int:
-        return len(self._sessions)
 
     def start(self) -> None:
         """Bind and start accepting; raises OSError if the address cannot be used."""

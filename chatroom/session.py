@@ -189,16 +189,17 @@ class Session:
 
     # --- Mailbox ------------------------------------------------------------------------
 
-    def deliver(self, sender: str, text: str, wait: bool = True) -> bool:
-        """Queue a message for this client. A full queue makes the caller wait for room (or
-        fail, if the client is stalled), unless ``wait`` is false: then the message is queued
-        over the limit, and only a client that stops reading is dropped."""
+    def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        """Queue a relayed message (a ready 0x83 frame) for this client. A full queue makes
+        the caller wait for room (or fail, if the client is stalled), unless ``wait`` is false:
+        then the frame is queued over the limit, and only a client that stops reading is
+        dropped."""
         outbox = self._outbox
         if wait and not outbox.has_room() and not outbox.wait_for_room():
             return False
         if outbox.closed:
             return False
-        outbox.push(encode(Incoming(sender, text)))
+        outbox.push(frame)
         return True
 
     # --- Answers ------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class Session:
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         mailbox = self._directory.find(recipient)
-        if mailbox is None or not mailbox.deliver(self.name, text):
+        if mailbox is None or not mailbox.deliver(encode(Incoming(self.name, text))):
             return FAILURE
         return OK
 
@@ -245,7 +246,7 @@ class Session:
         try:
             self._directory.release(name, self)
         except DirectoryUnavailable:
-            pass  # a shared directory expires names it cannot be told about
+            pass  # the shared directory tells Redis once it is back
         log.info("logout %s (%s, %s)", name, self.peer, how)
         return True
 

