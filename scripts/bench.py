@@ -11,13 +11,13 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from chatroom.testing import ServerProcess, rss_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
@@ -31,24 +31,8 @@ ROUNDS = os.environ.get("BENCH_ROUNDS", "3")
 HOLD_CLIENTS = int(os.environ.get("BENCH_HOLD_CLIENTS", "10000"))
 
 
-def start_server(command: str):
-    proc = subprocess.Popen(
-        command.split() + ["--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_many_files,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        match = re.search(r"Listening on .*:(\d+)", line)
-        if match:
-            return proc, int(match.group(1))
-        if not line:
-            break
-    proc.kill()
-    sys.exit(f"bench: {command!r} never said it was listening")
+def start_server(command: str) -> ServerProcess:
+    return ServerProcess(command=command.split(), preexec_fn=_many_files, ready_timeout=30)
 
 
 def _many_files():
@@ -56,19 +40,6 @@ def _many_files():
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def stop_server(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
 def build_loadgen() -> Path:
@@ -109,15 +80,15 @@ def compare() -> str:
 def hold(command: str, loadgen: Path) -> tuple:
     """(RSS before clients, RSS with HOLD_CLIENTS idle logged-in clients), in KiB; the second
     2.5 s after they are all logged in."""
-    proc, port = start_server(command)
+    server = start_server(command)
     try:
         time.sleep(0.5)
-        before = rss_kb(proc.pid)
+        before = rss_kb(server.pid)
         gen = subprocess.Popen(
             [
                 str(loadgen),
                 "--port",
-                str(port),
+                str(server.port),
                 "--scenario",
                 "hold",
                 "--clients",
@@ -134,21 +105,21 @@ def hold(command: str, loadgen: Path) -> tuple:
             sys.exit(f"bench: hold against {command!r} did not get ready: {ready!r}")
         # Idle connections give up their greenlets after a quiet second: measure after that.
         time.sleep(2.5)
-        during = rss_kb(proc.pid)
+        during = rss_kb(server.pid)
         gen.wait(60)
         return before, during
     finally:
-        stop_server(proc)
+        server.terminate()
 
 
 def fanin(loadgen: Path) -> dict:
-    proc, port = start_server(OURS)
+    server = start_server(OURS)
     try:
         out = subprocess.run(
             [
                 str(loadgen),
                 "--port",
-                str(port),
+                str(server.port),
                 "--scenario",
                 "fanin",
                 "--clients",
@@ -164,7 +135,7 @@ def fanin(loadgen: Path) -> dict:
             timeout=120,
         ).stdout
     finally:
-        stop_server(proc)
+        server.terminate()
     return json.loads(next(line[7:] for line in out.splitlines() if line.startswith("RESULT ")))
 
 
@@ -174,13 +145,13 @@ def bench_alone() -> str:
     rows = ["| config | msgs/s | p50 us | p99 us | lost/dup/reordered |", "|---|---|---|---|---|"]
     for config in CONFIGS.split(","):
         clients, window = config.split("x")
-        proc, port = start_server(OURS)
+        server = start_server(OURS)
         try:
             out = subprocess.run(
                 [
                     str(Path(PYTHON).parent / "chatroom-bench"),
                     "--port",
-                    str(port),
+                    str(server.port),
                     "--clients",
                     clients,
                     "--window",
@@ -195,7 +166,7 @@ def bench_alone() -> str:
                 timeout=300,
             ).stdout
         finally:
-            stop_server(proc)
+            server.terminate()
         r = json.loads(out)
         rows.append(
             f"| {config} | {r['msgs_per_s']:.0f} | {r['p50_us']} | {r['p99_us']} | "

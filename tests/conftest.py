@@ -1,8 +1,17 @@
 import pytest
 
+from chatroom import testing
 from chatroom.server import ChatServer
+from chatroom.testing import ClientProcess, Peer, ServerProcess
 
-from .support import ClientProcess, Peer, ServerProcess
+# Fixtures that start processes: a test that uses one is a "process" test.
+_PROCESS_FIXTURES = {"server_process", "client", "terminal", "redis_server", "nodes"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
 
 
 class _Started:
@@ -33,9 +42,32 @@ def server():
 
 
 @pytest.fixture
-def connect(server):
+def peer_at():
+    """peer_at(address) -> a new Peer connected to address; all closed at the end."""
+    started = _Started(Peer, Peer.close)
+    yield started
+    started.end_all()
+
+
+@pytest.fixture
+def connect(server, peer_at):
     """connect() -> a new Peer on the in-process server; all closed at the end."""
-    started = _Started(lambda: Peer(server.address), Peer.close)
+    return lambda: peer_at(server.address)
+
+
+@pytest.fixture
+def logged_in():
+    """logged_in(address, name) -> a new Peer logged in as name; all closed at the end."""
+    started = _Started(testing.logged_in, Peer.close)
+    yield started
+    started.end_all()
+
+
+@pytest.fixture
+def fake_server():
+    """fake_server(handler) -> a started StreamServer running handler(sock) per connection;
+    all stopped at the end."""
+    started = _Started(testing.fake_server, lambda server: server.stop(timeout=testing.WAIT))
     yield started
     started.end_all()
 

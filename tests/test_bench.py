@@ -3,11 +3,13 @@
 import json
 import sys
 
+import pytest
 from gevent import subprocess
-from gevent.server import StreamServer
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, Login, Response, SendTo, Status
+
+pytestmark = pytest.mark.process
 
 
 def bench(address, *args):
@@ -76,11 +78,12 @@ def test_hold_reports_ready(server_process):
     assert result.stdout.startswith("READY 50\n")
 
 
-def faulty_server():
-    """Relays like a chat server, but drops some acknowledged messages and doubles others."""
+def faulty_relay():
+    """A handler that relays like a chat server, but drops some acknowledged messages and
+    doubles others."""
     sessions = {}
 
-    def handle(sock, _address):
+    def handle(sock):
         decoder = Decoder.for_server()
         name = None
         while data := sock.recv(65536):
@@ -96,17 +99,12 @@ def faulty_server():
                     sessions[event.recipient].sendall(relay * copies)
                     sock.sendall(encode(Response(Status.OK)))
 
-    server = StreamServer(("127.0.0.1", 0), handle)
-    server.start()
-    return server
+    return handle
 
 
-def test_verify_catches_lost_and_duplicated_messages():
-    server = faulty_server()
-    try:
-        status, result, _ = bench(server.address, "--duration", "0.5", "--warmup", "0", "--verify")
-    finally:
-        server.stop()
+def test_verify_catches_lost_and_duplicated_messages(fake_server):
+    server = fake_server(faulty_relay())
+    status, result, _ = bench(server.address, "--duration", "0.5", "--warmup", "0", "--verify")
     assert status == 1
     assert result["lost"] > 0 and result["duplicated"] > 0
 

@@ -5,12 +5,13 @@ import sys
 import gevent
 import pytest
 from gevent import socket, subprocess
-from gevent.server import StreamServer
+from gevent.event import Event
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Response, SendTo, Status, UserList
+from chatroom.testing import OK, eventually
 
-from .support import OK, eventually
+pytestmark = pytest.mark.process
 
 
 def test_login_success_then_failure_for_a_taken_name(client):
@@ -152,13 +153,6 @@ def test_cannot_connect_is_one_line_and_status_one():
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "refused" in lines[0].lower()
 
 
-def fake_server(handler):
-    """A StreamServer on 127.0.0.1 that runs handler(sock) for each connection."""
-    server = StreamServer(("127.0.0.1", 0), lambda sock, _: handler(sock))
-    server.start()
-    return server
-
-
 def answer_every_frame(status):
     def handler(sock):
         decoder = Decoder.for_server()
@@ -169,16 +163,13 @@ def answer_every_frame(status):
     return handler
 
 
-def test_malformed_response_prints_malformed_packet(client):
+def test_malformed_response_prints_malformed_packet(client, fake_server):
     server = fake_server(answer_every_frame(Status.MALFORMED))
-    try:
-        assert client(server.address).run("login alice", "list") == ["Malformed packet", "Malformed packet"]
-    finally:
-        server.stop()
+    assert client(server.address).run("login alice", "list") == ["Malformed packet", "Malformed packet"]
 
 
-def test_server_closing_the_connection_ends_the_client_with_an_error(client):
-    first_frame = gevent.event.Event()
+def test_server_closing_the_connection_ends_the_client_with_an_error(client, fake_server):
+    first_frame = Event()
 
     def handler(sock):
         sock.recv(100)
@@ -188,32 +179,26 @@ def test_server_closing_the_connection_ends_the_client_with_an_error(client):
         sock.close()
 
     server = fake_server(handler)
-    try:
-        c = client(server.address)
-        assert c.run("login alice") == ["Success"]
-        c.send("list")
-        status, out, err = c.finish(close_stdin=False)
-        assert status != 0
-        assert out == ""
-        assert len(err.splitlines()) == 1 and "closed" in err
-    finally:
-        server.stop()
+    c = client(server.address)
+    assert c.run("login alice") == ["Success"]
+    c.send("list")
+    status, out, err = c.finish(close_stdin=False)
+    assert status != 0
+    assert out == ""
+    assert len(err.splitlines()) == 1 and "closed" in err
 
 
-def test_server_closing_while_the_client_idles(client):
+def test_server_closing_while_the_client_idles(client, fake_server):
     def handler(sock):
         gevent.sleep(0.2)
         sock.close()
 
     server = fake_server(handler)
-    try:
-        status, out, err = client(server.address).finish(close_stdin=False)
-        assert status != 0 and len(err.splitlines()) == 1
-    finally:
-        server.stop()
+    status, out, err = client(server.address).finish(close_stdin=False)
+    assert status != 0 and len(err.splitlines()) == 1
 
 
-def test_no_reply_in_ten_seconds_says_so_and_carries_on(client):
+def test_no_reply_in_ten_seconds_says_so_and_carries_on(client, fake_server):
     replies = []
 
     def handler(sock):
@@ -228,11 +213,8 @@ def test_no_reply_in_ten_seconds_says_so_and_carries_on(client):
                 sock.sendall(encode(UserList(("late",))))
 
     server = fake_server(handler)
-    try:
-        c = client(server.address)
-        c.send("login alice")
-        err = gevent.with_timeout(15, c.proc.stderr.readline)
-        assert b"no reply" in err
-        assert c.run("list") == ["late"]
-    finally:
-        server.stop()
+    c = client(server.address)
+    c.send("login alice")
+    err = gevent.with_timeout(15, c.proc.stderr.readline)
+    assert b"no reply" in err
+    assert c.run("list") == ["late"]

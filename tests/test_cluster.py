@@ -8,66 +8,21 @@ import signal
 
 import gevent
 import pytest
-import redis
-from gevent import socket, subprocess
 
-from chatroom.local_redis import redis_server_command
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
+from chatroom.testing import FAILURE, OK, WAIT, RedisProcess, eventually
 
-from .support import FAILURE, OK, WAIT, Peer, eventually
+pytestmark = pytest.mark.process
 
 TTL = 3  # --node-ttl for the nodes of these tests: short, yet well above a loaded machine's hiccups
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RedisProcess:
-    """redis-server on 127.0.0.1, in a temporary folder, without persistence."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = None
-        self.start()
-
-    def start(self):
-        try:
-            command = redis_server_command(self.port, self.folder)
-        except FileNotFoundError as missing:
-            pytest.fail(str(missing))  # never a skip: CI must run these tests
-        self.proc = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-
-        def answers():
-            try:
-                return client.ping()
-            except redis.ConnectionError:
-                return False
-
-        eventually(answers, timeout=10, interval=0.05)
-        client.close()
-
-    def client(self):
-        return redis.Redis(port=self.port)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(WAIT)
-
-
 @pytest.fixture
 def redis_server(tmp_path):
-    server = RedisProcess(tmp_path)
+    try:
+        server = RedisProcess(tmp_path)
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing))  # never a skip: CI must run these tests
     yield server
     server.stop()
 
@@ -82,15 +37,9 @@ def nodes(server_process, redis_server):
     return start
 
 
-def logged_in(node, name):
-    peer = Peer(node.address)
-    peer.login(name)
-    return peer
-
-
-def test_users_on_different_nodes_list_each_other_and_chat(nodes):
+def test_users_on_different_nodes_list_each_other_and_chat(nodes, logged_in):
     one, two = nodes(2)
-    alice, bob = logged_in(one, "alice"), logged_in(two, "bob")
+    alice, bob = logged_in(one.address, "alice"), logged_in(two.address, "bob")
     assert alice.request(ListUsers()) == UserList(("alice", "bob"))
     assert bob.request(ListUsers()) == UserList(("alice", "bob"))
     assert alice.request(SendTo("bob", "hello from one")) == OK
@@ -100,28 +49,28 @@ def test_users_on_different_nodes_list_each_other_and_chat(nodes):
     assert alice.request(SendTo("nobody", "x")) == FAILURE
 
 
-def test_a_name_is_unique_across_the_cluster(nodes):
+def test_a_name_is_unique_across_the_cluster(nodes, logged_in, peer_at):
     one, two, three = nodes(3)
-    alice = logged_in(one, "alice")
-    assert Peer(two.address).request(Login("alice")) == FAILURE
+    alice = logged_in(one.address, "alice")
+    assert peer_at(two.address).request(Login("alice")) == FAILURE
     # Many nodes racing for one name: exactly one wins.
-    racers = [Peer(node.address) for node in (one, two, three) for _ in range(5)]
+    racers = [peer_at(node.address) for node in (one, two, three) for _ in range(5)]
     for racer in racers:
         racer.send(Login("prize"))
     assert sum(racer.next_event() == OK for racer in racers) == 1
     assert alice.request(ListUsers()) == UserList(("alice", "prize"))
 
 
-def test_logout_and_disconnect_free_the_name_cluster_wide(nodes):
+def test_logout_and_disconnect_free_the_name_cluster_wide(nodes, logged_in, peer_at):
     one, two = nodes(2)
-    alice = logged_in(one, "alice")
+    alice = logged_in(one.address, "alice")
     alice.close()
-    eventually(lambda: Peer(two.address).request(Login("alice")) == OK)
+    eventually(lambda: peer_at(two.address).request(Login("alice")) == OK)
 
 
-def test_same_node_messages_do_not_touch_redis(nodes, redis_server):
+def test_same_node_messages_do_not_touch_redis(nodes, redis_server, logged_in):
     (one,) = nodes(1)
-    alice, bob = logged_in(one, "alice"), logged_in(one, "bob")
+    alice, bob = logged_in(one.address, "alice"), logged_in(one.address, "bob")
     stats = redis_server.client()
     published = stats.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
     for i in range(100):
@@ -130,25 +79,25 @@ def test_same_node_messages_do_not_touch_redis(nodes, redis_server):
     assert stats.info("commandstats").get("cmdstat_publish", {}).get("calls", 0) == published
 
 
-def test_killed_node_frees_its_users_within_the_ttl(nodes):
+def test_killed_node_frees_its_users_within_the_ttl(nodes, logged_in, peer_at):
     one, two = nodes(2)
-    alice = logged_in(one, "alice")
-    carol = logged_in(two, "carol")
+    alice = logged_in(one.address, "alice")
+    carol = logged_in(two.address, "carol")
     assert carol.request(ListUsers()) == UserList(("alice", "carol"))
     one.signal(signal.SIGKILL)
     eventually(lambda: carol.request(ListUsers()) == UserList(("carol",)), timeout=TTL + 3)
     assert carol.request(SendTo("alice", "are you there?")) == FAILURE
-    assert Peer(two.address).request(Login("alice")) == OK
+    assert peer_at(two.address).request(Login("alice")) == OK
     alice.close()
 
 
-def test_redis_down_then_back(nodes, redis_server):
+def test_redis_down_then_back(nodes, redis_server, logged_in, peer_at):
     one, two = nodes(2)
-    alice, bob = logged_in(one, "alice"), logged_in(one, "bob")
-    carol = logged_in(two, "carol")
+    alice, bob = logged_in(one.address, "alice"), logged_in(one.address, "bob")
+    carol = logged_in(two.address, "carol")
     redis_server.stop()
     # While Redis is away: what needs it fails, local messages still flow, nothing breaks.
-    assert Peer(one.address).request(Login("dave")) == FAILURE
+    assert peer_at(one.address).request(Login("dave")) == FAILURE
     assert alice.request(ListUsers()) == FAILURE
     assert alice.request(SendTo("carol", "across")) == FAILURE
     assert alice.request(SendTo("bob", "local")) == OK
@@ -161,18 +110,18 @@ def test_redis_down_then_back(nodes, redis_server):
     eventually(recovered, timeout=TTL + 5)
     eventually(lambda: alice.request(SendTo("carol", "back")) == OK, timeout=WAIT)
     assert carol.next_event() == Incoming("alice", "back")
-    assert Peer(one.address).request(Login("dave")) == OK
+    assert peer_at(one.address).request(Login("dave")) == OK
     for node in (one, two):
         log = node.log_text()
         assert log.count("Redis unreachable") == 1 and "Traceback" not in log
 
 
-def test_thousands_of_messages_across_nodes_arrive_once_and_in_order(nodes):
+def test_thousands_of_messages_across_nodes_arrive_once_and_in_order(nodes, logged_in):
     one, two = nodes(2)
     pairs = 10
     per_sender = 300
-    senders = [logged_in(one, f"s{i}") for i in range(pairs)]
-    receivers = [logged_in(two, f"r{i}") for i in range(pairs)]
+    senders = [logged_in(one.address, f"s{i}") for i in range(pairs)]
+    receivers = [logged_in(two.address, f"r{i}") for i in range(pairs)]
     # Each receiver also hears from every sender, so streams interleave at every inbox.
     expected = {}
 
@@ -196,11 +145,11 @@ def test_thousands_of_messages_across_nodes_arrive_once_and_in_order(nodes):
     assert received == expected
 
 
-def test_reuse_port_lets_two_processes_serve_one_port_as_one_chat(server_process, redis_server):
+def test_reuse_port_lets_two_processes_serve_one_port_as_one_chat(server_process, redis_server, logged_in):
     first = server_process("--redis", redis_server.url, "--reuse-port")
     second = server_process("--redis", redis_server.url, "--reuse-port", "--port", str(first.port))
     assert second.port == first.port
-    peers = [logged_in(first, f"u{i:02d}") for i in range(20)]
+    peers = [logged_in(first.address, f"u{i:02d}") for i in range(20)]
     assert peers[0].request(ListUsers()) == UserList(tuple(f"u{i:02d}" for i in range(20)))
     for i in range(1, 20):
         assert peers[i].request(SendTo("u00", str(i))) == OK

@@ -2,8 +2,8 @@
 
 import pytest
 
-from chatroom.commands import Error, Exit, Help, parse
-from chatroom.display import escape, message_line
+from chatroom.client.commands import Error, Exit, Help, parse
+from chatroom.client.display import escape, message_line
 from chatroom.protocol import ListUsers, Login, Logout, SendTo
 
 

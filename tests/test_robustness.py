@@ -12,25 +12,24 @@ import time
 
 import gevent
 import pytest
+from gevent.event import Event
+from gevent.pool import Pool
 
 from chatroom.codec import encode
 from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
-
-from .support import FAILURE, MALFORMED, OK, WAIT, Peer, cpu_seconds, eventually, rss_kb
-
-
-def logged_in(address, name):
-    peer = Peer(address)
-    peer.login(name)
-    return peer
+from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, cpu_seconds, eventually, rss_kb
 
 
 def assert_pair_chats(address, tag="x"):
-    alice, bob = logged_in(address, f"alice{tag}"), logged_in(address, f"bob{tag}")
-    assert alice.request(SendTo(f"bob{tag}", "still here?")) == OK
-    assert bob.next_event() == Incoming(f"alice{tag}", "still here?")
-    alice.close()
-    bob.close()
+    alice, bob = Peer(address), Peer(address)
+    try:
+        alice.login(f"alice{tag}")
+        bob.login(f"bob{tag}")
+        assert alice.request(SendTo(f"bob{tag}", "still here?")) == OK
+        assert bob.next_event() == Incoming(f"alice{tag}", "still here?")
+    finally:
+        alice.close()
+        bob.close()
 
 
 def assert_clean_log(server):
@@ -41,7 +40,7 @@ def assert_clean_log(server):
 # --- Stalled recipients -----------------------------------------------------------------
 
 
-def test_stalled_recipient_is_dropped_and_other_pairs_keep_pace(server_process):
+def test_stalled_recipient_is_dropped_and_other_pairs_keep_pace(server_process, logged_in):
     server = server_process("--sendq", "65536", "--send-timeout", "1")
     stalled = logged_in(server.address, "stalled")
     flooder = logged_in(server.address, "flooder")
@@ -79,9 +78,9 @@ def test_stalled_recipient_is_dropped_and_other_pairs_keep_pace(server_process):
     assert_clean_log(server)
 
 
-def test_client_that_never_reads_its_replies_is_dropped(server_process):
+def test_client_that_never_reads_its_replies_is_dropped(server_process, peer_at):
     server = server_process("--sendq", "65536", "--send-timeout", "1")
-    greedy = Peer(server.address)
+    greedy = peer_at(server.address)
     greedy.sock.settimeout(None)
     burst = encode(ListUsers()) * 20000
 
@@ -102,12 +101,12 @@ def test_client_that_never_reads_its_replies_is_dropped(server_process):
 # --- Frame timeout, rate limit, fairness ------------------------------------------------
 
 
-def test_frame_must_complete_within_the_frame_timeout(server_process):
+def test_frame_must_complete_within_the_frame_timeout(server_process, peer_at):
     server = server_process("--frame-timeout", "0.5")
-    idle = Peer(server.address)
-    partial_header = Peer(server.address)
+    idle = peer_at(server.address)
+    partial_header = peer_at(server.address)
     partial_header.send_raw(b"\x03\x00")
-    trickler = Peer(server.address)
+    trickler = peer_at(server.address)
     frame = encode(SendTo("bob", "y" * 100))
 
     def trickle():
@@ -127,9 +126,9 @@ def test_frame_must_complete_within_the_frame_timeout(server_process):
     assert_clean_log(server)
 
 
-def test_frames_completing_one_after_another_do_not_trip_the_frame_timeout(server_process):
+def test_frames_completing_one_after_another_do_not_trip_the_frame_timeout(server_process, peer_at):
     server = server_process("--frame-timeout", "0.5")
-    peer = Peer(server.address)
+    peer = peer_at(server.address)
     frame = encode(ListUsers())
     for _ in range(8):  # 1.6 s in all, each frame complete within 0.2 s
         peer.send_raw(frame + frame[:3])
@@ -140,9 +139,9 @@ def test_frames_completing_one_after_another_do_not_trip_the_frame_timeout(serve
         gevent.sleep(0.1)
 
 
-def test_rate_limit_slows_a_flood_without_dropping_frames(server_process):
+def test_rate_limit_slows_a_flood_without_dropping_frames(server_process, peer_at):
     server = server_process("--rate-limit", "50")
-    peer = Peer(server.address)
+    peer = peer_at(server.address)
     started = time.monotonic()
     peer.send(*[ListUsers()] * 150)
     assert [peer.next_event() for _ in range(150)] == [UserList(())] * 150
@@ -151,11 +150,11 @@ def test_rate_limit_slows_a_flood_without_dropping_frames(server_process):
     assert_clean_log(server)
 
 
-def test_a_pipelining_flood_does_not_starve_other_clients(server_process):
+def test_a_pipelining_flood_does_not_starve_other_clients(server_process, logged_in, peer_at):
     server = server_process()
-    flood = Peer(server.address)
+    flood = peer_at(server.address)
     burst = encode(ListUsers()) * 50000
-    stop = gevent.event.Event()
+    stop = Event()
     replies = [0]  # bytes of replies the flood has had back
 
     def send_flood():
@@ -190,10 +189,10 @@ def test_a_pipelining_flood_does_not_starve_other_clients(server_process):
 # --- Connection limits and churn --------------------------------------------------------
 
 
-def test_max_clients_refuses_extra_connections_at_once(server_process):
+def test_max_clients_refuses_extra_connections_at_once(server_process, logged_in, peer_at):
     server = server_process("--max-clients", "3")
     first = [logged_in(server.address, f"u{i}") for i in range(3)]
-    extra = Peer(server.address)
+    extra = peer_at(server.address)
     extra.assert_closed()
     server.wait_for_log("refused 127.0.0.1:")
     first[0].close()
@@ -211,14 +210,14 @@ def _serves(address) -> bool:
         peer.close()
 
 
-def test_running_out_of_file_descriptors_pauses_accept_without_crash_or_spin(server_process):
+def test_running_out_of_file_descriptors_pauses_accept_without_crash_or_spin(server_process, peer_at):
     def low_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
 
     server = server_process(preexec_fn=low_fd_limit)
     peers = []
     for _ in range(60):  # more than 40 descriptors can hold; the rest wait in the backlog
-        peers.append(Peer(server.address))
+        peers.append(peer_at(server.address))
     server.wait_for_log("cannot accept connections")
     cpu_before = cpu_seconds(server.pid)
     gevent.sleep(1.0)  # the window in which a spinning accept loop would burn CPU
@@ -231,12 +230,12 @@ def test_running_out_of_file_descriptors_pauses_accept_without_crash_or_spin(ser
     assert_clean_log(server)
 
 
-def test_a_thousand_connect_disconnect_cycles(server_process):
+def test_a_thousand_connect_disconnect_cycles(server_process, peer_at):
     server = server_process()
     rst = struct.pack("ii", 1, 0)
 
     def cycle(i):
-        peer = Peer(server.address)
+        peer = peer_at(server.address)
         kind = i % 5
         if kind == 1:
             peer.login(f"user{i}")
@@ -250,11 +249,11 @@ def test_a_thousand_connect_disconnect_cycles(server_process):
             peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, rst)
         peer.close()
 
-    pool = gevent.pool.Pool(50)
+    pool = Pool(50)
     for i in range(1000):
         pool.spawn(cycle, i)
     pool.join(timeout=60, raise_error=True)
-    watcher = Peer(server.address)
+    watcher = peer_at(server.address)
     eventually(lambda: watcher.request(ListUsers()) == UserList(()))
     assert_pair_chats(server.address)
     assert_clean_log(server)
@@ -308,7 +307,7 @@ def test_random_and_mutated_frames(server_process):
     rng = random.Random(20261124)
 
     def round_of(connections):
-        pool = gevent.pool.Pool(20)
+        pool = Pool(20)
         for _ in range(connections):
             pool.spawn(blast, server.address, random_frames(rng, 25))
         pool.join(timeout=60, raise_error=True)
@@ -323,18 +322,18 @@ def test_random_and_mutated_frames(server_process):
     assert_clean_log(server)
 
 
-def test_big_bodies_and_oversize_lengths(server_process):
+def test_big_bodies_and_oversize_lengths(server_process, peer_at):
     server = server_process()
     rng = random.Random(7)
     for _ in range(20):
         body = rng.randbytes(rng.randint(100_000, MAX_BODY))
         blast(server.address, struct.pack("!BI", rng.choice([1, 3, 9]), len(body)) + body)
     for length in [MAX_BODY + 1, 1 << 24, 0xFFFFFFFF]:
-        peer = Peer(server.address)
+        peer = peer_at(server.address)
         peer.send_raw(struct.pack("!BI", 0x01, length))
         assert peer.next_event() == MALFORMED
         peer.assert_closed()
-    peer = Peer(server.address)
+    peer = peer_at(server.address)
     peer.send_raw(b"".join(struct.pack("!BI", t, 0) for t in range(256)))
     replies = [peer.next_event() for _ in range(256)]
     assert sum(r == MALFORMED for r in replies) == 253  # all but LOGIN, LIST and LOGOUT
@@ -355,7 +354,7 @@ def many_files():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_ten_thousand_clients_then_shutdown_within_two_seconds(server_process, many_files):
+def test_ten_thousand_clients_then_shutdown_within_two_seconds(server_process, many_files, peer_at):
     server = server_process("--log-level", "WARNING", "--max-clients", "10001")
     count = 10000
     login = struct.pack("!BI", 0x01, 6)
@@ -367,12 +366,12 @@ def test_ten_thousand_clients_then_shutdown_within_two_seconds(server_process, m
         assert sock.recv(6) == b"\x82\x00\x00\x00\x01\x00"
         sockets.append(sock)
 
-    pool = gevent.pool.Pool(500)
+    pool = Pool(500)
     for i in range(count):
         pool.spawn(connect_and_log_in, i)
     pool.join(timeout=120, raise_error=True)
     assert len(sockets) == count
-    watcher = Peer(server.address)
+    watcher = peer_at(server.address)
     names = watcher.request(ListUsers()).names
     assert len(names) == count
     print(f"RSS with {count} logged-in clients: {rss_kb(server.pid) / 1024:.0f} MiB")
@@ -404,10 +403,10 @@ def test_keepalive_is_on_for_every_client(server, connect):
 # --- Parked connections -----------------------------------------------------------------
 
 
-def test_quiet_connections_park_and_wake(server_process):
+def test_quiet_connections_park_and_wake(server_process, logged_in, peer_at):
     server = server_process("--frame-timeout", "2.5")
     alice, bob = logged_in(server.address, "alice"), logged_in(server.address, "bob")
-    trickler = Peer(server.address)
+    trickler = peer_at(server.address)
     trickler.send_raw(b"\x02\x00")  # a frame begun, never finished
     gevent.sleep(1.5)  # the quiet time after which every connection here gives up its greenlet
     assert alice.request(SendTo("bob", "wake up")) == OK

@@ -9,15 +9,7 @@ import pytest
 
 from chatroom.codec import encode
 from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
-
-from .support import FAILURE, FAILURE_BYTES, MALFORMED, MALFORMED_BYTES, OK, OK_BYTES, eventually
-
-
-def logged_in(connect, name):
-    peer = connect()
-    peer.login(name)
-    return peer
-
+from chatroom.testing import FAILURE, FAILURE_BYTES, MALFORMED, MALFORMED_BYTES, OK, OK_BYTES, eventually
 
 # --- LOGIN ------------------------------------------------------------------------------
 
@@ -40,18 +32,18 @@ def test_login_accepts_names_up_to_twenty_code_points(connect, name):
     assert connect().request(Login(name)) == OK
 
 
-def test_a_name_in_use_is_refused(connect):
-    logged_in(connect, "alice")
+def test_a_name_in_use_is_refused(server, connect, logged_in):
+    logged_in(server.address, "alice")
     assert connect().request(Login("alice")) == FAILURE
 
 
-def test_names_are_case_sensitive(connect):
-    logged_in(connect, "bob")
+def test_names_are_case_sensitive(server, connect, logged_in):
+    logged_in(server.address, "bob")
     assert connect().request(Login("Bob")) == OK
 
 
-def test_second_login_on_one_connection_fails(connect):
-    peer = logged_in(connect, "alice")
+def test_second_login_on_one_connection_fails(server, connect, logged_in):
+    peer = logged_in(server.address, "alice")
     assert peer.request(Login("alice2")) == FAILURE
     assert peer.request(ListUsers()) == UserList(("alice",))
 
@@ -65,9 +57,9 @@ def test_list_works_before_login_and_empty_is_an_empty_body(connect):
     assert peer.recv_exact(5) == b"\x81\x00\x00\x00\x00"
 
 
-def test_list_is_sorted_by_code_point(connect):
+def test_list_is_sorted_by_code_point(server, connect, logged_in):
     for name in ["bob", "Zed", "alice", "émile", "Ålf"]:
-        logged_in(connect, name)
+        logged_in(server.address, name)
     peer = connect()
     peer.send(ListUsers())
     body = b"\x03Zed\x05alice\x03bob\x04\xc3\x85lf\x06\xc3\xa9mile"
@@ -77,51 +69,51 @@ def test_list_is_sorted_by_code_point(connect):
 # --- SENDTO -----------------------------------------------------------------------------
 
 
-def test_sendto_relays_with_the_sender_name_as_the_server_knows_it(connect):
-    alice = logged_in(connect, "alice")
-    bob = logged_in(connect, "bob")
+def test_sendto_relays_with_the_sender_name_as_the_server_knows_it(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
+    bob = logged_in(server.address, "bob")
     alice.send(SendTo("bob", "hi bob"))
     assert alice.recv_exact(6) == OK_BYTES
     assert bob.recv_exact(5 + 1 + 5 + 6) == b"\x83\x00\x00\x00\x0c\x05alicehi bob"
 
 
-def test_sendto_when_not_logged_in_fails(connect):
-    logged_in(connect, "bob")
+def test_sendto_when_not_logged_in_fails(server, connect, logged_in):
+    logged_in(server.address, "bob")
     assert connect().request(SendTo("bob", "hi")) == FAILURE
 
 
 @pytest.mark.parametrize("recipient", ["nobody", "", "a b", "x" * 21])
-def test_sendto_an_absent_or_invalid_user_fails(connect, recipient):
-    assert logged_in(connect, "alice").request(SendTo(recipient, "hi")) == FAILURE
+def test_sendto_an_absent_or_invalid_user_fails(server, connect, recipient, logged_in):
+    assert logged_in(server.address, "alice").request(SendTo(recipient, "hi")) == FAILURE
 
 
-def test_sendto_with_empty_or_too_long_text_fails(connect):
-    alice = logged_in(connect, "alice")
-    bob = logged_in(connect, "bob")
+def test_sendto_with_empty_or_too_long_text_fails(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
+    bob = logged_in(server.address, "bob")
     assert alice.request(SendTo("bob", "")) == FAILURE
     assert alice.request(SendTo("bob", "x" * 65536)) == FAILURE
     assert alice.request(SendTo("bob", "ok")) == OK
     assert bob.next_event() == Incoming("alice", "ok")
 
 
-def test_longest_text_arrives_intact(connect):
-    alice = logged_in(connect, "alice")
-    bob = logged_in(connect, "bob")
+def test_longest_text_arrives_intact(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
+    bob = logged_in(server.address, "bob")
     text = "€" * 65535  # 196,605 bytes of UTF-8
     assert alice.request(SendTo("bob", text)) == OK
     assert bob.next_event() == Incoming("alice", text)
 
 
-def test_sendto_oneself_is_allowed(connect):
-    alice = logged_in(connect, "alice")
+def test_sendto_oneself_is_allowed(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
     alice.send(SendTo("alice", "note to self"))
     events = [alice.next_event(), alice.next_event()]
     assert sorted(map(repr, events)) == sorted(map(repr, [OK, Incoming("alice", "note to self")]))
 
 
-def test_messages_from_one_sender_arrive_in_order(connect):
-    alice = logged_in(connect, "alice")
-    bob = logged_in(connect, "bob")
+def test_messages_from_one_sender_arrive_in_order(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
+    bob = logged_in(server.address, "bob")
     alice.send(*[SendTo("bob", f"m{i}") for i in range(500)])
     assert [alice.next_event() for _ in range(500)] == [OK] * 500
     assert [bob.next_event().text for _ in range(500)] == [f"m{i}" for i in range(500)]
@@ -130,13 +122,13 @@ def test_messages_from_one_sender_arrive_in_order(connect):
 # --- LOGOUT and disconnects -------------------------------------------------------------
 
 
-def test_logout_frees_the_name_and_keeps_the_connection(connect):
-    alice = logged_in(connect, "alice")
+def test_logout_frees_the_name_and_keeps_the_connection(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
     assert alice.request(Logout()) == OK
     assert alice.request(Logout()) == FAILURE
     assert alice.request(ListUsers()) == UserList(())
     assert alice.request(SendTo("alice", "hi")) == FAILURE
-    logged_in(connect, "alice")
+    logged_in(server.address, "alice")
     assert alice.request(Login("alice2")) == OK
 
 
@@ -146,24 +138,24 @@ def test_logout_when_not_logged_in_fails(connect):
     assert peer.recv_exact(6) == FAILURE_BYTES
 
 
-def test_clean_disconnect_is_a_logout(connect):
-    alice = logged_in(connect, "alice")
+def test_clean_disconnect_is_a_logout(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
     watcher = connect()
     alice.close()
     eventually(lambda: watcher.request(ListUsers()) == UserList(()))
     assert watcher.request(Login("alice")) == OK
 
 
-def test_reset_disconnect_is_a_logout(connect):
-    alice = logged_in(connect, "alice")
+def test_reset_disconnect_is_a_logout(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
     alice.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     alice.close()  # RST instead of FIN
     watcher = connect()
     eventually(lambda: watcher.request(Login("alice")) == OK)
 
 
-def test_disconnect_mid_frame_is_a_logout(connect):
-    alice = logged_in(connect, "alice")
+def test_disconnect_mid_frame_is_a_logout(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
     alice.send_raw(encode(SendTo("bob", "half a frame"))[:9])
     alice.close()
     watcher = connect()
@@ -196,8 +188,8 @@ def test_replies_still_reach_a_client_that_half_closed(connect):
         b"\x03\x00\x00\x00\x04\x01b\xc3(",
     ],
 )
-def test_malformed_frames_get_malformed_and_the_connection_stays(connect, wire):
-    logged_in(connect, "b")
+def test_malformed_frames_get_malformed_and_the_connection_stays(server, connect, wire, logged_in):
+    logged_in(server.address, "b")
     peer = connect()
     peer.send_raw(wire)
     assert peer.recv_exact(6) == MALFORMED_BYTES
@@ -234,8 +226,8 @@ def test_oversize_length_after_good_frames_answers_them_first(connect):
     peer.assert_closed()
 
 
-def test_largest_legal_length_is_read_not_refused(connect):
-    alice = logged_in(connect, "alice")
+def test_largest_legal_length_is_read_not_refused(server, connect, logged_in):
+    alice = logged_in(server.address, "alice")
     body = b"\x01b" + b"x" * (MAX_BODY - 2)
     alice.send_raw(struct.pack("!BI", 0x03, MAX_BODY) + body)
     assert alice.next_event() == FAILURE  # well framed, but 262,219 characters of text is too long
@@ -244,8 +236,8 @@ def test_largest_legal_length_is_read_not_refused(connect):
 # --- Ordering and concurrency -----------------------------------------------------------
 
 
-def test_each_frame_gets_one_reply_in_order(connect):
-    logged_in(connect, "bob")
+def test_each_frame_gets_one_reply_in_order(server, connect, logged_in):
+    logged_in(server.address, "bob")
     peer = connect()
     requests = [
         SendTo("bob", "too early"),
@@ -262,9 +254,9 @@ def test_each_frame_gets_one_reply_in_order(connect):
     assert [peer.next_event() for _ in requests] == expected
 
 
-def test_fifty_concurrent_senders_to_one_receiver(connect):
-    receiver = logged_in(connect, "sink")
-    senders = [logged_in(connect, f"s{i}") for i in range(50)]
+def test_fifty_concurrent_senders_to_one_receiver(server, connect, logged_in):
+    receiver = logged_in(server.address, "sink")
+    senders = [logged_in(server.address, f"s{i}") for i in range(50)]
     per_sender = 100
     text = "payload " * 8
 
@@ -285,11 +277,11 @@ def test_fifty_concurrent_senders_to_one_receiver(connect):
     assert receiver.decoder.pending == 0
 
 
-def test_two_hundred_round_trips_take_well_under_a_second(connect):
+def test_two_hundred_round_trips_take_well_under_a_second(server, connect, logged_in):
     # A ping-pong between two users: every hop is a small frame written after another small
     # frame, where Nagle's algorithm meeting delayed ACKs costs about 40 ms each.
-    alice = logged_in(connect, "alice")
-    bob = logged_in(connect, "bob")
+    alice = logged_in(server.address, "alice")
+    bob = logged_in(server.address, "bob")
     started = time.monotonic()
     for _ in range(200):
         alice.send(SendTo("bob", "ping"))

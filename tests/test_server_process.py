@@ -4,16 +4,18 @@ import signal
 import sys
 import time
 
+import pytest
 from gevent import subprocess
 
 from chatroom.protocol import Incoming, ListUsers, SendTo, UserList
+from chatroom.testing import OK, eventually
 
-from .support import OK, Peer, eventually
+pytestmark = pytest.mark.process
 
 
-def test_chat_through_a_server_process_and_its_log(server_process):
+def test_chat_through_a_server_process_and_its_log(server_process, peer_at):
     server = server_process()
-    alice, bob = Peer(server.address), Peer(server.address)
+    alice, bob = peer_at(server.address), peer_at(server.address)
     alice.login("alice")
     bob.login("bob")
     assert alice.request(SendTo("bob", "secret words")) == OK
@@ -30,10 +32,10 @@ def test_chat_through_a_server_process_and_its_log(server_process):
     assert "Traceback" not in log
 
 
-def test_sigterm_and_sigint_stop_it_with_status_zero_within_a_second(server_process):
+def test_sigterm_and_sigint_stop_it_with_status_zero_within_a_second(server_process, peer_at):
     for signum in (signal.SIGTERM, signal.SIGINT):
         server = server_process()
-        clients = [Peer(server.address) for _ in range(20)]
+        clients = [peer_at(server.address) for _ in range(20)]
         clients[0].login("alice")
         started = time.monotonic()
         server.signal(signum)

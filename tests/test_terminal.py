@@ -9,11 +9,11 @@ import pyte
 import pytest
 from gevent.event import Event
 from gevent.select import select
-from gevent.server import StreamServer
 
 from chatroom.protocol import Incoming, SendTo
+from chatroom.testing import OK, WAIT
 
-from .support import OK, WAIT, Peer
+pytestmark = pytest.mark.process
 
 ROWS, COLS = 24, 100
 
@@ -108,10 +108,10 @@ def log_in(term, name):
     term.wait_for_input_line(f"{name}> ")
 
 
-def test_half_typed_line_survives_an_incoming_message(terminal, server):
+def test_half_typed_line_survives_an_incoming_message(terminal, server, peer_at):
     term = terminal()
     log_in(term, "alice")
-    bob = Peer(server.address)
+    bob = peer_at(server.address)
     bob.login("bob")
     term.type("sendto bob hel")
     term.wait_for_input_line("alice> sendto bob hel")
@@ -157,8 +157,8 @@ def test_ctrl_r_searches_history(terminal):
     term.wait_for_line("Failure")  # logged in already
 
 
-def test_tab_completes_commands_and_known_usernames(terminal, server):
-    bob = Peer(server.address)
+def test_tab_completes_commands_and_known_usernames(terminal, server, peer_at):
+    bob = peer_at(server.address)
     bob.login("bob")
     term = terminal()
     term.type("li\t")
@@ -178,11 +178,11 @@ def test_prompt_names_the_user(terminal):
     term.wait_for_input_line("> ")
 
 
-def test_escape_sequences_from_the_network_never_reach_the_terminal_raw(terminal, server):
+def test_escape_sequences_from_the_network_never_reach_the_terminal_raw(terminal, server, peer_at):
     term = terminal()
     log_in(term, "alice")
     clears_before = term.raw.count(b"\x1b[2J")
-    bob = Peer(server.address)
+    bob = peer_at(server.address)
     bob.login("bob")
     assert bob.request(SendTo("alice", "\x1b]0;pwned\x07 and \x1b[2J")) == OK
     term.wait_for_line("bob: \\x1b]0;pwned\\x07 and \\x1b[2J")
@@ -200,24 +200,20 @@ def test_ctrl_c_clears_the_line_and_help_prints_usage(terminal):
     term.wait_for_line("  sendto NAME TEXT   send TEXT to NAME")
 
 
-def test_server_closing_mid_typing_exits_with_an_error(terminal):
+def test_server_closing_mid_typing_exits_with_an_error(terminal, fake_server):
     close_now = Event()
 
-    def handler(sock, _address):
+    def handler(sock):
         close_now.wait()
         sock.close()
 
-    fake = StreamServer(("127.0.0.1", 0), handler)
-    fake.start()
-    try:
-        term = terminal(fake.address)
-        term.type("sendto bob half")
-        term.wait_for_input_line("> sendto bob half")
-        close_now.set()
-        assert term.wait_exit() != 0
-        assert "the server closed the connection" in "\n".join(term.lines())
-    finally:
-        fake.stop()
+    fake = fake_server(handler)
+    term = terminal(fake.address)
+    term.type("sendto bob half")
+    term.wait_for_input_line("> sendto bob half")
+    close_now.set()
+    assert term.wait_exit() != 0
+    assert "the server closed the connection" in "\n".join(term.lines())
 
 
 def test_no_cpu_used_while_idle(terminal):

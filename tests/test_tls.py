@@ -7,7 +7,9 @@ import pytest
 import trustme
 from gevent import subprocess
 
-from .support import WAIT, ClientProcess, Peer
+from chatroom.testing import WAIT, ClientProcess
+
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +95,9 @@ def test_tls_client_to_plain_server_is_a_clear_error(server_process, pki):
     assert "Traceback" not in server.log_text()
 
 
-def test_a_silent_connection_to_a_tls_server_does_not_hold_the_server(server_process, pki):
+def test_a_silent_connection_to_a_tls_server_does_not_hold_the_server(server_process, pki, peer_at):
     server = tls_server(server_process, pki)
-    silent = Peer(server.address)  # connects, never says hello
+    silent = peer_at(server.address)  # connects, never says hello
     result = run_client(server.address, "--tls", "--ca", str(pki / "ca.pem"))
     assert result.returncode == 0 and result.stdout == b"Success\nalice\n"
     silent.close()

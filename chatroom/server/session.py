@@ -5,18 +5,13 @@ and is also the mailbox other sessions deliver to while its user is logged in.
 """
 
 import logging
-import socket
-import struct
 import time
 
 import gevent
 from greenlet import greenlet
 
-from .codec import Decoder, encode
-from .directory import DirectoryUnavailable
-from .limits import Limits
-from .outbox import Outbox, shut_down
-from .protocol import (
+from ..codec import Decoder, encode
+from ..protocol import (
     FrameTooLarge,
     Incoming,
     ListUsers,
@@ -30,8 +25,12 @@ from .protocol import (
     is_valid_text,
     is_valid_username,
 )
+from .directory import Directory, DirectoryUnavailable
+from .limits import Limits
+from .outbox import Outbox
+from .sockets import discard_unsent, shut_down
 
-log = logging.getLogger("chatroom.server")
+log = logging.getLogger(__name__)
 
 OK = encode(Response(Status.OK))
 FAILURE = encode(Response(Status.FAILURE))
@@ -39,7 +38,6 @@ MALFORMED = encode(Response(Status.MALFORMED))
 RECV_SIZE = 65536
 FAIR_SHARE = 64  # frames answered before other connections get a turn
 QUIET_BEFORE_PARKING = 1.0  # seconds without data before a connection gives up its greenlet
-_LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 class Session:
@@ -69,7 +67,7 @@ class Session:
         "_frame_timer",
     )
 
-    def __init__(self, sock, peer: str, directory, limits: Limits, on_end):
+    def __init__(self, sock, peer: str, directory: Directory, limits: Limits, on_end):
         self.peer = peer
         self.name = None
         self._sock = sock
@@ -125,7 +123,7 @@ class Session:
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
                 self._throttle.take(outbox)
-            outbox.put(self._answer(event))
+            outbox.queue_to_flush(self._answer(event))
             if not count % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.
                 outbox.flush()
@@ -145,8 +143,9 @@ class Session:
     def _start_frame_timer(self):
         # A frame must not trickle in forever: it would hold its buffer for good.
         self._stop_frame_timer()
-        self._frame_timer = self._loop.timer(self._limits.frame_timeout)
-        self._frame_timer.start(self._frame_expired)
+        timer = self._loop.timer(self._limits.frame_timeout)
+        timer.start(self._frame_expired)
+        self._frame_timer = timer
 
     def _stop_frame_timer(self):
         if self._frame_timer is not None:
@@ -181,10 +180,7 @@ class Session:
         """
         self._outbox.close()
         if abort:
-            try:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
-            except OSError:
-                pass
+            discard_unsent(self._sock)
         shut_down(self._sock)
 
     # --- Mailbox ------------------------------------------------------------------------
@@ -199,7 +195,7 @@ class Session:
             return False
         if outbox.closed:
             return False
-        outbox.push(frame)
+        outbox.queue_for_hub(frame)
         return True
 
     # --- Answers ------------------------------------------------------------------------

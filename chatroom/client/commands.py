@@ -7,7 +7,7 @@ None for a blank line.
 
 from dataclasses import dataclass
 
-from .protocol import MAX_TEXT_CHARS, ListUsers, Login, Logout, SendTo, is_valid_username
+from ..protocol import MAX_TEXT_CHARS, ListUsers, Login, Logout, SendTo, is_valid_username
 
 BAD_USERNAME = "Bad username"
 BAD_MESSAGE = "Bad message"

@@ -25,10 +25,10 @@ from gevent.event import AsyncResult
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .codec import name_field
+from ..codec import name_field
 from .directory import DirectoryUnavailable, LocalDirectory
 
-log = logging.getLogger("chatroom.cluster")
+log = logging.getLogger(__name__)
 
 USERS = "chatroom:users"
 NODE = "chatroom:node:"
@@ -112,7 +112,7 @@ class RedisDirectory:
         # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._local = LocalDirectory()
-        self._unreleased = set()  # names whose release Redis did not hear of yet
+        self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
         self._healthy = True
         self._scripts = {
             name: self._redis.register_script(source)
@@ -124,8 +124,8 @@ class RedisDirectory:
                 ("release_all", _RELEASE_ALL),
             ]
         }
-        self._greenlets = []
-        self._outgoing = []  # (payload, recipient, AsyncResult) waiting for the next batch
+        self._greenlets: list[gevent.Greenlet] = []
+        self._outgoing: list = []  # (payload, recipient, AsyncResult) waiting for the next batch
         self._courier = None  # the greenlet carrying batches to Redis, while there are any
 
     def start(self) -> None:
@@ -303,4 +303,9 @@ class _RemoteMailbox:
         self._name = name
 
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        # ``wait`` does not apply: the other node queues the frame without waiting (its
+        # inbox must not stall on one slow reader), so the sender never waits for room.
         return self._directory.send_elsewhere(self._name, frame)
+
+    def disconnect(self) -> None:
+        pass  # the user's own node ends their connection

@@ -1,29 +1,22 @@
-"""The terminal chat client: ``chatroom-client [HOST] [PORT]``.
+"""``chatroom-client [HOST] [PORT]``: connect, then run the prompt or the plain front end.
 
-On a terminal it runs an interactive prompt (:mod:`chatroom.terminal`); otherwise it reads
-plain lines from stdin (:mod:`chatroom.shell`), for scripts and tests, with byte-for-byte the
-same output.
+On a terminal it runs an interactive prompt (:mod:`.terminal`); otherwise it reads plain
+lines from stdin (:mod:`.plain`), for scripts and tests, with byte-for-byte the same output.
 """
 
-from gevent import monkey
+import argparse
+import io
+import sys
 
-# prompt_toolkit runs an asyncio loop and a writer thread; patched first, they become
-# cooperative, so one OS thread serves the prompt and the network alike.
-monkey.patch_all()
-
-import argparse  # noqa: E402
-import ssl  # noqa: E402
-import sys  # noqa: E402
-
-from .connection import ConnectionLost, connect, tls_context  # noqa: E402
-from .shell import Client, run_plain  # noqa: E402
+from .. import __version__
+from ..protocol import DEFAULT_PORT
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 5555
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroom-client", description="Chat on a chatroom server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("host", nargs="?", default=DEFAULT_HOST, help="server address (default %(default)s)")
     parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
     parser.add_argument("--tls", action="store_true", help="connect over TLS, verifying the server's certificate")
@@ -32,9 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.ca and not args.tls:
-        build_parser().error("--ca goes with --tls")
+        parser.error("--ca goes with --tls")
+
+    # prompt_toolkit runs an asyncio loop and a writer thread; patched before they are
+    # imported, they become cooperative, so one OS thread serves the prompt and the network.
+    from gevent import monkey
+
+    monkey.patch_all()
+    import ssl
+
+    from .connection import ConnectionLost, connect, tls_context
+    from .core import Client
+
     try:
         tls = tls_context(args.ca) if args.tls else None
         sock = connect(args.host, args.port, tls)
@@ -47,12 +52,12 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"chatroom-client: cannot connect to {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
-    sys.stdout.reconfigure(errors="backslashreplace", line_buffering=True)
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if interactive:
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace", line_buffering=True)
+    if sys.stdin.isatty() and sys.stdout.isatty():
         from .terminal import run_terminal as run
     else:
-        run = run_plain
+        from .plain import run_plain as run
 
     def write(line):
         print(line, flush=True)
@@ -67,7 +72,3 @@ def main(argv=None) -> int:
         return 130
     finally:
         client.connection.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

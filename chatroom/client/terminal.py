@@ -52,7 +52,7 @@ class ChatCompleter(Completer):
 def run_terminal(client) -> int:
     path = history_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    session = PromptSession(
+    session: PromptSession[str] = PromptSession(
         history=FileHistory(str(path)),
         auto_suggest=AutoSuggestFromHistory(),
         completer=ChatCompleter(client),

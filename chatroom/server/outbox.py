@@ -9,12 +9,10 @@ nothing from its socket for ``stall_timeout`` seconds, while data waits for it, 
 the outbox closes and calls ``on_stall`` once.
 """
 
-import socket
-
 import gevent
-from gevent import socket as gevent_socket
-from gevent import ssl
 from gevent.event import Event
+
+from .sockets import sends_without_waiting, shut_down
 
 
 class _Stalled(Exception):
@@ -42,36 +40,35 @@ class Outbox:
         self._limit = limit
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
-        self._frames = []
+        self._frames: list = []
         self._queued = 0  # bytes queued or being sent
         self._writer = None  # the greenlet writing right now, if any
         self._scheduled = False  # a send is due at the hub's next round of callbacks
         self._loop = gevent.get_hub().loop
-        # A TLS socket cannot be asked for a single non-blocking write; it always waits.
-        self._can_try_send = not isinstance(sock, ssl.SSLSocket)
-        self._room = None  # an Event, made when a producer first has to wait for room
+        self._can_try_send = sends_without_waiting(sock)
+        self._room: Event | None = None  # an Event, made when a producer first has to wait for room
         self.closed = False
 
-    def put(self, data: bytes) -> None:
-        """Queue data; it goes out at the next flush (of this greenlet or another)."""
+    def queue_to_flush(self, data: bytes) -> None:
+        """Queue data; the caller sends it with flush() (or a writer already at it does)."""
         if self.closed:
             return
         self._frames.append(data)
         self._queued += len(data)
 
-    def push(self, data: bytes) -> None:
-        """Queue data and have it sent without the caller waiting on this socket.
+    def queue_for_hub(self, data: bytes) -> None:
+        """Queue data for the hub to send, without the caller waiting on this socket.
 
         The send happens once the caller yields to the hub, so that frames pushed by many
         greenlets in one round leave in one send; only a send that would block gets a
         writer greenlet of its own.
         """
-        self.put(data)
+        self.queue_to_flush(data)
         if self._writer is None and not self._scheduled and not self.closed:
             self._scheduled = True
-            self._loop.run_callback(self._send_pushed)
+            self._loop.run_callback(self._send_queued_for_hub)
 
-    def _send_pushed(self):
+    def _send_queued_for_hub(self):
         self._scheduled = False
         if self._writer is not None or not self._frames or self.closed:
             return
@@ -98,10 +95,11 @@ class Outbox:
         """Wait until the queue is under its limit; False if closed, or stalled meanwhile."""
         with gevent.Timeout(self._stall_timeout, False):
             while not self.closed and self._queued >= self._limit:
-                if self._room is None:
-                    self._room = Event()
-                self._room.clear()
-                self._room.wait()
+                room = self._room
+                if room is None:
+                    room = self._room = Event()
+                room.clear()
+                room.wait()
             return not self.closed
         self._stalled()
         return False
@@ -169,15 +167,3 @@ class Outbox:
         self._queued -= sent
         if self._room is not None and self._queued < self._limit:
             self._room.set()
-
-
-def shut_down(sock):
-    """End a connection from any greenlet: its reader wakes to an end of stream.
-
-    For a TLS socket this shuts down the TCP connection under it, leaving the TLS object in
-    place for the reader, which then sees an ordinary end of stream.
-    """
-    try:
-        gevent_socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass

@@ -11,8 +11,8 @@ from gevent import socket, ssl
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
-from .codec import Decoder, encode
-from .protocol import Incoming, Malformed
+from ..codec import Decoder, encode
+from ..protocol import Incoming, Malformed
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0

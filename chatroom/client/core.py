@@ -1,18 +1,15 @@
 """The client's command loop: one input line in, the server's answer out as text.
 
-:class:`Client` is shared by both front ends: :func:`run_plain` here for a stdin that is not a
-terminal, and :mod:`chatroom.terminal` for an interactive prompt.
+:class:`Client` is shared by both front ends: :mod:`.plain` for a stdin that is not a
+terminal, and :mod:`.terminal` for an interactive prompt.
 """
 
 import sys
 
-import gevent
-from gevent.fileobject import FileObject
-
+from ..protocol import Incoming, Login, Logout, Response, Status, UserList
 from .commands import USAGE, Error, Exit, Help, parse
-from .connection import REPLY_TIMEOUT, Connection, ConnectionLost, NoReply
+from .connection import REPLY_TIMEOUT, Connection, NoReply
 from .display import escape, message_line
-from .protocol import Incoming, Login, Logout, Response, Status, UserList
 
 _STATUS_WORDS = {Status.OK: "Success", Status.FAILURE: "Failure", Status.MALFORMED: "Malformed packet"}
 
@@ -72,25 +69,3 @@ class Client:
             elif isinstance(command, Logout):
                 self.name = None
         self._write(_STATUS_WORDS[reply.status])
-
-
-def run_plain(client: Client) -> int:
-    """Read commands from a non-terminal stdin until exit or end of input."""
-    stdin = FileObject(sys.stdin.fileno(), "rb", close=False)
-
-    def read_commands() -> bool:
-        """True on exit or end of input; False if the connection was lost first."""
-        try:
-            for raw in stdin:
-                if not client.handle(raw.decode("utf-8", "replace")):
-                    break
-        except ConnectionLost:
-            return False
-        return True
-
-    worker = gevent.spawn(read_commands)
-    gevent.wait([worker, client.connection.lost], count=1)
-    if worker.ready() and worker.value:
-        return 0
-    worker.kill()
-    raise ConnectionLost()

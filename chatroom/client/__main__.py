@@ -1,0 +1,7 @@
+"""``python -m chatroom.client``: the same as ``chatroom-client``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

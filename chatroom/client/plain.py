@@ -1,0 +1,32 @@
+"""The client's front end for a stdin that is not a terminal: plain lines in, the seed's
+words out, byte for byte, for scripts and tests."""
+
+import sys
+
+import gevent
+from gevent.fileobject import FileObject
+
+from .connection import ConnectionLost
+from .core import Client
+
+
+def run_plain(client: Client) -> int:
+    """Read commands from a non-terminal stdin until exit or end of input."""
+    stdin = FileObject(sys.stdin.fileno(), "rb", close=False)
+
+    def read_commands() -> bool:
+        """True on exit or end of input; False if the connection was lost first."""
+        try:
+            for raw in stdin:
+                if not client.handle(raw.decode("utf-8", "replace")):
+                    break
+        except ConnectionLost:
+            return False
+        return True
+
+    worker = gevent.spawn(read_commands)
+    gevent.wait([worker, client.connection.lost], count=1)
+    if worker.ready() and worker.value:
+        return 0
+    worker.kill()
+    raise ConnectionLost()

@@ -1,0 +1,7 @@
+"""``python -m chatroom.server``: the same as ``chatroom-server``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""Presence and routing: who is logged in, and where to hand a message for them.
+
+The server talks to a directory only through :class:`Directory`. The in-process
+:class:`LocalDirectory` is the default; a shared backend (``cluster.RedisDirectory``) can
+replace it so that several server processes act as one chat.
+
+A *mailbox* (:class:`Mailbox`) is whatever accepts messages for one logged-in user: the
+user's session on this server, or a stand-in for a user on another server.
+"""
+
+from typing import Protocol
+
+
+class DirectoryUnavailable(Exception):
+    """The directory cannot answer right now; the request it served gets FAILURE."""
+
+
+class Mailbox(Protocol):
+    def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        """Hand over a ready-encoded frame for the user; True once it reached their connection
+        (or the server they are on). ``wait``: whether a full queue may make the caller wait."""
+        ...
+
+    def disconnect(self) -> None:
+        """End the user's connection (a directory does so when it finds the name lost)."""
+        ...
+
+
+class Directory(Protocol):
+    def start(self) -> None:
+        """Begin serving (connect, start background work); the server calls it once."""
+
+    def stop(self) -> None:
+        """Release what start() took, logging out this server's users."""
+
+    def claim(self, name: str, mailbox: Mailbox) -> bool:
+        """Log ``name`` in at ``mailbox``; False if the name is taken."""
+
+    def release(self, name: str, mailbox: Mailbox) -> None:
+        """Log ``name`` out, if it is still held by ``mailbox``."""
+
+    def names(self) -> list:
+        """Everyone logged in, sorted by code point."""
+
+    def find(self, name: str) -> Mailbox | None:
+        """The mailbox of ``name``, or None if nobody of that name is logged in."""
+
+
+class LocalDirectory:
+    """The directory of a single server process: a dict from username to mailbox."""
+
+    def __init__(self) -> None:
+        self._mailboxes: dict[str, Mailbox] = {}
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._mailboxes.clear()
+
+    def claim(self, name: str, mailbox: Mailbox) -> bool:
+        if name in self._mailboxes:
+            return False
+        self._mailboxes[name] = mailbox
+        return True
+
+    def release(self, name: str, mailbox: Mailbox) -> None:
+        if self._mailboxes.get(name) is mailbox:
+            del self._mailboxes[name]
+
+    def names(self) -> list:
+        return sorted(self._mailboxes)
+
+    def find(self, name: str) -> Mailbox | None:
+        return self._mailboxes.get(name)

@@ -1,0 +1,102 @@
+"""Socket chores of the server: listening, tuning accepted connections, TLS, ending them.
+
+Kept apart so that the session and its outbox deal in frames, not in socket options.
+"""
+
+import resource
+import socket
+import struct
+
+import gevent
+from gevent import socket as gevent_socket
+from gevent import ssl
+
+BACKLOG = 4096
+TLS_HANDSHAKE_TIMEOUT = 10.0
+# Dead peers are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 90 s of silence.
+KEEPIDLE, KEEPINTVL, KEEPCNT = 60, 10, 3
+_LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+
+
+def reusable_listener(host: str, port: int):
+    """A listening socket that other processes may bind too (SO_REUSEPORT): the kernel spreads
+    new connections over all of them."""
+    family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = gevent_socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(BACKLOG)
+    return sock
+
+
+def tune(sock) -> None:
+    """No Nagle delays; TCP keepalive, so that a peer that vanished is noticed."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT)
+
+
+def raise_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context for this certificate chain and key; raises OSError or ssl.SSLError."""
+    # gevent's SSLContext, for sockets that wait cooperatively (ssl.create_default_context
+    # would make the standard library's, which blocks the whole process in a handshake).
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def tls_handshake(sock, context: ssl.SSLContext):
+    """The TLS socket over sock once the handshake is done; raises OSError or gevent.Timeout
+    (sock is closed then)."""
+    tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    try:
+        with gevent.Timeout(TLS_HANDSHAKE_TIMEOUT):
+            tls_sock.do_handshake()
+    except BaseException:
+        tls_sock.close()
+        raise
+    return tls_sock
+
+
+def sends_without_waiting(sock) -> bool:
+    """Whether sock can be asked for a single non-blocking send (a TLS socket always waits)."""
+    return not isinstance(sock, ssl.SSLSocket)
+
+
+def shut_down(sock) -> None:
+    """End a connection from any greenlet: its reader wakes to an end of stream.
+
+    For a TLS socket this shuts down the TCP connection under it, leaving the TLS object in
+    place for the reader, which then sees an ordinary end of stream.
+    """
+    try:
+        gevent_socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def discard_unsent(sock) -> None:
+    """Make closing sock reset the connection instead of lingering to send what the kernel
+    still holds: for a client that stopped reading, whose backlog would only waste memory."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+    except OSError:
+        pass

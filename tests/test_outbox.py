@@ -1,0 +1,103 @@
+"""The outbox on its own, over a local socket pair: order, coalescing, bounds, stalls."""
+
+import gevent
+import pytest
+from gevent import socket
+
+from chatroom.server.outbox import Outbox
+from chatroom.testing import WAIT
+
+
+@pytest.fixture
+def pair():
+    """(server side, client side) of a connected local socket pair; both closed at the end."""
+    ours, theirs = socket.socketpair()
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def read_exactly(sock, n: int) -> bytes:
+    data = b""
+    with gevent.Timeout(WAIT):
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "closed early"
+            data += chunk
+    return data
+
+
+def test_flush_sends_queued_frames_whole_and_in_order(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    for i in range(100):
+        outbox.queue_to_flush(f"frame {i:03d};".encode())
+    outbox.flush()
+    expected = b"".join(f"frame {i:03d};".encode() for i in range(100))
+    assert read_exactly(theirs, len(expected)) == expected
+
+
+def test_frames_queued_for_the_hub_in_one_round_leave_together(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    for i in range(10):
+        outbox.queue_for_hub(bytes([i]) * 10)
+    # Nothing is sent until the caller yields: then one send carries all ten.
+    theirs.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        theirs.recv(1000)
+    gevent.sleep(0)
+    theirs.setblocking(True)
+    assert read_exactly(theirs, 100) == b"".join(bytes([i]) * 10 for i in range(10))
+
+
+def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    chunk = b"x" * 32 * 1024
+    sent = 0
+    while outbox.has_room():  # fill the kernel buffers and then the queue
+        outbox.queue_for_hub(chunk)
+        sent += len(chunk)
+        gevent.sleep(0)
+    waiter = gevent.spawn(outbox.wait_for_room)
+    gevent.sleep(0.05)
+    assert not waiter.ready()
+    read_exactly(theirs, sent)
+    assert waiter.get(timeout=WAIT) is True
+
+
+def test_a_reader_that_takes_nothing_is_stalled_once(pair):
+    ours, _theirs = pair
+    stalls = []
+    outbox = Outbox(ours, limit=64 * 1024, stall_timeout=0.2, on_stall=lambda: stalls.append(1))
+    while outbox.has_room():
+        outbox.queue_for_hub(b"y" * 32 * 1024)
+        gevent.sleep(0)
+    assert outbox.wait_for_room() is False
+    assert outbox.wait_for_room() is False
+    assert stalls == [1] and outbox.closed
+
+
+def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
+    ours, _theirs = pair
+    outbox = Outbox(ours, limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    while outbox.has_room():
+        outbox.queue_for_hub(b"z" * 32 * 1024)
+        gevent.sleep(0)
+    waiter = gevent.spawn(outbox.wait_for_room)
+    gevent.sleep(0.05)
+    outbox.close()
+    assert waiter.get(timeout=WAIT) is False
+    outbox.queue_to_flush(b"after close")
+    outbox.flush()  # nothing queued, nothing sent, no error
+
+
+def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    theirs.close()
+    for _ in range(3):
+        outbox.queue_to_flush(b"q" * 300_000)
+        outbox.flush()
+    assert outbox.closed
