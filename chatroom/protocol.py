@@ -33,11 +33,20 @@ class Status(enum.IntEnum):
     MALFORMED = 0x02
 
 
+# Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such
+# as U+200B or U+202E), private use (Co), surrogate (Cs) and unassigned (Cn).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn"})
+# Letters and marks that draw nothing, which a name could hide behind: the Hangul fillers,
+# the braille blank, the combining grapheme joiner and the Khmer inherent vowels.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
+
+
 def is_valid_username(name: str) -> bool:
-    """1-20 code points, none of them whitespace or a control character (category Cc)."""
+    """1-20 code points, none of them whitespace, invisible (categories Cc, Cf, Co, Cs, Cn) or
+    a blank letter (such as U+3164 HANGUL FILLER)."""
     if not 1 <= len(name) <= MAX_NAME_CHARS:
         return False
-    return not any(c.isspace() or unicodedata.category(c) == "Cc" for c in name)
+    return not any(c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in name)
 
 
 def is_valid_text(text: str) -> bool:

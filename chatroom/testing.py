@@ -59,8 +59,17 @@ def eventually(check, timeout: float = WAIT, interval: float = 0.01):
 class Peer:
     """A raw protocol client: send messages or bytes, read decoded events or exact bytes."""
 
-    def __init__(self, address):
-        self.sock = socket.create_connection(address, timeout=WAIT)
+    def __init__(self, address, receive_buffer: int | None = None):
+        """``receive_buffer``: a small SO_RCVBUF makes a client whose socket fills quickly."""
+        self.sock = socket.socket()
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(WAIT)
+        try:
+            self.sock.connect(tuple(address))
+        except BaseException:
+            self.sock.close()
+            raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.decoder = Decoder.for_client()
         self.events: list = []

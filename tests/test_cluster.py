@@ -61,6 +61,16 @@ def test_a_name_is_unique_across_the_cluster(nodes, logged_in, peer_at):
     assert alice.request(ListUsers()) == UserList(("alice", "prize"))
 
 
+def test_a_look_alike_of_a_name_on_another_node_is_refused(nodes, logged_in, peer_at):
+    one, two = nodes(2)
+    bob = logged_in(one.address, "bob")
+    impostor = peer_at(two.address)
+    assert impostor.request(Login("b\u043eb")) == FAILURE  # Cyrillic о
+    bob.close()
+    eventually(lambda: impostor.request(Login("b\u043eb")) == OK)
+    assert peer_at(one.address).request(Login("bob")) == FAILURE
+
+
 def test_logout_and_disconnect_free_the_name_cluster_wide(nodes, logged_in, peer_at):
     one, two = nodes(2)
     alice = logged_in(one.address, "alice")

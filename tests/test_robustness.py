@@ -5,6 +5,7 @@ logged no traceback.
 """
 
 import random
+import re
 import resource
 import socket
 import struct
@@ -75,6 +76,9 @@ def test_stalled_recipient_is_dropped_and_other_pairs_keep_pace(server_process, 
     assert flooder.request(ListUsers()) == UserList(("alice", "bob", "flooder"))
     server.wait_for_log("is not reading")
     assert server.log_text().count("is not reading") == 1
+    assert re.search(
+        r"stalled \(\S+\) is not reading; disconnecting, \d+ relayed messages undelivered", server.log_text()
+    )
     assert_clean_log(server)
 
 

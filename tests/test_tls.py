@@ -3,11 +3,12 @@
 import signal
 import sys
 
+import gevent
 import pytest
 import trustme
 from gevent import subprocess
 
-from chatroom.testing import WAIT, ClientProcess
+from chatroom.testing import WAIT, ClientProcess, eventually, rss_kb
 
 pytestmark = pytest.mark.process
 
@@ -101,3 +102,34 @@ def test_a_silent_connection_to_a_tls_server_does_not_hold_the_server(server_pro
     result = run_client(server.address, "--tls", "--ca", str(pki / "ca.pem"))
     assert result.returncode == 0 and result.stdout == b"Success\nalice\n"
     silent.close()
+
+
+def test_handshakes_count_against_max_clients(server_process, pki, peer_at):
+    server = server_process(
+        "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"), "--max-clients", "3"
+    )
+    silent = [peer_at(server.address) for _ in range(3)]
+    result = run_client(server.address, "--tls", "--ca", str(pki / "ca.pem"))
+    assert result.returncode == 1
+    server.wait_for_log("(--max-clients)")
+    for peer in silent:
+        peer.close()
+    eventually(lambda: run_client(server.address, "--tls", "--ca", str(pki / "ca.pem")).returncode == 0)
+
+
+def test_stalled_handshakes_cost_little_and_keep_no_client_out(server_process, pki, peer_at):
+    server = server_process(
+        "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"), "--max-handshakes", "100"
+    )
+    gevent.sleep(0.5)
+    before = rss_kb(server.pid)
+    silent = [peer_at(server.address) for _ in range(1500)]  # connect and say nothing
+    half_hello = [peer_at(server.address) for _ in range(300)]  # start a ClientHello, stall
+    for peer in half_hello:
+        peer.send_raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    gevent.sleep(0.5)
+    result = run_client(server.address, "--tls", "--ca", str(pki / "ca.pem"))
+    assert result.returncode == 0 and result.stdout == b"Success\nalice\n"
+    grown = rss_kb(server.pid) - before
+    assert grown < 25 * 1024, f"RSS grew by {grown} KiB for {len(silent) + len(half_hello)} stalled handshakes"
+    assert "Traceback" not in server.log_text()

@@ -11,7 +11,7 @@ from gevent.server import StreamServer
 from ..protocol import DEFAULT_PORT
 from . import sockets
 from .directory import Directory, LocalDirectory
-from .limits import Limits
+from .limits import Limits, counts_per_address
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 # accept() errors that mean "no resources for another connection right now".
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _ACCEPT_PAUSE = 0.1
+DRAIN_TIMEOUT = 2.0
 
 
 class ChatServer:
@@ -36,7 +37,9 @@ class ChatServer:
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.limits = limits or Limits()
         self._tls = tls
-        self._sessions: set[Session] = set()
+        self._sessions: dict[Session, str] = {}  # each session, and the address it came from
+        self._handshakes: dict[gevent.Greenlet, str] = {}  # TLS handshakes under way, oldest first
+        self._per_address: dict[str, int] = {}  # connections that count against --max-per-ip
         self._all_ended = Event()  # set when the last session ends during stop()
         self._stopping = False
         if reuse_port:
@@ -56,36 +59,93 @@ class ChatServer:
         self.directory.start()
         self._server.start()
 
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop accepting, end every connection, wait up to timeout for them to close, and
-        stop the directory."""
+    def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+        """Stop accepting and reading; give every connection up to drain_timeout to take what
+        it was sent (every acknowledged message among it); then close what is left, log what
+        it lost, and stop the directory."""
         self._server.close()
         self._stopping = True
+        for handshake in list(self._handshakes):
+            handshake.kill(block=False)
+        for session in list(self._sessions):
+            session.stop_reading()
         if self._sessions:
+            self._all_ended.wait(drain_timeout)
+        if self._sessions:
+            unsent = sum(session.unsent_bytes for session in self._sessions)
+            log.warning(
+                "%d connections did not take what they were sent in %g s; %d bytes dropped",
+                len(self._sessions),
+                drain_timeout,
+                unsent,
+            )
             for session in list(self._sessions):
-                session.disconnect()
-            self._all_ended.wait(timeout)
+                session.disconnect(abort=True)
+            self._all_ended.wait(1.0)
         self.directory.stop()
 
     def _handle(self, sock, address):
-        peer = f"{address[0]}:{address[1]}"
-        if len(self._sessions) >= self.limits.max_clients:
-            log.warning("refused %s: already serving %d clients (--max-clients)", peer, len(self._sessions))
+        host = address[0]
+        peer = f"{host}:{address[1]}"
+        if not self._admit(host, peer):
             sock.close()
             return
-        sockets.tune(sock)
-        if self._tls is not None:
-            try:
-                sock = sockets.tls_handshake(sock, self._tls)
-            except (OSError, gevent.Timeout) as err:
-                log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
-                return
+        try:
+            sockets.tune(sock)
+            if self._tls is not None:
+                sock = self._handshake(sock, host, peer)
+        except (OSError, gevent.Timeout) as err:
+            log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
+            self._forget(host)
+            return
+        except gevent.GreenletExit:
+            self._forget(host)
+            return
         session = Session(sock, peer, self.directory, self.limits, self._ended)
-        self._sessions.add(session)
+        self._sessions[session] = host
         session.start()
 
+    def _admit(self, host, peer) -> bool:
+        """Whether a new connection from host may be served: --max-clients and --max-per-ip."""
+        serving = len(self._sessions) + len(self._handshakes)
+        if serving >= self.limits.max_clients:
+            log.warning("refused %s: already serving %d clients (--max-clients)", peer, serving)
+            return False
+        if counts_per_address(self.limits, host):
+            count = self._per_address.get(host, 0)
+            if count >= self.limits.max_per_ip:
+                log.info("refused %s: %d connections from that address (--max-per-ip)", peer, count)
+                return False
+            self._per_address[host] = count + 1
+        return True
+
+    def _forget(self, host):
+        count = self._per_address.get(host)
+        if count is not None:
+            if count > 1:
+                self._per_address[host] = count - 1
+            else:
+                del self._per_address[host]
+
+    def _handshake(self, sock, host, peer):
+        """The TLS socket, once the handshake is done. Handshakes under way are capped: one
+        more ends the oldest, so that stalled ones cannot keep new clients out."""
+        if len(self._handshakes) >= self.limits.max_handshakes:
+            oldest, oldest_peer = next(iter(self._handshakes.items()))
+            del self._handshakes[oldest]
+            log.info(
+                "TLS handshake with %s dropped: %d under way (--max-handshakes)", oldest_peer, len(self._handshakes)
+            )
+            oldest.kill(block=False)
+        me = gevent.getcurrent()
+        self._handshakes[me] = peer
+        try:
+            return sockets.tls_handshake(sock, self._tls)
+        finally:
+            self._handshakes.pop(me, None)
+
     def _ended(self, session):
-        self._sessions.discard(session)
+        self._forget(self._sessions.pop(session))
         if self._stopping and not self._sessions:
             self._all_ended.set()
 

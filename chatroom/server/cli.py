@@ -16,7 +16,7 @@ from gevent.event import Event
 from .. import __version__
 from ..protocol import DEFAULT_PORT
 from . import limits as limit_options
-from .chatserver import ChatServer
+from .chatserver import DRAIN_TIMEOUT, ChatServer
 from .directory import Directory
 from .sockets import raise_file_limit, tls_context
 
@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging threshold",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT,
+        metavar="SECONDS",
+        help="on SIGTERM or SIGINT, time given to clients to take what they were sent (default %(default)s)",
     )
     limit_options.add_arguments(parser.add_argument_group("limits"))
     cluster = parser.add_argument_group("cluster")
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
     for handler in handlers:
         handler.cancel()
     log.info("shutting down")
-    server.stop()
+    server.stop(args.drain_timeout)
     return 0
 
 

@@ -27,28 +27,43 @@ from redis.retry import Retry
 
 from ..codec import name_field
 from .directory import DirectoryUnavailable, LocalDirectory
+from .skeleton import skeleton
 
 log = logging.getLogger(__name__)
 
 USERS = "chatroom:users"
+LOOK_ALIKES = "chatroom:skeletons"
 NODE = "chatroom:node:"
 INBOX = "chatroom:inbox:"
 RETRY_PAUSE = 0.5
 POOL_SIZE = 32
 
-# Take a name unless a live node (another one) holds it.
+# Take a name (ARGV[1], skeleton ARGV[4]) unless a live node (another one) holds it, or holds
+# another name with the same skeleton. A skeleton entry whose name is no longer held by a live
+# node is stale and taken over.
 _CLAIM = """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if holder and holder ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
   return 0
 end
+local other = redis.call('HGET', KEYS[2], ARGV[4])
+if other and other ~= ARGV[1] then
+  local other_holder = redis.call('HGET', KEYS[1], other)
+  if other_holder and redis.call('EXISTS', ARGV[3] .. other_holder) == 1 then
+    return 0
+  end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
 return 1
 """
-# Give a name up, if this node still holds it.
+# Give a name (ARGV[1], skeleton ARGV[3]) up, if this node still holds it.
 _RELEASE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[1] then
+    redis.call('HDEL', KEYS[2], ARGV[3])
+  end
 end
 return 1
 """
@@ -129,6 +144,7 @@ class RedisDirectory:
         self._courier = None  # the greenlet carrying batches to Redis, while there are any
 
     def start(self) -> None:
+        self._local.start()
         self._beat()
         self._greenlets = [gevent.spawn(self._heartbeat_loop), gevent.spawn(self._inbox_loop)]
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
@@ -147,7 +163,7 @@ class RedisDirectory:
     def claim(self, name, mailbox):
         if self._local.find(name) is not None:
             return False
-        if not self._call("claim", keys=[USERS], args=[name, self.node_id, NODE]):
+        if not self._call("claim", keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, NODE, skeleton(name)]):
             return False
         self._unreleased.discard(name)
         return self._local.claim(name, mailbox)
@@ -156,7 +172,7 @@ class RedisDirectory:
         self._local.release(name, mailbox)
         if self._local.find(name) is None:
             self._unreleased.add(name)
-            self._call("release", keys=[USERS], args=[name, self.node_id])
+            self._call("release", keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, skeleton(name)])
             self._unreleased.discard(name)
 
     def names(self):
@@ -255,7 +271,7 @@ class RedisDirectory:
             if previous is None:
                 self._register_local_users()
             for name in list(self._unreleased):
-                self._scripts["release"](keys=[USERS], args=[name, self.node_id])
+                self._scripts["release"](keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, skeleton(name)])
                 self._unreleased.discard(name)
         except redis.RedisError as err:
             self._unreachable(err)
@@ -264,7 +280,7 @@ class RedisDirectory:
 
     def _register_local_users(self):
         for name in self._local.names():
-            if not self._scripts["claim"](keys=[USERS], args=[name, self.node_id, NODE]):
+            if not self._scripts["claim"](keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, NODE, skeleton(name)]):
                 log.warning("%s was taken on another node while Redis was away; logging out here", name)
                 mailbox = self._local.find(name)
                 if mailbox is not None:

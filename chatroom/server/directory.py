@@ -10,6 +10,8 @@ user's session on this server, or a stand-in for a user on another server.
 
 from typing import Protocol
 
+from .skeleton import load_table, skeleton
+
 
 class DirectoryUnavailable(Exception):
     """The directory cannot answer right now; the request it served gets FAILURE."""
@@ -27,6 +29,9 @@ class Mailbox(Protocol):
 
 
 class Directory(Protocol):
+    """Names are unique, and so are their confusable skeletons: a name that looks like one
+    logged in cannot be claimed."""
+
     def start(self) -> None:
         """Begin serving (connect, start background work); the server calls it once."""
 
@@ -51,22 +56,27 @@ class LocalDirectory:
 
     def __init__(self) -> None:
         self._mailboxes: dict[str, Mailbox] = {}
+        self._look_alikes: dict[str, str] = {}  # skeleton -> the name logged in with it
 
     def start(self) -> None:
-        pass
+        load_table()  # now, rather than in the first login
 
     def stop(self) -> None:
         self._mailboxes.clear()
+        self._look_alikes.clear()
 
     def claim(self, name: str, mailbox: Mailbox) -> bool:
-        if name in self._mailboxes:
+        look = skeleton(name)
+        if name in self._mailboxes or look in self._look_alikes:
             return False
         self._mailboxes[name] = mailbox
+        self._look_alikes[look] = name
         return True
 
     def release(self, name: str, mailbox: Mailbox) -> None:
         if self._mailboxes.get(name) is mailbox:
             del self._mailboxes[name]
+            del self._look_alikes[skeleton(name)]
 
     def names(self) -> list:
         return sorted(self._mailboxes)

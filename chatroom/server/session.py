@@ -28,7 +28,7 @@ from ..protocol import (
 from .directory import Directory, DirectoryUnavailable
 from .limits import Limits
 from .outbox import Outbox
-from .sockets import discard_unsent, shut_down
+from .sockets import close_gracefully, discard_unsent, shut_down, stop_reading
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class Session:
 
     def start(self) -> None:
         log.info("connect %s", self.peer)
+        # A connection must say something: a silent one would hold its place for good.
+        self._set_timer(self._limits.idle_timeout, self._idle_expired)
         self._park()
 
     def _park(self):
@@ -137,14 +139,15 @@ class Session:
         if not decoder.pending:
             self._stop_frame_timer()
         elif events or not had_partial_frame:
-            self._start_frame_timer()  # a new frame began in this batch
+            # A new frame began in this batch. It must not trickle in forever: it would hold
+            # its buffer for good. (This timer also replaces the idle one of a new connection.)
+            self._set_timer(self._limits.frame_timeout, self._frame_expired)
         return True
 
-    def _start_frame_timer(self):
-        # A frame must not trickle in forever: it would hold its buffer for good.
+    def _set_timer(self, timeout, expired):
         self._stop_frame_timer()
-        timer = self._loop.timer(self._limits.frame_timeout)
-        timer.start(self._frame_expired)
+        timer = self._loop.timer(timeout)
+        timer.start(expired)
         self._frame_timer = timer
 
     def _stop_frame_timer(self):
@@ -156,6 +159,10 @@ class Session:
         log.info("%s did not complete a frame in %g s; closing", self.peer, self._limits.frame_timeout)
         self.disconnect()
 
+    def _idle_expired(self):
+        log.info("%s sent no frame in %g s; closing", self.peer, self._limits.idle_timeout)
+        self.disconnect()
+
     def _end(self):
         self._readable.close()
         self._stop_frame_timer()
@@ -163,14 +170,30 @@ class Session:
             self._log_out("disconnected")
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
-            self._sock.close()
+            if self._decoder.broken:
+                close_gracefully(self._sock)  # the client may still be sending the huge frame
+            else:
+                self._sock.close()
             log.info("disconnect %s", self.peer)
         finally:
             self._on_end(self)
 
     def _on_stall(self):
-        log.warning("%s (%s) is not reading; disconnecting", self.name or "client", self.peer)
+        log.warning(
+            "%s (%s) is not reading; disconnecting, %d relayed messages undelivered",
+            self.name or "client",
+            self.peer,
+            self._outbox.dropped_messages,
+        )
         self.disconnect(abort=True)
+
+    def stop_reading(self) -> None:
+        """Take no more requests: the session sends what it has queued, then ends."""
+        stop_reading(self._sock)
+
+    @property
+    def unsent_bytes(self) -> int:
+        return self._outbox.queued_bytes
 
     def disconnect(self, abort: bool = False) -> None:
         """End this connection from any greenlet (its own greenlet cleans up).

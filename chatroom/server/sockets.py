@@ -10,9 +10,14 @@ import struct
 import gevent
 from gevent import socket as gevent_socket
 from gevent import ssl
+from gevent.socket import wait_read
 
 BACKLOG = 4096
 TLS_HANDSHAKE_TIMEOUT = 10.0
+# After a server-side close: how long, and how much, to read and drop of what the client still
+# sends, so that closing does not reset the connection under replies it has not read yet.
+LINGER_TIMEOUT = 2.0
+LINGER_BYTES = 1 << 20
 # Dead peers are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 90 s of silence.
 KEEPIDLE, KEEPINTVL, KEEPCNT = 60, 10, 3
 _LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
@@ -64,14 +69,23 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 def tls_handshake(sock, context: ssl.SSLContext):
-    """The TLS socket over sock once the handshake is done; raises OSError or gevent.Timeout
-    (sock is closed then)."""
-    tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    """The TLS socket over sock once the handshake is done; raises OSError or gevent.Timeout,
+    or whatever kills the greenlet meanwhile (sock is closed then).
+
+    No TLS state is built before the client's first bytes arrive: a connection that says
+    nothing costs its socket and its greenlet, not the tens of KB of a TLS connection.
+    """
     try:
         with gevent.Timeout(TLS_HANDSHAKE_TIMEOUT):
-            tls_sock.do_handshake()
+            wait_read(sock.fileno())
+            tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            try:
+                tls_sock.do_handshake()
+            except BaseException:
+                tls_sock.close()
+                raise
     except BaseException:
-        tls_sock.close()
+        sock.close()
         raise
     return tls_sock
 
@@ -100,3 +114,32 @@ def discard_unsent(sock) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
     except OSError:
         pass
+
+
+def stop_reading(sock) -> None:
+    """Make the reader of sock see an end of stream, while sending still works."""
+    try:
+        gevent_socket.socket.shutdown(sock, socket.SHUT_RD)
+    except OSError:
+        pass
+
+
+def close_gracefully(sock) -> None:
+    """Close after the client has had everything sent: FIN first, then read and drop what it
+    still sends until it closes too (within LINGER_TIMEOUT and LINGER_BYTES).
+
+    Closing a socket with unread input makes the kernel reset the connection, and a reset can
+    destroy replies the client has received but not yet read.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        budget = LINGER_BYTES
+        with gevent.Timeout(LINGER_TIMEOUT, False):
+            while budget > 0:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                budget -= len(data)
+    except OSError:
+        pass
+    sock.close()

