@@ -11,10 +11,12 @@ instead of hanging it.
 """
 
 import os
+import random
 import re
 import shutil
 import signal
 import socket as std_socket
+import struct
 import sys
 import tempfile
 
@@ -23,7 +25,7 @@ from gevent import socket, subprocess
 from gevent.server import StreamServer
 
 from .codec import Decoder, encode
-from .protocol import Login, Response, Status
+from .protocol import ListUsers, Login, Logout, Response, SendTo, Status
 
 WAIT = 5.0  # the bound on any single wait in a test
 OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
@@ -130,6 +132,33 @@ def logged_in(address, name: str) -> Peer:
         peer.close()
         raise
     return peer
+
+
+def random_frames(rng: random.Random, count: int) -> bytes:
+    """count frames for fuzzing: valid ones, mutated ones and noise, concatenated."""
+    valid = [
+        encode(Login("name")),
+        encode(ListUsers()),
+        encode(SendTo("name", "text")),
+        encode(Logout()),
+        encode(SendTo("name", "é" * 50)),
+    ]
+    out = bytearray()
+    for _ in range(count):
+        choice = rng.random()
+        if choice < 0.3:
+            frame = bytearray(rng.choice(valid))
+            for _ in range(rng.randint(1, 3)):
+                frame[rng.randrange(len(frame))] = rng.randrange(256)
+            out += frame
+        elif choice < 0.5:
+            body = rng.randbytes(rng.randint(0, 40))
+            out += struct.pack("!BI", rng.randrange(256), len(body)) + body
+        elif choice < 0.6:
+            out += rng.randbytes(rng.randint(1, 30))
+        else:
+            out += rng.choice(valid)
+    return bytes(out)
 
 
 def fake_server(handler) -> StreamServer:

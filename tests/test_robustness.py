@@ -17,8 +17,8 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from chatroom.codec import encode
-from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
-from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, cpu_seconds, eventually, rss_kb
+from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, SendTo, UserList
+from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, cpu_seconds, eventually, random_frames, rss_kb
 
 
 def assert_pair_chats(address, tag="x"):
@@ -264,33 +264,6 @@ def test_a_thousand_connect_disconnect_cycles(server_process, peer_at):
 
 
 # --- Hostile bytes ----------------------------------------------------------------------
-
-
-def random_frames(rng: random.Random, count: int) -> bytes:
-    """Valid frames, mutated ones, and noise, concatenated."""
-    valid = [
-        encode(Login("name")),
-        encode(ListUsers()),
-        encode(SendTo("name", "text")),
-        encode(Logout()),
-        encode(SendTo("name", "é" * 50)),
-    ]
-    out = bytearray()
-    for _ in range(count):
-        choice = rng.random()
-        if choice < 0.3:
-            frame = bytearray(rng.choice(valid))
-            for _ in range(rng.randint(1, 3)):
-                frame[rng.randrange(len(frame))] = rng.randrange(256)
-            out += frame
-        elif choice < 0.5:
-            body = rng.randbytes(rng.randint(0, 40))
-            out += struct.pack("!BI", rng.randrange(256), len(body)) + body
-        elif choice < 0.6:
-            out += rng.randbytes(rng.randint(1, 30))
-        else:
-            out += rng.choice(valid)
-    return bytes(out)
 
 
 def blast(address, data: bytes):
