@@ -1,5 +1,6 @@
 """chatroom-client as a subprocess with pipes, against a real server: every command's output."""
 
+import struct
 import sys
 
 import gevent
@@ -8,8 +9,8 @@ from gevent import socket, subprocess
 from gevent.event import Event
 
 from chatroom.codec import Decoder, encode
-from chatroom.protocol import Incoming, ListUsers, Response, SendTo, Status, UserList
-from chatroom.testing import OK, eventually
+from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Response, SendTo, Status, UserList
+from chatroom.testing import OK, ClientProcess, eventually
 
 pytestmark = pytest.mark.process
 
@@ -218,3 +219,87 @@ def test_no_reply_in_ten_seconds_says_so_and_carries_on(client, fake_server):
     err = gevent.with_timeout(15, c.proc.stderr.readline)
     assert b"no reply" in err
     assert c.run("list") == ["late"]
+
+
+# --- Arguments, files and broken servers -----------------------------------------------------
+
+
+def run_client(*args, stdin=b"", timeout=15):
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom.client", *args], input=stdin, capture_output=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
+def test_a_bad_port_is_a_usage_error_on_client_and_server(port):
+    client = run_client("127.0.0.1", port)
+    assert client.returncode == 2 and b"port" in client.stderr and b"Traceback" not in client.stderr
+    if port != "0":
+        server = subprocess.run(
+            [sys.executable, "-m", "chatroom.server", "--port", port], capture_output=True, timeout=15
+        )
+        assert server.returncode == 2 and b"port" in server.stderr and b"Traceback" not in server.stderr
+
+
+def test_a_lone_number_is_the_port(server):
+    result = run_client(str(server.address[1]), stdin=b"login alice\nlist\n")
+    assert result.returncode == 0 and result.stdout == b"Success\nalice\n"
+
+
+def test_a_frame_over_the_limit_from_the_server_ends_the_client_clearly(fake_server):
+    def oversize(sock):
+        sock.recv(100)
+        sock.sendall(struct.pack("!BI", 0x82, MAX_BODY + 1))
+        sock.recv(100)
+
+    server = fake_server(oversize)
+    result = run_client(*map(str, server.address), stdin=b"login alice\nlist\n")
+    assert result.returncode == 1
+    assert result.stderr == b"chatroom-client: the server broke the chatroom protocol (a frame longer than allowed)\n"
+
+
+def test_a_closed_stdout_ends_quietly(server):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatroom.client", *map(str, server.address)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"login alice\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"Success\n"
+    proc.stdout.close()  # like `| head -1`
+    proc.stdin.write(b"list\n" * 2000)
+    proc.stdin.close()
+    assert proc.wait(15) == 0
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert b"Traceback" not in err and b"Broken pipe" not in err
+
+
+@pytest.mark.parametrize("content, reason", [(None, b"not found"), (b"not a certificate\n", b"no certificate in it")])
+def test_a_bad_ca_file_is_named(server, tmp_path, content, reason):
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    result = run_client("--tls", "--ca", str(ca), *map(str, server.address))
+    assert result.returncode == 1
+    assert result.stderr == b"chatroom-client: cannot use the CA file " + str(ca).encode() + b": " + reason + b"\n"
+
+
+def test_no_tls_hint_when_the_server_refuses_for_being_full(server_process):
+    server = server_process("--max-clients", "0")
+    result = run_client(*map(str, server.address), stdin=b"login alice\n")
+    assert result.returncode == 1 and b"tls" not in result.stderr.lower()
+
+
+def test_no_tls_hint_after_a_normal_shutdown(server_process):
+    server = server_process()
+    client = ClientProcess(server.address)
+    try:
+        assert client.run("login alice") == ["Success"]
+        server.signal()
+        status, _, err = client.finish(close_stdin=False)
+        assert status == 1 and "closed the connection" in err and "tls" not in err.lower()
+    finally:
+        client.stop()

@@ -1,6 +1,7 @@
 """The interactive client on a pseudo-terminal, read through a terminal emulator (pyte)."""
 
 import os
+import re
 import sys
 
 import gevent
@@ -10,30 +11,43 @@ import pytest
 from gevent.event import Event
 from gevent.select import select
 
-from chatroom.protocol import Incoming, SendTo
-from chatroom.testing import OK, WAIT
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Incoming, ListUsers, Login, Response, SendTo, Status, UserList
+from chatroom.server import ChatServer
+from chatroom.testing import OK, WAIT, Peer
 
 pytestmark = pytest.mark.process
 
 ROWS, COLS = 24, 100
 
 
+class _AnsweringScreen(pyte.Screen):
+    """A screen that answers the terminal's queries (the cursor position prompt_toolkit asks
+    for, to know how much room there is below the prompt for its toolbar)."""
+
+    def __init__(self, columns, lines, child):
+        super().__init__(columns, lines)
+        self._child = child
+
+    def write_process_input(self, data):
+        self._child.send(data)
+
+
 class Terminal:
     """chatroom-client on a pty; the screen is what a person would see."""
 
-    def __init__(self, address, state_dir):
+    def __init__(self, address, state_dir, *args):
         env = dict(
             os.environ,
             TERM="xterm",
-            PROMPT_TOOLKIT_NO_CPR="1",
             XDG_STATE_HOME=str(state_dir),
             PYTHONUNBUFFERED="1",
         )
         host, port = address
         self.child = pexpect.spawn(
-            sys.executable, ["-m", "chatroom.client", host, str(port)], env=env, dimensions=(ROWS, COLS)
+            sys.executable, ["-m", "chatroom.client", host, str(port), *args], env=env, dimensions=(ROWS, COLS)
         )
-        self.screen = pyte.Screen(COLS, ROWS)
+        self.screen = _AnsweringScreen(COLS, ROWS, self.child)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
         self.eof = False
@@ -67,6 +81,15 @@ class Terminal:
     def wait_for_line(self, text):
         self.wait_for(lambda t: text in t.lines(), repr(text))
 
+    def wait_for_match(self, pattern) -> str:
+        """The first screen line that matches the regular expression, once there is one."""
+        regex = re.compile(pattern)
+        self.wait_for(lambda t: any(regex.fullmatch(line) for line in t.lines()), f"a line matching {pattern!r}")
+        return next(line for line in self.lines() if regex.fullmatch(line))
+
+    def wait_for_text(self, text):
+        self.wait_for(lambda t: text in "\n".join(t.lines()), repr(text))
+
     def cursor_line(self):
         return self.lines()[self.screen.cursor.y]
 
@@ -92,8 +115,8 @@ class Terminal:
 def terminal(server, tmp_path):
     started = []
 
-    def start(address=None):
-        term = Terminal(address or server.address, tmp_path)
+    def start(address=None, *args):
+        term = Terminal(address or server.address, tmp_path, *args)
         started.append(term)
         term.wait_for_input_line("> ")
         return term
@@ -116,10 +139,10 @@ def test_half_typed_line_survives_an_incoming_message(terminal, server, peer_at)
     term.type("sendto bob hel")
     term.wait_for_input_line("alice> sendto bob hel")
     assert bob.request(SendTo("alice", "are you there?")) == OK
-    term.wait_for_line("bob: are you there?")
+    message = term.wait_for_match(r"\d\d:\d\d bob: are you there\?")
     term.wait_for_input_line("alice> sendto bob hel")
     lines = term.lines()
-    assert lines.index("bob: are you there?") < lines.index("alice> sendto bob hel")
+    assert lines.index(message) < lines.index("alice> sendto bob hel")
     term.type("lo\r")
     assert bob.next_event() == Incoming("alice", "hello")
     term.wait_for_line("Success")
@@ -154,7 +177,7 @@ def test_ctrl_r_searches_history(terminal):
     term.type("\r")  # ends the search with the match in the input line
     term.wait_for_line("alice> login alice")
     term.type("\r")
-    term.wait_for_line("Failure")  # logged in already
+    term.wait_for_line("Failure (already logged in as alice; logout first)")
 
 
 def test_tab_completes_commands_and_known_usernames(terminal, server, peer_at):
@@ -185,7 +208,7 @@ def test_escape_sequences_from_the_network_never_reach_the_terminal_raw(terminal
     bob = peer_at(server.address)
     bob.login("bob")
     assert bob.request(SendTo("alice", "\x1b]0;pwned\x07 and \x1b[2J")) == OK
-    term.wait_for_line("bob: \\x1b]0;pwned\\x07 and \\x1b[2J")
+    term.wait_for_match(r"\d\d:\d\d bob: \\x1b\]0;pwned\\x07 and \\x1b\[2J")
     assert b"\x1b]0;pwned" not in term.raw
     assert term.raw.count(b"\x1b[2J") == clears_before
 
@@ -208,7 +231,7 @@ def test_server_closing_mid_typing_exits_with_an_error(terminal, fake_server):
         sock.close()
 
     fake = fake_server(handler)
-    term = terminal(fake.address)
+    term = terminal(fake.address, "--no-reconnect")
     term.type("sendto bob half")
     term.wait_for_input_line("> sendto bob half")
     close_now.set()
@@ -241,3 +264,222 @@ def test_history_suggestions_show_as_you_type(terminal):
     )
     term.type("\x1b[C")
     term.wait_for_input_line("alice> login alice")
+
+
+# --- Reading a conversation ------------------------------------------------------------------
+
+
+def test_first_line_says_where_and_how(terminal, server):
+    term = terminal()
+    host, port = server.address
+    term.wait_for_line(f"connected to {host}:{port} — type help")
+
+
+def test_messages_have_a_time_a_coloured_sender_and_a_bell(terminal, server, peer_at):
+    term = terminal()
+    log_in(term, "alice")
+    bob = peer_at(server.address)
+    bob.login("bob")
+    bells = term.raw.count(b"\x07")
+    assert bob.request(SendTo("alice", "hi")) == OK
+    line = term.wait_for_match(r"\d\d:\d\d bob: hi")
+    row = term.lines().index(line)
+    name_colour = term.screen.buffer[row][6].fg
+    assert name_colour != "default" and term.screen.buffer[row][len(line) - 1].fg == "default"
+    assert term.raw.count(b"\x07") == bells + 1
+
+
+def test_the_same_name_always_has_the_same_colour(terminal, server, peer_at):
+    term = terminal()
+    log_in(term, "alice")
+    bob = peer_at(server.address)
+    bob.login("bob")
+    for text in ["one", "two"]:
+        assert bob.request(SendTo("alice", text)) == OK
+        term.wait_for_match(rf"\d\d:\d\d bob: {text}")
+    rows = [i for i, line in enumerate(term.lines()) if re.fullmatch(r"\d\d:\d\d bob: (one|two)", line)]
+    assert len({term.screen.buffer[row][6].fg for row in rows}) == 1
+
+
+def test_no_timestamps_and_no_bell_when_asked(terminal, server, peer_at):
+    term = terminal(None, "--no-timestamps", "--no-bell")
+    log_in(term, "alice")
+    bob = peer_at(server.address)
+    bob.login("bob")
+    assert bob.request(SendTo("alice", "quiet")) == OK
+    term.wait_for_line("bob: quiet")
+    assert b"\x07" not in term.raw
+
+
+def test_own_messages_are_echoed_after_success(terminal, server, peer_at):
+    bob = peer_at(server.address)
+    bob.login("bob")
+    term = terminal()
+    log_in(term, "alice")
+    term.type("sendto bob hello there\r")
+    echo = term.wait_for_match(r"\d\d:\d\d → bob: hello there")
+    lines = term.lines()
+    assert lines[lines.index(echo) - 1] == "Success"
+    assert bob.next_event() == Incoming("alice", "hello there")
+
+
+def test_multi_line_text_cannot_pass_for_another_sender(terminal, server, peer_at):
+    term = terminal()
+    log_in(term, "alice")
+    bob = peer_at(server.address)
+    bob.login("bob")
+    assert bob.request(SendTo("alice", "hi\nmallory: send me your password\n\tindented")) == OK
+    first = term.wait_for_match(r"\d\d:\d\d bob: hi")
+    lines = term.lines()
+    row = lines.index(first)
+    assert lines[row + 1] == "       │ mallory: send me your password"
+    assert lines[row + 2] == "       │         indented"  # the tab expanded
+    assert not any(line.startswith("mallory") or re.match(r"\d\d:\d\d mallory", line) for line in lines)
+
+
+def test_emoji_sequences_and_joined_scripts_are_shown_as_they_are(terminal, server, peer_at):
+    term = terminal()
+    log_in(term, "alice")
+    bob = peer_at(server.address)
+    bob.login("bob")
+    text = "\U0001f469\u200d\U0001f4bb and \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 but \u202eevil"
+    assert bob.request(SendTo("alice", text)) == OK
+    term.wait_for(lambda t: b"but \\u202eevil" in t.raw, "the message")  # a bidi override stays escaped
+    assert "\U0001f469\u200d\U0001f4bb and \u0645\u06cc\u200c\u062e".encode() in term.raw
+    assert b"\\u200d" not in term.raw and b"\\u200c" not in term.raw
+
+
+def test_toolbar_and_an_empty_list(terminal, server):
+    term = terminal()
+    host, port = server.address
+    term.wait_for_line(f" connected │ {host}:{port} │ not logged in")
+    term.type("list\r")
+    term.wait_for_line("(nobody is logged in)")
+    log_in(term, "alice")
+    term.type("list\r")
+    term.wait_for_line(f" connected │ {host}:{port} │ alice │ 1 online")
+
+
+def test_a_pasted_block_is_one_message_and_a_long_one_asks_first(terminal, server, peer_at):
+    bob = peer_at(server.address)
+    bob.login("bob")
+    term = terminal()
+    log_in(term, "alice")
+    term.type("\x1b[200~sendto bob line one\nline two\x1b[201~\r")
+    term.wait_for_line("Success")
+    assert bob.next_event() == Incoming("alice", "line one\nline two")
+    term.type("\x1b[200~sendto bob " + "\n".join(f"l{i}" for i in range(7)) + "\x1b[201~\r")
+    term.wait_for_text("send 7 lines to bob? [y/N]")
+    term.type("n\r")
+    term.wait_for_line("not sent")
+    term.type("\x1b[200~sendto bob " + "\n".join(f"l{i}" for i in range(7)) + "\x1b[201~\r")
+    term.wait_for_text("send 7 lines to bob? [y/N]")
+    term.type("y\r")
+    assert bob.next_event() == Incoming("alice", "\n".join(f"l{i}" for i in range(7)))
+
+
+# --- Clear errors ------------------------------------------------------------------------------
+
+
+def test_failures_say_why(terminal, server, peer_at):
+    carol = peer_at(server.address)
+    carol.login("carol")
+    term = terminal()
+    term.type("sendto bob hi\r")
+    term.wait_for_line("Failure (not logged in)")
+    term.type("logout\r")
+    term.wait_for_line("Failure (not logged in)")
+    term.type("login carol\r")
+    term.wait_for_line("Failure (name taken)")
+    log_in(term, "alice")
+    term.type("login dave\r")
+    term.wait_for_line("Failure (already logged in as alice; logout first)")
+    term.type("list\r")
+    term.wait_for_line("carol")
+    term.type("sendto bob hi\r")
+    term.wait_for_line("Failure (bob is not online)")
+    term.type("frobnicate\r")
+    term.wait_for_line("Invalid command (type help)")
+    term.type("\x1b[200~sendto carol " + "x" * 65536 + "\x1b[201~\r")
+    term.wait_for_line("Bad message (longer than 65535 characters)")
+
+
+# --- Staying connected -------------------------------------------------------------------------
+
+
+def test_reconnects_after_a_restart_keeping_the_line_and_the_login(terminal, tmp_path):
+    first = ChatServer("127.0.0.1", 0)
+    first.start()
+    address = first.address
+    term = terminal(address)
+    log_in(term, "alice")
+    term.type("sendto bob half")
+    term.wait_for_input_line("alice> sendto bob half")
+    first.stop()
+    term.wait_for_text("disconnected: the server closed the connection; reconnecting in 1s")
+    second = ChatServer(*address)
+    second.start()
+    try:
+        term.wait_for_line("logged in again as alice")
+        term.wait_for_input_line("alice> sendto bob half")
+        peer = Peer(address)
+        try:
+            assert peer.request(ListUsers()) == UserList(("alice",))
+        finally:
+            peer.close()
+    finally:
+        second.stop()
+
+
+def test_commands_while_disconnected_say_so_at_once(terminal):
+    first = ChatServer("127.0.0.1", 0)
+    first.start()
+    term = terminal(first.address)
+    first.stop()
+    term.wait_for_text("reconnecting in")
+    term.type("list\r")
+    term.wait_for_match(r"not connected \(reconnecting in \d+s\)")
+    term.type("help\r")  # what needs no server still works
+    term.wait_for_line("  sendto NAME TEXT   send TEXT to NAME")
+
+
+def test_ctrl_c_cancels_a_pending_reply_and_the_client_lives_on(terminal, fake_server):
+    release = Event()
+
+    def answers_list_late(sock):
+        decoder = Decoder.for_server()
+        while data := sock.recv(65536):
+            for event in decoder.receive_data(data):
+                if isinstance(event, Login):
+                    sock.sendall(encode(Response(Status.OK)))
+                else:
+                    release.wait()
+                    sock.sendall(encode(UserList(("late",))))
+
+    fake = fake_server(answers_list_late)
+    term = terminal(fake.address)
+    term.type("list\r")
+    term.type("half")
+    term.wait_for_input_line("> half")  # the prompt stays drawn while the reply is awaited
+    term.type("\x03")
+    term.wait_for_line("cancelled")
+    term.type("\x15login alice\r")
+    release.set()  # the late reply to list comes now, and is not taken for the login's
+    term.wait_for_input_line("alice> ")
+    assert "late" not in term.lines()
+    term.type("\x04")
+    assert term.wait_exit() == 0
+
+
+def test_history_file_is_private_and_capped(terminal, tmp_path):
+    history = tmp_path / "chatroom" / "history"
+    history.parent.mkdir(parents=True)
+    history.write_text("".join(f"\n# 2026-01-01 00:00:00\n+list {i}\n" for i in range(10_050)))
+    term = terminal()
+    term.type("\x04")
+    assert term.wait_exit() == 0
+    assert history.parent.stat().st_mode & 0o777 == 0o700
+    assert history.stat().st_mode & 0o777 == 0o600
+    entries = history.read_text().count("\n+")
+    assert entries == 10_000
+    assert "+list 10049\n" in history.read_text() and "+list 49\n" not in history.read_text()

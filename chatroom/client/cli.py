@@ -1,7 +1,8 @@
 """``chatroom-client [HOST] [PORT]``: connect, then run the prompt or the plain front end.
 
-On a terminal it runs an interactive prompt (:mod:`.terminal`); otherwise it reads plain
-lines from stdin (:mod:`.plain`), for scripts and tests, with byte-for-byte the same output.
+On a terminal it runs an interactive prompt (:mod:`.terminal`), which reconnects when the
+connection drops; otherwise it reads plain lines from stdin (:mod:`.plain`), for scripts and
+tests, with the seed's words byte for byte.
 """
 
 import argparse
@@ -14,21 +15,60 @@ from ..protocol import DEFAULT_PORT
 DEFAULT_HOST = "127.0.0.1"
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroom-client", description="Chat on a chatroom server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("host", nargs="?", default=DEFAULT_HOST, help="server address (default %(default)s)")
-    parser.add_argument("port", nargs="?", type=int, default=DEFAULT_PORT, help="server port (default %(default)s)")
+    parser.add_argument(
+        "host", nargs="?", default=DEFAULT_HOST, help="server address (default %(default)s); a lone number is the port"
+    )
+    parser.add_argument("port", nargs="?", type=port_number, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--tls", action="store_true", help="connect over TLS, verifying the server's certificate")
     parser.add_argument("--ca", metavar="FILE", help="with --tls: trust the CA certificates in FILE (PEM)")
+    terminal = parser.add_argument_group("on a terminal")
+    terminal.add_argument(
+        "--no-reconnect", action="store_true", help="exit (status 1) when the connection drops, instead of reconnecting"
+    )
+    terminal.add_argument(
+        "--timestamps", action=argparse.BooleanOptionalAction, default=True, help="show the time of each message"
+    )
+    terminal.add_argument("--no-bell", action="store_true", help="no terminal bell when a message arrives")
     return parser
 
 
-def main(argv=None) -> int:
+def parse_arguments(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.port is None:
+        if args.host.isdigit():  # a lone number is the port
+            args.host, args.port = DEFAULT_HOST, port_number_or_exit(parser, args.host)
+        else:
+            args.port = DEFAULT_PORT
     if args.ca and not args.tls:
         parser.error("--ca goes with --tls")
+    return args
+
+
+def port_number_or_exit(parser, text) -> int:
+    try:
+        return port_number(text)
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
+        raise
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(argv)
 
     # prompt_toolkit runs an asyncio loop and a writer thread; patched before they are
     # imported, they become cooperative, so one OS thread serves the prompt and the network.
@@ -38,37 +78,63 @@ def main(argv=None) -> int:
     import ssl
 
     from .connection import ConnectionLost, connect, tls_context
-    from .core import Client
+    from .core import Client, PlainOutput
 
+    address = f"{args.host}:{args.port}"
     try:
         tls = tls_context(args.ca) if args.tls else None
-        sock = connect(args.host, args.port, tls)
+    except (OSError, ssl.SSLError) as err:
+        reason = "not found" if isinstance(err, FileNotFoundError) else "no certificate in it"
+        print(f"chatroom-client: cannot use the CA file {args.ca}: {reason}", file=sys.stderr)
+        return 1
+
+    def open_socket():
+        return connect(args.host, args.port, tls)
+
+    try:
+        sock = open_socket()
     except ssl.SSLError as err:
         verify_message = getattr(err, "verify_message", None)
         reason = f"certificate verify failed: {verify_message}" if verify_message else err.reason or str(err)
         hint = " (is the server using TLS?)" if err.reason == "WRONG_VERSION_NUMBER" else ""
-        print(f"chatroom-client: TLS with {args.host}:{args.port} failed: {reason}{hint}", file=sys.stderr)
+        print(f"chatroom-client: TLS with {address} failed: {reason}{hint}", file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"chatroom-client: cannot connect to {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
+        print(f"chatroom-client: cannot connect to {address}: {err.strerror or err}", file=sys.stderr)
         return 1
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace", line_buffering=True)
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        from .terminal import run_terminal as run
-    else:
-        from .plain import run_plain as run
 
     def write(line):
         print(line, flush=True)
 
-    client = Client(sock, write)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:
+        from .link import Link
+        from .terminal import TerminalOutput, run_terminal
+
+        output = TerminalOutput(timestamps=args.timestamps, bell=not args.no_bell)
+        client = Client(output)
+    else:
+        from .plain import run_plain
+
+        client = Client(PlainOutput(write))
+    connection = client.attach(sock)
     try:
-        return run(client)
+        if interactive:
+            link = None if args.no_reconnect else Link(client, open_socket, output.notice)
+            return run_terminal(client, output, address, link)
+        return run_plain(client)
     except ConnectionLost:
-        print(f"chatroom-client: {client.connection.lost_reason}", file=sys.stderr)
+        print(f"chatroom-client: {connection.lost_reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        from .plain import silence_stdout
+
+        silence_stdout()
+        return 0
     finally:
-        client.connection.close()
+        if client.connection is not None:
+            client.connection.close()

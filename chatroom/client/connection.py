@@ -12,7 +12,7 @@ from gevent.event import Event
 from gevent.queue import Empty, Queue
 
 from ..codec import Decoder, encode
-from ..protocol import Incoming, Malformed
+from ..protocol import FrameTooLarge, Incoming, Malformed
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -69,6 +69,7 @@ class Connection:
         self._replies = Queue()
         self._abandoned = 0  # replies still due to requests that timed out
         self._closing = False
+        self._sent = False
         self.lost = Event()
         self.lost_reason = "the server closed the connection"
         self._reader = gevent.spawn(self._read)
@@ -81,11 +82,15 @@ class Connection:
             self._sock.sendall(encode(message))
         except OSError:
             raise ConnectionLost() from None
+        self._sent = True
         try:
             reply = self._replies.get(timeout=timeout)
         except Empty:
             self._abandoned += 1  # its reply, if it ever comes, must not answer the next request
             raise NoReply() from None
+        except BaseException:
+            self._abandoned += 1  # the wait was cancelled (Ctrl-C): the same
+            raise
         if reply is _LOST:
             raise ConnectionLost()
         return reply
@@ -97,24 +102,30 @@ class Connection:
 
     def _read(self):
         decoder = Decoder.for_client()
-        answered = False
+        first = b""
         try:
             while data := self._sock.recv(65536):
-                answered = True
+                first = first or data
                 for event in decoder.receive_data(data):
-                    self._dispatch(event)
+                    if type(event) is not FrameTooLarge:
+                        self._dispatch(event)
                 if decoder.broken:
-                    self.lost_reason = "the server does not speak the chatroom protocol (a TLS server? try --tls)"
+                    self.lost_reason = "the server broke the chatroom protocol (a frame longer than allowed)"
                     break
-        except OSError:
-            pass
-        if not answered:
-            self.lost_reason += " before answering anything (a TLS server? try --tls)"
+        except OSError as err:
+            self.lost_reason = f"the connection broke: {err.strerror or err}"
+            # A TLS server resets a connection whose first bytes are no TLS handshake: a
+            # reset before any answer to what we sent is the sign of one.
+            if isinstance(err, ConnectionResetError) and not first and self._sent:
+                self.lost_reason = "the server reset the connection (a TLS server? try --tls)"
+        if _looks_like_tls(first):
+            self.lost_reason = "the server does not speak the chatroom protocol (a TLS server? try --tls)"
         if not self._closing:
             self.lost.set()
             self._replies.put(_LOST)
 
     def _dispatch(self, event):
+        # Replies are responses and lists; anything else in their place breaks the protocol.
         kind = type(event)
         if kind is Incoming:
             self._on_message(event)
@@ -124,3 +135,9 @@ class Connection:
             self._abandoned -= 1
         else:
             self._replies.put(event)
+
+
+def _looks_like_tls(data: bytes) -> bool:
+    """Whether data starts like a TLS record (an alert or a handshake, version 3.x): what a
+    TLS server answers to a client that speaks plain bytes to it."""
+    return len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 0x03

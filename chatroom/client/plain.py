@@ -1,6 +1,7 @@
 """The client's front end for a stdin that is not a terminal: plain lines in, the seed's
 words out, byte for byte, for scripts and tests."""
 
+import os
 import sys
 
 import gevent
@@ -13,6 +14,8 @@ from .core import Client
 def run_plain(client: Client) -> int:
     """Read commands from a non-terminal stdin until exit or end of input."""
     stdin = FileObject(sys.stdin.fileno(), "rb", close=False)
+    connection = client.connection
+    assert connection is not None
 
     def read_commands() -> bool:
         """True on exit or end of input; False if the connection was lost first."""
@@ -22,11 +25,21 @@ def run_plain(client: Client) -> int:
                     break
         except ConnectionLost:
             return False
+        except BrokenPipeError:
+            silence_stdout()  # whoever read our output has stopped reading: nothing more to say
         return True
 
     worker = gevent.spawn(read_commands)
-    gevent.wait([worker, client.connection.lost], count=1)
+    gevent.wait([worker, connection.lost], count=1)
     if worker.ready() and worker.value:
         return 0
     worker.kill()
     raise ConnectionLost()
+
+
+def silence_stdout() -> None:
+    """Send what is still to be printed to /dev/null: the reader of stdout is gone (``| head
+    -1``), and Python would otherwise report the broken pipe when it flushes at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -1,32 +1,60 @@
-"""The interactive front end: a prompt that stays put while messages arrive above it.
+"""The interactive front end: a conversation above a prompt that stays put.
 
-The prompt is prompt_toolkit's, called from the main greenlet only. Incoming messages are
-printed by the connection's greenlet through ``patch_stdout``, which draws them above the
-prompt and leaves the half-typed line and the cursor where they were. The connection's
-greenlet touches the running application only through ``call_soon_threadsafe``, the one
-entry point that wakes the prompt's event loop.
+The prompt is prompt_toolkit's, called from the main greenlet only; commands run in a worker
+greenlet, so that the prompt stays drawn and editable while a reply is awaited (and Ctrl-C can
+cancel the wait). Incoming messages and outcomes are printed through ``patch_stdout``, which
+draws them above the prompt and leaves the half-typed line and the cursor where they were.
+Greenlets touch the running application only through ``call_soon_threadsafe``, the one entry
+point that wakes the prompt's event loop.
 """
 
 import os
+import time
 from pathlib import Path
 
+import gevent
+from gevent.queue import Queue
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from .commands import COMMANDS
+from ..protocol import ListUsers, Login, Logout, SendTo
+from .commands import COMMANDS, USAGE, Exit, parse
 from .connection import ConnectionLost
-from .display import escape
+from .display import conversation, dim, escape
 
 _TAKES_ARGUMENTS = {"login", "sendto"}
+HISTORY_ENTRIES = 10_000
+ASK_ABOVE_LINES = 5
 
 
 def history_path() -> Path:
     """$XDG_STATE_HOME/chatroom/history, else ~/.local/state/chatroom/history."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(state) / "chatroom" / "history"
+
+
+class PrivateHistory(FileHistory):
+    """prompt_toolkit's history file, readable by its owner only (0600 in a 0700 folder) and
+    cut to its last HISTORY_ENTRIES entries when opened."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(path, 0o600)
+        _keep_last_entries(path, HISTORY_ENTRIES)
+        super().__init__(str(path))
+
+
+def _keep_last_entries(path: Path, count: int) -> None:
+    # Entries are written as "\n# time\n+line\n...": each starts with a blank line.
+    text = path.read_text(encoding="utf-8", errors="replace")
+    entries = text.split("\n\n")
+    if len(entries) > count + 1:
+        path.write_text("\n\n".join([""] + entries[-count:]), encoding="utf-8")
 
 
 class ChatCompleter(Completer):
@@ -49,38 +77,159 @@ class ChatCompleter(Completer):
                     yield Completion(name + " ", -len(rest), display=escape(name))
 
 
-def run_terminal(client) -> int:
-    path = history_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+class TerminalOutput:
+    """A conversation: times, a colour per sender, a bell, one's own messages echoed, and the
+    seed's words with a reason after them."""
+
+    def __init__(self, timestamps: bool = True, bell: bool = True):
+        self._timestamps = timestamps
+        self._bell = bell
+
+    def _clock(self) -> str:
+        return time.strftime("%H:%M") if self._timestamps else ""
+
+    def _print(self, lines):
+        print("\n".join(lines), flush=True)
+
+    def message(self, sender, text):
+        lines = conversation(self._clock(), sender, text)
+        if self._bell:
+            lines[-1] += "\a"
+        self._print(lines)
+
+    def outcome(self, word, reason=None):
+        print(f"{word} ({reason})" if reason else word, flush=True)
+
+    def names(self, names):
+        if not names:
+            print(dim("(nobody is logged in)"), flush=True)
+        for name in names:
+            print(escape(name), flush=True)
+
+    def sent(self, recipient, text):
+        self._print(conversation(self._clock(), "", text, recipient=recipient))
+
+    def usage(self):
+        print(USAGE, flush=True)
+
+    def notice(self, text):
+        print(dim(text), flush=True)
+
+
+class _Commands:
+    """Runs typed lines one after another in a worker greenlet; the one under way can be
+    cancelled."""
+
+    def __init__(self, client, link, output):
+        self._client = client
+        self._link = link
+        self._output = output
+        self._lines: Queue = Queue()
+        self._current: gevent.Greenlet | None = None
+        self._worker = gevent.spawn(self._work)
+
+    def submit(self, line: str) -> None:
+        self._lines.put(line)
+
+    def cancel(self) -> bool:
+        """Cancel the command under way, if any (its reply is dropped when it comes)."""
+        current = self._current
+        if current is None or current.ready():
+            return False
+        current.kill(block=False)
+        return True
+
+    def finish(self, timeout: float) -> None:
+        """Let the commands typed so far run (up to timeout), then stop."""
+        self._lines.put(None)
+        self._worker.join(timeout)
+        self._worker.kill(block=False)
+
+    def _work(self):
+        for line in self._lines:
+            if line is None:
+                return
+            self._current = gevent.spawn(self._run, line)
+            self._current.join()
+            if isinstance(self._current.value, BaseException):
+                self._output.notice("cancelled")
+            self._current = None
+
+    def _run(self, line):
+        try:
+            if self._link is not None and not self._link.connected and _needs_server(line):
+                self._output.notice(f"not connected ({self._link.status()})")
+                return None
+            self._client.handle(line)
+        except ConnectionLost:
+            if self._link is not None:
+                self._output.notice(f"not connected ({self._link.status()})")
+        except gevent.GreenletExit as cancelled:
+            return cancelled
+        return None
+
+
+def _needs_server(line: str) -> bool:
+    return isinstance(parse(line), (Login, ListUsers, Logout, SendTo))
+
+
+def run_terminal(client, output: TerminalOutput, address: str, link=None) -> int:
+    """Chat at the prompt until exit or Ctrl-D; without a link, the first lost connection
+    ends the client (ConnectionLost)."""
     session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(path)),
+        history=PrivateHistory(history_path()),
         auto_suggest=AutoSuggestFromHistory(),
         completer=ChatCompleter(client),
         complete_while_typing=False,
+        bottom_toolbar=lambda: _toolbar(client, link, address),
     )
-    lost = client.connection.lost
+
+    def in_prompt_loop(action):
+        loop = session.app.loop
+        if loop is not None and session.app.is_running:
+            loop.call_soon_threadsafe(action)
 
     def exit_if_lost():
-        if lost.is_set() and session.app.is_running:
+        if link is None and client.connection.lost.is_set() and session.app.is_running:
             session.app.exit(exception=ConnectionLost())
 
-    def on_lost(_event):
-        loop = session.app.loop
-        if loop is not None:
-            loop.call_soon_threadsafe(exit_if_lost)
+    if link is not None:
+        link.on_change = lambda: in_prompt_loop(session.app.invalidate)
+    else:
+        client.connection.lost.rawlink(lambda _event: in_prompt_loop(exit_if_lost))
 
     def prompt_text():
         return f"{escape(client.name)}> " if client.name else "> "
 
-    lost.rawlink(on_lost)
-    with patch_stdout():
-        while not lost.is_set():
+    commands = _Commands(client, link, output)
+    with patch_stdout(raw=True):
+        output.notice(f"connected to {address} — type help")
+        while True:
             try:
                 line = session.prompt(prompt_text, pre_run=exit_if_lost)
             except KeyboardInterrupt:
-                continue  # Ctrl-C abandons the line being typed
+                commands.cancel()  # else Ctrl-C just abandons the line being typed
+                continue
             except EOFError:
-                return 0  # Ctrl-D
-            if not client.handle(line):
+                line = "exit"  # Ctrl-D
+            command = parse(line)
+            if isinstance(command, Exit):
+                commands.finish(timeout=10.0)
                 return 0
-    raise ConnectionLost()
+            if isinstance(command, SendTo) and command.text.count("\n") >= ASK_ABOVE_LINES:
+                lines = command.text.count("\n") + 1
+                answer = session.prompt(f"send {lines} lines to {escape(command.recipient)}? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
+                    output.notice("not sent")
+                    continue
+            commands.submit(line)
+            gevent.sleep(0)  # let the command start before the prompt is drawn again
+
+
+def _toolbar(client, link, address) -> str:
+    state = link.status() if link is not None else "connected"
+    who = escape(client.name) if client.name else "not logged in"
+    parts = [state, address, who]
+    if client.listed_count is not None:
+        parts.append(f"{client.listed_count} online")
+    return " " + " │ ".join(parts)

@@ -23,11 +23,22 @@ from .sockets import raise_file_limit, tls_context
 log = logging.getLogger(__name__)
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port to listen on, 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroom-server", description="Run a chatroom server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on, 0 for any free one")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="port to listen on, 0 for any free one")
     parser.add_argument(
         "--log-level",
         default="INFO",
