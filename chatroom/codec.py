@@ -8,28 +8,47 @@ the protocol through the same few functions.
 import struct
 
 from .protocol import (
+    AUTHENTICATE,
+    CHANGE_PASSWORD,
     HEADER_SIZE,
+    HELLO,
+    HISTORY,
+    HISTORY_PAGE,
     INCOMING,
     LIST,
     LOGIN,
     LOGOUT,
     MAX_BODY,
+    REGISTER,
     RESPONSE,
     SENDTO,
+    STORED_MESSAGE,
     USER_LIST,
+    Authenticate,
+    ChangePassword,
     FrameTooLarge,
+    Hello,
+    HistoryEntry,
+    HistoryPage,
+    HistoryRequest,
     Incoming,
     ListUsers,
     Login,
     Logout,
     Malformed,
+    Register,
     Response,
     SendTo,
     Status,
+    StoredMessage,
     UserList,
 )
 
 _HEADER = struct.Struct("!BI")
+_HISTORY_REQUEST = struct.Struct("!HQ")  # count, before
+_ENTRY_HEAD = struct.Struct("!QQBI")  # id, time in ms, direction, text bytes
+_TIME = struct.Struct("!Q")
+SENT, RECEIVED = 0x00, 0x01
 
 
 class BadBody(Exception):
@@ -67,7 +86,32 @@ def encode(message) -> bytes:
         return frame(LOGOUT)
     if kind is UserList:
         return frame(USER_LIST, b"".join(name_field(name) for name in message.names))
+    return _encode_extension(message)
+
+
+def _encode_extension(message) -> bytes:
+    kind = type(message)
+    if kind is Hello:
+        return frame(HELLO, bytes((message.version,)))
+    if kind is Register:
+        return frame(REGISTER, name_field(message.name) + message.password.encode())
+    if kind is Authenticate:
+        return frame(AUTHENTICATE, name_field(message.name) + message.password.encode())
+    if kind is ChangePassword:
+        return frame(CHANGE_PASSWORD, name_field(message.old) + message.new.encode())
+    if kind is HistoryRequest:
+        return frame(HISTORY, name_field(message.peer) + _HISTORY_REQUEST.pack(message.count, message.before))
+    if kind is StoredMessage:
+        return frame(STORED_MESSAGE, name_field(message.sender) + _TIME.pack(message.time_ms) + message.text.encode())
+    if kind is HistoryPage:
+        return frame(HISTORY_PAGE, name_field(message.peer) + b"".join(map(history_entry, message.entries)))
     raise TypeError(f"not a protocol message: {message!r}")
+
+
+def history_entry(entry: HistoryEntry) -> bytes:
+    """One entry of a HISTORY page, as it is laid out in the frame's body."""
+    text = entry.text.encode()
+    return _ENTRY_HEAD.pack(entry.id, entry.time_ms, SENT if entry.sent else RECEIVED, len(text)) + text
 
 
 # --- Body parsers -----------------------------------------------------------------------
@@ -127,16 +171,70 @@ def _parse_incoming(body):
     return Incoming(sender, _text(text))
 
 
+def _parse_hello(body):
+    if len(body) != 1 or body[0] == 0:
+        raise BadBody("a version, one byte, at least 1")
+    return Hello(body[0])
+
+
+def _name_and_text(message_class):
+    def parse(body):
+        name, rest = _split_name_field(body)
+        return message_class(name, _text(rest))
+
+    return parse
+
+
+def _parse_history_request(body):
+    peer, rest = _split_name_field(body)
+    if len(rest) != _HISTORY_REQUEST.size:
+        raise BadBody("count and before")
+    count, before = _HISTORY_REQUEST.unpack(rest)
+    return HistoryRequest(peer, count, before)
+
+
+def _parse_stored_message(body):
+    sender, rest = _split_name_field(body)
+    if len(rest) < _TIME.size:
+        raise BadBody("no time")
+    return StoredMessage(sender, _TIME.unpack_from(rest)[0], _text(rest[_TIME.size :]))
+
+
+def _parse_history_page(body):
+    peer, rest = _split_name_field(body)
+    entries = []
+    offset = 0
+    while offset < len(rest):
+        if len(rest) - offset < _ENTRY_HEAD.size:
+            raise BadBody("entry header runs past the body")
+        entry_id, time_ms, direction, length = _ENTRY_HEAD.unpack_from(rest, offset)
+        start = offset + _ENTRY_HEAD.size
+        if direction not in (SENT, RECEIVED) or start + length > len(rest):
+            raise BadBody("bad entry")
+        entries.append(HistoryEntry(entry_id, time_ms, direction == SENT, _text(rest[start : start + length])))
+        offset = start + length
+    return HistoryPage(peer, tuple(entries))
+
+
 CLIENT_MESSAGES = {
     LOGIN: _parse_login,
     LIST: _empty(ListUsers),
     SENDTO: _parse_sendto,
     LOGOUT: _empty(Logout),
+    # The extension's requests are decoded for everyone; a session that did not say HELLO
+    # answers them MALFORMED, as the seed protocol does any unknown type.
+    HELLO: _parse_hello,
+    REGISTER: _name_and_text(Register),
+    AUTHENTICATE: _name_and_text(Authenticate),
+    CHANGE_PASSWORD: _name_and_text(ChangePassword),
+    HISTORY: _parse_history_request,
 }
 SERVER_MESSAGES = {
     USER_LIST: _parse_user_list,
     RESPONSE: _parse_response,
     INCOMING: _parse_incoming,
+    HISTORY_PAGE: _parse_history_page,
+    STORED_MESSAGE: _parse_stored_message,
 }
 
 

@@ -13,11 +13,23 @@ LOGIN = 0x01
 LIST = 0x02
 SENDTO = 0x03
 LOGOUT = 0x04
+# Client to server, extension (see docs/protocol.md): HELLO first, the others after it.
+HELLO = 0x05
+REGISTER = 0x06
+AUTHENTICATE = 0x07
+CHANGE_PASSWORD = 0x08
+HISTORY = 0x09
 # Server to client.
 USER_LIST = 0x81
 RESPONSE = 0x82
 INCOMING = 0x83
+# Server to client, extension: only towards clients that said HELLO.
+HISTORY_PAGE = 0x84
+STORED_MESSAGE = 0x85
 
+EXTENSION_VERSION = 1
+MAX_PASSWORD_BYTES = 255
+MAX_HISTORY_COUNT = 1000
 DEFAULT_PORT = 5555
 HEADER_SIZE = 5
 MAX_NAME_CHARS = 20
@@ -31,6 +43,9 @@ class Status(enum.IntEnum):
     OK = 0x00
     FAILURE = 0x01
     MALFORMED = 0x02
+    # Extension statuses, only towards clients that said HELLO:
+    REGISTERED = 0x03  # LOGIN: the name is registered; AUTHENTICATE with its password
+    STORED = 0x04  # SENDTO: the recipient is offline; the message is kept for them
 
 
 # Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such
@@ -51,6 +66,11 @@ def is_valid_username(name: str) -> bool:
 
 def is_valid_text(text: str) -> bool:
     return 1 <= len(text) <= MAX_TEXT_CHARS
+
+
+def is_valid_password(password: str) -> bool:
+    """1-255 bytes of UTF-8."""
+    return 1 <= len(password.encode()) <= MAX_PASSWORD_BYTES
 
 
 # --- Client to server -------------------------------------------------------------------
@@ -77,6 +97,47 @@ class Logout:
     pass
 
 
+@dataclass(slots=True)
+class Hello:
+    """Announces the extension; answered OK by a server that has it (MALFORMED by one that
+    does not)."""
+
+    version: int
+
+
+@dataclass(slots=True)
+class Register:
+    name: str
+    password: str
+
+
+@dataclass(slots=True)
+class Authenticate:
+    """LOGIN with the password of a registered name."""
+
+    name: str
+    password: str
+
+
+@dataclass(slots=True)
+class ChangePassword:
+    old: str
+    new: str
+
+
+@dataclass(slots=True)
+class HistoryRequest:
+    """Up to ``count`` messages between the asker and ``peer``, newest last, older than the
+    message ``before`` (0: up to the newest)."""
+
+    peer: str
+    count: int
+    before: int = 0
+
+
+EXTENSION_REQUESTS = (Register, Authenticate, ChangePassword, HistoryRequest)
+
+
 # --- Server to client -------------------------------------------------------------------
 
 
@@ -95,6 +156,29 @@ class Incoming:
     """A message relayed to its recipient, naming the sender as the server knows it."""
 
     sender: str
+    text: str
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    id: int
+    time_ms: int
+    sent: bool  # True: the asker sent it to the peer; False: the peer sent it to the asker
+    text: str
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    peer: str
+    entries: tuple[HistoryEntry, ...]
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """A message kept while its recipient was offline, delivered at their next login."""
+
+    sender: str
+    time_ms: int
     text: str
 
 

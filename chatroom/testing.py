@@ -180,14 +180,21 @@ class ServerProcess:
     chatty server never blocks on one nobody reads.
     """
 
-    def __init__(self, *args, command=SERVER_COMMAND, preexec_fn=None, ready_timeout: float = 15.0):
+    def __init__(self, *args, command=SERVER_COMMAND, preexec_fn=None, ready_timeout: float = 15.0, data_dir=None):
+        """``data_dir``: where the server keeps its database (XDG_DATA_HOME); by default a
+        temporary folder of its own, removed when it stops."""
         self._log = tempfile.TemporaryFile()
+        self._own_data = None
+        if data_dir is None:
+            self._own_data = tempfile.TemporaryDirectory(prefix="chatroom-data-")
+            data_dir = self._own_data.name
+        self.data_dir = str(data_dir)
         port = () if "--port" in args else ("--port", "0")
         self.proc = subprocess.Popen(
             [*command, *port, *args],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(os.environ, PYTHONUNBUFFERED="1", XDG_DATA_HOME=self.data_dir),
             preexec_fn=preexec_fn,
         )
         try:
@@ -239,6 +246,8 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+        if self._own_data is not None:
+            self._own_data.cleanup()
 
 
 class ClientProcess:

@@ -9,15 +9,23 @@ from hypothesis import strategies as st
 from chatroom.codec import Decoder, encode, name_field
 from chatroom.protocol import (
     MAX_BODY,
+    Authenticate,
+    ChangePassword,
     FrameTooLarge,
+    Hello,
+    HistoryEntry,
+    HistoryPage,
+    HistoryRequest,
     Incoming,
     ListUsers,
     Login,
     Logout,
     Malformed,
+    Register,
     Response,
     SendTo,
     Status,
+    StoredMessage,
     UserList,
     is_valid_username,
 )
@@ -99,7 +107,7 @@ def test_malformed_requests(wire):
         b"\x01\x00\x00\x00\x00",  # a client type sent by a server
         b"\x82\x00\x00\x00\x00",  # RESPONSE without a status
         b"\x82\x00\x00\x00\x02\x00\x00",
-        b"\x82\x00\x00\x00\x01\x03",  # unknown status
+        b"\x82\x00\x00\x00\x01\x05",  # unknown status
         b"\x81\x00\x00\x00\x02\x05a",  # LIST name field past the body
         b"\x83\x00\x00\x00\x00",  # SENDTO without a sender
         b"\x83\x00\x00\x00\x03\x01a\xff",
@@ -231,3 +239,55 @@ def test_valid_usernames(name):
 )
 def test_invalid_usernames(name):
     assert not is_valid_username(name)
+
+
+# --- The extension -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message, wire",
+    [
+        (Hello(1), b"\x05\x00\x00\x00\x01\x01"),
+        (Register("al", "pw"), b"\x06\x00\x00\x00\x05\x02alpw"),
+        (Authenticate("al", "pw"), b"\x07\x00\x00\x00\x05\x02alpw"),
+        (ChangePassword("old", "new"), b"\x08\x00\x00\x00\x07\x03oldnew"),
+        (HistoryRequest("bob", 20, 0), b"\x09\x00\x00\x00\x0e\x03bob\x00\x14" + bytes(8)),
+    ],
+)
+def test_extension_requests_round_trip_in_exact_bytes(message, wire):
+    assert encode(message) == wire
+    assert decode_requests(wire) == [message]
+
+
+def test_extension_replies_round_trip_in_exact_bytes():
+    stored = StoredMessage("bob", 1_700_000_000_123, "hi")
+    wire = encode(stored)
+    assert wire == b"\x85\x00\x00\x00\x0e\x03bob" + (1_700_000_000_123).to_bytes(8, "big") + b"hi"
+    page = HistoryPage("bob", (HistoryEntry(7, 1000, True, "hé"), HistoryEntry(9, 2000, False, "yo")))
+    wire = encode(page)
+    assert wire[:9] == b"\x84\x00\x00\x00\x33\x03bob"  # 4 + (21 + 3) + (21 + 2)
+    assert wire[9:30] == (7).to_bytes(8, "big") + (1000).to_bytes(8, "big") + b"\x00\x00\x00\x00\x03"
+    assert decode_replies(encode(stored) + wire) == [stored, page]
+    assert decode_replies(b"\x82\x00\x00\x00\x01\x03\x82\x00\x00\x00\x01\x04") == [
+        Response(Status.REGISTERED),
+        Response(Status.STORED),
+    ]
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\x05\x00\x00\x00\x00",  # HELLO without a version
+        b"\x05\x00\x00\x00\x01\x00",  # version 0
+        b"\x09\x00\x00\x00\x04\x03bob",  # HISTORY without count and before
+        b"\x06\x00\x00\x00\x03\x05ab",  # name field past the body
+    ],
+)
+def test_malformed_extension_requests(wire):
+    assert decode_requests(wire) == [Malformed(wire[0])]
+
+
+def test_a_history_entry_past_the_body_is_malformed():
+    wire = encode(HistoryPage("b", (HistoryEntry(1, 1, True, "abc"),)))
+    cut = wire[:-1]
+    assert decode_replies(cut[:1] + (len(cut) - 5).to_bytes(4, "big") + cut[5:]) == [Malformed(0x84)]

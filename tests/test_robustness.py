@@ -226,7 +226,7 @@ def test_running_out_of_file_descriptors_pauses_accept_without_crash_or_spin(ser
     cpu_before = cpu_seconds(server.pid)
     gevent.sleep(1.0)  # the window in which a spinning accept loop would burn CPU
     assert cpu_seconds(server.pid) - cpu_before < 0.3
-    for peer in peers[:30]:
+    for peer in peers[:40]:  # room for the waiting ones, and for two more
         peer.close()
     # The connections left waiting in the backlog are served once descriptors are free again.
     assert peers[-1].request(ListUsers()) == UserList(())

@@ -11,6 +11,7 @@ from gevent.server import StreamServer
 from ..protocol import DEFAULT_PORT
 from . import sockets
 from .directory import Directory, LocalDirectory
+from .identity import Accounts
 from .limits import Limits, counts_per_address
 from .session import Session
 
@@ -33,8 +34,12 @@ class ChatServer:
         limits: Limits | None = None,
         tls: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        accounts: Accounts | None = None,
     ):
+        """``accounts``: registered names, offline messages and history; without it, the
+        server keeps nothing and refuses registration."""
         self.directory: Directory = directory if directory is not None else LocalDirectory()
+        self.accounts = accounts
         self.limits = limits or Limits()
         self._tls = tls
         self._sessions: dict[Session, str] = {}  # each session, and the address it came from
@@ -56,6 +61,8 @@ class ChatServer:
         """Bind, start the directory, and start accepting; raises OSError if the address
         cannot be used."""
         self._server.init_socket()
+        if self.accounts is not None:
+            self.accounts.start()
         self.directory.start()
         self._server.start()
 
@@ -83,6 +90,8 @@ class ChatServer:
                 session.disconnect(abort=True)
             self._all_ended.wait(1.0)
         self.directory.stop()
+        if self.accounts is not None:
+            self.accounts.stop()  # after the sessions: every message they took is written
 
     def _handle(self, sock, address):
         host = address[0]
@@ -101,7 +110,7 @@ class ChatServer:
         except gevent.GreenletExit:
             self._forget(host)
             return
-        session = Session(sock, peer, self.directory, self.limits, self._ended)
+        session = Session(sock, peer, self.directory, self.limits, self._ended, self.accounts)
         self._sessions[session] = host
         session.start()
 

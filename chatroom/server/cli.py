@@ -7,7 +7,9 @@ chatroom-server [--host H] [--port P] [--log-level L] [limits] [--redis URL]
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
+from pathlib import Path
 
 import gevent
 from gevent import ssl
@@ -18,7 +20,10 @@ from ..protocol import DEFAULT_PORT
 from . import limits as limit_options
 from .chatserver import DRAIN_TIMEOUT, ChatServer
 from .directory import Directory
+from .identity import Accounts
 from .sockets import raise_file_limit, tls_context
+from .sqlite_store import SQLiteStore
+from .store import DEFAULT_HISTORY_DAYS, Store, default_db_path
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--reuse-port", action="store_true", help="let other processes listen on the same port (SO_REUSEPORT)"
     )
+    memory = parser.add_argument_group("accounts, offline messages and history")
+    memory.add_argument(
+        "--db",
+        metavar="PATH",
+        type=Path,
+        default=default_db_path(),
+        help="the SQLite database (created on first run; default %(default)s); with --redis, Redis holds it all",
+    )
+    memory.add_argument(
+        "--history-days",
+        type=float,
+        default=DEFAULT_HISTORY_DAYS,
+        metavar="DAYS",
+        help="how long offline messages and history are kept (default %(default)s)",
+    )
+    memory.add_argument("--no-history", action="store_true", help="keep no conversation history")
     tls = parser.add_argument_group("TLS (both or neither)")
     tls.add_argument("--tls-cert", metavar="FILE", help="certificate chain (PEM); the server then speaks TLS only")
     tls.add_argument("--tls-key", metavar="FILE", help="private key of the certificate (PEM)")
@@ -91,8 +112,12 @@ def main(argv=None) -> int:
     file_limit = raise_file_limit()
     directory = cluster_directory(args.redis, args.node_ttl) if args.redis else None
     try:
-        server = ChatServer(args.host, args.port, directory, limits, tls, args.reuse_port)
+        accounts = Accounts(open_store(args))
+        server = ChatServer(args.host, args.port, directory, limits, tls, args.reuse_port, accounts)
         server.start()
+    except sqlite3.Error as err:
+        print(f"chatroom-server: cannot use the database {args.db}: {err}", file=sys.stderr)
+        return 1
     except OSError as err:
         print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
@@ -110,6 +135,16 @@ def main(argv=None) -> int:
     log.info("shutting down")
     server.stop(args.drain_timeout)
     return 0
+
+
+def open_store(args) -> Store:
+    """Redis with --redis (every node then sees the same accounts), else the SQLite file."""
+    if args.redis:
+        from .redis_store import RedisStore
+
+        return RedisStore(args.redis, args.history_days, keep_history=not args.no_history)
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(args.db, args.history_days, keep_history=not args.no_history)
 
 
 def cluster_directory(url: str, ttl: float) -> Directory:

@@ -1,0 +1,163 @@
+"""The cluster's store: accounts, offline messages and history in Redis, shared by every node.
+
+- ``chatroom:accounts`` is a hash from name to password hash; HSETNX registers a name once,
+  cluster-wide. Each node also keeps the set of registered names, loaded at start and told
+  of new ones on the ``chatroom:accounts:new`` channel, so that routing a message never
+  waits on Redis to learn whether its recipient is registered;
+- ``chatroom:offline:NAME`` is a list of the messages kept for NAME, oldest first;
+- ``chatroom:history:FIRST:SECOND`` is a sorted set of one conversation's messages (the two
+  names in code point order), scored by an id from ``chatroom:history:id``.
+
+Entries are JSON arrays. They expire by time, checked when read and trimmed when written.
+"""
+
+import json
+import logging
+
+import gevent
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..protocol import HistoryEntry, StoredMessage
+from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
+
+log = logging.getLogger(__name__)
+
+ACCOUNTS = "chatroom:accounts"
+NEW_ACCOUNTS = "chatroom:accounts:new"
+OFFLINE = "chatroom:offline:"
+HISTORY = "chatroom:history:"
+HISTORY_ID = "chatroom:history:id"
+RETRY_PAUSE = 0.5
+
+# Append to a capped list: the new length, or 0 if the list was full.
+_KEEP_OFFLINE = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return length
+"""
+# Take a whole list at once.
+_TAKE = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return items
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str, history_days: float = DEFAULT_HISTORY_DAYS, keep_history: bool = True):
+        self._redis = redis.Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
+        )
+        self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
+        self._retention_ms = int(history_days * 86_400_000)
+        self._keep_history = keep_history
+        self._known: set[str] = set()
+        self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
+        self._take = self._redis.register_script(_TAKE)
+        self._listener = None
+
+    def start(self) -> None:
+        self._listener = gevent.spawn(self._listen_for_accounts)
+        self._known = _names(self._call(self._redis.hkeys, ACCOUNTS))
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.kill()
+        self._redis.close()
+        self._subscriber.close()
+
+    def _listen_for_accounts(self):
+        while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(NEW_ACCOUNTS)
+                for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self._known |= _names([message["data"]])
+            except redis.RedisError:
+                pass  # the directory logs Redis going away; names are reloaded when it is back
+            finally:
+                pubsub.close()
+            gevent.sleep(RETRY_PAUSE)
+            try:
+                self._known = _names(self._redis.hkeys(ACCOUNTS))
+            except redis.RedisError:
+                pass
+
+    def _call(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as err:
+            raise StoreUnavailable(str(err)) from err
+
+    # --- Accounts -----------------------------------------------------------------------
+
+    def is_registered(self, name):
+        return name in self._known
+
+    def password_hash(self, name):
+        value = self._call(self._redis.hget, ACCOUNTS, name)
+        if value is None:
+            return None
+        self._known.add(name)
+        return value.decode()
+
+    def create_account(self, name, password_hash):
+        if not self._call(self._redis.hsetnx, ACCOUNTS, name, password_hash):
+            return False
+        self._known.add(name)
+        self._call(self._redis.publish, NEW_ACCOUNTS, name)
+        return True
+
+    def set_password_hash(self, name, password_hash):
+        self._call(self._redis.hset, ACCOUNTS, name, password_hash)
+
+    # --- Offline messages ---------------------------------------------------------------
+
+    def keep_offline(self, recipient, sender, text, time_ms):
+        entry = json.dumps([sender, time_ms, text])
+        kept = self._call(self._keep_offline, keys=[OFFLINE + recipient], args=[entry, MAX_OFFLINE, self._retention_ms])
+        return bool(kept)
+
+    def take_offline(self, name):
+        cutoff = now_ms() - self._retention_ms
+        entries = (json.loads(item) for item in self._call(self._take, keys=[OFFLINE + name]))
+        return [StoredMessage(sender, time_ms, text) for sender, time_ms, text in entries if time_ms >= cutoff]
+
+    # --- History ------------------------------------------------------------------------
+
+    def record(self, sender, recipient, text, time_ms):
+        if not self._keep_history:
+            return
+        try:
+            entry_id = self._redis.incr(HISTORY_ID)
+            key = _conversation(sender, recipient)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zadd(key, {json.dumps([entry_id, time_ms, sender, text]): entry_id})
+            pipe.pexpire(key, self._retention_ms)
+            pipe.execute()
+        except redis.RedisError as err:
+            log.warning("history of %s and %s not recorded: %s", sender, recipient, err)
+
+    def history(self, name, peer, count, before):
+        top = f"({before}" if before else "+inf"
+        items = self._call(self._redis.zrevrangebyscore, _conversation(name, peer), top, "-inf", start=0, num=count)
+        cutoff = now_ms() - self._retention_ms
+        entries = []
+        for item in reversed(items):
+            entry_id, time_ms, sender, text = json.loads(item)
+            if time_ms >= cutoff:
+                entries.append(HistoryEntry(entry_id, time_ms, sender == name, text))
+        return entries
+
+
+def _conversation(one: str, other: str) -> str:
+    first, second = sorted((one, other))
+    return f"{HISTORY}{len(first)}:{first}:{second}"
+
+
+def _names(values) -> set[str]:
+    return {value.decode() if isinstance(value, bytes) else value for value in values}

@@ -1,0 +1,65 @@
+"""What the server remembers: accounts, messages kept for offline users, conversation history.
+
+The server talks to storage only through :class:`Store`. :class:`~.sqlite_store.SQLiteStore`
+(one file, embedded) is the default; :class:`~.redis_store.RedisStore` serves a cluster, so
+that every node sees the same accounts and mailboxes.
+
+Every method is called from the hub's greenlets and may yield, but never blocks the hub:
+disk work happens in a thread, Redis work on cooperative sockets.
+"""
+
+import os
+import time
+from pathlib import Path
+from typing import Protocol
+
+from ..protocol import HistoryEntry, StoredMessage
+
+MAX_OFFLINE = 1000  # messages kept for one offline recipient
+DEFAULT_HISTORY_DAYS = 7.0
+
+
+class StoreUnavailable(Exception):
+    """The store cannot answer right now; the request it served gets FAILURE."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def default_db_path() -> Path:
+    """$XDG_DATA_HOME/chatroom/chatroom.db, else ~/.local/share/chatroom/chatroom.db."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "chatroom" / "chatroom.db"
+
+
+class Store(Protocol):
+    def start(self) -> None:
+        """Open (creating or migrating what is needed) and drop what has expired."""
+
+    def stop(self) -> None:
+        """Write everything queued, then close: nothing acknowledged is lost."""
+
+    def is_registered(self, name: str) -> bool:
+        """Whether name is registered, from what this server knows (instant, for routing)."""
+
+    def password_hash(self, name: str) -> str | None:
+        """The hash of name's password, asked of the store itself: None if not registered."""
+
+    def create_account(self, name: str, password_hash: str) -> bool:
+        """False if the name is registered already."""
+
+    def set_password_hash(self, name: str, password_hash: str) -> None: ...
+
+    def keep_offline(self, recipient: str, sender: str, text: str, time_ms: int) -> bool:
+        """Keep a message for an offline recipient; False when their mailbox is full."""
+
+    def take_offline(self, name: str) -> list[StoredMessage]:
+        """The messages kept for name, oldest first, removed from the store."""
+
+    def record(self, sender: str, recipient: str, text: str, time_ms: int) -> None:
+        """Add a message to the history of the conversation between sender and recipient."""
+
+    def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
+        """Up to count messages between name and peer with an id below before (0: any),
+        oldest first; ``sent`` is from name's side."""
