@@ -161,6 +161,20 @@ def random_frames(rng: random.Random, count: int) -> bytes:
     return bytes(out)
 
 
+def greet_as_old_server(sock) -> None:
+    """For a fake server's handler: take the client's HELLO and answer it as a server without
+    the extension does (MALFORMED), so that what follows is the seed protocol."""
+    hello = b""
+    with gevent.Timeout(WAIT):
+        while len(hello) < 6:
+            chunk = sock.recv(6 - len(hello))
+            if not chunk:
+                return
+            hello += chunk
+    assert hello[0] == 0x05, hello
+    sock.sendall(MALFORMED_BYTES)
+
+
 def fake_server(handler) -> StreamServer:
     """A started StreamServer on 127.0.0.1 (any free port) running handler(sock) for each
     connection: a stand-in for a chat server that misbehaves on purpose."""

@@ -10,7 +10,7 @@ from gevent.event import Event
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Response, SendTo, Status, UserList
-from chatroom.testing import OK, ClientProcess, eventually
+from chatroom.testing import OK, ClientProcess, eventually, greet_as_old_server
 
 pytestmark = pytest.mark.process
 
@@ -173,6 +173,7 @@ def test_server_closing_the_connection_ends_the_client_with_an_error(client, fak
     first_frame = Event()
 
     def handler(sock):
+        greet_as_old_server(sock)
         sock.recv(100)
         sock.sendall(encode(Response(Status.OK)))
         first_frame.set()
@@ -203,6 +204,7 @@ def test_no_reply_in_ten_seconds_says_so_and_carries_on(client, fake_server):
     replies = []
 
     def handler(sock):
+        greet_as_old_server(sock)
         decoder = Decoder.for_server()
         while data := sock.recv(65536):
             for event in decoder.receive_data(data):
@@ -248,6 +250,7 @@ def test_a_lone_number_is_the_port(server):
 
 def test_a_frame_over_the_limit_from_the_server_ends_the_client_clearly(fake_server):
     def oversize(sock):
+        greet_as_old_server(sock)
         sock.recv(100)
         sock.sendall(struct.pack("!BI", 0x82, MAX_BODY + 1))
         sock.recv(100)

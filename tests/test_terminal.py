@@ -14,7 +14,7 @@ from gevent.select import select
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, Response, SendTo, Status, UserList
 from chatroom.server import ChatServer
-from chatroom.testing import OK, WAIT, Peer
+from chatroom.testing import OK, WAIT, Peer, greet_as_old_server
 
 pytestmark = pytest.mark.process
 
@@ -227,6 +227,7 @@ def test_server_closing_mid_typing_exits_with_an_error(terminal, fake_server):
     close_now = Event()
 
     def handler(sock):
+        greet_as_old_server(sock)
         close_now.wait()
         sock.close()
 
@@ -447,6 +448,7 @@ def test_ctrl_c_cancels_a_pending_reply_and_the_client_lives_on(terminal, fake_s
     release = Event()
 
     def answers_list_late(sock):
+        greet_as_old_server(sock)
         decoder = Decoder.for_server()
         while data := sock.recv(65536):
             for event in decoder.receive_data(data):

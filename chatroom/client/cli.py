@@ -7,6 +7,8 @@ tests, with the seed's words byte for byte.
 
 import argparse
 import io
+import ipaddress
+import os
 import sys
 
 from .. import __version__
@@ -35,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("port", nargs="?", type=port_number, help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--tls", action="store_true", help="connect over TLS, verifying the server's certificate")
     parser.add_argument("--ca", metavar="FILE", help="with --tls: trust the CA certificates in FILE (PEM)")
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="the password of a registered name, for scripts (else $CHATROOM_PASSWORD; a terminal asks)",
+    )
     terminal = parser.add_argument_group("on a terminal")
     terminal.add_argument(
         "--no-reconnect", action="store_true", help="exit (status 1) when the connection drops, instead of reconnecting"
@@ -108,6 +115,17 @@ def main(argv=None) -> int:
     def write(line):
         print(line, flush=True)
 
+    try:
+        given_password = read_password(args.password_file)
+    except OSError as err:
+        print(f"chatroom-client: cannot read the password file {args.password_file}: {err.strerror}", file=sys.stderr)
+        return 1
+    plaintext_warning = None
+    if tls is None and not is_loopback(args.host):
+        plaintext_warning = (
+            f"the connection to {address} is not encrypted (no --tls): a password would cross the network in clear"
+        )
+
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
         from .link import Link
@@ -119,14 +137,15 @@ def main(argv=None) -> int:
         from .plain import run_plain
 
         client = Client(PlainOutput(write))
-    connection = client.attach(sock)
     try:
+        client.attach(sock)
         if interactive:
             link = None if args.no_reconnect else Link(client, open_socket, output.notice)
-            return run_terminal(client, output, address, link)
-        return run_plain(client)
+            return run_terminal(client, output, address, link, plaintext_warning, given_password)
+        return run_plain(client, given_password, plaintext_warning)
     except ConnectionLost:
-        print(f"chatroom-client: {connection.lost_reason}", file=sys.stderr)
+        assert client.connection is not None
+        print(f"chatroom-client: {client.connection.lost_reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -138,3 +157,18 @@ def main(argv=None) -> int:
     finally:
         if client.connection is not None:
             client.connection.close()
+
+
+def read_password(path: str | None) -> str | None:
+    """The password given for scripts: the first line of path, else $CHATROOM_PASSWORD."""
+    if path is not None:
+        with open(path, encoding="utf-8") as lines:
+            return lines.readline().rstrip("\r\n")
+    return os.environ.get("CHATROOM_PASSWORD")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -12,7 +12,7 @@ from gevent.event import Event
 from gevent.queue import Empty, Queue
 
 from ..codec import Decoder, encode
-from ..protocol import FrameTooLarge, Incoming, Malformed
+from ..protocol import FrameTooLarge, Incoming, Malformed, StoredMessage
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -127,7 +127,7 @@ class Connection:
     def _dispatch(self, event):
         # Replies are responses and lists; anything else in their place breaks the protocol.
         kind = type(event)
-        if kind is Incoming:
+        if kind is Incoming or kind is StoredMessage:
             self._on_message(event)
         elif kind is Malformed:
             print(f"chatroom-client: ignored a malformed frame (type 0x{event.frame_type:02x})", file=sys.stderr)

@@ -7,7 +7,6 @@ import time
 import gevent
 from gevent.event import Event
 
-from ..protocol import Login, Response, Status
 from .connection import ConnectionLost, NoReply
 
 FIRST_DELAY = 1.0
@@ -72,17 +71,15 @@ class Link:
 
     def _reattach(self, sock):
         name = self._client.name
-        connection = self._client.attach(sock)
-        self._say("reconnected")
-        if name is not None:
-            try:
-                reply = connection.request(Login(name))
-            except (ConnectionLost, NoReply):
-                reply = None
-            if reply == Response(Status.OK):
-                self._say(f"logged in again as {name}")
-            else:
-                self._client.name = None
-                self._say(f"could not log in again as {name}: name taken")
+        try:
+            self._client.attach(sock)
+            self._say("reconnected")
+            if name is not None:
+                if self._client.log_in_again(name):
+                    self._say(f"logged in again as {name}")
+                else:
+                    self._say(f"could not log in again as {name}: name taken")
+        except (ConnectionLost, NoReply):
+            pass  # lost again at once: the watch goes on
         self.connected = True
         self.on_change()

@@ -11,17 +11,23 @@ from .connection import ConnectionLost
 from .core import Client
 
 
-def run_plain(client: Client) -> int:
-    """Read commands from a non-terminal stdin until exit or end of input."""
+def run_plain(client: Client, password: str | None = None, plaintext_warning: str | None = None) -> int:
+    """Read commands from a non-terminal stdin until exit or end of input. ``password`` (from
+    --password-file or $CHATROOM_PASSWORD) is what a registered name needs."""
     stdin = FileObject(sys.stdin.fileno(), "rb", close=False)
     connection = client.connection
     assert connection is not None
+
+    def ask_password(prompt: str, new: bool) -> str | None:
+        if password is not None and plaintext_warning is not None:
+            print(f"chatroom-client: warning: {plaintext_warning}", file=sys.stderr)
+        return password
 
     def read_commands() -> bool:
         """True on exit or end of input; False if the connection was lost first."""
         try:
             for raw in stdin:
-                if not client.handle(raw.decode("utf-8", "replace")):
+                if not client.handle(raw.decode("utf-8", "replace"), ask_password):
                     break
         except ConnectionLost:
             return False

@@ -8,21 +8,23 @@ Greenlets touch the running application only through ``call_soon_threadsafe``, t
 point that wakes the prompt's event loop.
 """
 
+import datetime
 import os
 import time
 from pathlib import Path
 
 import gevent
+from gevent.event import Event
 from gevent.queue import Queue
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import Completer, Completion
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import DummyHistory, FileHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from ..protocol import ListUsers, Login, Logout, SendTo
-from .commands import COMMANDS, USAGE, Exit, parse
-from .connection import ConnectionLost
+from .commands import COMMANDS, USAGE, ChangeOwnPassword, Exit, RegisterName, ShowHistory, parse
+from .connection import REPLY_TIMEOUT, ConnectionLost
 from .display import conversation, dim, escape
 
 _TAKES_ARGUMENTS = {"login", "sendto"}
@@ -112,6 +114,19 @@ class TerminalOutput:
     def usage(self):
         print(USAGE, flush=True)
 
+    def stored(self, message):
+        self._print(conversation(_when(message.time_ms), message.sender, message.text))
+
+    def history(self, peer, entries):
+        if not entries:
+            self.notice(f"(no messages with {escape(peer)})")
+        for entry in entries:
+            clock = _when(entry.time_ms)
+            if entry.sent:
+                self._print(conversation(clock, "", entry.text, recipient=peer))
+            else:
+                self._print(conversation(clock, peer, entry.text))
+
     def notice(self, text):
         print(dim(text), flush=True)
 
@@ -126,10 +141,18 @@ class _Commands:
         self._output = output
         self._lines: Queue = Queue()
         self._current: gevent.Greenlet | None = None
+        self._idle = Event()
         self._worker = gevent.spawn(self._work)
 
     def submit(self, line: str) -> None:
+        self._idle.clear()
         self._lines.put(line)
+
+    def run_now(self, line: str, ask_password) -> None:
+        """Run a line in the calling greenlet (which may then ask for passwords), after the
+        lines submitted before it."""
+        self._idle.wait(REPLY_TIMEOUT)
+        self._run(line, ask_password)
 
     def cancel(self) -> bool:
         """Cancel the command under way, if any (its reply is dropped when it comes)."""
@@ -146,7 +169,10 @@ class _Commands:
         self._worker.kill(block=False)
 
     def _work(self):
-        for line in self._lines:
+        while True:
+            if self._lines.empty():
+                self._idle.set()
+            line = self._lines.get()
             if line is None:
                 return
             self._current = gevent.spawn(self._run, line)
@@ -155,12 +181,12 @@ class _Commands:
                 self._output.notice("cancelled")
             self._current = None
 
-    def _run(self, line):
+    def _run(self, line, ask_password=None):
         try:
             if self._link is not None and not self._link.connected and _needs_server(line):
                 self._output.notice(f"not connected ({self._link.status()})")
                 return None
-            self._client.handle(line)
+            self._client.handle(line, ask_password)
         except ConnectionLost:
             if self._link is not None:
                 self._output.notice(f"not connected ({self._link.status()})")
@@ -170,12 +196,44 @@ class _Commands:
 
 
 def _needs_server(line: str) -> bool:
-    return isinstance(parse(line), (Login, ListUsers, Logout, SendTo))
+    return isinstance(parse(line), (Login, ListUsers, Logout, SendTo, RegisterName, ChangeOwnPassword, ShowHistory))
 
 
-def run_terminal(client, output: TerminalOutput, address: str, link=None) -> int:
+def _password_asker(asking: PromptSession, output: TerminalOutput, plaintext_warning, given_password):
+    """ask_password for the Client: the password given (--password-file, $CHATROOM_PASSWORD),
+    else asked without echo, never into the history file, a new one twice; a warning first
+    when the connection is not encrypted."""
+
+    def ask(prompt: str, new: bool) -> str | None:
+        if given_password is not None:
+            return given_password
+        try:
+            if plaintext_warning is not None:
+                output.notice(f"warning: {plaintext_warning}")
+                if asking.prompt("send a password anyway? [y/N] ").strip().lower() not in ("y", "yes"):
+                    return None
+            password = asking.prompt(prompt, is_password=True)
+            if new and asking.prompt("the same again: ", is_password=True) != password:
+                output.notice("the two passwords differ")
+                return None
+        except (KeyboardInterrupt, EOFError):
+            return None
+        return password
+
+    return ask
+
+
+def run_terminal(
+    client,
+    output: TerminalOutput,
+    address: str,
+    link=None,
+    plaintext_warning: str | None = None,
+    given_password: str | None = None,
+) -> int:
     """Chat at the prompt until exit or Ctrl-D; without a link, the first lost connection
-    ends the client (ConnectionLost)."""
+    ends the client (ConnectionLost). ``plaintext_warning``: said before a password is sent
+    over a connection that is not encrypted."""
     session: PromptSession[str] = PromptSession(
         history=PrivateHistory(history_path()),
         auto_suggest=AutoSuggestFromHistory(),
@@ -202,6 +260,8 @@ def run_terminal(client, output: TerminalOutput, address: str, link=None) -> int
         return f"{escape(client.name)}> " if client.name else "> "
 
     commands = _Commands(client, link, output)
+    asking: PromptSession[str] = PromptSession(history=DummyHistory())
+    ask_password = _password_asker(asking, output, plaintext_warning, given_password)
     with patch_stdout(raw=True):
         output.notice(f"connected to {address} — type help")
         while True:
@@ -218,12 +278,21 @@ def run_terminal(client, output: TerminalOutput, address: str, link=None) -> int
                 return 0
             if isinstance(command, SendTo) and command.text.count("\n") >= ASK_ABOVE_LINES:
                 lines = command.text.count("\n") + 1
-                answer = session.prompt(f"send {lines} lines to {escape(command.recipient)}? [y/N] ")
+                answer = asking.prompt(f"send {lines} lines to {escape(command.recipient)}? [y/N] ")
                 if answer.strip().lower() not in ("y", "yes"):
                     output.notice("not sent")
                     continue
+            if isinstance(command, (Login, RegisterName, ChangeOwnPassword)):
+                commands.run_now(line, ask_password)  # may ask for a password, at this prompt
+                continue
             commands.submit(line)
             gevent.sleep(0)  # let the command start before the prompt is drawn again
+
+
+def _when(time_ms: int) -> str:
+    """HH:MM for today, else the date too."""
+    moment = datetime.datetime.fromtimestamp(time_ms / 1000)
+    return moment.strftime("%H:%M" if moment.date() == datetime.date.today() else "%Y-%m-%d %H:%M")
 
 
 def _toolbar(client, link, address) -> str:
