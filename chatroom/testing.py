@@ -61,9 +61,12 @@ def eventually(check, timeout: float = WAIT, interval: float = 0.01):
 class Peer:
     """A raw protocol client: send messages or bytes, read decoded events or exact bytes."""
 
-    def __init__(self, address, receive_buffer: int | None = None):
-        """``receive_buffer``: a small SO_RCVBUF makes a client whose socket fills quickly."""
+    def __init__(self, address, receive_buffer: int | None = None, source: str | None = None):
+        """``receive_buffer``: a small SO_RCVBUF makes a client whose socket fills quickly;
+        ``source``: the local address to connect from (another of 127.0.0.0/8, say)."""
         self.sock = socket.socket()
+        if source is not None:
+            self.sock.bind((source, 0))
         if receive_buffer is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(WAIT)

@@ -12,7 +12,8 @@ import sqlite3
 import time
 
 import gevent
-from gevent.threadpool import ThreadPool
+from gevent.event import Event
+from gevent.monkey import get_original
 
 from ..protocol import HistoryEntry, StoredMessage
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE
@@ -35,6 +36,9 @@ MIGRATIONS = [
     """,
 ]
 EXPIRY_INTERVAL = 3600.0
+# The real thread and queue, even in a process that monkey-patched them.
+_start_thread = get_original("_thread", "start_new_thread")
+_SimpleQueue = get_original("queue", "SimpleQueue")
 
 
 class SQLiteStore:
@@ -42,7 +46,7 @@ class SQLiteStore:
         self.path = path
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
-        self._pool = ThreadPool(1)
+        self._jobs = _SimpleQueue()  # for the worker thread: ("write", writes) or ("call", ...)
         self._db: sqlite3.Connection | None = None  # the worker thread's own
         self._writes: list = []  # (sql, parameters) queued on the hub
         self._flush_due = False
@@ -53,6 +57,7 @@ class SQLiteStore:
     # --- Lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        _start_thread(self._work, ())
         self._accounts, self._offline_counts = self._in_thread(self._open)
         self._expiry = gevent.spawn(self._expire_now_and_then)
 
@@ -61,7 +66,7 @@ class SQLiteStore:
             self._expiry.kill()
         self._flush()
         self._in_thread(self._close)
-        self._pool.kill()
+        self._jobs.put(None)
 
     def _open(self):
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -185,7 +190,20 @@ class SQLiteStore:
         self._flush_due = False
         if self._writes:
             writes, self._writes = self._writes, []
-            self._pool.spawn(self._commit, writes)
+            self._jobs.put(("write", writes))
+
+    def _work(self):
+        """The worker thread: jobs in the order they were queued."""
+        while (job := self._jobs.get()) is not None:
+            if job[0] == "write":
+                self._commit(job[1])
+            else:
+                _, function, args, outcome, watcher = job
+                try:
+                    outcome.append((True, function(*args)))
+                except BaseException as err:  # handed to the waiting greenlet
+                    outcome.append((False, err))
+                watcher.send()  # thread-safe: wakes the hub
 
     def _commit(self, writes):
         db = self._db
@@ -205,4 +223,18 @@ class SQLiteStore:
         return self._in_thread(function, *args)
 
     def _in_thread(self, function, *args):
-        return self._pool.spawn(function, *args).get()
+        """function(*args) run by the worker thread, after every job queued before; the
+        calling greenlet waits, the hub does not."""
+        done = Event()
+        watcher = gevent.get_hub().loop.async_()
+        watcher.start(done.set)
+        outcome: list = []
+        try:
+            self._jobs.put(("call", function, args, outcome, watcher))
+            done.wait()
+        finally:
+            watcher.close()
+        succeeded, value = outcome[0]
+        if not succeeded:
+            raise value
+        return value

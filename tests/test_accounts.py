@@ -1,0 +1,246 @@
+"""Registered names, offline messages and history, against a real server process and its real
+SQLite file; and the seed protocol, unchanged, for clients that never say HELLO."""
+
+import os
+import signal
+import sqlite3
+import sys
+import time
+
+import gevent
+import pytest
+from gevent import subprocess
+
+from chatroom.codec import encode
+from chatroom.protocol import (
+    Authenticate,
+    ChangePassword,
+    Hello,
+    HistoryPage,
+    HistoryRequest,
+    Incoming,
+    ListUsers,
+    Login,
+    Register,
+    Response,
+    SendTo,
+    Status,
+    StoredMessage,
+    UserList,
+)
+from chatroom.testing import FAILURE, FAILURE_BYTES, MALFORMED_BYTES, OK, OK_BYTES
+
+REGISTERED = Response(Status.REGISTERED)
+STORED = Response(Status.STORED)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def chat(server_process, data_dir):
+    """chat(*args) -> a server process keeping its database in data_dir (kept across restarts)."""
+    return lambda *args: server_process(*args, data_dir=data_dir)
+
+
+def extended(peer_at, address, source="127.0.0.1"):
+    peer = peer_at(address, source=source)
+    assert peer.request(Hello(1)) == OK
+    return peer
+
+
+def registered(peer_at, address, name, password="correct horse"):
+    peer = extended(peer_at, address)
+    assert peer.request(Register(name, password)) == OK
+    return peer
+
+
+def test_register_then_log_in_only_with_the_password(chat, peer_at):
+    server = chat()
+    alice = registered(peer_at, server.address, "alice")
+    assert alice.request(ListUsers()) == UserList(("alice",))
+    alice.close()
+    again = extended(peer_at, server.address)
+    assert again.request(Login("alice")) == REGISTERED
+    assert again.request(Authenticate("alice", "wrong")) == FAILURE
+    assert again.request(Authenticate("alice", "correct horse")) == OK
+    assert again.request(ListUsers()) == UserList(("alice",))
+    assert extended(peer_at, server.address).request(Register("alice", "mine now")) == FAILURE
+
+
+def test_a_name_in_use_cannot_be_registered_by_someone_else(chat, peer_at):
+    server = chat()
+    bob = peer_at(server.address)
+    bob.login("bob")
+    assert extended(peer_at, server.address).request(Register("bob", "x")) == FAILURE
+    assert bob.request(Hello(1)) == OK
+    assert bob.request(Register("bob", "bobs")) == OK  # his own name: now registered
+
+
+def test_change_password(chat, peer_at):
+    server = chat()
+    alice = registered(peer_at, server.address, "alice", "old one")
+    assert alice.request(ChangePassword("wrong", "new one")) == FAILURE
+    assert alice.request(ChangePassword("old one", "new one")) == OK
+    alice.close()
+    again = extended(peer_at, server.address)
+    assert again.request(Authenticate("alice", "old one")) == FAILURE
+    assert again.request(Authenticate("alice", "new one")) == OK
+
+
+def test_failed_passwords_are_throttled_per_name_and_per_address(chat, peer_at):
+    server = chat()
+    registered(peer_at, server.address, "alice", "right").close()
+    registered(peer_at, server.address, "bob", "right").close()
+    guesser = extended(peer_at, server.address)
+    for guess in ["a", "b", "c"]:
+        assert guesser.request(Authenticate("alice", guess)) == FAILURE
+    # The fourth try fails even with the right password: the name is throttled...
+    assert extended(peer_at, server.address, source="127.0.0.2").request(Authenticate("alice", "right")) == FAILURE
+    # ...and so is the address, for every name.
+    assert guesser.request(Authenticate("bob", "right")) == FAILURE
+    assert extended(peer_at, server.address, source="127.0.0.3").request(Authenticate("bob", "right")) == OK
+
+
+def test_a_client_that_never_says_hello_gets_the_seed_protocol_byte_for_byte(chat, peer_at):
+    server = chat()
+    registered(peer_at, server.address, "alice").close()
+    old = peer_at(server.address)
+    old.send_raw(encode(Login("alice")))
+    assert old.recv_exact(6) == FAILURE_BYTES  # registered: for an old client, simply taken
+    old.send_raw(encode(Register("x", "y")) + encode(Authenticate("alice", "correct horse")))
+    assert old.recv_exact(12) == MALFORMED_BYTES * 2  # unknown types, as ever
+    old.send_raw(encode(HistoryRequest("alice", 5)) + encode(Login("bob")))
+    assert old.recv_exact(12) == MALFORMED_BYTES + OK_BYTES
+    old.send_raw(encode(SendTo("alice", "are you there?")))
+    assert old.recv_exact(6) == FAILURE_BYTES  # offline: not kept for an old sender
+
+
+def test_offline_messages_survive_a_restart_and_arrive_in_order(chat, peer_at):
+    server = chat()
+    registered(peer_at, server.address, "alice").close()
+    bob = extended(peer_at, server.address)
+    bob.login("bob")
+    for i in range(3):
+        assert bob.request(SendTo("alice", f"while you were out {i}")) == STORED
+    bob.close()
+    server.terminate()
+    server = chat()
+    alice = extended(peer_at, server.address)
+    assert alice.request(Authenticate("alice", "correct horse")) == OK
+    stored = [alice.next_event() for _ in range(3)]
+    assert [(m.sender, m.text) for m in stored] == [("bob", f"while you were out {i}") for i in range(3)]
+    assert all(isinstance(m, StoredMessage) and abs(m.time_ms / 1000 - time.time()) < 60 for m in stored)
+    alice.close()
+    again = extended(peer_at, server.address)
+    assert again.request(Authenticate("alice", "correct horse")) == OK
+    assert again.request(ListUsers()) == UserList(("alice",))  # delivered once: nothing more came
+
+
+def test_history_is_kept_for_both_and_readable_by_them_only(chat, peer_at):
+    server = chat()
+    alice = registered(peer_at, server.address, "alice")
+    bob = registered(peer_at, server.address, "bob")
+    carol = registered(peer_at, server.address, "carol")
+    assert alice.request(SendTo("bob", "hi bob")) == OK
+    assert bob.next_event() == Incoming("alice", "hi bob")
+    assert bob.request(SendTo("alice", "hi alice")) == OK
+    assert alice.next_event() == Incoming("bob", "hi alice")
+    page = alice.request(HistoryRequest("bob", 20))
+    assert isinstance(page, HistoryPage) and page.peer == "bob"
+    assert [(e.sent, e.text) for e in page.entries] == [(True, "hi bob"), (False, "hi alice")]
+    assert [(e.sent, e.text) for e in bob.request(HistoryRequest("alice", 20)).entries] == [
+        (False, "hi bob"),
+        (True, "hi alice"),
+    ]
+    assert carol.request(HistoryRequest("alice", 20)).entries == ()  # carol's own, with alice: none
+    assert carol.request(HistoryRequest("bob", 20)).entries == ()
+    unregistered = extended(peer_at, server.address)
+    unregistered.login("dave")
+    assert unregistered.request(HistoryRequest("alice", 20)) == FAILURE
+    # Paging: older than the newest entry.
+    older = alice.request(HistoryRequest("bob", 20, page.entries[-1].id))
+    assert [e.text for e in older.entries] == ["hi bob"]
+
+
+def test_offline_messages_and_history_expire(chat, peer_at):
+    server = chat("--history-days", str(1 / 86400))  # one second
+    alice = registered(peer_at, server.address, "alice")
+    alice.close()
+    bob = registered(peer_at, server.address, "bob")
+    assert bob.request(SendTo("alice", "soon gone")) == STORED
+    gevent.sleep(1.5)
+    again = extended(peer_at, server.address)
+    assert again.request(Authenticate("alice", "correct horse")) == OK
+    assert again.request(HistoryRequest("bob", 20)).entries == ()  # the stored message was never delivered
+    assert again.request(ListUsers()) == UserList(("alice", "bob"))
+
+
+def test_no_history_keeps_no_history(chat, peer_at):
+    server = chat("--no-history")
+    alice = registered(peer_at, server.address, "alice")
+    registered(peer_at, server.address, "bob")
+    assert alice.request(SendTo("bob", "gone")) == OK
+    assert alice.request(HistoryRequest("bob", 20)).entries == ()
+
+
+def test_sigterm_commits_what_was_acknowledged(chat, peer_at, data_dir):
+    server = chat()
+    registered(peer_at, server.address, "alice").close()
+    bob = registered(peer_at, server.address, "bob")
+    for i in range(500):
+        bob.send(SendTo("alice", f"m{i}"))
+    assert all(bob.next_event() == STORED for _ in range(500))
+    server.signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+    with sqlite3.connect(data_dir / "chatroom" / "chatroom.db") as db:
+        assert db.execute("SELECT count(*) FROM offline WHERE recipient = 'alice'").fetchone() == (500,)
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (1,)
+
+
+def test_the_database_is_made_on_first_run_and_its_mode_is_wal(chat, data_dir):
+    chat()
+    with sqlite3.connect(data_dir / "chatroom" / "chatroom.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# --- The client ----------------------------------------------------------------------------------
+
+
+def client(address, lines, password=None, *args):
+    env = {key: value for key, value in os.environ.items() if key != "CHATROOM_PASSWORD"}
+    if password is not None:
+        env["CHATROOM_PASSWORD"] = password
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom.client", *args, *map(str, address)],
+        input="".join(line + "\n" for line in lines).encode(),
+        capture_output=True,
+        env=env,
+        timeout=30,
+    )
+
+
+def test_the_client_registers_logs_in_and_shows_what_it_missed(chat, peer_at, tmp_path):
+    server = chat()
+    result = client(server.address, ["register alice"], "s3cret")
+    assert result.stdout == b"Success\n" and result.returncode == 0
+    assert client(server.address, ["login alice"]).stdout == b"Failure\n"  # no password given
+    assert client(server.address, ["login alice"], "wrong").stdout == b"Failure\n"
+    bob = extended(peer_at, server.address)
+    bob.login("bob")
+    assert bob.request(SendTo("alice", "while you were out")) == STORED
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    result = client(server.address, ["login alice", "history bob"], None, "--password-file", str(password_file))
+    lines = result.stdout.decode().splitlines()
+    assert lines[:2] == ["Success", "bob: while you were out"] or lines[:2] == ["bob: while you were out", "Success"]
+    assert lines[2].endswith(" bob: while you were out") and len(lines) == 3
+
+
+def test_the_client_says_stored(chat, peer_at):
+    server = chat()
+    registered(peer_at, server.address, "alice").close()
+    result = client(server.address, ["login bob", "sendto alice hi"])
+    assert result.stdout == b"Success\nStored\n"
