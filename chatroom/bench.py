@@ -31,9 +31,22 @@ from gevent import socket
 from gevent.event import Event
 
 from .codec import Decoder, encode
-from .protocol import DEFAULT_PORT, MAX_NAME_CHARS, Incoming, Login, Malformed, Response, SendTo, Status
+from .protocol import (
+    DEFAULT_PORT,
+    EXTENSION_VERSION,
+    MAX_NAME_CHARS,
+    Hello,
+    Incoming,
+    Login,
+    Malformed,
+    Register,
+    Response,
+    SendTo,
+    Status,
+)
 
 MIN_PAYLOAD = 32
+PASSWORD = "chatroom-bench"
 DRAIN_TIMEOUT = 5.0
 
 
@@ -58,8 +71,10 @@ class Stats:
 class BenchClient:
     """One connection: logs in, sends to a target with a window, records what arrives."""
 
-    def __init__(self, address, name, stats, payload, verify):
+    def __init__(self, address, name, stats, payload, verify, register=False):
         self.name = name
+        self._register = register
+        self._answers_due = 2 if register else 1  # HELLO and REGISTER, or LOGIN
         self.sock = socket.create_connection(address, timeout=30)
         self.sock.settimeout(None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -75,7 +90,10 @@ class BenchClient:
         self._reader = gevent.spawn(self._read)
 
     def log_in(self):
-        self.sock.sendall(encode(Login(self.name)))
+        if self._register:
+            self.sock.sendall(encode(Hello(EXTENSION_VERSION)) + encode(Register(self.name, PASSWORD)))
+        else:
+            self.sock.sendall(encode(Login(self.name)))
         if not self._logged_in.wait(30):
             raise RuntimeError(f"no answer to the login of {self.name}")
         if self._login_refused:
@@ -122,8 +140,10 @@ class BenchClient:
 
     def _on_response(self, event, replies):
         if not self._logged_in.is_set():
-            self._login_refused = event.status is not Status.OK
-            self._logged_in.set()
+            self._login_refused |= event.status is not Status.OK
+            self._answers_due -= 1
+            if not self._answers_due:
+                self._logged_in.set()
             return
         if event.status is Status.OK:
             key = (self.name, self._target)
@@ -166,7 +186,14 @@ def percentile(sorted_values, fraction):
 def run(args) -> dict:
     stats = Stats()
     clients = [
-        BenchClient((args.host, args.port[i % len(args.port)]), f"{args.prefix}{i}", stats, args.payload, args.verify)
+        BenchClient(
+            (args.host, args.port[i % len(args.port)]),
+            f"{args.prefix}{i}",
+            stats,
+            args.payload,
+            args.verify,
+            args.register,
+        )
         for i in range(args.clients)
     ]
     started = time.monotonic()
@@ -289,6 +316,11 @@ def build_parser():
     parser.add_argument("--verify", action="store_true", help="check every message's sequence number")
     parser.add_argument("--prefix", default="bench", help="usernames are PREFIX0, PREFIX1, ... (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="register each name (HELLO, REGISTER) instead of LOGIN, so that the server keeps their history",
+    )
     return parser
 
 

@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from chatroom.testing import ServerProcess, rss_kb
+from chatroom.protocol import Authenticate, Hello, ListUsers, Register
+from chatroom.testing import Peer, ServerProcess, rss_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
@@ -176,6 +177,72 @@ def bench_alone() -> str:
     return "\n".join(rows)
 
 
+def chatroom_bench(port, clients, window, *extra) -> dict:
+    out = subprocess.run(
+        [str(Path(PYTHON).parent / "chatroom-bench"), "--port", str(port), "--clients", str(clients)]
+        + ["--window", str(window), "--duration", "3", "--verify", "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    return json.loads(out)
+
+
+def history_cost() -> list:
+    """Relay between registered users, history on against off (chatroom-bench --register),
+    alternating runs; the median of the per-round ratios."""
+    rows = ["| config | history on msgs/s | history off msgs/s | on/off | lost (on/off) |", "|---|---|---|---|---|"]
+    for clients, window in [(100, 16), (1000, 4)]:
+        results: dict = {"on": [], "off": []}
+        for _ in range(int(ROUNDS)):
+            for label, extra in [("on", []), ("off", ["--no-history"])]:
+                server = start_server(OURS + " " + " ".join(extra))
+                try:
+                    results[label].append(chatroom_bench(server.port, clients, window, "--register"))
+                finally:
+                    server.terminate()
+        pairs = zip(results["on"], results["off"], strict=True)
+        ratios = sorted(on["msgs_per_s"] / off["msgs_per_s"] for on, off in pairs)
+        median = lambda runs: sorted(r["msgs_per_s"] for r in runs)[len(runs) // 2]  # noqa: E731
+        lost = "/".join(str(sum(r["lost"] for r in results[label])) for label in ("on", "off"))
+        rows.append(
+            f"| {clients}x{window} | {median(results['on']):.0f} | {median(results['off']):.0f} | "
+            f"{ratios[len(ratios) // 2]:.2f} | {lost} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def password_latency() -> str:
+    """Median and worst time of REGISTER and AUTHENTICATE (argon2id in the server's threads)
+    against a LIST round trip, one client, 30 of each."""
+    server = start_server(OURS)
+    try:
+        peer = Peer(server.address)
+        peer.request(Hello(1))
+        times: dict = {"LIST": [], "REGISTER": [], "AUTHENTICATE": []}
+        for i in range(30):
+            for label, message in [("LIST", ListUsers()), ("REGISTER", Register(f"user{i}", "a password"))]:
+                started = time.perf_counter()
+                peer.request(message)
+                times[label].append(time.perf_counter() - started)
+        peer.close()
+        for i in range(30):
+            peer = Peer(server.address)
+            peer.request(Hello(1))
+            started = time.perf_counter()
+            peer.request(Authenticate(f"user{i}", "a password"))
+            times["AUTHENTICATE"].append(time.perf_counter() - started)
+            peer.close()
+    finally:
+        server.terminate()
+    parts = []
+    for label, values in times.items():
+        values.sort()
+        parts.append(f"{label} {values[len(values) // 2] * 1000:.1f} ms (max {values[-1] * 1000:.1f})")
+    return ", ".join(parts)
+
+
 def machine() -> str:
     return f"{datetime.date.today()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
 
@@ -184,7 +251,7 @@ def generated_section() -> str:
     lines = [BEGIN, "", f"Measured by `./scripts/bench` on {machine()}.", ""]
     if not SHARED.exists():
         lines += ["chatroom-bench alone (relay, payload 64 B, 3 s):", "", bench_alone()]
-        return "\n".join(lines + ["", END])
+        return "\n".join(lines + ["", *memory_section(), "", END])
     loadgen = build_loadgen()
     table = compare()
     ours_before, ours = hold(OURS, loadgen)
@@ -210,7 +277,22 @@ def generated_section() -> str:
         f"Fan-in, 200 senders to one receiver, window 4: {fan['msgs_per_s']:.0f} msgs/s, p99 {fan['p99_us']} us, "
         f"{fan['framing_errors']} framing errors, {fan['violations']} violations, {fan['disconnects']} disconnects.",
     ]
-    return "\n".join(lines + ["", END])
+    return "\n".join(lines + ["", *memory_section(), "", END])
+
+
+def memory_section() -> list:
+    print("bench: history on against off, registered users (chatroom-bench --register)", flush=True)
+    history = history_cost()
+    passwords = password_latency()
+    print(passwords, flush=True)
+    return [
+        f"History: relay between registered users (chatroom-bench --register, 3 s, median of {ROUNDS} alternating "
+        "runs), the server keeping every message in SQLite against `--no-history`:",
+        "",
+        *history,
+        "",
+        f"Passwords (argon2id, 19 MiB, 2 passes, in the server's hashing threads), medians of 30: {passwords}.",
+    ]
 
 
 def main():

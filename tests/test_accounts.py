@@ -2,6 +2,7 @@
 SQLite file; and the seed protocol, unchanged, for clients that never say HELLO."""
 
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -244,3 +245,21 @@ def test_the_client_says_stored(chat, peer_at):
     registered(peer_at, server.address, "alice").close()
     result = client(server.address, ["login bob", "sendto alice hi"])
     assert result.stdout == b"Success\nStored\n"
+
+
+def test_messages_a_registered_user_never_took_are_kept_when_they_are_dropped(chat, peer_at):
+    server = chat("--sendq", "65536", "--send-timeout", "1")
+    registered(peer_at, server.address, "alice")  # and never reads
+    bob = registered(peer_at, server.address, "bob")
+    replies = []
+    with gevent.Timeout(20):
+        while not replies or replies[-1] != STORED:
+            replies.append(bob.request(SendTo("alice", f"{len(replies)} " + "x" * 30000)))
+    server.wait_for_log("kept for later")
+    kept = int(re.search(r"(\d+) of them kept for later", server.log_text()).group(1))
+    assert kept >= 1
+    again = extended(peer_at, server.address)
+    assert again.request(Authenticate("alice", "correct horse")) == OK
+    stored = [again.next_event() for _ in range(kept + 1)]  # those dropped, then the one STORED
+    numbers = [int(message.text.split()[0]) for message in stored]
+    assert numbers == sorted(numbers) and numbers[-1] == len(replies) - 1

@@ -9,7 +9,19 @@ import signal
 import gevent
 import pytest
 
-from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
+from chatroom.protocol import (
+    Authenticate,
+    Hello,
+    HistoryRequest,
+    Incoming,
+    ListUsers,
+    Login,
+    Register,
+    Response,
+    SendTo,
+    Status,
+    UserList,
+)
 from chatroom.testing import FAILURE, OK, WAIT, RedisProcess, eventually
 
 pytestmark = pytest.mark.process
@@ -165,3 +177,39 @@ def test_reuse_port_lets_two_processes_serve_one_port_as_one_chat(server_process
         assert peers[i].request(SendTo("u00", str(i))) == OK
     assert sorted(int(peers[0].next_event().text) for _ in range(19)) == list(range(1, 20))
     assert "connect 127.0.0.1:" in first.log_text() and "connect 127.0.0.1:" in second.log_text()
+
+
+# --- Accounts, offline messages and history, shared through Redis ------------------------------
+
+
+def hello(peer):
+    assert peer.request(Hello(1)) == OK
+    return peer
+
+
+def test_an_account_made_on_one_node_logs_in_on_another(nodes, peer_at):
+    one, two = nodes(2)
+    alice = hello(peer_at(one.address))
+    assert alice.request(Register("alice", "pw")) == OK
+    assert hello(peer_at(two.address)).request(Register("alice", "other")) == FAILURE  # taken cluster-wide
+    alice.close()
+    again = hello(peer_at(two.address))
+    eventually(lambda: again.request(Login("alice")) == Response(Status.REGISTERED))
+    assert again.request(Authenticate("alice", "wrong")) == FAILURE
+    assert again.request(Authenticate("alice", "pw")) == OK
+
+
+def test_a_message_kept_by_one_node_is_delivered_by_another(nodes, peer_at):
+    one, two = nodes(2)
+    alice = hello(peer_at(one.address))
+    assert alice.request(Register("alice", "pw")) == OK
+    alice.close()
+    bob = hello(peer_at(one.address))
+    assert bob.request(Register("bob", "pw")) == OK
+    eventually(lambda: bob.request(SendTo("alice", "kept for you")) == Response(Status.STORED))
+    again = hello(peer_at(two.address))
+    assert again.request(Authenticate("alice", "pw")) == OK
+    stored = again.next_event()
+    assert (stored.sender, stored.text) == ("bob", "kept for you")
+    page = again.request(HistoryRequest("bob", 10))
+    assert [(entry.sent, entry.text) for entry in page.entries] == [(False, "kept for you")]

@@ -12,7 +12,7 @@ from gevent.event import Event
 from gevent.select import select
 
 from chatroom.codec import Decoder, encode
-from chatroom.protocol import Incoming, ListUsers, Login, Response, SendTo, Status, UserList
+from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, Response, SendTo, Status, UserList
 from chatroom.server import ChatServer
 from chatroom.testing import OK, WAIT, Peer, greet_as_old_server
 
@@ -485,3 +485,65 @@ def test_history_file_is_private_and_capped(terminal, tmp_path):
     entries = history.read_text().count("\n+")
     assert entries == 10_000
     assert "+list 10049\n" in history.read_text() and "+list 49\n" not in history.read_text()
+
+
+# --- Registered names --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def accounts_server(server_process, tmp_path):
+    return server_process(data_dir=tmp_path / "data")
+
+
+def test_register_and_login_ask_for_the_password_without_echo_or_history(terminal, accounts_server, tmp_path):
+    term = terminal(accounts_server.address)
+    term.type("register alice\r")
+    term.wait_for_text("password for alice:")
+    term.type("tr0ub4dor\r")
+    term.wait_for_text("the same again:")
+    term.type("tr0ub4dor\r")
+    term.wait_for_input_line("alice> ")
+    term.type("logout\r")
+    term.wait_for_input_line("> ")
+    term.type("login alice\r")
+    term.wait_for_text("password for alice:")
+    term.type("wrong\r")
+    term.wait_for_line("Failure (wrong password, or too many tries: wait a minute)")
+    term.type("login alice\r")
+    term.wait_for(
+        lambda t: t.lines().count("password for alice:") >= 1 and "tr0ub4dor" not in t.raw.decode(errors="replace"),
+        "the prompt",
+    )
+    term.type("tr0ub4dor\r")
+    term.wait_for_input_line("alice> ")
+    assert b"tr0ub4dor" not in term.raw  # never echoed
+    term.type("\x04")
+    assert term.wait_exit() == 0
+    history = (tmp_path / "chatroom" / "history").read_text()
+    assert "register alice" in history and "tr0ub4dor" not in history and "wrong" not in history
+
+
+def test_history_and_stored_messages_read_as_a_conversation(terminal, accounts_server, peer_at):
+    bob = peer_at(accounts_server.address)
+    assert bob.request(Hello(1)) == OK
+    assert bob.request(Register("bob", "pw")) == OK
+    term = terminal(accounts_server.address)
+    term.type("register alice\r")
+    term.wait_for_text("password for alice:")
+    term.type("pw\r")
+    term.wait_for_text("the same again:")
+    term.type("pw\r")
+    term.wait_for_input_line("alice> ")
+    term.type("sendto bob first\r")
+    assert bob.next_event() == Incoming("alice", "first")
+    term.type("logout\r")
+    term.wait_for_input_line("> ")
+    assert bob.request(SendTo("alice", "while you were out")) == Response(Status.STORED)
+    term.type("login alice\r")
+    term.wait_for_text("password for alice:")
+    term.type("pw\r")
+    term.wait_for_match(r"\d\d:\d\d bob: while you were out")
+    term.type("history bob\r")
+    term.wait_for(
+        lambda t: sum(bool(re.fullmatch(r"\d\d:\d\d → bob: first", line)) for line in t.lines()) == 2, "history"
+    )

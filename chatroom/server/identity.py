@@ -85,11 +85,14 @@ class Accounts:
 
     # --- Memory -------------------------------------------------------------------------
 
-    def keep_offline(self, recipient: str, sender: str, text: str) -> bool:
+    def keep_offline(self, recipient: str, sender: str, text: str, record: bool = True) -> bool:
+        """Keep a message for an offline registered user (and, unless it was recorded when
+        first sent, in the history)."""
         time_ms = now_ms()
         if not self.store.keep_offline(recipient, sender, text, time_ms):
             return False
-        self.store.record(sender, recipient, text, time_ms)
+        if record:
+            self.store.record(sender, recipient, text, time_ms)
         return True
 
     def take_offline(self, name: str) -> list[StoredMessage]:

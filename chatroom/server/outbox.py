@@ -34,7 +34,7 @@ class Outbox:
         "_can_try_send",
         "_room",
         "closed",
-        "dropped_messages",
+        "dropped",
     )
 
     def __init__(self, sock, limit: int, stall_timeout: float, on_stall):
@@ -50,7 +50,7 @@ class Outbox:
         self._can_try_send = sends_without_waiting(sock)
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
         self.closed = False
-        self.dropped_messages = 0  # relayed messages still queued when the outbox closed
+        self.dropped: list[bytes] = []  # relayed messages still queued when the outbox closed
 
     def queue_to_flush(self, data: bytes) -> None:
         """Queue data; the caller sends it with flush() (or a writer already at it does)."""
@@ -122,11 +122,11 @@ class Outbox:
     def close(self) -> None:
         """Drop what is queued and refuse more; wakes producers waiting for room.
 
-        Counts the relayed messages dropped (whole frames still queued; one being sent when
-        the socket failed is not counted) in ``dropped_messages``.
+        Keeps the relayed messages dropped (whole frames still queued; one being sent when the
+        socket failed is not among them) in ``dropped``.
         """
         if not self.closed:
-            self.dropped_messages = sum(1 for frame in self._frames if type(frame) is bytes and frame[0] == INCOMING)
+            self.dropped = [frame for frame in self._frames if type(frame) is bytes and frame[0] == INCOMING]
         self.closed = True
         self._frames = []
         if self._room is not None:

@@ -202,13 +202,29 @@ class Session:
             self._on_end(self)
 
     def _on_stall(self):
+        dropped = self._outbox.dropped
+        kept = self._keep_dropped(dropped)
         log.warning(
-            "%s (%s) is not reading; disconnecting, %d relayed messages undelivered",
+            "%s (%s) is not reading; disconnecting, %d relayed messages undelivered, %d of them kept for later",
             self.name or "client",
             self.peer,
-            self._outbox.dropped_messages,
+            len(dropped),
+            kept,
         )
         self.disconnect(abort=True)
+
+    def _keep_dropped(self, frames) -> int:
+        """Keep the messages a registered user was sent but never took, for their next login."""
+        accounts, name = self._accounts, self.name
+        if not frames or accounts is None or name is None or not self.registered:
+            return 0
+        kept = 0
+        try:
+            for message in Decoder.for_client().receive_data(b"".join(frames)):
+                kept += accounts.keep_offline(name, message.sender, message.text, record=False)
+        except StoreUnavailable:
+            pass
+        return kept
 
     def stop_reading(self) -> None:
         """Take no more requests: the session sends what it has queued, then ends."""
