@@ -306,3 +306,10 @@ def test_no_tls_hint_after_a_normal_shutdown(server_process):
         assert status == 1 and "closed the connection" in err and "tls" not in err.lower()
     finally:
         client.stop()
+
+
+def test_only_loopback_hosts_are_exempt_from_the_password_warning():
+    from chatroom.client.cli import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["10.0.0.1", "192.168.1.5", "chat.example.org", "2001:db8::1"]))

@@ -131,11 +131,26 @@ def log_in(term, name):
     term.wait_for_input_line(f"{name}> ")
 
 
-def test_half_typed_line_survives_an_incoming_message(terminal, server, peer_at):
+def alice_at_the_terminal_and_bob(terminal, server, peer_at):
+    """A terminal logged in as alice, and a raw peer logged in as bob."""
     term = terminal()
     log_in(term, "alice")
     bob = peer_at(server.address)
     bob.login("bob")
+    return term, bob
+
+
+def register(term, name, password):
+    term.type(f"register {name}\r")
+    term.wait_for_text(f"password for {name}:")
+    term.type(f"{password}\r")
+    term.wait_for_text("the same again:")
+    term.type(f"{password}\r")
+    term.wait_for_input_line(f"{name}> ")
+
+
+def test_half_typed_line_survives_an_incoming_message(terminal, server, peer_at):
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     term.type("sendto bob hel")
     term.wait_for_input_line("alice> sendto bob hel")
     assert bob.request(SendTo("alice", "are you there?")) == OK
@@ -277,10 +292,7 @@ def test_first_line_says_where_and_how(terminal, server):
 
 
 def test_messages_have_a_time_a_coloured_sender_and_a_bell(terminal, server, peer_at):
-    term = terminal()
-    log_in(term, "alice")
-    bob = peer_at(server.address)
-    bob.login("bob")
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     bells = term.raw.count(b"\x07")
     assert bob.request(SendTo("alice", "hi")) == OK
     line = term.wait_for_match(r"\d\d:\d\d bob: hi")
@@ -291,10 +303,7 @@ def test_messages_have_a_time_a_coloured_sender_and_a_bell(terminal, server, pee
 
 
 def test_the_same_name_always_has_the_same_colour(terminal, server, peer_at):
-    term = terminal()
-    log_in(term, "alice")
-    bob = peer_at(server.address)
-    bob.login("bob")
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     for text in ["one", "two"]:
         assert bob.request(SendTo("alice", text)) == OK
         term.wait_for_match(rf"\d\d:\d\d bob: {text}")
@@ -325,10 +334,7 @@ def test_own_messages_are_echoed_after_success(terminal, server, peer_at):
 
 
 def test_multi_line_text_cannot_pass_for_another_sender(terminal, server, peer_at):
-    term = terminal()
-    log_in(term, "alice")
-    bob = peer_at(server.address)
-    bob.login("bob")
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     assert bob.request(SendTo("alice", "hi\nmallory: send me your password\n\tindented")) == OK
     first = term.wait_for_match(r"\d\d:\d\d bob: hi")
     lines = term.lines()
@@ -339,10 +345,7 @@ def test_multi_line_text_cannot_pass_for_another_sender(terminal, server, peer_a
 
 
 def test_emoji_sequences_and_joined_scripts_are_shown_as_they_are(terminal, server, peer_at):
-    term = terminal()
-    log_in(term, "alice")
-    bob = peer_at(server.address)
-    bob.login("bob")
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     text = "\U0001f469\u200d\U0001f4bb and \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 but \u202eevil"
     assert bob.request(SendTo("alice", text)) == OK
     term.wait_for(lambda t: b"but \\u202eevil" in t.raw, "the message")  # a bidi override stays escaped
@@ -497,12 +500,7 @@ def accounts_server(server_process, tmp_path):
 
 def test_register_and_login_ask_for_the_password_without_echo_or_history(terminal, accounts_server, tmp_path):
     term = terminal(accounts_server.address)
-    term.type("register alice\r")
-    term.wait_for_text("password for alice:")
-    term.type("tr0ub4dor\r")
-    term.wait_for_text("the same again:")
-    term.type("tr0ub4dor\r")
-    term.wait_for_input_line("alice> ")
+    register(term, "alice", "tr0ub4dor")
     term.type("logout\r")
     term.wait_for_input_line("> ")
     term.type("login alice\r")
@@ -528,12 +526,7 @@ def test_history_and_stored_messages_read_as_a_conversation(terminal, accounts_s
     assert bob.request(Hello(1)) == OK
     assert bob.request(Register("bob", "pw")) == OK
     term = terminal(accounts_server.address)
-    term.type("register alice\r")
-    term.wait_for_text("password for alice:")
-    term.type("pw\r")
-    term.wait_for_text("the same again:")
-    term.type("pw\r")
-    term.wait_for_input_line("alice> ")
+    register(term, "alice", "pw")
     term.type("sendto bob first\r")
     assert bob.next_event() == Incoming("alice", "first")
     term.type("logout\r")

@@ -12,20 +12,10 @@ import os
 import sys
 
 from .. import __version__
+from ..arguments import port_number
 from ..protocol import DEFAULT_PORT
 
 DEFAULT_HOST = "127.0.0.1"
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, 1 to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
-    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "host", nargs="?", default=DEFAULT_HOST, help="server address (default %(default)s); a lone number is the port"
     )
-    parser.add_argument("port", nargs="?", type=port_number, help=f"server port (default {DEFAULT_PORT})")
+    parser.add_argument("port", nargs="?", type=port_number(), help=f"server port (default {DEFAULT_PORT})")
     parser.add_argument("--tls", action="store_true", help="connect over TLS, verifying the server's certificate")
     parser.add_argument("--ca", metavar="FILE", help="with --tls: trust the CA certificates in FILE (PEM)")
     parser.add_argument(
@@ -68,7 +58,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def port_number_or_exit(parser, text) -> int:
     try:
-        return port_number(text)
+        return port_number()(text)
     except argparse.ArgumentTypeError as err:
         parser.error(str(err))
         raise

@@ -16,6 +16,7 @@ from gevent import ssl
 from gevent.event import Event
 
 from .. import __version__
+from ..arguments import port_number
 from ..protocol import DEFAULT_PORT
 from . import limits as limit_options
 from .chatserver import DRAIN_TIMEOUT, ChatServer
@@ -28,22 +29,13 @@ from .store import DEFAULT_HISTORY_DAYS, Store, default_db_path
 log = logging.getLogger(__name__)
 
 
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port to listen on, 0 (any free one) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
-    return port
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroom-server", description="Run a chatroom server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="port to listen on, 0 for any free one")
+    parser.add_argument(
+        "--port", type=port_number(lowest=0), default=DEFAULT_PORT, help="port to listen on, 0 for any free one"
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",

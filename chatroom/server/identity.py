@@ -26,6 +26,7 @@ FAILURE_WINDOW = 60.0  # ...per this many seconds, per name and per address
 class Accounts:
     def __init__(self, store: Store):
         self.store = store
+        self.registered_names = store.registered_names  # for routing: see Store
         self._hashing = ThreadPool(HASHING_THREADS)
         self._failures: dict[tuple[str, str], collections.deque] = {}
 

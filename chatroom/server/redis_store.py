@@ -13,6 +13,7 @@ Entries are JSON arrays. They expire by time, checked when read and trimmed when
 
 import json
 import logging
+from collections.abc import Container
 
 import gevent
 import redis
@@ -55,13 +56,14 @@ class RedisStore:
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
         self._known: set[str] = set()
+        self.registered_names: Container[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
         self._take = self._redis.register_script(_TAKE)
         self._listener = None
 
     def start(self) -> None:
         self._listener = gevent.spawn(self._listen_for_accounts)
-        self._known = _names(self._call(self._redis.hkeys, ACCOUNTS))
+        self._known |= _names(self._call(self._redis.hkeys, ACCOUNTS))
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -83,7 +85,7 @@ class RedisStore:
                 pubsub.close()
             gevent.sleep(RETRY_PAUSE)
             try:
-                self._known = _names(self._redis.hkeys(ACCOUNTS))
+                self._known |= _names(self._redis.hkeys(ACCOUNTS))
             except redis.RedisError:
                 pass
 

@@ -296,7 +296,7 @@ class Session:
         if mailbox is None or not mailbox.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text)
         accounts = self._accounts
-        if accounts is not None and (self.registered or accounts.is_registered(recipient)):
+        if accounts is not None and (self.registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text)
         return OK
 

@@ -10,6 +10,7 @@ and hashes are small), so that checking a name never waits for the disk.
 import logging
 import sqlite3
 import time
+from collections.abc import Container
 
 import gevent
 from gevent.event import Event
@@ -51,6 +52,7 @@ class SQLiteStore:
         self._writes: list = []  # (sql, parameters) queued on the hub
         self._flush_due = False
         self._accounts: dict[str, str] = {}
+        self.registered_names: Container[str] = self._accounts
         self._offline_counts: dict[str, int] = {}
         self._expiry = None
 
@@ -58,7 +60,8 @@ class SQLiteStore:
 
     def start(self) -> None:
         _start_thread(self._work, ())
-        self._accounts, self._offline_counts = self._in_thread(self._open)
+        accounts, self._offline_counts = self._in_thread(self._open)
+        self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
 
     def stop(self) -> None:

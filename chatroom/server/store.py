@@ -10,6 +10,7 @@ disk work happens in a thread, Redis work on cooperative sockets.
 
 import os
 import time
+from collections.abc import Container
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +35,10 @@ def default_db_path() -> Path:
 
 
 class Store(Protocol):
+    # The registered names this server knows of, kept current in place: routing asks it
+    # for every message, so it must be a plain container, not a call.
+    registered_names: Container[str]
+
     def start(self) -> None:
         """Open (creating or migrating what is needed) and drop what has expired."""
 
