@@ -22,6 +22,9 @@ setup(
         "confusables>=1.2",
         # Password hashing for registered names (argon2id).
         "argon2-cffi>=21",
+        # The metrics' text format and its HTTP app (served by gevent's pywsgi).
+        "prometheus_client>=0.17",
+        "tomli; python_version < '3.11'",
     ],
     extras_require={
         "test": [

@@ -13,6 +13,7 @@ from . import sockets
 from .directory import Directory, LocalDirectory
 from .identity import Accounts
 from .limits import Limits, counts_per_address
+from .metrics import COUNTS
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class ChatServer:
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.accounts = accounts
         self.limits = limits or Limits()
-        self._tls = tls
+        self.tls = tls  # replaceable (SIGHUP): new connections take the one in place then
         self._sessions: dict[Session, str] = {}  # each session, and the address it came from
         self._handshakes: dict[gevent.Greenlet, str] = {}  # TLS handshakes under way, oldest first
         self._per_address: dict[str, int] = {}  # connections that count against --max-per-ip
@@ -101,7 +102,7 @@ class ChatServer:
             return
         try:
             sockets.tune(sock)
-            if self._tls is not None:
+            if self.tls is not None:
                 sock = self._handshake(sock, host, peer)
         except (OSError, gevent.Timeout) as err:
             log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
@@ -119,13 +120,16 @@ class ChatServer:
         serving = len(self._sessions) + len(self._handshakes)
         if serving >= self.limits.max_clients:
             log.warning("refused %s: already serving %d clients (--max-clients)", peer, serving)
+            COUNTS.count(COUNTS.refused, "max_clients")
             return False
         if counts_per_address(self.limits, host):
             count = self._per_address.get(host, 0)
             if count >= self.limits.max_per_ip:
                 log.info("refused %s: %d connections from that address (--max-per-ip)", peer, count)
+                COUNTS.count(COUNTS.refused, "per_ip")
                 return False
             self._per_address[host] = count + 1
+        COUNTS.accepted += 1
         return True
 
     def _forget(self, host):
@@ -142,16 +146,37 @@ class ChatServer:
         if len(self._handshakes) >= self.limits.max_handshakes:
             oldest, oldest_peer = next(iter(self._handshakes.items()))
             del self._handshakes[oldest]
-            log.info(
-                "TLS handshake with %s dropped: %d under way (--max-handshakes)", oldest_peer, len(self._handshakes)
-            )
+            log.info("TLS handshake with %s dropped: too many under way (--max-handshakes)", oldest_peer)
+            COUNTS.count(COUNTS.refused, "handshakes")
             oldest.kill(block=False)
         me = gevent.getcurrent()
         self._handshakes[me] = peer
         try:
-            return sockets.tls_handshake(sock, self._tls)
+            return sockets.tls_handshake(sock, self.tls)
         finally:
             self._handshakes.pop(me, None)
+
+    # --- What the metrics read ------------------------------------------------------------
+
+    def connections_by_transport(self) -> dict[str, int]:
+        counts = {"tcp": 0, "tls": 0}
+        for session in self._sessions:
+            counts[session.transport] = counts.get(session.transport, 0) + 1
+        return counts
+
+    def users_logged_in(self) -> int:
+        return sum(1 for session in self._sessions if session.name is not None)
+
+    def queued_bytes(self) -> int:
+        return sum(session.unsent_bytes for session in self._sessions)
+
+    def health(self) -> tuple[bool, str]:
+        """(serving, why): not while draining, nor while a shared directory is unreachable."""
+        if self._stopping:
+            return False, "draining"
+        if not self.directory.healthy():
+            return False, "directory unreachable"
+        return True, "serving"
 
     def _ended(self, session):
         self._forget(self._sessions.pop(session))

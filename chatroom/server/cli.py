@@ -1,12 +1,17 @@
 """``chatroom-server``: parse the command line, set up logging and signals, run a ChatServer.
 
-chatroom-server [--host H] [--port P] [--log-level L] [limits] [--redis URL]
-                [--reuse-port] [--tls-cert F --tls-key F]
+chatroom-server [--config FILE] [--host H] [--port P] [--log-level L] [--log-format F] [limits]
+                [--metrics HOST:PORT] [--redis URL] [--reuse-port] [--tls-cert F --tls-key F]
+
+Signals: SIGINT and SIGTERM drain and stop; SIGHUP reloads the TLS certificate and key.
+Under systemd (Type=notify) it says READY=1 once listening and STOPPING=1 when it drains.
 """
 
 import argparse
 import logging
+import os
 import signal
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -20,8 +25,12 @@ from ..arguments import port_number
 from ..protocol import DEFAULT_PORT
 from . import limits as limit_options
 from .chatserver import DRAIN_TIMEOUT, ChatServer
+from .config import as_toml, parse_with_config
 from .directory import Directory
 from .identity import Accounts
+from .logs import configure as configure_logging
+from .logs import fields
+from .metrics import serve as serve_metrics
 from .sockets import raise_file_limit, tls_context
 from .sqlite_store import SQLiteStore
 from .store import DEFAULT_HISTORY_DAYS, Store, default_db_path
@@ -32,6 +41,8 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatroom-server", description="Run a chatroom server.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="settings in TOML: any long option, by name")
+    parser.add_argument("--print-config", action="store_true", help="print the settings in effect, as TOML, and exit")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument(
         "--port", type=port_number(lowest=0), default=DEFAULT_PORT, help="port to listen on, 0 for any free one"
@@ -42,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging threshold",
+    )
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="text, or one JSON object per line"
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=host_and_port,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics and a health check at /health",
     )
     parser.add_argument(
         "--drain-timeout",
@@ -87,14 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def host_and_port(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not host:
+        raise argparse.ArgumentTypeError(f"HOST:PORT, not {text!r}")
+    return host.strip("[]"), port_number(lowest=0)(port)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_with_config(parser, argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.print_config:
+        print(as_toml(parser, args))
+        return 0
     # Session greenlets need not remember who spawned them: less memory, quicker spawns.
     gevent.config.track_greenlet_tree = False
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(args.log_level, args.log_format)
     limits = limit_options.from_arguments(args)
     try:
         tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
@@ -113,20 +143,77 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return 1
+    metrics = None
+    if args.metrics:
+        metrics_host, metrics_port = args.metrics
+        try:
+            metrics = serve_metrics(metrics_host, metrics_port, server)
+        except OSError as err:
+            print(f"chatroom-server: cannot serve metrics on {metrics_host}:{metrics_port}: {err}", file=sys.stderr)
+            server.stop(0)
+            return 1
     # Always logged, whatever the level: scripts wait for this line to learn the port.
+    host, port = server.address
     log.log(
-        max(logging.INFO, log.getEffectiveLevel()), "Listening on %s:%d%s", *server.address, " (TLS)" if tls else ""
+        max(logging.INFO, log.getEffectiveLevel()),
+        "Listening on %s:%d%s",
+        host,
+        port,
+        " (TLS)" if tls else "",
+        extra=fields("listening", host=host, port=port, tls=tls is not None),
     )
+    if metrics is not None:
+        log.info("Metrics on http://%s:%d/metrics", metrics.address[0], metrics.server_port)
     log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
+    notify_systemd("READY=1")
 
     stopping = Event()
     handlers = [gevent.signal_handler(signum, stopping.set) for signum in (signal.SIGINT, signal.SIGTERM)]
+    handlers.append(gevent.signal_handler(signal.SIGHUP, reload_tls, server, args))
     stopping.wait()
     for handler in handlers:
         handler.cancel()
-    log.info("shutting down")
+    log.info("shutting down", extra=fields("shutdown", drain_timeout=args.drain_timeout))
+    notify_systemd("STOPPING=1")
     server.stop(args.drain_timeout)
+    if metrics is not None:
+        metrics.stop()
     return 0
+
+
+def reload_tls(server: ChatServer, args) -> None:
+    """SIGHUP: load the certificate and key again; new connections get them, the open ones
+    keep theirs. If they cannot be loaded, the old ones stay."""
+    if not args.tls_cert:
+        log.info("SIGHUP: no TLS to reload")
+        return
+    try:
+        server.tls = tls_context(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as err:
+        log.error(
+            "SIGHUP: cannot load %s and %s (%s); keeping the certificate in use", args.tls_cert, args.tls_key, err
+        )
+        return
+    log.info(
+        "SIGHUP: reloaded the TLS certificate %s and key %s",
+        args.tls_cert,
+        args.tls_key,
+        extra=fields("tls_reloaded", cert=args.tls_cert, key=args.tls_key),
+    )
+
+
+def notify_systemd(state: str) -> None:
+    """Tell systemd (Type=notify) how the service stands, when it is listening."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.sendto(state.encode(), address)
+    except OSError as err:
+        log.warning("cannot notify systemd: %s", err)
 
 
 def open_store(args) -> Store:

@@ -17,6 +17,7 @@ them.
 """
 
 import logging
+import time
 import uuid
 
 import gevent
@@ -27,6 +28,7 @@ from redis.retry import Retry
 
 from ..codec import name_field
 from .directory import DirectoryUnavailable, LocalDirectory
+from .metrics import COUNTS
 from .skeleton import skeleton
 
 log = logging.getLogger(__name__)
@@ -204,9 +206,11 @@ class RedisDirectory:
             finally:
                 self._courier = gevent.spawn(self._carry) if self._outgoing else None
         try:
-            return answer.get() == 1
+            delivered = answer.get() == 1
         except redis.RedisError as err:
             raise DirectoryUnavailable() from err
+        COUNTS.cross_node += delivered
+        return delivered
 
     def _carry(self):
         try:
@@ -218,6 +222,7 @@ class RedisDirectory:
     def _carry_batch(self):
         batch, self._outgoing = self._outgoing, []
         send = self._scripts["send"]
+        started = time.perf_counter()
         try:
             if len(batch) == 1:
                 payload, recipient, _ = batch[0]
@@ -232,6 +237,7 @@ class RedisDirectory:
             for _, _, answer in batch:
                 answer.set_exception(err)
             return
+        COUNTS.redis_round_trip.observe(time.perf_counter() - started)
         self._reachable()
         for (_, _, answer), result in zip(batch, results, strict=True):
             answer.set(result)
@@ -289,15 +295,21 @@ class RedisDirectory:
     # --- Health -------------------------------------------------------------------------
 
     def _call(self, script, keys, args):
+        started = time.perf_counter()
         try:
             result = self._scripts[script](keys=keys, args=args)
         except redis.RedisError as err:
             self._unreachable(err)
             raise DirectoryUnavailable() from err
+        COUNTS.redis_round_trip.observe(time.perf_counter() - started)
         self._reachable()
         return result
 
+    def healthy(self) -> bool:
+        return self._healthy
+
     def _unreachable(self, err):
+        COUNTS.redis_errors += 1
         if self._healthy:
             self._healthy = False
             log.warning("Redis unreachable (%s); requests that need it fail until it is back", err)

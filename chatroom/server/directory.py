@@ -38,6 +38,9 @@ class Directory(Protocol):
     def stop(self) -> None:
         """Release what start() took, logging out this server's users."""
 
+    def healthy(self) -> bool:
+        """Whether it can answer now (a shared directory: whether its store is reachable)."""
+
     def claim(self, name: str, mailbox: Mailbox) -> bool:
         """Log ``name`` in at ``mailbox``; False if the name is taken."""
 
@@ -64,6 +67,9 @@ class LocalDirectory:
     def stop(self) -> None:
         self._mailboxes.clear()
         self._look_alikes.clear()
+
+    def healthy(self) -> bool:
+        return True
 
     def claim(self, name: str, mailbox: Mailbox) -> bool:
         look = skeleton(name)

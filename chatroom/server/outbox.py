@@ -13,6 +13,7 @@ import gevent
 from gevent.event import Event
 
 from ..protocol import INCOMING
+from .metrics import COUNTS
 from .sockets import sends_without_waiting, shut_down
 
 
@@ -177,6 +178,7 @@ class Outbox:
         return sent
 
     def _count_sent(self, sent):
+        COUNTS.bytes_out += sent
         self._queued -= sent
         if self._room is not None and self._queued < self._limit:
             self._room.set()

@@ -6,6 +6,7 @@ and is also the mailbox other sessions deliver to while its user is logged in.
 
 import logging
 import time
+from time import perf_counter
 
 import gevent
 from greenlet import greenlet
@@ -20,6 +21,7 @@ from ..protocol import (
     FrameTooLarge,
     Hello,
     HistoryPage,
+    HistoryRequest,
     Incoming,
     ListUsers,
     Login,
@@ -37,8 +39,10 @@ from ..protocol import (
 from .directory import Directory, DirectoryUnavailable
 from .identity import Accounts
 from .limits import Limits
+from .logs import fields
+from .metrics import COUNTS
 from .outbox import Outbox
-from .sockets import close_gracefully, discard_unsent, shut_down, stop_reading
+from .sockets import close_gracefully, discard_unsent, sends_without_waiting, shut_down, stop_reading
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,16 @@ FAILURE = encode(Response(Status.FAILURE))
 MALFORMED = encode(Response(Status.MALFORMED))
 REGISTERED = encode(Response(Status.REGISTERED))
 STORED = encode(Response(Status.STORED))
+_TYPE_NAMES = {
+    ListUsers: "list",
+    Login: "login",
+    Logout: "logout",
+    Hello: "hello",
+    Register: "register",
+    Authenticate: "authenticate",
+    ChangePassword: "change_password",
+    HistoryRequest: "history",
+}
 RECV_SIZE = 65536
 FAIR_SHARE = 64  # frames answered before other connections get a turn
 QUIET_BEFORE_PARKING = 1.0  # seconds without data before a connection gives up its greenlet
@@ -83,6 +97,8 @@ class Session:
         "_extended",
         "registered",
         "_held",
+        "transport",
+        "_end_reason",
     )
 
     def __init__(self, sock, peer: str, directory: Directory, limits: Limits, on_end, accounts: Accounts | None = None):
@@ -94,6 +110,8 @@ class Session:
         self._host = peer.rsplit(":", 1)[0]
         self._extended = False  # the client said HELLO
         self.registered = False  # logged in under a registered name, with its password
+        self.transport = "tcp" if sends_without_waiting(sock) else "tls"
+        self._end_reason: str | None = None  # why the server ended it, for the metrics
         self._held: list[bytes] | None = None  # while stored messages are fetched: live ones, held back to follow them
         self._limits = limits
         self._decoder = Decoder.for_server()
@@ -106,7 +124,7 @@ class Session:
         self._frame_timer = None
 
     def start(self) -> None:
-        log.info("connect %s", self.peer)
+        log.info("connect %s", self.peer, extra=fields("connect", peer=self.peer, transport=self.transport))
         # A connection must say something: a silent one would hold its place for good.
         self._set_timer(self._limits.idle_timeout, self._idle_expired)
         self._park()
@@ -141,6 +159,9 @@ class Session:
         """Answer every frame data completes; False when the connection is over."""
         if not data:
             return False
+        arrived = perf_counter()
+        counts = COUNTS
+        counts.bytes_in += len(data)
         decoder = self._decoder
         outbox = self._outbox
         had_partial_frame = decoder.pending > 0
@@ -148,11 +169,17 @@ class Session:
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
                 self._throttle.take(outbox)
-            outbox.queue_to_flush(self._answer(event))
+            reply = self._answer(event)
+            if reply is not OK:
+                counts.count_reply(reply)
+            outbox.queue_to_flush(reply)
             if not count % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.
                 outbox.flush()
                 gevent.sleep(0)
+        if events:
+            counts.frames += len(events)
+            counts.handover.observe(perf_counter() - arrived)
         outbox.flush()
         if decoder.broken:
             log.info("%s sent a frame over the size limit; closing", self.peer)
@@ -180,15 +207,18 @@ class Session:
 
     def _frame_expired(self):
         log.info("%s did not complete a frame in %g s; closing", self.peer, self._limits.frame_timeout)
-        self.disconnect()
+        self.disconnect(reason="frame_timeout")
 
     def _idle_expired(self):
         log.info("%s sent no frame in %g s; closing", self.peer, self._limits.idle_timeout)
-        self.disconnect()
+        COUNTS.count(COUNTS.refused, "idle")
+        self.disconnect(reason="idle")
 
     def _end(self):
         self._readable.close()
         self._stop_frame_timer()
+        reason = self._end_reason or ("oversize" if self._decoder.broken else "peer_closed")
+        COUNTS.count(COUNTS.disconnects, reason)
         try:
             self._log_out("disconnected")
             self._outbox.finish(self._limits.send_timeout)
@@ -197,11 +227,12 @@ class Session:
                 close_gracefully(self._sock)  # the client may still be sending the huge frame
             else:
                 self._sock.close()
-            log.info("disconnect %s", self.peer)
+            log.info("disconnect %s", self.peer, extra=fields("disconnect", peer=self.peer, reason=reason))
         finally:
             self._on_end(self)
 
     def _on_stall(self):
+        COUNTS.stalled_drops += 1
         dropped = self._outbox.dropped
         kept = self._keep_dropped(dropped)
         log.warning(
@@ -210,8 +241,9 @@ class Session:
             self.peer,
             len(dropped),
             kept,
+            extra=fields("stalled", name=self.name, peer=self.peer, undelivered=len(dropped), kept=kept),
         )
-        self.disconnect(abort=True)
+        self.disconnect(abort=True, reason="stalled")
 
     def _keep_dropped(self, frames) -> int:
         """Keep the messages a registered user was sent but never took, for their next login."""
@@ -228,18 +260,21 @@ class Session:
 
     def stop_reading(self) -> None:
         """Take no more requests: the session sends what it has queued, then ends."""
+        self._end_reason = "shutdown"
         stop_reading(self._sock)
 
     @property
     def unsent_bytes(self) -> int:
         return self._outbox.queued_bytes
 
-    def disconnect(self, abort: bool = False) -> None:
+    def disconnect(self, abort: bool = False, reason: str = "shutdown") -> None:
         """End this connection from any greenlet (its own greenlet cleans up).
 
         ``abort`` discards what the kernel still holds for the client, as for one that has
         stopped reading: closing then resets the connection instead of lingering to send.
+        ``reason`` is what the metrics count it as.
         """
+        self._end_reason = self._end_reason or reason
         self._outbox.close()
         if abort:
             discard_unsent(self._sock)
@@ -270,6 +305,7 @@ class Session:
         try:
             if kind is SendTo:
                 return self._send_to(event.recipient, event.text)
+            COUNTS.count(COUNTS.frames_by_type, _TYPE_NAMES.get(kind, "malformed"))
             if kind is ListUsers:
                 return encode(UserList(tuple(self._directory.names())))
             if kind is Login:
@@ -295,6 +331,7 @@ class Session:
         mailbox = self._directory.find(recipient)
         if mailbox is None or not mailbox.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text)
+        COUNTS.relayed += 1
         accounts = self._accounts
         if accounts is not None and (self.registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text)
@@ -316,7 +353,7 @@ class Session:
         if not self._directory.claim(name, self):
             return FAILURE
         self.name = name
-        log.info("login %s (%s)", name, self.peer)
+        log.info("login %s (%s)", name, self.peer, extra=fields("login", name=name, peer=self.peer))
         return OK
 
     # --- Answers of the extension (after HELLO) -------------------------------------------
@@ -343,7 +380,12 @@ class Session:
             return FAILURE
         self.name = name
         self.registered = True
-        log.info("login %s (%s, registered)", name, self.peer)
+        log.info(
+            "login %s (%s, registered)",
+            name,
+            self.peer,
+            extra=fields("login", name=name, peer=self.peer, registered=True),
+        )
         # Messages kept while the user was away come first; live ones wait behind them.
         held: list[bytes] = []
         self._held = held
@@ -405,7 +447,7 @@ class Session:
             self._directory.release(name, self)
         except DirectoryUnavailable:
             pass  # the shared directory tells Redis once it is back
-        log.info("logout %s (%s, %s)", name, self.peer, how)
+        log.info("logout %s (%s, %s)", name, self.peer, how, extra=fields("logout", name=name, peer=self.peer, how=how))
         return True
 
 
@@ -425,6 +467,7 @@ class _Throttle:
         self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
         self._last = now
         if self._tokens < 1:
+            COUNTS.rate_limit_waits += 1
             outbox.flush()
             gevent.sleep((1 - self._tokens) / self._rate)
             self._tokens = 1.0
