@@ -51,23 +51,11 @@ def build_loadgen() -> Path:
     return BUILD / "loadgen"
 
 
-def compare() -> str:
-    print(f"bench: relay {CONFIGS}, {ROUNDS} rounds each, ours (A) against asyncio (B)", flush=True)
+def compare_servers(a: str, b: str, configs: str) -> str:
+    """compare.py's table: server a against server b, alternating rounds, in one run."""
     result = subprocess.run(
-        [
-            PYTHON,
-            str(BUILD / "compare.py"),
-            "--a",
-            OURS,
-            "--b",
-            f"{PYTHON} {BUILD / 'asyncio_server.py'}",
-            "--rounds",
-            ROUNDS,
-            "--duration",
-            "3",
-            "--configs",
-            CONFIGS,
-        ],
+        [PYTHON, str(BUILD / "compare.py"), "--a", a, "--b", b, "--rounds", ROUNDS, "--duration", "3"]
+        + ["--configs", configs],
         capture_output=True,
         text=True,
         timeout=3600,
@@ -76,6 +64,11 @@ def compare() -> str:
     if result.returncode:
         print(result.stderr, file=sys.stderr)
     return result.stdout.strip("\n")
+
+
+def compare() -> str:
+    print(f"bench: relay {CONFIGS}, {ROUNDS} rounds each, ours (A) against asyncio (B)", flush=True)
+    return compare_servers(OURS, f"{PYTHON} {BUILD / 'asyncio_server.py'}", CONFIGS)
 
 
 def hold(command: str, loadgen: Path) -> tuple:
@@ -258,6 +251,8 @@ def generated_section() -> str:
     ours_before, ours = hold(OURS, loadgen)
     base_before, base = hold(f"{PYTHON} {BUILD / 'asyncio_server.py'}", loadgen)
     fan = fanin(loadgen)
+    print("bench: metrics served (--metrics) against not, 100x16 and 1000x4", flush=True)
+    metrics = compare_servers(f"{OURS} --metrics 127.0.0.1:0", OURS, "100x16,1000x4")
     per_conn = lambda before, during: (during - before) * 1024 / HOLD_CLIENTS / 1024  # noqa: E731
     lines += [
         f"Relay (loadgen, payload 64 B, median of {ROUNDS} alternating runs of 3 s; A = chatroom-server, "
@@ -277,6 +272,13 @@ def generated_section() -> str:
         "",
         f"Fan-in, 200 senders to one receiver, window 4: {fan['msgs_per_s']:.0f} msgs/s, p99 {fan['p99_us']} us, "
         f"{fan['framing_errors']} framing errors, {fan['violations']} violations, {fan['disconnects']} disconnects.",
+        "",
+        "Metrics: A = chatroom-server with `--metrics` (served, not scraped), B = without "
+        f"(loadgen, median of {ROUNDS} alternating runs):",
+        "",
+        "```",
+        metrics,
+        "```",
     ]
     return "\n".join(lines + ["", *memory_section(), "", END])
 

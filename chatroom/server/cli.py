@@ -190,9 +190,7 @@ def reload_tls(server: ChatServer, args) -> None:
     try:
         server.tls = tls_context(args.tls_cert, args.tls_key)
     except (OSError, ssl.SSLError) as err:
-        log.error(
-            "SIGHUP: cannot load %s and %s (%s); keeping the certificate in use", args.tls_cert, args.tls_key, err
-        )
+        log.error("SIGHUP: cannot load %s and %s (%s); the certificate in use stays", args.tls_cert, args.tls_key, err)
         return
     log.info(
         "SIGHUP: reloaded the TLS certificate %s and key %s",

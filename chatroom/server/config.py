@@ -72,6 +72,8 @@ def as_toml(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
             lines.append(f"# {key} is not set")
         elif isinstance(value, bool | int | float):
             lines.append(f"{key} = {json.dumps(value)}")
+        elif isinstance(value, tuple):  # HOST:PORT
+            lines.append(f"{key} = {json.dumps(':'.join(map(str, value)))}")
         else:
             lines.append(f"{key} = {json.dumps(str(value))}")
     return "\n".join(lines)
