@@ -5,6 +5,8 @@ Debian's redis-server) they fail.
 """
 
 import signal
+import urllib.error
+import urllib.request
 
 import gevent
 import pytest
@@ -22,7 +24,7 @@ from chatroom.protocol import (
     Status,
     UserList,
 )
-from chatroom.testing import FAILURE, OK, WAIT, RedisProcess, eventually
+from chatroom.testing import FAILURE, OK, WAIT, RedisProcess, eventually, free_port
 
 pytestmark = pytest.mark.process
 
@@ -213,3 +215,24 @@ def test_a_message_kept_by_one_node_is_delivered_by_another(nodes, peer_at):
     assert (stored.sender, stored.text) == ("bob", "kept for you")
     page = again.request(HistoryRequest("bob", 10))
     assert [(entry.sent, entry.text) for entry in page.entries] == [(False, "kept for you")]
+
+
+def test_health_is_503_while_redis_is_unreachable(server_process, redis_server, logged_in):
+    metrics_port = free_port()
+    node = server_process("--redis", redis_server.url, "--node-ttl", str(TTL), "--metrics", f"127.0.0.1:{metrics_port}")
+    health = f"http://127.0.0.1:{metrics_port}/health"
+    assert http_status(health) == 200
+    alice = logged_in(node.address, "alice")
+    redis_server.stop()
+    alice.request(ListUsers())  # needs Redis: the node learns it is gone
+    eventually(lambda: http_status(health) == 503)
+    redis_server.start()
+    eventually(lambda: http_status(health) == 200, timeout=3 * TTL)
+
+
+def http_status(url) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=WAIT) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
