@@ -18,6 +18,7 @@ from chatroom.protocol import (
     Incoming,
     ListUsers,
     Login,
+    Logout,
     Register,
     Response,
     SendTo,
@@ -134,7 +135,8 @@ def test_redis_down_then_back(nodes, redis_server, logged_in, peer_at):
     eventually(recovered, timeout=TTL + 5)
     eventually(lambda: alice.request(SendTo("carol", "back")) == OK, timeout=WAIT)
     assert carol.next_event() == Incoming("alice", "back")
-    assert peer_at(one.address).request(Login("dave")) == OK
+    dave = peer_at(one.address)
+    eventually(lambda: dave.request(Login("dave")) == OK, timeout=TTL)  # once the recovery is over
     for node in (one, two):
         log = node.log_text()
         assert log.count("Redis unreachable") == 1 and "Traceback" not in log
@@ -236,3 +238,23 @@ def http_status(url) -> int:
             return response.status
     except urllib.error.HTTPError as err:
         return err.code
+
+
+def test_a_name_is_never_held_twice_across_a_redis_restart(nodes, redis_server, logged_in, peer_at):
+    one, two = nodes(2)
+    alice = logged_in(one.address, "alice")
+    impostor = peer_at(two.address)
+    for trial in range(3):
+        redis_server.stop()
+        redis_server.start()  # empty: it lost every key
+        gevent.sleep(0.01)
+        # Ten milliseconds after Redis is back, before node one has registered alice again.
+        assert impostor.request(Login("alice")) == FAILURE, f"trial {trial}"
+        # Later too, once the nodes have caught up: alice is still held, by node one.
+        eventually(lambda: impostor.request(Login("carol")) == OK and impostor.request(Logout()) == OK, timeout=2 * TTL)
+        assert impostor.request(Login("alice")) == FAILURE
+        assert impostor.request(ListUsers()) == UserList(("alice",))
+        assert alice.request(ListUsers()) == UserList(("alice",))
+    messenger = logged_in(two.address, "bob")
+    assert messenger.request(SendTo("alice", "still you?")) == OK
+    assert alice.next_event() == Incoming("bob", "still you?")

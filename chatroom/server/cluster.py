@@ -35,15 +35,46 @@ log = logging.getLogger(__name__)
 
 USERS = "chatroom:users"
 LOOK_ALIKES = "chatroom:skeletons"
+EPOCH = "chatroom:epoch"
+RECOVERING = "chatroom:recovering"
 NODE = "chatroom:node:"
 INBOX = "chatroom:inbox:"
 RETRY_PAUSE = 0.5
 POOL_SIZE = 32
 
+# Redis may lose its data (a restart without persistence): then every node must register its
+# users again before anyone may take a name, or a name could be held twice. An *epoch* key,
+# made by the first node that finds it missing, marks the data a node registered its users
+# in; while ``recovering`` lasts (HALF a TTL, more than the heartbeat period in which every
+# live node notices the new epoch), only re-registrations may claim names.
+#
+# The heartbeat: KEYS epoch, recovering, this node's key; ARGV a new epoch, the recovery in
+# ms, the TTL in s. Answers {epoch, 1 if this call began it}.
+_BEAT = """
+local epoch = redis.call('GET', KEYS[1])
+local began = 0
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  began = 1
+end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+return {epoch, began}
+"""
 # Take a name (ARGV[1], skeleton ARGV[4]) unless a live node (another one) holds it, or holds
 # another name with the same skeleton. A skeleton entry whose name is no longer held by a live
-# node is stale and taken over.
+# node is stale and taken over. KEYS[3], KEYS[4], ARGV[5], ARGV[6]: the epoch, the recovery,
+# the epoch this node registered its users in, and '1' for a re-registration. Answers 1 (taken),
+# 0 (in use) or -1 (not now: Redis lost its data and the nodes are registering again).
 _CLAIM = """
+local epoch = redis.call('GET', KEYS[3])
+if epoch ~= ARGV[5] then
+  return -1
+end
+if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+  return -1
+end
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if holder and holder ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
   return 0
@@ -129,11 +160,14 @@ class RedisDirectory:
         # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._local = LocalDirectory()
+        self._epoch = b""  # the epoch this node's users are registered in
+        self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
         self._healthy = True
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in [
+                ("beat", _BEAT),
                 ("claim", _CLAIM),
                 ("release", _RELEASE),
                 ("send", _SEND),
@@ -147,7 +181,10 @@ class RedisDirectory:
 
     def start(self) -> None:
         self._local.start()
-        self._beat()
+        if self._beat() == "began":
+            # A new epoch: a moment for other nodes, if Redis lost what they had, to register
+            # their users again before this node takes names.
+            gevent.sleep(self._recovery_ms / 1000)
         self._greenlets = [gevent.spawn(self._heartbeat_loop), gevent.spawn(self._inbox_loop)]
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
 
@@ -165,10 +202,18 @@ class RedisDirectory:
     def claim(self, name, mailbox):
         if self._local.find(name) is not None:
             return False
-        if not self._call("claim", keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, NODE, skeleton(name)]):
+        taken = self._claim(name, again=False)
+        if taken == -1:
+            gevent.spawn(self._beat)  # this node may not know of a new epoch yet: catch up now
+        if taken != 1:
             return False
         self._unreleased.discard(name)
         return self._local.claim(name, mailbox)
+
+    def _claim(self, name: str, again: bool) -> int:
+        keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING]
+        args = [name, self.node_id, NODE, skeleton(name), self._epoch, "1" if again else "0"]
+        return self._call("claim", keys=keys, args=args)
 
     def release(self, name, mailbox):
         self._local.release(name, mailbox)
@@ -247,6 +292,8 @@ class RedisDirectory:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(INBOX + self.node_id)
+                if not self._healthy:
+                    gevent.spawn(self._beat)  # Redis is back: register again now, not at the next beat
                 for message in pubsub.listen():
                     if message["type"] == "message":
                         self._deliver_from_inbox(message["data"])
@@ -270,23 +317,31 @@ class RedisDirectory:
             gevent.sleep(self.ttl / 3)
             self._beat()
 
-    def _beat(self):
-        """Refresh this node's heartbeat; re-register its users if Redis lost them."""
+    def _beat(self) -> str | None:
+        """Refresh this node's heartbeat; register its users again in a new epoch (Redis lost
+        what it had). "began" when this call began the epoch."""
         try:
-            previous = self._redis.set(NODE + self.node_id, b"1", ex=max(1, round(self.ttl)), get=True)
-            if previous is None:
+            epoch, began = self._scripts["beat"](
+                keys=[EPOCH, RECOVERING, NODE + self.node_id],
+                args=[uuid.uuid4().hex, self._recovery_ms, max(1, round(self.ttl))],
+            )
+            if epoch != self._epoch:
+                if self._epoch:
+                    log.warning("Redis lost its data: registering this node's %d users again", len(self._local.names()))
+                self._epoch = epoch
                 self._register_local_users()
             for name in list(self._unreleased):
                 self._scripts["release"](keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, skeleton(name)])
                 self._unreleased.discard(name)
-        except redis.RedisError as err:
+        except (redis.RedisError, DirectoryUnavailable) as err:
             self._unreachable(err)
-            return
+            return None
         self._reachable()
+        return "began" if began else None
 
     def _register_local_users(self):
         for name in self._local.names():
-            if not self._scripts["claim"](keys=[USERS, LOOK_ALIKES], args=[name, self.node_id, NODE, skeleton(name)]):
+            if self._claim(name, again=True) != 1:
                 log.warning("%s was taken on another node while Redis was away; logging out here", name)
                 mailbox = self._local.find(name)
                 if mailbox is not None:
