@@ -258,3 +258,21 @@ def test_a_name_is_never_held_twice_across_a_redis_restart(nodes, redis_server, 
     messenger = logged_in(two.address, "bob")
     assert messenger.request(SendTo("alice", "still you?")) == OK
     assert alice.next_event() == Incoming("bob", "still you?")
+
+
+def test_a_paused_redis_fails_fast_and_no_failure_is_delivered(nodes, redis_server, logged_in):
+    one, two = nodes(2)
+    alice, bob = logged_in(one.address, "alice"), logged_in(one.address, "bob")
+    carol = logged_in(two.address, "carol")
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        first = gevent.spawn(alice.request, SendTo("carol", "sent while Redis was paused"))
+        reply = first.get(timeout=15)  # the socket timeout, then the settling: FAILURE
+        assert reply == FAILURE
+        with gevent.Timeout(0.5):  # the circuit is open: the next one fails at once
+            assert bob.request(SendTo("carol", "fails fast")) == FAILURE
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    # Redis now runs what was waiting in its socket: too late, it publishes nothing.
+    eventually(lambda: bob.request(SendTo("carol", "after")) == OK, timeout=WAIT)
+    assert carol.next_event() == Incoming("bob", "after")  # and nothing answered FAILURE came before it

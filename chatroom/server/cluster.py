@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..codec import name_field
+from ..protocol import HEADER_SIZE
 from .directory import DirectoryUnavailable, LocalDirectory
 from .metrics import COUNTS
 from .skeleton import skeleton
@@ -39,6 +40,12 @@ EPOCH = "chatroom:epoch"
 RECOVERING = "chatroom:recovering"
 NODE = "chatroom:node:"
 INBOX = "chatroom:inbox:"
+BATCH = "chatroom:batch:"
+MARKER_MS = 60_000  # how long a batch's answers are kept, for a sender that lost the reply
+SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
+SEND_DEADLINE = 1.5  # a batch not run by Redis this long after it was sent never publishes
+SETTLE_TIMEOUT = 1.0  # past the deadline, how long a sender may wait to learn what became of it
+CIRCUIT_PAUSE = 1.0  # after a failure, requests fail at once for this long, then one tries
 RETRY_PAUSE = 0.5
 POOL_SIZE = 32
 
@@ -100,14 +107,63 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 1
 """
-# Publish a message to the inbox of the node holding a name, if that node is alive: the
-# number of nodes that received it (0 or 1), or -1 if nobody of that name is logged in.
-_SEND = """
-local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder and redis.call('EXISTS', ARGV[2] .. holder) == 1 then
-  return redis.call('PUBLISH', ARGV[3] .. holder, ARGV[4])
+# Hand a batch of messages to the nodes of their recipients: one PUBLISH per node, carrying
+# every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
+# node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
+# deadline (Unix ms), then (recipient, payload) pairs. Answers one character per message: '1'
+# handed over, '0' its node did not take it, '-' nobody of that name, 'x' too late: a batch
+# that reaches Redis after its deadline (Redis was paused) publishes nothing, since its sender
+# has answered FAILURE by then. The answer is kept in the marker, and a second run of the same
+# batch (a retry after a lost reply) returns it without publishing anything again.
+_SEND_BATCH = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return done
 end
-return -1
+local count = (#ARGV - 4) / 2
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[4]) then
+  local late = string.rep('x', count)
+  redis.call('SET', KEYS[2], late, 'PX', ARGV[3])
+  return late
+end
+local alive, groups, order, holders = {}, {}, {}, {}
+count = 0
+for i = 5, #ARGV, 2 do
+  count = count + 1
+  local holder = redis.call('HGET', KEYS[1], ARGV[i])
+  if holder then
+    if alive[holder] == nil then
+      alive[holder] = redis.call('EXISTS', ARGV[1] .. holder) == 1
+    end
+    if alive[holder] then
+      if not groups[holder] then
+        groups[holder] = {}
+        table.insert(order, holder)
+      end
+      table.insert(groups[holder], ARGV[i + 1])
+      holders[count] = holder
+    end
+  end
+end
+local received = {}
+for _, node in ipairs(order) do
+  received[node] = redis.call('PUBLISH', ARGV[2] .. node, table.concat(groups[node]))
+end
+local answers = {}
+for i = 1, count do
+  local holder = holders[i]
+  if not holder then
+    answers[i] = '-'
+  elseif received[holder] > 0 then
+    answers[i] = '1'
+  else
+    answers[i] = '0'
+  end
+end
+local answer = table.concat(answers)
+redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
+return answer
 """
 # Everyone logged in at a live node; the entries of dead nodes are removed on the way.
 _LIVE_NAMES = """
@@ -157,6 +213,11 @@ class RedisDirectory:
             retry=Retry(NoBackoff(), 1),
         )
         self._redis = redis.Redis(connection_pool=pool)
+        # Batches of messages wait at most SEND_TIMEOUT for Redis, and are not retried (a
+        # lost reply is settled through the batch's marker instead).
+        self._sender = redis.Redis.from_url(
+            url, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
+        )
         # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._local = LocalDirectory()
@@ -170,13 +231,15 @@ class RedisDirectory:
                 ("beat", _BEAT),
                 ("claim", _CLAIM),
                 ("release", _RELEASE),
-                ("send", _SEND),
+                ("send", _SEND_BATCH),
                 ("names", _LIVE_NAMES),
                 ("release_all", _RELEASE_ALL),
             ]
         }
         self._greenlets: list[gevent.Greenlet] = []
         self._outgoing: list = []  # (payload, recipient, AsyncResult) waiting for the next batch
+        self._batches = 0
+        self._failed_at = 0.0  # when Redis last failed (the circuit is open for CIRCUIT_PAUSE)
         self._courier = None  # the greenlet carrying batches to Redis, while there are any
 
     def start(self) -> None:
@@ -195,6 +258,7 @@ class RedisDirectory:
         except redis.RedisError:
             pass  # the heartbeat expires on its own
         self._redis.close()
+        self._sender.close()
         self._subscriber.close()
 
     # --- Directory ----------------------------------------------------------------------
@@ -251,7 +315,7 @@ class RedisDirectory:
             finally:
                 self._courier = gevent.spawn(self._carry) if self._outgoing else None
         try:
-            delivered = answer.get() == 1
+            delivered = answer.get()
         except redis.RedisError as err:
             raise DirectoryUnavailable() from err
         COUNTS.cross_node += delivered
@@ -266,26 +330,50 @@ class RedisDirectory:
 
     def _carry_batch(self):
         batch, self._outgoing = self._outgoing, []
-        send = self._scripts["send"]
+        self._batches += 1
+        marker = f"{BATCH}{self.node_id}:{self._batches}"
+        deadline = time.time() + SEND_DEADLINE
+        args: list = [NODE, INBOX, MARKER_MS, int(deadline * 1000)]
+        for payload, recipient, _ in batch:
+            args += (recipient, payload)
+        if self._circuit_open():  # fail at once: Redis failed a moment ago
+            for _, _, answer in batch:
+                answer.set_exception(redis.ConnectionError("Redis is known to be unreachable"))
+            return
         started = time.perf_counter()
         try:
-            if len(batch) == 1:
-                payload, recipient, _ = batch[0]
-                results = [send(keys=[USERS], args=[recipient, NODE, INBOX, payload])]
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for payload, recipient, _ in batch:
-                    send(keys=[USERS], args=[recipient, NODE, INBOX, payload], client=pipe)
-                results = pipe.execute()
+            answers = self._scripts["send"](keys=[USERS, marker], args=args, client=self._sender)
         except redis.RedisError as err:
             self._unreachable(err)
-            for _, _, answer in batch:
-                answer.set_exception(err)
-            return
-        COUNTS.redis_round_trip.observe(time.perf_counter() - started)
-        self._reachable()
-        for (_, _, answer), result in zip(batch, results, strict=True):
-            answer.set(result)
+            answers = self._settle(marker, deadline)
+            if answers is None:
+                for _, _, answer in batch:
+                    answer.set_exception(err)
+                return
+        else:
+            COUNTS.redis_round_trip.observe(time.perf_counter() - started)
+            self._reachable()
+        for (_, _, answer), handed in zip(batch, answers.decode(), strict=True):
+            answer.set(handed == "1")
+
+    def _settle(self, marker: str, deadline: float) -> bytes | None:
+        """After a batch failed: its answers if it ran after all (the reply may be what was
+        lost), else None once it is sure not to run (past its deadline it publishes nothing),
+        or once Redis stayed away SETTLE_TIMEOUT past the deadline (then nobody can tell)."""
+        while time.time() < deadline + SETTLE_TIMEOUT:
+            try:
+                answers = self._sender.get(marker)
+            except redis.RedisError as err:
+                self._unreachable(err)  # keeps the circuit open meanwhile
+                gevent.sleep(RETRY_PAUSE / 5)
+                continue
+            if answers is not None:
+                return answers.encode() if isinstance(answers, str) else answers
+            if time.time() > deadline:
+                return None
+            gevent.sleep(RETRY_PAUSE / 5)
+        log.warning("Redis went away with a batch of cross-node messages: answered FAILURE, delivery unknown")
+        return None
 
     def _inbox_loop(self):
         while True:
@@ -304,13 +392,16 @@ class RedisDirectory:
             gevent.sleep(RETRY_PAUSE)
 
     def _deliver_from_inbox(self, data: bytes):
-        end = 1 + data[0]
-        recipient = data[1:end].decode()
-        mailbox = self._local.find(recipient)
-        if mailbox is None:
-            return  # logged out meanwhile
-        # Never wait for room here: one slow recipient must not hold up the whole inbox.
-        mailbox.deliver(data[end:], wait=False)
+        """Hand out a batch from another node: (name field, frame) after (name field, frame)."""
+        offset = 0
+        while offset < len(data):
+            name_end = offset + 1 + data[offset]
+            frame_end = name_end + HEADER_SIZE + int.from_bytes(data[name_end + 1 : name_end + HEADER_SIZE], "big")
+            mailbox = self._local.find(data[offset + 1 : name_end].decode())
+            # Never wait for room here: one slow recipient must not hold up the whole inbox.
+            if mailbox is not None:  # else logged out meanwhile
+                mailbox.deliver(data[name_end:frame_end], wait=False)
+            offset = frame_end
 
     def _heartbeat_loop(self):
         while True:
@@ -325,6 +416,7 @@ class RedisDirectory:
                 keys=[EPOCH, RECOVERING, NODE + self.node_id],
                 args=[uuid.uuid4().hex, self._recovery_ms, max(1, round(self.ttl))],
             )
+            self._reachable()
             if epoch != self._epoch:
                 if self._epoch:
                     log.warning("Redis lost its data: registering this node's %d users again", len(self._local.names()))
@@ -350,6 +442,8 @@ class RedisDirectory:
     # --- Health -------------------------------------------------------------------------
 
     def _call(self, script, keys, args):
+        if self._circuit_open():
+            raise DirectoryUnavailable()  # at once: Redis failed a moment ago
         started = time.perf_counter()
         try:
             result = self._scripts[script](keys=keys, args=args)
@@ -363,7 +457,13 @@ class RedisDirectory:
     def healthy(self) -> bool:
         return self._healthy
 
+    def _circuit_open(self) -> bool:
+        """Whether requests should fail without trying: Redis failed less than CIRCUIT_PAUSE
+        ago. After the pause one request tries; its failure opens the circuit again."""
+        return not self._healthy and time.monotonic() - self._failed_at < CIRCUIT_PAUSE
+
     def _unreachable(self, err):
+        self._failed_at = time.monotonic()
         COUNTS.redis_errors += 1
         if self._healthy:
             self._healthy = False
