@@ -58,7 +58,7 @@ def measure(redis_url) -> list:
     one, two = start_node("--redis", redis_url), start_node("--redis", redis_url)
     port_one, port_two = one.port, two.port
     try:
-        for clients, window in [(2, 1), (100, 16)]:
+        for clients, window in [(2, 1), (100, 16), (1000, 4)]:
             lines.append(row(f"same node, relay {clients}x{window}", bench([port_one], clients, window)))
             print(lines[-1], flush=True)
             lines.append(row(f"cross-node, relay {clients}x{window}", bench([port_one, port_two], clients, window)))

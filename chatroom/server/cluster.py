@@ -448,7 +448,8 @@ class RedisDirectory:
         try:
             result = self._scripts[script](keys=keys, args=args)
         except redis.RedisError as err:
-            self._unreachable(err)
+            if not _busy(err):
+                self._unreachable(err)
             raise DirectoryUnavailable() from err
         COUNTS.redis_round_trip.observe(time.perf_counter() - started)
         self._reachable()
@@ -473,6 +474,11 @@ class RedisDirectory:
         if not self._healthy:
             self._healthy = True
             log.warning("Redis reachable again")
+
+
+def _busy(err: Exception) -> bool:
+    """Whether err says only that every pooled connection stayed busy (Redis is fine)."""
+    return isinstance(err, redis.ConnectionError) and str(err).startswith("No connection available")
 
 
 class _RemoteMailbox:

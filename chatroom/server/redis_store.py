@@ -31,6 +31,7 @@ OFFLINE = "chatroom:offline:"
 HISTORY = "chatroom:history:"
 HISTORY_ID = "chatroom:history:id"
 RETRY_PAUSE = 0.5
+POOL_SIZE = 16
 
 # Append to a capped list: the new length, or 0 if the list was full.
 _KEEP_OFFLINE = """
@@ -49,9 +50,16 @@ return items
 
 class RedisStore:
     def __init__(self, url: str, history_days: float = DEFAULT_HISTORY_DAYS, keep_history: bool = True):
-        self._redis = redis.Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
+        # Many sessions may ask at once: they share a few connections, waiting their turn.
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=2.0,
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+            retry=Retry(NoBackoff(), 1),
         )
+        self._redis = redis.Redis(connection_pool=pool)
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
