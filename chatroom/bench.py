@@ -44,6 +44,7 @@ from .protocol import (
     SendTo,
     Status,
 )
+from .websocket import connect as connect_websocket
 
 MIN_PAYLOAD = 32
 PASSWORD = "chatroom-bench"
@@ -71,12 +72,16 @@ class Stats:
 class BenchClient:
     """One connection: logs in, sends to a target with a window, records what arrives."""
 
-    def __init__(self, address, name, stats, payload, verify, register=False):
+    def __init__(self, address, name, stats, payload, verify, register=False, websocket=False):
         self.name = name
         self._register = register
         self._answers_due = 2 if register else 1  # HELLO and REGISTER, or LOGIN
-        self.sock = socket.create_connection(address, timeout=30)
-        self.sock.settimeout(None)
+        if websocket:
+            self.sock = connect_websocket(address)
+        else:
+            plain = socket.create_connection(address, timeout=30)
+            plain.settimeout(None)
+            self.sock = plain
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._stats = stats
         self._payload = payload
@@ -193,6 +198,7 @@ def run(args) -> dict:
             args.payload,
             args.verify,
             args.register,
+            args.websocket,
         )
         for i in range(args.clients)
     ]
@@ -316,6 +322,11 @@ def build_parser():
     parser.add_argument("--verify", action="store_true", help="check every message's sequence number")
     parser.add_argument("--prefix", default="bench", help="usernames are PREFIX0, PREFIX1, ... (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument(
+        "--websocket",
+        action="store_true",
+        help="connect over WebSocket to the server's --web port(s), one frame per message",
+    )
     parser.add_argument(
         "--register",
         action="store_true",

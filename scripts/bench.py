@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from chatroom.protocol import Authenticate, Hello, ListUsers, Register, Response, Status
-from chatroom.testing import Peer, ServerProcess, rss_kb
+from chatroom.testing import Peer, ServerProcess, free_port, rss_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
@@ -206,6 +206,25 @@ def history_cost() -> list:
     return rows
 
 
+def websocket_cost() -> list:
+    """Relay over WebSocket (the --web port) against plain TCP, on one server, chatroom-bench."""
+    web_port = free_port()
+    server = start_server(f"{OURS} --web 127.0.0.1:{web_port}")
+    rows = ["| config | transport | msgs/s | p99 us | lost |", "|---|---|---|---|---|"]
+    try:
+        for clients, window in [(100, 16), (1000, 4)]:
+            for transport, port, extra in [("tcp", server.port, []), ("websocket", web_port, ["--websocket"])]:
+                result = chatroom_bench(port, clients, window, *extra)
+                rows.append(
+                    f"| {clients}x{window} | {transport} | {result['msgs_per_s']:.0f} | {result['p99_us']} | "
+                    f"{result['lost']} |"
+                )
+                print(rows[-1], flush=True)
+    finally:
+        server.terminate()
+    return rows
+
+
 def password_latency() -> str:
     """Median and worst time of REGISTER and AUTHENTICATE (argon2id in the server's threads)
     against a LIST round trip: 30 of each, one at a time, each on a connection of its own."""
@@ -288,7 +307,14 @@ def memory_section() -> list:
     history = history_cost()
     passwords = password_latency()
     print(passwords, flush=True)
+    print("bench: WebSocket against TCP (chatroom-bench)", flush=True)
+    web = websocket_cost()
     return [
+        "WebSocket (the `--web` port, one frame per message) against plain TCP, on one server, "
+        "chatroom-bench, 3 s each:",
+        "",
+        *web,
+        "",
         f"History: relay between registered users (chatroom-bench --register, 3 s, median of {ROUNDS} alternating "
         "runs), the server keeping every message in SQLite against `--no-history`:",
         "",

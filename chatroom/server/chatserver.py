@@ -9,7 +9,7 @@ from gevent.event import Event
 from gevent.server import StreamServer
 
 from ..protocol import DEFAULT_PORT
-from . import sockets
+from . import sockets, web
 from .directory import Directory, LocalDirectory
 from .identity import Accounts
 from .limits import Limits, counts_per_address
@@ -36,6 +36,8 @@ class ChatServer:
         tls: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         accounts: Accounts | None = None,
+        web: tuple[str, int] | None = None,
+        web_origins: set[str] | None = None,
     ):
         """``accounts``: registered names, offline messages and history; without it, the
         server keeps nothing and refuses registration."""
@@ -52,26 +54,42 @@ class ChatServer:
             self._server = _Listener(sockets.reusable_listener(host, port), self._handle)
         else:
             self._server = _Listener((host, port), self._handle, backlog=sockets.BACKLOG)
+        # The page and the WebSocket, when asked for (web_origins: the origins allowed, by
+        # default the page's own).
+        self._web = _Listener(web, self._handle_web, backlog=sockets.BACKLOG) if web else None
+        self._web_origins = web_origins
 
     @property
     def address(self) -> tuple[str, int]:
         """(host, port) actually listened on; the port is real even when 0 was asked for."""
         return self._server.address[0], self._server.server_port
 
+    @property
+    def web_address(self) -> tuple[str, int] | None:
+        if self._web is None:
+            return None
+        return self._web.address[0], self._web.server_port
+
     def start(self) -> None:
         """Bind, start the directory, and start accepting; raises OSError if the address
         cannot be used."""
         self._server.init_socket()
+        if self._web is not None:
+            self._web.init_socket()
         if self.accounts is not None:
             self.accounts.start()
         self.directory.start()
         self._server.start()
+        if self._web is not None:
+            self._web.start()
 
     def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         """Stop accepting and reading; give every connection up to drain_timeout to take what
         it was sent (every acknowledged message among it); then close what is left, log what
         it lost, and stop the directory."""
         self._server.close()
+        if self._web is not None:
+            self._web.close()
         self._stopping = True
         for handshake in list(self._handshakes):
             handshake.kill(block=False)
@@ -111,6 +129,28 @@ class ChatServer:
         except gevent.GreenletExit:
             self._forget(host)
             return
+        self._start_session(sock, peer, host)
+
+    def _handle_web(self, sock, address):
+        host = address[0]
+        peer = f"{host}:{address[1]}"
+        if not self._admit(host, peer):
+            sock.close()
+            return
+        try:
+            sockets.tune(sock)
+            if self.tls is not None:
+                sock = self._handshake(sock, host, peer)
+            stream = web.accept(sock, self._web_origins, secure=self.tls is not None)
+        except (OSError, gevent.Timeout, web.NotWebSocket, gevent.GreenletExit) as err:
+            if not isinstance(err, (web.NotWebSocket, gevent.GreenletExit)):
+                log.info("web request from %s failed: %s", peer, getattr(err, "reason", None) or err)
+            self._forget(host)
+            sock.close()
+            return
+        self._start_session(stream, peer, host)
+
+    def _start_session(self, sock, peer, host):
         session = Session(sock, peer, self.directory, self.limits, self._ended, self.accounts)
         self._sessions[session] = host
         session.start()
@@ -159,7 +199,7 @@ class ChatServer:
     # --- What the metrics read ------------------------------------------------------------
 
     def connections_by_transport(self) -> dict[str, int]:
-        counts = {"tcp": 0, "tls": 0}
+        counts = {"tcp": 0, "tls": 0, "websocket": 0}
         for session in self._sessions:
             counts[session.transport] = counts.get(session.transport, 0) + 1
         return counts

@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="text, or one JSON object per line"
     )
+    web = parser.add_argument_group("browser client")
+    web.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        type=host_and_port,
+        help="serve the browser client's page and its WebSocket at http://HOST:PORT/ (TLS too with --tls-cert)",
+    )
+    web.add_argument(
+        "--web-origin",
+        metavar="ORIGIN",
+        action="append",
+        help="an origin allowed to open the WebSocket, e.g. https://chat.example.org (repeatable; default: "
+        "the page's own)",
+    )
     parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
@@ -135,7 +149,17 @@ def main(argv=None) -> int:
     directory = cluster_directory(args.redis, args.node_ttl) if args.redis else None
     try:
         accounts = Accounts(open_store(args))
-        server = ChatServer(args.host, args.port, directory, limits, tls, args.reuse_port, accounts)
+        server = ChatServer(
+            args.host,
+            args.port,
+            directory,
+            limits,
+            tls,
+            args.reuse_port,
+            accounts,
+            web=args.web,
+            web_origins=set(args.web_origin) if args.web_origin else None,
+        )
         server.start()
     except sqlite3.Error as err:
         print(f"chatroom-server: cannot use the database {args.db}: {err}", file=sys.stderr)
@@ -164,6 +188,8 @@ def main(argv=None) -> int:
     )
     if metrics is not None:
         log.info("Metrics on http://%s:%d/metrics", metrics.address[0], metrics.server_port)
+    if server.web_address is not None:
+        log.info("Web client on %s://%s:%d/", "https" if tls else "http", *server.web_address)
     log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
     notify_systemd("READY=1")
 

@@ -110,7 +110,7 @@ class Session:
         self._host = peer.rsplit(":", 1)[0]
         self._extended = False  # the client said HELLO
         self.registered = False  # logged in under a registered name, with its password
-        self.transport = "tcp" if sends_without_waiting(sock) else "tls"
+        self.transport = getattr(sock, "transport", None) or ("tcp" if sends_without_waiting(sock) else "tls")
         self._end_reason: str | None = None  # why the server ended it, for the metrics
         self._held: list[bytes] | None = None  # while stored messages are fetched: live ones, held back to follow them
         self._limits = limits

@@ -91,8 +91,9 @@ def tls_handshake(sock, context: ssl.SSLContext):
 
 
 def sends_without_waiting(sock) -> bool:
-    """Whether sock can be asked for a single non-blocking send (a TLS socket always waits)."""
-    return not isinstance(sock, ssl.SSLSocket)
+    """Whether sock can be asked for a single non-blocking send (a TLS socket, or a WebSocket,
+    always waits)."""
+    return isinstance(sock, gevent_socket.socket) and not isinstance(sock, ssl.SSLSocket)
 
 
 def shut_down(sock) -> None:
@@ -102,7 +103,7 @@ def shut_down(sock) -> None:
     place for the reader, which then sees an ordinary end of stream.
     """
     try:
-        gevent_socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        gevent_socket.socket.shutdown(getattr(sock, "raw", sock), socket.SHUT_RDWR)
     except OSError:
         pass
 
@@ -119,7 +120,7 @@ def discard_unsent(sock) -> None:
 def stop_reading(sock) -> None:
     """Make the reader of sock see an end of stream, while sending still works."""
     try:
-        gevent_socket.socket.shutdown(sock, socket.SHUT_RD)
+        gevent_socket.socket.shutdown(getattr(sock, "raw", sock), socket.SHUT_RD)
     except OSError:
         pass
 

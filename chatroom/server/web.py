@@ -1,0 +1,104 @@
+"""The browser's way in: a page, and the chat over WebSocket, on a port of its own (--web).
+
+An HTTP request either asks for one of the page's files, served as they are, or upgrades to
+a WebSocket (wsproto does the handshake, sans-I/O, as our codec does the chat's). The
+connection then becomes a :class:`~chatroom.websocket.WebSocketStream`, which gives the
+session a socket's face: web users are sessions like any other (same directory, limits,
+cluster).
+"""
+
+import logging
+from importlib import resources
+
+import gevent
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, Request
+from wsproto.utilities import RemoteProtocolError
+
+from ..websocket import WebSocketStream
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_HEAD = 8192
+REQUEST_TIMEOUT = 10.0
+PAGE_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+
+
+class NotWebSocket(Exception):
+    """The request was for a page file (answered) or was refused (answered); no session."""
+
+
+def accept(sock, allowed_origins: set[str] | None, secure: bool):
+    """Read one HTTP request from sock: answer it if it is for a file, else complete the
+    WebSocket handshake and return a WebSocketStream. Raises NotWebSocket, OSError, or
+    gevent.Timeout."""
+    with gevent.Timeout(REQUEST_TIMEOUT):
+        head = _read_head(sock)
+        method, target, headers = _parse_head(head)
+        if headers.get("upgrade", "").lower() != "websocket":
+            _serve_file(sock, method, target)
+            raise NotWebSocket()
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            ws.receive_data(head)
+            request = next(event for event in ws.events() if isinstance(event, Request))
+        except (RemoteProtocolError, StopIteration):
+            _respond(sock, "400 Bad Request", b"not a WebSocket handshake\n")
+            raise NotWebSocket() from None
+        origin = headers.get("origin", "")
+        own = f"{'https' if secure else 'http'}://{request.host}"
+        if origin not in (allowed_origins or {own}):
+            log.info("WebSocket from origin %r refused", origin)
+            sock.sendall(ws.send(RejectConnection(status_code=403)))
+            raise NotWebSocket()
+        sock.sendall(ws.send(AcceptConnection()))
+    return WebSocketStream(sock, ws)
+
+
+def _read_head(sock) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_REQUEST_HEAD:
+            _respond(sock, "431 Request Header Fields Too Large", b"")
+            raise NotWebSocket()
+        data = sock.recv(4096)
+        if not data:
+            raise NotWebSocket()
+        head += data
+    return head
+
+
+def _parse_head(head: bytes):
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    method, target = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
+def _serve_file(sock, method, target):
+    page = PAGE_FILES.get(target.split("?", 1)[0])
+    if method not in ("GET", "HEAD") or page is None:
+        _respond(sock, "404 Not Found", b"not found\n")
+        return
+    name, content_type = page
+    body = resources.files("chatroom.web").joinpath(name).read_bytes()
+    _respond(sock, "200 OK", body if method == "GET" else b"", content_type, len(body))
+
+
+def _respond(sock, status: str, body: bytes, content_type="text/plain; charset=utf-8", length=None):
+    size = len(body) if length is None else length
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {size}\r\n"
+        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+        "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)

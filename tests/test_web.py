@@ -1,0 +1,202 @@
+"""The browser client: a real headless chromium (Debian's, driven by its chromedriver through
+Selenium, offline) against a real server process, beside raw-protocol clients."""
+
+import os
+import shutil
+from pathlib import Path
+
+import gevent
+import pytest
+from gevent import socket
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, RejectConnection, Request
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
+from chatroom.testing import OK, WAIT, free_port
+
+pytestmark = pytest.mark.process
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture
+def web_server(server_process):
+    port = free_port()
+    server = server_process("--web", f"127.0.0.1:{port}")
+    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
+    server.web_url = f"http://127.0.0.1:{port}/"
+    server.web_address = ("127.0.0.1", port)
+    return server
+
+
+@pytest.fixture
+def browser():
+    """A headless chromium; nothing is downloaded (SE_OFFLINE), the driver is Debian's."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
+    if not driver_path or not chromium:
+        pytest.fail("chromium and chromium-driver are needed: ./scripts/test installs them")  # never a skip
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,640"]:
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(WAIT * 3)
+    yield driver
+    driver.quit()
+
+
+def until(driver, condition, what):
+    """Wait (bounded) for condition(driver) to be true, cooperatively."""
+    with gevent.Timeout(WAIT * 2, AssertionError(f"never saw {what}")):
+        while True:
+            result = condition(driver)
+            if result:
+                return result
+            gevent.sleep(0.05)
+
+
+def click(driver, css):
+    """Click what css selects, finding it again if the page re-drew it meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked(d):
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    until(driver, clicked, f"a click on {css}")
+
+
+def log_in(driver, url, name):
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    until(driver, lambda d: d.find_element(By.ID, "status").text == "connected", "the connection")
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "login").click()
+    until(driver, lambda d: d.find_element(By.ID, "me").text == name, "the login")
+    assert not driver.find_element(By.ID, "login-form").is_displayed()
+
+
+def test_a_browser_and_a_terminal_protocol_client_chat(web_server, browser, logged_in):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    bob = logged_in(web_server.address, "bob")
+    log_in(browser, web_server.web_url, "webby")
+    assert bob.request(ListUsers()) == UserList(("bob", "webby"))
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '.user[data-name="bob"]'), "bob in the list")
+    # A message from the TCP client: an unread count, then the conversation.
+    assert bob.request(SendTo("webby", "hi from tcp")) == OK
+    until(browser, lambda d: d.find_element(By.CSS_SELECTOR, '.user[data-name="bob"] .unread').text == "1", "unread")
+    click(browser, '.user[data-name="bob"]')
+    until(browser, lambda d: "hi from tcp" in d.find_element(By.ID, "messages").text, "the message")
+    # And back: Enter sends, Shift+Enter makes a second line.
+    text = browser.find_element(By.ID, "text")
+    text.send_keys("hi from the web", Keys.SHIFT, Keys.ENTER, Keys.SHIFT, "second line", Keys.ENTER)
+    with gevent.Timeout(WAIT):
+        assert bob.next_event() == Incoming("webby", "hi from the web\nsecond line")
+    until(browser, lambda d: "second line" in d.find_element(By.ID, "messages").text, "the echo")
+    times = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#messages time")]
+    assert len(times) == 2 and all(len(t) == 5 and t[2] == ":" for t in times)
+    DOCS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(DOCS / "web-client.png"))
+
+
+def test_names_and_messages_are_shown_as_text_never_as_html(web_server, browser, logged_in):
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, web_server.web_url, "webby")
+    mallory = logged_in(web_server.address, "<b>mal</b>")
+    attack = "<img src=x onerror=\"document.title='pwned'\">"
+    assert mallory.request(SendTo("webby", attack)) == OK
+    click(browser, "#refresh")
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".user"), "mallory")
+    click(browser, ".user")
+    until(browser, lambda d: attack in d.find_element(By.ID, "messages").text, "the message, as text")
+    assert browser.find_element(By.CSS_SELECTOR, ".user .name").text == "<b>mal</b>"
+    assert not browser.find_elements(By.CSS_SELECTOR, "#messages img, #users b")
+    assert browser.title == "chatroom"
+
+
+def test_the_browser_reconnects_and_logs_in_again(server_process, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    port, web_port = free_port(), free_port()
+    args = ("--port", str(port), "--web", f"127.0.0.1:{web_port}")
+    first = server_process(*args, data_dir=tmp_path)
+    log_in(browser, f"http://127.0.0.1:{web_port}/", "webby")
+    first.terminate()
+    until(browser, lambda d: "reconnecting in" in d.find_element(By.ID, "status").text, "the disconnection")
+    second = server_process(*args, data_dir=tmp_path)
+    from chatroom.testing import Peer
+
+    peer = Peer(second.address)
+    try:
+        with gevent.Timeout(WAIT * 4):
+            while peer.request(ListUsers()) != UserList(("webby",)):
+                gevent.sleep(0.2)
+    finally:
+        peer.close()
+
+
+# --- The WebSocket endpoint, without a browser ----------------------------------------------------
+
+
+def handshake(address, origin):
+    sock = socket.create_connection(address, timeout=WAIT)
+    ws = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(
+        ws.send(Request(host=f"{address[0]}:{address[1]}", target="/chat", extra_headers=[("Origin", origin)]))
+    )
+    with gevent.Timeout(WAIT):
+        while True:
+            ws.receive_data(sock.recv(65536))
+            for event in ws.events():
+                if isinstance(event, (AcceptConnection, RejectConnection)):
+                    return sock, ws, event
+
+
+def test_other_origins_are_refused(web_server):
+    sock, _, answer = handshake(web_server.web_address, "https://evil.example")
+    sock.close()
+    assert isinstance(answer, RejectConnection) and answer.status_code == 403
+
+
+def test_one_frame_per_message_over_the_websocket(web_server, logged_in):
+    host, port = web_server.web_address
+    sock, ws, answer = handshake(web_server.web_address, f"http://{host}:{port}")
+    try:
+        assert isinstance(answer, AcceptConnection)
+        sock.sendall(ws.send(BytesMessage(data=encode(Login("wsuser")))))
+        decoder = Decoder.for_client()
+        with gevent.Timeout(WAIT):
+            ws.receive_data(sock.recv(65536))
+            (event,) = list(ws.events())
+        assert decoder.receive_data(event.data) == [OK]
+        # Two frames in one message break the rule: the server closes (policy violation).
+        sock.sendall(ws.send(BytesMessage(data=encode(ListUsers()) * 2)))
+        with gevent.Timeout(WAIT):
+            closed = None
+            while closed is None:
+                ws.receive_data(sock.recv(65536))
+                closed = next((e for e in ws.events() if isinstance(e, CloseConnection)), None)
+        assert closed.code == 1008
+    finally:
+        sock.close()
+
+
+def test_the_page_is_served_with_a_strict_policy(web_server):
+    import urllib.request
+
+    with urllib.request.urlopen(web_server.web_url, timeout=WAIT) as response:
+        page = response.read().decode()
+        assert "Content-Security-Policy" in response.headers and '<script src="app.js"' in page
