@@ -200,3 +200,47 @@ def test_the_page_is_served_with_a_strict_policy(web_server):
     with urllib.request.urlopen(web_server.web_url, timeout=WAIT) as response:
         page = response.read().decode()
         assert "Content-Security-Policy" in response.headers and '<script src="app.js"' in page
+
+
+def test_a_message_longer_than_a_frame_closes_the_websocket(web_server):
+    host, port = web_server.web_address
+    sock, ws, answer = handshake(web_server.web_address, f"http://{host}:{port}")
+    try:
+        assert isinstance(answer, AcceptConnection)
+        try:
+            sock.sendall(ws.send(BytesMessage(data=b"\x03" + bytes(300_000))))
+        except OSError:
+            pass  # the server may close while the rest is still going out
+        with gevent.Timeout(WAIT):
+            closed = None
+            while closed is None:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                ws.receive_data(data)
+                closed = next((e for e in ws.events() if isinstance(e, CloseConnection)), None)
+        assert closed is not None and closed.code == 1009
+        assert "Traceback" not in web_server.log_text()
+    finally:
+        sock.close()
+
+
+def test_the_page_over_tls(server_process, tmp_path):
+    import ssl
+    import urllib.request
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    port = free_port()
+    server = server_process(
+        "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"), "--web", f"127.0.0.1:{port}"
+    )
+    server.wait_for_log(f"Web client on https://127.0.0.1:{port}/")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/app.js", timeout=WAIT, context=context) as response:
+        assert response.status == 200 and b"WebSocket" in response.read()
