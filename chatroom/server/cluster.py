@@ -110,17 +110,31 @@ return 1
 # Hand a batch of messages to the nodes of their recipients: one PUBLISH per node, carrying
 # every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
 # node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
-# deadline (Unix ms), then (recipient, payload) pairs. Answers one character per message: '1'
-# handed over, '0' its node did not take it, '-' nobody of that name, 'x' too late: a batch
-# that reaches Redis after its deadline (Redis was paused) publishes nothing, since its sender
-# has answered FAILURE by then. The answer is kept in the marker, and a second run of the same
-# batch (a retry after a lost reply) returns it without publishing anything again.
+# deadline (Unix ms), ARGV[5] the messages, one after another, each a name field (the
+# recipient) and its frame: one argument, so that the client packs a batch at one go.
+# Answers one character per message: '1' handed over, '0' its node did not take it, '-'
+# nobody of that name, 'x' too late: a batch that reaches Redis after its deadline (Redis was
+# paused) publishes nothing, since its sender has answered FAILURE by then. The answer is kept
+# in the marker, and a second run of the same batch (a retry after a lost reply) returns it
+# without publishing anything again.
 _SEND_BATCH = """
 local done = redis.call('GET', KEYS[2])
 if done then
   return done
 end
-local count = (#ARGV - 4) / 2
+-- The messages, one string: each a name field (the recipient) and its frame.
+local blob = ARGV[5]
+local starts, names, ends = {}, {}, {}
+local count, at = 0, 1
+while at <= #blob do
+  local name_length = string.byte(blob, at)
+  local frame_at = at + 1 + name_length
+  local b1, b2, b3, b4 = string.byte(blob, frame_at + 1, frame_at + 4)
+  local finish = frame_at + 4 + ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+  count = count + 1
+  starts[count], names[count], ends[count] = at, string.sub(blob, at + 1, frame_at - 1), finish
+  at = finish + 1
+end
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[4]) then
   local late = string.rep('x', count)
@@ -128,10 +142,8 @@ if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV
   return late
 end
 local alive, groups, order, holders = {}, {}, {}, {}
-count = 0
-for i = 5, #ARGV, 2 do
-  count = count + 1
-  local holder = redis.call('HGET', KEYS[1], ARGV[i])
+for i = 1, count do
+  local holder = redis.call('HGET', KEYS[1], names[i])
   if holder then
     if alive[holder] == nil then
       alive[holder] = redis.call('EXISTS', ARGV[1] .. holder) == 1
@@ -141,8 +153,8 @@ for i = 5, #ARGV, 2 do
         groups[holder] = {}
         table.insert(order, holder)
       end
-      table.insert(groups[holder], ARGV[i + 1])
-      holders[count] = holder
+      table.insert(groups[holder], string.sub(blob, starts[i], ends[i]))
+      holders[i] = holder
     end
   end
 end
@@ -333,9 +345,8 @@ class RedisDirectory:
         self._batches += 1
         marker = f"{BATCH}{self.node_id}:{self._batches}"
         deadline = time.time() + SEND_DEADLINE
-        args: list = [NODE, INBOX, MARKER_MS, int(deadline * 1000)]
-        for payload, recipient, _ in batch:
-            args += (recipient, payload)
+        messages = b"".join([payload for payload, _, _ in batch])
+        args: list[bytes | str | int] = [NODE, INBOX, MARKER_MS, int(deadline * 1000), messages]
         if self._circuit_open():  # fail at once: Redis failed a moment ago
             for _, _, answer in batch:
                 answer.set_exception(redis.ConnectionError("Redis is known to be unreachable"))
