@@ -113,25 +113,14 @@ class ChatServer:
             self.accounts.stop()  # after the sessions: every message they took is written
 
     def _handle(self, sock, address):
-        host = address[0]
-        peer = f"{host}:{address[1]}"
-        if not self._admit(host, peer):
-            sock.close()
-            return
-        try:
-            sockets.tune(sock)
-            if self.tls is not None:
-                sock = self._handshake(sock, host, peer)
-        except (OSError, gevent.Timeout) as err:
-            log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
-            self._forget(host)
-            return
-        except gevent.GreenletExit:
-            self._forget(host)
-            return
-        self._start_session(sock, peer, host)
+        self._serve(sock, address, lambda connection: connection)
 
     def _handle_web(self, sock, address):
+        self._serve(sock, address, lambda connection: web.accept(connection, self._web_origins, self.tls is not None))
+
+    def _serve(self, sock, address, opening):
+        """Admit a new connection, tune it, shake hands (TLS), open it (``opening``: the
+        WebSocket handshake for the web port), and give it a session."""
         host = address[0]
         peer = f"{host}:{address[1]}"
         if not self._admit(host, peer):
@@ -141,17 +130,20 @@ class ChatServer:
             sockets.tune(sock)
             if self.tls is not None:
                 sock = self._handshake(sock, host, peer)
-            stream = web.accept(sock, self._web_origins, secure=self.tls is not None)
-        except (OSError, gevent.Timeout, web.NotWebSocket, gevent.GreenletExit) as err:
-            if not isinstance(err, (web.NotWebSocket, gevent.GreenletExit)):
-                log.info("web request from %s failed: %s", peer, getattr(err, "reason", None) or err)
+        except (OSError, gevent.Timeout, gevent.GreenletExit) as err:
+            if not isinstance(err, gevent.GreenletExit):
+                log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
+            self._forget(host)
+            return
+        try:
+            stream = opening(sock)
+        except (OSError, gevent.Timeout, web.NotWebSocket) as err:
+            if not isinstance(err, web.NotWebSocket):
+                log.info("web request from %s failed: %s", peer, err)
             self._forget(host)
             sock.close()
             return
-        self._start_session(stream, peer, host)
-
-    def _start_session(self, sock, peer, host):
-        session = Session(sock, peer, self.directory, self.limits, self._ended, self.accounts)
+        session = Session(stream, peer, self.directory, self.limits, self._ended, self.accounts)
         self._sessions[session] = host
         session.start()
 

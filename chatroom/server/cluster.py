@@ -30,6 +30,7 @@ from ..codec import name_field
 from ..protocol import HEADER_SIZE
 from .directory import DirectoryUnavailable, LocalDirectory
 from .metrics import COUNTS
+from .redis_store import pooled_client
 from .skeleton import skeleton
 
 log = logging.getLogger(__name__)
@@ -214,17 +215,7 @@ class RedisDirectory:
     def __init__(self, url: str, ttl: float = 10.0):
         self.node_id = uuid.uuid4().hex[:12]
         self.ttl = ttl
-        # Thousands of sessions may ask at once: they share a few connections, waiting their
-        # turn (cooperatively: the server patches sockets and locks for redis-py first).
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=POOL_SIZE,
-            timeout=2.0,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 1),
-        )
-        self._redis = redis.Redis(connection_pool=pool)
+        self._redis = pooled_client(url, POOL_SIZE)
         # Batches of messages wait at most SEND_TIMEOUT for Redis, and are not retried (a
         # lost reply is settled through the batch's marker instead).
         self._sender = redis.Redis.from_url(

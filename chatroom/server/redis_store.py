@@ -48,18 +48,23 @@ return items
 """
 
 
+def pooled_client(url: str, connections: int) -> redis.Redis:
+    """A Redis client for many greenlets at once: they share a few connections, waiting their
+    turn (cooperatively: the server patches sockets and locks for redis-py first)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=2.0,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        retry=Retry(NoBackoff(), 1),
+    )
+    return redis.Redis(connection_pool=pool)
+
+
 class RedisStore:
     def __init__(self, url: str, history_days: float = DEFAULT_HISTORY_DAYS, keep_history: bool = True):
-        # Many sessions may ask at once: they share a few connections, waiting their turn.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=POOL_SIZE,
-            timeout=2.0,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 1),
-        )
-        self._redis = redis.Redis(connection_pool=pool)
+        self._redis = pooled_client(url, POOL_SIZE)
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
