@@ -9,6 +9,7 @@ figures and writes them into docs/cluster.md between the GENERATED markers.
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,38 @@ def row(label, result) -> str:
     return f"| {label} | {result['msgs_per_s']:.0f} | {result['p99_us']} | {checks} |"
 
 
+def redis_publish_rate(port: int) -> str:
+    """One Redis core's raw PUBLISH rate (redis-benchmark, Debian's redis-tools), beside ours."""
+    tool = shutil.which("redis-benchmark")
+    if tool is None:
+        return "redis-benchmark not installed (Debian: redis-tools)"
+    rates = []
+    for size in (100, 2000):
+        out = subprocess.run(
+            [
+                tool,
+                "-p",
+                str(port),
+                "-n",
+                "300000",
+                "-c",
+                "20",
+                "-P",
+                "16",
+                "-q",
+                "PUBLISH",
+                "chatroom:bench",
+                "x" * size,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        found = re.search(r"([\d.]+) requests per second", out)
+        rates.append(f"{size} B: {float(found.group(1)):,.0f}/s" if found else f"{size} B: ?")
+    return "redis-benchmark PUBLISH to a channel nobody reads, pipeline 16: " + "; ".join(rates)
+
+
 def measure(redis_url) -> list:
     lines = ["| run | msgs/s | p99 us | lost/dup/reordered |", "|---|---|---|---|"]
     one, two = start_node("--redis", redis_url), start_node("--redis", redis_url)
@@ -95,6 +128,8 @@ def main():
     redis_server = RedisProcess(folder)
     try:
         lines = measure(redis_server.url)
+        lines += ["", redis_publish_rate(redis_server.port) + "."]
+        print(lines[-1], flush=True)
     finally:
         redis_server.stop()
         shutil.rmtree(folder, ignore_errors=True)
