@@ -11,16 +11,13 @@ from time import perf_counter
 import gevent
 from greenlet import greenlet
 
-from ..codec import Decoder, encode, history_entry
+from ..codec import Decoder, encode
 from ..protocol import (
     EXTENSION_REQUESTS,
-    MAX_BODY,
-    MAX_HISTORY_COUNT,
     Authenticate,
     ChangePassword,
     FrameTooLarge,
     Hello,
-    HistoryPage,
     HistoryRequest,
     Incoming,
     ListUsers,
@@ -32,10 +29,10 @@ from ..protocol import (
     SendTo,
     Status,
     UserList,
-    is_valid_password,
     is_valid_text,
     is_valid_username,
 )
+from . import extension
 from .directory import Directory, DirectoryUnavailable
 from .identity import Accounts
 from .limits import Limits
@@ -82,7 +79,7 @@ class Session:
         "peer",
         "name",
         "_sock",
-        "_directory",
+        "directory",
         "_limits",
         "_decoder",
         "_outbox",
@@ -92,11 +89,11 @@ class Session:
         "_loop",
         "_readable",
         "_frame_timer",
-        "_accounts",
-        "_host",
+        "accounts",
+        "host",
         "_extended",
         "registered",
-        "_held",
+        "held",
         "transport",
         "_end_reason",
     )
@@ -105,14 +102,14 @@ class Session:
         self.peer = peer
         self.name: str | None = None
         self._sock = sock
-        self._directory = directory
-        self._accounts = accounts
-        self._host = peer.rsplit(":", 1)[0]
+        self.directory = directory
+        self.accounts = accounts
+        self.host = peer.rsplit(":", 1)[0]
         self._extended = False  # the client said HELLO
         self.registered = False  # logged in under a registered name, with its password
         self.transport = getattr(sock, "transport", None) or ("tcp" if sends_without_waiting(sock) else "tls")
         self._end_reason: str | None = None  # why the server ended it, for the metrics
-        self._held: list[bytes] | None = None  # while stored messages are fetched: live ones, held back to follow them
+        self.held: list[bytes] | None = None  # while stored messages are fetched: live ones, held back to follow them
         self._limits = limits
         self._decoder = Decoder.for_server()
         self._outbox = Outbox(sock, limits.sendq, limits.send_timeout, self._on_stall)
@@ -224,7 +221,7 @@ class Session:
         reason = self._end_reason or ("oversize" if self._decoder.broken else "peer_closed")
         COUNTS.count(COUNTS.disconnects, reason)
         try:
-            self._log_out("disconnected")
+            self.log_out("disconnected")
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
             if self._decoder.broken:
@@ -251,7 +248,7 @@ class Session:
 
     def _keep_dropped(self, frames) -> int:
         """Keep the messages a registered user was sent but never took, for their next login."""
-        accounts, name = self._accounts, self.name
+        accounts, name = self.accounts, self.name
         if not frames or accounts is None or name is None or not self.registered:
             return 0
         kept = 0
@@ -296,8 +293,8 @@ class Session:
             return False
         if outbox.closed:
             return False
-        if self._held is not None:
-            self._held.append(frame)
+        if self.held is not None:
+            self.held.append(frame)
         else:
             outbox.queue_for_hub(frame)
         return True
@@ -311,16 +308,16 @@ class Session:
                 return self._send_to(event.recipient, event.text)
             COUNTS.count(COUNTS.frames_by_type, _TYPE_NAMES.get(kind, "malformed"))
             if kind is ListUsers:
-                return encode(UserList(tuple(self._directory.names())))
+                return encode(UserList(tuple(self.directory.names())))
             if kind is Login:
                 return self._log_in(event.name)
             if kind is Logout:
-                return OK if self._log_out("logged out") else FAILURE
+                return OK if self.log_out("logged out") else FAILURE
             if kind is Hello:
                 self._extended = True
                 return OK
             if kind in EXTENSION_REQUESTS and self._extended:
-                return self._answer_extension(event) if self._accounts is not None else FAILURE
+                return extension.answer(self, event) if self.accounts is not None else FAILURE
         except (DirectoryUnavailable, StoreUnavailable):
             return FAILURE
         assert kind is Malformed or kind is FrameTooLarge or kind in EXTENSION_REQUESTS, event
@@ -332,10 +329,10 @@ class Session:
             return FAILURE
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
-        mailbox = self._directory.find(recipient)
+        mailbox = self.directory.find(recipient)
         if mailbox is None or not mailbox.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text)
-        accounts = self._accounts
+        accounts = self.accounts
         if accounts is not None and (self.registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text)
         return OK
@@ -343,7 +340,7 @@ class Session:
     def _keep_for_later(self, sender, recipient, text):
         """For a client that said HELLO, a message to a registered user who is offline is
         kept (STORED); otherwise, as in the seed protocol, the send fails."""
-        accounts = self._accounts
+        accounts = self.accounts
         if not self._extended or accounts is None or not accounts.is_registered(recipient):
             return FAILURE
         return STORED if accounts.keep_offline(recipient, sender, text) else FAILURE
@@ -351,103 +348,21 @@ class Session:
     def _log_in(self, name):
         if self.name is not None or not is_valid_username(name):
             return FAILURE
-        if self._accounts is not None and self._accounts.requires_password(name):
+        if self.accounts is not None and self.accounts.requires_password(name):
             return REGISTERED if self._extended else FAILURE  # AUTHENTICATE, with the password
-        if not self._directory.claim(name, self):
+        if not self.directory.claim(name, self):
             return FAILURE
         self.name = name
         log.info("login %s (%s)", name, self.peer, extra=fields("login", name=name, peer=self.peer))
         return OK
 
-    # --- Answers of the extension (after HELLO) -------------------------------------------
-
-    def _answer_extension(self, event) -> bytes:
-        kind = type(event)
-        if kind is Authenticate:
-            return self._authenticate(event.name, event.password)
-        if kind is Register:
-            return self._register(event.name, event.password)
-        if kind is ChangePassword:
-            return self._change_password(event.old, event.new)
-        return self._history(event.peer, event.count, event.before)
-
-    def _authenticate(self, name, password):
-        accounts = self._accounts
-        assert accounts is not None
-        if self.name is not None or not is_valid_username(name) or not is_valid_password(password):
-            return FAILURE
-        if not accounts.check_password(name, password, self._host):
-            log.info("failed password for %s (%s)", name, self.peer)
-            return FAILURE
-        if not self._directory.claim(name, self):
-            return FAILURE
-        self.name = name
-        self.registered = True
-        log.info(
-            "login %s (%s, registered)",
-            name,
-            self.peer,
-            extra=fields("login", name=name, peer=self.peer, registered=True),
-        )
-        # Messages kept while the user was away come first; live ones wait behind them.
-        held: list[bytes] = []
-        self._held = held
-        try:
-            stored = accounts.take_offline(name)
-        finally:
-            self._held = None
-        return b"".join([OK, *map(encode, stored), *held])
-
-    def _register(self, name, password):
-        accounts = self._accounts
-        assert accounts is not None
-        if not is_valid_username(name) or not is_valid_password(password) or self.name not in (None, name):
-            return FAILURE
-        claimed_now = self.name is None
-        if claimed_now:
-            if not self._directory.claim(name, self):
-                return FAILURE
-            self.name = name
-        if not accounts.register(name, password):
-            if claimed_now:
-                self._log_out("registration refused")
-            return FAILURE
-        self.registered = True
-        log.info("registered %s (%s)", name, self.peer)
-        return OK
-
-    def _change_password(self, old, new):
-        accounts = self._accounts
-        assert accounts is not None
-        name = self.name
-        if not self.registered or name is None or not is_valid_password(new):
-            return FAILURE
-        return OK if accounts.change_password(name, old, new, self._host) else FAILURE
-
-    def _history(self, peer, count, before):
-        accounts = self._accounts
-        assert accounts is not None
-        name = self.name
-        if not self.registered or name is None or not 1 <= count <= MAX_HISTORY_COUNT:
-            return FAILURE
-        entries = accounts.history(name, peer, count, before)
-        # The newest entries that fit in one frame; the client asks again for older ones.
-        room = MAX_BODY - len(encode(HistoryPage(peer, ())))
-        kept = []
-        for entry in reversed(entries):
-            room -= len(history_entry(entry))
-            if room < 0:
-                break
-            kept.append(entry)
-        return encode(HistoryPage(peer, tuple(reversed(kept))))
-
-    def _log_out(self, how) -> bool:
+    def log_out(self, how) -> bool:
         if self.name is None:
             return False
         name, self.name = self.name, None
         self.registered = False
         try:
-            self._directory.release(name, self)
+            self.directory.release(name, self)
         except DirectoryUnavailable:
             pass  # the shared directory tells Redis once it is back
         log.info("logout %s (%s, %s)", name, self.peer, how, extra=fields("logout", name=name, peer=self.peer, how=how))
