@@ -302,6 +302,17 @@ class RedisDirectory:
 
     # --- Between nodes ------------------------------------------------------------------
 
+    def send_later(self, recipient: str, frame: bytes) -> AsyncResult:
+        """Queue a frame for the node of recipient, without waiting: the AsyncResult becomes
+        True once that node has it (False if nobody has it; an exception if Redis failed).
+        A session queues every message of a batch of frames this way before it waits, so
+        that they all go in one round trip."""
+        answer = AsyncResult()
+        self._outgoing.append((name_field(recipient) + frame, recipient, answer))
+        if self._courier is None:
+            self._courier = gevent.spawn(self._carry)
+        return answer
+
     def send_elsewhere(self, recipient: str, frame: bytes) -> bool:
         """Hand a frame to the node of recipient; True once that node has it.
 
@@ -497,6 +508,9 @@ class _RemoteMailbox:
         # ``wait`` does not apply: the other node queues the frame without waiting (its
         # inbox must not stall on one slow reader), so the sender never waits for room.
         return self._directory.send_elsewhere(self._name, frame)
+
+    def deliver_later(self, frame: bytes) -> AsyncResult:
+        return self._directory.send_later(self._name, frame)
 
     def disconnect(self) -> None:
         pass  # the user's own node ends their connection

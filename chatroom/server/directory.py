@@ -8,7 +8,8 @@ A *mailbox* (:class:`Mailbox`) is whatever accepts messages for one logged-in us
 user's session on this server, or a stand-in for a user on another server.
 """
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .skeleton import load_table, skeleton
 
@@ -26,6 +27,11 @@ class Mailbox(Protocol):
     def disconnect(self) -> None:
         """End the user's connection (a directory does so when it finds the name lost)."""
         ...
+
+    # For a mailbox on another server: deliver_later(frame) queues the frame and returns at
+    # once an AsyncResult (True once delivered), so that a session can have many on their
+    # way; None for a mailbox that delivers at once.
+    deliver_later: Callable[[bytes], Any] | None
 
 
 class Directory(Protocol):

@@ -6,7 +6,9 @@ and is also the mailbox other sessions deliver to while its user is logged in.
 
 import logging
 import time
+from collections.abc import Callable
 from time import perf_counter
+from typing import Any
 
 import gevent
 from greenlet import greenlet
@@ -168,17 +170,24 @@ class Session:
         had_partial_frame = decoder.pending > 0
         events = decoder.receive_data(data)
         counts.frames += len(events)
+        waiting = None  # replies held behind one still on its way (from another node), in order
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
                 self._throttle.take(outbox)
             reply = self._answer(event)
-            if reply is not OK:
-                counts.count_reply(reply, event)
-            outbox.queue_to_flush(reply)
+            if waiting is not None or type(reply) is _Later:
+                waiting = (waiting or []) + [(reply, event)]
+            else:
+                if reply is not OK:
+                    counts.count_reply(reply, event)
+                outbox.queue_to_flush(reply)
             if not count % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.
+                self._settle(waiting)
+                waiting = None
                 outbox.flush()
                 gevent.sleep(0)
+        self._settle(waiting)
         if timed and events:
             counts.handover.observe(perf_counter() - arrived)
         outbox.flush()
@@ -194,6 +203,17 @@ class Session:
             # its buffer for good. (This timer also replaces the idle one of a new connection.)
             self._set_timer(self._limits.frame_timeout, self._frame_expired)
         return True
+
+    def _settle(self, waiting) -> None:
+        """Queue the replies held behind messages on their way to other nodes, in order, once
+        those are answered."""
+        if waiting:
+            for reply, event in waiting:
+                if type(reply) is _Later:
+                    reply = reply.outcome()
+                if reply is not OK:
+                    COUNTS.count_reply(reply, event)
+                self._outbox.queue_to_flush(reply)
 
     def _set_timer(self, timeout, expired):
         self._stop_frame_timer()
@@ -283,6 +303,8 @@ class Session:
 
     # --- Mailbox ------------------------------------------------------------------------
 
+    deliver_later: Callable[[bytes], Any] | None = None  # delivers at once (see Mailbox)
+
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
         """Queue a relayed message (a ready 0x83 frame) for this client. A full queue makes
         the caller wait for room (or fail, if the client is stalled), unless ``wait`` is false:
@@ -330,12 +352,19 @@ class Session:
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         mailbox = self.directory.find(recipient)
-        if mailbox is None or not mailbox.deliver(encode(Incoming(sender, text))):
+        if mailbox is None:
             return self._keep_for_later(sender, recipient, text)
+        if mailbox.deliver_later is not None:  # on another node: answered once it is there
+            return _Later(self, sender, recipient, text, mailbox.deliver_later(encode(Incoming(sender, text))))
+        if not mailbox.deliver(encode(Incoming(sender, text))):
+            return self._keep_for_later(sender, recipient, text)
+        self._delivered(sender, recipient, text)
+        return OK
+
+    def _delivered(self, sender, recipient, text):
         accounts = self.accounts
         if accounts is not None and (self.registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text)
-        return OK
 
     def _keep_for_later(self, sender, recipient, text):
         """For a client that said HELLO, a message to a registered user who is offline is
@@ -367,6 +396,30 @@ class Session:
             pass  # the shared directory tells Redis once it is back
         log.info("logout %s (%s, %s)", name, self.peer, how, extra=fields("logout", name=name, peer=self.peer, how=how))
         return True
+
+
+class _Later:
+    """A SENDTO handed to another node: its reply, once that node has it (or not)."""
+
+    __slots__ = ("_session", "_sender", "_recipient", "_text", "_delivered")
+
+    def __init__(self, session, sender, recipient, text, delivered):
+        self._session = session
+        self._sender = sender
+        self._recipient = recipient
+        self._text = text
+        self._delivered = delivered  # an AsyncResult
+
+    def outcome(self) -> bytes:
+        try:
+            delivered = self._delivered.get()
+        except Exception:  # Redis failed: nothing is known to be delivered
+            return FAILURE
+        COUNTS.cross_node += delivered
+        if not delivered:
+            return self._session._keep_for_later(self._sender, self._recipient, self._text)
+        self._session._delivered(self._sender, self._recipient, self._text)
+        return OK
 
 
 class _Throttle:
