@@ -171,11 +171,12 @@ class Session:
         events = decoder.receive_data(data)
         counts.frames += len(events)
         waiting = None  # replies held behind one still on its way (from another node), in order
+        later = _Later
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
                 self._throttle.take(outbox)
             reply = self._answer(event)
-            if waiting is not None or type(reply) is _Later:
+            if waiting is not None or reply.__class__ is later:
                 waiting = (waiting or []) + [(reply, event)]
             else:
                 if reply is not OK:
@@ -183,11 +184,13 @@ class Session:
                 outbox.queue_to_flush(reply)
             if not count % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.
-                self._settle(waiting)
-                waiting = None
+                if waiting is not None:
+                    self._settle(waiting)
+                    waiting = None
                 outbox.flush()
                 gevent.sleep(0)
-        self._settle(waiting)
+        if waiting is not None:
+            self._settle(waiting)
         if timed and events:
             counts.handover.observe(perf_counter() - arrived)
         outbox.flush()
@@ -207,13 +210,12 @@ class Session:
     def _settle(self, waiting) -> None:
         """Queue the replies held behind messages on their way to other nodes, in order, once
         those are answered."""
-        if waiting:
-            for reply, event in waiting:
-                if type(reply) is _Later:
-                    reply = reply.outcome()
-                if reply is not OK:
-                    COUNTS.count_reply(reply, event)
-                self._outbox.queue_to_flush(reply)
+        for reply, event in waiting:
+            if type(reply) is _Later:
+                reply = reply.outcome()
+            if reply is not OK:
+                COUNTS.count_reply(reply, event)
+            self._outbox.queue_to_flush(reply)
 
     def _set_timer(self, timeout, expired):
         self._stop_frame_timer()
@@ -358,7 +360,9 @@ class Session:
             return _Later(self, sender, recipient, text, mailbox.deliver_later(encode(Incoming(sender, text))))
         if not mailbox.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text)
-        self._delivered(sender, recipient, text)
+        accounts = self.accounts  # (as in _delivered, inline: this is the relay path)
+        if accounts is not None and (self.registered or recipient in accounts.registered_names):
+            accounts.record(sender, recipient, text)
         return OK
 
     def _delivered(self, sender, recipient, text):
