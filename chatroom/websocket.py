@@ -57,6 +57,9 @@ class WebSocketStream:
         self._incoming = bytearray()  # the message being received, while it is in fragments
         self._outgoing = bytearray()  # bytes of a frame not yet whole, to send
         self._closed = False
+        # A server's frames are not masked: it frames its messages itself (wsproto, in pure
+        # Python, would cost several times the relay); a client's must be masked: wsproto.
+        self._frame = self._client_frame if ws.client else _server_frame
 
     def fileno(self) -> int:
         return self.raw.fileno()
@@ -120,12 +123,15 @@ class WebSocketStream:
             end = offset + HEADER_SIZE + int.from_bytes(view[offset + 1 : offset + HEADER_SIZE], "big")
             if end > len(view):
                 break
-            out += self._ws.send(BytesMessage(data=bytes(view[offset:end])))
+            out += self._frame(view[offset:end])
             offset = end
         del self._outgoing[:offset]
         if out:
             self.raw.sendall(out)
         return len(data)
+
+    def _client_frame(self, message) -> bytes:
+        return self._ws.send(BytesMessage(data=bytes(message)))
 
     def sendall(self, data) -> None:
         self.send(data)
@@ -144,3 +150,15 @@ class WebSocketStream:
             self._closed = True
             self._send_quietly(CloseConnection(code=NORMAL))
         self.raw.close()
+
+
+def _server_frame(message) -> bytes:
+    """One unmasked, unfragmented binary WebSocket frame (RFC 6455 section 5.2)."""
+    size = len(message)
+    if size < 126:
+        head = bytes((0x82, size))
+    elif size < 1 << 16:
+        head = bytes((0x82, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, 127)) + size.to_bytes(8, "big")
+    return head + bytes(message)
