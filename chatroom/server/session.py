@@ -420,9 +420,12 @@ class _Later:
         except Exception:  # Redis failed: nothing is known to be delivered
             return FAILURE
         COUNTS.cross_node += delivered
-        if not delivered:
-            return self._session._keep_for_later(self._sender, self._recipient, self._text)
-        self._session._delivered(self._sender, self._recipient, self._text)
+        try:
+            if not delivered:
+                return self._session._keep_for_later(self._sender, self._recipient, self._text)
+            self._session._delivered(self._sender, self._recipient, self._text)
+        except (DirectoryUnavailable, StoreUnavailable):
+            return OK if delivered else FAILURE
         return OK
 
 
