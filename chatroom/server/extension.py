@@ -23,6 +23,7 @@ from ..protocol import (
     is_valid_username,
 )
 from .logs import fields
+from .store import StoreUnavailable
 
 if TYPE_CHECKING:
     from .session import Session
@@ -68,6 +69,8 @@ def _authenticate(session: "Session", name, password):
     session.held = held
     try:
         stored = accounts.take_offline(name)
+    except StoreUnavailable:
+        stored = []  # they stay kept, for the next login
     finally:
         session.held = None
     return b"".join([OK, *map(encode, stored), *held])
