@@ -67,3 +67,15 @@ def test_help_names_the_options():
     assert result.returncode == 0
     for option in ["--host", "--port", "--log-level"]:
         assert option in result.stdout
+
+
+def test_an_unusable_database_is_one_clear_line_and_status_one(tmp_path):
+    (tmp_path / "db").mkdir()  # a folder where the database file should be
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom.server", "--port", "0", "--db", str(tmp_path / "db")],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("chatroom-server: cannot use the database") and "Traceback" not in result.stderr

@@ -33,7 +33,7 @@ from .logs import fields
 from .metrics import serve as serve_metrics
 from .sockets import raise_file_limit, tls_context
 from .sqlite_store import SQLiteStore
-from .store import DEFAULT_HISTORY_DAYS, Store, default_db_path
+from .store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, default_db_path
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,10 @@ def main(argv=None) -> int:
     directory = cluster_directory(args.redis, args.node_ttl) if args.redis else None
     try:
         accounts = Accounts(open_store(args))
+    except OSError as err:
+        print(f"chatroom-server: cannot make the database's folder {args.db.parent}: {err.strerror}", file=sys.stderr)
+        return 1
+    try:
         server = ChatServer(
             args.host,
             args.port,
@@ -161,7 +165,7 @@ def main(argv=None) -> int:
             web_origins=set(args.web_origin) if args.web_origin else None,
         )
         server.start()
-    except sqlite3.Error as err:
+    except (sqlite3.Error, StoreUnavailable) as err:
         print(f"chatroom-server: cannot use the database {args.db}: {err}", file=sys.stderr)
         return 1
     except OSError as err:

@@ -17,7 +17,7 @@ from gevent.event import Event
 from gevent.monkey import get_original
 
 from ..protocol import HistoryEntry, StoredMessage
-from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE
+from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -239,5 +239,9 @@ class SQLiteStore:
             watcher.close()
         succeeded, value = outcome[0]
         if not succeeded:
+            if isinstance(value, sqlite3.Error):
+                if self._db is not None:  # (opening it, the caller says why it cannot)
+                    log.error("database %s: %s", self.path, value)
+                raise StoreUnavailable(str(value)) from value
             raise value
         return value
