@@ -435,6 +435,26 @@ def test_reconnects_after_a_restart_keeping_the_line_and_the_login(terminal, tmp
         second.stop()
 
 
+def test_a_name_taken_while_away_is_said_after_reconnecting(terminal):
+    first = ChatServer("127.0.0.1", 0)
+    first.start()
+    address = first.address
+    term = terminal(address)
+    log_in(term, "alice")
+    first.stop()
+    term.wait_for_text("reconnecting in")
+    second = ChatServer(*address)
+    second.start()
+    impostor = Peer(address)
+    try:
+        impostor.login("alice")  # before the client is back
+        term.wait_for_line("could not log in again as alice: name taken")
+        term.wait_for_input_line("> ")
+    finally:
+        impostor.close()
+        second.stop()
+
+
 def test_commands_while_disconnected_say_so_at_once(terminal):
     first = ChatServer("127.0.0.1", 0)
     first.start()
