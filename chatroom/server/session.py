@@ -92,7 +92,6 @@ class Session:
         "_readable",
         "_frame_timer",
         "accounts",
-        "host",
         "_extended",
         "registered",
         "held",
@@ -106,7 +105,6 @@ class Session:
         self._sock = sock
         self.directory = directory
         self.accounts = accounts
-        self.host = peer.rsplit(":", 1)[0]
         self._extended = False  # the client said HELLO
         self.registered = False  # logged in under a registered name, with its password
         self.transport = getattr(sock, "transport", None) or ("tcp" if sends_without_waiting(sock) else "tls")
@@ -285,6 +283,11 @@ class Session:
         """Take no more requests: the session sends what it has queued, then ends."""
         self._end_reason = "shutdown"
         stop_reading(self._sock)
+
+    @property
+    def host(self) -> str:
+        """The client's address (without the port)."""
+        return self.peer.rsplit(":", 1)[0]
 
     @property
     def unsent_bytes(self) -> int:
