@@ -45,9 +45,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def eventually(check, timeout: float = WAIT, interval: float = 0.01):
-    """Poll check() until it returns a true value (returned), failing after timeout seconds."""
-    with gevent.Timeout(timeout, AssertionError(f"condition never held: {check}")):
+def eventually(check, timeout: float = WAIT, interval: float = 0.01, what: str | None = None):
+    """Poll check() until it returns a true value (returned), failing after timeout seconds
+    (with what, if given, as the thing never seen)."""
+    with gevent.Timeout(timeout, AssertionError(f"never saw {what}" if what else f"condition never held: {check}")):
         while True:
             result = check()
             if result:

@@ -57,8 +57,8 @@ class WebSocketStream:
         self._incoming = bytearray()  # the message being received, while it is in fragments
         self._outgoing = bytearray()  # bytes of a frame not yet whole, to send
         self._closed = False
-        # A server's frames are not masked: it frames its messages itself (wsproto, in pure
-        # Python, would cost several times the relay); a client's must be masked: wsproto.
+        # A server's frames are not masked, so a header is all they need; a client's must be
+        # masked: wsproto builds those.
         self._frame = self._client_frame if ws.client else _server_frame
 
     def fileno(self) -> int:
@@ -112,7 +112,7 @@ class WebSocketStream:
         except (OSError, RemoteProtocolError):
             pass
 
-    def send(self, data, flags: int = 0, timeout=None) -> int:
+    def send(self, data, *_flags_and_timeout) -> int:
         """Send the frames in data, each as a binary message (a frame cut short waits for its
         end in the next call); all of data is taken."""
         self._outgoing += data

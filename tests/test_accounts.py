@@ -172,7 +172,7 @@ def test_offline_messages_and_history_expire(chat, peer_at):
     alice.close()
     bob = registered(peer_at, server.address, "bob")
     assert bob.request(SendTo("alice", "soon gone")) == STORED
-    gevent.sleep(1.5)
+    gevent.sleep(1.5)  # not a wait for an event: the time that makes the message too old
     again = extended(peer_at, server.address)
     assert again.request(Authenticate("alice", "correct horse")) == OK
     assert again.request(HistoryRequest("bob", 20)).entries == ()  # the stored message was never delivered

@@ -9,18 +9,7 @@ from chatroom.server.limits import Limits, add_arguments, from_arguments
 
 
 class Box:
-    """A mailbox that keeps what it is given."""
-
-    def __init__(self):
-        self.frames = []
-        self.disconnected = False
-
-    def deliver(self, frame, wait=True):
-        self.frames.append(frame)
-        return True
-
-    def disconnect(self):
-        self.disconnected = True
+    """A mailbox stand-in: the directory only keeps it and hands it back."""
 
 
 def test_a_name_is_claimed_once_and_found():

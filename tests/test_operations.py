@@ -210,7 +210,7 @@ def test_a_config_file_with_the_command_line_over_it(tmp_path):
     assert bad.returncode == 2 and "no such setting: colour" in bad.stderr
 
 
-def test_users_list_through_the_metrics_server_too(server_process, logged_in):
+def test_the_metrics_server_answers_only_its_two_paths(server_process, logged_in):
     metrics = Metrics(server_process)
     assert logged_in(metrics.server.address, "x").request(ListUsers()) == UserList(("x",))
     assert get(f"http://127.0.0.1:{metrics.port}/nothing")[0] == 404

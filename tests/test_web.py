@@ -13,7 +13,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Reje
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
-from chatroom.testing import OK, WAIT, free_port
+from chatroom.testing import OK, WAIT, eventually, free_port
 
 pytestmark = pytest.mark.process
 
@@ -51,13 +51,8 @@ def browser():
 
 
 def until(driver, condition, what):
-    """Wait (bounded) for condition(driver) to be true, cooperatively."""
-    with gevent.Timeout(WAIT * 2, AssertionError(f"never saw {what}")):
-        while True:
-            result = condition(driver)
-            if result:
-                return result
-            gevent.sleep(0.05)
+    """condition(driver), once it is true (bounded)."""
+    return eventually(lambda: condition(driver), timeout=WAIT * 2, interval=0.05, what=what)
 
 
 def click(driver, css):
@@ -129,7 +124,7 @@ def test_names_and_messages_are_shown_as_text_never_as_html(web_server, browser,
     assert browser.title == "chatroom"
 
 
-def test_the_browser_reconnects_and_logs_in_again(server_process, browser, tmp_path):
+def test_the_browser_reconnects_and_logs_in_again(server_process, browser, tmp_path, peer_at):
     from selenium.webdriver.common.by import By
 
     port, web_port = free_port(), free_port()
@@ -139,15 +134,8 @@ def test_the_browser_reconnects_and_logs_in_again(server_process, browser, tmp_p
     first.terminate()
     until(browser, lambda d: "reconnecting in" in d.find_element(By.ID, "status").text, "the disconnection")
     second = server_process(*args, data_dir=tmp_path)
-    from chatroom.testing import Peer
-
-    peer = Peer(second.address)
-    try:
-        with gevent.Timeout(WAIT * 4):
-            while peer.request(ListUsers()) != UserList(("webby",)):
-                gevent.sleep(0.2)
-    finally:
-        peer.close()
+    peer = peer_at(second.address)
+    eventually(lambda: peer.request(ListUsers()) == UserList(("webby",)), timeout=WAIT * 4, interval=0.2)
 
 
 # --- The WebSocket endpoint, without a browser ----------------------------------------------------

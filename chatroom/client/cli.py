@@ -48,20 +48,15 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.port is None:
         if args.host.isdigit():  # a lone number is the port
-            args.host, args.port = DEFAULT_HOST, port_number_or_exit(parser, args.host)
+            try:
+                args.host, args.port = DEFAULT_HOST, port_number()(args.host)
+            except argparse.ArgumentTypeError as err:
+                parser.error(str(err))
         else:
             args.port = DEFAULT_PORT
     if args.ca and not args.tls:
         parser.error("--ca goes with --tls")
     return args
-
-
-def port_number_or_exit(parser, text) -> int:
-    try:
-        return port_number()(text)
-    except argparse.ArgumentTypeError as err:
-        parser.error(str(err))
-        raise
 
 
 def main(argv=None) -> int:

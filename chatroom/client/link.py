@@ -5,7 +5,6 @@ import random
 import time
 
 import gevent
-from gevent.event import Event
 
 from .connection import ConnectionLost, NoReply
 
@@ -38,17 +37,12 @@ class Link:
         self.on_change = lambda: None
         self.connected = client.connection is not None
         self.retry_at = 0.0
-        self.stopped = Event()
-        self._greenlet = gevent.spawn(self._run)
+        gevent.spawn(self._run)
 
     def status(self) -> str:
         if self.connected:
             return "connected"
         return f"reconnecting in {max(0, round(self.retry_at - time.monotonic()))}s"
-
-    def stop(self) -> None:
-        self._greenlet.kill(block=False)
-        self.stopped.set()
 
     def _run(self):
         while True:

@@ -45,7 +45,7 @@ class ChatServer:
         self.accounts = accounts
         self.limits = limits or Limits()
         self.tls = tls  # replaceable (SIGHUP): new connections take the one in place then
-        self._sessions: dict[Session, str] = {}  # each session, and the address it came from
+        self._sessions: set[Session] = set()
         self._handshakes: dict[gevent.Greenlet, str] = {}  # TLS handshakes under way, oldest first
         self._per_address: dict[str, int] = {}  # connections that count against --max-per-ip
         self._all_ended = Event()  # set when the last session ends during stop()
@@ -129,7 +129,7 @@ class ChatServer:
         try:
             sockets.tune(sock)
             if self.tls is not None:
-                sock = self._handshake(sock, host, peer)
+                sock = self._handshake(sock, peer)
         except (OSError, gevent.Timeout, gevent.GreenletExit) as err:
             if not isinstance(err, gevent.GreenletExit):
                 log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
@@ -144,7 +144,7 @@ class ChatServer:
             sock.close()
             return
         session = Session(stream, peer, self.directory, self.limits, self._ended, self.accounts)
-        self._sessions[session] = host
+        self._sessions.add(session)
         session.start()
 
     def _admit(self, host, peer) -> bool:
@@ -172,7 +172,7 @@ class ChatServer:
             else:
                 del self._per_address[host]
 
-    def _handshake(self, sock, host, peer):
+    def _handshake(self, sock, peer):
         """The TLS socket, once the handshake is done. Handshakes under way are capped: one
         more ends the oldest, so that stalled ones cannot keep new clients out."""
         if len(self._handshakes) >= self.limits.max_handshakes:
@@ -193,7 +193,7 @@ class ChatServer:
     def connections_by_transport(self) -> dict[str, int]:
         counts = {"tcp": 0, "tls": 0, "websocket": 0}
         for session in self._sessions:
-            counts[session.transport] = counts.get(session.transport, 0) + 1
+            counts[session.transport] += 1
         return counts
 
     def users_logged_in(self) -> int:
@@ -211,7 +211,8 @@ class ChatServer:
         return True, "serving"
 
     def _ended(self, session):
-        self._forget(self._sessions.pop(session))
+        self._sessions.discard(session)
+        self._forget(session.host)
         if self._stopping and not self._sessions:
             self._all_ended.set()
 

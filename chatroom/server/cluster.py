@@ -240,7 +240,7 @@ class RedisDirectory:
             ]
         }
         self._greenlets: list[gevent.Greenlet] = []
-        self._outgoing: list = []  # (payload, recipient, AsyncResult) waiting for the next batch
+        self._outgoing: list = []  # (payload, AsyncResult) waiting for the next batch
         self._batches = 0
         self._failed_at = 0.0  # when Redis last failed (the circuit is open for CIRCUIT_PAUSE)
         self._courier = None  # the greenlet carrying batches to Redis, while there are any
@@ -308,32 +308,17 @@ class RedisDirectory:
         A session queues every message of a batch of frames this way before it waits, so
         that they all go in one round trip."""
         answer = AsyncResult()
-        self._outgoing.append((name_field(recipient) + frame, recipient, answer))
+        self._outgoing.append((name_field(recipient) + frame, answer))
         if self._courier is None:
             self._courier = gevent.spawn(self._carry)
         return answer
 
     def send_elsewhere(self, recipient: str, frame: bytes) -> bool:
-        """Hand a frame to the node of recipient; True once that node has it.
-
-        Sends that come in from other sessions while one is on its way to Redis go together
-        in the next round trip (a pipeline), in order. With nothing on its way, the caller
-        carries its own message, without waiting for another greenlet.
-        """
-        answer = AsyncResult()
-        self._outgoing.append((name_field(recipient) + frame, recipient, answer))
-        if self._courier is None:
-            self._courier = gevent.getcurrent()
-            try:
-                self._carry_batch()
-            finally:
-                self._courier = gevent.spawn(self._carry) if self._outgoing else None
+        """Hand a frame to the node of recipient; True once that node has it."""
         try:
-            delivered = answer.get()
+            return self.send_later(recipient, frame).get()
         except redis.RedisError as err:
             raise DirectoryUnavailable() from err
-        COUNTS.cross_node += delivered
-        return delivered
 
     def _carry(self):
         try:
@@ -343,16 +328,17 @@ class RedisDirectory:
             self._courier = None
 
     def _carry_batch(self):
+        """Carry what is queued to Redis, in one round trip, and set each message's answer."""
         batch, self._outgoing = self._outgoing, []
+        if self._circuit_open():  # fail at once: Redis failed a moment ago
+            for _, answer in batch:
+                answer.set_exception(redis.ConnectionError("Redis is known to be unreachable"))
+            return
         self._batches += 1
         marker = f"{BATCH}{self.node_id}:{self._batches}"
         deadline = time.time() + SEND_DEADLINE
-        messages = b"".join([payload for payload, _, _ in batch])
+        messages = b"".join([payload for payload, _ in batch])
         args: list[bytes | str | int] = [NODE, INBOX, MARKER_MS, int(deadline * 1000), messages]
-        if self._circuit_open():  # fail at once: Redis failed a moment ago
-            for _, _, answer in batch:
-                answer.set_exception(redis.ConnectionError("Redis is known to be unreachable"))
-            return
         started = time.perf_counter()
         try:
             answers = self._scripts["send"](keys=[USERS, marker], args=args, client=self._sender)
@@ -360,13 +346,14 @@ class RedisDirectory:
             self._unreachable(err)
             answers = self._settle(marker, deadline)
             if answers is None:
-                for _, _, answer in batch:
+                for _, answer in batch:
                     answer.set_exception(err)
                 return
         else:
             COUNTS.redis_round_trip.observe(time.perf_counter() - started)
             self._reachable()
-        for (_, _, answer), handed in zip(batch, answers.decode(), strict=True):
+        COUNTS.cross_node += answers.count(b"1")
+        for (_, answer), handed in zip(batch, answers.decode(), strict=True):
             answer.set(handed == "1")
 
     def _settle(self, marker: str, deadline: float) -> bytes | None:
@@ -441,7 +428,6 @@ class RedisDirectory:
         except (redis.RedisError, DirectoryUnavailable) as err:
             self._unreachable(err)
             return None
-        self._reachable()
         return "began" if began else None
 
     def _register_local_users(self):

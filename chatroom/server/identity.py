@@ -21,6 +21,7 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 HASHING_THREADS = 2  # bounds the memory hashing takes: 2 x 19 MiB
 MAX_FAILURES = 3  # failed password attempts...
 FAILURE_WINDOW = 60.0  # ...per this many seconds, per name and per address
+MAX_TRACKED = 10_000  # names and addresses with failures kept before the stale ones go
 
 
 class Accounts:
@@ -36,10 +37,6 @@ class Accounts:
     def stop(self) -> None:
         self.store.stop()
         self._hashing.kill()
-
-    def is_registered(self, name: str) -> bool:
-        """Quick, for routing: may miss a registration made elsewhere a moment ago."""
-        return self.store.is_registered(name)
 
     def requires_password(self, name: str) -> bool:
         """Authoritative, for logging in."""
@@ -62,6 +59,9 @@ class Accounts:
         password_hash = self.store.password_hash(name)
         if password_hash is not None and self._hashing.spawn(_verifies, password_hash, password).get():
             return True
+        if len(self._failures) > MAX_TRACKED:
+            for key in list(self._failures):  # forget the names and addresses quiet for a minute
+                self._recent_failures(key)
         for key in keys:
             self._failures.setdefault(key, collections.deque()).append(time.monotonic())
         return False

@@ -15,7 +15,7 @@ from gevent.pywsgi import WSGIServer
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from ..protocol import RESPONSE, SendTo, Status
+from ..protocol import HISTORY_PAGE, RESPONSE, USER_LIST, SendTo, Status
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,11 @@ class Counts:
         if reply[0] == RESPONSE and len(reply) == 6:
             key = Status(reply[5]).name.lower()
         else:
-            key = {0x81: "list", 0x84: "history"}.get(reply[0], "ok")  # OK and stored messages after it
+            key = _REPLY_KINDS.get(reply[0], "ok")  # (an OK with stored messages after it)
         self.count(self.replies, key)
 
 
+_REPLY_KINDS = {USER_LIST: "list", HISTORY_PAGE: "history"}
 COUNTS = Counts()
 
 

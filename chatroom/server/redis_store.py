@@ -40,6 +40,15 @@ local length = redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return length
 """
+# Add a message to a conversation's history: KEYS[1] the conversation, KEYS[2] the id counter;
+# ARGV[1] the entry (JSON), ARGV[2] how long the conversation lives (ms). The member is
+# "ID:ENTRY", so that two equal messages stay two.
+_RECORD = """
+local id = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], id, id .. ':' .. ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return id
+"""
 # Take a whole list at once.
 _TAKE = """
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
@@ -72,6 +81,9 @@ class RedisStore:
         self.registered_names: Container[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
         self._take = self._redis.register_script(_TAKE)
+        self._record = self._redis.register_script(_RECORD)
+        self._records: list = []  # (key, entry) waiting for the recorder
+        self._recorder = None  # the greenlet writing them, while there are any
         self._listener = None
 
     def start(self) -> None:
@@ -79,6 +91,8 @@ class RedisStore:
         self._known |= _names(self._call(self._redis.hkeys, ACCOUNTS))
 
     def stop(self) -> None:
+        if self._recorder is not None:
+            self._recorder.join(timeout=2.0)  # what was acknowledged goes in before the end
         if self._listener is not None:
             self._listener.kill()
         self._redis.close()
@@ -109,9 +123,6 @@ class RedisStore:
             raise StoreUnavailable(str(err)) from err
 
     # --- Accounts -----------------------------------------------------------------------
-
-    def is_registered(self, name):
-        return name in self._known
 
     def password_hash(self, name):
         value = self._call(self._redis.hget, ACCOUNTS, name)
@@ -145,17 +156,27 @@ class RedisStore:
     # --- History ------------------------------------------------------------------------
 
     def record(self, sender, recipient, text, time_ms):
+        """Queue the message for the history; the relay path never waits on Redis for it.
+        What is queued meanwhile goes in one round trip."""
         if not self._keep_history:
             return
+        self._records.append((_conversation(sender, recipient), json.dumps([time_ms, sender, text])))
+        if self._recorder is None:
+            self._recorder = gevent.spawn(self._write_records)
+
+    def _write_records(self):
         try:
-            entry_id = self._redis.incr(HISTORY_ID)
-            key = _conversation(sender, recipient)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zadd(key, {json.dumps([entry_id, time_ms, sender, text]): entry_id})
-            pipe.pexpire(key, self._retention_ms)
-            pipe.execute()
-        except redis.RedisError as err:
-            log.warning("history of %s and %s not recorded: %s", sender, recipient, err)
+            while self._records:
+                records, self._records = self._records, []
+                pipe = self._redis.pipeline(transaction=False)
+                for key, entry in records:
+                    self._record(keys=[key, HISTORY_ID], args=[entry, self._retention_ms], client=pipe)
+                try:
+                    pipe.execute()
+                except redis.RedisError as err:
+                    log.warning("%d messages not recorded in the history: %s", len(records), err)
+        finally:
+            self._recorder = None
 
     def history(self, name, peer, count, before):
         top = f"({before}" if before else "+inf"
@@ -163,9 +184,10 @@ class RedisStore:
         cutoff = now_ms() - self._retention_ms
         entries = []
         for item in reversed(items):
-            entry_id, time_ms, sender, text = json.loads(item)
+            entry_id, _, entry = item.partition(b":")
+            time_ms, sender, text = json.loads(entry)
             if time_ms >= cutoff:
-                entries.append(HistoryEntry(entry_id, time_ms, sender == name, text))
+                entries.append(HistoryEntry(int(entry_id), time_ms, sender == name, text))
         return entries
 
 

@@ -174,8 +174,10 @@ class Session:
             if self._throttle is not None:
                 self._throttle.take(outbox)
             reply = self._answer(event)
-            if waiting is not None or reply.__class__ is later:
-                waiting = (waiting or []) + [(reply, event)]
+            if waiting is not None:
+                waiting.append((reply, event))
+            elif reply.__class__ is later:
+                waiting = [(reply, event)]
             else:
                 if reply is not OK:
                     counts.count_reply(reply, event)
@@ -377,7 +379,7 @@ class Session:
         """For a client that said HELLO, a message to a registered user who is offline is
         kept (STORED); otherwise, as in the seed protocol, the send fails."""
         accounts = self.accounts
-        if not self._extended or accounts is None or not accounts.is_registered(recipient):
+        if not self._extended or accounts is None or recipient not in accounts.registered_names:
             return FAILURE
         return STORED if accounts.keep_offline(recipient, sender, text) else FAILURE
 
@@ -422,14 +424,13 @@ class _Later:
             delivered = self._delivered.get()
         except Exception:  # Redis failed: nothing is known to be delivered
             return FAILURE
-        COUNTS.cross_node += delivered
-        try:
-            if not delivered:
-                return self._session._keep_for_later(self._sender, self._recipient, self._text)
+        if delivered:
             self._session._delivered(self._sender, self._recipient, self._text)
-        except (DirectoryUnavailable, StoreUnavailable):
-            return OK if delivered else FAILURE
-        return OK
+            return OK
+        try:
+            return self._session._keep_for_later(self._sender, self._recipient, self._text)
+        except StoreUnavailable:
+            return FAILURE
 
 
 class _Throttle:

@@ -9,7 +9,6 @@ and hashes are small), so that checking a name never waits for the disk.
 
 import logging
 import sqlite3
-import time
 from collections.abc import Container
 
 import gevent
@@ -17,7 +16,7 @@ from gevent.event import Event
 from gevent.monkey import get_original
 
 from ..protocol import HistoryEntry, StoredMessage
-from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable
+from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +83,7 @@ class SQLiteStore:
             )
             log.info("database %s: schema version %d", self.path, number)
         self._db = db
-        self._expire()
-        accounts = dict(db.execute("SELECT name, password_hash FROM accounts"))
-        counts = dict(db.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"))
-        return accounts, counts
+        return dict(db.execute("SELECT name, password_hash FROM accounts")), self._expire_and_count()
 
     def _close(self):
         if self._db is not None:
@@ -97,24 +93,22 @@ class SQLiteStore:
     def _expire_now_and_then(self):
         while True:
             gevent.sleep(EXPIRY_INTERVAL)
-            self._flush()
-            self._offline_counts = self._in_thread(self._expire_and_count)
+            self._offline_counts = self._read(self._expire_and_count)
 
-    def _expire(self):
-        cutoff = time.time_ns() // 1_000_000 - self._retention_ms
-        assert self._db is not None
-        self._db.execute("DELETE FROM offline WHERE time_ms < ?", (cutoff,))
-        self._db.execute("DELETE FROM history WHERE time_ms < ?", (cutoff,))
+    def _oldest_kept(self) -> int:
+        """The time (ms) before which offline messages and history are dropped."""
+        return now_ms() - self._retention_ms
 
     def _expire_and_count(self):
-        self._expire()
-        assert self._db is not None
-        return dict(self._db.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"))
+        """Drop what is too old; how many offline messages each recipient has left."""
+        db = self._db
+        assert db is not None
+        cutoff = self._oldest_kept()
+        db.execute("DELETE FROM offline WHERE time_ms < ?", (cutoff,))
+        db.execute("DELETE FROM history WHERE time_ms < ?", (cutoff,))
+        return dict(db.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"))
 
     # --- Accounts -----------------------------------------------------------------------
-
-    def is_registered(self, name):
-        return name in self._accounts
 
     def password_hash(self, name):
         return self._accounts.get(name)
@@ -123,7 +117,7 @@ class SQLiteStore:
         if name in self._accounts:
             return False
         self._accounts[name] = password_hash
-        self._write("INSERT INTO accounts VALUES (?, ?, ?)", (name, password_hash, time.time_ns() // 1_000_000))
+        self._write("INSERT INTO accounts VALUES (?, ?, ?)", (name, password_hash, now_ms()))
         return True
 
     def set_password_hash(self, name, password_hash):
@@ -146,7 +140,7 @@ class SQLiteStore:
     def take_offline(self, name):
         if not self._offline_counts.pop(name, 0):
             return []
-        return self._read(self._take_offline, name, time.time_ns() // 1_000_000 - self._retention_ms)
+        return self._read(self._take_offline, name, self._oldest_kept())
 
     def _take_offline(self, name, cutoff):
         assert self._db is not None
@@ -167,8 +161,7 @@ class SQLiteStore:
             )
 
     def history(self, name, peer, count, before):
-        cutoff = time.time_ns() // 1_000_000 - self._retention_ms
-        return self._read(self._history, name, peer, count, before or (1 << 63) - 1, cutoff)
+        return self._read(self._history, name, peer, count, before or (1 << 63) - 1, self._oldest_kept())
 
     def _history(self, name, peer, count, before, cutoff):
         first, second = sorted((name, peer))

@@ -35,8 +35,9 @@ def default_db_path() -> Path:
 
 
 class Store(Protocol):
-    # The registered names this server knows of, kept current in place: routing asks it
-    # for every message, so it must be a plain container, not a call.
+    # The registered names this server knows of (it may miss one registered elsewhere a
+    # moment ago), kept current in place: routing asks it for every message, so it is a
+    # plain container, not a call.
     registered_names: Container[str]
 
     def start(self) -> None:
@@ -44,9 +45,6 @@ class Store(Protocol):
 
     def stop(self) -> None:
         """Write everything queued, then close: nothing acknowledged is lost."""
-
-    def is_registered(self, name: str) -> bool:
-        """Whether name is registered, from what this server knows (instant, for routing)."""
 
     def password_hash(self, name: str) -> str | None:
         """The hash of name's password, asked of the store itself: None if not registered."""
