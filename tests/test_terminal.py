@@ -322,10 +322,7 @@ def test_no_timestamps_and_no_bell_when_asked(terminal, server, peer_at):
 
 
 def test_own_messages_are_echoed_after_success(terminal, server, peer_at):
-    bob = peer_at(server.address)
-    bob.login("bob")
-    term = terminal()
-    log_in(term, "alice")
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     term.type("sendto bob hello there\r")
     echo = term.wait_for_match(r"\d\d:\d\d → bob: hello there")
     lines = term.lines()
@@ -365,10 +362,7 @@ def test_toolbar_and_an_empty_list(terminal, server):
 
 
 def test_a_pasted_block_is_one_message_and_a_long_one_asks_first(terminal, server, peer_at):
-    bob = peer_at(server.address)
-    bob.login("bob")
-    term = terminal()
-    log_in(term, "alice")
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     term.type("\x1b[200~sendto bob line one\nline two\x1b[201~\r")
     term.wait_for_line("Success")
     assert bob.next_event() == Incoming("alice", "line one\nline two")
