@@ -28,6 +28,8 @@ setup(
         "tomli; python_version < '3.11'",
         # WebSocket for the browser client (--web): sans-I/O, over our gevent sockets.
         "wsproto>=1.2",
+        # The HTTP requests for the page's files (wsproto's own HTTP parser).
+        "h11>=0.14",
     ],
     extras_require={
         "test": [

@@ -234,3 +234,12 @@ def test_the_page_over_tls(server_process, tmp_path):
     ca.configure_trust(context)
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/app.js", timeout=WAIT, context=context) as response:
         assert response.status == 200 and b"WebSocket" in response.read()
+
+
+def test_what_is_not_http_gets_a_plain_refusal(web_server):
+    with socket.create_connection(web_server.web_address, timeout=WAIT) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        with gevent.Timeout(WAIT):
+            answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert "Traceback" not in web_server.log_text()

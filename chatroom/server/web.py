@@ -11,6 +11,7 @@ import logging
 from importlib import resources
 
 import gevent
+import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import RemoteProtocolError
@@ -73,14 +74,18 @@ def _read_head(sock) -> bytes:
 
 
 def _parse_head(head: bytes):
-    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    method, target = (parts[0], parts[1]) if len(parts) == 3 else ("", "")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return method, target, headers
+    """(method, target, {lower-case name: value}) of the request, parsed by h11 (the HTTP
+    parser wsproto's handshake runs on); an empty method for what is not HTTP."""
+    http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+    try:
+        http.receive_data(head)
+        request = http.next_event()
+    except h11.RemoteProtocolError:
+        return "", "", {}
+    if not isinstance(request, h11.Request):
+        return "", "", {}
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers}
+    return request.method.decode("latin-1"), request.target.decode("latin-1"), headers
 
 
 def _serve_file(sock, method, target):
