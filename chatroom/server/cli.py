@@ -152,6 +152,9 @@ def main(argv=None) -> int:
     except OSError as err:
         print(f"chatroom-server: cannot make the database's folder {args.db.parent}: {err.strerror}", file=sys.stderr)
         return 1
+    except StoreUnavailable as err:
+        print(f"chatroom-server: cannot use Redis at {args.redis}: {err}", file=sys.stderr)
+        return 1
     try:
         server = ChatServer(
             args.host,
@@ -166,7 +169,7 @@ def main(argv=None) -> int:
         )
         server.start()
     except (sqlite3.Error, StoreUnavailable) as err:
-        print(f"chatroom-server: cannot use the database {args.db}: {err}", file=sys.stderr)
+        print(f"chatroom-server: cannot use the database {args.redis or args.db}: {err}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)

@@ -1,14 +1,16 @@
 """Presence and routing shared through Redis, so that several servers act as one chat.
 
-Each server is a *node* with a random id. In Redis:
+Each server is a *node* with a random id. In Redis (one server, or the master of one slot
+of a Redis Cluster: every key below carries the hash tag ``{chatroom}``):
 
-- ``chatroom:users`` is a hash from username to the id of the node the user is logged in at;
-  a Lua script claims a name atomically, so two nodes can never both take it;
-- ``chatroom:node:ID`` is the node's heartbeat, a key that expires TTL seconds after the node
-  last refreshed it: the users of a node without one are treated as logged out (and swept);
-- ``chatroom:inbox:ID`` is the node's pub/sub channel. A message for a user on another node
-  is published there; PUBLISH answers how many subscribers got it, so the sender hears OK
-  only once the message was handed to that node.
+- ``{chatroom}:users`` is a hash from username to the id of the node the user is logged in
+  at; a Lua script claims a name atomically, so two nodes can never both take it;
+- ``{chatroom}:node:ID`` is the node's heartbeat, a key that expires TTL seconds after the
+  node last refreshed it: the users of a node without one are treated as logged out (and
+  swept);
+- ``{chatroom}:inbox:ID`` is the node's sharded pub/sub channel. A message for a user on
+  another node is published there; SPUBLISH answers how many subscribers got it, so the
+  sender hears OK only once the message was handed to that node.
 
 Users on the same node are found in the node's own LocalDirectory: their messages never touch
 Redis. When Redis cannot be reached, what needs it fails (DirectoryUnavailable, so FAILURE)
@@ -30,18 +32,20 @@ from ..codec import name_field
 from ..protocol import HEADER_SIZE
 from .directory import DirectoryUnavailable, LocalDirectory
 from .metrics import COUNTS
-from .redis_store import pooled_client
+from .redis_link import pooled_client, slot_owner
 from .skeleton import skeleton
 
 log = logging.getLogger(__name__)
 
-USERS = "chatroom:users"
-LOOK_ALIKES = "chatroom:skeletons"
-EPOCH = "chatroom:epoch"
-RECOVERING = "chatroom:recovering"
-NODE = "chatroom:node:"
-INBOX = "chatroom:inbox:"
-BATCH = "chatroom:batch:"
+# Every key and channel of the directory shares the hash tag {chatroom}: one slot, so that
+# a claim or a batch is one atomic script in a Redis Cluster too (see redis_link).
+USERS = "{chatroom}:users"
+LOOK_ALIKES = "{chatroom}:skeletons"
+EPOCH = "{chatroom}:epoch"
+RECOVERING = "{chatroom}:recovering"
+NODE = "{chatroom}:node:"
+INBOX = "{chatroom}:inbox:"
+BATCH = "{chatroom}:batch:"
 MARKER_MS = 60_000  # how long a batch's answers are kept, for a sender that lost the reply
 SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
 SEND_DEADLINE = 1.5  # a batch not run by Redis this long after it was sent never publishes
@@ -108,7 +112,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 1
 """
-# Hand a batch of messages to the nodes of their recipients: one PUBLISH per node, carrying
+# Hand a batch of messages to the nodes of their recipients: one SPUBLISH per node, carrying
 # every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
 # node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
 # deadline (Unix ms), ARGV[5] the messages, one after another, each a name field (the
@@ -161,7 +165,7 @@ for i = 1, count do
 end
 local received = {}
 for _, node in ipairs(order) do
-  received[node] = redis.call('PUBLISH', ARGV[2] .. node, table.concat(groups[node]))
+  received[node] = redis.call('SPUBLISH', ARGV[2] .. node, table.concat(groups[node]))
 end
 local answers = {}
 for i = 1, count do
@@ -215,19 +219,31 @@ class RedisDirectory:
     def __init__(self, url: str, ttl: float = 10.0):
         self.node_id = uuid.uuid4().hex[:12]
         self.ttl = ttl
-        self._redis = pooled_client(url, POOL_SIZE)
-        # Batches of messages wait at most SEND_TIMEOUT for Redis, and are not retried (a
-        # lost reply is settled through the batch's marker instead).
-        self._sender = redis.Redis.from_url(
-            url, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
-        )
-        # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
-        self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
+        self._url = url  # any node of a Redis Cluster will do: the directory's master is found
+        self._address = ""  # the Redis server holding the directory's slot
+        self._connect(url)
         self._local = LocalDirectory()
         self._epoch = b""  # the epoch this node's users are registered in
         self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
         self._healthy = True
+        self._greenlets: list[gevent.Greenlet] = []
+        self._outgoing: list = []  # (payload, AsyncResult) waiting for the next batch
+        self._batches = 0
+        self._failed_at = 0.0  # when Redis last failed (the circuit is open for CIRCUIT_PAUSE)
+        self._courier = None  # the greenlet carrying batches to Redis, while there are any
+
+    def _connect(self, address: str) -> None:
+        """Talk to the Redis server at address from now on."""
+        self._address = address
+        self._redis = pooled_client(address, POOL_SIZE)
+        # Batches of messages wait at most SEND_TIMEOUT for Redis, and are not retried (a
+        # lost reply is settled through the batch's marker instead).
+        self._sender = redis.Redis.from_url(
+            address, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
+        )
+        # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
+        self._subscriber = redis.Redis.from_url(address, socket_connect_timeout=1.0, socket_keepalive=True)
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in [
@@ -239,14 +255,24 @@ class RedisDirectory:
                 ("release_all", _RELEASE_ALL),
             ]
         }
-        self._greenlets: list[gevent.Greenlet] = []
-        self._outgoing: list = []  # (payload, AsyncResult) waiting for the next batch
-        self._batches = 0
-        self._failed_at = 0.0  # when Redis last failed (the circuit is open for CIRCUIT_PAUSE)
-        self._courier = None  # the greenlet carrying batches to Redis, while there are any
+
+    def _follow_directory_slot(self) -> None:
+        """Find the server that holds the directory now (a Redis Cluster may have moved its
+        slot, or failed its master over to a replica), and move to it if it changed."""
+        try:
+            address = slot_owner(self._url, USERS)
+        except redis.RedisError:
+            return  # unreachable: the next attempt asks again
+        if address != self._address:
+            log.warning("the directory's slot is served by %s now", address)
+            old = (self._redis, self._sender, self._subscriber)
+            self._connect(address)
+            for client in old:
+                client.close()
 
     def start(self) -> None:
         self._local.start()
+        self._follow_directory_slot()
         if self._beat() == "began":
             # A new epoch: a moment for other nodes, if Redis lost what they had, to register
             # their users again before this node takes names.
@@ -379,17 +405,20 @@ class RedisDirectory:
         while True:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(INBOX + self.node_id)
+                pubsub.ssubscribe(INBOX + self.node_id)
                 if not self._healthy:
                     gevent.spawn(self._beat)  # Redis is back: register again now, not at the next beat
+                # listen() ends if Redis Cluster moves the channel's slot elsewhere (it
+                # unsubscribes us): then the loop finds where it went and subscribes there.
                 for message in pubsub.listen():
-                    if message["type"] == "message":
+                    if message["type"] == "smessage":
                         self._deliver_from_inbox(message["data"])
             except redis.RedisError as err:
                 self._unreachable(err)
             finally:
                 pubsub.close()
             gevent.sleep(RETRY_PAUSE)
+            self._follow_directory_slot()
 
     def _deliver_from_inbox(self, data: bytes):
         """Hand out a batch from another node: (name field, frame) after (name field, frame)."""

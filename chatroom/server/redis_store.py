@@ -6,9 +6,11 @@
   waits on Redis to learn whether its recipient is registered;
 - ``chatroom:offline:NAME`` is a list of the messages kept for NAME, oldest first;
 - ``chatroom:history:FIRST:SECOND`` is a sorted set of one conversation's messages (the two
-  names in code point order), scored by an id from ``chatroom:history:id``.
+  names in code point order), scored by an id that grows within the conversation.
 
-Entries are JSON arrays. They expire by time, checked when read and trimmed when written.
+Every command touches one key, so that in a Redis Cluster each goes to the master of its
+key's slot: accounts, offline messages and history spread over every master. Entries are
+JSON arrays. They expire by time, checked when read and trimmed when written.
 """
 
 import json
@@ -17,10 +19,9 @@ from collections.abc import Container
 
 import gevent
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..protocol import HistoryEntry, StoredMessage
+from .redis_link import RedisTooOld, store_client
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ ACCOUNTS = "chatroom:accounts"
 NEW_ACCOUNTS = "chatroom:accounts:new"
 OFFLINE = "chatroom:offline:"
 HISTORY = "chatroom:history:"
-HISTORY_ID = "chatroom:history:id"
 RETRY_PAUSE = 0.5
 POOL_SIZE = 16
 
@@ -40,11 +40,15 @@ local length = redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return length
 """
-# Add a message to a conversation's history: KEYS[1] the conversation, KEYS[2] the id counter;
+# Add a message to a conversation's history (KEYS[1]), its id one more than the newest one's:
 # ARGV[1] the entry (JSON), ARGV[2] how long the conversation lives (ms). The member is
 # "ID:ENTRY", so that two equal messages stay two.
 _RECORD = """
-local id = redis.call('INCR', KEYS[2])
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local id = 1
+if newest[2] then
+  id = tonumber(newest[2]) + 1
+end
 redis.call('ZADD', KEYS[1], id, id .. ':' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return id
@@ -57,23 +61,12 @@ return items
 """
 
 
-def pooled_client(url: str, connections: int) -> redis.Redis:
-    """A Redis client for many greenlets at once: they share a few connections, waiting their
-    turn (cooperatively: the server patches sockets and locks for redis-py first)."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=connections,
-        timeout=2.0,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        retry=Retry(NoBackoff(), 1),
-    )
-    return redis.Redis(connection_pool=pool)
-
-
 class RedisStore:
     def __init__(self, url: str, history_days: float = DEFAULT_HISTORY_DAYS, keep_history: bool = True):
-        self._redis = pooled_client(url, POOL_SIZE)
+        try:
+            self._redis = store_client(url, POOL_SIZE)
+        except (redis.RedisError, RedisTooOld) as err:
+            raise StoreUnavailable(str(err)) from err
         self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
@@ -81,7 +74,6 @@ class RedisStore:
         self.registered_names: Container[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
         self._take = self._redis.register_script(_TAKE)
-        self._record = self._redis.register_script(_RECORD)
         self._records: list = []  # (key, entry) waiting for the recorder
         self._recorder = None  # the greenlet writing them, while there are any
         self._listener = None
@@ -170,7 +162,9 @@ class RedisStore:
                 records, self._records = self._records, []
                 pipe = self._redis.pipeline(transaction=False)
                 for key, entry in records:
-                    self._record(keys=[key, HISTORY_ID], args=[entry, self._retention_ms], client=pipe)
+                    # EVAL, not EVALSHA: a Redis Cluster pipeline takes no EVALSHA (nor its
+                    # eval method), and a master that restarted has forgotten the script.
+                    pipe.execute_command("EVAL", _RECORD, 1, key, entry, self._retention_ms)
                 try:
                     pipe.execute()
                 except redis.RedisError as err:
