@@ -11,6 +11,7 @@ Every wait is bounded (by :data:`WAIT` unless said otherwise), so that a bug fai
 instead of hanging it.
 """
 
+import itertools
 import os
 import random
 import re
@@ -330,6 +331,7 @@ class RedisProcess:
 
     def __init__(self, folder, cluster: bool = False):
         self.folder = str(folder)
+        os.makedirs(self.folder, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.options = ["--save", "", "--appendonly", "no", "--dir", self.folder]
@@ -383,13 +385,13 @@ class RedisClusterProcess:
         from redis.cluster import key_slot
 
         self.masters = []
+        self.replicas: list[RedisProcess] = []
         for index in range(masters):
-            os.makedirs(os.path.join(folder, f"master{index}"), exist_ok=True)
             self.masters.append(RedisProcess(os.path.join(folder, f"master{index}"), cluster=True))
         clients = [master.client() for master in self.masters]
         bounds = [index * self.SLOT_COUNT // masters for index in range(masters + 1)]
-        slot_ranges = [(first, after - 1) for first, after in zip(bounds, bounds[1:])]
-        for client, (first, last) in zip(clients, slot_ranges):
+        slot_ranges = [(first, after - 1) for first, after in itertools.pairwise(bounds)]
+        for client, (first, last) in zip(clients, slot_ranges, strict=True):
             client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
         for master in self.masters[1:]:
             clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", master.port, master.bus_port)
@@ -425,6 +427,19 @@ class RedisClusterProcess:
                 client.flushall()
         self.wait_until_formed()
 
+    def add_replica(self, folder, timeout: float = 10.0) -> RedisProcess:
+        """Start a replica of the directory's master and wait until it has the data."""
+        replica = RedisProcess(folder, cluster=True)
+        with self.directory_master.client() as master:
+            master.execute_command("CLUSTER", "MEET", "127.0.0.1", replica.port, replica.bus_port)
+            master_id = master.execute_command("CLUSTER", "MYID")
+        with replica.client() as client:
+            eventually(lambda: len(client.execute_command("CLUSTER", "NODES").splitlines()) > len(self.masters))
+            client.execute_command("CLUSTER", "REPLICATE", master_id)
+            eventually(lambda: client.info("replication").get("master_link_status") == "up", timeout=timeout)
+        self.replicas.append(replica)
+        return replica
+
     @property
     def proc(self):
         return self.directory_master.proc
@@ -445,8 +460,8 @@ class RedisClusterProcess:
         return redis.RedisCluster.from_url(self.url)
 
     def close(self) -> None:
-        for master in self.masters:
-            master.stop()
+        for server in self.masters + self.replicas:
+            server.stop()
 
 
 # --- Measures of a process ------------------------------------------------------------

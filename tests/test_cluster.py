@@ -293,3 +293,65 @@ def test_a_paused_redis_fails_fast_and_no_failure_is_delivered(nodes, redis_serv
     # Redis now runs what was waiting in its socket: too late, it publishes nothing.
     eventually(lambda: bob.request(SendTo("carol", "after")) == OK, timeout=WAIT)
     assert carol.next_event() == Incoming("bob", "after")  # and nothing answered FAILURE came before it
+
+
+# --- Redis Cluster only -----------------------------------------------------------------
+
+
+def test_on_a_redis_cluster_the_store_spreads_over_the_masters_and_the_directory_keeps_one_slot(
+    server_process, redis_cluster, peer_at
+):
+    redis_cluster.reset()
+    one = server_process("--redis", redis_cluster.url, "--node-ttl", str(TTL))
+    two = server_process("--redis", redis_cluster.masters[0].url, "--node-ttl", str(TTL))  # any master will do
+    users = [f"user{i}" for i in range(12)]
+    for name in users:
+        peer = hello(peer_at(one.address))
+        assert peer.request(Register(name, "pw")) == OK
+        peer.close()
+    writer = hello(peer_at(two.address))
+    assert writer.request(Register("writer", "pw")) == OK
+    for name in users:  # all offline: kept for them, and recorded in each conversation's history
+        eventually(lambda name=name: writer.request(SendTo(name, f"hello {name}")) == Response(Status.STORED))
+    for i in range(25):
+        assert writer.request(SendTo("user0", f"more {i}")) == Response(Status.STORED)
+    # Accounts live in one hash; offline lists and histories are keys of their own, on every master.
+    per_master = [master.client().keys("chatroom:*") for master in redis_cluster.masters]
+    assert all(per_master), [len(keys) for keys in per_master]
+    holds_directory = [bool(master.client().keys("{chatroom}:*")) for master in redis_cluster.masters]
+    assert holds_directory == [master is redis_cluster.directory_master for master in redis_cluster.masters]
+    # History pages back through one conversation, whichever node asks.
+    reader = hello(peer_at(one.address))
+    assert reader.request(Authenticate("user0", "pw")) == OK
+    stored = [reader.next_event().text for _ in range(26)]
+    assert stored == ["hello user0"] + [f"more {i}" for i in range(25)]
+    newest = reader.request(HistoryRequest("writer", 10))
+    older = reader.request(HistoryRequest("writer", 10, newest.entries[0].id))
+    oldest = reader.request(HistoryRequest("writer", 10, older.entries[0].id))
+    texts = [entry.text for page in (oldest, older, newest) for entry in page.entries]
+    assert texts == stored
+
+
+def test_the_nodes_follow_the_directory_to_a_promoted_replica(server_process, tmp_path, logged_in, peer_at):
+    cluster = RedisClusterProcess(tmp_path / "cluster")
+    try:
+        replica = cluster.add_replica(tmp_path / "replica")
+        one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+        two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+        alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
+        with replica.client() as client:
+            client.execute_command("CLUSTER", "FAILOVER")  # the replica takes over, the master steps down
+            eventually(lambda: client.info("replication")["role"] == "master")
+        # Both nodes move to the new master: names, lists and messages carry on.
+        eventually(lambda: alice.request(SendTo("carol", "after the failover")) == OK, timeout=WAIT)
+        assert carol.next_event() == Incoming("alice", "after the failover")
+        assert carol.request(SendTo("alice", "both ways")) == OK
+        assert alice.next_event() == Incoming("carol", "both ways")
+        assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
+        assert logged_in(two.address, "dave").request(ListUsers()) == UserList(("alice", "carol", "dave"))
+        for node in (one, two):
+            log = node.log_text()
+            assert log.count("the directory's slot is served by") == 2  # at the start, and once moved
+            assert "Traceback" not in log and "Redis unreachable" not in log
+    finally:
+        cluster.close()

@@ -219,8 +219,9 @@ class RedisDirectory:
     def __init__(self, url: str, ttl: float = 10.0):
         self.node_id = uuid.uuid4().hex[:12]
         self.ttl = ttl
-        self._url = url  # any node of a Redis Cluster will do: the directory's master is found
+        self._known = [url]  # where to ask for the directory: any node of a Redis Cluster will do
         self._address = ""  # the Redis server holding the directory's slot
+        self._following: gevent.Greenlet | None = None
         self._connect(url)
         self._local = LocalDirectory()
         self._epoch = b""  # the epoch this node's users are registered in
@@ -228,6 +229,7 @@ class RedisDirectory:
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
         self._healthy = True
         self._greenlets: list[gevent.Greenlet] = []
+        self._inbox: gevent.Greenlet | None = None
         self._outgoing: list = []  # (payload, AsyncResult) waiting for the next batch
         self._batches = 0
         self._failed_at = 0.0  # when Redis last failed (the circuit is open for CIRCUIT_PAUSE)
@@ -242,8 +244,6 @@ class RedisDirectory:
         self._sender = redis.Redis.from_url(
             address, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
         )
-        # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
-        self._subscriber = redis.Redis.from_url(address, socket_connect_timeout=1.0, socket_keepalive=True)
         self._scripts = {
             name: self._redis.register_script(source)
             for name, source in [
@@ -260,15 +260,20 @@ class RedisDirectory:
         """Find the server that holds the directory now (a Redis Cluster may have moved its
         slot, or failed its master over to a replica), and move to it if it changed."""
         try:
-            address = slot_owner(self._url, USERS)
+            address, nodes = slot_owner(self._known, USERS)
         except redis.RedisError:
             return  # unreachable: the next attempt asks again
+        self._known = list(dict.fromkeys([*self._known, *nodes]))
         if address != self._address:
-            log.warning("the directory's slot is served by %s now", address)
-            old = (self._redis, self._sender, self._subscriber)
+            moved = self._inbox is not None  # else this is the start, and nothing moved
+            log.log(logging.WARNING if moved else logging.INFO, "the directory's slot is served by %s", address)
+            # The old clients are dropped, not closed: another greenlet may be reading from
+            # one, and closing its socket under it would break that greenlet, not raise.
             self._connect(address)
-            for client in old:
-                client.close()
+            # SPUBLISH counts only the subscribers of the server it runs on: the inbox must
+            # move too (a demoted master may go on relaying to its old subscribers).
+            if self._inbox is not None and self._inbox is not gevent.getcurrent():
+                self._inbox.kill(_DirectoryMoved, block=False)
 
     def start(self) -> None:
         self._local.start()
@@ -277,7 +282,8 @@ class RedisDirectory:
             # A new epoch: a moment for other nodes, if Redis lost what they had, to register
             # their users again before this node takes names.
             gevent.sleep(self._recovery_ms / 1000)
-        self._greenlets = [gevent.spawn(self._heartbeat_loop), gevent.spawn(self._inbox_loop)]
+        self._inbox = gevent.spawn(self._inbox_loop)
+        self._greenlets = [gevent.spawn(self._heartbeat_loop), self._inbox]
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
 
     def stop(self) -> None:
@@ -288,7 +294,6 @@ class RedisDirectory:
             pass  # the heartbeat expires on its own
         self._redis.close()
         self._sender.close()
-        self._subscriber.close()
 
     # --- Directory ----------------------------------------------------------------------
 
@@ -403,22 +408,32 @@ class RedisDirectory:
 
     def _inbox_loop(self):
         while True:
-            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.ssubscribe(INBOX + self.node_id)
-                if not self._healthy:
-                    gevent.spawn(self._beat)  # Redis is back: register again now, not at the next beat
-                # listen() ends if Redis Cluster moves the channel's slot elsewhere (it
-                # unsubscribes us): then the loop finds where it went and subscribes there.
-                for message in pubsub.listen():
-                    if message["type"] == "smessage":
-                        self._deliver_from_inbox(message["data"])
-            except redis.RedisError as err:
-                self._unreachable(err)
-            finally:
-                pubsub.close()
-            gevent.sleep(RETRY_PAUSE)
-            self._follow_directory_slot()
+                self._listen_to_inbox()
+                gevent.sleep(RETRY_PAUSE)
+                self._follow_directory_slot()
+            except _DirectoryMoved:
+                pass  # subscribe again at once, where the directory is now
+
+    def _listen_to_inbox(self):
+        """Take the batches other nodes publish to this one, until the subscription ends."""
+        # The inbox waits for messages as long as it takes: no read timeout, but keepalive.
+        subscriber = redis.Redis.from_url(self._address, socket_connect_timeout=1.0, socket_keepalive=True)
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.ssubscribe(INBOX + self.node_id)
+            if not self._healthy:
+                gevent.spawn(self._beat)  # Redis is back: register again now, not at the next beat
+            # listen() ends if Redis Cluster moves the channel's slot elsewhere (it
+            # unsubscribes us): then the loop finds where it went and subscribes there.
+            for message in pubsub.listen():
+                if message["type"] == "smessage":
+                    self._deliver_from_inbox(message["data"])
+        except redis.RedisError as err:
+            self._unreachable(err)
+        finally:
+            pubsub.close()
+            subscriber.close()
 
     def _deliver_from_inbox(self, data: bytes):
         """Hand out a batch from another node: (name field, frame) after (name field, frame)."""
@@ -492,6 +507,12 @@ class RedisDirectory:
         return not self._healthy and time.monotonic() - self._failed_at < CIRCUIT_PAUSE
 
     def _unreachable(self, err):
+        if isinstance(err, redis.exceptions.MovedError):
+            # Not a failure of Redis: a Redis Cluster serves the directory's slot elsewhere
+            # now (a failover, a resharding). Go there at once.
+            if self._following is None or self._following.dead:
+                self._following = gevent.spawn(self._follow_directory_slot)
+            return
         self._failed_at = time.monotonic()
         COUNTS.redis_errors += 1
         if self._healthy:
@@ -502,6 +523,10 @@ class RedisDirectory:
         if not self._healthy:
             self._healthy = True
             log.warning("Redis reachable again")
+
+
+class _DirectoryMoved(Exception):
+    """Raised in the inbox greenlet: subscribe again, where the directory is now."""
 
 
 def _busy(err: Exception) -> bool:

@@ -44,18 +44,32 @@ def store_client(url: str, connections: int) -> redis.Redis | redis.RedisCluster
     return redis.RedisCluster.from_url(url, connection_pool_class=pool_class, max_connections=connections, **settings)
 
 
-def slot_owner(url: str, key: str) -> str:
-    """The address of the Redis server that holds key: url itself for a single Redis, or the
-    master owning key's slot when url is a node of a Redis Cluster."""
-    with redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0) as probe:
-        if not probe.info("cluster").get("cluster_enabled"):
-            return url
+def slot_owner(candidates: list[str], key: str) -> tuple[str, list[str]]:
+    """Where key is held, asking the Redis servers at candidates in turn: (the address of
+    the one holding it, every address the first to answer knows of). For a single Redis,
+    that is its own address; for a Redis Cluster, the master that owns key's slot, and
+    every node of the cluster (somewhere to ask again should this one fail)."""
+    error: redis.RedisError = redis.ConnectionError("no Redis address")
+    for url in candidates:
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0) as probe:
+                if not probe.info("cluster").get("cluster_enabled"):
+                    return url, [url]
+                slots = probe.execute_command("CLUSTER SLOTS")
+        except redis.RedisError as err:
+            error = err
+            continue
         slot = key_slot(key.encode())
-        for start, end, master, *_ in probe.execute_command("CLUSTER SLOTS"):
-            if start <= slot <= end:
-                host, port = master[0], master[1]
-                return _with_address(url, host.decode() if isinstance(host, bytes) else host, port)
-    raise redis.ConnectionError(f"no master of the Redis Cluster at {url} serves slot {slot}")
+        nodes = [_with_address(url, _text(node[0]), node[1]) for _, _, *served_by in slots for node in served_by]
+        for first, last, master, *_ in slots:
+            if first <= slot <= last:
+                return _with_address(url, _text(master[0]), master[1]), list(dict.fromkeys(nodes))
+        error = redis.ConnectionError(f"no master of the Redis Cluster at {url} serves slot {slot}")
+    raise error
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _server_info(url: str) -> dict:
