@@ -375,7 +375,8 @@ class RedisDirectory:
             answers = self._scripts["send"](keys=[USERS, marker], args=args, client=self._sender)
         except redis.RedisError as err:
             self._unreachable(err)
-            answers = self._settle(marker, deadline)
+            # MOVED: the batch was refused, not run; otherwise it may have run after all.
+            answers = None if isinstance(err, redis.exceptions.MovedError) else self._settle(marker, deadline)
             if answers is None:
                 for _, answer in batch:
                     answer.set_exception(err)
