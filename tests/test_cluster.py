@@ -355,3 +355,28 @@ def test_the_nodes_follow_the_directory_to_a_promoted_replica(server_process, tm
             assert "Traceback" not in log and "Redis unreachable" not in log
     finally:
         cluster.close()
+
+
+def test_the_nodes_find_the_directory_after_its_master_crashed_and_a_replica_took_over(
+    server_process, tmp_path, logged_in, peer_at
+):
+    cluster = RedisClusterProcess(tmp_path / "cluster")
+    try:
+        replica = cluster.add_replica(tmp_path / "replica")
+        # Given the very master that will crash: the nodes must ask the others they learnt of.
+        crashing = cluster.directory_master
+        one = server_process("--redis", crashing.url, "--node-ttl", str(TTL))
+        two = server_process("--redis", crashing.url, "--node-ttl", str(TTL))
+        alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
+        crashing.proc.kill()
+        with replica.client() as client:
+            # What the cluster does by itself once cluster-node-timeout has passed, at once.
+            client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            eventually(lambda: client.info("replication")["role"] == "master")
+        eventually(lambda: alice.request(SendTo("carol", "after the crash")) == OK, timeout=2 * TTL)
+        assert carol.next_event() == Incoming("alice", "after the crash")
+        assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
+        for node in (one, two):
+            assert "Traceback" not in node.log_text()
+    finally:
+        cluster.close()

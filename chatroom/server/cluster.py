@@ -270,10 +270,15 @@ class RedisDirectory:
             # The old clients are dropped, not closed: another greenlet may be reading from
             # one, and closing its socket under it would break that greenlet, not raise.
             self._connect(address)
-            # SPUBLISH counts only the subscribers of the server it runs on: the inbox must
-            # move too (a demoted master may go on relaying to its old subscribers).
-            if self._inbox is not None and self._inbox is not gevent.getcurrent():
-                self._inbox.kill(_DirectoryMoved, block=False)
+            if moved:
+                # SPUBLISH counts only the subscribers of the server it runs on: the inbox
+                # must move too (a demoted master may go on relaying to its old subscribers).
+                if self._inbox is not gevent.getcurrent():
+                    self._inbox.kill(_DirectoryMoved, block=False)
+                # A replica may lack the last claims its master made (replication is
+                # asynchronous): register this node's users again, now.
+                self._epoch = b""
+                gevent.spawn(self._beat)
 
     def start(self) -> None:
         self._local.start()
