@@ -265,16 +265,16 @@ class RedisDirectory:
             return  # unreachable: the next attempt asks again
         self._known = list(dict.fromkeys([*self._known, *nodes]))
         if address != self._address:
-            moved = self._inbox is not None  # else this is the start, and nothing moved
-            log.log(logging.WARNING if moved else logging.INFO, "the directory's slot is served by %s", address)
+            inbox = self._inbox  # None at the start, when nothing moved
+            log.log(logging.INFO if inbox is None else logging.WARNING, "the directory's slot is served by %s", address)
             # The old clients are dropped, not closed: another greenlet may be reading from
             # one, and closing its socket under it would break that greenlet, not raise.
             self._connect(address)
-            if moved:
+            if inbox is not None:
                 # SPUBLISH counts only the subscribers of the server it runs on: the inbox
                 # must move too (a demoted master may go on relaying to its old subscribers).
-                if self._inbox is not gevent.getcurrent():
-                    self._inbox.kill(_DirectoryMoved, block=False)
+                if inbox is not gevent.getcurrent():
+                    inbox.kill(_DirectoryMoved, block=False)
                 # A replica may lack the last claims its master made (replication is
                 # asynchronous): register this node's users again, now.
                 self._epoch = b""
