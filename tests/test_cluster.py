@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import gevent
+import gevent.subprocess
 import pytest
 
 from chatroom.protocol import (
@@ -25,7 +26,16 @@ from chatroom.protocol import (
     Status,
     UserList,
 )
-from chatroom.testing import FAILURE, OK, WAIT, RedisClusterProcess, RedisProcess, eventually, free_port
+from chatroom.testing import (
+    FAILURE,
+    OK,
+    SERVER_COMMAND,
+    WAIT,
+    RedisClusterProcess,
+    RedisProcess,
+    eventually,
+    free_port,
+)
 
 pytestmark = pytest.mark.process
 
@@ -293,6 +303,34 @@ def test_a_paused_redis_fails_fast_and_no_failure_is_delivered(nodes, redis_serv
     # Redis now runs what was waiting in its socket: too late, it publishes nothing.
     eventually(lambda: bob.request(SendTo("carol", "after")) == OK, timeout=WAIT)
     assert carol.next_event() == Incoming("bob", "after")  # and nothing answered FAILURE came before it
+
+
+def test_a_redis_older_than_7_is_refused_with_a_clear_message(fake_server):
+    server = fake_server(old_redis)
+    result = gevent.subprocess.run(
+        [*SERVER_COMMAND, "--port", "0", "--redis", f"redis://127.0.0.1:{server.server_port}/0"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+    )
+    assert result.returncode == 1
+    assert "Redis 6.2.14" in result.stderr and "needs Redis 7.0 or newer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def old_redis(sock):
+    """Enough of a Redis 6.2 to answer redis-py's handshake and INFO (RESP3)."""
+    info = b"# Server\r\nredis_version:6.2.14\r\n# Cluster\r\ncluster_enabled:0\r\n"
+    with sock, sock.makefile("rb") as requests:
+        while line := requests.readline():
+            command = [requests.read(int(requests.readline()[1:])) + requests.read(2) for _ in range(int(line[1:]))]
+            name = command[0].strip().upper()
+            if name == b"HELLO":
+                sock.sendall(b"%1\r\n+proto\r\n:3\r\n")
+            elif name == b"INFO":
+                sock.sendall(b"$%d\r\n%s\r\n" % (len(info), info))
+            else:
+                sock.sendall(b"+OK\r\n")
 
 
 # --- Redis Cluster only -----------------------------------------------------------------

@@ -36,7 +36,7 @@ def store_client(url: str, connections: int) -> redis.Redis | redis.RedisCluster
     info = _server_info(url)
     version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:2])
     if version < MINIMUM_VERSION:
-        raise RedisTooOld(f"Redis {info['redis_version']} at {url}; cluster mode needs Redis 7.0 or newer")
+        raise RedisTooOld(f"it is Redis {info['redis_version']}; cluster mode needs Redis 7.0 or newer")
     if not info.get("cluster_enabled"):
         return pooled_client(url, connections)
     settings = _pool_settings()
