@@ -11,8 +11,9 @@ import socket as std_socket
 
 from gevent import socket
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request, TextMessage
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .protocol import HEADER_SIZE, MAX_BODY
 
@@ -59,7 +60,7 @@ class WebSocketStream:
         self._closed = False
         # A server's frames are not masked, so a header is all they need; a client's must be
         # masked: wsproto builds those.
-        self._frame = self._client_frame if ws.client else _server_frame
+        self._frame = self._client_frame if ws.client else binary_frame
 
     def fileno(self) -> int:
         return self.raw.fileno()
@@ -96,7 +97,10 @@ class WebSocketStream:
                 self.raw.sendall(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 self._closed = True
-                self._send_quietly(event.response())
+                # A close frame is answered with one; the end of the stream (the network
+                # dropped, the peer vanished) leaves nobody to answer.
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._send_quietly(event.response())
                 return bytes(frames)
         return bytes(frames)
 
@@ -109,7 +113,7 @@ class WebSocketStream:
     def _send_quietly(self, event) -> None:
         try:
             self.raw.sendall(self._ws.send(event))
-        except (OSError, RemoteProtocolError):
+        except (OSError, LocalProtocolError, RemoteProtocolError):
             pass
 
     def send(self, data, *_flags_and_timeout) -> int:
@@ -152,13 +156,20 @@ class WebSocketStream:
         self.raw.close()
 
 
-def _server_frame(message) -> bytes:
-    """One unmasked, unfragmented binary WebSocket frame (RFC 6455 section 5.2)."""
+def binary_frame(message, mask_key: bytes = b"") -> bytes:
+    """One unfragmented binary WebSocket frame (RFC 6455 section 5.2): unmasked from a server,
+    masked with the 4-byte mask_key from a client."""
     size = len(message)
+    mask_bit = 0x80 if mask_key else 0
     if size < 126:
-        head = bytes((0x82, size))
+        head = bytes((0x82, mask_bit | size))
     elif size < 1 << 16:
-        head = bytes((0x82, 126)) + size.to_bytes(2, "big")
+        head = bytes((0x82, mask_bit | 126)) + size.to_bytes(2, "big")
     else:
-        head = bytes((0x82, 127)) + size.to_bytes(8, "big")
-    return head + bytes(message)
+        head = bytes((0x82, mask_bit | 127)) + size.to_bytes(8, "big")
+    if not mask_key:
+        return head + bytes(message)
+    # XOR as one big integer: the whole message at C speed, not a byte at a time.
+    mask = (mask_key * (size // 4 + 1))[:size]
+    masked = int.from_bytes(message, "big") ^ int.from_bytes(mask, "big")
+    return head + mask_key + masked.to_bytes(size, "big")

@@ -7,7 +7,8 @@ import pytest
 from gevent import subprocess
 
 from chatroom.codec import Decoder, encode
-from chatroom.protocol import Incoming, Login, Response, SendTo, Status
+from chatroom.protocol import Incoming, ListUsers, Login, Response, SendTo, Status, UserList
+from chatroom.testing import eventually, free_port
 
 pytestmark = pytest.mark.process
 
@@ -50,6 +51,20 @@ def test_relay_and_fanin_lose_nothing(server_process):
         "f",
     )
     assert status == 0 and result["delivered"] > 100 and result["lost"] == 0
+
+
+def test_relay_over_websocket_loses_nothing_and_leaves_no_one_behind(server_process, logged_in):
+    web_port = free_port()
+    server = server_process("--log-level", "WARNING", "--web", f"127.0.0.1:{web_port}")
+    arguments = ["--duration", "1", "--warmup", "0.3", "--clients", "6", "--window", "4", "--verify", "--websocket"]
+    status, result, _ = bench(("127.0.0.1", web_port), *arguments)
+    assert status == 0, result
+    assert result["delivered"] > 100 and result["lost"] == result["duplicated"] == result["reordered"] == 0
+    assert result["failures"] == result["disconnects"] == result["framing_errors"] == 0
+    # Its connections end without a close frame: the server must still log them all out.
+    watcher = logged_in(server.address, "watcher")
+    eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))
+    assert "Traceback" not in server.log_text()
 
 
 def test_hold_reports_ready(server_process):

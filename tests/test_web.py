@@ -243,3 +243,19 @@ def test_what_is_not_http_gets_a_plain_refusal(web_server):
             answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 404 ")
     assert "Traceback" not in web_server.log_text()
+
+
+def test_a_websocket_client_that_vanishes_without_a_close_frame_is_logged_out(web_server, logged_in):
+    host, port = web_server.web_address
+    watcher = logged_in(web_server.address, "watcher")
+    for vanishing in ("gone1", "gone2"):
+        sock, ws, answer = handshake(web_server.web_address, f"http://{host}:{port}")
+        assert isinstance(answer, AcceptConnection)
+        sock.sendall(ws.send(BytesMessage(data=encode(Login(vanishing)))))
+        with gevent.Timeout(WAIT):
+            ws.receive_data(sock.recv(65536))
+        assert [Decoder.for_client().receive_data(event.data) for event in ws.events()] == [[OK]]
+        assert watcher.request(ListUsers()) == UserList(tuple(sorted(("watcher", vanishing))))
+        sock.close()  # the network dropped it: no close frame, only the end of the TCP stream
+        eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))
+    assert "Traceback" not in web_server.log_text()

@@ -150,6 +150,10 @@ class Session:
                 gevent.sleep(0)
         except OSError:
             pass  # the peer reset or vanished: an ordinary end of a connection
+        except Exception:
+            # A bug, not the peer: say so, and still end the session, or its name would
+            # stay taken (this runs on the hub, where nobody else would clean up).
+            log.exception("%s: unexpected error; closing the connection", self.peer)
         self._end()
 
     def _serve_batch(self, data) -> bool:
