@@ -2,18 +2,20 @@
 Selenium, offline) against a real server process, beside raw-protocol clients."""
 
 import os
+import random
 import shutil
 from pathlib import Path
 
 import gevent
 import pytest
 from gevent import socket
+from gevent.pool import Pool
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, RejectConnection, Request
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
-from chatroom.testing import OK, WAIT, eventually, free_port
+from chatroom.testing import OK, WAIT, Peer, eventually, free_port, random_websocket_frames
 
 pytestmark = pytest.mark.process
 
@@ -259,3 +261,44 @@ def test_a_websocket_client_that_vanishes_without_a_close_frame_is_logged_out(we
         sock.close()  # the network dropped it: no close frame, only the end of the TCP stream
         eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))
     assert "Traceback" not in web_server.log_text()
+
+
+def test_random_and_broken_websocket_frames(web_server):
+    """Hostile bytes after a valid handshake, or instead of one: every connection ends, no
+    name stays taken, nothing is logged as an error, and the chat goes on."""
+    rng = random.Random(20261201)
+    host, port = web_server.web_address
+    origin = f"http://{host}:{port}"
+
+    def blast(index):
+        try:
+            if index % 10 == 0:  # not even a handshake: HTTP-ish noise
+                sock = socket.create_connection(web_server.web_address, timeout=WAIT)
+                sock.sendall(rng.choice([b"GET /chat HTTP/1.1\r\n", b"\x16\x03\x01", b""]) + rng.randbytes(200))
+            else:
+                sock, _, answer = handshake(web_server.web_address, origin)
+                assert isinstance(answer, AcceptConnection)
+                sock.sendall(random_websocket_frames(rng, 20))
+            if index % 3 == 0:
+                sock.close()  # gone, mid-message perhaps
+                return
+            sock.shutdown(socket.SHUT_WR)
+            with gevent.Timeout(WAIT):
+                while sock.recv(65536):
+                    pass
+            sock.close()
+        except OSError:
+            pass  # the server may close first, while we still send
+
+    pool = Pool(20)
+    for index in range(300):
+        pool.spawn(blast, index)
+    pool.join(timeout=60, raise_error=True)
+    watcher = Peer(web_server.address)
+    try:
+        eventually(lambda: watcher.request(ListUsers()) == UserList(()))
+        assert watcher.request(Login("watcher")) == OK
+    finally:
+        watcher.close()
+    log = web_server.log_text()
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
