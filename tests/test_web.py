@@ -16,6 +16,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Reje
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
 from chatroom.testing import OK, WAIT, Peer, eventually, free_port, random_websocket_frames
+from chatroom.websocket import binary_frame
 
 pytestmark = pytest.mark.process
 
@@ -278,7 +279,11 @@ def test_random_and_broken_websocket_frames(web_server):
             else:
                 sock, _, answer = handshake(web_server.web_address, origin)
                 assert isinstance(answer, AcceptConnection)
-                sock.sendall(random_websocket_frames(rng, 20))
+                if index % 5 == 1:  # by the rules, a user who then vanishes or leaves
+                    chat = [Login(f"user{index}"), ListUsers(), SendTo(f"user{index - 5}", "hi")]
+                    sock.sendall(b"".join(binary_frame(encode(message), rng.randbytes(4)) for message in chat))
+                else:
+                    sock.sendall(random_websocket_frames(rng, 20))
             if index % 3 == 0:
                 sock.close()  # gone, mid-message perhaps
                 return
