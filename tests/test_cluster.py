@@ -418,3 +418,32 @@ def test_the_nodes_find_the_directory_after_its_master_crashed_and_a_replica_too
             assert "Traceback" not in node.log_text()
     finally:
         cluster.close()
+
+
+def test_a_claim_the_replica_never_got_is_made_again_after_the_failover(server_process, tmp_path, logged_in, peer_at):
+    cluster = RedisClusterProcess(tmp_path / "cluster")
+    try:
+        replica = cluster.add_replica(tmp_path / "replica")
+        one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+        two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+        alice = logged_in(one.address, "alice")
+        with replica.client() as client:
+            # Cut the replica off its master for good (it can no longer log in to it), so that
+            # a claim made now reaches the master only.
+            client.config_set("masteruser", "nobody")
+            client.config_set("masterauth", "nothing")
+            client.execute_command("CLIENT", "KILL", "TYPE", "master")
+            eventually(lambda: client.info("replication")["master_link_status"] == "down")
+            bob = logged_in(one.address, "bob")
+            client.execute_command("READONLY")  # let this connection read the slot's keys
+            assert client.hget("{chatroom}:users", "bob") is None  # the replica never heard of bob
+            cluster.directory_master.proc.kill()
+            client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            eventually(lambda: client.info("replication")["role"] == "master")
+        # The nodes move, and node one registers its users again: bob is held, by node one.
+        eventually(lambda: alice.request(ListUsers()) == UserList(("alice", "bob")), timeout=2 * TTL)
+        assert peer_at(two.address).request(Login("bob")) == FAILURE
+        assert logged_in(two.address, "carol").request(SendTo("bob", "still you?")) == OK
+        assert bob.next_event() == Incoming("carol", "still you?")
+    finally:
+        cluster.close()
