@@ -81,7 +81,8 @@ def _with_address(url: str, host: str, port: int) -> str:
     """url with another host and port (its scheme, credentials and options kept)."""
     parts = urlsplit(url)
     credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+    netloc = f"{credentials}@{address}" if credentials else address
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
