@@ -214,3 +214,24 @@ def test_the_metrics_server_answers_only_its_two_paths(server_process, logged_in
     metrics = Metrics(server_process)
     assert logged_in(metrics.server.address, "x").request(ListUsers()) == UserList(("x",))
     assert get(f"http://127.0.0.1:{metrics.port}/nothing")[0] == 404
+
+
+def test_bad_requests_to_the_metrics_port_are_no_errors(server_process):
+    metrics = Metrics(server_process)
+    bad = [
+        bytes(range(256)),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /\x8a\xb4\x1d HTTP/1.1\r\n\r\n",
+    ]
+    for request in bad * 5:
+        with gevent.socket.create_connection(("127.0.0.1", metrics.port), timeout=WAIT) as sock:
+            sock.sendall(request)
+            sock.shutdown(gevent.socket.SHUT_WR)
+            with gevent.Timeout(WAIT):
+                while sock.recv(65536):
+                    pass
+    assert metrics.health() == (200, "serving\n")
+    log = metrics.server.log_text()
+    assert "Invalid" in log  # each is a line of the log...
+    assert "ERROR" not in log and "Traceback" not in log  # ...but none is an error

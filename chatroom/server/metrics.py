@@ -11,7 +11,7 @@ no thread.
 import bisect
 import logging
 
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import LoggingLogAdapter, WSGIServer
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -173,6 +173,8 @@ def serve(host: str, port: int, server) -> WSGIServer:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/metrics or /health\n"]
 
-    http = WSGIServer((host, port), app, log=None, error_log=log)
+    # What pywsgi reports is a bad request from the network (an error of the app itself goes
+    # to the hub, with its traceback): worth a line, not an ERROR.
+    http = WSGIServer((host, port), app, log=None, error_log=LoggingLogAdapter(log, logging.INFO))
     http.start()
     return http
