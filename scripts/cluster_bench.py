@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from chatroom.testing import RedisClusterProcess, RedisProcess, ServerProcess, free_port
@@ -141,6 +142,32 @@ def measure(redis_url) -> list:
     return lines
 
 
+def failover_under_load(folder) -> str:
+    """Cross-node relay while the directory's master hands over to its replica (CLUSTER
+    FAILOVER, a third of the way in): how many sends failed, and whether any was lost."""
+    cluster = RedisClusterProcess(Path(folder) / "failover")
+    replica = cluster.add_replica(Path(folder) / "failover-replica")
+    one, two = start_node("--redis", cluster.url), start_node("--redis", cluster.url)
+    try:
+        command = [str(BIN / "chatroom-bench"), "--port", f"{one.port},{two.port}", "--clients", "100"]
+        command += ["--window", "16", "--duration", DURATION, "--warmup", "1", "--verify", "--json"]
+        load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(1 + float(DURATION) / 3)
+        with replica.client() as client:
+            client.execute_command("CLUSTER", "FAILOVER")
+        result = json.loads(load.communicate(timeout=300)[0])
+    finally:
+        one.terminate()
+        two.terminate()
+        cluster.close()
+    checks = "/".join(str(result[k]) for k in ("lost", "duplicated", "reordered"))
+    return (
+        f"Failover under load (cross-node relay 100x16 on a Redis Cluster of 3, the directory's master handing "
+        f"over to its replica a third of the way in): {result['msgs_per_s']:.0f} msgs/s, {result['failures']} "
+        f"sends answered FAILURE, lost/dup/reordered {checks}."
+    )
+
+
 def main():
     folder = tempfile.mkdtemp(prefix="chatroom-redis-")
     compared = [(100, 16, False), (1000, 4, False), (100, 16, True)]
@@ -156,9 +183,12 @@ def main():
         lines += cross_node(redis_cluster.url, "Redis Cluster of 3", compared)
     finally:
         redis_cluster.close()
+    try:
+        failover = failover_under_load(folder)
+    finally:
         shutil.rmtree(folder, ignore_errors=True)
-    lines += ["", rate]
-    print(rate, flush=True)
+    lines += ["", rate, "", failover]
+    print(rate, failover, sep="\n", flush=True)
     section = "\n".join(
         [
             BEGIN,
