@@ -57,7 +57,8 @@ class WebSocketStream:
         self._ws = ws
         self._incoming = bytearray()  # the message being received, while it is in fragments
         self._outgoing = bytearray()  # bytes of a frame not yet whole, to send
-        self._closed = False
+        self._closed = False  # a close frame has gone out (or the stream ended): nothing more may
+        self.refused = False  # the peer broke the rules, and may still be sending
         # A server's frames are not masked, so a header is all they need; a client's must be
         # masked: wsproto builds those.
         self._frame = self._client_frame if ws.client else binary_frame
@@ -106,6 +107,7 @@ class WebSocketStream:
 
     def _fail(self, code: int, reason: str) -> bytes:
         log.info("WebSocket closed: %s", reason)
+        self.refused = True
         self._closed = True
         self._send_quietly(CloseConnection(code=code, reason=reason))
         return b""
@@ -118,7 +120,9 @@ class WebSocketStream:
 
     def send(self, data, *_flags_and_timeout) -> int:
         """Send the frames in data, each as a binary message (a frame cut short waits for its
-        end in the next call); all of data is taken."""
+        end in the next call); all of data is taken, and dropped once a close frame has gone."""
+        if self._closed:
+            return len(data)
         self._outgoing += data
         out = bytearray()
         view = self._outgoing
