@@ -414,6 +414,24 @@ def test_the_nodes_find_the_directory_after_its_master_crashed_and_a_replica_too
         eventually(lambda: alice.request(SendTo("carol", "after the crash")) == OK, timeout=2 * TTL)
         assert carol.next_event() == Incoming("alice", "after the crash")
         assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
+        # New accounts still reach both nodes, through a node that is alive, without polling.
+        live = [server for server in cluster.masters + cluster.replicas if server is not crashing]
+        for server in live:
+            with server.client() as client:
+                client.config_resetstat()
+        dave = hello(peer_at(two.address))
+        assert dave.request(Register("dave", "pw")) == OK
+        dave.close()  # offline: what is sent to him now is kept
+        sender = hello(peer_at(one.address))
+        assert sender.request(Register("erin", "pw")) == OK
+        eventually(lambda: sender.request(SendTo("dave", "for later")) == Response(Status.STORED))
+        gevent.sleep(1.0)  # a node that had to poll for new names would do so meanwhile
+
+        def hkeys_calls(server):
+            with server.client() as client:
+                return client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0)
+
+        assert sum(hkeys_calls(server) for server in live) == 0
         for node in (one, two):
             assert "Traceback" not in node.log_text()
     finally:

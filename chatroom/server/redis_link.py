@@ -44,6 +44,26 @@ def store_client(url: str, connections: int) -> redis.Redis | redis.RedisCluster
     return redis.RedisCluster.from_url(url, connection_pool_class=pool_class, max_connections=connections, **settings)
 
 
+def some_node(client: redis.Redis | redis.RedisCluster, url: str) -> str:
+    """The address of a node to subscribe at: url for a single Redis; for a Redis Cluster,
+    any node the cluster client knows of now (a classic PUBLISH reaches every node)."""
+    if not isinstance(client, redis.RedisCluster):
+        return url
+    node = client.get_random_node()
+    return _with_address(url, node.host, node.port)
+
+
+def forget_topology(client: redis.Redis | redis.RedisCluster) -> None:
+    """After a pipeline failed: make a cluster client ask the cluster where the slots are now.
+    (A single command does so by itself when its node cannot be reached; redis-py's cluster
+    pipeline does not, and would go on sending to a master that is gone.)"""
+    if isinstance(client, redis.RedisCluster):
+        try:
+            client.nodes_manager.initialize()
+        except redis.RedisError:
+            pass  # nobody answers now: the next failure asks again
+
+
 def slot_owner(candidates: list[str], key: str) -> tuple[str, list[str]]:
     """Where key is held, asking the Redis servers at candidates in turn: (the address of
     the one holding it, every address the first to answer knows of). For a single Redis,

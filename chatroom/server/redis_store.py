@@ -21,7 +21,7 @@ import gevent
 import redis
 
 from ..protocol import HistoryEntry, StoredMessage
-from .redis_link import RedisTooOld, store_client
+from .redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class RedisStore:
             self._redis = store_client(url, POOL_SIZE)
         except (redis.RedisError, RedisTooOld) as err:
             raise StoreUnavailable(str(err)) from err
-        self._subscriber = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_keepalive=True)
+        self._url = url
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
         self._known: set[str] = set()
@@ -88,25 +88,28 @@ class RedisStore:
         if self._listener is not None:
             self._listener.kill()
         self._redis.close()
-        self._subscriber.close()
 
     def _listen_for_accounts(self):
         while True:
-            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            # Any node of a Redis Cluster hears every PUBLISH: take one the cluster knows now,
+            # so that losing the node --redis named does not cut this node off new accounts.
+            address = some_node(self._redis, self._url)
+            subscriber = redis.Redis.from_url(address, socket_connect_timeout=1.0, socket_keepalive=True)
+            pubsub = subscriber.pubsub()
             try:
                 pubsub.subscribe(NEW_ACCOUNTS)
+                if pubsub.get_message(timeout=2.0) is None:  # subscribed: no new name slips by now...
+                    raise redis.TimeoutError("no answer to SUBSCRIBE")
+                self._known |= _names(self._redis.hkeys(ACCOUNTS))  # ...and none made meanwhile is missed
                 for message in pubsub.listen():
                     if message["type"] == "message":
                         self._known |= _names([message["data"]])
             except redis.RedisError:
-                pass  # the directory logs Redis going away; names are reloaded when it is back
+                pass  # the directory logs Redis going away
             finally:
                 pubsub.close()
+                subscriber.close()
             gevent.sleep(RETRY_PAUSE)
-            try:
-                self._known |= _names(self._redis.hkeys(ACCOUNTS))
-            except redis.RedisError:
-                pass
 
     def _call(self, method, *args, **kwargs):
         try:
@@ -169,6 +172,7 @@ class RedisStore:
                     pipe.execute()
                 except redis.RedisError as err:
                     log.warning("%d messages not recorded in the history: %s", len(records), err)
+                    forget_topology(self._redis)
         finally:
             self._recorder = None
 
