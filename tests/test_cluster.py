@@ -370,98 +370,98 @@ def test_on_a_redis_cluster_the_store_spreads_over_the_masters_and_the_directory
     assert texts == stored
 
 
-def test_the_nodes_follow_the_directory_to_a_promoted_replica(server_process, tmp_path, logged_in, peer_at):
+@pytest.fixture
+def replicated_cluster(tmp_path):
+    """A Redis Cluster of three whose directory's master has a replica: (cluster, replica)."""
     cluster = RedisClusterProcess(tmp_path / "cluster")
     try:
-        replica = cluster.add_replica(tmp_path / "replica")
-        one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
-        two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
-        alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
-        with replica.client() as client:
-            client.execute_command("CLUSTER", "FAILOVER")  # the replica takes over, the master steps down
-            eventually(lambda: client.info("replication")["role"] == "master")
-        # Both nodes move to the new master: names, lists and messages carry on.
-        eventually(lambda: alice.request(SendTo("carol", "after the failover")) == OK, timeout=WAIT)
-        assert carol.next_event() == Incoming("alice", "after the failover")
-        assert carol.request(SendTo("alice", "both ways")) == OK
-        assert alice.next_event() == Incoming("carol", "both ways")
-        assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
-        assert logged_in(two.address, "dave").request(ListUsers()) == UserList(("alice", "carol", "dave"))
-        for node in (one, two):
-            log = node.log_text()
-            assert log.count("the directory's slot is served by") == 2  # at the start, and once moved
-            assert "Traceback" not in log and "Redis unreachable" not in log
+        yield cluster, cluster.add_replica(tmp_path / "replica")
     finally:
         cluster.close()
+
+
+def test_the_nodes_follow_the_directory_to_a_promoted_replica(replicated_cluster, server_process, logged_in, peer_at):
+    cluster, replica = replicated_cluster
+    one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+    two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+    alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
+    with replica.client() as client:
+        client.execute_command("CLUSTER", "FAILOVER")  # the replica takes over, the master steps down
+        eventually(lambda: client.info("replication")["role"] == "master")
+    # Both nodes move to the new master: names, lists and messages carry on.
+    eventually(lambda: alice.request(SendTo("carol", "after the failover")) == OK, timeout=WAIT)
+    assert carol.next_event() == Incoming("alice", "after the failover")
+    assert carol.request(SendTo("alice", "both ways")) == OK
+    assert alice.next_event() == Incoming("carol", "both ways")
+    assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
+    assert logged_in(two.address, "dave").request(ListUsers()) == UserList(("alice", "carol", "dave"))
+    for node in (one, two):
+        log = node.log_text()
+        assert log.count("the directory's slot is served by") == 2  # at the start, and once moved
+        assert "Traceback" not in log and "Redis unreachable" not in log
 
 
 def test_the_nodes_find_the_directory_after_its_master_crashed_and_a_replica_took_over(
-    server_process, tmp_path, logged_in, peer_at
+    replicated_cluster, server_process, logged_in, peer_at
 ):
-    cluster = RedisClusterProcess(tmp_path / "cluster")
-    try:
-        replica = cluster.add_replica(tmp_path / "replica")
-        # Given the very master that will crash: the nodes must ask the others they learnt of.
-        crashing = cluster.directory_master
-        one = server_process("--redis", crashing.url, "--node-ttl", str(TTL))
-        two = server_process("--redis", crashing.url, "--node-ttl", str(TTL))
-        alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
-        crashing.proc.kill()
-        with replica.client() as client:
-            # What the cluster does by itself once cluster-node-timeout has passed, at once.
-            client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
-            eventually(lambda: client.info("replication")["role"] == "master")
-        eventually(lambda: alice.request(SendTo("carol", "after the crash")) == OK, timeout=2 * TTL)
-        assert carol.next_event() == Incoming("alice", "after the crash")
-        assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
-        # New accounts still reach both nodes, through a node that is alive, without polling.
-        live = [server for server in cluster.masters + cluster.replicas if server is not crashing]
-        for server in live:
-            with server.client() as client:
-                client.config_resetstat()
-        dave = hello(peer_at(two.address))
-        assert dave.request(Register("dave", "pw")) == OK
-        dave.close()  # offline: what is sent to him now is kept
-        sender = hello(peer_at(one.address))
-        assert sender.request(Register("erin", "pw")) == OK
-        eventually(lambda: sender.request(SendTo("dave", "for later")) == Response(Status.STORED))
-        gevent.sleep(1.0)  # a node that had to poll for new names would do so meanwhile
+    cluster, replica = replicated_cluster
+    # Given the very master that will crash: the nodes must ask the others they learnt of.
+    crashing = cluster.directory_master
+    one = server_process("--redis", crashing.url, "--node-ttl", str(TTL))
+    two = server_process("--redis", crashing.url, "--node-ttl", str(TTL))
+    alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
+    crashing.proc.kill()
+    with replica.client() as client:
+        # What the cluster does by itself once cluster-node-timeout has passed, at once.
+        client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+        eventually(lambda: client.info("replication")["role"] == "master")
+    eventually(lambda: alice.request(SendTo("carol", "after the crash")) == OK, timeout=2 * TTL)
+    assert carol.next_event() == Incoming("alice", "after the crash")
+    assert peer_at(two.address).request(Login("alice")) == FAILURE  # still held, by node one
+    # New accounts still reach both nodes, through a node that is alive, without polling.
+    live = [server for server in cluster.masters + cluster.replicas if server is not crashing]
+    for server in live:
+        with server.client() as client:
+            client.config_resetstat()
+    dave = hello(peer_at(two.address))
+    assert dave.request(Register("dave", "pw")) == OK
+    dave.close()  # offline: what is sent to him now is kept
+    sender = hello(peer_at(one.address))
+    assert sender.request(Register("erin", "pw")) == OK
+    eventually(lambda: sender.request(SendTo("dave", "for later")) == Response(Status.STORED))
+    gevent.sleep(1.0)  # a node that had to poll for new names would do so meanwhile
 
-        def hkeys_calls(server):
-            with server.client() as client:
-                return client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0)
+    def hkeys_calls(server):
+        with server.client() as client:
+            return client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0)
 
-        assert sum(hkeys_calls(server) for server in live) == 0
-        for node in (one, two):
-            assert "Traceback" not in node.log_text()
-    finally:
-        cluster.close()
+    assert sum(hkeys_calls(server) for server in live) == 0
+    for node in (one, two):
+        assert "Traceback" not in node.log_text()
 
 
-def test_a_claim_the_replica_never_got_is_made_again_after_the_failover(server_process, tmp_path, logged_in, peer_at):
-    cluster = RedisClusterProcess(tmp_path / "cluster")
-    try:
-        replica = cluster.add_replica(tmp_path / "replica")
-        one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
-        two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
-        alice = logged_in(one.address, "alice")
-        with replica.client() as client:
-            # Cut the replica off its master for good (it can no longer log in to it), so that
-            # a claim made now reaches the master only.
-            client.config_set("masteruser", "nobody")
-            client.config_set("masterauth", "nothing")
-            client.execute_command("CLIENT", "KILL", "TYPE", "master")
-            eventually(lambda: client.info("replication")["master_link_status"] == "down")
-            bob = logged_in(one.address, "bob")
-            client.execute_command("READONLY")  # let this connection read the slot's keys
-            assert client.hget("{chatroom}:users", "bob") is None  # the replica never heard of bob
-            cluster.directory_master.proc.kill()
-            client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
-            eventually(lambda: client.info("replication")["role"] == "master")
-        # The nodes move, and node one registers its users again: bob is held, by node one.
-        eventually(lambda: alice.request(ListUsers()) == UserList(("alice", "bob")), timeout=2 * TTL)
-        assert peer_at(two.address).request(Login("bob")) == FAILURE
-        assert logged_in(two.address, "carol").request(SendTo("bob", "still you?")) == OK
-        assert bob.next_event() == Incoming("carol", "still you?")
-    finally:
-        cluster.close()
+def test_a_claim_the_replica_never_got_is_made_again_after_the_failover(
+    replicated_cluster, server_process, logged_in, peer_at
+):
+    cluster, replica = replicated_cluster
+    one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+    two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
+    alice = logged_in(one.address, "alice")
+    with replica.client() as client:
+        # Cut the replica off its master for good (it can no longer log in to it), so that
+        # a claim made now reaches the master only.
+        client.config_set("masteruser", "nobody")
+        client.config_set("masterauth", "nothing")
+        client.execute_command("CLIENT", "KILL", "TYPE", "master")
+        eventually(lambda: client.info("replication")["master_link_status"] == "down")
+        bob = logged_in(one.address, "bob")
+        client.execute_command("READONLY")  # let this connection read the slot's keys
+        assert client.hget("{chatroom}:users", "bob") is None  # the replica never heard of bob
+        cluster.directory_master.proc.kill()
+        client.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+        eventually(lambda: client.info("replication")["role"] == "master")
+    # The nodes move, and node one registers its users again: bob is held, by node one.
+    eventually(lambda: alice.request(ListUsers()) == UserList(("alice", "bob")), timeout=2 * TTL)
+    assert peer_at(two.address).request(Login("bob")) == FAILURE
+    assert logged_in(two.address, "carol").request(SendTo("bob", "still you?")) == OK
+    assert bob.next_event() == Incoming("carol", "still you?")
