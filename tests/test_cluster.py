@@ -429,13 +429,14 @@ def test_the_nodes_find_the_directory_after_its_master_crashed_and_a_replica_too
     sender = hello(peer_at(one.address))
     assert sender.request(Register("erin", "pw")) == OK
     eventually(lambda: sender.request(SendTo("dave", "for later")) == Response(Status.STORED))
-    gevent.sleep(1.0)  # a node that had to poll for new names would do so meanwhile
+    gevent.sleep(2.0)  # a node that had to poll for new names would do so a few times meanwhile
 
     def hkeys_calls(server):
         with server.client() as client:
             return client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0)
 
-    assert sum(hkeys_calls(server) for server in live) == 0
+    # At most one reload of the names per node: the one after its subscription took.
+    assert sum(hkeys_calls(server) for server in live) <= 2
     for node in (one, two):
         assert "Traceback" not in node.log_text()
 
