@@ -2,7 +2,7 @@
 
 - :mod:`chatroom.protocol` and :mod:`chatroom.codec`: the wire protocol both sides speak
   (messages and limits; bytes to messages and back, without I/O); :mod:`chatroom.websocket`:
-  the same over WebSocket, one frame per message;
+  the same over WebSocket, one frame per message, as a client speaks it;
 - :mod:`chatroom.server`: the server (``chatroom-server``);
 - :mod:`chatroom.client`: the terminal client (``chatroom-client``); :mod:`chatroom.web`: the
   browser client's files;

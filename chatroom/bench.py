@@ -23,7 +23,6 @@ measured: the bench is an ordinary client of the protocol.
 
 import argparse
 import json
-import random
 import sys
 import time
 
@@ -35,7 +34,6 @@ from .codec import Decoder, encode
 from .protocol import (
     DEFAULT_PORT,
     EXTENSION_VERSION,
-    HEADER_SIZE,
     MAX_NAME_CHARS,
     Hello,
     Incoming,
@@ -46,7 +44,6 @@ from .protocol import (
     SendTo,
     Status,
 )
-from .websocket import binary_frame
 from .websocket import connect as connect_websocket
 
 MIN_PAYLOAD = 32
@@ -80,7 +77,7 @@ class BenchClient:
         self._register = register
         self._answers_due = 2 if register else 1  # HELLO and REGISTER, or LOGIN
         if websocket:
-            self.sock = FramedWebSocket(connect_websocket(address).raw)
+            self.sock = connect_websocket(address)
         else:
             plain = socket.create_connection(address, timeout=30)
             plain.settimeout(None)
@@ -183,67 +180,6 @@ class BenchClient:
             stats.reordered += 1
         else:
             stats.highest[key] = seq
-
-
-class FramedWebSocket:
-    """The bench's end of an open WebSocket, framed by hand: each protocol frame goes out as
-    one masked binary message, and the payloads of the server's messages come in. wsproto
-    opens the connection (and the server parses with it), but framing through its events
-    here made the load generator, not the server, the bottleneck."""
-
-    def __init__(self, sock):
-        self.raw = sock
-        self._unread = bytearray()
-
-    def sendall(self, frames: bytes) -> None:
-        """Send whole protocol frames, each as a message."""
-        out = bytearray()
-        offset = 0
-        while offset < len(frames):
-            end = offset + HEADER_SIZE + int.from_bytes(frames[offset + 1 : offset + HEADER_SIZE], "big")
-            out += binary_frame(frames[offset:end], random.randbytes(4))
-            offset = end
-        self.raw.sendall(out)
-
-    def recv(self, size: int) -> bytes:
-        """The payloads of the next whole binary messages; b"" once the server closes."""
-        while data := self.raw.recv(size):
-            self._unread += data
-            payloads, closing = _take_messages(self._unread)
-            if closing:
-                return b""
-            if payloads:
-                return payloads
-        return b""
-
-    def setsockopt(self, *args) -> None:
-        self.raw.setsockopt(*args)
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-def _take_messages(unread: bytearray) -> tuple[bytes, bool]:
-    """Take the whole frames from the start of unread (a server's: unmasked, unfragmented):
-    the binary payloads, and whether a close frame came."""
-    payloads = bytearray()
-    at, size = 0, len(unread)
-    while size - at >= 2:
-        opcode, length = unread[at] & 0x0F, unread[at + 1] & 0x7F
-        head = {126: 4, 127: 10}.get(length, 2)
-        if size - at < head:
-            break
-        if head > 2:
-            length = int.from_bytes(unread[at + 2 : at + head], "big")
-        if size - at < head + length:
-            break
-        if opcode == 0x8:
-            return bytes(payloads), True
-        if opcode == 0x2:
-            payloads += unread[at + head : at + head + length]
-        at += head + length
-    del unread[:at]
-    return bytes(payloads), False
 
 
 def percentile(sorted_values, fraction):

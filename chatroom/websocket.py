@@ -1,31 +1,25 @@
-"""The chat over a WebSocket: each binary message carries exactly one protocol frame.
+"""The chat over a WebSocket, as a client speaks it: each binary message carries exactly one
+protocol frame.
 
-:class:`WebSocketStream` wraps a connected socket and its wsproto connection (either side)
-with a socket's face: ``recv()`` gives the frames that arrive, ``send()`` takes frames in any
-pieces and sends each as one message. The server's sessions use it for browsers; the bench
-uses it, with :func:`connect`, to measure the WebSocket path.
+:func:`connect` opens a WebSocket to a server's --web port (wsproto does the handshake) and
+gives a :class:`WebSocketClient`, with a socket's face: the bench measures the WebSocket path
+with it. :func:`binary_frame` builds one message, a client's (masked) or a server's; the
+server's end, which must take whatever a browser or an attacker sends, is
+:class:`chatroom.server.web.WebSocketStream`.
 """
 
-import logging
-import socket as std_socket
+import random
 
 from gevent import socket
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request, TextMessage
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.events import AcceptConnection, RejectConnection, Request
 
-from .protocol import HEADER_SIZE, MAX_BODY
-
-log = logging.getLogger(__name__)
+from .protocol import HEADER_SIZE
 
 RECV_SIZE = 65536
-MAX_MESSAGE = HEADER_SIZE + MAX_BODY
-# WebSocket close codes.
-POLICY_VIOLATION, TOO_BIG, NORMAL = 1008, 1009, 1000
 
 
-def connect(address, timeout: float = 30.0) -> "WebSocketStream":
+def connect(address, timeout: float = 30.0) -> "WebSocketClient":
     """A client WebSocket to a chatroom server's --web address (with the page's origin)."""
     host, port = address
     sock = socket.create_connection((host, port), timeout=timeout)
@@ -40,124 +34,71 @@ def connect(address, timeout: float = 30.0) -> "WebSocketStream":
         for event in ws.events():
             if isinstance(event, AcceptConnection):
                 sock.settimeout(None)
-                return WebSocketStream(sock, ws)
+                return WebSocketClient(sock)
             if isinstance(event, RejectConnection):
                 sock.close()
                 raise ConnectionError(f"WebSocket refused: HTTP {event.status_code}")
 
 
-class WebSocketStream:
-    """A WebSocket with a socket's face, for a Session: recv() gives the frames that arrive,
-    one per binary message; send() takes frames, in any pieces, and sends each as a message."""
+class WebSocketClient:
+    """A client's end of an open WebSocket, framed by hand: each protocol frame goes out as
+    one masked binary message, and the payloads of the server's messages come in (a server's
+    frames are simple: unmasked, whole). Framing through wsproto's events here made the load
+    generator, not the server, the bottleneck."""
 
-    transport = "websocket"
-
-    def __init__(self, sock, ws: WSConnection):
+    def __init__(self, sock):
         self.raw = sock
-        self._ws = ws
-        self._incoming = bytearray()  # the message being received, while it is in fragments
-        self._outgoing = bytearray()  # bytes of a frame not yet whole, to send
-        self._closed = False  # a close frame has gone out (or the stream ended): nothing more may
-        self.refused = False  # the peer broke the rules, and may still be sending
-        # A server's frames are not masked, so a header is all they need; a client's must be
-        # masked: wsproto builds those.
-        self._frame = self._client_frame if ws.client else binary_frame
+        self._unread = bytearray()
 
-    def fileno(self) -> int:
-        return self.raw.fileno()
-
-    def recv(self, size: int = RECV_SIZE) -> bytes:
-        """The frames of the next whole messages; b"" at the end (or after a violation, when
-        the connection is being closed)."""
-        while not self._closed:
-            data = self.raw.recv(RECV_SIZE)
-            try:
-                self._ws.receive_data(data or None)
-                frames = self._take_events()
-            except RemoteProtocolError:
-                return self._fail(POLICY_VIOLATION, "not WebSocket")
-            if frames or not data:
-                return frames
-        return b""
-
-    def _take_events(self) -> bytes:
-        frames = bytearray()
-        for event in self._ws.events():
-            if isinstance(event, BytesMessage):
-                self._incoming += event.data
-                if len(self._incoming) > MAX_MESSAGE:
-                    return self._fail(TOO_BIG, "a message longer than a frame may be")
-                if event.message_finished:
-                    message, self._incoming = bytes(self._incoming), bytearray()
-                    if len(message) < HEADER_SIZE or int.from_bytes(message[1:5], "big") != len(message) - HEADER_SIZE:
-                        return self._fail(POLICY_VIOLATION, "a message must be exactly one frame")
-                    frames += message
-            elif isinstance(event, TextMessage):
-                return self._fail(POLICY_VIOLATION, "frames go in binary messages")
-            elif isinstance(event, Ping):
-                self.raw.sendall(self._ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                self._closed = True
-                # A close frame is answered with one; the end of the stream (the network
-                # dropped, the peer vanished) leaves nobody to answer.
-                if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                    self._send_quietly(event.response())
-                return bytes(frames)
-        return bytes(frames)
-
-    def _fail(self, code: int, reason: str) -> bytes:
-        log.info("WebSocket closed: %s", reason)
-        self.refused = True
-        self._closed = True
-        self._send_quietly(CloseConnection(code=code, reason=reason))
-        return b""
-
-    def _send_quietly(self, event) -> None:
-        try:
-            self.raw.sendall(self._ws.send(event))
-        except (OSError, LocalProtocolError, RemoteProtocolError):
-            pass
-
-    def send(self, data, *_flags_and_timeout) -> int:
-        """Send the frames in data, each as a binary message (a frame cut short waits for its
-        end in the next call); all of data is taken, and dropped once a close frame has gone."""
-        if self._closed:
-            return len(data)
-        self._outgoing += data
+    def sendall(self, frames: bytes) -> None:
+        """Send whole protocol frames, each as a message."""
         out = bytearray()
-        view = self._outgoing
         offset = 0
-        while len(view) - offset >= HEADER_SIZE:
-            end = offset + HEADER_SIZE + int.from_bytes(view[offset + 1 : offset + HEADER_SIZE], "big")
-            if end > len(view):
-                break
-            out += self._frame(view[offset:end])
+        while offset < len(frames):
+            end = offset + HEADER_SIZE + int.from_bytes(frames[offset + 1 : offset + HEADER_SIZE], "big")
+            out += binary_frame(frames[offset:end], random.randbytes(4))
             offset = end
-        del self._outgoing[:offset]
-        if out:
-            self.raw.sendall(out)
-        return len(data)
+        self.raw.sendall(out)
 
-    def _client_frame(self, message) -> bytes:
-        return self._ws.send(BytesMessage(data=bytes(message)))
-
-    def sendall(self, data) -> None:
-        self.send(data)
+    def recv(self, size: int) -> bytes:
+        """The payloads of the next whole binary messages; b"" once the server closes."""
+        while data := self.raw.recv(size):
+            self._unread += data
+            payloads, closing = _take_messages(self._unread)
+            if closing:
+                return b""
+            if payloads:
+                return payloads
+        return b""
 
     def setsockopt(self, *args) -> None:
         self.raw.setsockopt(*args)
 
-    def shutdown(self, how: int) -> None:
-        if how != std_socket.SHUT_RD and not self._closed:
-            self._closed = True
-            self._send_quietly(CloseConnection(code=NORMAL))
-        self.raw.shutdown(how)
-
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._send_quietly(CloseConnection(code=NORMAL))
         self.raw.close()
+
+
+def _take_messages(unread: bytearray) -> tuple[bytes, bool]:
+    """Take the whole frames from the start of unread (a server's: unmasked, unfragmented):
+    the binary payloads, and whether a close frame came."""
+    payloads = bytearray()
+    at, size = 0, len(unread)
+    while size - at >= 2:
+        opcode, length = unread[at] & 0x0F, unread[at + 1] & 0x7F
+        head = {126: 4, 127: 10}.get(length, 2)
+        if size - at < head:
+            break
+        if head > 2:
+            length = int.from_bytes(unread[at + 2 : at + head], "big")
+        if size - at < head + length:
+            break
+        if opcode == 0x8:
+            return bytes(payloads), True
+        if opcode == 0x2:
+            payloads += unread[at + head : at + head + length]
+        at += head + length
+    del unread[:at]
+    return bytes(payloads), False
 
 
 def binary_frame(message, mask_key: bytes = b"") -> bytes:

@@ -1,5 +1,6 @@
 """WebSocketStream, the server's end of a browser's connection, over a socket pair: one frame
-per message in, one message per frame out, and nothing at all once a close frame has gone."""
+per message in, one message per frame out, nothing at all once a close frame has gone, and a
+close frame that reaches even a peer still sending."""
 
 import gevent
 import pytest
@@ -9,9 +10,8 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 
 from chatroom.codec import encode
 from chatroom.protocol import ListUsers, Login
-from chatroom.server.sockets import close_gracefully
+from chatroom.server.web import WebSocketStream
 from chatroom.testing import WAIT
-from chatroom.websocket import WebSocketStream
 
 
 @pytest.fixture
@@ -82,8 +82,7 @@ def test_a_message_longer_than_a_frame_may_be_is_refused(pair):
     sender = gevent.spawn(sock.sendall, client.send(BytesMessage(b"\x03" + bytes(300_000))))
     with gevent.Timeout(WAIT):
         assert stream.recv() == b""
-    assert stream.refused  # the peer may still be sending: the session closes gracefully
-    closing = gevent.spawn(close_gracefully, stream.raw)
+    closing = gevent.spawn(stream.close)  # the peer may still be sending: closed gracefully
     sender.kill()
     sock.shutdown(socket.SHUT_WR)
     (closed,) = events_until_closed(sock, client)

@@ -252,9 +252,6 @@ class Session:
             self._outbox.close()
             if self._decoder.broken:
                 close_gracefully(self._sock)  # the client may still be sending the huge frame
-            elif getattr(self._sock, "refused", False):
-                # A WebSocket that broke the rules has had its close frame: let it arrive.
-                close_gracefully(self._sock.raw)
             else:
                 self._sock.close()
             log.info("disconnect %s", self.peer, extra=fields("disconnect", peer=self.peer, reason=reason))

@@ -2,9 +2,9 @@
 
 An HTTP request either asks for one of the page's files, served as they are, or upgrades to
 a WebSocket (wsproto does the handshake, sans-I/O, as our codec does the chat's). The
-connection then becomes a :class:`~chatroom.websocket.WebSocketStream`, which gives the
-session a socket's face: web users are sessions like any other (same directory, limits,
-cluster).
+connection then becomes a :class:`WebSocketStream`, which gives the session a socket's face:
+web users are sessions like any other (same directory, limits, cluster). Each binary message
+carries exactly one protocol frame.
 """
 
 import logging
@@ -13,15 +13,22 @@ from importlib import resources
 import gevent
 import h11
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, Request
-from wsproto.utilities import RemoteProtocolError
+from wsproto.connection import ConnectionState
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ..websocket import WebSocketStream
+from ..protocol import HEADER_SIZE, MAX_BODY
+from ..websocket import binary_frame
+from .sockets import close_gracefully
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT = 10.0
+RECV_SIZE = 65536
+MAX_MESSAGE = HEADER_SIZE + MAX_BODY
+# WebSocket close codes.
+POLICY_VIOLATION, TOO_BIG, NORMAL = 1008, 1009, 1000
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -107,3 +114,108 @@ def _respond(sock, status: str, body: bytes, content_type="text/plain; charset=u
         "Connection: close\r\n\r\n"
     )
     sock.sendall(head.encode() + body)
+
+
+class WebSocketStream:
+    """The server's end of a WebSocket, with a socket's face for a Session: recv() gives the
+    frames that arrive, one per binary message; send() takes frames, in any pieces, and sends
+    each as a message. What arrives is parsed by wsproto: it may come from anyone."""
+
+    transport = "websocket"
+
+    def __init__(self, sock, ws: WSConnection):
+        self.raw = sock
+        self._ws = ws
+        self._incoming = bytearray()  # the message being received, while it is in fragments
+        self._outgoing = bytearray()  # bytes of a frame not yet whole, to send
+        self._closed = False  # a close frame has gone out (or the stream ended): nothing more may
+        self._refused = False  # the peer broke the rules, and may still be sending
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def recv(self, size: int = RECV_SIZE) -> bytes:
+        """The frames of the next whole messages; b"" at the end (or after a violation, when
+        the connection is being closed)."""
+        while not self._closed:
+            data = self.raw.recv(RECV_SIZE)
+            try:
+                self._ws.receive_data(data or None)
+                frames = self._take_events()
+            except RemoteProtocolError:
+                return self._fail(POLICY_VIOLATION, "not WebSocket")
+            if frames or not data:
+                return frames
+        return b""
+
+    def _take_events(self) -> bytes:
+        frames = bytearray()
+        for event in self._ws.events():
+            if isinstance(event, BytesMessage):
+                self._incoming += event.data
+                if len(self._incoming) > MAX_MESSAGE:
+                    return self._fail(TOO_BIG, "a message longer than a frame may be")
+                if event.message_finished:
+                    message, self._incoming = bytes(self._incoming), bytearray()
+                    if len(message) < HEADER_SIZE or int.from_bytes(message[1:5], "big") != len(message) - HEADER_SIZE:
+                        return self._fail(POLICY_VIOLATION, "a message must be exactly one frame")
+                    frames += message
+            elif isinstance(event, TextMessage):
+                return self._fail(POLICY_VIOLATION, "frames go in binary messages")
+            elif isinstance(event, Ping):
+                self.raw.sendall(self._ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                self._closed = True
+                # A close frame is answered with one; the end of the stream (the network
+                # dropped, the peer vanished) leaves nobody to answer.
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._send_quietly(event.response())
+                return bytes(frames)
+        return bytes(frames)
+
+    def _fail(self, code: int, reason: str) -> bytes:
+        log.info("WebSocket closed: %s", reason)
+        self._refused = True
+        self._closed = True
+        self._send_quietly(CloseConnection(code=code, reason=reason))
+        return b""
+
+    def _send_quietly(self, event) -> None:
+        try:
+            self.raw.sendall(self._ws.send(event))
+        except (OSError, LocalProtocolError, RemoteProtocolError):
+            pass
+
+    def send(self, data, *_flags_and_timeout) -> int:
+        """Send the frames in data, each as a binary message (a frame cut short waits for its
+        end in the next call); all of data is taken, and dropped once a close frame has gone."""
+        if self._closed:
+            return len(data)
+        self._outgoing += data
+        out = bytearray()
+        view = self._outgoing
+        offset = 0
+        while len(view) - offset >= HEADER_SIZE:
+            end = offset + HEADER_SIZE + int.from_bytes(view[offset + 1 : offset + HEADER_SIZE], "big")
+            if end > len(view):
+                break
+            out += binary_frame(view[offset:end])  # a server's frames are not masked: a header is all
+            offset = end
+        del self._outgoing[:offset]
+        if out:
+            self.raw.sendall(out)
+        return len(data)
+
+    def setsockopt(self, *args) -> None:
+        self.raw.setsockopt(*args)
+
+    def close(self) -> None:
+        if self._refused:
+            # It has had its close frame, and may still be sending: a plain close would reset
+            # the connection, and the reset could destroy the close frame before it is read.
+            close_gracefully(self.raw)
+            return
+        if not self._closed:
+            self._closed = True
+            self._send_quietly(CloseConnection(code=NORMAL))
+        self.raw.close()
