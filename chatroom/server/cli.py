@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     limit_options.add_arguments(parser.add_argument_group("limits"))
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument(
-        "--redis", metavar="URL", help="join the cluster of servers sharing this Redis, e.g. redis://127.0.0.1:6379/0"
+        "--redis",
+        metavar="URL",
+        help="join the cluster of servers sharing this Redis (7 or newer; one server, or any node of a Redis "
+        "Cluster), e.g. redis://127.0.0.1:6379/0",
     )
     cluster.add_argument(
         "--node-ttl",
@@ -148,14 +151,6 @@ def main(argv=None) -> int:
     file_limit = raise_file_limit()
     directory = cluster_directory(args.redis, args.node_ttl) if args.redis else None
     try:
-        accounts = Accounts(open_store(args))
-    except OSError as err:
-        print(f"chatroom-server: cannot make the database's folder {args.db.parent}: {err.strerror}", file=sys.stderr)
-        return 1
-    except StoreUnavailable as err:
-        print(f"chatroom-server: cannot use Redis at {args.redis}: {err}", file=sys.stderr)
-        return 1
-    try:
         server = ChatServer(
             args.host,
             args.port,
@@ -163,7 +158,7 @@ def main(argv=None) -> int:
             limits,
             tls,
             args.reuse_port,
-            accounts,
+            Accounts(open_store(args)),
             web=args.web,
             web_origins=set(args.web_origin) if args.web_origin else None,
         )
@@ -253,7 +248,10 @@ def open_store(args) -> Store:
         from .redis_store import RedisStore
 
         return RedisStore(args.redis, args.history_days, keep_history=not args.no_history)
-    args.db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreUnavailable(f"cannot make its folder {args.db.parent}: {err.strerror}") from err
     return SQLiteStore(args.db, args.history_days, keep_history=not args.no_history)
 
 

@@ -349,13 +349,6 @@ class RedisDirectory:
             self._courier = gevent.spawn(self._carry)
         return answer
 
-    def send_elsewhere(self, recipient: str, frame: bytes) -> bool:
-        """Hand a frame to the node of recipient; True once that node has it."""
-        try:
-            return self.send_later(recipient, frame).get()
-        except redis.RedisError as err:
-            raise DirectoryUnavailable() from err
-
     def _carry(self):
         try:
             while self._outgoing:
@@ -551,9 +544,12 @@ class _RemoteMailbox:
         self._name = name
 
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
-        # ``wait`` does not apply: the other node queues the frame without waiting (its
-        # inbox must not stall on one slow reader), so the sender never waits for room.
-        return self._directory.send_elsewhere(self._name, frame)
+        # (Sessions use deliver_later; this is the Mailbox's plain form of it.) ``wait`` does
+        # not apply: the other node queues the frame without waiting for room.
+        try:
+            return self.deliver_later(frame).get()
+        except redis.RedisError as err:
+            raise DirectoryUnavailable() from err
 
     def deliver_later(self, frame: bytes) -> AsyncResult:
         return self._directory.send_later(self._name, frame)
