@@ -418,6 +418,8 @@ class RedisClusterProcess:
     def __init__(self, folder, masters: int = 3, timeout: float = 10.0):
         from redis.cluster import key_slot
 
+        from .server.cluster import USERS  # a key in the slot of the whole directory
+
         self.masters = []
         self.replicas: list[RedisProcess] = []
         for index in range(masters):
@@ -432,7 +434,7 @@ class RedisClusterProcess:
         for client in clients:
             client.close()
         self.wait_until_formed(timeout)
-        directory_slot = key_slot(b"{chatroom}")
+        directory_slot = key_slot(USERS.encode())
         owner = next(i for i, (first, last) in enumerate(slot_ranges) if first <= directory_slot <= last)
         self.directory_master = self.masters[owner]
         self.url = self.masters[(owner + 1) % masters].url
