@@ -46,7 +46,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "chatroom-server = chatroom.server.cli:main",
+            "chatroom-server = chatroom.server.operations.cli:main",
             "chatroom-client = chatroom.client.cli:main",
             "chatroom-bench = chatroom.bench:main",
         ],

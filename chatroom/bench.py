@@ -44,7 +44,7 @@ from .protocol import (
     SendTo,
     Status,
 )
-from .websocket import connect as connect_websocket
+from .websocket_client import connect as connect_websocket
 
 MIN_PAYLOAD = 32
 PASSWORD = "chatroom-bench"

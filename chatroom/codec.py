@@ -62,6 +62,30 @@ def frame(frame_type: int, body: bytes = b"") -> bytes:
     return _HEADER.pack(frame_type, len(body)) + body
 
 
+def frame_end(data, start: int = 0) -> int | None:
+    """Where the frame that begins at ``start`` in data ends (its header says), or None while
+    the header is not all there. Whether the frame itself is all there is ``end <= len(data)``."""
+    if len(data) - start < HEADER_SIZE:
+        return None
+    return start + HEADER_SIZE + int.from_bytes(data[start + 1 : start + HEADER_SIZE], "big")
+
+
+def split_frames(data) -> tuple[list, int]:
+    """The whole frames at the start of data (slices of it), and the bytes they take: for
+    carriers that pass frames through whole (one per WebSocket message) without decoding them."""
+    frames = []
+    offset = 0
+    while (end := frame_end(data, offset)) is not None and end <= len(data):
+        frames.append(data[offset:end])
+        offset = end
+    return frames, offset
+
+
+def is_one_frame(data) -> bool:
+    """Whether data is exactly one frame, as its header says."""
+    return frame_end(data) == len(data)
+
+
 def name_field(name: str) -> bytes:
     encoded = name.encode()
     if len(encoded) > 255:

@@ -172,7 +172,7 @@ def random_websocket_frames(rng: random.Random, count: int) -> bytes:
     well-formed binary messages carrying random_frames, and frames that break the rules
     (text, fragments, control frames of any size, reserved bits, unmasked, false lengths),
     mutated headers and noise, concatenated."""
-    from .websocket import binary_frame
+    from .websocket_client import binary_frame
 
     out = bytearray()
     for _ in range(count):
@@ -418,7 +418,7 @@ class RedisClusterProcess:
     def __init__(self, folder, masters: int = 3, timeout: float = 10.0):
         from redis.cluster import key_slot
 
-        from .server.cluster import USERS  # a key in the slot of the whole directory
+        from .server.presence.cluster.scripts import USERS  # a key in the slot of the whole directory
 
         self.masters = []
         self.replicas: list[RedisProcess] = []

@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from chatroom.server.directory import LocalDirectory
-from chatroom.server.limits import Limits, add_arguments, from_arguments
+from chatroom.server.connection.limits import Limits, add_arguments, from_arguments
+from chatroom.server.presence.directory import LocalDirectory
 
 
 class Box:

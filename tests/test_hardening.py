@@ -9,7 +9,7 @@ import pytest
 
 from chatroom.codec import encode
 from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
-from chatroom.server.skeleton import skeleton
+from chatroom.server.presence.skeleton import skeleton
 from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, eventually
 
 # --- Who may connect, and for how long -----------------------------------------------------

@@ -4,7 +4,8 @@ import gevent
 import pytest
 from gevent import socket
 
-from chatroom.server.outbox import Outbox
+from chatroom.server.connection.outbox import Outbox
+from chatroom.server.connection.streams import SocketStream
 from chatroom.testing import WAIT
 
 
@@ -29,7 +30,7 @@ def read_exactly(sock, n: int) -> bytes:
 
 def test_flush_sends_queued_frames_whole_and_in_order(pair):
     ours, theirs = pair
-    outbox = Outbox(ours, limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(SocketStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     for i in range(100):
         outbox.queue_to_flush(f"frame {i:03d};".encode())
     outbox.flush()
@@ -39,7 +40,7 @@ def test_flush_sends_queued_frames_whole_and_in_order(pair):
 
 def test_frames_queued_for_the_hub_in_one_round_leave_together(pair):
     ours, theirs = pair
-    outbox = Outbox(ours, limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(SocketStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     for i in range(10):
         outbox.queue_for_hub(bytes([i]) * 10)
     # Nothing is sent until the caller yields: then one send carries all ten.
@@ -53,7 +54,7 @@ def test_frames_queued_for_the_hub_in_one_round_leave_together(pair):
 
 def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):
     ours, theirs = pair
-    outbox = Outbox(ours, limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
     chunk = b"x" * 32 * 1024
     sent = 0
     while outbox.has_room():  # fill the kernel buffers and then the queue
@@ -70,7 +71,7 @@ def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):
 def test_a_reader_that_takes_nothing_is_stalled_once(pair):
     ours, _theirs = pair
     stalls = []
-    outbox = Outbox(ours, limit=64 * 1024, stall_timeout=0.2, on_stall=lambda: stalls.append(1))
+    outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=0.2, on_stall=lambda: stalls.append(1))
     while outbox.has_room():
         outbox.queue_for_hub(b"y" * 32 * 1024)
         gevent.sleep(0)
@@ -81,7 +82,7 @@ def test_a_reader_that_takes_nothing_is_stalled_once(pair):
 
 def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
     ours, _theirs = pair
-    outbox = Outbox(ours, limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
     while outbox.has_room():
         outbox.queue_for_hub(b"z" * 32 * 1024)
         gevent.sleep(0)
@@ -95,7 +96,7 @@ def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
 
 def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
     ours, theirs = pair
-    outbox = Outbox(ours, limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(SocketStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     theirs.close()
     for _ in range(3):
         outbox.queue_to_flush(b"q" * 300_000)

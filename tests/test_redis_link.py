@@ -1,6 +1,6 @@
 """Addresses of the Redis servers a node is sent to: what is kept when only the host moves."""
 
-from chatroom.server.redis_link import _with_address
+from chatroom.server.presence.redis_link import _with_address
 
 
 def test_another_host_keeps_the_scheme_credentials_and_database():

@@ -368,7 +368,7 @@ def test_ten_thousand_clients_then_shutdown_within_two_seconds(server_process, m
 def test_keepalive_is_on_for_every_client(server, connect):
     connect().login("alice")
     (session,) = server._sessions
-    sock = session._sock
+    sock = session._stream._sock
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)

@@ -16,7 +16,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Reje
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
 from chatroom.testing import OK, WAIT, Peer, eventually, free_port, random_websocket_frames
-from chatroom.websocket import binary_frame
+from chatroom.websocket_client import binary_frame
 
 pytestmark = pytest.mark.process
 

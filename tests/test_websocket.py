@@ -10,7 +10,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 
 from chatroom.codec import encode
 from chatroom.protocol import ListUsers, Login
-from chatroom.server.web import WebSocketStream
+from chatroom.server.connection.web import WebSocketStream
 from chatroom.testing import WAIT
 
 
@@ -45,7 +45,7 @@ def test_each_message_is_one_frame_and_each_frame_goes_out_as_one_message(pair):
     with gevent.Timeout(WAIT):
         received = b""
         while len(received) < len(encode(Login("ann")) + encode(ListUsers())):
-            received += stream.recv()
+            received += stream.receive()
     assert received == encode(Login("ann")) + encode(ListUsers())
     frames = encode(ListUsers()) * 3
     stream.send(frames[:4])  # a frame cut short waits for its end
@@ -58,7 +58,7 @@ def test_the_end_of_the_stream_without_a_close_frame_is_a_quiet_end(pair):
     stream, sock, _ = pair
     sock.close()
     with gevent.Timeout(WAIT):
-        assert stream.recv() == b""
+        assert stream.receive() == b""
     stream.close()  # nothing to answer, and nothing raised
 
 
@@ -66,7 +66,7 @@ def test_after_a_violation_the_close_frame_is_the_last_thing_sent(pair):
     stream, sock, client = pair
     sock.sendall(client.send(TextMessage("frames go in binary messages")))
     with gevent.Timeout(WAIT):
-        assert stream.recv() == b""
+        assert stream.receive() == b""
     stream.send(encode(ListUsers()))  # a reply that was still on its way: it must not follow
     stream.close()
     with gevent.Timeout(WAIT):
@@ -81,7 +81,7 @@ def test_a_message_longer_than_a_frame_may_be_is_refused(pair):
     stream, sock, client = pair
     sender = gevent.spawn(sock.sendall, client.send(BytesMessage(b"\x03" + bytes(300_000))))
     with gevent.Timeout(WAIT):
-        assert stream.recv() == b""
+        assert stream.receive() == b""
     closing = gevent.spawn(stream.close)  # the peer may still be sending: closed gracefully
     sender.kill()
     sock.shutdown(socket.SHUT_WR)

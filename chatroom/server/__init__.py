@@ -14,6 +14,6 @@
   (default) or :mod:`.redis_store` (cluster).
 """
 
-from .chatserver import ChatServer
+from .connection.chatserver import ChatServer
 
 __all__ = ["ChatServer"]

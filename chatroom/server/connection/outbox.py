@@ -12,9 +12,9 @@ the outbox closes and calls ``on_stall`` once.
 import gevent
 from gevent.event import Event
 
-from ..protocol import INCOMING
-from .metrics import COUNTS
-from .sockets import sends_without_waiting, shut_down
+from ...protocol import INCOMING
+from ..operations.counts import COUNTS
+from .streams import Stream
 
 
 class _Stalled(Exception):
@@ -23,7 +23,7 @@ class _Stalled(Exception):
 
 class Outbox:
     __slots__ = (
-        "_sock",
+        "_stream",
         "_limit",
         "_stall_timeout",
         "_on_stall",
@@ -38,8 +38,8 @@ class Outbox:
         "dropped",
     )
 
-    def __init__(self, sock, limit: int, stall_timeout: float, on_stall):
-        self._sock = sock
+    def __init__(self, stream: Stream, limit: int, stall_timeout: float, on_stall):
+        self._stream = stream
         self._limit = limit
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
@@ -48,7 +48,7 @@ class Outbox:
         self._writer = None  # the greenlet writing right now, if any
         self._scheduled = False  # a send is due at the hub's next round of callbacks
         self._loop = gevent.get_hub().loop
-        self._can_try_send = sends_without_waiting(sock)
+        self._can_try_send = stream.sends_without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
         self.closed = False
         self.dropped: list[bytes] = []  # relayed messages still queued when the outbox closed
@@ -144,7 +144,7 @@ class Outbox:
 
     def _fail(self):
         self.close()
-        shut_down(self._sock)
+        self._stream.shut_down()
 
     def _write_all(self):
         try:
@@ -162,7 +162,7 @@ class Outbox:
         while view:
             # A timeout per send: a slow client making progress is not stalled.
             with gevent.Timeout(self._stall_timeout, _Stalled):
-                sent = self._sock.send(view)
+                sent = self._stream.send(view)
             view = view[sent:]
             self._count_sent(sent)
 
@@ -170,10 +170,7 @@ class Outbox:
         """Send what the socket takes right now, without waiting; the number of bytes sent."""
         if not self._can_try_send:
             return 0
-        try:
-            sent = self._sock.send(data, 0, 0.0)
-        except BlockingIOError:
-            return 0
+        sent = self._stream.try_send(data)
         self._count_sent(sent)
         return sent
 

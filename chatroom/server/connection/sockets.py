@@ -1,6 +1,7 @@
 """Socket chores of the server: listening, tuning accepted connections, TLS, ending them.
 
-Kept apart so that the session and its outbox deal in frames, not in socket options.
+Kept apart so that the session and its outbox deal in frames (through :mod:`.streams`),
+not in socket options.
 """
 
 import resource
@@ -90,20 +91,15 @@ def tls_handshake(sock, context: ssl.SSLContext):
     return tls_sock
 
 
-def sends_without_waiting(sock) -> bool:
-    """Whether sock can be asked for a single non-blocking send (a TLS socket, or a WebSocket,
-    always waits)."""
-    return isinstance(sock, gevent_socket.socket) and not isinstance(sock, ssl.SSLSocket)
-
-
 def shut_down(sock) -> None:
     """End a connection from any greenlet: its reader wakes to an end of stream.
 
-    For a TLS socket this shuts down the TCP connection under it, leaving the TLS object in
-    place for the reader, which then sees an ordinary end of stream.
+    For a TLS socket this shuts down the TCP connection under it (the plain socket's
+    shutdown, not the TLS one's), leaving the TLS object in place for the reader, which then
+    sees an ordinary end of stream.
     """
     try:
-        gevent_socket.socket.shutdown(getattr(sock, "raw", sock), socket.SHUT_RDWR)
+        gevent_socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass
 
@@ -120,7 +116,7 @@ def discard_unsent(sock) -> None:
 def stop_reading(sock) -> None:
     """Make the reader of sock see an end of stream, while sending still works."""
     try:
-        gevent_socket.socket.shutdown(getattr(sock, "raw", sock), socket.SHUT_RD)
+        gevent_socket.socket.shutdown(sock, socket.SHUT_RD)
     except OSError:
         pass
 

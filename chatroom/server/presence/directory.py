@@ -4,12 +4,14 @@ The server talks to a directory only through :class:`Directory`. The in-process
 :class:`LocalDirectory` is the default; a shared backend (``cluster.RedisDirectory``) can
 replace it so that several server processes act as one chat.
 
-A *mailbox* (:class:`Mailbox`) is whatever accepts messages for one logged-in user: the
-user's session on this server, or a stand-in for a user on another server.
+A *mailbox* (:class:`Mailbox`) accepts messages for one user logged in on this server: their
+session. A user logged in on another server is a :class:`RemoteRecipient`: a message for
+them is handed over to that server, and answered later.
 """
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
+
+from gevent.event import AsyncResult
 
 from .skeleton import load_table, skeleton
 
@@ -20,18 +22,35 @@ class DirectoryUnavailable(Exception):
 
 class Mailbox(Protocol):
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
-        """Hand over a ready-encoded frame for the user; True once it reached their connection
-        (or the server they are on). ``wait``: whether a full queue may make the caller wait."""
+        """Hand over a ready-encoded frame for the user; True once it is queued on their
+        connection. ``wait``: whether a full queue may make the caller wait."""
         ...
 
     def disconnect(self) -> None:
         """End the user's connection (a directory does so when it finds the name lost)."""
         ...
 
-    # For a mailbox on another server: deliver_later(frame) queues the frame and returns at
-    # once an AsyncResult (True once delivered), so that a session can have many on their
-    # way; None for a mailbox that delivers at once.
-    deliver_later: Callable[[bytes], Any] | None
+
+class Courier(Protocol):
+    def send_later(self, recipient: str, frame: bytes) -> AsyncResult:
+        """Queue frame for the server recipient is on; the result becomes True once that
+        server has it, False if nobody of that name is there, or an exception."""
+        ...
+
+
+class RemoteRecipient:
+    """A user who is not on this server (and may be on none): a message for them goes through
+    the courier, and its outcome is known later. A session hands over every message of a batch
+    of frames before it waits for any outcome, so that they travel together."""
+
+    __slots__ = ("_courier", "name")
+
+    def __init__(self, courier: Courier, name: str):
+        self._courier = courier
+        self.name = name
+
+    def hand_over(self, frame: bytes) -> AsyncResult:
+        return self._courier.send_later(self.name, frame)
 
 
 class Directory(Protocol):
@@ -56,8 +75,10 @@ class Directory(Protocol):
     def names(self) -> list:
         """Everyone logged in, sorted by code point."""
 
-    def find(self, name: str) -> Mailbox | None:
-        """The mailbox of ``name``, or None if nobody of that name is logged in."""
+    def find(self, name: str) -> Mailbox | RemoteRecipient | None:
+        """The mailbox of ``name`` on this server; or a RemoteRecipient, when a shared
+        directory learns only in the hand-over whether they are logged in elsewhere; or None,
+        when nobody of that name is logged in."""
 
 
 class LocalDirectory:

@@ -15,7 +15,7 @@ import gevent
 from gevent.event import Event
 from gevent.monkey import get_original
 
-from ..protocol import HistoryEntry, StoredMessage
+from ...protocol import HistoryEntry, StoredMessage
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,14 @@ from gevent import ssl
 from gevent.event import Event
 from gevent.server import StreamServer
 
-from ..protocol import DEFAULT_PORT
+from ...protocol import DEFAULT_PORT
+from ..operations.counts import COUNTS
+from ..presence.directory import Directory, LocalDirectory
+from ..storage.accounts import Accounts
 from . import sockets, web
-from .directory import Directory, LocalDirectory
-from .identity import Accounts
 from .limits import Limits, counts_per_address
-from .metrics import COUNTS
 from .session import Session
+from .streams import SocketStream
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,14 @@ class ChatServer:
             self.accounts.stop()  # after the sessions: every message they took is written
 
     def _handle(self, sock, address):
-        self._serve(sock, address, lambda connection: connection)
+        self._serve(sock, address, SocketStream)
 
     def _handle_web(self, sock, address):
         self._serve(sock, address, lambda connection: web.accept(connection, self._web_origins, self.tls is not None))
 
     def _serve(self, sock, address, opening):
-        """Admit a new connection, tune it, shake hands (TLS), open it (``opening``: the
-        WebSocket handshake for the web port), and give it a session."""
+        """Admit a new connection, tune it, shake hands (TLS), open it as a Stream (``opening``:
+        the WebSocket handshake for the web port), and give it a session."""
         host = address[0]
         peer = f"{host}:{address[1]}"
         if not self._admit(host, peer):

@@ -2,7 +2,7 @@
 
 An HTTP request either asks for one of the page's files, served as they are, or upgrades to
 a WebSocket (wsproto does the handshake, sans-I/O, as our codec does the chat's). The
-connection then becomes a :class:`WebSocketStream`, which gives the session a socket's face:
+connection then becomes a :class:`WebSocketStream`, a :class:`~.streams.Stream` for the session:
 web users are sessions like any other (same directory, limits, cluster). Each binary message
 carries exactly one protocol frame.
 """
@@ -17,9 +17,10 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ..protocol import HEADER_SIZE, MAX_BODY
-from ..websocket import binary_frame
-from .sockets import close_gracefully
+from ...codec import is_one_frame, split_frames
+from ...protocol import HEADER_SIZE, MAX_BODY
+from ...websocket_client import binary_frame
+from . import sockets
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,12 @@ def _respond(sock, status: str, body: bytes, content_type="text/plain; charset=u
 
 
 class WebSocketStream:
-    """The server's end of a WebSocket, with a socket's face for a Session: recv() gives the
-    frames that arrive, one per binary message; send() takes frames, in any pieces, and sends
-    each as a message. What arrives is parsed by wsproto: it may come from anyone."""
+    """The server's end of a WebSocket, as a Stream for a Session: receive() gives the frames
+    that arrive, one per binary message; send() takes frames, in any pieces, and sends each as
+    a message. What arrives is parsed by wsproto: it may come from anyone."""
 
     transport = "websocket"
+    sends_without_waiting = False
 
     def __init__(self, sock, ws: WSConnection):
         self.raw = sock
@@ -134,7 +136,7 @@ class WebSocketStream:
     def fileno(self) -> int:
         return self.raw.fileno()
 
-    def recv(self, size: int = RECV_SIZE) -> bytes:
+    def receive(self) -> bytes:
         """The frames of the next whole messages; b"" at the end (or after a violation, when
         the connection is being closed)."""
         while not self._closed:
@@ -157,7 +159,7 @@ class WebSocketStream:
                     return self._fail(TOO_BIG, "a message longer than a frame may be")
                 if event.message_finished:
                     message, self._incoming = bytes(self._incoming), bytearray()
-                    if len(message) < HEADER_SIZE or int.from_bytes(message[1:5], "big") != len(message) - HEADER_SIZE:
+                    if not is_one_frame(message):
                         return self._fail(POLICY_VIOLATION, "a message must be exactly one frame")
                     frames += message
             elif isinstance(event, TextMessage):
@@ -186,34 +188,36 @@ class WebSocketStream:
         except (OSError, LocalProtocolError, RemoteProtocolError):
             pass
 
-    def send(self, data, *_flags_and_timeout) -> int:
+    def send(self, data) -> int:
         """Send the frames in data, each as a binary message (a frame cut short waits for its
         end in the next call); all of data is taken, and dropped once a close frame has gone."""
         if self._closed:
             return len(data)
         self._outgoing += data
-        out = bytearray()
-        view = self._outgoing
-        offset = 0
-        while len(view) - offset >= HEADER_SIZE:
-            end = offset + HEADER_SIZE + int.from_bytes(view[offset + 1 : offset + HEADER_SIZE], "big")
-            if end > len(view):
-                break
-            out += binary_frame(view[offset:end])  # a server's frames are not masked: a header is all
-            offset = end
-        del self._outgoing[:offset]
-        if out:
-            self.raw.sendall(out)
+        frames, taken = split_frames(self._outgoing)
+        del self._outgoing[:taken]
+        if frames:
+            # A server's frames are not masked: a header is all a message needs.
+            self.raw.sendall(b"".join(map(binary_frame, frames)))
         return len(data)
 
-    def setsockopt(self, *args) -> None:
-        self.raw.setsockopt(*args)
+    def try_send(self, data) -> int:
+        return 0  # sending a message always waits for the whole of it
 
-    def close(self) -> None:
-        if self._refused:
+    def shut_down(self) -> None:
+        sockets.shut_down(self.raw)
+
+    def stop_reading(self) -> None:
+        sockets.stop_reading(self.raw)
+
+    def discard_unsent(self) -> None:
+        sockets.discard_unsent(self.raw)
+
+    def close(self, gracefully: bool = False) -> None:
+        if gracefully or self._refused:
             # It has had its close frame, and may still be sending: a plain close would reset
             # the connection, and the reset could destroy the close frame before it is read.
-            close_gracefully(self.raw)
+            sockets.close_gracefully(self.raw)
             return
         if not self._closed:
             self._closed = True

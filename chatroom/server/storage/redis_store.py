@@ -20,8 +20,8 @@ from collections.abc import Container
 import gevent
 import redis
 
-from ..protocol import HistoryEntry, StoredMessage
-from .redis_link import RedisTooOld, forget_topology, some_node, store_client
+from ...protocol import HistoryEntry, StoredMessage
+from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)

@@ -20,20 +20,20 @@ import gevent
 from gevent import ssl
 from gevent.event import Event
 
-from .. import __version__
-from ..arguments import port_number
-from ..protocol import DEFAULT_PORT
-from . import limits as limit_options
-from .chatserver import DRAIN_TIMEOUT, ChatServer
+from ... import __version__
+from ...arguments import port_number
+from ...protocol import DEFAULT_PORT
+from ..connection import limits as limit_options
+from ..connection.chatserver import DRAIN_TIMEOUT, ChatServer
+from ..connection.sockets import raise_file_limit, tls_context
+from ..presence.directory import Directory
+from ..storage.accounts import Accounts
+from ..storage.sqlite_store import SQLiteStore
+from ..storage.store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, default_db_path
 from .config import as_toml, parse_with_config
-from .directory import Directory
-from .identity import Accounts
 from .logs import configure as configure_logging
 from .logs import fields
 from .metrics import serve as serve_metrics
-from .sockets import raise_file_limit, tls_context
-from .sqlite_store import SQLiteStore
-from .store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, default_db_path
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,11 @@ def host_and_port(text: str) -> tuple[str, int]:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parse_with_config(parser, argv)
+    if args.redis:
+        # redis-py's sockets must wait cooperatively; nothing has made a socket yet.
+        from gevent import monkey
+
+        monkey.patch_all(ssl=False)  # our own TLS uses gevent's ssl already
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.print_config:
@@ -245,7 +250,7 @@ def notify_systemd(state: str) -> None:
 def open_store(args) -> Store:
     """Redis with --redis (every node then sees the same accounts), else the SQLite file."""
     if args.redis:
-        from .redis_store import RedisStore
+        from ..storage.redis_store import RedisStore
 
         return RedisStore(args.redis, args.history_days, keep_history=not args.no_history)
     try:
@@ -256,10 +261,7 @@ def open_store(args) -> Store:
 
 
 def cluster_directory(url: str, ttl: float) -> Directory:
-    """The Redis-backed directory; redis-py's sockets are made cooperative first."""
-    from gevent import monkey
-
-    monkey.patch_all(ssl=False)  # our own TLS uses gevent's ssl already
-    from .cluster import RedisDirectory
+    """The Redis-backed directory (redis-py is imported only for a cluster)."""
+    from ..presence.cluster import RedisDirectory
 
     return RedisDirectory(url, ttl)

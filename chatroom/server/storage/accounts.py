@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from gevent.threadpool import ThreadPool
 
-from ..protocol import HistoryEntry, StoredMessage
+from ...protocol import HistoryEntry, StoredMessage
 from .store import Store, now_ms
 
 # OWASP's recommended minimum for argon2id: 19 MiB, 2 passes, 1 lane.
@@ -25,8 +25,10 @@ MAX_TRACKED = 10_000  # names and addresses with failures kept before the stale 
 
 
 class Accounts:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, hasher: PasswordHasher = HASHER):
+        """``hasher``: argon2's parameters (tests use cheaper ones)."""
         self.store = store
+        self._hasher = hasher
         self.registered_names = store.registered_names  # for routing: see Store
         self._hashing = ThreadPool(HASHING_THREADS)
         self._failures: dict[tuple[str, str], collections.deque] = {}
@@ -47,7 +49,7 @@ class Accounts:
     def register(self, name: str, password: str) -> bool:
         if self.requires_password(name):
             return False
-        password_hash = self._hashing.spawn(HASHER.hash, password).get()
+        password_hash = self._hashing.spawn(self._hasher.hash, password).get()
         return self.store.create_account(name, password_hash)
 
     def check_password(self, name: str, password: str, address: str) -> bool:
@@ -57,7 +59,7 @@ class Accounts:
         if any(self._recent_failures(key) >= MAX_FAILURES for key in keys):
             return False
         password_hash = self.store.password_hash(name)
-        if password_hash is not None and self._hashing.spawn(_verifies, password_hash, password).get():
+        if password_hash is not None and self._hashing.spawn(self._verifies, password_hash, password).get():
             return True
         if len(self._failures) > MAX_TRACKED:
             for key in list(self._failures):  # forget the names and addresses quiet for a minute
@@ -69,7 +71,7 @@ class Accounts:
     def change_password(self, name: str, old: str, new: str, address: str) -> bool:
         if not self.check_password(name, old, address):
             return False
-        self.store.set_password_hash(name, self._hashing.spawn(HASHER.hash, new).get())
+        self.store.set_password_hash(name, self._hashing.spawn(self._hasher.hash, new).get())
         return True
 
     def _recent_failures(self, key) -> int:
@@ -105,9 +107,8 @@ class Accounts:
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
         return self.store.history(name, peer, count, before)
 
-
-def _verifies(password_hash: str, password: str) -> bool:
-    try:
-        return HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    def _verifies(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False

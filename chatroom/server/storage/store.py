@@ -14,7 +14,7 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Protocol
 
-from ..protocol import HistoryEntry, StoredMessage
+from ...protocol import HistoryEntry, StoredMessage
 
 MAX_OFFLINE = 1000  # messages kept for one offline recipient
 DEFAULT_HISTORY_DAYS = 7.0

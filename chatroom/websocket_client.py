@@ -14,7 +14,7 @@ from gevent import socket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, Request
 
-from .protocol import HEADER_SIZE
+from .codec import split_frames
 
 RECV_SIZE = 65536
 
@@ -52,13 +52,8 @@ class WebSocketClient:
 
     def sendall(self, frames: bytes) -> None:
         """Send whole protocol frames, each as a message."""
-        out = bytearray()
-        offset = 0
-        while offset < len(frames):
-            end = offset + HEADER_SIZE + int.from_bytes(frames[offset + 1 : offset + HEADER_SIZE], "big")
-            out += binary_frame(frames[offset:end], random.randbytes(4))
-            offset = end
-        self.raw.sendall(out)
+        whole, _ = split_frames(frames)
+        self.raw.sendall(b"".join(binary_frame(frame, random.randbytes(4)) for frame in whole))
 
     def recv(self, size: int) -> bytes:
         """The payloads of the next whole binary messages; b"" once the server closes."""

@@ -1,0 +1,94 @@
+"""What a Session needs of a connection, whatever carries it: TCP, TLS or a WebSocket.
+
+:class:`Stream` is that contract; :class:`SocketStream` fulfils it for a TCP or TLS socket,
+and :class:`~.web.WebSocketStream` for a browser's WebSocket. The session and its outbox deal
+in frames and in these few methods, never in socket options.
+"""
+
+from typing import Protocol
+
+from gevent.ssl import SSLSocket
+
+from . import sockets
+
+RECV_SIZE = 65536
+
+
+class Stream(Protocol):
+    transport: str  # "tcp", "tls", "websocket": the metrics' label
+    sends_without_waiting: bool  # whether try_send can send anything
+
+    def fileno(self) -> int: ...
+
+    def receive(self) -> bytes:
+        """The next bytes of frames from the client (waiting for them); b"" at the end."""
+        ...
+
+    def send(self, data) -> int:
+        """Send some of data, waiting until the connection takes some; how much it took."""
+        ...
+
+    def try_send(self, data) -> int:
+        """Send what the connection takes right now, without waiting; how much."""
+        ...
+
+    def shut_down(self) -> None:
+        """End the connection from any greenlet: its reader wakes to an end of stream."""
+        ...
+
+    def stop_reading(self) -> None:
+        """Make the reader see an end of stream, while sending still works."""
+        ...
+
+    def discard_unsent(self) -> None:
+        """Make close() reset the connection rather than linger to send what is queued in the
+        kernel: for a client that stopped reading."""
+        ...
+
+    def close(self, gracefully: bool = False) -> None:
+        """Close; ``gracefully``: the client may still be sending (a frame too large), so
+        send FIN, read and drop what still comes for a moment, then close."""
+        ...
+
+
+class SocketStream:
+    """A TCP or TLS socket as a Stream."""
+
+    __slots__ = ("_sock", "transport", "sends_without_waiting")
+
+    def __init__(self, sock):
+        self._sock = sock
+        tls = isinstance(sock, SSLSocket)
+        self.transport = "tls" if tls else "tcp"
+        # A TLS socket cannot be asked for a single send that does not wait.
+        self.sends_without_waiting = not tls
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def receive(self) -> bytes:
+        return self._sock.recv(RECV_SIZE)
+
+    def send(self, data) -> int:
+        return self._sock.send(data)
+
+    def try_send(self, data) -> int:
+        try:
+            return self._sock.send(data, 0, 0.0)  # gevent's socket: a timeout of 0, no waiting
+        except BlockingIOError:
+            return 0
+
+    def shut_down(self) -> None:
+        sockets.shut_down(self._sock)
+
+    def stop_reading(self) -> None:
+        sockets.stop_reading(self._sock)
+
+    def discard_unsent(self) -> None:
+        sockets.discard_unsent(self._sock)
+
+    def close(self, gracefully: bool = False) -> None:
+        if gracefully:
+            sockets.close_gracefully(self._sock)
+        else:
+            self._sock.close()

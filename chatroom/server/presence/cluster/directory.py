@@ -1,0 +1,219 @@
+"""Presence and names shared through Redis: the Directory of a node in a cluster.
+
+Each server is a *node* with a random id. A name is claimed for a node by a Lua script (see
+:mod:`.scripts`), atomically, so two nodes can never both take it; a node's heartbeat key
+expires TTL seconds after the node last refreshed it, and the users of a node without one are
+treated as logged out (and swept). Users on the same node are found in the node's own
+LocalDirectory: their messages never touch Redis; the others are RemoteRecipients, reached
+through the :class:`~.courier.Courier` and the other node's :class:`~.inbox.Inbox`.
+
+When Redis cannot be reached, what needs it fails (DirectoryUnavailable, so FAILURE) and the
+node logs that once; it recovers by itself, re-registering its users if Redis lost them. On a
+Redis Cluster it follows the directory's slot wherever a failover or a resharding moves it.
+"""
+
+import logging
+import time
+import uuid
+
+import gevent
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ...operations.counts import COUNTS
+from ..directory import DirectoryUnavailable, LocalDirectory, Mailbox, RemoteRecipient
+from ..redis_link import pooled_client, slot_owner
+from ..skeleton import skeleton
+from .courier import Circuit, Courier
+from .inbox import DirectoryMoved, Inbox
+from .scripts import USERS, Scripts
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
+POOL_SIZE = 32
+
+
+class RedisDirectory:
+    """A Directory shared by every node connected to one Redis (or Redis Cluster)."""
+
+    def __init__(self, url: str, ttl: float = 10.0):
+        self.node_id = uuid.uuid4().hex[:12]
+        self.ttl = ttl
+        self._known = [url]  # where to ask for the directory: any node of a Redis Cluster will do
+        self._address = ""  # the Redis server holding the directory's slot
+        self._following: gevent.Greenlet | None = None
+        self._circuit = Circuit(on_moved=self._follow_soon)
+        self._courier = Courier(self.node_id, self._circuit)
+        self._local = LocalDirectory()
+        self._inbox = Inbox(
+            self.node_id,
+            self._local,
+            self._circuit,
+            address=lambda: self._address,
+            on_reconnect=self._beat,
+            follow=self._follow_directory_slot,
+        )
+        self._epoch = b""  # the epoch this node's users are registered in
+        self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
+        self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
+        self._greenlets: list[gevent.Greenlet] = []
+        self._listening: gevent.Greenlet | None = None  # the inbox's greenlet
+        self._connect(url)
+
+    def _connect(self, address: str) -> None:
+        """Talk to the Redis server at address from now on."""
+        self._address = address
+        self._redis = pooled_client(address, POOL_SIZE)
+        self._scripts = Scripts(self._redis)
+        # Batches of messages wait at most SEND_TIMEOUT for Redis, and are not retried (a
+        # lost reply is settled through the batch's marker instead).
+        self._sender = redis.Redis.from_url(
+            address, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
+        )
+        self._courier.use(self._scripts, self._sender)
+
+    def _follow_soon(self) -> None:
+        # Not a failure of Redis: a Redis Cluster serves the directory's slot elsewhere now
+        # (a failover, a resharding). Go there at once.
+        if self._following is None or self._following.dead:
+            self._following = gevent.spawn(self._follow_directory_slot)
+
+    def _follow_directory_slot(self) -> None:
+        """Find the server that holds the directory now (a Redis Cluster may have moved its
+        slot, or failed its master over to a replica), and move to it if it changed."""
+        try:
+            address, nodes = slot_owner(self._known, USERS)
+        except redis.RedisError:
+            return  # unreachable: the next attempt asks again
+        self._known = list(dict.fromkeys([*self._known, *nodes]))
+        if address == self._address:
+            return
+        inbox = self._listening  # None at the start, when nothing moved
+        log.log(logging.INFO if inbox is None else logging.WARNING, "the directory's slot is served by %s", address)
+        # The old clients are dropped, not closed: another greenlet may be reading from one,
+        # and closing its socket under it would break that greenlet, not raise.
+        self._connect(address)
+        if inbox is not None:
+            # SPUBLISH counts only the subscribers of the server it runs on: the inbox must
+            # move too (a demoted master may go on relaying to its old subscribers).
+            if inbox is not gevent.getcurrent():
+                inbox.kill(DirectoryMoved, block=False)
+            # A replica may lack the last claims its master made (replication is
+            # asynchronous): register this node's users again, now.
+            self._epoch = b""
+            gevent.spawn(self._beat)
+
+    def start(self) -> None:
+        self._local.start()
+        self._follow_directory_slot()
+        if self._beat() == "began":
+            # A new epoch: a moment for other nodes, if Redis lost what they had, to register
+            # their users again before this node takes names.
+            gevent.sleep(self._recovery_ms / 1000)
+        self._listening = gevent.spawn(self._inbox.run)
+        self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening]
+        log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets)
+        try:
+            self._scripts.release_all(self.node_id)
+        except redis.RedisError:
+            pass  # the heartbeat expires on its own
+        self._redis.close()
+        self._sender.close()
+
+    # --- Directory ----------------------------------------------------------------------
+
+    def claim(self, name: str, mailbox: Mailbox) -> bool:
+        if self._local.find(name) is not None:
+            return False
+        taken = self._claim(name, again=False)
+        if taken == -1:
+            gevent.spawn(self._beat)  # this node may not know of a new epoch yet: catch up now
+        if taken != 1:
+            return False
+        self._unreleased.discard(name)
+        return self._local.claim(name, mailbox)
+
+    def _claim(self, name: str, again: bool) -> int:
+        return self._call(self._scripts.claim, name, skeleton(name), self.node_id, self._epoch, again)
+
+    def release(self, name: str, mailbox: Mailbox) -> None:
+        self._local.release(name, mailbox)
+        if self._local.find(name) is None:
+            self._unreleased.add(name)
+            self._call(self._scripts.release, name, skeleton(name), self.node_id)
+            self._unreleased.discard(name)
+
+    def names(self) -> list:
+        return sorted(name.decode() for name in self._call(self._scripts.live_names))
+
+    def find(self, name: str) -> Mailbox | RemoteRecipient | None:
+        mailbox = self._local.find(name)
+        if mailbox is not None:
+            return mailbox
+        # Whether a user elsewhere exists is learnt in the same round trip that hands them
+        # the message.
+        return RemoteRecipient(self._courier, name)
+
+    def healthy(self) -> bool:
+        return self._circuit.healthy
+
+    # --- Heartbeat ----------------------------------------------------------------------
+
+    def _heartbeat_loop(self):
+        while True:
+            gevent.sleep(self.ttl / 3)
+            self._beat()
+
+    def _beat(self) -> str | None:
+        """Refresh this node's heartbeat; register its users again in a new epoch (Redis lost
+        what it had). "began" when this call began the epoch."""
+        try:
+            epoch, began = self._scripts.beat(
+                self.node_id, uuid.uuid4().hex, self._recovery_ms, max(1, round(self.ttl))
+            )
+            self._circuit.succeeded()
+            if epoch != self._epoch:
+                if self._epoch:
+                    log.warning("Redis lost its data: registering this node's %d users again", len(self._local.names()))
+                self._epoch = epoch
+                self._register_local_users()
+            for name in list(self._unreleased):
+                self._scripts.release(name, skeleton(name), self.node_id)
+                self._unreleased.discard(name)
+        except (redis.RedisError, DirectoryUnavailable) as err:
+            self._circuit.failed(err)
+            return None
+        return "began" if began else None
+
+    def _register_local_users(self):
+        for name in self._local.names():
+            if self._claim(name, again=True) != 1:
+                log.warning("%s was taken on another node while Redis was away; logging out here", name)
+                mailbox = self._local.find(name)
+                if mailbox is not None:
+                    mailbox.disconnect()
+
+    def _call(self, script, *args):
+        """Run one of the scripts; DirectoryUnavailable if Redis fails (or failed a moment ago)."""
+        if self._circuit.is_open():
+            raise DirectoryUnavailable()  # at once: Redis failed a moment ago
+        started = time.perf_counter()
+        try:
+            result = script(*args)
+        except redis.RedisError as err:
+            if not _busy(err):
+                self._circuit.failed(err)
+            raise DirectoryUnavailable() from err
+        COUNTS.redis_round_trip.observe(time.perf_counter() - started)
+        self._circuit.succeeded()
+        return result
+
+
+def _busy(err: Exception) -> bool:
+    """Whether err says only that every pooled connection stayed busy (Redis is fine)."""
+    return isinstance(err, redis.ConnectionError) and str(err).startswith("No connection available")

@@ -1,0 +1,232 @@
+"""The directory's keys in Redis, the Lua scripts that change them atomically, and the
+envelope a message crosses between nodes in.
+
+Each script is called through a method of :class:`Scripts` with named arguments, so that
+the positions of its KEYS and ARGV are written down here only, next to the Lua that reads
+them. Every key and channel carries the hash tag ``{chatroom}``: one slot, so that a claim or
+a batch is one atomic script in a Redis Cluster too (see redis_link).
+"""
+
+from collections.abc import Iterator
+
+from ...codec import frame_end, name_field
+
+USERS = "{chatroom}:users"  # username -> the id of the node it is logged in at
+LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged in with it
+EPOCH = "{chatroom}:epoch"
+RECOVERING = "{chatroom}:recovering"
+NODE = "{chatroom}:node:"  # + node id: the node's heartbeat, expiring after the TTL
+INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel
+BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a sender that lost them
+
+# Redis may lose its data (a restart without persistence): then every node must register its
+# users again before anyone may take a name, or a name could be held twice. An *epoch* key,
+# made by the first node that finds it missing, marks the data a node registered its users
+# in; while ``recovering`` lasts (HALF a TTL, more than the heartbeat period in which every
+# live node notices the new epoch), only re-registrations may claim names.
+#
+# KEYS epoch, recovering, this node's key; ARGV a new epoch, the recovery in ms, the TTL in s.
+# Answers {epoch, 1 if this call began it}.
+_BEAT = """
+local epoch = redis.call('GET', KEYS[1])
+local began = 0
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  began = 1
+end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+return {epoch, began}
+"""
+# Take a name (ARGV[1], skeleton ARGV[4]) unless a live node (another one) holds it, or holds
+# another name with the same skeleton. A skeleton entry whose name is no longer held by a live
+# node is stale and taken over. KEYS[3], KEYS[4], ARGV[5], ARGV[6]: the epoch, the recovery,
+# the epoch this node registered its users in, and '1' for a re-registration. Answers 1 (taken),
+# 0 (in use) or -1 (not now: Redis lost its data and the nodes are registering again).
+_CLAIM = """
+local epoch = redis.call('GET', KEYS[3])
+if epoch ~= ARGV[5] then
+  return -1
+end
+if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+  return -1
+end
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
+  return 0
+end
+local other = redis.call('HGET', KEYS[2], ARGV[4])
+if other and other ~= ARGV[1] then
+  local other_holder = redis.call('HGET', KEYS[1], other)
+  if other_holder and redis.call('EXISTS', ARGV[3] .. other_holder) == 1 then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
+# Give a name (ARGV[1], skeleton ARGV[3]) up, if this node (ARGV[2]) still holds it.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[1] then
+    redis.call('HDEL', KEYS[2], ARGV[3])
+  end
+end
+return 1
+"""
+# Hand a batch of messages to the nodes of their recipients: one SPUBLISH per node, carrying
+# every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
+# node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
+# deadline (Unix ms), ARGV[5] the envelopes (see envelope()), one after another: one
+# argument, so that the client packs a batch at one go.
+# Answers one character per message: '1' handed over, '0' its node did not take it, '-'
+# nobody of that name, 'x' too late: a batch that reaches Redis after its deadline (Redis was
+# paused) publishes nothing, since its sender has answered FAILURE by then. The answer is kept
+# in the marker, and a second run of the same batch (a retry after a lost reply) returns it
+# without publishing anything again.
+_SEND_BATCH = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return done
+end
+-- The envelopes, one string: each a name field (the recipient) and its frame, whose header
+-- is a type byte and a 4-byte big-endian length.
+local blob = ARGV[5]
+local starts, names, ends = {}, {}, {}
+local count, at = 0, 1
+while at <= #blob do
+  local name_length = string.byte(blob, at)
+  local frame_at = at + 1 + name_length
+  local b1, b2, b3, b4 = string.byte(blob, frame_at + 1, frame_at + 4)
+  local finish = frame_at + 4 + ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+  count = count + 1
+  starts[count], names[count], ends[count] = at, string.sub(blob, at + 1, frame_at - 1), finish
+  at = finish + 1
+end
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[4]) then
+  local late = string.rep('x', count)
+  redis.call('SET', KEYS[2], late, 'PX', ARGV[3])
+  return late
+end
+local alive, groups, order, holders = {}, {}, {}, {}
+for i = 1, count do
+  local holder = redis.call('HGET', KEYS[1], names[i])
+  if holder then
+    if alive[holder] == nil then
+      alive[holder] = redis.call('EXISTS', ARGV[1] .. holder) == 1
+    end
+    if alive[holder] then
+      if not groups[holder] then
+        groups[holder] = {}
+        table.insert(order, holder)
+      end
+      table.insert(groups[holder], string.sub(blob, starts[i], ends[i]))
+      holders[i] = holder
+    end
+  end
+end
+local received = {}
+for _, node in ipairs(order) do
+  received[node] = redis.call('SPUBLISH', ARGV[2] .. node, table.concat(groups[node]))
+end
+local answers = {}
+for i = 1, count do
+  local holder = holders[i]
+  if not holder then
+    answers[i] = '-'
+  elseif received[holder] > 0 then
+    answers[i] = '1'
+  else
+    answers[i] = '0'
+  end
+end
+local answer = table.concat(answers)
+redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
+return answer
+"""
+# Everyone logged in at a live node; the entries of dead nodes are removed on the way.
+_LIVE_NAMES = """
+local entries = redis.call('HGETALL', KEYS[1])
+local alive = {}
+local names = {}
+for i = 1, #entries, 2 do
+  local node = entries[i + 1]
+  if alive[node] == nil then
+    alive[node] = redis.call('EXISTS', ARGV[1] .. node) == 1
+  end
+  if alive[node] then
+    table.insert(names, entries[i])
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+return names
+"""
+# Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds: it is shutting down.
+_RELEASE_ALL = """
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  if entries[i + 1] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+redis.call('DEL', ARGV[2])
+return 1
+"""
+
+
+def envelope(recipient: str, frame: bytes) -> bytes:
+    """A message as it crosses to another node: the recipient's name field, then its frame
+    (the batch script reads the same layout)."""
+    return name_field(recipient) + frame
+
+
+def open_envelopes(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(recipient, frame) for each envelope in a batch another node published."""
+    offset = 0
+    while offset < len(data):
+        name_end = offset + 1 + data[offset]
+        end = frame_end(data, name_end)
+        assert end is not None, "a batch holds whole envelopes"
+        yield data[offset + 1 : name_end].decode(), data[name_end:end]
+        offset = end
+
+
+class Scripts:
+    """The directory's scripts on one Redis client, each a method with named arguments."""
+
+    def __init__(self, client):
+        self._beat = client.register_script(_BEAT)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._send_batch = client.register_script(_SEND_BATCH)
+        self._live_names = client.register_script(_LIVE_NAMES)
+        self._release_all = client.register_script(_RELEASE_ALL)
+
+    def beat(self, node_id: str, new_epoch: str, recovery_ms: int, ttl_seconds: int) -> tuple[bytes, bool]:
+        """Refresh the node's heartbeat; (the current epoch, whether this call began it)."""
+        epoch, began = self._beat(keys=[EPOCH, RECOVERING, NODE + node_id], args=[new_epoch, recovery_ms, ttl_seconds])
+        return epoch, bool(began)
+
+    def claim(self, name: str, skeleton: str, node_id: str, epoch: bytes, again: bool) -> int:
+        """1 taken, 0 in use, -1 not now (see _CLAIM)."""
+        keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING]
+        return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, "1" if again else "0"])
+
+    def release(self, name: str, skeleton: str, node_id: str) -> None:
+        self._release(keys=[USERS, LOOK_ALIKES], args=[name, node_id, skeleton])
+
+    def send_batch(self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, client) -> bytes:
+        """One answer character per envelope (see _SEND_BATCH), run on ``client``."""
+        args = [NODE, INBOX, marker_ms, deadline_ms, envelopes]
+        return self._send_batch(keys=[USERS, marker], args=args, client=client)
+
+    def live_names(self) -> list[bytes]:
+        return self._live_names(keys=[USERS], args=[NODE])
+
+    def release_all(self, node_id: str) -> None:
+        self._release_all(keys=[USERS], args=[node_id, NODE + node_id])

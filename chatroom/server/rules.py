@@ -1,0 +1,300 @@
+"""The chat rules of one connection: a decoded request in, the bytes of its reply out.
+
+No I/O here. A :class:`Rules` holds what the protocol remembers of one connection (the name
+logged in, whether it is registered and proven by its password, whether the client said
+HELLO, live messages held back behind stored ones) and answers every request over the
+:class:`~.presence.directory.Directory` and :class:`~.storage.accounts.Accounts`. A message
+for a user on another node is answered with a :class:`Pending` reply, settled once that node
+has it. The :class:`~.connection.session.Session` reads, batches, times and delivers; tests
+drive a Rules directly, without a socket (tests/test_rules.py).
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..codec import Decoder, encode, history_entry
+from ..protocol import (
+    MAX_BODY,
+    MAX_HISTORY_COUNT,
+    Authenticate,
+    ChangePassword,
+    FrameTooLarge,
+    Hello,
+    HistoryPage,
+    HistoryRequest,
+    Incoming,
+    ListUsers,
+    Login,
+    Logout,
+    Malformed,
+    Register,
+    Response,
+    SendTo,
+    Status,
+    UserList,
+    is_valid_password,
+    is_valid_text,
+    is_valid_username,
+)
+from .operations.counts import COUNTS
+from .operations.logs import fields
+from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
+from .storage.accounts import Accounts
+from .storage.store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+OK = encode(Response(Status.OK))
+FAILURE = encode(Response(Status.FAILURE))
+MALFORMED = encode(Response(Status.MALFORMED))
+REGISTERED = encode(Response(Status.REGISTERED))
+STORED = encode(Response(Status.STORED))
+# The metrics' name for each reply that is one of the constants above.
+REPLY_STATUS = {OK: "ok", FAILURE: "failure", MALFORMED: "malformed", REGISTERED: "registered", STORED: "stored"}
+# The metrics' name for each request (SENDTO, the bulk, is counted by difference).
+REQUEST_NAMES = {
+    ListUsers: "list",
+    Login: "login",
+    Logout: "logout",
+    Hello: "hello",
+    Register: "register",
+    Authenticate: "authenticate",
+    ChangePassword: "change_password",
+    HistoryRequest: "history",
+}
+
+
+class Rules:
+    """The protocol's state for one connection, and the answer to each of its requests.
+
+    ``mailbox`` is where messages for this connection's user are delivered (its session): the
+    directory is told of it at login. ``accounts`` is None on a server that keeps nothing:
+    the extension's requests then fail.
+    """
+
+    __slots__ = ("name", "held", "_registered", "_extended", "_mailbox", "_directory", "_accounts", "_peer")
+
+    def __init__(self, mailbox: Mailbox, directory: Directory, accounts: Accounts | None, peer: str):
+        self.name: str | None = None  # logged in as
+        # While stored messages are fetched at login: the live ones, held back to follow them.
+        # The session delivers into it when it is not None.
+        self.held: list[bytes] | None = None
+        self._registered = False  # logged in under a registered name, with its password
+        self._extended = False  # the client said HELLO
+        self._mailbox = mailbox
+        self._directory = directory
+        self._accounts = accounts
+        self._peer = peer
+
+    @property
+    def host(self) -> str:
+        """The client's address (without the port): failed passwords are counted per address."""
+        return self._peer.rsplit(":", 1)[0]
+
+    def answer(self, event) -> "bytes | Pending":
+        """The reply to one decoded frame: a ready frame, or a Pending one."""
+        kind = type(event)
+        try:
+            if kind is SendTo:
+                return self._send_to(event.recipient, event.text)
+            COUNTS.count(COUNTS.frames_by_type, REQUEST_NAMES.get(kind, "malformed"))
+            if kind is ListUsers:
+                return encode(UserList(tuple(self._directory.names())))
+            if kind is Login:
+                return self._log_in(event.name)
+            if kind is Logout:
+                return OK if self.log_out("logged out") else FAILURE
+            if kind is Hello:
+                self._extended = True
+                return OK
+            if kind in _EXTENSION_ANSWERS and self._extended:
+                return _EXTENSION_ANSWERS[kind](self, event) if self._accounts is not None else FAILURE
+        except (DirectoryUnavailable, StoreUnavailable):
+            return FAILURE
+        assert kind is Malformed or kind is FrameTooLarge or kind in _EXTENSION_ANSWERS, event
+        return MALFORMED
+
+    # --- The seed protocol ----------------------------------------------------------------
+
+    def _send_to(self, recipient: str, text: str) -> "bytes | Pending":
+        sender = self.name
+        if sender is None or not is_valid_text(text):
+            return FAILURE
+        # No need to validate the recipient's name: only valid names are ever logged in,
+        # so an invalid one is simply not found.
+        found = self._directory.find(recipient)
+        if found is None:
+            return self._keep_for_later(sender, recipient, text)
+        if isinstance(found, RemoteRecipient):  # on another node: answered once it is there
+            return Pending(self, sender, recipient, text, found.hand_over(encode(Incoming(sender, text))))
+        if not found.deliver(encode(Incoming(sender, text))):
+            return self._keep_for_later(sender, recipient, text)
+        accounts = self._accounts  # (as in _delivered, inline: this is the relay path)
+        if accounts is not None and (self._registered or recipient in accounts.registered_names):
+            accounts.record(sender, recipient, text)
+        return OK
+
+    def _delivered(self, sender: str, recipient: str, text: str) -> None:
+        accounts = self._accounts
+        if accounts is not None and (self._registered or recipient in accounts.registered_names):
+            accounts.record(sender, recipient, text)
+
+    def _keep_for_later(self, sender: str, recipient: str, text: str) -> bytes:
+        """For a client that said HELLO, a message to a registered user who is offline is
+        kept (STORED); otherwise, as in the seed protocol, the send fails."""
+        accounts = self._accounts
+        if not self._extended or accounts is None or recipient not in accounts.registered_names:
+            return FAILURE
+        return STORED if accounts.keep_offline(recipient, sender, text) else FAILURE
+
+    def _log_in(self, name: str) -> bytes:
+        if self.name is not None or not is_valid_username(name):
+            return FAILURE
+        if self._accounts is not None and self._accounts.requires_password(name):
+            return REGISTERED if self._extended else FAILURE  # AUTHENTICATE, with the password
+        if not self._directory.claim(name, self._mailbox):
+            return FAILURE
+        self.name = name
+        log.info("login %s (%s)", name, self._peer, extra=fields("login", name=name, peer=self._peer))
+        return OK
+
+    def log_out(self, how: str) -> bool:
+        """Give the name up (``how``: for the log); False if not logged in."""
+        if self.name is None:
+            return False
+        name, self.name = self.name, None
+        self._registered = False
+        try:
+            self._directory.release(name, self._mailbox)
+        except DirectoryUnavailable:
+            pass  # the shared directory tells Redis once it is back
+        log.info(
+            "logout %s (%s, %s)", name, self._peer, how, extra=fields("logout", name=name, peer=self._peer, how=how)
+        )
+        return True
+
+    def keep_undelivered(self, frames: list[bytes]) -> int:
+        """Keep the relayed messages (0x83 frames) a registered user was sent but never took,
+        for their next login; how many were kept."""
+        accounts, name = self._accounts, self.name
+        if not frames or accounts is None or name is None or not self._registered:
+            return 0
+        kept = 0
+        try:
+            for message in Decoder.for_client().receive_data(b"".join(frames)):
+                kept += accounts.keep_offline(name, message.sender, message.text, record=False)
+        except StoreUnavailable:
+            pass
+        return kept
+
+    # --- The extension (after HELLO) ------------------------------------------------------
+
+    def _authenticate(self, event: Authenticate) -> bytes:
+        accounts = self._accounts
+        assert accounts is not None
+        name = event.name
+        if self.name is not None or not is_valid_username(name) or not is_valid_password(event.password):
+            return FAILURE
+        if not accounts.check_password(name, event.password, self.host):
+            log.info("failed password for %s (%s)", name, self._peer)
+            return FAILURE
+        if not self._directory.claim(name, self._mailbox):
+            return FAILURE
+        self.name = name
+        self._registered = True
+        log.info(
+            "login %s (%s, registered)",
+            name,
+            self._peer,
+            extra=fields("login", name=name, peer=self._peer, registered=True),
+        )
+        # Messages kept while the user was away come first; live ones wait behind them.
+        held: list[bytes] = []
+        self.held = held
+        try:
+            stored = accounts.take_offline(name)
+        except StoreUnavailable:
+            stored = []  # they stay kept, for the next login
+        finally:
+            self.held = None
+        return b"".join([OK, *map(encode, stored), *held])
+
+    def _register(self, event: Register) -> bytes:
+        accounts = self._accounts
+        assert accounts is not None
+        name = event.name
+        if not is_valid_username(name) or not is_valid_password(event.password) or self.name not in (None, name):
+            return FAILURE
+        claimed_now = self.name is None
+        if claimed_now:
+            if not self._directory.claim(name, self._mailbox):
+                return FAILURE
+            self.name = name
+        if not accounts.register(name, event.password):
+            if claimed_now:
+                self.log_out("registration refused")
+            return FAILURE
+        self._registered = True
+        log.info("registered %s (%s)", name, self._peer)
+        return OK
+
+    def _change_password(self, event: ChangePassword) -> bytes:
+        accounts = self._accounts
+        assert accounts is not None
+        name = self.name
+        if not self._registered or name is None or not is_valid_password(event.new):
+            return FAILURE
+        return OK if accounts.change_password(name, event.old, event.new, self.host) else FAILURE
+
+    def _history(self, event: HistoryRequest) -> bytes:
+        accounts = self._accounts
+        assert accounts is not None
+        name = self.name
+        if not self._registered or name is None or not 1 <= event.count <= MAX_HISTORY_COUNT:
+            return FAILURE
+        entries = accounts.history(name, event.peer, event.count, event.before)
+        # The newest entries that fit in one frame; the client asks again for older ones.
+        room = MAX_BODY - len(encode(HistoryPage(event.peer, ())))
+        kept = []
+        for entry in reversed(entries):
+            room -= len(history_entry(entry))
+            if room < 0:
+                break
+            kept.append(entry)
+        return encode(HistoryPage(event.peer, tuple(reversed(kept))))
+
+
+_EXTENSION_ANSWERS: dict[type, Callable[[Rules, Any], bytes]] = {
+    Authenticate: Rules._authenticate,
+    Register: Rules._register,
+    ChangePassword: Rules._change_password,
+    HistoryRequest: Rules._history,
+}
+
+
+class Pending:
+    """The reply to a SENDTO handed to another node, once that node has it (or not)."""
+
+    __slots__ = ("_rules", "_sender", "_recipient", "_text", "_delivered")
+
+    def __init__(self, rules: Rules, sender: str, recipient: str, text: str, delivered):
+        self._rules = rules
+        self._sender = sender
+        self._recipient = recipient
+        self._text = text
+        self._delivered = delivered  # an AsyncResult: True once delivered there
+
+    def reply(self) -> bytes:
+        """Wait for the other node's answer; the reply frame."""
+        try:
+            delivered = self._delivered.get()
+        except Exception:  # Redis failed: nothing is known to be delivered
+            return FAILURE
+        if delivered:
+            self._rules._delivered(self._sender, self._recipient, self._text)
+            return OK
+        try:
+            return self._rules._keep_for_later(self._sender, self._recipient, self._text)
+        except StoreUnavailable:
+            return FAILURE

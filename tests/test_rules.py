@@ -1,0 +1,304 @@
+"""The chat rules without a socket: requests in, replies and deliveries out, over the
+in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
+
+import pytest
+from argon2 import PasswordHasher
+from gevent.event import AsyncResult
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import (
+    Authenticate,
+    ChangePassword,
+    FrameTooLarge,
+    Hello,
+    HistoryPage,
+    HistoryRequest,
+    Incoming,
+    ListUsers,
+    Login,
+    Logout,
+    Malformed,
+    Register,
+    Response,
+    SendTo,
+    Status,
+    StoredMessage,
+    UserList,
+)
+from chatroom.server.presence.directory import LocalDirectory, RemoteRecipient
+from chatroom.server.rules import Pending, Rules
+from chatroom.server.storage.accounts import Accounts
+from chatroom.server.storage.sqlite_store import SQLiteStore
+
+OK = Response(Status.OK)
+FAILURE = Response(Status.FAILURE)
+MALFORMED = Response(Status.MALFORMED)
+REGISTERED = Response(Status.REGISTERED)
+STORED = Response(Status.STORED)
+# Hashing as the server does it, only cheaper: these tests are about the rules.
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class Client:
+    """One connection's Rules, with a mailbox that keeps what is delivered to it."""
+
+    def __init__(self, directory, accounts, peer="127.0.0.1:40000"):
+        self.rules = Rules(self, directory, accounts, peer)
+        self.received: list = []
+        self.disconnected = False
+
+    # The Mailbox the directory hands messages to.
+    def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        held = self.rules.held
+        (held if held is not None else self.received).append(frame)
+        return True
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+    def ask(self, request) -> list:
+        """The reply to request (settled, if it is pending), decoded."""
+        reply = self.rules.answer(request)
+        if isinstance(reply, Pending):
+            reply = reply.reply()
+        return Decoder.for_client().receive_data(reply)
+
+    def messages(self) -> list:
+        return Decoder.for_client().receive_data(b"".join(self.received))
+
+
+@pytest.fixture
+def directory():
+    directory = LocalDirectory()
+    directory.start()
+    return directory
+
+
+@pytest.fixture
+def accounts():
+    accounts = Accounts(SQLiteStore(":memory:"), hasher=CHEAP)
+    accounts.start()
+    yield accounts
+    accounts.stop()
+
+
+@pytest.fixture
+def connect(directory, accounts):
+    """connect(name=None, hello=False): a new connection's Client, logged in as name if given."""
+
+    def connect(name=None, hello=False, peer="127.0.0.1:40000"):
+        client = Client(directory, accounts, peer)
+        if hello:
+            assert client.ask(Hello(1)) == [OK]
+        if name is not None:
+            assert client.ask(Login(name)) == [OK]
+        return client
+
+    return connect
+
+
+def registered(connect, name, password="secret"):
+    """A client that registered name (and is logged in with it)."""
+    client = connect(hello=True)
+    assert client.ask(Register(name, password)) == [OK]
+    return client
+
+
+# --- The seed protocol ---------------------------------------------------------------------
+
+
+def test_login_takes_a_free_valid_name_once(connect):
+    alice = connect()
+    assert alice.ask(Login("alice")) == [OK]
+    assert alice.ask(Login("alice2")) == [FAILURE]  # already logged in
+    assert connect().ask(Login("alice")) == [FAILURE]  # taken
+    assert connect().ask(Login("has space")) == [FAILURE]
+    assert connect().ask(Login("")) == [FAILURE]
+    assert connect().ask(Login("x" * 21)) == [FAILURE]
+
+
+def test_a_look_alike_of_a_logged_in_name_is_refused(connect):
+    connect("bob")
+    assert connect().ask(Login("b\u043eb")) == [FAILURE]  # Cyrillic o
+
+
+def test_list_names_everyone_logged_in_sorted(connect):
+    connect("carol")
+    alice = connect("alice")
+    assert alice.ask(ListUsers()) == [UserList(("alice", "carol"))]
+
+
+def test_sendto_delivers_to_the_recipient_and_answers_ok(connect):
+    alice, bob = connect("alice"), connect("bob")
+    assert alice.ask(SendTo("bob", "hi")) == [OK]
+    assert bob.messages() == [Incoming("alice", "hi")]
+    assert alice.received == []
+
+
+def test_sendto_fails_when_not_logged_in_or_nobody_is_there_or_the_text_is_empty(connect):
+    connect("bob")
+    assert connect().ask(SendTo("bob", "hi")) == [FAILURE]
+    alice = connect("alice")
+    assert alice.ask(SendTo("nobody", "hi")) == [FAILURE]
+    assert alice.ask(SendTo("bob", "")) == [FAILURE]
+
+
+def test_logout_frees_the_name_and_fails_when_not_logged_in(connect):
+    alice = connect("alice")
+    assert alice.ask(Logout()) == [OK]
+    assert alice.ask(Logout()) == [FAILURE]
+    assert connect().ask(Login("alice")) == [OK]
+
+
+def test_malformed_frames_and_extension_requests_without_hello_are_malformed(connect):
+    client = connect()
+    assert client.ask(Malformed(0x42)) == [MALFORMED]
+    assert client.ask(FrameTooLarge(0x03, 1 << 30)) == [MALFORMED]
+    assert client.ask(Register("alice", "secret")) == [MALFORMED]
+    assert client.ask(HistoryRequest("bob", 10)) == [MALFORMED]
+
+
+def test_without_accounts_the_extension_fails(directory):
+    client = Client(directory, None)
+    assert client.ask(Hello(1)) == [OK]
+    assert client.ask(Register("alice", "secret")) == [FAILURE]
+    assert client.ask(Login("alice")) == [OK]
+
+
+# --- The extension -------------------------------------------------------------------------
+
+
+def test_a_registered_name_needs_its_password(connect):
+    registered(connect, "alice").ask(Logout())
+    assert connect(hello=True).ask(Login("alice")) == [REGISTERED]
+    assert connect().ask(Login("alice")) == [FAILURE]  # a seed client cannot give a password
+    assert connect(hello=True).ask(Authenticate("alice", "wrong")) == [FAILURE]
+    assert connect(hello=True).ask(Authenticate("alice", "secret")) == [OK]
+
+
+def test_register_fails_for_a_name_taken_or_registered(connect):
+    connect("bob")
+    assert connect(hello=True).ask(Register("bob", "secret")) == [FAILURE]
+    registered(connect, "alice").ask(Logout())
+    carol = connect(hello=True)
+    assert carol.ask(Register("alice", "other")) == [FAILURE]
+    assert carol.rules.name is None  # the name it claimed for a moment is given back
+    assert connect(hello=True).ask(Register("dave", "")) == [FAILURE]
+
+
+def test_a_logged_in_user_registers_their_own_name(connect):
+    erin = connect("erin", hello=True)
+    assert erin.ask(Register("frank", "secret")) == [FAILURE]
+    assert erin.ask(Register("erin", "secret")) == [OK]
+
+
+def test_password_failures_are_throttled(connect):
+    registered(connect, "alice").ask(Logout())
+    for _ in range(3):
+        assert connect(hello=True).ask(Authenticate("alice", "wrong")) == [FAILURE]
+    assert connect(hello=True).ask(Authenticate("alice", "secret")) == [FAILURE]  # for a minute
+
+
+def test_a_message_to_an_offline_registered_user_is_stored_then_delivered_at_login(connect):
+    registered(connect, "bob").ask(Logout())
+    alice = connect("alice", hello=True)
+    assert alice.ask(SendTo("bob", "while you were out")) == [STORED]
+    assert connect("carol").ask(SendTo("bob", "seed clients are not told")) == [FAILURE]
+    bob = connect(hello=True)
+    (reply_ok, stored) = bob.ask(Authenticate("bob", "secret"))
+    assert reply_ok == OK
+    assert isinstance(stored, StoredMessage) and (stored.sender, stored.text) == ("alice", "while you were out")
+
+
+def test_live_messages_during_login_follow_the_stored_ones(connect, accounts):
+    registered(connect, "bob").ask(Logout())
+    alice = connect("alice", hello=True)
+    assert alice.ask(SendTo("bob", "stored")) == [STORED]
+    take_offline = accounts.store.take_offline
+
+    def take_offline_while_alice_writes(name):
+        assert alice.ask(SendTo("bob", "live")) == [OK]  # bob is logged in by now
+        return take_offline(name)
+
+    accounts.store.take_offline = take_offline_while_alice_writes
+    bob = connect(hello=True)
+    replies = bob.ask(Authenticate("bob", "secret"))
+    assert [type(reply) for reply in replies] == [Response, StoredMessage, Incoming]
+    assert (replies[1].text, replies[2].text) == ("stored", "live")
+    assert bob.received == []
+
+
+def test_change_password(connect):
+    alice = registered(connect, "alice")
+    assert alice.ask(ChangePassword("wrong", "new")) == [FAILURE]
+    assert alice.ask(ChangePassword("secret", "new")) == [OK]
+    alice.ask(Logout())
+    assert connect(hello=True).ask(Authenticate("alice", "new")) == [OK]
+    assert connect("bob", hello=True).ask(ChangePassword("x", "y")) == [FAILURE]  # not registered
+
+
+def test_history_is_for_registered_users_and_holds_both_sides(connect):
+    alice, bob = registered(connect, "alice"), connect("bob", hello=True)
+    assert alice.ask(SendTo("bob", "one")) == [OK]
+    assert bob.ask(SendTo("alice", "two")) == [OK]
+    (page,) = alice.ask(HistoryRequest("bob", 10))
+    assert isinstance(page, HistoryPage)
+    assert [(entry.sent, entry.text) for entry in page.entries] == [(True, "one"), (False, "two")]
+    assert alice.ask(HistoryRequest("bob", 0)) == [FAILURE]
+    assert bob.ask(HistoryRequest("alice", 10)) == [FAILURE]  # bob is not registered
+
+
+def test_undelivered_messages_of_a_registered_user_are_kept(connect):
+    bob = registered(connect, "bob")
+    frames = [encode(Incoming("alice", "one")), encode(Incoming("alice", "two"))]
+    assert bob.rules.keep_undelivered(frames) == 2
+    assert connect("carol").rules.keep_undelivered(frames) == 0  # not registered: nothing kept
+    bob.ask(Logout())
+    replies = connect(hello=True).ask(Authenticate("bob", "secret"))
+    assert [reply.text for reply in replies[1:]] == ["one", "two"]
+
+
+# --- Messages for other nodes --------------------------------------------------------------
+
+
+class Courier:
+    """Stands in for the cluster's courier: each message's outcome is set by the test."""
+
+    def __init__(self):
+        self.sent: list = []
+
+    def send_later(self, recipient, frame):
+        outcome = AsyncResult()
+        self.sent.append((recipient, frame, outcome))
+        return outcome
+
+
+class ClusterDirectory(LocalDirectory):
+    """The local directory, with everyone not here reached through a courier (as in a cluster)."""
+
+    def __init__(self):
+        super().__init__()
+        self.courier = Courier()
+
+    def find(self, name):
+        return super().find(name) or RemoteRecipient(self.courier, name)
+
+
+def test_a_message_for_another_node_is_answered_once_that_node_has_it(accounts):
+    directory = ClusterDirectory()
+    directory.start()
+    alice = Client(directory, accounts)
+    alice.ask(Login("alice"))
+    pending = alice.rules.answer(SendTo("zed", "hi"))
+    assert isinstance(pending, Pending)
+    ((recipient, frame, outcome),) = directory.courier.sent
+    assert (recipient, frame) == ("zed", encode(Incoming("alice", "hi")))
+    outcome.set(True)
+    assert pending.reply() == encode(OK)
+    for delivered, reply in [(False, FAILURE), (ConnectionError("Redis"), FAILURE)]:
+        pending = alice.rules.answer(SendTo("zed", "again"))
+        if isinstance(delivered, Exception):
+            directory.courier.sent[-1][2].set_exception(delivered)
+        else:
+            directory.courier.sent[-1][2].set(delivered)
+        assert pending.reply() == encode(reply)
