@@ -37,6 +37,7 @@ MAX_TEXT_CHARS = 65535
 # The largest body a valid frame can have: a name field of 20 four-byte characters, then
 # 65535 four-byte characters of text.
 MAX_BODY = 1 + 4 * MAX_NAME_CHARS + 4 * MAX_TEXT_CHARS
+MAX_FRAME = HEADER_SIZE + MAX_BODY
 
 
 class Status(enum.IntEnum):

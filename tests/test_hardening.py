@@ -10,7 +10,7 @@ import pytest
 from chatroom.codec import encode
 from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Login, Logout, SendTo, UserList
 from chatroom.server.presence.skeleton import skeleton
-from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, eventually
+from chatroom.testing import FAILURE, MALFORMED, OK, WAIT, Peer, assert_clean_log, eventually
 
 # --- Who may connect, and for how long -----------------------------------------------------
 
@@ -86,7 +86,7 @@ def test_sigterm_delivers_every_acknowledged_message_to_a_slow_reader(server_pro
                 received += 1
     assert received == acknowledged
     assert server.wait(timeout=30) == 0
-    assert "Traceback" not in server.log_text()
+    assert_clean_log(server.log_text())
 
 
 def test_sigterm_gives_up_on_a_reader_that_never_reads_after_the_drain_timeout(server_process, peer_at):

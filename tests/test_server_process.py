@@ -8,7 +8,7 @@ import pytest
 from gevent import subprocess
 
 from chatroom.protocol import Incoming, ListUsers, SendTo, UserList
-from chatroom.testing import OK, eventually
+from chatroom.testing import OK, assert_clean_log, eventually
 
 pytestmark = pytest.mark.process
 
@@ -29,7 +29,7 @@ def test_chat_through_a_server_process_and_its_log(server_process, peer_at):
     for expected in ["Listening on 127.0.0.1:", "connect 127.0.0.1:", "login alice", "login bob", "logout bob"]:
         assert expected in log
     assert "secret words" not in log
-    assert "Traceback" not in log
+    assert_clean_log(log)
 
 
 def test_sigterm_and_sigint_stop_it_with_status_zero_within_a_second(server_process, peer_at):
@@ -43,7 +43,7 @@ def test_sigterm_and_sigint_stop_it_with_status_zero_within_a_second(server_proc
         assert time.monotonic() - started < 1.0
         for client in clients:
             client.assert_closed()
-        assert "Traceback" not in server.log_text()
+        assert_clean_log(server.log_text())
 
 
 def test_port_in_use_is_one_clear_line_and_status_one(server_process):

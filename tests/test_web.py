@@ -15,7 +15,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Reje
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
-from chatroom.testing import OK, WAIT, Peer, eventually, free_port, random_websocket_frames
+from chatroom.testing import OK, WAIT, Peer, assert_clean_log, eventually, free_port, random_websocket_frames
 from chatroom.websocket_client import binary_frame
 
 pytestmark = pytest.mark.process
@@ -213,7 +213,7 @@ def test_a_message_longer_than_a_frame_closes_the_websocket(web_server):
                 ws.receive_data(data)
                 closed = next((e for e in ws.events() if isinstance(e, CloseConnection)), None)
         assert closed is not None and closed.code == 1009
-        assert "Traceback" not in web_server.log_text()
+        assert_clean_log(web_server.log_text())
     finally:
         sock.close()
 
@@ -245,7 +245,7 @@ def test_what_is_not_http_gets_a_plain_refusal(web_server):
         with gevent.Timeout(WAIT):
             answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 404 ")
-    assert "Traceback" not in web_server.log_text()
+    assert_clean_log(web_server.log_text())
 
 
 def test_a_websocket_client_that_vanishes_without_a_close_frame_is_logged_out(web_server, logged_in):
@@ -261,7 +261,7 @@ def test_a_websocket_client_that_vanishes_without_a_close_frame_is_logged_out(we
         assert watcher.request(ListUsers()) == UserList(tuple(sorted(("watcher", vanishing))))
         sock.close()  # the network dropped it: no close frame, only the end of the TCP stream
         eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))
-    assert "Traceback" not in web_server.log_text()
+    assert_clean_log(web_server.log_text())
 
 
 def test_random_and_broken_websocket_frames(web_server):
@@ -306,4 +306,4 @@ def test_random_and_broken_websocket_frames(web_server):
     finally:
         watcher.close()
     log = web_server.log_text()
-    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+    assert_clean_log(log)

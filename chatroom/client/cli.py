@@ -69,47 +69,45 @@ def main(argv=None) -> int:
     monkey.patch_all()
     import ssl
 
-    from .connection import ConnectionLost, connect, tls_context
-    from .core import Client, PlainOutput
+    from .connection import connect, tls_context
 
-    address = f"{args.host}:{args.port}"
     try:
         tls = tls_context(args.ca) if args.tls else None
     except (OSError, ssl.SSLError) as err:
         reason = "not found" if isinstance(err, FileNotFoundError) else "no certificate in it"
-        print(f"chatroom-client: cannot use the CA file {args.ca}: {reason}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot use the CA file {args.ca}: {reason}")
+    try:
+        given_password = read_password(args.password_file)
+    except OSError as err:
+        return _fail(f"cannot read the password file {args.password_file}: {err.strerror}")
 
     def open_socket():
         return connect(args.host, args.port, tls)
 
+    address = f"{args.host}:{args.port}"
     try:
         sock = open_socket()
     except ssl.SSLError as err:
         verify_message = getattr(err, "verify_message", None)
         reason = f"certificate verify failed: {verify_message}" if verify_message else err.reason or str(err)
         hint = " (is the server using TLS?)" if err.reason == "WRONG_VERSION_NUMBER" else ""
-        print(f"chatroom-client: TLS with {address} failed: {reason}{hint}", file=sys.stderr)
-        return 1
+        return _fail(f"TLS with {address} failed: {reason}{hint}")
     except OSError as err:
-        print(f"chatroom-client: cannot connect to {address}: {err.strerror or err}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot connect to {address}: {err.strerror or err}")
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace", line_buffering=True)
-
-    def write(line):
-        print(line, flush=True)
-
-    try:
-        given_password = read_password(args.password_file)
-    except OSError as err:
-        print(f"chatroom-client: cannot read the password file {args.password_file}: {err.strerror}", file=sys.stderr)
-        return 1
     plaintext_warning = None
     if tls is None and not is_loopback(args.host):
         plaintext_warning = (
             f"the connection to {address} is not encrypted (no --tls): a password would cross the network in clear"
         )
+    return _chat(args, sock, open_socket, given_password, plaintext_warning)
+
+
+def _chat(args, sock, open_socket, given_password, plaintext_warning) -> int:
+    """Run the front end that suits stdin over the connection sock; the exit status."""
+    from .connection import ConnectionLost
+    from .core import Client
 
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if interactive:
@@ -119,19 +117,19 @@ def main(argv=None) -> int:
         output = TerminalOutput(timestamps=args.timestamps, bell=not args.no_bell)
         client = Client(output)
     else:
-        from .plain import run_plain
+        from .plain import PlainOutput, run_plain
 
-        client = Client(PlainOutput(write))
+        client = Client(PlainOutput(lambda line: print(line, flush=True)))
     try:
         client.attach(sock)
         if interactive:
             link = None if args.no_reconnect else Link(client, open_socket, output.notice)
+            address = f"{args.host}:{args.port}"
             return run_terminal(client, output, address, link, plaintext_warning, given_password)
         return run_plain(client, given_password, plaintext_warning)
     except ConnectionLost:
         assert client.connection is not None
-        print(f"chatroom-client: {client.connection.lost_reason}", file=sys.stderr)
-        return 1
+        return _fail(client.connection.lost_reason)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -142,6 +140,11 @@ def main(argv=None) -> int:
     finally:
         if client.connection is not None:
             client.connection.close()
+
+
+def _fail(reason: str) -> int:
+    print(f"chatroom-client: {reason}", file=sys.stderr)
+    return 1
 
 
 def read_password(path: str | None) -> str | None:

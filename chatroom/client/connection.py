@@ -4,8 +4,6 @@ A background greenlet reads frames from the server; replies go to :meth:`Connect
 in the order they arrive, messages from other users to a callback.
 """
 
-import sys
-
 import gevent
 from gevent import socket, ssl
 from gevent.event import Event
@@ -63,9 +61,12 @@ class Connection:
     incoming messages to ``on_message``. ``lost`` is set when the server goes away.
     """
 
-    def __init__(self, sock, on_message):
+    def __init__(self, sock, on_message, on_warning):
+        """on_message(message) for each message from another user; on_warning(text) for
+        what the server sent that the client ignores."""
         self._sock = sock
         self._on_message = on_message
+        self._on_warning = on_warning
         self._replies = Queue()
         self._abandoned = 0  # replies still due to requests that timed out
         self._closing = False
@@ -130,7 +131,7 @@ class Connection:
         if kind is Incoming or kind is StoredMessage:
             self._on_message(event)
         elif kind is Malformed:
-            print(f"chatroom-client: ignored a malformed frame (type 0x{event.frame_type:02x})", file=sys.stderr)
+            self._on_warning(f"ignored a malformed frame (type 0x{event.frame_type:02x})")
         elif self._abandoned:
             self._abandoned -= 1
         else:

@@ -1,12 +1,10 @@
 """The client's command loop: one input line in, what happened out, through an Output.
 
 :class:`Client` is shared by both front ends: :mod:`.plain` for a stdin that is not a
-terminal (the seed's exact words, via :class:`PlainOutput`), and :mod:`.terminal` for an
-interactive prompt (a conversation, via its own Output).
+terminal (the seed's exact words, via its PlainOutput), and :mod:`.terminal` for an
+interactive prompt (a conversation, via its TerminalOutput).
 """
 
-import datetime
-import sys
 from collections.abc import Callable
 from typing import Protocol
 
@@ -31,7 +29,6 @@ from ..protocol import (
 from .commands import (
     BAD_MESSAGE,
     INVALID_COMMAND,
-    USAGE,
     ChangeOwnPassword,
     Error,
     Exit,
@@ -41,7 +38,7 @@ from .commands import (
     parse,
 )
 from .connection import REPLY_TIMEOUT, Connection, ConnectionLost, NoReply
-from .display import escape, message_line
+from .display import escape
 
 STATUS_WORDS = {
     Status.OK: "Success",
@@ -77,37 +74,8 @@ class Output(Protocol):
 
     def history(self, peer: str, entries: tuple) -> None: ...
 
-
-class PlainOutput:
-    """The seed's words, one per line, nothing more: for scripts and tests."""
-
-    def __init__(self, write):
-        self._write = write
-
-    def message(self, sender, text):
-        self._write(message_line(sender, text))
-
-    def outcome(self, word, reason=None):
-        self._write(word)
-
-    def names(self, names):
-        for name in names:
-            self._write(escape(name))
-
-    def sent(self, recipient, text):
-        pass
-
-    def usage(self):
-        self._write(USAGE)
-
-    def stored(self, message):
-        self._write(message_line(message.sender, message.text))
-
-    def history(self, peer, entries):
-        for entry in entries:
-            when = datetime.datetime.fromtimestamp(entry.time_ms / 1000).strftime("%Y-%m-%d %H:%M")
-            sender = "me" if entry.sent else peer
-            self._write(f"{when} {message_line(sender, entry.text)}")
+    def warning(self, text: str) -> None:
+        """Something the user should know that is not an answer (a reply that did not come)."""
 
 
 class Client:
@@ -130,7 +98,7 @@ class Client:
     def attach(self, sock) -> Connection:
         """Use a new connection (the first, or one made after the last was lost) and learn
         whether its server has the extension: HELLO, answered MALFORMED by a server without."""
-        connection = Connection(sock, self._show_message)
+        connection = Connection(sock, self._show_message, self.output.warning)
         self.connection = connection
         try:
             self.extended = connection.request(Hello(EXTENSION_VERSION)) == Response(Status.OK)
@@ -167,10 +135,13 @@ class Client:
             self.output.message(message.sender, message.text)
 
     def handle(self, line: str, ask_password: AskPassword | None = None) -> bool:
-        """Carry out one input line; False when the user asked to exit. Raises ConnectionLost
-        when a request finds no connection. ``ask_password`` gets passwords, when one is
-        needed (None: there is no way to ask, and what needs one fails)."""
-        command = parse(line)
+        """Carry out one input line; False when the user asked to exit (see run)."""
+        return self.run(parse(line), ask_password)
+
+    def run(self, command, ask_password: AskPassword | None = None) -> bool:
+        """Carry out what a line asked for (commands.parse); False when the user asked to
+        exit. Raises ConnectionLost when a request finds no connection. ``ask_password`` gets
+        passwords, when one is needed (None: there is no way to ask, and what needs one fails)."""
         if command is None:
             return True
         if isinstance(command, Exit):
@@ -193,7 +164,7 @@ class Client:
         try:
             reply = connection.request(command)
         except NoReply:
-            print(f"chatroom-client: no reply from the server in {REPLY_TIMEOUT:g} s", file=sys.stderr)
+            self.output.warning(f"no reply from the server in {REPLY_TIMEOUT:g} s")
             return None
         if not isinstance(reply, (Response, UserList, HistoryPage)):
             raise ConnectionLost()  # the server broke the protocol; the connection says how

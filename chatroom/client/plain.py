@@ -1,14 +1,52 @@
 """The client's front end for a stdin that is not a terminal: plain lines in, the seed's
 words out, byte for byte, for scripts and tests."""
 
+import datetime
 import os
 import sys
 
 import gevent
 from gevent.fileobject import FileObject
 
+from .commands import USAGE
 from .connection import ConnectionLost
 from .core import Client
+from .display import escape, message_line
+
+
+class PlainOutput:
+    """The seed's words, one per line, nothing more: for scripts and tests."""
+
+    def __init__(self, write):
+        self._write = write
+
+    def message(self, sender, text):
+        self._write(message_line(sender, text))
+
+    def outcome(self, word, reason=None):
+        self._write(word)
+
+    def names(self, names):
+        for name in names:
+            self._write(escape(name))
+
+    def sent(self, recipient, text):
+        pass
+
+    def usage(self):
+        self._write(USAGE)
+
+    def stored(self, message):
+        self._write(message_line(message.sender, message.text))
+
+    def warning(self, text):
+        print(f"chatroom-client: {text}", file=sys.stderr, flush=True)
+
+    def history(self, peer, entries):
+        for entry in entries:
+            when = datetime.datetime.fromtimestamp(entry.time_ms / 1000).strftime("%Y-%m-%d %H:%M")
+            sender = "me" if entry.sent else peer
+            self._write(f"{when} {message_line(sender, entry.text)}")
 
 
 def run_plain(client: Client, password: str | None = None, plaintext_warning: str | None = None) -> int:
@@ -20,7 +58,7 @@ def run_plain(client: Client, password: str | None = None, plaintext_warning: st
 
     def ask_password(prompt: str, new: bool) -> str | None:
         if password is not None and plaintext_warning is not None:
-            print(f"chatroom-client: warning: {plaintext_warning}", file=sys.stderr)
+            client.output.warning(f"warning: {plaintext_warning}")
         return password
 
     def read_commands() -> bool:

@@ -22,12 +22,11 @@ from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.history import DummyHistory, FileHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from ..protocol import ListUsers, Login, Logout, SendTo
-from .commands import COMMANDS, USAGE, ChangeOwnPassword, Exit, RegisterName, ShowHistory, parse
+from ..protocol import SendTo
+from .commands import COMMANDS, USAGE, Command, Exit, parse_line
 from .connection import REPLY_TIMEOUT, ConnectionLost
 from .display import conversation, dim, escape
 
-_TAKES_ARGUMENTS = {"login", "sendto"}
 HISTORY_ENTRIES = 10_000
 ASK_ABOVE_LINES = 5
 
@@ -60,7 +59,8 @@ def _keep_last_entries(path: Path, count: int) -> None:
 
 
 class ChatCompleter(Completer):
-    """Command names first; after ``sendto `` the usernames the client knows of."""
+    """Command names first; then, for a command that takes a name, the usernames the client
+    knows of."""
 
     def __init__(self, client):
         self._client = client
@@ -69,11 +69,11 @@ class ChatCompleter(Completer):
         typed = document.text_before_cursor
         command, space, rest = typed.partition(" ")
         if not space:
-            for name in COMMANDS:
+            for name in sorted(COMMANDS):
                 if name.startswith(command):
-                    suffix = " " if name in _TAKES_ARGUMENTS else ""
+                    suffix = " " if COMMANDS[name].arguments else ""
                     yield Completion(name + suffix, -len(command), display=name)
-        elif command == "sendto" and " " not in rest:
+        elif command in COMMANDS and COMMANDS[command].completes_names and " " not in rest:
             for name in sorted(self._client.known_names):
                 if name.startswith(rest):
                     yield Completion(name + " ", -len(rest), display=escape(name))
@@ -130,6 +130,9 @@ class TerminalOutput:
     def notice(self, text):
         print(dim(text), flush=True)
 
+    def warning(self, text):
+        self.notice(text)
+
 
 class _Commands:
     """Runs typed lines one after another in a worker greenlet; the one under way can be
@@ -144,15 +147,15 @@ class _Commands:
         self._idle = Event()
         self._worker = gevent.spawn(self._work)
 
-    def submit(self, line: str) -> None:
+    def submit(self, command: Command | None, action) -> None:
         self._idle.clear()
-        self._lines.put(line)
+        self._lines.put((command, action))
 
-    def run_now(self, line: str, ask_password) -> None:
-        """Run a line in the calling greenlet (which may then ask for passwords), after the
-        lines submitted before it."""
+    def run_now(self, command: Command | None, action, ask_password) -> None:
+        """Run a command in the calling greenlet (which may then ask for passwords), after the
+        ones submitted before it."""
         self._idle.wait(REPLY_TIMEOUT)
-        self._run(line, ask_password)
+        self._run(command, action, ask_password)
 
     def cancel(self) -> bool:
         """Cancel the command under way, if any (its reply is dropped when it comes)."""
@@ -172,31 +175,28 @@ class _Commands:
         while True:
             if self._lines.empty():
                 self._idle.set()
-            line = self._lines.get()
-            if line is None:
+            parsed = self._lines.get()
+            if parsed is None:
                 return
-            self._current = gevent.spawn(self._run, line)
+            self._current = gevent.spawn(self._run, *parsed)
             self._current.join()
             if isinstance(self._current.value, BaseException):
                 self._output.notice("cancelled")
             self._current = None
 
-    def _run(self, line, ask_password=None):
+    def _run(self, command: Command | None, action, ask_password=None):
         try:
-            if self._link is not None and not self._link.connected and _needs_server(line):
+            needs_server = command is not None and command.needs_server
+            if self._link is not None and not self._link.connected and needs_server:
                 self._output.notice(f"not connected ({self._link.status()})")
                 return None
-            self._client.handle(line, ask_password)
+            self._client.run(action, ask_password)
         except ConnectionLost:
             if self._link is not None:
                 self._output.notice(f"not connected ({self._link.status()})")
         except gevent.GreenletExit as cancelled:
             return cancelled
         return None
-
-
-def _needs_server(line: str) -> bool:
-    return isinstance(parse(line), (Login, ListUsers, Logout, SendTo, RegisterName, ChangeOwnPassword, ShowHistory))
 
 
 def _password_asker(asking: PromptSession, output: TerminalOutput, plaintext_warning, given_password):
@@ -272,20 +272,23 @@ def run_terminal(
                 continue
             except EOFError:
                 line = "exit"  # Ctrl-D
-            command = parse(line)
-            if isinstance(command, Exit):
+            parsed = parse_line(line)
+            if parsed is None:
+                continue
+            command, action = parsed
+            if isinstance(action, Exit):
                 commands.finish(timeout=10.0)
                 return 0
-            if isinstance(command, SendTo) and command.text.count("\n") >= ASK_ABOVE_LINES:
-                lines = command.text.count("\n") + 1
-                answer = asking.prompt(f"send {lines} lines to {escape(command.recipient)}? [y/N] ")
+            if isinstance(action, SendTo) and action.text.count("\n") >= ASK_ABOVE_LINES:
+                lines = action.text.count("\n") + 1
+                answer = asking.prompt(f"send {lines} lines to {escape(action.recipient)}? [y/N] ")
                 if answer.strip().lower() not in ("y", "yes"):
                     output.notice("not sent")
                     continue
-            if isinstance(command, (Login, RegisterName, ChangeOwnPassword)):
-                commands.run_now(line, ask_password)  # may ask for a password, at this prompt
+            if command is not None and command.asks_password:
+                commands.run_now(command, action, ask_password)  # may ask for a password, at this prompt
                 continue
-            commands.submit(line)
+            commands.submit(command, action)
             gevent.sleep(0)  # let the command start before the prompt is drawn again
 
 

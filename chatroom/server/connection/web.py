@@ -18,7 +18,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ...codec import is_one_frame, split_frames
-from ...protocol import HEADER_SIZE, MAX_BODY
+from ...protocol import MAX_FRAME
 from ...websocket_client import binary_frame
 from . import sockets
 
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT = 10.0
 RECV_SIZE = 65536
-MAX_MESSAGE = HEADER_SIZE + MAX_BODY
 # WebSocket close codes.
 POLICY_VIOLATION, TOO_BIG, NORMAL = 1008, 1009, 1000
 PAGE_FILES = {
@@ -155,7 +154,7 @@ class WebSocketStream:
         for event in self._ws.events():
             if isinstance(event, BytesMessage):
                 self._incoming += event.data
-                if len(self._incoming) > MAX_MESSAGE:
+                if len(self._incoming) > MAX_FRAME:
                     return self._fail(TOO_BIG, "a message longer than a frame may be")
                 if event.message_finished:
                     message, self._incoming = bytes(self._incoming), bytearray()

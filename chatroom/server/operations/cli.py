@@ -147,19 +147,17 @@ def main(argv=None) -> int:
     # Session greenlets need not remember who spawned them: less memory, quicker spawns.
     gevent.config.track_greenlet_tree = False
     configure_logging(args.log_level, args.log_format)
-    limits = limit_options.from_arguments(args)
     try:
         tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     except (OSError, ssl.SSLError) as err:
-        print(f"chatroom-server: cannot load the TLS certificate or key: {err}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot load the TLS certificate or key: {err}")
     file_limit = raise_file_limit()
-    directory = cluster_directory(args.redis, args.node_ttl) if args.redis else None
+    limits = limit_options.from_arguments(args)
     try:
         server = ChatServer(
             args.host,
             args.port,
-            directory,
+            cluster_directory(args.redis, args.node_ttl) if args.redis else None,
             limits,
             tls,
             args.reuse_port,
@@ -169,20 +167,32 @@ def main(argv=None) -> int:
         )
         server.start()
     except (sqlite3.Error, StoreUnavailable) as err:
-        print(f"chatroom-server: cannot use the database {args.redis or args.db}: {err}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot use the database {args.redis or args.db}: {err}")
     except OSError as err:
-        print(f"chatroom-server: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}")
     metrics = None
     if args.metrics:
         metrics_host, metrics_port = args.metrics
         try:
             metrics = serve_metrics(metrics_host, metrics_port, server)
         except OSError as err:
-            print(f"chatroom-server: cannot serve metrics on {metrics_host}:{metrics_port}: {err}", file=sys.stderr)
             server.stop(0)
-            return 1
+            return _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {err}")
+    _say_listening(server, metrics, tls is not None)
+    log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
+    notify_systemd("READY=1")
+    _serve_until_stopped(server, args)
+    if metrics is not None:
+        metrics.stop()
+    return 0
+
+
+def _fail(reason: str) -> int:
+    print(f"chatroom-server: {reason}", file=sys.stderr)
+    return 1
+
+
+def _say_listening(server: ChatServer, metrics, tls: bool) -> None:
     # Always logged, whatever the level: scripts wait for this line to learn the port.
     host, port = server.address
     log.log(
@@ -191,15 +201,16 @@ def main(argv=None) -> int:
         host,
         port,
         " (TLS)" if tls else "",
-        extra=fields("listening", host=host, port=port, tls=tls is not None),
+        extra=fields("listening", host=host, port=port, tls=tls),
     )
     if metrics is not None:
         log.info("Metrics on http://%s:%d/metrics", metrics.address[0], metrics.server_port)
     if server.web_address is not None:
         log.info("Web client on %s://%s:%d/", "https" if tls else "http", *server.web_address)
-    log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
-    notify_systemd("READY=1")
 
+
+def _serve_until_stopped(server: ChatServer, args) -> None:
+    """Serve until SIGINT or SIGTERM (SIGHUP reloads TLS meanwhile), then drain and stop."""
     stopping = Event()
     handlers = [gevent.signal_handler(signum, stopping.set) for signum in (signal.SIGINT, signal.SIGTERM)]
     handlers.append(gevent.signal_handler(signal.SIGHUP, reload_tls, server, args))
@@ -209,9 +220,6 @@ def main(argv=None) -> int:
     log.info("shutting down", extra=fields("shutdown", drain_timeout=args.drain_timeout))
     notify_systemd("STOPPING=1")
     server.stop(args.drain_timeout)
-    if metrics is not None:
-        metrics.stop()
-    return 0
 
 
 def reload_tls(server: ChatServer, args) -> None:

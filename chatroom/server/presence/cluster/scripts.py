@@ -9,7 +9,7 @@ a batch is one atomic script in a Redis Cluster too (see redis_link).
 
 from collections.abc import Iterator
 
-from ...codec import frame_end, name_field
+from ....codec import frame_end, name_field
 
 USERS = "{chatroom}:users"  # username -> the id of the node it is logged in at
 LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged in with it

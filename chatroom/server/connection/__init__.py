@@ -1,0 +1,1 @@
+"""The connection side: listeners, sessions, their output queues, streams and limits."""

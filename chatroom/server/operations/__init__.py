@@ -1,0 +1,1 @@
+"""Running the server: its command line, settings, logs and metrics."""

@@ -1,0 +1,117 @@
+"""Peers that speak the raw protocol, and stand-in servers that misbehave on purpose."""
+
+import gevent
+from gevent import socket
+from gevent.server import StreamServer
+
+from ..codec import Decoder, encode
+from ..protocol import Login, Response, Status
+from .waiting import WAIT
+
+OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
+FAILURE_BYTES = b"\x82\x00\x00\x00\x01\x01"
+MALFORMED_BYTES = b"\x82\x00\x00\x00\x01\x02"
+OK = Response(Status.OK)
+FAILURE = Response(Status.FAILURE)
+MALFORMED = Response(Status.MALFORMED)
+
+
+class Peer:
+    """A raw protocol client: send messages or bytes, read decoded events or exact bytes."""
+
+    def __init__(self, address, receive_buffer: int | None = None, source: str | None = None):
+        """``receive_buffer``: a small SO_RCVBUF makes a client whose socket fills quickly;
+        ``source``: the local address to connect from (another of 127.0.0.0/8, say)."""
+        self.sock = socket.socket()
+        if source is not None:
+            self.sock.bind((source, 0))
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(WAIT)
+        try:
+            self.sock.connect(tuple(address))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = Decoder.for_client()
+        self.events: list = []
+
+    def send(self, *messages) -> None:
+        self.sock.sendall(b"".join(encode(m) for m in messages))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_exact(self, n: int) -> bytes:
+        """Exactly n raw bytes (bypassing the decoder)."""
+        chunks = []
+        with gevent.Timeout(WAIT):
+            while n:
+                chunk = self.sock.recv(n)
+                assert chunk, "connection closed while bytes were expected"
+                chunks.append(chunk)
+                n -= len(chunk)
+        return b"".join(chunks)
+
+    def next_event(self):
+        with gevent.Timeout(WAIT):
+            while not self.events:
+                data = self.sock.recv(65536)
+                assert data, "connection closed while a frame was expected"
+                self.events.extend(self.decoder.receive_data(data))
+        return self.events.pop(0)
+
+    def request(self, message):
+        """Send one message and return the next event (its reply, if nothing else is due)."""
+        self.send(message)
+        return self.next_event()
+
+    def login(self, name: str) -> None:
+        assert self.request(Login(name)) == OK
+
+    def assert_closed(self) -> None:
+        """The server closes this connection (EOF or reset) within the wait bound."""
+        with gevent.Timeout(WAIT):
+            while True:
+                try:
+                    if not self.sock.recv(65536):
+                        return
+                except ConnectionResetError:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def logged_in(address, name: str) -> Peer:
+    """A Peer connected to address and logged in as name."""
+    peer = Peer(address)
+    try:
+        peer.login(name)
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
+def greet_as_old_server(sock) -> None:
+    """For a fake server's handler: take the client's HELLO and answer it as a server without
+    the extension does (MALFORMED), so that what follows is the seed protocol."""
+    hello = b""
+    with gevent.Timeout(WAIT):
+        while len(hello) < 6:
+            chunk = sock.recv(6 - len(hello))
+            if not chunk:
+                return
+            hello += chunk
+    assert hello[0] == 0x05, hello
+    sock.sendall(MALFORMED_BYTES)
+
+
+def fake_server(handler) -> StreamServer:
+    """A started StreamServer on 127.0.0.1 (any free port) running handler(sock) for each
+    connection: a stand-in for a chat server that misbehaves on purpose."""
+    server = StreamServer(("127.0.0.1", 0), lambda sock, _address: handler(sock))
+    server.start()
+    return server

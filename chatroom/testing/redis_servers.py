@@ -1,0 +1,156 @@
+"""Throwaway redis-server processes on loopback, alone or formed into a Redis Cluster."""
+
+import itertools
+import os
+import shutil
+import signal
+
+from gevent import socket, subprocess
+
+from .waiting import WAIT, eventually, free_port
+
+
+def redis_server_binary() -> str:
+    """Debian's redis-server (7 or newer: cluster mode needs sharded pub/sub)."""
+    found = shutil.which("redis-server")
+    if not found:
+        raise FileNotFoundError("no redis-server: install Debian's redis-server package (./scripts/test does)")
+    return found
+
+
+class RedisProcess:
+    """redis-server on 127.0.0.1 and a free port, in ``folder``, without persistence; with
+    ``cluster``, a node of a Redis Cluster (see RedisClusterProcess).
+
+    Raises FileNotFoundError when there is no redis-server to run.
+    """
+
+    def __init__(self, folder, cluster: bool = False):
+        self.folder = str(folder)
+        os.makedirs(self.folder, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.options = ["--save", "", "--appendonly", "no", "--dir", self.folder]
+        if cluster:
+            self.bus_port = free_port()
+            self.options += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
+        self.start()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (again, after stop(): empty, as a restarted Redis without persistence; a
+        cluster node keeps its place in the cluster, which it saves apart from the data)."""
+        command = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", *self.options]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def answers():
+            assert self.proc.poll() is None, "redis-server exited early"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        eventually(answers, timeout=timeout, interval=0.05)
+
+    def client(self):
+        """A redis-py client of this server."""
+        import redis
+
+        return redis.Redis(port=self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(WAIT)
+
+    close = stop
+
+
+class RedisClusterProcess:
+    """A Redis Cluster of three masters (no replicas) on loopback, without persistence.
+
+    ``url`` is the address of a master that does *not* serve the chat directory's slot, so
+    that a node must find the one that does. ``stop``, ``start``, ``proc`` and ``client``
+    act on that directory master (whose loss is what the nodes notice), as they would on a
+    single RedisProcess; ``close`` stops them all.
+    """
+
+    SLOT_COUNT = 16384
+
+    def __init__(self, folder, masters: int = 3, timeout: float = 10.0):
+        from redis.cluster import key_slot
+
+        from ..server.presence.cluster.scripts import USERS  # a key in the slot of the whole directory
+
+        self.masters = []
+        self.replicas: list[RedisProcess] = []
+        for index in range(masters):
+            self.masters.append(RedisProcess(os.path.join(folder, f"master{index}"), cluster=True))
+        clients = [master.client() for master in self.masters]
+        bounds = [index * self.SLOT_COUNT // masters for index in range(masters + 1)]
+        slot_ranges = [(first, after - 1) for first, after in itertools.pairwise(bounds)]
+        for client, (first, last) in zip(clients, slot_ranges, strict=True):
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        for master in self.masters[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", "127.0.0.1", master.port, master.bus_port)
+        for client in clients:
+            client.close()
+        self.wait_until_formed(timeout)
+        directory_slot = key_slot(USERS.encode())
+        owner = next(i for i, (first, last) in enumerate(slot_ranges) if first <= directory_slot <= last)
+        self.directory_master = self.masters[owner]
+        self.url = self.masters[(owner + 1) % masters].url
+
+    def wait_until_formed(self, timeout: float = 10.0) -> None:
+        """Wait until every master sees them all and every slot served (a master that has
+        just started holds back for two seconds: Redis's own writable delay)."""
+
+        def formed():
+            for master in self.masters:
+                with master.client() as client:
+                    info = client.cluster("info")
+                if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != len(self.masters):
+                    return False
+            return True
+
+        eventually(formed, timeout=timeout, interval=0.05)
+
+    def reset(self) -> None:
+        """Empty every master (restarting any that is down), as a fresh cluster would be."""
+        for master in self.masters:
+            if master.proc.poll() is not None:
+                master.start()
+            master.proc.send_signal(signal.SIGCONT)  # in case a test left it paused
+            with master.client() as client:
+                client.flushall()
+        self.wait_until_formed()
+
+    def add_replica(self, folder, timeout: float = 10.0) -> RedisProcess:
+        """Start a replica of the directory's master and wait until it has the data."""
+        replica = RedisProcess(folder, cluster=True)
+        with self.directory_master.client() as master:
+            master.execute_command("CLUSTER", "MEET", "127.0.0.1", replica.port, replica.bus_port)
+            master_id = master.execute_command("CLUSTER", "MYID")
+        with replica.client() as client:
+            eventually(lambda: len(client.execute_command("CLUSTER", "NODES").splitlines()) > len(self.masters))
+            client.execute_command("CLUSTER", "REPLICATE", master_id)
+            eventually(lambda: client.info("replication").get("master_link_status") == "up", timeout=timeout)
+        self.replicas.append(replica)
+        return replica
+
+    @property
+    def proc(self):
+        return self.directory_master.proc
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.directory_master.start(timeout)
+
+    def stop(self) -> None:
+        self.directory_master.stop()
+
+    def client(self):
+        return self.directory_master.client()
+
+    def close(self) -> None:
+        for server in self.masters + self.replicas:
+            server.stop()
