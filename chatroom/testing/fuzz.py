@@ -2,7 +2,7 @@
 
 import random
 
-from ..codec import encode
+from ..codec import encode, frame
 from ..protocol import ListUsers, Login, Logout, SendTo
 from ..websocket_client import binary_frame
 
