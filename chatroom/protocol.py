@@ -136,8 +136,6 @@ class HistoryRequest:
     before: int = 0
 
 
-EXTENSION_REQUESTS = (Register, Authenticate, ChangePassword, HistoryRequest)
-
 
 # --- Server to client -------------------------------------------------------------------
 
