@@ -136,7 +136,6 @@ class HistoryRequest:
     before: int = 0
 
 
-
 # --- Server to client -------------------------------------------------------------------
 
 

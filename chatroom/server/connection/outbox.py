@@ -170,7 +170,10 @@ class Outbox:
         """Send what the socket takes right now, without waiting; the number of bytes sent."""
         if not self._can_try_send:
             return 0
-        sent = self._stream.try_send(data)
+        try:
+            sent = self._stream.try_send(data)
+        except BlockingIOError:
+            return 0
         self._count_sent(sent)
         return sent
 

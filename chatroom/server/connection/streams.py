@@ -5,6 +5,7 @@ and :class:`~.web.WebSocketStream` for a browser's WebSocket. The session and it
 in frames and in these few methods, never in socket options.
 """
 
+from functools import partial
 from typing import Protocol
 
 from gevent.ssl import SSLSocket
@@ -29,7 +30,8 @@ class Stream(Protocol):
         ...
 
     def try_send(self, data) -> int:
-        """Send what the connection takes right now, without waiting; how much."""
+        """Send what the connection takes right now, without waiting; how much. Raises
+        BlockingIOError when it takes nothing (only called when sends_without_waiting)."""
         ...
 
     def shut_down(self) -> None:
@@ -52,9 +54,10 @@ class Stream(Protocol):
 
 
 class SocketStream:
-    """A TCP or TLS socket as a Stream."""
+    """A TCP or TLS socket as a Stream. Reading and sending are the socket's own methods,
+    bound once: on the relay path a layer of Python calls per read and per send shows."""
 
-    __slots__ = ("_sock", "transport", "sends_without_waiting")
+    __slots__ = ("_sock", "transport", "sends_without_waiting", "fileno", "receive", "send", "try_send")
 
     def __init__(self, sock):
         self._sock = sock
@@ -62,21 +65,14 @@ class SocketStream:
         self.transport = "tls" if tls else "tcp"
         # A TLS socket cannot be asked for a single send that does not wait.
         self.sends_without_waiting = not tls
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def receive(self) -> bytes:
-        return self._sock.recv(RECV_SIZE)
-
-    def send(self, data) -> int:
-        return self._sock.send(data)
-
-    def try_send(self, data) -> int:
-        try:
-            return self._sock.send(data, 0, 0.0)  # gevent's socket: a timeout of 0, no waiting
-        except BlockingIOError:
-            return 0
+        self.fileno = sock.fileno
+        self.receive = partial(sock.recv, RECV_SIZE)
+        self.send = sock.send
+        # gevent's socket wraps a non-blocking one, whose send is the single send that never
+        # waits (BlockingIOError when the kernel takes nothing): what gevent's own send(data,
+        # 0, 0.0) calls, without its Python layer.
+        # (A TLS socket's is the TCP connection under the TLS: never to be written to.)
+        self.try_send = _never_without_waiting if tls else sock._sock.send
 
     def shut_down(self) -> None:
         sockets.shut_down(self._sock)
@@ -92,3 +88,7 @@ class SocketStream:
             sockets.close_gracefully(self._sock)
         else:
             self._sock.close()
+
+
+def _never_without_waiting(data) -> int:
+    raise BlockingIOError()

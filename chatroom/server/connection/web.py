@@ -201,7 +201,7 @@ class WebSocketStream:
         return len(data)
 
     def try_send(self, data) -> int:
-        return 0  # sending a message always waits for the whole of it
+        raise BlockingIOError()  # sending a message always waits for the whole of it
 
     def shut_down(self) -> None:
         sockets.shut_down(self.raw)
