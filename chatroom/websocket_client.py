@@ -99,14 +99,24 @@ def _take_messages(unread: bytearray) -> tuple[bytes, bool]:
 def binary_frame(message, mask_key: bytes = b"") -> bytes:
     """One unfragmented binary WebSocket frame (RFC 6455 section 5.2): unmasked from a server,
     masked with the 4-byte mask_key from a client."""
+    return _frame(0x2, message, mask_key)
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A server's close frame with its status code and reason (cut to fit a control frame)."""
+    return _frame(0x8, code.to_bytes(2, "big") + reason.encode()[:123], b"")
+
+
+def _frame(opcode: int, message, mask_key: bytes) -> bytes:
     size = len(message)
+    first = 0x80 | opcode  # FIN: never fragmented
     mask_bit = 0x80 if mask_key else 0
     if size < 126:
-        head = bytes((0x82, mask_bit | size))
+        head = bytes((first, mask_bit | size))
     elif size < 1 << 16:
-        head = bytes((0x82, mask_bit | 126)) + size.to_bytes(2, "big")
+        head = bytes((first, mask_bit | 126)) + size.to_bytes(2, "big")
     else:
-        head = bytes((0x82, mask_bit | 127)) + size.to_bytes(8, "big")
+        head = bytes((first, mask_bit | 127)) + size.to_bytes(8, "big")
     if not mask_key:
         return head + bytes(message)
     # XOR as one big integer: the whole message at C speed, not a byte at a time.

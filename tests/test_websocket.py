@@ -6,27 +6,40 @@ import gevent
 import pytest
 from gevent import socket
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request, TextMessage
 
 from chatroom.codec import encode
 from chatroom.protocol import ListUsers, Login
-from chatroom.server.connection.web import WebSocketStream
+from chatroom.server.connection.websocket import WebSocketStream
 from chatroom.testing import WAIT
 
 
 @pytest.fixture
-def pair():
-    """(the server's WebSocketStream, the client's socket, the client's wsproto), open."""
-    server_sock, client_sock = socket.socketpair()
-    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
-    server.receive_data(client.send(Request(host="localhost", target="/chat")))
-    request = next(server.events())
-    client.receive_data(server.send(AcceptConnection()))
-    assert isinstance(request, Request) and isinstance(next(client.events()), AcceptConnection)
-    stream = WebSocketStream(server_sock, server)
-    yield stream, client_sock, client
-    stream.raw.close()
-    client_sock.close()
+def open_pair():
+    """open_pair(frame_timeout=30): (the server's WebSocketStream, the client's socket, the
+    client's wsproto), open; all closed at the end."""
+    opened = []
+
+    def open_pair(frame_timeout=30.0):
+        server_sock, client_sock = socket.socketpair()
+        client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+        server.receive_data(client.send(Request(host="localhost", target="/chat")))
+        request = next(server.events())
+        client.receive_data(server.send(AcceptConnection()))
+        assert isinstance(request, Request) and isinstance(next(client.events()), AcceptConnection)
+        stream = WebSocketStream(server_sock, server, frame_timeout)
+        opened.append((stream, client_sock))
+        return stream, client_sock, client
+
+    yield open_pair
+    for stream, client_sock in opened:
+        stream.raw.close()
+        client_sock.close()
+
+
+@pytest.fixture
+def pair(open_pair):
+    return open_pair()
 
 
 def events_until_closed(sock, client) -> list:
@@ -88,3 +101,85 @@ def test_a_message_longer_than_a_frame_may_be_is_refused(pair):
     (closed,) = events_until_closed(sock, client)
     closing.join(WAIT)
     assert isinstance(closed, CloseConnection) and closed.code == 1009
+
+
+def close_code(sock, client) -> int | None:
+    """The code of the close frame the client gets before the end of the stream."""
+    closing = [event for event in events_until_closed(sock, client) if isinstance(event, CloseConnection)]
+    return closing[0].code if closing else None
+
+
+def test_a_ping_flood_is_answered_at_a_bounded_rate_then_closed(pair):
+    stream, sock, client = pair
+    sender = gevent.spawn(sock.sendall, b"".join(client.send(Ping(b"%d" % i)) for i in range(1000)))
+    with gevent.Timeout(WAIT):
+        assert stream.receive() == b""  # closed: too many control frames
+    closing = gevent.spawn(stream.close)  # gracefully: the peer may still be sending
+    sender.join(WAIT)
+    sock.shutdown(socket.SHUT_WR)
+    events = events_until_closed(sock, client)
+    pongs = [event for event in events if isinstance(event, Pong)]
+    assert 1 <= len(pongs) <= 10
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1008
+    closing.join(WAIT)
+
+
+def test_a_few_pings_are_answered_and_the_chat_goes_on(pair):
+    stream, sock, client = pair
+    sock.sendall(
+        b"".join(client.send(Ping(b"%d" % i)) for i in range(3)) + client.send(BytesMessage(encode(Login("a"))))
+    )
+    with gevent.Timeout(WAIT):
+        assert stream.receive() == encode(Login("a"))
+        answers = b""
+        while answers.count(b"\x8a") < 3:  # three pong frames
+            answers += sock.recv(65536)
+    client.receive_data(answers)
+    assert [event.payload for event in client.events()] == [b"0", b"1", b"2"]
+
+
+def test_a_flood_of_empty_fragments_is_closed(pair):
+    stream, sock, client = pair
+    fragments = b"".join(client.send(BytesMessage(b"", message_finished=False)) for _ in range(500))
+    gevent.spawn(sock.sendall, fragments)
+    with gevent.Timeout(WAIT):
+        assert stream.receive() == b""
+    closing = gevent.spawn(stream.close)  # gracefully: the peer may still be sending
+    sock.shutdown(socket.SHUT_WR)
+    assert close_code(sock, client) == 1008
+    closing.join(WAIT)
+
+
+def test_an_unfinished_message_is_closed_at_the_frame_timeout(open_pair):
+    stream, sock, client = open_pair(frame_timeout=0.3)
+    sock.sendall(client.send(BytesMessage(encode(Login("half"))[:3], message_finished=False)))
+    with gevent.Timeout(WAIT):
+        assert stream.receive() == b""
+    closing = gevent.spawn(stream.close)  # gracefully: the peer may still be sending
+    sock.shutdown(socket.SHUT_WR)
+    assert close_code(sock, client) == 1008
+    closing.join(WAIT)
+
+
+def test_a_ping_between_messages_starts_no_frame_timer(open_pair):
+    stream, sock, client = open_pair(frame_timeout=0.2)
+    sock.sendall(client.send(Ping(b"still here")))
+    reader = gevent.spawn(stream.receive)
+    gevent.sleep(0.5)  # longer than the frame timeout: a whole ping began no message
+    sock.sendall(client.send(BytesMessage(encode(ListUsers()))))
+    assert reader.get(timeout=WAIT) == encode(ListUsers())
+
+
+def test_a_protocol_error_is_answered_with_a_close_frame_that_says_so(pair):
+    stream, sock, client = pair
+    sock.sendall(bytes((0x82 | 0x40, 0x80 | 1)) + b"mask" + b"x")  # a reserved bit set
+    with gevent.Timeout(WAIT):
+        assert stream.receive() == b""
+    closing = gevent.spawn(stream.close)  # gracefully: the peer may still be sending
+    sock.shutdown(socket.SHUT_WR)
+    with gevent.Timeout(WAIT):
+        sent = b""
+        while data := sock.recv(65536):
+            sent += data
+    assert sent[0] == 0x88 and sent[2:4] == (1002).to_bytes(2, "big")  # protocol error
+    closing.join(WAIT)

@@ -117,7 +117,13 @@ class ChatServer:
         self._serve(sock, address, SocketStream)
 
     def _handle_web(self, sock, address):
-        self._serve(sock, address, lambda connection: web.accept(connection, self._web_origins, self.tls is not None))
+        assert self._web is not None
+        port, secure = self._web.server_port, self.tls is not None
+
+        def opening(connection):
+            return web.accept(connection, self._web_origins, secure, port, self.limits.frame_timeout)
+
+        self._serve(sock, address, opening)
 
     def _serve(self, sock, address, opening):
         """Admit a new connection, tune it, shake hands (TLS), open it as a Stream (``opening``:

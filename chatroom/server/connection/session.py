@@ -90,7 +90,12 @@ class Session:
         log.info("connect %s", self.peer, extra=fields("connect", peer=self.peer, transport=self.transport))
         # A connection must say something: a silent one would hold its place for good.
         self._set_timer(self._limits.idle_timeout, self._idle_expired)
-        self._park()
+        if self._stream.buffered():
+            # What came with the handshake will not make the socket readable: serve it now,
+            # from the hub, as a read watcher would.
+            self._loop.run_callback(greenlet(self._serve, parent=gevent.get_hub()).switch)
+        else:
+            self._park()
 
     def _park(self):
         # When the socket turns readable, the hub switches straight into a new greenlet, as

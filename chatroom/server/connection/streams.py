@@ -25,6 +25,11 @@ class Stream(Protocol):
         """The next bytes of frames from the client (waiting for them); b"" at the end."""
         ...
 
+    def buffered(self) -> bool:
+        """Whether bytes have arrived that the socket no longer shows as readable (taken in
+        with a handshake): receive() gives them at once."""
+        ...
+
     def send(self, data) -> int:
         """Send some of data, waiting until the connection takes some; how much it took."""
         ...
@@ -73,6 +78,10 @@ class SocketStream:
         # 0, 0.0) calls, without its Python layer.
         # (A TLS socket's is the TCP connection under the TLS: never to be written to.)
         self.try_send = _never_without_waiting if tls else sock._sock.send
+
+    def buffered(self) -> bool:
+        # TLS may have read application data along with the end of its handshake.
+        return self.transport == "tls" and self._sock.pending() > 0
 
     def shut_down(self) -> None:
         sockets.shut_down(self._sock)

@@ -1,0 +1,155 @@
+"""The web port against hostile clients, on a real server process: floods of frames without
+content beside a TCP neighbour, origins that a rebound DNS name could fake, requests a little
+off the rules, and frames sent right behind the handshake."""
+
+import base64
+import os
+
+import gevent
+import pytest
+from gevent import socket
+from gevent.event import Event
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import ListUsers, Login, UserList
+from chatroom.testing import OK, WAIT, assert_clean_log, free_port
+from chatroom.websocket_client import binary_frame
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def web_server(server_process):
+    port = free_port()
+    server = server_process("--web", f"127.0.0.1:{port}")
+    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
+    server.web_address = ("127.0.0.1", port)
+    return server
+
+
+def raw_upgrade(address, host: str, origins: list[str], target: str = "/chat", after: bytes = b"") -> bytes:
+    """Send a WebSocket upgrade with exactly these Host and Origin headers (and ``after`` right
+    behind it); the head of the answer."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade"]
+    lines += [f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", *(f"Origin: {o}" for o in origins)]
+    with socket.create_connection(address, timeout=WAIT) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + after)
+        answer = b""
+        with gevent.Timeout(WAIT):
+            while b"\r\n\r\n" not in answer and (data := sock.recv(4096)):
+                answer += data
+    return answer
+
+
+def test_an_origin_a_rebound_dns_name_could_fake_is_refused(web_server):
+    host, port = web_server.web_address
+    # A page at http://rebind.example:PORT whose name now points at 127.0.0.1: Host and Origin agree.
+    answer = raw_upgrade(web_server.web_address, f"rebind.example:{port}", [f"http://rebind.example:{port}"])
+    assert answer.startswith(b"HTTP/1.1 403")
+    for origin in (f"http://{host}:{port}", f"http://localhost:{port}"):
+        assert raw_upgrade(web_server.web_address, f"{host}:{port}", [origin]).startswith(b"HTTP/1.1 101")
+    assert raw_upgrade(web_server.web_address, f"{host}:{port}", [f"http://{host}:{port + 1}"]).startswith(
+        b"HTTP/1.1 403"
+    )
+
+
+def test_two_origin_headers_are_refused(web_server):
+    host, port = web_server.web_address
+    own = f"http://{host}:{port}"
+    assert raw_upgrade(web_server.web_address, f"{host}:{port}", [own, own]).startswith(b"HTTP/1.1 403")
+    assert raw_upgrade(web_server.web_address, f"{host}:{port}", ["https://evil.example", own]).startswith(
+        b"HTTP/1.1 403"
+    )
+
+
+def test_only_the_chat_path_upgrades(web_server):
+    host, port = web_server.web_address
+    answer = raw_upgrade(web_server.web_address, f"{host}:{port}", [f"http://{host}:{port}"], target="/other")
+    assert answer.startswith(b"HTTP/1.1 404")
+
+
+def test_the_page_may_not_be_framed(web_server):
+    host, port = web_server.web_address
+    with socket.create_connection(web_server.web_address, timeout=WAIT) as sock:
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        head = b""
+        with gevent.Timeout(WAIT):
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+    assert b"frame-ancestors 'none'" in head and b"X-Frame-Options: DENY" in head
+
+
+def open_websocket(address):
+    """(socket, wsproto) of a WebSocket opened with the page's own origin."""
+    host, port = address
+    sock = socket.create_connection(address, timeout=WAIT)
+    ws = WSConnection(ConnectionType.CLIENT)
+    origin = [("Origin", f"http://{host}:{port}")]
+    sock.sendall(ws.send(Request(host=f"{host}:{port}", target="/chat", extra_headers=origin)))
+    with gevent.Timeout(WAIT):
+        while True:
+            ws.receive_data(sock.recv(65536))
+            event = next(iter(ws.events()), None)
+            if isinstance(event, (AcceptConnection, RejectConnection)):
+                assert isinstance(event, AcceptConnection)
+                return sock, ws
+
+
+def test_a_login_sent_right_behind_the_handshake_is_answered(web_server):
+    host, port = web_server.web_address
+    ws = WSConnection(ConnectionType.CLIENT)
+    origin = [("Origin", f"http://{host}:{port}")]
+    handshake = ws.send(Request(host=f"{host}:{port}", target="/chat", extra_headers=origin))
+    replies: list = []
+    with socket.create_connection(web_server.web_address, timeout=WAIT) as sock:
+        # An eager client: the request and its first frames in one write.
+        sock.sendall(handshake + _masked_binary(encode(Login("eager"))) + _masked_binary(encode(ListUsers())))
+        decoder = Decoder.for_client()
+        with gevent.Timeout(WAIT):
+            while len(replies) < 2:
+                ws.receive_data(sock.recv(65536))
+                for event in ws.events():
+                    if isinstance(event, BytesMessage):
+                        replies += decoder.receive_data(event.data)
+    assert replies == [OK, UserList(("eager",))]
+
+
+def _masked_binary(payload: bytes) -> bytes:
+    return binary_frame(payload, os.urandom(4))
+
+
+def test_a_ping_flood_is_closed_and_never_stalls_a_tcp_neighbour(web_server, logged_in):
+    flooder, ws = open_websocket(web_server.web_address)
+    neighbour = logged_in(web_server.address, "neighbour")
+    pings = b"".join(ws.send(Ping(b"x" * 16)) for _ in range(2000))
+    closed = Event()
+
+    def flood():
+        try:
+            with gevent.Timeout(WAIT * 2, False):
+                while not closed.is_set():
+                    flooder.sendall(pings)
+        except OSError:
+            pass  # the server closed it
+
+    def watch():
+        with gevent.Timeout(WAIT * 2, False):
+            while data := flooder.recv(65536):
+                ws.receive_data(data)
+                if any(isinstance(event, CloseConnection) and event.code == 1008 for event in ws.events()):
+                    closed.set()
+                    return
+
+    greenlets = [gevent.spawn(flood), gevent.spawn(watch)]
+    try:
+        for _ in range(200):
+            with gevent.Timeout(1.0):  # a frozen server fails here, not after a minute
+                assert neighbour.request(ListUsers()) == UserList(("neighbour",))
+        assert closed.wait(WAIT * 2), "the flooder was never closed with 1008"
+    finally:
+        gevent.killall(greenlets)
+        flooder.close()
+    assert_clean_log(web_server.log_text())
