@@ -215,6 +215,8 @@ class ChatServer:
             return False, "draining"
         if not self.directory.healthy():
             return False, "directory unreachable"
+        if self.accounts is not None and not self.accounts.healthy():
+            return False, "degraded: the store cannot write"
         return True, "serving"
 
     def _ended(self, session):

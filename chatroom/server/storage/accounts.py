@@ -40,6 +40,9 @@ class Accounts:
         self.store.stop()
         self._hashing.kill()
 
+    def healthy(self) -> bool:
+        return self.store.healthy()
+
     def requires_password(self, name: str) -> bool:
         """Authoritative, for logging in."""
         return self.store.password_hash(name) is not None

@@ -46,6 +46,9 @@ class Store(Protocol):
     def stop(self) -> None:
         """Write everything queued, then close: nothing acknowledged is lost."""
 
+    def healthy(self) -> bool:
+        """Whether it can write now (a full disk cannot)."""
+
     def password_hash(self, name: str) -> str | None:
         """The hash of name's password, asked of the store itself: None if not registered."""
 

@@ -1,0 +1,207 @@
+"""The thread that owns the SQLite connection: writes in batches, reads in order, and an
+acknowledgement only once what it acknowledges is committed.
+
+Nothing here touches the disk on the hub. Writes are gathered on the hub and handed, once per
+round of the event loop, as one batch to the worker thread, which commits the batch in one
+transaction (group commit: while it commits, the next batch gathers). A caller that must not
+answer before its write is on disk (an account, a kept message) waits for its batch's commit
+and learns whether it failed; history is written behind the relay, through a queue bounded in
+bytes that makes senders wait rather than grow. Reads go through the same thread, after every
+write queued before them, so a reader always sees what the server has acknowledged.
+
+When a batch cannot be committed (a full disk, an I/O error), the requests waiting on it get
+StoreUnavailable, the store reports itself unhealthy, and the log says so once, and once more
+when writing works again.
+"""
+
+import logging
+import sqlite3
+from collections.abc import Callable
+
+import gevent
+from gevent.event import Event
+from gevent.monkey import get_original
+
+from .store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# The real thread and queue, even in a process that monkey-patched them.
+_start_thread = get_original("_thread", "start_new_thread")
+_SimpleQueue = get_original("queue", "SimpleQueue")
+MAX_UNWRITTEN_BYTES = 8 << 20  # history queued for the disk before senders wait
+
+
+class _Batch:
+    """Writes that go in one transaction, and how it went."""
+
+    __slots__ = ("writes", "size", "durable", "committed", "error")
+
+    def __init__(self):
+        self.writes: list = []  # (sql, parameters)
+        self.size = 0  # bytes of text in it, for the bound
+        self.durable = False  # someone waits for it: commit with a full sync
+        self.committed = Event()  # set on the hub once the thread is done with it
+        self.error: str | None = None
+
+
+class SQLiteWorker:
+    def __init__(self, path, max_unwritten_bytes: int = MAX_UNWRITTEN_BYTES):
+        self.path = path
+        self.healthy = True  # the last batch was committed
+        self._max_unwritten = max_unwritten_bytes
+        self._jobs = _SimpleQueue()  # for the thread: a _Batch, a call, or None to stop
+        self._db: sqlite3.Connection | None = None  # the thread's own
+        self._gathering = _Batch()
+        self._flush_due = False
+        self._unwritten = 0  # bytes handed over or gathered, not yet committed
+        self._room = Event()  # set whenever the unwritten bytes fall under the bound
+        self._room.set()
+        self._done = gevent.get_hub().loop.async_()  # the thread's way to wake the hub
+        self._finished = _SimpleQueue()  # batches the thread is done with, for the hub
+
+    def start(self, opener: Callable[[sqlite3.Connection], object]):
+        """Open the database in the thread; opener(db) prepares it (schema, migrations) and
+        its result is returned."""
+        self._done.start(self._on_batches_done)
+        _start_thread(self._work, ())
+        return self.call(self._open, opener)
+
+    def stop(self) -> None:
+        """Commit what is queued, then close."""
+        self.flush()
+        self.call(self._close)
+        self._jobs.put(None)
+        self._done.close()
+
+    # --- On the hub -------------------------------------------------------------------------
+
+    def write(self, sql: str, parameters: tuple, size: int = 0) -> None:
+        """Queue a write that nobody waits for (history); a caller may wait for room first."""
+        self._queue(sql, parameters, size)
+
+    def write_and_wait(self, sql: str, parameters: tuple) -> None:
+        """Queue a write and wait for its commit; StoreUnavailable if it failed."""
+        batch = self._queue(sql, parameters, 0)
+        batch.durable = True
+        batch.committed.wait()
+        if batch.error is not None:
+            raise StoreUnavailable(batch.error)
+
+    def wait_for_room(self) -> None:
+        """Wait while more than the bound of history is queued for the disk."""
+        while self._unwritten > self._max_unwritten:
+            self._room.clear()
+            self._room.wait()
+
+    def call(self, function, *args):
+        """function(db, *args) in the thread, after every write queued before it; the calling
+        greenlet waits, the hub does not. A SQLite error becomes StoreUnavailable."""
+        self.flush()
+        done = Event()
+        watcher = gevent.get_hub().loop.async_()
+        watcher.start(done.set)
+        outcome: list = []
+        try:
+            self._jobs.put((function, args, outcome, watcher))
+            done.wait()
+        finally:
+            watcher.close()
+        succeeded, value = outcome[0]
+        if not succeeded:
+            if isinstance(value, sqlite3.Error):
+                if self._db is not None:  # (opening it, the caller says why it cannot)
+                    log.error("database %s: %s", self.path, value)
+                raise StoreUnavailable(str(value)) from value
+            raise value
+        return value
+
+    def flush(self) -> None:
+        """Hand what has gathered to the thread now."""
+        self._flush_due = False
+        batch = self._gathering
+        if batch.writes:
+            self._gathering = _Batch()
+            self._jobs.put(batch)
+
+    def _queue(self, sql, parameters, size) -> _Batch:
+        batch = self._gathering
+        batch.writes.append((sql, parameters))
+        batch.size += size
+        self._unwritten += size
+        if not self._flush_due:
+            self._flush_due = True
+            # Everything queued in this round of the event loop goes in one transaction.
+            gevent.get_hub().loop.run_callback(self.flush)
+        return batch
+
+    def _on_batches_done(self) -> None:
+        while not self._finished.empty():
+            batch = self._finished.get()
+            self._unwritten -= batch.size
+            self._note_outcome(batch)
+            batch.committed.set()
+        if self._unwritten <= self._max_unwritten:
+            self._room.set()
+
+    def _note_outcome(self, batch: _Batch) -> None:
+        if batch.error is None and not self.healthy:
+            self.healthy = True
+            log.warning("database %s: writing works again", self.path)
+        elif batch.error is not None and self.healthy:
+            self.healthy = False
+            log.error(
+                "database %s cannot write (%s): what needs it fails until it can; said once", self.path, batch.error
+            )
+
+    # --- In the thread ----------------------------------------------------------------------
+
+    def _work(self):
+        """The thread: jobs in the order they were queued."""
+        while (job := self._jobs.get()) is not None:
+            if isinstance(job, _Batch):
+                self._commit(job)
+                self._finished.put(job)
+                self._done.send()  # thread-safe: wakes the hub
+            else:
+                function, args, outcome, watcher = job
+                try:
+                    outcome.append((True, function(self._db, *args)))
+                except BaseException as err:  # handed to the waiting greenlet
+                    outcome.append((False, err))
+                watcher.send()  # thread-safe: wakes the hub
+
+    def _commit(self, batch: _Batch) -> None:
+        db = self._db
+        assert db is not None
+        try:
+            # Only what someone was told is stored must reach the disk before the answer:
+            # history may wait for the next checkpoint (WAL: it is never corrupted).
+            db.execute(f"PRAGMA synchronous={'FULL' if batch.durable else 'NORMAL'}")
+            db.execute("BEGIN")
+            for sql, parameters in batch.writes:
+                db.execute(sql, parameters)
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            batch.error = str(err)
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+
+    def _open(self, _db, opener):
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            prepared = opener(db)
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return prepared
+
+    def _close(self, db):
+        if db is not None:
+            db.close()
+            self._db = None
