@@ -163,3 +163,24 @@ def test_skeletons_follow_unicode_confusables():
     assert skeleton("rn") == skeleton("m")
     assert skeleton("bob") != skeleton("Bob")
     assert skeleton("名前") == "名前"
+
+
+def test_a_burst_of_guesses_from_many_addresses_is_not_all_hashed_and_the_owner_gets_in(server_process, peer_at):
+    from chatroom.protocol import Authenticate, Hello, Register
+
+    server = server_process()
+    owner = peer_at(server.address, source="127.0.0.2")
+    assert owner.request(Hello(1)) == OK and owner.request(Register("bob", "the right one")) == OK
+    owner.close()
+    guessers = []
+    for i in range(250):
+        peer = peer_at(server.address, source=f"127.0.{1 + i // 200}.{3 + i % 200}")
+        peer.send(Hello(1), Authenticate("bob", "guess"), Authenticate("bob", "guess again"))
+        guessers.append(peer)
+    with gevent.Timeout(WAIT * 2):
+        replies = [peer.next_event() for peer in guessers for _ in range(3)]
+    assert replies.count(OK) == 250 and replies.count(FAILURE) == 500  # (OK: their HELLOs)
+    hashed = server.log_text().count("password for bob") - server.log_text().count(": busy")
+    assert hashed <= 10, f"{hashed} guesses were hashed"
+    again = peer_at(server.address, source="127.0.0.2")  # bob, from where he registered
+    assert again.request(Hello(1)) == OK and again.request(Authenticate("bob", "the right one")) == OK

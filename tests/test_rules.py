@@ -176,6 +176,16 @@ def test_a_registered_name_needs_its_password(connect):
     assert connect(hello=True).ask(Authenticate("alice", "secret")) == [OK]
 
 
+def test_look_alikes_of_a_registered_name_are_refused_whether_or_not_it_is_online(connect):
+    registered(connect, "bob").ask(Logout())
+    registered(connect, "alice")
+    for name in ("b\u043eb", "bob\u0307", "alice\u0335", "aIice"):
+        assert connect(hello=True).ask(Login(name)) == [FAILURE], name
+        assert connect(hello=True).ask(Register(name, "other")) == [FAILURE], name
+    assert connect().ask(Login("b\u043eb")) == [FAILURE]  # a seed client too
+    assert connect().ask(Login("bobby")) == [OK]
+
+
 def test_register_fails_for_a_name_taken_or_registered(connect):
     connect("bob")
     assert connect(hello=True).ask(Register("bob", "secret")) == [FAILURE]

@@ -40,7 +40,7 @@ from ..protocol import (
 from .operations.counts import COUNTS
 from .operations.logs import fields
 from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
-from .storage.accounts import Accounts
+from .storage.accounts import Accounts, Check
 from .storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,12 @@ class Rules:
     def _log_in(self, name: str) -> bytes:
         if self.name is not None or not is_valid_username(name):
             return FAILURE
-        if self._accounts is not None and self._accounts.requires_password(name):
-            return REGISTERED if self._extended else FAILURE  # AUTHENTICATE, with the password
+        accounts = self._accounts
+        if accounts is not None:
+            if accounts.requires_password(name):
+                return REGISTERED if self._extended else FAILURE  # AUTHENTICATE, with the password
+            if accounts.look_alike(name) is not None:
+                return FAILURE  # it would pass for a registered user, online or not
         if not self._directory.claim(name, self._mailbox):
             return FAILURE
         self.name = name
@@ -196,8 +200,9 @@ class Rules:
         name = event.name
         if self.name is not None or not is_valid_username(name) or not is_valid_password(event.password):
             return FAILURE
-        if not accounts.check_password(name, event.password, self.host):
-            log.info("failed password for %s (%s)", name, self._peer)
+        check = accounts.check_password(name, event.password, self.host)
+        if check is not Check.RIGHT:
+            log.info("password for %s (%s): %s", name, self._peer, check.value)
             return FAILURE
         if not self._directory.claim(name, self._mailbox):
             return FAILURE
@@ -231,7 +236,7 @@ class Rules:
             if not self._directory.claim(name, self._mailbox):
                 return FAILURE
             self.name = name
-        if not accounts.register(name, event.password):
+        if not accounts.register(name, event.password, self.host):
             if claimed_now:
                 self.log_out("registration refused")
             return FAILURE
@@ -245,7 +250,7 @@ class Rules:
         name = self.name
         if not self._registered or name is None or not is_valid_password(event.new):
             return FAILURE
-        return OK if accounts.change_password(name, event.old, event.new, self.host) else FAILURE
+        return OK if accounts.change_password(name, event.old, event.new, self.host) is Check.RIGHT else FAILURE
 
     def _history(self, event: HistoryRequest) -> bytes:
         accounts = self._accounts

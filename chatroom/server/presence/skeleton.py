@@ -41,9 +41,24 @@ def _is_variation_selector(c: str) -> bool:
     return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or 0x180B <= code <= 0x180F
 
 
+def _is_diacritic(c: str) -> bool:
+    # The combining marks shared by the Latin, Greek and Cyrillic scripts (a dot above, a
+    # stroke overlay...): a name with one added looks like the name without it. The marks of
+    # other scripts (Indic vowel signs, viramas) make different names, and stay.
+    code = ord(c)
+    return (
+        0x0300 <= code <= 0x036F
+        or 0x1AB0 <= code <= 0x1AFF
+        or 0x1DC0 <= code <= 0x1DFF
+        or 0x20D0 <= code <= 0x20FF
+        or 0xFE20 <= code <= 0xFE2F
+    )
+
+
 def skeleton(name: str) -> str:
-    """The string name looks like: two names with one skeleton are confusable."""
+    """The string name looks like: two names with one skeleton are confusable. Beyond UTS #39,
+    the generic diacritics are dropped: ``bob\u0307`` looks like ``bob``."""
     prototypes = _prototypes()
     decomposed = unicodedata.normalize("NFD", name)
     mapped = "".join(prototypes.get(c, c) for c in decomposed if not _is_variation_selector(c))
-    return unicodedata.normalize("NFD", mapped)
+    return "".join(c for c in unicodedata.normalize("NFD", mapped) if not _is_diacritic(c))

@@ -2,36 +2,45 @@
 
 :class:`Accounts` puts the rules on top of a :class:`~.store.Store`: passwords hashed with
 argon2 in threads of their own (a hash takes about 25 ms and 19 MiB: on the hub it would stall
-every connection), failed password attempts throttled per name and per address, offline
-messages and history kept for registered users only.
+every connection), password attempts throttled (:mod:`.throttle`), names that look like a
+registered one refused, offline messages and history kept for registered users only.
 """
 
-import collections
-import time
+import enum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from gevent.threadpool import ThreadPool
 
 from ...protocol import HistoryEntry, StoredMessage
+from ..presence.skeleton import skeleton
 from .store import Store, now_ms
+from .throttle import PasswordThrottle, Verdict
 
 # OWASP's recommended minimum for argon2id: 19 MiB, 2 passes, 1 lane.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 HASHING_THREADS = 2  # bounds the memory hashing takes: 2 x 19 MiB
-MAX_FAILURES = 3  # failed password attempts...
-FAILURE_WINDOW = 60.0  # ...per this many seconds, per name and per address
-MAX_TRACKED = 10_000  # names and addresses with failures kept before the stale ones go
+
+
+class Check(enum.Enum):
+    """How a password check went."""
+
+    RIGHT = "right"
+    WRONG = "wrong password"
+    TOO_MANY = "too many tries"
+    BUSY = "busy"
 
 
 class Accounts:
-    def __init__(self, store: Store, hasher: PasswordHasher = HASHER):
+    def __init__(self, store: Store, hasher: PasswordHasher = HASHER, throttle: PasswordThrottle | None = None):
         """``hasher``: argon2's parameters (tests use cheaper ones)."""
         self.store = store
         self._hasher = hasher
         self.registered_names = store.registered_names  # for routing: see Store
         self._hashing = ThreadPool(HASHING_THREADS)
-        self._failures: dict[tuple[str, str], collections.deque] = {}
+        self._throttle = throttle or PasswordThrottle()
+        self._skeletons: dict[str, str] = {}  # skeleton -> the registered name that has it
+        self._indexed = 0  # how many registered names _skeletons has seen
 
     def start(self) -> None:
         self.store.start()
@@ -47,47 +56,46 @@ class Accounts:
         """Authoritative, for logging in."""
         return self.store.password_hash(name) is not None
 
+    def look_alike(self, name: str) -> str | None:
+        """The registered name that name is confusable with (not name itself), if any."""
+        names = self.registered_names
+        if len(names) != self._indexed:  # (sized: both stores keep a set or a dict)
+            self._skeletons = {skeleton(registered): registered for registered in names}
+            self._indexed = len(names)
+        other = self._skeletons.get(skeleton(name))
+        return other if other is not None and other != name else None
+
     # --- Passwords ----------------------------------------------------------------------
 
-    def register(self, name: str, password: str) -> bool:
-        if self.requires_password(name):
+    def register(self, name: str, password: str, address: str) -> bool:
+        """Make name an account (from address, which it then trusts); False if it cannot be."""
+        if self.requires_password(name) or self.look_alike(name) is not None:
             return False
         password_hash = self._hashing.spawn(self._hasher.hash, password).get()
-        return self.store.create_account(name, password_hash)
-
-    def check_password(self, name: str, password: str, address: str) -> bool:
-        """Whether password is name's; False without hashing once either the name or the
-        address has failed MAX_FAILURES times in the last FAILURE_WINDOW seconds."""
-        keys = (("name", name), ("address", address))
-        if any(self._recent_failures(key) >= MAX_FAILURES for key in keys):
+        if not self.store.create_account(name, password_hash):
             return False
-        password_hash = self.store.password_hash(name)
-        if password_hash is not None and self._hashing.spawn(self._verifies, password_hash, password).get():
-            return True
-        if len(self._failures) > MAX_TRACKED:
-            for key in list(self._failures):  # forget the names and addresses quiet for a minute
-                self._recent_failures(key)
-        for key in keys:
-            self._failures.setdefault(key, collections.deque()).append(time.monotonic())
-        return False
-
-    def change_password(self, name: str, old: str, new: str, address: str) -> bool:
-        if not self.check_password(name, old, address):
-            return False
-        self.store.set_password_hash(name, self._hashing.spawn(self._hasher.hash, new).get())
+        self._skeletons[skeleton(name)] = name
+        self._throttle.trust(name, address)
         return True
 
-    def _recent_failures(self, key) -> int:
-        times = self._failures.get(key)
-        if times is None:
-            return 0
-        horizon = time.monotonic() - FAILURE_WINDOW
-        while times and times[0] < horizon:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return 0
-        return len(times)
+    def check_password(self, name: str, password: str, address: str) -> Check:
+        """Whether password is name's, counted and paced by the throttle."""
+        verdict = self._throttle.begin(name, address)
+        if verdict is not Verdict.GO:
+            return Check.TOO_MANY if verdict is Verdict.TOO_MANY else Check.BUSY
+        right = False
+        try:
+            password_hash = self.store.password_hash(name)
+            right = password_hash is not None and self._hashing.spawn(self._verifies, password_hash, password).get()
+        finally:
+            self._throttle.end(name, address, right)
+        return Check.RIGHT if right else Check.WRONG
+
+    def change_password(self, name: str, old: str, new: str, address: str) -> Check:
+        check = self.check_password(name, old, address)
+        if check is Check.RIGHT:
+            self.store.set_password_hash(name, self._hashing.spawn(self._hasher.hash, new).get())
+        return check
 
     # --- Memory -------------------------------------------------------------------------
 

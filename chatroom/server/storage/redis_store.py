@@ -15,7 +15,7 @@ JSON arrays. They expire by time, checked when read and trimmed when written.
 
 import json
 import logging
-from collections.abc import Container
+from collections.abc import Collection
 
 import gevent
 import redis
@@ -71,7 +71,7 @@ class RedisStore:
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
         self._known: set[str] = set()
-        self.registered_names: Container[str] = self._known
+        self.registered_names: Collection[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
         self._take = self._redis.register_script(_TAKE)
         self._records: list = []  # (key, entry) waiting for the recorder

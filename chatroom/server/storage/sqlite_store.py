@@ -7,7 +7,7 @@ waits for the disk.
 """
 
 import logging
-from collections.abc import Container
+from collections.abc import Collection
 
 import gevent
 
@@ -42,7 +42,7 @@ class SQLiteStore:
         self._keep_history = keep_history
         self._worker = SQLiteWorker(path)
         self._accounts: dict[str, str] = {}
-        self.registered_names: Container[str] = self._accounts
+        self.registered_names: Collection[str] = self._accounts
         self._offline_counts: dict[str, int] = {}
         self._expiry = None
 

@@ -10,7 +10,7 @@ disk work happens in a thread, Redis work on cooperative sockets.
 
 import os
 import time
-from collections.abc import Container
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -38,7 +38,7 @@ class Store(Protocol):
     # The registered names this server knows of (it may miss one registered elsewhere a
     # moment ago), kept current in place: routing asks it for every message, so it is a
     # plain container, not a call.
-    registered_names: Container[str]
+    registered_names: Collection[str]
 
     def start(self) -> None:
         """Open (creating or migrating what is needed) and drop what has expired."""
