@@ -184,13 +184,11 @@ class Rules:
         accounts, name = self._accounts, self.name
         if not frames or accounts is None or name is None or not self._registered:
             return 0
-        kept = 0
+        messages = [(message.sender, message.text) for message in Decoder.for_client().receive_data(b"".join(frames))]
         try:
-            for message in Decoder.for_client().receive_data(b"".join(frames)):
-                kept += accounts.keep_offline(name, message.sender, message.text, record=False)
+            return accounts.keep_dropped(name, messages)
         except StoreUnavailable:
-            pass
-        return kept
+            return 0
 
     # --- The extension (after HELLO) ------------------------------------------------------
 

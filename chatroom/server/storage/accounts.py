@@ -99,15 +99,18 @@ class Accounts:
 
     # --- Memory -------------------------------------------------------------------------
 
-    def keep_offline(self, recipient: str, sender: str, text: str, record: bool = True) -> bool:
-        """Keep a message for an offline registered user (and, unless it was recorded when
-        first sent, in the history)."""
+    def keep_offline(self, recipient: str, sender: str, text: str) -> bool:
+        """Keep a message for an offline registered user, and in the history."""
         time_ms = now_ms()
         if not self.store.keep_offline(recipient, sender, text, time_ms):
             return False
-        if record:
-            self.store.record(sender, recipient, text, time_ms)
+        self.store.record(sender, recipient, text, time_ms)
         return True
+
+    def keep_dropped(self, recipient: str, messages: list[tuple[str, str]]) -> int:
+        """Keep what a registered user was sent but never took (not recorded again: the
+        history has it); how many."""
+        return self.store.keep_dropped(recipient, messages, now_ms())
 
     def take_offline(self, name: str) -> list[StoredMessage]:
         return self.store.take_offline(name)

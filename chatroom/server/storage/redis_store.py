@@ -40,6 +40,17 @@ local length = redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return length
 """
+# Append several entries (ARGV[3]...) to a list capped at ARGV[1], living ARGV[2] ms: how many fit.
+_KEEP_MANY = """
+local kept = 0
+for i = 3, #ARGV do
+  if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then break end
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+  kept = kept + 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return kept
+"""
 # Add a message to a conversation's history (KEYS[1]), its id one more than the newest one's:
 # ARGV[1] the entry (JSON), ARGV[2] how long the conversation lives (ms). The member is
 # "ID:ENTRY", so that two equal messages stay two.
@@ -74,6 +85,7 @@ class RedisStore:
         self.registered_names: Collection[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
         self._take = self._redis.register_script(_TAKE)
+        self._keep_many = self._redis.register_script(_KEEP_MANY)
         self._records: list = []  # (key, entry) waiting for the recorder
         self._recorder = None  # the greenlet writing them, while there are any
         self._listener = None
@@ -145,6 +157,11 @@ class RedisStore:
         entry = json.dumps([sender, time_ms, text])
         kept = self._call(self._keep_offline, keys=[OFFLINE + recipient], args=[entry, MAX_OFFLINE, self._retention_ms])
         return bool(kept)
+
+    def keep_dropped(self, recipient, messages, time_ms):
+        entries = [json.dumps([sender, time_ms, text]) for sender, text in messages]
+        args = [MAX_OFFLINE, self._retention_ms, *entries]
+        return int(self._call(self._keep_many, keys=[OFFLINE + recipient], args=args)) if entries else 0
 
     def take_offline(self, name):
         cutoff = now_ms() - self._retention_ms

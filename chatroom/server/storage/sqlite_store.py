@@ -33,6 +33,7 @@ MIGRATIONS = [
     """,
 ]
 EXPIRY_INTERVAL = 3600.0
+_KEEP = "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)"
 
 
 class SQLiteStore:
@@ -117,14 +118,25 @@ class SQLiteStore:
             return False
         self._offline_counts[recipient] = count + 1
         try:
-            self._worker.write_and_wait(
-                "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)",
-                (recipient, sender, time_ms, text),
-            )
+            self._worker.write_and_wait(_KEEP, (recipient, sender, time_ms, text))
         except BaseException:
             self._offline_counts[recipient] = self._offline_counts.get(recipient, 1) - 1
             raise
         return True
+
+    def keep_dropped(self, recipient, messages, time_ms):
+        count = self._offline_counts.get(recipient, 0)
+        kept = messages[: max(0, MAX_OFFLINE - count)]
+        if not kept:
+            return 0
+        self._offline_counts[recipient] = count + len(kept)
+        rows = [(recipient, sender, time_ms, text) for sender, text in kept]
+        try:
+            self._worker.write_and_wait(_KEEP, *rows)
+        except BaseException:
+            self._offline_counts[recipient] = self._offline_counts.get(recipient, len(kept)) - len(kept)
+            raise
+        return len(kept)
 
     def take_offline(self, name):
         if not self._offline_counts.pop(name, 0):

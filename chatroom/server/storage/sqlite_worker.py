@@ -80,9 +80,11 @@ class SQLiteWorker:
         """Queue a write that nobody waits for (history); a caller may wait for room first."""
         self._queue(sql, parameters, size)
 
-    def write_and_wait(self, sql: str, parameters: tuple) -> None:
-        """Queue a write and wait for its commit; StoreUnavailable if it failed."""
-        batch = self._queue(sql, parameters, 0)
+    def write_and_wait(self, sql: str, *rows: tuple) -> None:
+        """Queue the write of each row (in one transaction) and wait for its commit;
+        StoreUnavailable if it failed."""
+        for parameters in rows:
+            batch = self._queue(sql, parameters, 0)
         batch.durable = True
         batch.committed.wait()
         if batch.error is not None:

@@ -60,6 +60,10 @@ class Store(Protocol):
     def keep_offline(self, recipient: str, sender: str, text: str, time_ms: int) -> bool:
         """Keep a message for an offline recipient; False when their mailbox is full."""
 
+    def keep_dropped(self, recipient: str, messages: list[tuple[str, str]], time_ms: int) -> int:
+        """Keep messages (sender, text) a recipient was sent but never took, in their order,
+        as far as the mailbox has room, all at once; how many were kept."""
+
     def take_offline(self, name: str) -> list[StoredMessage]:
         """The messages kept for name, oldest first, removed from the store."""
 
