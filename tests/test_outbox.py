@@ -4,6 +4,8 @@ import gevent
 import pytest
 from gevent import socket
 
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Incoming
 from chatroom.server.connection.outbox import Outbox
 from chatroom.server.connection.streams import SocketStream
 from chatroom.testing import WAIT
@@ -102,3 +104,23 @@ def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
         outbox.queue_to_flush(b"q" * 300_000)
         outbox.flush()
     assert outbox.closed
+
+
+def test_closing_keeps_every_relayed_message_not_sent_whole(pair):
+    ours, theirs = pair
+    outbox = Outbox(SocketStream(ours), limit=64 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    frames = [encode(Incoming("alice", f"{i} " + "x" * 200_000)) for i in range(8)]
+    for frame in frames:
+        outbox.queue_to_flush(frame)
+    writer = gevent.spawn(outbox.flush)  # blocks: nobody reads the other end yet
+    gevent.sleep(0.1)
+    outbox.close()
+    writer.kill()
+    ours.shutdown(socket.SHUT_WR)
+    received = b""
+    with gevent.Timeout(WAIT):
+        while data := theirs.recv(1 << 20):
+            received += data
+    whole = len(Decoder.for_client().receive_data(received))
+    assert 0 < len(outbox.dropped) < len(frames)
+    assert outbox.dropped == frames[whole:]  # the one cut short among them

@@ -10,6 +10,7 @@ from gevent.server import StreamServer
 
 from ...protocol import DEFAULT_PORT
 from ..operations.counts import COUNTS
+from ..operations.logs import fields
 from ..presence.directory import Directory, LocalDirectory
 from ..storage.accounts import Accounts
 from . import sockets, web
@@ -99,19 +100,30 @@ class ChatServer:
         if self._sessions:
             self._all_ended.wait(drain_timeout)
         if self._sessions:
-            unsent = sum(session.unsent_bytes for session in self._sessions)
-            log.warning(
-                "%d connections did not take what they were sent in %g s; %d bytes dropped",
-                len(self._sessions),
-                drain_timeout,
-                unsent,
-            )
-            for session in list(self._sessions):
-                session.disconnect(abort=True)
-            self._all_ended.wait(1.0)
+            self._give_up_on_the_rest(drain_timeout)
         self.directory.stop()
         if self.accounts is not None:
             self.accounts.stop()  # after the sessions: every message they took is written
+
+    def _give_up_on_the_rest(self, drain_timeout: float) -> None:
+        """The connections still open after the drain: what they did not take is kept for
+        registered users (all at once, so the store commits them together) and counted."""
+        unsent = sum(session.unsent_bytes for session in self._sessions)
+        giving_up = [gevent.spawn(session.give_up) for session in list(self._sessions)]
+        gevent.joinall(giving_up, timeout=drain_timeout)
+        outcomes = [greenlet.value for greenlet in giving_up if greenlet.successful()]
+        kept, lost = sum(kept for kept, _ in outcomes), sum(lost for _, lost in outcomes)
+        log.warning(
+            "%d connections did not take what they were sent in %g s (%d bytes): %d messages kept for "
+            "registered users, %d lost",
+            len(giving_up),
+            drain_timeout,
+            unsent,
+            kept,
+            lost,
+            extra=fields("drain_timeout", connections=len(giving_up), unsent=unsent, kept=kept, lost=lost),
+        )
+        self._all_ended.wait(sockets.LINGER_TIMEOUT)
 
     def _handle(self, sock, address):
         self._serve(sock, address, SocketStream)

@@ -12,6 +12,7 @@ the outbox closes and calls ``on_stall`` once.
 import gevent
 from gevent.event import Event
 
+from ...codec import frame_end, split_frames
 from ...protocol import INCOMING
 from ..operations.counts import COUNTS
 from .streams import Stream
@@ -34,6 +35,8 @@ class Outbox:
         "_loop",
         "_can_try_send",
         "_room",
+        "_in_flight",
+        "_in_flight_sent",
         "closed",
         "dropped",
     )
@@ -50,8 +53,10 @@ class Outbox:
         self._loop = gevent.get_hub().loop
         self._can_try_send = stream.sends_without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
+        self._in_flight: bytes | None = None  # frames being sent (from a frame's start)...
+        self._in_flight_sent = 0  # ...and how much of them has gone
         self.closed = False
-        self.dropped: list[bytes] = []  # relayed messages still queued when the outbox closed
+        self.dropped: list[bytes] = []  # relayed messages not sent when the outbox closed
 
     def queue_to_flush(self, data: bytes) -> None:
         """Queue data; the caller sends it with flush() (or a writer already at it does)."""
@@ -83,12 +88,12 @@ class Outbox:
             self._fail()
             return
         if sent < len(data):
-            self._frames.insert(0, memoryview(data)[sent:])
+            self._in_flight, self._in_flight_sent = data, sent
             self._writer = gevent.spawn(self._write_all)
 
     def flush(self) -> None:
         """Send what is queued from this greenlet, unless another is already at it."""
-        if self._writer is None and self._frames:
+        if self._writer is None and (self._frames or self._in_flight is not None):
             self._writer = gevent.getcurrent()
             self._write_all()
 
@@ -123,13 +128,16 @@ class Outbox:
     def close(self) -> None:
         """Drop what is queued and refuse more; wakes producers waiting for room.
 
-        Keeps the relayed messages dropped (whole frames still queued; one being sent when the
-        socket failed is not among them) in ``dropped``.
+        Keeps the relayed messages not sent whole in ``dropped``, in order.
         """
         if not self.closed:
-            self.dropped = [frame for frame in self._frames if type(frame) is bytes and frame[0] == INCOMING]
+            unsent = self._frames
+            if self._in_flight is not None:
+                unsent = [_unfinished(self._in_flight, self._in_flight_sent), *unsent]
+            self.dropped = [frame for chunk in unsent for frame in split_frames(chunk)[0] if frame[0] == INCOMING]
         self.closed = True
         self._frames = []
+        self._in_flight = None
         if self._room is not None:
             self._room.set()
 
@@ -148,8 +156,13 @@ class Outbox:
 
     def _write_all(self):
         try:
-            while self._frames and not self.closed:
-                self._send_all(self._take_frames())
+            while not self.closed:
+                if self._in_flight is None:
+                    if not self._frames:
+                        break
+                    self._in_flight = data = self._take_frames()
+                    self._in_flight_sent = self._try_send(data)
+                self._send_in_flight()
         except _Stalled:
             self._stalled()
         except OSError:
@@ -157,14 +170,18 @@ class Outbox:
         finally:
             self._writer = None
 
-    def _send_all(self, data):
-        view = memoryview(data)[self._try_send(data) :]
+    def _send_in_flight(self):
+        data = self._in_flight
+        assert data is not None
+        view = memoryview(data)[self._in_flight_sent :]
         while view:
             # A timeout per send: a slow client making progress is not stalled.
             with gevent.Timeout(self._stall_timeout, _Stalled):
                 sent = self._stream.send(view)
             view = view[sent:]
+            self._in_flight_sent += sent
             self._count_sent(sent)
+        self._in_flight = None
 
     def _try_send(self, data) -> int:
         """Send what the socket takes right now, without waiting; the number of bytes sent."""
@@ -182,3 +199,12 @@ class Outbox:
         self._queued -= sent
         if self._room is not None and self._queued < self._limit:
             self._room.set()
+
+
+def _unfinished(data: bytes, sent: int) -> bytes:
+    """The frames of data (which starts with a frame) not sent whole: a frame cut short is
+    garbage to the client, which drops it with the connection."""
+    start = 0
+    while (end := frame_end(data, start)) is not None and end <= sent:
+        start = end
+    return data[start:]

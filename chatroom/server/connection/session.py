@@ -113,7 +113,9 @@ class Session:
                 except gevent.Timeout:
                     self._park()
                     return
-                if not self._serve_batch(data):
+                # Once the server ends the connection (a shutdown, a stall), nothing more
+                # is answered: what arrives now was never acknowledged.
+                if self._end_reason is not None or not self._serve_batch(data):
                     break
                 # recv() does not yield while data is waiting: without this, a busy client
                 # would be served again and again while others wait. Yielding after every
@@ -164,6 +166,8 @@ class Session:
                     waiting = None
                 outbox.flush()
                 gevent.sleep(0)
+                if self._end_reason is not None:
+                    break  # ended meanwhile: the rest of the batch goes unanswered
         if waiting is not None:
             self._settle(waiting)
         if timed and events:
@@ -218,11 +222,13 @@ class Session:
         reason = self._end_reason or ("oversize" if self._decoder.broken else "peer_closed")
         COUNTS.count(COUNTS.disconnects, reason)
         try:
-            self.rules.log_out("disconnected")
+            # Still logged in while what was sent drains: what it never takes can be kept.
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
-            # After a frame too large the client may still be sending it: close gracefully.
-            self._stream.close(gracefully=self._decoder.broken)
+            self.rules.log_out("disconnected")
+            # After a frame too large, or at a shutdown, the client may still be sending:
+            # close gracefully, or a reset could destroy replies it has not read yet.
+            self._stream.close(gracefully=self._decoder.broken or reason == "shutdown")
             log.info("disconnect %s", self.peer, extra=fields("disconnect", peer=self.peer, reason=reason))
         finally:
             self._on_end(self)
@@ -242,9 +248,19 @@ class Session:
         self.disconnect(abort=True, reason="stalled")
 
     def stop_reading(self) -> None:
-        """Take no more requests: the session sends what it has queued, then ends."""
+        """Take no more requests, from now: the session sends what it has queued, then ends."""
         self._end_reason = "shutdown"
         self._stream.stop_reading()
+
+    def give_up(self) -> tuple[int, int]:
+        """At the end of a shutdown's drain: keep what the client did not take, if its user is
+        registered, and end the connection (without a reset); (messages kept, not kept)."""
+        self._end_reason = self._end_reason or "shutdown"
+        self._outbox.close()
+        dropped = self._outbox.dropped
+        kept = self.rules.keep_undelivered(dropped)
+        self._stream.shut_down()
+        return kept, len(dropped) - kept
 
     @property
     def host(self) -> str:
