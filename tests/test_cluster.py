@@ -144,6 +144,42 @@ def test_killed_node_frees_its_users_within_the_ttl(nodes, logged_in, peer_at):
     alice.close()
 
 
+def test_a_node_stalled_past_its_ttl_loses_the_names_taken_meanwhile_and_keeps_the_others(nodes, logged_in, peer_at):
+    one, two = nodes(2)
+    alice, carol = logged_in(one.address, "alice"), logged_in(one.address, "carol")
+    dave, erin = logged_in(one.address, "dave"), logged_in(one.address, "erin")
+    bob = logged_in(two.address, "bob")
+    relayed = []
+
+    def load():  # dave writes to erin on node one, before, during and after the stall
+        for i in range(100_000):
+            assert dave.request(SendTo("erin", f"{i}")) == OK
+            assert erin.next_event() == Incoming("dave", f"{i}")
+            relayed.append(i)
+
+    loader = gevent.spawn(load)
+    try:
+        eventually(lambda: len(relayed) > 100)
+        one.proc.send_signal(signal.SIGSTOP)
+        impostor = peer_at(two.address)
+        # Node one's lease lapses TTL seconds after its last heartbeat: then two gives alice out.
+        eventually(lambda: impostor.request(Login("alice")) == OK, timeout=TTL * 3, interval=0.2)
+        one.proc.send_signal(signal.SIGCONT)
+        one.wait_for_log("lease lapsed", timeout=TTL * 2)
+        alice.assert_closed()  # one name, one holder: node one let its alice go
+        assert "alice was taken on another node" in one.log_text()
+        before = len(relayed)
+        eventually(lambda: len(relayed) > before + 100)  # the names nobody took stay, and chat
+    finally:
+        loader.kill()
+    for name, sender in (("carol", carol), ("bob", bob)):
+        assert sender.request(SendTo("alice", "for the one alice")) == OK
+        assert impostor.next_event() == Incoming(name, "for the one alice")
+    expected = UserList(("alice", "bob", "carol", "dave", "erin"))
+    assert carol.request(ListUsers()) == expected and bob.request(ListUsers()) == expected
+    assert_clean_log(one.log_text())
+
+
 def test_redis_down_then_back(nodes, redis_server, logged_in, peer_at):
     one, two = nodes(2)
     alice, bob = logged_in(one.address, "alice"), logged_in(one.address, "bob")

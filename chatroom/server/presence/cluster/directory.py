@@ -22,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ...operations.counts import COUNTS
+from ...operations.logs import fields
 from ..directory import DirectoryUnavailable, LocalDirectory, Mailbox, RemoteRecipient
 from ..redis_link import pooled_client, slot_owner
 from ..skeleton import skeleton
@@ -56,6 +57,7 @@ class RedisDirectory:
             follow=self._follow_directory_slot,
         )
         self._epoch = b""  # the epoch this node's users are registered in
+        self._lease = b""  # the lease they are registered under (see scripts._BEAT)
         self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
         self._greenlets: list[gevent.Greenlet] = []
@@ -131,15 +133,15 @@ class RedisDirectory:
         if self._local.find(name) is not None:
             return False
         taken = self._claim(name, again=False)
-        if taken == -1:
-            gevent.spawn(self._beat)  # this node may not know of a new epoch yet: catch up now
+        if taken < 0:
+            gevent.spawn(self._beat)  # a new epoch, or a lapsed lease, this node must catch up with
         if taken != 1:
             return False
         self._unreleased.discard(name)
         return self._local.claim(name, mailbox)
 
     def _claim(self, name: str, again: bool) -> int:
-        return self._call(self._scripts.claim, name, skeleton(name), self.node_id, self._epoch, again)
+        return self._call(self._scripts.claim, name, skeleton(name), self.node_id, self._lease, self._epoch, again)
 
     def release(self, name: str, mailbox: Mailbox) -> None:
         self._local.release(name, mailbox)
@@ -170,17 +172,28 @@ class RedisDirectory:
             self._beat()
 
     def _beat(self) -> str | None:
-        """Refresh this node's heartbeat; register its users again in a new epoch (Redis lost
-        what it had). "began" when this call began the epoch."""
+        """Refresh this node's lease; register its users again in a new epoch (Redis lost what
+        it had) or under a new lease (this node stalled past its TTL). "began" when this call
+        began the epoch."""
         try:
-            epoch, began = self._scripts.beat(
-                self.node_id, uuid.uuid4().hex, self._recovery_ms, max(1, round(self.ttl))
+            epoch, began, lease = self._scripts.beat(
+                self.node_id,
+                uuid.uuid4().hex,
+                self._recovery_ms,
+                max(1, round(self.ttl)),
+                self._lease,
+                uuid.uuid4().hex,
             )
             self._circuit.succeeded()
-            if epoch != self._epoch:
-                if self._epoch:
+            if epoch != self._epoch or lease != self._lease:
+                if self._epoch and epoch != self._epoch:
                     log.warning("Redis lost its data: registering this node's %d users again", len(self._local.names()))
-                self._epoch = epoch
+                elif self._lease:
+                    log.warning(
+                        "this node's lease lapsed (it stalled past --node-ttl): claiming its %d users again",
+                        len(self._local.names()),
+                    )
+                self._epoch, self._lease = epoch, lease
                 self._register_local_users()
             for name in list(self._unreleased):
                 self._scripts.release(name, skeleton(name), self.node_id)
@@ -193,7 +206,11 @@ class RedisDirectory:
     def _register_local_users(self):
         for name in self._local.names():
             if self._claim(name, again=True) != 1:
-                log.warning("%s was taken on another node while Redis was away; logging out here", name)
+                log.warning(
+                    "%s was taken on another node while this one could not hold it; logging out here",
+                    name,
+                    extra=fields("name_lost", name=name),
+                )
                 mailbox = self._local.find(name)
                 if mailbox is not None:
                     mailbox.disconnect()

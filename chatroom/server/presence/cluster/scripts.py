@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 from ....codec import frame_end, name_field
 
-USERS = "{chatroom}:users"  # username -> the id of the node it is logged in at
+USERS = "{chatroom}:users"  # username -> "NODE:LEASE", the node it is logged in at and its lease
 LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged in with it
 EPOCH = "{chatroom}:epoch"
 RECOVERING = "{chatroom}:recovering"
-NODE = "{chatroom}:node:"  # + node id: the node's heartbeat, expiring after the TTL
+NODE = "{chatroom}:node:"  # + node id: the node's lease, expiring TTL seconds after its last heartbeat
 INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel
 BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a sender that lost them
 
@@ -25,8 +25,14 @@ BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a se
 # in; while ``recovering`` lasts (HALF a TTL, more than the heartbeat period in which every
 # live node notices the new epoch), only re-registrations may claim names.
 #
-# KEYS epoch, recovering, this node's key; ARGV a new epoch, the recovery in ms, the TTL in s.
-# Answers {epoch, 1 if this call began it}.
+# A node holds its names under a *lease*: a token kept in its key while its heartbeats come in
+# time. A node that stalls past its TTL (paused, starved) loses the lease, and with it every
+# claim made under it: another node may then take its names, and the stale node, when it
+# resumes, gets a new lease and must claim its users again (losing those taken meanwhile).
+#
+# The heartbeat: KEYS epoch, recovering, this node's key; ARGV a new epoch, the recovery in ms,
+# the TTL in s, a new lease, and the lease the node believes it holds. Answers {epoch, 1 if
+# this call began it, the lease the node holds now}: a new one if the old one had lapsed.
 _BEAT = """
 local epoch = redis.call('GET', KEYS[1])
 local began = 0
@@ -36,15 +42,37 @@ if not epoch then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
   began = 1
 end
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
-return {epoch, began}
+local lease = redis.call('GET', KEYS[3])
+if lease ~= ARGV[5] then
+  lease = ARGV[4]
+end
+redis.call('SET', KEYS[3], lease, 'EX', ARGV[3])
+return {epoch, began, lease}
 """
-# Take a name (ARGV[1], skeleton ARGV[4]) unless a live node (another one) holds it, or holds
-# another name with the same skeleton. A skeleton entry whose name is no longer held by a live
-# node is stale and taken over. KEYS[3], KEYS[4], ARGV[5], ARGV[6]: the epoch, the recovery,
-# the epoch this node registered its users in, and '1' for a re-registration. Answers 1 (taken),
-# 0 (in use) or -1 (not now: Redis lost its data and the nodes are registering again).
-_CLAIM = """
+# The node of a holder ("NODE:LEASE") if its lease is the node's current one, else nil. Every
+# script that reads the users hash starts with it.
+_LIVE = """
+local function live(holder, node_prefix)
+  local node, lease = string.match(holder, '^([^:]*):(.*)$')
+  if node and redis.call('GET', node_prefix .. node) == lease then
+    return node
+  end
+  return nil
+end
+"""
+# Take a name (ARGV[1], skeleton ARGV[4]) for this node (ARGV[2], its lease ARGV[7]) unless a
+# live holder (another one) has it, or has another name with the same skeleton. A skeleton
+# entry whose name is no longer held live is stale and taken over. KEYS[3], KEYS[4], ARGV[5],
+# ARGV[6]: the epoch, the recovery, the epoch this node registered its users in, and '1' for
+# a re-registration. Answers 1 (taken), 0 (in use), -1 (not now: Redis lost its data and the
+# nodes are registering again) or -2 (this node's lease has lapsed: it must beat again first,
+# so that a stale node's claim never wins).
+_CLAIM = (
+    _LIVE
+    + """
+if redis.call('GET', ARGV[3] .. ARGV[2]) ~= ARGV[7] then
+  return -2
+end
 local epoch = redis.call('GET', KEYS[3])
 if epoch ~= ARGV[5] then
   return -1
@@ -52,24 +80,28 @@ end
 if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   return -1
 end
+local me = ARGV[2] .. ':' .. ARGV[7]
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder and holder ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
+if holder and holder ~= me and live(holder, ARGV[3]) then
   return 0
 end
 local other = redis.call('HGET', KEYS[2], ARGV[4])
 if other and other ~= ARGV[1] then
   local other_holder = redis.call('HGET', KEYS[1], other)
-  if other_holder and redis.call('EXISTS', ARGV[3] .. other_holder) == 1 then
+  if other_holder and live(other_holder, ARGV[3]) then
     return 0
   end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], me)
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
 return 1
 """
-# Give a name (ARGV[1], skeleton ARGV[3]) up, if this node (ARGV[2]) still holds it.
+)
+# Give a name (ARGV[1], skeleton ARGV[3]) up, if this node (ARGV[2]) still holds it, under any
+# lease.
 _RELEASE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and string.sub(holder, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[1] then
     redis.call('HDEL', KEYS[2], ARGV[3])
@@ -87,7 +119,9 @@ return 1
 # paused) publishes nothing, since its sender has answered FAILURE by then. The answer is kept
 # in the marker, and a second run of the same batch (a retry after a lost reply) returns it
 # without publishing anything again.
-_SEND_BATCH = """
+_SEND_BATCH = (
+    _LIVE
+    + """
 local done = redis.call('GET', KEYS[2])
 if done then
   return done
@@ -112,20 +146,21 @@ if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV
   redis.call('SET', KEYS[2], late, 'PX', ARGV[3])
   return late
 end
-local alive, groups, order, holders = {}, {}, {}, {}
+local nodes, groups, order, holders = {}, {}, {}, {}
 for i = 1, count do
   local holder = redis.call('HGET', KEYS[1], names[i])
   if holder then
-    if alive[holder] == nil then
-      alive[holder] = redis.call('EXISTS', ARGV[1] .. holder) == 1
+    if nodes[holder] == nil then
+      nodes[holder] = live(holder, ARGV[1]) or false
     end
-    if alive[holder] then
-      if not groups[holder] then
-        groups[holder] = {}
-        table.insert(order, holder)
+    local node = nodes[holder]
+    if node then
+      if not groups[node] then
+        groups[node] = {}
+        table.insert(order, node)
       end
-      table.insert(groups[holder], string.sub(blob, starts[i], ends[i]))
-      holders[i] = holder
+      table.insert(groups[node], string.sub(blob, starts[i], ends[i]))
+      holders[i] = node
     end
   end
 end
@@ -148,17 +183,20 @@ local answer = table.concat(answers)
 redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
 return answer
 """
-# Everyone logged in at a live node; the entries of dead nodes are removed on the way.
-_LIVE_NAMES = """
+)
+# Everyone logged in under a live lease; the other entries are removed on the way.
+_LIVE_NAMES = (
+    _LIVE
+    + """
 local entries = redis.call('HGETALL', KEYS[1])
 local alive = {}
 local names = {}
 for i = 1, #entries, 2 do
-  local node = entries[i + 1]
-  if alive[node] == nil then
-    alive[node] = redis.call('EXISTS', ARGV[1] .. node) == 1
+  local holder = entries[i + 1]
+  if alive[holder] == nil then
+    alive[holder] = live(holder, ARGV[1]) ~= nil
   end
-  if alive[node] then
+  if alive[holder] then
     table.insert(names, entries[i])
   else
     redis.call('HDEL', KEYS[1], entries[i])
@@ -166,11 +204,12 @@ for i = 1, #entries, 2 do
 end
 return names
 """
+)
 # Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds: it is shutting down.
 _RELEASE_ALL = """
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
-  if entries[i + 1] == ARGV[1] then
+  if string.sub(entries[i + 1], 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
     redis.call('HDEL', KEYS[1], entries[i])
   end
 end
@@ -207,15 +246,19 @@ class Scripts:
         self._live_names = client.register_script(_LIVE_NAMES)
         self._release_all = client.register_script(_RELEASE_ALL)
 
-    def beat(self, node_id: str, new_epoch: str, recovery_ms: int, ttl_seconds: int) -> tuple[bytes, bool]:
-        """Refresh the node's heartbeat; (the current epoch, whether this call began it)."""
-        epoch, began = self._beat(keys=[EPOCH, RECOVERING, NODE + node_id], args=[new_epoch, recovery_ms, ttl_seconds])
-        return epoch, bool(began)
+    def beat(
+        self, node_id: str, new_epoch: str, recovery_ms: int, ttl_seconds: int, lease: bytes, new_lease: str
+    ) -> tuple[bytes, bool, bytes]:
+        """Refresh the node's lease (or take new_lease, if lease has lapsed); (the current
+        epoch, whether this call began it, the lease held now)."""
+        keys = [EPOCH, RECOVERING, NODE + node_id]
+        epoch, began, held = self._beat(keys=keys, args=[new_epoch, recovery_ms, ttl_seconds, new_lease, lease])
+        return epoch, bool(began), held
 
-    def claim(self, name: str, skeleton: str, node_id: str, epoch: bytes, again: bool) -> int:
-        """1 taken, 0 in use, -1 not now (see _CLAIM)."""
+    def claim(self, name: str, skeleton: str, node_id: str, lease: bytes, epoch: bytes, again: bool) -> int:
+        """1 taken, 0 in use, -1 not now, -2 lease lapsed (see _CLAIM)."""
         keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING]
-        return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, "1" if again else "0"])
+        return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, "1" if again else "0", lease])
 
     def release(self, name: str, skeleton: str, node_id: str) -> None:
         self._release(keys=[USERS, LOOK_ALIKES], args=[name, node_id, skeleton])
