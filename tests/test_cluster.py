@@ -284,6 +284,20 @@ def test_a_message_kept_by_one_node_is_delivered_by_another(nodes, peer_at):
     assert [(entry.sent, entry.text) for entry in page.entries] == [(False, "kept for you")]
 
 
+def test_a_name_registered_anew_sees_nothing_of_its_old_conversations(nodes, peer_at, logged_in):
+    one, two = nodes(2)
+    bob = hello(peer_at(one.address))
+    assert bob.request(Register("bob", "pw")) == OK
+    carol = logged_in(two.address, "carol")  # not registered
+    assert carol.request(SendTo("bob", "only bob may read this later")) == OK
+    assert bob.next_event() == Incoming("carol", "only bob may read this later")
+    carol.close()
+    eventually(lambda: bob.request(HistoryRequest("carol", 10)).entries != ())
+    mallory = hello(peer_at(two.address))
+    eventually(lambda: mallory.request(Register("carol", "mine")) == OK)  # once carol's logout is known
+    assert mallory.request(HistoryRequest("bob", 10)).entries == ()
+
+
 def test_health_is_503_while_redis_is_unreachable(server_process, redis_server, logged_in):
     metrics_port = free_port()
     node = server_process("--redis", redis_server.url, "--node-ttl", str(TTL), "--metrics", f"127.0.0.1:{metrics_port}")

@@ -1,6 +1,7 @@
 """The chat rules without a socket: requests in, replies and deliveries out, over the
 in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
 
+import gevent
 import pytest
 from argon2 import PasswordHasher
 from gevent.event import AsyncResult
@@ -256,6 +257,22 @@ def test_history_is_for_registered_users_and_holds_both_sides(connect):
     assert [(entry.sent, entry.text) for entry in page.entries] == [(True, "one"), (False, "two")]
     assert alice.ask(HistoryRequest("bob", 0)) == [FAILURE]
     assert bob.ask(HistoryRequest("alice", 10)) == [FAILURE]  # bob is not registered
+
+
+def test_a_name_registered_anew_sees_nothing_said_before_its_account(connect):
+    bob, carol = registered(connect, "bob"), connect("carol", hello=True)  # carol: not registered
+    assert bob.ask(SendTo("carol", "our secret")) == [OK]
+    assert carol.ask(SendTo("bob", "safe with me")) == [OK]
+    assert carol.ask(HistoryRequest("bob", 10)) == [FAILURE]  # only the registered side reads it
+    carol.ask(Logout())
+    gevent.sleep(0.002)  # (an account is made at least a millisecond after the last message)
+    mallory = registered(connect, "carol", "mallory's")
+    assert mallory.ask(HistoryRequest("bob", 10)) == [HistoryPage("bob", ())]
+    assert mallory.ask(SendTo("bob", "hi, I am carol now")) == [OK]
+    (page,) = mallory.ask(HistoryRequest("bob", 10))
+    assert [entry.text for entry in page.entries] == ["hi, I am carol now"]
+    (page,) = bob.ask(HistoryRequest("carol", 10))
+    assert [entry.text for entry in page.entries] == ["our secret", "safe with me", "hi, I am carol now"]
 
 
 def test_undelivered_messages_of_a_registered_user_are_kept(connect):

@@ -27,6 +27,7 @@ from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 log = logging.getLogger(__name__)
 
 ACCOUNTS = "chatroom:accounts"
+SINCE = "chatroom:accounts:since"  # name -> when its account was made (ms): it sees nothing older
 NEW_ACCOUNTS = "chatroom:accounts:new"
 OFFLINE = "chatroom:offline:"
 HISTORY = "chatroom:history:"
@@ -144,6 +145,8 @@ class RedisStore:
     def create_account(self, name, password_hash):
         if not self._call(self._redis.hsetnx, ACCOUNTS, name, password_hash):
             return False
+        # (Written second: an account whose time was never written sees no history at all.)
+        self._call(self._redis.hset, SINCE, name, now_ms())
         self._known.add(name)
         self._call(self._redis.publish, NEW_ACCOUNTS, name)
         return True
@@ -197,9 +200,13 @@ class RedisStore:
             self._recorder = None
 
     def history(self, name, peer, count, before):
+        since = self._call(self._redis.hget, SINCE, name)
+        if since is None:
+            return []
         top = f"({before}" if before else "+inf"
         items = self._call(self._redis.zrevrangebyscore, _conversation(name, peer), top, "-inf", start=0, num=count)
-        cutoff = now_ms() - self._retention_ms
+        # Only what was said since name's account was made (see SINCE).
+        cutoff = max(now_ms() - self._retention_ms, int(since))
         entries = []
         for item in reversed(items):
             entry_id, _, entry = item.partition(b":")

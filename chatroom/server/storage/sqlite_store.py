@@ -167,9 +167,11 @@ class SQLiteStore:
 
     def _history(self, db, name, peer, count, before, cutoff):
         first, second = sorted((name, peer))
+        # Only what was said since name's account was made: a name registered anew (by
+        # someone else, after its old user left) sees nothing of the old conversations.
         rows = db.execute(
             "SELECT id, time_ms, sender, text FROM history WHERE first = ? AND second = ? AND id < ? AND time_ms >= ?"
-            " ORDER BY id DESC LIMIT ?",
-            (first, second, before, cutoff, count),
+            " AND time_ms >= (SELECT created_ms FROM accounts WHERE name = ?) ORDER BY id DESC LIMIT ?",
+            (first, second, before, cutoff, name, count),
         ).fetchall()
         return [HistoryEntry(row_id, time_ms, sender == name, text) for row_id, time_ms, sender, text in reversed(rows)]

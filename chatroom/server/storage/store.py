@@ -72,4 +72,4 @@ class Store(Protocol):
 
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
         """Up to count messages between name and peer with an id below before (0: any),
-        oldest first; ``sent`` is from name's side."""
+        oldest first, said since name's account was made; ``sent`` is from name's side."""
