@@ -153,3 +153,25 @@ def test_a_ping_flood_is_closed_and_never_stalls_a_tcp_neighbour(web_server, log
         gevent.killall(greenlets)
         flooder.close()
     assert_clean_log(web_server.log_text())
+
+
+def test_silent_web_connections_count_against_max_clients_and_keep_no_chat_client_out(server_process, peer_at):
+    port = free_port()
+    server = server_process("--web", f"127.0.0.1:{port}", "--max-clients", "5")
+    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
+    silent = [peer_at(("127.0.0.1", port)) for _ in range(20)]  # connect, never send a request
+    chat = peer_at(server.address)
+    chat.login("alice")  # the oldest silent connections gave way
+    closed = sum(_closed_soon(peer) for peer in silent)
+    assert closed >= 20 - 4  # at most max-clients, less alice's place, still open
+    server.wait_for_log("max_clients")
+
+
+def _closed_soon(peer) -> bool:
+    try:
+        with gevent.Timeout(0.5):
+            return peer.sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except gevent.Timeout:
+        return False

@@ -9,12 +9,12 @@ from gevent.event import Event
 from gevent.server import StreamServer
 
 from ...protocol import DEFAULT_PORT
-from ..operations.counts import COUNTS
 from ..operations.logs import fields
 from ..presence.directory import Directory, LocalDirectory
 from ..storage.accounts import Accounts
 from . import sockets, web
-from .limits import Limits, counts_per_address
+from .admission import Admission
+from .limits import Limits
 from .session import Session
 from .streams import SocketStream
 
@@ -48,8 +48,7 @@ class ChatServer:
         self.limits = limits or Limits()
         self.tls = tls  # replaceable (SIGHUP): new connections take the one in place then
         self._sessions: set[Session] = set()
-        self._handshakes: dict[gevent.Greenlet, str] = {}  # TLS handshakes under way, oldest first
-        self._per_address: dict[str, int] = {}  # connections that count against --max-per-ip
+        self._admission = Admission(self.limits, self._sessions)
         self._all_ended = Event()  # set when the last session ends during stop()
         self._stopping = False
         if reuse_port:
@@ -93,8 +92,7 @@ class ChatServer:
         if self._web is not None:
             self._web.close()
         self._stopping = True
-        for handshake in list(self._handshakes):
-            handshake.kill(block=False)
+        self._admission.stop()
         for session in list(self._sessions):
             session.stop_reading()
         if self._sessions:
@@ -142,70 +140,38 @@ class ChatServer:
         the WebSocket handshake for the web port), and give it a session."""
         host = address[0]
         peer = f"{host}:{address[1]}"
-        if not self._admit(host, peer):
+        if not self._admission.admit(host):
             sock.close()
             return
-        try:
-            sockets.tune(sock)
-            if self.tls is not None:
-                sock = self._handshake(sock, peer)
-        except (OSError, gevent.Timeout, gevent.GreenletExit) as err:
-            if not isinstance(err, gevent.GreenletExit):
-                log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
-            self._forget(host)
-            return
-        try:
-            stream = opening(sock)
-        except (OSError, gevent.Timeout, web.NotWebSocket) as err:
-            if not isinstance(err, web.NotWebSocket):
-                log.info("web request from %s failed: %s", peer, err)
-            self._forget(host)
-            sock.close()
+        with self._admission.opening(peer):
+            stream = self._open(sock, peer, opening)
+        if stream is None:
+            self._admission.forget(host)
             return
         session = Session(stream, peer, self.directory, self.limits, self._ended, self.accounts)
         self._sessions.add(session)
         session.start()
 
-    def _admit(self, host, peer) -> bool:
-        """Whether a new connection from host may be served: --max-clients and --max-per-ip."""
-        serving = len(self._sessions) + len(self._handshakes)
-        if serving >= self.limits.max_clients:
-            log.warning("refused %s: already serving %d clients (--max-clients)", peer, serving)
-            COUNTS.count(COUNTS.refused, "max_clients")
-            return False
-        if counts_per_address(self.limits, host):
-            count = self._per_address.get(host, 0)
-            if count >= self.limits.max_per_ip:
-                log.info("refused %s: %d connections from that address (--max-per-ip)", peer, count)
-                COUNTS.count(COUNTS.refused, "per_ip")
-                return False
-            self._per_address[host] = count + 1
-        COUNTS.accepted += 1
-        return True
-
-    def _forget(self, host):
-        count = self._per_address.get(host)
-        if count is not None:
-            if count > 1:
-                self._per_address[host] = count - 1
-            else:
-                del self._per_address[host]
-
-    def _handshake(self, sock, peer):
-        """The TLS socket, once the handshake is done. Handshakes under way are capped: one
-        more ends the oldest, so that stalled ones cannot keep new clients out."""
-        if len(self._handshakes) >= self.limits.max_handshakes:
-            oldest, oldest_peer = next(iter(self._handshakes.items()))
-            del self._handshakes[oldest]
-            log.info("TLS handshake with %s dropped: too many under way (--max-handshakes)", oldest_peer)
-            COUNTS.count(COUNTS.refused, "handshakes")
-            oldest.kill(block=False)
-        me = gevent.getcurrent()
-        self._handshakes[me] = peer
+    def _open(self, sock, peer, opening):
+        """The connection as a Stream, once its TLS handshake and ``opening`` are done; None if
+        they failed, or it was dropped to make room meanwhile (the socket is closed then)."""
         try:
-            return sockets.tls_handshake(sock, self.tls)
-        finally:
-            self._handshakes.pop(me, None)
+            sockets.tune(sock)
+            if self.tls is not None:
+                with self._admission.handshake(peer):
+                    sock = sockets.tls_handshake(sock, self.tls)
+        except (OSError, gevent.Timeout, gevent.GreenletExit) as err:
+            if not isinstance(err, gevent.GreenletExit):
+                log.info("TLS handshake with %s failed: %s", peer, getattr(err, "reason", None) or err)
+            sock.close()
+            return None
+        try:
+            return opening(sock)
+        except (OSError, gevent.Timeout, gevent.GreenletExit, web.NotWebSocket) as err:
+            if isinstance(err, (OSError, gevent.Timeout)):
+                log.info("web request from %s failed: %s", peer, err)
+            sock.close()
+            return None
 
     # --- What the metrics read ------------------------------------------------------------
 
@@ -233,7 +199,7 @@ class ChatServer:
 
     def _ended(self, session):
         self._sessions.discard(session)
-        self._forget(session.host)
+        self._admission.forget(session.host)
         if self._stopping and not self._sessions:
             self._all_ended.set()
 

@@ -22,6 +22,7 @@ LINGER_BYTES = 1 << 20
 # Dead peers are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 90 s of silence.
 KEEPIDLE, KEEPINTVL, KEEPCNT = 60, 10, 3
 _LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+_RECORD_HEADER, _HANDSHAKE_RECORD, _MAX_RECORD = 5, 0x16, 16384 + 2048  # TLS (RFC 8446 5.1)
 
 
 def reusable_listener(host: str, port: int):
@@ -73,12 +74,13 @@ def tls_handshake(sock, context: ssl.SSLContext):
     """The TLS socket over sock once the handshake is done; raises OSError or gevent.Timeout,
     or whatever kills the greenlet meanwhile (sock is closed then).
 
-    No TLS state is built before the client's first bytes arrive: a connection that says
-    nothing costs its socket and its greenlet, not the tens of KB of a TLS connection.
+    No TLS state is built before the client's whole first record (its ClientHello) has
+    arrived: a connection that says nothing, or stalls inside its ClientHello, costs its socket
+    and its greenlet, not the tens of KB of a TLS connection.
     """
     try:
         with gevent.Timeout(TLS_HANDSHAKE_TIMEOUT):
-            wait_read(sock.fileno())
+            _wait_for_first_record(sock)
             tls_sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             try:
                 tls_sock.do_handshake()
@@ -89,6 +91,22 @@ def tls_handshake(sock, context: ssl.SSLContext):
         sock.close()
         raise
     return tls_sock
+
+
+def _wait_for_first_record(sock) -> None:
+    """Wait, without reading, until the first TLS record is all there (or is not TLS: then
+    the handshake says so). SO_RCVLOWAT makes the socket readable only once that many bytes
+    have come, so waiting costs no polling."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _RECORD_HEADER)
+        wait_read(sock.fileno())
+        head = sock.recv(_RECORD_HEADER, socket.MSG_PEEK)
+        if len(head) == _RECORD_HEADER and head[0] == _HANDSHAKE_RECORD:
+            length = min(int.from_bytes(head[3:5], "big"), _MAX_RECORD)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _RECORD_HEADER + length)
+            wait_read(sock.fileno())
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
 def shut_down(sock) -> None:
