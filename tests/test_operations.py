@@ -3,6 +3,7 @@
 import json
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -13,6 +14,7 @@ from gevent import subprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatroom.protocol import ListUsers, Login, SendTo, UserList
+from chatroom.server.operations.metrics import SCRAPE_CACHE, SCRAPER_TIMEOUT
 from chatroom.testing import FAILURE, OK, WAIT, assert_clean_log, eventually, free_port
 
 pytestmark = pytest.mark.process
@@ -31,9 +33,13 @@ class Metrics:
         self.port = free_port()
         self.server = server_process("--metrics", f"127.0.0.1:{self.port}", *args)
         self.server.wait_for_log(f"Metrics on http://127.0.0.1:{self.port}/metrics")
+        self._last = -SCRAPE_CACHE
 
     def scrape(self) -> dict:
-        """{(name, labels as a sorted tuple): value} of every sample."""
+        """{(name, labels as a sorted tuple): value} of every sample, fresh: past the time the
+        server reuses a scrape's answer."""
+        gevent.sleep(max(0.0, self._last + SCRAPE_CACHE + 0.05 - time.monotonic()))
+        self._last = time.monotonic()
         status, text = get(f"http://127.0.0.1:{self.port}/metrics")
         assert status == 200
         return {
@@ -232,6 +238,22 @@ def test_bad_requests_to_the_metrics_port_are_no_errors(server_process):
                 while sock.recv(65536):
                     pass
     assert metrics.health() == (200, "serving\n")
+    metrics.server.wait_for_log("more reports of bad requests in the last second")
     log = metrics.server.log_text()
-    assert "Invalid" in log  # each is a line of the log...
-    assert_clean_log(log)  # ...but none is an error
+    assert "Invalid" in log  # a line a second at most...
+    assert log.count("metrics port:") < 5
+    assert "\\x8a\\xb4" in log or "\\ufffd" in log or "\\x00" in log  # ...escaped...
+    assert_clean_log(log)  # ...and none is an error
+
+
+def test_scrapes_are_cheap_and_silent_scrapers_are_closed(server_process):
+    metrics = Metrics(server_process)
+    first = get(f"http://127.0.0.1:{metrics.port}/metrics")
+    for _ in range(50):  # scraping in a loop gets the answer made a moment ago
+        assert get(f"http://127.0.0.1:{metrics.port}/metrics") == first
+    silent = gevent.socket.create_connection(("127.0.0.1", metrics.port), timeout=WAIT)
+    silent.sendall(b"GET /metrics HTTP/1.1\r\n")  # and then nothing
+    with gevent.Timeout(SCRAPER_TIMEOUT + WAIT):  # the server closes it (perhaps after a 4xx)
+        while silent.recv(65536):
+            pass
+    silent.close()

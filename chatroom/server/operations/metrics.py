@@ -7,8 +7,11 @@ cooperative, on the hub, no thread.
 """
 
 import logging
+import time
 
-from gevent.pywsgi import LoggingLogAdapter, WSGIServer
+import gevent
+from gevent.pool import Pool
+from gevent.pywsgi import WSGIServer
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -74,16 +77,21 @@ def _by_label(name, documentation, label, values):
     return family
 
 
+MAX_SCRAPERS = 8  # connections served at once; more wait in the backlog
+SCRAPER_TIMEOUT = 2.0  # a connection silent this long (mid-request) is closed
+SCRAPE_CACHE = 1.0  # seconds a scrape's answer is reused: scraping in a loop costs the chat nothing
+
+
 def serve(host: str, port: int, server) -> WSGIServer:
     """Serve /metrics and /health for server on host:port; the WSGIServer, started."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServerCollector(server))
-    metrics_app = make_wsgi_app(registry)
+    metrics = _Cached(make_wsgi_app(registry), SCRAPE_CACHE)
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            return metrics_app(environ, start_response)
+            return metrics(environ, start_response)
         if path == "/health":
             healthy, why = server.health()
             start_response("200 OK" if healthy else "503 Service Unavailable", [("Content-Type", "text/plain")])
@@ -91,8 +99,64 @@ def serve(host: str, port: int, server) -> WSGIServer:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/metrics or /health\n"]
 
-    # What pywsgi reports is a bad request from the network (an error of the app itself goes
-    # to the hub, with its traceback): worth a line, not an ERROR.
-    http = WSGIServer((host, port), app, log=None, error_log=LoggingLogAdapter(log, logging.INFO))
+    http = _MetricsServer((host, port), app, spawn=Pool(MAX_SCRAPERS), log=None, error_log=_QuietErrors())
     http.start()
     return http
+
+
+class _MetricsServer(WSGIServer):
+    def handle(self, sock, address):
+        sock.settimeout(SCRAPER_TIMEOUT)  # a scraper that stops mid-request gives its place up
+        super().handle(sock, address)
+
+
+class _Cached:
+    """A WSGI app whose answer is reused for ``seconds`` (uncompressed, whatever was asked)."""
+
+    def __init__(self, app, seconds: float):
+        self._app = app
+        self._seconds = seconds
+        self._made = -seconds
+        self._answer: tuple[str, list, bytes] = ("", [], b"")
+
+    def __call__(self, environ, start_response):
+        now = time.monotonic()
+        if now - self._made >= self._seconds:
+            given: list = []
+            environ = {key: value for key, value in environ.items() if key != "HTTP_ACCEPT_ENCODING"}
+            body = b"".join(self._app(environ, lambda status, headers, *_: given.extend([status, headers])))
+            self._answer, self._made = (given[0], given[1], body), now
+        status, headers, body = self._answer
+        start_response(status, headers)
+        return [body]
+
+
+class _QuietErrors:
+    """pywsgi's error log: what it reports is a bad request from the network (an error of the
+    app itself goes to the hub, with its traceback), so it is worth a line, not an ERROR, at
+    most one a second, escaped (it may hold anything); the others are counted in the next."""
+
+    def __init__(self):
+        self._last = -1.0
+        self._quiet = 0  # reports not logged since the last line
+        self._summary: gevent.Greenlet | None = None
+
+    def write(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last >= 1.0 and self._summary is None:
+            log.info("metrics port: %s", repr(message.strip()[:300]))
+            self._last = now
+            return
+        self._quiet += 1
+        if self._summary is None:
+            self._summary = gevent.spawn_later(max(0.0, self._last + 1.0 - now), self._summarise)
+
+    def _summarise(self) -> None:
+        log.info("metrics port: %d more reports of bad requests in the last second", self._quiet)
+        self._last, self._quiet, self._summary = time.monotonic(), 0, None
+
+    def writelines(self, lines) -> None:
+        self.write("".join(lines))
+
+    def flush(self) -> None:
+        pass
