@@ -24,6 +24,7 @@ from .protocol import (
     SENDTO,
     STORED_MESSAGE,
     USER_LIST,
+    VERSION,
     Authenticate,
     ChangePassword,
     FrameTooLarge,
@@ -39,6 +40,7 @@ from .protocol import (
     Register,
     Response,
     SendTo,
+    ServerVersion,
     Status,
     StoredMessage,
     UserList,
@@ -117,6 +119,8 @@ def _encode_extension(message) -> bytes:
     kind = type(message)
     if kind is Hello:
         return frame(HELLO, bytes((message.version,)))
+    if kind is ServerVersion:
+        return frame(VERSION, bytes((message.version,)))
     if kind is Register:
         return frame(REGISTER, name_field(message.name) + message.password.encode())
     if kind is Authenticate:
@@ -201,6 +205,12 @@ def _parse_hello(body):
     return Hello(body[0])
 
 
+def _parse_server_version(body):
+    if len(body) != 1 or body[0] == 0:
+        raise BadBody("a version, one byte, at least 1")
+    return ServerVersion(body[0])
+
+
 def _name_and_text(message_class):
     def parse(body):
         name, rest = _split_name_field(body)
@@ -259,6 +269,7 @@ SERVER_MESSAGES = {
     INCOMING: _parse_incoming,
     HISTORY_PAGE: _parse_history_page,
     STORED_MESSAGE: _parse_stored_message,
+    VERSION: _parse_server_version,
 }
 
 

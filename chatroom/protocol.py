@@ -26,6 +26,7 @@ INCOMING = 0x83
 # Server to client, extension: only towards clients that said HELLO.
 HISTORY_PAGE = 0x84
 STORED_MESSAGE = 0x85
+VERSION = 0x86  # answers HELLO of a version higher than the server's own
 
 EXTENSION_VERSION = 1
 MAX_PASSWORD_BYTES = 255
@@ -102,6 +103,14 @@ class Logout:
 class Hello:
     """Announces the extension; answered OK by a server that has it (MALFORMED by one that
     does not)."""
+
+    version: int
+
+
+@dataclass(slots=True)
+class ServerVersion:
+    """The answer to a HELLO asking for more than the server has: the version it speaks (the
+    connection then uses that one)."""
 
     version: int
 

@@ -24,6 +24,7 @@ from chatroom.protocol import (
     Register,
     Response,
     SendTo,
+    ServerVersion,
     Status,
     StoredMessage,
     UserList,
@@ -272,6 +273,8 @@ def test_extension_replies_round_trip_in_exact_bytes():
         Response(Status.REGISTERED),
         Response(Status.STORED),
     ]
+    assert encode(ServerVersion(1)) == b"\x86\x00\x00\x00\x01\x01"
+    assert decode_replies(b"\x86\x00\x00\x00\x01\x01") == [ServerVersion(1)]
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from chatroom.protocol import (
     Register,
     Response,
     SendTo,
+    ServerVersion,
     Status,
     StoredMessage,
     UserList,
@@ -157,6 +158,13 @@ def test_malformed_frames_and_extension_requests_without_hello_are_malformed(con
     assert client.ask(FrameTooLarge(0x03, 1 << 30)) == [MALFORMED]
     assert client.ask(Register("alice", "secret")) == [MALFORMED]
     assert client.ask(HistoryRequest("bob", 10)) == [MALFORMED]
+
+
+def test_hello_is_ok_for_a_version_the_server_has_and_names_its_own_to_a_newer_client(connect):
+    assert connect().ask(Hello(1)) == [OK]
+    newer = connect()
+    assert newer.ask(Hello(7)) == [ServerVersion(1)]
+    assert newer.ask(Register("nova", "secret")) == [OK]  # the connection speaks version 1
 
 
 def test_without_accounts_the_extension_fails(directory):

@@ -21,6 +21,7 @@ from ..protocol import (
     Register,
     Response,
     SendTo,
+    ServerVersion,
     Status,
     StoredMessage,
     UserList,
@@ -101,7 +102,9 @@ class Client:
         connection = Connection(sock, self._show_message, self.output.warning)
         self.connection = connection
         try:
-            self.extended = connection.request(Hello(EXTENSION_VERSION)) == Response(Status.OK)
+            reply = connection.request(Hello(EXTENSION_VERSION))
+            # OK; or, from a server older than this client, the version it speaks instead.
+            self.extended = reply == Response(Status.OK) or isinstance(reply, ServerVersion)
         except NoReply:
             self.extended = False
         return connection

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..codec import Decoder, encode, history_entry
 from ..protocol import (
+    EXTENSION_VERSION,
     MAX_BODY,
     MAX_HISTORY_COUNT,
     Authenticate,
@@ -31,6 +32,7 @@ from ..protocol import (
     Register,
     Response,
     SendTo,
+    ServerVersion,
     Status,
     UserList,
     is_valid_password,
@@ -49,9 +51,17 @@ OK = encode(Response(Status.OK))
 FAILURE = encode(Response(Status.FAILURE))
 MALFORMED = encode(Response(Status.MALFORMED))
 REGISTERED = encode(Response(Status.REGISTERED))
+SERVER_VERSION = encode(ServerVersion(EXTENSION_VERSION))
 STORED = encode(Response(Status.STORED))
 # The metrics' name for each reply that is one of the constants above.
-REPLY_STATUS = {OK: "ok", FAILURE: "failure", MALFORMED: "malformed", REGISTERED: "registered", STORED: "stored"}
+REPLY_STATUS = {
+    OK: "ok",
+    FAILURE: "failure",
+    MALFORMED: "malformed",
+    REGISTERED: "registered",
+    STORED: "stored",
+    SERVER_VERSION: "version",
+}
 # The metrics' name for each request (SENDTO, the bulk, is counted by difference).
 REQUEST_NAMES = {
     ListUsers: "list",
@@ -107,7 +117,9 @@ class Rules:
                 return OK if self.log_out("logged out") else FAILURE
             if kind is Hello:
                 self._extended = True
-                return OK
+                # A client newer than this server learns the version it gets; one that asks for
+                # a version the server has is answered OK, as ever.
+                return OK if event.version <= EXTENSION_VERSION else SERVER_VERSION
             if kind in _EXTENSION_ANSWERS and self._extended:
                 return _EXTENSION_ANSWERS[kind](self, event) if self._accounts is not None else FAILURE
         except (DirectoryUnavailable, StoreUnavailable):
