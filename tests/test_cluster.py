@@ -298,6 +298,20 @@ def test_a_name_registered_anew_sees_nothing_of_its_old_conversations(nodes, pee
     assert mallory.request(HistoryRequest("bob", 10)).entries == ()
 
 
+def test_one_sender_fills_at_most_its_share_of_a_mailbox_in_redis(server_process, redis_server, peer_at):
+    node = server_process("--redis", redis_server.url, "--node-ttl", str(TTL), "--mailbox-share", "0.01")
+    away = hello(peer_at(node.address))
+    assert away.request(Register("away", "pw")) == OK
+    away.close()
+    stranger, friend = hello(peer_at(node.address)), hello(peer_at(node.address))
+    stranger.login("stranger")
+    friend.login("friend")
+    eventually(lambda: stranger.request(SendTo("away", "first")) == Response(Status.STORED))
+    replies = [stranger.request(SendTo("away", f"spam {i}")) for i in range(12)]
+    assert replies == [Response(Status.STORED)] * 9 + [FAILURE] * 3  # a hundredth of 1,000, "first" included
+    assert friend.request(SendTo("away", "still gets through")) == Response(Status.STORED)
+
+
 def test_health_is_503_while_redis_is_unreachable(server_process, redis_server, logged_in):
     metrics_port = free_port()
     node = server_process("--redis", redis_server.url, "--node-ttl", str(TTL), "--metrics", f"127.0.0.1:{metrics_port}")

@@ -30,6 +30,7 @@ from chatroom.protocol import (
 from chatroom.server.presence.directory import LocalDirectory, RemoteRecipient
 from chatroom.server.rules import Pending, Rules
 from chatroom.server.storage.accounts import Accounts
+from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
 
 OK = Response(Status.OK)
@@ -337,3 +338,91 @@ def test_a_message_for_another_node_is_answered_once_that_node_has_it(accounts):
         else:
             directory.courier.sent[-1][2].set(delivered)
         assert pending.reply() == encode(reply)
+
+
+# --- Quotas --------------------------------------------------------------------------------
+
+
+def quota_rules(directory, **quotas):
+    """connect(name) over accounts with these quotas (an in-memory store of their own)."""
+    history_days = quotas.pop("history_days", 7.0)
+    accounts = Accounts(
+        SQLiteStore(":memory:", history_days, quotas=Quotas(**quotas)), hasher=CHEAP, quotas=Quotas(**quotas)
+    )
+    accounts.start()
+
+    def connect(name=None, peer="127.0.0.1:40000"):
+        client = Client(directory, accounts, peer)
+        assert client.ask(Hello(1)) == [OK]
+        if name is not None:
+            assert client.ask(Login(name)) == [OK]
+        return client
+
+    return accounts, connect
+
+
+def test_one_sender_fills_at_most_its_share_of_a_mailbox(directory):
+    accounts, connect = quota_rules(directory, mailbox_share=0.1)
+    try:
+        away = connect()
+        assert away.ask(Register("away", "secret")) == [OK]
+        away.ask(Logout())
+        stranger, friend = connect("stranger"), connect("friend")
+        replies = [stranger.ask(SendTo("away", f"spam {i}"))[0] for i in range(120)]
+        assert replies == [STORED] * 100 + [FAILURE] * 20  # a tenth of 1,000
+        assert friend.ask(SendTo("away", "still gets through")) == [STORED]
+    finally:
+        accounts.stop()
+
+
+def test_a_mailbox_holds_a_bounded_number_of_bytes(directory):
+    accounts, connect = quota_rules(directory, mailbox_mb=0.01, mailbox_share=1.0)
+    try:
+        away = connect()
+        assert away.ask(Register("away", "secret")) == [OK]
+        away.ask(Logout())
+        sender = connect("sender")
+        replies = [sender.ask(SendTo("away", "x" * 1000))[0] for i in range(12)]
+        assert replies == [STORED] * 10 + [FAILURE] * 2
+    finally:
+        accounts.stop()
+
+
+def test_expired_messages_leave_the_mailbox_when_it_is_written_to(directory):
+    accounts, connect = quota_rules(directory, history_days=0.3 / 86_400, mailbox_mb=0.01, mailbox_share=1.0)
+    try:
+        away = connect()
+        assert away.ask(Register("away", "secret")) == [OK]
+        away.ask(Logout())
+        sender = connect("sender")
+        assert [sender.ask(SendTo("away", "x" * 1000))[0] for _ in range(11)] == [STORED] * 10 + [FAILURE]
+        gevent.sleep(0.4)  # past the time messages are kept: the full mailbox holds only expired ones
+        assert sender.ask(SendTo("away", "a new one")) == [STORED]
+    finally:
+        accounts.stop()
+
+
+def test_registrations_per_address_are_bounded(directory):
+    accounts, connect = quota_rules(directory, registrations_per_hour=3)
+    try:
+        for i in range(3):
+            assert connect(peer="10.0.0.1:1").ask(Register(f"name{i}", "secret")) == [OK]
+        assert connect(peer="10.0.0.1:1").ask(Register("one-more", "secret")) == [FAILURE]
+        assert connect(peer="10.0.0.2:1").ask(Register("one-more", "secret")) == [OK]
+    finally:
+        accounts.stop()
+
+
+def test_history_past_the_daily_quota_is_relayed_but_not_kept(directory):
+    accounts, connect = quota_rules(directory, history_mb_per_day=0.000_5)  # 500 bytes
+    try:
+        alice = connect()
+        assert alice.ask(Register("alice", "secret")) == [OK]
+        bob = connect("bob")
+        for i in range(10):
+            assert alice.ask(SendTo("bob", f"{i} " + "y" * 98)) == [OK]  # 100 bytes each
+        assert len(bob.messages()) == 10
+        (page,) = alice.ask(HistoryRequest("bob", 100))
+        assert [entry.text.split()[0] for entry in page.entries] == ["0", "1", "2", "3", "4"]
+    finally:
+        accounts.stop()

@@ -27,6 +27,7 @@ from ..connection import limits as limit_options
 from ..connection.chatserver import DRAIN_TIMEOUT, ChatServer
 from ..connection.sockets import raise_file_limit, tls_context
 from ..presence.directory import Directory
+from ..storage import quotas as quota_options
 from ..storage.accounts import Accounts
 from ..storage.sqlite_store import SQLiteStore
 from ..storage.store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, default_db_path
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long offline messages and history are kept (default %(default)s)",
     )
     memory.add_argument("--no-history", action="store_true", help="keep no conversation history")
+    quota_options.add_arguments(memory)
     tls = parser.add_argument_group("TLS (both or neither)")
     tls.add_argument("--tls-cert", metavar="FILE", help="certificate chain (PEM); the server then speaks TLS only")
     tls.add_argument("--tls-key", metavar="FILE", help="private key of the certificate (PEM)")
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
             limits,
             tls,
             args.reuse_port,
-            Accounts(open_store(args)),
+            Accounts(open_store(args), quotas=quota_options.from_arguments(args), exempt=exempt_from_quotas(limits)),
             web=args.web,
             web_origins=set(args.web_origin) if args.web_origin else None,
         )
@@ -260,12 +262,22 @@ def open_store(args) -> Store:
     if args.redis:
         from ..storage.redis_store import RedisStore
 
-        return RedisStore(args.redis, args.history_days, keep_history=not args.no_history)
+        return RedisStore(
+            args.redis, args.history_days, keep_history=not args.no_history, quotas=quota_options.from_arguments(args)
+        )
     try:
         args.db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StoreUnavailable(f"cannot make its folder {args.db.parent}: {err.strerror}") from err
-    return SQLiteStore(args.db, args.history_days, keep_history=not args.no_history)
+    return SQLiteStore(
+        args.db, args.history_days, keep_history=not args.no_history, quotas=quota_options.from_arguments(args)
+    )
+
+
+def exempt_from_quotas(limits):
+    """Addresses the per-address quotas spare: those --max-per-ip spares (loopback, unless
+    --limit-loopback)."""
+    return lambda host: not limit_options.counts_per_address(limits, host)
 
 
 def cluster_directory(url: str, ttl: float) -> Directory:

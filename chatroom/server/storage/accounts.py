@@ -7,6 +7,8 @@ registered one refused, offline messages and history kept for registered users o
 """
 
 import enum
+import logging
+from collections.abc import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,8 +16,12 @@ from gevent.threadpool import ThreadPool
 
 from ...protocol import HistoryEntry, StoredMessage
 from ..presence.skeleton import skeleton
+from .quotas import DailyBytes, Quotas, Window
 from .store import Store, now_ms
 from .throttle import PasswordThrottle, Verdict
+
+log = logging.getLogger(__name__)
+DEFAULT_QUOTAS = Quotas()
 
 # OWASP's recommended minimum for argon2id: 19 MiB, 2 passes, 1 lane.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -32,13 +38,26 @@ class Check(enum.Enum):
 
 
 class Accounts:
-    def __init__(self, store: Store, hasher: PasswordHasher = HASHER, throttle: PasswordThrottle | None = None):
-        """``hasher``: argon2's parameters (tests use cheaper ones)."""
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher = HASHER,
+        throttle: PasswordThrottle | None = None,
+        quotas: Quotas = DEFAULT_QUOTAS,
+        exempt: Callable[[str], bool] = lambda address: False,
+    ):
+        """``hasher``: argon2's parameters (tests use cheaper ones); ``exempt(address)``:
+        whether the per-address quotas spare an address."""
         self.store = store
         self._hasher = hasher
         self.registered_names = store.registered_names  # for routing: see Store
         self._hashing = ThreadPool(HASHING_THREADS)
         self._throttle = throttle or PasswordThrottle()
+        self._quotas = quotas
+        self._exempt = exempt
+        self._registrations = Window(3600.0)  # by address
+        self._history_bytes = DailyBytes()  # by sender
+        self._history_full: set[str] = set()  # senders told of today (in the log)
         self._skeletons: dict[str, str] = {}  # skeleton -> the registered name that has it
         self._indexed = 0  # how many registered names _skeletons has seen
 
@@ -71,9 +90,15 @@ class Accounts:
         """Make name an account (from address, which it then trusts); False if it cannot be."""
         if self.requires_password(name) or self.look_alike(name) is not None:
             return False
+        counted = not self._exempt(address)
+        if counted and self._registrations.count(address) >= self._quotas.registrations_per_hour:
+            log.info("registration of %s from %s refused: --registrations-per-hour", name, address)
+            return False
         password_hash = self._hashing.spawn(self._hasher.hash, password).get()
         if not self.store.create_account(name, password_hash):
             return False
+        if counted:
+            self._registrations.add(address)
         self._skeletons[skeleton(name)] = name
         self._throttle.trust(name, address)
         return True
@@ -116,6 +141,13 @@ class Accounts:
         return self.store.take_offline(name)
 
     def record(self, sender: str, recipient: str, text: str) -> None:
+        """Add a message to the history, within the sender's daily quota (past it the message
+        is relayed but not kept, and the log says so once a day)."""
+        if not self._history_bytes.add(sender, len(text), int(self._quotas.history_mb_per_day * 1_000_000)):
+            if sender not in self._history_full:
+                self._history_full.add(sender)
+                log.warning("%s has used its history quota for today (--history-mb-per-day)", sender)
+            return
         self.store.record(sender, recipient, text, now_ms())
 
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:

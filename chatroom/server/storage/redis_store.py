@@ -22,6 +22,7 @@ import redis
 
 from ...protocol import HistoryEntry, StoredMessage
 from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
+from .quotas import Quotas
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,48 @@ OFFLINE = "chatroom:offline:"
 HISTORY = "chatroom:history:"
 RETRY_PAUSE = 0.5
 POOL_SIZE = 16
+DEFAULT_QUOTAS = Quotas()
 
-# Append to a capped list: the new length, or 0 if the list was full.
+# Keep messages for an offline user (KEYS[1], a list of JSON entries [sender, time, text],
+# oldest first), as many as fit in order: at most ARGV[1] messages and ARGV[3] bytes, of which
+# one sender may fill ARGV[4] messages and ARGV[5] bytes. Entries older than ARGV[6] (ms) go
+# first: expiry on write. The list lives ARGV[2] ms. Then ARGV[7]... pairs: how the sender's
+# entries begin, and the entry. Answers how many were kept.
 _KEEP_OFFLINE = """
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-local length = redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return length
-"""
-# Append several entries (ARGV[3]...) to a list capped at ARGV[1], living ARGV[2] ms: how many fit.
-_KEEP_MANY = """
-local kept = 0
-for i = 3, #ARGV do
-  if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then break end
-  redis.call('RPUSH', KEYS[1], ARGV[i])
-  kept = kept + 1
+while true do
+  local oldest = redis.call('LINDEX', KEYS[1], 0)
+  if not oldest or cjson.decode(oldest)[2] >= tonumber(ARGV[6]) then break end
+  redis.call('LPOP', KEYS[1])
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local count, size, senders = #items, 0, {}
+for _, item in ipairs(items) do
+  size = size + #item
+end
+local kept = 0
+for i = 7, #ARGV, 2 do
+  local prefix, entry = ARGV[i], ARGV[i + 1]
+  local share = senders[prefix]
+  if not share then
+    share = {0, 0}
+    for _, item in ipairs(items) do
+      if string.sub(item, 1, #prefix) == prefix then
+        share[1], share[2] = share[1] + 1, share[2] + #item
+      end
+    end
+    senders[prefix] = share
+  end
+  if count >= tonumber(ARGV[1]) or size + #entry > tonumber(ARGV[3])
+      or share[1] >= tonumber(ARGV[4]) or share[2] + #entry > tonumber(ARGV[5]) then
+    break
+  end
+  redis.call('RPUSH', KEYS[1], entry)
+  count, size, kept = count + 1, size + #entry, kept + 1
+  share[1], share[2] = share[1] + 1, share[2] + #entry
+end
+if kept > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 return kept
 """
 # Add a message to a conversation's history (KEYS[1]), its id one more than the newest one's:
@@ -74,7 +100,13 @@ return items
 
 
 class RedisStore:
-    def __init__(self, url: str, history_days: float = DEFAULT_HISTORY_DAYS, keep_history: bool = True):
+    def __init__(
+        self,
+        url: str,
+        history_days: float = DEFAULT_HISTORY_DAYS,
+        keep_history: bool = True,
+        quotas: Quotas = DEFAULT_QUOTAS,
+    ):
         try:
             self._redis = store_client(url, POOL_SIZE)
         except (redis.RedisError, RedisTooOld) as err:
@@ -85,8 +117,8 @@ class RedisStore:
         self._known: set[str] = set()
         self.registered_names: Collection[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
+        self._quotas = quotas
         self._take = self._redis.register_script(_TAKE)
-        self._keep_many = self._redis.register_script(_KEEP_MANY)
         self._records: list = []  # (key, entry) waiting for the recorder
         self._recorder = None  # the greenlet writing them, while there are any
         self._listener = None
@@ -157,14 +189,23 @@ class RedisStore:
     # --- Offline messages ---------------------------------------------------------------
 
     def keep_offline(self, recipient, sender, text, time_ms):
-        entry = json.dumps([sender, time_ms, text])
-        kept = self._call(self._keep_offline, keys=[OFFLINE + recipient], args=[entry, MAX_OFFLINE, self._retention_ms])
-        return bool(kept)
+        return self.keep_dropped(recipient, [(sender, text)], time_ms) == 1
 
     def keep_dropped(self, recipient, messages, time_ms):
-        entries = [json.dumps([sender, time_ms, text]) for sender, text in messages]
-        args = [MAX_OFFLINE, self._retention_ms, *entries]
-        return int(self._call(self._keep_many, keys=[OFFLINE + recipient], args=args)) if entries else 0
+        if not messages:
+            return 0
+        quotas, size = self._quotas, int(self._quotas.mailbox_mb * 1_000_000)
+        args: list = [
+            MAX_OFFLINE,
+            self._retention_ms,
+            size,
+            max(1, int(MAX_OFFLINE * quotas.mailbox_share)),
+            max(1, int(size * quotas.mailbox_share)),
+            time_ms - self._retention_ms,
+        ]
+        for sender, text in messages:
+            args += [json.dumps([sender])[:-1] + ",", json.dumps([sender, time_ms, text])]  # how its entries begin
+        return int(self._call(self._keep_offline, keys=[OFFLINE + recipient], args=args))
 
     def take_offline(self, name):
         cutoff = now_ms() - self._retention_ms

@@ -12,8 +12,10 @@ from collections.abc import Collection
 import gevent
 
 from ...protocol import HistoryEntry, StoredMessage
+from .mailboxes import Mailboxes
+from .quotas import Quotas
 from .sqlite_worker import SQLiteWorker
-from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, now_ms
+from .store import DEFAULT_HISTORY_DAYS, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +36,35 @@ MIGRATIONS = [
 ]
 EXPIRY_INTERVAL = 3600.0
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)"
+_MAILBOXES = (
+    "SELECT recipient, sender, count(*), sum(length(CAST(text AS BLOB))) FROM offline GROUP BY recipient, sender"
+)
+DEFAULT_QUOTAS = Quotas()
+_INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
 class SQLiteStore:
-    def __init__(self, path, history_days: float = DEFAULT_HISTORY_DAYS, keep_history: bool = True):
+    def __init__(
+        self,
+        path,
+        history_days: float = DEFAULT_HISTORY_DAYS,
+        keep_history: bool = True,
+        quotas: Quotas = DEFAULT_QUOTAS,
+    ):
         self.path = path
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
         self._worker = SQLiteWorker(path)
         self._accounts: dict[str, str] = {}
         self.registered_names: Collection[str] = self._accounts
-        self._offline_counts: dict[str, int] = {}
+        self._mailboxes = Mailboxes(quotas)
         self._expiry = None
 
     # --- Lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        accounts, self._offline_counts = self._worker.start(self._prepare)
+        accounts, mailboxes = self._worker.start(self._prepare)
+        self._mailboxes.load(mailboxes)
         self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
 
@@ -72,23 +86,33 @@ class SQLiteStore:
                 f"BEGIN; {script}; DELETE FROM schema_version; INSERT INTO schema_version VALUES ({number}); COMMIT;"
             )
             log.info("database %s: schema version %d", self.path, number)
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+            # (Once: a file made before the file could shrink is rebuilt so that it can.)
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            db.execute("VACUUM")
         return dict(db.execute("SELECT name, password_hash FROM accounts")), self._expire_and_count(db)
 
     def _expire_now_and_then(self):
         while True:
             gevent.sleep(EXPIRY_INTERVAL)
-            self._offline_counts = self._worker.call(self._expire_and_count)
+            self._mailboxes.load(self._worker.call(self._expire_and_count))
 
     def _oldest_kept(self) -> int:
         """The time (ms) before which offline messages and history are dropped."""
         return now_ms() - self._retention_ms
 
     def _expire_and_count(self, db):
-        """Drop what is too old; how many offline messages each recipient has left."""
+        """Drop what is too old; what each mailbox holds, by sender (count and bytes)."""
         cutoff = self._oldest_kept()
         db.execute("DELETE FROM offline WHERE time_ms < ?", (cutoff,))
         db.execute("DELETE FROM history WHERE time_ms < ?", (cutoff,))
-        return dict(db.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"))
+        db.execute("PRAGMA incremental_vacuum")  # the file gives back what expiry freed
+        return db.execute(_MAILBOXES).fetchall()
+
+    def _expire_mailbox(self, db, recipient):
+        """Expiry on write: drop recipient's messages that are too old; what is left."""
+        db.execute("DELETE FROM offline WHERE recipient = ? AND time_ms < ?", (recipient, self._oldest_kept()))
+        return db.execute(_MAILBOXES.replace("GROUP BY", "WHERE recipient = ? GROUP BY"), (recipient,)).fetchall()
 
     # --- Accounts -----------------------------------------------------------------------
 
@@ -113,33 +137,38 @@ class SQLiteStore:
     # --- Offline messages ---------------------------------------------------------------
 
     def keep_offline(self, recipient, sender, text, time_ms):
-        count = self._offline_counts.get(recipient, 0)
-        if count >= MAX_OFFLINE:
-            return False
-        self._offline_counts[recipient] = count + 1
-        try:
-            self._worker.write_and_wait(_KEEP, (recipient, sender, time_ms, text))
-        except BaseException:
-            self._offline_counts[recipient] = self._offline_counts.get(recipient, 1) - 1
-            raise
-        return True
+        return self.keep_dropped(recipient, [(sender, text)], time_ms) == 1
 
     def keep_dropped(self, recipient, messages, time_ms):
-        count = self._offline_counts.get(recipient, 0)
-        kept = messages[: max(0, MAX_OFFLINE - count)]
-        if not kept:
+        mailboxes = self._mailboxes
+        sizes = [len(text.encode()) for _, text in messages]
+        if not mailboxes.fits(recipient, messages[0][0], sizes[0]):
+            # Expired messages may be what fills it: they go now, not at the hourly sweep.
+            self._reload_mailbox(recipient)
+        rows = []
+        for (sender, text), size in zip(messages, sizes, strict=True):
+            if not mailboxes.fits(recipient, sender, size):
+                break  # (in order: none after the first that does not fit)
+            mailboxes.add(recipient, sender, size)
+            rows.append((recipient, sender, time_ms, text))
+        if not rows:
             return 0
-        self._offline_counts[recipient] = count + len(kept)
-        rows = [(recipient, sender, time_ms, text) for sender, text in kept]
         try:
             self._worker.write_and_wait(_KEEP, *rows)
         except BaseException:
-            self._offline_counts[recipient] = self._offline_counts.get(recipient, len(kept)) - len(kept)
+            for (_, sender, _, _), size in zip(rows, sizes, strict=False):
+                mailboxes.add(recipient, sender, -size, count=-1)
             raise
-        return len(kept)
+        return len(rows)
+
+    def _reload_mailbox(self, recipient):
+        rows = self._worker.call(self._expire_mailbox, recipient)
+        self._mailboxes.empty(recipient)
+        for _, sender, count, size in rows:
+            self._mailboxes.add(recipient, sender, size, count)
 
     def take_offline(self, name):
-        if not self._offline_counts.pop(name, 0):
+        if not self._mailboxes.empty(name):
             return []
         return self._worker.call(self._take_offline, name, self._oldest_kept())
 
