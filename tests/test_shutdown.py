@@ -63,7 +63,8 @@ def test_nothing_is_answered_once_the_server_is_told_to_stop(server_process, pee
 
 
 def test_what_a_registered_user_did_not_take_in_the_drain_is_kept_for_them(server_process, peer_at, tmp_path):
-    server = server_process("--drain-timeout", "0.5", "--sendq", str(64 << 20), data_dir=tmp_path)
+    quotas = ("--mailbox-mb", "64", "--mailbox-share", "1")  # room for all it may not take
+    server = server_process("--drain-timeout", "0.5", "--sendq", str(64 << 20), *quotas, data_dir=tmp_path)
     reader = peer_at(server.address, receive_buffer=4096)  # and it never reads
     assert reader.request(Hello(1)) == OK and reader.request(Register("reader", "secret")) == OK
     sender = peer_at(server.address)
