@@ -19,18 +19,19 @@ def redis_server_binary() -> str:
 
 
 class RedisProcess:
-    """redis-server on 127.0.0.1 and a free port, in ``folder``, without persistence; with
-    ``cluster``, a node of a Redis Cluster (see RedisClusterProcess).
+    """redis-server on 127.0.0.1 and a free port, in ``folder``, without persistence (unless
+    ``persistent``: an append-only file, kept across a restart); with ``cluster``, a node of a
+    Redis Cluster (see RedisClusterProcess).
 
     Raises FileNotFoundError when there is no redis-server to run.
     """
 
-    def __init__(self, folder, cluster: bool = False):
+    def __init__(self, folder, cluster: bool = False, persistent: bool = False):
         self.folder = str(folder)
         os.makedirs(self.folder, exist_ok=True)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.options = ["--save", "", "--appendonly", "no", "--dir", self.folder]
+        self.options = ["--save", "", "--appendonly", "yes" if persistent else "no", "--dir", self.folder]
         if cluster:
             self.bus_port = free_port()
             self.options += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
