@@ -8,7 +8,10 @@ Run through ./scripts/reliability. On 127.0.0.1 it measures, each against a fres
 - shutdown under load: messages acknowledged to a sender and still queued for a recipient
   that reads slowly, SIGTERM, and how many of them the recipient receives;
 - fuzzing: random, mutated and valid frames over many connections; whether the server still
-  serves, what its memory did, and whether its log holds a traceback.
+  serves, what its memory did, and whether its log holds a traceback;
+- the promises of round 3 (scripts/promises.py): WebSocket floods beside a TCP neighbour,
+  kill -9 under load, a burst of password guesses;
+- a chaos run of three nodes on one Redis, its invariants checked (scripts/chaos.py).
 
 The figures replace the part of docs/reliability.md between the GENERATED markers.
 """
@@ -32,6 +35,10 @@ from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
 from chatroom.testing import OK, Peer, ServerProcess, random_frames, rss_kb
 from chatroom.testing.docs import write_generated
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chaos  # noqa: E402  (scripts beside this one)
+import promises  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reliability.md"
@@ -189,6 +196,8 @@ def main():
         sys.exit(f"reliability: the open-files limit {limit} is too low for {STALLED} connections")
     with tempfile.TemporaryDirectory() as folder:
         sections = [stalled_handshakes(Path(folder)), drain_on_sigterm(), fuzz()]
+        sections += [promises.websocket_flood(), promises.kill_minus_nine(Path(folder) / "killed")]
+        sections += [promises.password_burst(), chaos.section(chaos.run(Path(folder) / "chaos"))]
     lines = [f"Measured by `./scripts/reliability` on {datetime.date.today()}, {os.cpu_count()} cores.", ""]
     for section in sections:
         print("\n".join(section) + "\n", flush=True)

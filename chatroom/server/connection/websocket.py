@@ -104,12 +104,16 @@ class WebSocketStream:
 
     def _take_events(self) -> bytes:
         frames = bytearray()
+        # Bytes that made no event are a frame begun; a fragment leaves its message unfinished.
+        self._at_boundary = False
         try:
-            events = list(self._ws.events())
+            return self._take(self._ws.events(), frames)
         except RemoteProtocolError as err:
             return self._fail(POLICY_VIOLATION, f"not WebSocket ({err})")
-        # Bytes that made no event are a frame begun; a fragment leaves its message unfinished.
-        self._at_boundary = bool(events) and not self._incoming
+
+    def _take(self, events, frames: bytearray) -> bytes:
+        # Events are parsed one at a time, as taken: a flood is refused at its 101st frame,
+        # not after parsing all that came in one read.
         for event in events:
             if isinstance(event, BytesMessage):
                 if not event.data and not event.message_finished and self._flooding():
