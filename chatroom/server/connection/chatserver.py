@@ -209,9 +209,6 @@ class _Listener(StreamServer):
     and leaves closing a connection to its session (which outlives the accepting greenlet)."""
 
     _warned = False
-    # Connections accepted per turn of the event loop (gevent's default is 100): a flood of new
-    # connections then takes its turn like any client instead of holding the loop.
-    max_accept = 8
 
     def do_close(self, sock, *args):
         pass

@@ -7,6 +7,7 @@ not in socket options.
 import resource
 import socket
 import struct
+import time
 
 import gevent
 from gevent import socket as gevent_socket
@@ -19,6 +20,7 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 # sends, so that closing does not reset the connection under replies it has not read yet.
 LINGER_TIMEOUT = 2.0
 LINGER_BYTES = 1 << 20
+QUIET_CLIENT = 0.05  # a client that sends nothing this long after the FIN is not sending
 # Dead peers are found after KEEPIDLE + KEEPCNT * KEEPINTVL = 90 s of silence.
 KEEPIDLE, KEEPINTVL, KEEPCNT = 60, 10, 3
 _LINGER_OFF = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
@@ -140,8 +142,9 @@ def stop_reading(sock) -> None:
 
 
 def close_gracefully(sock) -> None:
-    """Close after the client has had everything sent: FIN first, then read and drop what it
-    still sends until it closes too (within LINGER_TIMEOUT and LINGER_BYTES).
+    """Close after the client has had everything sent: FIN first, then, if the client is still
+    sending, read and drop what it sends until it closes too (within LINGER_TIMEOUT and
+    LINGER_BYTES); a client that sends nothing for QUIET_CLIENT is closed at once.
 
     Closing a socket with unread input makes the kernel reset the connection, and a reset can
     destroy replies the client has received but not yet read.
@@ -149,12 +152,13 @@ def close_gracefully(sock) -> None:
     try:
         sock.shutdown(socket.SHUT_WR)
         budget = LINGER_BYTES
-        with gevent.Timeout(LINGER_TIMEOUT, False):
-            while budget > 0:
-                data = sock.recv(65536)
-                if not data:
-                    break
+        deadline = time.monotonic() + LINGER_TIMEOUT
+        with gevent.Timeout(QUIET_CLIENT, False):
+            data = sock.recv(65536)
+            while data and budget > 0 and time.monotonic() < deadline:
                 budget -= len(data)
+                with gevent.Timeout(max(0.0, deadline - time.monotonic()), False):
+                    data = sock.recv(65536)
     except OSError:
         pass
     sock.close()
