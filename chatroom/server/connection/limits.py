@@ -4,7 +4,9 @@ One place for them, so that the command line, the README and the session agree.
 """
 
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from ...arguments import add_dataclass_arguments, dataclass_from_arguments
 
 
 @dataclass(frozen=True)
@@ -52,17 +54,11 @@ OPTIONS = {
 
 def add_arguments(group) -> None:
     """Add a --option for each limit to an argparse parser or group."""
-    for field in fields(Limits):
-        kind, metavar, help_text = OPTIONS[field.name]
-        flag = "--" + field.name.replace("_", "-")
-        if kind is bool:
-            group.add_argument(flag, action="store_true", default=field.default, help=help_text)
-        else:
-            group.add_argument(flag, type=kind, default=field.default, metavar=metavar, help=help_text)
+    add_dataclass_arguments(group, Limits, OPTIONS)
 
 
 def from_arguments(args) -> Limits:
-    return Limits(**{field.name: getattr(args, field.name) for field in fields(Limits)})
+    return dataclass_from_arguments(Limits, args)
 
 
 def counts_per_address(limits: Limits, host: str) -> bool:

@@ -8,7 +8,10 @@ friends' messages out).
 
 import collections
 import time
-from dataclasses import dataclass, fields
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from ...arguments import add_dataclass_arguments, dataclass_from_arguments
 
 
 @dataclass(frozen=True)
@@ -37,26 +40,26 @@ OPTIONS = {
 
 
 def add_arguments(group) -> None:
-    for field in fields(Quotas):
-        kind, metavar, help_text = OPTIONS[field.name]
-        group.add_argument(
-            "--" + field.name.replace("_", "-"), type=kind, default=field.default, metavar=metavar, help=help_text
-        )
+    add_dataclass_arguments(group, Quotas, OPTIONS)
 
 
 def from_arguments(args) -> Quotas:
-    return Quotas(**{field.name: getattr(args, field.name) for field in fields(Quotas)})
+    return dataclass_from_arguments(Quotas, args)
+
+
+MAX_TRACKED = 10_000  # keys kept before the quiet ones are forgotten
 
 
 class Window:
-    """Events per key in a sliding window of ``seconds``."""
+    """Events per key in a sliding window of ``seconds``; keys quiet for a window are
+    forgotten once many are tracked."""
 
     def __init__(self, seconds: float, clock=time.monotonic):
         self._seconds = seconds
         self._clock = clock
-        self._times: dict[str, collections.deque] = {}
+        self._times: dict[Hashable, collections.deque] = {}
 
-    def count(self, key: str) -> int:
+    def count(self, key: Hashable) -> int:
         times = self._times.get(key)
         if times is None:
             return 0
@@ -68,11 +71,17 @@ class Window:
             return 0
         return len(times)
 
-    def add(self, key: str) -> None:
-        if len(self._times) > 10_000:
+    def add(self, key: Hashable) -> None:
+        if len(self._times) > MAX_TRACKED:
             for stale in list(self._times):
                 self.count(stale)
         self._times.setdefault(key, collections.deque()).append(self._clock())
+
+    def take_back(self, key: Hashable) -> None:
+        """Forget the latest event of key (it turned out not to count)."""
+        times = self._times.get(key)
+        if times:
+            times.pop()
 
 
 class DailyBytes:

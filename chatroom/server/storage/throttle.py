@@ -16,13 +16,14 @@ from collections.abc import Callable
 
 import gevent
 
+from .quotas import MAX_TRACKED, Window
+
 WINDOW = 60.0  # seconds the counts cover
 PER_PAIR = 3
 PER_ADDRESS = 10
 HASHES_PER_NAME = 10
 MAX_WAIT = 5.0
 TRUSTED_PER_NAME = 8  # addresses remembered per name
-MAX_TRACKED = 10_000  # keys with recent attempts kept before the stale ones go
 
 
 class Verdict(enum.Enum):
@@ -39,18 +40,17 @@ class PasswordThrottle:
     ):
         self._clock = clock
         self._sleep = sleep
-        self._attempts: dict[tuple, collections.deque] = {}  # ("pair", name, address) / ("address", a)
+        self._attempts = Window(WINDOW, clock)  # by ("pair", name, address) and ("address", address)
         self._hashes: dict[str, collections.deque] = {}  # name -> when its last hashes began
         self._trusted: dict[str, list[str]] = {}  # name -> addresses it logged in from lately
 
     def begin(self, name: str, address: str) -> Verdict:
         """Count an attempt; GO once it may be hashed (after waiting its turn, if need be)."""
         pair, by_address = ("pair", name, address), ("address", address)
-        if self._recent(pair) >= PER_PAIR or self._recent(by_address) >= PER_ADDRESS:
+        if self._attempts.count(pair) >= PER_PAIR or self._attempts.count(by_address) >= PER_ADDRESS:
             return Verdict.TOO_MANY
-        now = self._clock()
         for key in (pair, by_address):
-            self._attempts.setdefault(key, collections.deque()).append(now)
+            self._attempts.add(key)
         if address in self._trusted.get(name, ()) or self._wait_for_a_hash(name):
             return Verdict.GO
         return Verdict.BUSY
@@ -61,9 +61,7 @@ class PasswordThrottle:
             self._forget_stale()
             return
         for key in (("pair", name, address), ("address", address)):
-            times = self._attempts.get(key)
-            if times:
-                times.pop()
+            self._attempts.take_back(key)
         self.trust(name, address)
 
     def trust(self, name: str, address: str) -> None:
@@ -87,22 +85,7 @@ class PasswordThrottle:
                 return False
             self._sleep(free_at - now)
 
-    def _recent(self, key) -> int:
-        times = self._attempts.get(key)
-        if times is None:
-            return 0
-        horizon = self._clock() - WINDOW
-        while times and times[0] <= horizon:
-            times.popleft()
-        if not times:
-            del self._attempts[key]
-            return 0
-        return len(times)
-
     def _forget_stale(self) -> None:
-        if len(self._attempts) > MAX_TRACKED:
-            for key in list(self._attempts):  # the keys quiet for a minute go
-                self._recent(key)
         if len(self._hashes) > MAX_TRACKED:
             horizon = self._clock() - WINDOW
             for name in [name for name, times in self._hashes.items() if not times or times[-1] <= horizon]:
