@@ -29,7 +29,7 @@ from chatroom.protocol import (
     StoredMessage,
     UserList,
 )
-from chatroom.testing import FAILURE, FAILURE_BYTES, MALFORMED_BYTES, OK, OK_BYTES
+from chatroom.testing import FAILURE, FAILURE_BYTES, MALFORMED_BYTES, OK, OK_BYTES, eventually
 
 REGISTERED = Response(Status.REGISTERED)
 STORED = Response(Status.STORED)
@@ -267,3 +267,36 @@ def test_messages_a_registered_user_never_took_are_kept_when_they_are_dropped(ch
     stored = [again.next_event() for _ in range(kept + 1)]  # those dropped, then the one STORED
     numbers = [int(message.text.split()[0]) for message in stored]
     assert numbers == sorted(numbers) and numbers[-1] == len(replies) - 1
+
+
+def test_stored_messages_come_in_pages_and_leave_the_store_only_once_handed_over(chat, peer_at, data_dir):
+    server = chat("--mailbox-share", "1", "--mailbox-mb", "64")
+    registered(peer_at, server.address, "alice").close()
+    bob = registered(peer_at, server.address, "bob")
+    count = 600  # pages of 64
+    bob.send(*[SendTo("alice", f"{i} " + "x" * 20_000) for i in range(count)])
+    assert all(bob.next_event() == STORED for _ in range(count))
+    # Alice logs in, takes a few, and is gone: what was not handed over stays kept.
+    leaving = peer_at(server.address, receive_buffer=4096)
+    assert leaving.request(Hello(1)) == OK
+    leaving.send(Authenticate("alice", "correct horse"))
+    assert leaving.next_event() == OK
+    taken = [int(leaving.next_event().text.split()[0]) for _ in range(10)]
+    leaving.close()
+    db_path = data_dir / "chatroom" / "chatroom.db"
+
+    def left_in_store():
+        with sqlite3.connect(db_path) as db:
+            return db.execute("SELECT count(*) FROM offline WHERE recipient = 'alice'").fetchone()[0]
+
+    eventually(lambda: server.log_text().count("logout alice") == 2)  # (registering logged her in once)
+    # Whole pages leave the store once handed over to the connection (at most what the
+    # kernel's buffers held for her); the rest stays kept.
+    left = left_in_store()
+    assert left % 64 == count % 64 and count - 64 * 4 <= left < count
+    again = extended(peer_at, server.address)
+    again.send(Authenticate("alice", "correct horse"))
+    assert again.next_event() == OK
+    rest = [int(again.next_event().text.split()[0]) for _ in range(left)]
+    assert taken == list(range(10)) and rest == list(range(count - left, count))
+    eventually(lambda: left_in_store() == 0)  # all handed over this time

@@ -60,10 +60,13 @@ class Client:
         self.disconnected = True
 
     def ask(self, request) -> list:
-        """The reply to request (settled, if it is pending), decoded."""
+        """The reply to request (settled, if it is pending), decoded; after a login, with the
+        pages of stored messages the session would hand out behind it."""
         reply = self.rules.answer(request)
         if isinstance(reply, Pending):
             reply = reply.reply()
+        while self.rules.catching_up:
+            reply += self.rules.next_stored()
         return Decoder.for_client().receive_data(reply)
 
     def messages(self) -> list:
@@ -234,13 +237,16 @@ def test_live_messages_during_login_follow_the_stored_ones(connect, accounts):
     registered(connect, "bob").ask(Logout())
     alice = connect("alice", hello=True)
     assert alice.ask(SendTo("bob", "stored")) == [STORED]
-    take_offline = accounts.store.take_offline
+    offline_page = accounts.store.offline_page
 
-    def take_offline_while_alice_writes(name):
-        assert alice.ask(SendTo("bob", "live")) == [OK]  # bob is logged in by now
-        return take_offline(name)
+    def offline_page_while_alice_writes(name, limit):
+        if not written:
+            written.append(True)
+            assert alice.ask(SendTo("bob", "live")) == [OK]  # bob is logged in by now
+        return offline_page(name, limit)
 
-    accounts.store.take_offline = take_offline_while_alice_writes
+    written: list = []
+    accounts.store.offline_page = offline_page_while_alice_writes
     bob = connect(hello=True)
     replies = bob.ask(Authenticate("bob", "secret"))
     assert [type(reply) for reply in replies] == [Response, StoredMessage, Incoming]

@@ -47,6 +47,7 @@ from .storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+STORED_PAGE = 64  # stored messages handed out at a time
 OK = encode(Response(Status.OK))
 FAILURE = encode(Response(Status.FAILURE))
 MALFORMED = encode(Response(Status.MALFORMED))
@@ -83,13 +84,24 @@ class Rules:
     the extension's requests then fail.
     """
 
-    __slots__ = ("name", "held", "_registered", "_extended", "_mailbox", "_directory", "_accounts", "_peer")
+    __slots__ = (
+        "name",
+        "held",
+        "_stored_mark",
+        "_registered",
+        "_extended",
+        "_mailbox",
+        "_directory",
+        "_accounts",
+        "_peer",
+    )
 
     def __init__(self, mailbox: Mailbox, directory: Directory, accounts: Accounts | None, peer: str):
         self.name: str | None = None  # logged in as
-        # While stored messages are fetched at login: the live ones, held back to follow them.
-        # The session delivers into it when it is not None.
+        # While stored messages are handed out at login: the live ones, held back to follow
+        # them. The session delivers into it when it is not None.
         self.held: list[bytes] | None = None
+        self._stored_mark: int | None = None  # the page of stored messages being handed out
         self._registered = False  # logged in under a registered name, with its password
         self._extended = False  # the client said HELLO
         self._mailbox = mailbox
@@ -224,16 +236,41 @@ class Rules:
             self._peer,
             extra=fields("login", name=name, peer=self._peer, registered=True),
         )
-        # Messages kept while the user was away come first; live ones wait behind them.
-        held: list[bytes] = []
-        self.held = held
+        # Messages kept while the user was away come first, a page at a time, each removed from
+        # the store once it has been handed over (next_stored); live ones wait behind them.
+        self.held = []
+        return OK + self._stored_page()
+
+    @property
+    def catching_up(self) -> bool:
+        """Whether pages of stored messages are still being handed out (see next_stored)."""
+        return self._stored_mark is not None
+
+    def next_stored(self) -> bytes:
+        """Once the last page of stored messages has been handed over: remove it from the
+        store, and the frames of the next page; after the last one, the live messages held
+        behind them (and the catch-up is over)."""
+        accounts, name = self._accounts, self.name
+        assert accounts is not None and name is not None and self._stored_mark is not None
         try:
-            stored = accounts.take_offline(name)
+            accounts.remove_offline(name, self._stored_mark)
         except StoreUnavailable:
-            stored = []  # they stay kept, for the next login
-        finally:
-            self.held = None
-        return b"".join([OK, *map(encode, stored), *held])
+            pass  # kept: the next login hands them out again
+        return self._stored_page()
+
+    def _stored_page(self) -> bytes:
+        accounts, name = self._accounts, self.name
+        assert accounts is not None and name is not None
+        try:
+            mark, stored = accounts.offline_page(name, STORED_PAGE)
+        except StoreUnavailable:
+            mark, stored = 0, []  # they stay kept, for the next login
+        if stored:
+            self._stored_mark = mark
+            return b"".join(map(encode, stored))
+        self._stored_mark = None
+        held, self.held = self.held or [], None
+        return b"".join(held)
 
     def _register(self, event: Register) -> bytes:
         accounts = self._accounts

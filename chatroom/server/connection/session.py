@@ -53,6 +53,7 @@ class Session:
         "_readable",
         "_frame_timer",
         "_end_reason",
+        "_catch_up",
     )
 
     def __init__(
@@ -76,6 +77,7 @@ class Session:
         self._loop = gevent.get_hub().loop
         self._readable = self._loop.io(stream.fileno(), 1)
         self._frame_timer = None
+        self._catch_up: gevent.Greenlet | None = None  # handing out stored messages, page by page
 
     @property
     def name(self) -> str | None:
@@ -173,6 +175,8 @@ class Session:
         if timed and events:
             counts.handover.observe(perf_counter() - arrived)
         outbox.flush()
+        if self.rules.catching_up and self._catch_up is None:
+            self._catch_up = gevent.spawn(self._hand_out_stored)
         if decoder.broken:
             log.info("%s sent a frame over the size limit; closing", self.peer)
             return False
@@ -195,6 +199,22 @@ class Session:
             if reply is not OK:
                 _count_reply(reply, event)
             self._outbox.queue_to_flush(reply)
+
+    def _hand_out_stored(self) -> None:
+        """After a login: the pages of messages kept for the user, each once the one before has
+        been handed over (then removed from the store), then the live messages held meanwhile."""
+        outbox, rules = self._outbox, self.rules
+        try:
+            while rules.catching_up:
+                outbox.finish(self._limits.send_timeout)
+                if outbox.closed:
+                    return  # what was not handed over stays stored, for the next login
+                if outbox.queued_bytes:
+                    continue  # a slow reader: the page is not all out yet
+                outbox.queue_to_flush(rules.next_stored())
+                outbox.flush()
+        finally:
+            self._catch_up = None
 
     def _set_timer(self, timeout, expired):
         self._stop_frame_timer()
@@ -225,6 +245,8 @@ class Session:
             # Still logged in while what was sent drains: what it never takes can be kept.
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
+            if self.rules.held:  # live messages held behind stored ones: kept behind them
+                self.rules.keep_undelivered(self.rules.held)
             self.rules.log_out("disconnected")
             # After a frame too large, or at a shutdown, the client may still be sending:
             # close gracefully, or a reset could destroy replies it has not read yet.

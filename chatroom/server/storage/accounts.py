@@ -137,8 +137,11 @@ class Accounts:
         history has it); how many."""
         return self.store.keep_dropped(recipient, messages, now_ms())
 
-    def take_offline(self, name: str) -> list[StoredMessage]:
-        return self.store.take_offline(name)
+    def offline_page(self, name: str, limit: int) -> tuple[int, list[StoredMessage]]:
+        return self.store.offline_page(name, limit)
+
+    def remove_offline(self, name: str, mark: int) -> None:
+        self.store.remove_offline(name, mark)
 
     def record(self, sender: str, recipient: str, text: str) -> None:
         """Add a message to the history, within the sender's daily quota (past it the message

@@ -54,6 +54,10 @@ class Mailboxes:
         if box.count <= 0:
             del self._boxes[recipient]
 
+    def holds(self, recipient: str) -> bool:
+        """Whether recipient's mailbox holds anything."""
+        return recipient in self._boxes
+
     def empty(self, recipient: str) -> bool:
         """Forget recipient's mailbox (its messages are being taken); whether it held any."""
         return self._boxes.pop(recipient, None) is not None

@@ -91,12 +91,6 @@ redis.call('ZADD', KEYS[1], id, id .. ':' .. ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return id
 """
-# Take a whole list at once.
-_TAKE = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-return items
-"""
 
 
 class RedisStore:
@@ -118,7 +112,6 @@ class RedisStore:
         self.registered_names: Collection[str] = self._known
         self._keep_offline = self._redis.register_script(_KEEP_OFFLINE)
         self._quotas = quotas
-        self._take = self._redis.register_script(_TAKE)
         self._records: list = []  # (key, entry) waiting for the recorder
         self._recorder = None  # the greenlet writing them, while there are any
         self._listener = None
@@ -207,10 +200,16 @@ class RedisStore:
             args += [json.dumps([sender])[:-1] + ",", json.dumps([sender, time_ms, text])]  # how its entries begin
         return int(self._call(self._keep_offline, keys=[OFFLINE + recipient], args=args))
 
-    def take_offline(self, name):
+    def offline_page(self, name, limit):
         cutoff = now_ms() - self._retention_ms
-        entries = (json.loads(item) for item in self._call(self._take, keys=[OFFLINE + name]))
-        return [StoredMessage(sender, time_ms, text) for sender, time_ms, text in entries if time_ms >= cutoff]
+        items = self._call(self._redis.lrange, OFFLINE + name, 0, limit - 1)
+        entries = (json.loads(item) for item in items)
+        messages = [StoredMessage(sender, time_ms, text) for sender, time_ms, text in entries if time_ms >= cutoff]
+        return len(items), messages  # the mark: how many from the head of the list
+
+    def remove_offline(self, name, mark):
+        if mark:
+            self._call(self._redis.ltrim, OFFLINE + name, mark, -1)
 
     # --- History ------------------------------------------------------------------------
 

@@ -167,17 +167,22 @@ class SQLiteStore:
         for _, sender, count, size in rows:
             self._mailboxes.add(recipient, sender, size, count)
 
-    def take_offline(self, name):
-        if not self._mailboxes.empty(name):
-            return []
-        return self._worker.call(self._take_offline, name, self._oldest_kept())
+    def offline_page(self, name, limit):
+        if not self._mailboxes.holds(name):
+            return 0, []
+        rows = self._worker.call(self._offline_page, name, self._oldest_kept(), limit)
+        mark = rows[-1][0] if rows else 0
+        return mark, [StoredMessage(sender, time_ms, text) for _, sender, time_ms, text in rows]
 
-    def _take_offline(self, db, name, cutoff):
-        rows = db.execute(
-            "SELECT sender, time_ms, text FROM offline WHERE recipient = ? AND time_ms >= ? ORDER BY id", (name, cutoff)
+    def _offline_page(self, db, name, cutoff, limit):
+        return db.execute(
+            "SELECT id, sender, time_ms, text FROM offline WHERE recipient = ? AND time_ms >= ? ORDER BY id LIMIT ?",
+            (name, cutoff, limit),
         ).fetchall()
-        db.execute("DELETE FROM offline WHERE recipient = ?", (name,))
-        return [StoredMessage(sender, time_ms, text) for sender, time_ms, text in rows]
+
+    def remove_offline(self, name, mark):
+        self._worker.write("DELETE FROM offline WHERE recipient = ? AND id <= ?", (name, mark))
+        self._reload_mailbox(name)
 
     # --- History ------------------------------------------------------------------------
 

@@ -64,8 +64,12 @@ class Store(Protocol):
         """Keep messages (sender, text) a recipient was sent but never took, in their order,
         as far as the mailbox has room, all at once; how many were kept."""
 
-    def take_offline(self, name: str) -> list[StoredMessage]:
-        """The messages kept for name, oldest first, removed from the store."""
+    def offline_page(self, name: str, limit: int) -> tuple[int, list[StoredMessage]]:
+        """The oldest messages kept for name, up to limit of them, left in the store: (a mark
+        to remove them with, once taken; the messages)."""
+
+    def remove_offline(self, name: str, mark: int) -> None:
+        """Remove the messages of a page (its mark) once they have been handed over."""
 
     def record(self, sender: str, recipient: str, text: str, time_ms: int) -> None:
         """Add a message to the history of the conversation between sender and recipient."""
