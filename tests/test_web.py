@@ -54,8 +54,17 @@ def browser():
 
 
 def until(driver, condition, what):
-    """condition(driver), once it is true (bounded)."""
-    return eventually(lambda: condition(driver), timeout=WAIT * 2, interval=0.05, what=what)
+    """condition(driver), once it is true (bounded). An element the page redrew between finding
+    it and reading it is looked for again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def check():
+        try:
+            return condition(driver)
+        except (StaleElementReferenceException, NoSuchElementException):
+            return None
+
+    return eventually(check, timeout=WAIT * 2, interval=0.05, what=what)
 
 
 def click(driver, css):
