@@ -98,7 +98,8 @@ class RedisDirectory:
         # and closing its socket under it would break that greenlet, not raise.
         self._connect(address)
         if inbox is not None:
-            # The inbox is read where the directory is: the batches go to that server now.
+            # SPUBLISH counts only the subscribers of the server it runs on: the inbox must
+            # move too (a demoted master may go on relaying to its old subscribers).
             if inbox is not gevent.getcurrent():
                 inbox.kill(DirectoryMoved, block=False)
             # A replica may lack the last claims its master made (replication is
@@ -187,7 +188,7 @@ class RedisDirectory:
             if epoch != self._epoch or lease != self._lease:
                 if self._epoch and epoch != self._epoch:
                     log.warning("Redis lost its data: registering this node's %d users again", len(self._local.names()))
-                elif self._lease and self._epoch:  # (not right after moving: then it is expected)
+                elif self._lease:
                     log.warning(
                         "this node's lease lapsed (it stalled past --node-ttl): claiming its %d users again",
                         len(self._local.names()),

@@ -16,9 +16,7 @@ LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged i
 EPOCH = "{chatroom}:epoch"
 RECOVERING = "{chatroom}:recovering"
 NODE = "{chatroom}:node:"  # + node id: the node's lease, expiring TTL seconds after its last heartbeat
-INBOX = "{chatroom}:inbox:"  # + node id: the node's inbox, a stream of batches
-INBOX_ENTRIES = 100_000  # batches an inbox keeps (about): only a node stalled for long has as many unread
-INBOX_LIFETIME_MS = 600_000  # an inbox nobody wrote to this long goes (its node is gone, or idle and read)
+INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel
 BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a sender that lost them
 
 # Redis may lose its data (a restart without persistence): then every node must register its
@@ -111,20 +109,16 @@ if holder and string.sub(holder, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
 end
 return 1
 """
-# Hand a batch of messages to the nodes of their recipients: one entry per node in its inbox
-# stream, carrying every message for it. A stream, not pub/sub: an entry is in Redis's data
-# (and its append-only file), so that a message answered OK survives a restart of Redis and
-# waits for its node to read it, where a published one would be lost from a connection's
-# output buffer. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the node and
-# inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's deadline (Unix
-# ms), ARGV[5] the envelopes (see envelope()), one after another: one argument, so that the
-# client packs a batch at one go; ARGV[6], ARGV[7] how many entries an inbox keeps and how
-# long it lives (ms).
-# Answers one character per message: '1' handed over, '-' nobody of that name (or their node's
-# lease has lapsed), 'x' too late: a batch that reaches Redis after its deadline (Redis was
-# paused) hands nothing over, since its sender has answered FAILURE by then. The answer is
-# kept in the marker, and a second run of the same batch (a retry after a lost reply) returns
-# it without handing anything over again.
+# Hand a batch of messages to the nodes of their recipients: one SPUBLISH per node, carrying
+# every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
+# node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
+# deadline (Unix ms), ARGV[5] the envelopes (see envelope()), one after another: one
+# argument, so that the client packs a batch at one go.
+# Answers one character per message: '1' handed over, '0' its node did not take it, '-'
+# nobody of that name, 'x' too late: a batch that reaches Redis after its deadline (Redis was
+# paused) publishes nothing, since its sender has answered FAILURE by then. The answer is kept
+# in the marker, and a second run of the same batch (a retry after a lost reply) returns it
+# without publishing anything again.
 _SEND_BATCH = (
     _LIVE
     + """
@@ -170,14 +164,20 @@ for i = 1, count do
     end
   end
 end
+local received = {}
 for _, node in ipairs(order) do
-  local inbox = ARGV[2] .. node
-  redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[6], '*', 'm', table.concat(groups[node]))
-  redis.call('PEXPIRE', inbox, ARGV[7])
+  received[node] = redis.call('SPUBLISH', ARGV[2] .. node, table.concat(groups[node]))
 end
 local answers = {}
 for i = 1, count do
-  answers[i] = holders[i] and '1' or '-'
+  local holder = holders[i]
+  if not holder then
+    answers[i] = '-'
+  elseif received[holder] > 0 then
+    answers[i] = '1'
+  else
+    answers[i] = '0'
+  end
 end
 local answer = table.concat(answers)
 redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
@@ -205,8 +205,7 @@ end
 return names
 """
 )
-# Forget every name this node (ARGV[1], heartbeat key ARGV[2], inbox ARGV[3]) holds: it is
-# shutting down.
+# Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds: it is shutting down.
 _RELEASE_ALL = """
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
@@ -214,7 +213,7 @@ for i = 1, #entries, 2 do
     redis.call('HDEL', KEYS[1], entries[i])
   end
 end
-redis.call('DEL', ARGV[2], ARGV[3])
+redis.call('DEL', ARGV[2])
 return 1
 """
 
@@ -266,11 +265,11 @@ class Scripts:
 
     def send_batch(self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, client) -> bytes:
         """One answer character per envelope (see _SEND_BATCH), run on ``client``."""
-        args = [NODE, INBOX, marker_ms, deadline_ms, envelopes, INBOX_ENTRIES, INBOX_LIFETIME_MS]
+        args = [NODE, INBOX, marker_ms, deadline_ms, envelopes]
         return self._send_batch(keys=[USERS, marker], args=args, client=client)
 
     def live_names(self) -> list[bytes]:
         return self._live_names(keys=[USERS], args=[NODE])
 
     def release_all(self, node_id: str) -> None:
-        self._release_all(keys=[USERS], args=[node_id, NODE + node_id, INBOX + node_id])
+        self._release_all(keys=[USERS], args=[node_id, NODE + node_id])
