@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
 POOL_SIZE = 32
+REREGISTER_PAUSE = 0.1  # before trying again to register this node's users in a new epoch
 
 
 class RedisDirectory:
@@ -194,7 +195,16 @@ class RedisDirectory:
                         len(self._local.names()),
                     )
                 self._epoch, self._lease = epoch, lease
-                self._register_local_users()
+                registered = False
+                try:
+                    registered = self._register_local_users()
+                finally:
+                    if not registered and self._epoch == epoch:
+                        # Not all registered again (Redis failed, or the epoch moved on
+                        # meanwhile): try again soon, within the recovery, not at the next
+                        # heartbeat as if it were done.
+                        self._epoch = b""
+                        gevent.spawn_later(REREGISTER_PAUSE, self._beat)
             for name in list(self._unreleased):
                 self._scripts.release(name, skeleton(name), self.node_id)
                 self._unreleased.discard(name)
@@ -203,9 +213,14 @@ class RedisDirectory:
             return None
         return "began" if began else None
 
-    def _register_local_users(self):
+    def _register_local_users(self) -> bool:
+        """Claim this node's users again; those taken meanwhile by a live node are logged out
+        here. False when a claim could not be made now (it must be tried again)."""
         for name in self._local.names():
-            if self._claim(name, again=True) != 1:
+            taken = self._claim(name, again=True)
+            if taken < 0:
+                return False
+            if taken == 0:
                 log.warning(
                     "%s was taken on another node while this one could not hold it; logging out here",
                     name,
@@ -214,6 +229,7 @@ class RedisDirectory:
                 mailbox = self._local.find(name)
                 if mailbox is not None:
                     mailbox.disconnect()
+        return True
 
     def _call(self, script, *args):
         """Run one of the scripts; DirectoryUnavailable if Redis fails (or failed a moment ago)."""
