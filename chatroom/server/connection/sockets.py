@@ -153,12 +153,17 @@ def close_gracefully(sock) -> None:
         sock.shutdown(socket.SHUT_WR)
         budget = LINGER_BYTES
         deadline = time.monotonic() + LINGER_TIMEOUT
-        with gevent.Timeout(QUIET_CLIENT, False):
-            data = sock.recv(65536)
-            while data and budget > 0 and time.monotonic() < deadline:
-                budget -= len(data)
-                with gevent.Timeout(max(0.0, deadline - time.monotonic()), False):
-                    data = sock.recv(65536)
+        data = _receive_within(sock, QUIET_CLIENT)
+        while data and budget > 0 and (left := deadline - time.monotonic()) > 0:
+            budget -= len(data)
+            data = _receive_within(sock, left)
     except OSError:
         pass
     sock.close()
+
+
+def _receive_within(sock, seconds: float) -> bytes:
+    """What sock receives within seconds; b"" if nothing came."""
+    with gevent.Timeout(seconds, False):
+        return sock.recv(65536)
+    return b""
