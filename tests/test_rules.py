@@ -65,7 +65,7 @@ class Client:
         reply = self.rules.answer(request)
         if isinstance(reply, Pending):
             reply = reply.reply()
-        while self.rules.catching_up:
+        while self.rules.held is not None:
             reply += self.rules.next_stored()
         return Decoder.for_client().receive_data(reply)
 

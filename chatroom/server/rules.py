@@ -11,7 +11,7 @@ drive a Rules directly, without a socket (tests/test_rules.py).
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
 from ..codec import Decoder, encode, history_entry
 from ..protocol import (
@@ -98,8 +98,8 @@ class Rules:
 
     def __init__(self, mailbox: Mailbox, directory: Directory, accounts: Accounts | None, peer: str):
         self.name: str | None = None  # logged in as
-        # While stored messages are handed out at login: the live ones, held back to follow
-        # them. The session delivers into it when it is not None.
+        # While stored messages are handed out at login (page by page: see next_stored): the
+        # live ones, held back to follow them. The session delivers into it when it is not None.
         self.held: list[bytes] | None = None
         self._stored_mark: int | None = None  # the page of stored messages being handed out
         self._registered = False  # logged in under a registered name, with its password
@@ -150,7 +150,7 @@ class Rules:
         found = self._directory.find(recipient)
         if found is None:
             return self._keep_for_later(sender, recipient, text)
-        if isinstance(found, RemoteRecipient):  # on another node: answered once it is there
+        if type(found) is RemoteRecipient:  # on another node: answered once it is there
             return Pending(self, sender, recipient, text, found.hand_over(encode(Incoming(sender, text))))
         if not found.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text)
@@ -241,21 +241,16 @@ class Rules:
         self.held = []
         return OK + self._stored_page()
 
-    @property
-    def catching_up(self) -> bool:
-        """Whether pages of stored messages are still being handed out (see next_stored)."""
-        return self._stored_mark is not None
-
     def next_stored(self) -> bytes:
-        """Once the last page of stored messages has been handed over: remove it from the
-        store, and the frames of the next page; after the last one, the live messages held
-        behind them (and the catch-up is over)."""
+        """While ``held`` is not None: once the last page of stored messages has been handed
+        over, remove it from the store, and give the frames of the next page; after the last
+        page, the live messages held behind them (``held`` is then None again)."""
         accounts, name = self._accounts, self.name
         assert accounts is not None and name is not None and self._stored_mark is not None
         try:
             accounts.remove_offline(name, self._stored_mark)
         except StoreUnavailable:
-            pass  # kept: the next login hands them out again
+            return self._end_catch_up()  # kept: the next login hands them out (again)
         return self._stored_page()
 
     def _stored_page(self) -> bytes:
@@ -264,12 +259,15 @@ class Rules:
         try:
             mark, stored = accounts.offline_page(name, STORED_PAGE)
         except StoreUnavailable:
-            mark, stored = 0, []  # they stay kept, for the next login
-        if stored:
-            self._stored_mark = mark
-            return b"".join(map(encode, stored))
-        self._stored_mark = None
-        held, self.held = self.held or [], None
+            return self._end_catch_up()  # they stay kept, for the next login
+        if not stored:
+            return self._end_catch_up()
+        self._stored_mark = mark
+        return b"".join(map(encode, stored))
+
+    def _end_catch_up(self) -> bytes:
+        """The live messages held behind the stored ones, and no more holding."""
+        held, self.held, self._stored_mark = self.held or [], None, None
         return b"".join(held)
 
     def _register(self, event: Register) -> bytes:
@@ -325,6 +323,7 @@ _EXTENSION_ANSWERS: dict[type, Callable[[Rules, Any], bytes]] = {
 }
 
 
+@final  # (matched by its exact type on the relay path)
 class Pending:
     """The reply to a SENDTO handed to another node, once that node has it (or not)."""
 
