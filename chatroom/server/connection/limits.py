@@ -4,6 +4,7 @@ One place for them, so that the command line, the README and the session agree.
 """
 
 import ipaddress
+import time
 from dataclasses import dataclass
 
 from ...arguments import add_dataclass_arguments, dataclass_from_arguments
@@ -69,3 +70,25 @@ def counts_per_address(limits: Limits, host: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True
+
+
+class TokenBucket:
+    """``rate`` tokens a second, holding at most as many: a connection's frames (--rate-limit),
+    a WebSocket's pongs."""
+
+    __slots__ = ("_rate", "_tokens", "_last")
+
+    def __init__(self, rate: float):
+        self._rate = rate
+        self._tokens = rate
+        self._last = time.monotonic()
+
+    def take(self) -> float:
+        """Take a token: 0.0; or, with none left, the seconds until there is one (none taken)."""
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            return (1 - self._tokens) / self._rate
+        self._tokens -= 1
+        return 0.0

@@ -6,7 +6,6 @@ greenlet of its own, and is the mailbox other sessions deliver to while its user
 """
 
 import logging
-import time
 from time import perf_counter
 
 import gevent
@@ -19,7 +18,7 @@ from ..operations.logs import fields
 from ..presence.directory import Directory
 from ..rules import OK, REPLY_STATUS, Pending, Rules
 from ..storage.accounts import Accounts
-from .limits import Limits
+from .limits import Limits, TokenBucket
 from .outbox import Outbox
 from .streams import Stream
 
@@ -72,7 +71,7 @@ class Session:
         self._limits = limits
         self._decoder = Decoder.for_server()
         self._outbox = Outbox(stream, limits.sendq, limits.send_timeout, self._on_stall)
-        self._throttle = _Throttle(limits.rate_limit) if limits.rate_limit else None
+        self._throttle = TokenBucket(limits.rate_limit) if limits.rate_limit else None
         self._on_end = on_end
         self._loop = gevent.get_hub().loop
         self._readable = self._loop.io(stream.fileno(), 1)
@@ -151,11 +150,11 @@ class Session:
         answer = self.rules.answer
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
-                self._throttle.take(outbox)
+                self._wait_for_a_token(outbox)
             reply = answer(event)
             if waiting is not None:
                 waiting.append((reply, event))
-            elif isinstance(reply, Pending):
+            elif type(reply) is Pending:
                 waiting = [(reply, event)]
             else:
                 if reply is not OK:
@@ -175,7 +174,7 @@ class Session:
         if timed and events:
             counts.handover.observe(perf_counter() - arrived)
         outbox.flush()
-        if self.rules.catching_up and self._catch_up is None:
+        if self.rules.held is not None and self._catch_up is None:  # (a login with stored messages)
             self._catch_up = gevent.spawn(self._hand_out_stored)
         if decoder.broken:
             log.info("%s sent a frame over the size limit; closing", self.peer)
@@ -189,6 +188,15 @@ class Session:
             # its buffer for good. (This timer also replaces the idle one of a new connection.)
             self._set_timer(self._limits.frame_timeout, self._frame_expired)
         return True
+
+    def _wait_for_a_token(self, outbox) -> None:
+        """--rate-limit: take a token for one frame, first waiting (with the replies so far
+        sent) while there is none."""
+        assert self._throttle is not None
+        while wait := self._throttle.take():
+            COUNTS.rate_limit_waits += 1
+            outbox.flush()
+            gevent.sleep(wait)
 
     def _settle(self, waiting) -> None:
         """Queue the replies held behind messages on their way to other nodes, in order, once
@@ -205,7 +213,7 @@ class Session:
         been handed over (then removed from the store), then the live messages held meanwhile."""
         outbox, rules = self._outbox, self.rules
         try:
-            while rules.catching_up:
+            while rules.held is not None:
                 outbox.finish(self._limits.send_timeout)
                 if outbox.closed:
                     return  # what was not handed over stays stored, for the next login
@@ -287,7 +295,7 @@ class Session:
     @property
     def host(self) -> str:
         """The client's address (without the port)."""
-        return self.peer.rsplit(":", 1)[0]
+        return self.rules.host
 
     @property
     def unsent_bytes(self) -> int:
@@ -333,27 +341,3 @@ def _count_reply(reply: bytes, request) -> None:
 
 
 _ANSWER_NAMES = {ListUsers: "list", HistoryRequest: "history"}
-
-
-class _Throttle:
-    """A token bucket: a connection may send ``rate`` frames a second, in bursts of as many."""
-
-    __slots__ = ("_rate", "_tokens", "_last")
-
-    def __init__(self, rate: float):
-        self._rate = rate
-        self._tokens = rate
-        self._last = time.monotonic()
-
-    def take(self, outbox) -> None:
-        """Take a token for one frame, first waiting (with replies so far sent) if none is left."""
-        now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1:
-            COUNTS.rate_limit_waits += 1
-            outbox.flush()
-            gevent.sleep((1 - self._tokens) / self._rate)
-            self._tokens = 1.0
-            self._last = time.monotonic()
-        self._tokens -= 1

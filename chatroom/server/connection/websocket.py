@@ -24,6 +24,7 @@ from ...codec import is_one_frame, split_frames
 from ...protocol import MAX_FRAME
 from ...websocket_client import binary_frame, close_frame
 from . import sockets
+from .limits import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class WebSocketStream:
         self._message_began: float | None = None  # when the unfinished message's first byte came
         self._at_boundary = True  # the last read ended with a whole frame (and no message unfinished)
         self._early = False  # take_early() gave it bytes no read has taken yet
-        self._pings = _Bucket(PING_RATE)
+        self._pings = TokenBucket(PING_RATE)
         self._control_window = 0.0  # the second CONTROL_FLOOD counts in...
         self._control_count = 0  # ...and how many frames without content came in it
 
@@ -133,7 +134,7 @@ class WebSocketStream:
                 self._at_boundary = not self._incoming
                 if self._flooding():
                     return self._fail(POLICY_VIOLATION, "too many control frames")
-                if isinstance(event, Ping) and self._pings.take():
+                if isinstance(event, Ping) and not self._pings.take():
                     self._send_quietly(event.response())
             elif isinstance(event, CloseConnection):
                 if self._ws.state is ConnectionState.OPEN:
@@ -218,23 +219,3 @@ class WebSocketStream:
             self._closed = True
             self._send_quietly(CloseConnection(code=NORMAL))
         self.raw.close()
-
-
-class _Bucket:
-    """A token bucket: ``rate`` tokens a second, holding at most as many."""
-
-    __slots__ = ("_rate", "_tokens", "_last")
-
-    def __init__(self, rate: float):
-        self._rate = rate
-        self._tokens = rate
-        self._last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True

@@ -9,7 +9,7 @@ session. A user logged in on another server is a :class:`RemoteRecipient`: a mes
 them is handed over to that server, and answered later.
 """
 
-from typing import Protocol
+from typing import Protocol, final
 
 from gevent.event import AsyncResult
 
@@ -38,6 +38,7 @@ class Courier(Protocol):
         ...
 
 
+@final  # (matched by its exact type on the relay path)
 class RemoteRecipient:
     """A user who is not on this server (and may be on none): a message for them goes through
     the courier, and its outcome is known later. A session hands over every message of a batch
