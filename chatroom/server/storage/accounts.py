@@ -56,8 +56,7 @@ class Accounts:
         self._quotas = quotas
         self._exempt = exempt
         self._registrations = Window(3600.0)  # by address
-        self._history_bytes = DailyBytes()  # by sender
-        self._history_full: set[str] = set()  # senders told of today (in the log)
+        self._history_bytes = DailyBytes(int(quotas.history_mb_per_day * 1_000_000))  # by sender
         self._skeletons: dict[str, str] = {}  # skeleton -> the registered name that has it
         self._indexed = 0  # how many registered names _skeletons has seen
 
@@ -146,9 +145,8 @@ class Accounts:
     def record(self, sender: str, recipient: str, text: str) -> None:
         """Add a message to the history, within the sender's daily quota (past it the message
         is relayed but not kept, and the log says so once a day)."""
-        if not self._history_bytes.add(sender, len(text), int(self._quotas.history_mb_per_day * 1_000_000)):
-            if sender not in self._history_full:
-                self._history_full.add(sender)
+        if not self._history_bytes.add(sender, len(text)):
+            if self._history_bytes.first_refusal(sender):
                 log.warning("%s has used its history quota for today (--history-mb-per-day)", sender)
             return
         self.store.record(sender, recipient, text, now_ms())

@@ -85,19 +85,28 @@ class Window:
 
 
 class DailyBytes:
-    """Bytes per key since the start of the current day (UTC)."""
+    """Bytes per key since the start of the current day (UTC), up to a limit."""
 
-    def __init__(self):
+    def __init__(self, limit: int):
+        self._limit = limit
         self._day = -1
         self._bytes: dict[str, int] = {}
+        self._refused: set[str] = set()  # keys refused today
 
-    def add(self, key: str, size: int, limit: int) -> bool:
-        """Count size bytes for key unless it would pass limit; whether they were counted."""
+    def add(self, key: str, size: int) -> bool:
+        """Count size bytes for key unless they would pass the limit; whether they were counted."""
         day = int(time.time() // 86_400)
         if day != self._day:
-            self._day, self._bytes = day, {}
+            self._day, self._bytes, self._refused = day, {}, set()
         total = self._bytes.get(key, 0) + size
-        if total > limit:
+        if total > self._limit:
             return False
         self._bytes[key] = total
+        return True
+
+    def first_refusal(self, key: str) -> bool:
+        """Whether key's refusal (add() was False) is its first today."""
+        if key in self._refused:
+            return False
+        self._refused.add(key)
         return True
