@@ -22,8 +22,8 @@ from pathlib import Path
 
 import gevent
 
-from chatroom.protocol import Authenticate, Hello, Incoming, ListUsers, Register, Response, SendTo, Status
-from chatroom.testing import OK, Peer, RedisProcess, ServerProcess
+from chatroom.protocol import Authenticate, Hello, Incoming, ListUsers, Response, SendTo, Status
+from chatroom.testing import OK, Peer, RedisProcess, ServerProcess, extended
 
 TTL = 2
 PAIRS = 24  # relaying pairs, each across two nodes: 0 and 1 (they live through it), or 0 and 2
@@ -86,9 +86,7 @@ def run(folder: Path, seconds: float = 20.0) -> dict:
     relays, away_stored, greenlets = [], {f"away{i}": [] for i in range(AWAY)}, []
     try:
         for name in away_stored:
-            peer = Peer(nodes[0].address)
-            assert peer.request(Hello(1)) == OK and peer.request(Register(name, "pw")) == OK
-            peer.close()
+            extended(nodes[0].address, name).close()
         ends = [(0, 1), (1, 0), (0, 2), (2, 0)]
         for number in range(PAIRS):
             sender, receiver = ends[number % len(ends)]

@@ -32,7 +32,7 @@ from chatroom.protocol import (
     Status,
     StoredMessage,
 )
-from chatroom.testing import OK, Peer, ServerProcess, free_port
+from chatroom.testing import OK, Peer, ServerProcess, extended, free_port
 
 STORED = Response(Status.STORED)
 
@@ -141,23 +141,15 @@ def _flood_main(port: str, kind: str, connections: str, mode: str) -> None:
     gevent.joinall([gevent.spawn(flood) for _ in range(int(connections))])
 
 
-def _extended(address, name=None):
-    peer = Peer(address)
-    assert peer.request(Hello(1)) == OK
-    if name is not None:
-        assert peer.request(Register(name, "pw")) == OK
-    return peer
-
-
 def kill_minus_nine(folder: Path) -> list[str]:
     server = ServerProcess("--log-level", "WARNING", data_dir=folder)
     recipients = [f"away{i}" for i in range(8)]
     for name in recipients:
-        _extended(server.address, name).close()
+        extended(server.address, name).close()
     stored, registered, relayed, peers = [], [], [], []
 
     def send(number):
-        peer = _extended(server.address)
+        peer = extended(server.address)
         peers.append(peer)
         peer.login(f"sender{number}")
         for batch in range(100_000):
@@ -167,13 +159,13 @@ def kill_minus_nine(folder: Path) -> list[str]:
 
     def register(number):
         for i in range(100_000):
-            peer = _extended(server.address)
+            peer = extended(server.address)
             if peer.request(Register(f"r{number}x{i}", "pw")) == OK:
                 registered.append(f"r{number}x{i}")
             peer.close()
 
     def talk():
-        alice, carol = _extended(server.address, "alice"), _extended(server.address, "carol")
+        alice, carol = extended(server.address, "alice"), extended(server.address, "carol")
         peers.extend([alice, carol])
         for i in range(10**7):
             assert alice.request(SendTo("carol", f"h{i}")) == OK
@@ -199,7 +191,7 @@ def kill_minus_nine(folder: Path) -> list[str]:
     try:
         kept = set()
         for name in recipients:
-            peer = _extended(again.address)
+            peer = extended(again.address)
             peer.send(Authenticate(name, "pw"))
             if peer.next_event() == OK:
                 with gevent.Timeout(2.0, False):
@@ -208,10 +200,10 @@ def kill_minus_nine(folder: Path) -> list[str]:
             peer.close()
         missing_accounts = 0
         for name in registered:
-            peer = _extended(again.address)
+            peer = extended(again.address)
             missing_accounts += peer.request(Authenticate(name, "pw")) != OK
             peer.close()
-        alice = _extended(again.address)
+        alice = extended(again.address)
         alice.request(Authenticate("alice", "pw"))
         page = alice.request(HistoryRequest("carol", 1000))
         alice.close()

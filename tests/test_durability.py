@@ -9,9 +9,9 @@ import time
 import gevent
 import pytest
 
+from chatroom import testing
 from chatroom.protocol import (
     Authenticate,
-    Hello,
     HistoryPage,
     HistoryRequest,
     Register,
@@ -30,11 +30,7 @@ PASSWORD = "correct horse"
 
 
 def extended(address, name=None):
-    peer = Peer(address)
-    assert peer.request(Hello(1)) == OK
-    if name is not None:
-        assert peer.request(Register(name, PASSWORD)) == OK
-    return peer
+    return testing.extended(address, name, PASSWORD)
 
 
 def stored_for(address, name) -> list[str]:

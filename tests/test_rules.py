@@ -1,7 +1,6 @@
 """The chat rules without a socket: requests in, replies and deliveries out, over the
 in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
 
-import gevent
 import pytest
 from argon2 import PasswordHasher
 from gevent.event import AsyncResult
@@ -32,6 +31,8 @@ from chatroom.server.rules import Pending, Rules
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
+from chatroom.server.storage.store import now_ms
+from chatroom.testing import WAIT, eventually
 
 OK = Response(Status.OK)
 FAILURE = Response(Status.FAILURE)
@@ -280,7 +281,8 @@ def test_a_name_registered_anew_sees_nothing_said_before_its_account(connect):
     assert carol.ask(SendTo("bob", "safe with me")) == [OK]
     assert carol.ask(HistoryRequest("bob", 10)) == [FAILURE]  # only the registered side reads it
     carol.ask(Logout())
-    gevent.sleep(0.002)  # (an account is made at least a millisecond after the last message)
+    said = now_ms()
+    eventually(lambda: now_ms() > said)  # (an account is made at least a millisecond after the last message)
     mallory = registered(connect, "carol", "mallory's")
     assert mallory.ask(HistoryRequest("bob", 10)) == [HistoryPage("bob", ())]
     assert mallory.ask(SendTo("bob", "hi, I am carol now")) == [OK]
@@ -402,8 +404,8 @@ def test_expired_messages_leave_the_mailbox_when_it_is_written_to(directory):
         away.ask(Logout())
         sender = connect("sender")
         assert [sender.ask(SendTo("away", "x" * 1000))[0] for _ in range(11)] == [STORED] * 10 + [FAILURE]
-        gevent.sleep(0.4)  # past the time messages are kept: the full mailbox holds only expired ones
-        assert sender.ask(SendTo("away", "a new one")) == [STORED]
+        # Once past the time messages are kept, the full mailbox holds only expired ones.
+        eventually(lambda: sender.ask(SendTo("away", "a new one")) == [STORED], timeout=WAIT)
     finally:
         accounts.stop()
 

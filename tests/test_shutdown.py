@@ -9,7 +9,7 @@ import gevent
 import pytest
 
 from chatroom.protocol import Authenticate, Hello, Incoming, Register, SendTo, StoredMessage
-from chatroom.testing import OK, WAIT, assert_clean_log
+from chatroom.testing import OK, WAIT, assert_clean_log, eventually
 
 pytestmark = pytest.mark.process
 
@@ -38,22 +38,22 @@ def test_nothing_is_answered_once_the_server_is_told_to_stop(server_process, pee
             answered.append(time.monotonic())
 
     def read():
-        while True:
-            event = reader.next_event()
-            assert isinstance(event, Incoming)
-            delivered.append(event.text)
+        """Until the server has closed the connection (and what it sent has all come)."""
+        while data := reader.sock.recv(65536):
+            for event in reader.decoder.receive_data(data):
+                assert isinstance(event, Incoming)
+                delivered.append(event.text)
 
-    workers = [gevent.spawn(send), gevent.spawn(take_replies), gevent.spawn(read)]
+    workers = [gevent.spawn(send), gevent.spawn(take_replies)]
+    reading = gevent.spawn(read)
     try:
-        with gevent.Timeout(WAIT):
-            while len(answered) < 20_000:
-                gevent.sleep(0.01)
+        eventually(lambda: len(answered) >= 20_000)
         told = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=WAIT) == 0
-        gevent.sleep(0.2)  # what is still on its way to us arrives
+        reading.get(timeout=WAIT)
     finally:
-        gevent.killall(workers)
+        gevent.killall([*workers, reading])
     after = sum(1 for moment in answered if moment > told)
     # Those already read when the signal came (a window, and what the kernel held), not a
     # drain's worth of new requests.

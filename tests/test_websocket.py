@@ -138,27 +138,29 @@ def test_a_few_pings_are_answered_and_the_chat_goes_on(pair):
     assert [event.payload for event in client.events()] == [b"0", b"1", b"2"]
 
 
-def test_a_flood_of_empty_fragments_is_closed(pair):
-    stream, sock, client = pair
-    fragments = b"".join(client.send(BytesMessage(b"", message_finished=False)) for _ in range(500))
-    gevent.spawn(sock.sendall, fragments)
+def refusal_code(stream, sock, client) -> int | None:
+    """Once the stream refuses what the client sent (its receive() ends): the close code the
+    client gets, while the stream closes gracefully."""
     with gevent.Timeout(WAIT):
         assert stream.receive() == b""
     closing = gevent.spawn(stream.close)  # gracefully: the peer may still be sending
     sock.shutdown(socket.SHUT_WR)
-    assert close_code(sock, client) == 1008
+    code = close_code(sock, client)
     closing.join(WAIT)
+    return code
+
+
+def test_a_flood_of_empty_fragments_is_closed(pair):
+    stream, sock, client = pair
+    fragments = b"".join(client.send(BytesMessage(b"", message_finished=False)) for _ in range(500))
+    gevent.spawn(sock.sendall, fragments)
+    assert refusal_code(stream, sock, client) == 1008
 
 
 def test_an_unfinished_message_is_closed_at_the_frame_timeout(open_pair):
     stream, sock, client = open_pair(frame_timeout=0.3)
     sock.sendall(client.send(BytesMessage(encode(Login("half"))[:3], message_finished=False)))
-    with gevent.Timeout(WAIT):
-        assert stream.receive() == b""
-    closing = gevent.spawn(stream.close)  # gracefully: the peer may still be sending
-    sock.shutdown(socket.SHUT_WR)
-    assert close_code(sock, client) == 1008
-    closing.join(WAIT)
+    assert refusal_code(stream, sock, client) == 1008
 
 
 def test_a_ping_between_messages_starts_no_frame_timer(open_pair):

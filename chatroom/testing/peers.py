@@ -5,7 +5,7 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from ..codec import Decoder, encode
-from ..protocol import Login, Response, Status
+from ..protocol import Hello, Login, Register, Response, Status
 from .waiting import WAIT
 
 OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
@@ -89,6 +89,19 @@ def logged_in(address, name: str) -> Peer:
     peer = Peer(address)
     try:
         peer.login(name)
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
+def extended(address, name: str | None = None, password: str = "pw") -> Peer:
+    """A Peer that said HELLO; with name, one that registered it (with password) too."""
+    peer = Peer(address)
+    try:
+        assert peer.request(Hello(1)) == OK
+        if name is not None:
+            assert peer.request(Register(name, password)) == OK
     except BaseException:
         peer.close()
         raise

@@ -58,27 +58,15 @@ class Admission:
             else:
                 del self._per_address[host]
 
-    @contextmanager
-    def opening(self, peer: str) -> Iterator[None]:
+    def opening(self, peer: str):
         """While the calling greenlet opens a connection (it may be killed to make room)."""
-        me = gevent.getcurrent()
-        self._opening[me] = peer
-        try:
-            yield
-        finally:
-            self._opening.pop(me, None)
+        return _while_in(self._opening, peer)
 
-    @contextmanager
-    def handshake(self, peer: str) -> Iterator[None]:
+    def handshake(self, peer: str):
         """While the calling greenlet shakes hands: one over --max-handshakes ends the oldest."""
         if len(self._handshakes) >= self._limits.max_handshakes:
             self._drop_oldest(self._handshakes, "handshakes")
-        me = gevent.getcurrent()
-        self._handshakes[me] = peer
-        try:
-            yield
-        finally:
-            self._handshakes.pop(me, None)
+        return _while_in(self._handshakes, peer)
 
     def stop(self) -> None:
         """End every connection still opening (the server is stopping)."""
@@ -110,3 +98,14 @@ class Admission:
             SUMMARY_PERIOD,
             what,
         )
+
+
+@contextmanager
+def _while_in(table: dict, peer: str) -> Iterator[None]:
+    """The calling greenlet is in table (as peer) while the block runs."""
+    me = gevent.getcurrent()
+    table[me] = peer
+    try:
+        yield
+    finally:
+        table.pop(me, None)

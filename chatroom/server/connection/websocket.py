@@ -104,17 +104,17 @@ class WebSocketStream:
             return self.raw.recv(RECV_SIZE)
 
     def _take_events(self) -> bytes:
-        frames = bytearray()
-        # Bytes that made no event are a frame begun; a fragment leaves its message unfinished.
-        self._at_boundary = False
         try:
-            return self._take(self._ws.events(), frames)
+            return self._take(self._ws.events())
         except RemoteProtocolError as err:
             return self._fail(POLICY_VIOLATION, f"not WebSocket ({err})")
 
-    def _take(self, events, frames: bytearray) -> bytes:
-        # Events are parsed one at a time, as taken: a flood is refused at its 101st frame,
-        # not after parsing all that came in one read.
+    def _take(self, events) -> bytes:
+        """The frames of the messages events finish. Events are parsed one at a time, as taken:
+        a flood is refused at its 101st frame, not after parsing all that came in one read."""
+        frames = bytearray()
+        # Bytes that made no event are a frame begun; a fragment leaves its message unfinished.
+        self._at_boundary = False
         for event in events:
             if isinstance(event, BytesMessage):
                 if not event.data and not event.message_finished and self._flooding():

@@ -26,6 +26,14 @@ class Mailboxes:
     def load(self, rows) -> None:
         """Start from (recipient, sender, count, size) rows."""
         self._boxes = {}
+        self._add_rows(rows)
+
+    def reload(self, recipient: str, rows) -> None:
+        """Start recipient's mailbox again from its (recipient, sender, count, size) rows."""
+        self._boxes.pop(recipient, None)
+        self._add_rows(rows)
+
+    def _add_rows(self, rows) -> None:
         for recipient, sender, count, size in rows:
             box = self._boxes.setdefault(recipient, _Mailbox())
             box.count += count
@@ -57,7 +65,3 @@ class Mailboxes:
     def holds(self, recipient: str) -> bool:
         """Whether recipient's mailbox holds anything."""
         return recipient in self._boxes
-
-    def empty(self, recipient: str) -> bool:
-        """Forget recipient's mailbox (its messages are being taken); whether it held any."""
-        return self._boxes.pop(recipient, None) is not None

@@ -36,9 +36,9 @@ MIGRATIONS = [
 ]
 EXPIRY_INTERVAL = 3600.0
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)"
-_MAILBOXES = (
-    "SELECT recipient, sender, count(*), sum(length(CAST(text AS BLOB))) FROM offline GROUP BY recipient, sender"
-)
+_MAILBOX_FILL = "SELECT recipient, sender, count(*), sum(length(CAST(text AS BLOB))) FROM offline"
+_MAILBOXES = _MAILBOX_FILL + " GROUP BY recipient, sender"
+_MAILBOX = _MAILBOX_FILL + " WHERE recipient = ? GROUP BY sender"
 DEFAULT_QUOTAS = Quotas()
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 
@@ -112,7 +112,7 @@ class SQLiteStore:
     def _expire_mailbox(self, db, recipient):
         """Expiry on write: drop recipient's messages that are too old; what is left."""
         db.execute("DELETE FROM offline WHERE recipient = ? AND time_ms < ?", (recipient, self._oldest_kept()))
-        return db.execute(_MAILBOXES.replace("GROUP BY", "WHERE recipient = ? GROUP BY"), (recipient,)).fetchall()
+        return db.execute(_MAILBOX, (recipient,)).fetchall()
 
     # --- Accounts -----------------------------------------------------------------------
 
@@ -162,10 +162,7 @@ class SQLiteStore:
         return len(rows)
 
     def _reload_mailbox(self, recipient):
-        rows = self._worker.call(self._expire_mailbox, recipient)
-        self._mailboxes.empty(recipient)
-        for _, sender, count, size in rows:
-            self._mailboxes.add(recipient, sender, size, count)
+        self._mailboxes.reload(recipient, self._worker.call(self._expire_mailbox, recipient))
 
     def offline_page(self, name, limit):
         if not self._mailboxes.holds(name):
