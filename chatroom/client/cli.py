@@ -101,10 +101,10 @@ def main(argv=None) -> int:
         plaintext_warning = (
             f"the connection to {address} is not encrypted (no --tls): a password would cross the network in clear"
         )
-    return _chat(args, sock, open_socket, given_password, plaintext_warning)
+    return _chat(args, address, sock, open_socket, given_password, plaintext_warning)
 
 
-def _chat(args, sock, open_socket, given_password, plaintext_warning) -> int:
+def _chat(args, address, sock, open_socket, given_password, plaintext_warning) -> int:
     """Run the front end that suits stdin over the connection sock; the exit status."""
     from .connection import ConnectionLost
     from .core import Client
@@ -124,7 +124,6 @@ def _chat(args, sock, open_socket, given_password, plaintext_warning) -> int:
         client.attach(sock)
         if interactive:
             link = None if args.no_reconnect else Link(client, open_socket, output.notice)
-            address = f"{args.host}:{args.port}"
             return run_terminal(client, output, address, link, plaintext_warning, given_password)
         return run_plain(client, given_password, plaintext_warning)
     except ConnectionLost:

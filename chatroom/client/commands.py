@@ -66,14 +66,12 @@ def _no_arguments(action: Callable[[], object]) -> Callable[[str], object]:
     return lambda rest: Error(INVALID_COMMAND) if rest.strip() else action()
 
 
-def _login(rest):
-    name = rest.strip(" ")
-    return Login(name) if is_valid_username(name) else Error(BAD_USERNAME)
+def _one_name(action: Callable[[str], object]) -> Callable[[str], object]:
+    def read(rest):
+        name = rest.strip(" ")
+        return action(name) if is_valid_username(name) else Error(BAD_USERNAME)
 
-
-def _register(rest):
-    name = rest.strip(" ")
-    return RegisterName(name) if is_valid_username(name) else Error(BAD_USERNAME)
+    return read
 
 
 def _history(rest):
@@ -98,7 +96,7 @@ def _send_to(rest):
 
 # In the order help lists them.
 TABLE = (
-    Command("login", "NAME", "log in as NAME (1-20 characters, no spaces)", _login, asks_password=True),
+    Command("login", "NAME", "log in as NAME (1-20 characters, no spaces)", _one_name(Login), asks_password=True),
     Command("list", "", "show who is logged in", _no_arguments(ListUsers)),
     Command("sendto", "NAME TEXT", "send TEXT to NAME", _send_to, completes_names=True),
     Command("logout", "", "log out (you stay connected)", _no_arguments(Logout)),
@@ -106,7 +104,7 @@ TABLE = (
         "register",
         "NAME",
         "make NAME yours, with a password (asked for, never shown)",
-        _register,
+        _one_name(RegisterName),
         asks_password=True,
     ),
     Command(

@@ -29,6 +29,7 @@ from ..connection.sockets import raise_file_limit, tls_context
 from ..presence.directory import Directory
 from ..storage import quotas as quota_options
 from ..storage.accounts import Accounts
+from ..storage.quotas import Quotas
 from ..storage.sqlite_store import SQLiteStore
 from ..storage.store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, default_db_path
 from .config import as_toml, parse_with_config
@@ -155,6 +156,7 @@ def main(argv=None) -> int:
         return _fail(f"cannot load the TLS certificate or key: {err}")
     file_limit = raise_file_limit()
     limits = limit_options.from_arguments(args)
+    quotas = quota_options.from_arguments(args)
     try:
         server = ChatServer(
             args.host,
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
             limits,
             tls,
             args.reuse_port,
-            Accounts(open_store(args), quotas=quota_options.from_arguments(args), exempt=exempt_from_quotas(limits)),
+            Accounts(open_store(args, quotas), quotas=quotas, exempt=exempt_from_quotas(limits)),
             web=args.web,
             web_origins=set(args.web_origin) if args.web_origin else None,
         )
@@ -257,21 +259,17 @@ def notify_systemd(state: str) -> None:
         log.warning("cannot notify systemd: %s", err)
 
 
-def open_store(args) -> Store:
+def open_store(args, quotas: Quotas) -> Store:
     """Redis with --redis (every node then sees the same accounts), else the SQLite file."""
     if args.redis:
         from ..storage.redis_store import RedisStore
 
-        return RedisStore(
-            args.redis, args.history_days, keep_history=not args.no_history, quotas=quota_options.from_arguments(args)
-        )
+        return RedisStore(args.redis, args.history_days, keep_history=not args.no_history, quotas=quotas)
     try:
         args.db.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StoreUnavailable(f"cannot make its folder {args.db.parent}: {err.strerror}") from err
-    return SQLiteStore(
-        args.db, args.history_days, keep_history=not args.no_history, quotas=quota_options.from_arguments(args)
-    )
+    return SQLiteStore(args.db, args.history_days, keep_history=not args.no_history, quotas=quotas)
 
 
 def exempt_from_quotas(limits):

@@ -189,7 +189,7 @@ class RedisDirectory:
             if epoch != self._epoch or lease != self._lease:
                 if self._epoch and epoch != self._epoch:
                     log.warning("Redis lost its data: registering this node's %d users again", len(self._local.names()))
-                elif self._lease:
+                elif self._lease and lease != self._lease:  # (not a retry, nor a move: a lapse)
                     log.warning(
                         "this node's lease lapsed (it stalled past --node-ttl): claiming its %d users again",
                         len(self._local.names()),
