@@ -37,6 +37,7 @@ from .protocol import (
     Login,
     Logout,
     Malformed,
+    Reason,
     Register,
     Response,
     SendTo,
@@ -101,7 +102,9 @@ def encode(message) -> bytes:
     if kind is Incoming:
         return frame(INCOMING, name_field(message.sender) + message.text.encode())
     if kind is Response:
-        return frame(RESPONSE, bytes((message.status,)))
+        if message.reason is None:
+            return frame(RESPONSE, bytes((message.status,)))
+        return frame(RESPONSE, bytes((message.status, message.reason)) + message.detail.encode())
     if kind is SendTo:
         return frame(SENDTO, name_field(message.recipient) + message.text.encode())
     if kind is Login:
@@ -189,9 +192,23 @@ def _parse_user_list(body):
 
 
 def _parse_response(body):
-    if len(body) != 1 or body[0] not in Status._value2member_map_:
+    if not body or body[0] not in Status._value2member_map_:
         raise BadBody("bad status")
-    return Response(Status(body[0]))
+    if len(body) == 1:
+        return Response(Status(body[0]))
+    if body[0] != Status.FAILURE:
+        raise BadBody("a reason for a status other than FAILURE")
+    # A reason newer than this client is still a FAILURE, of no known reason.
+    reason = Reason(body[1]) if body[1] in Reason._value2member_map_ else None
+    return Response(Status.FAILURE, reason, _text(body[2:]))
+
+
+def reply_status(data) -> Status | None:
+    """The status of the RESPONSE frame data, or None if it is another frame (for counting
+    replies without decoding them)."""
+    if len(data) > HEADER_SIZE and data[0] == RESPONSE:
+        return Status._value2member_map_.get(data[HEADER_SIZE])  # type: ignore[return-value]
+    return None
 
 
 def _parse_incoming(body):

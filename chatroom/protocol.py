@@ -28,7 +28,7 @@ HISTORY_PAGE = 0x84
 STORED_MESSAGE = 0x85
 VERSION = 0x86  # answers HELLO of a version higher than the server's own
 
-EXTENSION_VERSION = 1
+EXTENSION_VERSION = 2  # 2: FAILURE carries a reason
 MAX_PASSWORD_BYTES = 255
 MAX_HISTORY_COUNT = 1000
 DEFAULT_PORT = 5555
@@ -48,6 +48,31 @@ class Status(enum.IntEnum):
     # Extension statuses, only towards clients that said HELLO:
     REGISTERED = 0x03  # LOGIN: the name is registered; AUTHENTICATE with its password
     STORED = 0x04  # SENDTO: the recipient is offline; the message is kept for them
+
+
+class Reason(enum.IntEnum):
+    """Why a request failed: the second byte of a FAILURE, towards clients of extension
+    version 2 or later (docs/protocol.md). Where a reason has a detail, it follows as text."""
+
+    INVALID_NAME = 0x01
+    NAME_IN_USE = 0x02
+    LOOKS_LIKE = 0x03  # detail: the name it looks like (logged in, or registered)
+    WRONG_PASSWORD = 0x04
+    TOO_MANY_TRIES = 0x05  # detail: the seconds to wait, in decimal digits
+    NOT_LOGGED_IN = 0x06
+    ALREADY_LOGGED_IN = 0x07  # detail: the name the connection is logged in as
+    NOT_ONLINE = 0x08
+    MAILBOX_FULL = 0x09
+    INVALID_TEXT = 0x0A
+    INVALID_PASSWORD = 0x0B
+    NAME_REGISTERED = 0x0C
+    NOT_REGISTERED = 0x0D  # the request needs a registered name, logged in with its password
+    UNAVAILABLE = 0x0E  # the server cannot do it now (its store or the cluster is unreachable)
+    NOT_DELIVERED = 0x0F  # the recipient is not taking messages (stalled)
+    BUSY = 0x10  # too many password checks of this name at once; try again
+    NO_ACCOUNTS = 0x11  # this server keeps no accounts or history
+    INVALID_COUNT = 0x12
+    REGISTRATION_LIMIT = 0x13  # this address registered the most names it may this hour
 
 
 # Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such
@@ -156,6 +181,8 @@ class UserList:
 @dataclass(slots=True)
 class Response:
     status: Status
+    reason: Reason | None = None  # FAILURE, towards a client of extension version 2 or later
+    detail: str = ""
 
 
 @dataclass(slots=True)

@@ -1,8 +1,15 @@
 import pytest
+from argon2 import PasswordHasher
 
 from chatroom import testing
 from chatroom.server import ChatServer
+from chatroom.server.presence.directory import LocalDirectory
+from chatroom.server.storage.accounts import Accounts
+from chatroom.server.storage.sqlite_store import SQLiteStore
 from chatroom.testing import ClientProcess, Peer, ServerProcess
+
+# Hashing as the server does it, only cheaper: the rules' tests are about the rules.
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 # Fixtures that start processes: a test that uses one is a "process" test.
 _PROCESS_FIXTURES = {"server_process", "client", "terminal", "redis_server", "nodes"}
@@ -87,3 +94,21 @@ def client(server):
     started = _Started(lambda address=None, *args: ClientProcess(address or server.address, *args), ClientProcess.stop)
     yield started
     started.end_all()
+
+
+# --- The rules without sockets: the in-process directory, an in-memory store ---------------
+
+
+@pytest.fixture
+def directory():
+    directory = LocalDirectory()
+    directory.start()
+    return directory
+
+
+@pytest.fixture
+def accounts():
+    accounts = Accounts(SQLiteStore(":memory:"), hasher=CHEAP)
+    accounts.start()
+    yield accounts
+    accounts.stop()

@@ -20,6 +20,7 @@ from chatroom.protocol import (
     ListUsers,
     Login,
     Logout,
+    Reason,
     Register,
     Response,
     SendTo,
@@ -109,6 +110,10 @@ def test_a_look_alike_of_a_name_on_another_node_is_refused(nodes, logged_in, pee
     bob = logged_in(one.address, "bob")
     impostor = peer_at(two.address)
     assert impostor.request(Login("b\u043eb")) == FAILURE  # Cyrillic о
+    told = peer_at(two.address)
+    assert told.request(Hello(2)) == OK
+    assert told.request(Login("b\u043eb")) == Response(Status.FAILURE, Reason.LOOKS_LIKE, "bob")
+    assert told.request(Login("bob")) == Response(Status.FAILURE, Reason.NAME_IN_USE)
     bob.close()
     eventually(lambda: impostor.request(Login("b\u043eb")) == OK)
     assert peer_at(one.address).request(Login("bob")) == FAILURE

@@ -2,11 +2,11 @@
 in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
 
 import pytest
-from argon2 import PasswordHasher
 from gevent.event import AsyncResult
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import (
+    EXTENSION_VERSION,
     Authenticate,
     ChangePassword,
     FrameTooLarge,
@@ -33,14 +33,13 @@ from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
 from chatroom.server.storage.store import now_ms
 from chatroom.testing import WAIT, eventually
+from tests.conftest import CHEAP
 
 OK = Response(Status.OK)
 FAILURE = Response(Status.FAILURE)
 MALFORMED = Response(Status.MALFORMED)
 REGISTERED = Response(Status.REGISTERED)
 STORED = Response(Status.STORED)
-# Hashing as the server does it, only cheaper: these tests are about the rules.
-CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 class Client:
@@ -72,21 +71,6 @@ class Client:
 
     def messages(self) -> list:
         return Decoder.for_client().receive_data(b"".join(self.received))
-
-
-@pytest.fixture
-def directory():
-    directory = LocalDirectory()
-    directory.start()
-    return directory
-
-
-@pytest.fixture
-def accounts():
-    accounts = Accounts(SQLiteStore(":memory:"), hasher=CHEAP)
-    accounts.start()
-    yield accounts
-    accounts.stop()
 
 
 @pytest.fixture
@@ -168,8 +152,8 @@ def test_malformed_frames_and_extension_requests_without_hello_are_malformed(con
 def test_hello_is_ok_for_a_version_the_server_has_and_names_its_own_to_a_newer_client(connect):
     assert connect().ask(Hello(1)) == [OK]
     newer = connect()
-    assert newer.ask(Hello(7)) == [ServerVersion(1)]
-    assert newer.ask(Register("nova", "secret")) == [OK]  # the connection speaks version 1
+    assert newer.ask(Hello(EXTENSION_VERSION + 5)) == [ServerVersion(EXTENSION_VERSION)]
+    assert newer.ask(Register("nova", "secret")) == [OK]  # the connection speaks the server's version
 
 
 def test_without_accounts_the_extension_fails(directory):

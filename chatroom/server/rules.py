@@ -29,11 +29,9 @@ from ..protocol import (
     Login,
     Logout,
     Malformed,
+    Reason,
     Register,
-    Response,
     SendTo,
-    ServerVersion,
-    Status,
     UserList,
     is_valid_password,
     is_valid_text,
@@ -42,38 +40,23 @@ from ..protocol import (
 from .operations.counts import COUNTS
 from .operations.logs import fields
 from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
+from .replies import (
+    FAILURE,
+    MALFORMED,
+    OK,
+    REASONS_VERSION,
+    REGISTERED,
+    REQUEST_NAMES,
+    SERVER_VERSION,
+    STORED,
+    failure,
+)
 from .storage.accounts import Accounts, Check
 from .storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 STORED_PAGE = 64  # stored messages handed out at a time
-OK = encode(Response(Status.OK))
-FAILURE = encode(Response(Status.FAILURE))
-MALFORMED = encode(Response(Status.MALFORMED))
-REGISTERED = encode(Response(Status.REGISTERED))
-SERVER_VERSION = encode(ServerVersion(EXTENSION_VERSION))
-STORED = encode(Response(Status.STORED))
-# The metrics' name for each reply that is one of the constants above.
-REPLY_STATUS = {
-    OK: "ok",
-    FAILURE: "failure",
-    MALFORMED: "malformed",
-    REGISTERED: "registered",
-    STORED: "stored",
-    SERVER_VERSION: "version",
-}
-# The metrics' name for each request (SENDTO, the bulk, is counted by difference).
-REQUEST_NAMES = {
-    ListUsers: "list",
-    Login: "login",
-    Logout: "logout",
-    Hello: "hello",
-    Register: "register",
-    Authenticate: "authenticate",
-    ChangePassword: "change_password",
-    HistoryRequest: "history",
-}
 
 
 class Rules:
@@ -90,6 +73,7 @@ class Rules:
         "_stored_mark",
         "_registered",
         "_extended",
+        "_reasons",
         "_mailbox",
         "_directory",
         "_accounts",
@@ -104,6 +88,7 @@ class Rules:
         self._stored_mark: int | None = None  # the page of stored messages being handed out
         self._registered = False  # logged in under a registered name, with its password
         self._extended = False  # the client said HELLO
+        self._reasons = False  # ... of a version that learns why a request failed
         self._mailbox = mailbox
         self._directory = directory
         self._accounts = accounts
@@ -126,25 +111,45 @@ class Rules:
             if kind is Login:
                 return self._log_in(event.name)
             if kind is Logout:
-                return OK if self.log_out("logged out") else FAILURE
+                return OK if self.log_out("logged out") else self._failure(Reason.NOT_LOGGED_IN)
             if kind is Hello:
                 self._extended = True
+                self._reasons = event.version >= REASONS_VERSION
                 # A client newer than this server learns the version it gets; one that asks for
                 # a version the server has is answered OK, as ever.
                 return OK if event.version <= EXTENSION_VERSION else SERVER_VERSION
             if kind in _EXTENSION_ANSWERS and self._extended:
-                return _EXTENSION_ANSWERS[kind](self, event) if self._accounts is not None else FAILURE
+                if self._accounts is None:
+                    return self._failure(Reason.NO_ACCOUNTS)
+                return _EXTENSION_ANSWERS[kind](self, event)
         except (DirectoryUnavailable, StoreUnavailable):
-            return FAILURE
+            return self._failure(Reason.UNAVAILABLE)
         assert kind is Malformed or kind is FrameTooLarge or kind in _EXTENSION_ANSWERS, event
         return MALFORMED
+
+    def _failure(self, reason: Reason, detail: str = "") -> bytes:
+        """FAILURE, with its reason for a client that learns it."""
+        return failure(reason, detail) if self._reasons else FAILURE
+
+    def _claim(self, name: str) -> bytes | None:
+        """Log the connection in as name: None once it is, else the FAILURE saying why not."""
+        if self._directory.claim(name, self._mailbox):
+            return None
+        if not self._reasons:
+            return FAILURE
+        holder = self._directory.holder(name)
+        if holder is None:
+            return self._failure(Reason.UNAVAILABLE)  # a cluster registering its users again
+        return self._failure(Reason.NAME_IN_USE) if holder == name else self._failure(Reason.LOOKS_LIKE, holder)
 
     # --- The seed protocol ----------------------------------------------------------------
 
     def _send_to(self, recipient: str, text: str) -> "bytes | Pending":
         sender = self.name
-        if sender is None or not is_valid_text(text):
-            return FAILURE
+        if sender is None:
+            return self._failure(Reason.NOT_LOGGED_IN)
+        if not is_valid_text(text):
+            return self._failure(Reason.INVALID_TEXT)
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
@@ -153,7 +158,7 @@ class Rules:
         if type(found) is RemoteRecipient:  # on another node: answered once it is there
             return Pending(self, sender, recipient, text, found.hand_over(encode(Incoming(sender, text))))
         if not found.deliver(encode(Incoming(sender, text))):
-            return self._keep_for_later(sender, recipient, text)
+            return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         accounts = self._accounts  # (as in _delivered, inline: this is the relay path)
         if accounts is not None and (self._registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text)
@@ -164,28 +169,39 @@ class Rules:
         if accounts is not None and (self._registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text)
 
-    def _keep_for_later(self, sender: str, recipient: str, text: str) -> bytes:
+    def _keep_for_later(self, sender: str, recipient: str, text: str, otherwise=Reason.NOT_ONLINE) -> bytes:
         """For a client that said HELLO, a message to a registered user who is offline is
-        kept (STORED); otherwise, as in the seed protocol, the send fails."""
+        kept (STORED); otherwise, as in the seed protocol, the send fails (``otherwise``: why)."""
         accounts = self._accounts
         if not self._extended or accounts is None or recipient not in accounts.registered_names:
-            return FAILURE
-        return STORED if accounts.keep_offline(recipient, sender, text) else FAILURE
+            return self._failure(otherwise)
+        return STORED if accounts.keep_offline(recipient, sender, text) else self._failure(Reason.MAILBOX_FULL)
 
     def _log_in(self, name: str) -> bytes:
-        if self.name is not None or not is_valid_username(name):
-            return FAILURE
+        refused = self._refuse_login(name)
+        if refused is not None:
+            return refused
         accounts = self._accounts
         if accounts is not None:
             if accounts.requires_password(name):
                 return REGISTERED if self._extended else FAILURE  # AUTHENTICATE, with the password
-            if accounts.look_alike(name) is not None:
-                return FAILURE  # it would pass for a registered user, online or not
-        if not self._directory.claim(name, self._mailbox):
-            return FAILURE
+            look_alike = accounts.look_alike(name)
+            if look_alike is not None:  # it would pass for a registered user, online or not
+                return self._failure(Reason.LOOKS_LIKE, look_alike)
+        refused = self._claim(name)
+        if refused is not None:
+            return refused
         self.name = name
         log.info("login %s (%s)", name, self._peer, extra=fields("login", name=name, peer=self._peer))
         return OK
+
+    def _refuse_login(self, name: str) -> bytes | None:
+        """The FAILURE for logging in as name on this connection, if it cannot be tried."""
+        if self.name is not None:
+            return self._failure(Reason.ALREADY_LOGGED_IN, self.name)
+        if not is_valid_username(name):
+            return self._failure(Reason.INVALID_NAME)
+        return None
 
     def log_out(self, how: str) -> bool:
         """Give the name up (``how``: for the log); False if not logged in."""
@@ -220,14 +236,18 @@ class Rules:
         accounts = self._accounts
         assert accounts is not None
         name = event.name
-        if self.name is not None or not is_valid_username(name) or not is_valid_password(event.password):
-            return FAILURE
+        refused = self._refuse_login(name)
+        if refused is not None:
+            return refused
+        if not is_valid_password(event.password):
+            return self._failure(Reason.INVALID_PASSWORD)
         check = accounts.check_password(name, event.password, self.host)
         if check is not Check.RIGHT:
             log.info("password for %s (%s): %s", name, self._peer, check.value)
-            return FAILURE
-        if not self._directory.claim(name, self._mailbox):
-            return FAILURE
+            return self._check_failure(check, name)
+        refused = self._claim(name)
+        if refused is not None:
+            return refused
         self.name = name
         self._registered = True
         log.info(
@@ -274,17 +294,23 @@ class Rules:
         accounts = self._accounts
         assert accounts is not None
         name = event.name
-        if not is_valid_username(name) or not is_valid_password(event.password) or self.name not in (None, name):
-            return FAILURE
+        if self.name not in (None, name):
+            return self._failure(Reason.ALREADY_LOGGED_IN, self.name or "")
+        if not is_valid_username(name):
+            return self._failure(Reason.INVALID_NAME)
+        if not is_valid_password(event.password):
+            return self._failure(Reason.INVALID_PASSWORD)
         claimed_now = self.name is None
         if claimed_now:
-            if not self._directory.claim(name, self._mailbox):
-                return FAILURE
+            refused = self._claim(name)
+            if refused is not None:
+                return refused
             self.name = name
-        if not accounts.register(name, event.password, self.host):
+        refusal = accounts.register(name, event.password, self.host)
+        if refusal is not None:
             if claimed_now:
                 self.log_out("registration refused")
-            return FAILURE
+            return self._failure(*refusal)
         self._registered = True
         log.info("registered %s (%s)", name, self._peer)
         return OK
@@ -293,16 +319,28 @@ class Rules:
         accounts = self._accounts
         assert accounts is not None
         name = self.name
-        if not self._registered or name is None or not is_valid_password(event.new):
-            return FAILURE
-        return OK if accounts.change_password(name, event.old, event.new, self.host) is Check.RIGHT else FAILURE
+        if not self._registered or name is None:
+            return self._failure(Reason.NOT_REGISTERED)
+        if not is_valid_password(event.new):
+            return self._failure(Reason.INVALID_PASSWORD)
+        check = accounts.change_password(name, event.old, event.new, self.host)
+        return OK if check is Check.RIGHT else self._check_failure(check, name)
+
+    def _check_failure(self, check: Check, name: str) -> bytes:
+        """The FAILURE for a password check that did not go right."""
+        if check is Check.TOO_MANY:
+            assert self._accounts is not None
+            return self._failure(Reason.TOO_MANY_TRIES, str(self._accounts.retry_after(name, self.host)))
+        return self._failure(Reason.BUSY if check is Check.BUSY else Reason.WRONG_PASSWORD)
 
     def _history(self, event: HistoryRequest) -> bytes:
         accounts = self._accounts
         assert accounts is not None
         name = self.name
-        if not self._registered or name is None or not 1 <= event.count <= MAX_HISTORY_COUNT:
-            return FAILURE
+        if not self._registered or name is None:
+            return self._failure(Reason.NOT_REGISTERED)
+        if not 1 <= event.count <= MAX_HISTORY_COUNT:
+            return self._failure(Reason.INVALID_COUNT)
         entries = accounts.history(name, event.peer, event.count, event.before)
         # The newest entries that fit in one frame; the client asks again for older ones.
         room = MAX_BODY - len(encode(HistoryPage(event.peer, ())))
@@ -341,11 +379,11 @@ class Pending:
         try:
             delivered = self._delivered.get()
         except Exception:  # Redis failed: nothing is known to be delivered
-            return FAILURE
+            return self._rules._failure(Reason.UNAVAILABLE)
         if delivered:
             self._rules._delivered(self._sender, self._recipient, self._text)
             return OK
         try:
             return self._rules._keep_for_later(self._sender, self._recipient, self._text)
         except StoreUnavailable:
-            return FAILURE
+            return self._rules._failure(Reason.UNAVAILABLE)

@@ -16,7 +16,8 @@ from ...protocol import HistoryRequest, ListUsers, SendTo
 from ..operations.counts import COUNTS, HANDOVER_SAMPLE
 from ..operations.logs import fields
 from ..presence.directory import Directory
-from ..rules import OK, REPLY_STATUS, Pending, Rules
+from ..replies import OK, reply_name
+from ..rules import Pending, Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
 from .outbox import Outbox
@@ -336,7 +337,7 @@ class Session:
 
 def _count_reply(reply: bytes, request) -> None:
     """Count a reply other than the plain OK, by its constant (or by what was asked)."""
-    kind = REPLY_STATUS.get(reply) or _ANSWER_NAMES.get(type(request), "ok")  # ok: OK with stored messages
+    kind = reply_name(reply) or _ANSWER_NAMES.get(type(request), "ok")  # ok: OK with stored messages
     COUNTS.count_reply(kind, type(request) is SendTo)
 
 

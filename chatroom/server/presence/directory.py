@@ -70,6 +70,10 @@ class Directory(Protocol):
     def claim(self, name: str, mailbox: Mailbox) -> bool:
         """Log ``name`` in at ``mailbox``; False if the name is taken."""
 
+    def holder(self, name: str) -> str | None:
+        """After a refused claim: the name logged in that ``name`` clashes with (itself, or
+        one that looks like it); None if there is none (the claim was refused for now)."""
+
     def release(self, name: str, mailbox: Mailbox) -> None:
         """Log ``name`` out, if it is still held by ``mailbox``."""
 
@@ -106,6 +110,9 @@ class LocalDirectory:
         self._mailboxes[name] = mailbox
         self._look_alikes[look] = name
         return True
+
+    def holder(self, name: str) -> str | None:
+        return name if name in self._mailboxes else self._look_alikes.get(skeleton(name))
 
     def release(self, name: str, mailbox: Mailbox) -> None:
         if self._mailboxes.get(name) is mailbox:

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from gevent.threadpool import ThreadPool
 
-from ...protocol import HistoryEntry, StoredMessage
+from ...protocol import HistoryEntry, Reason, StoredMessage
 from ..presence.skeleton import skeleton
 from .quotas import DailyBytes, Quotas, Window
 from .store import Store, now_ms
@@ -85,22 +85,26 @@ class Accounts:
 
     # --- Passwords ----------------------------------------------------------------------
 
-    def register(self, name: str, password: str, address: str) -> bool:
-        """Make name an account (from address, which it then trusts); False if it cannot be."""
-        if self.requires_password(name) or self.look_alike(name) is not None:
-            return False
+    def register(self, name: str, password: str, address: str) -> "tuple[Reason, str] | None":
+        """Make name an account (from address, which it then trusts); else why it cannot be
+        (a reason and its detail)."""
+        if self.requires_password(name):
+            return Reason.NAME_REGISTERED, ""
+        look_alike = self.look_alike(name)
+        if look_alike is not None:
+            return Reason.LOOKS_LIKE, look_alike
         counted = not self._exempt(address)
         if counted and self._registrations.count(address) >= self._quotas.registrations_per_hour:
             log.info("registration of %s from %s refused: --registrations-per-hour", name, address)
-            return False
+            return Reason.REGISTRATION_LIMIT, ""
         password_hash = self._hashing.spawn(self._hasher.hash, password).get()
         if not self.store.create_account(name, password_hash):
-            return False
+            return Reason.NAME_REGISTERED, ""  # by someone else, meanwhile
         if counted:
             self._registrations.add(address)
         self._skeletons[skeleton(name)] = name
         self._throttle.trust(name, address)
-        return True
+        return None
 
     def check_password(self, name: str, password: str, address: str) -> Check:
         """Whether password is name's, counted and paced by the throttle."""
@@ -114,6 +118,10 @@ class Accounts:
         finally:
             self._throttle.end(name, address, right)
         return Check.RIGHT if right else Check.WRONG
+
+    def retry_after(self, name: str, address: str) -> int:
+        """After Check.TOO_MANY: the seconds until address may try name's password again."""
+        return self._throttle.retry_after(name, address)
 
     def change_password(self, name: str, old: str, new: str, address: str) -> Check:
         check = self.check_password(name, old, address)

@@ -77,6 +77,12 @@ class Window:
                 self.count(stale)
         self._times.setdefault(key, collections.deque()).append(self._clock())
 
+    def free_in(self, key: Hashable) -> float:
+        """Seconds until key's oldest event leaves the window (0 if it has none)."""
+        if not self.count(key):
+            return 0.0
+        return max(0.0, self._times[key][0] + self._seconds - self._clock())
+
     def take_back(self, key: Hashable) -> None:
         """Forget the latest event of key (it turned out not to count)."""
         times = self._times.get(key)

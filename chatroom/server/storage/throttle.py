@@ -11,6 +11,7 @@ from lately is trusted: it never waits.
 
 import collections
 import enum
+import math
 import time
 from collections.abc import Callable
 
@@ -54,6 +55,14 @@ class PasswordThrottle:
         if address in self._trusted.get(name, ()) or self._wait_for_a_hash(name):
             return Verdict.GO
         return Verdict.BUSY
+
+    def retry_after(self, name: str, address: str) -> int:
+        """After TOO_MANY: whole seconds until an attempt from address at name is counted again."""
+        waits = [
+            self._attempts.free_in(key) if self._attempts.count(key) >= limit else 0.0
+            for key, limit in ((("pair", name, address), PER_PAIR), (("address", address), PER_ADDRESS))
+        ]
+        return math.ceil(max(waits))
 
     def end(self, name: str, address: str, succeeded: bool) -> None:
         """The attempt's outcome: a success is not counted against anyone, and trusts its address."""

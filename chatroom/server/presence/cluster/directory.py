@@ -144,6 +144,10 @@ class RedisDirectory:
     def _claim(self, name: str, again: bool) -> int:
         return self._call(self._scripts.claim, name, skeleton(name), self.node_id, self._lease, self._epoch, again)
 
+    def holder(self, name: str) -> str | None:
+        held = self._local.holder(name) or self._call(self._scripts.holder, name, skeleton(name))
+        return held.decode() if isinstance(held, bytes) else held
+
     def release(self, name: str, mailbox: Mailbox) -> None:
         self._local.release(name, mailbox)
         if self._local.find(name) is None:

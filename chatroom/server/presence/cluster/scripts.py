@@ -239,6 +239,7 @@ class Scripts:
     """The directory's scripts on one Redis client, each a method with named arguments."""
 
     def __init__(self, client):
+        self._client = client
         self._beat = client.register_script(_BEAT)
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
@@ -259,6 +260,12 @@ class Scripts:
         """1 taken, 0 in use, -1 not now, -2 lease lapsed (see _CLAIM)."""
         keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING]
         return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, "1" if again else "0", lease])
+
+    def holder(self, name: str, skeleton: str) -> bytes | None:
+        """The name held that name clashes with: itself, or the one with its skeleton."""
+        if self._client.hexists(USERS, name):
+            return name.encode()
+        return self._client.hget(LOOK_ALIKES, skeleton)
 
     def release(self, name: str, skeleton: str, node_id: str) -> None:
         self._release(keys=[USERS, LOOK_ALIKES], args=[name, node_id, skeleton])
