@@ -2,8 +2,10 @@
 
 import pytest
 
-from chatroom.client.commands import Error, Exit, Help, parse
-from chatroom.client.display import escape, message_line
+import re
+
+from chatroom.client.commands import Error, Exit, Help, Reply, Talk, parse, parse_line
+from chatroom.client.display import GUTTER, conversation, escape, message_line
 from chatroom.protocol import ListUsers, Login, Logout, SendTo
 
 
@@ -44,7 +46,36 @@ from chatroom.protocol import ListUsers, Login, Logout, SendTo
     ],
 )
 def test_parse(line, expected):
-    assert parse(line) == expected
+    parsed = parse(line)
+    if isinstance(expected, Error):  # the seed's words here; the reasons below
+        assert isinstance(parsed, Error) and parsed.message == expected.message
+    else:
+        assert parsed == expected
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("sendto bob", "usage: sendto NAME TEXT"),
+        ("sendto bob ", "usage: sendto NAME TEXT"),
+        ("history", "usage: history NAME [N]"),
+        ("history bob 5000", "N is 1 to 1000: at most 1000 messages"),
+        ("login has space", "a name has no spaces"),
+        ("login " + "x" * 21, "a name is at most 20 characters"),
+        ("login a\u200bb", "a name has no invisible or control characters"),
+        ("login", "usage: login NAME"),
+        ("frobnicate", "type help"),
+    ],
+)
+def test_a_refused_line_says_why_after_the_seeds_words(line, reason):
+    assert parse(line).reason == reason
+
+
+def test_the_prompts_own_commands_are_unknown_in_pipe_mode():
+    assert parse("talk bob") == Error("Invalid command", "type help")
+    assert parse("reply hi") == Error("Invalid command", "type help")
+    assert parse_line("talk bob", terminal=True)[1] == Talk("bob")
+    assert parse_line("reply hi there", terminal=True)[1] == Reply("hi there")
 
 
 def test_longest_text_is_accepted():
@@ -71,3 +102,33 @@ def test_escape(raw, shown):
 
 def test_message_line_escapes_the_sender_too():
     assert message_line("b\u202eob", "hi\n") == "b\\u202eob: hi\\n"
+
+
+def test_pipe_mode_shows_joiners_between_visible_characters_as_they_are():
+    assert message_line("bob", "👩\u200d💻") == "bob: 👩\u200d💻"
+    assert message_line("bob", "\u200dx") == "bob: \\u200dx"
+
+
+def _plain(rows):
+    return [re.sub(r"\x1b\[[0-9;]*m", "", row) for row in rows]
+
+
+def test_a_long_message_wraps_under_the_gutter_so_no_row_can_pass_for_another_line():
+    fake = "20:55 alice: bob, please send me your password"
+    text = "x" * (80 - len("20:55 mallory: ")) + " " + fake
+    rows = _plain(conversation("20:55", "mallory", text, width=79))
+    assert rows[0].startswith("20:55 mallory: xxx")
+    assert all(row.startswith(" " * 5 + GUTTER) for row in rows[1:])
+    assert any("20:55 alice: bob" in row for row in rows[1:])
+    assert all(len(row) <= 79 for row in rows)
+
+
+def test_wrapping_breaks_after_spaces_and_follows_the_width_given():
+    rows = _plain(conversation("", "bob", "one two three four five six seven", width=20))
+    assert rows == ["bob: one two three", GUTTER + "four five six", GUTTER + "seven"]
+    assert len(_plain(conversation("", "bob", "one two three four five six seven", width=40))) == 1
+
+
+def test_escaped_controls_are_marked_so_a_typed_backslash_looks_different():
+    [row] = conversation("", "bob", "\x1b[2J and \\x1b[2J", width=80)
+    assert "\x1b[7m\\x1b\x1b[27m[2J and \\x1b[2J" in row

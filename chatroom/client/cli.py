@@ -85,6 +85,8 @@ def main(argv=None) -> int:
         return connect(args.host, args.port, tls)
 
     address = f"{args.host}:{args.port}"
+    if _interactive():
+        print(f"connecting to {address}...", flush=True)
     try:
         sock = open_socket()
     except ssl.SSLError as err:
@@ -109,10 +111,11 @@ def _chat(args, address, sock, open_socket, given_password, plaintext_warning) -
     from .connection import ConnectionLost
     from .core import Client
 
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = _interactive()
     if interactive:
         from .link import Link
-        from .terminal import TerminalOutput, run_terminal
+        from .screen import TerminalOutput
+        from .terminal import run_terminal
 
         output = TerminalOutput(timestamps=args.timestamps, bell=not args.no_bell)
         client = Client(output)
@@ -121,9 +124,13 @@ def _chat(args, address, sock, open_socket, given_password, plaintext_warning) -
 
         client = Client(PlainOutput(lambda line: print(line, flush=True)))
     try:
-        client.attach(sock)
+        try:
+            client.attach(sock, address)
+        except ConnectionLost:
+            if not interactive or args.no_reconnect:
+                raise  # else the link says why, and keeps trying as for a lost connection
         if interactive:
-            link = None if args.no_reconnect else Link(client, open_socket, output.notice)
+            link = None if args.no_reconnect else Link(client, open_socket, output.notice, address)
             return run_terminal(client, output, address, link, plaintext_warning, given_password)
         return run_plain(client, given_password, plaintext_warning)
     except ConnectionLost:
@@ -139,6 +146,10 @@ def _chat(args, address, sock, open_socket, given_password, plaintext_warning) -
     finally:
         if client.connection is not None:
             client.connection.close()
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _fail(reason: str) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol import MAX_HISTORY_COUNT, MAX_TEXT_CHARS, ListUsers, Login, Logout, SendTo, is_valid_username
+from .reasons import why_not_a_name
 
 BAD_USERNAME = "Bad username"
 BAD_MESSAGE = "Bad message"
@@ -30,7 +31,8 @@ class Help:
 
 @dataclass(frozen=True)
 class Error:
-    message: str
+    message: str  # the seed's words
+    reason: str | None = None  # why, said after them on a terminal
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,25 @@ class RegisterName:
 @dataclass(frozen=True)
 class ChangeOwnPassword:
     pass
+
+
+@dataclass(frozen=True)
+class Talk:
+    """Open a conversation with peer (plain lines go to them), or close it (None)."""
+
+    peer: str | None
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    pass
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Send text to whoever wrote last."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -60,51 +81,96 @@ class Command:
     needs_server: bool = True
     asks_password: bool = False  # may ask for a password, at the prompt
     completes_names: bool = False  # Tab completes a username as its first argument
+    words_before_text: int | None = None  # for a command that sends a message: where its text starts
+    terminal_only: bool = False  # a convenience of the prompt; pipe mode keeps the seed's commands
 
 
 def _no_arguments(action: Callable[[], object]) -> Callable[[str], object]:
-    return lambda rest: Error(INVALID_COMMAND) if rest.strip() else action()
+    return lambda rest: Error(INVALID_COMMAND, "it takes no arguments") if rest.strip() else action()
 
 
-def _one_name(action: Callable[[str], object]) -> Callable[[str], object]:
+def _a_name(name: str, usage: str) -> Error | None:
+    """The error for a name that is not a valid username, if it is not."""
+    if is_valid_username(name):
+        return None
+    return Error(BAD_USERNAME, f"usage: {usage}" if not name else why_not_a_name(name))
+
+
+def _one_name(action: Callable[[str], object], usage: str) -> Callable[[str], object]:
     def read(rest):
         name = rest.strip(" ")
-        return action(name) if is_valid_username(name) else Error(BAD_USERNAME)
+        return _a_name(name, usage) or action(name)
 
     return read
 
 
 def _history(rest):
+    usage = "history NAME [N]"
     name, _, count = rest.strip(" ").partition(" ")
-    if not is_valid_username(name):
-        return Error(BAD_USERNAME)
-    if not count.strip(" "):
+    count = count.strip(" ")
+    if error := _a_name(name, usage):
+        return error
+    if not count:
         return ShowHistory(name, DEFAULT_HISTORY)
-    if not count.strip(" ").isdigit() or not 1 <= int(count) <= MAX_HISTORY_COUNT:
-        return Error(INVALID_COMMAND)
+    if not count.isdigit():
+        return Error(INVALID_COMMAND, f"usage: {usage}")
+    if not 1 <= int(count) <= MAX_HISTORY_COUNT:
+        return Error(INVALID_COMMAND, f"N is 1 to {MAX_HISTORY_COUNT}: at most {MAX_HISTORY_COUNT} messages")
     return ShowHistory(name, int(count))
 
 
 def _send_to(rest):
+    usage = "sendto NAME TEXT"
     name, _, text = rest.partition(" ")
-    if not is_valid_username(name) or not text.strip(" "):
-        return Error(BAD_USERNAME)
+    if error := _a_name(name, usage):
+        return error
+    if not text.strip(" "):
+        return Error(BAD_USERNAME, f"usage: {usage}")  # the seed's words for a missing text
     if len(text) > MAX_TEXT_CHARS:
-        return Error(BAD_MESSAGE)
+        return Error(BAD_MESSAGE, f"longer than {MAX_TEXT_CHARS} characters")
     return SendTo(name, text)
+
+
+def _talk(rest):
+    name = rest.strip(" ")
+    return Talk(None) if not name else _a_name(name, "talk [NAME]") or Talk(name)
+
+
+def _reply(rest):
+    if not rest.strip(" "):
+        return Error(INVALID_COMMAND, "usage: reply TEXT")
+    if len(rest) > MAX_TEXT_CHARS:
+        return Error(BAD_MESSAGE, f"longer than {MAX_TEXT_CHARS} characters")
+    return Reply(rest)
 
 
 # In the order help lists them.
 TABLE = (
-    Command("login", "NAME", "log in as NAME (1-20 characters, no spaces)", _one_name(Login), asks_password=True),
+    Command(
+        "login",
+        "NAME",
+        "log in as NAME (1-20 characters, no spaces)",
+        _one_name(Login, "login NAME"),
+        asks_password=True,
+    ),
     Command("list", "", "show who is logged in", _no_arguments(ListUsers)),
-    Command("sendto", "NAME TEXT", "send TEXT to NAME", _send_to, completes_names=True),
+    Command("sendto", "NAME TEXT", "send TEXT to NAME", _send_to, completes_names=True, words_before_text=1),
+    Command(
+        "talk",
+        "[NAME]",
+        "talk with NAME: plain lines go to them, /commands still work; talk alone ends it",
+        _talk,
+        needs_server=False,
+        completes_names=True,
+        terminal_only=True,
+    ),
+    Command("reply", "TEXT", "send TEXT to whoever wrote to you last", _reply, words_before_text=0, terminal_only=True),
     Command("logout", "", "log out (you stay connected)", _no_arguments(Logout)),
     Command(
         "register",
         "NAME",
         "make NAME yours, with a password (asked for, never shown)",
-        _one_name(RegisterName),
+        _one_name(RegisterName, "register NAME"),
         asks_password=True,
     ),
     Command(
@@ -114,24 +180,46 @@ TABLE = (
         _no_arguments(ChangeOwnPassword),
         asks_password=True,
     ),
-    Command("history", "NAME [N]", f"the last N messages (default {DEFAULT_HISTORY}) between you and NAME", _history),
+    Command(
+        "history",
+        "NAME [N]",
+        f"the last N messages (default {DEFAULT_HISTORY}) between you and NAME",
+        _history,
+        completes_names=True,
+    ),
+    Command(
+        "reconnect",
+        "",
+        "when the connection is lost: try again now (so does Enter on an empty line)",
+        _no_arguments(Reconnect),
+        needs_server=False,
+        terminal_only=True,
+    ),
     Command("help", "", "show this help", _no_arguments(Help), needs_server=False),
     Command("exit", "", "disconnect and quit (also Ctrl-D)", _no_arguments(Exit), needs_server=False),
 )
 COMMANDS = {command.name: command for command in TABLE}
-USAGE = "Commands:\n" + "\n".join(f"  {f'{c.name} {c.arguments}'.strip():<19}{c.summary}" for c in TABLE)
 
 
-def parse_line(line: str) -> "tuple[Command | None, object] | None":
+def usage(terminal: bool) -> str:
+    shown = [c for c in TABLE if terminal or not c.terminal_only]
+    return "Commands:\n" + "\n".join(f"  {f'{c.name} {c.arguments}'.strip():<19}{c.summary}" for c in shown)
+
+
+USAGE = usage(terminal=False)
+
+
+def parse_line(line: str, terminal: bool = False) -> "tuple[Command | None, object] | None":
     """(the command, what to do) for one input line: a protocol request, a local action or an
-    Error (for an unknown command, with no Command); None for a blank line."""
+    Error (for an unknown command, with no Command); None for a blank line. ``terminal``: the
+    prompt's own commands too."""
     line = line.removesuffix("\n").removesuffix("\r")
     if not line.strip():
         return None
     name, _, rest = line.partition(" ")
     command = COMMANDS.get(name)
-    if command is None:
-        return None, Error(INVALID_COMMAND)
+    if command is None or (command.terminal_only and not terminal):
+        return None, Error(INVALID_COMMAND, "type help")
     return command, command.read(rest)
 
 

@@ -96,6 +96,13 @@ class Connection:
             raise ConnectionLost()
         return reply
 
+    def give_up(self, reason: str) -> None:
+        """End the connection as lost, for reason (a server that is no chatroom server)."""
+        self.lost_reason = reason
+        self.close()
+        self.lost.set()
+        self._replies.put(_LOST)
+
     def close(self) -> None:
         self._closing = True
         self._reader.kill(block=False)
@@ -121,6 +128,8 @@ class Connection:
                 self.lost_reason = "the server reset the connection (a TLS server? try --tls)"
         if _looks_like_tls(first):
             self.lost_reason = "the server does not speak the chatroom protocol (a TLS server? try --tls)"
+        elif first.startswith(b"HTTP/"):
+            self.lost_reason = "the server does not speak the chatroom protocol (it answers like a web server)"
         if not self._closing:
             self.lost.set()
             self._replies.put(_LOST)

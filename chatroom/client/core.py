@@ -28,8 +28,6 @@ from ..protocol import (
     is_valid_password,
 )
 from .commands import (
-    BAD_MESSAGE,
-    INVALID_COMMAND,
     ChangeOwnPassword,
     Error,
     Exit,
@@ -40,6 +38,7 @@ from .commands import (
 )
 from .connection import REPLY_TIMEOUT, Connection, ConnectionLost, NoReply
 from .display import escape
+from .reasons import server_reason
 
 STATUS_WORDS = {
     Status.OK: "Success",
@@ -47,9 +46,21 @@ STATUS_WORDS = {
     Status.MALFORMED: "Malformed packet",
     Status.STORED: "Stored",
 }
-# ask_password(prompt, new) -> the password, or None; ``new``: a password being chosen.
-AskPassword = Callable[[str, bool], "str | None"]
-_ERROR_REASONS = {BAD_MESSAGE: "longer than 65535 characters", INVALID_COMMAND: "type help"}
+HELLO_TIMEOUT = 5.0  # a chatroom server answers HELLO at once (a seed one with MALFORMED)
+
+
+class NoPassword(Exception):
+    """No password to send: the user cancelled (Ctrl-C), or none could be had (why: the
+    message)."""
+
+    def __init__(self, why: str = "", cancelled: bool = False):
+        super().__init__(why)
+        self.why = why
+        self.cancelled = cancelled
+
+
+# ask_password(prompt, new) -> the password; raises NoPassword. ``new``: one being chosen.
+AskPassword = Callable[[str, bool], str]
 
 
 class Output(Protocol):
@@ -65,18 +76,25 @@ class Output(Protocol):
     def names(self, names: tuple) -> None:
         """The answer to ``list``."""
 
-    def sent(self, recipient: str, text: str) -> None:
-        """One's own message, once the server has taken it."""
+    def sent(self, recipient: str, text: str, word: str, reason: str | None) -> None:
+        """One's own message and how its sending went (the seed's word, and why)."""
 
     def usage(self) -> None: ...
+
+    def away(self) -> None:
+        """Messages kept while we were away follow (once per login, before the first)."""
 
     def stored(self, message: StoredMessage) -> None:
         """A message kept for us while we were away."""
 
     def history(self, peer: str, entries: tuple) -> None: ...
 
+    def notice(self, text: str) -> None:
+        """Something the user should know that is not an answer (a cancel, a reply that did
+        not come)."""
+
     def warning(self, text: str) -> None:
-        """Something the user should know that is not an answer (a reply that did not come)."""
+        """A problem with the connection or the input, not an answer to a command."""
 
 
 class Client:
@@ -92,21 +110,28 @@ class Client:
         self.name: str | None = None
         self.connection: Connection | None = None
         self.extended = False  # the server has the extension (accounts, offline, history)
+        self.last_sender: str | None = None
         self._password: str | None = None  # of the registered name logged in, to log in again
         self._listed: set[str] | None = None  # the last list's names, once there was one
         self._senders: set[str] = set()
+        # Stored messages that arrive before their login's Success is said, said after it.
+        self._held_stored: list[StoredMessage] | None = None
+        self._away_said = False
 
-    def attach(self, sock) -> Connection:
+    def attach(self, sock, address: str = "the server") -> Connection:
         """Use a new connection (the first, or one made after the last was lost) and learn
-        whether its server has the extension: HELLO, answered MALFORMED by a server without."""
+        whether its server has the extension: HELLO, answered MALFORMED by a server without.
+        A server that does not answer HELLO in time is not a chatroom server: the connection
+        is given up (lost, with that reason)."""
         connection = Connection(sock, self._show_message, self.output.warning)
         self.connection = connection
         try:
-            reply = connection.request(Hello(EXTENSION_VERSION))
-            # OK; or, from a server older than this client, the version it speaks instead.
-            self.extended = reply == Response(Status.OK) or isinstance(reply, ServerVersion)
+            reply = connection.request(Hello(EXTENSION_VERSION), timeout=HELLO_TIMEOUT)
         except NoReply:
-            self.extended = False
+            connection.give_up(f"{address} does not answer like a chatroom server")
+            raise ConnectionLost() from None
+        # OK; or, from a server older than this client, the version it speaks instead.
+        self.extended = reply == Response(Status.OK) or isinstance(reply, ServerVersion)
         return connection
 
     def log_in_again(self, name: str) -> bool:
@@ -115,6 +140,7 @@ class Client:
         assert connection is not None
         reply = connection.request(Login(name))
         if reply == Response(Status.REGISTERED) and self._password is not None:
+            self._away_said = False
             reply = connection.request(Authenticate(name, self._password))
         if reply == Response(Status.OK):
             self.name = name
@@ -132,10 +158,19 @@ class Client:
 
     def _show_message(self, message):
         self._senders.add(message.sender)
-        if type(message) is StoredMessage:
-            self.output.stored(message)
-        else:
+        if type(message) is not StoredMessage:
+            self.last_sender = message.sender
             self.output.message(message.sender, message.text)
+        elif self._held_stored is not None:
+            self._held_stored.append(message)
+        else:
+            self._show_stored(message)
+
+    def _show_stored(self, message: StoredMessage) -> None:
+        if not self._away_said:
+            self._away_said = True
+            self.output.away()
+        self.output.stored(message)
 
     def handle(self, line: str, ask_password: AskPassword | None = None) -> bool:
         """Carry out one input line; False when the user asked to exit (see run)."""
@@ -149,14 +184,20 @@ class Client:
             return True
         if isinstance(command, Exit):
             return False
-        if isinstance(command, Help):
-            self.output.usage()
-        elif isinstance(command, Error):
-            self.output.outcome(command.message, _ERROR_REASONS.get(command.message))
-        elif isinstance(command, (RegisterName, ChangeOwnPassword, ShowHistory)):
-            self._extension_command(command, ask_password or _no_password)
-        else:
-            self._request(command, ask_password or _no_password)
+        try:
+            if isinstance(command, Help):
+                self.output.usage()
+            elif isinstance(command, Error):
+                self.output.outcome(command.message, command.reason)
+            elif isinstance(command, (RegisterName, ChangeOwnPassword, ShowHistory)):
+                self._extension_command(command, ask_password or _no_password)
+            else:
+                self._request(command, ask_password or _no_password)
+        except NoPassword as no:
+            if no.cancelled:
+                self.output.notice("cancelled")
+            else:
+                self.output.outcome("Failure", no.why)
         return True
 
     def _ask(self, command) -> Response | UserList | HistoryPage | None:
@@ -174,6 +215,9 @@ class Client:
         return reply
 
     def _request(self, command, ask_password: AskPassword):
+        if isinstance(command, Login):
+            self._log_in(command, ask_password)
+            return
         reply = self._ask(command)
         if reply is None:
             return
@@ -183,28 +227,44 @@ class Client:
             return
         if not isinstance(reply, Response):
             raise ConnectionLost()
+        word = STATUS_WORDS.get(reply.status, "Failure")
+        reason = self._reason(reply, command)
+        if isinstance(command, SendTo):
+            self.output.sent(command.recipient, command.text, word, reason)
+            return
+        if reply.status is Status.OK and isinstance(command, Logout):
+            self.name = self._password = None
+        self.output.outcome(word, reason)
+
+    def _log_in(self, command: Login, ask_password: AskPassword) -> None:
+        reply = self._ask(command)
         password = None
-        if reply.status is Status.REGISTERED and isinstance(command, Login):
-            password = ask_password(f"password for {escape(command.name)}: ", False)
-            if password is None:
-                self.output.outcome("Failure", f"{escape(command.name)} is registered: it needs its password")
-                return
-            reply = self._ask(Authenticate(command.name, password))
-            if not isinstance(reply, Response):
-                return
-        reason = None
-        if reply.status is Status.OK:
-            if isinstance(command, Login):
+        if reply == Response(Status.REGISTERED):
+            try:
+                password = ask_password(f"password for {escape(command.name)}: ", False)
+            except NoPassword as no:
+                if no.cancelled:
+                    raise
+                raise NoPassword(f"{escape(command.name)} is registered: {no.why or 'it needs its password'}") from None
+            self._held_stored, self._away_said = [], False
+            try:
+                reply = self._ask(Authenticate(command.name, password))
+            finally:
+                held, self._held_stored = self._held_stored, None
+            if isinstance(reply, Response) and reply.status is Status.OK:
                 self.name, self._password = command.name, password
-            elif isinstance(command, Logout):
-                self.name = self._password = None
-        elif reply.status is Status.FAILURE:
-            reason = self._failure_reason(command, password)
-        elif reply.status is Status.STORED and isinstance(command, SendTo):
-            reason = f"{escape(command.recipient)} is offline"
-        self.output.outcome(STATUS_WORDS.get(reply.status, "Failure"), reason)
-        if reply.status in (Status.OK, Status.STORED) and isinstance(command, SendTo):
-            self.output.sent(command.recipient, command.text)
+            self._say(reply, command, password)
+            for message in held:
+                self._show_stored(message)
+            return
+        if isinstance(reply, Response) and reply.status is Status.OK:
+            self.name, self._password = command.name, None
+        self._say(reply, command, password)
+
+    def _say(self, reply, command, password=None) -> None:
+        if not isinstance(reply, Response):
+            return
+        self.output.outcome(STATUS_WORDS.get(reply.status, "Failure"), self._reason(reply, command, password))
 
     def _extension_command(self, command, ask_password: AskPassword):
         if not self.extended:
@@ -214,21 +274,24 @@ class Client:
             reply = self._ask(HistoryRequest(command.peer, command.count))
             if isinstance(reply, HistoryPage):
                 self.output.history(reply.peer, reply.entries)
-            elif reply is not None:
-                self.output.outcome("Failure", "only a registered name logged in with its password has a history")
+            elif isinstance(reply, Response):
+                why = server_reason(reply, command.peer)
+                self.output.outcome(
+                    "Failure", why or "only a registered name logged in with its password has a history"
+                )
             return
         request: Register | ChangePassword
         if isinstance(command, RegisterName):
             password = ask_password(f"password for {escape(command.name)}: ", True)
-            request = Register(command.name, password or "")
-            reasons = f"{escape(command.name)} is registered or in use by someone else"
+            request = Register(command.name, password)
+            fallback = f"{escape(command.name)} is registered or in use by someone else"
         else:
             old = ask_password("current password: ", False)
-            password = ask_password("new password: ", True) if old is not None else None
-            request = ChangePassword(old or "", password or "")
-            reasons = "not logged in with a registered name, or a wrong password"
-        if password is None or not is_valid_password(password):
-            self.output.outcome("Failure", "no password given (1 to 255 bytes)")
+            password = ask_password("new password: ", True)
+            request = ChangePassword(old, password)
+            fallback = "not logged in with a registered name, or a wrong password"
+        if not is_valid_password(password):
+            self.output.outcome("Failure", "a password is 1 to 255 bytes")
             return
         reply = self._ask(request)
         if not isinstance(reply, Response):
@@ -239,9 +302,20 @@ class Client:
             self._password = password
             self.output.outcome("Success")
         else:
-            self.output.outcome(STATUS_WORDS.get(reply.status, "Failure"), reasons)
+            name = command.name if isinstance(command, RegisterName) else self.name or ""
+            self.output.outcome(STATUS_WORDS.get(reply.status, "Failure"), server_reason(reply, name) or fallback)
+
+    def _reason(self, reply: Response, command, password=None) -> str | None:
+        """Why the reply is what it is, in words, when it is not plain OK."""
+        if reply.status is Status.STORED and isinstance(command, SendTo):
+            return f"{escape(command.recipient)} is offline: kept for them"
+        if reply.status is not Status.FAILURE:
+            return None
+        name = getattr(command, "recipient", None) or getattr(command, "name", None) or ""
+        return server_reason(reply, name) or self._failure_reason(command, password)
 
     def _failure_reason(self, command, password=None) -> str | None:
+        """What the client can tell by itself of a FAILURE (from a server that says no more)."""
         if isinstance(command, Login):
             if self.name:
                 return f"already logged in as {escape(self.name)}; logout first"
@@ -258,5 +332,5 @@ class Client:
         return None
 
 
-def _no_password(prompt: str, new: bool) -> None:
-    return None
+def _no_password(prompt: str, new: bool) -> str:
+    raise NoPassword("no password given")

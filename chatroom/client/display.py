@@ -13,6 +13,8 @@ can look like.
 import re
 import zlib
 
+from prompt_toolkit.utils import get_cwidth
+
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _JOINERS = "\u200c\u200d"  # ZWNJ, ZWJ: part of emoji sequences and of Persian and Indic words
 # Format characters that reorder or hide text, and the Unicode line and paragraph separators.
@@ -51,7 +53,7 @@ def escape(text: str, keep_joiners: bool = False) -> str:
 
 def message_line(sender: str, text: str) -> str:
     """A relayed message as the seed's client prints it: ``sender: text``, all escaped."""
-    return f"{escape(sender)}: {escape(text)}"
+    return f"{escape(sender)}: {escape(text, keep_joiners=True)}"
 
 
 def colour_of(name: str) -> int:
@@ -67,17 +69,71 @@ def dim(text: str) -> str:
     return f"\x1b[2m{text}{_RESET}"
 
 
-def conversation(clock: str, sender: str, text: str, recipient: str | None = None) -> list[str]:
-    """The terminal lines of one message: ``HH:MM sender: first line`` (or ``HH:MM → recipient:
-    ...`` for one's own), then each further line of the text under a gutter."""
-    who = (
-        f"→ {paint(escape(recipient), colour_of(recipient))}" if recipient else paint(escape(sender), colour_of(sender))
-    )
-    first, *rest = text.replace("\r\n", "\n").split("\n")
-    lines = [f"{dim(clock)} {who}: {_shown(first)}" if clock else f"{who}: {_shown(first)}"]
-    lines += [dim(" " * len(clock) + GUTTER) + _shown(line) for line in rest]
-    return lines
+def marked(text: str) -> str:
+    """An escape written for a character that could not be shown: in reverse video, so that a
+    typed ``\\x1b`` (four characters) never looks like an escaped control character."""
+    return f"\x1b[7m{text}\x1b[27m"
 
 
-def _shown(line: str) -> str:
-    return escape(line.expandtabs(8), keep_joiners=True)
+def conversation(
+    clock: str, sender: str, text: str, recipient: str | None = None, width: int = 0, old: bool = False
+) -> list[str]:
+    """The terminal rows of one message: ``HH:MM sender: first line`` (or ``HH:MM → recipient:
+    ...`` for one's own), then each further line of the text, and each part of a line wrapped
+    at ``width`` columns (0: none), under a gutter that no sender's line can look like.
+    ``old``: dim text (history)."""
+    shown_name = escape(recipient if recipient else sender)
+    who = f"→ {paint(shown_name, colour_of(recipient))}" if recipient else paint(shown_name, colour_of(sender))
+    head = f"{dim(clock)} {who}: " if clock else f"{who}: "
+    head_width = (len(clock) + 1 if clock else 0) + (2 if recipient else 0) + get_cwidth(shown_name) + 2
+    gutter = " " * len(clock) + GUTTER
+    rows = []
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n")):
+        first_width = width - head_width if number == 0 else width - len(gutter)
+        parts = (
+            _wrap(_atoms(line.expandtabs(8)), first_width, width - len(gutter)) if width else [_joined(_atoms(line))]
+        )
+        for part_number, part in enumerate(parts):
+            lead = head if number == 0 and part_number == 0 else dim(gutter)
+            rows.append(lead + (dim(part) if old else part))
+    return rows
+
+
+# An atom is what one character (or one escape) prints, and the columns it takes.
+Atom = tuple[str, int]
+MIN_WIDTH = 10  # columns of text a row keeps, however narrow the terminal
+
+
+def _atoms(line: str) -> list[Atom]:
+    atoms: list[Atom] = []
+    position = 0
+    for match in _UNSAFE_BUT_JOINERS.finditer(line):
+        atoms += [(char, get_cwidth(char)) for char in line[position : match.start()]]
+        shown = _visible(match)
+        atoms.append((marked(shown), len(shown)))
+        position = match.end()
+    atoms += [(char, get_cwidth(char)) for char in line[position:]]
+    return atoms
+
+
+def _joined(atoms: list[Atom]) -> str:
+    return "".join(text for text, _ in atoms)
+
+
+def _wrap(atoms: list[Atom], first_width: int, width: int) -> list[str]:
+    """The atoms in rows of at most first_width, then width, columns, broken after a space
+    where there is one (within a row; a longer word is broken where the row ends)."""
+    rows: list[str] = []
+    row: list[Atom] = []
+    used, limit = 0, max(first_width, MIN_WIDTH)
+    for atom in atoms:
+        if used + atom[1] > limit and row:
+            spaces = [index for index, (text, _) in enumerate(row) if text == " "]
+            cut = spaces[-1] if spaces and spaces[-1] > 0 else len(row)
+            rows.append(_joined(row[:cut]))
+            row = row[cut + 1 :] if cut < len(row) else []
+            used, limit = sum(columns for _, columns in row), max(width, MIN_WIDTH)
+        row.append(atom)
+        used += atom[1]
+    rows.append(_joined(row))
+    return rows

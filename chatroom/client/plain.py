@@ -10,7 +10,7 @@ from gevent.fileobject import FileObject
 
 from .commands import USAGE
 from .connection import ConnectionLost
-from .core import Client
+from .core import Client, NoPassword
 from .display import escape, message_line
 
 
@@ -30,7 +30,10 @@ class PlainOutput:
         for name in names:
             self._write(escape(name))
 
-    def sent(self, recipient, text):
+    def sent(self, recipient, text, word, reason):
+        self._write(word)
+
+    def away(self):
         pass
 
     def usage(self):
@@ -41,6 +44,8 @@ class PlainOutput:
 
     def warning(self, text):
         print(f"chatroom-client: {text}", file=sys.stderr, flush=True)
+
+    notice = warning
 
     def history(self, peer, entries):
         for entry in entries:
@@ -56,8 +61,11 @@ def run_plain(client: Client, password: str | None = None, plaintext_warning: st
     connection = client.connection
     assert connection is not None
 
-    def ask_password(prompt: str, new: bool) -> str | None:
-        if password is not None and plaintext_warning is not None:
+    def ask_password(prompt: str, new: bool) -> str:
+        if password is None:
+            client.output.warning("a password is needed: give it with --password-file FILE or $CHATROOM_PASSWORD")
+            raise NoPassword("no password given")
+        if plaintext_warning is not None:
             client.output.warning(f"warning: {plaintext_warning}")
         return password
 
