@@ -7,6 +7,7 @@ from chatroom.server.presence.directory import LocalDirectory
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
 from chatroom.testing import ClientProcess, Peer, ServerProcess
+from tests.terminals import COLS, Terminal
 
 # Hashing as the server does it, only cheaper: the rules' tests are about the rules.
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -80,6 +81,26 @@ def fake_server():
 
 
 @pytest.fixture
+def terminal(server, tmp_path):
+    started = []
+
+    def start(address=None, *args, cols=COLS):
+        term = Terminal(address or server.address, tmp_path, *args, cols=cols)
+        started.append(term)
+        term.wait_for_input_line("> ")
+        return term
+
+    yield start
+    for term in started:
+        term.close()
+
+
+@pytest.fixture
+def accounts_server(server_process, tmp_path):
+    return server_process(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
 def server_process():
     """server_process(*args) -> a chatroom-server subprocess; all killed at the end."""
     started = _Started(ServerProcess, ServerProcess.stop)
@@ -91,7 +112,10 @@ def server_process():
 def client(server):
     """client(address=None, *args) -> a chatroom-client subprocess, by default on the
     in-process server; all killed at the end."""
-    started = _Started(lambda address=None, *args: ClientProcess(address or server.address, *args), ClientProcess.stop)
+    started = _Started(
+        lambda address=None, *args, **kwargs: ClientProcess(address or server.address, *args, **kwargs),
+        ClientProcess.stop,
+    )
     yield started
     started.end_all()
 

@@ -1,8 +1,8 @@
 """Parsing what the user types, and escaping what the network sends (pure functions)."""
 
-import pytest
-
 import re
+
+import pytest
 
 from chatroom.client.commands import Error, Exit, Help, Reply, Talk, parse, parse_line
 from chatroom.client.display import GUTTER, conversation, escape, message_line

@@ -96,14 +96,14 @@ class ServerProcess:
 class ClientProcess:
     """chatroom-client run as a subprocess with pipes (its non-interactive mode)."""
 
-    def __init__(self, address, *args):
+    def __init__(self, address, *args, env: dict | None = None):
         host, port = address
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chatroom.client", host, str(port), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
         )
 
     def send(self, *lines: str) -> None:
