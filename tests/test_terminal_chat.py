@@ -204,3 +204,9 @@ def test_pipe_mode_register_without_a_password_says_where_one_comes_from(account
     assert c.run("register carol") == ["Failure"]
     status, _, err = c.finish()
     assert "--password-file FILE or $CHATROOM_PASSWORD" in err
+
+
+def test_without_bracketed_paste_lines_that_arrive_together_are_one_message(terminal, server, peer_at):
+    term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
+    term.type("sendto bob first line\rsecond line\rlist\r")  # one write: a paste
+    assert bob.next_event() == Incoming("alice", "first line\nsecond line\nlist")

@@ -4,9 +4,10 @@ earlier lines, and the keys that steer them."""
 import os
 from pathlib import Path
 
+from prompt_toolkit.application import get_app
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import Completer, Completion
-from prompt_toolkit.filters import completion_is_selected, has_completions
+from prompt_toolkit.filters import Condition, completion_is_selected, has_completions
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings
 
@@ -95,8 +96,15 @@ class CommandSuggestions(AutoSuggestFromHistory):
 
 
 def chat_keys() -> KeyBindings:
-    """Esc closes the completion menu (Up and Down then go through the history again)."""
+    """Esc closes the completion menu (Up and Down then go through the history again). Enter
+    with more keys behind it from the same read is a newline: a terminal without bracketed
+    paste delivers a pasted block that way, and it must be one message, not several commands
+    (no one types that fast)."""
     keys = KeyBindings()
+
+    @keys.add("enter", filter=Condition(lambda: bool(get_app().key_processor.input_queue)))
+    def _pasted_newline(event):
+        event.current_buffer.insert_text("\n")
 
     @keys.add("escape", filter=has_completions | completion_is_selected, eager=True)
     def _close_menu(event):
