@@ -7,6 +7,7 @@ the protocol through the same few functions.
 
 import struct
 
+from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME, BadBody
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -19,12 +20,17 @@ from .protocol import (
     LOGIN,
     LOGOUT,
     MAX_BODY,
+    PRESENCE,
     REGISTER,
     RESPONSE,
+    RESUME,
     SENDTO,
+    SESSION_TOKEN,
     STORED_MESSAGE,
+    TOKEN,
     USER_LIST,
     VERSION,
+    WATCH,
     Authenticate,
     ChangePassword,
     FrameTooLarge,
@@ -37,25 +43,21 @@ from .protocol import (
     Login,
     Logout,
     Malformed,
-    Reason,
+    Presence,
     Register,
     Response,
+    Resume,
     SendTo,
     ServerVersion,
+    SessionToken,
     Status,
     StoredMessage,
+    TokenRequest,
     UserList,
+    Watch,
 )
 
 _HEADER = struct.Struct("!BI")
-_HISTORY_REQUEST = struct.Struct("!HQ")  # count, before
-_ENTRY_HEAD = struct.Struct("!QQBI")  # id, time in ms, direction, text bytes
-_TIME = struct.Struct("!Q")
-SENT, RECEIVED = 0x00, 0x01
-
-
-class BadBody(Exception):
-    """Raised by a body parser; the decoder turns it into a Malformed event."""
 
 
 # --- Encoding ---------------------------------------------------------------------------
@@ -131,76 +133,28 @@ def _encode_extension(message) -> bytes:
     if kind is ChangePassword:
         return frame(CHANGE_PASSWORD, name_field(message.old) + message.new.encode())
     if kind is HistoryRequest:
-        return frame(HISTORY, name_field(message.peer) + _HISTORY_REQUEST.pack(message.count, message.before))
+        return frame(HISTORY, name_field(message.peer) + HISTORY_REQUEST.pack(message.count, message.before))
     if kind is StoredMessage:
-        return frame(STORED_MESSAGE, name_field(message.sender) + _TIME.pack(message.time_ms) + message.text.encode())
+        return frame(STORED_MESSAGE, name_field(message.sender) + TIME.pack(message.time_ms) + message.text.encode())
     if kind is HistoryPage:
         return frame(HISTORY_PAGE, name_field(message.peer) + b"".join(map(history_entry, message.entries)))
+    if kind is TokenRequest:
+        return frame(SESSION_TOKEN)
+    if kind is Resume:
+        return frame(RESUME, name_field(message.name) + message.token.encode())
+    if kind is Watch:
+        return frame(WATCH, bytes((1 if message.on else 0,)))
+    if kind is SessionToken:
+        return frame(TOKEN, message.token.encode())
+    if kind is Presence:
+        return frame(PRESENCE, b"".join(bytes((online,)) + name_field(name) for name, online in message.changes))
     raise TypeError(f"not a protocol message: {message!r}")
 
 
 def history_entry(entry: HistoryEntry) -> bytes:
     """One entry of a HISTORY page, as it is laid out in the frame's body."""
     text = entry.text.encode()
-    return _ENTRY_HEAD.pack(entry.id, entry.time_ms, SENT if entry.sent else RECEIVED, len(text)) + text
-
-
-# --- Body parsers -----------------------------------------------------------------------
-
-
-def _text(data) -> str:
-    try:
-        return str(data, "utf-8")
-    except UnicodeDecodeError:
-        raise BadBody("invalid UTF-8") from None
-
-
-def _split_name_field(body):
-    """(name, rest) for a body that starts with a name field."""
-    if not body:
-        raise BadBody("empty body")
-    end = 1 + body[0]
-    if end > len(body):
-        raise BadBody("name field runs past the body")
-    return _text(body[1:end]), body[end:]
-
-
-def _empty(message_class):
-    def parse(body):
-        if body:
-            raise BadBody("unexpected body")
-        return message_class()
-
-    return parse
-
-
-def _parse_login(body):
-    return Login(_text(body))
-
-
-def _parse_sendto(body):
-    recipient, text = _split_name_field(body)
-    return SendTo(recipient, _text(text))
-
-
-def _parse_user_list(body):
-    names = []
-    while body:
-        name, body = _split_name_field(body)
-        names.append(name)
-    return UserList(tuple(names))
-
-
-def _parse_response(body):
-    if not body or body[0] not in Status._value2member_map_:
-        raise BadBody("bad status")
-    if len(body) == 1:
-        return Response(Status(body[0]))
-    if body[0] != Status.FAILURE:
-        raise BadBody("a reason for a status other than FAILURE")
-    # A reason newer than this client is still a FAILURE, of no known reason.
-    reason = Reason(body[1]) if body[1] in Reason._value2member_map_ else None
-    return Response(Status.FAILURE, reason, _text(body[2:]))
+    return ENTRY_HEAD.pack(entry.id, entry.time_ms, SENT if entry.sent else RECEIVED, len(text)) + text
 
 
 def reply_status(data) -> Status | None:
@@ -209,85 +163,6 @@ def reply_status(data) -> Status | None:
     if len(data) > HEADER_SIZE and data[0] == RESPONSE:
         return Status._value2member_map_.get(data[HEADER_SIZE])  # type: ignore[return-value]
     return None
-
-
-def _parse_incoming(body):
-    sender, text = _split_name_field(body)
-    return Incoming(sender, _text(text))
-
-
-def _parse_hello(body):
-    if len(body) != 1 or body[0] == 0:
-        raise BadBody("a version, one byte, at least 1")
-    return Hello(body[0])
-
-
-def _parse_server_version(body):
-    if len(body) != 1 or body[0] == 0:
-        raise BadBody("a version, one byte, at least 1")
-    return ServerVersion(body[0])
-
-
-def _name_and_text(message_class):
-    def parse(body):
-        name, rest = _split_name_field(body)
-        return message_class(name, _text(rest))
-
-    return parse
-
-
-def _parse_history_request(body):
-    peer, rest = _split_name_field(body)
-    if len(rest) != _HISTORY_REQUEST.size:
-        raise BadBody("count and before")
-    count, before = _HISTORY_REQUEST.unpack(rest)
-    return HistoryRequest(peer, count, before)
-
-
-def _parse_stored_message(body):
-    sender, rest = _split_name_field(body)
-    if len(rest) < _TIME.size:
-        raise BadBody("no time")
-    return StoredMessage(sender, _TIME.unpack_from(rest)[0], _text(rest[_TIME.size :]))
-
-
-def _parse_history_page(body):
-    peer, rest = _split_name_field(body)
-    entries = []
-    offset = 0
-    while offset < len(rest):
-        if len(rest) - offset < _ENTRY_HEAD.size:
-            raise BadBody("entry header runs past the body")
-        entry_id, time_ms, direction, length = _ENTRY_HEAD.unpack_from(rest, offset)
-        start = offset + _ENTRY_HEAD.size
-        if direction not in (SENT, RECEIVED) or start + length > len(rest):
-            raise BadBody("bad entry")
-        entries.append(HistoryEntry(entry_id, time_ms, direction == SENT, _text(rest[start : start + length])))
-        offset = start + length
-    return HistoryPage(peer, tuple(entries))
-
-
-CLIENT_MESSAGES = {
-    LOGIN: _parse_login,
-    LIST: _empty(ListUsers),
-    SENDTO: _parse_sendto,
-    LOGOUT: _empty(Logout),
-    # The extension's requests are decoded for everyone; a session that did not say HELLO
-    # answers them MALFORMED, as the seed protocol does any unknown type.
-    HELLO: _parse_hello,
-    REGISTER: _name_and_text(Register),
-    AUTHENTICATE: _name_and_text(Authenticate),
-    CHANGE_PASSWORD: _name_and_text(ChangePassword),
-    HISTORY: _parse_history_request,
-}
-SERVER_MESSAGES = {
-    USER_LIST: _parse_user_list,
-    RESPONSE: _parse_response,
-    INCOMING: _parse_incoming,
-    HISTORY_PAGE: _parse_history_page,
-    STORED_MESSAGE: _parse_stored_message,
-    VERSION: _parse_server_version,
-}
 
 
 # --- Decoding ---------------------------------------------------------------------------

@@ -19,6 +19,9 @@ REGISTER = 0x06
 AUTHENTICATE = 0x07
 CHANGE_PASSWORD = 0x08
 HISTORY = 0x09
+SESSION_TOKEN = 0x0A  # version 2
+RESUME = 0x0B  # version 2
+WATCH = 0x0C  # version 2
 # Server to client.
 USER_LIST = 0x81
 RESPONSE = 0x82
@@ -27,8 +30,10 @@ INCOMING = 0x83
 HISTORY_PAGE = 0x84
 STORED_MESSAGE = 0x85
 VERSION = 0x86  # answers HELLO of a version higher than the server's own
+TOKEN = 0x87  # version 2: answers SESSION-TOKEN
+PRESENCE = 0x88  # version 2: who came online or went offline, to a client that watches
 
-EXTENSION_VERSION = 2  # 2: FAILURE carries a reason
+EXTENSION_VERSION = 2  # 2: FAILURE carries a reason; session tokens; presence pushed
 MAX_PASSWORD_BYTES = 255
 MAX_HISTORY_COUNT = 1000
 DEFAULT_PORT = 5555
@@ -73,6 +78,7 @@ class Reason(enum.IntEnum):
     NO_ACCOUNTS = 0x11  # this server keeps no accounts or history
     INVALID_COUNT = 0x12
     REGISTRATION_LIMIT = 0x13  # this address registered the most names it may this hour
+    INVALID_TOKEN = 0x14  # RESUME: the token is unknown, expired or revoked, or not this name's
 
 
 # Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such
@@ -170,6 +176,26 @@ class HistoryRequest:
     before: int = 0
 
 
+@dataclass(slots=True)
+class TokenRequest:
+    """Asks for a session token, to log in again later without the password (RESUME)."""
+
+
+@dataclass(slots=True)
+class Resume:
+    """Log in as name with a session token it was given."""
+
+    name: str
+    token: str
+
+
+@dataclass(slots=True)
+class Watch:
+    """Start (or stop) being told who comes online and who goes offline (PRESENCE)."""
+
+    on: bool
+
+
 # --- Server to client -------------------------------------------------------------------
 
 
@@ -214,6 +240,19 @@ class StoredMessage:
     sender: str
     time_ms: int
     text: str
+
+
+@dataclass(slots=True)
+class SessionToken:
+    token: str
+
+
+@dataclass(slots=True)
+class Presence:
+    """Who is online now (True) or offline now (False): everyone online when watching starts,
+    then the changes, at most once a second."""
+
+    changes: tuple[tuple[str, bool], ...]
 
 
 # --- Frames that could not become a message -------------------------------------------

@@ -20,12 +20,16 @@ from chatroom.protocol import (
     ListUsers,
     Login,
     Logout,
+    Presence,
     Reason,
     Register,
     Response,
+    Resume,
     SendTo,
     Status,
+    TokenRequest,
     UserList,
+    Watch,
 )
 from chatroom.testing import (
     FAILURE,
@@ -271,6 +275,30 @@ def test_an_account_made_on_one_node_logs_in_on_another(nodes, peer_at):
     eventually(lambda: again.request(Login("alice")) == Response(Status.REGISTERED))
     assert again.request(Authenticate("alice", "wrong")) == FAILURE
     assert again.request(Authenticate("alice", "pw")) == OK
+
+
+def test_a_session_token_made_on_one_node_logs_in_on_another_until_logout(nodes, peer_at):
+    one, two = nodes(2)
+    alice = peer_at(one.address)
+    assert alice.request(Hello(2)) == OK and alice.request(Register("alice", "pw")) == OK
+    token = alice.request(TokenRequest()).token
+    alice.close()
+    again = peer_at(two.address)
+    assert again.request(Hello(2)) == OK
+    eventually(lambda: again.request(Resume("alice", token)) == OK)
+    assert again.request(Logout()) == OK
+    assert again.request(Resume("alice", token)) == Response(Status.FAILURE, Reason.INVALID_TOKEN)
+
+
+def test_a_watcher_on_one_node_sees_logins_and_logouts_on_another(nodes, peer_at, logged_in):
+    one, two = nodes(2)
+    watcher = peer_at(two.address)
+    assert watcher.request(Hello(2)) == OK
+    assert watcher.request(Watch(True)) == OK and watcher.next_event() == Presence(())
+    alice = logged_in(one.address, "alice")
+    assert watcher.next_event() == Presence((("alice", True),))
+    alice.close()
+    assert watcher.next_event() == Presence((("alice", False),))
 
 
 def test_a_message_kept_by_one_node_is_delivered_by_another(nodes, peer_at):

@@ -13,8 +13,11 @@ from ..protocol import (
     Reason,
     Register,
     Response,
+    Resume,
     ServerVersion,
     Status,
+    TokenRequest,
+    Watch,
 )
 
 OK = encode(Response(Status.OK))
@@ -45,6 +48,9 @@ REQUEST_NAMES = {
     Authenticate: "authenticate",
     ChangePassword: "change_password",
     HistoryRequest: "history",
+    TokenRequest: "session_token",
+    Resume: "resume",
+    Watch: "watch",
 }
 
 

@@ -13,16 +13,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, final
 
-from ..codec import Decoder, encode, history_entry
+from ..codec import encode
 from ..protocol import (
     EXTENSION_VERSION,
-    MAX_BODY,
-    MAX_HISTORY_COUNT,
     Authenticate,
     ChangePassword,
     FrameTooLarge,
     Hello,
-    HistoryPage,
     HistoryRequest,
     Incoming,
     ListUsers,
@@ -31,12 +28,15 @@ from ..protocol import (
     Malformed,
     Reason,
     Register,
+    Resume,
     SendTo,
+    TokenRequest,
     UserList,
-    is_valid_password,
+    Watch,
     is_valid_text,
     is_valid_username,
 )
+from .account_rules import AccountRules
 from .operations.counts import COUNTS
 from .operations.logs import fields
 from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
@@ -51,15 +51,13 @@ from .replies import (
     STORED,
     failure,
 )
-from .storage.accounts import Accounts, Check
+from .storage.accounts import Accounts
 from .storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-STORED_PAGE = 64  # stored messages handed out at a time
 
-
-class Rules:
+class Rules(AccountRules):
     """The protocol's state for one connection, and the answer to each of its requests.
 
     ``mailbox`` is where messages for this connection's user are delivered (its session): the
@@ -74,6 +72,7 @@ class Rules:
         "_registered",
         "_extended",
         "_reasons",
+        "_tokens",
         "_mailbox",
         "_directory",
         "_accounts",
@@ -89,6 +88,7 @@ class Rules:
         self._registered = False  # logged in under a registered name, with its password
         self._extended = False  # the client said HELLO
         self._reasons = False  # ... of a version that learns why a request failed
+        self._tokens: list[str] = []  # session tokens issued or used here: LOGOUT revokes them
         self._mailbox = mailbox
         self._directory = directory
         self._accounts = accounts
@@ -111,6 +111,7 @@ class Rules:
             if kind is Login:
                 return self._log_in(event.name)
             if kind is Logout:
+                self._revoke_tokens()
                 return OK if self.log_out("logged out") else self._failure(Reason.NOT_LOGGED_IN)
             if kind is Hello:
                 self._extended = True
@@ -118,13 +119,15 @@ class Rules:
                 # A client newer than this server learns the version it gets; one that asks for
                 # a version the server has is answered OK, as ever.
                 return OK if event.version <= EXTENSION_VERSION else SERVER_VERSION
+            if kind is Watch and self._extended:
+                return self._watch(event.on)
             if kind in _EXTENSION_ANSWERS and self._extended:
                 if self._accounts is None:
                     return self._failure(Reason.NO_ACCOUNTS)
                 return _EXTENSION_ANSWERS[kind](self, event)
         except (DirectoryUnavailable, StoreUnavailable):
             return self._failure(Reason.UNAVAILABLE)
-        assert kind is Malformed or kind is FrameTooLarge or kind in _EXTENSION_ANSWERS, event
+        assert kind is Malformed or kind is FrameTooLarge or kind is Watch or kind in _EXTENSION_ANSWERS, event
         return MALFORMED
 
     def _failure(self, reason: Reason, detail: str = "") -> bytes:
@@ -218,146 +221,25 @@ class Rules:
         )
         return True
 
-    def keep_undelivered(self, frames: list[bytes]) -> int:
-        """Keep the relayed messages (0x83 frames) a registered user was sent but never took,
-        for their next login; how many were kept."""
-        accounts, name = self._accounts, self.name
-        if not frames or accounts is None or name is None or not self._registered:
-            return 0
-        messages = [(message.sender, message.text) for message in Decoder.for_client().receive_data(b"".join(frames))]
-        try:
-            return accounts.keep_dropped(name, messages)
-        except StoreUnavailable:
-            return 0
+    def _watch(self, on: bool) -> bytes:
+        presence = self._directory.presence
+        if not on:
+            presence.unwatch(self._mailbox)
+            return OK
+        return OK + presence.watch(self._mailbox)
 
-    # --- The extension (after HELLO) ------------------------------------------------------
-
-    def _authenticate(self, event: Authenticate) -> bytes:
-        accounts = self._accounts
-        assert accounts is not None
-        name = event.name
-        refused = self._refuse_login(name)
-        if refused is not None:
-            return refused
-        if not is_valid_password(event.password):
-            return self._failure(Reason.INVALID_PASSWORD)
-        check = accounts.check_password(name, event.password, self.host)
-        if check is not Check.RIGHT:
-            log.info("password for %s (%s): %s", name, self._peer, check.value)
-            return self._check_failure(check, name)
-        refused = self._claim(name)
-        if refused is not None:
-            return refused
-        self.name = name
-        self._registered = True
-        log.info(
-            "login %s (%s, registered)",
-            name,
-            self._peer,
-            extra=fields("login", name=name, peer=self._peer, registered=True),
-        )
-        # Messages kept while the user was away come first, a page at a time, each removed from
-        # the store once it has been handed over (next_stored); live ones wait behind them.
-        self.held = []
-        return OK + self._stored_page()
-
-    def next_stored(self) -> bytes:
-        """While ``held`` is not None: once the last page of stored messages has been handed
-        over, remove it from the store, and give the frames of the next page; after the last
-        page, the live messages held behind them (``held`` is then None again)."""
-        accounts, name = self._accounts, self.name
-        assert accounts is not None and name is not None and self._stored_mark is not None
-        try:
-            accounts.remove_offline(name, self._stored_mark)
-        except StoreUnavailable:
-            return self._end_catch_up()  # kept: the next login hands them out (again)
-        return self._stored_page()
-
-    def _stored_page(self) -> bytes:
-        accounts, name = self._accounts, self.name
-        assert accounts is not None and name is not None
-        try:
-            mark, stored = accounts.offline_page(name, STORED_PAGE)
-        except StoreUnavailable:
-            return self._end_catch_up()  # they stay kept, for the next login
-        if not stored:
-            return self._end_catch_up()
-        self._stored_mark = mark
-        return b"".join(map(encode, stored))
-
-    def _end_catch_up(self) -> bytes:
-        """The live messages held behind the stored ones, and no more holding."""
-        held, self.held, self._stored_mark = self.held or [], None, None
-        return b"".join(held)
-
-    def _register(self, event: Register) -> bytes:
-        accounts = self._accounts
-        assert accounts is not None
-        name = event.name
-        if self.name not in (None, name):
-            return self._failure(Reason.ALREADY_LOGGED_IN, self.name or "")
-        if not is_valid_username(name):
-            return self._failure(Reason.INVALID_NAME)
-        if not is_valid_password(event.password):
-            return self._failure(Reason.INVALID_PASSWORD)
-        claimed_now = self.name is None
-        if claimed_now:
-            refused = self._claim(name)
-            if refused is not None:
-                return refused
-            self.name = name
-        refusal = accounts.register(name, event.password, self.host)
-        if refusal is not None:
-            if claimed_now:
-                self.log_out("registration refused")
-            return self._failure(*refusal)
-        self._registered = True
-        log.info("registered %s (%s)", name, self._peer)
-        return OK
-
-    def _change_password(self, event: ChangePassword) -> bytes:
-        accounts = self._accounts
-        assert accounts is not None
-        name = self.name
-        if not self._registered or name is None:
-            return self._failure(Reason.NOT_REGISTERED)
-        if not is_valid_password(event.new):
-            return self._failure(Reason.INVALID_PASSWORD)
-        check = accounts.change_password(name, event.old, event.new, self.host)
-        return OK if check is Check.RIGHT else self._check_failure(check, name)
-
-    def _check_failure(self, check: Check, name: str) -> bytes:
-        """The FAILURE for a password check that did not go right."""
-        if check is Check.TOO_MANY:
-            assert self._accounts is not None
-            return self._failure(Reason.TOO_MANY_TRIES, str(self._accounts.retry_after(name, self.host)))
-        return self._failure(Reason.BUSY if check is Check.BUSY else Reason.WRONG_PASSWORD)
-
-    def _history(self, event: HistoryRequest) -> bytes:
-        accounts = self._accounts
-        assert accounts is not None
-        name = self.name
-        if not self._registered or name is None:
-            return self._failure(Reason.NOT_REGISTERED)
-        if not 1 <= event.count <= MAX_HISTORY_COUNT:
-            return self._failure(Reason.INVALID_COUNT)
-        entries = accounts.history(name, event.peer, event.count, event.before)
-        # The newest entries that fit in one frame; the client asks again for older ones.
-        room = MAX_BODY - len(encode(HistoryPage(event.peer, ())))
-        kept = []
-        for entry in reversed(entries):
-            room -= len(history_entry(entry))
-            if room < 0:
-                break
-            kept.append(entry)
-        return encode(HistoryPage(event.peer, tuple(reversed(kept))))
+    def closed(self) -> None:
+        """The connection has ended (after log_out): it watches nothing more."""
+        self._directory.presence.unwatch(self._mailbox)
 
 
-_EXTENSION_ANSWERS: dict[type, Callable[[Rules, Any], bytes]] = {
-    Authenticate: Rules._authenticate,
-    Register: Rules._register,
-    ChangePassword: Rules._change_password,
-    HistoryRequest: Rules._history,
+_EXTENSION_ANSWERS: dict[type, Callable[[Any, Any], bytes]] = {
+    Authenticate: AccountRules._authenticate,
+    Register: AccountRules._register,
+    ChangePassword: AccountRules._change_password,
+    HistoryRequest: AccountRules._history,
+    TokenRequest: AccountRules._session_token,
+    Resume: AccountRules._resume,
 }
 
 

@@ -257,6 +257,7 @@ class Session:
             if self.rules.held:  # live messages held behind stored ones: kept behind them
                 self.rules.keep_undelivered(self.rules.held)
             self.rules.log_out("disconnected")
+            self.rules.closed()
             # After a frame too large, or at a shutdown, the client may still be sending:
             # close gracefully, or a reset could destroy replies it has not read yet.
             self._stream.close(gracefully=self._decoder.broken or reason == "shutdown")

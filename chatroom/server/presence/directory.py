@@ -14,6 +14,7 @@ from typing import Protocol, final
 from gevent.event import AsyncResult
 
 from .skeleton import load_table, skeleton
+from .watch import PresenceWatch
 
 
 class DirectoryUnavailable(Exception):
@@ -56,7 +57,9 @@ class RemoteRecipient:
 
 class Directory(Protocol):
     """Names are unique, and so are their confusable skeletons: a name that looks like one
-    logged in cannot be claimed."""
+    logged in cannot be claimed. ``presence`` pushes who comes and goes to those who watch."""
+
+    presence: PresenceWatch
 
     def start(self) -> None:
         """Begin serving (connect, start background work); the server calls it once."""
@@ -92,11 +95,14 @@ class LocalDirectory:
     def __init__(self) -> None:
         self._mailboxes: dict[str, Mailbox] = {}
         self._look_alikes: dict[str, str] = {}  # skeleton -> the name logged in with it
+        self._changes = 0  # claims and releases so far
+        self.presence = PresenceWatch(self.names, lambda: self._changes)
 
     def start(self) -> None:
         load_table()  # now, rather than in the first login
 
     def stop(self) -> None:
+        self.presence.stop()
         self._mailboxes.clear()
         self._look_alikes.clear()
 
@@ -109,6 +115,7 @@ class LocalDirectory:
             return False
         self._mailboxes[name] = mailbox
         self._look_alikes[look] = name
+        self._changes += 1
         return True
 
     def holder(self, name: str) -> str | None:
@@ -118,6 +125,7 @@ class LocalDirectory:
         if self._mailboxes.get(name) is mailbox:
             del self._mailboxes[name]
             del self._look_alikes[skeleton(name)]
+            self._changes += 1
 
     def names(self) -> list:
         return sorted(self._mailboxes)

@@ -7,7 +7,9 @@ registered one refused, offline messages and history kept for registered users o
 """
 
 import enum
+import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 
 from argon2 import PasswordHasher
@@ -26,6 +28,8 @@ DEFAULT_QUOTAS = Quotas()
 # OWASP's recommended minimum for argon2id: 19 MiB, 2 passes, 1 lane.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 HASHING_THREADS = 2  # bounds the memory hashing takes: 2 x 19 MiB
+TOKEN_LIFETIME_MS = 7 * 86_400_000
+TOKEN_BYTES = 24  # 192 random bits
 
 
 class Check(enum.Enum):
@@ -124,10 +128,26 @@ class Accounts:
         return self._throttle.retry_after(name, address)
 
     def change_password(self, name: str, old: str, new: str, address: str) -> Check:
+        """A new password; every session token of name is revoked with the old one."""
         check = self.check_password(name, old, address)
         if check is Check.RIGHT:
             self.store.set_password_hash(name, self._hashing.spawn(self._hasher.hash, new).get())
+            self.store.revoke_tokens(name)
         return check
+
+    # --- Session tokens -------------------------------------------------------------------
+
+    def issue_token(self, name: str) -> str:
+        """A new session token for name: random, kept only hashed, valid TOKEN_LIFETIME_MS."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        self.store.add_token(_token_hash(token), name, now_ms() + TOKEN_LIFETIME_MS)
+        return token
+
+    def token_is_for(self, name: str, token: str) -> bool:
+        return self.store.token_owner(_token_hash(token)) == name
+
+    def revoke_token(self, token: str) -> None:
+        self.store.revoke_token(_token_hash(token))
 
     # --- Memory -------------------------------------------------------------------------
 
@@ -167,3 +187,8 @@ class Accounts:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+
+def _token_hash(token: str) -> str:
+    # A token is 192 random bits: a fast hash is enough to make a stolen table useless.
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -4,6 +4,8 @@
   cluster-wide. Each node also keeps the set of registered names, loaded at start and told
   of new ones on the ``chatroom:accounts:new`` channel, so that routing a message never
   waits on Redis to learn whether its recipient is registered;
+- ``chatroom:token:HASH`` names the user a session token was issued to, expiring with it;
+  ``chatroom:tokens:NAME`` is the set of a user's token hashes;
 - ``chatroom:offline:NAME`` is a list of the messages kept for NAME, oldest first;
 - ``chatroom:history:FIRST:SECOND`` is a sorted set of one conversation's messages (the two
   names in code point order), scored by an id that grows within the conversation.
@@ -31,6 +33,8 @@ ACCOUNTS = "chatroom:accounts"
 SINCE = "chatroom:accounts:since"  # name -> when its account was made (ms): it sees nothing older
 NEW_ACCOUNTS = "chatroom:accounts:new"
 OFFLINE = "chatroom:offline:"
+TOKEN = "chatroom:token:"  # + a session token's hash: the name it was issued to, until it expires
+TOKENS = "chatroom:tokens:"  # + name: the hashes of its tokens (to revoke them all)
 HISTORY = "chatroom:history:"
 RETRY_PAUSE = 0.5
 POOL_SIZE = 16
@@ -180,6 +184,24 @@ class RedisStore:
         self._call(self._redis.hset, ACCOUNTS, name, password_hash)
 
     # --- Offline messages ---------------------------------------------------------------
+
+    def add_token(self, token_hash, name, expires_ms):
+        self._call(self._redis.set, TOKEN + token_hash, name, pxat=expires_ms)
+        self._call(self._redis.sadd, TOKENS + name, token_hash)
+        self._call(self._redis.pexpireat, TOKENS + name, expires_ms)  # (the newest token lives longest)
+
+    def token_owner(self, token_hash):
+        value = self._call(self._redis.get, TOKEN + token_hash)
+        return value.decode() if value is not None else None
+
+    def revoke_token(self, token_hash):
+        self._call(self._redis.delete, TOKEN + token_hash)
+
+    def revoke_tokens(self, name):
+        hashes = self._call(self._redis.smembers, TOKENS + name)
+        for token_hash in hashes:
+            self._call(self._redis.delete, TOKEN + token_hash.decode())
+        self._call(self._redis.delete, TOKENS + name)
 
     def keep_offline(self, recipient, sender, text, time_ms):
         return self.keep_dropped(recipient, [(sender, text)], time_ms) == 1

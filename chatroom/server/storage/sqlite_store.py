@@ -33,6 +33,10 @@ MIGRATIONS = [
     CREATE INDEX history_by_pair ON history (first, second, id);
     CREATE INDEX history_by_time ON history (time_ms);
     """,
+    """
+    CREATE TABLE tokens (hash TEXT PRIMARY KEY, name TEXT NOT NULL, expires_ms INTEGER NOT NULL);
+    CREATE INDEX tokens_by_name ON tokens (name);
+    """,
 ]
 EXPIRY_INTERVAL = 3600.0
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)"
@@ -106,6 +110,7 @@ class SQLiteStore:
         cutoff = self._oldest_kept()
         db.execute("DELETE FROM offline WHERE time_ms < ?", (cutoff,))
         db.execute("DELETE FROM history WHERE time_ms < ?", (cutoff,))
+        db.execute("DELETE FROM tokens WHERE expires_ms < ?", (now_ms(),))
         db.execute("PRAGMA incremental_vacuum")  # the file gives back what expiry freed
         return db.execute(_MAILBOXES).fetchall()
 
@@ -133,6 +138,20 @@ class SQLiteStore:
     def set_password_hash(self, name, password_hash):
         self._worker.write_and_wait("UPDATE accounts SET password_hash = ? WHERE name = ?", (password_hash, name))
         self._accounts[name] = password_hash
+
+    # --- Session tokens -------------------------------------------------------------------
+
+    def add_token(self, token_hash, name, expires_ms):
+        self._worker.write_and_wait("INSERT INTO tokens VALUES (?, ?, ?)", (token_hash, name, expires_ms))
+
+    def token_owner(self, token_hash):
+        return self._worker.call(_token_owner, token_hash, now_ms())
+
+    def revoke_token(self, token_hash):
+        self._worker.write_and_wait("DELETE FROM tokens WHERE hash = ?", (token_hash,))
+
+    def revoke_tokens(self, name):
+        self._worker.write_and_wait("DELETE FROM tokens WHERE name = ?", (name,))
 
     # --- Offline messages ---------------------------------------------------------------
 
@@ -206,3 +225,8 @@ class SQLiteStore:
             (first, second, before, cutoff, name, count),
         ).fetchall()
         return [HistoryEntry(row_id, time_ms, sender == name, text) for row_id, time_ms, sender, text in reversed(rows)]
+
+
+def _token_owner(db, token_hash, now):
+    row = db.execute("SELECT name FROM tokens WHERE hash = ? AND expires_ms >= ?", (token_hash, now)).fetchone()
+    return row[0] if row else None

@@ -57,6 +57,17 @@ class Store(Protocol):
 
     def set_password_hash(self, name: str, password_hash: str) -> None: ...
 
+    def add_token(self, token_hash: str, name: str, expires_ms: int) -> None:
+        """Keep a session token's hash for name until expires_ms (committed on return)."""
+
+    def token_owner(self, token_hash: str) -> str | None:
+        """The name a session token was issued to, while it is neither expired nor revoked."""
+
+    def revoke_token(self, token_hash: str) -> None: ...
+
+    def revoke_tokens(self, name: str) -> None:
+        """Revoke every session token of name (its password changed)."""
+
     def keep_offline(self, recipient: str, sender: str, text: str, time_ms: int) -> bool:
         """Keep a message for an offline recipient; False when their mailbox is full."""
 

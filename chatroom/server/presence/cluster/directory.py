@@ -26,6 +26,7 @@ from ...operations.logs import fields
 from ..directory import DirectoryUnavailable, LocalDirectory, Mailbox, RemoteRecipient
 from ..redis_link import pooled_client, slot_owner
 from ..skeleton import skeleton
+from ..watch import PresenceWatch
 from .courier import Circuit, Courier
 from .inbox import DirectoryMoved, Inbox
 from .scripts import USERS, Scripts
@@ -49,6 +50,7 @@ class RedisDirectory:
         self._circuit = Circuit(on_moved=self._follow_soon)
         self._courier = Courier(self.node_id, self._circuit)
         self._local = LocalDirectory()
+        self.presence = PresenceWatch(self._names_if_reachable)
         self._inbox = Inbox(
             self.node_id,
             self._local,
@@ -120,6 +122,7 @@ class RedisDirectory:
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
 
     def stop(self) -> None:
+        self.presence.stop()
         gevent.killall(self._greenlets)
         try:
             self._scripts.release_all(self.node_id)
@@ -157,6 +160,12 @@ class RedisDirectory:
 
     def names(self) -> list:
         return sorted(name.decode() for name in self._call(self._scripts.live_names))
+
+    def _names_if_reachable(self) -> list | None:
+        try:
+            return self.names()
+        except DirectoryUnavailable:
+            return None
 
     def find(self, name: str) -> Mailbox | RemoteRecipient | None:
         mailbox = self._local.find(name)
