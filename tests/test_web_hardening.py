@@ -13,7 +13,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request
 
 from chatroom.codec import Decoder, encode
-from chatroom.protocol import ListUsers, Login, UserList
+from chatroom.protocol import ListUsers, Login, SendTo, UserList
 from chatroom.testing import OK, WAIT, assert_clean_log, free_port
 from chatroom.websocket_client import binary_frame
 
@@ -175,3 +175,22 @@ def _closed_soon(peer) -> bool:
         return True
     except gevent.Timeout:
         return False
+
+
+def test_a_quiet_websocket_client_stays_connected_and_a_half_message_is_closed_while_parked(server_process, peer_at):
+    port = free_port()
+    server = server_process("--web", f"127.0.0.1:{port}", "--frame-timeout", "2")
+    server.wait_for_log("Web client on")
+    quiet, ws = open_websocket(("127.0.0.1", port))
+    quiet.sendall(ws.send(BytesMessage(encode(Login("quiet")))))
+    half, half_ws = open_websocket(("127.0.0.1", port))
+    half.sendall(half_ws.send(BytesMessage(encode(ListUsers()))))  # (a whole frame ends the idle timer)
+    half.sendall(half_ws.send(BytesMessage(encode(ListUsers())[:3], message_finished=False)))
+    # Both park after a second of quiet; the half message ends at the frame timeout.
+    server.wait_for_log("did not complete a frame in 2 s; closing")
+    bob = peer_at(server.address)
+    bob.login("bob")
+    assert bob.request(SendTo("quiet", "still there?")) == OK
+    assert "logout quiet" not in server.log_text()
+    quiet.close()
+    half.close()

@@ -185,3 +185,23 @@ def test_a_protocol_error_is_answered_with_a_close_frame_that_says_so(pair):
             sent += data
     assert sent[0] == 0x88 and sent[2:4] == (1002).to_bytes(2, "big")  # protocol error
     closing.join(WAIT)
+
+
+def test_a_timeout_of_the_callers_passes_through_and_closes_nothing(pair):
+    # The session waits a moment in receive() before it parks a quiet connection: that wait
+    # ending is not the client's fault.
+    stream, sock, client = pair
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.2):
+        stream.receive()
+    sock.sendall(client.send(BytesMessage(encode(ListUsers()))))
+    with gevent.Timeout(WAIT):
+        assert stream.receive() == encode(ListUsers())
+
+
+def test_a_timeout_of_the_callers_while_a_message_is_unfinished_leaves_its_time_running(open_pair):
+    stream, sock, client = open_pair(frame_timeout=0.5)
+    sock.sendall(client.send(BytesMessage(encode(Login("half"))[:3], message_finished=False)))
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.2):
+        stream.receive()
+    left = stream.unfinished_for()
+    assert left is not None and 0 < left < 0.5

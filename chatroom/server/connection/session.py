@@ -113,6 +113,9 @@ class Session:
                     with gevent.Timeout(QUIET_BEFORE_PARKING):
                         data = self._stream.receive()
                 except gevent.Timeout:
+                    left = self._stream.unfinished_for()
+                    if left is not None:  # a WebSocket message in fragments: it too must end in time
+                        self._set_timer(left, self._frame_expired)
                     self._park()
                     return
                 # Once the server ends the connection (a shutdown, a stall), nothing more

@@ -30,6 +30,12 @@ class Stream(Protocol):
         with a handshake): receive() gives them at once."""
         ...
 
+    def unfinished_for(self) -> float | None:
+        """How long a message the stream holds unfinished has left of the frame timeout (a
+        WebSocket message in fragments), or None if it holds none: the session must not park
+        such a connection without a timer."""
+        ...
+
     def send(self, data) -> int:
         """Send some of data, waiting until the connection takes some; how much it took."""
         ...
@@ -82,6 +88,9 @@ class SocketStream:
     def buffered(self) -> bool:
         # TLS may have read application data along with the end of its handshake.
         return self.transport == "tls" and self._sock.pending() > 0
+
+    def unfinished_for(self) -> float | None:
+        return None  # a frame begun is the session's decoder's to time
 
     def shut_down(self) -> None:
         sockets.shut_down(self._sock)

@@ -35,6 +35,10 @@ PING_RATE = 10.0  # pings answered a second (in bursts of as many); more go unan
 CONTROL_FLOOD = 100  # control frames and empty fragments within a second that close the connection
 
 
+class _Unfinished(Exception):
+    """A message was not finished within the frame timeout."""
+
+
 class WebSocketStream:
     """receive() gives the frames that arrive, one per binary message; send() takes frames,
     in any pieces, and sends each as a message."""
@@ -78,7 +82,7 @@ class WebSocketStream:
         while not frames and not self._closed:
             try:
                 data = self._read()
-            except gevent.Timeout:
+            except _Unfinished:
                 return self._fail(POLICY_VIOLATION, f"a message was not finished in {self._frame_timeout:g} s")
             try:
                 self._ws.receive_data(data or None)
@@ -95,12 +99,19 @@ class WebSocketStream:
                 gevent.sleep(0)  # a flood of frames without content must not keep others waiting
         return frames
 
+    def unfinished_for(self) -> float | None:
+        if self._message_began is None:
+            return None
+        return max(0.0, self._message_began + self._frame_timeout - time.monotonic())
+
     def _read(self) -> bytes:
-        """The next bytes; gevent.Timeout once an unfinished message has had its time."""
+        """The next bytes; _Unfinished once an unfinished message has had its time. (Its own
+        exception: a timeout of the caller's, such as the session's wait before it parks,
+        must reach the caller, not close the connection.)"""
         if self._message_began is None:
             return self.raw.recv(RECV_SIZE)
         left = self._message_began + self._frame_timeout - time.monotonic()
-        with gevent.Timeout(max(left, 0.001)):
+        with gevent.Timeout(max(left, 0.001), _Unfinished):
             return self.raw.recv(RECV_SIZE)
 
     def _take_events(self) -> bytes:
