@@ -1,3 +1,6 @@
+import os
+import shutil
+
 import pytest
 from argon2 import PasswordHasher
 
@@ -6,7 +9,7 @@ from chatroom.server import ChatServer
 from chatroom.server.presence.directory import LocalDirectory
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import ClientProcess, Peer, ServerProcess
+from chatroom.testing import WAIT, ClientProcess, Peer, ServerProcess, free_port
 from tests.terminals import COLS, Terminal
 
 # Hashing as the server does it, only cheaper: the rules' tests are about the rules.
@@ -98,6 +101,36 @@ def terminal(server, tmp_path):
 @pytest.fixture
 def accounts_server(server_process, tmp_path):
     return server_process(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def web_server(server_process):
+    port = free_port()
+    server = server_process("--web", f"127.0.0.1:{port}")
+    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
+    server.web_url = f"http://127.0.0.1:{port}/"
+    server.web_address = ("127.0.0.1", port)
+    return server
+
+
+@pytest.fixture
+def browser():
+    """A headless chromium; nothing is downloaded (SE_OFFLINE), the driver is Debian's."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
+    if not driver_path or not chromium:
+        pytest.fail("chromium and chromium-driver are needed: ./scripts/test installs them")  # never a skip
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,640"]:
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(WAIT * 3)
+    yield driver
+    driver.quit()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ Selenium, offline) against a real server process, beside raw-protocol clients.""
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import gevent
@@ -17,80 +16,11 @@ from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming, ListUsers, Login, SendTo, UserList
 from chatroom.testing import OK, WAIT, Peer, assert_clean_log, eventually, free_port, random_websocket_frames
 from chatroom.websocket_client import binary_frame
+from tests.browsers import click, log_in, until
 
 pytestmark = pytest.mark.process
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-
-
-@pytest.fixture
-def web_server(server_process):
-    port = free_port()
-    server = server_process("--web", f"127.0.0.1:{port}")
-    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
-    server.web_url = f"http://127.0.0.1:{port}/"
-    server.web_address = ("127.0.0.1", port)
-    return server
-
-
-@pytest.fixture
-def browser():
-    """A headless chromium; nothing is downloaded (SE_OFFLINE), the driver is Debian's."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    driver_path, chromium = shutil.which("chromedriver"), shutil.which("chromium")
-    if not driver_path or not chromium:
-        pytest.fail("chromium and chromium-driver are needed: ./scripts/test installs them")  # never a skip
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,640"]:
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(WAIT * 3)
-    yield driver
-    driver.quit()
-
-
-def until(driver, condition, what):
-    """condition(driver), once it is true (bounded). An element the page redrew between finding
-    it and reading it is looked for again."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    def check():
-        try:
-            return condition(driver)
-        except (StaleElementReferenceException, NoSuchElementException):
-            return None
-
-    return eventually(check, timeout=WAIT * 2, interval=0.05, what=what)
-
-
-def click(driver, css):
-    """Click what css selects, finding it again if the page re-drew it meanwhile."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-
-    def clicked(d):
-        try:
-            d.find_element(By.CSS_SELECTOR, css).click()
-        except StaleElementReferenceException:
-            return False
-        return True
-
-    until(driver, clicked, f"a click on {css}")
-
-
-def log_in(driver, url, name):
-    from selenium.webdriver.common.by import By
-
-    driver.get(url)
-    until(driver, lambda d: d.find_element(By.ID, "status").text == "connected", "the connection")
-    driver.find_element(By.ID, "name").send_keys(name)
-    driver.find_element(By.ID, "login").click()
-    until(driver, lambda d: d.find_element(By.ID, "me").text == name, "the login")
-    assert not driver.find_element(By.ID, "login-form").is_displayed()
 
 
 def test_a_browser_and_a_terminal_protocol_client_chat(web_server, browser, logged_in, tmp_path):
@@ -127,8 +57,7 @@ def test_names_and_messages_are_shown_as_text_never_as_html(web_server, browser,
     mallory = logged_in(web_server.address, "<b>mal</b>")
     attack = "<img src=x onerror=\"document.title='pwned'\">"
     assert mallory.request(SendTo("webby", attack)) == OK
-    click(browser, "#refresh")
-    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".user"), "mallory")
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".user"), "mallory, pushed")
     click(browser, ".user")
     until(browser, lambda d: attack in d.find_element(By.ID, "messages").text, "the message, as text")
     assert browser.find_element(By.CSS_SELECTOR, ".user .name").text == "<b>mal</b>"
@@ -201,7 +130,7 @@ def test_the_page_is_served_with_a_strict_policy(web_server):
 
     with urllib.request.urlopen(web_server.web_url, timeout=WAIT) as response:
         page = response.read().decode()
-        assert "Content-Security-Policy" in response.headers and '<script src="app.js"' in page
+        assert "Content-Security-Policy" in response.headers and '<script type="module" src="app.js"' in page
 
 
 def test_a_message_longer_than_a_frame_closes_the_websocket(web_server):
@@ -244,7 +173,7 @@ def test_the_page_over_tls(server_process, tmp_path):
     server.wait_for_log(f"Web client on https://127.0.0.1:{port}/")
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    with urllib.request.urlopen(f"https://127.0.0.1:{port}/app.js", timeout=WAIT, context=context) as response:
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/protocol.js", timeout=WAIT, context=context) as response:
         assert response.status == 200 and b"WebSocket" in response.read()
 
 

@@ -1,109 +1,29 @@
-// The chatroom browser client: docs/protocol.md over a WebSocket, one frame per binary message.
-// Every piece of text from the network goes into the page with textContent, never as HTML.
-"use strict";
+// The chatroom browser client: the page. Every piece of text from the network goes into the
+// page as text (text.js), never as HTML. A registered user's login survives a reload through a
+// session token kept in sessionStorage (never the password), with the conversations that
+// were open.
 
-const LOGIN = 0x01, LIST = 0x02, SENDTO = 0x03, LOGOUT = 0x04;
-const USER_LIST = 0x81, RESPONSE = 0x82, INCOMING = 0x83;
-const OK = 0x00, FAILURE = 0x01, MALFORMED = 0x02;
-const MAX_TEXT = 65535;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+import {
+  Connection, INCOMING, MAX_NAME, MAX_TEXT, OK, PRESENCE, REGISTERED, STORED, STORED_MESSAGE, TOKEN,
+  HISTORY_PAGE, reasonText,
+} from "./protocol.js";
+import { appendMessage, escaped } from "./text.js";
 
-// --- Frames -------------------------------------------------------------------------------
-
-function frame(type, ...parts) {
-  const length = parts.reduce((sum, part) => sum + part.length, 0);
-  const bytes = new Uint8Array(5 + length);
-  bytes[0] = type;
-  new DataView(bytes.buffer).setUint32(1, length);
-  let offset = 5;
-  for (const part of parts) { bytes.set(part, offset); offset += part.length; }
-  return bytes;
-}
-
-function nameField(name) {
-  const bytes = encoder.encode(name);
-  return Uint8Array.of(bytes.length, ...bytes);
-}
-
-function splitNameField(body, offset) {
-  const end = offset + 1 + body[offset];
-  return [decoder.decode(body.subarray(offset + 1, end)), end];
-}
-
-function parse(bytes) {
-  const type = bytes[0];
-  const body = bytes.subarray(5, 5 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(1));
-  if (type === RESPONSE) return { type, status: body[0] };
-  if (type === INCOMING) {
-    const [sender, end] = splitNameField(body, 0);
-    return { type, sender, text: decoder.decode(body.subarray(end)) };
-  }
-  if (type === USER_LIST) {
-    const names = [];
-    for (let offset = 0; offset < body.length;) {
-      const [name, end] = splitNameField(body, offset);
-      names.push(name);
-      offset = end;
-    }
-    return { type, names };
-  }
-  return { type };
-}
-
-// --- The connection: requests answered in order, messages to a callback, reconnects -------
-
-class Connection {
-  constructor(onMessage, onState) {
-    this.onMessage = onMessage;
-    this.onState = onState;
-    this.waiting = [];
-    this.delay = 1;
-    this.open();
-  }
-
-  open() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    this.socket = new WebSocket(`${scheme}//${location.host}/chat`);
-    this.socket.binaryType = "arraybuffer";
-    this.socket.onopen = () => { this.delay = 1; this.onState("connected"); };
-    this.socket.onmessage = (event) => this.receive(new Uint8Array(event.data));
-    this.socket.onclose = () => this.lost();
-  }
-
-  lost() {
-    for (const waiter of this.waiting.splice(0)) waiter.reject(new Error("disconnected"));
-    const delay = this.delay * (0.8 + Math.random() * 0.4);
-    this.onState(`disconnected; reconnecting in ${Math.round(delay)}s`);
-    this.delay = Math.min(this.delay * 2, 60);
-    setTimeout(() => this.open(), delay * 1000);
-  }
-
-  receive(bytes) {
-    let message;
-    try { message = parse(bytes); } catch { return; }
-    if (message.type === INCOMING) this.onMessage(message);
-    else if (message.type === RESPONSE || message.type === USER_LIST) this.waiting.shift()?.resolve(message);
-  }
-
-  request(bytes) {
-    if (this.socket.readyState !== WebSocket.OPEN) return Promise.reject(new Error("not connected"));
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.socket.send(bytes);
-    });
-  }
-
-  login(name) { return this.request(frame(LOGIN, encoder.encode(name))); }
-  list() { return this.request(frame(LIST)); }
-  logout() { return this.request(frame(LOGOUT)); }
-  sendTo(name, text) { return this.request(frame(SENDTO, nameField(name), encoder.encode(text))); }
-}
-
-// --- The page ------------------------------------------------------------------------------
+const PAGE = 50;  // history entries asked for at a time
+const SAVED = "chatroom.session";  // sessionStorage: {name, token, open: [names]}
 
 const $ = (id) => document.getElementById(id);
-const state = { me: null, peer: null, online: [], conversations: new Map(), unread: new Map() };
+const state = {
+  me: null,
+  registered: false,
+  token: null,
+  peer: null,
+  online: new Set(),
+  conversations: new Map(),  // name -> {entries: [], oldest: id, complete: bool, loaded: bool}
+  unread: new Map(),
+  notify: false,
+  asking: null,  // the name whose password the form asks for
+};
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -113,128 +33,327 @@ function element(tag, className, text) {
 }
 
 function clock(date) {
-  return date.toTimeString().slice(0, 5);
+  const today = new Date().toDateString() === date.toDateString();
+  return today ? date.toTimeString().slice(0, 5) : `${date.toISOString().slice(5, 10)} ${date.toTimeString().slice(0, 5)}`;
 }
 
 function conversation(name) {
-  if (!state.conversations.has(name)) state.conversations.set(name, []);
+  if (!state.conversations.has(name)) {
+    state.conversations.set(name, { entries: [], oldest: 0, complete: false, loaded: false });
+    save();
+  }
   return state.conversations.get(name);
+}
+
+function save() {
+  if (state.registered && state.token) {
+    const open = [...state.conversations.keys()];
+    sessionStorage.setItem(SAVED, JSON.stringify({ name: state.me, token: state.token, open, peer: state.peer }));
+  }
+}
+
+function saved() {
+  try { return JSON.parse(sessionStorage.getItem(SAVED)); } catch { return null; }
+}
+
+// --- Drawing ----------------------------------------------------------------------------------
+
+function renderTitle() {
+  const unread = [...state.unread.values()].reduce((sum, n) => sum + n, 0);
+  document.title = unread ? `(${unread}) chatroom` : "chatroom";
 }
 
 function renderUsers() {
   const list = $("users");
+  const focused = document.activeElement?.dataset?.name;
   list.replaceChildren();
   const names = new Set([...state.online, ...state.conversations.keys()]);
   names.delete(state.me);
   for (const name of [...names].sort()) {
-    const item = element("li", "user");
-    item.dataset.name = name;
-    if (name === state.peer) item.classList.add("active");
-    if (!state.online.includes(name)) item.classList.add("offline");
-    item.append(element("span", "name", name), element("span", "unread", String(state.unread.get(name) || "")));
-    item.addEventListener("click", () => openConversation(name));
+    const item = element("li");
+    const button = element("button", "user");
+    button.type = "button";
+    button.dataset.name = name;
+    const online = state.online.has(name);
+    if (name === state.peer) { button.classList.add("active"); button.setAttribute("aria-current", "true"); }
+    if (!online) button.classList.add("offline");
+    const unread = state.unread.get(name) || 0;
+    button.setAttribute("aria-label", `${escaped(name)}, ${online ? "online" : "offline"}${unread ? `, ${unread} unread` : ""}`);
+    const label = element("span", "name");
+    appendMessage(label, name);
+    button.append(element("span", online ? "dot online" : "dot"), label, element("span", "unread", unread ? String(unread) : ""));
+    button.addEventListener("click", () => openConversation(name));
+    item.append(button);
     list.append(item);
   }
+  if (focused) list.querySelector(`.user[data-name="${CSS.escape(focused)}"]`)?.focus();
+  renderTitle();
 }
 
-function renderMessages() {
+function messageItem(entry) {
+  const item = element("li", `message${entry.mine ? " mine" : ""}${entry.note ? " note" : ""}${entry.old ? " old" : ""}`);
+  const time = element("time", "", clock(entry.time));
+  time.dateTime = entry.time.toISOString();
+  const sender = element("span", "sender");
+  if (!entry.note) appendMessage(sender, entry.mine ? "me" : entry.sender);
+  const text = element("span", "text");
+  appendMessage(text, entry.text);
+  item.append(time, sender, text);
+  return item;
+}
+
+function renderMessages(keepPlace = false) {
   const list = $("messages");
-  list.replaceChildren();
-  for (const entry of state.peer ? conversation(state.peer) : []) {
-    const item = element("li", `message ${entry.mine ? "mine" : ""} ${entry.note ? "note" : ""}`);
-    const time = element("time", "", clock(entry.time));
-    time.dateTime = entry.time.toISOString();
-    item.append(time, element("span", "sender", entry.note ? "" : (entry.mine ? "me" : entry.sender)), element("span", "text", entry.text));
-    list.append(item);
-  }
-  list.scrollTop = list.scrollHeight;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  list.replaceChildren(...(state.peer ? conversation(state.peer).entries : []).map(messageItem));
+  list.scrollTop = keepPlace ? list.scrollHeight - fromBottom : list.scrollHeight;
 }
 
-function openConversation(name) {
+function showChat(shown) {
+  $("login-form").hidden = shown;
+  $("password-form").hidden = true;
+  $("chat").hidden = !shown;
+  for (const id of ["logout", "notify"]) $(id).hidden = !shown;
+  $("notify").hidden = !shown || !("Notification" in window);
+  $("account").hidden = !shown || !state.registered;
+  $("me").textContent = shown ? state.me : "";
+}
+
+// --- Conversations ------------------------------------------------------------------------------
+
+async function openConversation(name) {
   state.peer = name;
   state.unread.delete(name);
-  $("peer").textContent = name;
+  const talk = conversation(name);
+  $("peer").replaceChildren();
+  appendMessage($("peer"), name);
   $("text").disabled = $("send").disabled = false;
-  $("text").focus();
+  document.body.classList.add("talking");
+  save();
   renderUsers();
   renderMessages();
+  $("text").focus();
+  if (state.registered && !talk.loaded) await loadHistory(name, true);
 }
 
-function received(message) {
-  conversation(message.sender).push({ sender: message.sender, text: message.text, time: new Date(), mine: false });
-  if (message.sender !== state.peer || document.hidden) {
-    state.unread.set(message.sender, (state.unread.get(message.sender) || 0) + 1);
-  }
-  renderUsers();
-  if (message.sender === state.peer) renderMessages();
-}
-
-async function refresh() {
+// The first page of a conversation's history replaces what this page showed of it (the
+// server keeps everything said since the account was made); later pages go on top.
+async function loadHistory(name, first) {
+  const talk = conversation(name);
+  if (talk.complete || talk.loading) return;
+  talk.loading = true;
   try {
-    state.online = (await connection.list()).names;
-  } catch { /* shown by the status line */ }
-  renderUsers();
+    const reply = await connection.history(name, PAGE, first ? 0 : talk.oldest);
+    if (reply.type !== HISTORY_PAGE) return;
+    const older = reply.entries.map((e) => ({ sender: e.sent ? state.me : name, mine: e.sent, text: e.text, time: e.time, old: true }));
+    if (first) {
+      const since = reply.entries.length ? reply.entries[reply.entries.length - 1].time : new Date(0);
+      talk.entries = older.concat(talk.entries.filter((entry) => entry.time > since && !entry.old));
+    } else {
+      talk.entries = older.concat(talk.entries);
+    }
+    if (reply.entries.length) talk.oldest = reply.entries[0].id;
+    talk.complete = reply.entries.length < PAGE;
+    talk.loaded = true;
+    if (state.peer === name) renderMessages(!first);
+  } catch { /* not connected: the next open asks again */ } finally {
+    talk.loading = false;
+  }
 }
 
-async function logIn(name) {
-  const reply = await connection.login(name);
-  if (reply.status !== OK) return false;
-  state.me = name;
-  $("me").textContent = name;
-  $("login-form").hidden = true;
-  $("chat").hidden = false;
-  await refresh();
-  return true;
+function received(sender, text, time, stored) {
+  conversation(sender).entries.push({ sender, text, time, mine: false });
+  if (sender !== state.peer || document.hidden) state.unread.set(sender, (state.unread.get(sender) || 0) + 1);
+  renderUsers();
+  if (sender === state.peer) renderMessages();
+  if (state.notify && document.hidden && !stored) {
+    new Notification(escaped(sender), { body: escaped(text).slice(0, 200), tag: `chatroom-${sender}` });
+  }
+}
+
+function onPush(message) {
+  if (message.type === INCOMING || message.type === STORED_MESSAGE) {
+    received(message.sender, message.text, message.time, message.type === STORED_MESSAGE);
+  } else if (message.type === PRESENCE) {
+    for (const [name, online] of message.changes) {
+      if (online) state.online.add(name); else state.online.delete(name);
+    }
+    renderUsers();
+  }
 }
 
 async function send() {
   const text = $("text").value;
-  if (!state.peer || !text.trim()) return;
+  const peer = state.peer;
+  if (!peer || !text.trim()) return;
   $("send-error").textContent = "";
   if (text.length > MAX_TEXT) { $("send-error").textContent = "Too long: at most 65535 characters."; return; }
   try {
-    const reply = await connection.sendTo(state.peer, text);
-    if (reply.status === OK) {
-      conversation(state.peer).push({ sender: state.me, text, time: new Date(), mine: true });
+    const reply = await connection.sendTo(peer, text);
+    if (reply.status === OK || reply.status === STORED) {
+      conversation(peer).entries.push({ sender: state.me, text, time: new Date(), mine: true });
       $("text").value = "";
       renderMessages();
+      if (reply.status === STORED) $("send-error").textContent = `${peer} is offline: kept for them.`;
     } else {
-      $("send-error").textContent = `Not sent: ${state.peer} is not online.`;
+      $("send-error").textContent = `Not sent: ${reasonText(reply, peer) || `${peer} is not online`}.`;
     }
   } catch {
     $("send-error").textContent = "Not sent: not connected.";
   }
 }
 
-const connection = new Connection(received, async (status) => {
-  $("status").textContent = status;
-  if (status === "connected" && state.me) {  // back after a reconnect: the same name again
-    if (!(await connection.login(state.me).then((r) => r.status === OK, () => false))) {
-      $("status").textContent = `connected, but ${state.me} was taken meanwhile`;
-    }
-    await refresh();
-  }
-});
+// --- Logging in -------------------------------------------------------------------------------
 
-$("login-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const name = $("name").value.trim();
-  $("login-error").textContent = "";
-  try {
-    if (!(await logIn(name))) $("login-error").textContent = "That name is taken or not allowed (1-20 characters, no spaces).";
-  } catch {
-    $("login-error").textContent = "Not connected yet: try again in a moment.";
+async function loggedIn(name, registered) {
+  state.me = name;
+  state.registered = registered;
+  if (registered) {
+    const reply = await connection.sessionToken().catch(() => null);
+    state.token = reply?.type === TOKEN ? reply.token : null;
   }
-});
-$("refresh").addEventListener("click", refresh);
+  save();
+  showChat(true);
+  if (!connection.extended) state.online = new Set((await connection.list()).names);
+  renderUsers();
+}
+
+function askPassword(name, newOne) {
+  state.asking = { name, newOne };
+  $("password-fields").hidden = false;
+  $("password-label").textContent = newOne ? `A password for ${escaped(name)}` : `Password for ${escaped(name)}`;
+  $("password-again").hidden = $("password-again-label").hidden = !newOne;
+  $("password").autocomplete = newOne ? "new-password" : "current-password";
+  $("login").textContent = newOne ? "Register" : "Log in";
+  $("password").focus();
+}
+
+function resetLoginForm() {
+  state.asking = null;
+  $("password-fields").hidden = true;
+  $("password").value = $("password-again").value = "";
+  $("login").textContent = "Log in";
+}
+
+function failed(reply, name, fallback) {
+  $("login-error").textContent = `${reasonText(reply, name) || fallback}.`;
+}
+
+async function submitLogin(registering) {
+  const name = $("name").value.trim();
+  const error = $("login-error");
+  error.textContent = "";
+  if (!name || name.length > MAX_NAME || /\s/u.test(name)) {
+    error.textContent = "A name is 1 to 20 characters, with no spaces.";
+    return;
+  }
+  const asking = state.asking?.name === name ? state.asking : null;
+  try {
+    if (registering && !asking?.newOne) { askPassword(name, true); return; }
+    if (asking) {
+      const password = $("password").value;
+      if (!password) { error.textContent = "Type the password first."; return; }
+      if (asking.newOne && password !== $("password-again").value) { error.textContent = "The two passwords differ."; return; }
+      const reply = asking.newOne ? await connection.register(name, password) : await connection.authenticate(name, password);
+      if (reply.status !== OK) { failed(reply, name, asking.newOne ? "That name cannot be registered" : "Wrong password"); return; }
+      resetLoginForm();
+      await loggedIn(name, true);
+      return;
+    }
+    const reply = await connection.login(name);
+    if (reply.status === REGISTERED) { askPassword(name, false); return; }
+    if (reply.status !== OK) { failed(reply, name, "That name is taken or not allowed"); return; }
+    await loggedIn(name, false);
+  } catch {
+    error.textContent = "Not connected yet: try again in a moment.";
+  }
+}
+
+// After a reload or a reconnect: log in again, with the session token if there is one.
+async function logInAgain() {
+  const remembered = state.me ? { name: state.me, token: state.token } : saved();
+  if (!remembered?.name) return;
+  let reply;
+  if (remembered.token) reply = await connection.resume(remembered.name, remembered.token).catch(() => null);
+  else if (!state.registered) reply = await connection.login(remembered.name).catch(() => null);
+  if (reply?.status !== OK) {
+    if (remembered.token) sessionStorage.removeItem(SAVED);
+    if (state.me) $("status").textContent = `${state.me} could not log in again: ${reasonText(reply || {}, state.me) || "name taken"}`;
+    state.me = null;
+    state.token = null;
+    showChat(false);
+    return;
+  }
+  if (!state.me) {  // a reload: the conversations that were open come back
+    state.token = remembered.token;
+    state.me = remembered.name;
+    state.registered = Boolean(remembered.token);
+    for (const name of remembered.open || []) conversation(name);
+    showChat(true);
+    renderUsers();
+    if (remembered.peer) await openConversation(remembered.peer);
+  }
+}
+
+async function changePassword() {
+  const error = $("password-error");
+  const [old, fresh, again] = ["old-password", "new-password", "new-password-again"].map((id) => $(id).value);
+  if (fresh !== again) { error.textContent = "The two new passwords differ."; return; }
+  try {
+    const reply = await connection.changePassword(old, fresh);
+    if (reply.status !== OK) { error.textContent = `${reasonText(reply, state.me) || "Not changed"}.`; return; }
+    const token = await connection.sessionToken();  // the old ones were revoked with the password
+    state.token = token.type === TOKEN ? token.token : null;
+    save();
+    for (const id of ["old-password", "new-password", "new-password-again"]) $(id).value = "";
+    error.textContent = "";
+    showChat(true);
+    $("status").textContent = "password changed";
+  } catch {
+    error.textContent = "Not connected: try again in a moment.";
+  }
+}
+
+// --- Wiring -----------------------------------------------------------------------------------
+
+const connection = new Connection(onPush, (status) => { $("status").textContent = status; }, logInAgain);
+
+$("login-form").addEventListener("submit", (event) => { event.preventDefault(); submitLogin(false); });
+$("register").addEventListener("click", () => submitLogin(true));
+$("name").addEventListener("input", resetLoginForm);
 $("logout").addEventListener("click", async () => {
   try { await connection.logout(); } catch { /* gone anyway */ }
-  state.me = null;
-  $("me").textContent = "";
-  $("chat").hidden = true;
-  $("login-form").hidden = false;
+  sessionStorage.removeItem(SAVED);
+  Object.assign(state, { me: null, registered: false, token: null, peer: null });
+  state.conversations.clear();
+  state.unread.clear();
+  document.body.classList.remove("talking");
+  showChat(false);
+  renderTitle();
 });
+$("account").addEventListener("click", () => { $("chat").hidden = true; $("password-form").hidden = false; $("old-password").focus(); });
+$("cancel-password").addEventListener("click", () => showChat(true));
+$("password-form").addEventListener("submit", (event) => { event.preventDefault(); changePassword(); });
+$("notify").addEventListener("click", async () => {
+  state.notify = !state.notify && (await Notification.requestPermission()) === "granted";
+  $("notify").setAttribute("aria-pressed", String(state.notify));
+  $("notify").textContent = state.notify ? "🔔 On" : "🔔 Notify";
+});
+$("talk-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("talk-to").value.trim();
+  if (!name || name.length > MAX_NAME || /\s/u.test(name)) return;
+  $("talk-to").value = "";
+  openConversation(name);
+});
+$("back").addEventListener("click", () => { document.body.classList.remove("talking"); state.peer = null; save(); renderUsers(); });
 $("send-form").addEventListener("submit", (event) => { event.preventDefault(); send(); });
 $("text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); send(); }
+});
+$("messages").addEventListener("scroll", () => {
+  if ($("messages").scrollTop < 40 && state.peer && state.registered) loadHistory(state.peer, false);
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && state.peer) { state.unread.delete(state.peer); renderUsers(); }
 });

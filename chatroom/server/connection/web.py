@@ -32,6 +32,8 @@ CHAT_PATH = "/chat"
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/protocol.js": ("protocol.js", "text/javascript; charset=utf-8"),
+    "/text.js": ("text.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 

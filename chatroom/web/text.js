@@ -1,0 +1,62 @@
+// Text from other people, made safe to show: the terminal client's rule (chatroom/client/
+// display.py). Control characters, bidi overrides and isolates, invisible characters and line
+// separators are shown as visible escapes (\u202e), so that a message can neither reverse
+// itself (the "gnp.exe" trick) nor hide text; zero-width joiners stay between two visible
+// characters (emoji sequences, Persian and Indic words). Links are http and https only, built
+// as elements (never markup), opening apart from the page.
+
+const JOINERS = "\u200c\u200d";
+const INVISIBLE = "\u061c\u200b\u200e\u200f\u2028\u2029\u2060\ufeff\u202a-\u202e\u2066-\u2069";
+// Newlines and tabs are text here (the page wraps lines); every other C0, DEL and C1 is not.
+const UNSAFE = new RegExp(
+  `[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f${INVISIBLE}]` +
+    `|^[${JOINERS}]|[${JOINERS}]$|(?<=[\\s${JOINERS}])[${JOINERS}]|[${JOINERS}](?=[\\s${JOINERS}])`,
+  "gu",
+);
+const UNSAFE_ANYWHERE = new RegExp(UNSAFE.source, "u");
+const LINK = /https?:\/\/[^\s<>"'`]+/gu;
+const TRAILING = /[.,;:!?)\]}'"]+$/u;
+
+export function escapeChar(char) {
+  const code = char.codePointAt(0);
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+}
+
+// The text with every unsafe character written as its escape (for plain-text places: the
+// title, a notification).
+export function escaped(text) {
+  return text.replace(UNSAFE, escapeChar);
+}
+
+// Append text to node: safe characters as text, unsafe ones as marked escapes.
+function appendEscaped(node, text) {
+  let position = 0;
+  for (const match of text.matchAll(UNSAFE)) {
+    if (match.index > position) node.append(text.slice(position, match.index));
+    const mark = document.createElement("span");
+    mark.className = "escape";
+    mark.textContent = escapeChar(match[0]);
+    mark.title = "a character that could disguise the text, shown as its code";
+    node.append(mark);
+    position = match.index + match[0].length;
+  }
+  if (position < text.length) node.append(text.slice(position));
+}
+
+// Append a message's text to node: escaped, with its http and https links clickable.
+export function appendMessage(node, text) {
+  let position = 0;
+  for (const match of text.matchAll(LINK)) {
+    const url = match[0].replace(TRAILING, "");
+    if (UNSAFE_ANYWHERE.test(url)) continue;  // a disguised link stays text
+    appendEscaped(node, text.slice(position, match.index));
+    const link = document.createElement("a");
+    link.href = url;
+    link.textContent = url;
+    link.rel = "noopener noreferrer";
+    link.target = "_blank";
+    node.append(link);
+    position = match.index + url.length;
+  }
+  appendEscaped(node, text.slice(position));
+}

@@ -1,0 +1,217 @@
+"""The browser client as a new user finds it, in a real headless chromium: on a phone, for
+registered users (password, offline messages, history, a reload), hostile text, presence
+pushed, and the small things (title, links, keyboard, notifications)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from chatroom.protocol import Hello, ListUsers, Register, Response, SendTo, Status, UserList
+from chatroom.testing import OK, eventually
+from tests.browsers import click, log_in, until
+
+pytestmark = pytest.mark.process
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def by_css(css):
+    from selenium.webdriver.common.by import By
+
+    return By.CSS_SELECTOR, css
+
+
+def text_of(driver, element_id):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def type_into(driver, element_id, *keys):
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(*keys)
+
+
+def screenshot(driver, name, tmp_path):
+    """Into docs/ with CHATROOM_UPDATE_DOCS=1 (so that a test run leaves the tree as it was)."""
+    shot = DOCS / name if os.environ.get("CHATROOM_UPDATE_DOCS") else tmp_path / name
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def registered_peer(peer_at, address, name, password="pw"):
+    peer = peer_at(address)
+    assert peer.request(Hello(2)) == OK and peer.request(Register(name, password)) == OK
+    return peer
+
+
+def test_on_a_phone_one_column_the_messages_take_the_width_and_nothing_scrolls_sideways(
+    web_server, browser, logged_in, tmp_path
+):
+    browser.set_window_size(390, 844)
+    log_in(browser, web_server.web_url, "phone")
+    bob = logged_in(web_server.address, "bob")
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="bob"]')), "bob, pushed")
+    width = browser.execute_script("return window.innerWidth")
+    assert browser.find_element(*by_css(".people")).size["width"] >= 0.9 * width  # the list, alone
+    long_word = "https://example.org/" + "a" * 120
+    assert bob.request(SendTo("phone", "a sentence of ordinary words that must wrap between them " + long_word)) == OK
+    click(browser, '.user[data-name="bob"]')
+    until(browser, lambda d: "ordinary words" in text_of(d, "messages"), "the message")
+    assert not browser.find_element(*by_css(".people")).is_displayed()
+    assert browser.find_element(*By_ID("messages")).size["width"] >= 0.9 * width
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    # No word is broken inside: each line of the sentence ends at a space.
+    lines = browser.execute_script(
+        """
+        const text = document.querySelector('#messages .text');
+        const range = document.createRange(), tops = new Map();
+        const node = text.firstChild;
+        for (let i = 0; i < node.length; i++) {
+          range.setStart(node, i); range.setEnd(node, i + 1);
+          const top = Math.round(range.getBoundingClientRect().top);
+          tops.set(top, (tops.get(top) || '') + node.data[i]);
+        }
+        return [...tops.values()];
+        """
+    )
+    assert len(lines) >= 2 and all(line.endswith(" ") for line in lines[:-1]), lines
+    screenshot(browser, "web-phone.png", tmp_path)
+    click(browser, "#back")
+    until(browser, lambda d: d.find_element(*by_css(".people")).is_displayed(), "the list again")
+
+
+def By_ID(element_id):  # noqa: N802 (as selenium's By.ID reads)
+    from selenium.webdriver.common.by import By
+
+    return By.ID, element_id
+
+
+def test_a_registered_user_logs_in_reads_what_was_kept_and_stays_logged_in_across_a_reload(
+    web_server, browser, peer_at, tmp_path
+):
+    alice = registered_peer(peer_at, web_server.address, "alice")
+    bob = registered_peer(peer_at, web_server.address, "bob")
+    assert bob.request(SendTo("alice", "said while you were here")) == OK
+    alice.close()
+    eventually(lambda: bob.request(SendTo("alice", "kept while you were away")) == Response(Status.STORED))
+    browser.get(web_server.web_url)
+    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    type_into(browser, "name", "alice")
+    click(browser, "#login")
+    until(browser, lambda d: d.find_element(*By_ID("password")).is_displayed(), "the password field")
+    form_width = browser.find_element(*By_ID("login-form")).size["width"]
+    type_into(browser, "password", "wrong")
+    click(browser, "#login")
+    until(browser, lambda d: text_of(d, "login-error") == "wrong password.", "the reason")
+    assert browser.find_element(*By_ID("login-form")).size["width"] == form_width  # kept its width
+    type_into(browser, "password", "pw")
+    click(browser, "#login")
+    until(browser, lambda d: text_of(d, "me") == "alice", "the login")
+    until(browser, lambda d: d.find_element(*by_css('.user[data-name="bob"] .unread')).text == "1", "unread")
+    assert browser.title == "(1) chatroom"
+    click(browser, '.user[data-name="bob"]')
+    until(browser, lambda d: "said while you were here" in text_of(d, "messages"), "the history")
+    assert "kept while you were away" in text_of(browser, "messages")
+    assert browser.title == "chatroom"
+    token = browser.execute_script("return sessionStorage.getItem('chatroom.session')")
+    assert token and "pw" not in token.replace('"open"', "")  # the token, never the password
+    browser.refresh()
+    until(browser, lambda d: text_of(d, "me") == "alice", "logged in again after the reload")
+    until(browser, lambda d: "said while you were here" in text_of(d, "messages"), "the conversation, open again")
+    assert bob.request(ListUsers()) == UserList(("alice", "bob"))
+    click(browser, "#logout")
+    until(browser, lambda d: d.find_element(*By_ID("login-form")).is_displayed(), "the login form")
+    browser.refresh()
+    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    assert browser.find_element(*By_ID("login-form")).is_displayed()
+
+
+def test_register_and_change_the_password_from_the_page(web_server, browser, peer_at):
+    browser.get(web_server.web_url)
+    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    type_into(browser, "name", "newbie")
+    click(browser, "#register")
+    until(browser, lambda d: d.find_element(*By_ID("password-again")).is_displayed(), "both password fields")
+    type_into(browser, "password", "first one")
+    type_into(browser, "password-again", "first one")
+    click(browser, "#login")
+    until(browser, lambda d: text_of(d, "me") == "newbie", "registered and logged in")
+    click(browser, "#account")
+    type_into(browser, "old-password", "first one")
+    type_into(browser, "new-password", "second one")
+    type_into(browser, "new-password-again", "second one")
+    click(browser, "#change-password")
+    until(browser, lambda d: text_of(d, "status") == "password changed", "the change")
+    click(browser, "#logout")
+    check = peer_at(web_server.address)
+    assert check.request(Hello(2)) == OK
+    from chatroom.protocol import Authenticate
+
+    assert check.request(Authenticate("newbie", "second one")) == OK
+
+
+def test_hostile_text_is_shown_escaped_and_links_are_links(web_server, browser, logged_in):
+    log_in(browser, web_server.web_url, "webby")
+    mallory = logged_in(web_server.address, "mallory")
+    assert mallory.request(SendTo("webby", "see \u202egnp.exe and a bell\x07 https://example.org/x.")) == OK
+    click(browser, '.user[data-name="mallory"]')
+    until(browser, lambda d: "gnp.exe" in text_of(d, "messages"), "the message")
+    marks = [e.text for e in browser.find_elements(*by_css("#messages .escape"))]
+    assert marks == ["\\u202e", "\\x07"]
+    link = browser.find_element(*by_css("#messages a"))
+    assert link.get_attribute("href") == "https://example.org/x"  # the full stop is not part of it
+    assert link.get_attribute("rel") == "noopener noreferrer"
+    assert not browser.find_elements(*by_css("#messages b, #messages img"))
+
+
+def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, browser, logged_in):
+    from selenium.webdriver.common.keys import Keys
+
+    log_in(browser, web_server.web_url, "webby")
+    carol = logged_in(web_server.address, "carol")
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"] .dot.online')), "carol online")
+    carol.close()
+    import gevent
+
+    gevent.sleep(3)
+    print("USERS", browser.find_element(*By_ID("users")).get_attribute("outerHTML"))
+    print("LOG", web_server.log_text())
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"]')) == [], "carol gone")
+    logged_in(web_server.address, "dave")
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="dave"]')), "dave")
+    browser.find_element(*By_ID("talk-to")).send_keys(Keys.TAB)  # from the name box to the list
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("data-name") == "dave"
+    focused.send_keys(Keys.ENTER)
+    until(browser, lambda d: text_of(d, "peer") == "dave", "the conversation, opened by Enter")
+
+
+def test_a_conversation_with_anyone_by_name_and_a_notification_while_hidden(web_server, browser, logged_in):
+    from selenium.webdriver.common.keys import Keys
+
+    log_in(browser, web_server.web_url, "webby")
+    type_into(browser, "talk-to", "erin", Keys.ENTER)  # not online: the conversation opens anyway
+    until(browser, lambda d: text_of(d, "peer") == "erin", "the conversation")
+    type_into(browser, "text", "are you there?", Keys.ENTER)
+    until(browser, lambda d: "not online" in text_of(d, "send-error"), "the reason")
+    # Notifications, on a click: the browser's own are recorded instead of shown.
+    browser.execute_script(
+        """
+        window.shown = [];
+        window.Notification = class { constructor(title, options) { window.shown.push([title, options.body]); }
+          static requestPermission() { return Promise.resolve('granted'); } };
+        Object.defineProperty(document, 'hidden', { get: () => true });
+        """
+    )
+    click(browser, "#notify")
+    until(browser, lambda d: d.find_element(*By_ID("notify")).get_attribute("aria-pressed") == "true", "on")
+    erin = logged_in(web_server.address, "erin")
+    assert erin.request(SendTo("webby", "here now \u202e")) == OK
+    until(browser, lambda d: d.execute_script("return window.shown"), "a notification")
+    assert browser.execute_script("return window.shown") == [["erin", "here now \\u202e"]]
+    assert browser.title == "(1) chatroom"
+    assert erin.request(ListUsers()) == UserList(("erin", "webby"))
