@@ -337,7 +337,7 @@ $("password-form").addEventListener("submit", (event) => { event.preventDefault(
 $("notify").addEventListener("click", async () => {
   state.notify = !state.notify && (await Notification.requestPermission()) === "granted";
   $("notify").setAttribute("aria-pressed", String(state.notify));
-  $("notify").textContent = state.notify ? "🔔 On" : "🔔 Notify";
+  $("notify").textContent = state.notify ? "Notifying" : "Notify";
 });
 $("talk-form").addEventListener("submit", (event) => {
   event.preventDefault();
