@@ -210,3 +210,21 @@ def test_without_bracketed_paste_lines_that_arrive_together_are_one_message(term
     term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
     term.type("sendto bob first line\rsecond line\rlist\r")  # one write: a paste
     assert bob.next_event() == Incoming("alice", "first line\nsecond line\nlist")
+
+
+def test_passwords_that_differ_say_so_once_and_ctrl_c_at_a_password_prompt_cancels(terminal, accounts_server):
+    term = terminal(accounts_server.address)
+    term.type("register alice\r")
+    term.wait_for_input_line("password for alice: ")
+    term.type("one\r")
+    term.wait_for_input_line("the same again: ")
+    term.type("two\r")
+    term.wait_for_line("Failure (the two passwords differ)")
+    term.wait_for_input_line("> ")
+    assert sum(line.startswith("Failure") for line in term.lines()) == 1
+    term.type("register alice\r")
+    term.wait_for_input_line("password for alice: ")
+    term.type("\x03")
+    term.wait_for_line("cancelled")
+    term.wait_for_input_line("> ")
+    assert b"Traceback" not in term.raw
