@@ -29,6 +29,7 @@ from chatroom.protocol import (
     StoredMessage,
     UserList,
 )
+from chatroom.server.storage.sqlite_store import MIGRATIONS
 from chatroom.testing import FAILURE, FAILURE_BYTES, MALFORMED_BYTES, OK, OK_BYTES, eventually
 
 REGISTERED = Response(Status.REGISTERED)
@@ -202,7 +203,7 @@ def test_sigterm_commits_what_was_acknowledged(chat, peer_at, data_dir):
     assert server.wait(10) == 0
     with sqlite3.connect(data_dir / "chatroom" / "chatroom.db") as db:
         assert db.execute("SELECT count(*) FROM offline WHERE recipient = 'alice'").fetchone() == (200,)
-        assert db.execute("SELECT version FROM schema_version").fetchone() == (1,)
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
 
 
 def test_the_database_is_made_on_first_run_and_its_mode_is_wal(chat, data_dir):

@@ -290,8 +290,10 @@ def test_a_session_token_made_on_one_node_logs_in_on_another_until_logout(nodes,
     assert again.request(Resume("alice", token)) == Response(Status.FAILURE, Reason.INVALID_TOKEN)
 
 
-def test_a_watcher_on_one_node_sees_logins_and_logouts_on_another(nodes, peer_at, logged_in):
-    one, two = nodes(2)
+def test_a_watcher_on_one_node_sees_logins_and_logouts_on_another(server_process, tmp_path, peer_at, logged_in):
+    # On one Redis only: on a Redis Cluster the watch reads the same names() that LIST does.
+    redis = RedisProcess(tmp_path)
+    one, two = (server_process("--redis", redis.url, "--node-ttl", str(TTL)) for _ in range(2))
     watcher = peer_at(two.address)
     assert watcher.request(Hello(2)) == OK
     assert watcher.request(Watch(True)) == OK and watcher.next_event() == Presence(())
@@ -299,6 +301,9 @@ def test_a_watcher_on_one_node_sees_logins_and_logouts_on_another(nodes, peer_at
     assert watcher.next_event() == Presence((("alice", True),))
     alice.close()
     assert watcher.next_event() == Presence((("alice", False),))
+    for node in (one, two):
+        node.stop()
+    redis.close()
 
 
 def test_a_message_kept_by_one_node_is_delivered_by_another(nodes, peer_at):

@@ -80,30 +80,26 @@ def test_exit_never_waits_on_a_reply(terminal, fake_server):
     release.set()
 
 
-def test_a_port_that_is_no_chatroom_server_says_so_and_keeps_trying(terminal, fake_server, tmp_path):
+def test_a_port_that_is_no_chatroom_server_says_so(fake_server, client, tmp_path):
+    # The terminal keeps trying, as for a lost connection; pipe mode exits 1. (Both at once:
+    # each waits out the HELLO timeout.)
     release = Event()
     fake = fake_server(lambda sock: release.wait())  # accepts, never answers
     host, port = fake.address
     term = Terminal(fake.address, tmp_path)
+    piped = client(fake.address)
     try:
         term.wait_for_line(f"connecting to {host}:{port}...")
         term.wait_for_text(
             f"disconnected: {host}:{port} does not answer like a chatroom server; reconnecting", WAIT + HELLO_TIMEOUT
         )
         term.wait_for_input_line("> ")
+        status, out, err = piped.finish(WAIT, close_stdin=False)
+        assert status == 1 and out == ""
+        assert f"{host}:{port} does not answer like a chatroom server" in err
     finally:
         term.close()
         release.set()
-
-
-def test_pipe_mode_exits_1_on_a_port_that_is_no_chatroom_server(fake_server, client):
-    release = Event()
-    fake = fake_server(lambda sock: release.wait())
-    host, port = fake.address
-    status, out, err = client(fake.address).finish(WAIT + HELLO_TIMEOUT, close_stdin=False)
-    release.set()
-    assert status == 1 and out == ""
-    assert f"{host}:{port} does not answer like a chatroom server" in err
 
 
 def test_reconnecting_counts_down_in_the_toolbar_and_enter_tries_at_once(terminal):
