@@ -215,3 +215,27 @@ def test_a_conversation_with_anyone_by_name_and_a_notification_while_hidden(web_
     assert browser.execute_script("return window.shown") == [["erin", "here now \\u202e"]]
     assert browser.title == "(1) chatroom"
     assert erin.request(ListUsers()) == UserList(("erin", "webby"))
+
+
+def test_older_history_comes_in_pages_on_scrolling_up(web_server, browser, peer_at):
+    alice = registered_peer(peer_at, web_server.address, "alice")
+    bob = registered_peer(peer_at, web_server.address, "bob")
+    for n in range(120):
+        assert bob.request(SendTo("alice", f"number {n}")) == OK
+    alice.close()
+    browser.get(web_server.web_url)
+    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    type_into(browser, "name", "alice")
+    click(browser, "#login")
+    until(browser, lambda d: d.find_element(*By_ID("password")).is_displayed(), "the password field")
+    type_into(browser, "password", "pw")
+    click(browser, "#login")
+    until(browser, lambda d: text_of(d, "me") == "alice", "the login")
+    type_into(browser, "talk-to", "bob\n")
+    count = lambda d: len(d.find_elements(*by_css("#messages .message")))  # noqa: E731
+    until(browser, lambda d: count(d) == 50, "the newest page")
+    assert "number 119" in text_of(browser, "messages") and "number 69" not in text_of(browser, "messages")
+    for pages in (100, 120):
+        browser.execute_script("document.getElementById('messages').scrollTop = 0")
+        until(browser, lambda d, pages=pages: count(d) == pages, f"{pages} messages")
+    assert text_of(browser, "messages").index("number 0") < text_of(browser, "messages").index("number 119")
