@@ -131,3 +131,17 @@ def register(term, name, password):
     term.wait_for_input_line("the same again: ")
     term.type(f"{password}\r")
     term.wait_for_input_line(f"{name}> ")
+
+
+def alice_logged_in_on_a_server_that_stops(terminal):
+    """A terminal logged in as alice on an in-process server, which then stops: (the terminal,
+    the server's address, for a second server to take)."""
+    from chatroom.server import ChatServer
+
+    first = ChatServer("127.0.0.1", 0)
+    first.start()
+    term = terminal(first.address)
+    log_in(term, "alice")
+    first.stop()
+    term.wait_for_text("disconnected: the server closed the connection; reconnecting")
+    return term, first.address

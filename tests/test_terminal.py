@@ -10,7 +10,7 @@ from chatroom.codec import Decoder, encode
 from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, Response, SendTo, Status, UserList
 from chatroom.server import ChatServer
 from chatroom.testing import OK, Peer, greet_as_old_server
-from tests.terminals import alice_at_the_terminal_and_bob, log_in, register
+from tests.terminals import alice_at_the_terminal_and_bob, alice_logged_in_on_a_server_that_stops, log_in, register
 
 pytestmark = pytest.mark.process
 
@@ -298,13 +298,7 @@ def test_reconnects_after_a_restart_keeping_the_line_and_the_login(terminal, tmp
 
 
 def test_a_name_taken_while_away_is_said_after_reconnecting(terminal):
-    first = ChatServer("127.0.0.1", 0)
-    first.start()
-    address = first.address
-    term = terminal(address)
-    log_in(term, "alice")
-    first.stop()
-    term.wait_for_text("reconnecting in")
+    term, address = alice_logged_in_on_a_server_that_stops(terminal)
     second = ChatServer(*address)
     second.start()
     impostor = Peer(address)

@@ -11,7 +11,13 @@ from chatroom.client.core import HELLO_TIMEOUT
 from chatroom.protocol import Hello, Incoming, Register, Response, SendTo, Status
 from chatroom.server import ChatServer
 from chatroom.testing import OK, WAIT, greet_as_old_server
-from tests.terminals import Terminal, alice_at_the_terminal_and_bob, log_in, register
+from tests.terminals import (
+    Terminal,
+    alice_at_the_terminal_and_bob,
+    alice_logged_in_on_a_server_that_stops,
+    log_in,
+    register,
+)
 
 pytestmark = pytest.mark.process
 
@@ -103,13 +109,7 @@ def test_a_port_that_is_no_chatroom_server_says_so(fake_server, client, tmp_path
 
 
 def test_reconnecting_counts_down_in_the_toolbar_and_enter_tries_at_once(terminal):
-    first = ChatServer("127.0.0.1", 0)
-    first.start()
-    address = first.address
-    term = terminal(address)
-    log_in(term, "alice")
-    first.stop()
-    term.wait_for_text("disconnected: the server closed the connection; reconnecting")
+    term, address = alice_logged_in_on_a_server_that_stops(terminal)
     countdowns = set()
     term.wait_for(
         lambda t: countdowns.update(re.findall(r"reconnecting in (\d+)s", t.lines()[-1])) or len(countdowns) >= 2,

@@ -48,6 +48,21 @@ def registered_peer(peer_at, address, name, password="pw"):
     return peer
 
 
+def open_page(driver, url):
+    driver.get(url)
+    until(driver, lambda d: text_of(d, "status") == "connected", "the connection")
+
+
+def log_in_with_password(driver, url, name, password="pw"):
+    open_page(driver, url)
+    type_into(driver, "name", name)
+    click(driver, "#login")
+    until(driver, lambda d: d.find_element(*By_ID("password")).is_displayed(), "the password field")
+    type_into(driver, "password", password)
+    click(driver, "#login")
+    until(driver, lambda d: text_of(d, "me") == name, "the login")
+
+
 def test_on_a_phone_one_column_the_messages_take_the_width_and_nothing_scrolls_sideways(
     web_server, browser, logged_in, tmp_path
 ):
@@ -98,8 +113,7 @@ def test_a_registered_user_logs_in_reads_what_was_kept_and_stays_logged_in_acros
     assert bob.request(SendTo("alice", "said while you were here")) == OK
     alice.close()
     eventually(lambda: bob.request(SendTo("alice", "kept while you were away")) == Response(Status.STORED))
-    browser.get(web_server.web_url)
-    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    open_page(browser, web_server.web_url)
     type_into(browser, "name", "alice")
     click(browser, "#login")
     until(browser, lambda d: d.find_element(*By_ID("password")).is_displayed(), "the password field")
@@ -125,14 +139,12 @@ def test_a_registered_user_logs_in_reads_what_was_kept_and_stays_logged_in_acros
     assert bob.request(ListUsers()) == UserList(("alice", "bob"))
     click(browser, "#logout")
     until(browser, lambda d: d.find_element(*By_ID("login-form")).is_displayed(), "the login form")
-    browser.refresh()
-    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    open_page(browser, web_server.web_url)
     assert browser.find_element(*By_ID("login-form")).is_displayed()
 
 
 def test_register_and_change_the_password_from_the_page(web_server, browser, peer_at):
-    browser.get(web_server.web_url)
-    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
+    open_page(browser, web_server.web_url)
     type_into(browser, "name", "newbie")
     click(browser, "#register")
     until(browser, lambda d: d.find_element(*By_ID("password-again")).is_displayed(), "both password fields")
@@ -223,14 +235,7 @@ def test_older_history_comes_in_pages_on_scrolling_up(web_server, browser, peer_
     for n in range(120):
         assert bob.request(SendTo("alice", f"number {n}")) == OK
     alice.close()
-    browser.get(web_server.web_url)
-    until(browser, lambda d: text_of(d, "status") == "connected", "the connection")
-    type_into(browser, "name", "alice")
-    click(browser, "#login")
-    until(browser, lambda d: d.find_element(*By_ID("password")).is_displayed(), "the password field")
-    type_into(browser, "password", "pw")
-    click(browser, "#login")
-    until(browser, lambda d: text_of(d, "me") == "alice", "the login")
+    log_in_with_password(browser, web_server.web_url, "alice")
     type_into(browser, "talk-to", "bob\n")
     count = lambda d: len(d.find_elements(*by_css("#messages .message")))  # noqa: E731
     until(browser, lambda d: count(d) == 50, "the newest page")
