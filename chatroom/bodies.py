@@ -6,6 +6,7 @@ returns the message, or raises :class:`BadBody` for a body that breaks the proto
 
 import struct
 
+from . import room_frames
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -224,3 +225,5 @@ SERVER_MESSAGES = {
     TOKEN: _parse_token,
     PRESENCE: _parse_presence,
 }
+CLIENT_MESSAGES.update(room_frames.CLIENT_PARSERS)
+SERVER_MESSAGES.update(room_frames.SERVER_PARSERS)

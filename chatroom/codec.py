@@ -7,6 +7,7 @@ the protocol through the same few functions.
 
 import struct
 
+from . import room_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME, BadBody
 from .protocol import (
     AUTHENTICATE,
@@ -148,7 +149,10 @@ def _encode_extension(message) -> bytes:
         return frame(TOKEN, message.token.encode())
     if kind is Presence:
         return frame(PRESENCE, b"".join(bytes((online,)) + name_field(name) for name, online in message.changes))
-    raise TypeError(f"not a protocol message: {message!r}")
+    room_body = room_frames.encode_body(message)
+    if room_body is None:
+        raise TypeError(f"not a protocol message: {message!r}")
+    return frame(*room_body)
 
 
 def history_entry(entry: HistoryEntry) -> bytes:
@@ -237,5 +241,5 @@ class Decoder:
             return Malformed(frame_type)
         try:
             return parse(body)
-        except BadBody:
+        except (BadBody, room_frames.BadRoomBody):
             return Malformed(frame_type)

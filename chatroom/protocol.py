@@ -33,7 +33,7 @@ VERSION = 0x86  # answers HELLO of a version higher than the server's own
 TOKEN = 0x87  # version 2: answers SESSION-TOKEN
 PRESENCE = 0x88  # version 2: who came online or went offline, to a client that watches
 
-EXTENSION_VERSION = 2  # 2: FAILURE carries a reason; session tokens; presence pushed
+EXTENSION_VERSION = 3  # 2: FAILURE carries a reason; session tokens; presence pushed. 3: rooms
 MAX_PASSWORD_BYTES = 255
 MAX_HISTORY_COUNT = 1000
 DEFAULT_PORT = 5555
@@ -79,6 +79,14 @@ class Reason(enum.IntEnum):
     INVALID_COUNT = 0x12
     REGISTRATION_LIMIT = 0x13  # this address registered the most names it may this hour
     INVALID_TOKEN = 0x14  # RESUME: the token is unknown, expired or revoked, or not this name's
+    # Version 3: rooms.
+    INVALID_ROOM = 0x15  # not # and 1-20 characters under the username rules
+    NO_SUCH_ROOM = 0x16
+    NOT_A_MEMBER = 0x17
+    NOT_OWNER = 0x18
+    INVITE_ONLY = 0x19  # the room is invite-only, and the user was not invited
+    ROOM_FULL = 0x1A  # detail: the members a room may have
+    TOO_MANY_ROOMS = 0x1B  # detail: the limit (the user's rooms, or the server's)
 
 
 # Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such
@@ -91,8 +99,8 @@ _BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
 
 def is_valid_username(name: str) -> bool:
     """1-20 code points, none of them whitespace, invisible (categories Cc, Cf, Co, Cs, Cn) or
-    a blank letter (such as U+3164 HANGUL FILLER)."""
-    if not 1 <= len(name) <= MAX_NAME_CHARS:
+    a blank letter (such as U+3164 HANGUL FILLER), and not beginning with ``#`` (a room)."""
+    if not 1 <= len(name) <= MAX_NAME_CHARS or name[0] == "#":
         return False
     return not any(c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in name)
 

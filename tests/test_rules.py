@@ -45,8 +45,9 @@ STORED = Response(Status.STORED)
 class Client:
     """One connection's Rules, with a mailbox that keeps what is delivered to it."""
 
-    def __init__(self, directory, accounts, peer="127.0.0.1:40000"):
-        self.rules = Rules(self, directory, accounts, peer)
+    def __init__(self, directory, accounts, peer="127.0.0.1:40000", rooms=None):
+        self.rules = Rules(self, directory, accounts, peer, rooms)
+        self.full = False  # offer() finds the queue full
         self.received: list = []
         self.disconnected = False
 
@@ -54,6 +55,13 @@ class Client:
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
         held = self.rules.held
         (held if held is not None else self.received).append(frame)
+        return True
+
+    def offer(self, frame: bytes) -> bool:
+        if self.full:
+            self.disconnected = True
+            return False
+        self.received.append(frame)
         return True
 
     def disconnect(self) -> None:

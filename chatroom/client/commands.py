@@ -10,6 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol import MAX_HISTORY_COUNT, MAX_TEXT_CHARS, ListUsers, Login, Logout, SendTo, is_valid_username
+from ..room_frames import (
+    ROOM_PREFIX,
+    GiveRoom,
+    Invite,
+    Join,
+    Kick,
+    ListMembers,
+    ListRooms,
+    Part,
+    SetInviteOnly,
+    SetTopic,
+    is_room_name,
+)
 from .reasons import why_not_a_name
 
 BAD_USERNAME = "Bad username"
@@ -65,6 +78,11 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class ShowTopic:
+    room: str
+
+
+@dataclass(frozen=True)
 class ShowHistory:
     peer: str
     count: int
@@ -96,6 +114,54 @@ def _a_name(name: str, usage: str) -> Error | None:
     return Error(BAD_USERNAME, f"usage: {usage}" if not name else why_not_a_name(name))
 
 
+def _a_name_or_room(name: str, usage: str) -> Error | None:
+    """The error for what is neither a valid username nor a valid room name, if it is not."""
+    if name.startswith(ROOM_PREFIX):
+        return None if is_room_name(name) else Error(BAD_USERNAME, "a room is # and 1-20 characters, no spaces")
+    return _a_name(name, usage)
+
+
+def _a_room(room: str, usage: str) -> Error | None:
+    if is_room_name(room):
+        return None
+    return Error(BAD_USERNAME, f"usage: {usage}" if not room else "a room is # and 1-20 characters, no spaces")
+
+
+def _one_room(action: Callable[[str], object], usage: str) -> Callable[[str], object]:
+    def read(rest):
+        room = rest.strip(" ")
+        return _a_room(room, usage) or action(room)
+
+    return read
+
+
+def _room_and_name(action: Callable[[str, str], object], usage: str) -> Callable[[str], object]:
+    def read(rest):
+        room, _, name = rest.strip(" ").partition(" ")
+        name = name.strip(" ")
+        return _a_room(room, usage) or _a_name(name, usage) or action(room, name)
+
+    return read
+
+
+def _topic(rest):
+    usage = "topic #ROOM [TEXT]"
+    room, _, text = rest.strip(" ").partition(" ")
+    if error := _a_room(room, usage):
+        return error
+    return SetTopic(room, text.strip(" ")) if text.strip(" ") else ShowTopic(room)
+
+
+def _invite_only(rest):
+    usage = "invite-only #ROOM on|off"
+    room, _, switch = rest.strip(" ").partition(" ")
+    if error := _a_room(room, usage):
+        return error
+    if switch.strip(" ") not in ("on", "off"):
+        return Error(INVALID_COMMAND, f"usage: {usage}")
+    return SetInviteOnly(room, switch.strip(" ") == "on")
+
+
 def _one_name(action: Callable[[str], object], usage: str) -> Callable[[str], object]:
     def read(rest):
         name = rest.strip(" ")
@@ -108,7 +174,7 @@ def _history(rest):
     usage = "history NAME [N]"
     name, _, count = rest.strip(" ").partition(" ")
     count = count.strip(" ")
-    if error := _a_name(name, usage):
+    if error := _a_name_or_room(name, usage):
         return error
     if not count:
         return ShowHistory(name, DEFAULT_HISTORY)
@@ -122,7 +188,7 @@ def _history(rest):
 def _send_to(rest):
     usage = "sendto NAME TEXT"
     name, _, text = rest.partition(" ")
-    if error := _a_name(name, usage):
+    if error := _a_name_or_room(name, usage):
         return error
     if not text.strip(" "):
         return Error(BAD_USERNAME, f"usage: {usage}")  # the seed's words for a missing text
@@ -133,7 +199,7 @@ def _send_to(rest):
 
 def _talk(rest):
     name = rest.strip(" ")
-    return Talk(None) if not name else _a_name(name, "talk [NAME]") or Talk(name)
+    return Talk(None) if not name else _a_name_or_room(name, "talk [NAME|#ROOM]") or Talk(name)
 
 
 def _reply(rest):
@@ -154,11 +220,13 @@ TABLE = (
         asks_password=True,
     ),
     Command("list", "", "show who is logged in", _no_arguments(ListUsers)),
-    Command("sendto", "NAME TEXT", "send TEXT to NAME", _send_to, completes_names=True, words_before_text=1),
+    Command(
+        "sendto", "NAME TEXT", "send TEXT to NAME (or to a #room)", _send_to, completes_names=True, words_before_text=1
+    ),
     Command(
         "talk",
         "[NAME]",
-        "talk with NAME: plain lines go to them, /commands still work; talk alone ends it",
+        "talk with NAME or in a #room: plain lines go there (/commands still work); alone, ends it",
         _talk,
         needs_server=False,
         completes_names=True,
@@ -183,7 +251,7 @@ TABLE = (
     Command(
         "history",
         "NAME [N]",
-        f"the last N messages (default {DEFAULT_HISTORY}) between you and NAME",
+        f"the last N messages (default {DEFAULT_HISTORY}) between you and NAME (or in a #room)",
         _history,
         completes_names=True,
     ),
@@ -195,6 +263,19 @@ TABLE = (
         needs_server=False,
         terminal_only=True,
     ),
+    Command(
+        "join", "#ROOM", "join a room (a new one is made, yours if you are registered)", _one_room(Join, "join #ROOM")
+    ),
+    Command("part", "#ROOM", "leave a room", _one_room(Part, "part #ROOM"), completes_names=True),
+    Command("rooms", "", "show the rooms you may join, and yours", _no_arguments(ListRooms)),
+    Command("members", "#ROOM", "show who is in a room", _one_room(ListMembers, "members #ROOM"), completes_names=True),
+    Command("topic", "#ROOM [TEXT]", "show a room's topic, or (its owner) set it", _topic, completes_names=True),
+    Command("kick", "#ROOM NAME", "(owner) remove NAME from a room", _room_and_name(Kick, "kick #ROOM NAME")),
+    Command("invite", "#ROOM NAME", "(owner) invite NAME to a room", _room_and_name(Invite, "invite #ROOM NAME")),
+    Command("invite-only", "#ROOM on|off", "(owner) let only invited names join", _invite_only),
+    Command(
+        "give", "#ROOM NAME", "(owner) hand a room to a registered member", _room_and_name(GiveRoom, "give #ROOM NAME")
+    ),
     Command("help", "", "show this help", _no_arguments(Help), needs_server=False),
     Command("exit", "", "disconnect and quit (also Ctrl-D)", _no_arguments(Exit), needs_server=False),
 )
@@ -203,7 +284,9 @@ COMMANDS = {command.name: command for command in TABLE}
 
 def usage(terminal: bool) -> str:
     shown = [c for c in TABLE if terminal or not c.terminal_only]
-    return "Commands:\n" + "\n".join(f"  {f'{c.name} {c.arguments}'.strip():<19}{c.summary}" for c in shown)
+    forms = [f"{c.name} {c.arguments}".strip() for c in shown]
+    width = max(map(len, forms)) + 2
+    return "Commands:\n" + "\n".join(f"  {form:<{width}}{c.summary}" for form, c in zip(forms, shown, strict=True))
 
 
 USAGE = usage(terminal=False)

@@ -11,6 +11,7 @@ from gevent.queue import Empty, Queue
 
 from ..codec import Decoder, encode
 from ..protocol import FrameTooLarge, Incoming, Malformed, StoredMessage
+from ..room_frames import RoomEvent, RoomMessage
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -137,7 +138,7 @@ class Connection:
     def _dispatch(self, event):
         # Replies are responses and lists; anything else in their place breaks the protocol.
         kind = type(event)
-        if kind is Incoming or kind is StoredMessage:
+        if kind is Incoming or kind is StoredMessage or kind is RoomMessage or kind is RoomEvent:
             self._on_message(event)
         elif kind is Malformed:
             self._on_warning(f"ignored a malformed frame (type 0x{event.frame_type:02x})")

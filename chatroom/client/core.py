@@ -27,6 +27,7 @@ from ..protocol import (
     UserList,
     is_valid_password,
 )
+from ..room_frames import Join, ListMembers, MemberList, RoomEvent, RoomHistory, RoomList, RoomMessage
 from .commands import (
     ChangeOwnPassword,
     Error,
@@ -34,6 +35,7 @@ from .commands import (
     Help,
     RegisterName,
     ShowHistory,
+    ShowTopic,
     parse,
 )
 from .connection import REPLY_TIMEOUT, Connection, ConnectionLost, NoReply
@@ -89,6 +91,22 @@ class Output(Protocol):
 
     def history(self, peer: str, entries: tuple) -> None: ...
 
+    def room_message(self, message: RoomMessage, mine: bool) -> None:
+        """A message in a room one is in (one's own too: they come in the room's one order)."""
+
+    def room_event(self, event: RoomEvent) -> None:
+        """Someone joined, left, was removed; the topic or the rules changed."""
+
+    def rooms(self, entries: tuple) -> None:
+        """The answer to ``rooms``."""
+
+    def members(self, room: str, members: tuple) -> None:
+        """The answer to ``members``."""
+
+    def topic(self, room: str, topic: str) -> None: ...
+
+    def room_history(self, room: str, entries: tuple) -> None: ...
+
     def notice(self, text: str) -> None:
         """Something the user should know that is not an answer (a cancel, a reply that did
         not come)."""
@@ -114,6 +132,7 @@ class Client:
         self._password: str | None = None  # of the registered name logged in, to log in again
         self._listed: set[str] | None = None  # the last list's names, once there was one
         self._senders: set[str] = set()
+        self._rooms: set[str] = set()  # the rooms seen (joined, listed, written in)
         # Stored messages that arrive before their login's Success is said, said after it.
         self._held_stored: list[StoredMessage] | None = None
         self._away_said = False
@@ -150,15 +169,23 @@ class Client:
 
     @property
     def known_names(self) -> set:
-        return (self._listed or set()) | self._senders
+        return (self._listed or set()) | self._senders | self._rooms
 
     @property
     def listed_count(self) -> int | None:
         return None if self._listed is None else len(self._listed)
 
     def _show_message(self, message):
+        kind = type(message)
+        if kind is RoomEvent:
+            self._rooms.add(message.room)
+            self.output.room_event(message)
+            return
         self._senders.add(message.sender)
-        if type(message) is not StoredMessage:
+        if kind is RoomMessage:
+            self._rooms.add(message.room)
+            self.output.room_message(message, message.sender == self.name)
+        elif kind is not StoredMessage:
             self.last_sender = message.sender
             self.output.message(message.sender, message.text)
         elif self._held_stored is not None:
@@ -189,6 +216,8 @@ class Client:
                 self.output.usage()
             elif isinstance(command, Error):
                 self.output.outcome(command.message, command.reason)
+            elif isinstance(command, ShowTopic):
+                self._request(ListMembers(command.room), ask_password or _no_password, topic=True)
             elif isinstance(command, (RegisterName, ChangeOwnPassword, ShowHistory)):
                 self._extension_command(command, ask_password or _no_password)
             else:
@@ -200,7 +229,7 @@ class Client:
                 self.output.outcome("Failure", no.why)
         return True
 
-    def _ask(self, command) -> Response | UserList | HistoryPage | None:
+    def _ask(self, command):
         """The reply to command, or None when none came in time (said on stderr)."""
         connection = self.connection
         if connection is None or connection.lost.is_set():
@@ -210,11 +239,11 @@ class Client:
         except NoReply:
             self.output.warning(f"no reply from the server in {REPLY_TIMEOUT:g} s")
             return None
-        if not isinstance(reply, (Response, UserList, HistoryPage)):
+        if not isinstance(reply, (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory)):
             raise ConnectionLost()  # the server broke the protocol; the connection says how
         return reply
 
-    def _request(self, command, ask_password: AskPassword):
+    def _request(self, command, ask_password: AskPassword, topic: bool = False):
         if isinstance(command, Login):
             self._log_in(command, ask_password)
             return
@@ -225,6 +254,16 @@ class Client:
             self._listed = set(reply.names)
             self.output.names(reply.names)
             return
+        if isinstance(reply, RoomList):
+            self._rooms.update(entry.name for entry in reply.rooms)
+            self.output.rooms(reply.rooms)
+            return
+        if isinstance(reply, MemberList):
+            if not topic:
+                self.output.members(reply.room, reply.members)
+            else:
+                self.output.topic(reply.room, reply.topic)
+            return
         if not isinstance(reply, Response):
             raise ConnectionLost()
         word = STATUS_WORDS.get(reply.status, "Failure")
@@ -232,6 +271,8 @@ class Client:
         if isinstance(command, SendTo):
             self.output.sent(command.recipient, command.text, word, reason)
             return
+        if reply.status is Status.OK and isinstance(command, Join):
+            self._rooms.add(command.room)
         if reply.status is Status.OK and isinstance(command, Logout):
             self.name = self._password = None
         self.output.outcome(word, reason)
@@ -274,6 +315,8 @@ class Client:
             reply = self._ask(HistoryRequest(command.peer, command.count))
             if isinstance(reply, HistoryPage):
                 self.output.history(reply.peer, reply.entries)
+            elif isinstance(reply, RoomHistory):
+                self.output.room_history(reply.room, reply.entries)
             elif isinstance(reply, Response):
                 why = server_reason(reply, command.peer)
                 self.output.outcome(
@@ -311,7 +354,8 @@ class Client:
             return f"{escape(command.recipient)} is offline: kept for them"
         if reply.status is not Status.FAILURE:
             return None
-        name = getattr(command, "recipient", None) or getattr(command, "name", None) or ""
+        name = getattr(command, "recipient", None) or getattr(command, "room", None) or getattr(command, "name", None)
+        name = name or ""
         return server_reason(reply, name) or self._failure_reason(command, password)
 
     def _failure_reason(self, command, password=None) -> str | None:

@@ -76,16 +76,26 @@ def marked(text: str) -> str:
 
 
 def conversation(
-    clock: str, sender: str, text: str, recipient: str | None = None, width: int = 0, old: bool = False
+    clock: str,
+    sender: str,
+    text: str,
+    recipient: str | None = None,
+    width: int = 0,
+    old: bool = False,
+    room: str | None = None,
 ) -> list[str]:
     """The terminal rows of one message: ``HH:MM sender: first line`` (or ``HH:MM → recipient:
     ...`` for one's own), then each further line of the text, and each part of a line wrapped
     at ``width`` columns (0: none), under a gutter that no sender's line can look like.
-    ``old``: dim text (history)."""
+    ``old``: dim text (history). ``room``: the room it was said in, before the sender."""
     shown_name = escape(recipient if recipient else sender)
     who = f"→ {paint(shown_name, colour_of(recipient))}" if recipient else paint(shown_name, colour_of(sender))
-    head = f"{dim(clock)} {who}: " if clock else f"{who}: "
     head_width = (len(clock) + 1 if clock else 0) + (2 if recipient else 0) + get_cwidth(shown_name) + 2
+    if room:
+        shown_room = escape(room)
+        who = f"{paint(shown_room, colour_of(room))} {who}"
+        head_width += get_cwidth(shown_room) + 1
+    head = f"{dim(clock)} {who}: " if clock else f"{who}: "
     gutter = " " * len(clock) + GUTTER
     rows = []
     for number, line in enumerate(text.replace("\r\n", "\n").split("\n")):

@@ -47,11 +47,38 @@ class PlainOutput:
 
     notice = warning
 
+    def room_message(self, message, mine):
+        if not mine:  # (one's own was answered Success)
+            self._write(f"{escape(message.room)} {message_line(message.sender, message.text)}")
+
+    def room_event(self, event):
+        pass
+
+    def rooms(self, entries):
+        for entry in entries:
+            self._write(escape(entry.name))
+
+    def members(self, room, members):
+        for name, _flags in members:
+            self._write(escape(name))
+
+    def topic(self, room, topic):
+        self._write(escape(topic))
+
+    def room_history(self, room, entries):
+        for entry in entries:
+            when = _when(entry.time_ms)
+            self._write(f"{when} {escape(room)} {message_line(entry.sender, entry.text)}")
+
     def history(self, peer, entries):
         for entry in entries:
-            when = datetime.datetime.fromtimestamp(entry.time_ms / 1000).strftime("%Y-%m-%d %H:%M")
+            when = _when(entry.time_ms)
             sender = "me" if entry.sent else peer
             self._write(f"{when} {message_line(sender, entry.text)}")
+
+
+def _when(time_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(time_ms / 1000).strftime("%Y-%m-%d %H:%M")
 
 
 def run_plain(client: Client, password: str | None = None, plaintext_warning: str | None = None) -> int:

@@ -24,6 +24,14 @@ _SAID = {
     Reason.NO_ACCOUNTS: "this server has no accounts or history",
     Reason.INVALID_COUNT: f"at most {MAX_HISTORY_COUNT} messages",
     Reason.REGISTRATION_LIMIT: "too many names registered from your address this hour",
+    Reason.INVALID_TOKEN: "the saved login has expired: log in again",
+    Reason.INVALID_ROOM: "a room is # and 1-20 characters, no spaces",
+    Reason.NO_SUCH_ROOM: "{name}: no such room",
+    Reason.NOT_A_MEMBER: "not a member",
+    Reason.NOT_OWNER: "only the owner of {name} can do that",
+    Reason.INVITE_ONLY: "{name} is invite-only: ask its owner for an invitation",
+    Reason.ROOM_FULL: "{name} is full ({detail} members)",
+    Reason.TOO_MANY_ROOMS: "too many rooms (at most {detail})",
 }
 
 

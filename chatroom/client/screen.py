@@ -6,6 +6,7 @@ import datetime
 import shutil
 import time
 
+from ..room_frames import EventKind, MemberFlag, RoomFlag
 from .commands import usage
 from .display import conversation, dim, escape
 
@@ -23,11 +24,11 @@ class TerminalOutput:
     def _print(self, lines):
         print("\n".join(lines), flush=True)
 
-    def _conversation(self, clock, sender, text, recipient=None, old=False):
+    def _conversation(self, clock, sender, text, recipient=None, old=False, room=None):
         # The width now, not at start: the terminal may have been resized. One column spare,
         # so that a full row never leaves the cursor waiting to wrap.
         width = shutil.get_terminal_size().columns - 1
-        return conversation(clock, sender, text, recipient=recipient, width=width, old=old)
+        return conversation(clock, sender, text, recipient=recipient, width=width, old=old, room=room)
 
     def message(self, sender, text):
         lines = self._conversation(self._clock(), sender, text)
@@ -45,6 +46,8 @@ class TerminalOutput:
             print(escape(name), flush=True)
 
     def sent(self, recipient, text, word, reason):
+        if recipient.startswith("#") and word == "Success":
+            return  # it shows as it comes back, in the room's order
         lines = self._conversation(self._clock(), "", text, recipient=recipient)
         if word == "Stored":
             lines[-1] += " " + dim(f"(stored: {reason})" if reason else "(stored)")
@@ -74,6 +77,42 @@ class TerminalOutput:
             else:
                 self._print(self._conversation(clock, peer, entry.text, old=True))
 
+    def room_message(self, message, mine):
+        clock = _when(message.time_ms)
+        lines = self._conversation(clock, message.sender, message.text, room=message.room)
+        if self._bell and not mine:
+            lines[-1] += "\a"
+        self._print(lines)
+
+    def room_event(self, event):
+        self.notice(f"{escape(event.room)}: {describe(event)}")
+
+    def rooms(self, entries):
+        if not entries:
+            self.notice("(no rooms yet: join #NAME makes one)")
+        for entry in entries:
+            traits = [f"{entry.members} member" + ("s" if entry.members != 1 else "")]
+            traits += [word for flag, word in _ROOM_TRAITS if flag in entry.flags]
+            print(f"{escape(entry.name)} " + dim(f"({', '.join(traits)})"), flush=True)
+
+    def members(self, room, members):
+        for name, flags in members:
+            mark = "●" if MemberFlag.ONLINE in flags else "○"
+            owner = dim(" (owner)") if MemberFlag.OWNER in flags else ""
+            print(f"{mark} {escape(name)}{owner}", flush=True)
+
+    def topic(self, room, topic):
+        print(f"{escape(room)}: {escape(topic)}" if topic else dim(f"{escape(room)} has no topic"), flush=True)
+
+    def room_history(self, room, entries):
+        if not entries:
+            self.notice(f"(no messages in {escape(room)})")
+            return
+        count = f"{len(entries)} message" + ("s" if len(entries) != 1 else "")
+        self.notice(f"── history of {escape(room)}: the last {count} ──")
+        for entry in entries:
+            self._print(self._conversation(_when(entry.time_ms), entry.sender, entry.text, old=True, room=room))
+
     def notice(self, text):
         print(dim(text), flush=True)
 
@@ -85,3 +124,20 @@ def _when(time_ms: int) -> str:
     """HH:MM for today, else the date too."""
     moment = datetime.datetime.fromtimestamp(time_ms / 1000)
     return moment.strftime("%H:%M" if moment.date() == datetime.date.today() else "%Y-%m-%d %H:%M")
+
+
+_ROOM_TRAITS = ((RoomFlag.MEMBER, "member"), (RoomFlag.OWNER, "owner"), (RoomFlag.INVITE_ONLY, "invite-only"))
+_EVENT_WORDS = {
+    EventKind.JOINED: "{actor} joined",
+    EventKind.PARTED: "{actor} left",
+    EventKind.REMOVED: "{actor} removed {detail}",
+    EventKind.TOPIC: "{actor} set the topic: {detail}",
+    EventKind.INVITE_ONLY: "{actor} made it invite-only: {detail}",
+    EventKind.OWNER: "{actor} handed it to {detail}",
+    EventKind.INVITED: "{actor} invited {detail}",
+}
+
+
+def describe(event) -> str:
+    """A room event in words, escaped."""
+    return _EVENT_WORDS[event.kind].format(actor=escape(event.actor), detail=escape(event.detail))

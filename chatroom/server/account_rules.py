@@ -16,6 +16,7 @@ from ..protocol import (
     ChangePassword,
     HistoryPage,
     HistoryRequest,
+    Incoming,
     Reason,
     Register,
     Resume,
@@ -68,7 +69,11 @@ class AccountRules:
         accounts, name = self._accounts, self.name
         if not frames or accounts is None or name is None or not self._registered:
             return 0
-        messages = [(message.sender, message.text) for message in Decoder.for_client().receive_data(b"".join(frames))]
+        # Direct messages only: a room's are in its history, for its registered members.
+        events = Decoder.for_client().receive_data(b"".join(frames))
+        messages = [(message.sender, message.text) for message in events if type(message) is Incoming]
+        if not messages:
+            return 0
         try:
             return accounts.keep_dropped(name, messages)
         except StoreUnavailable:

@@ -36,6 +36,7 @@ from ..protocol import (
     is_valid_text,
     is_valid_username,
 )
+from ..room_frames import ROOM_PREFIX, ROOMS_VERSION
 from .account_rules import AccountRules
 from .operations.counts import COUNTS
 from .operations.logs import fields
@@ -51,13 +52,15 @@ from .replies import (
     STORED,
     failure,
 )
+from .rooms.registry import Rooms
+from .rooms.room_rules import ROOM_ANSWERS, RoomRules
 from .storage.accounts import Accounts
 from .storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
-class Rules(AccountRules):
+class Rules(AccountRules, RoomRules):
     """The protocol's state for one connection, and the answer to each of its requests.
 
     ``mailbox`` is where messages for this connection's user are delivered (its session): the
@@ -72,14 +75,18 @@ class Rules(AccountRules):
         "_registered",
         "_extended",
         "_reasons",
+        "_version",
         "_tokens",
+        "_rooms",
         "_mailbox",
         "_directory",
         "_accounts",
         "_peer",
     )
 
-    def __init__(self, mailbox: Mailbox, directory: Directory, accounts: Accounts | None, peer: str):
+    def __init__(
+        self, mailbox: Mailbox, directory: Directory, accounts: Accounts | None, peer: str, rooms: Rooms | None = None
+    ):
         self.name: str | None = None  # logged in as
         # While stored messages are handed out at login (page by page: see next_stored): the
         # live ones, held back to follow them. The session delivers into it when it is not None.
@@ -88,6 +95,8 @@ class Rules(AccountRules):
         self._registered = False  # logged in under a registered name, with its password
         self._extended = False  # the client said HELLO
         self._reasons = False  # ... of a version that learns why a request failed
+        self._version = 0  # the extension version the client said HELLO with
+        self._rooms = rooms  # None: this server has no rooms
         self._tokens: list[str] = []  # session tokens issued or used here: LOGOUT revokes them
         self._mailbox = mailbox
         self._directory = directory
@@ -115,19 +124,26 @@ class Rules(AccountRules):
                 return OK if self.log_out("logged out") else self._failure(Reason.NOT_LOGGED_IN)
             if kind is Hello:
                 self._extended = True
+                self._version = min(event.version, EXTENSION_VERSION)
                 self._reasons = event.version >= REASONS_VERSION
                 # A client newer than this server learns the version it gets; one that asks for
                 # a version the server has is answered OK, as ever.
                 return OK if event.version <= EXTENSION_VERSION else SERVER_VERSION
             if kind is Watch and self._extended:
                 return self._watch(event.on)
+            if self._version >= ROOMS_VERSION and (kind in ROOM_ANSWERS or _is_room_history(event)):
+                if self._rooms is None:
+                    return self._failure(Reason.UNAVAILABLE, "no rooms on this server")
+                if kind is HistoryRequest:
+                    return self._room_history(event.peer, event.count, event.before)
+                return ROOM_ANSWERS[kind](self, event)
             if kind in _EXTENSION_ANSWERS and self._extended:
                 if self._accounts is None:
                     return self._failure(Reason.NO_ACCOUNTS)
                 return _EXTENSION_ANSWERS[kind](self, event)
         except (DirectoryUnavailable, StoreUnavailable):
             return self._failure(Reason.UNAVAILABLE)
-        assert kind is Malformed or kind is FrameTooLarge or kind is Watch or kind in _EXTENSION_ANSWERS, event
+        assert kind in (Malformed, FrameTooLarge, Watch) or kind in _EXTENSION_ANSWERS or kind in ROOM_ANSWERS, event
         return MALFORMED
 
     def _failure(self, reason: Reason, detail: str = "") -> bytes:
@@ -157,8 +173,12 @@ class Rules(AccountRules):
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
         if found is None:
+            if recipient[:1] == ROOM_PREFIX and self._version >= ROOMS_VERSION and self._rooms is not None:
+                return self._room_message(recipient, text)
             return self._keep_for_later(sender, recipient, text)
         if type(found) is RemoteRecipient:  # on another node: answered once it is there
+            if recipient[:1] == ROOM_PREFIX:
+                return self._failure(Reason.UNAVAILABLE, "no rooms on this server")
             return Pending(self, sender, recipient, text, found.hand_over(encode(Incoming(sender, text))))
         if not found.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
@@ -210,6 +230,7 @@ class Rules(AccountRules):
         """Give the name up (``how``: for the log); False if not logged in."""
         if self.name is None:
             return False
+        self.leave_rooms()  # (an unregistered member leaves them; a registered one stays)
         name, self.name = self.name, None
         self._registered = False
         try:
@@ -269,3 +290,7 @@ class Pending:
             return self._rules._keep_for_later(self._sender, self._recipient, self._text)
         except StoreUnavailable:
             return self._rules._failure(Reason.UNAVAILABLE)
+
+
+def _is_room_history(event) -> bool:
+    return type(event) is HistoryRequest and event.peer[:1] == ROOM_PREFIX

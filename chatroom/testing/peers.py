@@ -5,12 +5,14 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from ..codec import Decoder, encode
-from ..protocol import Hello, Login, Register, Response, Status
+from ..protocol import Hello, Incoming, Login, Presence, Register, Response, Status, StoredMessage
+from ..room_frames import RoomEvent, RoomMessage
 from .waiting import WAIT
 
 OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
 FAILURE_BYTES = b"\x82\x00\x00\x00\x01\x01"
 MALFORMED_BYTES = b"\x82\x00\x00\x00\x01\x02"
+PUSHED = (Incoming, StoredMessage, Presence, RoomMessage, RoomEvent)
 OK = Response(Status.OK)
 FAILURE = Response(Status.FAILURE)
 MALFORMED = Response(Status.MALFORMED)
@@ -36,6 +38,7 @@ class Peer:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.decoder = Decoder.for_client()
         self.events: list = []
+        self.pushed: list = []
 
     def send(self, *messages) -> None:
         self.sock.sendall(b"".join(encode(m) for m in messages))
@@ -66,6 +69,18 @@ class Peer:
         """Send one message and return the next event (its reply, if nothing else is due)."""
         self.send(message)
         return self.next_event()
+
+    def reply(self, message):
+        """Send one message and return its reply; what the server pushed meanwhile (messages,
+        room events, presence) waits in ``pushed``."""
+        self.send(message)
+        while type(event := self.next_event()) in PUSHED:
+            self.pushed.append(event)
+        return event
+
+    def next_push(self):
+        """The next frame the server pushed (kept by reply(), or still to come)."""
+        return self.pushed.pop(0) if self.pushed else self.next_event()
 
     def login(self, name: str) -> None:
         assert self.request(Login(name)) == OK

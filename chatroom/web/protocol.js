@@ -35,6 +35,13 @@ const REASONS = {
   0x12: "at most 1000 messages",
   0x13: "too many names registered from your address this hour",
   0x14: "the saved login has expired: log in again",
+  0x15: "a room is # and 1-20 characters, no spaces",
+  0x16: "{name}: no such room",
+  0x17: "not a member",
+  0x18: "only the owner of {name} can do that",
+  0x19: "{name} is invite-only: ask its owner for an invitation",
+  0x1a: "{name} is full ({detail} members)",
+  0x1b: "too many rooms (at most {detail})",
 };
 
 export function reasonText(reply, name = "") {

@@ -11,6 +11,7 @@ from gevent.server import StreamServer
 from ...protocol import DEFAULT_PORT
 from ..operations.logs import fields
 from ..presence.directory import Directory, LocalDirectory
+from ..rooms.registry import Rooms
 from ..storage.accounts import Accounts
 from . import sockets, web
 from .admission import Admission
@@ -45,6 +46,10 @@ class ChatServer:
         server keeps nothing and refuses registration."""
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.accounts = accounts
+        # Rooms live in one process for now: a cluster's nodes answer room requests UNAVAILABLE.
+        self.rooms: Rooms | None = None
+        if isinstance(self.directory, LocalDirectory):
+            self.rooms = Rooms(accounts.store, accounts.quotas) if accounts is not None else Rooms()
         self.limits = limits or Limits()
         self.tls = tls  # replaceable (SIGHUP): new connections take the one in place then
         self._sessions: set[Session] = set()
@@ -79,6 +84,8 @@ class ChatServer:
             self._web.init_socket()
         if self.accounts is not None:
             self.accounts.start()
+        if self.rooms is not None:
+            self.rooms.start()
         self.directory.start()
         self._server.start()
         if self._web is not None:
@@ -148,7 +155,7 @@ class ChatServer:
         if stream is None:
             self._admission.forget(host)
             return
-        session = Session(stream, peer, self.directory, self.limits, self._ended, self.accounts)
+        session = Session(stream, peer, self.directory, self.limits, self._ended, self.accounts, self.rooms)
         self._sessions.add(session)
         session.start()
 

@@ -17,6 +17,7 @@ from ..operations.counts import COUNTS, HANDOVER_SAMPLE
 from ..operations.logs import fields
 from ..presence.directory import Directory
 from ..replies import OK, reply_name
+from ..rooms.registry import Rooms
 from ..rules import Pending, Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
@@ -64,9 +65,10 @@ class Session:
         limits: Limits,
         on_end,
         accounts: Accounts | None = None,
+        rooms: Rooms | None = None,
     ):
         self.peer = peer
-        self.rules = Rules(self, directory, accounts, peer)
+        self.rules = Rules(self, directory, accounts, peer, rooms)
         self._stream = stream
         self._end_reason: str | None = None  # why the server ended it, for the metrics
         self._limits = limits
@@ -336,6 +338,19 @@ class Session:
             held.append(frame)
         else:
             outbox.queue_for_hub(frame)
+        return True
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a room's frame if there is room; a client whose queue is full is dropped as
+        stalled (a registered one reads what it missed from the room's history)."""
+        outbox = self._outbox
+        if outbox.closed:
+            return False
+        if not outbox.has_room():
+            COUNTS.room_stalls += 1
+            self._on_stall()
+            return False
+        outbox.queue_for_hub(frame)  # (not held behind stored messages: another conversation)
         return True
 
 

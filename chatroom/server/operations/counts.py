@@ -57,6 +57,9 @@ class Counts:
         "redis_errors",
         "redis_round_trip",
         "handover",
+        "room_messages",
+        "room_deliveries",
+        "room_stalls",
     )
 
     def __init__(self):
@@ -76,6 +79,9 @@ class Counts:
         self.redis_errors = 0
         self.redis_round_trip = Histogram(_SECONDS)
         self.handover = Histogram(_SECONDS)  # from a batch's arrival to its SENDTOs handed over
+        self.room_messages = 0  # messages sent to rooms
+        self.room_deliveries = 0  # ...and handed to members' connections
+        self.room_stalls = 0  # members dropped because a room's message found their queue full
 
     def count(self, table: dict, key: str) -> None:
         table[key] = table.get(key, 0) + 1

@@ -27,6 +27,11 @@ class Mailbox(Protocol):
         connection. ``wait``: whether a full queue may make the caller wait."""
         ...
 
+    def offer(self, frame: bytes) -> bool:
+        """Hand over a frame without ever waiting: a connection whose queue is full is dropped
+        as stalled instead (a room's message never waits on one slow member)."""
+        ...
+
     def disconnect(self) -> None:
         """End the user's connection (a directory does so when it finds the name lost)."""
         ...

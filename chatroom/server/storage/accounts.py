@@ -57,7 +57,7 @@ class Accounts:
         self.registered_names = store.registered_names  # for routing: see Store
         self._hashing = ThreadPool(HASHING_THREADS)
         self._throttle = throttle or PasswordThrottle()
-        self._quotas = quotas
+        self.quotas = self._quotas = quotas
         self._exempt = exempt
         self._registrations = Window(3600.0)  # by address
         self._history_bytes = DailyBytes(int(quotas.history_mb_per_day * 1_000_000))  # by sender

@@ -3,7 +3,8 @@
 One place for them, as :mod:`..connection.limits` is for connections: registrations per
 address an hour, history bytes per account a day, and an offline mailbox's size and the share
 of it one sender may fill (so that a stranger cannot fill a user's mailbox and keep their
-friends' messages out).
+friends' messages out); and how many rooms a user may be in, how many members a room may
+have, and how many rooms the server holds.
 """
 
 import collections
@@ -20,6 +21,9 @@ class Quotas:
     history_mb_per_day: float = 64.0
     mailbox_mb: float = 16.0
     mailbox_share: float = 0.25
+    rooms_per_user: int = 100
+    members_per_room: int = 10_000
+    rooms_per_server: int = 10_000
 
 
 OPTIONS = {
@@ -36,6 +40,9 @@ OPTIONS = {
         "FRACTION",
         "the part of an offline user's mailbox one sender may fill (default %(default)s)",
     ),
+    "rooms_per_user": (int, "N", "rooms one user may be a member of (default %(default)s)"),
+    "members_per_room": (int, "N", "members one room may have (default %(default)s)"),
+    "rooms_per_server": (int, "N", "rooms the server holds at once (default %(default)s)"),
 }
 
 

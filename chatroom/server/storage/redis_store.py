@@ -25,6 +25,7 @@ import redis
 from ...protocol import HistoryEntry, StoredMessage
 from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .quotas import Quotas
+from .redis_rooms import RedisRooms
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ return id
 """
 
 
-class RedisStore:
+class RedisStore(RedisRooms):
     def __init__(
         self,
         url: str,

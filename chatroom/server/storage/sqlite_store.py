@@ -14,6 +14,8 @@ import gevent
 from ...protocol import HistoryEntry, StoredMessage
 from .mailboxes import Mailboxes
 from .quotas import Quotas
+from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
+from .sqlite_rooms import SQLiteRooms
 from .sqlite_worker import SQLiteWorker
 from .store import DEFAULT_HISTORY_DAYS, now_ms
 
@@ -37,6 +39,7 @@ MIGRATIONS = [
     CREATE TABLE tokens (hash TEXT PRIMARY KEY, name TEXT NOT NULL, expires_ms INTEGER NOT NULL);
     CREATE INDEX tokens_by_name ON tokens (name);
     """,
+    ROOMS_SCHEMA,
 ]
 EXPIRY_INTERVAL = 3600.0
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)"
@@ -47,7 +50,7 @@ DEFAULT_QUOTAS = Quotas()
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteRooms):
     def __init__(
         self,
         path,
@@ -111,6 +114,7 @@ class SQLiteStore:
         db.execute("DELETE FROM offline WHERE time_ms < ?", (cutoff,))
         db.execute("DELETE FROM history WHERE time_ms < ?", (cutoff,))
         db.execute("DELETE FROM tokens WHERE expires_ms < ?", (now_ms(),))
+        db.execute("DELETE FROM room_messages WHERE time_ms < ?", (cutoff,))
         db.execute("PRAGMA incremental_vacuum")  # the file gives back what expiry freed
         return db.execute(_MAILBOXES).fetchall()
 

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ...protocol import HistoryEntry, StoredMessage
 
@@ -32,6 +32,18 @@ def default_db_path() -> Path:
     """$XDG_DATA_HOME/chatroom/chatroom.db, else ~/.local/share/chatroom/chatroom.db."""
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(data) / "chatroom" / "chatroom.db"
+
+
+class KeptRoom(NamedTuple):
+    """A room as the store keeps it: what outlives connections."""
+
+    name: str
+    owner: str | None
+    topic: str
+    invite_only: bool
+    members: list[str]  # registered members, longest-standing first
+    invited: list[str]
+    last_id: int  # of its newest message kept (0: none)
 
 
 class Store(Protocol):
@@ -88,3 +100,28 @@ class Store(Protocol):
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
         """Up to count messages between name and peer with an id below before (0: any),
         oldest first, said since name's account was made; ``sent`` is from name's side."""
+
+    # --- Rooms (registered members, owners, invitations, history) ------------------------------
+
+    def load_rooms(self) -> list[KeptRoom]: ...
+
+    def save_room(self, name: str, owner: str | None, topic: str, invite_only: bool) -> None:
+        """Keep (or update) a room's owner, topic and rule (committed on return)."""
+
+    def delete_room(self, name: str) -> None:
+        """Forget a room: its members, invitations and history go with it."""
+
+    def add_member(self, room: str, name: str) -> None: ...
+
+    def remove_member(self, room: str, name: str) -> None: ...
+
+    def add_invite(self, room: str, name: str) -> None: ...
+
+    def remove_invite(self, room: str, name: str) -> None: ...
+
+    def record_room(self, room: str, message_id: int, sender: str, text: str, time_ms: int) -> None:
+        """Add a message to a room's history (behind the relay)."""
+
+    def room_history(self, room: str, count: int, before: int) -> list[tuple[int, int, str, str]]:
+        """Up to count messages (id, time, sender, text) of room with an id below before (0:
+        any), oldest first."""

@@ -1,0 +1,1 @@
+"""Rooms: group conversations, their members and owners, and the requests about them."""

@@ -1,0 +1,181 @@
+"""The rooms of one server: who is in each, who owns it, its topic and invitations, and the id
+of its next message. No I/O: the rules tell the members what changed; the store (when there
+is one) keeps what outlives a connection: rooms with an owner or registered members, their
+registered members and invitations, and their history.
+
+A room's messages get ids from one counter per room, taken on the hub (one thread), so that
+every member is handed them in the order of their ids.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ...protocol import Reason
+from ...room_frames import RoomFlag
+from ..presence.skeleton import skeleton
+from ..storage.quotas import Quotas
+from ..storage.store import Store
+
+DEFAULT_QUOTAS = Quotas()
+
+
+@dataclass(eq=False)
+class Room:
+    name: str
+    owner: str | None = None
+    topic: str = ""
+    invite_only: bool = False
+    invited: set[str] = field(default_factory=set)
+    members: dict[str, bool] = field(default_factory=dict)  # name -> registered (kept by the store)
+    last_id: int = 0
+
+    def flags_for(self, name: str | None) -> RoomFlag:
+        flags = RoomFlag(0)
+        if name in self.members:
+            flags |= RoomFlag.MEMBER
+        if name is not None and name == self.owner:
+            flags |= RoomFlag.OWNER
+        if self.invite_only:
+            flags |= RoomFlag.INVITE_ONLY
+        return flags
+
+    @property
+    def kept(self) -> bool:
+        """Whether the room outlives its connections: it has an owner or a registered member."""
+        return self.owner is not None or any(self.members.values())
+
+
+class Rooms:
+    def __init__(self, store: Store | None = None, quotas: Quotas = DEFAULT_QUOTAS):
+        self._store = store
+        self._quotas = quotas
+        self._rooms: dict[str, Room] = {}
+        self._look_alikes: dict[str, str] = {}  # skeleton -> the room's name
+        self._of: dict[str, set[str]] = {}  # user -> the rooms they are in
+
+    def start(self) -> None:
+        """Load the rooms the store kept."""
+        if self._store is None:
+            return
+        for kept in self._store.load_rooms():
+            room = Room(kept.name, kept.owner, kept.topic, kept.invite_only, set(kept.invited), last_id=kept.last_id)
+            room.members = dict.fromkeys(kept.members, True)
+            self._add(room)
+            for member in room.members:
+                self._of.setdefault(member, set()).add(room.name)
+
+    def get(self, name: str) -> Room | None:
+        return self._rooms.get(name)
+
+    def rooms_of(self, user: str) -> set[str]:
+        return self._of.get(user, set())
+
+    def visible_to(self, user: str | None) -> list[Room]:
+        """The rooms anyone may join, and the user's own (invite-only rooms they are in or
+        invited to), by name."""
+        own = self._of.get(user, set()) if user else set()
+        return sorted(
+            (room for room in self._rooms.values() if not room.invite_only or room.name in own or user in room.invited),
+            key=lambda room: room.name,
+        )
+
+    # --- Membership ---------------------------------------------------------------------
+
+    def join(self, name: str, user: str, registered: bool) -> "tuple[Room | None, Reason | None, str]":
+        """Make user a member (creating the room, which a registered creator owns): (the room,
+        or None with the reason and its detail). Joining a room one is in is no change."""
+        room = self._rooms.get(name)
+        mine = self._of.get(user, set())
+        if room is not None and user in room.members:
+            return room, None, ""
+        if len(mine) >= self._quotas.rooms_per_user:
+            return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_user)
+        if room is None:
+            look_alike = self._look_alikes.get(skeleton(name[1:]))
+            if look_alike is not None:
+                return None, Reason.LOOKS_LIKE, look_alike
+            if len(self._rooms) >= self._quotas.rooms_per_server:
+                return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_server)
+            room = Room(name, owner=user if registered else None)
+            self._add(room)
+            if self._store is not None and room.kept:
+                self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
+        elif room.invite_only and user not in room.invited and user != room.owner:
+            return None, Reason.INVITE_ONLY, ""
+        elif len(room.members) >= self._quotas.members_per_room:
+            return None, Reason.ROOM_FULL, str(self._quotas.members_per_room)
+        room.members[user] = registered
+        self._of.setdefault(user, set()).add(name)
+        if registered and self._store is not None:
+            self._store.add_member(name, user)
+        return room, None, ""
+
+    def leave(self, room: Room, user: str) -> None:
+        """User is no longer a member (parted, removed, or logged out unregistered). A room
+        without members is gone, its owner with it; an owner who leaves hands the room to the
+        registered member who has been there longest."""
+        registered = room.members.pop(user, False)
+        mine = self._of.get(user)
+        if mine is not None:
+            mine.discard(room.name)
+            if not mine:
+                del self._of[user]
+        store = self._store
+        if registered and store is not None:
+            store.remove_member(room.name, user)
+        if not room.members:
+            self._remove(room)
+            return
+        if room.owner == user:
+            room.owner = next((name for name, kept in room.members.items() if kept), None)
+            self.save(room)
+
+    def leave_all_unregistered(self, user: str) -> list[Room]:
+        """At logout of an unregistered user: the rooms they left."""
+        rooms = [self._rooms[name] for name in sorted(self._of.get(user, ()))]
+        for room in rooms:
+            self.leave(room, user)
+        return rooms
+
+    def save(self, room: Room) -> None:
+        """Keep the room's owner, topic and rule (or forget it, if nothing keeps it)."""
+        if self._store is not None:
+            if room.kept:
+                self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
+            else:
+                self._store.delete_room(room.name)
+
+    def invite(self, room: Room, user: str, registered: bool) -> None:
+        room.invited.add(user)
+        if registered and self._store is not None:
+            self._store.add_invite(room.name, user)
+
+    def uninvite(self, room: Room, user: str) -> None:
+        if user in room.invited:
+            room.invited.discard(user)
+            if self._store is not None:
+                self._store.remove_invite(room.name, user)
+
+    def next_id(self, room: Room) -> int:
+        room.last_id += 1
+        return room.last_id
+
+    def counts(self) -> tuple[int, int]:
+        """(rooms, memberships), for the metrics."""
+        return len(self._rooms), sum(len(room.members) for room in self._rooms.values())
+
+    # --- The index ----------------------------------------------------------------------
+
+    def _add(self, room: Room) -> None:
+        self._rooms[room.name] = room
+        self._look_alikes[skeleton(room.name[1:])] = room.name
+
+    def _remove(self, room: Room) -> None:
+        self._rooms.pop(room.name, None)
+        self._look_alikes.pop(skeleton(room.name[1:]), None)
+        if self._store is not None:
+            self._store.delete_room(room.name)
+
+
+def member_names(rooms: Iterable[Room]) -> set[str]:
+    return {name for room in rooms for name in room.members}

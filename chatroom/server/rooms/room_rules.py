@@ -1,0 +1,274 @@
+"""The room requests (extension version 3), for :class:`~..rules.Rules`: joining and parting,
+the lists, the owner's powers, and messages to a room, each encoded once and handed to every
+member here in the order of its id.
+
+A mixin: it holds no state of its own; Rules holds the connection's, and :class:`~.registry.
+Rooms` the server's.
+"""
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ...codec import encode
+from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, Reason, is_valid_text, is_valid_username
+from ...room_frames import (
+    MAX_TOPIC_BYTES,
+    EventKind,
+    GiveRoom,
+    Invite,
+    Join,
+    Kick,
+    ListMembers,
+    ListRooms,
+    MemberFlag,
+    MemberList,
+    Part,
+    RoomEntry,
+    RoomEvent,
+    RoomHistory,
+    RoomHistoryEntry,
+    RoomList,
+    RoomMessage,
+    SetInviteOnly,
+    SetTopic,
+    is_room_name,
+    room_entry,
+)
+from ..operations.counts import COUNTS
+from ..presence.directory import RemoteRecipient as _Remote
+from ..replies import OK
+from ..storage.store import StoreUnavailable, now_ms
+from .registry import Room, Rooms
+
+log = logging.getLogger(__name__)
+
+
+class RoomRules:
+    if not TYPE_CHECKING:
+        __slots__ = ()  # (at run time only: mypy checks assignments against Rules' slots)
+    else:  # what Rules holds and does
+        from ..presence.directory import Directory
+        from ..storage.accounts import Accounts
+
+        name: str | None
+        _registered: bool
+        _rooms: Rooms | None
+        _directory: Directory
+        _accounts: Accounts | None
+
+        def _failure(self, reason: Reason, detail: str = "") -> bytes:
+            raise NotImplementedError
+
+    # --- Messages ---------------------------------------------------------------------------
+
+    def _room_message(self, name: str, text: str) -> bytes:
+        """SENDTO a room: to every member here (the sender too), in the order of the ids."""
+        room, refused = self._member_room(name)
+        if room is None:
+            return refused
+        if not is_valid_text(text):
+            return self._failure(Reason.INVALID_TEXT)
+        assert self._rooms is not None and self.name is not None
+        message_id, time_ms = self._rooms.next_id(room), now_ms()
+        delivered = self._tell(room, encode(RoomMessage(room.name, self.name, message_id, time_ms, text)))
+        COUNTS.room_messages += 1
+        COUNTS.room_deliveries += delivered
+        if self._accounts is not None:
+            try:
+                self._accounts.store.record_room(room.name, message_id, self.name, text, time_ms)
+            except StoreUnavailable:
+                pass  # relayed, not kept: the log has said so once
+        return OK
+
+    def _tell(self, room: Room, frame: bytes) -> int:
+        """Hand frame to every member logged in here; how many took it. A member whose queue
+        is full is dropped as stalled, never waited for."""
+        find = self._directory.find
+        taken = 0
+        for member in list(room.members):
+            mailbox = find(member)
+            if mailbox is not None and type(mailbox) is not _Remote and mailbox.offer(frame):
+                taken += 1
+        return taken
+
+    def _event(self, room: Room, kind: EventKind, detail: str = "") -> None:
+        assert self.name is not None
+        self._tell(room, encode(RoomEvent(room.name, kind, self.name, detail)))
+
+    # --- Membership ---------------------------------------------------------------------------
+
+    def _join(self, event: Join) -> bytes:
+        if self.name is None:
+            return self._failure(Reason.NOT_LOGGED_IN)
+        if not is_room_name(event.room):
+            return self._failure(Reason.INVALID_ROOM)
+        rooms = self._rooms
+        assert rooms is not None
+        was_member = (room := rooms.get(event.room)) is not None and self.name in room.members
+        room, reason, detail = rooms.join(event.room, self.name, self._registered)
+        if room is None:
+            assert reason is not None
+            return self._failure(reason, detail)
+        if not was_member:
+            rooms.uninvite(room, self.name)
+            self._event(room, EventKind.JOINED)
+        return OK
+
+    def _part(self, event: Part) -> bytes:
+        room, refused = self._member_room(event.room)
+        if room is None:
+            return refused
+        assert self._rooms is not None
+        assert self.name is not None
+        self._event(room, EventKind.PARTED)
+        self._rooms.leave(room, self.name)
+        return OK
+
+    def leave_rooms(self) -> None:
+        """At logout of an unregistered user: out of every room, each told so."""
+        rooms, name = self._rooms, self.name
+        if rooms is None or name is None or self._registered:
+            return
+        for room in rooms.leave_all_unregistered(name):
+            self._tell(room, encode(RoomEvent(room.name, EventKind.PARTED, name)))
+
+    # --- Lists ------------------------------------------------------------------------------
+
+    def _list_rooms(self, event: ListRooms) -> bytes:
+        assert self._rooms is not None
+        visible = self._rooms.visible_to(self.name)
+        return encode(RoomList(tuple(RoomEntry(r.name, r.flags_for(self.name), len(r.members)) for r in visible)))
+
+    def _list_members(self, event: ListMembers) -> bytes:
+        room, refused = self._visible_room(event.room)
+        if room is None:
+            return refused
+        find = self._directory.find
+        members = tuple(
+            (
+                name,
+                (MemberFlag.ONLINE if find(name) is not None else 0) | (MemberFlag.OWNER if name == room.owner else 0),
+            )
+            for name in sorted(room.members)
+        )
+        return encode(MemberList(room.name, room.topic, members))  # type: ignore[arg-type]
+
+    def _room_history(self, name: str, count: int, before: int) -> bytes:
+        room, refused = self._member_room(name)
+        if room is None:
+            return refused
+        if not 1 <= count <= MAX_HISTORY_COUNT:
+            return self._failure(Reason.INVALID_COUNT)
+        rows = self._accounts.store.room_history(room.name, count, before) if self._accounts is not None else []
+        room_left = MAX_BODY - len(encode(RoomHistory(room.name, ())))
+        kept: list[RoomHistoryEntry] = []
+        for row in reversed(rows):  # the newest that fit in one frame
+            entry = RoomHistoryEntry(*row)
+            room_left -= len(room_entry(entry))
+            if room_left < 0:
+                break
+            kept.append(entry)
+        return encode(RoomHistory(room.name, tuple(reversed(kept))))
+
+    # --- The owner's powers -------------------------------------------------------------------
+
+    def _set_topic(self, event: SetTopic) -> bytes:
+        room, refused = self._owned_room(event.room)
+        if room is None:
+            return refused
+        if len(event.topic.encode()) > MAX_TOPIC_BYTES:
+            return self._failure(Reason.INVALID_TEXT)
+        room.topic = event.topic
+        assert self._rooms is not None
+        self._rooms.save(room)
+        self._event(room, EventKind.TOPIC, event.topic)
+        return OK
+
+    def _kick(self, event: Kick) -> bytes:
+        room, refused = self._owned_room(event.room)
+        if room is None:
+            return refused
+        if event.name not in room.members or event.name == self.name:
+            return self._failure(Reason.NOT_A_MEMBER)
+        assert self._rooms is not None
+        self._event(room, EventKind.REMOVED, event.name)
+        self._rooms.uninvite(room, event.name)
+        self._rooms.leave(room, event.name)
+        return OK
+
+    def _invite(self, event: Invite) -> bytes:
+        room, refused = self._owned_room(event.room)
+        if room is None:
+            return refused
+        if not is_valid_username(event.name) or event.name.startswith("#"):
+            return self._failure(Reason.INVALID_NAME)
+        assert self._rooms is not None
+        registered = self._accounts is not None and event.name in self._accounts.registered_names
+        self._rooms.invite(room, event.name, registered)
+        frame = encode(RoomEvent(room.name, EventKind.INVITED, self.name or "", event.name))
+        self._tell(room, frame)
+        invitee = self._directory.find(event.name)
+        if invitee is not None and type(invitee) is not _Remote and event.name not in room.members:
+            invitee.offer(frame)
+        return OK
+
+    def _set_invite_only(self, event: SetInviteOnly) -> bytes:
+        room, refused = self._owned_room(event.room)
+        if room is None:
+            return refused
+        room.invite_only = event.on
+        assert self._rooms is not None
+        self._rooms.save(room)
+        self._event(room, EventKind.INVITE_ONLY, "on" if event.on else "off")
+        return OK
+
+    def _give_room(self, event: GiveRoom) -> bytes:
+        room, refused = self._owned_room(event.room)
+        if room is None:
+            return refused
+        if not room.members.get(event.name):  # a registered member only: the owner outlives logouts
+            return self._failure(Reason.NOT_A_MEMBER)
+        room.owner = event.name
+        assert self._rooms is not None
+        self._rooms.save(room)
+        self._event(room, EventKind.OWNER, event.name)
+        return OK
+
+    # --- Which room -------------------------------------------------------------------------
+
+    def _visible_room(self, name: str) -> "tuple[Room | None, bytes]":
+        rooms = self._rooms
+        assert rooms is not None
+        if not is_room_name(name):
+            return None, self._failure(Reason.INVALID_ROOM)
+        room = rooms.get(name)
+        if room is None or (room.invite_only and self.name not in room.members and self.name not in room.invited):
+            return None, self._failure(Reason.NO_SUCH_ROOM)
+        return room, b""
+
+    def _member_room(self, name: str) -> "tuple[Room | None, bytes]":
+        if self.name is None:
+            return None, self._failure(Reason.NOT_LOGGED_IN)
+        room, refused = self._visible_room(name)
+        if room is not None and self.name not in room.members:
+            return None, self._failure(Reason.NOT_A_MEMBER)
+        return room, refused
+
+    def _owned_room(self, name: str) -> "tuple[Room | None, bytes]":
+        room, refused = self._member_room(name)
+        if room is not None and room.owner != self.name:
+            return None, self._failure(Reason.NOT_OWNER)
+        return room, refused
+
+
+ROOM_ANSWERS: dict[type, Any] = {
+    Join: RoomRules._join,
+    Part: RoomRules._part,
+    ListRooms: RoomRules._list_rooms,
+    ListMembers: RoomRules._list_members,
+    SetTopic: RoomRules._set_topic,
+    Kick: RoomRules._kick,
+    Invite: RoomRules._invite,
+    SetInviteOnly: RoomRules._set_invite_only,
+    GiveRoom: RoomRules._give_room,
+}

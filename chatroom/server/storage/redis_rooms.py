@@ -1,0 +1,85 @@
+"""The cluster store's rooms, for :class:`~.redis_store.RedisStore`, every command on one key
+(a Redis Cluster spreads rooms over its masters):
+
+- ``chatroom:rooms`` is the set of kept rooms' names;
+- ``chatroom:room:NAME`` a hash of its owner, topic and rule;
+- ``chatroom:room:NAME:members`` a sorted set of its registered members, by when they joined;
+- ``chatroom:room:NAME:invited`` a set;
+- ``chatroom:room:NAME:messages`` a sorted set of its messages by id ("ID:JSON"), expiring
+  with the history.
+"""
+
+import json
+from typing import TYPE_CHECKING
+
+from .store import KeptRoom, now_ms
+
+ROOMS = "chatroom:rooms"
+ROOM = "chatroom:room:"
+
+
+class RedisRooms:
+    if TYPE_CHECKING:  # what RedisStore holds
+        import redis
+
+        _redis: redis.Redis | redis.RedisCluster
+        _retention_ms: int
+        _keep_history: bool
+
+        def _call(self, method, *args, **kwargs): ...
+
+    def load_rooms(self):
+        rooms = []
+        for raw in self._call(self._redis.smembers, ROOMS):
+            name = raw.decode()
+            fields = self._call(self._redis.hgetall, ROOM + name)
+            members = [m.decode() for m in self._call(self._redis.zrange, ROOM + name + ":members", 0, -1)]
+            invited = [m.decode() for m in self._call(self._redis.smembers, ROOM + name + ":invited")]
+            newest = self._call(self._redis.zrange, ROOM + name + ":messages", -1, -1, withscores=True)
+            owner = fields.get(b"owner", b"").decode() or None
+            topic = fields.get(b"topic", b"").decode()
+            invite_only = fields.get(b"invite_only") == b"1"
+            last_id = int(newest[0][1]) if newest else 0
+            rooms.append(KeptRoom(name, owner, topic, invite_only, members, invited, last_id))
+        return rooms
+
+    def save_room(self, name, owner, topic, invite_only):
+        mapping = {"owner": owner or "", "topic": topic, "invite_only": "1" if invite_only else "0"}
+        self._call(self._redis.hset, ROOM + name, mapping=mapping)
+        self._call(self._redis.sadd, ROOMS, name)
+
+    def delete_room(self, name):
+        self._call(self._redis.srem, ROOMS, name)
+        for suffix in ("", ":members", ":invited", ":messages"):
+            self._call(self._redis.delete, ROOM + name + suffix)
+
+    def add_member(self, room, name):
+        self._call(self._redis.zadd, ROOM + room + ":members", {name: now_ms()}, nx=True)
+
+    def remove_member(self, room, name):
+        self._call(self._redis.zrem, ROOM + room + ":members", name)
+
+    def add_invite(self, room, name):
+        self._call(self._redis.sadd, ROOM + room + ":invited", name)
+
+    def remove_invite(self, room, name):
+        self._call(self._redis.srem, ROOM + room + ":invited", name)
+
+    def record_room(self, room, message_id, sender, text, time_ms):
+        if not self._keep_history:
+            return
+        key = ROOM + room + ":messages"
+        self._call(self._redis.zadd, key, {f"{message_id}:" + json.dumps([time_ms, sender, text]): message_id})
+        self._call(self._redis.pexpire, key, self._retention_ms)
+
+    def room_history(self, room, count, before):
+        top = f"({before}" if before else "+inf"
+        items = self._call(self._redis.zrevrangebyscore, ROOM + room + ":messages", top, "-inf", start=0, num=count)
+        cutoff = now_ms() - self._retention_ms
+        entries = []
+        for item in reversed(items):
+            entry_id, _, entry = item.partition(b":")
+            time_ms, sender, text = json.loads(entry)
+            if time_ms >= cutoff:
+                entries.append((int(entry_id), time_ms, sender, text))
+        return entries

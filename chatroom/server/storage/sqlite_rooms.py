@@ -1,0 +1,92 @@
+"""The embedded store's rooms, for :class:`~.sqlite_store.SQLiteStore`: what outlives a
+connection (a room with an owner or registered members, their memberships and invitations)
+is committed before it is answered; a room's messages go behind the relay, as direct history
+does, and expire with it.
+"""
+
+import collections
+from typing import TYPE_CHECKING
+
+from .store import KeptRoom, now_ms
+
+# The tables, made by migration 3 (see sqlite_store.MIGRATIONS).
+SCHEMA = """
+    CREATE TABLE rooms (name TEXT PRIMARY KEY, owner TEXT, topic TEXT NOT NULL, invite_only INTEGER NOT NULL);
+    CREATE TABLE room_members (room TEXT NOT NULL, name TEXT NOT NULL, since_ms INTEGER NOT NULL,
+        PRIMARY KEY (room, name));
+    CREATE TABLE room_invites (room TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (room, name));
+    CREATE TABLE room_messages (room TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,
+        time_ms INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (room, id));
+    CREATE INDEX room_messages_by_time ON room_messages (time_ms);
+"""
+
+
+class SQLiteRooms:
+    if TYPE_CHECKING:  # what SQLiteStore holds
+        from .sqlite_worker import SQLiteWorker
+
+        _worker: SQLiteWorker
+        _keep_history: bool
+
+        def _oldest_kept(self) -> int: ...
+
+    def load_rooms(self):
+        return self._worker.call(_load_rooms)
+
+    def save_room(self, name, owner, topic, invite_only):
+        self._worker.write_and_wait(
+            "INSERT INTO rooms VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET owner = excluded.owner, topic = excluded.topic, invite_only = excluded.invite_only",
+            (name, owner, topic, int(invite_only)),
+        )
+
+    def delete_room(self, name):
+        for table in ("rooms WHERE name", "room_members WHERE room", "room_invites WHERE room"):
+            self._worker.write(f"DELETE FROM {table} = ?", (name,))
+        self._worker.write_and_wait("DELETE FROM room_messages WHERE room = ?", (name,))
+
+    def add_member(self, room, name):
+        self._worker.write_and_wait("INSERT OR IGNORE INTO room_members VALUES (?, ?, ?)", (room, name, now_ms()))
+
+    def remove_member(self, room, name):
+        self._worker.write_and_wait("DELETE FROM room_members WHERE room = ? AND name = ?", (room, name))
+
+    def add_invite(self, room, name):
+        self._worker.write_and_wait("INSERT OR IGNORE INTO room_invites VALUES (?, ?)", (room, name))
+
+    def remove_invite(self, room, name):
+        self._worker.write_and_wait("DELETE FROM room_invites WHERE room = ? AND name = ?", (room, name))
+
+    def record_room(self, room, message_id, sender, text, time_ms):
+        if self._keep_history:
+            self._worker.wait_for_room()  # a sender faster than the disk slows down
+            self._worker.write(
+                "INSERT OR REPLACE INTO room_messages VALUES (?, ?, ?, ?, ?)",
+                (room, message_id, sender, time_ms, text),
+                len(text),
+            )
+
+    def room_history(self, room, count, before):
+        return self._worker.call(_room_history, room, count, before or (1 << 63) - 1, self._oldest_kept())
+
+
+def _load_rooms(db) -> list[KeptRoom]:
+    members, invited = collections.defaultdict(list), collections.defaultdict(list)
+    for room, name in db.execute("SELECT room, name FROM room_members ORDER BY since_ms"):
+        members[room].append(name)
+    for room, name in db.execute("SELECT room, name FROM room_invites"):
+        invited[room].append(name)
+    last = dict(db.execute("SELECT room, max(id) FROM room_messages GROUP BY room"))
+    return [
+        KeptRoom(name, owner, topic, bool(invite_only), members[name], invited[name], last.get(name, 0))
+        for name, owner, topic, invite_only in db.execute("SELECT name, owner, topic, invite_only FROM rooms")
+    ]
+
+
+def _room_history(db, room, count, before, cutoff):
+    rows = db.execute(
+        "SELECT id, time_ms, sender, text FROM room_messages WHERE room = ? AND id < ? AND time_ms >= ?"
+        " ORDER BY id DESC LIMIT ?",
+        (room, before, cutoff, count),
+    ).fetchall()
+    return list(reversed(rows))

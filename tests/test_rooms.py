@@ -1,0 +1,256 @@
+"""Rooms (extension version 3), the rules without sockets: the in-process directory and rooms
+over an in-memory (or, for a restart, an on-disk) SQLite store."""
+
+import pytest
+
+from chatroom.codec import Decoder, encode
+from chatroom.protocol import Hello, HistoryRequest, Login, Logout, Reason, Register, Response, SendTo, Status
+from chatroom.room_frames import (
+    EventKind,
+    GiveRoom,
+    Invite,
+    Join,
+    Kick,
+    ListMembers,
+    ListRooms,
+    MemberFlag,
+    MemberList,
+    Part,
+    RoomEntry,
+    RoomEvent,
+    RoomFlag,
+    RoomHistory,
+    RoomList,
+    RoomMessage,
+    SetInviteOnly,
+    SetTopic,
+)
+from chatroom.server.rooms.registry import Rooms
+from chatroom.server.storage.accounts import Accounts
+from chatroom.server.storage.quotas import Quotas
+from chatroom.server.storage.sqlite_store import SQLiteStore
+from tests.conftest import CHEAP
+from tests.test_rules import Client
+
+OK = Response(Status.OK)
+FAILURE = Response(Status.FAILURE)
+
+
+def failure(reason, detail=""):
+    return Response(Status.FAILURE, reason, detail)
+
+
+@pytest.fixture
+def rooms(accounts):
+    rooms = Rooms(accounts.store)
+    rooms.start()
+    return rooms
+
+
+@pytest.fixture
+def connect(directory, accounts, rooms):
+    def connect(name=None, version=3, register=False):
+        client = Client(directory, accounts, rooms=rooms)
+        assert client.ask(Hello(version)) == [OK]
+        if name is not None:
+            request = Register(name, "secret") if register else Login(name)
+            assert client.ask(request) == [OK]
+        return client
+
+    return connect
+
+
+def events(client, kind=None):
+    got = Decoder.for_client().receive_data(b"".join(client.received))
+    client.received.clear()
+    return [e for e in got if kind is None or isinstance(e, kind)]
+
+
+def test_the_frames_round_trip():
+    for message in [Join("#a"), Part("#a"), ListRooms(), ListMembers("#a"), SetTopic("#a", "hi"), Kick("#a", "b")]:
+        assert Decoder.for_server().receive_data(encode(message)) == [message]
+    for message in [Invite("#a", "b"), SetInviteOnly("#a", True), GiveRoom("#a", "b")]:
+        assert Decoder.for_server().receive_data(encode(message)) == [message]
+    for message in [
+        RoomMessage("#a", "bob", 7, 1000, "hi"),
+        RoomList((RoomEntry("#a", RoomFlag.MEMBER | RoomFlag.OWNER, 3),)),
+        MemberList("#a", "the topic", (("bob", MemberFlag.ONLINE),)),
+        RoomEvent("#a", EventKind.TOPIC, "bob", "new"),
+    ]:
+        assert Decoder.for_client().receive_data(encode(message)) == [message]
+    assert encode(Join("#a")) == b"\x0d\x00\x00\x00\x02#a"
+    assert encode(RoomMessage("#a", "b", 1, 2, "x")) == (
+        b"\x89\x00\x00\x00\x16\x02#a\x01b" + (1).to_bytes(8, "big") + (2).to_bytes(8, "big") + b"x"
+    )
+
+
+def test_a_name_beginning_with_a_hash_is_no_username_for_any_client(connect, directory, accounts):
+    seed = Client(directory, accounts)
+    assert seed.ask(Login("#team")) == [FAILURE]
+    assert connect().ask(Login("#team")) == [failure(Reason.INVALID_NAME)]
+
+
+def test_join_creates_a_room_its_registered_creator_owns_and_members_hear_of_joins(connect):
+    alice, bob = connect("alice", register=True), connect("bob")
+    assert alice.ask(Join("#team")) == [OK]
+    assert bob.ask(Join("#team")) == [OK]
+    assert RoomEvent("#team", EventKind.JOINED, "bob") in events(alice)
+    assert alice.ask(ListMembers("#team")) == [
+        MemberList("#team", "", (("alice", MemberFlag.ONLINE | MemberFlag.OWNER), ("bob", MemberFlag.ONLINE)))
+    ]
+    assert bob.ask(ListRooms()) == [RoomList((RoomEntry("#team", RoomFlag.MEMBER, 2),))]
+    carol = connect("carol")
+    assert carol.ask(Join("#open")) == [OK]  # an unregistered creator owns nothing
+    assert carol.ask(SetTopic("#open", "mine?")) == [failure(Reason.NOT_OWNER)]
+
+
+def test_every_member_gets_a_rooms_messages_in_the_order_of_their_ids(connect):
+    members = [connect(name) for name in ("ann", "ben", "cat")]
+    for member in members:
+        assert member.ask(Join("#r")) == [OK]
+    for member in members:
+        events(member)
+    for n in range(5):
+        for member in members:
+            assert member.ask(SendTo("#r", f"{member.rules.name} {n}")) == [OK]
+    seen = [[(m.id, m.sender, m.text) for m in events(member, RoomMessage)] for member in members]
+    assert seen[0] == seen[1] == seen[2] and len(seen[0]) == 15
+    assert [message_id for message_id, _, _ in seen[0]] == list(range(1, 16))
+
+
+def test_room_messages_need_membership_and_version_3(connect):
+    alice = connect("alice")
+    alice.ask(Join("#r"))
+    bob = connect("bob")
+    assert bob.ask(SendTo("#r", "hi")) == [failure(Reason.NOT_A_MEMBER)]
+    assert bob.ask(SendTo("#nowhere", "hi")) == [failure(Reason.NO_SUCH_ROOM)]
+    old = connect("old", version=2)
+    assert old.ask(Join("#r")) == [Response(Status.MALFORMED)]  # an unknown type to it
+    assert old.ask(SendTo("#r", "hi")) == [failure(Reason.NOT_ONLINE)]
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("#", Reason.INVALID_ROOM),
+        ("#" + "x" * 21, Reason.INVALID_ROOM),
+        ("#a\u200bb", Reason.INVALID_ROOM),
+        ("team", Reason.INVALID_ROOM),
+        ("##x", Reason.INVALID_ROOM),
+    ],
+)
+def test_hostile_room_names_are_refused_with_a_reason(connect, name, reason):
+    assert connect("alice").ask(Join(name)) == [failure(reason)]
+
+
+def test_a_room_name_confusable_with_an_existing_one_is_refused(connect):
+    assert connect("alice").ask(Join("#team")) == [OK]
+    assert connect("bob").ask(Join("#t\u0435am")) == [failure(Reason.LOOKS_LIKE, "#team")]  # Cyrillic е
+
+
+def test_an_unregistered_member_leaves_at_logout_a_registered_one_stays(connect, rooms):
+    alice, bob = connect("alice", register=True), connect("bob")
+    for client in (alice, bob):
+        client.ask(Join("#r"))
+    events(alice)
+    assert bob.ask(Logout()) == [OK]
+    assert RoomEvent("#r", EventKind.PARTED, "bob") in events(alice)
+    assert alice.ask(Logout()) == [OK]
+    assert set(rooms.get("#r").members) == {"alice"}
+
+
+def test_the_owner_sets_the_topic_removes_makes_invite_only_invites_and_hands_on(connect, rooms):
+    alice, bob, carol = connect("alice", register=True), connect("bob", register=True), connect("carol")
+    for client in (alice, bob, carol):
+        client.ask(Join("#r"))
+    assert bob.ask(SetTopic("#r", "no")) == [failure(Reason.NOT_OWNER)]
+    assert alice.ask(SetTopic("#r", "plans")) == [OK]
+    assert RoomEvent("#r", EventKind.TOPIC, "alice", "plans") in events(bob)
+    assert alice.ask(Kick("#r", "carol")) == [OK]
+    assert RoomEvent("#r", EventKind.REMOVED, "alice", "carol") in events(carol)
+    assert alice.ask(SetInviteOnly("#r", True)) == [OK]
+    assert carol.ask(Join("#r")) == [failure(Reason.INVITE_ONLY)]
+    assert carol.ask(ListMembers("#r")) == [failure(Reason.NO_SUCH_ROOM)]  # not even seen
+    events(carol)
+    assert alice.ask(Invite("#r", "carol")) == [OK]
+    assert RoomEvent("#r", EventKind.INVITED, "alice", "carol") in events(carol)
+    assert carol.ask(Join("#r")) == [OK]
+    assert alice.ask(GiveRoom("#r", "carol")) == [failure(Reason.NOT_A_MEMBER)]  # unregistered
+    assert alice.ask(GiveRoom("#r", "bob")) == [OK]
+    assert rooms.get("#r").owner == "bob"
+    assert alice.ask(SetTopic("#r", "mine")) == [failure(Reason.NOT_OWNER)]
+
+
+def test_the_limits_say_so(directory, accounts):
+    rooms = Rooms(accounts.store, Quotas(rooms_per_user=2, members_per_room=2, rooms_per_server=3))
+    make = lambda name: Client(directory, accounts, rooms=rooms)  # noqa: E731
+    alice = make("alice")
+    for client, name in ((alice, "alice"),):
+        client.ask(Hello(3))
+        client.ask(Login(name))
+    assert alice.ask(Join("#a")) == [OK] and alice.ask(Join("#b")) == [OK]
+    assert alice.ask(Join("#c")) == [failure(Reason.TOO_MANY_ROOMS, "2")]
+    bob, carol = make("bob"), make("carol")
+    for client, name in ((bob, "bob"), (carol, "carol")):
+        client.ask(Hello(3))
+        client.ask(Login(name))
+    assert bob.ask(Join("#a")) == [OK]
+    assert carol.ask(Join("#a")) == [failure(Reason.ROOM_FULL, "2")]
+    assert carol.ask(Join("#c")) == [OK]
+    assert carol.ask(Join("#d")) == [failure(Reason.TOO_MANY_ROOMS, "3")]
+
+
+def test_a_slow_member_is_dropped_and_the_others_are_served(connect):
+    fast, slow, sender = connect("fast"), connect("slow"), connect("sender")
+    for client in (fast, slow, sender):
+        client.ask(Join("#r"))
+    slow.full = True
+    assert sender.ask(SendTo("#r", "go")) == [OK]
+    assert slow.disconnected and [m.text for m in events(fast, RoomMessage)] == ["go"]
+
+
+def test_room_history_is_for_members_and_pages_like_direct_history(connect, accounts):
+    alice, bob = connect("alice"), connect("bob")
+    alice.ask(Join("#r"))
+    for n in range(30):
+        alice.ask(SendTo("#r", f"m{n}"))
+    accounts.store._worker.flush()
+    assert bob.ask(HistoryRequest("#r", 10)) == [failure(Reason.NOT_A_MEMBER)]
+    bob.ask(Join("#r"))
+    [page] = bob.ask(HistoryRequest("#r", 10))
+    assert isinstance(page, RoomHistory) and [e.text for e in page.entries] == [f"m{n}" for n in range(20, 30)]
+    [older] = bob.ask(HistoryRequest("#r", 10, page.entries[0].id))
+    assert [e.text for e in older.entries] == [f"m{n}" for n in range(10, 20)]
+
+
+def test_a_restart_keeps_registered_memberships_ownership_invitations_and_history(directory, tmp_path):
+    def server():
+        accounts = Accounts(SQLiteStore(tmp_path / "db"), hasher=CHEAP)
+        accounts.start()
+        rooms = Rooms(accounts.store)
+        rooms.start()
+        return accounts, rooms
+
+    accounts, rooms = server()
+    bob = Client(directory, accounts, rooms=rooms)
+    bob.ask(Hello(3))
+    bob.ask(Register("bob", "secret"))  # (an invitation is kept for a registered name)
+    bob.rules.log_out("gone")
+    alice = Client(directory, accounts, rooms=rooms)
+    alice.ask(Hello(3))
+    alice.ask(Register("alice", "secret"))
+    alice.ask(Join("#kept"))
+    alice.ask(SetTopic("#kept", "still here"))
+    alice.ask(SetInviteOnly("#kept", True))
+    alice.ask(Invite("#kept", "bob"))
+    alice.ask(SendTo("#kept", "remember me"))
+    alice.rules.log_out("gone")
+    accounts.stop()
+
+    accounts, rooms = server()
+    room = rooms.get("#kept")
+    assert room is not None and room.owner == "alice" and room.topic == "still here" and room.invite_only
+    assert set(room.members) == {"alice"} and room.invited == {"bob"}
+    assert [row[3] for row in accounts.store.room_history("#kept", 10, 0)] == ["remember me"]
+    assert rooms.next_id(room) == 2  # ids go on from the last one kept
+    accounts.stop()

@@ -1,0 +1,146 @@
+"""Rooms over real sockets: a server process and raw peers, pipe and terminal clients; one
+order under concurrent senders, a slow member, a room of 1000, a restart."""
+
+import signal
+import time
+
+import gevent
+import pytest
+from gevent import socket
+
+from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, Register, SendTo
+from chatroom.room_frames import Join, ListMembers, MemberFlag, MemberList, RoomHistory, RoomMessage
+from chatroom.testing import OK, WAIT, Peer
+from tests.terminals import log_in
+
+pytestmark = pytest.mark.process
+
+
+def member(address, name, room="#r", register=False) -> Peer:
+    peer = Peer(address)
+    peer.name = name
+    assert peer.reply(Hello(3)) == OK
+    assert peer.reply(Register(name, "pw") if register else Login(name)) == OK
+    assert peer.reply(Join(room)) == OK
+    return peer
+
+
+def room_messages(peer, count) -> list:
+    got = []
+    with gevent.Timeout(WAIT * 2):
+        while len(got) < count:
+            event = peer.next_push()
+            if isinstance(event, RoomMessage):
+                got.append(event)
+    return got
+
+
+def test_concurrent_senders_and_every_member_sees_one_order(server_process):
+    server = server_process()
+    peers = [member(server.address, f"m{n}") for n in range(8)]
+    per_sender = 200
+
+    def send(peer):
+        for i in range(per_sender):
+            peer.send(SendTo("#r", f"{peer.name} {i}"))
+
+    senders = [gevent.spawn(send, peer) for peer in peers[:4]]
+    gevent.joinall(senders, timeout=WAIT, raise_error=True)
+    orders = []
+    for peer in peers:
+        messages = room_messages(peer, 4 * per_sender)
+        ids = [m.id for m in messages]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        orders.append([(m.id, m.text) for m in messages])
+    assert all(order == orders[0] for order in orders)
+    for peer in peers:
+        peer.close()
+
+
+def test_a_slow_member_is_dropped_and_the_others_keep_a_low_latency(server_process):
+    server = server_process("--sendq", "65536")
+    sender, reader = member(server.address, "sender"), member(server.address, "reader")
+    slow = member(server.address, "slow")
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+    count, text = 2000, "x" * 4000  # 8 MB: far more than its queue and the socket buffers hold
+    reading = gevent.spawn(room_messages, reader, count)
+    worst = 0.0
+    for _ in range(count):
+        started = time.monotonic()
+        assert sender.reply(SendTo("#r", text)) == OK
+        worst = max(worst, time.monotonic() - started)
+        sender.pushed.clear()  # (its own messages, read as they come)
+    assert worst < 1.0  # never made to wait on the slow member (that would be --send-timeout, 5 s)
+    assert len(reading.get(timeout=WAIT)) == count
+    server.wait_for_log("is not reading; disconnecting")
+    assert "slow (" in server.log_text().split("is not reading")[0].rsplit("\n", 1)[-1]
+    for peer in (sender, reader, slow):
+        peer.close()
+
+
+def test_a_room_of_1000_members_delivers_to_all_of_them(server_process):
+    server = server_process("--max-per-ip", "2000")
+    peers = [member(server.address, f"u{n:04d}", "#big") for n in range(1000)]
+    assert peers[0].reply(SendTo("#big", "to everyone")) == OK
+    for peer in peers:
+        assert [m.text for m in room_messages(peer, 1)] == ["to everyone"]
+    for peer in peers:
+        peer.close()
+
+
+def test_a_restart_keeps_registered_memberships_ownership_and_history(server_process, tmp_path):
+    first = server_process(data_dir=tmp_path)
+    alice = member(first.address, "alice", "#kept", register=True)
+    assert alice.reply(SendTo("#kept", "before the restart")) == OK
+    alice.close()
+    first.signal(signal.SIGTERM)
+    assert first.wait(WAIT) == 0
+    second = server_process(data_dir=tmp_path)
+    again = Peer(second.address)
+    assert again.reply(Hello(3)) == OK
+
+    assert again.reply(Authenticate("alice", "pw")) == OK
+    assert again.reply(ListMembers("#kept")) == MemberList(
+        "#kept", "", (("alice", MemberFlag.ONLINE | MemberFlag.OWNER),)
+    )
+    page = again.reply(HistoryRequest("#kept", 10))
+    assert isinstance(page, RoomHistory) and [e.text for e in page.entries] == ["before the restart"]
+    assert again.reply(SendTo("#kept", "after")) == OK
+    assert [m.id for m in room_messages(again, 1)] == [2]
+    again.close()
+
+
+def test_pipe_mode_prints_room_messages_rooms_and_members(server_process, client):
+    server = server_process()
+    alice = client(server.address)
+    assert alice.run("login alice", "join #team") == ["Success", "Success"]
+    bob = member(server.address, "bob", "#team")
+    assert bob.reply(SendTo("#team", "hello team")) == OK
+    assert alice.read_line() == "#team bob: hello team"
+    assert alice.run("sendto #team hi bob") == ["Success"]  # one's own: not printed again
+    assert alice.run("rooms") == ["#team"]
+    alice.send("members #team")
+    assert alice.read_lines(2) == ["alice", "bob"]
+    assert alice.run("sendto #nowhere hi", "join #", "part #team") == ["Failure", "Bad username", "Success"]
+    bob.close()
+
+
+def test_the_terminal_joins_talks_in_a_room_and_completes_its_name(terminal, server, peer_at):
+    term = terminal()
+    log_in(term, "alice")
+    term.type("join #team\r")
+    term.wait_for_line("#team: alice joined")
+    bob = peer_at(server.address)
+    assert bob.reply(Hello(3)) == OK and bob.reply(Login("bob")) == OK and bob.reply(Join("#team")) == OK
+    term.wait_for_line("#team: bob joined")
+    term.type("talk #te\t")
+    term.wait_for_input_line("alice> talk #team ")
+    term.type("\r")
+    term.wait_for_input_line("alice → #team> ")
+    term.type("hello room\r")
+    term.wait_for_match(r"\d\d:\d\d #team alice: hello room")
+    assert [m.text for m in room_messages(bob, 1)] == ["hello room"]
+    assert bob.reply(SendTo("#team", "hi alice")) == OK
+    term.wait_for_match(r"\d\d:\d\d #team bob: hi alice")
+    term.type("/members #team\r")
+    term.wait_for_line("● bob")
