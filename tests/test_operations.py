@@ -257,3 +257,26 @@ def test_scrapes_are_cheap_and_silent_scrapers_are_closed(server_process):
         while silent.recv(65536):
             pass
     silent.close()
+
+
+def test_rooms_are_counted(server_process):
+    from chatroom.protocol import Hello, Login
+    from chatroom.room_frames import Join
+    from chatroom.testing import Peer
+
+    metrics = Metrics(server_process)
+    peers = []
+    for name in ("ann", "ben", "cat"):
+        peer = Peer(metrics.server.address)
+        peers.append(peer)
+        assert peer.reply(Hello(3)) == OK and peer.reply(Login(name)) == OK and peer.reply(Join("#r")) == OK
+    assert peers[1].reply(Join("#s")) == OK
+    for n in range(5):
+        assert peers[0].reply(SendTo("#r", f"m{n}")) == OK
+    scraped = metrics.scrape()
+    assert value(scraped, "chatroom_rooms") == 2
+    assert value(scraped, "chatroom_room_memberships") == 4
+    assert value(scraped, "chatroom_room_messages_total") == 5
+    assert value(scraped, "chatroom_room_deliveries_total") == 15
+    for peer in peers:
+        peer.close()

@@ -57,6 +57,16 @@ class ServerCollector:
         yield CounterMetricFamily(
             "chatroom_rate_limit_waits", "Times --rate-limit held a client", value=counts.rate_limit_waits
         )
+        rooms, memberships = server.rooms.counts() if server.rooms is not None else (0, 0)
+        yield GaugeMetricFamily("chatroom_rooms", "Rooms held", value=rooms)
+        yield GaugeMetricFamily("chatroom_room_memberships", "Memberships of the rooms held", value=memberships)
+        yield CounterMetricFamily("chatroom_room_messages", "Messages sent to rooms", value=counts.room_messages)
+        yield CounterMetricFamily(
+            "chatroom_room_deliveries", "Room messages handed to members' connections", value=counts.room_deliveries
+        )
+        yield CounterMetricFamily(
+            "chatroom_room_stalls", "Members dropped: a room's message found their queue full", value=counts.room_stalls
+        )
         yield CounterMetricFamily("chatroom_redis_errors", "Redis requests that failed", value=counts.redis_errors)
         yield _histogram("chatroom_redis_round_trip_seconds", "Redis round trips", counts.redis_round_trip)
         yield _histogram(
