@@ -5,9 +5,12 @@ Scenarios:
          WINDOW messages in flight to its partner, sending a new one for every OK
   fanin  clients 1..C-1 each keep WINDOW messages in flight to client 0
   hold   clients log in and stay idle (measure the server's memory meanwhile)
+  room   clients in rooms of ROOM_SIZE; the first SENDERS of each keep WINDOW messages in
+         flight to it; every member receives each message (see chatroom.bench_rooms)
 
 Figures:
-  msgs/s        messages delivered to their recipients per second, after the warm-up
+  msgs/s        messages delivered to their recipients per second, after the warm-up (in
+                rooms: deliveries, each message to every member; messages/s besides)
   latency       from the sender's send to the recipient's receipt: p50, p99, p99.9, max
   failures      RESPONSE FAILURE or MALFORMED answers to SENDTO
   disconnects   connections the server closed during the run
@@ -30,6 +33,7 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 
+from .bench_rooms import RoomChecks, login_frames, rooms_of
 from .codec import Decoder, encode
 from .protocol import (
     DEFAULT_PORT,
@@ -44,6 +48,7 @@ from .protocol import (
     SendTo,
     Status,
 )
+from .room_frames import RoomMessage
 from .websocket_client import connect as connect_websocket
 
 MIN_PAYLOAD = 32
@@ -93,9 +98,14 @@ class BenchClient:
         self._logged_in = Event()
         self._login_refused = False
         self._reader = gevent.spawn(self._read)
+        self.checks: RoomChecks | None = None  # the room scenario's, with --verify
+        self.room = ""
 
     def log_in(self):
-        if self._register:
+        if self.room:
+            frames, self._answers_due = login_frames(self, self.room, self._register)
+            self.sock.sendall(frames)
+        elif self._register:
             self.sock.sendall(encode(Hello(EXTENSION_VERSION)) + encode(Register(self.name, PASSWORD)))
         else:
             self.sock.sendall(encode(Login(self.name)))
@@ -128,7 +138,7 @@ class BenchClient:
                 replies: list = []
                 for event in self._decoder.receive_data(data):
                     kind = type(event)
-                    if kind is Incoming:
+                    if kind is Incoming or kind is RoomMessage:
                         self._on_message(event)
                     elif kind is Response:
                         self._on_response(event, replies)
@@ -168,6 +178,8 @@ class BenchClient:
             stats.latencies_ns.append(now - int(sent_text))
         if self._verify:
             self._check_sequence((message.sender, self.name), int(seq_text))
+            if self.checks is not None:
+                self.checks.saw(self.name, message)
 
     def _check_sequence(self, key, seq):
         stats = self._stats
@@ -202,6 +214,11 @@ def run(args) -> dict:
         )
         for i in range(args.clients)
     ]
+    rooms = rooms_of(clients, args.room_size) if args.scenario == "room" else []
+    checks = RoomChecks()
+    for room, members in rooms:
+        for member in members:
+            member.room, member.checks = room, checks
     started = time.monotonic()
     gevent.joinall([gevent.spawn(c.log_in) for c in clients], raise_error=True)
     connect_s = time.monotonic() - started
@@ -211,6 +228,10 @@ def run(args) -> dict:
         for a, b in zip(clients[::2], clients[1::2], strict=True):
             a.start_sending(b.name, args.window)
             b.start_sending(a.name, args.window)
+    elif args.scenario == "room":
+        for room, members in rooms:
+            for member in members[: args.senders]:
+                member.start_sending(room, args.window)
     else:  # fanin
         for client in clients[1:]:
             client.start_sending(clients[0].name, args.window)
@@ -230,6 +251,7 @@ def run(args) -> dict:
 
     latencies = sorted(stats.latencies_ns)
     unique = sum(len(s) for s in stats.received.values())
+    room_size = args.room_size if args.scenario == "room" else 1  # receivers of each message
     return {
         "scenario": args.scenario,
         "clients": args.clients,
@@ -245,7 +267,10 @@ def run(args) -> dict:
         "failures": stats.failures,
         "disconnects": stats.disconnects,
         "framing_errors": stats.framing_errors,
-        "lost": max(0, sum(stats.acknowledged.values()) - unique) if args.verify else None,
+        "messages_per_s": round(stats.delivered / room_size / seconds, 1) if seconds else 0.0,
+        "room_size": room_size if args.scenario == "room" else None,
+        "misordered": checks.misordered if args.verify and args.scenario == "room" else None,
+        "lost": max(0, sum(stats.acknowledged.values()) * room_size - unique) if args.verify else None,
         "duplicated": stats.duplicated if args.verify else None,
         "reordered": stats.reordered if args.verify else None,
         "connect_s": round(connect_s, 3),
@@ -283,6 +308,10 @@ def report(result) -> str:
         f"  errors      {result['failures']} failures, {result['disconnects']} disconnects, "
         f"{result['framing_errors']} framing errors",
     ]
+    if result["room_size"]:
+        lines.insert(2, f"  rooms       of {result['room_size']}: {result['messages_per_s']:.0f} messages/s sent")
+    if result["misordered"] is not None:
+        lines.append(f"  one order   {result['misordered']} misordered")
     if result["lost"] is not None:
         lines.append(
             f"  verify      {result['lost']} lost, {result['duplicated']} duplicated, {result['reordered']} reordered"
@@ -291,7 +320,7 @@ def report(result) -> str:
 
 
 def failed(result) -> bool:
-    checks = ["failures", "disconnects", "framing_errors", "lost", "duplicated", "reordered"]
+    checks = ["failures", "disconnects", "framing_errors", "lost", "duplicated", "reordered", "misordered"]
     return any(result[name] for name in checks)
 
 
@@ -311,7 +340,9 @@ def build_parser():
         help=f"server port (default {DEFAULT_PORT}); with several, client i connects to the (i mod n)th, so that "
         "relay partners sit on different servers of a cluster",
     )
-    parser.add_argument("--scenario", choices=["relay", "fanin", "hold"], default="relay")
+    parser.add_argument("--scenario", choices=["relay", "fanin", "hold", "room"], default="relay")
+    parser.add_argument("--room-size", type=int, default=10, help="room: members of each room (default %(default)s)")
+    parser.add_argument("--senders", type=int, default=10, help="room: senders in each room (default %(default)s)")
     parser.add_argument("--clients", type=int, default=2, help="connections (default %(default)s)")
     parser.add_argument("--window", type=int, default=1, help="messages in flight per sender (default %(default)s)")
     parser.add_argument(
@@ -342,6 +373,8 @@ def main(argv=None) -> int:
         parser.error(f"--payload must be at least {MIN_PAYLOAD}")
     if args.scenario == "relay" and args.clients % 2:
         parser.error("relay needs an even number of clients")
+    if args.scenario == "room" and not 1 <= args.senders <= args.room_size:
+        parser.error("room needs 1 <= --senders <= --room-size")
     if args.scenario == "fanin" and args.clients < 2:
         parser.error("fanin needs at least 2 clients")
     if len(f"{args.prefix}{args.clients - 1}") > MAX_NAME_CHARS:

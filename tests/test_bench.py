@@ -130,3 +130,38 @@ def test_help_explains_the_figures():
     )
     for figure in ["msgs/s", "p99", "lost", "duplicated", "reordered", "relay", "fanin", "hold"]:
         assert figure in result.stdout
+
+
+def test_the_room_scenario_delivers_to_every_member_in_one_order(server_process):
+    server = server_process("--log-level", "WARNING")
+    args = ("--scenario", "room", "--clients", "20", "--room-size", "10", "--senders", "3", "--window", "4")
+    status, result, _ = bench(server.address, *args, "--duration", "1", "--warmup", "0.3", "--verify")
+    assert status == 0, result
+    assert result["room_size"] == 10 and result["misordered"] == 0
+    assert result["lost"] == result["duplicated"] == result["reordered"] == 0
+    assert result["delivered"] > 100 and result["msgs_per_s"] == pytest.approx(10 * result["messages_per_s"], rel=0.01)
+
+
+def shuffling_room(sock):
+    """A fake server whose room hands each member the same messages under other ids."""
+    from chatroom.protocol import Hello
+    from chatroom.room_frames import Join, RoomMessage
+
+    decoder, name = Decoder.for_server(), None
+    while data := sock.recv(65536):
+        for event in decoder.receive_data(data):
+            if isinstance(event, (Hello, Login, Join)):
+                name = getattr(event, "name", name)
+                sock.sendall(encode(Response(Status.OK)))
+            elif isinstance(event, SendTo):
+                seq = int(event.text.split()[0])
+                message_id = seq + 1 if seq % 2 else seq + 3  # two ids, then the same id twice
+                sock.sendall(encode(RoomMessage(event.recipient, name, message_id, 0, event.text)))
+                sock.sendall(encode(Response(Status.OK)))
+
+
+def test_verify_catches_a_room_out_of_order(fake_server):
+    server = fake_server(shuffling_room)
+    args = ("--scenario", "room", "--clients", "1", "--room-size", "1", "--senders", "1")
+    status, result, _ = bench(server.address, *args, "--duration", "0.5", "--warmup", "0", "--verify")
+    assert status == 1 and result["misordered"] > 0
