@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatroom.protocol import Hello, ListUsers, Register, Response, SendTo, Status, UserList
+from chatroom.room_frames import RoomMessage
 from chatroom.testing import OK, eventually
 from tests.browsers import click, log_in, until
 
@@ -244,3 +245,40 @@ def test_older_history_comes_in_pages_on_scrolling_up(web_server, browser, peer_
         browser.execute_script("document.getElementById('messages').scrollTop = 0")
         until(browser, lambda d, pages=pages: count(d) == pages, f"{pages} messages")
     assert text_of(browser, "messages").index("number 0") < text_of(browser, "messages").index("number 119")
+
+
+def test_rooms_beside_people_with_members_topic_unread_and_history(web_server, browser, peer_at):
+    from chatroom.room_frames import Join, SetTopic
+
+    bob = peer_at(web_server.address)
+    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
+    assert bob.reply(Join("#team")) == OK and bob.reply(SetTopic("#team", "the plan")) == OK
+    for n in range(60):
+        assert bob.reply(SendTo("#team", f"earlier {n}")) == OK
+    log_in(browser, web_server.web_url, "webby")
+    type_into(browser, "talk-to", "#team\n")  # joins, and opens the room
+    until(browser, lambda d: d.find_elements(*by_css('.room[data-name="#team"]')), "the room in the list")
+    until(browser, lambda d: text_of(d, "topic") == "the plan", "the topic")
+    click(browser, "#members summary")
+    until(browser, lambda d: d.find_elements(*by_css('#member-list [data-name="bob"] .dot.online')), "bob, online")
+    until(browser, lambda d: "earlier 59" in text_of(d, "messages"), "the newest history")
+    assert "earlier 9" not in text_of(browser, "messages")
+    browser.execute_script("document.getElementById('messages').scrollTop = 0")
+    until(browser, lambda d: "earlier 9" in text_of(d, "messages"), "older pages")
+    type_into(browser, "text", "hello room\n")
+    until(browser, lambda d: "hello room" in text_of(d, "messages"), "one's own message, from the room")
+    assert any(isinstance(e, RoomMessage) and e.text == "hello room" for e in drain_pushes(bob))
+    type_into(browser, "talk-to", "carol\n")  # away from the room: its messages count as unread
+    assert bob.reply(SendTo("#team", "are you there?")) == OK
+    until(browser, lambda d: d.find_element(*by_css('.room[data-name="#team"] .unread')).text == "1", "unread")
+    click(browser, '.room[data-name="#team"]')
+    until(browser, lambda d: "are you there?" in text_of(d, "messages"), "the message")
+
+
+def drain_pushes(peer) -> list:
+    """What the peer was pushed so far (the reply to a LIST marks the end)."""
+    from chatroom.protocol import ListUsers
+
+    peer.reply(ListUsers())
+    pushed, peer.pushed = peer.pushed, []
+    return pushed

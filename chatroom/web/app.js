@@ -4,8 +4,8 @@
 // were open.
 
 import {
-  Connection, INCOMING, MAX_NAME, MAX_TEXT, OK, PRESENCE, REGISTERED, STORED, STORED_MESSAGE, TOKEN,
-  HISTORY_PAGE, reasonText,
+  Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, PRESENCE, REGISTERED,
+  ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, reasonText,
 } from "./protocol.js";
 import { appendMessage, escaped } from "./text.js";
 
@@ -19,7 +19,8 @@ const state = {
   token: null,
   peer: null,
   online: new Set(),
-  conversations: new Map(),  // name -> {entries: [], oldest: id, complete: bool, loaded: bool}
+  conversations: new Map(),  // name or #room -> {entries: [], oldest: id, complete: bool, loaded: bool}
+  rooms: new Set(),  // the rooms one is in
   unread: new Map(),
   notify: false,
   asking: null,  // the name whose password the form asks for
@@ -63,11 +64,30 @@ function renderTitle() {
   document.title = unread ? `(${unread}) chatroom` : "chatroom";
 }
 
+const isRoom = (name) => name.startsWith("#");
+
+function roomButton(name) {
+  const item = element("li");
+  const button = element("button", "room");
+  button.type = "button";
+  button.dataset.name = name;
+  if (name === state.peer) { button.classList.add("active"); button.setAttribute("aria-current", "true"); }
+  const unread = state.unread.get(name) || 0;
+  button.setAttribute("aria-label", `room ${escaped(name)}${unread ? `, ${unread} unread` : ""}`);
+  const label = element("span", "name");
+  appendMessage(label, name);
+  button.append(label, element("span", "unread", unread ? String(unread) : ""));
+  button.addEventListener("click", () => openConversation(name));
+  item.append(button);
+  return item;
+}
+
 function renderUsers() {
   const list = $("users");
   const focused = document.activeElement?.dataset?.name;
+  $("rooms").replaceChildren(...[...state.rooms].sort().map(roomButton));
   list.replaceChildren();
-  const names = new Set([...state.online, ...state.conversations.keys()]);
+  const names = new Set([...state.online, ...state.conversations.keys()].filter((name) => !isRoom(name)));
   names.delete(state.me);
   for (const name of [...names].sort()) {
     const item = element("li");
@@ -86,7 +106,7 @@ function renderUsers() {
     item.append(button);
     list.append(item);
   }
-  if (focused) list.querySelector(`.user[data-name="${CSS.escape(focused)}"]`)?.focus();
+  if (focused) document.querySelector(`[data-name="${CSS.escape(focused)}"]`)?.focus();
   renderTitle();
 }
 
@@ -127,13 +147,16 @@ async function openConversation(name) {
   const talk = conversation(name);
   $("peer").replaceChildren();
   appendMessage($("peer"), name);
+  $("part").hidden = !isRoom(name);
+  $("topic").hidden = $("members").hidden = true;
+  if (isRoom(name)) showRoom(name);
   $("text").disabled = $("send").disabled = false;
   document.body.classList.add("talking");
   save();
   renderUsers();
   renderMessages();
   $("text").focus();
-  if (state.registered && !talk.loaded) await loadHistory(name, true);
+  if ((state.registered || isRoom(name)) && !talk.loaded) await loadHistory(name, true);
 }
 
 // The first page of a conversation's history replaces what this page showed of it (the
@@ -144,8 +167,11 @@ async function loadHistory(name, first) {
   talk.loading = true;
   try {
     const reply = await connection.history(name, PAGE, first ? 0 : talk.oldest);
-    if (reply.type !== HISTORY_PAGE) return;
-    const older = reply.entries.map((e) => ({ sender: e.sent ? state.me : name, mine: e.sent, text: e.text, time: e.time, old: true }));
+    if (reply.type !== HISTORY_PAGE && reply.type !== ROOM_HISTORY) return;
+    const older = reply.entries.map((e) => {
+      const mine = reply.type === ROOM_HISTORY ? e.sender === state.me : e.sent;
+      return { sender: reply.type === ROOM_HISTORY ? e.sender : (mine ? state.me : name), mine, text: e.text, time: e.time, old: true };
+    });
     if (first) {
       const since = reply.entries.length ? reply.entries[reply.entries.length - 1].time : new Date(0);
       talk.entries = older.concat(talk.entries.filter((entry) => entry.time > since && !entry.old));
@@ -171,8 +197,53 @@ function received(sender, text, time, stored) {
   }
 }
 
+// A room: its topic and members, asked for when it is opened (and again as they change).
+async function showRoom(room) {
+  const reply = await connection.members(room).catch(() => null);
+  if (reply?.type !== MEMBER_LIST || state.peer !== room) return;
+  $("topic").hidden = !reply.topic;
+  $("topic").replaceChildren();
+  appendMessage($("topic"), reply.topic);
+  $("members").hidden = false;
+  $("members-count").textContent = `${reply.members.length} member${reply.members.length === 1 ? "" : "s"}`;
+  $("member-list").replaceChildren(...reply.members.map((member) => {
+    const item = element("li", "member");
+    item.dataset.name = member.name;
+    const label = element("span", "name");
+    appendMessage(label, member.name + (member.owner ? " (owner)" : ""));
+    item.append(element("span", member.online ? "dot online" : "dot"), label);
+    return item;
+  }));
+}
+
+function roomEvent(event) {
+  const words = (EVENT_WORDS[event.kind] || "{actor}").replace("{actor}", event.actor).replace("{detail}", event.detail);
+  conversation(event.room).entries.push({ note: true, text: words, time: new Date() });
+  const gone = (event.kind === 2 && event.actor === state.me) || (event.kind === 3 && event.detail === state.me);
+  if (gone) state.rooms.delete(event.room); else if (event.kind !== 7 || event.detail !== state.me) state.rooms.add(event.room);
+  if (event.kind === 7 && event.detail === state.me && !state.rooms.has(event.room)) {
+    $("status").textContent = `${event.actor} invited you to ${event.room}`;
+  }
+  renderUsers();
+  if (state.peer === event.room) { renderMessages(); showRoom(event.room); }
+}
+
 function onPush(message) {
-  if (message.type === INCOMING || message.type === STORED_MESSAGE) {
+  if (message.type === ROOM_MESSAGE) {
+    const talk = conversation(message.room);
+    talk.entries.push({ sender: message.sender, text: message.text, time: message.time, mine: message.sender === state.me });
+    state.rooms.add(message.room);
+    if (message.room !== state.peer || document.hidden) {
+      if (message.sender !== state.me) state.unread.set(message.room, (state.unread.get(message.room) || 0) + 1);
+    }
+    renderUsers();
+    if (message.room === state.peer) renderMessages();
+    if (state.notify && document.hidden && message.sender !== state.me) {
+      new Notification(`${escaped(message.sender)} in ${escaped(message.room)}`, { body: escaped(message.text).slice(0, 200) });
+    }
+  } else if (message.type === ROOM_EVENT) {
+    roomEvent(message);
+  } else if (message.type === INCOMING || message.type === STORED_MESSAGE) {
     received(message.sender, message.text, message.time, message.type === STORED_MESSAGE);
   } else if (message.type === PRESENCE) {
     for (const [name, online] of message.changes) {
@@ -190,7 +261,9 @@ async function send() {
   if (text.length > MAX_TEXT) { $("send-error").textContent = "Too long: at most 65535 characters."; return; }
   try {
     const reply = await connection.sendTo(peer, text);
-    if (reply.status === OK || reply.status === STORED) {
+    if (isRoom(peer) && reply.status === OK) {
+      $("text").value = "";  // it shows as it comes back, in the room's order
+    } else if (reply.status === OK || reply.status === STORED) {
       conversation(peer).entries.push({ sender: state.me, text, time: new Date(), mine: true });
       $("text").value = "";
       renderMessages();
@@ -215,7 +288,23 @@ async function loggedIn(name, registered) {
   save();
   showChat(true);
   if (!connection.extended) state.online = new Set((await connection.list()).names);
+  await loadRooms();
   renderUsers();
+}
+
+async function loadRooms() {
+  const reply = await connection.rooms().catch(() => null);
+  if (reply?.type === ROOM_LIST) for (const room of reply.rooms) if (room.member) state.rooms.add(room.name);
+}
+
+async function joinRoom(room) {
+  const reply = await connection.join(room).catch(() => null);
+  if (reply?.status !== OK) {
+    $("status").textContent = `${room}: ${reply ? reasonText(reply, room) || "cannot join" : "not connected"}`;
+    return;
+  }
+  state.rooms.add(room);
+  await openConversation(room);
 }
 
 function askPassword(name, newOne) {
@@ -290,6 +379,7 @@ async function logInAgain() {
     state.registered = Boolean(remembered.token);
     for (const name of remembered.open || []) conversation(name);
     showChat(true);
+    await loadRooms();
     renderUsers();
     if (remembered.peer) await openConversation(remembered.peer);
   }
@@ -326,6 +416,7 @@ $("logout").addEventListener("click", async () => {
   sessionStorage.removeItem(SAVED);
   Object.assign(state, { me: null, registered: false, token: null, peer: null });
   state.conversations.clear();
+  state.rooms.clear();
   state.unread.clear();
   document.body.classList.remove("talking");
   showChat(false);
@@ -342,9 +433,24 @@ $("notify").addEventListener("click", async () => {
 $("talk-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const name = $("talk-to").value.trim();
-  if (!name || name.length > MAX_NAME || /\s/u.test(name)) return;
+  if (!name || name.length > MAX_NAME + (isRoom(name) ? 1 : 0) || /\s/u.test(name)) return;
   $("talk-to").value = "";
-  openConversation(name);
+  if (isRoom(name)) joinRoom(name); else openConversation(name);
+});
+$("part").addEventListener("click", async () => {
+  const room = state.peer;
+  const reply = await connection.part(room).catch(() => null);
+  if (reply?.status === OK) {
+    state.rooms.delete(room);
+    state.conversations.delete(room);
+    state.peer = null;
+    document.body.classList.remove("talking");
+    $("peer").textContent = "Pick someone to talk to";
+    $("part").hidden = $("topic").hidden = $("members").hidden = true;
+    save();
+    renderUsers();
+    renderMessages();
+  }
 });
 $("back").addEventListener("click", () => { document.body.classList.remove("talking"); state.peer = null; save(); renderUsers(); });
 $("send-form").addEventListener("submit", (event) => { event.preventDefault(); send(); });
@@ -352,7 +458,7 @@ $("text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); send(); }
 });
 $("messages").addEventListener("scroll", () => {
-  if ($("messages").scrollTop < 40 && state.peer && state.registered) loadHistory(state.peer, false);
+  if ($("messages").scrollTop < 40 && state.peer && (state.registered || isRoom(state.peer))) loadHistory(state.peer, false);
 });
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden && state.peer) { state.unread.delete(state.peer); renderUsers(); }

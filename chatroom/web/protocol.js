@@ -3,15 +3,20 @@
 
 export const MAX_TEXT = 65535;
 export const MAX_NAME = 20;
-const HELLO_VERSION = 2;
+const HELLO_VERSION = 3;
 
 const LOGIN = 0x01, LIST = 0x02, SENDTO = 0x03, LOGOUT = 0x04, HELLO = 0x05, REGISTER = 0x06,
   AUTHENTICATE = 0x07, CHANGE_PASSWORD = 0x08, HISTORY = 0x09, SESSION_TOKEN = 0x0a, RESUME = 0x0b,
-  WATCH = 0x0c;
+  WATCH = 0x0c, JOIN = 0x0d, PART = 0x0e, ROOMS = 0x0f, MEMBERS = 0x10, SET_TOPIC = 0x11;
 export const USER_LIST = 0x81, RESPONSE = 0x82, INCOMING = 0x83, HISTORY_PAGE = 0x84,
-  STORED_MESSAGE = 0x85, VERSION = 0x86, TOKEN = 0x87, PRESENCE = 0x88;
+  STORED_MESSAGE = 0x85, VERSION = 0x86, TOKEN = 0x87, PRESENCE = 0x88, ROOM_MESSAGE = 0x89,
+  ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d;
 export const OK = 0x00, FAILURE = 0x01, MALFORMED = 0x02, REGISTERED = 0x03, STORED = 0x04;
-const PUSHED = new Set([INCOMING, STORED_MESSAGE, PRESENCE]);  // not replies: they come any time
+const PUSHED = new Set([INCOMING, STORED_MESSAGE, PRESENCE, ROOM_MESSAGE, ROOM_EVENT]);
+export const EVENT_WORDS = {
+  1: "{actor} joined", 2: "{actor} left", 3: "{actor} removed {detail}", 4: "{actor} set the topic: {detail}",
+  5: "{actor} made the room invite-only: {detail}", 6: "{actor} handed the room to {detail}", 7: "{actor} invited {detail}",
+};  // not replies: they come any time
 
 // The words for each reason of a FAILURE; {name} is what the request was about.
 const REASONS = {
@@ -89,9 +94,58 @@ function historyEntries(body, offset) {
   return entries;
 }
 
+function u64(body, offset) {
+  return Number(new DataView(body.buffer, body.byteOffset, body.byteLength).getBigUint64(offset));
+}
+
+function parseRoom(type, body) {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const [room, end] = splitNameField(body, 0);
+  if (type === ROOM_MESSAGE) {
+    const [sender, start] = splitNameField(body, end);
+    return { type, room, sender, id: u64(body, start), time: new Date(u64(body, start + 8)), text: decoder.decode(body.subarray(start + 16)) };
+  }
+  if (type === ROOM_EVENT) {
+    const [actor, start] = splitNameField(body, end + 1);
+    return { type, room, kind: body[end], actor, detail: decoder.decode(body.subarray(start)) };
+  }
+  if (type === MEMBER_LIST) {
+    const length = view.getUint16(end);
+    const topic = decoder.decode(body.subarray(end + 2, end + 2 + length));
+    const members = [];
+    for (let offset = end + 2 + length; offset < body.length;) {
+      const [name, next] = splitNameField(body, offset + 1);
+      members.push({ name, online: (body[offset] & 1) !== 0, owner: (body[offset] & 2) !== 0 });
+      offset = next;
+    }
+    return { type, room, topic, members };
+  }
+  const entries = [];  // ROOM_HISTORY
+  for (let offset = end; offset < body.length;) {
+    const [sender, start] = splitNameField(body, offset + 16);
+    const length = view.getUint32(start);
+    entries.push({ id: u64(body, offset), time: new Date(u64(body, offset + 8)), sender,
+      text: decoder.decode(body.subarray(start + 4, start + 4 + length)) });
+    offset = start + 4 + length;
+  }
+  return { type, room, entries };
+}
+
 export function parse(bytes) {
   const type = bytes[0];
   const body = bytes.subarray(5, 5 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(1));
+  if ([ROOM_MESSAGE, ROOM_EVENT, MEMBER_LIST, ROOM_HISTORY].includes(type)) return parseRoom(type, body);
+  if (type === ROOM_LIST) {
+    const rooms = [];
+    for (let offset = 0; offset < body.length;) {
+      const [name, end] = splitNameField(body, offset);
+      const flags = body[end];
+      rooms.push({ name, member: (flags & 1) !== 0, owner: (flags & 2) !== 0, inviteOnly: (flags & 4) !== 0,
+        members: new DataView(body.buffer, body.byteOffset).getUint32(end + 1) });
+      offset = end + 5;
+    }
+    return { type, rooms };
+  }
   if (type === RESPONSE) {
     return { type, status: body[0], reason: body[1], detail: body.length > 2 ? decoder.decode(body.subarray(2)) : "" };
   }
@@ -198,6 +252,11 @@ export class Connection {
   list() { return this.request(frame(LIST)); }
   logout() { return this.request(frame(LOGOUT)); }
   sendTo(name, text) { return this.request(frame(SENDTO, nameField(name), encoder.encode(text))); }
+  join(room) { return this.request(frame(JOIN, encoder.encode(room))); }
+  part(room) { return this.request(frame(PART, encoder.encode(room))); }
+  rooms() { return this.request(frame(ROOMS)); }
+  members(room) { return this.request(frame(MEMBERS, encoder.encode(room))); }
+  setTopic(room, topic) { return this.request(frame(SET_TOPIC, nameField(room), encoder.encode(topic))); }
 
   history(peer, count, before) {
     const tail = new Uint8Array(10);
