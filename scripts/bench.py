@@ -21,6 +21,9 @@ from chatroom.protocol import Authenticate, Hello, ListUsers, Register, Response
 from chatroom.testing import Peer, ServerProcess, free_port, rss_kb
 from chatroom.testing.docs import write_generated
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import room_bench  # noqa: E402 (scripts/, beside this one)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
 BUILD = ROOT / ".bench"
@@ -324,8 +327,22 @@ def memory_section() -> list:
     ]
 
 
+def rooms_section() -> list[str]:
+    print("bench: rooms against ngircd's channels", flush=True)
+    loadgen = BUILD / "loadgen" if (BUILD / "loadgen").exists() else build_loadgen() if SHARED.exists() else None
+    server = start_server(OURS)
+    try:
+        ours = room_bench.chatroom_rooms([str(Path(PYTHON).parent / "chatroom-bench")], server.port, server.proc.pid)
+    finally:
+        server.terminate()
+    theirs = room_bench.ngircd_rooms(loadgen, SHARED / "ngircd-bench.conf") if loadgen else None
+    return [f"Measured by `./scripts/bench rooms` on {machine()}.", "", *room_bench.section(ours, theirs)]
+
+
 def main():
-    write_generated(DOC, "bench", generated_section())
+    if sys.argv[1:] != ["rooms"]:
+        write_generated(DOC, "bench", generated_section())
+    write_generated(DOC, "bench rooms", rooms_section())
     print(f"bench: wrote {DOC.relative_to(ROOT)}")
 
 
