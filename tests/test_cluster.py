@@ -31,11 +31,23 @@ from chatroom.protocol import (
     UserList,
     Watch,
 )
+from chatroom.room_frames import (
+    EventKind,
+    Join,
+    Kick,
+    ListMembers,
+    MemberFlag,
+    MemberList,
+    RoomEvent,
+    RoomMessage,
+    SetTopic,
+)
 from chatroom.testing import (
     FAILURE,
     OK,
     SERVER_COMMAND,
     WAIT,
+    Peer,
     RedisClusterProcess,
     RedisProcess,
     assert_clean_log,
@@ -571,3 +583,68 @@ def test_a_claim_the_replica_never_got_is_made_again_after_the_failover(
     assert peer_at(two.address).request(Login("bob")) == FAILURE
     assert logged_in(two.address, "carol").request(SendTo("bob", "still you?")) == OK
     assert bob.next_event() == Incoming("carol", "still you?")
+
+
+# --- Rooms across nodes ----------------------------------------------------------------------------
+
+
+def room_member(address, name, room="#r"):
+    peer = Peer(address)
+    assert peer.reply(Hello(3)) == OK and peer.reply(Login(name)) == OK and peer.reply(Join(room)) == OK
+    return peer
+
+
+def test_a_rooms_members_on_two_nodes_get_its_messages_in_one_order(nodes):
+    one, two = nodes(2)
+    peers = [room_member((one, two)[n % 2].address, f"m{n}") for n in range(6)]
+    per_sender = 150
+
+    def send(peer, tag):
+        for i in range(per_sender):
+            peer.send(SendTo("#r", f"{tag} {i}"))
+
+    gevent.joinall([gevent.spawn(send, peer, f"s{n}") for n, peer in enumerate(peers[:4])], timeout=WAIT)
+    orders = []
+    for peer in peers:
+        got = []
+        with gevent.Timeout(WAIT * 3):
+            while len(got) < 4 * per_sender:
+                event = peer.next_push()
+                if isinstance(event, RoomMessage):
+                    got.append((event.id, event.text))
+        assert [message_id for message_id, _ in got] == sorted(message_id for message_id, _ in got)
+        orders.append(got)
+    assert all(order == orders[0] for order in orders)
+    assert sorted(message_id for message_id, _ in orders[0]) == list(range(1, 4 * per_sender + 1))
+    for peer in peers:
+        peer.close()
+
+
+def test_room_rules_hold_across_nodes(nodes):
+    one, two = nodes(2)
+    owner = Peer(one.address)
+    assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
+    assert owner.reply(Join("#club")) == OK
+    guest = room_member(two.address, "guest", "#club")
+    assert any(isinstance(e, RoomEvent) and e.actor == "guest" for e in drain(owner))
+    assert guest.reply(ListMembers("#club")) == MemberList(
+        "#club", "", (("guest", MemberFlag.ONLINE), ("owner", MemberFlag.ONLINE | MemberFlag.OWNER))
+    )
+    assert guest.reply(SetTopic("#club", "mine")) == Response(Status.FAILURE, Reason.NOT_OWNER)
+    assert owner.reply(Kick("#club", "guest")) == OK
+    assert any(isinstance(e, RoomEvent) and e.kind is EventKind.REMOVED for e in drain(guest))
+    assert owner.reply(SendTo("#club", "after the kick")) == OK
+    assert not any(isinstance(e, RoomMessage) for e in drain(guest))  # no longer handed its messages
+    assert guest.reply(SendTo("#club", "back?")) == Response(Status.FAILURE, Reason.NOT_A_MEMBER)
+    late = Peer(two.address)
+    assert late.reply(Hello(3)) == OK and late.reply(Login("c\u043ebble")) == OK
+    assert late.reply(Join("#\u0441lub")) == Response(Status.FAILURE, Reason.LOOKS_LIKE, "#club")  # Cyrillic с
+    for peer in (owner, guest, late):
+        peer.close()
+
+
+def drain(peer) -> list:
+    """What the peer was pushed until now (a LIST's reply marks now)."""
+    peer.reply(ListUsers())
+    pushed, peer.pushed = peer.pushed, []
+    return pushed

@@ -54,6 +54,7 @@ from .replies import (
 )
 from .rooms.registry import Rooms
 from .rooms.room_rules import ROOM_ANSWERS, RoomRules
+from .rooms.shared import SharedRooms
 from .storage.accounts import Accounts
 from .storage.store import StoreUnavailable
 
@@ -85,7 +86,12 @@ class Rules(AccountRules, RoomRules):
     )
 
     def __init__(
-        self, mailbox: Mailbox, directory: Directory, accounts: Accounts | None, peer: str, rooms: Rooms | None = None
+        self,
+        mailbox: Mailbox,
+        directory: Directory,
+        accounts: Accounts | None,
+        peer: str,
+        rooms: Rooms | SharedRooms | None = None,
     ):
         self.name: str | None = None  # logged in as
         # While stored messages are handed out at login (page by page: see next_stored): the
@@ -96,7 +102,7 @@ class Rules(AccountRules, RoomRules):
         self._extended = False  # the client said HELLO
         self._reasons = False  # ... of a version that learns why a request failed
         self._version = 0  # the extension version the client said HELLO with
-        self._rooms = rooms  # None: this server has no rooms
+        self._rooms = rooms  # None: this server has no rooms (Rooms, or a cluster's SharedRooms)
         self._tokens: list[str] = []  # session tokens issued or used here: LOGOUT revokes them
         self._mailbox = mailbox
         self._directory = directory
@@ -153,6 +159,8 @@ class Rules(AccountRules, RoomRules):
     def _claim(self, name: str) -> bytes | None:
         """Log the connection in as name: None once it is, else the FAILURE saying why not."""
         if self._directory.claim(name, self._mailbox):
+            if self._rooms is not None:
+                self._rooms.logged_in(name)
             return None
         if not self._reasons:
             return FAILURE
@@ -178,7 +186,9 @@ class Rules(AccountRules, RoomRules):
             return self._keep_for_later(sender, recipient, text)
         if type(found) is RemoteRecipient:  # on another node: answered once it is there
             if recipient[:1] == ROOM_PREFIX:
-                return self._failure(Reason.UNAVAILABLE, "no rooms on this server")
+                if self._version >= ROOMS_VERSION and self._rooms is not None:
+                    return self._room_message(recipient, text)
+                return self._failure(Reason.NOT_ONLINE)
             return Pending(self, sender, recipient, text, found.hand_over(encode(Incoming(sender, text))))
         if not found.deliver(encode(Incoming(sender, text))):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
@@ -232,6 +242,8 @@ class Rules(AccountRules, RoomRules):
             return False
         self.leave_rooms()  # (an unregistered member leaves them; a registered one stays)
         name, self.name = self.name, None
+        if self._rooms is not None:
+            self._rooms.logged_out(name)
         self._registered = False
         try:
             self._directory.release(name, self._mailbox)

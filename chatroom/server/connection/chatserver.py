@@ -12,7 +12,9 @@ from ...protocol import DEFAULT_PORT
 from ..operations.logs import fields
 from ..presence.directory import Directory, LocalDirectory
 from ..rooms.registry import Rooms
+from ..rooms.shared import SharedRooms
 from ..storage.accounts import Accounts
+from ..storage.quotas import Quotas
 from . import sockets, web
 from .admission import Admission
 from .limits import Limits
@@ -46,10 +48,13 @@ class ChatServer:
         server keeps nothing and refuses registration."""
         self.directory: Directory = directory if directory is not None else LocalDirectory()
         self.accounts = accounts
-        # Rooms live in one process for now: a cluster's nodes answer room requests UNAVAILABLE.
-        self.rooms: Rooms | None = None
+        # Rooms: the process's own, or in a cluster the ones every node shares through Redis.
+        quotas = accounts.quotas if accounts is not None else Quotas()
+        self.rooms: Rooms | SharedRooms
         if isinstance(self.directory, LocalDirectory):
-            self.rooms = Rooms(accounts.store, accounts.quotas) if accounts is not None else Rooms()
+            self.rooms = Rooms(accounts.store if accounts is not None else None, quotas)
+        else:
+            self.rooms = SharedRooms(self.directory, quotas)
         self.limits = limits or Limits()
         self.tls = tls  # replaceable (SIGHUP): new connections take the one in place then
         self._sessions: set[Session] = set()

@@ -18,6 +18,7 @@ from ..operations.logs import fields
 from ..presence.directory import Directory
 from ..replies import OK, reply_name
 from ..rooms.registry import Rooms
+from ..rooms.shared import SharedRooms
 from ..rules import Pending, Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
@@ -65,7 +66,7 @@ class Session:
         limits: Limits,
         on_end,
         accounts: Accounts | None = None,
-        rooms: Rooms | None = None,
+        rooms: Rooms | SharedRooms | None = None,
     ):
         self.peer = peer
         self.rules = Rules(self, directory, accounts, peer, rooms)

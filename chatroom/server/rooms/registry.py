@@ -10,11 +10,12 @@ every member is handed them in the order of their ids.
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ...codec import encode
 from ...protocol import Reason
-from ...room_frames import RoomFlag
+from ...room_frames import RoomFlag, RoomMessage
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
-from ..storage.store import Store
+from ..storage.store import Store, now_ms
 
 DEFAULT_QUOTAS = Quotas()
 
@@ -137,6 +138,11 @@ class Rooms:
             self.leave(room, user)
         return rooms
 
+    def logged_in(self, user: str) -> None:
+        """(A cluster's rooms note who is on which node; one process knows.)"""
+
+    def logged_out(self, user: str) -> None: ...
+
     def save(self, room: Room) -> None:
         """Keep the room's owner, topic and rule (or forget it, if nothing keeps it)."""
         if self._store is not None:
@@ -159,6 +165,32 @@ class Rooms:
     def next_id(self, room: Room) -> int:
         room.last_id += 1
         return room.last_id
+
+    # --- Delivery -------------------------------------------------------------------------
+
+    def tell(self, room: Room, frame: bytes, find) -> int:
+        """Hand frame to every member (``find(name)``: their mailbox here, if any); how many
+        took it. A member whose queue is full is dropped as stalled, never waited for."""
+        taken = 0
+        for member in list(room.members):
+            mailbox = find(member)
+            if mailbox is not None and mailbox.offer(frame):
+                taken += 1
+        return taken
+
+    def post(self, room: Room, sender: str, text: str, find) -> tuple[int, int, int]:
+        """A message to the room: its id and time, handed to every member (the sender too), in
+        the order of the ids; (id, time, how many took it)."""
+        message_id, time_ms = self.next_id(room), now_ms()
+        return (
+            message_id,
+            time_ms,
+            self.tell(room, encode(RoomMessage(room.name, sender, message_id, time_ms, text)), find),
+        )
+
+    def online(self, room: Room, find) -> set[str]:
+        """The members logged in."""
+        return {member for member in room.members if find(member) is not None}
 
     def counts(self) -> tuple[int, int]:
         """(rooms, memberships), for the metrics."""

@@ -28,7 +28,6 @@ from ...room_frames import (
     RoomHistory,
     RoomHistoryEntry,
     RoomList,
-    RoomMessage,
     SetInviteOnly,
     SetTopic,
     is_room_name,
@@ -37,8 +36,9 @@ from ...room_frames import (
 from ..operations.counts import COUNTS
 from ..presence.directory import RemoteRecipient as _Remote
 from ..replies import OK
-from ..storage.store import StoreUnavailable, now_ms
+from ..storage.store import StoreUnavailable
 from .registry import Room, Rooms
+from .shared import SharedRooms
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class RoomRules:
 
         name: str | None
         _registered: bool
-        _rooms: Rooms | None
+        _rooms: Rooms | SharedRooms | None
         _directory: Directory
         _accounts: Accounts | None
 
@@ -69,8 +69,7 @@ class RoomRules:
         if not is_valid_text(text):
             return self._failure(Reason.INVALID_TEXT)
         assert self._rooms is not None and self.name is not None
-        message_id, time_ms = self._rooms.next_id(room), now_ms()
-        delivered = self._tell(room, encode(RoomMessage(room.name, self.name, message_id, time_ms, text)))
+        message_id, time_ms, delivered = self._rooms.post(room, self.name, text, self._directory.find)
         COUNTS.room_messages += 1
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:
@@ -81,15 +80,9 @@ class RoomRules:
         return OK
 
     def _tell(self, room: Room, frame: bytes) -> int:
-        """Hand frame to every member logged in here; how many took it. A member whose queue
-        is full is dropped as stalled, never waited for."""
-        find = self._directory.find
-        taken = 0
-        for member in list(room.members):
-            mailbox = find(member)
-            if mailbox is not None and type(mailbox) is not _Remote and mailbox.offer(frame):
-                taken += 1
-        return taken
+        """Hand frame to every member (see the registry's tell); how many here took it."""
+        assert self._rooms is not None
+        return self._rooms.tell(room, frame, self._directory.find)
 
     def _event(self, room: Room, kind: EventKind, detail: str = "") -> None:
         assert self.name is not None
@@ -143,15 +136,17 @@ class RoomRules:
         room, refused = self._visible_room(event.room)
         if room is None:
             return refused
-        find = self._directory.find
-        members = tuple(
-            (
-                name,
-                (MemberFlag.ONLINE if find(name) is not None else 0) | (MemberFlag.OWNER if name == room.owner else 0),
-            )
-            for name in sorted(room.members)
-        )
-        return encode(MemberList(room.name, room.topic, members))  # type: ignore[arg-type]
+        assert self._rooms is not None
+        online = self._rooms.online(room, self._directory.find)
+        members = []
+        for name in sorted(room.members):
+            flags = MemberFlag(0)
+            if name in online:
+                flags |= MemberFlag.ONLINE
+            if name == room.owner:
+                flags |= MemberFlag.OWNER
+            members.append((name, flags))
+        return encode(MemberList(room.name, room.topic, tuple(members)))
 
     def _room_history(self, name: str, count: int, before: int) -> bytes:
         room, refused = self._member_room(name)

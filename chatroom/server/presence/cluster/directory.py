@@ -29,7 +29,7 @@ from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
 from .inbox import DirectoryMoved, Inbox
-from .scripts import USERS, Scripts
+from .scripts import INBOX, NODE, USERS, Scripts
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,32 @@ class RedisDirectory:
 
     def names(self) -> list:
         return sorted(name.decode() for name in self._call(self._scripts.live_names))
+
+    # --- For the shared rooms (rooms/shared.py) ------------------------------------------
+
+    users_key = USERS
+    node_prefix = NODE
+    inbox_prefix = INBOX
+
+    @property
+    def redis(self):
+        return self._redis
+
+    @property
+    def local(self) -> LocalDirectory:
+        return self._local
+
+    def redis_call(self, method, *args, **kwargs):
+        """method(*args, **kwargs) on Redis, through the circuit (DirectoryUnavailable)."""
+        return self._call(lambda: method(*args, **kwargs))
+
+    @property
+    def on_room_envelope(self):
+        return self._inbox.on_room
+
+    @on_room_envelope.setter
+    def on_room_envelope(self, hand_out) -> None:
+        self._inbox.on_room = hand_out
 
     def _names_if_reachable(self) -> list | None:
         try:

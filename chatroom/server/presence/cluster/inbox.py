@@ -41,6 +41,7 @@ class Inbox:
         self._address = address
         self._on_reconnect = on_reconnect
         self._follow = follow
+        self.on_room: Callable[[str, bytes], None] | None = None  # a room's frame, for its members here
 
     def run(self) -> None:
         while True:
@@ -72,6 +73,10 @@ class Inbox:
 
     def _deliver(self, batch: bytes) -> None:
         for recipient, frame in open_envelopes(batch):
+            if recipient[:1] == "#":
+                if self.on_room is not None:
+                    self.on_room(recipient, frame)
+                continue
             mailbox = self._local.find(recipient)
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
             if mailbox is not None:  # else logged out meanwhile

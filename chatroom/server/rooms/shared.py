@@ -1,0 +1,289 @@
+"""Rooms shared by a cluster's nodes, in the directory's Redis (its slot, so that a script can
+give a message its id and publish it to every node with members in one atomic step).
+
+- ``{chatroom}:rooms`` the rooms' names; ``{chatroom}:room-skeletons`` skeleton -> room;
+- ``{chatroom}:room:NAME`` a hash: owner, topic, invite_only, last (the last message's id);
+- ``{chatroom}:room:NAME:members`` a sorted set of members by when they joined,
+  ``...:registered`` the registered ones, ``...:invited`` the invitations;
+- ``{chatroom}:user-rooms:NAME`` the rooms a user is in.
+
+**One order**: a message's script takes the room's next id and publishes the message, once
+per node with members (its own node too), to their inboxes; Redis runs scripts one at a time
+and a subscriber gets what was published in that order, so every node, and every member,
+gets a room's messages in the order of their ids. The sender's node hands its copy to its
+members from its inbox, like any other; the sender is answered once that is done.
+
+The rules of membership are checked in Python, step by step: two joins racing for the last
+place of a full room may both get in (the limits are guards, not promises).
+"""
+
+import logging
+
+from gevent.event import AsyncResult
+
+from ...codec import Decoder
+from ...protocol import Reason
+from ...room_frames import EventKind, RoomEvent, RoomMessage
+from ..presence.skeleton import skeleton
+from ..storage.quotas import Quotas
+from ..storage.store import now_ms
+from .registry import DEFAULT_QUOTAS, Room
+
+log = logging.getLogger(__name__)
+
+ROOMS = "{chatroom}:rooms"
+SKELETONS = "{chatroom}:room-skeletons"
+ROOM = "{chatroom}:room:"
+USER_ROOMS = "{chatroom}:user-rooms:"
+POSTED_WAIT = 1.0  # how long a sender waits for its node to hand its message out
+
+# Publish an envelope (ARGV[3]) to the inbox of every node with a member of the room logged
+# in: KEYS[1] the users, KEYS[2] the room's members; ARGV[1], ARGV[2] the node and inbox
+# prefixes. Returns how many nodes.
+_NODES = """
+local nodes, count = {}, 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local holder = redis.call('HGET', KEYS[1], member)
+  if holder then
+    local node = string.match(holder, '^([^:]*):')
+    if node and not nodes[node] then
+      nodes[node] = true
+      count = count + 1
+    end
+  end
+end
+"""
+_TELL = (
+    _NODES
+    + """
+for node in pairs(nodes) do
+  redis.call('SPUBLISH', ARGV[2] .. node, ARGV[3])
+end
+return count
+"""
+)
+# A message: the room's next id (KEYS[3], its hash), then its ROOM-MESSAGE frame, built here
+# around the id, published to every node with members. ARGV[3] the room, ARGV[4] the sender,
+# ARGV[5] the time (ms), ARGV[6] the text. Returns the id.
+_POST = (
+    _NODES
+    + """
+local id = redis.call('HINCRBY', KEYS[3], 'last', 1)
+local room, sender, time = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local function u64(n)
+  return struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
+end
+local body = string.char(#room) .. room .. string.char(#sender) .. sender .. u64(id) .. u64(time) .. ARGV[6]
+local envelope = string.char(#room) .. room .. string.char(0x89) .. struct.pack('>I4', #body) .. body
+for node in pairs(nodes) do
+  redis.call('SPUBLISH', ARGV[2] .. node, envelope)
+end
+return id
+"""
+)
+
+
+class SharedRooms:
+    """The Rooms of a cluster node (see registry.Rooms for what each method means)."""
+
+    def __init__(self, directory, quotas: Quotas = DEFAULT_QUOTAS):
+        self._directory = directory  # a RedisDirectory: its client, scripts' keys, local users
+        self._quotas = quotas
+        self._here: dict[str, set[str]] = {}  # room -> its members logged in on this node
+        self._posted: dict[tuple[str, int], AsyncResult] = {}  # own messages, until handed out here
+        self._handed: dict[str, tuple[int, int]] = {}  # room -> (the last id handed out here, to how many)
+        self._scripts: tuple | None = None  # (the client, its tell and post scripts)
+
+    def start(self) -> None:
+        self._directory.on_room_envelope = self._hand_out
+
+    # --- Reading --------------------------------------------------------------------------
+
+    def _call(self, name: str, *args, **kwargs):
+        client = self._directory.redis
+        return self._directory.redis_call(getattr(client, name), *args, **kwargs)
+
+    def get(self, name: str) -> Room | None:
+        key = ROOM + name
+        pipe = self._directory.redis.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.zrange(key + ":members", 0, -1)
+        pipe.smembers(key + ":registered")
+        pipe.smembers(key + ":invited")
+        fields, members, registered, invited = self._directory.redis_call(pipe.execute)
+        if not fields:
+            return None
+        kept = {m.decode() for m in registered}
+        room = Room(
+            name,
+            fields.get(b"owner", b"").decode() or None,
+            fields.get(b"topic", b"").decode(),
+            fields.get(b"invite_only") == b"1",
+            {m.decode() for m in invited},
+            last_id=int(fields.get(b"last", b"0")),
+        )
+        room.members = {m.decode(): m.decode() in kept for m in members}
+        return room
+
+    def rooms_of(self, user: str) -> set[str]:
+        return {room.decode() for room in self._call("smembers", USER_ROOMS + user)}
+
+    def visible_to(self, user: str | None) -> list[Room]:
+        own = self.rooms_of(user) if user else set()
+        rooms = [self.get(name.decode()) for name in self._call("smembers", ROOMS)]
+        visible = [r for r in rooms if r is not None and (not r.invite_only or r.name in own or user in r.invited)]
+        return sorted(visible, key=lambda room: room.name)
+
+    def online(self, room: Room, find) -> set[str]:
+        pipe = self._directory.redis.pipeline(transaction=False)
+        names = list(room.members)
+        for name in names:
+            pipe.hexists(self._directory.users_key, name)
+        return {name for name, there in zip(names, self._directory.redis_call(pipe.execute), strict=True) if there}
+
+    def counts(self) -> tuple[int, int]:
+        return self._call("scard", ROOMS), sum(len(members) for members in self._here.values())
+
+    # --- Membership -----------------------------------------------------------------------
+
+    def join(self, name: str, user: str, registered: bool):
+        room = self.get(name)
+        if room is not None and user in room.members:
+            return room, None, ""
+        if self._call("scard", USER_ROOMS + user) >= self._quotas.rooms_per_user:
+            return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_user)
+        if room is None:
+            look = skeleton(name[1:])
+            if not self._call("hsetnx", SKELETONS, look, name):
+                other = self._call("hget", SKELETONS, look)
+                if other is not None and other.decode() != name:
+                    return None, Reason.LOOKS_LIKE, other.decode()
+            if self._call("scard", ROOMS) >= self._quotas.rooms_per_server:
+                self._call("hdel", SKELETONS, look)
+                return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_server)
+            fields = {"owner": user if registered else "", "topic": "", "invite_only": "0"}
+            self._call("hset", ROOM + name, mapping=fields)
+            self._call("sadd", ROOMS, name)
+        elif room.invite_only and user not in room.invited and user != room.owner:
+            return None, Reason.INVITE_ONLY, ""
+        elif len(room.members) >= self._quotas.members_per_room:
+            return None, Reason.ROOM_FULL, str(self._quotas.members_per_room)
+        self._call("zadd", ROOM + name + ":members", {user: now_ms()}, nx=True)
+        if registered:
+            self._call("sadd", ROOM + name + ":registered", user)
+        self._call("sadd", USER_ROOMS + user, name)
+        self._here.setdefault(name, set()).add(user)
+        return self.get(name), None, ""
+
+    def leave(self, room: Room, user: str) -> None:
+        key = ROOM + room.name
+        self._call("zrem", key + ":members", user)
+        self._call("srem", key + ":registered", user)
+        self._call("srem", USER_ROOMS + user, room.name)
+        room.members.pop(user, None)
+        self._forget_here(room.name, user)
+        if not room.members:
+            for suffix in ("", ":members", ":registered", ":invited"):
+                self._call("delete", key + suffix)
+            self._call("srem", ROOMS, room.name)
+            self._call("hdel", SKELETONS, skeleton(room.name[1:]))
+        elif room.owner == user:
+            room.owner = next((name for name, kept in room.members.items() if kept), None)
+            self.save(room)
+
+    def leave_all_unregistered(self, user: str) -> list[Room]:
+        rooms = [room for name in sorted(self.rooms_of(user)) if (room := self.get(name)) is not None]
+        for room in rooms:
+            self.leave(room, user)
+        return rooms
+
+    def logged_in(self, user: str) -> None:
+        """User logged in here: messages to their rooms are handed to them from now on."""
+        for name in self.rooms_of(user):
+            self._here.setdefault(name, set()).add(user)
+
+    def logged_out(self, user: str) -> None:
+        for name in list(self._here):
+            self._forget_here(name, user)
+
+    def save(self, room: Room) -> None:
+        fields = {"owner": room.owner or "", "topic": room.topic, "invite_only": "1" if room.invite_only else "0"}
+        self._call("hset", ROOM + room.name, mapping=fields)
+
+    def invite(self, room: Room, user: str, registered: bool) -> None:
+        room.invited.add(user)
+        self._call("sadd", ROOM + room.name + ":invited", user)
+
+    def uninvite(self, room: Room, user: str) -> None:
+        room.invited.discard(user)
+        self._call("srem", ROOM + room.name + ":invited", user)
+
+    # --- Delivery -------------------------------------------------------------------------
+
+    def _script(self, which: int):
+        """The tell (0) or post (1) script, on the directory's client of the moment."""
+        client = self._directory.redis
+        if self._scripts is None or self._scripts[0] is not client:
+            self._scripts = (client, client.register_script(_TELL), client.register_script(_POST))
+        return self._scripts[1 + which]
+
+    def tell(self, room: Room, frame: bytes, find) -> int:
+        """Publish frame to every node with members; this node's are handed it by its inbox."""
+        script = self._script(0)
+        keys = [self._directory.users_key, ROOM + room.name + ":members"]
+        envelope = _field(room.name) + frame
+        args = [self._directory.node_prefix, self._directory.inbox_prefix, envelope]
+        self._directory.redis_call(script, keys=keys, args=args)
+        return 0
+
+    def post(self, room: Room, sender: str, text: str, find) -> tuple[int, int, int]:
+        script = self._script(1)
+        time_ms = now_ms()
+        keys = [self._directory.users_key, ROOM + room.name + ":members", ROOM + room.name]
+        args = [self._directory.node_prefix, self._directory.inbox_prefix, room.name, sender, time_ms, text]
+        handed = AsyncResult()
+        message_id = int(self._directory.redis_call(script, keys=keys, args=args))
+        # The inbox may have handed it out before the script's answer came (no wait is needed
+        # then); a room's ids come to it in order.
+        last_id, taken = self._handed.get(room.name, (0, 0))
+        if last_id >= message_id:
+            return message_id, time_ms, taken if last_id == message_id else 0
+        self._posted[(room.name, message_id)] = handed
+        try:
+            delivered = handed.get(timeout=POSTED_WAIT)
+        except Exception:
+            delivered = 0  # published to every node; this one's copy is late (its inbox will hand it out)
+        finally:
+            self._posted.pop((room.name, message_id), None)
+        return message_id, time_ms, delivered
+
+    def _hand_out(self, room: str, frame: bytes) -> None:
+        """(The inbox's greenlet.) A room's frame, to its members logged in here, in the order
+        it came."""
+        find = self._directory.local.find
+        taken = 0
+        for member in list(self._here.get(room, ())):
+            mailbox = find(member)
+            if mailbox is not None and mailbox.offer(frame):
+                taken += 1
+        for event in Decoder.for_client().receive_data(frame):
+            if type(event) is RoomMessage:
+                self._handed[room] = (event.id, taken)
+                waiting = self._posted.get((room, event.id))
+                if waiting is not None:
+                    waiting.set(taken)
+            elif type(event) is RoomEvent and event.kind is EventKind.REMOVED:
+                self._forget_here(room, event.detail)
+
+    def _forget_here(self, room: str, user: str) -> None:
+        members = self._here.get(room)
+        if members is not None:
+            members.discard(user)
+            if not members:
+                del self._here[room]
+                self._handed.pop(room, None)
+
+
+def _field(name: str) -> bytes:
+    data = name.encode()
+    return bytes((len(data),)) + data
