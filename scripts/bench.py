@@ -14,11 +14,12 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from chatroom.protocol import Authenticate, Hello, ListUsers, Register, Response, Status
-from chatroom.testing import Peer, ServerProcess, free_port, rss_kb
+from chatroom.testing import Peer, RedisProcess, ServerProcess, free_port, rss_kb
 from chatroom.testing.docs import write_generated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -336,7 +337,25 @@ def rooms_section() -> list[str]:
     finally:
         server.terminate()
     theirs = room_bench.ngircd_rooms(loadgen, SHARED / "ngircd-bench.conf") if loadgen else None
-    return [f"Measured by `./scripts/bench rooms` on {machine()}.", "", *room_bench.section(ours, theirs)]
+    print("bench: rooms across two nodes", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        redis = RedisProcess(folder)
+        nodes = [start_server(f"{OURS} --redis {redis.url}") for _ in range(2)]
+        try:
+            bench = [str(Path(PYTHON).parent / "chatroom-bench")]
+            ports = ",".join(str(node.port) for node in nodes)
+            across = room_bench.chatroom_rooms(bench, ports, nodes[0].proc.pid)
+        finally:
+            for node in nodes:
+                node.terminate()
+            redis.close()
+    return [
+        f"Measured by `./scripts/bench rooms` on {machine()}.",
+        "",
+        *room_bench.section(ours, theirs),
+        "",
+        *room_bench.across_section(across),
+    ]
 
 
 def main():

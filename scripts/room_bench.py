@@ -28,8 +28,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def chatroom_rooms(bench_command: list[str], port: int, server_pid: int) -> list[dict]:
-    """chatroom-bench's runs, each with the CPU the server and the bench used (1.0: a core)."""
+def chatroom_rooms(bench_command: list[str], port, server_pid: int) -> list[dict]:
+    """chatroom-bench's runs, each with the CPU the server (server_pid) and the bench used
+    (1.0: a core); ``port``: one, or several ("P1,P2": member i on the (i mod n)th)."""
     results = []
     for clients, size, senders in SHAPES:
         started, server_before = time.monotonic(), _cpu_seconds(server_pid)
@@ -119,4 +120,23 @@ def section(ours: list[dict], theirs: list[dict] | None) -> list[str]:
         "CPU is the share of one core over each run (set-up included). chatroom-bench is Python: where its CPU nears "
         "1.0 it, not the server, sets the rate, and the chatroom figures are a floor; a C load generator of the room "
         "frames (the performance issue) is what can show the server's own limit.",
+    ]
+
+
+def across_section(results: list[dict]) -> list[str]:
+    rows = [
+        "| shape | deliveries/s | messages/s | p99 | misordered, lost | CPU node 1, bench |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (clients, size, senders), result in zip(SHAPES, results, strict=True):
+        rows.append(
+            f"| {clients // size} room(s) of {size}, {senders} sending | {result['msgs_per_s']:.0f} | "
+            f"{result['messages_per_s']:.0f} | {result['p99_us'] / 1000:.1f} ms | "
+            f"{result['misordered']}, {result['lost']} | {result['server_cpu']:.2f}, {result['bench_cpu']:.2f} |"
+        )
+    return [
+        "The same across two nodes on one Redis (members alternate between the nodes; each message is "
+        "published once per node, in one order):",
+        "",
+        *rows,
     ]

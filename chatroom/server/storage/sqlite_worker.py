@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _start_thread = get_original("_thread", "start_new_thread")
 _SimpleQueue = get_original("queue", "SimpleQueue")
 MAX_UNWRITTEN_BYTES = 8 << 20  # history queued for the disk before senders wait
+RECOVERED_AFTER = 20  # commits in a row after a failure before the log says writing works again
 
 
 class _Batch:
@@ -49,6 +50,8 @@ class SQLiteWorker:
     def __init__(self, path, max_unwritten_bytes: int = MAX_UNWRITTEN_BYTES):
         self.path = path
         self.healthy = True  # the last batch was committed
+        self._outage_said = False  # the log has said writing fails, and not yet that it works again
+        self._writes_since_failure = 0
         self._max_unwritten = max_unwritten_bytes
         self._jobs = _SimpleQueue()  # for the thread: a _Batch, a call, or None to stop
         self._db: sqlite3.Connection | None = None  # the thread's own
@@ -147,14 +150,23 @@ class SQLiteWorker:
             self._room.set()
 
     def _note_outcome(self, batch: _Batch) -> None:
-        if batch.error is None and not self.healthy:
-            self.healthy = True
-            log.warning("database %s: writing works again", self.path)
-        elif batch.error is not None and self.healthy:
+        """Say once that writing fails, and once that it works again: a full disk lets a small
+        write through now and then, which is not yet recovery (RECOVERED_AFTER commits in a row
+        are)."""
+        if batch.error is not None:
             self.healthy = False
-            log.error(
-                "database %s cannot write (%s): what needs it fails until it can; said once", self.path, batch.error
-            )
+            self._writes_since_failure = 0
+            if not self._outage_said:
+                self._outage_said = True
+                log.error(
+                    "database %s cannot write (%s): what needs it fails until it can; said once", self.path, batch.error
+                )
+            return
+        self.healthy = True
+        self._writes_since_failure += 1
+        if self._outage_said and self._writes_since_failure >= RECOVERED_AFTER:
+            self._outage_said = False
+            log.warning("database %s: writing works again", self.path)
 
     # --- In the thread ----------------------------------------------------------------------
 
