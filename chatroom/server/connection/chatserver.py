@@ -54,7 +54,7 @@ class ChatServer:
         if isinstance(self.directory, LocalDirectory):
             self.rooms = Rooms(accounts.store if accounts is not None else None, quotas)
         else:
-            self.rooms = SharedRooms(self.directory, quotas)
+            self.rooms = SharedRooms(self.directory, quotas, accounts.store if accounts is not None else None)
         self.limits = limits or Limits()
         self.tls = tls  # replaceable (SIGHUP): new connections take the one in place then
         self._sessions: set[Session] = set()

@@ -83,11 +83,58 @@ return id
 )
 
 
+# Join (and make, if it is not there): KEYS the room's hash, members, registered members,
+# the rooms, the skeletons, the user's rooms; ARGV the user, the room, its skeleton, the owner
+# of a new room ('' for none), '1' if the user is registered, the time (ms). Answers '' once
+# joined, or the room a new one would look like. A room's 'last' id outlives it: ids never
+# go back under one name.
+_JOIN = """
+if redis.call('HEXISTS', KEYS[1], 'topic') == 0 then
+  local other = redis.call('HGET', KEYS[5], ARGV[3])
+  if other and other ~= ARGV[2] then
+    return other
+  end
+  redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'topic', '', 'invite_only', '0')
+  redis.call('SADD', KEYS[4], ARGV[2])
+  redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], 'NX', ARGV[6], ARGV[1])
+if ARGV[5] == '1' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+redis.call('SADD', KEYS[6], ARGV[2])
+return ''
+"""
+# Leave (same KEYS, and the invitations 7th; ARGV the user, the room, its skeleton): the
+# room goes with its last member. Answers the members left.
+_LEAVE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[2])
+local left = redis.call('ZCARD', KEYS[2])
+if left == 0 then
+  redis.call('HDEL', KEYS[1], 'owner', 'topic', 'invite_only')
+  redis.call('DEL', KEYS[3], KEYS[7])
+  redis.call('SREM', KEYS[4], ARGV[2])
+  if redis.call('HGET', KEYS[5], ARGV[3]) == ARGV[2] then
+    redis.call('HDEL', KEYS[5], ARGV[3])
+  end
+end
+return left
+"""
+
+
+def _room_keys(room: str, user: str) -> list[str]:
+    key = ROOM + room
+    return [key, key + ":members", key + ":registered", ROOMS, SKELETONS, USER_ROOMS + user, key + ":invited"]
+
+
 class SharedRooms:
     """The Rooms of a cluster node (see registry.Rooms for what each method means)."""
 
-    def __init__(self, directory, quotas: Quotas = DEFAULT_QUOTAS):
+    def __init__(self, directory, quotas: Quotas = DEFAULT_QUOTAS, store=None):
         self._directory = directory  # a RedisDirectory: its client, scripts' keys, local users
+        self._store = store  # the cluster's store, for a room's history
         self._quotas = quotas
         self._here: dict[str, set[str]] = {}  # room -> its members logged in on this node
         self._posted: dict[tuple[str, int], AsyncResult] = {}  # own messages, until handed out here
@@ -111,7 +158,7 @@ class SharedRooms:
         pipe.smembers(key + ":registered")
         pipe.smembers(key + ":invited")
         fields, members, registered, invited = self._directory.redis_call(pipe.execute)
-        if not fields:
+        if b"topic" not in fields:  # (a room gone keeps only its last id)
             return None
         kept = {m.decode() for m in registered}
         room = Room(
@@ -152,42 +199,31 @@ class SharedRooms:
             return room, None, ""
         if self._call("scard", USER_ROOMS + user) >= self._quotas.rooms_per_user:
             return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_user)
-        if room is None:
-            look = skeleton(name[1:])
-            if not self._call("hsetnx", SKELETONS, look, name):
-                other = self._call("hget", SKELETONS, look)
-                if other is not None and other.decode() != name:
-                    return None, Reason.LOOKS_LIKE, other.decode()
-            if self._call("scard", ROOMS) >= self._quotas.rooms_per_server:
-                self._call("hdel", SKELETONS, look)
-                return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_server)
-            fields = {"owner": user if registered else "", "topic": "", "invite_only": "0"}
-            self._call("hset", ROOM + name, mapping=fields)
-            self._call("sadd", ROOMS, name)
-        elif room.invite_only and user not in room.invited and user != room.owner:
+        if room is None and self._call("scard", ROOMS) >= self._quotas.rooms_per_server:
+            return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_server)
+        if room is not None and room.invite_only and user not in room.invited and user != room.owner:
             return None, Reason.INVITE_ONLY, ""
-        elif len(room.members) >= self._quotas.members_per_room:
+        if room is not None and len(room.members) >= self._quotas.members_per_room:
             return None, Reason.ROOM_FULL, str(self._quotas.members_per_room)
-        self._call("zadd", ROOM + name + ":members", {user: now_ms()}, nx=True)
-        if registered:
-            self._call("sadd", ROOM + name + ":registered", user)
-        self._call("sadd", USER_ROOMS + user, name)
+        # Made (if it is not there now) and joined at one go: a room emptied meanwhile by its
+        # last member on another node is made again, never joined half-deleted.
+        args = [user, name, skeleton(name[1:]), user if registered else "", "1" if registered else "0", now_ms()]
+        look_alike = self._directory.redis_call(self._script(2), keys=_room_keys(name, user), args=args)
+        if look_alike:
+            return None, Reason.LOOKS_LIKE, look_alike.decode()
         self._here.setdefault(name, set()).add(user)
-        return self.get(name), None, ""
+        return self.get(name) or Room(name, members={user: registered}), None, ""
 
     def leave(self, room: Room, user: str) -> None:
-        key = ROOM + room.name
-        self._call("zrem", key + ":members", user)
-        self._call("srem", key + ":registered", user)
-        self._call("srem", USER_ROOMS + user, room.name)
+        """Out of the room (gone with its last member, at one go); an owner who leaves hands it
+        to the registered member who has been there longest."""
+        args = [user, room.name, skeleton(room.name[1:])]
+        left = self._directory.redis_call(self._script(3), keys=_room_keys(room.name, user), args=args)
         room.members.pop(user, None)
         self._forget_here(room.name, user)
-        if not room.members:
-            for suffix in ("", ":members", ":registered", ":invited"):
-                self._call("delete", key + suffix)
-            self._call("srem", ROOMS, room.name)
-            self._call("hdel", SKELETONS, skeleton(room.name[1:]))
-        elif room.owner == user:
+        if not left and self._store is not None:
+            self._store.delete_room(room.name)  # its history goes with it
+        elif left and room.owner == user:
             room.owner = next((name for name, kept in room.members.items() if kept), None)
             self.save(room)
 
@@ -221,10 +257,11 @@ class SharedRooms:
     # --- Delivery -------------------------------------------------------------------------
 
     def _script(self, which: int):
-        """The tell (0) or post (1) script, on the directory's client of the moment."""
+        """The tell (0), post (1), join (2) or leave (3) script, on the directory's client of
+        the moment."""
         client = self._directory.redis
         if self._scripts is None or self._scripts[0] is not client:
-            self._scripts = (client, client.register_script(_TELL), client.register_script(_POST))
+            self._scripts = (client, *(client.register_script(lua) for lua in (_TELL, _POST, _JOIN, _LEAVE)))
         return self._scripts[1 + which]
 
     def tell(self, room: Room, frame: bytes, find) -> int:
