@@ -245,7 +245,7 @@ def run(args) -> dict:
     for client in clients:
         client.stop_sending()
     if args.verify:
-        drain(stats)
+        drain(stats, args.room_size if args.scenario == "room" else 1)
     for client in clients:
         client.close()
 
@@ -291,10 +291,11 @@ def progress(stats, seconds, phase):
         print(file=sys.stderr)
 
 
-def drain(stats):
-    """After the sends stop, wait for acknowledged messages still on their way."""
+def drain(stats, receivers: int = 1):
+    """After the sends stop, wait for acknowledged messages still on their way (to each of
+    ``receivers``: a room's members)."""
     with gevent.Timeout(DRAIN_TIMEOUT, False):
-        while sum(stats.acknowledged.values()) > sum(len(s) for s in stats.received.values()):
+        while sum(stats.acknowledged.values()) * receivers > sum(len(s) for s in stats.received.values()):
             gevent.sleep(0.05)
 
 
