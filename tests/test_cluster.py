@@ -33,6 +33,7 @@ from chatroom.protocol import (
 )
 from chatroom.room_frames import (
     EventKind,
+    Invite,
     Join,
     Kick,
     ListMembers,
@@ -40,6 +41,7 @@ from chatroom.room_frames import (
     MemberList,
     RoomEvent,
     RoomMessage,
+    SetInviteOnly,
     SetTopic,
 )
 from chatroom.testing import (
@@ -626,13 +628,13 @@ def test_room_rules_hold_across_nodes(nodes):
     assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
     assert owner.reply(Join("#club")) == OK
     guest = room_member(two.address, "guest", "#club")
-    assert any(isinstance(e, RoomEvent) and e.actor == "guest" for e in drain(owner))
+    wait_for_push(owner, lambda e: isinstance(e, RoomEvent) and e.actor == "guest")
     assert guest.reply(ListMembers("#club")) == MemberList(
         "#club", "", (("guest", MemberFlag.ONLINE), ("owner", MemberFlag.ONLINE | MemberFlag.OWNER))
     )
     assert guest.reply(SetTopic("#club", "mine")) == Response(Status.FAILURE, Reason.NOT_OWNER)
     assert owner.reply(Kick("#club", "guest")) == OK
-    assert any(isinstance(e, RoomEvent) and e.kind is EventKind.REMOVED for e in drain(guest))
+    wait_for_push(guest, lambda e: isinstance(e, RoomEvent) and e.kind is EventKind.REMOVED)
     assert owner.reply(SendTo("#club", "after the kick")) == OK
     assert not any(isinstance(e, RoomMessage) for e in drain(guest))  # no longer handed its messages
     assert guest.reply(SendTo("#club", "back?")) == Response(Status.FAILURE, Reason.NOT_A_MEMBER)
@@ -643,8 +645,33 @@ def test_room_rules_hold_across_nodes(nodes):
         peer.close()
 
 
+def wait_for_push(peer, wanted) -> None:
+    """Read what the peer is pushed until one is wanted (bounded)."""
+    with gevent.Timeout(WAIT):
+        while not wanted(peer.next_push()):
+            pass
+
+
 def drain(peer) -> list:
     """What the peer was pushed until now (a LIST's reply marks now)."""
     peer.reply(ListUsers())
     pushed, peer.pushed = peer.pushed, []
     return pushed
+
+
+def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes):
+    one, two = nodes(2)
+    owner = Peer(two.address)
+    assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
+    assert owner.reply(Join("#secret")) == OK and owner.reply(SetInviteOnly("#secret", True)) == OK
+    assert owner.reply(Invite("#secret", "bob")) == OK
+    bob = room_member(one.address, "bob", "#secret")
+    one.signal(signal.SIGKILL)  # bob's logout never happens
+    impostor = Peer(two.address)
+    assert impostor.reply(Hello(3)) == OK
+    eventually(lambda: impostor.reply(Login("bob")) == OK, timeout=TTL + 3)
+    assert owner.reply(SendTo("#secret", "for members")) == OK
+    assert impostor.reply(SendTo("#secret", "hi")) == Response(Status.FAILURE, Reason.NO_SUCH_ROOM)
+    assert not any(isinstance(e, RoomMessage) for e in drain(impostor))
+    for peer in (owner, bob, impostor):
+        peer.close()

@@ -54,7 +54,7 @@ class AccountRules:
         def _failure(self, reason: Reason, detail: str = "") -> bytes:
             raise NotImplementedError
 
-        def _claim(self, name: str) -> bytes | None:
+        def _claim(self, name: str, registered: bool = False) -> bytes | None:
             raise NotImplementedError
 
         def _refuse_login(self, name: str) -> bytes | None:
@@ -108,7 +108,7 @@ class AccountRules:
 
     def _log_in_registered(self, name: str, how: str) -> bytes:
         """Log in as a registered name, proven (by its password or a token)."""
-        refused = self._claim(name)
+        refused = self._claim(name, registered=True)
         if refused is not None:
             return refused
         self.name = name

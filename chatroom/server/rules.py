@@ -156,11 +156,12 @@ class Rules(AccountRules, RoomRules):
         """FAILURE, with its reason for a client that learns it."""
         return failure(reason, detail) if self._reasons else FAILURE
 
-    def _claim(self, name: str) -> bytes | None:
-        """Log the connection in as name: None once it is, else the FAILURE saying why not."""
+    def _claim(self, name: str, registered: bool = False) -> bytes | None:
+        """Log the connection in as name (``registered``: proven by its password or a token):
+        None once it is, else the FAILURE saying why not."""
         if self._directory.claim(name, self._mailbox):
             if self._rooms is not None:
-                self._rooms.logged_in(name)
+                self._rooms.logged_in(name, registered)
             return None
         if not self._reasons:
             return FAILURE

@@ -138,8 +138,9 @@ class Rooms:
             self.leave(room, user)
         return rooms
 
-    def logged_in(self, user: str) -> None:
-        """(A cluster's rooms note who is on which node; one process knows.)"""
+    def logged_in(self, user: str, registered: bool) -> None:
+        """(A cluster's rooms note who is on which node; one process knows, and forgets an
+        unregistered member at its logout.)"""
 
     def logged_out(self, user: str) -> None: ...
 

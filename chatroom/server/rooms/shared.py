@@ -233,9 +233,18 @@ class SharedRooms:
             self.leave(room, user)
         return rooms
 
-    def logged_in(self, user: str) -> None:
-        """User logged in here: messages to their rooms are handed to them from now on."""
+    def logged_in(self, user: str, registered: bool) -> None:
+        """User logged in here: messages to their rooms are handed to them from now on. A
+        membership the name holds as an unregistered one is stale (its node died before the
+        logout could end it): whoever logs in with the name now never inherits it."""
         for name in self.rooms_of(user):
+            room = self.get(name)
+            if room is None or not room.members.get(user, False) or not registered:
+                if room is not None:
+                    self.leave(room, user)
+                else:
+                    self._call("srem", USER_ROOMS + user, name)
+                continue
             self._here.setdefault(name, set()).add(user)
 
     def logged_out(self, user: str) -> None:
