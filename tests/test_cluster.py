@@ -664,8 +664,12 @@ def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes
     owner = Peer(two.address)
     assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
     assert owner.reply(Join("#secret")) == OK and owner.reply(SetInviteOnly("#secret", True)) == OK
+    invited = Peer(one.address)
+    assert invited.reply(Hello(3)) == OK and invited.reply(Login("bob")) == OK
     assert owner.reply(Invite("#secret", "bob")) == OK
-    bob = room_member(one.address, "bob", "#secret")
+    wait_for_push(invited, lambda e: isinstance(e, RoomEvent) and e.kind is EventKind.INVITED)  # across nodes
+    assert invited.reply(Join("#secret")) == OK
+    bob = invited
     one.signal(signal.SIGKILL)  # bob's logout never happens
     impostor = Peer(two.address)
     assert impostor.reply(Hello(3)) == OK

@@ -203,8 +203,11 @@ class RoomRules:
         frame = encode(RoomEvent(room.name, EventKind.INVITED, self.name or "", event.name))
         self._tell(room, frame)
         invitee = self._directory.find(event.name)
-        if invitee is not None and type(invitee) is not _Remote and event.name not in room.members:
-            invitee.offer(frame)
+        if invitee is not None and event.name not in room.members:  # told too, wherever they are
+            if type(invitee) is _Remote:
+                invitee.hand_over(frame)
+            else:
+                invitee.offer(frame)
         return OK
 
     def _set_invite_only(self, event: SetInviteOnly) -> bytes:
