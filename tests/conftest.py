@@ -169,3 +169,30 @@ def accounts():
     accounts.start()
     yield accounts
     accounts.stop()
+
+
+@pytest.fixture
+def rooms(accounts):
+    from chatroom.server.rooms.registry import Rooms
+
+    rooms = Rooms(accounts.store)
+    rooms.start()
+    return rooms
+
+
+@pytest.fixture
+def hello_client(directory, accounts, rooms):
+    """hello_client(name=None, version=3, register=False, peer=...) -> the rules of a new
+    connection that said HELLO (and logged in as name, or registered it), without sockets."""
+    from chatroom.protocol import Hello, Login, Register, Response, Status
+    from tests.test_rules import Client
+
+    def connect(name=None, version=3, register=False, peer="127.0.0.1:40000"):
+        client = Client(directory, accounts, peer, rooms=rooms)
+        assert client.ask(Hello(version)) == [Response(Status.OK)]
+        if name is not None:
+            request = Register(name, "secret") if register else Login(name)
+            assert client.ask(request) == [Response(Status.OK)]
+        return client
+
+    return connect

@@ -29,15 +29,8 @@ def failure(reason, detail=""):
 
 
 @pytest.fixture
-def connect(directory, accounts):
-    def connect(name=None, version=2, peer="127.0.0.1:40000"):
-        client = Client(directory, accounts, peer)
-        assert client.ask(Hello(version)) == [OK]
-        if name is not None:
-            assert client.ask(Login(name)) == [OK]
-        return client
-
-    return connect
+def connect(hello_client):
+    return lambda name=None, version=2, peer="127.0.0.1:40000": hello_client(name, version, peer=peer)
 
 
 def test_reason_bytes_follow_the_status_and_a_detail_follows_as_text():

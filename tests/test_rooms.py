@@ -41,23 +41,8 @@ def failure(reason, detail=""):
 
 
 @pytest.fixture
-def rooms(accounts):
-    rooms = Rooms(accounts.store)
-    rooms.start()
-    return rooms
-
-
-@pytest.fixture
-def connect(directory, accounts, rooms):
-    def connect(name=None, version=3, register=False):
-        client = Client(directory, accounts, rooms=rooms)
-        assert client.ask(Hello(version)) == [OK]
-        if name is not None:
-            request = Register(name, "secret") if register else Login(name)
-            assert client.ask(request) == [OK]
-        return client
-
-    return connect
+def connect(hello_client):
+    return hello_client
 
 
 def events(client, kind=None):

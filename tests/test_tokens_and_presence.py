@@ -8,8 +8,6 @@ from chatroom.codec import Decoder, encode
 from chatroom.protocol import (
     Authenticate,
     ChangePassword,
-    Hello,
-    Login,
     Logout,
     Presence,
     Reason,
@@ -25,7 +23,6 @@ from chatroom.protocol import (
 )
 from chatroom.server.presence import watch
 from chatroom.testing import WAIT
-from tests.test_rules import Client
 
 OK = Response(Status.OK)
 
@@ -35,15 +32,8 @@ def failure(reason, detail=""):
 
 
 @pytest.fixture
-def connect(directory, accounts):
-    def connect(name=None):
-        client = Client(directory, accounts)
-        assert client.ask(Hello(2)) == [OK]
-        if name is not None:
-            assert client.ask(Login(name)) == [OK]
-        return client
-
-    return connect
+def connect(hello_client):
+    return lambda name=None: hello_client(name, version=2)
 
 
 def registered(connect, name):

@@ -64,12 +64,18 @@ class TerminalOutput:
     def stored(self, message):
         self._print(self._conversation(_when(message.time_ms), message.sender, message.text))
 
-    def history(self, peer, entries):
+    def _history_header(self, entries, of: str) -> bool:
+        """The line above a history (``of``: "with bob", "of #team"); False when it is empty."""
         if not entries:
-            self.notice(f"(no messages with {escape(peer)})")
-            return
+            self.notice(f"(no messages {of})")
+            return False
         count = f"{len(entries)} message" + ("s" if len(entries) != 1 else "")
-        self.notice(f"── history with {escape(peer)}: the last {count} ──")
+        self.notice(f"── history {of}: the last {count} ──")
+        return True
+
+    def history(self, peer, entries):
+        if not self._history_header(entries, f"with {escape(peer)}"):
+            return
         for entry in entries:
             clock = _when(entry.time_ms)
             if entry.sent:
@@ -105,11 +111,8 @@ class TerminalOutput:
         print(f"{escape(room)}: {escape(topic)}" if topic else dim(f"{escape(room)} has no topic"), flush=True)
 
     def room_history(self, room, entries):
-        if not entries:
-            self.notice(f"(no messages in {escape(room)})")
+        if not self._history_header(entries, f"of {escape(room)}"):
             return
-        count = f"{len(entries)} message" + ("s" if len(entries) != 1 else "")
-        self.notice(f"── history of {escape(room)}: the last {count} ──")
         for entry in entries:
             self._print(self._conversation(_when(entry.time_ms), entry.sender, entry.text, old=True, room=room))
 
