@@ -10,6 +10,7 @@ from . import room_frames
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
+    DIRECT_MESSAGE,
     HELLO,
     HISTORY,
     HISTORY_PAGE,
@@ -30,6 +31,7 @@ from .protocol import (
     WATCH,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     Hello,
     HistoryEntry,
     HistoryPage,
@@ -151,6 +153,14 @@ def _parse_history_request(body):
     return HistoryRequest(peer, count, before)
 
 
+def _parse_direct_message(body):
+    sender, rest = _split_name_field(body)
+    if len(rest) < 2 * TIME.size:
+        raise BadBody("no id and time")
+    message_id, time_ms = TIME.unpack_from(rest)[0], TIME.unpack_from(rest, TIME.size)[0]
+    return DirectMessage(sender, message_id, time_ms, _text(rest[2 * TIME.size :]))
+
+
 def _parse_stored_message(body):
     sender, rest = _split_name_field(body)
     if len(rest) < TIME.size:
@@ -221,6 +231,7 @@ SERVER_MESSAGES = {
     INCOMING: _parse_incoming,
     HISTORY_PAGE: _parse_history_page,
     STORED_MESSAGE: _parse_stored_message,
+    DIRECT_MESSAGE: _parse_direct_message,
     VERSION: _parse_server_version,
     TOKEN: _parse_token,
     PRESENCE: _parse_presence,

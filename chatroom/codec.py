@@ -12,6 +12,7 @@ from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
+    DIRECT_MESSAGE,
     HEADER_SIZE,
     HELLO,
     HISTORY,
@@ -34,6 +35,7 @@ from .protocol import (
     WATCH,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     FrameTooLarge,
     Hello,
     HistoryEntry,
@@ -135,6 +137,9 @@ def _encode_extension(message) -> bytes:
         return frame(CHANGE_PASSWORD, name_field(message.old) + message.new.encode())
     if kind is HistoryRequest:
         return frame(HISTORY, name_field(message.peer) + HISTORY_REQUEST.pack(message.count, message.before))
+    if kind is DirectMessage:
+        head = name_field(message.sender) + TIME.pack(message.id) + TIME.pack(message.time_ms)
+        return frame(DIRECT_MESSAGE, head + message.text.encode())
     if kind is StoredMessage:
         return frame(STORED_MESSAGE, name_field(message.sender) + TIME.pack(message.time_ms) + message.text.encode())
     if kind is HistoryPage:
@@ -159,6 +164,15 @@ def history_entry(entry: HistoryEntry) -> bytes:
     """One entry of a HISTORY page, as it is laid out in the frame's body."""
     text = entry.text.encode()
     return ENTRY_HEAD.pack(entry.id, entry.time_ms, SENT if entry.sent else RECEIVED, len(text)) + text
+
+
+def without_id(data: bytes) -> bytes:
+    """A DIRECT-MESSAGE frame as the INCOMING one a client of an older version takes; any
+    other frame as it is."""
+    if data[:1] != bytes((DIRECT_MESSAGE,)):
+        return data
+    [message] = Decoder.for_client().receive_data(data)
+    return encode(Incoming(message.sender, message.text))
 
 
 def reply_status(data) -> Status | None:

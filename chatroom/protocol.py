@@ -32,6 +32,7 @@ STORED_MESSAGE = 0x85
 VERSION = 0x86  # answers HELLO of a version higher than the server's own
 TOKEN = 0x87  # version 2: answers SESSION-TOKEN
 PRESENCE = 0x88  # version 2: who came online or went offline, to a client that watches
+DIRECT_MESSAGE = 0x8E  # version 3: a relayed message with its id and time (INCOMING before)
 
 EXTENSION_VERSION = 3  # 2: FAILURE carries a reason; session tokens; presence pushed. 3: rooms
 MAX_PASSWORD_BYTES = 255
@@ -224,6 +225,16 @@ class Incoming:
     """A message relayed to its recipient, naming the sender as the server knows it."""
 
     sender: str
+    text: str
+
+
+@dataclass(slots=True)
+class DirectMessage:
+    """A relayed message to a client of version 3: its id (as in the history) and time."""
+
+    sender: str
+    id: int
+    time_ms: int
     text: str
 
 

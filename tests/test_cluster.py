@@ -14,6 +14,7 @@ import pytest
 
 from chatroom.protocol import (
     Authenticate,
+    DirectMessage,
     Hello,
     HistoryRequest,
     Incoming,
@@ -678,4 +679,26 @@ def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes
     assert impostor.reply(SendTo("#secret", "hi")) == Response(Status.FAILURE, Reason.NO_SUCH_ROOM)
     assert not any(isinstance(e, RoomMessage) for e in drain(impostor))
     for peer in (owner, bob, impostor):
+        peer.close()
+
+
+def test_a_direct_message_crosses_with_its_id_and_an_older_client_gets_it_without(nodes):
+    one, two = nodes(2)
+    alice = Peer(one.address)
+    assert alice.reply(Hello(3)) == OK and alice.reply(Register("alice", "pw")) == OK
+    bob = Peer(two.address)
+    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
+    old = Peer(two.address)
+    assert old.reply(Hello(2)) == OK and old.reply(Login("old")) == OK
+    for n in range(3):
+        assert alice.reply(SendTo("bob", f"m{n}")) == OK
+    assert alice.reply(SendTo("old", "hi")) == OK
+    got = [bob.next_push() for _ in range(3)]
+    assert all(isinstance(m, DirectMessage) for m in got) and [m.text for m in got] == ["m0", "m1", "m2"]
+    assert [m.id for m in got] == sorted({m.id for m in got})
+    assert old.next_push() == Incoming("alice", "hi")
+    page = eventually(lambda: (p := bob.reply(HistoryRequest("alice", 10))) and len(p.entries) == 3 and p)
+    assert [e.id for e in page.entries] == [m.id for m in got]
+    assert [e.text for e in bob.reply(HistoryRequest("alice", 10, got[1].id)).entries] == ["m0"]
+    for peer in (alice, bob, old):
         peer.close()

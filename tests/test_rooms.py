@@ -239,3 +239,25 @@ def test_a_restart_keeps_registered_memberships_ownership_invitations_and_histor
     assert [row[3] for row in accounts.store.room_history("#kept", 10, 0)] == ["remember me"]
     assert rooms.next_id(room) == 2  # ids go on from the last one kept
     accounts.stop()
+
+
+# --- Ids of direct messages (version 3) ---------------------------------------------------------
+
+
+def test_a_version_3_client_gets_direct_messages_with_ids_the_history_keeps(connect, accounts):
+    from chatroom.protocol import DirectMessage, HistoryPage, Incoming
+
+    alice, bob = connect("alice", register=True), connect("bob", register=True)
+    old = connect("old", version=2)
+    for n in range(3):
+        assert alice.ask(SendTo("bob", f"m{n}")) == [OK]
+    got = events(bob, DirectMessage)
+    assert [m.text for m in got] == ["m0", "m1", "m2"]
+    assert [m.id for m in got] == sorted({m.id for m in got})  # increasing, and each its own
+    assert alice.ask(SendTo("old", "hi")) == [OK]
+    assert events(old) == [Incoming("alice", "hi")]  # a version 2 client sees no change
+    accounts.store._worker.flush()
+    [page] = bob.ask(HistoryRequest("alice", 10))
+    assert isinstance(page, HistoryPage) and [e.id for e in page.entries] == [m.id for m in got]
+    [older] = bob.ask(HistoryRequest("alice", 10, got[1].id))
+    assert [e.text for e in older.entries] == ["m0"]

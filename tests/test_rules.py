@@ -4,11 +4,12 @@ in-process directory and an in-memory SQLite store (as h11's ConnectionPair test
 import pytest
 from gevent.event import AsyncResult
 
-from chatroom.codec import Decoder, encode
+from chatroom.codec import Decoder, encode, without_id
 from chatroom.protocol import (
     EXTENSION_VERSION,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     FrameTooLarge,
     Hello,
     HistoryPage,
@@ -48,6 +49,7 @@ class Client:
     def __init__(self, directory, accounts, peer="127.0.0.1:40000", rooms=None):
         self.rules = Rules(self, directory, accounts, peer, rooms)
         self.full = False  # offer() finds the queue full
+        self.wants_ids = False  # set by the rules at HELLO 3
         self.received: list = []
         self.disconnected = False
 
@@ -328,7 +330,10 @@ def test_a_message_for_another_node_is_answered_once_that_node_has_it(accounts):
     pending = alice.rules.answer(SendTo("zed", "hi"))
     assert isinstance(pending, Pending)
     ((recipient, frame, outcome),) = directory.courier.sent
-    assert (recipient, frame) == ("zed", encode(Incoming("alice", "hi")))
+    # It crosses with its id; that node hands an older client the INCOMING.
+    [crossing] = Decoder.for_client().receive_data(frame)
+    assert recipient == "zed" and isinstance(crossing, DirectMessage) and crossing.text == "hi"
+    assert without_id(frame) == encode(Incoming("alice", "hi"))
     outcome.set(True)
     assert pending.reply() == encode(OK)
     for delivered, reply in [(False, FAILURE), (ConnectionError("Redis"), FAILURE)]:

@@ -10,7 +10,7 @@ from gevent.event import Event
 from gevent.queue import Empty, Queue
 
 from ..codec import Decoder, encode
-from ..protocol import FrameTooLarge, Incoming, Malformed, StoredMessage
+from ..protocol import DirectMessage, FrameTooLarge, Incoming, Malformed, StoredMessage
 from ..room_frames import RoomEvent, RoomMessage
 
 REPLY_TIMEOUT = 10.0
@@ -138,7 +138,7 @@ class Connection:
     def _dispatch(self, event):
         # Replies are responses and lists; anything else in their place breaks the protocol.
         kind = type(event)
-        if kind is Incoming or kind is StoredMessage or kind is RoomMessage or kind is RoomEvent:
+        if kind in _PUSHED:
             self._on_message(event)
         elif kind is Malformed:
             self._on_warning(f"ignored a malformed frame (type 0x{event.frame_type:02x})")
@@ -146,6 +146,9 @@ class Connection:
             self._abandoned -= 1
         else:
             self._replies.put(event)
+
+
+_PUSHED = (Incoming, DirectMessage, StoredMessage, RoomMessage, RoomEvent)
 
 
 def _looks_like_tls(data: bytes) -> bool:

@@ -185,7 +185,7 @@ class Client:
         if kind is RoomMessage:
             self._rooms.add(message.room)
             self.output.room_message(message, message.sender == self.name)
-        elif kind is not StoredMessage:
+        elif kind is not StoredMessage:  # (Incoming, or DirectMessage with its id)
             self.last_sender = message.sender
             self.output.message(message.sender, message.text)
         elif self._held_stored is not None:

@@ -14,6 +14,7 @@ from ..protocol import (
     MAX_HISTORY_COUNT,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     HistoryPage,
     HistoryRequest,
     Incoming,
@@ -71,7 +72,7 @@ class AccountRules:
             return 0
         # Direct messages only: a room's are in its history, for its registered members.
         events = Decoder.for_client().receive_data(b"".join(frames))
-        messages = [(message.sender, message.text) for message in events if type(message) is Incoming]
+        messages = [(m.sender, m.text) for m in events if type(m) is Incoming or type(m) is DirectMessage]
         if not messages:
             return 0
         try:

@@ -18,6 +18,7 @@ from ..protocol import (
     EXTENSION_VERSION,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     FrameTooLarge,
     Hello,
     HistoryRequest,
@@ -38,6 +39,7 @@ from ..protocol import (
 )
 from ..room_frames import ROOM_PREFIX, ROOMS_VERSION
 from .account_rules import AccountRules
+from .message_ids import next_id
 from .operations.counts import COUNTS
 from .operations.logs import fields
 from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
@@ -131,6 +133,7 @@ class Rules(AccountRules, RoomRules):
             if kind is Hello:
                 self._extended = True
                 self._version = min(event.version, EXTENSION_VERSION)
+                self._mailbox.wants_ids = self._version >= ROOMS_VERSION  # (direct messages' ids: version 3)
                 self._reasons = event.version >= REASONS_VERSION
                 # A client newer than this server learns the version it gets; one that asks for
                 # a version the server has is answered OK, as ever.
@@ -190,18 +193,30 @@ class Rules(AccountRules, RoomRules):
                 if self._version >= ROOMS_VERSION and self._rooms is not None:
                     return self._room_message(recipient, text)
                 return self._failure(Reason.NOT_ONLINE)
-            return Pending(self, sender, recipient, text, found.hand_over(encode(Incoming(sender, text))))
-        if not found.deliver(encode(Incoming(sender, text))):
+            # With its id: that node hands an older client an INCOMING instead.
+            message_id, time_ms = next_id()
+            relayed = found.hand_over(encode(DirectMessage(sender, message_id, time_ms, text)))
+            return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
+        accounts = self._accounts
+        recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
+        # An id only where it is needed: for a client of version 3, or for the history.
+        if found.wants_ids:
+            message_id, time_ms = next_id()
+            frame = encode(DirectMessage(sender, message_id, time_ms, text))
+        else:
+            if recorded:
+                message_id, time_ms = next_id()
+            frame = encode(Incoming(sender, text))
+        if not found.deliver(frame):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
-        accounts = self._accounts  # (as in _delivered, inline: this is the relay path)
-        if accounts is not None and (self._registered or recipient in accounts.registered_names):
-            accounts.record(sender, recipient, text)
+        if recorded:
+            accounts.record(sender, recipient, text, message_id, time_ms)  # type: ignore[union-attr]
         return OK
 
-    def _delivered(self, sender: str, recipient: str, text: str) -> None:
+    def _delivered(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:
         accounts = self._accounts
         if accounts is not None and (self._registered or recipient in accounts.registered_names):
-            accounts.record(sender, recipient, text)
+            accounts.record(sender, recipient, text, message_id, time_ms)
 
     def _keep_for_later(self, sender: str, recipient: str, text: str, otherwise=Reason.NOT_ONLINE) -> bytes:
         """For a client that said HELLO, a message to a registered user who is offline is
@@ -281,14 +296,16 @@ _EXTENSION_ANSWERS: dict[type, Callable[[Any, Any], bytes]] = {
 class Pending:
     """The reply to a SENDTO handed to another node, once that node has it (or not)."""
 
-    __slots__ = ("_rules", "_sender", "_recipient", "_text", "_delivered")
+    __slots__ = ("_rules", "_sender", "_recipient", "_text", "_delivered", "_id", "_time")
 
-    def __init__(self, rules: Rules, sender: str, recipient: str, text: str, delivered):
+    def __init__(self, rules: Rules, sender: str, recipient: str, text: str, delivered, message_id: int, time_ms: int):
         self._rules = rules
         self._sender = sender
         self._recipient = recipient
         self._text = text
         self._delivered = delivered  # an AsyncResult: True once delivered there
+        self._id = message_id
+        self._time = time_ms
 
     def reply(self) -> bytes:
         """Wait for the other node's answer; the reply frame."""
@@ -297,7 +314,7 @@ class Pending:
         except Exception:  # Redis failed: nothing is known to be delivered
             return self._rules._failure(Reason.UNAVAILABLE)
         if delivered:
-            self._rules._delivered(self._sender, self._recipient, self._text)
+            self._rules._delivered(self._sender, self._recipient, self._text, self._id, self._time)
             return OK
         try:
             return self._rules._keep_for_later(self._sender, self._recipient, self._text)

@@ -5,14 +5,14 @@ from gevent import socket
 from gevent.server import StreamServer
 
 from ..codec import Decoder, encode
-from ..protocol import Hello, Incoming, Login, Presence, Register, Response, Status, StoredMessage
+from ..protocol import DirectMessage, Hello, Incoming, Login, Presence, Register, Response, Status, StoredMessage
 from ..room_frames import RoomEvent, RoomMessage
 from .waiting import WAIT
 
 OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
 FAILURE_BYTES = b"\x82\x00\x00\x00\x01\x01"
 MALFORMED_BYTES = b"\x82\x00\x00\x00\x01\x02"
-PUSHED = (Incoming, StoredMessage, Presence, RoomMessage, RoomEvent)
+PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent)
 OK = Response(Status.OK)
 FAILURE = Response(Status.FAILURE)
 MALFORMED = Response(Status.MALFORMED)

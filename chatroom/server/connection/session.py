@@ -56,6 +56,7 @@ class Session:
         "_frame_timer",
         "_end_reason",
         "_catch_up",
+        "wants_ids",
     )
 
     def __init__(
@@ -81,6 +82,7 @@ class Session:
         self._readable = self._loop.io(stream.fileno(), 1)
         self._frame_timer = None
         self._catch_up: gevent.Greenlet | None = None  # handing out stored messages, page by page
+        self.wants_ids = False  # relayed messages go out as DIRECT-MESSAGE (version 3), not INCOMING
 
     @property
     def name(self) -> str | None:

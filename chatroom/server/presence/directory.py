@@ -22,6 +22,8 @@ class DirectoryUnavailable(Exception):
 
 
 class Mailbox(Protocol):
+    wants_ids: bool  # its client takes relayed messages with their ids (DIRECT-MESSAGE)
+
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
         """Hand over a ready-encoded frame for the user; True once it is queued on their
         connection. ``wait``: whether a full queue may make the caller wait."""

@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gevent.threadpool import ThreadPool
 
 from ...protocol import HistoryEntry, Reason, StoredMessage
+from ..message_ids import next_id
 from ..presence.skeleton import skeleton
 from .quotas import DailyBytes, Quotas, Window
 from .store import Store, now_ms
@@ -153,10 +154,10 @@ class Accounts:
 
     def keep_offline(self, recipient: str, sender: str, text: str) -> bool:
         """Keep a message for an offline registered user, and in the history."""
-        time_ms = now_ms()
+        message_id, time_ms = next_id()
         if not self.store.keep_offline(recipient, sender, text, time_ms):
             return False
-        self.store.record(sender, recipient, text, time_ms)
+        self.store.record(sender, recipient, text, time_ms, message_id)
         return True
 
     def keep_dropped(self, recipient: str, messages: list[tuple[str, str]]) -> int:
@@ -170,14 +171,15 @@ class Accounts:
     def remove_offline(self, name: str, mark: int) -> None:
         self.store.remove_offline(name, mark)
 
-    def record(self, sender: str, recipient: str, text: str) -> None:
-        """Add a message to the history, within the sender's daily quota (past it the message
-        is relayed but not kept, and the log says so once a day)."""
+    def record(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:
+        """Add a message (with the id it was relayed with) to the history, within the sender's
+        daily quota (past it the message is relayed but not kept, and the log says so once a
+        day)."""
         if not self._history_bytes.add(sender, len(text)):
             if self._history_bytes.first_refusal(sender):
                 log.warning("%s has used its history quota for today (--history-mb-per-day)", sender)
             return
-        self.store.record(sender, recipient, text, now_ms())
+        self.store.record(sender, recipient, text, time_ms, message_id)
 
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
         return self.store.history(name, peer, count, before)

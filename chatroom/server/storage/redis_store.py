@@ -23,6 +23,7 @@ import gevent
 import redis
 
 from ...protocol import HistoryEntry, StoredMessage
+from ..message_ids import NODE_BITS
 from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .quotas import Quotas
 from .redis_rooms import RedisRooms
@@ -38,6 +39,8 @@ TOKEN = "chatroom:token:"  # + a session token's hash: the name it was issued to
 TOKENS = "chatroom:tokens:"  # + name: the hashes of its tokens (to revoke them all)
 HISTORY = "chatroom:history:"
 RETRY_PAUSE = 0.5
+OLD_IDS = 1 << 40  # ids below it were counted per conversation (before message_ids), scores as they are
+SAME_SCORE = 16  # history entries read beyond a page, in case they share the bound's score
 POOL_SIZE = 16
 DEFAULT_QUOTAS = Quotas()
 
@@ -83,18 +86,14 @@ if kept > 0 then
 end
 return kept
 """
-# Add a message to a conversation's history (KEYS[1]), its id one more than the newest one's:
-# ARGV[1] the entry (JSON), ARGV[2] how long the conversation lives (ms). The member is
-# "ID:ENTRY", so that two equal messages stay two.
+# Add a message to a conversation's history (KEYS[1]): ARGV[1] the member ("ID:ENTRY", so
+# that two equal messages stay two), ARGV[2] how long the conversation lives (ms), ARGV[3] the
+# score: the id without its node tag (a double holds it exactly; ids of one score sort by
+# member, their digits all as many).
 _RECORD = """
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-local id = 1
-if newest[2] then
-  id = tonumber(newest[2]) + 1
-end
-redis.call('ZADD', KEYS[1], id, id .. ':' .. ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return id
+return 1
 """
 
 
@@ -236,12 +235,13 @@ class RedisStore(RedisRooms):
 
     # --- History ------------------------------------------------------------------------
 
-    def record(self, sender, recipient, text, time_ms):
+    def record(self, sender, recipient, text, time_ms, message_id):
         """Queue the message for the history; the relay path never waits on Redis for it.
         What is queued meanwhile goes in one round trip."""
         if not self._keep_history:
             return
-        self._records.append((_conversation(sender, recipient), json.dumps([time_ms, sender, text])))
+        member = f"{message_id}:" + json.dumps([time_ms, sender, text])
+        self._records.append((_conversation(sender, recipient), member, message_id >> NODE_BITS))
         if self._recorder is None:
             self._recorder = gevent.spawn(self._write_records)
 
@@ -250,10 +250,10 @@ class RedisStore(RedisRooms):
             while self._records:
                 records, self._records = self._records, []
                 pipe = self._redis.pipeline(transaction=False)
-                for key, entry in records:
+                for key, member, score in records:
                     # EVAL, not EVALSHA: a Redis Cluster pipeline takes no EVALSHA (nor its
                     # eval method), and a master that restarted has forgotten the script.
-                    pipe.execute_command("EVAL", _RECORD, 1, key, entry, self._retention_ms)
+                    pipe.execute_command("EVAL", _RECORD, 1, key, member, self._retention_ms, score)
                 try:
                     pipe.execute()
                 except redis.RedisError as err:
@@ -266,17 +266,20 @@ class RedisStore(RedisRooms):
         since = self._call(self._redis.hget, SINCE, name)
         if since is None:
             return []
-        top = f"({before}" if before else "+inf"
-        items = self._call(self._redis.zrevrangebyscore, _conversation(name, peer), top, "-inf", start=0, num=count)
+        # Scores are ids without their node tags: the ids just under ``before`` may share its
+        # score, so that score is read too, and what is not below ``before`` dropped.
+        top = before >> NODE_BITS if before >= OLD_IDS else f"({before}" if before else "+inf"
+        key = _conversation(name, peer)
+        items = self._call(self._redis.zrevrangebyscore, key, top, "-inf", start=0, num=count + SAME_SCORE)
         # Only what was said since name's account was made (see SINCE).
         cutoff = max(now_ms() - self._retention_ms, int(since))
         entries = []
-        for item in reversed(items):
+        for item in items:
             entry_id, _, entry = item.partition(b":")
             time_ms, sender, text = json.loads(entry)
-            if time_ms >= cutoff:
+            if time_ms >= cutoff and (not before or int(entry_id) < before):
                 entries.append(HistoryEntry(int(entry_id), time_ms, sender == name, text))
-        return entries
+        return sorted(entries, key=lambda entry: entry.id)[-count:]
 
 
 def _conversation(one: str, other: str) -> str:

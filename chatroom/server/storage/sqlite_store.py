@@ -206,13 +206,13 @@ class SQLiteStore(SQLiteRooms):
 
     # --- History ------------------------------------------------------------------------
 
-    def record(self, sender, recipient, text, time_ms):
+    def record(self, sender, recipient, text, time_ms, message_id):
         if self._keep_history:
             self._worker.wait_for_room()  # a sender faster than the disk slows down
             first, second = sorted((sender, recipient))
             self._worker.write(
-                "INSERT INTO history (first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?)",
-                (first, second, sender, time_ms, text),
+                "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, first, second, sender, time_ms, text),
                 len(text),
             )
 

@@ -94,8 +94,9 @@ class Store(Protocol):
     def remove_offline(self, name: str, mark: int) -> None:
         """Remove the messages of a page (its mark) once they have been handed over."""
 
-    def record(self, sender: str, recipient: str, text: str, time_ms: int) -> None:
-        """Add a message to the history of the conversation between sender and recipient."""
+    def record(self, sender: str, recipient: str, text: str, time_ms: int, message_id: int) -> None:
+        """Add a message to the history of the conversation between sender and recipient,
+        under the id it was relayed with (message_ids)."""
 
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
         """Up to count messages between name and peer with an id below before (0: any),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import gevent
 import redis
 
+from ....codec import without_id
 from ..directory import LocalDirectory
 from .courier import Circuit
 from .scripts import INBOX, open_envelopes
@@ -80,4 +81,4 @@ class Inbox:
             mailbox = self._local.find(recipient)
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
             if mailbox is not None:  # else logged out meanwhile
-                mailbox.deliver(frame, wait=False)
+                mailbox.deliver(frame if mailbox.wants_ids else without_id(frame), wait=False)
