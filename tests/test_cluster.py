@@ -600,7 +600,7 @@ def room_member(address, name, room="#r"):
 def test_a_rooms_members_on_two_nodes_get_its_messages_in_one_order(nodes):
     one, two = nodes(2)
     peers = [room_member((one, two)[n % 2].address, f"m{n}") for n in range(6)]
-    per_sender = 150
+    per_sender = 100
 
     def send(peer, tag):
         for i in range(per_sender):
