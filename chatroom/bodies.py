@@ -15,6 +15,7 @@ from .protocol import (
     HISTORY,
     HISTORY_PAGE,
     INCOMING,
+    KEPT_MESSAGE,
     LIST,
     LOGIN,
     LOGOUT,
@@ -161,6 +162,11 @@ def _parse_direct_message(body):
     return DirectMessage(sender, message_id, time_ms, _text(rest[2 * TIME.size :]))
 
 
+def _parse_kept_message(body):
+    message = _parse_direct_message(body)
+    return StoredMessage(message.sender, message.time_ms, message.text, message.id)
+
+
 def _parse_stored_message(body):
     sender, rest = _split_name_field(body)
     if len(rest) < TIME.size:
@@ -232,6 +238,7 @@ SERVER_MESSAGES = {
     HISTORY_PAGE: _parse_history_page,
     STORED_MESSAGE: _parse_stored_message,
     DIRECT_MESSAGE: _parse_direct_message,
+    KEPT_MESSAGE: _parse_kept_message,
     VERSION: _parse_server_version,
     TOKEN: _parse_token,
     PRESENCE: _parse_presence,

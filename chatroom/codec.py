@@ -18,6 +18,7 @@ from .protocol import (
     HISTORY,
     HISTORY_PAGE,
     INCOMING,
+    KEPT_MESSAGE,
     LIST,
     LOGIN,
     LOGOUT,
@@ -140,6 +141,9 @@ def _encode_extension(message) -> bytes:
     if kind is DirectMessage:
         head = name_field(message.sender) + TIME.pack(message.id) + TIME.pack(message.time_ms)
         return frame(DIRECT_MESSAGE, head + message.text.encode())
+    if kind is StoredMessage and message.id:
+        head = name_field(message.sender) + TIME.pack(message.id) + TIME.pack(message.time_ms)
+        return frame(KEPT_MESSAGE, head + message.text.encode())
     if kind is StoredMessage:
         return frame(STORED_MESSAGE, name_field(message.sender) + TIME.pack(message.time_ms) + message.text.encode())
     if kind is HistoryPage:

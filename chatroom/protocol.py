@@ -33,6 +33,7 @@ VERSION = 0x86  # answers HELLO of a version higher than the server's own
 TOKEN = 0x87  # version 2: answers SESSION-TOKEN
 PRESENCE = 0x88  # version 2: who came online or went offline, to a client that watches
 DIRECT_MESSAGE = 0x8E  # version 3: a relayed message with its id and time (INCOMING before)
+KEPT_MESSAGE = 0x8F  # version 3: a message kept while away, with its id (STORED-MESSAGE before)
 
 EXTENSION_VERSION = 3  # 2: FAILURE carries a reason; session tokens; presence pushed. 3: rooms
 MAX_PASSWORD_BYTES = 255
@@ -259,6 +260,7 @@ class StoredMessage:
     sender: str
     time_ms: int
     text: str
+    id: int = 0  # as in the history; to a client of version 3 (KEPT-MESSAGE), else 0 (STORED-MESSAGE)
 
 
 @dataclass(slots=True)

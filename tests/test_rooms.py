@@ -261,3 +261,25 @@ def test_a_version_3_client_gets_direct_messages_with_ids_the_history_keeps(conn
     assert isinstance(page, HistoryPage) and [e.id for e in page.entries] == [m.id for m in got]
     [older] = bob.ask(HistoryRequest("alice", 10, got[1].id))
     assert [e.text for e in older.entries] == ["m0"]
+
+
+def test_messages_kept_while_away_come_with_their_history_ids_to_version_3(connect, accounts):
+    from chatroom.protocol import Authenticate, HistoryPage, Logout, StoredMessage
+
+    bob = connect("bob", register=True)
+    assert bob.ask(Logout()) == [OK]
+    alice = connect("alice")
+    for n in range(2):
+        assert alice.ask(SendTo("bob", f"kept {n}")) == [Response(Status.STORED)]
+    back = connect()
+    replies = back.ask(Authenticate("bob", "secret"))
+    kept = [m for m in replies if isinstance(m, StoredMessage)]
+    assert [m.text for m in kept] == ["kept 0", "kept 1"] and all(m.id for m in kept)
+    accounts.store._worker.flush()
+    [page] = back.ask(HistoryRequest("alice", 10))
+    assert isinstance(page, HistoryPage) and [e.id for e in page.entries] == [m.id for m in kept]
+    assert back.ask(Logout()) == [OK]
+    assert alice.ask(SendTo("bob", "for an older client")) == [Response(Status.STORED)]
+    older = connect(version=2)
+    [_, message] = older.ask(Authenticate("bob", "secret"))
+    assert message == StoredMessage("alice", message.time_ms, "for an older client")  # STORED-MESSAGE, no id

@@ -22,6 +22,7 @@ from ..protocol import (
     Register,
     Resume,
     SessionToken,
+    StoredMessage,
     TokenRequest,
     is_valid_password,
     is_valid_username,
@@ -34,6 +35,7 @@ from .storage.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 STORED_PAGE = 64  # stored messages handed out at a time
+KEPT_WITH_IDS = 3  # the extension version from which they come with their ids (KEPT-MESSAGE)
 
 
 class AccountRules:
@@ -44,6 +46,7 @@ class AccountRules:
         held: list[bytes] | None
         _stored_mark: int | None
         _registered: bool
+        _version: int
         _tokens: list[str]
         _accounts: Accounts | None
         _peer: str
@@ -72,7 +75,11 @@ class AccountRules:
             return 0
         # Direct messages only: a room's are in its history, for its registered members.
         events = Decoder.for_client().receive_data(b"".join(frames))
-        messages = [(m.sender, m.text) for m in events if type(m) is Incoming or type(m) is DirectMessage]
+        messages = [
+            (m.sender, m.text, m.id if type(m) is DirectMessage else 0)
+            for m in events
+            if type(m) is Incoming or type(m) is DirectMessage
+        ]
         if not messages:
             return 0
         try:
@@ -148,6 +155,8 @@ class AccountRules:
         if not stored:
             return self._end_catch_up()
         self._stored_mark = mark
+        if self._version < KEPT_WITH_IDS:  # (STORED-MESSAGE, without the id)
+            stored = [StoredMessage(m.sender, m.time_ms, m.text) for m in stored]
         return b"".join(map(encode, stored))
 
     def _end_catch_up(self) -> bytes:

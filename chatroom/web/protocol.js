@@ -10,9 +10,9 @@ const LOGIN = 0x01, LIST = 0x02, SENDTO = 0x03, LOGOUT = 0x04, HELLO = 0x05, REG
   WATCH = 0x0c, JOIN = 0x0d, PART = 0x0e, ROOMS = 0x0f, MEMBERS = 0x10, SET_TOPIC = 0x11;
 export const USER_LIST = 0x81, RESPONSE = 0x82, INCOMING = 0x83, HISTORY_PAGE = 0x84,
   STORED_MESSAGE = 0x85, VERSION = 0x86, TOKEN = 0x87, PRESENCE = 0x88, ROOM_MESSAGE = 0x89,
-  ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d, DIRECT_MESSAGE = 0x8e;
+  ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d, DIRECT_MESSAGE = 0x8e, KEPT_MESSAGE = 0x8f;
 export const OK = 0x00, FAILURE = 0x01, MALFORMED = 0x02, REGISTERED = 0x03, STORED = 0x04;
-const PUSHED = new Set([INCOMING, DIRECT_MESSAGE, STORED_MESSAGE, PRESENCE, ROOM_MESSAGE, ROOM_EVENT]);
+const PUSHED = new Set([INCOMING, DIRECT_MESSAGE, STORED_MESSAGE, KEPT_MESSAGE, PRESENCE, ROOM_MESSAGE, ROOM_EVENT]);
 export const EVENT_WORDS = {
   1: "{actor} joined", 2: "{actor} left", 3: "{actor} removed {detail}", 4: "{actor} set the topic: {detail}",
   5: "{actor} made the room invite-only: {detail}", 6: "{actor} handed the room to {detail}", 7: "{actor} invited {detail}",
@@ -153,9 +153,9 @@ export function parse(bytes) {
     const [sender, end] = splitNameField(body, 0);
     return { type, sender, text: decoder.decode(body.subarray(end)), time: new Date() };
   }
-  if (type === DIRECT_MESSAGE) {  // a relayed message with its id (as in the history) and time
+  if (type === DIRECT_MESSAGE || type === KEPT_MESSAGE) {  // with its id (as in the history) and time
     const [sender, end] = splitNameField(body, 0);
-    return { type: INCOMING, sender, id: u64(body, end), time: new Date(u64(body, end + 8)), text: decoder.decode(body.subarray(end + 16)) };
+    return { type: type === DIRECT_MESSAGE ? INCOMING : STORED_MESSAGE, sender, id: u64(body, end), time: new Date(u64(body, end + 8)), text: decoder.decode(body.subarray(end + 16)) };
   }
   if (type === STORED_MESSAGE) {
     const [sender, end] = splitNameField(body, 0);

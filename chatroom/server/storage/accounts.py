@@ -155,12 +155,12 @@ class Accounts:
     def keep_offline(self, recipient: str, sender: str, text: str) -> bool:
         """Keep a message for an offline registered user, and in the history."""
         message_id, time_ms = next_id()
-        if not self.store.keep_offline(recipient, sender, text, time_ms):
+        if not self.store.keep_offline(recipient, sender, text, time_ms, message_id):
             return False
         self.store.record(sender, recipient, text, time_ms, message_id)
         return True
 
-    def keep_dropped(self, recipient: str, messages: list[tuple[str, str]]) -> int:
+    def keep_dropped(self, recipient: str, messages: list[tuple[str, str, int]]) -> int:
         """Keep what a registered user was sent but never took (not recorded again: the
         history has it); how many."""
         return self.store.keep_dropped(recipient, messages, now_ms())

@@ -203,8 +203,8 @@ class RedisStore(RedisRooms):
             self._call(self._redis.delete, TOKEN + token_hash.decode())
         self._call(self._redis.delete, TOKENS + name)
 
-    def keep_offline(self, recipient, sender, text, time_ms):
-        return self.keep_dropped(recipient, [(sender, text)], time_ms) == 1
+    def keep_offline(self, recipient, sender, text, time_ms, message_id):
+        return self.keep_dropped(recipient, [(sender, text, message_id)], time_ms) == 1
 
     def keep_dropped(self, recipient, messages, time_ms):
         if not messages:
@@ -218,15 +218,16 @@ class RedisStore(RedisRooms):
             max(1, int(size * quotas.mailbox_share)),
             time_ms - self._retention_ms,
         ]
-        for sender, text in messages:
-            args += [json.dumps([sender])[:-1] + ",", json.dumps([sender, time_ms, text])]  # how its entries begin
+        for sender, text, message_id in messages:
+            entry = json.dumps([sender, time_ms, text, message_id])
+            args += [json.dumps([sender])[:-1] + ",", entry]  # how its entries begin, the entry
         return int(self._call(self._keep_offline, keys=[OFFLINE + recipient], args=args))
 
     def offline_page(self, name, limit):
         cutoff = now_ms() - self._retention_ms
         items = self._call(self._redis.lrange, OFFLINE + name, 0, limit - 1)
-        entries = (json.loads(item) for item in items)
-        messages = [StoredMessage(sender, time_ms, text) for sender, time_ms, text in entries if time_ms >= cutoff]
+        entries = (json.loads(item) + [0] for item in items)  # (an entry kept before ids had none)
+        messages = [StoredMessage(e[0], e[1], e[2], e[3]) for e in entries if e[1] >= cutoff]
         return len(items), messages  # the mark: how many from the head of the list
 
     def remove_offline(self, name, mark):

@@ -40,9 +40,10 @@ MIGRATIONS = [
     CREATE INDEX tokens_by_name ON tokens (name);
     """,
     ROOMS_SCHEMA,
+    "ALTER TABLE offline ADD COLUMN message_id INTEGER NOT NULL DEFAULT 0",
 ]
 EXPIRY_INTERVAL = 3600.0
-_KEEP = "INSERT INTO offline (recipient, sender, time_ms, text) VALUES (?, ?, ?, ?)"
+_KEEP = "INSERT INTO offline (recipient, sender, time_ms, text, message_id) VALUES (?, ?, ?, ?, ?)"
 _MAILBOX_FILL = "SELECT recipient, sender, count(*), sum(length(CAST(text AS BLOB))) FROM offline"
 _MAILBOXES = _MAILBOX_FILL + " GROUP BY recipient, sender"
 _MAILBOX = _MAILBOX_FILL + " WHERE recipient = ? GROUP BY sender"
@@ -159,27 +160,27 @@ class SQLiteStore(SQLiteRooms):
 
     # --- Offline messages ---------------------------------------------------------------
 
-    def keep_offline(self, recipient, sender, text, time_ms):
-        return self.keep_dropped(recipient, [(sender, text)], time_ms) == 1
+    def keep_offline(self, recipient, sender, text, time_ms, message_id):
+        return self.keep_dropped(recipient, [(sender, text, message_id)], time_ms) == 1
 
     def keep_dropped(self, recipient, messages, time_ms):
         mailboxes = self._mailboxes
-        sizes = [len(text.encode()) for _, text in messages]
+        sizes = [len(text.encode()) for _, text, _ in messages]
         if not mailboxes.fits(recipient, messages[0][0], sizes[0]):
             # Expired messages may be what fills it: they go now, not at the hourly sweep.
             self._reload_mailbox(recipient)
         rows = []
-        for (sender, text), size in zip(messages, sizes, strict=True):
+        for (sender, text, message_id), size in zip(messages, sizes, strict=True):
             if not mailboxes.fits(recipient, sender, size):
                 break  # (in order: none after the first that does not fit)
             mailboxes.add(recipient, sender, size)
-            rows.append((recipient, sender, time_ms, text))
+            rows.append((recipient, sender, time_ms, text, message_id))
         if not rows:
             return 0
         try:
             self._worker.write_and_wait(_KEEP, *rows)
         except BaseException:
-            for (_, sender, _, _), size in zip(rows, sizes, strict=False):
+            for (_, sender, _, _, _), size in zip(rows, sizes, strict=False):
                 mailboxes.add(recipient, sender, -size, count=-1)
             raise
         return len(rows)
@@ -192,11 +193,12 @@ class SQLiteStore(SQLiteRooms):
             return 0, []
         rows = self._worker.call(self._offline_page, name, self._oldest_kept(), limit)
         mark = rows[-1][0] if rows else 0
-        return mark, [StoredMessage(sender, time_ms, text) for _, sender, time_ms, text in rows]
+        return mark, [StoredMessage(sender, time_ms, text, message_id) for _, sender, time_ms, text, message_id in rows]
 
     def _offline_page(self, db, name, cutoff, limit):
         return db.execute(
-            "SELECT id, sender, time_ms, text FROM offline WHERE recipient = ? AND time_ms >= ? ORDER BY id LIMIT ?",
+            "SELECT id, sender, time_ms, text, message_id FROM offline WHERE recipient = ? AND time_ms >= ?"
+            " ORDER BY id LIMIT ?",
             (name, cutoff, limit),
         ).fetchall()
 

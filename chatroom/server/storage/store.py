@@ -80,11 +80,11 @@ class Store(Protocol):
     def revoke_tokens(self, name: str) -> None:
         """Revoke every session token of name (its password changed)."""
 
-    def keep_offline(self, recipient: str, sender: str, text: str, time_ms: int) -> bool:
+    def keep_offline(self, recipient: str, sender: str, text: str, time_ms: int, message_id: int) -> bool:
         """Keep a message for an offline recipient; False when their mailbox is full."""
 
-    def keep_dropped(self, recipient: str, messages: list[tuple[str, str]], time_ms: int) -> int:
-        """Keep messages (sender, text) a recipient was sent but never took, in their order,
+    def keep_dropped(self, recipient: str, messages: list[tuple[str, str, int]], time_ms: int) -> int:
+        """Keep messages (sender, text, id: 0 if it had none) a recipient was sent but never took, in their order,
         as far as the mailbox has room, all at once; how many were kept."""
 
     def offline_page(self, name: str, limit: int) -> tuple[int, list[StoredMessage]]:
