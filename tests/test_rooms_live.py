@@ -121,6 +121,9 @@ def test_pipe_mode_prints_room_messages_rooms_and_members(server_process, client
     assert alice.run("rooms") == ["#team"]
     alice.send("members #team")
     assert alice.read_lines(2) == ["alice", "bob"]
+    alice.send("history #team")
+    lines = alice.read_lines(2)
+    assert [line.split(" ", 2)[2] for line in lines] == ["#team bob: hello team", "#team alice: hi bob"]
     assert alice.run("sendto #nowhere hi", "join #", "part #team") == ["Failure", "Bad username", "Success"]
     bob.close()
 
