@@ -6,7 +6,9 @@ import re
 import sys
 
 import gevent
+import gevent.os
 import pexpect
+import ptyprocess
 import pyte
 import pytest
 from gevent.select import select
@@ -53,7 +55,9 @@ class Terminal:
             data = self.child.read_nonblocking(65536, timeout=0)
         except pexpect.TIMEOUT:
             return
-        except pexpect.EOF:
+        except (pexpect.EOF, ptyprocess.PtyProcessError):
+            # (The latter: the hub's child watcher reaped the client before pexpect could; the
+            # status waits for gevent's waitpid, see wait_exit.)
             self.eof = True
             return
         self.raw += data
@@ -98,16 +102,27 @@ class Terminal:
         self.child.send(keys)
 
     def wait_exit(self):
+        """The client's exit status, once it has exited. Through gevent's waitpid: when this
+        process runs other children, the hub reaps every child that exits and keeps its status
+        for that call (pexpect's own waitpid would find none)."""
         self.wait_for(lambda t: t.eof, "the client exit")
-        self.child.close()
-        return self.child.exitstatus
+        process = self.child.ptyproc
+        if not process.terminated:  # (pexpect did not reap it itself)
+            with gevent.Timeout(WAIT):
+                _, status = gevent.os.waitpid(self.child.pid, 0)
+            process.terminated, process.exitstatus = True, os.waitstatus_to_exitcode(status)
+        self.close()
+        return process.exitstatus
 
     def resize(self, cols):
         self.child.setwinsize(ROWS, cols)
         self.screen.resize(ROWS, cols)
 
     def close(self):
-        self.child.close(force=True)
+        try:
+            self.child.close(force=True)
+        except (pexpect.ExceptionPexpect, ptyprocess.PtyProcessError, OSError):
+            pass  # reaped already (see wait_exit)
 
 
 def log_in(term, name):
