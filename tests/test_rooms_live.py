@@ -147,3 +147,42 @@ def test_the_terminal_joins_talks_in_a_room_and_completes_its_name(terminal, ser
     term.wait_for_match(r"\d\d:\d\d #team bob: hi alice")
     term.type("/members #team\r")
     term.wait_for_line("● bob")
+
+
+def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on(server_process):
+    from chatroom.protocol import Reason, Response, Status
+    from chatroom.room_frames import GiveRoom, Invite, ListRooms, Part, RoomEntry, RoomFlag, RoomList, SetInviteOnly
+
+    server = server_process("--rooms-per-user", "2", "--members-per-room", "2")
+
+    def failure(reason, detail=""):
+        return Response(Status.FAILURE, reason, detail)
+
+    owner = Peer(server.address)
+    assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
+    for hostile in ("#", "#" + "x" * 21, "#a\u200bb", "#a b"):
+        assert owner.reply(Join(hostile)) == failure(Reason.INVALID_ROOM)
+    assert owner.reply(Join("#one")) == OK and owner.reply(Join("#two")) == OK
+    assert owner.reply(Join("#three")) == failure(Reason.TOO_MANY_ROOMS, "2")
+    heir = Peer(server.address)
+    assert heir.reply(Hello(3)) == OK and heir.reply(Register("heir", "pw")) == OK
+    assert heir.reply(Join("#\u043ene")) == failure(Reason.LOOKS_LIKE, "#one")  # Cyrillic о
+    assert owner.reply(SetInviteOnly("#one", True)) == OK
+    assert heir.reply(ListRooms()) == RoomList((RoomEntry("#two", RoomFlag(0), 1),))  # #one is not seen
+    assert heir.reply(Join("#one")) == failure(Reason.INVITE_ONLY)
+    assert owner.reply(Invite("#one", "heir")) == OK
+    assert heir.reply(Join("#one")) == OK
+    third = member(server.address, "third", "#two")
+    assert third.reply(Join("#one")) == failure(Reason.INVITE_ONLY)
+    assert owner.reply(Invite("#one", "third")) == OK
+    assert third.reply(Join("#one")) == failure(Reason.ROOM_FULL, "2")
+    assert owner.reply(GiveRoom("#one", "third")) == failure(Reason.NOT_A_MEMBER)
+    assert owner.reply(GiveRoom("#one", "heir")) == OK
+    assert owner.reply(SetInviteOnly("#one", False)) == failure(Reason.NOT_OWNER)
+    assert heir.reply(SetInviteOnly("#one", False)) == OK
+    assert owner.reply(Part("#one")) == OK
+    assert heir.reply(ListRooms()) == RoomList(
+        (RoomEntry("#one", RoomFlag.MEMBER | RoomFlag.OWNER, 1), RoomEntry("#two", RoomFlag(0), 2))
+    )
+    for peer in (owner, heir, third):
+        peer.close()
