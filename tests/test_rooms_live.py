@@ -7,6 +7,7 @@ import time
 import gevent
 import pytest
 from gevent import socket
+from gevent.pool import Pool
 
 from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, Register, SendTo
 from chatroom.room_frames import Join, ListMembers, MemberFlag, MemberList, RoomHistory, RoomMessage
@@ -80,7 +81,7 @@ def test_a_slow_member_is_dropped_and_the_others_keep_a_low_latency(server_proce
 
 def test_a_room_of_1000_members_delivers_to_all_of_them(server_process):
     server = server_process("--max-per-ip", "2000")
-    peers = [member(server.address, f"u{n:04d}", "#big") for n in range(1000)]
+    peers = Pool(50).map(lambda n: member(server.address, f"u{n:04d}", "#big"), range(1000))
     assert peers[0].reply(SendTo("#big", "to everyone")) == OK
     for peer in peers:
         assert [m.text for m in room_messages(peer, 1)] == ["to everyone"]
