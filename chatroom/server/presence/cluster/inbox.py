@@ -6,6 +6,7 @@ only once this node has it. The subscription waits as long as it takes (no read 
 keepalive), and is made again, where the directory is then, whenever it ends.
 """
 
+import logging
 from collections.abc import Callable
 
 import gevent
@@ -15,6 +16,8 @@ from ....codec import without_id
 from ..directory import LocalDirectory
 from .courier import Circuit
 from .scripts import INBOX, open_envelopes
+
+log = logging.getLogger(__name__)
 
 RETRY_PAUSE = 0.5
 
@@ -76,7 +79,10 @@ class Inbox:
         for recipient, frame in open_envelopes(batch):
             if recipient[:1] == "#":
                 if self.on_room is not None:
-                    self.on_room(recipient, frame)
+                    try:
+                        self.on_room(recipient, frame)
+                    except Exception:  # a bug, not the network: the inbox must go on
+                        log.exception("room %s: a frame could not be handed out", recipient)
                 continue
             mailbox = self._local.find(recipient)
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
