@@ -6,7 +6,7 @@ returns the message, or raises :class:`BadBody` for a body that breaks the proto
 
 import struct
 
-from . import room_frames
+from . import room_frames, search_frames
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -244,4 +244,6 @@ SERVER_MESSAGES = {
     PRESENCE: _parse_presence,
 }
 CLIENT_MESSAGES.update(room_frames.CLIENT_PARSERS)
+CLIENT_MESSAGES.update(search_frames.CLIENT_PARSERS)
 SERVER_MESSAGES.update(room_frames.SERVER_PARSERS)
+SERVER_MESSAGES.update(search_frames.SERVER_PARSERS)

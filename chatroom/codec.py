@@ -7,7 +7,7 @@ the protocol through the same few functions.
 
 import struct
 
-from . import room_frames
+from . import room_frames, search_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME, BadBody
 from .protocol import (
     AUTHENTICATE,
@@ -158,7 +158,7 @@ def _encode_extension(message) -> bytes:
         return frame(TOKEN, message.token.encode())
     if kind is Presence:
         return frame(PRESENCE, b"".join(bytes((online,)) + name_field(name) for name, online in message.changes))
-    room_body = room_frames.encode_body(message)
+    room_body = room_frames.encode_body(message) or search_frames.encode_body(message)
     if room_body is None:
         raise TypeError(f"not a protocol message: {message!r}")
     return frame(*room_body)

@@ -702,3 +702,22 @@ def test_a_direct_message_crosses_with_its_id_and_an_older_client_gets_it_withou
     assert [e.text for e in bob.reply(HistoryRequest("alice", 10, got[1].id)).entries] == ["m0"]
     for peer in (alice, bob, old):
         peer.close()
+
+
+def test_search_in_cluster_mode_scans_ones_own_conversations(nodes):
+    from chatroom.search_frames import Search
+
+    one, two = nodes(2)
+    alice = Peer(one.address)
+    assert alice.reply(Hello(3)) == OK and alice.reply(Register("alice", "pw")) == OK
+    bob = Peer(two.address)
+    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
+    assert alice.reply(Join("#team")) == OK and bob.reply(Join("#team")) == OK
+    assert bob.reply(SendTo("alice", "the Blue key")) == OK
+    assert bob.reply(SendTo("#team", "blue skies")) == OK
+    assert bob.reply(SendTo("bob", "blue, to myself")) == OK  # not alice's
+    found = eventually(lambda: (r := alice.reply(Search(10, 0, "", "blue"))) and len(r.found) == 2 and r)
+    assert sorted(f.text for f in found.found) == ["blue skies", "the Blue key"]
+    assert [f.text for f in alice.reply(Search(10, 0, "bob", "KEY")).found] == ["the Blue key"]
+    for peer in (alice, bob):
+        peer.close()

@@ -283,3 +283,36 @@ def test_messages_kept_while_away_come_with_their_history_ids_to_version_3(conne
     older = connect(version=2)
     [_, message] = older.ask(Authenticate("bob", "secret"))
     assert message == StoredMessage("alice", message.time_ms, "for an older client")  # STORED-MESSAGE, no id
+
+
+# --- Search (version 3) --------------------------------------------------------------------------
+
+
+def test_search_finds_ones_own_messages_newest_first_and_never_anothers(connect, accounts):
+    from chatroom.search_frames import Search, SearchResults
+
+    alice, bob = connect("alice", register=True), connect("bob", register=True)
+    carol = connect("carol", register=True)
+    alice.ask(Join("#team"))
+    bob.ask(Join("#team"))
+    assert alice.ask(SendTo("bob", "the blue key is under the mat")) == [OK]
+    assert bob.ask(SendTo("alice", "a red key, not blue")) == [OK]
+    assert bob.ask(SendTo("carol", "carol: the blue key is mine")) == [OK]  # not alice's to find
+    assert alice.ask(SendTo("#team", "blue keys for everyone")) == [OK]
+    accounts.store._worker.flush()
+    [found] = alice.ask(Search(10, 0, "", "blue key"))
+    assert isinstance(found, SearchResults)
+    assert [(f.conversation, f.sender, f.text) for f in found.found] == [
+        ("bob", "bob", "a red key, not blue"),
+        ("bob", "alice", "the blue key is under the mat"),
+    ]
+    [in_room] = alice.ask(Search(10, 0, "#team", "blue"))
+    assert [f.text for f in in_room.found] == ["blue keys for everyone"]
+    [older] = alice.ask(Search(10, found.found[0].time_ms, "bob", "blue"))
+    assert all(f.time_ms < found.found[0].time_ms for f in older.found)
+    assert carol.ask(Search(10, 0, "#team", "blue")) == [failure(Reason.NOT_A_MEMBER)]
+    assert connect("dave").ask(Search(10, 0, "", "blue")) == [failure(Reason.NOT_REGISTERED)]
+    assert alice.ask(Search(10, 0, "", "  ")) == [failure(Reason.INVALID_TEXT)]
+    assert alice.ask(Search(0, 0, "", "blue")) == [failure(Reason.INVALID_COUNT)]
+    [quoted] = alice.ask(Search(10, 0, "", 'blue" OR "red'))  # typed quotes are words, not syntax
+    assert quoted.found == ()

@@ -187,3 +187,25 @@ def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on
     )
     for peer in (owner, heir, third):
         peer.close()
+
+
+def test_search_from_the_pipe_client(server_process, client):
+    server = server_process()
+    bob = Peer(server.address)
+    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
+    alice = client(server.address, env={"CHATROOM_PASSWORD": "pw"})
+    assert alice.run("register alice", "join #team") == ["Success", "Success"]
+    assert bob.reply(Join("#team")) == OK
+    assert bob.reply(SendTo("alice", "where is the blue key?")) == OK
+    assert alice.read_line() == "bob: where is the blue key?"
+    assert alice.run("sendto #team the blue key is found") == ["Success"]
+    alice.send("search blue key")
+    lines = alice.read_lines(2)  # (newest first; these two may share a millisecond)
+    assert sorted(line.split(" ", 2)[2] for line in lines) == [
+        "#team alice: the blue key is found",
+        "bob bob: where is the blue key?",
+    ]
+    alice.send("search blue in bob")
+    assert alice.read_line().split(" ", 2)[2] == "bob bob: where is the blue key?"
+    assert alice.run("search") == ["Invalid command"]
+    bob.close()

@@ -23,6 +23,7 @@ from ..room_frames import (
     SetTopic,
     is_room_name,
 )
+from ..search_frames import Search
 from .reasons import why_not_a_name
 
 BAD_USERNAME = "Bad username"
@@ -162,6 +163,19 @@ def _invite_only(rest):
     return SetInviteOnly(room, switch.strip(" ") == "on")
 
 
+def _search(rest):
+    usage = "search TEXT [in NAME|#ROOM]"
+    text, scope = rest.strip(" "), ""
+    words = text.split(" ")
+    if len(words) >= 3 and words[-2] == "in":
+        text, scope = " ".join(words[:-2]).strip(" "), words[-1]
+        if error := _a_name_or_room(scope, usage):
+            return error
+    if not text:
+        return Error(INVALID_COMMAND, f"usage: {usage}")
+    return Search(DEFAULT_HISTORY, 0, scope, text)
+
+
 def _one_name(action: Callable[[str], object], usage: str) -> Callable[[str], object]:
     def read(rest):
         name = rest.strip(" ")
@@ -276,6 +290,7 @@ TABLE = (
     Command(
         "give", "#ROOM NAME", "(owner) hand a room to a registered member", _room_and_name(GiveRoom, "give #ROOM NAME")
     ),
+    Command("search", "TEXT [in NAME|#ROOM]", "your messages holding every word of TEXT, newest first", _search),
     Command("help", "", "show this help", _no_arguments(Help), needs_server=False),
     Command("exit", "", "disconnect and quit (also Ctrl-D)", _no_arguments(Exit), needs_server=False),
 )

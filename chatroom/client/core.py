@@ -28,6 +28,7 @@ from ..protocol import (
     is_valid_password,
 )
 from ..room_frames import Join, ListMembers, MemberList, RoomEvent, RoomHistory, RoomList, RoomMessage
+from ..search_frames import SearchResults
 from .commands import (
     ChangeOwnPassword,
     Error,
@@ -106,6 +107,9 @@ class Output(Protocol):
     def topic(self, room: str, topic: str) -> None: ...
 
     def room_history(self, room: str, entries: tuple) -> None: ...
+
+    def search_results(self, found: tuple, me: str) -> None:
+        """The answer to ``search``, newest first."""
 
     def notice(self, text: str) -> None:
         """Something the user should know that is not an answer (a cancel, a reply that did
@@ -239,7 +243,7 @@ class Client:
         except NoReply:
             self.output.warning(f"no reply from the server in {REPLY_TIMEOUT:g} s")
             return None
-        if not isinstance(reply, (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory)):
+        if not isinstance(reply, (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory, SearchResults)):
             raise ConnectionLost()  # the server broke the protocol; the connection says how
         return reply
 
@@ -253,6 +257,9 @@ class Client:
         if isinstance(reply, UserList):
             self._listed = set(reply.names)
             self.output.names(reply.names)
+            return
+        if isinstance(reply, SearchResults):
+            self.output.search_results(reply.found, self.name or "")
             return
         if isinstance(reply, RoomList):
             self._rooms.update(entry.name for entry in reply.rooms)

@@ -70,6 +70,10 @@ class PlainOutput:
             when = _when(entry.time_ms)
             self._write(f"{when} {escape(room)} {message_line(entry.sender, entry.text)}")
 
+    def search_results(self, found, me):
+        for entry in found:
+            self._write(f"{_when(entry.time_ms)} {escape(entry.conversation)} {message_line(entry.sender, entry.text)}")
+
     def history(self, peer, entries):
         for entry in entries:
             when = _when(entry.time_ms)

@@ -116,6 +116,21 @@ class TerminalOutput:
         for entry in entries:
             self._print(self._conversation(_when(entry.time_ms), entry.sender, entry.text, old=True, room=room))
 
+    def search_results(self, found, me):
+        if not found:
+            self.notice("(nothing found)")
+            return
+        self.notice(f"── {len(found)} found, newest first ──")
+        for entry in found:
+            clock = _when(entry.time_ms)
+            if entry.conversation.startswith("#"):
+                lines = self._conversation(clock, entry.sender, entry.text, old=True, room=entry.conversation)
+            elif entry.sender == me:
+                lines = self._conversation(clock, "", entry.text, recipient=entry.conversation, old=True)
+            else:
+                lines = self._conversation(clock, entry.sender, entry.text, old=True)
+            self._print(lines)
+
     def notice(self, text):
         print(dim(text), flush=True)
 

@@ -33,6 +33,7 @@ from ...room_frames import (
     is_room_name,
     room_entry,
 )
+from ...search_frames import MAX_SEARCH_COUNT, Found, Search, SearchResults, found_entry
 from ..operations.counts import COUNTS
 from ..presence.directory import RemoteRecipient as _Remote
 from ..replies import OK
@@ -41,6 +42,8 @@ from .registry import Room, Rooms
 from .shared import SharedRooms
 
 log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 200
 
 
 class RoomRules:
@@ -165,6 +168,35 @@ class RoomRules:
             kept.append(entry)
         return encode(RoomHistory(room.name, tuple(reversed(kept))))
 
+    def _search(self, event: Search) -> bytes:
+        """A registered user's own messages holding every word, newest first (all its
+        conversations, or one: a name or a room it is in)."""
+        accounts, rooms, name = self._accounts, self._rooms, self.name
+        if not self._registered or accounts is None or name is None:
+            return self._failure(Reason.NOT_REGISTERED)
+        if not 1 <= event.count <= MAX_SEARCH_COUNT:
+            return self._failure(Reason.INVALID_COUNT)
+        if not event.query.strip() or len(event.query) > MAX_QUERY_CHARS:
+            return self._failure(Reason.INVALID_TEXT)
+        assert rooms is not None
+        mine = sorted(rooms.rooms_of(name))
+        peer = event.scope or None
+        if peer is not None and peer.startswith("#"):
+            if peer not in mine:
+                return self._failure(Reason.NOT_A_MEMBER)
+            mine = [peer]
+        elif peer is not None:
+            mine = []
+        rows = accounts.store.search(name, event.query, peer, mine, event.count, event.before)
+        room_left, kept = MAX_BODY, []
+        for row in rows:  # newest first: as many as fit in one frame
+            found = Found(*row)
+            room_left -= len(found_entry(found))
+            if room_left < 0:
+                break
+            kept.append(found)
+        return encode(SearchResults(tuple(kept)))
+
     # --- The owner's powers -------------------------------------------------------------------
 
     def _set_topic(self, event: SetTopic) -> bytes:
@@ -269,4 +301,5 @@ ROOM_ANSWERS: dict[type, Any] = {
     Invite: RoomRules._invite,
     SetInviteOnly: RoomRules._set_invite_only,
     GiveRoom: RoomRules._give_room,
+    Search: RoomRules._search,
 }

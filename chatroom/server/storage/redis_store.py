@@ -27,17 +27,16 @@ from ..message_ids import NODE_BITS
 from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .quotas import Quotas
 from .redis_rooms import RedisRooms
+from .redis_search import SINCE, RedisSearch, conversation_key
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
 
 ACCOUNTS = "chatroom:accounts"
-SINCE = "chatroom:accounts:since"  # name -> when its account was made (ms): it sees nothing older
 NEW_ACCOUNTS = "chatroom:accounts:new"
 OFFLINE = "chatroom:offline:"
 TOKEN = "chatroom:token:"  # + a session token's hash: the name it was issued to, until it expires
 TOKENS = "chatroom:tokens:"  # + name: the hashes of its tokens (to revoke them all)
-HISTORY = "chatroom:history:"
 RETRY_PAUSE = 0.5
 OLD_IDS = 1 << 40  # ids below it were counted per conversation (before message_ids), scores as they are
 SAME_SCORE = 16  # history entries read beyond a page, in case they share the bound's score
@@ -97,7 +96,7 @@ return 1
 """
 
 
-class RedisStore(RedisRooms):
+class RedisStore(RedisRooms, RedisSearch):
     def __init__(
         self,
         url: str,
@@ -283,9 +282,7 @@ class RedisStore(RedisRooms):
         return sorted(entries, key=lambda entry: entry.id)[-count:]
 
 
-def _conversation(one: str, other: str) -> str:
-    first, second = sorted((one, other))
-    return f"{HISTORY}{len(first)}:{first}:{second}"
+_conversation = conversation_key
 
 
 def _names(values) -> set[str]:

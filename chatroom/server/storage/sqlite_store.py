@@ -16,6 +16,8 @@ from .mailboxes import Mailboxes
 from .quotas import Quotas
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_rooms import SQLiteRooms
+from .sqlite_search import SCHEMA as SEARCH_SCHEMA
+from .sqlite_search import SQLiteSearch
 from .sqlite_worker import SQLiteWorker
 from .store import DEFAULT_HISTORY_DAYS, now_ms
 
@@ -41,6 +43,7 @@ MIGRATIONS = [
     """,
     ROOMS_SCHEMA,
     "ALTER TABLE offline ADD COLUMN message_id INTEGER NOT NULL DEFAULT 0",
+    SEARCH_SCHEMA,
 ]
 EXPIRY_INTERVAL = 3600.0
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text, message_id) VALUES (?, ?, ?, ?, ?)"
@@ -51,7 +54,7 @@ DEFAULT_QUOTAS = Quotas()
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
-class SQLiteStore(SQLiteRooms):
+class SQLiteStore(SQLiteRooms, SQLiteSearch):
     def __init__(
         self,
         path,

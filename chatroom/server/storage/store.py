@@ -126,3 +126,11 @@ class Store(Protocol):
     def room_history(self, room: str, count: int, before: int) -> list[tuple[int, int, str, str]]:
         """Up to count messages (id, time, sender, text) of room with an id below before (0:
         any), oldest first."""
+
+    def search(
+        self, name: str, query: str, peer: str | None, rooms: list[str], count: int, before: int
+    ) -> list[tuple[int, int, str, str, str]]:
+        """name's messages that hold every word of query: (time, id, the conversation: the
+        other name or the #room, sender, text), newest first, up to count, older than before
+        (ms; 0: now); in the conversation with peer only, if given, and in rooms (those name is
+        in). Never another user's conversation, nor what was said before name's account."""

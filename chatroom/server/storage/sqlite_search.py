@@ -1,0 +1,75 @@
+"""Search in the embedded store, for :class:`~.sqlite_store.SQLiteStore`: SQLite's FTS5 keeps
+an index of the direct history and of the rooms' messages, filled by triggers as the writer
+thread inserts them (and emptied as they expire), so a search reads the index, never the
+whole history.
+"""
+
+from typing import TYPE_CHECKING
+
+# Migration 5 (see sqlite_store.MIGRATIONS): the two indexes over the tables they search,
+# kept by triggers, and filled with what is there already.
+SCHEMA = """
+    CREATE VIRTUAL TABLE history_search USING fts5(text, content='history', content_rowid='id');
+    CREATE TRIGGER history_search_add AFTER INSERT ON history BEGIN
+        INSERT INTO history_search (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER history_search_drop AFTER DELETE ON history BEGIN
+        INSERT INTO history_search (history_search, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    INSERT INTO history_search (rowid, text) SELECT id, text FROM history;
+    CREATE VIRTUAL TABLE room_search USING fts5(text, content='room_messages', content_rowid='rowid');
+    CREATE TRIGGER room_search_add AFTER INSERT ON room_messages BEGIN
+        INSERT INTO room_search (rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER room_search_drop AFTER DELETE ON room_messages BEGIN
+        INSERT INTO room_search (room_search, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+    INSERT INTO room_search (rowid, text) SELECT rowid, text FROM room_messages;
+"""
+
+
+def match_phrase(query: str) -> str:
+    """The user's words as an FTS5 query: every word, each a quoted string (so that nothing
+    typed is read as FTS5's own syntax)."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+
+
+class SQLiteSearch:
+    if TYPE_CHECKING:  # what SQLiteStore holds
+        from .sqlite_worker import SQLiteWorker
+
+        _worker: SQLiteWorker
+
+        def _oldest_kept(self) -> int: ...
+
+    def search(self, name, query, peer, rooms, count, before):
+        return self._worker.call(_search, name, match_phrase(query), peer, rooms, count, before, self._oldest_kept())
+
+
+def _search(db, name, phrase, peer, rooms, count, before, cutoff):
+    """(time, id, conversation, sender, text), newest first, of name's direct history (with
+    peer only, if given) and of rooms, older than before (ms; 0: now)."""
+    before = before or (1 << 62)
+    found = []
+    if peer is None or not peer.startswith("#"):
+        pair = "AND h.first = ? AND h.second = ?" if peer else "AND (h.first = ? OR h.second = ?)"
+        people = sorted((name, peer)) if peer else (name, name)
+        rows = db.execute(
+            "SELECT h.time_ms, h.id, h.first, h.second, h.sender, h.text FROM history_search s"
+            f" JOIN history h ON h.id = s.rowid WHERE history_search MATCH ? {pair} AND h.time_ms < ?"
+            " AND h.time_ms >= ? AND h.time_ms >= (SELECT created_ms FROM accounts WHERE name = ?)"
+            " ORDER BY h.time_ms DESC LIMIT ?",
+            (phrase, *people, before, cutoff, name, count),
+        ).fetchall()
+        found += [
+            (t, i, second if first == name else first, sender, text) for t, i, first, second, sender, text in rows
+        ]
+    if rooms:
+        marks = ",".join("?" * len(rooms))
+        found += db.execute(
+            "SELECT m.time_ms, m.id, m.room, m.sender, m.text FROM room_search s"
+            f" JOIN room_messages m ON m.rowid = s.rowid WHERE room_search MATCH ? AND m.room IN ({marks})"
+            " AND m.time_ms < ? AND m.time_ms >= ? ORDER BY m.time_ms DESC LIMIT ?",
+            (phrase, *rooms, before, cutoff, count),
+        ).fetchall()
+    return sorted(found, reverse=True)[:count]
