@@ -69,7 +69,7 @@ def test_tab_completes_commands_and_known_usernames(terminal, server, peer_at):
     term.wait_for_input_line("> list")
     term.type("\r")  # the list teaches the client the name bob
     term.wait_for_line("bob")
-    term.type("se\t")
+    term.type("sen\t")
     term.wait_for_input_line("> sendto ")
     term.type("b\t")
     term.wait_for_input_line("> sendto bob ")
