@@ -1,7 +1,9 @@
 """Search in the embedded store, for :class:`~.sqlite_store.SQLiteStore`: SQLite's FTS5 keeps
 an index of the direct history and of the rooms' messages, filled by triggers as the writer
 thread inserts them (and emptied as they expire), so a search reads the index, never the
-whole history.
+whole history. The index is read newest first (by rowid: a direct message's id grows with
+its time, a room message's rowid with its insertion), so a search stops at the count it
+wants instead of sorting every match of a common word.
 """
 
 from typing import TYPE_CHECKING
@@ -58,7 +60,7 @@ def _search(db, name, phrase, peer, rooms, count, before, cutoff):
             "SELECT h.time_ms, h.id, h.first, h.second, h.sender, h.text FROM history_search s"
             f" JOIN history h ON h.id = s.rowid WHERE history_search MATCH ? {pair} AND h.time_ms < ?"
             " AND h.time_ms >= ? AND h.time_ms >= (SELECT created_ms FROM accounts WHERE name = ?)"
-            " ORDER BY h.time_ms DESC LIMIT ?",
+            " ORDER BY s.rowid DESC LIMIT ?",
             (phrase, *people, before, cutoff, name, count),
         ).fetchall()
         found += [
@@ -69,7 +71,7 @@ def _search(db, name, phrase, peer, rooms, count, before, cutoff):
         found += db.execute(
             "SELECT m.time_ms, m.id, m.room, m.sender, m.text FROM room_search s"
             f" JOIN room_messages m ON m.rowid = s.rowid WHERE room_search MATCH ? AND m.room IN ({marks})"
-            " AND m.time_ms < ? AND m.time_ms >= ? ORDER BY m.time_ms DESC LIMIT ?",
+            " AND m.time_ms < ? AND m.time_ms >= ? ORDER BY s.rowid DESC LIMIT ?",
             (phrase, *rooms, before, cutoff, count),
         ).fetchall()
     return sorted(found, reverse=True)[:count]
