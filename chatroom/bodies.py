@@ -7,6 +7,8 @@ returns the message, or raises :class:`BadBody` for a body that breaks the proto
 import struct
 
 from . import room_frames, search_frames
+from .fields import BadBody, split_name_field
+from .fields import text as _text
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -62,25 +64,10 @@ TIME = struct.Struct("!Q")
 SENT, RECEIVED = 0x00, 0x01
 
 
-class BadBody(Exception):
-    """Raised by a body parser; the decoder turns it into a Malformed event."""
-
-
-def _text(data) -> str:
-    try:
-        return str(data, "utf-8")
-    except UnicodeDecodeError:
-        raise BadBody("invalid UTF-8") from None
-
-
 def _split_name_field(body):
     """(name, rest) for a body that starts with a name field."""
-    if not body:
-        raise BadBody("empty body")
-    end = 1 + body[0]
-    if end > len(body):
-        raise BadBody("name field runs past the body")
-    return _text(body[1:end]), body[end:]
+    name, end = split_name_field(body)
+    return name, body[end:]
 
 
 def _empty(message_class):
@@ -138,7 +125,7 @@ def _parse_server_version(body):
     return ServerVersion(body[0])
 
 
-def _name_and_text(message_class):
+def _name_andtext(message_class):
     def parse(body):
         name, rest = _split_name_field(body)
         return message_class(name, _text(rest))
@@ -223,12 +210,12 @@ CLIENT_MESSAGES = {
     # The extension's requests are decoded for everyone; a session that did not say HELLO
     # answers them MALFORMED, as the seed protocol does any unknown type.
     HELLO: _parse_hello,
-    REGISTER: _name_and_text(Register),
-    AUTHENTICATE: _name_and_text(Authenticate),
-    CHANGE_PASSWORD: _name_and_text(ChangePassword),
+    REGISTER: _name_andtext(Register),
+    AUTHENTICATE: _name_andtext(Authenticate),
+    CHANGE_PASSWORD: _name_andtext(ChangePassword),
     HISTORY: _parse_history_request,
     SESSION_TOKEN: _empty(TokenRequest),
-    RESUME: _name_and_text(Resume),
+    RESUME: _name_andtext(Resume),
     WATCH: _parse_watch,
 }
 SERVER_MESSAGES = {

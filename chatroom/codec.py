@@ -8,7 +8,8 @@ the protocol through the same few functions.
 import struct
 
 from . import room_frames, search_frames
-from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME, BadBody
+from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME
+from .fields import BadBody, name_field
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -60,6 +61,7 @@ from .protocol import (
     UserList,
     Watch,
 )
+from .room_frames import RoomEvent, RoomMessage
 
 _HEADER = struct.Struct("!BI")
 
@@ -93,13 +95,6 @@ def split_frames(data) -> tuple[list, int]:
 def is_one_frame(data) -> bool:
     """Whether data is exactly one frame, as its header says."""
     return frame_end(data) == len(data)
-
-
-def name_field(name: str) -> bytes:
-    encoded = name.encode()
-    if len(encoded) > 255:
-        raise ValueError(f"name too long for a name field: {len(encoded)} bytes")
-    return bytes((len(encoded),)) + encoded
 
 
 def encode(message) -> bytes:
@@ -177,6 +172,10 @@ def without_id(data: bytes) -> bytes:
         return data
     [message] = Decoder.for_client().receive_data(data)
     return encode(Incoming(message.sender, message.text))
+
+
+# What a server sends unasked (every other frame it sends answers a request).
+PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent)
 
 
 def reply_status(data) -> Status | None:
@@ -259,5 +258,5 @@ class Decoder:
             return Malformed(frame_type)
         try:
             return parse(body)
-        except (BadBody, room_frames.BadRoomBody):
+        except BadBody:
             return Malformed(frame_type)

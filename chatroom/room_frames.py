@@ -9,6 +9,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from .fields import BadBody, id_and_time, long_text, name_field, split_id_and_time, split_long_text, split_name_field
+from .fields import text as _text
 from .protocol import MAX_NAME_CHARS, is_valid_username
 
 ROOMS_VERSION = 3
@@ -31,14 +33,9 @@ MEMBER_LIST = 0x8B
 ROOM_EVENT = 0x8C
 ROOM_HISTORY = 0x8D
 
-_ID_TIME = struct.Struct("!QQ")
 _COUNT = struct.Struct("!I")
 _TOPIC_LENGTH = struct.Struct("!H")
 MAX_TOPIC_BYTES = 1000
-
-
-class BadRoomBody(Exception):
-    """A room frame's body breaks the protocol."""
 
 
 def is_room_name(name: str) -> bool:
@@ -176,57 +173,39 @@ class RoomHistory:
 # --- Bodies ------------------------------------------------------------------------------
 
 
-def _field(name: str) -> bytes:
-    data = name.encode()
-    return bytes((len(data),)) + data
-
-
-def _text(data) -> str:
-    try:
-        return str(data, "utf-8")
-    except UnicodeDecodeError:
-        raise BadRoomBody("invalid UTF-8") from None
-
-
-def _split(body, offset: int = 0) -> tuple[str, int]:
-    if offset >= len(body) or offset + 1 + body[offset] > len(body):
-        raise BadRoomBody("name field runs past the body")
-    end = offset + 1 + body[offset]
-    return _text(body[offset + 1 : end]), end
-
-
 def room_entry(entry: RoomHistoryEntry) -> bytes:
-    text = entry.text.encode()
-    return _ID_TIME.pack(entry.id, entry.time_ms) + _field(entry.sender) + _COUNT.pack(len(text)) + text
+    return id_and_time(entry.id, entry.time_ms) + name_field(entry.sender) + long_text(entry.text)
 
 
 def encode_body(message) -> tuple[int, bytes] | None:
     """(frame type, body) of a room message; None for any other message."""
     kind = type(message)
     if kind is RoomMessage:
-        head = _field(message.room) + _field(message.sender) + _ID_TIME.pack(message.id, message.time_ms)
+        head = name_field(message.room) + name_field(message.sender) + id_and_time(message.id, message.time_ms)
         return ROOM_MESSAGE, head + message.text.encode()
     if kind in _ONE_ROOM:
         return _ONE_ROOM[kind], message.room.encode()
     if kind in _ROOM_AND_NAME:
-        return _ROOM_AND_NAME[kind], _field(message.room) + message.name.encode()
+        return _ROOM_AND_NAME[kind], name_field(message.room) + message.name.encode()
     if kind is ListRooms:
         return ROOMS, b""
     if kind is SetTopic:
-        return SET_TOPIC, _field(message.room) + message.topic.encode()
+        return SET_TOPIC, name_field(message.room) + message.topic.encode()
     if kind is SetInviteOnly:
-        return SET_INVITE_ONLY, _field(message.room) + bytes((1 if message.on else 0,))
+        return SET_INVITE_ONLY, name_field(message.room) + bytes((1 if message.on else 0,))
     if kind is RoomList:
-        return ROOM_LIST, b"".join(_field(r.name) + bytes((r.flags,)) + _COUNT.pack(r.members) for r in message.rooms)
+        return ROOM_LIST, b"".join(
+            name_field(r.name) + bytes((r.flags,)) + _COUNT.pack(r.members) for r in message.rooms
+        )
     if kind is MemberList:
         topic = message.topic.encode()
-        members = b"".join(bytes((flags,)) + _field(name) for name, flags in message.members)
-        return MEMBER_LIST, _field(message.room) + _TOPIC_LENGTH.pack(len(topic)) + topic + members
+        members = b"".join(bytes((flags,)) + name_field(name) for name, flags in message.members)
+        return MEMBER_LIST, name_field(message.room) + _TOPIC_LENGTH.pack(len(topic)) + topic + members
     if kind is RoomEvent:
-        head = _field(message.room) + bytes((message.kind,)) + _field(message.actor)
+        head = name_field(message.room) + bytes((message.kind,)) + name_field(message.actor)
         return ROOM_EVENT, head + message.detail.encode()
     if kind is RoomHistory:
-        return ROOM_HISTORY, _field(message.room) + b"".join(map(room_entry, message.entries))
+        return ROOM_HISTORY, name_field(message.room) + b"".join(map(room_entry, message.entries))
     return None
 
 
@@ -240,7 +219,7 @@ def _one_room(message_class):
 
 def _room_and_name(message_class):
     def parse(body):
-        room, end = _split(body)
+        room, end = split_name_field(body)
         return message_class(room, _text(body[end:]))
 
     return parse
@@ -248,46 +227,44 @@ def _room_and_name(message_class):
 
 def _parse_rooms(body):
     if body:
-        raise BadRoomBody("unexpected body")
+        raise BadBody("unexpected body")
     return ListRooms()
 
 
 def _parse_set_topic(body):
-    room, end = _split(body)
+    room, end = split_name_field(body)
     return SetTopic(room, _text(body[end:]))
 
 
 def _parse_invite_only(body):
-    room, end = _split(body)
+    room, end = split_name_field(body)
     if len(body) != end + 1 or body[end] > 1:
-        raise BadRoomBody("one byte, 0 or 1")
+        raise BadBody("one byte, 0 or 1")
     return SetInviteOnly(room, body[end] == 1)
 
 
 def _parse_room_message(body):
-    room, end = _split(body)
-    sender, end = _split(body, end)
-    if len(body) < end + _ID_TIME.size:
-        raise BadRoomBody("no id and time")
-    message_id, time_ms = _ID_TIME.unpack_from(body, end)
-    return RoomMessage(room, sender, message_id, time_ms, _text(body[end + _ID_TIME.size :]))
+    room, end = split_name_field(body)
+    sender, end = split_name_field(body, end)
+    message_id, time_ms, end = split_id_and_time(body, end)
+    return RoomMessage(room, sender, message_id, time_ms, _text(body[end:]))
 
 
 def _parse_room_list(body):
     rooms, offset = [], 0
     while offset < len(body):
-        name, offset = _split(body, offset)
+        name, offset = split_name_field(body, offset)
         if len(body) < offset + 1 + _COUNT.size:
-            raise BadRoomBody("a room entry runs past the body")
+            raise BadBody("a room entry runs past the body")
         rooms.append(RoomEntry(name, RoomFlag(body[offset] & 7), _COUNT.unpack_from(body, offset + 1)[0]))
         offset += 1 + _COUNT.size
     return RoomList(tuple(rooms))
 
 
 def _parse_member_list(body):
-    room, offset = _split(body)
+    room, offset = split_name_field(body)
     if len(body) < offset + _TOPIC_LENGTH.size:
-        raise BadRoomBody("no topic")
+        raise BadBody("no topic")
     (length,) = _TOPIC_LENGTH.unpack_from(body, offset)
     offset += _TOPIC_LENGTH.size
     topic = _text(body[offset : offset + length])
@@ -295,36 +272,28 @@ def _parse_member_list(body):
     members = []
     while offset < len(body):
         flags = MemberFlag(body[offset] & 3)
-        name, offset = _split(body, offset + 1)
+        name, offset = split_name_field(body, offset + 1)
         members.append((name, flags))
     return MemberList(room, topic, tuple(members))
 
 
 def _parse_room_event(body):
-    room, offset = _split(body)
+    room, offset = split_name_field(body)
     if offset >= len(body) or body[offset] not in EventKind._value2member_map_:
-        raise BadRoomBody("unknown event")
+        raise BadBody("unknown event")
     kind = EventKind(body[offset])
-    actor, offset = _split(body, offset + 1)
+    actor, offset = split_name_field(body, offset + 1)
     return RoomEvent(room, kind, actor, _text(body[offset:]))
 
 
 def _parse_room_history(body):
-    room, offset = _split(body)
+    room, offset = split_name_field(body)
     entries = []
     while offset < len(body):
-        if len(body) < offset + _ID_TIME.size:
-            raise BadRoomBody("an entry runs past the body")
-        message_id, time_ms = _ID_TIME.unpack_from(body, offset)
-        sender, offset = _split(body, offset + _ID_TIME.size)
-        if len(body) < offset + _COUNT.size:
-            raise BadRoomBody("an entry runs past the body")
-        (length,) = _COUNT.unpack_from(body, offset)
-        start = offset + _COUNT.size
-        if start + length > len(body):
-            raise BadRoomBody("an entry runs past the body")
-        entries.append(RoomHistoryEntry(message_id, time_ms, sender, _text(body[start : start + length])))
-        offset = start + length
+        message_id, time_ms, offset = split_id_and_time(body, offset)
+        sender, offset = split_name_field(body, offset)
+        text, offset = split_long_text(body, offset)
+        entries.append(RoomHistoryEntry(message_id, time_ms, sender, text))
     return RoomHistory(room, tuple(entries))
 
 

@@ -36,3 +36,23 @@ def test_sendto_completes_known_names_in_order():
 def test_no_names_once_the_recipient_is_typed_or_for_other_commands():
     assert complete("sendto bob hel", "bob") == []
     assert complete("login b", "bob") == []
+
+
+def test_earlier_lines_are_suggested_for_a_command_never_for_a_message():
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.history import InMemoryHistory
+
+    from chatroom.client.prompt import CommandSuggestions
+
+    history = InMemoryHistory()
+    for line in ("sendto bob an old message", "login alice"):
+        history.append_string(line)
+    buffer = Buffer(history=history)
+
+    def suggested(text, talking=False):
+        suggestion = CommandSuggestions(lambda: talking).get_suggestion(buffer, Document(text, len(text)))
+        return suggestion.text if suggestion else None
+
+    assert suggested("log") == "in alice"
+    assert suggested("sendto bob ") is None and suggested("sendto bob an") is None
+    assert suggested("an old", talking=True) is None

@@ -18,14 +18,8 @@ from chatroom.protocol import (
     Status,
 )
 from chatroom.server.storage import throttle
+from chatroom.testing import FAILURE, OK, failure
 from tests.test_rules import Client
-
-OK = Response(Status.OK)
-FAILURE = Response(Status.FAILURE)
-
-
-def failure(reason, detail=""):
-    return Response(Status.FAILURE, reason, detail)
 
 
 @pytest.fixture

@@ -29,15 +29,9 @@ from chatroom.server.rooms.registry import Rooms
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
+from chatroom.testing import FAILURE, OK, failure
 from tests.conftest import CHEAP
 from tests.test_rules import Client
-
-OK = Response(Status.OK)
-FAILURE = Response(Status.FAILURE)
-
-
-def failure(reason, detail=""):
-    return Response(Status.FAILURE, reason, detail)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from gevent.pool import Pool
 
 from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, Register, SendTo
 from chatroom.room_frames import Join, ListMembers, MemberFlag, MemberList, RoomHistory, RoomMessage
-from chatroom.testing import OK, WAIT, Peer
+from chatroom.testing import OK, WAIT, Peer, failure
 from tests.terminals import log_in
 
 pytestmark = pytest.mark.process
@@ -151,13 +151,10 @@ def test_the_terminal_joins_talks_in_a_room_and_completes_its_name(terminal, ser
 
 
 def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on(server_process):
-    from chatroom.protocol import Reason, Response, Status
+    from chatroom.protocol import Reason
     from chatroom.room_frames import GiveRoom, Invite, ListRooms, Part, RoomEntry, RoomFlag, RoomList, SetInviteOnly
 
     server = server_process("--rooms-per-user", "2", "--members-per-room", "2")
-
-    def failure(reason, detail=""):
-        return Response(Status.FAILURE, reason, detail)
 
     owner = Peer(server.address)
     assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK

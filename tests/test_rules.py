@@ -2,7 +2,7 @@
 in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
 
 import pytest
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 
 from chatroom.codec import Decoder, encode, without_id
 from chatroom.protocol import (
@@ -51,12 +51,14 @@ class Client:
         self.full = False  # offer() finds the queue full
         self.wants_ids = False  # set by the rules at HELLO 3
         self.received: list = []
+        self.arrived = Event()  # set whenever something is delivered
         self.disconnected = False
 
     # The Mailbox the directory hands messages to.
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
         held = self.rules.held
         (held if held is not None else self.received).append(frame)
+        self.arrived.set()
         return True
 
     def offer(self, frame: bytes) -> bool:
@@ -64,6 +66,7 @@ class Client:
             self.disconnected = True
             return False
         self.received.append(frame)
+        self.arrived.set()
         return True
 
     def disconnect(self) -> None:

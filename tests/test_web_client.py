@@ -188,11 +188,6 @@ def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, brow
     carol = logged_in(web_server.address, "carol")
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"] .dot.online')), "carol online")
     carol.close()
-    import gevent
-
-    gevent.sleep(3)
-    print("USERS", browser.find_element(*By_ID("users")).get_attribute("outerHTML"))
-    print("LOG", web_server.log_text())
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"]')) == [], "carol gone")
     logged_in(web_server.address, "dave")
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="dave"]')), "dave")

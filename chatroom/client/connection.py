@@ -9,9 +9,8 @@ from gevent import socket, ssl
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
-from ..codec import Decoder, encode
-from ..protocol import DirectMessage, FrameTooLarge, Incoming, Malformed, StoredMessage
-from ..room_frames import RoomEvent, RoomMessage
+from ..codec import PUSHED, Decoder, encode
+from ..protocol import FrameTooLarge, Malformed
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
@@ -138,7 +137,7 @@ class Connection:
     def _dispatch(self, event):
         # Replies are responses and lists; anything else in their place breaks the protocol.
         kind = type(event)
-        if kind in _PUSHED:
+        if kind in PUSHED:
             self._on_message(event)
         elif kind is Malformed:
             self._on_warning(f"ignored a malformed frame (type 0x{event.frame_type:02x})")
@@ -146,9 +145,6 @@ class Connection:
             self._abandoned -= 1
         else:
             self._replies.put(event)
-
-
-_PUSHED = (Incoming, DirectMessage, StoredMessage, RoomMessage, RoomEvent)
 
 
 def _looks_like_tls(data: bytes) -> bool:

@@ -18,6 +18,7 @@ from ..protocol import (
     ListUsers,
     Login,
     Logout,
+    Presence,
     Register,
     Response,
     SendTo,
@@ -181,6 +182,8 @@ class Client:
 
     def _show_message(self, message):
         kind = type(message)
+        if kind is Presence:
+            return  # (this client does not WATCH)
         if kind is RoomEvent:
             self._rooms.add(message.room)
             self.output.room_event(message)
@@ -286,7 +289,7 @@ class Client:
 
     def _log_in(self, command: Login, ask_password: AskPassword) -> None:
         reply = self._ask(command)
-        password = None
+        password, held = None, []
         if reply == Response(Status.REGISTERED):
             try:
                 password = ask_password(f"password for {escape(command.name)}: ", False)
@@ -294,20 +297,16 @@ class Client:
                 if no.cancelled:
                     raise
                 raise NoPassword(f"{escape(command.name)} is registered: {no.why or 'it needs its password'}") from None
-            self._held_stored, self._away_said = [], False
+            self._held_stored, self._away_said = [], False  # (said after the login's Success)
             try:
                 reply = self._ask(Authenticate(command.name, password))
             finally:
                 held, self._held_stored = self._held_stored, None
-            if isinstance(reply, Response) and reply.status is Status.OK:
-                self.name, self._password = command.name, password
-            self._say(reply, command, password)
-            for message in held:
-                self._show_stored(message)
-            return
         if isinstance(reply, Response) and reply.status is Status.OK:
-            self.name, self._password = command.name, None
+            self.name, self._password = command.name, password
         self._say(reply, command, password)
+        for message in held:
+            self._show_stored(message)
 
     def _say(self, reply, command, password=None) -> None:
         if not isinstance(reply, Response):

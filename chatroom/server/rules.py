@@ -76,8 +76,6 @@ class Rules(AccountRules, RoomRules):
         "held",
         "_stored_mark",
         "_registered",
-        "_extended",
-        "_reasons",
         "_version",
         "_tokens",
         "_rooms",
@@ -101,9 +99,7 @@ class Rules(AccountRules, RoomRules):
         self.held: list[bytes] | None = None
         self._stored_mark: int | None = None  # the page of stored messages being handed out
         self._registered = False  # logged in under a registered name, with its password
-        self._extended = False  # the client said HELLO
-        self._reasons = False  # ... of a version that learns why a request failed
-        self._version = 0  # the extension version the client said HELLO with
+        self._version = 0  # the extension version the client said HELLO with (0: none, the seed protocol)
         self._rooms = rooms  # None: this server has no rooms (Rooms, or a cluster's SharedRooms)
         self._tokens: list[str] = []  # session tokens issued or used here: LOGOUT revokes them
         self._mailbox = mailbox
@@ -131,14 +127,12 @@ class Rules(AccountRules, RoomRules):
                 self._revoke_tokens()
                 return OK if self.log_out("logged out") else self._failure(Reason.NOT_LOGGED_IN)
             if kind is Hello:
-                self._extended = True
                 self._version = min(event.version, EXTENSION_VERSION)
                 self._mailbox.wants_ids = self._version >= ROOMS_VERSION  # (direct messages' ids: version 3)
-                self._reasons = event.version >= REASONS_VERSION
                 # A client newer than this server learns the version it gets; one that asks for
                 # a version the server has is answered OK, as ever.
                 return OK if event.version <= EXTENSION_VERSION else SERVER_VERSION
-            if kind is Watch and self._extended:
+            if kind is Watch and self._version:
                 return self._watch(event.on)
             if self._version >= ROOMS_VERSION and (kind in ROOM_ANSWERS or _is_room_history(event)):
                 if self._rooms is None:
@@ -146,7 +140,7 @@ class Rules(AccountRules, RoomRules):
                 if kind is HistoryRequest:
                     return self._room_history(event.peer, event.count, event.before)
                 return ROOM_ANSWERS[kind](self, event)
-            if kind in _EXTENSION_ANSWERS and self._extended:
+            if kind in _EXTENSION_ANSWERS and self._version:
                 if self._accounts is None:
                     return self._failure(Reason.NO_ACCOUNTS)
                 return _EXTENSION_ANSWERS[kind](self, event)
@@ -157,7 +151,7 @@ class Rules(AccountRules, RoomRules):
 
     def _failure(self, reason: Reason, detail: str = "") -> bytes:
         """FAILURE, with its reason for a client that learns it."""
-        return failure(reason, detail) if self._reasons else FAILURE
+        return failure(reason, detail) if self._version >= REASONS_VERSION else FAILURE
 
     def _claim(self, name: str, registered: bool = False) -> bytes | None:
         """Log the connection in as name (``registered``: proven by its password or a token):
@@ -166,7 +160,7 @@ class Rules(AccountRules, RoomRules):
             if self._rooms is not None:
                 self._rooms.logged_in(name, registered)
             return None
-        if not self._reasons:
+        if self._version < REASONS_VERSION:
             return FAILURE
         holder = self._directory.holder(name)
         if holder is None:
@@ -184,16 +178,14 @@ class Rules(AccountRules, RoomRules):
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
-        if found is None:
-            if recipient[:1] == ROOM_PREFIX and self._version >= ROOMS_VERSION and self._rooms is not None:
-                return self._room_message(recipient, text)
-            return self._keep_for_later(sender, recipient, text)
-        if type(found) is RemoteRecipient:  # on another node: answered once it is there
+        if found is None or type(found) is RemoteRecipient:
+            # (Not a user here: the only place on the relay path where a room is looked for.)
             if recipient[:1] == ROOM_PREFIX:
-                if self._version >= ROOMS_VERSION and self._rooms is not None:
-                    return self._room_message(recipient, text)
-                return self._failure(Reason.NOT_ONLINE)
-            # With its id: that node hands an older client an INCOMING instead.
+                return self._to_room(recipient, text)
+            if found is None:
+                return self._keep_for_later(sender, recipient, text)
+            # On another node: answered once it is there. It crosses with its id; that node
+            # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
             relayed = found.hand_over(encode(DirectMessage(sender, message_id, time_ms, text)))
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
@@ -213,6 +205,13 @@ class Rules(AccountRules, RoomRules):
             accounts.record(sender, recipient, text, message_id, time_ms)  # type: ignore[union-attr]
         return OK
 
+    def _to_room(self, room: str, text: str) -> bytes:
+        """SENDTO a #room: a room's message for a client of version 3; for anyone else, like a
+        message to nobody (no user's name begins with #)."""
+        if self._version >= ROOMS_VERSION and self._rooms is not None:
+            return self._room_message(room, text)
+        return self._failure(Reason.NOT_ONLINE)
+
     def _delivered(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:
         accounts = self._accounts
         if accounts is not None and (self._registered or recipient in accounts.registered_names):
@@ -222,7 +221,7 @@ class Rules(AccountRules, RoomRules):
         """For a client that said HELLO, a message to a registered user who is offline is
         kept (STORED); otherwise, as in the seed protocol, the send fails (``otherwise``: why)."""
         accounts = self._accounts
-        if not self._extended or accounts is None or recipient not in accounts.registered_names:
+        if not self._version or accounts is None or recipient not in accounts.registered_names:
             return self._failure(otherwise)
         return STORED if accounts.keep_offline(recipient, sender, text) else self._failure(Reason.MAILBOX_FULL)
 
@@ -233,7 +232,7 @@ class Rules(AccountRules, RoomRules):
         accounts = self._accounts
         if accounts is not None:
             if accounts.requires_password(name):
-                return REGISTERED if self._extended else FAILURE  # AUTHENTICATE, with the password
+                return REGISTERED if self._version else FAILURE  # AUTHENTICATE, with the password
             look_alike = accounts.look_alike(name)
             if look_alike is not None:  # it would pass for a registered user, online or not
                 return self._failure(Reason.LOOKS_LIKE, look_alike)

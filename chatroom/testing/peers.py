@@ -4,17 +4,22 @@ import gevent
 from gevent import socket
 from gevent.server import StreamServer
 
-from ..codec import Decoder, encode
-from ..protocol import DirectMessage, Hello, Incoming, Login, Presence, Register, Response, Status, StoredMessage
-from ..room_frames import RoomEvent, RoomMessage
+from ..codec import PUSHED, Decoder, encode
+from ..protocol import Hello, Login, Register, Response, Status
 from .waiting import WAIT
 
 OK_BYTES = b"\x82\x00\x00\x00\x01\x00"
 FAILURE_BYTES = b"\x82\x00\x00\x00\x01\x01"
 MALFORMED_BYTES = b"\x82\x00\x00\x00\x01\x02"
-PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent)
 OK = Response(Status.OK)
 FAILURE = Response(Status.FAILURE)
+
+
+def failure(reason, detail: str = "") -> Response:
+    """FAILURE with its reason, as a client of version 2 or later gets it."""
+    return Response(Status.FAILURE, reason, detail)
+
+
 MALFORMED = Response(Status.MALFORMED)
 
 

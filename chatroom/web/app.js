@@ -66,16 +66,22 @@ function renderTitle() {
 
 const isRoom = (name) => name.startsWith("#");
 
-function roomButton(name) {
+// One entry of the sidebar: a room, or a person (with a dot: online or not).
+function conversationButton(name) {
+  const room = isRoom(name);
+  const online = state.online.has(name);
+  const unread = state.unread.get(name) || 0;
   const item = element("li");
-  const button = element("button", "room");
+  const button = element("button", room ? "room" : "user");
   button.type = "button";
   button.dataset.name = name;
   if (name === state.peer) { button.classList.add("active"); button.setAttribute("aria-current", "true"); }
-  const unread = state.unread.get(name) || 0;
-  button.setAttribute("aria-label", `room ${escaped(name)}${unread ? `, ${unread} unread` : ""}`);
+  if (!room && !online) button.classList.add("offline");
+  const what = room ? `room ${escaped(name)}` : `${escaped(name)}, ${online ? "online" : "offline"}`;
+  button.setAttribute("aria-label", `${what}${unread ? `, ${unread} unread` : ""}`);
   const label = element("span", "name");
   appendMessage(label, name);
+  if (!room) button.append(element("span", online ? "dot online" : "dot"));
   button.append(label, element("span", "unread", unread ? String(unread) : ""));
   button.addEventListener("click", () => openConversation(name));
   item.append(button);
@@ -83,29 +89,11 @@ function roomButton(name) {
 }
 
 function renderUsers() {
-  const list = $("users");
   const focused = document.activeElement?.dataset?.name;
-  $("rooms").replaceChildren(...[...state.rooms].sort().map(roomButton));
-  list.replaceChildren();
+  $("rooms").replaceChildren(...[...state.rooms].sort().map(conversationButton));
   const names = new Set([...state.online, ...state.conversations.keys()].filter((name) => !isRoom(name)));
   names.delete(state.me);
-  for (const name of [...names].sort()) {
-    const item = element("li");
-    const button = element("button", "user");
-    button.type = "button";
-    button.dataset.name = name;
-    const online = state.online.has(name);
-    if (name === state.peer) { button.classList.add("active"); button.setAttribute("aria-current", "true"); }
-    if (!online) button.classList.add("offline");
-    const unread = state.unread.get(name) || 0;
-    button.setAttribute("aria-label", `${escaped(name)}, ${online ? "online" : "offline"}${unread ? `, ${unread} unread` : ""}`);
-    const label = element("span", "name");
-    appendMessage(label, name);
-    button.append(element("span", online ? "dot online" : "dot"), label, element("span", "unread", unread ? String(unread) : ""));
-    button.addEventListener("click", () => openConversation(name));
-    item.append(button);
-    list.append(item);
-  }
+  $("users").replaceChildren(...[...names].sort().map(conversationButton));
   if (focused) document.querySelector(`[data-name="${CSS.escape(focused)}"]`)?.focus();
   renderTitle();
 }
@@ -187,13 +175,17 @@ async function loadHistory(name, first) {
   }
 }
 
-function received(sender, text, time, stored) {
-  conversation(sender).entries.push({ sender, text, time, mine: false });
-  if (sender !== state.peer || document.hidden) state.unread.set(sender, (state.unread.get(sender) || 0) + 1);
+// A message in a conversation (a person's, or a room's, ``where``): kept, counted unread
+// unless it is one's own, and notified while the tab is hidden (not one kept while away).
+function received(where, sender, text, time, kept) {
+  const mine = isRoom(where) && sender === state.me;
+  conversation(where).entries.push({ sender, text, time, mine });
+  if (!mine && (where !== state.peer || document.hidden)) state.unread.set(where, (state.unread.get(where) || 0) + 1);
   renderUsers();
-  if (sender === state.peer) renderMessages();
-  if (state.notify && document.hidden && !stored) {
-    new Notification(escaped(sender), { body: escaped(text).slice(0, 200), tag: `chatroom-${sender}` });
+  if (where === state.peer) renderMessages();
+  if (state.notify && document.hidden && !mine && !kept) {
+    const title = where === sender ? escaped(sender) : `${escaped(sender)} in ${escaped(where)}`;
+    new Notification(title, { body: escaped(text).slice(0, 200), tag: `chatroom-${where}` });
   }
 }
 
@@ -230,21 +222,12 @@ function roomEvent(event) {
 
 function onPush(message) {
   if (message.type === ROOM_MESSAGE) {
-    const talk = conversation(message.room);
-    talk.entries.push({ sender: message.sender, text: message.text, time: message.time, mine: message.sender === state.me });
     state.rooms.add(message.room);
-    if (message.room !== state.peer || document.hidden) {
-      if (message.sender !== state.me) state.unread.set(message.room, (state.unread.get(message.room) || 0) + 1);
-    }
-    renderUsers();
-    if (message.room === state.peer) renderMessages();
-    if (state.notify && document.hidden && message.sender !== state.me) {
-      new Notification(`${escaped(message.sender)} in ${escaped(message.room)}`, { body: escaped(message.text).slice(0, 200) });
-    }
+    received(message.room, message.sender, message.text, message.time, false);
   } else if (message.type === ROOM_EVENT) {
     roomEvent(message);
   } else if (message.type === INCOMING || message.type === STORED_MESSAGE) {
-    received(message.sender, message.text, message.time, message.type === STORED_MESSAGE);
+    received(message.sender, message.sender, message.text, message.time, message.type === STORED_MESSAGE);
   } else if (message.type === PRESENCE) {
     for (const [name, online] of message.changes) {
       if (online) state.online.add(name); else state.online.delete(name);

@@ -108,9 +108,9 @@ class WebSocketStream:
         """The next bytes; _Unfinished once an unfinished message has had its time. (Its own
         exception: a timeout of the caller's, such as the session's wait before it parks,
         must reach the caller, not close the connection.)"""
-        if self._message_began is None:
+        left = self.unfinished_for()
+        if left is None:
             return self.raw.recv(RECV_SIZE)
-        left = self._message_began + self._frame_timeout - time.monotonic()
         with gevent.Timeout(max(left, 0.001), _Unfinished):
             return self.raw.recv(RECV_SIZE)
 

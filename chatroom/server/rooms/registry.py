@@ -9,6 +9,7 @@ every member is handed them in the order of their ids.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ...codec import encode
 from ...protocol import Reason
@@ -44,6 +45,31 @@ class Room:
     def kept(self) -> bool:
         """Whether the room outlives its connections: it has an owner or a registered member."""
         return self.owner is not None or any(self.members.values())
+
+
+class Joined(NamedTuple):
+    """How a JOIN went: the room, with ``new`` when the user was not in it before; or no room,
+    and why (a reason and its detail)."""
+
+    room: Room | None
+    new: bool = False
+    reason: Reason | None = None
+    detail: str = ""
+
+
+def refusal(room: Room | None, user: str, rooms_of_user: int, count_rooms, quotas: Quotas) -> Joined | None:
+    """Why user may not join room (None: to be made), under the quotas; None if they may.
+    ``count_rooms()``: how many rooms there are (asked only for a room to be made)."""
+    if rooms_of_user >= quotas.rooms_per_user:
+        return Joined(None, reason=Reason.TOO_MANY_ROOMS, detail=str(quotas.rooms_per_user))
+    if room is None:
+        if count_rooms() >= quotas.rooms_per_server:
+            return Joined(None, reason=Reason.TOO_MANY_ROOMS, detail=str(quotas.rooms_per_server))
+    elif room.invite_only and user not in room.invited and user != room.owner:
+        return Joined(None, reason=Reason.INVITE_ONLY)
+    elif len(room.members) >= quotas.members_per_room:
+        return Joined(None, reason=Reason.ROOM_FULL, detail=str(quotas.members_per_room))
+    return None
 
 
 class Rooms:
@@ -82,34 +108,28 @@ class Rooms:
 
     # --- Membership ---------------------------------------------------------------------
 
-    def join(self, name: str, user: str, registered: bool) -> "tuple[Room | None, Reason | None, str]":
-        """Make user a member (creating the room, which a registered creator owns): (the room,
-        or None with the reason and its detail). Joining a room one is in is no change."""
+    def join(self, name: str, user: str, registered: bool) -> Joined:
+        """Make user a member (creating the room, which a registered creator owns). Joining a
+        room one is in is no change."""
         room = self._rooms.get(name)
-        mine = self._of.get(user, set())
         if room is not None and user in room.members:
-            return room, None, ""
-        if len(mine) >= self._quotas.rooms_per_user:
-            return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_user)
+            return Joined(room)
+        refused = refusal(room, user, len(self._of.get(user, ())), lambda: len(self._rooms), self._quotas)
+        if refused is not None:
+            return refused
         if room is None:
             look_alike = self._look_alikes.get(skeleton(name[1:]))
             if look_alike is not None:
-                return None, Reason.LOOKS_LIKE, look_alike
-            if len(self._rooms) >= self._quotas.rooms_per_server:
-                return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_server)
+                return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike)
             room = Room(name, owner=user if registered else None)
             self._add(room)
             if self._store is not None and room.kept:
                 self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
-        elif room.invite_only and user not in room.invited and user != room.owner:
-            return None, Reason.INVITE_ONLY, ""
-        elif len(room.members) >= self._quotas.members_per_room:
-            return None, Reason.ROOM_FULL, str(self._quotas.members_per_room)
         room.members[user] = registered
         self._of.setdefault(user, set()).add(name)
         if registered and self._store is not None:
             self._store.add_member(name, user)
-        return room, None, ""
+        return Joined(room, new=True)
 
     def leave(self, room: Room, user: str) -> None:
         """User is no longer a member (parted, removed, or logged out unregistered). A room

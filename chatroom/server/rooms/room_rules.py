@@ -100,14 +100,13 @@ class RoomRules:
             return self._failure(Reason.INVALID_ROOM)
         rooms = self._rooms
         assert rooms is not None
-        was_member = (room := rooms.get(event.room)) is not None and self.name in room.members
-        room, reason, detail = rooms.join(event.room, self.name, self._registered)
-        if room is None:
-            assert reason is not None
-            return self._failure(reason, detail)
-        if not was_member:
-            rooms.uninvite(room, self.name)
-            self._event(room, EventKind.JOINED)
+        joined = rooms.join(event.room, self.name, self._registered)
+        if joined.room is None:
+            assert joined.reason is not None
+            return self._failure(joined.reason, joined.detail)
+        if joined.new:
+            rooms.uninvite(joined.room, self.name)
+            self._event(joined.room, EventKind.JOINED)
         return OK
 
     def _part(self, event: Part) -> bytes:

@@ -21,13 +21,13 @@ import logging
 
 from gevent.event import AsyncResult
 
-from ...codec import Decoder
+from ...codec import Decoder, name_field
 from ...protocol import Reason
 from ...room_frames import EventKind, RoomEvent, RoomMessage
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms
-from .registry import DEFAULT_QUOTAS, Room
+from .registry import DEFAULT_QUOTAS, Joined, Room, refusal
 
 log = logging.getLogger(__name__)
 
@@ -193,26 +193,22 @@ class SharedRooms:
 
     # --- Membership -----------------------------------------------------------------------
 
-    def join(self, name: str, user: str, registered: bool):
+    def join(self, name: str, user: str, registered: bool) -> Joined:
         room = self.get(name)
         if room is not None and user in room.members:
-            return room, None, ""
-        if self._call("scard", USER_ROOMS + user) >= self._quotas.rooms_per_user:
-            return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_user)
-        if room is None and self._call("scard", ROOMS) >= self._quotas.rooms_per_server:
-            return None, Reason.TOO_MANY_ROOMS, str(self._quotas.rooms_per_server)
-        if room is not None and room.invite_only and user not in room.invited and user != room.owner:
-            return None, Reason.INVITE_ONLY, ""
-        if room is not None and len(room.members) >= self._quotas.members_per_room:
-            return None, Reason.ROOM_FULL, str(self._quotas.members_per_room)
+            return Joined(room)
+        rooms_of_user = self._call("scard", USER_ROOMS + user)
+        refused = refusal(room, user, rooms_of_user, lambda: self._call("scard", ROOMS), self._quotas)
+        if refused is not None:
+            return refused
         # Made (if it is not there now) and joined at one go: a room emptied meanwhile by its
         # last member on another node is made again, never joined half-deleted.
         args = [user, name, skeleton(name[1:]), user if registered else "", "1" if registered else "0", now_ms()]
         look_alike = self._directory.redis_call(self._script(2), keys=_room_keys(name, user), args=args)
         if look_alike:
-            return None, Reason.LOOKS_LIKE, look_alike.decode()
+            return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike.decode())
         self._here.setdefault(name, set()).add(user)
-        return self.get(name) or Room(name, members={user: registered}), None, ""
+        return Joined(self.get(name) or Room(name, members={user: registered}), new=True)
 
     def leave(self, room: Room, user: str) -> None:
         """Out of the room (gone with its last member, at one go); an owner who leaves hands it
@@ -277,7 +273,7 @@ class SharedRooms:
         """Publish frame to every node with members; this node's are handed it by its inbox."""
         script = self._script(0)
         keys = [self._directory.users_key, ROOM + room.name + ":members"]
-        envelope = _field(room.name) + frame
+        envelope = name_field(room.name) + frame
         args = [self._directory.node_prefix, self._directory.inbox_prefix, envelope]
         self._directory.redis_call(script, keys=keys, args=args)
         return 0
@@ -328,8 +324,3 @@ class SharedRooms:
             if not members:
                 del self._here[room]
                 self._handed.pop(room, None)
-
-
-def _field(name: str) -> bytes:
-    data = name.encode()
-    return bytes((len(data),)) + data

@@ -241,7 +241,7 @@ class RedisStore(RedisRooms, RedisSearch):
         if not self._keep_history:
             return
         member = f"{message_id}:" + json.dumps([time_ms, sender, text])
-        self._records.append((_conversation(sender, recipient), member, message_id >> NODE_BITS))
+        self._records.append((conversation_key(sender, recipient), member, message_id >> NODE_BITS))
         if self._recorder is None:
             self._recorder = gevent.spawn(self._write_records)
 
@@ -269,7 +269,7 @@ class RedisStore(RedisRooms, RedisSearch):
         # Scores are ids without their node tags: the ids just under ``before`` may share its
         # score, so that score is read too, and what is not below ``before`` dropped.
         top = before >> NODE_BITS if before >= OLD_IDS else f"({before}" if before else "+inf"
-        key = _conversation(name, peer)
+        key = conversation_key(name, peer)
         items = self._call(self._redis.zrevrangebyscore, key, top, "-inf", start=0, num=count + SAME_SCORE)
         # Only what was said since name's account was made (see SINCE).
         cutoff = max(now_ms() - self._retention_ms, int(since))
@@ -280,9 +280,6 @@ class RedisStore(RedisRooms, RedisSearch):
             if time_ms >= cutoff and (not before or int(entry_id) < before):
                 entries.append(HistoryEntry(int(entry_id), time_ms, sender == name, text))
         return sorted(entries, key=lambda entry: entry.id)[-count:]
-
-
-_conversation = conversation_key
 
 
 def _names(values) -> set[str]:
