@@ -1,12 +1,14 @@
-"""A self-checking chaos run: three chatroom-server nodes on one Redis, relaying and keeping
-messages while a node is paused past its TTL, another is killed and started again, and Redis
-restarts; then the invariants are checked.
+"""A self-checking chaos run: three chatroom-server nodes on one Redis, relaying, talking in a
+room and keeping messages while a node is paused past its TTL, another is killed and started
+again, and Redis restarts; then the invariants are checked.
 
 Invariants, at the end:
 - no name is held twice: every node lists the same users, and each name at most once;
 - nothing answered OK is lost, between connections that lived through the run: each receiver
   got every message acknowledged to its sender;
 - nothing is delivered twice or out of order: each receiver sees each sender's numbers rising;
+- a room has one order: every member gets every message answered OK, once, in the order of
+  the room's ids, and two members never see one id carry different messages;
 - nothing answered STORED is lost: registered users who were away get all of it at login.
 
 Run by ./scripts/reliability (its figures go in docs/reliability.md), or alone:
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import gevent
 
-from chatroom.protocol import Authenticate, Hello, Incoming, ListUsers, Response, SendTo, Status
+from chatroom.protocol import Authenticate, Hello, Incoming, ListUsers, Login, Response, SendTo, Status
+from chatroom.room_frames import Join, RoomMessage
 from chatroom.testing import OK, Peer, RedisProcess, ServerProcess, extended
 
 TTL = 2
@@ -30,6 +33,7 @@ PAIRS = 24  # relaying pairs, each across two nodes: 0 and 1 (they live through 
 AWAY = 4  # registered users who stay away, their messages kept
 WINDOW = 8
 STORED = Response(Status.STORED)
+ROOM = "#chaos"
 
 
 class Relay:
@@ -78,12 +82,89 @@ class Relay:
             self.broken = True
 
 
+class RoomTalk:
+    """Posters and listeners in one room, on nodes 0 and 1; what each listener got, checked."""
+
+    def __init__(self, nodes):
+        self.posters = {f"p{n}": self._member(nodes[n % 2], f"p{n}") for n in range(4)}
+        self.listeners = {f"l{n}": self._member(nodes[n], f"l{n}") for n in range(2)}
+        self.acknowledged: dict[str, list[int]] = {name: [] for name in self.posters}
+        self.refused = 0
+        self.received: dict[str, list[tuple[int, str]]] = {name: [] for name in self.listeners}  # (id, text)
+        self.broken: set[str] = set()
+
+    @staticmethod
+    def _member(node, name) -> Peer:
+        peer = Peer(node.address)
+        assert peer.reply(Hello(3)) == OK and peer.reply(Login(name)) == OK and peer.reply(Join(ROOM)) == OK
+        peer.sock.settimeout(30)  # (a node paused, Redis away: answers come late)
+        return peer
+
+    def run(self, until: float) -> list:
+        posting = [gevent.spawn(self._post, name, until) for name in self.posters]
+        return posting + [gevent.spawn(self._listen, name) for name in self.listeners]
+
+    def close(self) -> None:
+        for peer in [*self.posters.values(), *self.listeners.values()]:
+            peer.close()
+
+    def _post(self, name, until):
+        peer, number = self.posters[name], 0
+        try:
+            while time.monotonic() < until:
+                if peer.reply(SendTo(ROOM, f"{name} {number}")) == OK:
+                    self.acknowledged[name].append(number)
+                else:
+                    self.refused += 1
+                peer.pushed.clear()  # (its own messages, and the others')
+                number += 1
+        except (OSError, AssertionError, gevent.Timeout):
+            self.broken.add(name)
+
+    def _listen(self, name):
+        peer = self.listeners[name]
+        try:
+            while True:
+                try:
+                    event = peer.next_push()
+                except gevent.Timeout:
+                    continue
+                if isinstance(event, RoomMessage):
+                    self.received[name].append((event.id, event.text))
+        except (OSError, AssertionError):
+            self.broken.add(name)
+
+    def check(self) -> dict:
+        """Lost (answered OK, missing at a listener that lived), twice, out of order, and ids
+        that carried different messages at two listeners."""
+        said = {f"{name} {n}" for name, numbers in self.acknowledged.items() for n in numbers}
+        lost = twice = disorder = 0
+        for name, got in self.received.items():
+            ids = [message_id for message_id, _ in got]
+            twice += len(ids) - len(set(ids))
+            disorder += sum(1 for a, b in zip(ids, ids[1:], strict=False) if b <= a)
+            if name not in self.broken:
+                lost += len(said - {text for _, text in got})
+        first, second = (dict(got) for got in self.received.values())
+        differ = sum(1 for message_id in first.keys() & second.keys() if first[message_id] != second[message_id])
+        return {
+            "room_acknowledged": len(said),
+            "room_refused": self.refused,
+            "room_whole": len(self.listeners) - len(self.broken & set(self.listeners)),
+            "room_lost": lost,
+            "room_twice": twice,
+            "room_disorder": disorder,
+            "room_differ": differ,
+        }
+
+
 def run(folder: Path, seconds: float = 20.0) -> dict:
     redis = RedisProcess(folder, persistent=True)  # what it acknowledged survives its restart
     url = f"redis://127.0.0.1:{redis.port}/0"
     args = ("--log-level", "WARNING", "--redis", url, "--node-ttl", str(TTL))
     nodes = [ServerProcess(*args) for _ in range(3)]
     relays, away_stored, greenlets = [], {f"away{i}": [] for i in range(AWAY)}, []
+    room = None
     try:
         for name in away_stored:
             extended(nodes[0].address, name).close()
@@ -91,18 +172,22 @@ def run(folder: Path, seconds: float = 20.0) -> dict:
         for number in range(PAIRS):
             sender, receiver = ends[number % len(ends)]
             relays.append(Relay(number, nodes[sender], nodes[receiver]))
+        room = RoomTalk(nodes)
         until = time.monotonic() + seconds
         for relay in relays:
             greenlets += relay.run(until)
+        greenlets += room.run(until)
         greenlets.append(gevent.spawn(_keep_for_the_away, nodes[1].address, away_stored, until))
         events = _cause_trouble(nodes, redis, seconds, args)
         gevent.sleep(max(0.0, until - time.monotonic()) + 2.0)  # the last messages arrive
-        return _check(nodes, relays, away_stored, events)
+        return _check(nodes, relays, away_stored, events) | room.check()
     finally:
         gevent.killall(greenlets)
         for relay in relays:
             relay.sender.close()
             relay.receiver.close()
+        if room is not None:
+            room.close()
         for node in nodes:
             node.terminate()
         redis.stop()
@@ -208,10 +293,12 @@ def section(outcome: dict) -> list[str]:
         and outcome["listings_agree"]
         and outcome["held_twice"] == 0
         and outcome["stored_lost"] == 0
+        and outcome["room_lost"] == outcome["room_twice"] == outcome["room_disorder"] == outcome["room_differ"] == 0
     )
     return [
-        f"Chaos: three nodes on one Redis, {outcome['pairs']} pairs relaying across them, registered users "
-        f"away with messages kept for them; meanwhile {'; '.join(outcome['events'])}. "
+        f"Chaos: three nodes on one Redis, {outcome['pairs']} pairs relaying across them, four members "
+        f"posting in a room that two others listen to, registered users away with messages kept for them; "
+        f"meanwhile {'; '.join(outcome['events'])}. "
         f"Invariants {'held' if ok else 'BROKEN'}.",
         "",
         "| | figure |",
@@ -223,6 +310,11 @@ def section(outcome: dict) -> list[str]:
         f"| names held twice / nodes listing alike | {outcome['held_twice']} / "
         f"{'yes' if outcome['listings_agree'] else 'NO'} |",
         f"| answered STORED / lost | {outcome['stored']} / {outcome['stored_lost']} |",
+        f"| room messages answered OK / FAILURE | {outcome['room_acknowledged']} / {outcome['room_refused']} |",
+        f"| room listeners whose connections lived through it | {outcome['room_whole']} of 2 |",
+        f"| room messages answered OK but lost at a listener | {outcome['room_lost']} |",
+        f"| room messages twice / out of order / one id, two messages | {outcome['room_twice']} / "
+        f"{outcome['room_disorder']} / {outcome['room_differ']} |",
     ]
 
 

@@ -157,6 +157,42 @@ def test_same_node_messages_do_not_touch_redis(nodes, redis_server, logged_in):
     assert stats.info("commandstats").get("cmdstat_spublish", {}).get("calls", 0) == published
 
 
+def test_what_a_lost_subscription_held_is_read_again_nothing_answered_ok_lost(nodes, redis_server, logged_in):
+    """Redis drops node two's inbox subscription with batches it counted as taken still in its
+    output buffer (its pub/sub limit, lowered here; a restart does the same): node two reads
+    them again from its inbox's stream, so bob gets every message alice was answered OK for,
+    once each, in order."""
+    one, two = nodes(2)
+    alice, bob = logged_in(one.address, "alice"), logged_in(two.address, "bob")
+    assert alice.request(SendTo("bob", "warm")) == OK
+    assert bob.next_event() == Incoming("alice", "warm")
+    with redis_server.client() as admin:
+        admin.config_set("client-output-buffer-limit", "pubsub 256kb 0 0")
+    padding = "x" * 60_000
+    acknowledged, received = [], []
+
+    def receive():
+        while len(received) < 400:
+            received.append(int(bob.next_event().text[:5]))
+
+    receiver = gevent.spawn(receive)
+    two.proc.send_signal(signal.SIGSTOP)  # node two reads nothing: Redis's buffer for it grows
+    try:
+        for first in range(0, 400, 10):  # until Redis drops the subscriber (FAILURE), at most 24 MB
+            alice.send(*[SendTo("bob", f"{i:05d}{padding}") for i in range(first, first + 10)])
+            answers = [alice.next_event() for _ in range(10)]
+            acknowledged += [first + i for i, answer in enumerate(answers) if answer == OK]
+            if FAILURE in answers:
+                break
+    finally:
+        two.proc.send_signal(signal.SIGCONT)
+    assert FAILURE in answers, "Redis never dropped the subscriber"
+    eventually(lambda: len(received) >= len(acknowledged), timeout=WAIT * 2)
+    receiver.kill()
+    assert received == acknowledged
+    two.wait_for_log("read again from Redis")
+
+
 def test_killed_node_frees_its_users_within_the_ttl(nodes, logged_in, peer_at):
     one, two = nodes(2)
     alice = logged_in(one.address, "alice")

@@ -24,6 +24,7 @@ from gevent.event import AsyncResult
 from ...codec import Decoder, name_field
 from ...protocol import Reason
 from ...room_frames import EventKind, RoomEvent, RoomMessage
+from ..presence.cluster.scripts import HAND
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms
@@ -55,9 +56,10 @@ end
 """
 _TELL = (
     _NODES
+    + HAND
     + """
 for node in pairs(nodes) do
-  redis.call('SPUBLISH', ARGV[2] .. node, ARGV[3])
+  hand(ARGV[2] .. node, ARGV[3])
 end
 return count
 """
@@ -67,6 +69,7 @@ return count
 # ARGV[5] the time (ms), ARGV[6] the text. Returns the id.
 _POST = (
     _NODES
+    + HAND
     + """
 local id = redis.call('HINCRBY', KEYS[3], 'last', 1)
 local room, sender, time = ARGV[3], ARGV[4], tonumber(ARGV[5])
@@ -76,7 +79,7 @@ end
 local body = string.char(#room) .. room .. string.char(#sender) .. sender .. u64(id) .. u64(time) .. ARGV[6]
 local envelope = string.char(#room) .. room .. string.char(0x89) .. struct.pack('>I4', #body) .. body
 for node in pairs(nodes) do
-  redis.call('SPUBLISH', ARGV[2] .. node, envelope)
+  hand(ARGV[2] .. node, envelope)
 end
 return id
 """

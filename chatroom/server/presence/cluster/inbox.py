@@ -4,6 +4,13 @@ The inbox is a sharded pub/sub subscription (SSUBSCRIBE) on the Redis server tha
 directory's slot; SPUBLISH answers how many subscribers took a batch, so a sender hears OK
 only once this node has it. The subscription waits as long as it takes (no read timeout, but
 keepalive), and is made again, where the directory is then, whenever it ends.
+
+A subscription can end with batches that SPUBLISH counted as taken still in Redis's output
+buffer (Redis restarted, or dropped a subscriber that fell too far behind). Every batch is
+also kept in the inbox's stream under the id it was published with (scripts.HAND), so after
+subscribing again the inbox reads what came after the last batch it took, before anything
+newer: nothing answered OK is lost, and nothing is handed out twice (a batch whose id is not
+past the last one taken is one already handed out).
 """
 
 import logging
@@ -20,6 +27,8 @@ from .scripts import INBOX, open_envelopes
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE = 0.5
+CATCH_UP_PAGE = 500  # batches read from the stream at a time
+NOTHING_YET = b"0-0"  # the last entry taken, when the stream was empty at the start
 
 
 class DirectoryMoved(Exception):
@@ -46,6 +55,7 @@ class Inbox:
         self._on_reconnect = on_reconnect
         self._follow = follow
         self.on_room: Callable[[str, bytes], None] | None = None  # a room's frame, for its members here
+        self._last_taken: bytes | None = None  # the stream entry of the last batch handed out
 
     def run(self) -> None:
         while True:
@@ -61,19 +71,55 @@ class Inbox:
         subscriber = redis.Redis.from_url(self._address(), socket_connect_timeout=1.0, socket_keepalive=True)
         pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
         try:
+            if self._last_taken is None:
+                # The first subscription starts after what the stream holds now: what was
+                # published before it was answered as not taken.
+                newest = subscriber.xrevrange(self._channel, count=1)
+                self._last_taken = newest[0][0] if newest else NOTHING_YET
             pubsub.ssubscribe(self._channel)
             if not self._circuit.healthy:
                 gevent.spawn(self._on_reconnect)  # Redis is back: register again now
+            self._catch_up(subscriber)
             # listen() ends if Redis Cluster moves the channel's slot elsewhere (it
             # unsubscribes us): then the loop finds where it went and subscribes there.
             for message in pubsub.listen():
                 if message["type"] == "smessage":
-                    self._deliver(message["data"])
+                    data = message["data"]
+                    entry_end = 1 + data[0]
+                    self._take(data[1:entry_end], data[entry_end:])
         except redis.RedisError as err:
             self._circuit.failed(err)
         finally:
             pubsub.close()
             subscriber.close()
+
+    def _catch_up(self, client: redis.Redis) -> None:
+        """Hand out the batches the stream holds past the last one taken: those a former
+        subscription lost (none, usually). Newer ones wait in the new subscription meanwhile."""
+        assert self._last_taken is not None
+        since = self._last_taken
+        if since != NOTHING_YET:
+            kept = client.xrange(self._channel, min=since, count=1)
+            if not kept or kept[0][0] != since:
+                log.warning("inbox: Redis no longer holds the batches after the last one taken; some may be lost")
+        caught_up = 0
+        while True:
+            page = client.xrange(self._channel, min=b"(" + self._last_taken, count=CATCH_UP_PAGE)
+            for entry, fields in page:
+                self._take(entry, fields[b"b"])
+            caught_up += len(page)
+            if len(page) < CATCH_UP_PAGE:
+                break
+        if caught_up:
+            log.warning("inbox: %d batches read again from Redis after the subscription ended", caught_up)
+
+    def _take(self, entry: bytes, batch: bytes) -> None:
+        """Hand a batch out unless it was already (read from the stream, then published)."""
+        assert self._last_taken is not None
+        if _entry_order(entry) <= _entry_order(self._last_taken):
+            return
+        self._last_taken = entry
+        self._deliver(batch)
 
     def _deliver(self, batch: bytes) -> None:
         for recipient, frame in open_envelopes(batch):
@@ -88,3 +134,9 @@ class Inbox:
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
             if mailbox is not None:  # else logged out meanwhile
                 mailbox.deliver(frame if mailbox.wants_ids else without_id(frame), wait=False)
+
+
+def _entry_order(entry: bytes) -> tuple[int, int]:
+    """A stream entry id ("MILLISECONDS-SEQUENCE") as what orders it."""
+    milliseconds, _, sequence = entry.partition(b"-")
+    return int(milliseconds), int(sequence)

@@ -16,7 +16,7 @@ LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged i
 EPOCH = "{chatroom}:epoch"
 RECOVERING = "{chatroom}:recovering"
 NODE = "{chatroom}:node:"  # + node id: the node's lease, expiring TTL seconds after its last heartbeat
-INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel
+INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel, and its stream
 BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a sender that lost them
 
 # Redis may lose its data (a restart without persistence): then every node must register its
@@ -97,6 +97,24 @@ redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
 return 1
 """
 )
+KEPT_BATCHES = 10_000  # the batches an inbox's stream keeps, newest (see _HAND)
+
+# Hand a payload to a node's inbox, whose name is both a key and a channel: the payload is
+# added to the inbox's stream (its newest KEPT_BATCHES kept), then published on its channel
+# after its entry id (a length byte, then the id), so that a node whose subscription ended
+# (Redis restarted with the batch still in its output buffer) reads what it lost from the
+# stream (see inbox.py). A payload nobody took is not kept: its sender hears FAILURE for it.
+# Answers how many subscribers took it.
+HAND = f"""
+local function hand(inbox, payload)
+  local entry = redis.call('XADD', inbox, 'MAXLEN', '~', {KEPT_BATCHES}, '*', 'b', payload)
+  local received = redis.call('SPUBLISH', inbox, string.char(#entry) .. entry .. payload)
+  if received == 0 then
+    redis.call('XDEL', inbox, entry)
+  end
+  return received
+end
+"""
 # Give a name (ARGV[1], skeleton ARGV[3]) up, if this node (ARGV[2]) still holds it, under any
 # lease.
 _RELEASE = """
@@ -109,7 +127,7 @@ if holder and string.sub(holder, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
 end
 return 1
 """
-# Hand a batch of messages to the nodes of their recipients: one SPUBLISH per node, carrying
+# Hand a batch of messages to the nodes of their recipients: one hand() per node, carrying
 # every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
 # node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
 # deadline (Unix ms), ARGV[5] the envelopes (see envelope()), one after another: one
@@ -121,6 +139,7 @@ return 1
 # without publishing anything again.
 _SEND_BATCH = (
     _LIVE
+    + HAND
     + """
 local done = redis.call('GET', KEYS[2])
 if done then
@@ -166,7 +185,7 @@ for i = 1, count do
 end
 local received = {}
 for _, node in ipairs(order) do
-  received[node] = redis.call('SPUBLISH', ARGV[2] .. node, table.concat(groups[node]))
+  received[node] = hand(ARGV[2] .. node, table.concat(groups[node]))
 end
 local answers = {}
 for i = 1, count do
