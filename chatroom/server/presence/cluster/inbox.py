@@ -74,7 +74,7 @@ class Inbox:
             if self._last_taken is None:
                 # The first subscription starts after what the stream holds now: what was
                 # published before it was answered as not taken.
-                newest = subscriber.xrevrange(self._channel, count=1)
+                newest = _batches(subscriber.xrevrange(self._channel, count=1))
                 self._last_taken = newest[0][0] if newest else NOTHING_YET
             pubsub.ssubscribe(self._channel)
             if not self._circuit.healthy:
@@ -99,14 +99,14 @@ class Inbox:
         assert self._last_taken is not None
         since = self._last_taken
         if since != NOTHING_YET:
-            kept = client.xrange(self._channel, min=since, count=1)
+            kept = _batches(client.xrange(self._channel, min=since, count=1))
             if not kept or kept[0][0] != since:
                 log.warning("inbox: Redis no longer holds the batches after the last one taken; some may be lost")
         caught_up = 0
         while True:
-            page = client.xrange(self._channel, min=b"(" + self._last_taken, count=CATCH_UP_PAGE)
-            for entry, fields in page:
-                self._take(entry, fields[b"b"])
+            page = _batches(client.xrange(self._channel, min=b"(" + self._last_taken, count=CATCH_UP_PAGE))
+            for entry, batch in page:
+                self._take(entry, batch)
             caught_up += len(page)
             if len(page) < CATCH_UP_PAGE:
                 break
@@ -134,6 +134,11 @@ class Inbox:
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
             if mailbox is not None:  # else logged out meanwhile
                 mailbox.deliver(frame if mailbox.wants_ids else without_id(frame), wait=False)
+
+
+def _batches(entries) -> list[tuple[bytes, bytes]]:
+    """(entry id, batch) for each entry of an inbox's stream that Redis answered with."""
+    return [(entry, fields[b"b"]) for entry, fields in entries or ()]
 
 
 def _entry_order(entry: bytes) -> tuple[int, int]:
