@@ -34,6 +34,8 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            # Two test processes: most tests wait on servers, clients and Redis, not the CPU.
+            "pytest-xdist>=3",
             "hypothesis>=6",
             "pexpect>=4.8",
             "pyte>=0.8",
