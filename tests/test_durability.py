@@ -150,6 +150,34 @@ def test_stored_is_answered_only_once_committed(server_process, tmp_path):
     assert stored_for(again.address, "away0") == [f"before {i}" for i in range(10)]
 
 
+def test_history_waits_for_the_disk_rather_than_fall_behind(server_process, tmp_path):
+    """What a kill -9 can lose of the history is bounded in time: once the writer is behind,
+    senders of history wait for it instead of being answered OK."""
+    server = server_process(data_dir=tmp_path)
+    alice, bob = extended(server.address, "alice"), extended(server.address, "bob")
+    # Another process holds the database's write lock: the history cannot be committed.
+    lock = sqlite3.connect(tmp_path / "chatroom" / "chatroom.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    alice.send(*[SendTo("bob", f"first {i}") for i in range(10)])
+    assert [alice.next_event() for _ in range(10)] == [OK] * 10  # (one batch, now stuck in the writer)
+    gevent.sleep(0.2)  # the writer is now behind by more than its lag
+    alice.send(*[SendTo("bob", f"then {i}") for i in range(10)])
+    answered = []
+    with gevent.Timeout(1.0, False):
+        while True:
+            answered.append(alice.next_event())
+    assert answered == [], "answered OK while the history could not keep up"
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert [alice.next_event() for _ in range(10)] == [OK] * 10
+    page = alice.request(HistoryRequest("bob", 100))
+    assert [entry.text for entry in page.entries] == [f"first {i}" for i in range(10)] + [
+        f"then {i}" for i in range(10)
+    ]
+    alice.close()
+    bob.close()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs (mounted as root, as CI runs), unmounted at the end."""

@@ -6,8 +6,11 @@ round of the event loop, as one batch to the worker thread, which commits the ba
 transaction (group commit: while it commits, the next batch gathers). A caller that must not
 answer before its write is on disk (an account, a kept message) waits for its batch's commit
 and learns whether it failed; history is written behind the relay, through a queue bounded in
-bytes that makes senders wait rather than grow. Reads go through the same thread, after every
-write queued before them, so a reader always sees what the server has acknowledged.
+bytes and in time that makes senders wait rather than grow: while the oldest batch the thread
+has not finished was handed to it more than HISTORY_LAG ago, a sender's next history write
+waits, so what was answered is committed within about twice that (what a kill -9 can lose). Reads
+go through the same thread, after every write queued before them, so a reader always sees
+what the server has acknowledged.
 
 When a batch cannot be committed (a full disk, an I/O error), the requests waiting on it get
 StoreUnavailable, the store reports itself unhealthy, and the log says so once, and once more
@@ -16,6 +19,7 @@ when writing works again.
 
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Callable
 
 import gevent
@@ -30,13 +34,14 @@ log = logging.getLogger(__name__)
 _start_thread = get_original("_thread", "start_new_thread")
 _SimpleQueue = get_original("queue", "SimpleQueue")
 MAX_UNWRITTEN_BYTES = 8 << 20  # history queued for the disk before senders wait
+HISTORY_LAG = 0.05  # seconds the thread may be behind before senders of history wait
 RECOVERED_AFTER = 20  # commits in a row after a failure before the log says writing works again
 
 
 class _Batch:
     """Writes that go in one transaction, and how it went."""
 
-    __slots__ = ("writes", "size", "durable", "committed", "error")
+    __slots__ = ("writes", "size", "durable", "committed", "error", "handed_at")
 
     def __init__(self):
         self.writes: list = []  # (sql, parameters)
@@ -44,6 +49,7 @@ class _Batch:
         self.durable = False  # someone waits for it: commit with a full sync
         self.committed = Event()  # set on the hub once the thread is done with it
         self.error: str | None = None
+        self.handed_at = 0.0  # when it went to the thread (the event loop's clock)
 
 
 class SQLiteWorker:
@@ -58,7 +64,9 @@ class SQLiteWorker:
         self._gathering = _Batch()
         self._flush_due = False
         self._unwritten = 0  # bytes handed over or gathered, not yet committed
-        self._room = Event()  # set whenever the unwritten bytes fall under the bound
+        self._in_flight: deque[_Batch] = deque()  # handed to the thread, oldest first
+        self._loop = gevent.get_hub().loop
+        self._room = Event()  # set whenever the thread finishes a batch within the bounds
         self._room.set()
         self._done = gevent.get_hub().loop.async_()  # the thread's way to wake the hub
         self._finished = _SimpleQueue()  # batches the thread is done with, for the hub
@@ -94,10 +102,14 @@ class SQLiteWorker:
             raise StoreUnavailable(batch.error)
 
     def wait_for_room(self) -> None:
-        """Wait while more than the bound of history is queued for the disk."""
-        while self._unwritten > self._max_unwritten:
+        """Wait while more than the bound of history is queued for the disk, or the thread
+        is more than HISTORY_LAG behind."""
+        while self._unwritten > self._max_unwritten or self._behind():
             self._room.clear()
             self._room.wait()
+
+    def _behind(self) -> bool:
+        return bool(self._in_flight) and self._loop.now() - self._in_flight[0].handed_at > HISTORY_LAG
 
     def call(self, function, *args):
         """function(db, *args) in the thread, after every write queued before it; the calling
@@ -127,6 +139,8 @@ class SQLiteWorker:
         batch = self._gathering
         if batch.writes:
             self._gathering = _Batch()
+            batch.handed_at = self._loop.now()
+            self._in_flight.append(batch)
             self._jobs.put(batch)
 
     def _queue(self, sql, parameters, size) -> _Batch:
@@ -143,10 +157,11 @@ class SQLiteWorker:
     def _on_batches_done(self) -> None:
         while not self._finished.empty():
             batch = self._finished.get()
+            self._in_flight.popleft()  # (the thread takes batches in order)
             self._unwritten -= batch.size
             self._note_outcome(batch)
             batch.committed.set()
-        if self._unwritten <= self._max_unwritten:
+        if self._unwritten <= self._max_unwritten and not self._behind():
             self._room.set()
 
     def _note_outcome(self, batch: _Batch) -> None:
