@@ -3,12 +3,15 @@
 
 - a WebSocket flood (pings, empty fragments) beside a TCP neighbour: its latency with and
   without the flood, and how soon the flooders are closed;
+- a room flood (senders keeping messages in flight to a room of 1000) beside a TCP
+  neighbour: its latency meanwhile;
 - kill -9 under load: what was answered STORED and REGISTER-OK, and what is still there after
   a restart; the history the kill lost, against what was answered in the moment before it;
 - a burst of password guesses from many addresses: how many were hashed, and how soon the
   owner gets in.
 """
 
+import json
 import subprocess
 import sys
 import time
@@ -127,6 +130,38 @@ def websocket_flood() -> list[str]:
         "| flood | neighbour p50 | neighbour p99 | flooders |",
         "|---|---|---|---|",
         f"| no flood | {_percentile(quiet, 0.5):.2f} ms | {_percentile(quiet, 0.99):.2f} ms | |",
+        *rows,
+    ]
+
+
+def room_flood() -> list[str]:
+    server = ServerProcess("--log-level", "WARNING")
+    rows = []
+    try:
+        neighbour = Peer(server.address)
+        neighbour.login("neighbour")
+        for senders in (1, 10):
+            # The flood from a process of its own (in this one it would slow the neighbour).
+            command = [str(Path(sys.executable).parent / "chatroom-bench"), "--port", str(server.address[1])]
+            command += ["--scenario", "room", "--room-size", "1000", "--clients", "1000", "--senders", str(senders)]
+            command += ["--window", "64", "--warmup", "2", "--duration", "4", "--json"]
+            flood = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            gevent.sleep(3.0)  # the members log in and join, the senders start
+            during = _latencies(neighbour, 3000)
+            delivered = json.loads(flood.communicate(timeout=60)[0])["msgs_per_s"]
+            rows.append(
+                f"| {senders} | {delivered:,.0f} | {_percentile(during, 0.5):.2f} ms | "
+                f"{_percentile(during, 0.99):.2f} ms |"
+            )
+        neighbour.close()
+    finally:
+        server.terminate()
+    return [
+        "A room flood beside a TCP neighbour: the neighbour's LIST round trips (3000) while senders in a room "
+        "of 1000 members (chatroom-bench, a process of its own) keep 64 messages each in flight.",
+        "",
+        "| senders | deliveries/s | neighbour p50 | neighbour p99 |",
+        "|---|---|---|---|",
         *rows,
     ]
 

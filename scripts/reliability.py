@@ -196,7 +196,8 @@ def main():
         sys.exit(f"reliability: the open-files limit {limit} is too low for {STALLED} connections")
     with tempfile.TemporaryDirectory() as folder:
         sections = [stalled_handshakes(Path(folder)), drain_on_sigterm(), fuzz()]
-        sections += [promises.websocket_flood(), promises.kill_minus_nine(Path(folder) / "killed")]
+        sections += [promises.websocket_flood(), promises.room_flood()]
+        sections += [promises.kill_minus_nine(Path(folder) / "killed")]
         sections += [promises.password_burst(), chaos.section(chaos.run(Path(folder) / "chaos"))]
     lines = [f"Measured by `./scripts/reliability` on {datetime.date.today()}, {os.cpu_count()} cores.", ""]
     for section in sections:
