@@ -6,7 +6,7 @@ returns the message, or raises :class:`BadBody` for a body that breaks the proto
 
 import struct
 
-from . import room_frames, search_frames
+from . import device_frames, room_frames, search_frames
 from .fields import BadBody, split_name_field
 from .fields import text as _text
 from .protocol import (
@@ -234,3 +234,5 @@ CLIENT_MESSAGES.update(room_frames.CLIENT_PARSERS)
 CLIENT_MESSAGES.update(search_frames.CLIENT_PARSERS)
 SERVER_MESSAGES.update(room_frames.SERVER_PARSERS)
 SERVER_MESSAGES.update(search_frames.SERVER_PARSERS)
+CLIENT_MESSAGES.update(device_frames.CLIENT_PARSERS)
+SERVER_MESSAGES.update(device_frames.SERVER_PARSERS)

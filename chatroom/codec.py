@@ -7,8 +7,9 @@ the protocol through the same few functions.
 
 import struct
 
-from . import room_frames, search_frames
+from . import device_frames, room_frames, search_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME
+from .device_frames import Marked, OwnMessage
 from .fields import BadBody, name_field
 from .protocol import (
     AUTHENTICATE,
@@ -153,7 +154,9 @@ def _encode_extension(message) -> bytes:
         return frame(TOKEN, message.token.encode())
     if kind is Presence:
         return frame(PRESENCE, b"".join(bytes((online,)) + name_field(name) for name, online in message.changes))
-    room_body = room_frames.encode_body(message) or search_frames.encode_body(message)
+    room_body = (
+        room_frames.encode_body(message) or search_frames.encode_body(message) or device_frames.encode_body(message)
+    )
     if room_body is None:
         raise TypeError(f"not a protocol message: {message!r}")
     return frame(*room_body)
@@ -175,7 +178,7 @@ def without_id(data: bytes) -> bytes:
 
 
 # What a server sends unasked (every other frame it sends answers a request).
-PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent)
+PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent, OwnMessage, Marked)
 
 
 def reply_status(data) -> Status | None:

@@ -35,7 +35,7 @@ PRESENCE = 0x88  # version 2: who came online or went offline, to a client that 
 DIRECT_MESSAGE = 0x8E  # version 3: a relayed message with its id and time (INCOMING before)
 KEPT_MESSAGE = 0x8F  # version 3: a message kept while away, with its id (STORED-MESSAGE before)
 
-EXTENSION_VERSION = 3  # 2: FAILURE carries a reason; session tokens; presence pushed. 3: rooms
+EXTENSION_VERSION = 4  # 2: FAILURE carries a reason; session tokens; presence pushed. 3: rooms. 4: devices
 MAX_PASSWORD_BYTES = 255
 MAX_HISTORY_COUNT = 1000
 DEFAULT_PORT = 5555
@@ -89,6 +89,9 @@ class Reason(enum.IntEnum):
     INVITE_ONLY = 0x19  # the room is invite-only, and the user was not invited
     ROOM_FULL = 0x1A  # detail: the members a room may have
     TOO_MANY_ROOMS = 0x1B  # detail: the limit (the user's rooms, or the server's)
+    # Version 4: devices.
+    TOO_MANY_SESSIONS = 0x1C  # detail: the sessions one account may have at once
+    NO_SUCH_SESSION = 0x1D
 
 
 # Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such

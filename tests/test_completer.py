@@ -19,7 +19,7 @@ def complete(text, *names):
 
 def test_command_names_complete_with_a_space_only_where_arguments_follow():
     assert complete("sen") == [("sendto ", -3)]
-    assert complete("se") == [("search ", -2), ("sendto ", -2)]
+    assert complete("se") == [("search ", -2), ("sendto ", -2), ("sessions ", -2)]
     assert complete("l") == [("list", -1), ("login ", -1), ("logout", -1)]
     assert complete("ex") == [("exit", -2)]
 

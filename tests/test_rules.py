@@ -48,6 +48,7 @@ class Client:
 
     def __init__(self, directory, accounts, peer="127.0.0.1:40000", rooms=None):
         self.rules = Rules(self, directory, accounts, peer, rooms)
+        self.peer, self.transport = peer, "test"  # (as a session lists itself)
         self.full = False  # offer() finds the queue full
         self.wants_ids = False  # set by the rules at HELLO 3
         self.received: list = []

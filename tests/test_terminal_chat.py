@@ -173,7 +173,7 @@ def test_stored_messages_follow_the_logins_success_under_a_line_of_their_own(ter
     term.wait_for_match(r"\d\d:\d\d bob: kept 2")
     lines = term.lines()
     success = max(i for i, line in enumerate(lines) if line == "Success")
-    away = lines.index("while you were away:")
+    away = lines.index("while you were away: bob 3")  # (what came, per conversation: the three kept)
     first = next(i for i, line in enumerate(lines) if line.endswith("bob: kept 0"))
     assert success < away < first
     term.type("history bob\r")

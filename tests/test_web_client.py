@@ -5,12 +5,26 @@ pushed, and the small things (title, links, keyboard, notifications)."""
 import os
 from pathlib import Path
 
+import gevent
 import pytest
 
-from chatroom.protocol import Hello, ListUsers, Register, Response, SendTo, Status, UserList
+from chatroom.device_frames import Mark, Marked
+from chatroom.protocol import (
+    Authenticate,
+    DirectMessage,
+    Hello,
+    ListUsers,
+    Logout,
+    Register,
+    Response,
+    SendTo,
+    Status,
+    UserList,
+)
 from chatroom.room_frames import RoomMessage
-from chatroom.testing import OK, eventually
+from chatroom.testing import OK, WAIT
 from tests.browsers import click, log_in, until
+from tests.terminals import register
 
 pytestmark = pytest.mark.process
 
@@ -112,8 +126,9 @@ def test_a_registered_user_logs_in_reads_what_was_kept_and_stays_logged_in_acros
     alice = registered_peer(peer_at, web_server.address, "alice")
     bob = registered_peer(peer_at, web_server.address, "bob")
     assert bob.request(SendTo("alice", "said while you were here")) == OK
+    assert alice.reply(Logout()) == OK  # (then nothing more is relayed to her: it is kept)
     alice.close()
-    eventually(lambda: bob.request(SendTo("alice", "kept while you were away")) == Response(Status.STORED))
+    assert bob.request(SendTo("alice", "kept while you were away")) == Response(Status.STORED)
     open_page(browser, web_server.web_url)
     type_into(browser, "name", "alice")
     click(browser, "#login")
@@ -126,11 +141,14 @@ def test_a_registered_user_logs_in_reads_what_was_kept_and_stays_logged_in_acros
     type_into(browser, "password", "pw")
     click(browser, "#login")
     until(browser, lambda d: text_of(d, "me") == "alice", "the login")
-    until(browser, lambda d: d.find_element(*by_css('.user[data-name="bob"] .unread')).text == "1", "unread")
-    assert browser.title == "(1) chatroom"
+    # Both unread: the one said while alice was on too (her client then set no marker).
+    until(browser, lambda d: d.find_element(*by_css('.user[data-name="bob"] .unread')).text == "2", "unread")
+    assert browser.title == "(2) chatroom"
     click(browser, '.user[data-name="bob"]')
     until(browser, lambda d: "said while you were here" in text_of(d, "messages"), "the history")
     assert "kept while you were away" in text_of(browser, "messages")
+    first_unread = until(browser, lambda d: d.find_element(*by_css("#messages .first-unread .text")), "1st unread")
+    assert first_unread.text == "said while you were here"  # (the conversation opens there)
     assert browser.title == "chatroom"
     token = browser.execute_script("return sessionStorage.getItem('chatroom.session')")
     assert token and "pw" not in token.replace('"open"', "")  # the token, never the password
@@ -226,10 +244,13 @@ def test_a_conversation_with_anyone_by_name_and_a_notification_while_hidden(web_
 
 
 def test_older_history_comes_in_pages_on_scrolling_up(web_server, browser, peer_at):
-    alice = registered_peer(peer_at, web_server.address, "alice")
+    alice = peer_at(web_server.address)
+    assert alice.reply(Hello(4)) == OK and alice.reply(Register("alice", "pw")) == OK
     bob = registered_peer(peer_at, web_server.address, "bob")
     for n in range(120):
         assert bob.request(SendTo("alice", f"number {n}")) == OK
+    *_, newest = pushes(alice, 120)
+    assert alice.reply(Mark("bob", newest.id)) == OK  # all read: the conversation opens at its end
     alice.close()
     log_in_with_password(browser, web_server.web_url, "alice")
     type_into(browser, "talk-to", "bob\n")
@@ -277,3 +298,38 @@ def drain_pushes(peer) -> list:
     peer.reply(ListUsers())
     pushed, peer.pushed = peer.pushed, []
     return pushed
+
+
+def test_one_account_in_the_terminal_and_the_browser_own_messages_and_markers(web_server, browser, terminal, peer_at):
+    """What the terminal sends shows in the same user's browser, as theirs; a marker set on one
+    session shows on the others (the badge goes; the other device hears of it)."""
+    bob = registered_peer(peer_at, web_server.address, "bob")
+    term = terminal(web_server.address)
+    register(term, "alice", "pw")
+    log_in_with_password(browser, web_server.web_url, "alice")
+    phone = peer_at(web_server.address)  # a third session of alice's
+    assert phone.reply(Hello(4)) == OK and phone.reply(Authenticate("alice", "pw")) == OK
+    term.type("sendto bob from the terminal\r")
+    assert bob.next_event().text == "from the terminal"
+    term.type("logout\r")  # (a terminal shows, so reads, everything: its markers are another test's)
+    term.wait_for_input_line("> ")
+    until(browser, lambda d: d.find_element(*by_css('.user[data-name="bob"]')), "the conversation with bob")
+    assert bob.request(SendTo("alice", "read me")) == OK
+    until(browser, lambda d: d.find_element(*by_css('.user[data-name="bob"] .unread')).text == "1", "unread")
+    [read_me] = [m for m in pushes(phone, 2) if type(m) is DirectMessage]
+    assert phone.reply(Mark("bob", read_me.id)) == OK  # read on the phone: no longer unread here
+    until(browser, lambda d: d.find_element(*by_css('.user[data-name="bob"] .unread')).text == "", "the badge gone")
+    click(browser, '.user[data-name="bob"]')
+    mine = until(browser, lambda d: [m.text for m in d.find_elements(*by_css("#messages .message.mine .text"))], "mine")
+    assert mine == ["from the terminal"]
+    assert bob.request(SendTo("alice", "seen at once")) == OK
+    [seen] = [m for m in pushes(phone, 1) if type(m) is DirectMessage]
+    with gevent.Timeout(WAIT):
+        while (marked := phone.next_push()) != Marked("bob", seen.id):
+            pass  # (the browser shows it, so it is read: the phone hears the marker moved)
+    assert marked == Marked("bob", seen.id)
+
+
+def pushes(peer, count) -> list:
+    with gevent.Timeout(WAIT):
+        return [peer.next_push() for _ in range(count)]

@@ -9,6 +9,7 @@ takes one input line and returns its Command and a protocol message to send, a l
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..device_frames import EndSession, Sessions
 from ..protocol import MAX_HISTORY_COUNT, MAX_TEXT_CHARS, ListUsers, Login, Logout, SendTo, is_valid_username
 from ..room_frames import (
     ROOM_PREFIX,
@@ -176,6 +177,15 @@ def _search(rest):
     return Search(DEFAULT_HISTORY, 0, scope, text)
 
 
+def _sessions(rest):
+    words = rest.split()
+    if not words:
+        return Sessions()
+    if len(words) == 2 and words[0] == "end" and words[1].isdigit() and int(words[1]) < 1 << 32:
+        return EndSession(int(words[1]))
+    return Error(INVALID_COMMAND, "usage: sessions [end N]")
+
+
 def _one_name(action: Callable[[str], object], usage: str) -> Callable[[str], object]:
     def read(rest):
         name = rest.strip(" ")
@@ -291,6 +301,7 @@ TABLE = (
         "give", "#ROOM NAME", "(owner) hand a room to a registered member", _room_and_name(GiveRoom, "give #ROOM NAME")
     ),
     Command("search", "TEXT [in NAME|#ROOM]", "your messages holding every word of TEXT, newest first", _search),
+    Command("sessions", "[end N]", "the devices you are logged in from; end N logs one out", _sessions),
     Command("help", "", "show this help", _no_arguments(Help), needs_server=False),
     Command("exit", "", "disconnect and quit (also Ctrl-D)", _no_arguments(Exit), needs_server=False),
 )

@@ -4,9 +4,12 @@ A background greenlet reads frames from the server; replies go to :meth:`Connect
 in the order they arrive, messages from other users to a callback.
 """
 
+import collections
+
 import gevent
 from gevent import socket, ssl
 from gevent.event import Event
+from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
 
 from ..codec import PUSHED, Decoder, encode
@@ -68,7 +71,10 @@ class Connection:
         self._on_message = on_message
         self._on_warning = on_warning
         self._replies = Queue()
-        self._abandoned = 0  # replies still due to requests that timed out
+        # One entry per request sent, in order: whether its reply is still wanted (not when
+        # its wait timed out or was cancelled, nor for a request sent unanswered).
+        self._expected: collections.deque[list[bool]] = collections.deque()
+        self._sending = BoundedSemaphore()  # (the reader sends too: frames must not interleave)
         self._closing = False
         self._sent = False
         self.lost = Event()
@@ -77,24 +83,35 @@ class Connection:
 
     def request(self, message, timeout: float = REPLY_TIMEOUT):
         """Send message and return its reply."""
-        if self.lost.is_set():
-            raise ConnectionLost()
-        try:
-            self._sock.sendall(encode(message))
-        except OSError:
-            raise ConnectionLost() from None
-        self._sent = True
+        wanted = self._send(message, wanted=True)
         try:
             reply = self._replies.get(timeout=timeout)
         except Empty:
-            self._abandoned += 1  # its reply, if it ever comes, must not answer the next request
+            wanted[0] = False  # its reply, if it ever comes, must not answer the next request
             raise NoReply() from None
         except BaseException:
-            self._abandoned += 1  # the wait was cancelled (Ctrl-C): the same
+            wanted[0] = False  # the wait was cancelled (Ctrl-C): the same
             raise
         if reply is _LOST:
             raise ConnectionLost()
         return reply
+
+    def send_unanswered(self, message) -> None:
+        """Send a request whose reply nobody waits for (a read marker); from any greenlet."""
+        self._send(message, wanted=False)
+
+    def _send(self, message, wanted: bool) -> list[bool]:
+        if self.lost.is_set():
+            raise ConnectionLost()
+        entry = [wanted]
+        with self._sending:
+            self._expected.append(entry)
+            try:
+                self._sock.sendall(encode(message))
+            except OSError:
+                raise ConnectionLost() from None
+        self._sent = True
+        return entry
 
     def give_up(self, reason: str) -> None:
         """End the connection as lost, for reason (a server that is no chatroom server)."""
@@ -141,9 +158,7 @@ class Connection:
             self._on_message(event)
         elif kind is Malformed:
             self._on_warning(f"ignored a malformed frame (type 0x{event.frame_type:02x})")
-        elif self._abandoned:
-            self._abandoned -= 1
-        else:
+        elif not self._expected or self._expected.popleft()[0]:
             self._replies.put(event)
 
 

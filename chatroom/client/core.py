@@ -6,12 +6,13 @@ interactive prompt (a conversation, via its TerminalOutput).
 """
 
 from collections.abc import Callable
-from typing import Protocol
 
+from ..device_frames import DEVICES_VERSION, Mark, Marked, OwnMessage, SessionList, Unread, UnreadCounts
 from ..protocol import (
     EXTENSION_VERSION,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     Hello,
     HistoryPage,
     HistoryRequest,
@@ -42,6 +43,7 @@ from .commands import (
 )
 from .connection import REPLY_TIMEOUT, Connection, ConnectionLost, NoReply
 from .display import escape
+from .output import Output
 from .reasons import server_reason
 
 STATUS_WORDS = {
@@ -51,6 +53,8 @@ STATUS_WORDS = {
     Status.STORED: "Stored",
 }
 HELLO_TIMEOUT = 5.0  # a chatroom server answers HELLO at once (a seed one with MALFORMED)
+# What a request may be answered with (anything else: the server broke the protocol).
+ANSWERS = (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory, SearchResults, SessionList, UnreadCounts)
 
 
 class NoPassword(Exception):
@@ -67,59 +71,6 @@ class NoPassword(Exception):
 AskPassword = Callable[[str, bool], str]
 
 
-class Output(Protocol):
-    """Where a client says what happened."""
-
-    def message(self, sender: str, text: str) -> None:
-        """A message from another user."""
-
-    def outcome(self, word: str, reason: str | None = None) -> None:
-        """The seed's word for a result (``Success``, ``Failure``, ``Bad username``...), with
-        the reason where the client can know it."""
-
-    def names(self, names: tuple) -> None:
-        """The answer to ``list``."""
-
-    def sent(self, recipient: str, text: str, word: str, reason: str | None) -> None:
-        """One's own message and how its sending went (the seed's word, and why)."""
-
-    def usage(self) -> None: ...
-
-    def away(self) -> None:
-        """Messages kept while we were away follow (once per login, before the first)."""
-
-    def stored(self, message: StoredMessage) -> None:
-        """A message kept for us while we were away."""
-
-    def history(self, peer: str, entries: tuple) -> None: ...
-
-    def room_message(self, message: RoomMessage, mine: bool) -> None:
-        """A message in a room one is in (one's own too: they come in the room's one order)."""
-
-    def room_event(self, event: RoomEvent) -> None:
-        """Someone joined, left, was removed; the topic or the rules changed."""
-
-    def rooms(self, entries: tuple) -> None:
-        """The answer to ``rooms``."""
-
-    def members(self, room: str, members: tuple) -> None:
-        """The answer to ``members``."""
-
-    def topic(self, room: str, topic: str) -> None: ...
-
-    def room_history(self, room: str, entries: tuple) -> None: ...
-
-    def search_results(self, found: tuple, me: str) -> None:
-        """The answer to ``search``, newest first."""
-
-    def notice(self, text: str) -> None:
-        """Something the user should know that is not an answer (a cancel, a reply that did
-        not come)."""
-
-    def warning(self, text: str) -> None:
-        """A problem with the connection or the input, not an answer to a command."""
-
-
 class Client:
     """Runs the user's commands against a connection and says what happened.
 
@@ -133,6 +84,7 @@ class Client:
         self.name: str | None = None
         self.connection: Connection | None = None
         self.extended = False  # the server has the extension (accounts, offline, history)
+        self.version = 0  # the extension version the server speaks to this client
         self.last_sender: str | None = None
         self._password: str | None = None  # of the registered name logged in, to log in again
         self._listed: set[str] | None = None  # the last list's names, once there was one
@@ -156,6 +108,7 @@ class Client:
             raise ConnectionLost() from None
         # OK; or, from a server older than this client, the version it speaks instead.
         self.extended = reply == Response(Status.OK) or isinstance(reply, ServerVersion)
+        self.version = reply.version if isinstance(reply, ServerVersion) else EXTENSION_VERSION if self.extended else 0
         return connection
 
     def log_in_again(self, name: str) -> bool:
@@ -182,8 +135,11 @@ class Client:
 
     def _show_message(self, message):
         kind = type(message)
-        if kind is Presence:
-            return  # (this client does not WATCH)
+        if kind is Presence or kind is Marked:
+            return  # (this client does not WATCH, nor show markers)
+        if kind is OwnMessage:
+            self.output.own_message(message)
+            return
         if kind is RoomEvent:
             self._rooms.add(message.room)
             self.output.room_event(message)
@@ -192,19 +148,34 @@ class Client:
         if kind is RoomMessage:
             self._rooms.add(message.room)
             self.output.room_message(message, message.sender == self.name)
+            self._shown(message.room, message.id)
         elif kind is not StoredMessage:  # (Incoming, or DirectMessage with its id)
             self.last_sender = message.sender
             self.output.message(message.sender, message.text)
+            if kind is DirectMessage:
+                self._shown(message.sender, message.id)
         elif self._held_stored is not None:
             self._held_stored.append(message)
         else:
             self._show_stored(message)
+
+    def _shown(self, conversation: str, message_id: int) -> None:
+        """A message shown to the user is read: the account's marker moves there (its other
+        devices learn it). Only a registered user logged in with its password has markers."""
+        connection = self.connection
+        if self._password is not None and self.version >= DEVICES_VERSION and connection is not None:
+            try:
+                connection.send_unanswered(Mark(conversation, message_id))
+            except ConnectionLost:
+                pass  # (the reconnect logs in again; the next message shown marks)
 
     def _show_stored(self, message: StoredMessage) -> None:
         if not self._away_said:
             self._away_said = True
             self.output.away()
         self.output.stored(message)
+        if message.id:
+            self._shown(message.sender, message.id)
 
     def handle(self, line: str, ask_password: AskPassword | None = None) -> bool:
         """Carry out one input line; False when the user asked to exit (see run)."""
@@ -246,7 +217,7 @@ class Client:
         except NoReply:
             self.output.warning(f"no reply from the server in {REPLY_TIMEOUT:g} s")
             return None
-        if not isinstance(reply, (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory, SearchResults)):
+        if not isinstance(reply, ANSWERS):
             raise ConnectionLost()  # the server broke the protocol; the connection says how
         return reply
 
@@ -263,6 +234,9 @@ class Client:
             return
         if isinstance(reply, SearchResults):
             self.output.search_results(reply.found, self.name or "")
+            return
+        if isinstance(reply, SessionList):
+            self.output.sessions(reply.sessions)
             return
         if isinstance(reply, RoomList):
             self._rooms.update(entry.name for entry in reply.rooms)
@@ -305,8 +279,22 @@ class Client:
         if isinstance(reply, Response) and reply.status is Status.OK:
             self.name, self._password = command.name, password
         self._say(reply, command, password)
+        if password is not None and self.name is not None and self.version >= DEVICES_VERSION:
+            self._held_stored = held  # (more pages of them may come while UNREAD is answered)
+            try:
+                self._say_unread()
+            finally:
+                held, self._held_stored = self._held_stored, None
         for message in held:
             self._show_stored(message)
+
+    def _say_unread(self) -> None:
+        """What came while one was away, per conversation (after the marker one's devices
+        last set): said once, before the messages kept for one."""
+        counts = self._ask(Unread())
+        if isinstance(counts, UnreadCounts) and any(entry.count for entry in counts.entries):
+            self.output.unread(tuple(entry for entry in counts.entries if entry.count))
+            self._away_said = True
 
     def _say(self, reply, command, password=None) -> None:
         if not isinstance(reply, Response):

@@ -8,6 +8,7 @@ import sys
 import gevent
 from gevent.fileobject import FileObject
 
+from ..device_frames import SessionFlag
 from .commands import USAGE
 from .connection import ConnectionLost
 from .core import Client, NoPassword
@@ -73,6 +74,19 @@ class PlainOutput:
     def search_results(self, found, me):
         for entry in found:
             self._write(f"{_when(entry.time_ms)} {escape(entry.conversation)} {message_line(entry.sender, entry.text)}")
+
+    def own_message(self, message):
+        pass  # (one's own: the seed's words are for what others send)
+
+    def unread(self, entries):
+        pass
+
+    def sessions(self, entries):
+        for entry in entries:
+            this = " this" if entry.flags & SessionFlag.THIS else ""
+            self._write(
+                f"{entry.number} {escape(entry.transport)} {escape(entry.address)} {_when(entry.since_ms)}{this}"
+            )
 
     def history(self, peer, entries):
         for entry in entries:

@@ -32,6 +32,8 @@ _SAID = {
     Reason.INVITE_ONLY: "{name} is invite-only: ask its owner for an invitation",
     Reason.ROOM_FULL: "{name} is full ({detail} members)",
     Reason.TOO_MANY_ROOMS: "too many rooms (at most {detail})",
+    Reason.TOO_MANY_SESSIONS: "logged in from too many devices (at most {detail}): end one with sessions end N",
+    Reason.NO_SUCH_SESSION: "no such session (see sessions)",
 }
 
 

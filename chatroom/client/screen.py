@@ -6,6 +6,7 @@ import datetime
 import shutil
 import time
 
+from ..device_frames import MOST_COUNTED, SessionFlag
 from ..room_frames import EventKind, MemberFlag, RoomFlag
 from .commands import usage
 from .display import conversation, dim, escape
@@ -130,6 +131,23 @@ class TerminalOutput:
             else:
                 lines = self._conversation(clock, entry.sender, entry.text, old=True)
             self._print(lines)
+
+    def own_message(self, message):
+        self._print(self._conversation(_when(message.time_ms), "", message.text, recipient=message.recipient))
+
+    def unread(self, entries):
+        counts = ", ".join(
+            f"{escape(e.conversation)} {e.count}{'+' if e.count >= MOST_COUNTED else ''}" for e in entries
+        )
+        self.notice(f"while you were away: {counts}")
+
+    def sessions(self, entries):
+        for entry in entries:
+            this = " " + dim("(this one)") if entry.flags & SessionFlag.THIS else ""
+            since = _when(entry.since_ms)
+            print(
+                f"{entry.number}  {escape(entry.transport)}  {escape(entry.address)}  since {since}{this}", flush=True
+            )
 
     def notice(self, text):
         print(dim(text), flush=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, final
 
 from ..codec import encode
+from ..device_frames import DEVICES_VERSION
 from ..protocol import (
     EXTENSION_VERSION,
     Authenticate,
@@ -39,9 +40,11 @@ from ..protocol import (
 )
 from ..room_frames import ROOM_PREFIX, ROOMS_VERSION
 from .account_rules import AccountRules
+from .device_rules import DEVICE_ANSWERS, DeviceRules
 from .message_ids import next_id
 from .operations.counts import COUNTS
 from .operations.logs import fields
+from .presence.devices import Devices
 from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
 from .replies import (
     FAILURE,
@@ -63,7 +66,7 @@ from .storage.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 
-class Rules(AccountRules, RoomRules):
+class Rules(AccountRules, RoomRules, DeviceRules):
     """The protocol's state for one connection, and the answer to each of its requests.
 
     ``mailbox`` is where messages for this connection's user are delivered (its session): the
@@ -79,6 +82,7 @@ class Rules(AccountRules, RoomRules):
         "_version",
         "_tokens",
         "_rooms",
+        "_devices",
         "_mailbox",
         "_directory",
         "_accounts",
@@ -102,6 +106,7 @@ class Rules(AccountRules, RoomRules):
         self._version = 0  # the extension version the client said HELLO with (0: none, the seed protocol)
         self._rooms = rooms  # None: this server has no rooms (Rooms, or a cluster's SharedRooms)
         self._tokens: list[str] = []  # session tokens issued or used here: LOGOUT revokes them
+        self._devices: Devices | None = None  # the user's sessions, for a client of version 4
         self._mailbox = mailbox
         self._directory = directory
         self._accounts = accounts
@@ -144,9 +149,16 @@ class Rules(AccountRules, RoomRules):
                 if self._accounts is None:
                     return self._failure(Reason.NO_ACCOUNTS)
                 return _EXTENSION_ANSWERS[kind](self, event)
+            if kind in DEVICE_ANSWERS and self._version >= DEVICES_VERSION:
+                return DEVICE_ANSWERS[kind](self, event)
         except (DirectoryUnavailable, StoreUnavailable):
             return self._failure(Reason.UNAVAILABLE)
-        assert kind in (Malformed, FrameTooLarge, Watch) or kind in _EXTENSION_ANSWERS or kind in ROOM_ANSWERS, event
+        assert (
+            kind in (Malformed, FrameTooLarge, Watch)
+            or kind in _EXTENSION_ANSWERS
+            or kind in ROOM_ANSWERS
+            or kind in DEVICE_ANSWERS
+        ), event
         return MALFORMED
 
     def _failure(self, reason: Reason, detail: str = "") -> bytes:
@@ -155,8 +167,17 @@ class Rules(AccountRules, RoomRules):
 
     def _claim(self, name: str, registered: bool = False) -> bytes | None:
         """Log the connection in as name (``registered``: proven by its password or a token):
-        None once it is, else the FAILURE saying why not."""
-        if self._directory.claim(name, self._mailbox):
+        None once it is, else the FAILURE saying why not. A client of version 4 logs in
+        through its user's Devices: a registered user on already gets one more session."""
+        mailbox: Mailbox = self._mailbox
+        if self._version >= DEVICES_VERSION:
+            held = self._directory.find(name) if registered else None
+            if type(held) is Devices:
+                return self._add_device(held)
+            mailbox = Devices(self._mailbox)
+        if self._directory.claim(name, mailbox):
+            if type(mailbox) is Devices:
+                self._devices = mailbox
             if self._rooms is not None:
                 self._rooms.logged_in(name, registered)
             return None
@@ -166,6 +187,15 @@ class Rules(AccountRules, RoomRules):
         if holder is None:
             return self._failure(Reason.UNAVAILABLE)  # a cluster registering its users again
         return self._failure(Reason.NAME_IN_USE) if holder == name else self._failure(Reason.LOOKS_LIKE, holder)
+
+    def _add_device(self, devices: Devices) -> bytes | None:
+        assert self._accounts is not None  # (a registered user's)
+        limit = self._accounts.quotas.sessions_per_account
+        if len(devices) >= limit:
+            return self._failure(Reason.TOO_MANY_SESSIONS, str(limit))
+        devices.add(self._mailbox)
+        self._devices = devices
+        return None
 
     # --- The seed protocol ----------------------------------------------------------------
 
@@ -203,6 +233,8 @@ class Rules(AccountRules, RoomRules):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if recorded:
             accounts.record(sender, recipient, text, message_id, time_ms)  # type: ignore[union-attr]
+            if self._devices is not None:
+                self._show_on_other_devices(recipient, text, message_id, time_ms)
         return OK
 
     def _to_room(self, room: str, text: str) -> bytes:
@@ -216,6 +248,7 @@ class Rules(AccountRules, RoomRules):
         accounts = self._accounts
         if accounts is not None and (self._registered or recipient in accounts.registered_names):
             accounts.record(sender, recipient, text, message_id, time_ms)
+        self._show_on_other_devices(recipient, text, message_id, time_ms)
 
     def _keep_for_later(self, sender: str, recipient: str, text: str, otherwise=Reason.NOT_ONLINE) -> bytes:
         """For a client that said HELLO, a message to a registered user who is offline is
@@ -223,7 +256,11 @@ class Rules(AccountRules, RoomRules):
         accounts = self._accounts
         if not self._version or accounts is None or recipient not in accounts.registered_names:
             return self._failure(otherwise)
-        return STORED if accounts.keep_offline(recipient, sender, text) else self._failure(Reason.MAILBOX_FULL)
+        if not accounts.keep_offline(recipient, sender, text):
+            return self._failure(Reason.MAILBOX_FULL)
+        if self._devices is not None:
+            self._show_on_other_devices(recipient, text, *next_id())
+        return STORED
 
     def _log_in(self, name: str) -> bytes:
         refused = self._refuse_login(name)
@@ -255,13 +292,20 @@ class Rules(AccountRules, RoomRules):
         """Give the name up (``how``: for the log); False if not logged in."""
         if self.name is None:
             return False
+        name = self.name
+        devices, self._devices = self._devices, None
+        if devices is not None and not devices.remove(self._mailbox):
+            # The user is still on from another device: only this session ends.
+            self.name, self._registered = None, False
+            log.info("logout %s (%s, %s; still on from another device)", name, self._peer, how)
+            return True
         self.leave_rooms()  # (an unregistered member leaves them; a registered one stays)
-        name, self.name = self.name, None
+        self.name = None
         if self._rooms is not None:
             self._rooms.logged_out(name)
         self._registered = False
         try:
-            self._directory.release(name, self._mailbox)
+            self._directory.release(name, self._mailbox if devices is None else devices)
         except DirectoryUnavailable:
             pass  # the shared directory tells Redis once it is back
         log.info(

@@ -4,8 +4,8 @@
 // were open.
 
 import {
-  Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, PRESENCE, REGISTERED,
-  ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, reasonText,
+  Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MARKED, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, OWN_MESSAGE, PRESENCE,
+  REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
 } from "./protocol.js";
 import { appendMessage, escaped } from "./text.js";
 
@@ -22,6 +22,7 @@ const state = {
   conversations: new Map(),  // name or #room -> {entries: [], oldest: id, complete: bool, loaded: bool}
   rooms: new Set(),  // the rooms one is in
   unread: new Map(),
+  markers: new Map(),  // name or #room -> the id of the last message read (a BigInt), shared by one's devices
   notify: false,
   asking: null,  // the name whose password the form asks for
 };
@@ -99,7 +100,8 @@ function renderUsers() {
 }
 
 function messageItem(entry) {
-  const item = element("li", `message${entry.mine ? " mine" : ""}${entry.note ? " note" : ""}${entry.old ? " old" : ""}`);
+  const classes = `${entry.mine ? " mine" : ""}${entry.note ? " note" : ""}${entry.old ? " old" : ""}`;
+  const item = element("li", `message${classes}${entry.firstUnread ? " first-unread" : ""}`);
   const time = element("time", "", clock(entry.time));
   time.dateTime = entry.time.toISOString();
   const sender = element("span", "sender");
@@ -131,6 +133,7 @@ function showChat(shown) {
 
 async function openConversation(name) {
   state.peer = name;
+  const hadUnread = state.unread.has(name);
   state.unread.delete(name);
   const talk = conversation(name);
   $("peer").replaceChildren();
@@ -145,6 +148,36 @@ async function openConversation(name) {
   renderMessages();
   $("text").focus();
   if ((state.registered || isRoom(name)) && !talk.loaded) await loadHistory(name, true);
+  if (hadUnread && state.markers.has(name)) showFirstUnread(talk, state.markers.get(name));
+  markRead(name);
+}
+
+// Opened with something unread: the conversation opens at its first unread message.
+function showFirstUnread(talk, marker) {
+  const first = talk.entries.find((entry) => !entry.mine && entry.id !== undefined && entry.id > marker);
+  if (!first) return;
+  for (const entry of talk.entries) entry.firstUnread = entry === first;
+  renderMessages();
+  document.querySelector("#messages .first-unread")?.scrollIntoView({ block: "start" });
+}
+
+// What is shown is read: the marker moves to the newest message shown, for one's other
+// devices too (only a registered user has markers).
+function markRead(name) {
+  if (!state.registered || document.hidden || name !== state.peer) return;
+  const newest = conversation(name).entries.reduce((top, entry) => (entry.id !== undefined && entry.id > top ? entry.id : top), 0n);
+  if (newest <= (state.markers.get(name) ?? 0n)) return;
+  state.markers.set(name, newest);
+  connection.mark(name, newest).catch(() => {});
+}
+
+// Another device moved a marker: what is unread here is what came after it.
+function marked(name, id) {
+  if (id > (state.markers.get(name) ?? 0n)) state.markers.set(name, id);
+  const talk = state.conversations.get(name);
+  const left = talk ? talk.entries.filter((entry) => !entry.mine && entry.id !== undefined && entry.id > id).length : 0;
+  if (left) state.unread.set(name, left); else state.unread.delete(name);
+  renderUsers();
 }
 
 // The first page of a conversation's history replaces what this page showed of it (the
@@ -158,7 +191,7 @@ async function loadHistory(name, first) {
     if (reply.type !== HISTORY_PAGE && reply.type !== ROOM_HISTORY) return;
     const older = reply.entries.map((e) => {
       const mine = reply.type === ROOM_HISTORY ? e.sender === state.me : e.sent;
-      return { sender: reply.type === ROOM_HISTORY ? e.sender : (mine ? state.me : name), mine, text: e.text, time: e.time, old: true };
+      return { sender: reply.type === ROOM_HISTORY ? e.sender : (mine ? state.me : name), mine, text: e.text, time: e.time, old: true, id: e.id };
     });
     if (first) {
       const since = reply.entries.length ? reply.entries[reply.entries.length - 1].time : new Date(0);
@@ -177,12 +210,13 @@ async function loadHistory(name, first) {
 
 // A message in a conversation (a person's, or a room's, ``where``): kept, counted unread
 // unless it is one's own, and notified while the tab is hidden (not one kept while away).
-function received(where, sender, text, time, kept) {
-  const mine = isRoom(where) && sender === state.me;
-  conversation(where).entries.push({ sender, text, time, mine });
-  if (!mine && (where !== state.peer || document.hidden)) state.unread.set(where, (state.unread.get(where) || 0) + 1);
+function received(where, sender, text, time, kept, id, mine = isRoom(where) && sender === state.me) {
+  conversation(where).entries.push({ sender, text, time, mine, id });
+  // (A registered user's kept messages are in the unread counts the server gives at login.)
+  const counted = kept && state.registered && connection.version >= 4;
+  if (!mine && !counted && (where !== state.peer || document.hidden)) state.unread.set(where, (state.unread.get(where) || 0) + 1);
   renderUsers();
-  if (where === state.peer) renderMessages();
+  if (where === state.peer) { renderMessages(); markRead(where); }
   if (state.notify && document.hidden && !mine && !kept) {
     const title = where === sender ? escaped(sender) : `${escaped(sender)} in ${escaped(where)}`;
     new Notification(title, { body: escaped(text).slice(0, 200), tag: `chatroom-${where}` });
@@ -223,11 +257,15 @@ function roomEvent(event) {
 function onPush(message) {
   if (message.type === ROOM_MESSAGE) {
     state.rooms.add(message.room);
-    received(message.room, message.sender, message.text, message.time, false);
+    received(message.room, message.sender, message.text, message.time, false, message.id);
   } else if (message.type === ROOM_EVENT) {
     roomEvent(message);
   } else if (message.type === INCOMING || message.type === STORED_MESSAGE) {
-    received(message.sender, message.sender, message.text, message.time, message.type === STORED_MESSAGE);
+    received(message.sender, message.sender, message.text, message.time, message.type === STORED_MESSAGE, message.id);
+  } else if (message.type === OWN_MESSAGE) {  // sent from another of one's devices
+    received(message.recipient, state.me, message.text, message.time, true, message.id, true);
+  } else if (message.type === MARKED) {
+    marked(message.conversation, message.id);
   } else if (message.type === PRESENCE) {
     for (const [name, online] of message.changes) {
       if (online) state.online.add(name); else state.online.delete(name);
@@ -272,7 +310,20 @@ async function loggedIn(name, registered) {
   showChat(true);
   if (!connection.extended) state.online = new Set((await connection.list()).names);
   await loadRooms();
+  if (registered) await loadUnread();
   renderUsers();
+}
+
+// At login: each conversation's marker, and what came after it while one was away.
+async function loadUnread() {
+  const reply = await connection.unread().catch(() => null);
+  if (reply?.type !== UNREAD_COUNTS) return;  // (a server before version 4)
+  for (const { conversation: name, marker, count } of reply.entries) {
+    state.markers.set(name, marker);
+    if (!count) continue;
+    state.unread.set(name, count);
+    if (!isRoom(name)) conversation(name);
+  }
 }
 
 async function loadRooms() {
@@ -444,5 +495,5 @@ $("messages").addEventListener("scroll", () => {
   if ($("messages").scrollTop < 40 && state.peer && (state.registered || isRoom(state.peer))) loadHistory(state.peer, false);
 });
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && state.peer) { state.unread.delete(state.peer); renderUsers(); }
+  if (!document.hidden && state.peer) { state.unread.delete(state.peer); renderUsers(); markRead(state.peer); }
 });

@@ -3,16 +3,19 @@
 
 export const MAX_TEXT = 65535;
 export const MAX_NAME = 20;
-const HELLO_VERSION = 3;
+const HELLO_VERSION = 4;
 
 const LOGIN = 0x01, LIST = 0x02, SENDTO = 0x03, LOGOUT = 0x04, HELLO = 0x05, REGISTER = 0x06,
   AUTHENTICATE = 0x07, CHANGE_PASSWORD = 0x08, HISTORY = 0x09, SESSION_TOKEN = 0x0a, RESUME = 0x0b,
-  WATCH = 0x0c, JOIN = 0x0d, PART = 0x0e, ROOMS = 0x0f, MEMBERS = 0x10, SET_TOPIC = 0x11;
+  WATCH = 0x0c, JOIN = 0x0d, PART = 0x0e, ROOMS = 0x0f, MEMBERS = 0x10, SET_TOPIC = 0x11, MARK = 0x19,
+  UNREAD = 0x1a;
 export const USER_LIST = 0x81, RESPONSE = 0x82, INCOMING = 0x83, HISTORY_PAGE = 0x84,
   STORED_MESSAGE = 0x85, VERSION = 0x86, TOKEN = 0x87, PRESENCE = 0x88, ROOM_MESSAGE = 0x89,
-  ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d, DIRECT_MESSAGE = 0x8e, KEPT_MESSAGE = 0x8f;
+  ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d, DIRECT_MESSAGE = 0x8e, KEPT_MESSAGE = 0x8f,
+  OWN_MESSAGE = 0x92, MARKED = 0x93, UNREAD_COUNTS = 0x94;
 export const OK = 0x00, FAILURE = 0x01, MALFORMED = 0x02, REGISTERED = 0x03, STORED = 0x04;
-const PUSHED = new Set([INCOMING, DIRECT_MESSAGE, STORED_MESSAGE, KEPT_MESSAGE, PRESENCE, ROOM_MESSAGE, ROOM_EVENT]);
+const PUSHED = new Set([INCOMING, DIRECT_MESSAGE, STORED_MESSAGE, KEPT_MESSAGE, PRESENCE, ROOM_MESSAGE, ROOM_EVENT,
+  OWN_MESSAGE, MARKED]);
 export const EVENT_WORDS = {
   1: "{actor} joined", 2: "{actor} left", 3: "{actor} removed {detail}", 4: "{actor} set the topic: {detail}",
   5: "{actor} made the room invite-only: {detail}", 6: "{actor} handed the room to {detail}", 7: "{actor} invited {detail}",
@@ -47,6 +50,8 @@ const REASONS = {
   0x19: "{name} is invite-only: ask its owner for an invitation",
   0x1a: "{name} is full ({detail} members)",
   0x1b: "too many rooms (at most {detail})",
+  0x1c: "logged in from too many devices (at most {detail})",
+  0x1d: "no such session",
 };
 
 export function reasonText(reply, name = "") {
@@ -83,7 +88,7 @@ function historyEntries(body, offset) {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const entries = [];
   while (offset < body.length) {
-    const id = Number(view.getBigUint64(offset));
+    const id = view.getBigUint64(offset);  // (exact: ids pass 2^53)
     const time = Number(view.getBigUint64(offset + 8));
     const sent = body[offset + 16] === 0;
     const length = view.getUint32(offset + 17);
@@ -95,7 +100,12 @@ function historyEntries(body, offset) {
 }
 
 function u64(body, offset) {
-  return Number(new DataView(body.buffer, body.byteOffset, body.byteLength).getBigUint64(offset));
+  return Number(id64(body, offset));
+}
+
+// A message's id, exact (a BigInt: ids pass 2^53), as markers need it.
+function id64(body, offset) {
+  return new DataView(body.buffer, body.byteOffset, body.byteLength).getBigUint64(offset);
 }
 
 function parseRoom(type, body) {
@@ -103,7 +113,7 @@ function parseRoom(type, body) {
   const [room, end] = splitNameField(body, 0);
   if (type === ROOM_MESSAGE) {
     const [sender, start] = splitNameField(body, end);
-    return { type, room, sender, id: u64(body, start), time: new Date(u64(body, start + 8)), text: decoder.decode(body.subarray(start + 16)) };
+    return { type, room, sender, id: id64(body, start), time: new Date(u64(body, start + 8)), text: decoder.decode(body.subarray(start + 16)) };
   }
   if (type === ROOM_EVENT) {
     const [actor, start] = splitNameField(body, end + 1);
@@ -124,7 +134,7 @@ function parseRoom(type, body) {
   for (let offset = end; offset < body.length;) {
     const [sender, start] = splitNameField(body, offset + 16);
     const length = view.getUint32(start);
-    entries.push({ id: u64(body, offset), time: new Date(u64(body, offset + 8)), sender,
+    entries.push({ id: id64(body, offset), time: new Date(u64(body, offset + 8)), sender,
       text: decoder.decode(body.subarray(start + 4, start + 4 + length)) });
     offset = start + 4 + length;
   }
@@ -155,7 +165,7 @@ export function parse(bytes) {
   }
   if (type === DIRECT_MESSAGE || type === KEPT_MESSAGE) {  // with its id (as in the history) and time
     const [sender, end] = splitNameField(body, 0);
-    return { type: type === DIRECT_MESSAGE ? INCOMING : STORED_MESSAGE, sender, id: u64(body, end), time: new Date(u64(body, end + 8)), text: decoder.decode(body.subarray(end + 16)) };
+    return { type: type === DIRECT_MESSAGE ? INCOMING : STORED_MESSAGE, sender, id: id64(body, end), time: new Date(u64(body, end + 8)), text: decoder.decode(body.subarray(end + 16)) };
   }
   if (type === STORED_MESSAGE) {
     const [sender, end] = splitNameField(body, 0);
@@ -176,6 +186,23 @@ export function parse(bytes) {
     const [peer, end] = splitNameField(body, 0);
     return { type, peer, entries: historyEntries(body, end) };
   }
+  if (type === OWN_MESSAGE) {  // one's own, sent from another of one's sessions
+    const [recipient, end] = splitNameField(body, 0);
+    return { type, recipient, id: id64(body, end), time: new Date(u64(body, end + 8)), text: decoder.decode(body.subarray(end + 16)) };
+  }
+  if (type === MARKED) {
+    const [conversation, end] = splitNameField(body, 0);
+    return { type, conversation, id: id64(body, end) };
+  }
+  if (type === UNREAD_COUNTS) {
+    const entries = [];
+    for (let offset = 0; offset < body.length;) {
+      const [conversation, end] = splitNameField(body, offset);
+      entries.push({ conversation, marker: id64(body, end), count: new DataView(body.buffer, body.byteOffset).getUint32(end + 8) });
+      offset = end + 12;
+    }
+    return { type, entries };
+  }
   if (type === TOKEN) return { type, token: decoder.decode(body) };
   if (type === VERSION) return { type, version: body[0] };
   return { type };
@@ -193,6 +220,7 @@ export class Connection {
     this.waiting = [];
     this.delay = 1;
     this.extended = false;
+    this.version = 0;  // the extension version the server speaks to this page
     this.retry = null;
     this.open();
   }
@@ -212,6 +240,7 @@ export class Connection {
     try {
       const reply = await this.request(frame(HELLO, Uint8Array.of(HELLO_VERSION)));
       this.extended = reply.type === VERSION || reply.status === OK;
+      this.version = reply.type === VERSION ? reply.version : (reply.status === OK ? HELLO_VERSION : 0);
       if (this.extended) await this.request(frame(WATCH, Uint8Array.of(1)));
     } catch { return; }  // lost again: the next connection greets
     await this.onOpen();
@@ -260,6 +289,14 @@ export class Connection {
   part(room) { return this.request(frame(PART, encoder.encode(room))); }
   rooms() { return this.request(frame(ROOMS)); }
   members(room) { return this.request(frame(MEMBERS, encoder.encode(room))); }
+  unread() { return this.request(frame(UNREAD)); }
+
+  mark(conversation, id) {
+    const tail = new Uint8Array(8);
+    new DataView(tail.buffer).setBigUint64(0, BigInt(id));
+    return this.request(frame(MARK, nameField(conversation), tail));
+  }
+
   setTopic(room, topic) { return this.request(frame(SET_TOPIC, nameField(room), encoder.encode(topic))); }
 
   history(peer, count, before) {

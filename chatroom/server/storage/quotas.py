@@ -3,8 +3,8 @@
 One place for them, as :mod:`..connection.limits` is for connections: registrations per
 address an hour, history bytes per account a day, and an offline mailbox's size and the share
 of it one sender may fill (so that a stranger cannot fill a user's mailbox and keep their
-friends' messages out); and how many rooms a user may be in, how many members a room may
-have, and how many rooms the server holds.
+friends' messages out); how many rooms a user may be in, how many members a room may
+have, and how many rooms the server holds; and how many devices one account may use at once.
 """
 
 import collections
@@ -24,6 +24,7 @@ class Quotas:
     rooms_per_user: int = 100
     members_per_room: int = 10_000
     rooms_per_server: int = 10_000
+    sessions_per_account: int = 10
 
 
 OPTIONS = {
@@ -43,6 +44,11 @@ OPTIONS = {
     "rooms_per_user": (int, "N", "rooms one user may be a member of (default %(default)s)"),
     "members_per_room": (int, "N", "members one room may have (default %(default)s)"),
     "rooms_per_server": (int, "N", "rooms the server holds at once (default %(default)s)"),
+    "sessions_per_account": (
+        int,
+        "N",
+        "sessions (devices) one registered user may be logged in with at once (default %(default)s)",
+    ),
 }
 
 

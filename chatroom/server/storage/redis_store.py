@@ -26,6 +26,7 @@ from ...protocol import HistoryEntry, StoredMessage
 from ..message_ids import NODE_BITS
 from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .quotas import Quotas
+from .redis_markers import RedisMarkers
 from .redis_rooms import RedisRooms
 from .redis_search import SINCE, RedisSearch, conversation_key
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
@@ -96,7 +97,7 @@ return 1
 """
 
 
-class RedisStore(RedisRooms, RedisSearch):
+class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
     def __init__(
         self,
         url: str,

@@ -14,6 +14,8 @@ import gevent
 from ...protocol import HistoryEntry, StoredMessage
 from .mailboxes import Mailboxes
 from .quotas import Quotas
+from .sqlite_markers import SCHEMA as MARKERS_SCHEMA
+from .sqlite_markers import SQLiteMarkers
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_rooms import SQLiteRooms
 from .sqlite_search import SCHEMA as SEARCH_SCHEMA
@@ -44,6 +46,7 @@ MIGRATIONS = [
     ROOMS_SCHEMA,
     "ALTER TABLE offline ADD COLUMN message_id INTEGER NOT NULL DEFAULT 0",
     SEARCH_SCHEMA,
+    MARKERS_SCHEMA,
 ]
 EXPIRY_INTERVAL = 3600.0
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text, message_id) VALUES (?, ?, ?, ?, ?)"
@@ -54,7 +57,7 @@ DEFAULT_QUOTAS = Quotas()
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
-class SQLiteStore(SQLiteRooms, SQLiteSearch):
+class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def __init__(
         self,
         path,

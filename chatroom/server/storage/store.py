@@ -134,3 +134,12 @@ class Store(Protocol):
         other name or the #room, sender, text), newest first, up to count, older than before
         (ms; 0: now); in the conversation with peer only, if given, and in rooms (those name is
         in). Never another user's conversation, nor what was said before name's account."""
+
+    def set_marker(self, name: str, conversation: str, message_id: int) -> int:
+        """Move name's marker in conversation (a name or a #room) to message_id, if that is
+        further on; the marker now."""
+
+    def unread(self, name: str, rooms: list[str]) -> list[tuple[str, int, int]]:
+        """(conversation, marker, what others said after it) for each of name's direct
+        conversations and rooms (those given) with a marker or something unread, since name's
+        account was made; a count stops at a thousand."""

@@ -1,0 +1,97 @@
+"""The extension's device requests (version 4), for :class:`~.rules.Rules`: one's sessions
+(listed, one ended), read markers (moved forward, shown at once on one's other sessions), and
+what is unread; and what one session sends, shown on the others.
+
+A mixin: it holds no state of its own; :class:`~.rules.Rules` holds the connection's.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..codec import encode
+from ..device_frames import (
+    EndSession,
+    Mark,
+    Marked,
+    OwnMessage,
+    SessionList,
+    Sessions,
+    Unread,
+    UnreadCounts,
+    UnreadEntry,
+)
+from ..protocol import Reason, is_valid_username
+from ..room_frames import ROOM_PREFIX, is_room_name
+from .presence.devices import Devices
+from .replies import OK
+
+log = logging.getLogger(__name__)
+
+
+class DeviceRules:
+    if not TYPE_CHECKING:
+        __slots__ = ()  # (at run time only: mypy checks assignments against Rules' slots)
+    else:  # what Rules holds and does
+        from .presence.directory import Mailbox
+        from .rooms.registry import Rooms
+        from .rooms.shared import SharedRooms
+        from .storage.accounts import Accounts
+
+        name: str | None
+        _registered: bool
+        _devices: Devices | None
+        _mailbox: Mailbox
+        _accounts: Accounts | None
+        _rooms: Rooms | SharedRooms | None
+        _peer: str
+
+        def _failure(self, reason: Reason, detail: str = "") -> bytes:
+            raise NotImplementedError
+
+    def _sessions(self, _event) -> bytes:
+        if self._devices is None:
+            return self._failure(Reason.NOT_LOGGED_IN)
+        return encode(SessionList(self._devices.listing(self._mailbox)))
+
+    def _end_session(self, event: EndSession) -> bytes:
+        if self._devices is None:
+            return self._failure(Reason.NOT_LOGGED_IN)
+        if not self._devices.end(event.number):
+            return self._failure(Reason.NO_SUCH_SESSION)
+        log.info("%s ended session %d of %s", self._peer, event.number, self.name)
+        return OK
+
+    def _mark(self, event: Mark) -> bytes:
+        name, accounts = self.name, self._accounts
+        if name is None or not self._registered or accounts is None:
+            return self._failure(Reason.NOT_REGISTERED)
+        conversation = event.conversation
+        if not (is_room_name if conversation[:1] == ROOM_PREFIX else is_valid_username)(conversation):
+            return self._failure(Reason.INVALID_NAME)
+        marker = accounts.store.set_marker(name, conversation, event.id)
+        if self._devices is not None and len(self._devices) > 1:
+            self._devices.to_others(self._mailbox, encode(Marked(conversation, marker)))
+        return OK
+
+    def _unread(self, _event) -> bytes:
+        name, accounts = self.name, self._accounts
+        if name is None or not self._registered or accounts is None:
+            return self._failure(Reason.NOT_REGISTERED)
+        rooms = sorted(self._rooms.rooms_of(name)) if self._rooms is not None else []
+        unread = accounts.store.unread(name, rooms)
+        return encode(UnreadCounts(tuple(UnreadEntry(*entry) for entry in unread)))
+
+    def _show_on_other_devices(self, recipient: str, text: str, message_id: int, time_ms: int) -> None:
+        """What this session sent, on the user's other sessions, as their own message."""
+        devices = self._devices
+        if devices is not None and len(devices) > 1:
+            devices.to_others(self._mailbox, encode(OwnMessage(recipient, message_id, time_ms, text)))
+
+
+DEVICE_ANSWERS: dict[type, Callable[[Any, Any], bytes]] = {
+    Sessions: DeviceRules._sessions,
+    EndSession: DeviceRules._end_session,
+    Mark: DeviceRules._mark,
+    Unread: DeviceRules._unread,
+}

@@ -1,0 +1,93 @@
+"""One user's sessions on this server, as the one mailbox the directory holds for their name.
+
+A client of version 4 logs in through a :class:`Devices`: the directory and the rooms hand
+it every frame for the user, and it hands each frame to every session. A registered user may
+log in again from another device while logged in (each with their password or a session
+token): the new session joins the same Devices, never taking the name from the others. An
+unregistered name stays one connection, as in the seed protocol.
+"""
+
+import time
+from dataclasses import dataclass
+
+from ...device_frames import SessionEntry, SessionFlag
+from .directory import Mailbox
+
+
+@dataclass(slots=True)
+class _Device:
+    number: int
+    session: Mailbox
+    since_ms: int
+
+
+class Devices:
+    """A Mailbox that hands what it is given to each of one user's sessions."""
+
+    __slots__ = ("_devices", "_numbered")
+    wants_ids = True  # (only clients of version 4 log in through one)
+
+    def __init__(self, first: Mailbox):
+        self._devices: list[_Device] = []
+        self._numbered = 0
+        self.add(first)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def add(self, session: Mailbox) -> int:
+        """A session logged in as the user; its number (never reused while the user is on)."""
+        self._numbered += 1
+        self._devices.append(_Device(self._numbered, session, int(time.time() * 1000)))
+        return self._numbered
+
+    def remove(self, session: Mailbox) -> bool:
+        """A session logged out; True if it was the last."""
+        self._devices = [device for device in self._devices if device.session is not session]
+        return not self._devices
+
+    def listing(self, asking: Mailbox) -> tuple[SessionEntry, ...]:
+        """The sessions, the asking one flagged."""
+        return tuple(
+            SessionEntry(
+                device.number,
+                SessionFlag.THIS if device.session is asking else SessionFlag(0),
+                device.since_ms,
+                getattr(device.session, "transport", ""),
+                getattr(device.session, "peer", ""),
+            )
+            for device in self._devices
+        )
+
+    def end(self, number: int) -> bool:
+        """End the session of that number; False if there is none."""
+        for device in self._devices:
+            if device.number == number:
+                device.session.disconnect()
+                return True
+        return False
+
+    def to_others(self, session: Mailbox, frame: bytes) -> None:
+        """Hand frame to the user's sessions but one (what that one did, shown on the others),
+        never waiting: a session that stops reading is dropped, not waited for."""
+        for device in self._devices:
+            if device.session is not session:
+                device.session.deliver(frame, wait=False)
+
+    # --- Mailbox ------------------------------------------------------------------------
+
+    def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        took = False
+        for device in self._devices:
+            took = device.session.deliver(frame, wait) or took
+        return took
+
+    def offer(self, frame: bytes) -> bool:
+        took = False
+        for device in self._devices:
+            took = device.session.offer(frame) or took
+        return took
+
+    def disconnect(self) -> None:
+        for device in list(self._devices):
+            device.session.disconnect()

@@ -1,0 +1,95 @@
+"""One account on several devices over real sockets: a stalled device, unread counts across a
+restart (with the terminal's "while you were away"), and a device on each node of a cluster."""
+
+import gevent
+import pytest
+
+from chatroom.device_frames import Mark, Marked, OwnMessage, Unread, UnreadCounts, UnreadEntry
+from chatroom.protocol import Authenticate, DirectMessage, Hello, ListUsers, Register, SendTo, UserList
+from chatroom.testing import OK, WAIT, Peer
+from tests.terminals import register
+
+pytestmark = pytest.mark.process
+
+
+def device(address, name, password="pw", receive_buffer=None) -> Peer:
+    """A connection of version 4 logged in to name (registering it if it is new)."""
+    peer = Peer(address, receive_buffer=receive_buffer)
+    assert peer.reply(Hello(4)) == OK
+    if peer.reply(Authenticate(name, password)) != OK:
+        assert peer.reply(Register(name, password)) == OK
+    return peer
+
+
+def direct_messages(peer, count) -> list:
+    got = []
+    with gevent.Timeout(WAIT * 2):
+        while len(got) < count:
+            event = peer.next_push()
+            if type(event) is DirectMessage:
+                got.append(event)
+    return got
+
+
+def test_a_stalled_device_is_dropped_and_the_accounts_other_sessions_carry_on(server_process):
+    server = server_process("--sendq", "65536", "--send-timeout", "1")
+    stalled = device(server.address, "alice", receive_buffer=4096)  # never reads
+    reading = device(server.address, "alice")
+    bob = device(server.address, "bob")
+    text = "x" * 60_000
+    sent = 0
+    with gevent.Timeout(WAIT * 3):
+        while True:
+            assert bob.reply(SendTo("alice", f"{sent:05d}{text}")) == OK
+            sent += 1
+            assert [m.text[:5] for m in direct_messages(reading, 1)] == [f"{sent - 1:05d}"]
+            if "is not reading" in server.log_text():
+                break
+    stalled.assert_closed()
+    assert bob.reply(SendTo("alice", "after")) == OK
+    assert [m.text for m in direct_messages(reading, 1)] == ["after"]
+    assert bob.reply(ListUsers()) == UserList(("alice", "bob"))
+    for peer in (stalled, reading, bob):
+        peer.close()
+
+
+def test_unread_counts_survive_a_restart_and_the_terminal_says_them(server_process, terminal, tmp_path):
+    server = server_process(data_dir=tmp_path)
+    alice, bob = device(server.address, "alice"), device(server.address, "bob")
+    for i in range(3):
+        assert bob.reply(SendTo("alice", f"b{i}")) == OK
+    first, *_ = direct_messages(alice, 3)
+    assert alice.reply(Mark("bob", first.id)) == OK
+    alice.close()
+    bob.close()
+    server.terminate()
+    again = server_process(data_dir=tmp_path)
+    alice = device(again.address, "alice")
+    assert alice.reply(Unread()) == UnreadCounts((UnreadEntry("bob", first.id, 2),))
+    alice.close()
+    term = terminal(again.address)
+    term.type("login alice\r")
+    term.wait_for_input_line("password for alice: ")
+    term.type("pw\r")
+    term.wait_for_line("while you were away: bob 2")
+
+
+def test_the_terminal_and_a_second_device_one_account(server_process, terminal):
+    """What the terminal sends shows on the account's other session, marked as its own."""
+    server = server_process()
+    bob = device(server.address, "bob")
+    term = terminal(server.address)
+    register(term, "alice", "pw")
+    phone = device(server.address, "alice")
+    term.type("sendto bob from the terminal\r")
+    [received] = direct_messages(bob, 1)
+    with gevent.Timeout(WAIT):
+        shown = phone.next_push()
+    assert shown == OwnMessage("bob", received.id, received.time_ms, "from the terminal")
+    assert bob.reply(SendTo("alice", "to both")) == OK
+    term.wait_for_text("to both")
+    [to_both] = direct_messages(phone, 1)
+    with gevent.Timeout(WAIT):  # the terminal showed it: read, and the phone hears so
+        assert phone.next_push() == Marked("bob", to_both.id)
+    phone.close()
+    bob.close()
