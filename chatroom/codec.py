@@ -9,7 +9,7 @@ import struct
 
 from . import device_frames, room_frames, search_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME
-from .device_frames import Marked, OwnMessage
+from .device_frames import Marked, OwnMessage, PresenceStatus
 from .fields import BadBody, name_field
 from .protocol import (
     AUTHENTICATE,
@@ -178,7 +178,7 @@ def without_id(data: bytes) -> bytes:
 
 
 # What a server sends unasked (every other frame it sends answers a request).
-PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent, OwnMessage, Marked)
+PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent, OwnMessage, Marked, PresenceStatus)
 
 
 def reply_status(data) -> Status | None:

@@ -1,7 +1,7 @@
 """One account on several devices in the protocol (extension version 4): the sessions a user
-is logged in with, what one of them sent shown on the others, and read markers; their frames
-and how their bodies are laid out both ways (the codec frames them, as it does the room
-frames)."""
+is logged in with, what one of them sent shown on the others, read markers, and presence with
+away; their frames and how their bodies are laid out both ways (the codec frames them, as it
+does the room frames)."""
 
 import enum
 import struct
@@ -12,22 +12,32 @@ from .fields import text as _text
 
 DEVICES_VERSION = 4
 MOST_COUNTED = 1000  # an unread count stops there (a client shows "1000+")
+MAX_AWAY_CHARS = 100
 
 # Requests.
 SESSIONS = 0x17
 END_SESSION = 0x18
 MARK = 0x19
 UNREAD = 0x1A
+AWAY = 0x1B
 # Replies and pushes.
 SESSION_LIST = 0x91
 OWN_MESSAGE = 0x92
 MARKED = 0x93
 UNREAD_COUNTS = 0x94
+PRESENCE_STATUS = 0x95
 
 _NUMBER = struct.Struct("!I")
 _ID = struct.Struct("!Q")
 _SESSION_HEAD = struct.Struct("!IBQ")  # number, flags, since (ms)
 _UNREAD_TAIL = struct.Struct("!QI")  # marker, count
+_AWAY_LENGTH = struct.Struct("!H")
+
+
+class PresenceState(enum.IntEnum):
+    OFFLINE = 0
+    ONLINE = 1
+    AWAY = 2
 
 
 class SessionFlag(enum.IntFlag):
@@ -55,6 +65,21 @@ class Mark:
 @dataclass(slots=True)
 class Unread:
     """What came after each conversation's marker (UNREAD-COUNTS)."""
+
+
+@dataclass(slots=True)
+class Away:
+    """Away (with a message, perhaps empty), or back (away false)."""
+
+    away: bool
+    message: str = ""
+
+
+@dataclass(slots=True)
+class PresenceStatus:
+    """Who came, went, went away or came back: (name, state, away message) each."""
+
+    changes: tuple[tuple[str, PresenceState, str], ...]
 
 
 @dataclass(slots=True)
@@ -111,6 +136,10 @@ def encode_body(message) -> tuple[int, bytes] | None:
         return MARK, name_field(message.conversation) + _ID.pack(message.id)
     if kind is Unread:
         return UNREAD, b""
+    if kind is Away:
+        return AWAY, bytes((1 if message.away else 0,)) + message.message.encode()
+    if kind is PresenceStatus:
+        return PRESENCE_STATUS, b"".join(map(_status_entry, message.changes))
     if kind is SessionList:
         return SESSION_LIST, b"".join(map(_session_entry, message.sessions))
     if kind is OwnMessage:
@@ -128,6 +157,39 @@ def encode_body(message) -> tuple[int, bytes] | None:
 def _session_entry(entry: SessionEntry) -> bytes:
     head = _SESSION_HEAD.pack(entry.number, entry.flags, entry.since_ms)
     return head + name_field(entry.transport) + name_field(entry.address)
+
+
+def _status_entry(change: tuple[str, PresenceState, str]) -> bytes:
+    name, state, away = change
+    text = away.encode()
+    return bytes((state,)) + name_field(name) + _AWAY_LENGTH.pack(len(text)) + text
+
+
+def _parse_away(body):
+    if not body or body[0] not in (0, 1):
+        raise BadBody("away (1) or back (0)")
+    message = _text(body[1:])
+    if body[0] == 0 and message:
+        raise BadBody("back has no message")
+    return Away(body[0] == 1, message)
+
+
+def _parse_presence_status(body):
+    changes, offset = [], 0
+    while offset < len(body):
+        if body[offset] not in PresenceState._value2member_map_:
+            raise BadBody("a presence state")
+        state = PresenceState(body[offset])
+        name, offset = split_name_field(body, offset + 1)
+        if offset + _AWAY_LENGTH.size > len(body):
+            raise BadBody("a presence entry runs past the body")
+        (length,) = _AWAY_LENGTH.unpack_from(body, offset)
+        start = offset + _AWAY_LENGTH.size
+        if start + length > len(body):
+            raise BadBody("an away message runs past the body")
+        changes.append((name, state, _text(body[start : start + length])))
+        offset = start + length
+    return PresenceStatus(tuple(changes))
 
 
 def _empty(make):
@@ -187,10 +249,12 @@ CLIENT_PARSERS = {
     END_SESSION: _parse_end_session,
     MARK: lambda body: Mark(*_conversation_and_id(body)),
     UNREAD: _empty(Unread),
+    AWAY: _parse_away,
 }
 SERVER_PARSERS = {
     SESSION_LIST: _parse_session_list,
     OWN_MESSAGE: _parse_own_message,
     MARKED: lambda body: Marked(*_conversation_and_id(body)),
     UNREAD_COUNTS: _parse_unread_counts,
+    PRESENCE_STATUS: _parse_presence_status,
 }

@@ -15,7 +15,7 @@ from gevent.select import select
 
 from chatroom.testing import WAIT
 
-ROWS, COLS = 24, 100
+ROWS, COLS = 30, 100  # (room for the whole help)
 
 
 class _AnsweringScreen(pyte.Screen):

@@ -765,3 +765,38 @@ def test_search_in_cluster_mode_scans_ones_own_conversations(nodes):
     assert [f.text for f in alice.reply(Search(10, 0, "bob", "KEY")).found] == ["the Blue key"]
     for peer in (alice, bob):
         peer.close()
+
+
+def test_devices_markers_unread_and_away_across_two_nodes(nodes):
+    from chatroom.device_frames import Away, Mark, Marked, PresenceState, PresenceStatus, Unread, UnreadCounts
+    from tests.test_devices_live import device, direct_messages
+
+    one, two = nodes(2)
+    laptop, phone = device(one.address, "alice"), device(one.address, "alice")  # a user's devices share a node
+    elsewhere = Peer(two.address)
+    assert elsewhere.reply(Hello(4)) == OK
+    assert elsewhere.reply(Authenticate("alice", "pw")) == failure(Reason.NAME_IN_USE)
+    carol = device(two.address, "carol")
+    assert carol.reply(SendTo("alice", "hi")) == OK
+    [on_laptop], [on_phone] = direct_messages(laptop, 1), direct_messages(phone, 1)
+    assert on_laptop.id == on_phone.id
+    assert laptop.reply(Mark("carol", on_laptop.id)) == OK
+    assert phone.next_push() == Marked("carol", on_laptop.id)
+    assert phone.reply(Watch(True)) == OK
+    online = (PresenceState.ONLINE, "")
+    assert phone.next_push() == PresenceStatus((("alice", *online), ("carol", *online)))  # (a conversation)
+    assert carol.reply(Away(True, "lunch")) == OK
+    with gevent.Timeout(WAIT):
+        assert phone.next_push() == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
+    for text in ("one", "two"):
+        assert carol.reply(SendTo("alice", text)) == OK
+
+    def unread():
+        counts = phone.reply(Unread())
+        assert isinstance(counts, UnreadCounts)
+        return [(e.conversation, e.marker, e.count) for e in counts.entries]
+
+    # (the sender's node writes the history behind the relay: the count follows within moments)
+    eventually(lambda: unread() == [("carol", on_laptop.id, 2)], what="two unread")
+    for peer in (laptop, phone, elsewhere, carol):
+        peer.close()

@@ -58,7 +58,7 @@ def test_parse(line, expected):
     [
         ("sendto bob", "usage: sendto NAME TEXT"),
         ("sendto bob ", "usage: sendto NAME TEXT"),
-        ("history", "usage: history NAME [N]"),
+        ("history", "usage: history NAME [N|unread]"),
         ("history bob 5000", "N is 1 to 1000: at most 1000 messages"),
         ("login has space", "a name has no spaces"),
         ("login " + "x" * 21, "a name is at most 20 characters"),

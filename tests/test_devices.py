@@ -1,13 +1,17 @@
 """One account on several devices (extension version 4), without sockets: sessions, one's own
 messages shown on one's other sessions, read markers and unread counts."""
 
+import gevent
 import pytest
 
 from chatroom.device_frames import (
+    Away,
     EndSession,
     Mark,
     Marked,
     OwnMessage,
+    PresenceState,
+    PresenceStatus,
     SessionFlag,
     SessionList,
     Sessions,
@@ -28,12 +32,13 @@ from chatroom.protocol import (
     SendTo,
     Status,
     UserList,
+    Watch,
 )
 from chatroom.room_frames import Join, RoomMessage
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import failure
+from chatroom.testing import WAIT, failure
 from tests.conftest import CHEAP
 from tests.test_rules import Client
 
@@ -188,3 +193,64 @@ def test_device_requests_need_version_4_and_markers_an_account(device, hello_cli
     assert guest.ask(Unread()) == [failure(Reason.NOT_REGISTERED)]
     [listing] = guest.ask(Sessions())  # one connection, listed as one session
     assert [s.flags for s in listing.sessions] == [SessionFlag.THIS]
+
+
+# --- Presence with away (version 4) -----------------------------------------------------------
+
+
+@pytest.fixture
+def fast_watch(monkeypatch):
+    from chatroom.server.presence import watch
+
+    monkeypatch.setattr(watch, "PERIOD", 0.05)
+
+
+def next_push(client, kind):
+    """The next frame of that kind delivered to client (within WAIT)."""
+    with gevent.Timeout(WAIT):
+        while True:
+            client.arrived.clear()
+            for message in client.messages():
+                if isinstance(message, kind):
+                    client.received.clear()
+                    return message
+            client.arrived.wait()
+
+
+def test_presence_tells_of_those_one_shares_a_conversation_or_a_room_with_and_their_away(
+    device, hello_client, fast_watch
+):
+    alice, carol, dave = device("alice"), device("carol"), device("dave")
+    assert carol.ask(SendTo("alice", "hi")) == [OK]  # a conversation (kept in the history)
+    assert alice.ask(Join("#team")) == [OK] and dave.ask(Join("#team")) == [OK]  # a room
+    stranger = hello_client("bob", version=4)  # shares nothing with alice
+    watcher = device("alice")  # another of alice's devices
+    [ok, everyone] = watcher.ask(Watch(True))
+    online = (PresenceState.ONLINE, "")
+    assert everyone == PresenceStatus((("alice", *online), ("carol", *online), ("dave", *online)))
+    assert carol.ask(Away(True, "lunch")) == [OK]
+    assert stranger.ask(Away(True, "not for alice")) == [OK]
+    assert next_push(watcher, PresenceStatus) == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
+    assert carol.ask(SendTo("alice", "back now")) == [OK]  # sending ends being away
+    assert next_push(watcher, PresenceStatus) == PresenceStatus((("carol", *online),))
+    assert dave.ask(Away(True)) == [OK] and dave.ask(Away(False)) == [OK]  # away and back within the second
+    assert carol.ask(Logout()) == [OK]
+    assert next_push(watcher, PresenceStatus) == PresenceStatus((("carol", PresenceState.OFFLINE, ""),))
+
+
+def test_an_older_watcher_hears_only_who_comes_and_goes(device, hello_client, fast_watch):
+    from chatroom.protocol import Presence
+
+    carol = device("carol")
+    old = hello_client("erin", version=3)
+    assert old.ask(Watch(True)) == [OK, Presence((("carol", True), ("erin", True)))]
+    assert carol.ask(Away(True, "lunch")) == [OK]
+    device("frank")
+    assert next_push(old, Presence) == Presence((("frank", True),))  # (carol's away is not said)
+
+
+def test_away_needs_a_login_and_a_short_valid_message(device, hello_client):
+    assert hello_client(version=4).ask(Away(True, "x")) == [failure(Reason.NOT_LOGGED_IN)]
+    alice = device("alice")
+    assert alice.ask(Away(True, "x" * 101)) == [failure(Reason.INVALID_TEXT)]
+    assert alice.ask(Away(True, "")) == [OK]  # (a message is optional)

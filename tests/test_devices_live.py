@@ -72,6 +72,10 @@ def test_unread_counts_survive_a_restart_and_the_terminal_says_them(server_proce
     term.wait_for_input_line("password for alice: ")
     term.type("pw\r")
     term.wait_for_line("while you were away: bob 2")
+    term.type("history bob unread\r")  # from the marker on: b0 was read
+    term.wait_for_text("── history with bob: the last 2 messages ──")
+    term.wait_for_match(r"\d\d:\d\d bob: b2")
+    assert not any(line.endswith("bob: b0") for line in term.lines())
 
 
 def test_the_terminal_and_a_second_device_one_account(server_process, terminal):

@@ -30,8 +30,8 @@ def test_a_browser_and_a_terminal_protocol_client_chat(web_server, browser, logg
     bob = logged_in(web_server.address, "bob")
     log_in(browser, web_server.web_url, "webby")
     assert bob.request(ListUsers()) == UserList(("bob", "webby"))
-    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '.user[data-name="bob"]'), "bob in the list")
-    # A message from the TCP client: an unread count, then the conversation.
+    # A message from the TCP client: an unread count, then the conversation. (Presence tells a
+    # page only of those it shares a conversation or a room with: bob, from his first message.)
     assert bob.request(SendTo("webby", "hi from tcp")) == OK
     until(browser, lambda d: d.find_element(By.CSS_SELECTOR, '.user[data-name="bob"] .unread').text == "1", "unread")
     click(browser, '.user[data-name="bob"]')

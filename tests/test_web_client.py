@@ -2,18 +2,20 @@
 registered users (password, offline messages, history, a reload), hostile text, presence
 pushed, and the small things (title, links, keyboard, notifications)."""
 
+import json
 import os
 from pathlib import Path
 
 import gevent
 import pytest
 
-from chatroom.device_frames import Mark, Marked
+from chatroom.device_frames import Away, Mark, Marked
 from chatroom.protocol import (
     Authenticate,
     DirectMessage,
     Hello,
     ListUsers,
+    Login,
     Logout,
     Register,
     Response,
@@ -84,11 +86,11 @@ def test_on_a_phone_one_column_the_messages_take_the_width_and_nothing_scrolls_s
     browser.set_window_size(390, 844)
     log_in(browser, web_server.web_url, "phone")
     bob = logged_in(web_server.address, "bob")
-    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="bob"]')), "bob, pushed")
-    width = browser.execute_script("return window.innerWidth")
-    assert browser.find_element(*by_css(".people")).size["width"] >= 0.9 * width  # the list, alone
     long_word = "https://example.org/" + "a" * 120
     assert bob.request(SendTo("phone", "a sentence of ordinary words that must wrap between them " + long_word)) == OK
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="bob"]')), "bob, who wrote")
+    width = browser.execute_script("return window.innerWidth")
+    assert browser.find_element(*by_css(".people")).size["width"] >= 0.9 * width  # the list, alone
     click(browser, '.user[data-name="bob"]')
     until(browser, lambda d: "ordinary words" in text_of(d, "messages"), "the message")
     assert not browser.find_element(*by_css(".people")).is_displayed()
@@ -151,7 +153,8 @@ def test_a_registered_user_logs_in_reads_what_was_kept_and_stays_logged_in_acros
     assert first_unread.text == "said while you were here"  # (the conversation opens there)
     assert browser.title == "chatroom"
     token = browser.execute_script("return sessionStorage.getItem('chatroom.session')")
-    assert token and "pw" not in token.replace('"open"', "")  # the token, never the password
+    kept = json.loads(token)  # the token, never the password
+    assert set(kept) == {"name", "token", "open", "peer"} and kept["token"] != "pw" and len(kept["token"]) >= 32
     browser.refresh()
     until(browser, lambda d: text_of(d, "me") == "alice", "logged in again after the reload")
     until(browser, lambda d: "said while you were here" in text_of(d, "messages"), "the conversation, open again")
@@ -199,17 +202,27 @@ def test_hostile_text_is_shown_escaped_and_links_are_links(web_server, browser, 
     assert not browser.find_elements(*by_css("#messages b, #messages img"))
 
 
-def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, browser, logged_in):
+def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, browser, logged_in, peer_at):
     from selenium.webdriver.common.keys import Keys
 
     log_in(browser, web_server.web_url, "webby")
-    carol = logged_in(web_server.address, "carol")
+    carol = peer_at(web_server.address)
+    assert carol.reply(Hello(4)) == OK and carol.reply(Login("carol")) == OK
+    # Presence tells of those one shares a conversation (or a room) with: carol, once she writes.
+    assert carol.reply(SendTo("webby", "hi")) == OK
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"] .dot.online')), "carol online")
+    assert carol.reply(Away(True, "lunch")) == OK
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"] .dot.away')), "carol away")
+    assert "away: lunch" in browser.find_element(*by_css('.user[data-name="carol"]')).get_attribute("aria-label")
     carol.close()
-    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"]')) == [], "carol gone")
-    logged_in(web_server.address, "dave")
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"].offline')), "carol gone")
+    dave = logged_in(web_server.address, "dave")
+    assert dave.request(SendTo("webby", "hello")) == OK
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="dave"]')), "dave")
     browser.find_element(*By_ID("talk-to")).send_keys(Keys.TAB)  # from the name box to the list
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("data-name") == "carol"  # (in the order of names)
+    focused.send_keys(Keys.TAB)
     focused = browser.switch_to.active_element
     assert focused.get_attribute("data-name") == "dave"
     focused.send_keys(Keys.ENTER)

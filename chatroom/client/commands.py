@@ -9,7 +9,7 @@ takes one input line and returns its Command and a protocol message to send, a l
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..device_frames import EndSession, Sessions
+from ..device_frames import MAX_AWAY_CHARS, Away, EndSession, Sessions
 from ..protocol import MAX_HISTORY_COUNT, MAX_TEXT_CHARS, ListUsers, Login, Logout, SendTo, is_valid_username
 from ..room_frames import (
     ROOM_PREFIX,
@@ -88,6 +88,7 @@ class ShowTopic:
 class ShowHistory:
     peer: str
     count: int
+    unread: bool = False  # only what came after the marker (what no device of one's showed yet)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,13 @@ def _sessions(rest):
     return Error(INVALID_COMMAND, "usage: sessions [end N]")
 
 
+def _away(rest):
+    message = rest.strip(" ")
+    if len(message) > MAX_AWAY_CHARS:
+        return Error(INVALID_COMMAND, f"an away message is at most {MAX_AWAY_CHARS} characters")
+    return Away(True, message)
+
+
 def _one_name(action: Callable[[str], object], usage: str) -> Callable[[str], object]:
     def read(rest):
         name = rest.strip(" ")
@@ -195,13 +203,15 @@ def _one_name(action: Callable[[str], object], usage: str) -> Callable[[str], ob
 
 
 def _history(rest):
-    usage = "history NAME [N]"
+    usage = "history NAME [N|unread]"
     name, _, count = rest.strip(" ").partition(" ")
     count = count.strip(" ")
     if error := _a_name_or_room(name, usage):
         return error
     if not count:
         return ShowHistory(name, DEFAULT_HISTORY)
+    if count == "unread":
+        return ShowHistory(name, MAX_HISTORY_COUNT, unread=True)
     if not count.isdigit():
         return Error(INVALID_COMMAND, f"usage: {usage}")
     if not 1 <= int(count) <= MAX_HISTORY_COUNT:
@@ -274,8 +284,8 @@ TABLE = (
     ),
     Command(
         "history",
-        "NAME [N]",
-        f"the last N messages (default {DEFAULT_HISTORY}) between you and NAME (or in a #room)",
+        "NAME [N|unread]",
+        f"the last N messages (default {DEFAULT_HISTORY}) with NAME or in a #room; unread: those not yet read",
         _history,
         completes_names=True,
     ),
@@ -301,6 +311,8 @@ TABLE = (
         "give", "#ROOM NAME", "(owner) hand a room to a registered member", _room_and_name(GiveRoom, "give #ROOM NAME")
     ),
     Command("search", "TEXT [in NAME|#ROOM]", "your messages holding every word of TEXT, newest first", _search),
+    Command("away", "[MESSAGE]", "say you are away (until back, or until you send something)", _away),
+    Command("back", "", "say you are back", _no_arguments(lambda: Away(False))),
     Command("sessions", "[end N]", "the devices you are logged in from; end N logs one out", _sessions),
     Command("help", "", "show this help", _no_arguments(Help), needs_server=False),
     Command("exit", "", "disconnect and quit (also Ctrl-D)", _no_arguments(Exit), needs_server=False),

@@ -93,6 +93,7 @@ class Client:
         # Stored messages that arrive before their login's Success is said, said after it.
         self._held_stored: list[StoredMessage] | None = None
         self._away_said = False
+        self._markers: dict[str, int] = {}  # conversation -> the last message read, on any of one's devices
 
     def attach(self, sock, address: str = "the server") -> Connection:
         """Use a new connection (the first, or one made after the last was lost) and learn
@@ -135,8 +136,11 @@ class Client:
 
     def _show_message(self, message):
         kind = type(message)
-        if kind is Presence or kind is Marked:
-            return  # (this client does not WATCH, nor show markers)
+        if kind is Presence:
+            return  # (this client does not WATCH)
+        if kind is Marked:
+            self._markers[message.conversation] = message.id
+            return
         if kind is OwnMessage:
             self.output.own_message(message)
             return
@@ -164,6 +168,7 @@ class Client:
         devices learn it). Only a registered user logged in with its password has markers."""
         connection = self.connection
         if self._password is not None and self.version >= DEVICES_VERSION and connection is not None:
+            self._markers[conversation] = max(message_id, self._markers.get(conversation, 0))
             try:
                 connection.send_unanswered(Mark(conversation, message_id))
             except ConnectionLost:
@@ -292,6 +297,8 @@ class Client:
         """What came while one was away, per conversation (after the marker one's devices
         last set): said once, before the messages kept for one."""
         counts = self._ask(Unread())
+        if isinstance(counts, UnreadCounts):
+            self._markers.update((entry.conversation, entry.marker) for entry in counts.entries)
         if isinstance(counts, UnreadCounts) and any(entry.count for entry in counts.entries):
             self.output.unread(tuple(entry for entry in counts.entries if entry.count))
             self._away_said = True
@@ -307,10 +314,11 @@ class Client:
             return
         if isinstance(command, ShowHistory):
             reply = self._ask(HistoryRequest(command.peer, command.count))
+            after = self._markers.get(command.peer, 0) if command.unread else -1
             if isinstance(reply, HistoryPage):
-                self.output.history(reply.peer, reply.entries)
+                self.output.history(reply.peer, tuple(e for e in reply.entries if e.id > after))
             elif isinstance(reply, RoomHistory):
-                self.output.room_history(reply.room, reply.entries)
+                self.output.room_history(reply.room, tuple(e for e in reply.entries if e.id > after))
             elif isinstance(reply, Response):
                 why = server_reason(reply, command.peer)
                 self.output.outcome(

@@ -6,11 +6,14 @@ A mixin: it holds no state of its own; :class:`~.rules.Rules` holds the connecti
 """
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..codec import encode
 from ..device_frames import (
+    MAX_AWAY_CHARS,
+    Away,
     EndSession,
     Mark,
     Marked,
@@ -28,12 +31,14 @@ from .replies import OK
 
 log = logging.getLogger(__name__)
 
+COMPANY_LIFETIME = 5.0  # seconds the people in one's rooms are taken as known, for presence
+
 
 class DeviceRules:
     if not TYPE_CHECKING:
         __slots__ = ()  # (at run time only: mypy checks assignments against Rules' slots)
     else:  # what Rules holds and does
-        from .presence.directory import Mailbox
+        from .presence.directory import Directory, Mailbox
         from .rooms.registry import Rooms
         from .rooms.shared import SharedRooms
         from .storage.accounts import Accounts
@@ -42,6 +47,7 @@ class DeviceRules:
         _registered: bool
         _devices: Devices | None
         _mailbox: Mailbox
+        _directory: Directory
         _accounts: Accounts | None
         _rooms: Rooms | SharedRooms | None
         _peer: str
@@ -82,6 +88,39 @@ class DeviceRules:
         unread = accounts.store.unread(name, rooms)
         return encode(UnreadCounts(tuple(UnreadEntry(*entry) for entry in unread)))
 
+    def _away(self, event: Away) -> bytes:
+        name = self.name
+        if name is None or self._devices is None:
+            return self._failure(Reason.NOT_LOGGED_IN)
+        if len(event.message) > MAX_AWAY_CHARS:
+            return self._failure(Reason.INVALID_TEXT)
+        self._directory.set_away(name, event.message if event.away else None)
+        self._devices.away = event.away
+        return OK
+
+    def _back(self) -> None:
+        """Sending a message ends being away."""
+        assert self.name is not None and self._devices is not None
+        self._devices.away = False
+        self._directory.set_away(self.name, None)
+
+    def shares(self, name: str) -> bool:
+        """(Presence.) Whether this user shares a conversation or a room with name; oneself
+        too (one's other devices' away)."""
+        devices = self._devices
+        if devices is None:
+            return False
+        if not devices.partners_known and self._registered and self._accounts is not None and self.name is not None:
+            devices.partners_known = True  # (once per user: the history's partners join the contacts)
+            devices.contacts.update(self._accounts.store.partners(self.name))
+        if name == self.name or name in devices.contacts:
+            return True
+        now = time.monotonic()
+        if now - devices.company_at > COMPANY_LIFETIME and self._rooms is not None and self.name is not None:
+            devices.company_at = now
+            devices.company = frozenset(self._rooms.company(self.name))
+        return name in devices.company
+
     def _show_on_other_devices(self, recipient: str, text: str, message_id: int, time_ms: int) -> None:
         """What this session sent, on the user's other sessions, as their own message."""
         devices = self._devices
@@ -90,6 +129,7 @@ class DeviceRules:
 
 
 DEVICE_ANSWERS: dict[type, Callable[[Any, Any], bytes]] = {
+    Away: DeviceRules._away,
     Sessions: DeviceRules._sessions,
     EndSession: DeviceRules._end_session,
     Mark: DeviceRules._mark,

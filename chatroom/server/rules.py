@@ -205,6 +205,11 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._failure(Reason.NOT_LOGGED_IN)
         if not is_valid_text(text):
             return self._failure(Reason.INVALID_TEXT)
+        devices = self._devices
+        if devices is not None:  # (a client of version 4: presence)
+            if devices.away:
+                self._back()
+            devices.contacts.add(recipient)
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
@@ -219,6 +224,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             message_id, time_ms = next_id()
             relayed = found.hand_over(encode(DirectMessage(sender, message_id, time_ms, text)))
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
+        if type(found) is Devices:
+            found.contacts.add(sender)
         accounts = self._accounts
         recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
         # An id only where it is needed: for a client of version 3, or for the history.
@@ -318,7 +325,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if not on:
             presence.unwatch(self._mailbox)
             return OK
-        return OK + presence.watch(self._mailbox)
+        return OK + presence.watch(self._mailbox, self if self._version >= DEVICES_VERSION else None)
 
     def closed(self) -> None:
         """The connection has ended (after log_out): it watches nothing more."""

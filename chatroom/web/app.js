@@ -5,7 +5,7 @@
 
 import {
   Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MARKED, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, OWN_MESSAGE, PRESENCE,
-  REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
+  PRESENCE_STATUS, REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
 } from "./protocol.js";
 import { appendMessage, escaped } from "./text.js";
 
@@ -19,6 +19,7 @@ const state = {
   token: null,
   peer: null,
   online: new Set(),
+  away: new Map(),  // name -> its away message (those online and away)
   conversations: new Map(),  // name or #room -> {entries: [], oldest: id, complete: bool, loaded: bool}
   rooms: new Set(),  // the rooms one is in
   unread: new Map(),
@@ -78,11 +79,14 @@ function conversationButton(name) {
   button.dataset.name = name;
   if (name === state.peer) { button.classList.add("active"); button.setAttribute("aria-current", "true"); }
   if (!room && !online) button.classList.add("offline");
-  const what = room ? `room ${escaped(name)}` : `${escaped(name)}, ${online ? "online" : "offline"}`;
+  const away = state.away.get(name);
+  const status = away === undefined ? (online ? "online" : "offline") : `away${away ? `: ${escaped(away)}` : ""}`;
+  const what = room ? `room ${escaped(name)}` : `${escaped(name)}, ${status}`;
+  if (away !== undefined) button.title = status;
   button.setAttribute("aria-label", `${what}${unread ? `, ${unread} unread` : ""}`);
   const label = element("span", "name");
   appendMessage(label, name);
-  if (!room) button.append(element("span", online ? "dot online" : "dot"));
+  if (!room) button.append(element("span", away !== undefined ? "dot away" : online ? "dot online" : "dot"));
   button.append(label, element("span", "unread", unread ? String(unread) : ""));
   button.addEventListener("click", () => openConversation(name));
   item.append(button);
@@ -212,6 +216,7 @@ async function loadHistory(name, first) {
 // unless it is one's own, and notified while the tab is hidden (not one kept while away).
 function received(where, sender, text, time, kept, id, mine = isRoom(where) && sender === state.me) {
   conversation(where).entries.push({ sender, text, time, mine, id });
+  if (!kept && sender !== state.me && !state.online.has(sender)) state.online.add(sender);  // (writing now)
   // (A registered user's kept messages are in the unread counts the server gives at login.)
   const counted = kept && state.registered && connection.version >= 4;
   if (!mine && !counted && (where !== state.peer || document.hidden)) state.unread.set(where, (state.unread.get(where) || 0) + 1);
@@ -266,6 +271,12 @@ function onPush(message) {
     received(message.recipient, state.me, message.text, message.time, true, message.id, true);
   } else if (message.type === MARKED) {
     marked(message.conversation, message.id);
+  } else if (message.type === PRESENCE_STATUS) {  // (version 4: those one shares something with)
+    for (const [name, status, away] of message.changes) {
+      if (status === 0) state.online.delete(name); else state.online.add(name);
+      if (status === 2) state.away.set(name, away); else state.away.delete(name);
+    }
+    renderUsers();
   } else if (message.type === PRESENCE) {
     for (const [name, online] of message.changes) {
       if (online) state.online.add(name); else state.online.delete(name);

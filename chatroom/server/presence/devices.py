@@ -24,12 +24,19 @@ class _Device:
 class Devices:
     """A Mailbox that hands what it is given to each of one user's sessions."""
 
-    __slots__ = ("_devices", "_numbered")
+    __slots__ = ("_devices", "_numbered", "contacts", "partners_known", "company", "company_at", "away")
     wants_ids = True  # (only clients of version 4 log in through one)
 
     def __init__(self, first: Mailbox):
         self._devices: list[_Device] = []
         self._numbered = 0
+        # For presence: the people the user has a conversation with (history, and who they
+        # wrote to or heard from here), and, looked up now and then, those in their rooms.
+        self.contacts: set[str] = set()
+        self.partners_known = False  # the history's part of contacts is in
+        self.company: frozenset[str] = frozenset()
+        self.company_at = float("-inf")  # when company was looked up (monotonic)
+        self.away = False
         self.add(first)
 
     def __len__(self) -> int:

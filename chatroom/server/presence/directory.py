@@ -90,6 +90,13 @@ class Directory(Protocol):
     def names(self) -> list:
         """Everyone logged in, sorted by code point."""
 
+    def set_away(self, name: str, message: str | None) -> None:
+        """Mark name away (with its message), or back (None)."""
+
+    def away(self) -> "dict[str, str] | None":
+        """Who is away, with their messages (None when that cannot be known now); a name no
+        longer logged in may linger here, and counts for nothing."""
+
     def find(self, name: str) -> Mailbox | RemoteRecipient | None:
         """The mailbox of ``name`` on this server; or a RemoteRecipient, when a shared
         directory learns only in the hand-over whether they are logged in elsewhere; or None,
@@ -102,8 +109,9 @@ class LocalDirectory:
     def __init__(self) -> None:
         self._mailboxes: dict[str, Mailbox] = {}
         self._look_alikes: dict[str, str] = {}  # skeleton -> the name logged in with it
-        self._changes = 0  # claims and releases so far
-        self.presence = PresenceWatch(self.names, lambda: self._changes)
+        self._away: dict[str, str] = {}  # name -> its away message
+        self._changes = 0  # claims, releases and away changes so far
+        self.presence = PresenceWatch(self.names, self.away, lambda: self._changes)
 
     def start(self) -> None:
         load_table()  # now, rather than in the first login
@@ -132,6 +140,7 @@ class LocalDirectory:
         if self._mailboxes.get(name) is mailbox:
             del self._mailboxes[name]
             del self._look_alikes[skeleton(name)]
+            self._away.pop(name, None)
             self._changes += 1
 
     def names(self) -> list:
@@ -139,3 +148,13 @@ class LocalDirectory:
 
     def find(self, name: str) -> Mailbox | None:
         return self._mailboxes.get(name)
+
+    def set_away(self, name: str, message: str | None) -> None:
+        if message is None:
+            self._away.pop(name, None)
+        else:
+            self._away[name] = message
+        self._changes += 1
+
+    def away(self) -> dict[str, str]:
+        return self._away

@@ -1,11 +1,14 @@
-"""Presence pushed to the clients that watch it: who came online and who went offline, at most
-once a second, the same frame for every watcher.
+"""Presence pushed to the clients that watch it: who came online, went away, came back or went
+offline, at most once a second.
 
-Once a second, while anyone watches, the watch compares who is online with what it saw last
-and sends the difference as one PRESENCE frame, encoded once. A name that came and went within
+Once a second, while anyone watches, the watch compares who is online (and who of them away)
+with what it saw last. A watcher of version 2 or 3 gets the difference in who is online as one
+PRESENCE frame, encoded once for all of them. A watcher of version 4 has a *view*: it hears
+only of the people it shares a conversation or a room with (``view.shares(name)``), and gets
+their states, away messages included, as PRESENCE-STATUS. A name that came and went within
 the second is not mentioned; a login storm costs each watcher one frame a second. It reads the
-directory's ``names()``, so a cluster's watchers see every node's users the same way (the
-LocalDirectory's ``changes`` counter spares it the work while nothing changed).
+directory's ``names()`` and ``away()``, so a cluster's watchers see every node's users the
+same way (the LocalDirectory's ``changes`` counter spares it the work while nothing changed).
 """
 
 from collections.abc import Callable
@@ -14,65 +17,102 @@ from typing import Protocol
 import gevent
 
 from ...codec import encode
+from ...device_frames import PresenceState, PresenceStatus
 from ...protocol import Presence
 
 PERIOD = 1.0  # seconds between updates: a watcher gets at most one a second
+
+Change = tuple[str, PresenceState, str]  # name, state, away message
 
 
 class Watcher(Protocol):
     def deliver(self, frame: bytes, wait: bool = True) -> bool: ...
 
 
+class View(Protocol):
+    def shares(self, name: str) -> bool:
+        """Whether the watcher shares a conversation or a room with name."""
+        ...
+
+
 class PresenceWatch:
-    def __init__(self, names: Callable[[], "list | None"], changes: Callable[[], int] | None = None):
-        """``names()``: everyone online (None when that cannot be known now); ``changes()``: a
-        number that moves whenever they may have changed (None: read names() every period)."""
+    def __init__(
+        self,
+        names: Callable[[], "list | None"],
+        away: Callable[[], "dict[str, str] | None"],
+        changes: Callable[[], int] | None = None,
+    ):
+        """``names()``: everyone online, ``away()``: who is away (None when that cannot be
+        known now); ``changes()``: a number that moves whenever they may have changed (None:
+        read them every period)."""
         self._names = names
+        self._away = away
         self._changes = changes
-        self._watchers: set[Watcher] = set()
-        self._seen: set[str] = set()
+        self._watchers: dict[Watcher, View | None] = {}
+        self._seen: dict[str, tuple[PresenceState, str]] = {}
         self._seen_at = -1  # changes() when _seen was read
         self._greenlet: gevent.Greenlet | None = None
 
-    def watch(self, mailbox: Watcher) -> bytes:
-        """Add a watcher; the PRESENCE frame of everyone online now, for it to start from."""
-        online = self._names() or []
+    def watch(self, mailbox: Watcher, view: View | None = None) -> bytes:
+        """Add a watcher (``view``: one of version 4); the frame of everyone online now (that
+        it shares something with), for it to start from."""
+        now = self._look() or {}
         if not self._watchers:
-            self._seen, self._seen_at = set(online), self._changes() if self._changes else -1
-        self._watchers.add(mailbox)
+            self._seen, self._seen_at = now, self._changes() if self._changes else -1
+        self._watchers[mailbox] = view
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
-        return encode(Presence(tuple((name, True) for name in online)))
+        if view is None:
+            return encode(Presence(tuple((name, True) for name in now)))
+        return encode(PresenceStatus(tuple((name, *now[name]) for name in now if view.shares(name))))
 
     def unwatch(self, mailbox: Watcher) -> None:
-        self._watchers.discard(mailbox)
+        self._watchers.pop(mailbox, None)
 
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill()
 
+    def _look(self) -> dict[str, tuple[PresenceState, str]] | None:
+        """Everyone online, with their state and away message; None if it cannot be known."""
+        names, away = self._names(), self._away()
+        if names is None or away is None:
+            return None
+        return {
+            name: (PresenceState.AWAY, away[name]) if name in away else (PresenceState.ONLINE, "") for name in names
+        }
+
     def _run(self):
         while self._watchers:
             gevent.sleep(PERIOD)
-            update = self._update()
-            if update is not None:
-                for mailbox in list(self._watchers):
-                    mailbox.deliver(update, wait=False)
+            came, moved, went = self._update()
+            changes = came + moved + went
+            if not changes:
+                continue
+            came_or_went = [(name, True) for name, _, _ in came] + [(name, False) for name, _, _ in went]
+            plain = encode(Presence(tuple(came_or_went))) if came_or_went else None
+            for mailbox, view in list(self._watchers.items()):
+                if view is None:
+                    if plain is not None:
+                        mailbox.deliver(plain, wait=False)
+                    continue
+                seen = tuple(change for change in changes if view.shares(change[0]))
+                if seen:
+                    mailbox.deliver(encode(PresenceStatus(seen)), wait=False)
 
-    def _update(self) -> bytes | None:
-        """The frame of what changed since the last look, or None if nothing did."""
+    def _update(self) -> tuple[list[Change], list[Change], list[Change]]:
+        """What changed since the last look: who came (online or away), who went away or came
+        back, and who went offline; each sorted by name."""
         if self._changes is not None:
             changes = self._changes()
             if changes == self._seen_at:
-                return None
+                return [], [], []
             self._seen_at = changes
-        names = self._names()
-        if names is None:
-            return None  # the next period looks again
-        online = set(names)
-        came, went = online - self._seen, self._seen - online
-        self._seen = online
-        if not came and not went:
-            return None
-        changes_list = [(name, True) for name in sorted(came)] + [(name, False) for name in sorted(went)]
-        return encode(Presence(tuple(changes_list)))
+        now = self._look()
+        if now is None:
+            return [], [], []  # the next period looks again
+        before, self._seen = self._seen, now
+        came = [(name, *now[name]) for name in sorted(now.keys() - before.keys())]
+        moved = [(name, *now[name]) for name in sorted(now.keys() & before.keys()) if now[name] != before[name]]
+        went = [(name, PresenceState.OFFLINE, "") for name in sorted(before.keys() - now.keys())]
+        return came, moved, went

@@ -97,6 +97,10 @@ class Rooms:
     def rooms_of(self, user: str) -> set[str]:
         return self._of.get(user, set())
 
+    def company(self, user: str) -> set[str]:
+        """Everyone in a room with user."""
+        return {member for name in self.rooms_of(user) if (room := self.get(name)) for member in room.members}
+
     def visible_to(self, user: str | None) -> list[Room]:
         """The rooms anyone may join, and the user's own (invite-only rooms they are in or
         invited to), by name."""

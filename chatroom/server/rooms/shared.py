@@ -178,6 +178,12 @@ class SharedRooms:
     def rooms_of(self, user: str) -> set[str]:
         return {room.decode() for room in self._call("smembers", USER_ROOMS + user)}
 
+    def company(self, user: str) -> set[str]:
+        pipe = self._directory.redis.pipeline(transaction=False)
+        for name in self.rooms_of(user):
+            pipe.zrange(ROOM + name + ":members", 0, -1)
+        return {member.decode() for members in self._directory.redis_call(pipe.execute) for member in members}
+
     def visible_to(self, user: str | None) -> list[Room]:
         own = self.rooms_of(user) if user else set()
         rooms = [self.get(name.decode()) for name in self._call("smembers", ROOMS)]

@@ -42,6 +42,9 @@ class RedisMarkers:
         moved = self._call(self._redis.eval, _MOVE, 1, MARKERS + name, conversation, str(message_id))
         return int(moved)
 
+    def partners(self, name: str) -> list[str]:
+        return [other for _key, other in self._conversations_of(name, SCAN_CONVERSATIONS)]
+
     def unread(self, name: str, rooms: list[str]) -> list[tuple[str, int, int]]:
         markers = {c.decode(): int(m) for c, m in self._call(self._redis.hgetall, MARKERS + name).items()}
         since = self._call(self._redis.hget, SINCE, name)

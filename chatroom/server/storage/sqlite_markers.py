@@ -1,6 +1,7 @@
 """Read markers in the embedded store, for :class:`~.sqlite_store.SQLiteStore`: per account
 and conversation (a name or a #room), the id of the last message read, which only moves
-forward; and what came after each marker, counted from the history and the rooms' messages.
+forward; what came after each marker, counted from the history and the rooms' messages; and
+the people an account has a conversation with.
 """
 
 from typing import TYPE_CHECKING
@@ -51,6 +52,16 @@ class SQLiteMarkers:
 
     def unread(self, name: str, rooms: list[str]) -> list[tuple[str, int, int]]:
         return self._worker.call(_unread, name, rooms, self._oldest_kept())
+
+    def partners(self, name: str) -> list[str]:
+        return self._worker.call(_partners, name)
+
+
+def _partners(db, name) -> list[str]:
+    rows = db.execute(
+        "SELECT second FROM history WHERE first = ? UNION SELECT first FROM history WHERE second = ?", (name, name)
+    )
+    return [other for (other,) in rows]
 
 
 def _set_marker(db, name, conversation, message_id) -> int:

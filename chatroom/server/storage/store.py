@@ -143,3 +143,7 @@ class Store(Protocol):
         """(conversation, marker, what others said after it) for each of name's direct
         conversations and rooms (those given) with a marker or something unread, since name's
         account was made; a count stops at a thousand."""
+
+    def partners(self, name: str) -> list[str]:
+        """The people name has a conversation with in the history (in cluster mode, those
+        the bounded scan of a search finds)."""

@@ -29,7 +29,7 @@ from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
 from .inbox import DirectoryMoved, Inbox
-from .scripts import INBOX, NODE, USERS, Scripts
+from .scripts import AWAY, INBOX, NODE, USERS, Scripts
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class RedisDirectory:
         self._circuit = Circuit(on_moved=self._follow_soon)
         self._courier = Courier(self.node_id, self._circuit)
         self._local = LocalDirectory()
-        self.presence = PresenceWatch(self._names_if_reachable)
+        self.presence = PresenceWatch(self._names_if_reachable, self._away_if_reachable)
         self._inbox = Inbox(
             self.node_id,
             self._local,
@@ -157,6 +157,7 @@ class RedisDirectory:
             self._unreleased.add(name)
             self._call(self._scripts.release, name, skeleton(name), self.node_id)
             self._unreleased.discard(name)
+            self._call(self._redis.hdel, AWAY, name)
 
     def names(self) -> list:
         return sorted(name.decode() for name in self._call(self._scripts.live_names))
@@ -186,6 +187,21 @@ class RedisDirectory:
     @on_room_envelope.setter
     def on_room_envelope(self, hand_out) -> None:
         self._inbox.on_room = hand_out
+
+    def set_away(self, name: str, message: str | None) -> None:
+        if message is None:
+            self._call(self._redis.hdel, AWAY, name)
+        else:
+            self._call(self._redis.hset, AWAY, name, message)
+
+    def away(self) -> dict[str, str]:
+        return {name.decode(): message.decode() for name, message in self._call(self._redis.hgetall, AWAY).items()}
+
+    def _away_if_reachable(self) -> dict[str, str] | None:
+        try:
+            return self.away()
+        except DirectoryUnavailable:
+            return None
 
     def _names_if_reachable(self) -> list | None:
         try:

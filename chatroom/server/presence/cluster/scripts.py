@@ -17,6 +17,7 @@ EPOCH = "{chatroom}:epoch"
 RECOVERING = "{chatroom}:recovering"
 NODE = "{chatroom}:node:"  # + node id: the node's lease, expiring TTL seconds after its last heartbeat
 INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel, and its stream
+AWAY = "{chatroom}:away"  # username -> its away message, while it is away
 BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a sender that lost them
 
 # Redis may lose its data (a restart without persistence): then every node must register its
