@@ -8,6 +8,9 @@ Scenarios:
   room   clients in rooms of ROOM_SIZE; the first SENDERS of each keep WINDOW messages in
          flight to it; every member receives each message (see chatroom.bench_rooms)
 
+With --register --devices N, each name is also logged in from N-1 more connections (a
+registered user on several devices): they take every message too, and only read.
+
 Figures:
   msgs/s        messages delivered to their recipients per second, after the warm-up (in
                 rooms: deliveries, each message to every member; messages/s besides)
@@ -33,12 +36,15 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 
+from .bench_devices import Device
+from .bench_figures import failed, percentile, progress, report
 from .bench_rooms import RoomChecks, login_frames, rooms_of
 from .codec import Decoder, encode
 from .protocol import (
     DEFAULT_PORT,
     EXTENSION_VERSION,
     MAX_NAME_CHARS,
+    DirectMessage,
     Hello,
     Incoming,
     Login,
@@ -46,7 +52,9 @@ from .protocol import (
     Register,
     Response,
     SendTo,
+    SessionToken,
     Status,
+    TokenRequest,
 )
 from .room_frames import RoomMessage
 from .websocket_client import connect as connect_websocket
@@ -97,6 +105,7 @@ class BenchClient:
         self._seq = 0
         self._logged_in = Event()
         self._login_refused = False
+        self.token: str | None = None  # with --register: for the name's other devices
         self._reader = gevent.spawn(self._read)
         self.checks: RoomChecks | None = None  # the room scenario's, with --verify
         self.room = ""
@@ -106,11 +115,18 @@ class BenchClient:
             frames, self._answers_due = login_frames(self, self.room, self._register)
             self.sock.sendall(frames)
         elif self._register:
-            self.sock.sendall(encode(Hello(EXTENSION_VERSION)) + encode(Register(self.name, PASSWORD)))
+            # (A session token too: the name's other devices log in with it, as a browser
+            # that was reloaded does, not with the password, whose tries are limited.)
+            greeting = encode(Hello(EXTENSION_VERSION)) + encode(Register(self.name, PASSWORD))
+            self.sock.sendall(greeting + encode(TokenRequest()))
         else:
             self.sock.sendall(encode(Login(self.name)))
         if not self._logged_in.wait(30):
             raise RuntimeError(f"no answer to the login of {self.name}")
+        if self._register:
+            with gevent.Timeout(30, RuntimeError(f"no session token for {self.name}")):
+                while self.token is None and not self._login_refused:
+                    gevent.sleep(0.01)
         if self._login_refused:
             raise RuntimeError(f"the server refused the login of {self.name} (name in use?)")
 
@@ -138,10 +154,12 @@ class BenchClient:
                 replies: list = []
                 for event in self._decoder.receive_data(data):
                     kind = type(event)
-                    if kind is Incoming or kind is RoomMessage:
+                    if kind is Incoming or kind is DirectMessage or kind is RoomMessage:
                         self._on_message(event)
                     elif kind is Response:
                         self._on_response(event, replies)
+                    elif kind is SessionToken:
+                        self.token = event.token
                     elif kind is Malformed:
                         self._stats.framing_errors += 1
                 if self._decoder.broken:
@@ -194,12 +212,6 @@ class BenchClient:
             stats.highest[key] = seq
 
 
-def percentile(sorted_values, fraction):
-    if not sorted_values:
-        return 0
-    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
-
-
 def run(args) -> dict:
     stats = Stats()
     clients = [
@@ -221,6 +233,13 @@ def run(args) -> dict:
             member.room, member.checks = room, checks
     started = time.monotonic()
     gevent.joinall([gevent.spawn(c.log_in) for c in clients], raise_error=True)
+    devices = [
+        gevent.spawn(Device, (args.host, args.port[i % len(args.port)]), client.name, client.token)
+        for i, client in enumerate(clients)
+        for _ in range(args.devices - 1)
+    ]
+    gevent.joinall(devices, raise_error=True)
+    devices = [greenlet.value for greenlet in devices]
     connect_s = time.monotonic() - started
     if args.scenario == "hold":
         print(f"READY {len(clients)}", flush=True)
@@ -248,6 +267,8 @@ def run(args) -> dict:
         drain(stats, args.room_size if args.scenario == "room" else 1)
     for client in clients:
         client.close()
+    for device in devices:
+        device.close()
 
     latencies = sorted(stats.latencies_ns)
     unique = sum(len(s) for s in stats.received.values())
@@ -274,21 +295,9 @@ def run(args) -> dict:
         "duplicated": stats.duplicated if args.verify else None,
         "reordered": stats.reordered if args.verify else None,
         "connect_s": round(connect_s, 3),
+        "devices": args.devices,
+        "device_bytes": sum(device.bytes for device in devices),
     }
-
-
-def progress(stats, seconds, phase):
-    """Wait out a phase, showing the delivery rate every second on stderr."""
-    end = "\r" if sys.stderr.isatty() else "\n"
-    started = time.monotonic()
-    while (elapsed := time.monotonic() - started) < seconds:
-        before = stats.arrived
-        gevent.sleep(min(1.0, seconds - elapsed))
-        rate = (stats.arrived - before) / max(time.monotonic() - started - elapsed, 1e-9)
-        shown = min(time.monotonic() - started, seconds)
-        print(f"  {phase} {shown:4.1f}/{seconds:g} s  {rate:10.0f} msgs/s", end=end, file=sys.stderr, flush=True)
-    if end == "\r":
-        print(file=sys.stderr)
 
 
 def drain(stats, receivers: int = 1):
@@ -297,32 +306,6 @@ def drain(stats, receivers: int = 1):
     with gevent.Timeout(DRAIN_TIMEOUT, False):
         while sum(stats.acknowledged.values()) * receivers > sum(len(s) for s in stats.received.values()):
             gevent.sleep(0.05)
-
-
-def report(result) -> str:
-    lines = [
-        f"{result['scenario']}: {result['clients']} clients, window {result['window']}, "
-        f"payload {result['payload']} B, {result['seconds']} s",
-        f"  delivered   {result['delivered']} messages, {result['msgs_per_s']:.0f} msgs/s",
-        f"  latency     p50 {result['p50_us']} us, p99 {result['p99_us']} us, "
-        f"p99.9 {result['p999_us']} us, max {result['max_us']} us",
-        f"  errors      {result['failures']} failures, {result['disconnects']} disconnects, "
-        f"{result['framing_errors']} framing errors",
-    ]
-    if result["room_size"]:
-        lines.insert(2, f"  rooms       of {result['room_size']}: {result['messages_per_s']:.0f} messages/s sent")
-    if result["misordered"] is not None:
-        lines.append(f"  one order   {result['misordered']} misordered")
-    if result["lost"] is not None:
-        lines.append(
-            f"  verify      {result['lost']} lost, {result['duplicated']} duplicated, {result['reordered']} reordered"
-        )
-    return "\n".join(lines)
-
-
-def failed(result) -> bool:
-    checks = ["failures", "disconnects", "framing_errors", "lost", "duplicated", "reordered", "misordered"]
-    return any(result[name] for name in checks)
 
 
 def build_parser():
@@ -360,6 +343,12 @@ def build_parser():
         help="connect over WebSocket to the server's --web port(s), one frame per message",
     )
     parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="with --register: connections per name, the others only reading (default %(default)s)",
+    )
+    parser.add_argument(
         "--register",
         action="store_true",
         help="register each name (HELLO, REGISTER) instead of LOGIN, so that the server keeps their history",
@@ -378,6 +367,8 @@ def main(argv=None) -> int:
         parser.error("room needs 1 <= --senders <= --room-size")
     if args.scenario == "fanin" and args.clients < 2:
         parser.error("fanin needs at least 2 clients")
+    if args.devices < 1 or (args.devices > 1 and not args.register):
+        parser.error("--devices N needs N >= 1, and --register for more than one")
     if len(f"{args.prefix}{args.clients - 1}") > MAX_NAME_CHARS:
         parser.error(f"--prefix too long: usernames have at most {MAX_NAME_CHARS} characters")
     try:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from chatroom.server.message_ids import next_id
+from chatroom.server.storage.sqlite_search import INDEX_HISTORY
 from chatroom.server.storage.sqlite_store import SQLiteStore
 from chatroom.testing.docs import write_generated
 
@@ -24,6 +25,7 @@ def fill(store: SQLiteStore, messages: int) -> None:
 
     def insert(db, rows):
         db.executemany("INSERT INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(INDEX_HISTORY, [(row[0], row[5]) for row in rows])  # (as the store's writer does)
         db.commit()
 
     rng = random.Random(1)

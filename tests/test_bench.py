@@ -23,6 +23,16 @@ def bench(address, *args):
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
+def test_registered_users_on_two_devices_relay_and_lose_nothing(server_process):
+    server = server_process("--log-level", "WARNING")
+    args = ["--duration", "1", "--warmup", "0.3", "--clients", "4", "--window", "4", "--verify", "--register"]
+    status, result, _ = bench(server.address, *args, "--devices", "2")
+    assert status == 0, result
+    assert result["delivered"] > 100 and result["lost"] == result["duplicated"] == result["reordered"] == 0
+    # The second devices got every message too (each at least its 64 bytes, framed).
+    assert result["devices"] == 2 and result["device_bytes"] >= 64 * result["delivered"]
+
+
 def test_relay_and_fanin_lose_nothing(server_process):
     server = server_process("--log-level", "WARNING")
     status, result, progress = bench(

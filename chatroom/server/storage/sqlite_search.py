@@ -1,6 +1,7 @@
 """Search in the embedded store, for :class:`~.sqlite_store.SQLiteStore`: SQLite's FTS5 keeps
-an index of the direct history and of the rooms' messages, filled by triggers as the writer
-thread inserts them (and emptied as they expire), so a search reads the index, never the
+an index of the direct history and of the rooms' messages, filled as the writer thread
+inserts them (the history's rows with their own, many at a time; the rooms' by a trigger) and
+emptied by triggers as they expire, so a search reads the index, never the
 whole history. The index is read newest first (by rowid: a direct message's id grows with
 its time, a room message's rowid with its insertion), so a search stops at the count it
 wants instead of sorting every match of a common word.
@@ -28,6 +29,10 @@ SCHEMA = """
     END;
     INSERT INTO room_search (rowid, text) SELECT rowid, text FROM room_messages;
 """
+
+
+# Since migration 7 a history row is indexed by the writer with the row (see sqlite_store).
+INDEX_HISTORY = "INSERT INTO history_search (rowid, text) VALUES (?, ?)"
 
 
 def match_phrase(query: str) -> str:

@@ -41,10 +41,11 @@ RECOVERED_AFTER = 20  # commits in a row after a failure before the log says wri
 class _Batch:
     """Writes that go in one transaction, and how it went."""
 
-    __slots__ = ("writes", "size", "durable", "committed", "error", "handed_at")
+    __slots__ = ("writes", "bulk", "size", "durable", "committed", "error", "handed_at")
 
     def __init__(self):
         self.writes: list = []  # (sql, parameters)
+        self.bulk: dict[str, list] = {}  # sql -> its rows, written after the writes, with executemany
         self.size = 0  # bytes of text in it, for the bound
         self.durable = False  # someone waits for it: commit with a full sync
         self.committed = Event()  # set on the hub once the thread is done with it
@@ -90,6 +91,13 @@ class SQLiteWorker:
     def write(self, sql: str, parameters: tuple, size: int = 0) -> None:
         """Queue a write that nobody waits for (history); a caller may wait for room first."""
         self._queue(sql, parameters, size)
+
+    def write_bulk(self, sql: str, parameters: tuple, size: int = 0) -> None:
+        """Queue a row for sql that nobody waits for, to be written with the other rows of the
+        same sql in the batch at one go (history: many rows of one statement), after the
+        batch's other writes; a caller may wait for room first."""
+        batch = self._queue(None, None, size)
+        batch.bulk.setdefault(sql, []).append(parameters)
 
     def write_and_wait(self, sql: str, *rows: tuple) -> None:
         """Queue the write of each row (in one transaction) and wait for its commit;
@@ -137,7 +145,7 @@ class SQLiteWorker:
         """Hand what has gathered to the thread now."""
         self._flush_due = False
         batch = self._gathering
-        if batch.writes:
+        if batch.writes or batch.bulk:
             self._gathering = _Batch()
             batch.handed_at = self._loop.now()
             self._in_flight.append(batch)
@@ -145,7 +153,8 @@ class SQLiteWorker:
 
     def _queue(self, sql, parameters, size) -> _Batch:
         batch = self._gathering
-        batch.writes.append((sql, parameters))
+        if sql is not None:
+            batch.writes.append((sql, parameters))
         batch.size += size
         self._unwritten += size
         if not self._flush_due:
@@ -210,6 +219,8 @@ class SQLiteWorker:
             db.execute("BEGIN")
             for sql, parameters in batch.writes:
                 db.execute(sql, parameters)
+            for sql, rows in batch.bulk.items():
+                db.executemany(sql, rows)
             db.execute("COMMIT")
         except sqlite3.Error as err:
             batch.error = str(err)
