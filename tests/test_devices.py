@@ -1,7 +1,6 @@
 """One account on several devices (extension version 4), without sockets: sessions, one's own
 messages shown on one's other sessions, read markers and unread counts."""
 
-import gevent
 import pytest
 
 from chatroom.device_frames import (
@@ -38,7 +37,7 @@ from chatroom.room_frames import Join, RoomMessage
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import WAIT, failure
+from chatroom.testing import failure
 from tests.conftest import CHEAP
 from tests.test_rules import Client
 
@@ -205,18 +204,6 @@ def fast_watch(monkeypatch):
     monkeypatch.setattr(watch, "PERIOD", 0.05)
 
 
-def next_push(client, kind):
-    """The next frame of that kind delivered to client (within WAIT)."""
-    with gevent.Timeout(WAIT):
-        while True:
-            client.arrived.clear()
-            for message in client.messages():
-                if isinstance(message, kind):
-                    client.received.clear()
-                    return message
-            client.arrived.wait()
-
-
 def test_presence_tells_of_those_one_shares_a_conversation_or_a_room_with_and_their_away(
     device, hello_client, fast_watch
 ):
@@ -230,12 +217,12 @@ def test_presence_tells_of_those_one_shares_a_conversation_or_a_room_with_and_th
     assert everyone == PresenceStatus((("alice", *online), ("carol", *online), ("dave", *online)))
     assert carol.ask(Away(True, "lunch")) == [OK]
     assert stranger.ask(Away(True, "not for alice")) == [OK]
-    assert next_push(watcher, PresenceStatus) == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
+    assert watcher.next_of(PresenceStatus) == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
     assert carol.ask(SendTo("alice", "back now")) == [OK]  # sending ends being away
-    assert next_push(watcher, PresenceStatus) == PresenceStatus((("carol", *online),))
+    assert watcher.next_of(PresenceStatus) == PresenceStatus((("carol", *online),))
     assert dave.ask(Away(True)) == [OK] and dave.ask(Away(False)) == [OK]  # away and back within the second
     assert carol.ask(Logout()) == [OK]
-    assert next_push(watcher, PresenceStatus) == PresenceStatus((("carol", PresenceState.OFFLINE, ""),))
+    assert watcher.next_of(PresenceStatus) == PresenceStatus((("carol", PresenceState.OFFLINE, ""),))
 
 
 def test_an_older_watcher_hears_only_who_comes_and_goes(device, hello_client, fast_watch):
@@ -246,7 +233,7 @@ def test_an_older_watcher_hears_only_who_comes_and_goes(device, hello_client, fa
     assert old.ask(Watch(True)) == [OK, Presence((("carol", True), ("erin", True)))]
     assert carol.ask(Away(True, "lunch")) == [OK]
     device("frank")
-    assert next_push(old, Presence) == Presence((("frank", True),))  # (carol's away is not said)
+    assert old.next_of(Presence) == Presence((("frank", True),))  # (carol's away is not said)
 
 
 def test_away_needs_a_login_and_a_short_valid_message(device, hello_client):

@@ -22,13 +22,7 @@ def device(address, name, password="pw", receive_buffer=None) -> Peer:
 
 
 def direct_messages(peer, count) -> list:
-    got = []
-    with gevent.Timeout(WAIT * 2):
-        while len(got) < count:
-            event = peer.next_push()
-            if type(event) is DirectMessage:
-                got.append(event)
-    return got
+    return peer.pushes_of(DirectMessage, count)
 
 
 def test_a_stalled_device_is_dropped_and_the_accounts_other_sessions_carry_on(server_process):

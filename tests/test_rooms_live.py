@@ -27,13 +27,7 @@ def member(address, name, room="#r", register=False) -> Peer:
 
 
 def room_messages(peer, count) -> list:
-    got = []
-    with gevent.Timeout(WAIT * 2):
-        while len(got) < count:
-            event = peer.next_push()
-            if isinstance(event, RoomMessage):
-                got.append(event)
-    return got
+    return peer.pushes_of(RoomMessage, count)
 
 
 def test_concurrent_senders_and_every_member_sees_one_order(server_process):

@@ -1,6 +1,7 @@
 """The chat rules without a socket: requests in, replies and deliveries out, over the
 in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
 
+import gevent
 import pytest
 from gevent.event import AsyncResult, Event
 
@@ -85,6 +86,17 @@ class Client:
 
     def messages(self) -> list:
         return Decoder.for_client().receive_data(b"".join(self.received))
+
+    def next_of(self, kind):
+        """The next frame of type kind delivered (what came before it is let go), within WAIT."""
+        with gevent.Timeout(WAIT):
+            while True:
+                self.arrived.clear()
+                for message in self.messages():
+                    if isinstance(message, kind):
+                        self.received.clear()
+                        return message
+                self.arrived.wait()
 
 
 @pytest.fixture

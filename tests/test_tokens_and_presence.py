@@ -1,7 +1,6 @@
 """Session tokens (log in again without the password) and presence pushed to watchers: the
 rules without sockets, over the in-process directory and an in-memory store."""
 
-import gevent
 import pytest
 
 from chatroom.codec import Decoder, encode
@@ -20,7 +19,7 @@ from chatroom.protocol import (
     Watch,
 )
 from chatroom.server.presence import watch
-from chatroom.testing import OK, WAIT, failure
+from chatroom.testing import OK, failure
 
 
 @pytest.fixture
@@ -104,15 +103,7 @@ def fast_watch(monkeypatch):
 
 
 def next_presence(client) -> Presence:
-    """The next PRESENCE frame delivered to client (within WAIT)."""
-    with gevent.Timeout(WAIT):
-        while True:
-            client.arrived.clear()
-            for message in client.messages():
-                if isinstance(message, Presence):
-                    client.received.clear()
-                    return message
-            client.arrived.wait()
+    return client.next_of(Presence)
 
 
 def test_a_watcher_gets_everyone_online_then_the_changes(connect, fast_watch):

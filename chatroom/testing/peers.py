@@ -87,6 +87,16 @@ class Peer:
         """The next frame the server pushed (kept by reply(), or still to come)."""
         return self.pushed.pop(0) if self.pushed else self.next_event()
 
+    def pushes_of(self, kind, count: int) -> list:
+        """The next count pushed frames of type kind (others pushed meanwhile are passed
+        over), within twice WAIT."""
+        got: list = []
+        with gevent.Timeout(WAIT * 2):
+            while len(got) < count:
+                if type(event := self.next_push()) is kind:
+                    got.append(event)
+        return got
+
     def login(self, name: str) -> None:
         assert self.request(Login(name)) == OK
 
