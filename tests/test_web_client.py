@@ -9,7 +9,7 @@ from pathlib import Path
 import gevent
 import pytest
 
-from chatroom.device_frames import Away, Mark, Marked
+from chatroom.device_frames import Away, Mark, Marked, PresenceState, PresenceStatus
 from chatroom.protocol import (
     Authenticate,
     DirectMessage,
@@ -22,6 +22,7 @@ from chatroom.protocol import (
     SendTo,
     Status,
     UserList,
+    Watch,
 )
 from chatroom.room_frames import RoomMessage
 from chatroom.testing import OK, WAIT
@@ -214,6 +215,12 @@ def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, brow
     assert carol.reply(Away(True, "lunch")) == OK
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"] .dot.away')), "carol away")
     assert "away: lunch" in browser.find_element(*by_css('.user[data-name="carol"]')).get_attribute("aria-label")
+    assert carol.reply(Watch(True)) == OK  # (she hears of webby: they share a conversation)
+    click(browser, "#away")
+    with gevent.Timeout(WAIT):
+        while carol.next_push() != PresenceStatus((("webby", PresenceState.AWAY, ""),)):
+            pass
+    until(browser, lambda d: text_of(d, "away") == "Back", "the button saying Back")
     carol.close()
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"].offline')), "carol gone")
     dave = logged_in(web_server.address, "dave")

@@ -61,6 +61,13 @@ function saved() {
 
 // --- Drawing ----------------------------------------------------------------------------------
 
+// One's own away, as the server tells it (it ends when one sends a message, from any device).
+function renderAway() {
+  const away = state.away.has(state.me);
+  $("away").textContent = away ? "Back" : "Away";
+  $("away").setAttribute("aria-pressed", String(away));
+}
+
 function renderTitle() {
   const unread = [...state.unread.values()].reduce((sum, n) => sum + n, 0);
   document.title = unread ? `(${unread}) chatroom` : "chatroom";
@@ -130,6 +137,8 @@ function showChat(shown) {
   for (const id of ["logout", "notify"]) $(id).hidden = !shown;
   $("notify").hidden = !shown || !("Notification" in window);
   $("account").hidden = !shown || !state.registered;
+  $("away").hidden = !shown || connection.version < 4;
+  renderAway();
   $("me").textContent = shown ? state.me : "";
 }
 
@@ -277,6 +286,7 @@ function onPush(message) {
       if (status === 2) state.away.set(name, away); else state.away.delete(name);
     }
     renderUsers();
+    renderAway();
   } else if (message.type === PRESENCE) {
     for (const [name, online] of message.changes) {
       if (online) state.online.add(name); else state.online.delete(name);
@@ -470,6 +480,10 @@ $("logout").addEventListener("click", async () => {
 $("account").addEventListener("click", () => { $("chat").hidden = true; $("password-form").hidden = false; $("old-password").focus(); });
 $("cancel-password").addEventListener("click", () => showChat(true));
 $("password-form").addEventListener("submit", (event) => { event.preventDefault(); changePassword(); });
+$("away").addEventListener("click", () => {
+  connection.away(!state.away.has(state.me)).catch(() => {});  // (the change comes back as presence)
+});
+
 $("notify").addEventListener("click", async () => {
   state.notify = !state.notify && (await Notification.requestPermission()) === "granted";
   $("notify").setAttribute("aria-pressed", String(state.notify));

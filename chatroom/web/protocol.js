@@ -8,7 +8,7 @@ const HELLO_VERSION = 4;
 const LOGIN = 0x01, LIST = 0x02, SENDTO = 0x03, LOGOUT = 0x04, HELLO = 0x05, REGISTER = 0x06,
   AUTHENTICATE = 0x07, CHANGE_PASSWORD = 0x08, HISTORY = 0x09, SESSION_TOKEN = 0x0a, RESUME = 0x0b,
   WATCH = 0x0c, JOIN = 0x0d, PART = 0x0e, ROOMS = 0x0f, MEMBERS = 0x10, SET_TOPIC = 0x11, MARK = 0x19,
-  UNREAD = 0x1a;
+  UNREAD = 0x1a, AWAY = 0x1b;
 export const USER_LIST = 0x81, RESPONSE = 0x82, INCOMING = 0x83, HISTORY_PAGE = 0x84,
   STORED_MESSAGE = 0x85, VERSION = 0x86, TOKEN = 0x87, PRESENCE = 0x88, ROOM_MESSAGE = 0x89,
   ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d, DIRECT_MESSAGE = 0x8e, KEPT_MESSAGE = 0x8f,
@@ -301,6 +301,7 @@ export class Connection {
   rooms() { return this.request(frame(ROOMS)); }
   members(room) { return this.request(frame(MEMBERS, encoder.encode(room))); }
   unread() { return this.request(frame(UNREAD)); }
+  away(on) { return this.request(frame(AWAY, Uint8Array.of(on ? 1 : 0))); }
 
   mark(conversation, id) {
     const tail = new Uint8Array(8);
