@@ -1,6 +1,8 @@
 """One account on several devices over real sockets: a stalled device, unread counts across a
 restart (with the terminal's "while you were away"), and a device on each node of a cluster."""
 
+import re
+
 import gevent
 import pytest
 
@@ -40,6 +42,7 @@ def test_a_stalled_device_is_dropped_and_the_accounts_other_sessions_carry_on(se
             if "is not reading" in server.log_text():
                 break
     stalled.assert_closed()
+    assert re.search(r"alice \(\S+\) is not reading; disconnecting, \d+ relayed .* 0 of them kept", server.log_text())
     assert bob.reply(SendTo("alice", "after")) == OK
     assert [m.text for m in direct_messages(reading, 1)] == ["after"]
     assert bob.reply(ListUsers()) == UserList(("alice", "bob"))

@@ -28,6 +28,7 @@ from ..protocol import (
     is_valid_username,
 )
 from .operations.logs import fields
+from .presence.devices import Devices
 from .replies import OK
 from .storage.accounts import Accounts, Check
 from .storage.store import StoreUnavailable
@@ -48,6 +49,7 @@ class AccountRules:
         _registered: bool
         _version: int
         _tokens: list[str]
+        _devices: Devices | None
         _accounts: Accounts | None
         _peer: str
 
@@ -73,6 +75,8 @@ class AccountRules:
         accounts, name = self._accounts, self.name
         if not frames or accounts is None or name is None or not self._registered:
             return 0
+        if self._devices is not None and len(self._devices) > 1:
+            return 0  # the user's other sessions took them
         # Direct messages only: a room's are in its history, for its registered members.
         events = Decoder.for_client().receive_data(b"".join(frames))
         messages = [
