@@ -30,6 +30,9 @@ setup(
         "wsproto>=1.2",
         # The HTTP requests for the page's files (wsproto's own HTTP parser).
         "h11>=0.14",
+        # IRC lines for the IRC port: a small, well-kept tokeniser of RFC 1459 and IRCv3
+        # message-tags, so that the port's own code is the limits and the mapping, not parsing.
+        "irctokens>=2.0",
     ],
     extras_require={
         "test": [

@@ -1,0 +1,85 @@
+"""The IRC port's pieces without a network: reading lines within IRC's limits (fuzzed), and
+chatroom names as nicknames and channels, one to one."""
+
+import irctokens
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatroom.protocol import is_valid_username
+from chatroom.server.irc.lines import MAX_RECEIVED, LineReader, TooLong, Unreadable, encode_line, split_text
+from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
+
+
+def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
+    reader = LineReader()
+    lines = reader.receive(b"NICK alice\r\nUSER a 0 * :Alice A\n\r\n   \nPRIV")
+    assert [(line.command, line.params) for line in lines] == [
+        ("NICK", ["alice"]),
+        ("USER", ["a", "0", "*", "Alice A"]),
+    ]
+    assert reader.pending == 4
+    [line] = reader.receive(b"MSG bob :hi there\r\n")
+    assert (line.command, line.params) == ("PRIVMSG", ["bob", "hi there"])
+
+
+def test_a_line_over_512_bytes_is_refused_whole_and_the_next_one_read():
+    reader = LineReader()
+    assert reader.receive(b"PRIVMSG bob :" + b"x" * 498 + b"\r\n") == [TooLong()]  # 512 + 1 bytes
+    [fits] = reader.receive(b"PRIVMSG bob :" + b"x" * 497 + b"\n")  # 512 with the CR it lacks
+    assert len(fits.params[1]) == 497
+    # Far longer, in pieces: refused once, never held whole, and the line after it is read.
+    assert reader.receive(b"PRIVMSG bob :" + b"y" * 20_000) == [TooLong()]
+    assert reader.pending == 0
+    assert reader.receive(b"y" * 20_000) == []
+    [after] = reader.receive(b"y\r\nPING :x\r\n")
+    assert after.command == "PING"
+
+
+def test_tags_have_room_of_their_own():
+    reader = LineReader()
+    tags = b"@label=" + b"a" * 8000
+    [line] = reader.receive(tags + b" PRIVMSG bob :" + b"x" * 400 + b"\r\n")
+    assert line.tags == {"label": "a" * 8000}
+    assert reader.receive(b"@label=" + b"a" * 8200 + b" PING :x\r\n") == [TooLong()]
+
+
+def test_what_is_not_an_irc_message_is_refused_as_such():
+    reader = LineReader()
+    assert reader.receive(b"\xff\xfe PRIVMSG\r\nPRIVMSG bob :a\x00b\r\n:source\r\n") == [Unreadable()] * 3
+
+
+@given(st.lists(st.binary(max_size=3000), max_size=20))
+def test_any_bytes_give_messages_or_refusals_and_never_hold_more_than_a_line(chunks):
+    reader = LineReader()
+    for chunk in chunks:
+        for item in reader.receive(chunk):
+            assert isinstance(item, (irctokens.Line, TooLong, Unreadable))
+        assert reader.pending <= MAX_RECEIVED
+
+
+def test_lines_are_built_with_a_trailing_parameter_and_long_text_is_cut_for_them():
+    assert encode_line("PRIVMSG", "bob", "hi there", source="alice!alice@chatroom") == (
+        b":alice!alice@chatroom PRIVMSG bob :hi there\r\n"
+    )
+    assert split_text("one\ntwo\n\nthree", 100) == ["one", "two", " ", "three"]
+    pieces = split_text("word " * 50 + "é" * 100, 60)
+    assert all(len(piece.encode()) <= 60 for piece in pieces)
+    assert "".join(pieces).replace(" ", "") == ("word" * 50 + "é" * 100)
+
+
+def test_names_that_are_nicknames_stay_and_the_others_are_encoded_one_to_one():
+    assert to_nick("bob") == "bob" and to_nick("Bob-2") == "Bob-2"
+    for name in ("日本", "1abc", "a,b", "x.y", "a*b", "a!b", "a@b", "`tick"):
+        nick = to_nick(name)
+        assert nick.startswith("`") and nick.isascii() and to_name(nick) == name
+    assert to_name("`") is None and to_name("`!!") is None and to_name("has space") is None
+    assert to_channel("#team") == "#team" and to_room(to_channel("#a,b")) == "#a,b"
+    assert to_room("team") is None
+
+
+@given(st.text(min_size=1, max_size=20).filter(is_valid_username), st.text(min_size=1, max_size=20))
+def test_every_name_has_one_nickname_that_leads_back_to_it(name, other):
+    nick = to_nick(name)
+    assert to_name(nick) == name
+    if is_valid_username(other) and other != name:
+        assert to_nick(other) != nick
