@@ -94,3 +94,28 @@ def test_the_terminal_and_a_second_device_one_account(server_process, terminal):
         assert phone.next_push() == Marked("bob", to_both.id)
     phone.close()
     bob.close()
+
+
+def test_markers_are_answered_without_waiting_for_the_disk_and_kept(server_process, tmp_path):
+    """A client sets a marker for every message it shows: they are answered from memory and
+    written behind, in the writer's batches, so a flood of them waits for no disk."""
+    import sqlite3
+
+    from chatroom.protocol import Response, Status
+
+    server = server_process(data_dir=tmp_path)
+    alice = device(server.address, "alice")
+    assert alice.reply(Mark("bob", 1)) == OK
+    lock = sqlite3.connect(tmp_path / "chatroom" / "chatroom.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # another process holds the write lock: nothing can commit
+    alice.send(*[Mark("bob", n) for n in range(2, 502)])
+    with gevent.Timeout(WAIT):
+        assert [alice.next_event() for _ in range(500)] == [Response(Status.OK)] * 500
+    lock.execute("ROLLBACK")
+    lock.close()
+    alice.close()
+    server.terminate()
+    again = server_process(data_dir=tmp_path)
+    alice = device(again.address, "alice")
+    assert alice.reply(Unread()) == UnreadCounts((UnreadEntry("bob", 501, 0),))
+    alice.close()

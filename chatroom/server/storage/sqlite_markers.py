@@ -2,8 +2,14 @@
 and conversation (a name or a #room), the id of the last message read, which only moves
 forward; what came after each marker, counted from the history and the rooms' messages; and
 the people an account has a conversation with.
+
+A client sets markers often (each message it shows), so a marker is answered from memory (the
+markers of the accounts that set one lately, read from the database once) and written behind,
+in the writer's next batch, never one transaction each: a flood of them costs the database a
+row a batch, and keeps nobody else's writes waiting.
 """
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ...device_frames import MOST_COUNTED
@@ -16,6 +22,7 @@ SCHEMA = """
     CREATE INDEX history_by_second ON history (second, first, id);
 """
 
+REMEMBERED_ACCOUNTS = 10_000  # accounts whose markers are kept in memory, the least lately used forgotten
 _MOVE = """
     INSERT INTO markers VALUES (?, ?, ?)
     ON CONFLICT (account, conversation) DO UPDATE SET message_id = max(message_id, excluded.message_id)
@@ -44,11 +51,27 @@ class SQLiteMarkers:
         from .sqlite_worker import SQLiteWorker
 
         _worker: SQLiteWorker
+        _remembered_markers: OrderedDict[str, dict[str, int]]  # account -> its markers, the latest used last
 
         def _oldest_kept(self) -> int: ...
 
     def set_marker(self, name: str, conversation: str, message_id: int) -> int:
-        return self._worker.call(_set_marker, name, conversation, message_id)
+        markers = self._markers_of(name)
+        if message_id > markers.get(conversation, 0):
+            markers[conversation] = message_id
+            self._worker.write(_MOVE, (name, conversation, message_id))
+        return markers[conversation] if conversation in markers else 0
+
+    def _markers_of(self, name: str) -> dict[str, int]:
+        remembered = self._remembered_markers
+        markers = remembered.get(name)
+        if markers is None:
+            loaded = self._worker.call(_markers, name)
+            markers = remembered.setdefault(name, loaded)  # (another request may have loaded them meanwhile)
+            if len(remembered) > REMEMBERED_ACCOUNTS:
+                remembered.popitem(last=False)
+        remembered.move_to_end(name)
+        return markers
 
     def unread(self, name: str, rooms: list[str]) -> list[tuple[str, int, int]]:
         return self._worker.call(_unread, name, rooms, self._oldest_kept())
@@ -62,14 +85,6 @@ def _partners(db, name) -> list[str]:
         "SELECT second FROM history WHERE first = ? UNION SELECT first FROM history WHERE second = ?", (name, name)
     )
     return [other for (other,) in rows]
-
-
-def _set_marker(db, name, conversation, message_id) -> int:
-    """(In the worker thread.) Move the marker forward (never back); where it is now."""
-    db.execute("BEGIN")
-    db.execute(_MOVE, (name, conversation, message_id))
-    db.execute("COMMIT")
-    return _markers(db, name)[conversation]
 
 
 def _markers(db, name) -> dict[str, int]:

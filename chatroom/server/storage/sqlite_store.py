@@ -7,6 +7,7 @@ waits for the disk.
 """
 
 import logging
+from collections import OrderedDict
 from collections.abc import Collection
 
 import gevent
@@ -76,6 +77,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._accounts: dict[str, str] = {}
         self.registered_names: Collection[str] = self._accounts
         self._mailboxes = Mailboxes(quotas)
+        self._remembered_markers: OrderedDict[str, dict[str, int]] = OrderedDict()  # (see sqlite_markers)
         self._expiry = None
 
     # --- Lifecycle ----------------------------------------------------------------------
