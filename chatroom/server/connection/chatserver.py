@@ -9,6 +9,7 @@ from gevent.event import Event
 from gevent.server import StreamServer
 
 from ...protocol import DEFAULT_PORT
+from ..irc.session import IrcSession
 from ..operations.logs import fields
 from ..presence.directory import Directory, LocalDirectory
 from ..rooms.registry import Rooms
@@ -43,6 +44,7 @@ class ChatServer:
         accounts: Accounts | None = None,
         web: tuple[str, int] | None = None,
         web_origins: set[str] | None = None,
+        irc: tuple[str, int] | None = None,
     ):
         """``accounts``: registered names, offline messages and history; without it, the
         server keeps nothing and refuses registration."""
@@ -69,6 +71,8 @@ class ChatServer:
         # default the page's own).
         self._web = _Listener(web, self._handle_web, backlog=sockets.BACKLOG) if web else None
         self._web_origins = web_origins
+        # IRC clients, when asked for: the same sessions, rules and limits, spoken in IRC.
+        self._irc = _Listener(irc, self._handle_irc, backlog=sockets.BACKLOG) if irc else None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -81,28 +85,37 @@ class ChatServer:
             return None
         return self._web.address[0], self._web.server_port
 
+    @property
+    def irc_address(self) -> tuple[str, int] | None:
+        if self._irc is None:
+            return None
+        return self._irc.address[0], self._irc.server_port
+
     def start(self) -> None:
         """Bind, start the directory, and start accepting; raises OSError if the address
         cannot be used."""
         self._server.init_socket()
-        if self._web is not None:
-            self._web.init_socket()
+        for extra in (self._web, self._irc):
+            if extra is not None:
+                extra.init_socket()
         if self.accounts is not None:
             self.accounts.start()
         if self.rooms is not None:
             self.rooms.start()
         self.directory.start()
         self._server.start()
-        if self._web is not None:
-            self._web.start()
+        for extra in (self._web, self._irc):
+            if extra is not None:
+                extra.start()
 
     def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         """Stop accepting and reading; give every connection up to drain_timeout to take what
         it was sent (every acknowledged message among it); then close what is left, log what
         it lost, and stop the directory."""
         self._server.close()
-        if self._web is not None:
-            self._web.close()
+        for extra in (self._web, self._irc):
+            if extra is not None:
+                extra.close()
         self._stopping = True
         self._admission.stop()
         for session in list(self._sessions):
@@ -138,6 +151,9 @@ class ChatServer:
     def _handle(self, sock, address):
         self._serve(sock, address, SocketStream)
 
+    def _handle_irc(self, sock, address):
+        self._serve(sock, address, SocketStream, IrcSession)
+
     def _handle_web(self, sock, address):
         assert self._web is not None
         port, secure = self._web.server_port, self.tls is not None
@@ -147,7 +163,7 @@ class ChatServer:
 
         self._serve(sock, address, opening)
 
-    def _serve(self, sock, address, opening):
+    def _serve(self, sock, address, opening, session_class=Session):
         """Admit a new connection, tune it, shake hands (TLS), open it as a Stream (``opening``:
         the WebSocket handshake for the web port), and give it a session."""
         host = address[0]
@@ -160,7 +176,7 @@ class ChatServer:
         if stream is None:
             self._admission.forget(host)
             return
-        session = Session(stream, peer, self.directory, self.limits, self._ended, self.accounts, self.rooms)
+        session = session_class(stream, peer, self.directory, self.limits, self._ended, self.accounts, self.rooms)
         self._sessions.add(session)
         session.start()
 
@@ -188,7 +204,7 @@ class ChatServer:
     # --- What the metrics read ------------------------------------------------------------
 
     def connections_by_transport(self) -> dict[str, int]:
-        counts = {"tcp": 0, "tls": 0, "websocket": 0}
+        counts = {"tcp": 0, "tls": 0, "websocket": 0, "irc": 0}
         for session in self._sessions:
             counts[session.transport] += 1
         return counts

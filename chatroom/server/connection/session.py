@@ -6,7 +6,9 @@ greenlet of its own, and is the mailbox other sessions deliver to while its user
 """
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
+from typing import Any
 
 import gevent
 from greenlet import greenlet
@@ -48,6 +50,7 @@ class Session:
         "_stream",
         "_limits",
         "_decoder",
+        "_answer",
         "_outbox",
         "_throttle",
         "_on_end",
@@ -75,6 +78,7 @@ class Session:
         self._end_reason: str | None = None  # why the server ended it, for the metrics
         self._limits = limits
         self._decoder = Decoder.for_server()
+        self._answer: Callable[[Any], bytes | Pending] = self.rules.answer  # (the IRC port has its own)
         self._outbox = Outbox(stream, limits.sendq, limits.send_timeout, self._on_stall)
         self._throttle = TokenBucket(limits.rate_limit) if limits.rate_limit else None
         self._on_end = on_end
@@ -156,7 +160,7 @@ class Session:
         events = decoder.receive_data(data)
         counts.frames += len(events)
         waiting: list | None = None  # replies held behind one still on its way (from another node), in order
-        answer = self.rules.answer
+        answer = self._answer
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
                 self._wait_for_a_token(outbox)

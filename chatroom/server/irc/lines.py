@@ -82,8 +82,13 @@ def _message(line: bytes):
 
 
 def encode_line(command: str, *params: str, source: str | None = None, tags: dict | None = None) -> bytes:
-    """One line to send, CR LF included; the last parameter may hold spaces."""
-    return irctokens.build(command, list(params), source, tags).format().encode() + b"\r\n"
+    """One line to send, CR LF included; the last parameter is always written as the trailing
+    one (after ' :'), as servers write text, so that it may hold spaces or begin with ':'."""
+    if not params:
+        return irctokens.build(command, [], source, tags).format().encode() + b"\r\n"
+    *middle, last = params
+    head = irctokens.build(command, [*middle, "x"], source, tags).format()[: -len("x")]
+    return f"{head}:{last}\r\n".encode()
 
 
 def split_text(text: str, room: int) -> list[str]:

@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the page's own)",
     )
     parser.add_argument(
+        "--irc",
+        metavar="HOST:PORT",
+        type=host_and_port,
+        help="serve IRC clients (irssi, WeeChat, HexChat) at HOST:PORT, as ordinary chatroom users (TLS too with "
+        "--tls-cert)",
+    )
+    parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         type=host_and_port,
@@ -168,6 +175,7 @@ def main(argv=None) -> int:
             Accounts(open_store(args, quotas), quotas=quotas, exempt=exempt_from_quotas(limits)),
             web=args.web,
             web_origins=set(args.web_origin) if args.web_origin else None,
+            irc=args.irc,
         )
         server.start()
     except (sqlite3.Error, StoreUnavailable) as err:
@@ -211,6 +219,8 @@ def _say_listening(server: ChatServer, metrics, tls: bool) -> None:
         log.info("Metrics on http://%s:%d/metrics", metrics.address[0], metrics.server_port)
     if server.web_address is not None:
         log.info("Web client on %s://%s:%d/", "https" if tls else "http", *server.web_address)
+    if server.irc_address is not None:
+        log.info("IRC on %s:%d%s", *server.irc_address, " (TLS)" if tls else "")
 
 
 def _serve_until_stopped(server: ChatServer, args) -> None:

@@ -1,0 +1,211 @@
+"""One IRC client's requests, answered over the chat rules: IRC in, IRC out, no I/O.
+
+An :class:`IrcClient` turns each IRC message into the chatroom request it means (NICK and
+USER log in, PASS makes it AUTHENTICATE a registered name, PRIVMSG is SENDTO) and the reply
+into the numerics IRC clients expect. Its answers are frames (see translate.IRC_LINES), like
+any session's, so that the session sends them in order with everything else.
+"""
+
+import logging
+import time
+
+import irctokens
+
+from ...codec import Decoder, frame_end
+from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status
+from ..rules import Pending
+from .lines import LineReader, TooLong, Unreadable, encode_line
+from .nicks import to_name
+from .translate import SERVER_NAME, irc_frame
+
+log = logging.getLogger(__name__)
+
+VERSION = 3  # the extension version the port speaks to the rules for its users
+ISUPPORT = (f"NICKLEN={MAX_NAME_CHARS}", "CHANTYPES=#", "CASEMAPPING=ascii", f"NETWORK={SERVER_NAME}")
+_BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"}
+_STARTED = time.strftime("%Y-%m-%d")
+
+
+class IrcReader:
+    """The session's decoder for IRC: bytes in, IRC messages (and refusals) out."""
+
+    def __init__(self) -> None:
+        self._lines = LineReader()
+        self.broken = False  # (an IRC line never breaks the stream: a long one is refused alone)
+        self.quitting = False  # set at QUIT: the session sends its answers and ends
+
+    @property
+    def pending(self) -> int:
+        return self._lines.pending
+
+    def receive_data(self, data: bytes) -> list:
+        return [] if self.quitting else self._lines.receive(data)
+
+
+class IrcClient:
+    def __init__(self, rules, reader: IrcReader):
+        self._rules = rules
+        self._reader = reader
+        self.nick = "*"  # the client's nickname, once it gave one
+        self._user_given = False
+        self._password: str | None = None
+        self._negotiating = False  # between CAP LS and CAP END: registration waits
+        self.registered = False
+
+    # --- Answers ------------------------------------------------------------------------
+
+    def answer(self, message) -> bytes:
+        if type(message) is TooLong:
+            return self._numeric("417", ":Input line was too long")
+        if type(message) is Unreadable:
+            return self._numeric("421", "?", ":Unknown command (not an IRC message)")
+        assert isinstance(message, irctokens.Line)
+        command, params = message.command, message.params
+        if not self.registered and command not in _BEFORE_REGISTRATION:
+            return self._numeric("451", ":You have not registered")
+        handler = _HANDLERS.get(command)
+        if handler is None:
+            return self._numeric("421", command, ":Unknown command")
+        return handler(self, params)
+
+    def _ping(self, params) -> bytes:
+        if not params:
+            return self._numeric("409", ":No origin specified")
+        return irc_frame(encode_line("PONG", SERVER_NAME, params[0], source=SERVER_NAME))
+
+    def _pong(self, _params) -> bytes:
+        return b""
+
+    def _quit(self, _params) -> bytes:
+        self._reader.quitting = True
+        return irc_frame(encode_line("ERROR", "Closing link: quit"))
+
+    def _cap(self, params) -> bytes:
+        sub = params[0].upper() if params else ""
+        if sub == "LS":
+            self._negotiating = True
+            return irc_frame(encode_line("CAP", "*", "LS", "", source=SERVER_NAME))
+        if sub == "REQ":
+            return irc_frame(encode_line("CAP", "*", "NAK", params[1] if len(params) > 1 else "", source=SERVER_NAME))
+        if sub == "END":
+            self._negotiating = False
+            return self._register_if_ready()
+        return self._numeric("410", sub or "*", ":Invalid CAP command")
+
+    def _pass(self, params) -> bytes:
+        if self.registered:
+            return self._numeric("462", ":You may not reregister")
+        if not params:
+            return self._numeric("461", "PASS", ":Not enough parameters")
+        self._password = params[0]
+        return b""
+
+    def _nick(self, params) -> bytes:
+        if not params or not params[0]:
+            return self._numeric("431", ":No nickname given")
+        if self.registered:
+            return self._numeric("432", params[0], ":Changing your nickname is not supported: connect again")
+        if to_name(params[0]) is None:
+            return self._numeric("432", params[0], ":Erroneous nickname")
+        self.nick = params[0]
+        return self._register_if_ready()
+
+    def _user(self, params) -> bytes:
+        if self.registered:
+            return self._numeric("462", ":You may not reregister")
+        if len(params) < 4:
+            return self._numeric("461", "USER", ":Not enough parameters")
+        self._user_given = True
+        return self._register_if_ready()
+
+    def _privmsg(self, params, notice: bool = False) -> bytes:
+        command = "NOTICE" if notice else "PRIVMSG"
+        if not params or not params[0]:
+            return b"" if notice else self._numeric("411", f":No recipient given ({command})")
+        if len(params) < 2 or not params[1]:
+            return b"" if notice else self._numeric("412", ":No text to send")
+        errors = [self._send(target, params[1], notice) for target in params[0].split(",")]
+        return b"".join(errors)
+
+    def _notice(self, params) -> bytes:
+        return self._privmsg(params, notice=True)
+
+    # --- Registration and sending -----------------------------------------------------
+
+    def _register_if_ready(self) -> bytes:
+        if self.registered or self.nick == "*" or not self._user_given or self._negotiating:
+            return b""
+        name = to_name(self.nick)
+        assert name is not None
+        rules = self._rules
+        rules.answer(Hello(VERSION))
+        request = Authenticate(name, self._password) if self._password is not None else Login(name)
+        reply = rules.answer(request)
+        end = frame_end(reply)
+        [answer] = Decoder.for_client().receive_data(reply[:end])
+        if answer.status is not Status.OK:
+            return self._refused(answer)
+        self.registered = True
+        log.info("irc %s is %s", rules.host, name)
+        return self._welcome() + reply[end:]  # (what was kept for the user follows)
+
+    def _refused(self, answer: Response) -> bytes:
+        if answer.status is Status.REGISTERED:
+            return self._numeric("433", self.nick, ":Nickname is registered: log in with PASS")
+        if answer.reason in (Reason.WRONG_PASSWORD, Reason.TOO_MANY_TRIES, Reason.BUSY):
+            self._password = None
+            return self._numeric("464", ":Password incorrect")
+        if answer.reason in (Reason.NAME_IN_USE, Reason.LOOKS_LIKE):
+            return self._numeric("433", self.nick, ":Nickname is already in use")
+        return self._numeric("432", self.nick, ":Erroneous nickname")
+
+    def _welcome(self) -> bytes:
+        nick = self.nick
+        lines = [
+            self._line("001", f"Welcome to {SERVER_NAME}, {nick}"),
+            self._line("002", f"Your host is {SERVER_NAME}"),
+            self._line("003", f"This server was created {_STARTED}"),
+            self._line("004", SERVER_NAME, "chatroom", "i", "io"),
+            self._line("005", *ISUPPORT, "are supported by this server"),
+            self._line("422", "MOTD File is missing"),
+        ]
+        return irc_frame(b"".join(lines))
+
+    def _send(self, target: str, text: str, notice: bool) -> bytes:
+        if target.startswith("#"):
+            return b"" if notice else self._numeric("403", target, ":No such channel")
+        name = to_name(target)
+        if name is None:
+            return b"" if notice else self._numeric("401", target, ":No such nick/channel")
+        reply = self._rules.answer(SendTo(name, text))
+        if type(reply) is Pending:
+            reply = reply.reply()  # (another node's answer: waited for here)
+        [answer] = Decoder.for_client().receive_data(reply)
+        if notice or answer.status in (Status.OK, Status.STORED):
+            return b""
+        if answer.reason is Reason.INVALID_TEXT:
+            return self._numeric("412", ":No text to send")
+        return self._numeric("401", target, ":No such nick/channel")
+
+    # --- Numerics -----------------------------------------------------------------------
+
+    def _line(self, numeric: str, *params: str) -> bytes:
+        return encode_line(numeric, self.nick, *params, source=SERVER_NAME)
+
+    def _numeric(self, numeric: str, *params: str) -> bytes:
+        """A numeric reply; a last parameter given with its ':' is the text."""
+        *head, last = params
+        return irc_frame(self._line(numeric, *head, last.removeprefix(":")))
+
+
+_HANDLERS = {
+    "PING": IrcClient._ping,
+    "PONG": IrcClient._pong,
+    "QUIT": IrcClient._quit,
+    "CAP": IrcClient._cap,
+    "PASS": IrcClient._pass,
+    "NICK": IrcClient._nick,
+    "USER": IrcClient._user,
+    "PRIVMSG": IrcClient._privmsg,
+    "NOTICE": IrcClient._notice,
+}

@@ -1,0 +1,45 @@
+"""An IRC client's connection: a Session whose decoder reads IRC lines, whose answers come from
+an IrcClient, and whose outbox turns every frame into IRC lines as it is queued. The limits,
+timeouts, fair share, rate limit, parking and logs are the Session's, as for any client."""
+
+from ..connection.outbox import Outbox
+from ..connection.session import Session
+from .client import IrcClient, IrcReader
+from .translate import to_irc
+
+
+class IrcOutbox(Outbox):
+    """An Outbox that queues the IRC lines for the frames it is given."""
+
+    __slots__ = ("_me",)
+
+    def __init__(self, stream, limit, stall_timeout, on_stall, me):
+        super().__init__(stream, limit, stall_timeout, on_stall)
+        self._me = me  # me(): the client's nickname now
+
+    def queue_to_flush(self, data: bytes) -> None:
+        if data:
+            super().queue_to_flush(to_irc(data, self._me()))
+
+
+class IrcSession(Session):
+    __slots__ = ("_irc", "_irc_reader")
+
+    def __init__(self, stream, peer, directory, limits, on_end, accounts=None, rooms=None):
+        super().__init__(stream, peer, directory, limits, on_end, accounts, rooms)
+        reader = self._irc_reader = IrcReader()
+        self._irc = IrcClient(self.rules, reader)
+        self._decoder = reader
+        self._answer = self._irc.answer
+        self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, lambda: self._irc.nick)
+
+    @property
+    def transport(self) -> str:
+        return "irc"
+
+    def _serve_batch(self, data) -> bool:
+        served = super()._serve_batch(data)
+        if self._irc_reader.quitting:  # QUIT: its answer is out; the connection ends
+            self._end_reason = self._end_reason or "quit"
+            return False
+        return served

@@ -1,0 +1,55 @@
+"""What a chatroom session queues, as the IRC lines an IRC client reads.
+
+Everything an IRC session sends goes through its outbox as frames, like any session's: the
+IRC port's own answers as frames of the private type IRC_LINES (their body: IRC lines, ready),
+and what other users send as the protocol's frames, which become PRIVMSG lines here. One place
+for the translation, whichever path a frame took (a reply, a delivery, a message kept).
+"""
+
+from ...codec import Decoder, frame, frame_end
+from ...protocol import DirectMessage, Incoming, StoredMessage
+from .lines import MAX_LINE, encode_line, split_text
+from .nicks import to_nick
+
+IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
+SERVER_NAME = "chatroom"
+
+
+def irc_frame(lines: bytes) -> bytes:
+    return frame(IRC_LINES, lines)
+
+
+def source_of(name: str) -> str:
+    nick = to_nick(name)
+    return f"{nick}!{nick}@{SERVER_NAME}"
+
+
+def to_irc(data: bytes, me: str) -> bytes:
+    """The IRC lines for data (whole frames) sent to the IRC user whose nickname is me."""
+    out = []
+    offset = 0
+    while offset < len(data):
+        end = frame_end(data, offset)
+        assert end is not None and end <= len(data), "a session queues whole frames"
+        if data[offset] == IRC_LINES:
+            out.append(bytes(data[offset + 5 : end]))
+        else:
+            out.extend(_message_lines(data[offset:end], me))
+        offset = end
+    return b"".join(out)
+
+
+def privmsg_lines(sender: str, target: str, text: str) -> list[bytes]:
+    """A message as PRIVMSG lines, each within IRC's 512 bytes (one per line of the text)."""
+    source = source_of(sender)
+    room = MAX_LINE - len(f":{source} PRIVMSG {target} :\r\n".encode())
+    return [encode_line("PRIVMSG", target, piece, source=source) for piece in split_text(text, room)]
+
+
+def _message_lines(data: bytes, me: str) -> list[bytes]:
+    lines: list[bytes] = []
+    for message in Decoder.for_client().receive_data(data):
+        kind = type(message)
+        if kind is Incoming or kind is DirectMessage or kind is StoredMessage:
+            lines += privmsg_lines(message.sender, me, message.text)
+    return lines

@@ -1,0 +1,176 @@
+"""The IRC port over real sockets: registration, PING, messages both ways with native clients,
+the numerics for what goes wrong, and bad input."""
+
+import socket
+
+import pytest
+
+from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, SendTo, UserList
+from chatroom.testing import OK, WAIT, Peer, free_port, logged_in
+from chatroom.testing.waiting import eventually
+
+pytestmark = pytest.mark.process
+
+
+class IrcPeer:
+    """A raw IRC client: send lines, read lines (bounded waits)."""
+
+    def __init__(self, address):
+        self.sock = socket.create_connection(address, timeout=WAIT)
+        self._buffer = b""
+
+    def send(self, *lines: str) -> None:
+        self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
+
+    def line(self) -> str:
+        while b"\r\n" not in self._buffer:
+            data = self.sock.recv(65536)
+            assert data, "connection closed while a line was expected"
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\r\n", 1)
+        return line.decode()
+
+    def until(self, word: str) -> list[str]:
+        """Lines up to and including the first with word as its command or numeric."""
+        lines = []
+        while True:
+            lines.append(self.line())
+            if lines[-1].split(" ")[1] == word:
+                return lines
+
+    def register(self, nick: str, password: str | None = None) -> list[str]:
+        if password is not None:
+            self.send(f"PASS {password}")
+        self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
+        return self.until("422")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def irc_server(server_process):
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    server.irc_address = ("127.0.0.1", port)
+    return server
+
+
+@pytest.fixture
+def irc(irc_server):
+    made = []
+
+    def connect():
+        made.append(IrcPeer(irc_server.irc_address))
+        return made[-1]
+
+    yield connect
+    for peer in made:
+        peer.close()
+
+
+def test_registration_welcomes_with_the_real_limits_and_ping_is_answered(irc):
+    alice = irc()
+    welcome = alice.register("alice")
+    assert welcome[0] == ":chatroom 001 alice :Welcome to chatroom, alice"
+    [isupport] = [line for line in welcome if " 005 " in line]
+    assert "NICKLEN=20" in isupport and "CHANTYPES=#" in isupport
+    alice.send("PING :abc")
+    assert alice.line() == ":chatroom PONG chatroom :abc"
+
+
+def test_messages_go_both_ways_between_irc_and_a_native_client(irc_server, irc):
+    alice = irc()
+    alice.register("alice")
+    bob = logged_in(irc_server.address, "bob")
+    try:
+        alice.send("PRIVMSG bob :hello from irc")
+        assert bob.next_event() == Incoming("alice", "hello from irc")
+        assert bob.request(SendTo("alice", "hello from tcp\nsecond line")) == OK
+        assert alice.line() == ":bob!bob@chatroom PRIVMSG alice :hello from tcp"
+        assert alice.line() == ":bob!bob@chatroom PRIVMSG alice :second line"  # (a line of its own)
+    finally:
+        bob.close()
+
+
+def test_names_that_are_no_nicknames_are_reached_by_their_mapping(irc_server, irc):
+    alice = irc()
+    alice.register("alice")
+    native = Peer(irc_server.address)
+    try:
+        assert native.request(Login("日本")) == OK
+        native.request(SendTo("alice", "konnichiwa"))
+        assert alice.line() == ":`42l2lzu4vq!`42l2lzu4vq@chatroom PRIVMSG alice :konnichiwa"
+        alice.send("PRIVMSG `42l2lzu4vq :and back")
+        assert native.next_event() == Incoming("alice", "and back")
+    finally:
+        native.close()
+
+
+def test_what_goes_wrong_gets_its_numeric(irc_server, irc):
+    early = irc()
+    early.send("PRIVMSG bob :too early")
+    assert early.line() == ":chatroom 451 * :You have not registered"
+    early.send("NICK 1bad")
+    assert early.line() == ":chatroom 432 * 1bad :Erroneous nickname"
+    alice = irc()
+    alice.register("alice")
+    taken = irc()
+    taken.send("NICK alice", "USER a 0 * :A")
+    assert taken.line() == ":chatroom 433 alice alice :Nickname is already in use"
+    alice.send("PRIVMSG nobody :hi", "PRIVMSG", "PRIVMSG bob", "FROB", "USER a 0 * :A")
+    assert [alice.line() for _ in range(5)] == [
+        ":chatroom 401 alice nobody :No such nick/channel",
+        ":chatroom 411 alice :No recipient given (PRIVMSG)",
+        ":chatroom 412 alice :No text to send",
+        ":chatroom 421 alice FROB :Unknown command",
+        ":chatroom 462 alice :You may not reregister",
+    ]
+    alice.send("PRIVMSG bob :" + "x" * 600)
+    assert alice.line() == ":chatroom 417 alice :Input line was too long"
+    alice.sock.sendall(b"\x00\xff\xfe\r\n")
+    assert alice.line() == ":chatroom 421 alice ? :Unknown command (not an IRC message)"
+    alice.send("QUIT :bye")
+    assert alice.line().startswith("ERROR ")
+    assert alice.sock.recv(100) == b""  # closed
+    watcher = logged_in(irc_server.address, "watcher")
+    try:
+        eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))  # alice logged out
+    finally:
+        watcher.close()
+
+
+def test_a_registered_name_needs_its_password(irc_server, irc):
+    owner = Peer(irc_server.address)
+    assert owner.request(Hello(3)) == OK and owner.request(Register("carol", "secret")) == OK
+    owner.close()
+    guess = irc()
+    guess.send("NICK carol", "USER c 0 * :C")
+    assert guess.line() == ":chatroom 433 carol carol :Nickname is registered: log in with PASS"
+    wrong = irc()
+    wrong.send("PASS nope", "NICK carol", "USER c 0 * :C")
+    assert wrong.line() == ":chatroom 464 carol :Password incorrect"
+    right = irc()
+    assert right.register("carol", "secret")[0].startswith(":chatroom 001 carol ")
+
+
+def test_random_bytes_get_numerics_or_nothing_and_the_port_carries_on(irc_server, irc):
+    import random
+
+    from chatroom.testing import assert_clean_log
+
+    rng = random.Random(7)
+    for _ in range(20):
+        flood = irc()
+        for _ in range(50):
+            chunk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 2000)))
+            try:
+                flood.sock.sendall(chunk)
+            except OSError:
+                break  # (it may close a connection that sent a QUIT among the bytes)
+    fine = irc()
+    fine.register("after")
+    fine.send("PING :still")
+    assert fine.until("PONG")[-1] == ":chatroom PONG chatroom :still"
+    assert_clean_log(irc_server.log_text())
