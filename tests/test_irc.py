@@ -174,3 +174,39 @@ def test_random_bytes_get_numerics_or_nothing_and_the_port_carries_on(irc_server
     fine.send("PING :still")
     assert fine.until("PONG")[-1] == ":chatroom PONG chatroom :still"
     assert_clean_log(irc_server.log_text())
+
+
+def test_rooms_are_channels_both_ways(irc_server, irc):
+    from chatroom.room_frames import EventKind, Join, RoomEvent, RoomMessage
+
+    alice = irc()
+    alice.register("alice")
+    alice.send("JOIN #team")
+    assert alice.until("366") == [
+        ":alice!alice@chatroom JOIN :#team",
+        ":chatroom 353 alice = #team :alice",
+        ":chatroom 366 alice #team :End of /NAMES list",
+    ]
+    bob = Peer(irc_server.address)
+    try:
+        assert bob.reply(Hello(3)) == OK and bob.reply(Login("bob")) == OK and bob.reply(Join("#team")) == OK
+        assert alice.line() == ":bob!bob@chatroom JOIN :#team"
+        assert bob.reply(SendTo("#team", "hello channel")) == OK
+        assert alice.line() == ":bob!bob@chatroom PRIVMSG #team :hello channel"
+        alice.send("PRIVMSG #team :hello room")
+        [_own, said] = bob.pushes_of(RoomMessage, 2)  # (bob's own message first: a member gets his own)
+        assert (said.room, said.sender, said.text) == ("#team", "alice", "hello room")
+        alice.send("TOPIC #team", "TOPIC #team :mine now", "PRIVMSG #elsewhere :x", "JOIN bad", "PART #team :bye")
+        assert [alice.line() for _ in range(5)] == [
+            ":chatroom 331 alice #team :No topic is set",
+            ":chatroom 482 alice #team :You're not channel operator (its owner)",
+            ":chatroom 403 alice #elsewhere :No such channel",
+            ":chatroom 403 alice bad :No such channel",
+            ":alice!alice@chatroom PART #team :bye",
+        ]
+        [parted] = bob.pushes_of(RoomEvent, 1)
+        assert (parted.kind, parted.actor) == (EventKind.PARTED, "alice")
+        alice.send("PRIVMSG #team :not a member")
+        assert alice.line() == ":chatroom 404 alice #team :Cannot send to channel"
+    finally:
+        bob.close()

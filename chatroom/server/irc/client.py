@@ -13,7 +13,8 @@ import irctokens
 
 from ...codec import Decoder, frame_end
 from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status
-from ..rules import Pending
+from ..rules import Pending, Rules
+from .channels import ChannelCommands
 from .lines import LineReader, TooLong, Unreadable, encode_line
 from .nicks import to_name
 from .translate import SERVER_NAME, irc_frame
@@ -42,8 +43,8 @@ class IrcReader:
         return [] if self.quitting else self._lines.receive(data)
 
 
-class IrcClient:
-    def __init__(self, rules, reader: IrcReader):
+class IrcClient(ChannelCommands):
+    def __init__(self, rules: Rules, reader: IrcReader):
         self._rules = rules
         self._reader = reader
         self.nick = "*"  # the client's nickname, once it gave one
@@ -141,6 +142,7 @@ class IrcClient:
         rules.answer(Hello(VERSION))
         request = Authenticate(name, self._password) if self._password is not None else Login(name)
         reply = rules.answer(request)
+        assert isinstance(reply, bytes), "a login is answered at once"
         end = frame_end(reply)
         [answer] = Decoder.for_client().receive_data(reply[:end])
         if answer.status is not Status.OK:
@@ -173,7 +175,7 @@ class IrcClient:
 
     def _send(self, target: str, text: str, notice: bool) -> bytes:
         if target.startswith("#"):
-            return b"" if notice else self._numeric("403", target, ":No such channel")
+            return self._to_channel(target, text, notice)
         name = to_name(target)
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
@@ -208,4 +210,8 @@ _HANDLERS = {
     "USER": IrcClient._user,
     "PRIVMSG": IrcClient._privmsg,
     "NOTICE": IrcClient._notice,
+    "JOIN": IrcClient._join,
+    "PART": IrcClient._part,
+    "NAMES": IrcClient._names,
+    "TOPIC": IrcClient._topic,
 }

@@ -8,8 +8,9 @@ for the translation, whichever path a frame took (a reply, a delivery, a message
 
 from ...codec import Decoder, frame, frame_end
 from ...protocol import DirectMessage, Incoming, StoredMessage
+from ...room_frames import EventKind, RoomEvent, RoomMessage
 from .lines import MAX_LINE, encode_line, split_text
-from .nicks import to_nick
+from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 SERVER_NAME = "chatroom"
@@ -52,4 +53,22 @@ def _message_lines(data: bytes, me: str) -> list[bytes]:
         kind = type(message)
         if kind is Incoming or kind is DirectMessage or kind is StoredMessage:
             lines += privmsg_lines(message.sender, me, message.text)
+        elif kind is RoomMessage and to_nick(message.sender) != me:  # (one's own is not echoed)
+            lines += privmsg_lines(message.sender, to_channel(message.room), message.text)
+        elif kind is RoomEvent:
+            lines += _event_lines(message, me)
     return lines
+
+
+def _event_lines(event: RoomEvent, me: str) -> list[bytes]:
+    channel, source = to_channel(event.room), source_of(event.actor)
+    own = to_nick(event.actor) == me  # (one's own JOIN and PART are the answers to them)
+    if event.kind is EventKind.JOINED and not own:
+        return [encode_line("JOIN", channel, source=source)]
+    if event.kind is EventKind.PARTED and not own:
+        return [encode_line("PART", channel, source=source)]
+    if event.kind is EventKind.REMOVED:
+        return [encode_line("KICK", channel, to_nick(event.detail), "", source=source)]
+    if event.kind is EventKind.TOPIC:
+        return [encode_line("TOPIC", channel, event.detail, source=source)]
+    return []

@@ -1,0 +1,149 @@
+"""Rooms as IRC channels, for :class:`~.client.IrcClient`: JOIN, PART, NAMES, TOPIC, and
+PRIVMSG to a channel, over the room requests; the numerics for what goes wrong.
+
+A mixin: the IrcClient holds the state (its rules, its nickname) and the numerics.
+"""
+
+from typing import TYPE_CHECKING
+
+from ...codec import Decoder
+from ...protocol import Reason, Response, SendTo, Status
+from ...room_frames import Join, ListMembers, MemberFlag, MemberList, Part, SetTopic
+from .lines import MAX_LINE, encode_line
+from .nicks import to_nick, to_room
+from .translate import SERVER_NAME, irc_frame
+
+# What a refused room request becomes: (numeric, its text).
+_REFUSALS = {
+    Reason.INVALID_ROOM: ("403", "No such channel"),
+    Reason.NO_SUCH_ROOM: ("403", "No such channel"),
+    Reason.LOOKS_LIKE: ("403", "No such channel (it looks like another one)"),
+    Reason.NOT_A_MEMBER: ("442", "You're not on that channel"),
+    Reason.NOT_OWNER: ("482", "You're not channel operator (its owner)"),
+    Reason.INVITE_ONLY: ("473", "Cannot join channel (+i)"),
+    Reason.ROOM_FULL: ("471", "Cannot join channel (+l)"),
+    Reason.TOO_MANY_ROOMS: ("405", "You have joined too many channels"),
+    Reason.INVALID_TEXT: ("412", "No text to send"),
+}
+
+
+class ChannelCommands:
+    if TYPE_CHECKING:  # what IrcClient holds and does
+        from ..rules import Rules
+
+        nick: str
+        _rules: Rules
+
+        def _numeric(self, numeric: str, *params: str) -> bytes: ...
+
+        def _line(self, numeric: str, *params: str) -> bytes: ...
+
+    def _ask(self, request):
+        reply = self._rules.answer(request)
+        assert isinstance(reply, bytes), "a room request is answered at once"
+        [answer] = Decoder.for_client().receive_data(reply)
+        return answer
+
+    def _refusal(self, answer: Response, channel: str) -> bytes:
+        numeric, text = _REFUSALS.get(answer.reason, ("403", "No such channel"))  # type: ignore[arg-type]
+        if numeric == "412":
+            return self._numeric(numeric, ":" + text)
+        return self._numeric(numeric, channel, ":" + text)
+
+    def _join(self, params) -> bytes:
+        if not params or not params[0]:
+            return self._numeric("461", "JOIN", ":Not enough parameters")
+        return b"".join(self._join_one(channel) for channel in params[0].split(","))
+
+    def _join_one(self, channel: str) -> bytes:
+        room = to_room(channel)
+        if room is None:
+            return self._numeric("403", channel, ":No such channel")
+        answer = self._ask(Join(room))
+        if answer.status is not Status.OK:
+            return self._refusal(answer, channel)
+        joined = encode_line("JOIN", channel, source=source_of_nick(self.nick))
+        return irc_frame(joined) + self._topic_of(room, channel, quiet=True) + self._names_of(room, channel)
+
+    def _part(self, params) -> bytes:
+        if not params or not params[0]:
+            return self._numeric("461", "PART", ":Not enough parameters")
+        out = []
+        for channel in params[0].split(","):
+            room = to_room(channel)
+            if room is None:
+                out.append(self._numeric("403", channel, ":No such channel"))
+                continue
+            answer = self._ask(Part(room))
+            if answer.status is not Status.OK:
+                out.append(self._refusal(answer, channel))
+            else:
+                out.append(irc_frame(encode_line("PART", channel, *params[1:2], source=source_of_nick(self.nick))))
+        return b"".join(out)
+
+    def _names(self, params) -> bytes:
+        if not params or not params[0]:
+            return self._numeric("366", "*", ":End of /NAMES list")
+        out = []
+        for channel in params[0].split(","):
+            room = to_room(channel)
+            out.append(self._names_of(room, channel) if room else self._numeric("366", channel, ":End of /NAMES list"))
+        return b"".join(out)
+
+    def _topic(self, params) -> bytes:
+        if not params or not params[0]:
+            return self._numeric("461", "TOPIC", ":Not enough parameters")
+        channel = params[0]
+        room = to_room(channel)
+        if room is None:
+            return self._numeric("403", channel, ":No such channel")
+        if len(params) < 2:
+            return self._topic_of(room, channel)
+        answer = self._ask(SetTopic(room, params[1]))
+        return b"" if answer.status is Status.OK else self._refusal(answer, channel)  # (TOPIC comes to all)
+
+    def _to_channel(self, channel: str, text: str, notice: bool) -> bytes:
+        room = to_room(channel)
+        if room is None:
+            return b"" if notice else self._numeric("403", channel, ":No such channel")
+        answer = self._ask(SendTo(room, text))
+        if notice or answer.status is Status.OK:
+            return b""
+        if answer.reason is Reason.NOT_A_MEMBER:
+            return self._numeric("404", channel, ":Cannot send to channel")
+        return self._refusal(answer, channel)
+
+    # --- Replies with a room's state --------------------------------------------------
+
+    def _members(self, room: str):
+        answer = self._ask(ListMembers(room))
+        return answer if type(answer) is MemberList else None
+
+    def _topic_of(self, room: str, channel: str, quiet: bool = False) -> bytes:
+        members = self._members(room)
+        if members is None:
+            return self._numeric("403", channel, ":No such channel")
+        if members.topic:
+            return irc_frame(self._line("332", channel, members.topic))
+        return b"" if quiet else irc_frame(self._line("331", channel, "No topic is set"))
+
+    def _names_of(self, room: str, channel: str) -> bytes:
+        members = self._members(room)
+        lines = []
+        if members is not None:
+            names = [("@" if flags & MemberFlag.OWNER else "") + to_nick(name) for name, flags in members.members]
+            room_left = MAX_LINE - len(self._line("353", "=", channel, ""))
+            line: list[str] = []
+            for name in names:  # (as many names a line as fit in IRC's 512 bytes)
+                if line and len(" ".join([*line, name])) > room_left:
+                    lines.append(self._line("353", "=", channel, " ".join(line)))
+                    line = []
+                line.append(name)
+            if line:
+                lines.append(self._line("353", "=", channel, " ".join(line)))
+        lines.append(self._line("366", channel, "End of /NAMES list"))
+        return irc_frame(b"".join(lines))
+
+
+def source_of_nick(nick: str) -> str:
+    return f"{nick}!{nick}@{SERVER_NAME}"
