@@ -3,6 +3,7 @@ the numerics for what goes wrong, and bad input."""
 
 import socket
 
+import gevent
 import pytest
 
 from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, SendTo, UserList
@@ -210,3 +211,55 @@ def test_rooms_are_channels_both_ways(irc_server, irc):
         assert alice.line() == ":chatroom 404 alice #team :Cannot send to channel"
     finally:
         bob.close()
+
+
+def test_who_is_there_away_and_an_owners_channel_commands(irc_server, irc):
+    from chatroom.device_frames import PresenceState, PresenceStatus
+    from chatroom.protocol import Authenticate, Watch
+
+    owner = irc()
+    owner.send("PASS pw")
+    registering = Peer(irc_server.address)
+    assert registering.reply(Hello(4)) == OK and registering.reply(Register("olga", "pw")) == OK
+    registering.close()
+    assert owner.register("olga", "pw")[0].startswith(":chatroom 001 olga ")
+    guest = irc()
+    guest.register("guest")
+    owner.send("JOIN #club")
+    owner.until("366")
+    owner.send("WHOIS guest", "WHOIS nobody", "LUSERS", "MOTD")
+    assert owner.until("318")[0] == ":chatroom 311 olga guest guest chatroom * :guest"
+    assert owner.until("318") == [
+        ":chatroom 401 olga nobody :No such nick/channel",
+        ":chatroom 318 olga nobody :End of /WHOIS list",
+    ]
+    assert owner.until("255")[0] == ":chatroom 251 olga :There are 2 users and 0 invisible on 1 servers"
+    assert owner.line() == ":chatroom 422 olga :MOTD File is missing"
+    owner.send("MODE #club +i", "MODE #club", "INVITE guest #club", "WHO #club")
+    assert owner.line() == ":olga!olga@chatroom MODE #club :+i"
+    assert owner.line() == ":chatroom 324 olga #club :+i"
+    assert owner.line() == ":chatroom 341 olga guest :#club"
+    assert guest.line() == ":olga!olga@chatroom INVITE guest :#club"
+    assert owner.until("315")[0] == ":chatroom 352 olga #club olga chatroom chatroom olga H@ :0 olga"
+    guest.send("JOIN #club")
+    guest.until("366")
+    assert owner.line() == ":guest!guest@chatroom JOIN :#club"
+    guest.send("KICK #club olga")
+    assert guest.line() == ":chatroom 482 guest #club :You're not channel operator (its owner)"
+    owner.send("KICK #club guest :out")
+    assert owner.line() == ":olga!olga@chatroom KICK #club guest :"
+    assert guest.line() == ":olga!olga@chatroom KICK #club guest :"
+    # AWAY is the chatroom's away: those sharing a room or a conversation with olga see it.
+    phone = Peer(irc_server.address)
+    try:
+        assert phone.reply(Hello(4)) == OK and phone.reply(Authenticate("olga", "pw")) == OK  # olga's other device
+        assert phone.reply(Watch(True)) == OK
+        owner.send("AWAY :at lunch")
+        assert owner.line() == ":chatroom 306 olga :You have been marked as being away"
+        with gevent.Timeout(WAIT):
+            while phone.next_push() != PresenceStatus((("olga", PresenceState.AWAY, "at lunch"),)):
+                pass
+        phone.reply(SendTo("guest", "from olga's phone"))
+        assert owner.line() == ":olga!olga@chatroom PRIVMSG guest :from olga's phone"  # (her own, elsewhere)
+    finally:
+        phone.close()

@@ -8,9 +8,23 @@ from typing import TYPE_CHECKING
 
 from ...codec import Decoder
 from ...protocol import Reason, Response, SendTo, Status
-from ...room_frames import Join, ListMembers, MemberFlag, MemberList, Part, SetTopic
+from ...room_frames import (
+    GiveRoom,
+    Invite,
+    Join,
+    Kick,
+    ListMembers,
+    ListRooms,
+    MemberFlag,
+    MemberList,
+    Part,
+    RoomFlag,
+    RoomList,
+    SetInviteOnly,
+    SetTopic,
+)
 from .lines import MAX_LINE, encode_line
-from .nicks import to_nick, to_room
+from .nicks import to_channel, to_name, to_nick, to_room
 from .translate import SERVER_NAME, irc_frame
 
 # What a refused room request becomes: (numeric, its text).
@@ -24,6 +38,8 @@ _REFUSALS = {
     Reason.ROOM_FULL: ("471", "Cannot join channel (+l)"),
     Reason.TOO_MANY_ROOMS: ("405", "You have joined too many channels"),
     Reason.INVALID_TEXT: ("412", "No text to send"),
+    Reason.NOT_ONLINE: ("401", "No such nick"),
+    Reason.NOT_REGISTERED: ("482", "Only a registered member can own it"),
 }
 
 
@@ -111,6 +127,69 @@ class ChannelCommands:
             return b""
         if answer.reason is Reason.NOT_A_MEMBER:
             return self._numeric("404", channel, ":Cannot send to channel")
+        return self._refusal(answer, channel)
+
+    def _list(self, _params) -> bytes:
+        answer = self._ask(ListRooms())
+        lines = [self._line("321", "Channel", "Users  Name")]
+        if type(answer) is RoomList:
+            for entry in answer.rooms:
+                lines.append(self._line("322", to_channel(entry.name), str(entry.members), ""))
+        lines.append(self._line("323", "End of /LIST"))
+        return irc_frame(b"".join(lines))
+
+    def _kick(self, params) -> bytes:
+        if len(params) < 2:
+            return self._numeric("461", "KICK", ":Not enough parameters")
+        return self._as_owner(params[0], params[1], Kick)  # (the KICK itself comes to every member)
+
+    def _invite(self, params) -> bytes:
+        if len(params) < 2:
+            return self._numeric("461", "INVITE", ":Not enough parameters")
+        nick, channel = params[0], params[1]
+        refused = self._as_owner(channel, nick, Invite)
+        return refused or irc_frame(self._line("341", nick, channel))
+
+    def _mode(self, params) -> bytes:
+        if not params:
+            return self._numeric("461", "MODE", ":Not enough parameters")
+        target = params[0]
+        if not target.startswith("#"):
+            if target != self.nick:  # (user modes: none here)
+                return self._numeric("502", ":Cant change mode for other users")
+            return irc_frame(self._line("221", "+"))
+        room = to_room(target)
+        members = self._members(room) if room else None
+        if room is None or members is None:
+            return self._numeric("403", target, ":No such channel")
+        if len(params) == 1:
+            listed = self._ask(ListRooms())
+            invite_only = type(listed) is RoomList and any(
+                entry.name == room and entry.flags & RoomFlag.INVITE_ONLY for entry in listed.rooms
+            )
+            return irc_frame(self._line("324", target, "+i" if invite_only else "+"))
+        change = params[1]
+        if change in ("+i", "-i"):
+            answer = self._ask(SetInviteOnly(room, change == "+i"))
+            return b"" if answer.status is Status.OK else self._refusal(answer, target)
+        if change == "+o" and len(params) > 2:  # (an owner hands the room on)
+            return self._as_owner(target, params[2], GiveRoom)
+        if change in ("b", "+b"):
+            return irc_frame(self._line("368", target, "End of channel ban list"))
+        return self._numeric("472", change.lstrip("+-")[:1] or "?", ":is unknown mode char to me")
+
+    def _as_owner(self, channel: str, nick: str, request) -> bytes:
+        """An owner's request about nick in channel; b"" once done, else its numeric."""
+        room, name = to_room(channel), to_name(nick)
+        if room is None:
+            return self._numeric("403", channel, ":No such channel")
+        if name is None:
+            return self._numeric("401", nick, ":No such nick/channel")
+        answer = self._ask(request(room, name))
+        if answer.status is Status.OK:
+            return b""
+        if answer.reason is Reason.NOT_A_MEMBER and self._members(room) is not None:
+            return self._numeric("441", nick, channel, ":They aren't on that channel")
         return self._refusal(answer, channel)
 
     # --- Replies with a room's state --------------------------------------------------

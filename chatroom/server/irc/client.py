@@ -12,17 +12,27 @@ import time
 import irctokens
 
 from ...codec import Decoder, frame_end
+from ...device_frames import MAX_AWAY_CHARS
 from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status
 from ..rules import Pending, Rules
 from .channels import ChannelCommands
 from .lines import LineReader, TooLong, Unreadable, encode_line
 from .nicks import to_name
 from .translate import SERVER_NAME, irc_frame
+from .users import UserQueries
 
 log = logging.getLogger(__name__)
 
-VERSION = 3  # the extension version the port speaks to the rules for its users
-ISUPPORT = (f"NICKLEN={MAX_NAME_CHARS}", "CHANTYPES=#", "CASEMAPPING=ascii", f"NETWORK={SERVER_NAME}")
+VERSION = 4  # the extension version the port speaks to the rules: an IRC client is one of a user's devices
+ISUPPORT = (
+    f"NICKLEN={MAX_NAME_CHARS}",
+    "CHANTYPES=#",
+    "CHANMODES=b,,,i",
+    "PREFIX=(o)@",
+    f"AWAYLEN={MAX_AWAY_CHARS}",
+    "CASEMAPPING=ascii",
+    f"NETWORK={SERVER_NAME}",
+)
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"}
 _STARTED = time.strftime("%Y-%m-%d")
 
@@ -43,7 +53,7 @@ class IrcReader:
         return [] if self.quitting else self._lines.receive(data)
 
 
-class IrcClient(ChannelCommands):
+class IrcClient(ChannelCommands, UserQueries):
     def __init__(self, rules: Rules, reader: IrcReader):
         self._rules = rules
         self._reader = reader
@@ -214,4 +224,13 @@ _HANDLERS = {
     "PART": IrcClient._part,
     "NAMES": IrcClient._names,
     "TOPIC": IrcClient._topic,
+    "LIST": IrcClient._list,
+    "KICK": IrcClient._kick,
+    "INVITE": IrcClient._invite,
+    "MODE": IrcClient._mode,
+    "WHOIS": IrcClient._whois,
+    "WHO": IrcClient._who,
+    "LUSERS": IrcClient._lusers,
+    "MOTD": IrcClient._motd,
+    "AWAY": IrcClient._away,
 }

@@ -7,10 +7,11 @@ for the translation, whichever path a frame took (a reply, a delivery, a message
 """
 
 from ...codec import Decoder, frame, frame_end
+from ...device_frames import OwnMessage
 from ...protocol import DirectMessage, Incoming, StoredMessage
 from ...room_frames import EventKind, RoomEvent, RoomMessage
 from .lines import MAX_LINE, encode_line, split_text
-from .nicks import to_channel, to_nick
+from .nicks import to_channel, to_name, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 SERVER_NAME = "chatroom"
@@ -57,7 +58,13 @@ def _message_lines(data: bytes, me: str) -> list[bytes]:
             lines += privmsg_lines(message.sender, to_channel(message.room), message.text)
         elif kind is RoomEvent:
             lines += _event_lines(message, me)
+        elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
+            lines += privmsg_lines(to_name(me) or me, _target(message.recipient), message.text)
     return lines
+
+
+def _target(recipient: str) -> str:
+    return to_channel(recipient) if recipient.startswith("#") else to_nick(recipient)
 
 
 def _event_lines(event: RoomEvent, me: str) -> list[bytes]:
@@ -71,4 +78,10 @@ def _event_lines(event: RoomEvent, me: str) -> list[bytes]:
         return [encode_line("KICK", channel, to_nick(event.detail), "", source=source)]
     if event.kind is EventKind.TOPIC:
         return [encode_line("TOPIC", channel, event.detail, source=source)]
+    if event.kind is EventKind.INVITED and to_nick(event.detail) == me:
+        return [encode_line("INVITE", me, channel, source=source)]
+    if event.kind is EventKind.INVITE_ONLY:
+        return [encode_line("MODE", channel, "+i" if event.detail == "on" else "-i", source=source)]
+    if event.kind is EventKind.OWNER:
+        return [encode_line("MODE", channel, "+o", to_nick(event.detail), source=source)]
     return []

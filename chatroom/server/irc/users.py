@@ -1,0 +1,87 @@
+"""Who is there, for :class:`~.client.IrcClient`: WHOIS, WHO, LUSERS, MOTD, and AWAY (the
+chatroom's away, which those sharing a conversation or a room with the user see).
+
+A mixin: the IrcClient holds the state (its rules, its nickname) and the numerics.
+"""
+
+from typing import TYPE_CHECKING
+
+from ...codec import Decoder
+from ...device_frames import MAX_AWAY_CHARS, Away
+from ...protocol import ListUsers, UserList
+from ...room_frames import MemberFlag
+from .nicks import to_name, to_nick, to_room
+from .translate import SERVER_NAME, irc_frame
+
+
+class UserQueries:
+    if TYPE_CHECKING:  # what IrcClient holds and does
+        from ...room_frames import MemberList
+        from ..rules import Rules
+
+        nick: str
+        _rules: Rules
+
+        def _numeric(self, numeric: str, *params: str) -> bytes: ...
+
+        def _line(self, numeric: str, *params: str) -> bytes: ...
+
+        def _members(self, room: str) -> MemberList | None: ...
+
+    def _online(self) -> set[str]:
+        reply = self._rules.answer(ListUsers())
+        assert isinstance(reply, bytes)
+        [listed] = Decoder.for_client().receive_data(reply)
+        return set(listed.names) if type(listed) is UserList else set()
+
+    def _whois(self, params) -> bytes:
+        if not params:
+            return self._numeric("431", ":No nickname given")
+        nick = params[-1]
+        name = to_name(nick)
+        end = self._line("318", nick, "End of /WHOIS list")
+        if name is None or name not in self._online():
+            return irc_frame(self._line("401", nick, "No such nick/channel") + end)
+        lines = [
+            self._line("311", nick, nick, SERVER_NAME, "*", name),
+            self._line("312", nick, SERVER_NAME, "chatroom"),
+            end,
+        ]
+        return irc_frame(b"".join(lines))
+
+    def _who(self, params) -> bytes:
+        mask = params[0] if params else "*"
+        lines = []
+        if mask.startswith("#"):
+            room = to_room(mask)
+            members = self._members(room) if room else None
+            for name, flags in members.members if members else ():
+                if flags & MemberFlag.ONLINE:
+                    lines.append(self._who_line(mask, to_nick(name), name, flags & MemberFlag.OWNER))
+        else:
+            person = to_name(mask)
+            if person is not None and person in self._online():
+                lines.append(self._who_line("*", mask, person, False))
+        lines.append(self._line("315", mask, "End of /WHO list"))
+        return irc_frame(b"".join(lines))
+
+    def _who_line(self, channel: str, nick: str, name: str, owner) -> bytes:
+        return self._line("352", channel, nick, SERVER_NAME, SERVER_NAME, nick, "H@" if owner else "H", f"0 {name}")
+
+    def _lusers(self, _params) -> bytes:
+        count = len(self._online())
+        lines = [
+            self._line("251", f"There are {count} users and 0 invisible on 1 servers"),
+            self._line("255", f"I have {count} clients and 1 servers"),
+        ]
+        return irc_frame(b"".join(lines))
+
+    def _motd(self, _params) -> bytes:
+        return self._numeric("422", ":MOTD File is missing")
+
+    def _away(self, params) -> bytes:
+        message = params[0][:MAX_AWAY_CHARS] if params and params[0] else None
+        self._rules.answer(Away(message is not None, message or ""))
+        if message is None:
+            return self._numeric("305", ":You are no longer marked as being away")
+        return self._numeric("306", ":You have been marked as being away")
