@@ -1,0 +1,127 @@
+"""Real IRC clients from Debian on the IRC port: WeeChat (headless) and irssi log in (to a
+registered name), join a room and exchange messages with native clients both ways."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from chatroom.protocol import DirectMessage, Hello, Login, Register, SendTo
+from chatroom.room_frames import Join, RoomMessage
+from chatroom.testing import OK, WAIT, Peer, free_port
+from chatroom.testing.waiting import eventually
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def irc_server(server_process):
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    server.irc_port = port
+    return server
+
+
+def native(address, name, *rooms, password=None) -> Peer:
+    peer = Peer(address)
+    assert peer.reply(Hello(4)) == OK
+    assert peer.reply(Register(name, password) if password else Login(name)) == OK
+    for room in rooms:
+        assert peer.reply(Join(room)) == OK
+    return peer
+
+
+def log_of(folder: Path, buffer: str) -> str:
+    log = folder / "logs" / f"irc.chat.{buffer}.weechatlog"
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
+    owner = native(irc_server.address, "alice", password="s3cret")
+    owner.close()
+    bob = native(irc_server.address, "bob", "#team")
+    commands = [
+        "/set logger.file.flush_delay 0",  # (what it shows reaches its logs at once)
+        f"/server add chat 127.0.0.1/{irc_server.irc_port}",
+        "/set irc.server.chat.nicks alice",
+        "/set irc.server.chat.password s3cret",
+        '/set irc.server.chat.capabilities ""',
+        "/set irc.server.chat.autojoin #team",
+        "/connect chat",
+        "/wait 2 /msg -server chat bob hello from weechat",
+        "/wait 2 /msg -server chat #team hello team from weechat",
+    ]
+    weechat = subprocess.Popen(
+        ["weechat-headless", "--dir", str(tmp_path), "--run", ";".join(commands)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        [hello] = bob.pushes_of(DirectMessage, 1)  # (alice's joining the room is passed over)
+        assert (hello.sender, hello.text) == ("alice", "hello from weechat")
+        assert bob.reply(SendTo("alice", "hello weechat")) == OK
+        assert bob.reply(SendTo("#team", "hello room")) == OK
+        eventually(lambda: "hello weechat" in log_of(tmp_path, "bob"), timeout=WAIT * 2, what="bob's message")
+        eventually(lambda: "hello room" in log_of(tmp_path, "#team"), timeout=WAIT * 2, what="the room's")
+        said = [m for m in bob.pushes_of(RoomMessage, 2) if m.sender == "alice"]
+        assert [m.text for m in said] == ["hello team from weechat"]
+    except BaseException:
+        for log in sorted((tmp_path / "logs").glob("*")):
+            print(log.name, log.read_text(errors="replace")[-800:])
+        raise
+    finally:
+        weechat.terminate()
+        weechat.wait(WAIT)
+        bob.close()
+
+
+def test_the_clients_are_there():
+    for program in ("weechat-headless", "irssi"):
+        assert any(Path(d, program).exists() for d in os.environ["PATH"].split(os.pathsep)), program
+
+
+def test_irssi_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
+    import pexpect
+
+    from chatroom.protocol import ListUsers
+    from chatroom.room_frames import EventKind, RoomEvent
+
+    (tmp_path / "config").write_text(
+        "settings = {\n"
+        '  core = { real_name = "alice"; user_name = "alice"; nick = "alice"; };\n'
+        f'  "fe-common/core" = {{ autolog = "yes"; autolog_path = "{tmp_path}/logs/$0.log"; }};\n'
+        "};\n"
+    )
+    bob = native(irc_server.address, "bob", "#team")
+    irssi = pexpect.spawn(
+        "irssi",
+        ["--home", str(tmp_path), "-c", "127.0.0.1", "-p", str(irc_server.irc_port), "-n", "alice"],
+        dimensions=(30, 100),
+        env=dict(os.environ, TERM="xterm"),
+    )
+    try:
+        eventually(lambda: "alice" in bob.reply(ListUsers()).names, timeout=WAIT * 2, what="irssi logged in")
+        irssi.send("/join #team\r")
+        events = bob.pushes_of(RoomEvent, 2)  # (bob's own joining first)
+        assert [(e.kind, e.actor) for e in events] == [(EventKind.JOINED, "bob"), (EventKind.JOINED, "alice")]
+        irssi.send("/msg bob hello from irssi\r")
+        irssi.send("/msg #team hello team from irssi\r")
+        [hello] = bob.pushes_of(DirectMessage, 1)
+        assert (hello.sender, hello.text) == ("alice", "hello from irssi")
+        assert [m.text for m in bob.pushes_of(RoomMessage, 1)] == ["hello team from irssi"]
+        assert bob.reply(SendTo("alice", "hello irssi")) == OK
+        assert bob.reply(SendTo("#team", "hello room")) == OK
+        logs = tmp_path / "logs"
+
+        def logged(name):
+            return (logs / name).read_text(errors="replace") if (logs / name).exists() else ""
+
+        eventually(lambda: "<bob> hello irssi" in logged("bob.log"), timeout=WAIT * 2, what="bob's message")
+        eventually(lambda: "< bob> hello room" in logged("#team.log"), timeout=WAIT * 2, what="the room's")
+        irssi.send("/quit\r")
+        irssi.expect(pexpect.EOF, timeout=WAIT)
+    finally:
+        irssi.close(force=True)
+        bob.close()
