@@ -263,3 +263,63 @@ def test_who_is_there_away_and_an_owners_channel_commands(irc_server, irc):
         assert owner.line() == ":olga!olga@chatroom PRIVMSG guest :from olga's phone"  # (her own, elsewhere)
     finally:
         phone.close()
+
+
+def test_a_flood_from_one_irc_client_leaves_a_neighbour_unhurt(irc_server, irc):
+    import time
+
+    flooder = irc()
+    flooder.register("flooder")
+    lines = "".join(f"JOIN #r{n % 50}\r\nPRIVMSG nobody{n} :x\r\nNAMES #r{n % 50}\r\n" for n in range(5000))
+    flooder.sock.setblocking(False)
+    alice, bob = logged_in(irc_server.address, "alice"), logged_in(irc_server.address, "bob")
+    try:
+        flood = lines.encode()
+        slowest = 0.0
+        for seq in range(300):
+            try:
+                sent = flooder.sock.send(flood)  # (as much as the server takes; it is read 64 lines a turn)
+                flood = flood[sent:]
+            except BlockingIOError:
+                pass
+            started = time.monotonic()
+            assert alice.request(SendTo("bob", str(seq))) == OK
+            slowest = max(slowest, time.monotonic() - started)
+        assert [int(bob.next_event().text) for _ in range(300)] == list(range(300))
+        assert slowest < 0.5, f"a neighbour waited {slowest:.3f} s behind the flood"
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
+    import base64
+
+    owner = Peer(irc_server.address)
+    assert owner.reply(Hello(4)) == OK and owner.reply(Register("carol", "secret")) == OK
+    owner.close()
+
+    def plain(password):
+        return base64.b64encode(f"\0carol\0{password}".encode()).decode()
+
+    client = irc()
+    client.send("CAP LS 302", "NICK guest", "USER g 0 * :G", "CAP REQ :sasl chathistory-nope", "CAP REQ :sasl")
+    assert [client.line() for _ in range(3)] == [
+        ":chatroom CAP * LS :sasl=PLAIN",
+        ":chatroom CAP guest NAK :sasl chathistory-nope",
+        ":chatroom CAP guest ACK :sasl",
+    ]
+    client.send("AUTHENTICATE SCRAM-SHA-256")
+    assert client.line() == ":chatroom 908 guest PLAIN :are available SASL mechanisms"
+    assert client.line() == ":chatroom 904 guest :SASL authentication failed"
+    client.send("AUTHENTICATE PLAIN")
+    assert client.line() == "AUTHENTICATE :+"
+    client.send(f"AUTHENTICATE {plain('wrong')}")
+    assert client.line() == ":chatroom 904 guest :SASL authentication failed"
+    client.send("AUTHENTICATE PLAIN")
+    assert client.line() == "AUTHENTICATE :+"
+    client.send(f"AUTHENTICATE {plain('secret')}")
+    assert client.line() == ":chatroom 900 guest carol!carol@chatroom carol :You are now logged in as carol"
+    assert client.line() == ":chatroom 903 guest :SASL authentication successful"
+    client.send("CAP END")
+    assert client.line() == ":chatroom 001 carol :Welcome to chatroom, carol"  # (the account's name)

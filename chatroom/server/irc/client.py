@@ -6,6 +6,7 @@ into the numerics IRC clients expect. Its answers are frames (see translate.IRC_
 any session's, so that the session sends them in order with everything else.
 """
 
+import base64
 import logging
 import time
 
@@ -17,7 +18,7 @@ from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Resp
 from ..rules import Pending, Rules
 from .channels import ChannelCommands
 from .lines import LineReader, TooLong, Unreadable, encode_line
-from .nicks import to_name
+from .nicks import to_name, to_nick
 from .translate import SERVER_NAME, irc_frame
 from .users import UserQueries
 
@@ -33,7 +34,8 @@ ISUPPORT = (
     "CASEMAPPING=ascii",
     f"NETWORK={SERVER_NAME}",
 )
-_BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "PING", "PONG", "QUIT"}
+_BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
+CAPABILITIES = {"sasl"}
 _STARTED = time.strftime("%Y-%m-%d")
 
 
@@ -61,6 +63,10 @@ class IrcClient(ChannelCommands, UserQueries):
         self._user_given = False
         self._password: str | None = None
         self._negotiating = False  # between CAP LS and CAP END: registration waits
+        self._caps: set[str] = set()  # the capabilities the client asked for and got
+        self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
+        self._account: str | None = None  # the name SASL logged in
+        self._held_at_login = b""  # what the login answered after its OK (messages kept)
         self.registered = False
 
     # --- Answers ------------------------------------------------------------------------
@@ -95,13 +101,59 @@ class IrcClient(ChannelCommands, UserQueries):
         sub = params[0].upper() if params else ""
         if sub == "LS":
             self._negotiating = True
-            return irc_frame(encode_line("CAP", "*", "LS", "", source=SERVER_NAME))
+            offered = "sasl=PLAIN" if len(params) > 1 and params[1] >= "302" else "sasl"
+            return irc_frame(encode_line("CAP", self.nick, "LS", offered, source=SERVER_NAME))
+        if sub == "LIST":
+            return irc_frame(encode_line("CAP", self.nick, "LIST", " ".join(self._caps), source=SERVER_NAME))
         if sub == "REQ":
-            return irc_frame(encode_line("CAP", "*", "NAK", params[1] if len(params) > 1 else "", source=SERVER_NAME))
+            asked = params[1].split() if len(params) > 1 else []
+            if not asked or any(cap.lstrip("-") not in CAPABILITIES for cap in asked):
+                return irc_frame(encode_line("CAP", self.nick, "NAK", " ".join(asked), source=SERVER_NAME))
+            for cap in asked:
+                (self._caps.discard if cap.startswith("-") else self._caps.add)(cap.lstrip("-"))
+            return irc_frame(encode_line("CAP", self.nick, "ACK", " ".join(asked), source=SERVER_NAME))
         if sub == "END":
             self._negotiating = False
             return self._register_if_ready()
         return self._numeric("410", sub or "*", ":Invalid CAP command")
+
+    def _authenticate(self, params) -> bytes:
+        """SASL PLAIN (IRCv3 sasl): a registered name logged in with its password before
+        registration ends."""
+        if "sasl" not in self._caps or self.registered or self._account is not None:
+            return self._numeric("907" if self._account else "904", ":SASL authentication failed")
+        if not params:
+            return self._numeric("461", "AUTHENTICATE", ":Not enough parameters")
+        if not self._sasl_started:
+            if params[0].upper() != "PLAIN":
+                return self._numeric("908", "PLAIN", ":are available SASL mechanisms") + self._sasl_failed()
+            self._sasl_started = True
+            return irc_frame(encode_line("AUTHENTICATE", "+"))
+        self._sasl_started = False
+        try:
+            _authzid, account, password = base64.b64decode(params[0], validate=True).decode().split("\0")
+        except (ValueError, UnicodeDecodeError):
+            return self._sasl_failed()
+        rules = self._rules
+        rules.answer(Hello(VERSION))
+        reply = rules.answer(Authenticate(account, password))
+        assert isinstance(reply, bytes), "a login is answered at once"
+        end = frame_end(reply)
+        [answer] = Decoder.for_client().receive_data(reply[:end])
+        if answer.status is not Status.OK:
+            return self._sasl_failed()
+        self._account = account
+        self._held_at_login = reply[end:]
+        nick = to_nick(account)
+        lines = [
+            self._line("900", f"{nick}!{nick}@{SERVER_NAME}", account, f"You are now logged in as {account}"),
+            self._line("903", "SASL authentication successful"),
+        ]
+        return irc_frame(b"".join(lines))
+
+    def _sasl_failed(self) -> bytes:
+        self._sasl_started = False
+        return self._numeric("904", ":SASL authentication failed")
 
     def _pass(self, params) -> bytes:
         if self.registered:
@@ -146,6 +198,10 @@ class IrcClient(ChannelCommands, UserQueries):
     def _register_if_ready(self) -> bytes:
         if self.registered or self.nick == "*" or not self._user_given or self._negotiating:
             return b""
+        if self._account is not None:  # (logged in by SASL: its name is the nickname)
+            self.nick, self.registered = to_nick(self._account), True
+            log.info("irc %s is %s (sasl)", self._rules.host, self._account)
+            return self._welcome() + self._held_at_login
         name = to_name(self.nick)
         assert name is not None
         rules = self._rules
@@ -215,6 +271,7 @@ _HANDLERS = {
     "PONG": IrcClient._pong,
     "QUIT": IrcClient._quit,
     "CAP": IrcClient._cap,
+    "AUTHENTICATE": IrcClient._authenticate,
     "PASS": IrcClient._pass,
     "NICK": IrcClient._nick,
     "USER": IrcClient._user,
