@@ -305,7 +305,7 @@ def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     client = irc()
     client.send("CAP LS 302", "NICK guest", "USER g 0 * :G", "CAP REQ :sasl chathistory-nope", "CAP REQ :sasl")
     assert [client.line() for _ in range(3)] == [
-        ":chatroom CAP * LS :sasl=PLAIN",
+        ":chatroom CAP * LS :sasl=PLAIN server-time message-tags echo-message",
         ":chatroom CAP guest NAK :sasl chathistory-nope",
         ":chatroom CAP guest ACK :sasl",
     ]
@@ -323,3 +323,25 @@ def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     assert client.line() == ":chatroom 903 guest :SASL authentication successful"
     client.send("CAP END")
     assert client.line() == ":chatroom 001 carol :Welcome to chatroom, carol"  # (the account's name)
+
+
+def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):
+    import re
+
+    alice = irc()
+    alice.send("CAP LS 302", "CAP REQ :server-time message-tags echo-message", "NICK alice", "USER a 0 * :A")
+    alice.send("CAP END")
+    alice.until("422")
+    bob = Peer(irc_server.address)
+    try:
+        assert bob.reply(Hello(4)) == OK and bob.reply(Login("bob")) == OK
+        assert bob.reply(SendTo("alice", "timed")) == OK
+        line = alice.line()
+        assert re.fullmatch(
+            r"@msgid=\d+;time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z :bob!bob@chatroom PRIVMSG alice :timed", line
+        ), line
+        alice.send("PRIVMSG bob :echoed", "TAGMSG bob")
+        echo = alice.line()
+        assert re.fullmatch(r"@time=\S+ :alice!alice@chatroom PRIVMSG bob :echoed", echo), echo
+    finally:
+        bob.close()

@@ -224,8 +224,6 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             message_id, time_ms = next_id()
             relayed = found.hand_over(encode(DirectMessage(sender, message_id, time_ms, text)))
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
-        if type(found) is Devices:
-            found.contacts.add(sender)
         accounts = self._accounts
         recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
         # An id only where it is needed: for a client of version 3, or for the history.

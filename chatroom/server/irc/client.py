@@ -19,7 +19,7 @@ from ..rules import Pending, Rules
 from .channels import ChannelCommands
 from .lines import LineReader, TooLong, Unreadable, encode_line
 from .nicks import to_name, to_nick
-from .translate import SERVER_NAME, irc_frame
+from .translate import SERVER_NAME, irc_frame, privmsg_lines, tags_for
 from .users import UserQueries
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ ISUPPORT = (
     f"NETWORK={SERVER_NAME}",
 )
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
-CAPABILITIES = {"sasl"}
+CAPABILITIES = {"sasl", "server-time", "message-tags", "echo-message"}
 _STARTED = time.strftime("%Y-%m-%d")
 
 
@@ -63,7 +63,7 @@ class IrcClient(ChannelCommands, UserQueries):
         self._user_given = False
         self._password: str | None = None
         self._negotiating = False  # between CAP LS and CAP END: registration waits
-        self._caps: set[str] = set()  # the capabilities the client asked for and got
+        self.caps: set[str] = set()  # the capabilities the client asked for and got
         self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
         self._account: str | None = None  # the name SASL logged in
         self._held_at_login = b""  # what the login answered after its OK (messages kept)
@@ -102,15 +102,16 @@ class IrcClient(ChannelCommands, UserQueries):
         if sub == "LS":
             self._negotiating = True
             offered = "sasl=PLAIN" if len(params) > 1 and params[1] >= "302" else "sasl"
+            offered += " server-time message-tags echo-message"
             return irc_frame(encode_line("CAP", self.nick, "LS", offered, source=SERVER_NAME))
         if sub == "LIST":
-            return irc_frame(encode_line("CAP", self.nick, "LIST", " ".join(self._caps), source=SERVER_NAME))
+            return irc_frame(encode_line("CAP", self.nick, "LIST", " ".join(self.caps), source=SERVER_NAME))
         if sub == "REQ":
             asked = params[1].split() if len(params) > 1 else []
             if not asked or any(cap.lstrip("-") not in CAPABILITIES for cap in asked):
                 return irc_frame(encode_line("CAP", self.nick, "NAK", " ".join(asked), source=SERVER_NAME))
             for cap in asked:
-                (self._caps.discard if cap.startswith("-") else self._caps.add)(cap.lstrip("-"))
+                (self.caps.discard if cap.startswith("-") else self.caps.add)(cap.lstrip("-"))
             return irc_frame(encode_line("CAP", self.nick, "ACK", " ".join(asked), source=SERVER_NAME))
         if sub == "END":
             self._negotiating = False
@@ -120,7 +121,7 @@ class IrcClient(ChannelCommands, UserQueries):
     def _authenticate(self, params) -> bytes:
         """SASL PLAIN (IRCv3 sasl): a registered name logged in with its password before
         registration ends."""
-        if "sasl" not in self._caps or self.registered or self._account is not None:
+        if "sasl" not in self.caps or self.registered or self._account is not None:
             return self._numeric("907" if self._account else "904", ":SASL authentication failed")
         if not params:
             return self._numeric("461", "AUTHENTICATE", ":Not enough parameters")
@@ -249,11 +250,23 @@ class IrcClient(ChannelCommands, UserQueries):
         if type(reply) is Pending:
             reply = reply.reply()  # (another node's answer: waited for here)
         [answer] = Decoder.for_client().receive_data(reply)
-        if notice or answer.status in (Status.OK, Status.STORED):
+        if answer.status in (Status.OK, Status.STORED):
+            return self._echo(name, target, text, notice)
+        if notice:
             return b""
         if answer.reason is Reason.INVALID_TEXT:
             return self._numeric("412", ":No text to send")
         return self._numeric("401", target, ":No such nick/channel")
+
+    def _echo(self, name: str, target: str, text: str, notice: bool) -> bytes:
+        """IRCv3 echo-message: what the client sent, back to it once it is delivered."""
+        if "echo-message" not in self.caps or to_name(self.nick) is None:
+            return b""
+        me = to_name(self.nick) or name
+        return irc_frame(b"".join(privmsg_lines(me, target, text, tags_for(self), "NOTICE" if notice else "PRIVMSG")))
+
+    def _tagmsg(self, _params) -> bytes:
+        return b""  # (client-only tags, such as typing notifications: not relayed here)
 
     # --- Numerics -----------------------------------------------------------------------
 
@@ -290,4 +303,5 @@ _HANDLERS = {
     "LUSERS": IrcClient._lusers,
     "MOTD": IrcClient._motd,
     "AWAY": IrcClient._away,
+    "TAGMSG": IrcClient._tagmsg,
 }

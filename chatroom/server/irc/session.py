@@ -11,15 +11,15 @@ from .translate import to_irc
 class IrcOutbox(Outbox):
     """An Outbox that queues the IRC lines for the frames it is given."""
 
-    __slots__ = ("_me",)
+    __slots__ = ("_reader",)
 
-    def __init__(self, stream, limit, stall_timeout, on_stall, me):
+    def __init__(self, stream, limit, stall_timeout, on_stall, reader):
         super().__init__(stream, limit, stall_timeout, on_stall)
-        self._me = me  # me(): the client's nickname now
+        self._reader = reader  # the IrcClient: its nickname and capabilities now
 
     def queue_to_flush(self, data: bytes) -> None:
         if data:
-            super().queue_to_flush(to_irc(data, self._me()))
+            super().queue_to_flush(to_irc(data, self._reader))
 
 
 class IrcSession(Session):
@@ -31,7 +31,7 @@ class IrcSession(Session):
         self._irc = IrcClient(self.rules, reader)
         self._decoder = reader
         self._answer = self._irc.answer
-        self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, lambda: self._irc.nick)
+        self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, self._irc)
 
     @property
     def transport(self) -> str:

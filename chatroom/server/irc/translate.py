@@ -6,6 +6,9 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
+import time
+from typing import Protocol
+
 from ...codec import Decoder, frame, frame_end
 from ...device_frames import OwnMessage
 from ...protocol import DirectMessage, Incoming, StoredMessage
@@ -26,8 +29,15 @@ def source_of(name: str) -> str:
     return f"{nick}!{nick}@{SERVER_NAME}"
 
 
-def to_irc(data: bytes, me: str) -> bytes:
-    """The IRC lines for data (whole frames) sent to the IRC user whose nickname is me."""
+class Reader(Protocol):
+    """Who the lines are for: the client's nickname, and the capabilities it asked for."""
+
+    nick: str
+    caps: set[str]
+
+
+def to_irc(data: bytes, reader: Reader) -> bytes:
+    """The IRC lines for data (whole frames) sent to an IRC client."""
     out = []
     offset = 0
     while offset < len(data):
@@ -36,30 +46,48 @@ def to_irc(data: bytes, me: str) -> bytes:
         if data[offset] == IRC_LINES:
             out.append(bytes(data[offset + 5 : end]))
         else:
-            out.extend(_message_lines(data[offset:end], me))
+            out.extend(_message_lines(data[offset:end], reader))
         offset = end
     return b"".join(out)
 
 
-def privmsg_lines(sender: str, target: str, text: str) -> list[bytes]:
-    """A message as PRIVMSG lines, each within IRC's 512 bytes (one per line of the text)."""
+def tags_for(reader: Reader, time_ms: int | None = None, message_id: int | None = None) -> dict | None:
+    """The IRCv3 tags a line to reader carries: server-time, and a message's id (message-tags)."""
+    tags = {}
+    if "server-time" in reader.caps:
+        moment = time.time() if time_ms is None else time_ms / 1000
+        tags["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment * 1000) % 1000:03d}Z"
+    if "message-tags" in reader.caps and message_id:
+        tags["msgid"] = str(message_id)
+    return tags or None
+
+
+def privmsg_lines(sender: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:
+    """A message as PRIVMSG (or NOTICE) lines, each within IRC's 512 bytes (one per line of
+    the text)."""
     source = source_of(sender)
-    room = MAX_LINE - len(f":{source} PRIVMSG {target} :\r\n".encode())
-    return [encode_line("PRIVMSG", target, piece, source=source) for piece in split_text(text, room)]
+    room = MAX_LINE - len(f":{source} {command} {target} :\r\n".encode())
+    return [encode_line(command, target, piece, source=source, tags=tags) for piece in split_text(text, room)]
 
 
-def _message_lines(data: bytes, me: str) -> list[bytes]:
+def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
+    me = reader.nick
     lines: list[bytes] = []
     for message in Decoder.for_client().receive_data(data):
         kind = type(message)
-        if kind is Incoming or kind is DirectMessage or kind is StoredMessage:
-            lines += privmsg_lines(message.sender, me, message.text)
-        elif kind is RoomMessage and to_nick(message.sender) != me:  # (one's own is not echoed)
-            lines += privmsg_lines(message.sender, to_channel(message.room), message.text)
+        if kind is Incoming:
+            lines += privmsg_lines(message.sender, me, message.text, tags_for(reader))
+        elif kind is DirectMessage or kind is StoredMessage:
+            tags = tags_for(reader, message.time_ms, message.id)
+            lines += privmsg_lines(message.sender, me, message.text, tags)
+        elif kind is RoomMessage and (to_nick(message.sender) != me or "echo-message" in reader.caps):
+            tags = tags_for(reader, message.time_ms, message.id)
+            lines += privmsg_lines(message.sender, to_channel(message.room), message.text, tags)
         elif kind is RoomEvent:
             lines += _event_lines(message, me)
         elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
-            lines += privmsg_lines(to_name(me) or me, _target(message.recipient), message.text)
+            tags = tags_for(reader, message.time_ms, message.id)
+            lines += privmsg_lines(to_name(me) or me, _target(message.recipient), message.text, tags)
     return lines
 
 

@@ -11,7 +11,10 @@ import time
 from dataclasses import dataclass
 
 from ...device_frames import SessionEntry, SessionFlag
+from ...protocol import DIRECT_MESSAGE, INCOMING
 from .directory import Mailbox
+
+_FROM_SOMEONE = (INCOMING, DIRECT_MESSAGE)  # frames whose body begins with the sender's name field
 
 
 @dataclass(slots=True)
@@ -84,6 +87,8 @@ class Devices:
     # --- Mailbox ------------------------------------------------------------------------
 
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        if frame[0] in _FROM_SOMEONE:  # (someone wrote to the user: a conversation, for presence)
+            self.contacts.add(str(frame[6 : 6 + frame[5]], "utf-8"))
         took = False
         for device in self._devices:
             took = device.session.deliver(frame, wait) or took
