@@ -114,6 +114,17 @@ def web_server(server_process):
 
 
 @pytest.fixture
+def irc_server(server_process):
+    """A chatroom-server process with its IRC port (irc_address, irc_port)."""
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    server.irc_address = ("127.0.0.1", port)
+    server.irc_port = port
+    return server
+
+
+@pytest.fixture
 def browser():
     """A headless chromium; nothing is downloaded (SE_OFFLINE), the driver is Debian's."""
     from selenium import webdriver

@@ -7,7 +7,7 @@ import gevent
 import pytest
 
 from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, SendTo, UserList
-from chatroom.testing import OK, WAIT, Peer, free_port, logged_in
+from chatroom.testing import OK, WAIT, Peer, logged_in
 from chatroom.testing.waiting import eventually
 
 pytestmark = pytest.mark.process
@@ -47,15 +47,6 @@ class IrcPeer:
 
     def close(self):
         self.sock.close()
-
-
-@pytest.fixture
-def irc_server(server_process):
-    port = free_port()
-    server = server_process("--irc", f"127.0.0.1:{port}")
-    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
-    server.irc_address = ("127.0.0.1", port)
-    return server
 
 
 @pytest.fixture

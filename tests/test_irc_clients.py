@@ -9,19 +9,10 @@ import pytest
 
 from chatroom.protocol import DirectMessage, Hello, Login, Register, SendTo
 from chatroom.room_frames import Join, RoomMessage
-from chatroom.testing import OK, WAIT, Peer, free_port
+from chatroom.testing import OK, WAIT, Peer
 from chatroom.testing.waiting import eventually
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-def irc_server(server_process):
-    port = free_port()
-    server = server_process("--irc", f"127.0.0.1:{port}")
-    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
-    server.irc_port = port
-    return server
 
 
 def native(address, name, *rooms, password=None) -> Peer:
