@@ -7,7 +7,7 @@ import gevent
 import pytest
 
 from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, SendTo, UserList
-from chatroom.testing import OK, WAIT, Peer, logged_in
+from chatroom.testing import OK, WAIT, Peer, free_port, logged_in
 from chatroom.testing.waiting import eventually
 
 pytestmark = pytest.mark.process
@@ -336,3 +336,24 @@ def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):
         assert re.fullmatch(r"@time=\S+ :alice!alice@chatroom PRIVMSG bob :echoed", echo), echo
     finally:
         bob.close()
+
+
+def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_let_go(server_process):
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}", "--idle-timeout", "1")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    client = IrcPeer(("127.0.0.1", port))
+    try:
+        client.register("quiet")
+        assert client.line() == "PING :chatroom"  # (a second of silence)
+        client.send("PONG :chatroom")
+        assert client.line() == "PING :chatroom"  # (and another: it stays, as long as it answers)
+        with gevent.Timeout(WAIT):
+            assert client.sock.recv(100) == b""  # no answer this time: let go
+        watcher = logged_in(server.address, "watcher")
+        try:
+            eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))
+        finally:
+            watcher.close()
+    finally:
+        client.close()

@@ -1,11 +1,17 @@
 """An IRC client's connection: a Session whose decoder reads IRC lines, whose answers come from
 an IrcClient, and whose outbox turns every frame into IRC lines as it is queued. The limits,
-timeouts, fair share, rate limit, parking and logs are the Session's, as for any client."""
+timeouts, fair share, rate limit, parking and logs are the Session's, as for any client.
+
+As IRC servers do, it pings a client that has said nothing for --idle-timeout seconds, and
+ends the connection when another such while passes without a word (a client gone without a
+FIN would otherwise hold its name for good).
+"""
 
 from ..connection.outbox import Outbox
 from ..connection.session import Session
 from .client import IrcClient, IrcReader
-from .translate import to_irc
+from .lines import encode_line
+from .translate import SERVER_NAME, irc_frame, to_irc
 
 
 class IrcOutbox(Outbox):
@@ -23,7 +29,7 @@ class IrcOutbox(Outbox):
 
 
 class IrcSession(Session):
-    __slots__ = ("_irc", "_irc_reader")
+    __slots__ = ("_irc", "_irc_reader", "_ping_timer", "_pinged")
 
     def __init__(self, stream, peer, directory, limits, on_end, accounts=None, rooms=None):
         super().__init__(stream, peer, directory, limits, on_end, accounts, rooms)
@@ -32,12 +38,32 @@ class IrcSession(Session):
         self._decoder = reader
         self._answer = self._irc.answer
         self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, self._irc)
+        self._ping_timer = self._loop.timer(limits.idle_timeout, limits.idle_timeout)
+        self._pinged = False  # a PING is out, and nothing came since
+
+    def start(self) -> None:
+        super().start()
+        self._ping_timer.again(self._quiet_for_a_while)
+
+    def _quiet_for_a_while(self) -> None:
+        if self._pinged:
+            self.disconnect(reason="ping_timeout")
+            return
+        self._pinged = True
+        self._outbox.queue_for_hub(irc_frame(encode_line("PING", SERVER_NAME)))
+
+    def _end(self) -> None:
+        self._ping_timer.close()
+        super()._end()
 
     @property
     def transport(self) -> str:
         return "irc"
 
     def _serve_batch(self, data) -> bool:
+        if data:  # (a word from the client: it is there)
+            self._pinged = False
+            self._ping_timer.again(self._quiet_for_a_while)
         served = super()._serve_batch(data)
         if self._irc_reader.quitting:  # QUIT: its answer is out; the connection ends
             self._end_reason = self._end_reason or "quit"
