@@ -57,6 +57,7 @@ from chatroom.testing import (
     eventually,
     failure,
     free_port,
+    hello_peer,
 )
 
 pytestmark = pytest.mark.process
@@ -662,8 +663,7 @@ def test_a_rooms_members_on_two_nodes_get_its_messages_in_one_order(nodes):
 
 def test_room_rules_hold_across_nodes(nodes):
     one, two = nodes(2)
-    owner = Peer(one.address)
-    assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
+    owner = hello_peer(one.address, 3, "owner", "pw")
     assert owner.reply(Join("#club")) == OK
     guest = room_member(two.address, "guest", "#club")
     wait_for_push(owner, lambda e: isinstance(e, RoomEvent) and e.actor == "guest")
@@ -681,8 +681,7 @@ def test_room_rules_hold_across_nodes(nodes):
     wait_for_push(witness, lambda e: isinstance(e, RoomMessage) and e.text == "after the kick")
     assert not any(isinstance(e, RoomMessage) for e in drain(guest))
     assert guest.reply(SendTo("#club", "back?")) == failure(Reason.NOT_A_MEMBER)
-    late = Peer(two.address)
-    assert late.reply(Hello(3)) == OK and late.reply(Login("c\u043ebble")) == OK
+    late = hello_peer(two.address, 3, "c\u043ebble")
     assert late.reply(Join("#\u0441lub")) == failure(Reason.LOOKS_LIKE, "#club")  # Cyrillic с
     for peer in (owner, guest, witness, late):
         peer.close()
@@ -704,11 +703,9 @@ def drain(peer) -> list:
 
 def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes):
     one, two = nodes(2)
-    owner = Peer(two.address)
-    assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
+    owner = hello_peer(two.address, 3, "owner", "pw")
     assert owner.reply(Join("#secret")) == OK and owner.reply(SetInviteOnly("#secret", True)) == OK
-    invited = Peer(one.address)
-    assert invited.reply(Hello(3)) == OK and invited.reply(Login("bob")) == OK
+    invited = hello_peer(one.address, 3, "bob")
     assert owner.reply(Invite("#secret", "bob")) == OK
     wait_for_push(invited, lambda e: isinstance(e, RoomEvent) and e.kind is EventKind.INVITED)  # across nodes
     assert invited.reply(Join("#secret")) == OK
@@ -728,12 +725,9 @@ def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes
 
 def test_a_direct_message_crosses_with_its_id_and_an_older_client_gets_it_without(nodes):
     one, two = nodes(2)
-    alice = Peer(one.address)
-    assert alice.reply(Hello(3)) == OK and alice.reply(Register("alice", "pw")) == OK
-    bob = Peer(two.address)
-    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
-    old = Peer(two.address)
-    assert old.reply(Hello(2)) == OK and old.reply(Login("old")) == OK
+    alice = hello_peer(one.address, 3, "alice", "pw")
+    bob = hello_peer(two.address, 3, "bob", "pw")
+    old = hello_peer(two.address, 2, "old")
     for n in range(3):
         assert alice.reply(SendTo("bob", f"m{n}")) == OK
     assert alice.reply(SendTo("old", "hi")) == OK
@@ -752,10 +746,8 @@ def test_search_in_cluster_mode_scans_ones_own_conversations(nodes):
     from chatroom.search_frames import Search
 
     one, two = nodes(2)
-    alice = Peer(one.address)
-    assert alice.reply(Hello(3)) == OK and alice.reply(Register("alice", "pw")) == OK
-    bob = Peer(two.address)
-    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
+    alice = hello_peer(one.address, 3, "alice", "pw")
+    bob = hello_peer(two.address, 3, "bob", "pw")
     assert alice.reply(Join("#team")) == OK and bob.reply(Join("#team")) == OK
     assert bob.reply(SendTo("alice", "the Blue key")) == OK
     assert bob.reply(SendTo("#team", "blue skies")) == OK

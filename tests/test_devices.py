@@ -37,12 +37,9 @@ from chatroom.room_frames import Join, RoomMessage
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import failure
+from chatroom.testing import MALFORMED, OK, failure
 from tests.conftest import CHEAP
 from tests.test_rules import Client
-
-OK = Response(Status.OK)
-MALFORMED = Response(Status.MALFORMED)
 
 
 @pytest.fixture

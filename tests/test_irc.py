@@ -6,8 +6,8 @@ import socket
 import gevent
 import pytest
 
-from chatroom.protocol import Hello, Incoming, ListUsers, Login, Register, SendTo, UserList
-from chatroom.testing import OK, WAIT, Peer, free_port, logged_in
+from chatroom.protocol import Hello, Incoming, ListUsers, Login, SendTo, UserList
+from chatroom.testing import OK, WAIT, Peer, free_port, hello_peer, logged_in
 from chatroom.testing.waiting import eventually
 
 pytestmark = pytest.mark.process
@@ -134,8 +134,7 @@ def test_what_goes_wrong_gets_its_numeric(irc_server, irc):
 
 
 def test_a_registered_name_needs_its_password(irc_server, irc):
-    owner = Peer(irc_server.address)
-    assert owner.request(Hello(3)) == OK and owner.request(Register("carol", "secret")) == OK
+    owner = hello_peer(irc_server.address, 3, "carol", "secret")
     owner.close()
     guess = irc()
     guess.send("NICK carol", "USER c 0 * :C")
@@ -179,9 +178,9 @@ def test_rooms_are_channels_both_ways(irc_server, irc):
         ":chatroom 353 alice = #team :alice",
         ":chatroom 366 alice #team :End of /NAMES list",
     ]
-    bob = Peer(irc_server.address)
+    bob = hello_peer(irc_server.address, 3, "bob")
     try:
-        assert bob.reply(Hello(3)) == OK and bob.reply(Login("bob")) == OK and bob.reply(Join("#team")) == OK
+        assert bob.reply(Join("#team")) == OK
         assert alice.line() == ":bob!bob@chatroom JOIN :#team"
         assert bob.reply(SendTo("#team", "hello channel")) == OK
         assert alice.line() == ":bob!bob@chatroom PRIVMSG #team :hello channel"
@@ -210,8 +209,7 @@ def test_who_is_there_away_and_an_owners_channel_commands(irc_server, irc):
 
     owner = irc()
     owner.send("PASS pw")
-    registering = Peer(irc_server.address)
-    assert registering.reply(Hello(4)) == OK and registering.reply(Register("olga", "pw")) == OK
+    registering = hello_peer(irc_server.address, 4, "olga", "pw")
     registering.close()
     assert owner.register("olga", "pw")[0].startswith(":chatroom 001 olga ")
     guest = irc()
@@ -286,8 +284,7 @@ def test_a_flood_from_one_irc_client_leaves_a_neighbour_unhurt(irc_server, irc):
 def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     import base64
 
-    owner = Peer(irc_server.address)
-    assert owner.reply(Hello(4)) == OK and owner.reply(Register("carol", "secret")) == OK
+    owner = hello_peer(irc_server.address, 4, "carol", "secret")
     owner.close()
 
     def plain(password):
@@ -323,9 +320,8 @@ def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):
     alice.send("CAP LS 302", "CAP REQ :server-time message-tags echo-message", "NICK alice", "USER a 0 * :A")
     alice.send("CAP END")
     alice.until("422")
-    bob = Peer(irc_server.address)
+    bob = hello_peer(irc_server.address, 4, "bob")
     try:
-        assert bob.reply(Hello(4)) == OK and bob.reply(Login("bob")) == OK
         assert bob.reply(SendTo("alice", "timed")) == OK
         line = alice.line()
         assert re.fullmatch(

@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.protocol import DirectMessage, Hello, Login, Register, SendTo
+from chatroom.protocol import DirectMessage, SendTo
 from chatroom.room_frames import Join, RoomMessage
-from chatroom.testing import OK, WAIT, Peer
+from chatroom.testing import OK, WAIT, Peer, hello_peer
 from chatroom.testing.waiting import eventually
 
 pytestmark = pytest.mark.process
 
 
 def native(address, name, *rooms, password=None) -> Peer:
-    peer = Peer(address)
-    assert peer.reply(Hello(4)) == OK
-    assert peer.reply(Register(name, password) if password else Login(name)) == OK
+    peer = hello_peer(address, 4, name, password)
     for room in rooms:
         assert peer.reply(Join(room)) == OK
     return peer

@@ -12,47 +12,47 @@ from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
     reader = LineReader()
-    lines = reader.receive(b"NICK alice\r\nUSER a 0 * :Alice A\n\r\n   \nPRIV")
+    lines = reader.receive_data(b"NICK alice\r\nUSER a 0 * :Alice A\n\r\n   \nPRIV")
     assert [(line.command, line.params) for line in lines] == [
         ("NICK", ["alice"]),
         ("USER", ["a", "0", "*", "Alice A"]),
     ]
     assert reader.pending == 4
-    [line] = reader.receive(b"MSG bob :hi there\r\n")
+    [line] = reader.receive_data(b"MSG bob :hi there\r\n")
     assert (line.command, line.params) == ("PRIVMSG", ["bob", "hi there"])
 
 
 def test_a_line_over_512_bytes_is_refused_whole_and_the_next_one_read():
     reader = LineReader()
-    assert reader.receive(b"PRIVMSG bob :" + b"x" * 498 + b"\r\n") == [TooLong()]  # 512 + 1 bytes
-    [fits] = reader.receive(b"PRIVMSG bob :" + b"x" * 497 + b"\n")  # 512 with the CR it lacks
+    assert reader.receive_data(b"PRIVMSG bob :" + b"x" * 498 + b"\r\n") == [TooLong()]  # 512 + 1 bytes
+    [fits] = reader.receive_data(b"PRIVMSG bob :" + b"x" * 497 + b"\n")  # 512 with the CR it lacks
     assert len(fits.params[1]) == 497
     # Far longer, in pieces: refused once, never held whole, and the line after it is read.
-    assert reader.receive(b"PRIVMSG bob :" + b"y" * 20_000) == [TooLong()]
+    assert reader.receive_data(b"PRIVMSG bob :" + b"y" * 20_000) == [TooLong()]
     assert reader.pending == 0
-    assert reader.receive(b"y" * 20_000) == []
-    [after] = reader.receive(b"y\r\nPING :x\r\n")
+    assert reader.receive_data(b"y" * 20_000) == []
+    [after] = reader.receive_data(b"y\r\nPING :x\r\n")
     assert after.command == "PING"
 
 
 def test_tags_have_room_of_their_own():
     reader = LineReader()
     tags = b"@label=" + b"a" * 8000
-    [line] = reader.receive(tags + b" PRIVMSG bob :" + b"x" * 400 + b"\r\n")
+    [line] = reader.receive_data(tags + b" PRIVMSG bob :" + b"x" * 400 + b"\r\n")
     assert line.tags == {"label": "a" * 8000}
-    assert reader.receive(b"@label=" + b"a" * 8200 + b" PING :x\r\n") == [TooLong()]
+    assert reader.receive_data(b"@label=" + b"a" * 8200 + b" PING :x\r\n") == [TooLong()]
 
 
 def test_what_is_not_an_irc_message_is_refused_as_such():
     reader = LineReader()
-    assert reader.receive(b"\xff\xfe PRIVMSG\r\nPRIVMSG bob :a\x00b\r\n:source\r\n") == [Unreadable()] * 3
+    assert reader.receive_data(b"\xff\xfe PRIVMSG\r\nPRIVMSG bob :a\x00b\r\n:source\r\n") == [Unreadable()] * 3
 
 
 @given(st.lists(st.binary(max_size=3000), max_size=20))
 def test_any_bytes_give_messages_or_refusals_and_never_hold_more_than_a_line(chunks):
     reader = LineReader()
     for chunk in chunks:
-        for item in reader.receive(chunk):
+        for item in reader.receive_data(chunk):
             assert isinstance(item, (irctokens.Line, TooLong, Unreadable))
         assert reader.pending <= MAX_RECEIVED
 

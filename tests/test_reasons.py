@@ -88,7 +88,7 @@ def test_sendto_says_why_it_failed(connect, accounts):
 def test_a_full_mailbox_says_so(connect, accounts, monkeypatch):
     bob = connect()
     assert bob.ask(Register("bob", "secret")) == [OK] and bob.ask(Logout()) == [OK]
-    monkeypatch.setattr(accounts, "keep_offline", lambda *args: False)
+    monkeypatch.setattr(accounts, "keep_offline", lambda *args: None)  # (a full mailbox: nothing kept)
     assert connect("alice").ask(SendTo("bob", "hi")) == [failure(Reason.MAILBOX_FULL)]
 
 

@@ -9,19 +9,17 @@ import pytest
 from gevent import socket
 from gevent.pool import Pool
 
-from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, Register, SendTo
+from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, SendTo
 from chatroom.room_frames import Join, ListMembers, MemberFlag, MemberList, RoomHistory, RoomMessage
-from chatroom.testing import OK, WAIT, Peer, failure
+from chatroom.testing import OK, WAIT, Peer, failure, hello_peer
 from tests.terminals import log_in
 
 pytestmark = pytest.mark.process
 
 
 def member(address, name, room="#r", register=False) -> Peer:
-    peer = Peer(address)
+    peer = hello_peer(address, 3, name, "pw" if register else None)
     peer.name = name
-    assert peer.reply(Hello(3)) == OK
-    assert peer.reply(Register(name, "pw") if register else Login(name)) == OK
     assert peer.reply(Join(room)) == OK
     return peer
 
@@ -150,14 +148,12 @@ def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on
 
     server = server_process("--rooms-per-user", "2", "--members-per-room", "2")
 
-    owner = Peer(server.address)
-    assert owner.reply(Hello(3)) == OK and owner.reply(Register("owner", "pw")) == OK
+    owner = hello_peer(server.address, 3, "owner", "pw")
     for hostile in ("#", "#" + "x" * 21, "#a\u200bb", "#a b"):
         assert owner.reply(Join(hostile)) == failure(Reason.INVALID_ROOM)
     assert owner.reply(Join("#one")) == OK and owner.reply(Join("#two")) == OK
     assert owner.reply(Join("#three")) == failure(Reason.TOO_MANY_ROOMS, "2")
-    heir = Peer(server.address)
-    assert heir.reply(Hello(3)) == OK and heir.reply(Register("heir", "pw")) == OK
+    heir = hello_peer(server.address, 3, "heir", "pw")
     assert heir.reply(Join("#\u043ene")) == failure(Reason.LOOKS_LIKE, "#one")  # Cyrillic о
     assert owner.reply(SetInviteOnly("#one", True)) == OK
     assert heir.reply(ListRooms()) == RoomList((RoomEntry("#two", RoomFlag(0), 1),))  # #one is not seen
@@ -182,8 +178,7 @@ def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on
 
 def test_search_from_the_pipe_client(server_process, client):
     server = server_process()
-    bob = Peer(server.address)
-    assert bob.reply(Hello(3)) == OK and bob.reply(Register("bob", "pw")) == OK
+    bob = hello_peer(server.address, 3, "bob", "pw")
     alice = client(server.address, env={"CHATROOM_PASSWORD": "pw"})
     assert alice.run("register alice", "join #team") == ["Success", "Success"]
     assert bob.reply(Join("#team")) == OK

@@ -297,10 +297,12 @@ class Client:
         """What came while one was away, per conversation (after the marker one's devices
         last set): said once, before the messages kept for one."""
         counts = self._ask(Unread())
-        if isinstance(counts, UnreadCounts):
-            self._markers.update((entry.conversation, entry.marker) for entry in counts.entries)
-        if isinstance(counts, UnreadCounts) and any(entry.count for entry in counts.entries):
-            self.output.unread(tuple(entry for entry in counts.entries if entry.count))
+        if not isinstance(counts, UnreadCounts):
+            return
+        self._markers.update((entry.conversation, entry.marker) for entry in counts.entries)
+        unread = tuple(entry for entry in counts.entries if entry.count)
+        if unread:
+            self.output.unread(unread)
             self._away_said = True
 
     def _say(self, reply, command, password=None) -> None:

@@ -94,15 +94,14 @@ class DeviceRules:
             return self._failure(Reason.NOT_LOGGED_IN)
         if len(event.message) > MAX_AWAY_CHARS:
             return self._failure(Reason.INVALID_TEXT)
-        self._directory.set_away(name, event.message if event.away else None)
-        self._devices.away = event.away
+        self._set_away(event.message if event.away else None)
         return OK
 
-    def _back(self) -> None:
-        """Sending a message ends being away."""
+    def _set_away(self, message: str | None) -> None:
+        """Away (with message), or back (None): sending a message ends being away too."""
         assert self.name is not None and self._devices is not None
-        self._devices.away = False
-        self._directory.set_away(self.name, None)
+        self._devices.away = message is not None
+        self._directory.set_away(self.name, message)
 
     def shares(self, name: str) -> bool:
         """(Presence.) Whether this user shares a conversation or a room with name; oneself

@@ -208,7 +208,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         devices = self._devices
         if devices is not None:  # (a client of version 4: presence)
             if devices.away:
-                self._back()
+                self._set_away(None)
             devices.contacts.add(recipient)
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
@@ -238,7 +238,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if recorded:
             accounts.record(sender, recipient, text, message_id, time_ms)  # type: ignore[union-attr]
-            if self._devices is not None:
+            if devices is not None:
                 self._show_on_other_devices(recipient, text, message_id, time_ms)
         return OK
 
@@ -261,10 +261,10 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         accounts = self._accounts
         if not self._version or accounts is None or recipient not in accounts.registered_names:
             return self._failure(otherwise)
-        if not accounts.keep_offline(recipient, sender, text):
+        kept = accounts.keep_offline(recipient, sender, text)
+        if kept is None:
             return self._failure(Reason.MAILBOX_FULL)
-        if self._devices is not None:
-            self._show_on_other_devices(recipient, text, *next_id())
+        self._show_on_other_devices(recipient, text, *kept)
         return STORED
 
     def _log_in(self, name: str) -> bytes:

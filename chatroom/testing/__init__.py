@@ -23,6 +23,7 @@ from .peers import (
     failure,
     fake_server,
     greet_as_old_server,
+    hello_peer,
     logged_in,
 )
 from .processes import SERVER_COMMAND, ClientProcess, ServerProcess, assert_clean_log
@@ -46,6 +47,7 @@ __all__ = [
     "cpu_seconds",
     "eventually",
     "extended",
+    "hello_peer",
     "failure",
     "fake_server",
     "free_port",

@@ -125,13 +125,20 @@ def logged_in(address, name: str) -> Peer:
     return peer
 
 
-def extended(address, name: str | None = None, password: str = "pw") -> Peer:
-    """A Peer that said HELLO; with name, one that registered it (with password) too."""
+def extended(address, name: str | None = None, password: str = "pw", version: int = 1) -> Peer:
+    """A Peer that said HELLO (version 1 unless told); with name, one that registered it
+    (with password) too."""
+    return hello_peer(address, version, name, password)
+
+
+def hello_peer(address, version: int, name: str | None = None, password: str | None = None) -> Peer:
+    """A Peer that said HELLO version; with name, logged in as it: registering it, with a
+    password, or else with LOGIN."""
     peer = Peer(address)
     try:
-        assert peer.request(Hello(1)) == OK
+        assert peer.reply(Hello(version)) == OK
         if name is not None:
-            assert peer.request(Register(name, password)) == OK
+            assert peer.reply(Register(name, password) if password is not None else Login(name)) == OK
     except BaseException:
         peer.close()
         raise

@@ -165,9 +165,14 @@ async function openConversation(name) {
   markRead(name);
 }
 
+// What others said in a conversation after a marker.
+function unreadAfter(talk, marker) {
+  return talk.entries.filter((entry) => !entry.mine && entry.id !== undefined && entry.id > marker);
+}
+
 // Opened with something unread: the conversation opens at its first unread message.
 function showFirstUnread(talk, marker) {
-  const first = talk.entries.find((entry) => !entry.mine && entry.id !== undefined && entry.id > marker);
+  const [first] = unreadAfter(talk, marker);
   if (!first) return;
   for (const entry of talk.entries) entry.firstUnread = entry === first;
   renderMessages();
@@ -188,7 +193,7 @@ function markRead(name) {
 function marked(name, id) {
   if (id > (state.markers.get(name) ?? 0n)) state.markers.set(name, id);
   const talk = state.conversations.get(name);
-  const left = talk ? talk.entries.filter((entry) => !entry.mine && entry.id !== undefined && entry.id > id).length : 0;
+  const left = talk ? unreadAfter(talk, id).length : 0;
   if (left) state.unread.set(name, left); else state.unread.delete(name);
   renderUsers();
 }
@@ -225,7 +230,7 @@ async function loadHistory(name, first) {
 // unless it is one's own, and notified while the tab is hidden (not one kept while away).
 function received(where, sender, text, time, kept, id, mine = isRoom(where) && sender === state.me) {
   conversation(where).entries.push({ sender, text, time, mine, id });
-  if (!kept && sender !== state.me && !state.online.has(sender)) state.online.add(sender);  // (writing now)
+  if (!kept && sender !== state.me) state.online.add(sender);  // (writing now)
   // (A registered user's kept messages are in the unread counts the server gives at login.)
   const counted = kept && state.registered && connection.version >= 4;
   if (!mine && !counted && (where !== state.peer || document.hidden)) state.unread.set(where, (state.unread.get(where) || 0) + 1);

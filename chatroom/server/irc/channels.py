@@ -6,7 +6,6 @@ A mixin: the IrcClient holds the state (its rules, its nickname) and the numeric
 
 from typing import TYPE_CHECKING
 
-from ...codec import Decoder
 from ...protocol import Reason, Response, SendTo, Status
 from ...room_frames import (
     GiveRoom,
@@ -25,7 +24,7 @@ from ...room_frames import (
 )
 from .lines import MAX_LINE, encode_line
 from .nicks import to_channel, to_name, to_nick, to_room
-from .translate import SERVER_NAME, irc_frame
+from .translate import irc_frame, source_of_nick
 
 # What a refused room request becomes: (numeric, its text).
 _REFUSALS = {
@@ -54,11 +53,10 @@ class ChannelCommands:
 
         def _line(self, numeric: str, *params: str) -> bytes: ...
 
-    def _ask(self, request):
-        reply = self._rules.answer(request)
-        assert isinstance(reply, bytes), "a room request is answered at once"
-        [answer] = Decoder.for_client().receive_data(reply)
-        return answer
+        def _ask(self, request): ...
+
+    def _no_such_channel(self, channel: str) -> bytes:
+        return self._numeric("403", channel, ":No such channel")
 
     def _refusal(self, answer: Response, channel: str) -> bytes:
         numeric, text = _REFUSALS.get(answer.reason, ("403", "No such channel"))  # type: ignore[arg-type]
@@ -74,7 +72,7 @@ class ChannelCommands:
     def _join_one(self, channel: str) -> bytes:
         room = to_room(channel)
         if room is None:
-            return self._numeric("403", channel, ":No such channel")
+            return self._no_such_channel(channel)
         answer = self._ask(Join(room))
         if answer.status is not Status.OK:
             return self._refusal(answer, channel)
@@ -84,18 +82,16 @@ class ChannelCommands:
     def _part(self, params) -> bytes:
         if not params or not params[0]:
             return self._numeric("461", "PART", ":Not enough parameters")
-        out = []
-        for channel in params[0].split(","):
-            room = to_room(channel)
-            if room is None:
-                out.append(self._numeric("403", channel, ":No such channel"))
-                continue
-            answer = self._ask(Part(room))
-            if answer.status is not Status.OK:
-                out.append(self._refusal(answer, channel))
-            else:
-                out.append(irc_frame(encode_line("PART", channel, *params[1:2], source=source_of_nick(self.nick))))
-        return b"".join(out)
+        return b"".join(self._part_one(channel, params[1:2]) for channel in params[0].split(","))
+
+    def _part_one(self, channel: str, reason: list[str]) -> bytes:
+        room = to_room(channel)
+        if room is None:
+            return self._no_such_channel(channel)
+        answer = self._ask(Part(room))
+        if answer.status is not Status.OK:
+            return self._refusal(answer, channel)
+        return irc_frame(encode_line("PART", channel, *reason, source=source_of_nick(self.nick)))
 
     def _names(self, params) -> bytes:
         if not params or not params[0]:
@@ -112,7 +108,7 @@ class ChannelCommands:
         channel = params[0]
         room = to_room(channel)
         if room is None:
-            return self._numeric("403", channel, ":No such channel")
+            return self._no_such_channel(channel)
         if len(params) < 2:
             return self._topic_of(room, channel)
         answer = self._ask(SetTopic(room, params[1]))
@@ -121,7 +117,7 @@ class ChannelCommands:
     def _to_channel(self, channel: str, text: str, notice: bool) -> bytes:
         room = to_room(channel)
         if room is None:
-            return b"" if notice else self._numeric("403", channel, ":No such channel")
+            return b"" if notice else self._no_such_channel(channel)
         answer = self._ask(SendTo(room, text))
         if notice or answer.status is Status.OK:
             return b""
@@ -161,7 +157,7 @@ class ChannelCommands:
         room = to_room(target)
         members = self._members(room) if room else None
         if room is None or members is None:
-            return self._numeric("403", target, ":No such channel")
+            return self._no_such_channel(target)
         if len(params) == 1:
             listed = self._ask(ListRooms())
             invite_only = type(listed) is RoomList and any(
@@ -182,7 +178,7 @@ class ChannelCommands:
         """An owner's request about nick in channel; b"" once done, else its numeric."""
         room, name = to_room(channel), to_name(nick)
         if room is None:
-            return self._numeric("403", channel, ":No such channel")
+            return self._no_such_channel(channel)
         if name is None:
             return self._numeric("401", nick, ":No such nick/channel")
         answer = self._ask(request(room, name))
@@ -201,7 +197,7 @@ class ChannelCommands:
     def _topic_of(self, room: str, channel: str, quiet: bool = False) -> bytes:
         members = self._members(room)
         if members is None:
-            return self._numeric("403", channel, ":No such channel")
+            return self._no_such_channel(channel)
         if members.topic:
             return irc_frame(self._line("332", channel, members.topic))
         return b"" if quiet else irc_frame(self._line("331", channel, "No topic is set"))
@@ -222,7 +218,3 @@ class ChannelCommands:
                 lines.append(self._line("353", "=", channel, " ".join(line)))
         lines.append(self._line("366", channel, "End of /NAMES list"))
         return irc_frame(b"".join(lines))
-
-
-def source_of_nick(nick: str) -> str:
-    return f"{nick}!{nick}@{SERVER_NAME}"

@@ -17,9 +17,9 @@ from ...device_frames import MAX_AWAY_CHARS
 from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status
 from ..rules import Pending, Rules
 from .channels import ChannelCommands
-from .lines import LineReader, TooLong, Unreadable, encode_line
+from .lines import TooLong, Unreadable, encode_line
 from .nicks import to_name, to_nick
-from .translate import SERVER_NAME, irc_frame, privmsg_lines, tags_for
+from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick, tags_for
 from .users import UserQueries
 
 log = logging.getLogger(__name__)
@@ -35,30 +35,14 @@ ISUPPORT = (
     f"NETWORK={SERVER_NAME}",
 )
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
-CAPABILITIES = {"sasl", "server-time", "message-tags", "echo-message"}
+CAPABILITIES = ("sasl", "server-time", "message-tags", "echo-message")  # (offered in this order)
 _STARTED = time.strftime("%Y-%m-%d")
 
 
-class IrcReader:
-    """The session's decoder for IRC: bytes in, IRC messages (and refusals) out."""
-
-    def __init__(self) -> None:
-        self._lines = LineReader()
-        self.broken = False  # (an IRC line never breaks the stream: a long one is refused alone)
-        self.quitting = False  # set at QUIT: the session sends its answers and ends
-
-    @property
-    def pending(self) -> int:
-        return self._lines.pending
-
-    def receive_data(self, data: bytes) -> list:
-        return [] if self.quitting else self._lines.receive(data)
-
-
 class IrcClient(ChannelCommands, UserQueries):
-    def __init__(self, rules: Rules, reader: IrcReader):
+    def __init__(self, rules: Rules):
         self._rules = rules
-        self._reader = reader
+        self.quitting = False  # after QUIT: nothing more is answered, and the session ends
         self.nick = "*"  # the client's nickname, once it gave one
         self._user_given = False
         self._password: str | None = None
@@ -72,6 +56,8 @@ class IrcClient(ChannelCommands, UserQueries):
     # --- Answers ------------------------------------------------------------------------
 
     def answer(self, message) -> bytes:
+        if self.quitting:
+            return b""
         if type(message) is TooLong:
             return self._numeric("417", ":Input line was too long")
         if type(message) is Unreadable:
@@ -94,15 +80,15 @@ class IrcClient(ChannelCommands, UserQueries):
         return b""
 
     def _quit(self, _params) -> bytes:
-        self._reader.quitting = True
+        self.quitting = True
         return irc_frame(encode_line("ERROR", "Closing link: quit"))
 
     def _cap(self, params) -> bytes:
         sub = params[0].upper() if params else ""
         if sub == "LS":
             self._negotiating = True
-            offered = "sasl=PLAIN" if len(params) > 1 and params[1] >= "302" else "sasl"
-            offered += " server-time message-tags echo-message"
+            with_values = len(params) > 1 and params[1] >= "302"
+            offered = " ".join("sasl=PLAIN" if cap == "sasl" and with_values else cap for cap in CAPABILITIES)
             return irc_frame(encode_line("CAP", self.nick, "LS", offered, source=SERVER_NAME))
         if sub == "LIST":
             return irc_frame(encode_line("CAP", self.nick, "LIST", " ".join(self.caps), source=SERVER_NAME))
@@ -135,19 +121,12 @@ class IrcClient(ChannelCommands, UserQueries):
             _authzid, account, password = base64.b64decode(params[0], validate=True).decode().split("\0")
         except (ValueError, UnicodeDecodeError):
             return self._sasl_failed()
-        rules = self._rules
-        rules.answer(Hello(VERSION))
-        reply = rules.answer(Authenticate(account, password))
-        assert isinstance(reply, bytes), "a login is answered at once"
-        end = frame_end(reply)
-        [answer] = Decoder.for_client().receive_data(reply[:end])
+        answer, self._held_at_login = self._log_in(Authenticate(account, password))
         if answer.status is not Status.OK:
             return self._sasl_failed()
         self._account = account
-        self._held_at_login = reply[end:]
-        nick = to_nick(account)
         lines = [
-            self._line("900", f"{nick}!{nick}@{SERVER_NAME}", account, f"You are now logged in as {account}"),
+            self._line("900", source_of_nick(to_nick(account)), account, f"You are now logged in as {account}"),
             self._line("903", "SASL authentication successful"),
         ]
         return irc_frame(b"".join(lines))
@@ -205,18 +184,31 @@ class IrcClient(ChannelCommands, UserQueries):
             return self._welcome() + self._held_at_login
         name = to_name(self.nick)
         assert name is not None
-        rules = self._rules
-        rules.answer(Hello(VERSION))
-        request = Authenticate(name, self._password) if self._password is not None else Login(name)
-        reply = rules.answer(request)
-        assert isinstance(reply, bytes), "a login is answered at once"
-        end = frame_end(reply)
-        [answer] = Decoder.for_client().receive_data(reply[:end])
+        answer, kept = self._log_in(Authenticate(name, self._password) if self._password is not None else Login(name))
         if answer.status is not Status.OK:
             return self._refused(answer)
         self.registered = True
-        log.info("irc %s is %s", rules.host, name)
-        return self._welcome() + reply[end:]  # (what was kept for the user follows)
+        log.info("irc %s is %s", self._rules.host, name)
+        return self._welcome() + kept
+
+    def _log_in(self, request) -> tuple[Response, bytes]:
+        """Log in (LOGIN, or AUTHENTICATE): the answer, and the frames that follow it (the
+        messages kept for the user, for the session to hand out after the welcome)."""
+        self._rules.answer(Hello(VERSION))
+        reply = self._rules.answer(request)
+        assert isinstance(reply, bytes), "a login is answered at once"
+        end = frame_end(reply)
+        [answer] = Decoder.for_client().receive_data(reply[:end])
+        return answer, reply[end:]
+
+    def _ask(self, request):
+        """The rules' answer to request, decoded (a SENDTO to another node's user is waited
+        for here: the IRC port does not batch them)."""
+        reply = self._rules.answer(request)
+        if type(reply) is Pending:
+            reply = reply.reply()
+        [answer] = Decoder.for_client().receive_data(reply)
+        return answer
 
     def _refused(self, answer: Response) -> bytes:
         if answer.status is Status.REGISTERED:
@@ -236,9 +228,8 @@ class IrcClient(ChannelCommands, UserQueries):
             self._line("003", f"This server was created {_STARTED}"),
             self._line("004", SERVER_NAME, "chatroom", "i", "io"),
             self._line("005", *ISUPPORT, "are supported by this server"),
-            self._line("422", "MOTD File is missing"),
         ]
-        return irc_frame(b"".join(lines))
+        return irc_frame(b"".join(lines)) + self._motd(())
 
     def _send(self, target: str, text: str, notice: bool) -> bytes:
         if target.startswith("#"):
@@ -246,24 +237,21 @@ class IrcClient(ChannelCommands, UserQueries):
         name = to_name(target)
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
-        reply = self._rules.answer(SendTo(name, text))
-        if type(reply) is Pending:
-            reply = reply.reply()  # (another node's answer: waited for here)
-        [answer] = Decoder.for_client().receive_data(reply)
+        answer = self._ask(SendTo(name, text))
         if answer.status in (Status.OK, Status.STORED):
-            return self._echo(name, target, text, notice)
+            return self._echo(target, text, notice)
         if notice:
             return b""
         if answer.reason is Reason.INVALID_TEXT:
             return self._numeric("412", ":No text to send")
         return self._numeric("401", target, ":No such nick/channel")
 
-    def _echo(self, name: str, target: str, text: str, notice: bool) -> bytes:
+    def _echo(self, target: str, text: str, notice: bool) -> bytes:
         """IRCv3 echo-message: what the client sent, back to it once it is delivered."""
-        if "echo-message" not in self.caps or to_name(self.nick) is None:
+        if "echo-message" not in self.caps:
             return b""
-        me = to_name(self.nick) or name
-        return irc_frame(b"".join(privmsg_lines(me, target, text, tags_for(self), "NOTICE" if notice else "PRIVMSG")))
+        command = "NOTICE" if notice else "PRIVMSG"
+        return irc_frame(b"".join(privmsg_lines(source_of_nick(self.nick), target, text, tags_for(self), command)))
 
     def _tagmsg(self, _params) -> bytes:
         return b""  # (client-only tags, such as typing notifications: not relayed here)

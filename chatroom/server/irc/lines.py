@@ -30,7 +30,10 @@ class Unreadable:
 
 class LineReader:
     """Splits what a client sends into IRC messages (irctokens Lines), refusals (TooLong,
-    Unreadable) and nothing for empty lines; holds at most MAX_RECEIVED bytes of a line."""
+    Unreadable) and nothing for empty lines; holds at most MAX_RECEIVED bytes of a line. A
+    session's decoder for IRC, as codec.Decoder is for frames."""
+
+    broken = False  # (an IRC line never breaks the stream: a long one is refused alone)
 
     def __init__(self) -> None:
         self._partial = bytearray()
@@ -41,7 +44,7 @@ class LineReader:
         """Bytes of a line begun and not yet ended."""
         return len(self._partial)
 
-    def receive(self, data: bytes) -> list:
+    def receive_data(self, data: bytes) -> list:
         out: list = []
         start = 0
         while (end := data.find(b"\n", start)) != -1:
@@ -84,11 +87,8 @@ def _message(line: bytes):
 def encode_line(command: str, *params: str, source: str | None = None, tags: dict | None = None) -> bytes:
     """One line to send, CR LF included; the last parameter is always written as the trailing
     one (after ' :'), as servers write text, so that it may hold spaces or begin with ':'."""
-    if not params:
-        return irctokens.build(command, [], source, tags).format().encode() + b"\r\n"
-    *middle, last = params
-    head = irctokens.build(command, [*middle, "x"], source, tags).format()[: -len("x")]
-    return f"{head}:{last}\r\n".encode()
+    head = irctokens.build(command, list(params[:-1]), source, tags).format()
+    return (f"{head} :{params[-1]}\r\n" if params else f"{head}\r\n").encode()
 
 
 def split_text(text: str, room: int) -> list[str]:

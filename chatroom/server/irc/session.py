@@ -9,8 +9,8 @@ FIN would otherwise hold its name for good).
 
 from ..connection.outbox import Outbox
 from ..connection.session import Session
-from .client import IrcClient, IrcReader
-from .lines import encode_line
+from .client import IrcClient
+from .lines import LineReader, encode_line
 from .translate import SERVER_NAME, irc_frame, to_irc
 
 
@@ -29,13 +29,12 @@ class IrcOutbox(Outbox):
 
 
 class IrcSession(Session):
-    __slots__ = ("_irc", "_irc_reader", "_ping_timer", "_pinged")
+    __slots__ = ("_irc", "_ping_timer", "_pinged")
 
     def __init__(self, stream, peer, directory, limits, on_end, accounts=None, rooms=None):
         super().__init__(stream, peer, directory, limits, on_end, accounts, rooms)
-        reader = self._irc_reader = IrcReader()
-        self._irc = IrcClient(self.rules, reader)
-        self._decoder = reader
+        self._irc = IrcClient(self.rules)
+        self._decoder = LineReader()
         self._answer = self._irc.answer
         self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, self._irc)
         self._ping_timer = self._loop.timer(limits.idle_timeout, limits.idle_timeout)
@@ -65,7 +64,7 @@ class IrcSession(Session):
             self._pinged = False
             self._ping_timer.again(self._quiet_for_a_while)
         served = super()._serve_batch(data)
-        if self._irc_reader.quitting:  # QUIT: its answer is out; the connection ends
+        if self._irc.quitting:  # QUIT: its answer is out; the connection ends
             self._end_reason = self._end_reason or "quit"
             return False
         return served

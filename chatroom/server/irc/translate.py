@@ -14,7 +14,7 @@ from ...device_frames import OwnMessage
 from ...protocol import DirectMessage, Incoming, StoredMessage
 from ...room_frames import EventKind, RoomEvent, RoomMessage
 from .lines import MAX_LINE, encode_line, split_text
-from .nicks import to_channel, to_name, to_nick
+from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 SERVER_NAME = "chatroom"
@@ -24,9 +24,12 @@ def irc_frame(lines: bytes) -> bytes:
     return frame(IRC_LINES, lines)
 
 
-def source_of(name: str) -> str:
-    nick = to_nick(name)
+def source_of_nick(nick: str) -> str:
     return f"{nick}!{nick}@{SERVER_NAME}"
+
+
+def source_of(name: str) -> str:
+    return source_of_nick(to_nick(name))
 
 
 class Reader(Protocol):
@@ -62,10 +65,9 @@ def tags_for(reader: Reader, time_ms: int | None = None, message_id: int | None 
     return tags or None
 
 
-def privmsg_lines(sender: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:
-    """A message as PRIVMSG (or NOTICE) lines, each within IRC's 512 bytes (one per line of
-    the text)."""
-    source = source_of(sender)
+def privmsg_lines(source: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:
+    """A message from source (nick!user@host) as PRIVMSG (or NOTICE) lines, each within IRC's
+    512 bytes (one per line of the text)."""
     room = MAX_LINE - len(f":{source} {command} {target} :\r\n".encode())
     return [encode_line(command, target, piece, source=source, tags=tags) for piece in split_text(text, room)]
 
@@ -76,18 +78,18 @@ def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
     for message in Decoder.for_client().receive_data(data):
         kind = type(message)
         if kind is Incoming:
-            lines += privmsg_lines(message.sender, me, message.text, tags_for(reader))
+            lines += privmsg_lines(source_of(message.sender), me, message.text, tags_for(reader))
         elif kind is DirectMessage or kind is StoredMessage:
             tags = tags_for(reader, message.time_ms, message.id)
-            lines += privmsg_lines(message.sender, me, message.text, tags)
+            lines += privmsg_lines(source_of(message.sender), me, message.text, tags)
         elif kind is RoomMessage and (to_nick(message.sender) != me or "echo-message" in reader.caps):
             tags = tags_for(reader, message.time_ms, message.id)
-            lines += privmsg_lines(message.sender, to_channel(message.room), message.text, tags)
+            lines += privmsg_lines(source_of(message.sender), to_channel(message.room), message.text, tags)
         elif kind is RoomEvent:
             lines += _event_lines(message, me)
         elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
             tags = tags_for(reader, message.time_ms, message.id)
-            lines += privmsg_lines(to_name(me) or me, _target(message.recipient), message.text, tags)
+            lines += privmsg_lines(source_of_nick(me), _target(message.recipient), message.text, tags)
     return lines
 
 

@@ -6,7 +6,6 @@ A mixin: the IrcClient holds the state (its rules, its nickname) and the numeric
 
 from typing import TYPE_CHECKING
 
-from ...codec import Decoder
 from ...device_frames import MAX_AWAY_CHARS, Away
 from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
@@ -28,10 +27,10 @@ class UserQueries:
 
         def _members(self, room: str) -> MemberList | None: ...
 
+        def _ask(self, request): ...
+
     def _online(self) -> set[str]:
-        reply = self._rules.answer(ListUsers())
-        assert isinstance(reply, bytes)
-        [listed] = Decoder.for_client().receive_data(reply)
+        listed = self._ask(ListUsers())
         return set(listed.names) if type(listed) is UserList else set()
 
     def _whois(self, params) -> bytes:

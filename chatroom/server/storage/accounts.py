@@ -152,13 +152,14 @@ class Accounts:
 
     # --- Memory -------------------------------------------------------------------------
 
-    def keep_offline(self, recipient: str, sender: str, text: str) -> bool:
-        """Keep a message for an offline registered user, and in the history."""
+    def keep_offline(self, recipient: str, sender: str, text: str) -> tuple[int, int] | None:
+        """Keep a message for an offline registered user, and in the history: its id and
+        time, or None if the recipient's mailbox had no room for it."""
         message_id, time_ms = next_id()
         if not self.store.keep_offline(recipient, sender, text, time_ms, message_id):
-            return False
+            return None
         self.store.record(sender, recipient, text, time_ms, message_id)
-        return True
+        return message_id, time_ms
 
     def keep_dropped(self, recipient: str, messages: list[tuple[str, str, int]]) -> int:
         """Keep what a registered user was sent but never took (not recorded again: the

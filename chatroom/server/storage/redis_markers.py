@@ -4,12 +4,11 @@ only forward by a script; what came after each marker is counted from the newest
 the account's conversations (the same bounded scan as a search: see redis_search).
 """
 
-import json
 from typing import TYPE_CHECKING
 
 from ...device_frames import MOST_COUNTED
 from ..message_ids import NODE_BITS
-from .redis_rooms import ROOM
+from .redis_rooms import ROOM, read_member
 from .redis_search import SCAN_CONVERSATIONS, SINCE
 from .store import now_ms
 
@@ -64,9 +63,7 @@ class RedisMarkers:
         """What others said in the conversation at key after marker (scored from score on)."""
         items = self._call(self._redis.zrangebyscore, key, score, "+inf", start=0, num=MOST_COUNTED + 64)
         count = 0
-        for item in items:
-            entry_id, _, entry = item.partition(b":")
-            time_ms, sender, _text = json.loads(entry)
-            if int(entry_id) > marker and sender != name and time_ms >= cutoff:
+        for entry_id, time_ms, sender, _text in map(read_member, items):
+            if entry_id > marker and sender != name and time_ms >= cutoff:
                 count += 1
         return min(count, MOST_COUNTED)

@@ -18,6 +18,18 @@ ROOMS = "chatroom:rooms"
 ROOM = "chatroom:room:"
 
 
+def message_member(message_id: int, time_ms: int, sender: str, text: str) -> str:
+    """A message as a member of a history's sorted set (a room's, or a conversation's)."""
+    return f"{message_id}:" + json.dumps([time_ms, sender, text])
+
+
+def read_member(member: bytes) -> tuple[int, int, str, str]:
+    """(id, time, sender, text) of a history's member (see message_member)."""
+    message_id, _, entry = member.partition(b":")
+    time_ms, sender, text = json.loads(entry)
+    return int(message_id), time_ms, sender, text
+
+
 class RedisRooms:
     if TYPE_CHECKING:  # what RedisStore holds
         import redis
@@ -69,7 +81,7 @@ class RedisRooms:
         if not self._keep_history:
             return
         key = ROOM + room + ":messages"
-        self._call(self._redis.zadd, key, {f"{message_id}:" + json.dumps([time_ms, sender, text]): message_id})
+        self._call(self._redis.zadd, key, {message_member(message_id, time_ms, sender, text): message_id})
         self._call(self._redis.pexpire, key, self._retention_ms)
 
     def room_history(self, room, count, before):
@@ -77,9 +89,7 @@ class RedisRooms:
         items = self._call(self._redis.zrevrangebyscore, ROOM + room + ":messages", top, "-inf", start=0, num=count)
         cutoff = now_ms() - self._retention_ms
         entries = []
-        for item in reversed(items):
-            entry_id, _, entry = item.partition(b":")
-            time_ms, sender, text = json.loads(entry)
-            if time_ms >= cutoff:
-                entries.append((int(entry_id), time_ms, sender, text))
+        for entry in map(read_member, reversed(items)):
+            if entry[1] >= cutoff:
+                entries.append(entry)
         return entries

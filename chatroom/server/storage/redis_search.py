@@ -4,10 +4,9 @@ index here, so a search is a bounded scan of the newest messages of the user's c
 case-insensitively. Its limits are in docs/protocol.md.
 """
 
-import json
 from typing import TYPE_CHECKING
 
-from .redis_rooms import ROOM
+from .redis_rooms import ROOM, read_member
 from .store import now_ms
 
 HISTORY = "chatroom:history:"
@@ -68,10 +67,9 @@ class RedisSearch:
         keys += [(ROOM + room + ":messages", room) for room in rooms]
         found = []
         for key, conversation in keys[:SCAN_CONVERSATIONS]:
-            for item in self._call(self._redis.zrevrange, key, 0, SCAN_MESSAGES - 1):
-                entry_id, _, entry = item.partition(b":")
-                time_ms, sender, text = json.loads(entry)
-                oldest = cutoff if conversation.startswith("#") else max(cutoff, since)
+            oldest = cutoff if conversation.startswith("#") else max(cutoff, since)
+            newest = self._call(self._redis.zrevrange, key, 0, SCAN_MESSAGES - 1)
+            for entry_id, time_ms, sender, text in map(read_member, newest):
                 if oldest <= time_ms < before and all(word in text.casefold() for word in words):
-                    found.append((time_ms, int(entry_id), conversation, sender, text))
+                    found.append((time_ms, entry_id, conversation, sender, text))
         return sorted(found, reverse=True)[:count]

@@ -27,7 +27,7 @@ from ..message_ids import NODE_BITS
 from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
 from .quotas import Quotas
 from .redis_markers import RedisMarkers
-from .redis_rooms import RedisRooms
+from .redis_rooms import RedisRooms, message_member, read_member
 from .redis_search import SINCE, RedisSearch, conversation_key
 from .store import DEFAULT_HISTORY_DAYS, MAX_OFFLINE, StoreUnavailable, now_ms
 
@@ -241,7 +241,7 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
         What is queued meanwhile goes in one round trip."""
         if not self._keep_history:
             return
-        member = f"{message_id}:" + json.dumps([time_ms, sender, text])
+        member = message_member(message_id, time_ms, sender, text)
         self._records.append((conversation_key(sender, recipient), member, message_id >> NODE_BITS))
         if self._recorder is None:
             self._recorder = gevent.spawn(self._write_records)
@@ -275,11 +275,9 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
         # Only what was said since name's account was made (see SINCE).
         cutoff = max(now_ms() - self._retention_ms, int(since))
         entries = []
-        for item in items:
-            entry_id, _, entry = item.partition(b":")
-            time_ms, sender, text = json.loads(entry)
-            if time_ms >= cutoff and (not before or int(entry_id) < before):
-                entries.append(HistoryEntry(int(entry_id), time_ms, sender == name, text))
+        for entry_id, time_ms, sender, text in map(read_member, items):
+            if time_ms >= cutoff and (not before or entry_id < before):
+                entries.append(HistoryEntry(entry_id, time_ms, sender == name, text))
         return sorted(entries, key=lambda entry: entry.id)[-count:]
 
 

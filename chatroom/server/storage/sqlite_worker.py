@@ -90,20 +90,19 @@ class SQLiteWorker:
 
     def write(self, sql: str, parameters: tuple, size: int = 0) -> None:
         """Queue a write that nobody waits for (history); a caller may wait for room first."""
-        self._queue(sql, parameters, size)
+        self._gather(size).writes.append((sql, parameters))
 
     def write_bulk(self, sql: str, parameters: tuple, size: int = 0) -> None:
         """Queue a row for sql that nobody waits for, to be written with the other rows of the
         same sql in the batch at one go (history: many rows of one statement), after the
         batch's other writes; a caller may wait for room first."""
-        batch = self._queue(None, None, size)
-        batch.bulk.setdefault(sql, []).append(parameters)
+        self._gather(size).bulk.setdefault(sql, []).append(parameters)
 
     def write_and_wait(self, sql: str, *rows: tuple) -> None:
         """Queue the write of each row (in one transaction) and wait for its commit;
         StoreUnavailable if it failed."""
-        for parameters in rows:
-            batch = self._queue(sql, parameters, 0)
+        batch = self._gather(0)
+        batch.writes += [(sql, parameters) for parameters in rows]
         batch.durable = True
         batch.committed.wait()
         if batch.error is not None:
@@ -151,10 +150,9 @@ class SQLiteWorker:
             self._in_flight.append(batch)
             self._jobs.put(batch)
 
-    def _queue(self, sql, parameters, size) -> _Batch:
+    def _gather(self, size) -> _Batch:
+        """The batch gathering now, for a write of size bytes of text (the bound counts them)."""
         batch = self._gathering
-        if sql is not None:
-            batch.writes.append((sql, parameters))
         batch.size += size
         self._unwritten += size
         if not self._flush_due:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 RETRY_PAUSE = 0.5
 CATCH_UP_PAGE = 500  # batches read from the stream at a time
-NOTHING_YET = b"0-0"  # the last entry taken, when the stream was empty at the start
+NOTHING_YET = (0, 0)  # the last entry taken, when the stream was empty at the start
 
 
 class DirectoryMoved(Exception):
@@ -55,7 +55,9 @@ class Inbox:
         self._on_reconnect = on_reconnect
         self._follow = follow
         self.on_room: Callable[[str, bytes], None] | None = None  # a room's frame, for its members here
-        self._last_taken: bytes | None = None  # the stream entry of the last batch handed out
+        # The stream entry of the last batch handed out, as (milliseconds, sequence): what its
+        # id says, kept parsed, since every batch is compared with it.
+        self._last_taken: tuple[int, int] | None = None
 
     def run(self) -> None:
         while True:
@@ -75,7 +77,7 @@ class Inbox:
                 # The first subscription starts after what the stream holds now: what was
                 # published before it was answered as not taken.
                 newest = _batches(subscriber.xrevrange(self._channel, count=1))
-                self._last_taken = newest[0][0] if newest else NOTHING_YET
+                self._last_taken = _entry_order(newest[0][0]) if newest else NOTHING_YET
             pubsub.ssubscribe(self._channel)
             if not self._circuit.healthy:
                 gevent.spawn(self._on_reconnect)  # Redis is back: register again now
@@ -99,12 +101,13 @@ class Inbox:
         assert self._last_taken is not None
         since = self._last_taken
         if since != NOTHING_YET:
-            kept = _batches(client.xrange(self._channel, min=since, count=1))
-            if not kept or kept[0][0] != since:
+            kept = _batches(client.xrange(self._channel, min=_entry_id(since), count=1))
+            if not kept or _entry_order(kept[0][0]) != since:
                 log.warning("inbox: Redis no longer holds the batches after the last one taken; some may be lost")
         caught_up = 0
         while True:
-            page = _batches(client.xrange(self._channel, min=b"(" + self._last_taken, count=CATCH_UP_PAGE))
+            after = "(" + _entry_id(self._last_taken)
+            page = _batches(client.xrange(self._channel, min=after, count=CATCH_UP_PAGE))
             for entry, batch in page:
                 self._take(entry, batch)
             caught_up += len(page)
@@ -116,9 +119,10 @@ class Inbox:
     def _take(self, entry: bytes, batch: bytes) -> None:
         """Hand a batch out unless it was already (read from the stream, then published)."""
         assert self._last_taken is not None
-        if _entry_order(entry) <= _entry_order(self._last_taken):
+        order = _entry_order(entry)
+        if order <= self._last_taken:
             return
-        self._last_taken = entry
+        self._last_taken = order
         self._deliver(batch)
 
     def _deliver(self, batch: bytes) -> None:
@@ -145,3 +149,7 @@ def _entry_order(entry: bytes) -> tuple[int, int]:
     """A stream entry id ("MILLISECONDS-SEQUENCE") as what orders it."""
     milliseconds, _, sequence = entry.partition(b"-")
     return int(milliseconds), int(sequence)
+
+
+def _entry_id(order: tuple[int, int]) -> str:
+    return f"{order[0]}-{order[1]}"
