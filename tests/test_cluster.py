@@ -760,28 +760,49 @@ def test_search_in_cluster_mode_scans_ones_own_conversations(nodes):
 
 
 def test_devices_markers_unread_and_away_across_two_nodes(nodes):
-    from chatroom.device_frames import Away, Mark, Marked, PresenceState, PresenceStatus, Unread, UnreadCounts
+    from chatroom.device_frames import (
+        Away,
+        Mark,
+        Marked,
+        OwnMessage,
+        PresenceState,
+        PresenceStatus,
+        Unread,
+        UnreadCounts,
+    )
     from tests.test_devices_live import device, direct_messages
 
     one, two = nodes(2)
-    laptop, phone = device(one.address, "alice"), device(one.address, "alice")  # a user's devices share a node
-    elsewhere = Peer(two.address)
-    assert elsewhere.reply(Hello(4)) == OK
-    assert elsewhere.reply(Authenticate("alice", "pw")) == failure(Reason.NAME_IN_USE)
+    laptop, phone = device(one.address, "alice"), device(two.address, "alice")  # one account, two nodes
+    older = hello_peer(two.address, 3)
+    assert older.reply(Authenticate("alice", "pw")) == failure(Reason.NAME_IN_USE)  # (one connection below v4)
     carol = device(two.address, "carol")
-    assert carol.reply(SendTo("alice", "hi")) == OK
-    [on_laptop], [on_phone] = direct_messages(laptop, 1), direct_messages(phone, 1)
-    assert on_laptop.id == on_phone.id
-    assert laptop.reply(Mark("carol", on_laptop.id)) == OK
-    assert phone.next_push() == Marked("carol", on_laptop.id)
+    bob = device(one.address, "bob")
+    assert carol.reply(ListUsers()) == UserList(("alice", "bob", "carol"))  # once
+    # Every message reaches every device, from either node, with one id.
+    for sender in (carol, bob):
+        assert sender.reply(SendTo("alice", "hi")) == OK
+        [on_laptop], [on_phone] = direct_messages(laptop, 1), direct_messages(phone, 1)
+        assert on_laptop.id == on_phone.id and on_laptop.text == on_phone.text == "hi"
+    # What one device sends shows on the other as the user's own.
+    assert laptop.reply(SendTo("carol", "from the laptop")) == OK
+    [to_carol] = direct_messages(carol, 1)
+    assert phone.pushes_of(OwnMessage, 1) == [OwnMessage("carol", to_carol.id, to_carol.time_ms, "from the laptop")]
+    assert laptop.reply(Mark("carol", to_carol.id)) == OK
+    assert phone.pushes_of(Marked, 1) == [Marked("carol", to_carol.id)]
+    assert laptop.reply(Join("#team")) == OK and carol.reply(Join("#team")) == OK
+    assert carol.reply(SendTo("#team", "to the room")) == OK
+    for alices in (laptop, phone):
+        wait_for_push(alices, lambda e: isinstance(e, RoomMessage) and e.text == "to the room")
     assert phone.reply(Watch(True)) == OK
     online = (PresenceState.ONLINE, "")
-    assert phone.next_push() == PresenceStatus((("alice", *online), ("carol", *online)))  # (a conversation)
+    assert phone.next_push() == PresenceStatus((("alice", *online), ("bob", *online), ("carol", *online)))
     assert carol.reply(Away(True, "lunch")) == OK
     with gevent.Timeout(WAIT):
         assert phone.next_push() == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
     for text in ("one", "two"):
         assert carol.reply(SendTo("alice", text)) == OK
+    direct_messages(laptop, 2)
 
     def unread():
         counts = phone.reply(Unread())
@@ -789,6 +810,14 @@ def test_devices_markers_unread_and_away_across_two_nodes(nodes):
         return [(e.conversation, e.marker, e.count) for e in counts.entries]
 
     # (the sender's node writes the history behind the relay: the count follows within moments)
-    eventually(lambda: unread() == [("carol", on_laptop.id, 2)], what="two unread")
-    for peer in (laptop, phone, elsewhere, carol):
+    expected = [("#team", 0, 1), ("bob", 0, 1), ("carol", to_carol.id, 2)]
+    eventually(lambda: unread() == expected, what="what came after each marker")
+    # One device leaving leaves the user logged in at the other node, and reached there.
+    assert laptop.reply(Logout()) == OK
+    assert carol.reply(ListUsers()) == UserList(("alice", "bob", "carol"))
+    assert bob.reply(SendTo("alice", "still there?")) == OK
+    assert [m.text for m in direct_messages(phone, 3)][-1] == "still there?"
+    assert phone.reply(Logout()) == OK
+    assert carol.reply(ListUsers()) == UserList(("bob", "carol"))
+    for peer in (laptop, phone, older, carol, bob):
         peer.close()

@@ -29,6 +29,7 @@ from ..protocol import (
 )
 from .operations.logs import fields
 from .presence.devices import Devices
+from .presence.directory import Directory
 from .replies import OK
 from .storage.accounts import Accounts, Check
 from .storage.store import StoreUnavailable
@@ -51,6 +52,7 @@ class AccountRules:
         _tokens: list[str]
         _devices: Devices | None
         _accounts: Accounts | None
+        _directory: Directory
         _peer: str
 
         @property
@@ -75,7 +77,7 @@ class AccountRules:
         accounts, name = self._accounts, self.name
         if not frames or accounts is None or name is None or not self._registered:
             return 0
-        if self._devices is not None and len(self._devices) > 1:
+        if self._devices is not None and self._devices.several:
             return 0  # the user's other sessions took them
         # Direct messages only: a room's are in its history, for its registered members.
         events = Decoder.for_client().receive_data(b"".join(frames))
@@ -190,6 +192,8 @@ class AccountRules:
                 self.log_out("registration refused")
             return self._failure(*refusal)
         self._registered = True
+        if self._devices is not None:
+            self._directory.share(name)  # (its devices may log in at other servers of a cluster now)
         log.info("registered %s (%s)", name, self._peer)
         return OK
 

@@ -76,7 +76,7 @@ class DeviceRules:
         if not (is_room_name if conversation[:1] == ROOM_PREFIX else is_valid_username)(conversation):
             return self._failure(Reason.INVALID_NAME)
         marker = accounts.store.set_marker(name, conversation, event.id)
-        if self._devices is not None and len(self._devices) > 1:
+        if self._devices is not None and self._devices.several:
             self._devices.to_others(self._mailbox, encode(Marked(conversation, marker)))
         return OK
 
@@ -123,7 +123,7 @@ class DeviceRules:
     def _show_on_other_devices(self, recipient: str, text: str, message_id: int, time_ms: int) -> None:
         """What this session sent, on the user's other sessions, as their own message."""
         devices = self._devices
-        if devices is not None and len(devices) > 1:
+        if devices is not None and devices.several:
             devices.to_others(self._mailbox, encode(OwnMessage(recipient, message_id, time_ms, text)))
 
 

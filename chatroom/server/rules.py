@@ -171,11 +171,11 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         through its user's Devices: a registered user on already gets one more session."""
         mailbox: Mailbox = self._mailbox
         if self._version >= DEVICES_VERSION:
-            held = self._directory.find(name) if registered else None
+            held = self._directory.here(name) if registered else None
             if type(held) is Devices:
                 return self._add_device(held)
             mailbox = Devices(self._mailbox)
-        if self._directory.claim(name, mailbox):
+        if self._directory.claim(name, mailbox, shared=registered and type(mailbox) is Devices):
             if type(mailbox) is Devices:
                 self._devices = mailbox
             if self._rooms is not None:

@@ -5,9 +5,14 @@ it every frame for the user, and it hands each frame to every session. A registe
 log in again from another device while logged in (each with their password or a session
 token): the new session joins the same Devices, never taking the name from the others. An
 unregistered name stays one connection, as in the seed protocol.
+
+In a cluster a user's devices may be logged in at several nodes: each node has its Devices,
+and ``relay`` (set by the directory while the name is shared) carries what one device did to
+the user's devices on the other nodes.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...device_frames import SessionEntry, SessionFlag
@@ -27,7 +32,7 @@ class _Device:
 class Devices:
     """A Mailbox that hands what it is given to each of one user's sessions."""
 
-    __slots__ = ("_devices", "_numbered", "contacts", "partners_known", "company", "company_at", "away")
+    __slots__ = ("_devices", "_numbered", "contacts", "partners_known", "company", "company_at", "away", "relay")
     wants_ids = True  # (only clients of version 4 log in through one)
 
     def __init__(self, first: Mailbox):
@@ -40,10 +45,16 @@ class Devices:
         self.company: frozenset[str] = frozenset()
         self.company_at = float("-inf")  # when company was looked up (monotonic)
         self.away = False
+        self.relay: Callable[[bytes], object] | None = None  # to the user's devices on other nodes
         self.add(first)
 
     def __len__(self) -> int:
         return len(self._devices)
+
+    @property
+    def several(self) -> bool:
+        """Whether the user has other sessions than one (here or on other nodes)."""
+        return len(self._devices) > 1 or self.relay is not None
 
     def add(self, session: Mailbox) -> int:
         """A session logged in as the user; its number (never reused while the user is on)."""
@@ -83,6 +94,8 @@ class Devices:
         for device in self._devices:
             if device.session is not session:
                 device.session.deliver(frame, wait=False)
+        if self.relay is not None:
+            self.relay(frame)
 
     # --- Mailbox ------------------------------------------------------------------------
 

@@ -77,8 +77,10 @@ class Directory(Protocol):
     def healthy(self) -> bool:
         """Whether it can answer now (a shared directory: whether its store is reachable)."""
 
-    def claim(self, name: str, mailbox: Mailbox) -> bool:
-        """Log ``name`` in at ``mailbox``; False if the name is taken."""
+    def claim(self, name: str, mailbox: Mailbox, shared: bool = False) -> bool:
+        """Log ``name`` in at ``mailbox``; False if the name is taken. ``shared``: a
+        registered user's devices (a Devices), which a shared directory lets log in at other
+        servers too (on one server they are one mailbox, see :meth:`here`)."""
 
     def holder(self, name: str) -> str | None:
         """After a refused claim: the name logged in that ``name`` clashes with (itself, or
@@ -96,6 +98,12 @@ class Directory(Protocol):
     def away(self) -> "dict[str, str] | None":
         """Who is away, with their messages (None when that cannot be known now); a name no
         longer logged in may linger here, and counts for nothing."""
+
+    def share(self, name: str) -> None:
+        """``name``, logged in here, has just been registered: claim it as ``shared`` now."""
+
+    def here(self, name: str) -> Mailbox | None:
+        """The mailbox of ``name`` on this server, if it is logged in here."""
 
     def find(self, name: str) -> Mailbox | RemoteRecipient | None:
         """The mailbox of ``name`` on this server; or a RemoteRecipient, when a shared
@@ -124,7 +132,7 @@ class LocalDirectory:
     def healthy(self) -> bool:
         return True
 
-    def claim(self, name: str, mailbox: Mailbox) -> bool:
+    def claim(self, name: str, mailbox: Mailbox, shared: bool = False) -> bool:
         look = skeleton(name)
         if name in self._mailboxes or look in self._look_alikes:
             return False
@@ -148,6 +156,11 @@ class LocalDirectory:
 
     def find(self, name: str) -> Mailbox | None:
         return self._mailboxes.get(name)
+
+    here = find
+
+    def share(self, name: str) -> None:
+        pass  # (one server: its devices are one mailbox already)
 
     def set_away(self, name: str, message: str | None) -> None:
         if message is None:

@@ -39,17 +39,18 @@ USER_ROOMS = "{chatroom}:user-rooms:"
 POSTED_WAIT = 1.0  # how long a sender waits for its node to hand its message out
 
 # Publish an envelope (ARGV[3]) to the inbox of every node with a member of the room logged
-# in: KEYS[1] the users, KEYS[2] the room's members; ARGV[1], ARGV[2] the node and inbox
-# prefixes. Returns how many nodes.
+# in (at any of their holders: see the directory's scripts): KEYS[1] the users, KEYS[2] the
+# room's members; ARGV[1], ARGV[2] the node and inbox prefixes. Returns how many nodes.
 _NODES = """
 local nodes, count = {}, 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local holder = redis.call('HGET', KEYS[1], member)
-  if holder then
-    local node = string.match(holder, '^([^:]*):')
-    if node and not nodes[node] then
-      nodes[node] = true
-      count = count + 1
+  local value = redis.call('HGET', KEYS[1], member)
+  if value then
+    for node in string.gmatch(value, '([^ *:]+):') do
+      if not nodes[node] then
+        nodes[node] = true
+        count = count + 1
+      end
     end
   end
 end
@@ -312,12 +313,17 @@ class SharedRooms:
         """(The inbox's greenlet.) A room's frame, to its members logged in here, in the order
         it came."""
         find = self._directory.local.find
+        events = Decoder.for_client().receive_data(frame)
+        for event in events:
+            if type(event) is RoomEvent and event.kind is EventKind.JOINED and find(event.actor) is not None:
+                # (one of the user's devices joined, maybe at another node: this one's too)
+                self._here.setdefault(room, set()).add(event.actor)
         taken = 0
         for member in list(self._here.get(room, ())):
             mailbox = find(member)
             if mailbox is not None and mailbox.offer(frame):
                 taken += 1
-        for event in Decoder.for_client().receive_data(frame):
+        for event in events:
             if type(event) is RoomMessage:
                 self._handed[room] = (event.id, taken)
                 waiting = self._posted.get((room, event.id))
@@ -325,6 +331,8 @@ class SharedRooms:
                     waiting.set(taken)
             elif type(event) is RoomEvent and event.kind is EventKind.REMOVED:
                 self._forget_here(room, event.detail)
+            elif type(event) is RoomEvent and event.kind is EventKind.PARTED:
+                self._forget_here(room, event.actor)
 
     def _forget_here(self, room: str, user: str) -> None:
         members = self._here.get(room)

@@ -104,7 +104,9 @@ class Courier:
         envelopes = b"".join([payload for payload, _ in batch])
         started = time.perf_counter()
         try:
-            answers = self._scripts.send_batch(marker, MARKER_MS, int(deadline * 1000), envelopes, self._client)
+            answers = self._scripts.send_batch(
+                marker, MARKER_MS, int(deadline * 1000), envelopes, self._node_id, self._client
+            )
         except redis.RedisError as err:
             self._circuit.failed(err)
             # MOVED: the batch was refused, not run; otherwise it may have run after all.

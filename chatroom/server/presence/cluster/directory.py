@@ -7,6 +7,11 @@ treated as logged out (and swept). Users on the same node are found in the node'
 LocalDirectory: their messages never touch Redis; the others are RemoteRecipients, reached
 through the :class:`~.courier.Courier` and the other node's :class:`~.inbox.Inbox`.
 
+A registered user's devices (protocol version 4) may log in at several nodes: the name is
+then *shared* by them (see scripts._CLAIM), each node is told so, and messages for the user
+go through Redis to every node holding it, their own node's included, while what one device
+does reaches the others through the same inboxes.
+
 When Redis cannot be reached, what needs it fails (DirectoryUnavailable, so FAILURE) and the
 node logs that once; it recovers by itself, re-registering its users if Redis lost them. On a
 Redis Cluster it follows the directory's slot wherever a failover or a resharding moves it.
@@ -23,13 +28,14 @@ from redis.retry import Retry
 
 from ...operations.counts import COUNTS
 from ...operations.logs import fields
+from ..devices import Devices
 from ..directory import DirectoryUnavailable, LocalDirectory, Mailbox, RemoteRecipient
 from ..redis_link import pooled_client, slot_owner
 from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
 from .inbox import DirectoryMoved, Inbox
-from .scripts import AWAY, INBOX, NODE, USERS, Scripts
+from .scripts import AWAY, INBOX, NODE, USERS, Scripts, to_devices_elsewhere
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +64,13 @@ class RedisDirectory:
             address=lambda: self._address,
             on_reconnect=self._beat,
             follow=self._follow_directory_slot,
+            on_shared=self._shared_elsewhere,
         )
         self._epoch = b""  # the epoch this node's users are registered in
         self._lease = b""  # the lease they are registered under (see scripts._BEAT)
         self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
+        self._shared: set[str] = set()  # names of this node's users whose devices may log in elsewhere
         self._greenlets: list[gevent.Greenlet] = []
         self._listening: gevent.Greenlet | None = None  # the inbox's greenlet
         self._connect(url)
@@ -133,19 +141,40 @@ class RedisDirectory:
 
     # --- Directory ----------------------------------------------------------------------
 
-    def claim(self, name: str, mailbox: Mailbox) -> bool:
+    def claim(self, name: str, mailbox: Mailbox, shared: bool = False) -> bool:
         if self._local.find(name) is not None:
             return False
+        if shared:
+            self._shared.add(name)
         taken = self._claim(name, again=False)
         if taken < 0:
             gevent.spawn(self._beat)  # a new epoch, or a lapsed lease, this node must catch up with
-        if taken != 1:
+        if taken < 1 or not self._local.claim(name, mailbox):
+            self._shared.discard(name)
             return False
         self._unreleased.discard(name)
-        return self._local.claim(name, mailbox)
+        if taken == 2:
+            self._shared_elsewhere(name, 2)
+        return True
+
+    def share(self, name: str) -> None:
+        if name not in self._shared and self._local.find(name) is not None:
+            self._shared.add(name)
+            self._claim(name, again=True)  # (as this node's own again: nobody else holds it)
 
     def _claim(self, name: str, again: bool) -> int:
-        return self._call(self._scripts.claim, name, skeleton(name), self.node_id, self._lease, self._epoch, again)
+        shared = name in self._shared
+        return self._call(
+            self._scripts.claim, name, skeleton(name), self.node_id, self._lease, self._epoch, again, shared
+        )
+
+    def _shared_elsewhere(self, name: str, nodes: int) -> None:
+        """(Told by the inbox, or by a claim.) ``nodes`` nodes hold name now: its messages go
+        through Redis while that is more than this one."""
+        devices = self._local.find(name)
+        if type(devices) is Devices:
+            elsewhere = to_devices_elsewhere(name)
+            devices.relay = (lambda frame: self._courier.send_later(elsewhere, frame)) if nodes > 1 else None
 
     def holder(self, name: str) -> str | None:
         held = self._local.holder(name) or self._call(self._scripts.holder, name, skeleton(name))
@@ -154,10 +183,10 @@ class RedisDirectory:
     def release(self, name: str, mailbox: Mailbox) -> None:
         self._local.release(name, mailbox)
         if self._local.find(name) is None:
+            self._shared.discard(name)
             self._unreleased.add(name)
             self._call(self._scripts.release, name, skeleton(name), self.node_id)
             self._unreleased.discard(name)
-            self._call(self._redis.hdel, AWAY, name)
 
     def names(self) -> list:
         return sorted(name.decode() for name in self._call(self._scripts.live_names))
@@ -209,12 +238,15 @@ class RedisDirectory:
         except DirectoryUnavailable:
             return None
 
+    def here(self, name: str) -> Mailbox | None:
+        return self._local.find(name)
+
     def find(self, name: str) -> Mailbox | RemoteRecipient | None:
         mailbox = self._local.find(name)
-        if mailbox is not None:
+        if mailbox is not None and (type(mailbox) is not Devices or mailbox.relay is None):
             return mailbox
         # Whether a user elsewhere exists is learnt in the same round trip that hands them
-        # the message.
+        # the message (a shared name's too: to each of its nodes).
         return RemoteRecipient(self._courier, name)
 
     def healthy(self) -> bool:
@@ -275,6 +307,8 @@ class RedisDirectory:
             taken = self._claim(name, again=True)
             if taken < 0:
                 return False
+            if taken == 2:
+                self._shared_elsewhere(name, 2)
             if taken == 0:
                 log.warning(
                     "%s was taken on another node while this one could not hold it; logging out here",

@@ -22,7 +22,7 @@ import redis
 from ....codec import without_id
 from ..directory import LocalDirectory
 from .courier import Circuit
-from .scripts import INBOX, open_envelopes
+from .scripts import INBOX, SHARED, open_envelopes
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,19 @@ class Inbox:
         address: Callable[[], str],
         on_reconnect: Callable[[], object],
         follow: Callable[[], None],
+        on_shared: Callable[[str, int], None],
     ):
         """``address()``: the Redis server to subscribe at; ``on_reconnect``: called when the
         subscription is made again after Redis failed; ``follow``: find where the directory
-        is, after the subscription ended."""
+        is, after the subscription ended; ``on_shared(name, nodes)``: how many nodes hold a
+        shared name now (a notice from the one where it changed)."""
         self._channel = INBOX + node_id
         self._local = local
         self._circuit = circuit
         self._address = address
         self._on_reconnect = on_reconnect
         self._follow = follow
+        self._on_shared = on_shared
         self.on_room: Callable[[str, bytes], None] | None = None  # a room's frame, for its members here
         # The stream entry of the last batch handed out, as (milliseconds, sequence): what its
         # id says, kept parsed, since every batch is compared with it.
@@ -134,6 +137,13 @@ class Inbox:
                     except Exception:  # a bug, not the network: the inbox must go on
                         log.exception("room %s: a frame could not be handed out", recipient)
                 continue
+            if not recipient:  # a notice for this node
+                if frame[0] == SHARED:
+                    name_end = 6 + frame[5]
+                    self._on_shared(frame[6:name_end].decode(), frame[name_end])
+                continue
+            if recipient[0] == " ":  # (for the user's devices on the nodes but the sender's)
+                recipient = recipient[1:]
             mailbox = self._local.find(recipient)
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
             if mailbox is not None:  # else logged out meanwhile

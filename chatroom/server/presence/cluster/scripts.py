@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from ....codec import frame_end, name_field
 
-USERS = "{chatroom}:users"  # username -> "NODE:LEASE", the node it is logged in at and its lease
+USERS = "{chatroom}:users"  # username -> its holders, "NODE:LEASE" each (see _LIVE)
 LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged in with it
 EPOCH = "{chatroom}:epoch"
 RECOVERING = "{chatroom}:recovering"
@@ -50,8 +50,14 @@ end
 redis.call('SET', KEYS[3], lease, 'EX', ARGV[3])
 return {epoch, began, lease}
 """
-# The node of a holder ("NODE:LEASE") if its lease is the node's current one, else nil. Every
-# script that reads the users hash starts with it.
+# A name's value in the users hash: its holders, "NODE:LEASE" each (the node it is logged in
+# at and that node's lease), separated by spaces. Only a registered user's name logged in by
+# clients that take several devices (protocol version 4) may have several: such a value
+# begins with '*' (*shared*), and a device logging in at another node joins it.
+#
+# live(): the node of one holder if its lease is the node's current one, else nil.
+# live_holders(): the live holders of a value, as two lists: their nodes and their entries.
+# Every script that reads the users hash starts with them.
 _LIVE = """
 local function live(holder, node_prefix)
   local node, lease = string.match(holder, '^([^:]*):(.*)$')
@@ -60,44 +66,18 @@ local function live(holder, node_prefix)
   end
   return nil
 end
-"""
-# Take a name (ARGV[1], skeleton ARGV[4]) for this node (ARGV[2], its lease ARGV[7]) unless a
-# live holder (another one) has it, or has another name with the same skeleton. A skeleton
-# entry whose name is no longer held live is stale and taken over. KEYS[3], KEYS[4], ARGV[5],
-# ARGV[6]: the epoch, the recovery, the epoch this node registered its users in, and '1' for
-# a re-registration. Answers 1 (taken), 0 (in use), -1 (not now: Redis lost its data and the
-# nodes are registering again) or -2 (this node's lease has lapsed: it must beat again first,
-# so that a stale node's claim never wins).
-_CLAIM = (
-    _LIVE
-    + """
-if redis.call('GET', ARGV[3] .. ARGV[2]) ~= ARGV[7] then
-  return -2
-end
-local epoch = redis.call('GET', KEYS[3])
-if epoch ~= ARGV[5] then
-  return -1
-end
-if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then
-  return -1
-end
-local me = ARGV[2] .. ':' .. ARGV[7]
-local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder and holder ~= me and live(holder, ARGV[3]) then
-  return 0
-end
-local other = redis.call('HGET', KEYS[2], ARGV[4])
-if other and other ~= ARGV[1] then
-  local other_holder = redis.call('HGET', KEYS[1], other)
-  if other_holder and live(other_holder, ARGV[3]) then
-    return 0
+local function live_holders(value, node_prefix)
+  local nodes, entries = {}, {}
+  for entry in string.gmatch(value, '[^ *]+') do
+    local node = live(entry, node_prefix)
+    if node then
+      table.insert(nodes, node)
+      table.insert(entries, entry)
+    end
   end
+  return nodes, entries
 end
-redis.call('HSET', KEYS[1], ARGV[1], me)
-redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
-return 1
 """
-)
 KEPT_BATCHES = 10_000  # the batches an inbox's stream keeps, newest (see _HAND)
 
 # Hand a payload to a node's inbox, whose name is both a key and a channel: the payload is
@@ -116,24 +96,126 @@ local function hand(inbox, payload)
   return received
 end
 """
-# Give a name (ARGV[1], skeleton ARGV[3]) up, if this node (ARGV[2]) still holds it, under any
-# lease.
-_RELEASE = """
-local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder and string.sub(holder, 1, #ARGV[2] + 1) == ARGV[2] .. ':' then
+SHARED = 0xFE  # a notice between nodes: how many nodes hold a shared name now (see _TELL_SHARED)
+
+# Tell the nodes (a list) how many hold a shared name now: an envelope to nobody (an empty
+# name field) carrying a SHARED frame (the name's field, then the count), so that each knows
+# whether the user's messages must go through Redis to reach all their devices.
+_TELL_SHARED = f"""
+local function tell_shared(name, nodes, inbox_prefix)
+  local body = string.char(#name) .. name .. string.char(math.min(#nodes, 255))
+  local envelope = string.char(0) .. string.char({SHARED}) .. struct.pack('>I4', #body) .. body
+  for _, node in ipairs(nodes) do
+    hand(inbox_prefix .. node, envelope)
+  end
+end
+"""
+# Take a name (ARGV[1], skeleton ARGV[4]) for this node (ARGV[2], its lease ARGV[7]) unless a
+# live holder on another node has it, or has another name with the same skeleton; ARGV[8] '1'
+# for a shared claim (a registered user's device: it joins a shared value's holders, and the
+# other nodes are told). A skeleton entry whose name is no longer held live is stale and taken
+# over. KEYS[3], KEYS[4], ARGV[5], ARGV[6]: the epoch, the recovery, the epoch this node
+# registered its users in, and '1' for a re-registration; ARGV[9] the inbox prefix. Answers 1
+# (taken), 2 (taken, with the user's devices on other nodes too), 0 (in use), -1 (not now:
+# Redis lost its data and the nodes are registering again) or -2 (this node's lease has
+# lapsed: it must beat again first, so that a stale node's claim never wins).
+_CLAIM = (
+    _LIVE
+    + HAND
+    + _TELL_SHARED
+    + """
+if redis.call('GET', ARGV[3] .. ARGV[2]) ~= ARGV[7] then
+  return -2
+end
+local epoch = redis.call('GET', KEYS[3])
+if epoch ~= ARGV[5] then
+  return -1
+end
+if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+  return -1
+end
+local shared = ARGV[8] == '1'
+local holders, nodes = {}, {}
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if value then
+  local live_nodes, entries = live_holders(value, ARGV[3])
+  for i, node in ipairs(live_nodes) do
+    if node ~= ARGV[2] then
+      table.insert(nodes, node)
+      table.insert(holders, entries[i])
+    end
+  end
+  if #holders > 0 and not (shared and string.sub(value, 1, 1) == '*') then
+    return 0
+  end
+end
+if #holders == 0 then
+  local other = redis.call('HGET', KEYS[2], ARGV[4])
+  if other and other ~= ARGV[1] then
+    local other_value = redis.call('HGET', KEYS[1], other)
+    if other_value and #live_holders(other_value, ARGV[3]) > 0 then
+      return 0
+    end
+  end
+end
+table.insert(holders, ARGV[2] .. ':' .. ARGV[7])
+redis.call('HSET', KEYS[1], ARGV[1], (shared and '*' or '') .. table.concat(holders, ' '))
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
+if #nodes == 0 then
+  return 1
+end
+table.insert(nodes, ARGV[2])
+tell_shared(ARGV[1], nodes, ARGV[9])
+return 2
+"""
+)
+# Give a name (ARGV[1], skeleton ARGV[3]) up at this node (ARGV[2]), under any lease: its
+# entries leave the name's holders. The name is logged out once none is left (its away
+# message, KEYS[3], goes with it); the nodes still holding a shared one are told. ARGV[4],
+# ARGV[5]: the node and inbox prefixes.
+_RELEASE = (
+    _LIVE
+    + HAND
+    + _TELL_SHARED
+    + """
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then
+  return 1
+end
+local mine = ARGV[2] .. ':'
+local kept = {}
+for entry in string.gmatch(value, '[^ *]+') do
+  if string.sub(entry, 1, #mine) ~= mine then
+    table.insert(kept, entry)
+  end
+end
+if #kept == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
   if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[1] then
     redis.call('HDEL', KEYS[2], ARGV[3])
   end
+  return 1
 end
-return 1
+local rest = table.concat(kept, ' ')
+if string.sub(value, 1, 1) == '*' then
+  rest = '*' .. rest
+end
+if rest ~= value then
+  redis.call('HSET', KEYS[1], ARGV[1], rest)
+  tell_shared(ARGV[1], (live_holders(rest, ARGV[4])), ARGV[5])
+end
+return 0
 """
+)
 # Hand a batch of messages to the nodes of their recipients: one hand() per node, carrying
-# every message for it. KEYS[1] the users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the
-# node and inbox prefixes, ARGV[3] how long the marker lives (ms), ARGV[4] the sender's
-# deadline (Unix ms), ARGV[5] the envelopes (see envelope()), one after another: one
-# argument, so that the client packs a batch at one go.
-# Answers one character per message: '1' handed over, '0' its node did not take it, '-'
+# every message for it (a shared name's message goes to each node holding it). KEYS[1] the
+# users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the node and inbox prefixes, ARGV[3]
+# how long the marker lives (ms), ARGV[4] the sender's deadline (Unix ms), ARGV[5] the
+# envelopes (see envelope()), one after another: one argument, so that the client packs a
+# batch at one go; ARGV[6] this node: a recipient's name beginning with a space (see
+# to_devices_elsewhere()) is for the user's devices on the other nodes only.
+# Answers one character per message: '1' handed over, '0' no node of it took it, '-'
 # nobody of that name, 'x' too late: a batch that reaches Redis after its deadline (Redis was
 # paused) publishes nothing, since its sender has answered FAILURE by then. The answer is kept
 # in the marker, and a second run of the same batch (a retry after a lost reply) returns it
@@ -166,21 +248,27 @@ if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV
   redis.call('SET', KEYS[2], late, 'PX', ARGV[3])
   return late
 end
-local nodes, groups, order, holders = {}, {}, {}, {}
+local live_of, groups, order, targets = {}, {}, {}, {}
 for i = 1, count do
-  local holder = redis.call('HGET', KEYS[1], names[i])
-  if holder then
-    if nodes[holder] == nil then
-      nodes[holder] = live(holder, ARGV[1]) or false
+  local name, except = names[i], nil
+  if string.sub(name, 1, 1) == ' ' then
+    name, except = string.sub(name, 2), ARGV[6]
+  end
+  local value = redis.call('HGET', KEYS[1], name)
+  if value then
+    if live_of[value] == nil then
+      live_of[value] = (live_holders(value, ARGV[1]))
     end
-    local node = nodes[holder]
-    if node then
-      if not groups[node] then
-        groups[node] = {}
-        table.insert(order, node)
+    targets[i] = {}
+    for _, node in ipairs(live_of[value]) do
+      if node ~= except then
+        if not groups[node] then
+          groups[node] = {}
+          table.insert(order, node)
+        end
+        table.insert(groups[node], string.sub(blob, starts[i], ends[i]))
+        table.insert(targets[i], node)
       end
-      table.insert(groups[node], string.sub(blob, starts[i], ends[i]))
-      holders[i] = node
     end
   end
 end
@@ -190,14 +278,15 @@ for _, node in ipairs(order) do
 end
 local answers = {}
 for i = 1, count do
-  local holder = holders[i]
-  if not holder then
-    answers[i] = '-'
-  elseif received[holder] > 0 then
-    answers[i] = '1'
-  else
-    answers[i] = '0'
+  local answer = '-'
+  for _, node in ipairs(targets[i] or {}) do
+    if received[node] > 0 then
+      answer = '1'
+      break
+    end
+    answer = '0'
   end
+  answers[i] = answer
 end
 local answer = table.concat(answers)
 redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
@@ -212,11 +301,11 @@ local entries = redis.call('HGETALL', KEYS[1])
 local alive = {}
 local names = {}
 for i = 1, #entries, 2 do
-  local holder = entries[i + 1]
-  if alive[holder] == nil then
-    alive[holder] = live(holder, ARGV[1]) ~= nil
+  local value = entries[i + 1]
+  if alive[value] == nil then
+    alive[value] = #live_holders(value, ARGV[1]) > 0
   end
-  if alive[holder] then
+  if alive[value] then
     table.insert(names, entries[i])
   else
     redis.call('HDEL', KEYS[1], entries[i])
@@ -226,11 +315,25 @@ return names
 """
 )
 # Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds: it is shutting down.
+# (The other nodes holding a shared one learn it from its lapsed entry, as from a crash.)
 _RELEASE_ALL = """
+local mine = ARGV[1] .. ':'
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
-  if string.sub(entries[i + 1], 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
-    redis.call('HDEL', KEYS[1], entries[i])
+  local value = entries[i + 1]
+  if string.find(value, mine, 1, true) then
+    local kept = {}
+    for entry in string.gmatch(value, '[^ *]+') do
+      if string.sub(entry, 1, #mine) ~= mine then
+        table.insert(kept, entry)
+      end
+    end
+    if #kept == 0 then
+      redis.call('HDEL', KEYS[1], entries[i])
+    else
+      local shared = string.sub(value, 1, 1) == '*' and '*' or ''
+      redis.call('HSET', KEYS[1], entries[i], shared .. table.concat(kept, ' '))
+    end
   end
 end
 redis.call('DEL', ARGV[2])
@@ -242,6 +345,12 @@ def envelope(recipient: str, frame: bytes) -> bytes:
     """A message as it crosses to another node: the recipient's name field, then its frame
     (the batch script reads the same layout)."""
     return name_field(recipient) + frame
+
+
+def to_devices_elsewhere(name: str) -> str:
+    """The recipient that reaches name's devices on the other nodes only (what one device
+    did, for the others): no name has whitespace."""
+    return " " + name
 
 
 def open_envelopes(data: bytes) -> Iterator[tuple[str, bytes]]:
@@ -276,10 +385,14 @@ class Scripts:
         epoch, began, held = self._beat(keys=keys, args=[new_epoch, recovery_ms, ttl_seconds, new_lease, lease])
         return epoch, bool(began), held
 
-    def claim(self, name: str, skeleton: str, node_id: str, lease: bytes, epoch: bytes, again: bool) -> int:
-        """1 taken, 0 in use, -1 not now, -2 lease lapsed (see _CLAIM)."""
+    def claim(
+        self, name: str, skeleton: str, node_id: str, lease: bytes, epoch: bytes, again: bool, shared: bool
+    ) -> int:
+        """1 taken, 2 taken and shared with other nodes, 0 in use, -1 not now, -2 lease lapsed
+        (see _CLAIM)."""
         keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING]
-        return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, "1" if again else "0", lease])
+        flags = ["1" if again else "0", lease, "1" if shared else "0", INBOX]
+        return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, *flags])
 
     def holder(self, name: str, skeleton: str) -> bytes | None:
         """The name held that name clashes with: itself, or the one with its skeleton."""
@@ -288,11 +401,13 @@ class Scripts:
         return self._client.hget(LOOK_ALIKES, skeleton)
 
     def release(self, name: str, skeleton: str, node_id: str) -> None:
-        self._release(keys=[USERS, LOOK_ALIKES], args=[name, node_id, skeleton])
+        self._release(keys=[USERS, LOOK_ALIKES, AWAY], args=[name, node_id, skeleton, NODE, INBOX])
 
-    def send_batch(self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, client) -> bytes:
+    def send_batch(
+        self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, node_id: str, client
+    ) -> bytes:
         """One answer character per envelope (see _SEND_BATCH), run on ``client``."""
-        args = [NODE, INBOX, marker_ms, deadline_ms, envelopes]
+        args = [NODE, INBOX, marker_ms, deadline_ms, envelopes, node_id]
         return self._send_batch(keys=[USERS, marker], args=args, client=client)
 
     def live_names(self) -> list[bytes]:
