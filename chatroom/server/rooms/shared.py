@@ -24,7 +24,7 @@ from gevent.event import AsyncResult
 from ...codec import Decoder, name_field
 from ...protocol import Reason
 from ...room_frames import EventKind, RoomEvent, RoomMessage
-from ..presence.cluster.scripts import HAND
+from ..presence.cluster.handing import HAND
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms

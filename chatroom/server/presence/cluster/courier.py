@@ -17,7 +17,8 @@ import redis
 from gevent.event import AsyncResult
 
 from ...operations.counts import COUNTS
-from .scripts import BATCH, Scripts, envelope
+from .handing import envelope
+from .scripts import BATCH, Scripts
 
 log = logging.getLogger(__name__)
 

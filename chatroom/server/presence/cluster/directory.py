@@ -34,8 +34,9 @@ from ..redis_link import pooled_client, slot_owner
 from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
+from .handing import to_devices_elsewhere
 from .inbox import DirectoryMoved, Inbox
-from .scripts import AWAY, INBOX, NODE, USERS, Scripts, to_devices_elsewhere
+from .scripts import AWAY, INBOX, NODE, USERS, Scripts
 
 log = logging.getLogger(__name__)
 

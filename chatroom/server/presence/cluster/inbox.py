@@ -7,7 +7,7 @@ keepalive), and is made again, where the directory is then, whenever it ends.
 
 A subscription can end with batches that SPUBLISH counted as taken still in Redis's output
 buffer (Redis restarted, or dropped a subscriber that fell too far behind). Every batch is
-also kept in the inbox's stream under the id it was published with (scripts.HAND), so after
+also kept in the inbox's stream under the id it was published with (handing.HAND), so after
 subscribing again the inbox reads what came after the last batch it took, before anything
 newer: nothing answered OK is lost, and nothing is handed out twice (a batch whose id is not
 past the last one taken is one already handed out).
@@ -22,7 +22,8 @@ import redis
 from ....codec import without_id
 from ..directory import LocalDirectory
 from .courier import Circuit
-from .scripts import INBOX, SHARED, open_envelopes
+from .handing import SHARED, open_envelopes
+from .scripts import INBOX
 
 log = logging.getLogger(__name__)
 

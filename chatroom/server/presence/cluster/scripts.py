@@ -1,5 +1,4 @@
-"""The directory's keys in Redis, the Lua scripts that change them atomically, and the
-envelope a message crosses between nodes in.
+"""The directory's keys in Redis, and the Lua scripts that change them atomically.
 
 Each script is called through a method of :class:`Scripts` with named arguments, so that
 the positions of its KEYS and ARGV are written down here only, next to the Lua that reads
@@ -7,11 +6,9 @@ them. Every key and channel carries the hash tag ``{chatroom}``: one slot, so th
 a batch is one atomic script in a Redis Cluster too (see redis_link).
 """
 
-from collections.abc import Iterator
+from .handing import HAND, LIVE, TELL_SHARED
 
-from ....codec import frame_end, name_field
-
-USERS = "{chatroom}:users"  # username -> its holders, "NODE:LEASE" each (see _LIVE)
+USERS = "{chatroom}:users"  # username -> its holders, "NODE:LEASE" each (see handing.LIVE)
 LOOK_ALIKES = "{chatroom}:skeletons"  # confusable skeleton -> the name logged in with it
 EPOCH = "{chatroom}:epoch"
 RECOVERING = "{chatroom}:recovering"
@@ -50,66 +47,6 @@ end
 redis.call('SET', KEYS[3], lease, 'EX', ARGV[3])
 return {epoch, began, lease}
 """
-# A name's value in the users hash: its holders, "NODE:LEASE" each (the node it is logged in
-# at and that node's lease), separated by spaces. Only a registered user's name logged in by
-# clients that take several devices (protocol version 4) may have several: such a value
-# begins with '*' (*shared*), and a device logging in at another node joins it.
-#
-# live(): the node of one holder if its lease is the node's current one, else nil.
-# live_holders(): the live holders of a value, as two lists: their nodes and their entries.
-# Every script that reads the users hash starts with them.
-_LIVE = """
-local function live(holder, node_prefix)
-  local node, lease = string.match(holder, '^([^:]*):(.*)$')
-  if node and redis.call('GET', node_prefix .. node) == lease then
-    return node
-  end
-  return nil
-end
-local function live_holders(value, node_prefix)
-  local nodes, entries = {}, {}
-  for entry in string.gmatch(value, '[^ *]+') do
-    local node = live(entry, node_prefix)
-    if node then
-      table.insert(nodes, node)
-      table.insert(entries, entry)
-    end
-  end
-  return nodes, entries
-end
-"""
-KEPT_BATCHES = 10_000  # the batches an inbox's stream keeps, newest (see _HAND)
-
-# Hand a payload to a node's inbox, whose name is both a key and a channel: the payload is
-# added to the inbox's stream (its newest KEPT_BATCHES kept), then published on its channel
-# after its entry id (a length byte, then the id), so that a node whose subscription ended
-# (Redis restarted with the batch still in its output buffer) reads what it lost from the
-# stream (see inbox.py). A payload nobody took is not kept: its sender hears FAILURE for it.
-# Answers how many subscribers took it.
-HAND = f"""
-local function hand(inbox, payload)
-  local entry = redis.call('XADD', inbox, 'MAXLEN', '~', {KEPT_BATCHES}, '*', 'b', payload)
-  local received = redis.call('SPUBLISH', inbox, string.char(#entry) .. entry .. payload)
-  if received == 0 then
-    redis.call('XDEL', inbox, entry)
-  end
-  return received
-end
-"""
-SHARED = 0xFE  # a notice between nodes: how many nodes hold a shared name now (see _TELL_SHARED)
-
-# Tell the nodes (a list) how many hold a shared name now: an envelope to nobody (an empty
-# name field) carrying a SHARED frame (the name's field, then the count), so that each knows
-# whether the user's messages must go through Redis to reach all their devices.
-_TELL_SHARED = f"""
-local function tell_shared(name, nodes, inbox_prefix)
-  local body = string.char(#name) .. name .. string.char(math.min(#nodes, 255))
-  local envelope = string.char(0) .. string.char({SHARED}) .. struct.pack('>I4', #body) .. body
-  for _, node in ipairs(nodes) do
-    hand(inbox_prefix .. node, envelope)
-  end
-end
-"""
 # Take a name (ARGV[1], skeleton ARGV[4]) for this node (ARGV[2], its lease ARGV[7]) unless a
 # live holder on another node has it, or has another name with the same skeleton; ARGV[8] '1'
 # for a shared claim (a registered user's device: it joins a shared value's holders, and the
@@ -120,9 +57,9 @@ end
 # Redis lost its data and the nodes are registering again) or -2 (this node's lease has
 # lapsed: it must beat again first, so that a stale node's claim never wins).
 _CLAIM = (
-    _LIVE
+    LIVE
     + HAND
-    + _TELL_SHARED
+    + TELL_SHARED
     + """
 if redis.call('GET', ARGV[3] .. ARGV[2]) ~= ARGV[7] then
   return -2
@@ -174,9 +111,9 @@ return 2
 # message, KEYS[3], goes with it); the nodes still holding a shared one are told. ARGV[4],
 # ARGV[5]: the node and inbox prefixes.
 _RELEASE = (
-    _LIVE
+    LIVE
     + HAND
-    + _TELL_SHARED
+    + TELL_SHARED
     + """
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then
@@ -212,7 +149,7 @@ return 0
 # every message for it (a shared name's message goes to each node holding it). KEYS[1] the
 # users, KEYS[2] this batch's marker; ARGV[1], ARGV[2] the node and inbox prefixes, ARGV[3]
 # how long the marker lives (ms), ARGV[4] the sender's deadline (Unix ms), ARGV[5] the
-# envelopes (see envelope()), one after another: one argument, so that the client packs a
+# envelopes (see handing.envelope()), one after another: one argument, so that the client packs a
 # batch at one go; ARGV[6] this node: a recipient's name beginning with a space (see
 # to_devices_elsewhere()) is for the user's devices on the other nodes only.
 # Answers one character per message: '1' handed over, '0' no node of it took it, '-'
@@ -221,7 +158,7 @@ return 0
 # in the marker, and a second run of the same batch (a retry after a lost reply) returns it
 # without publishing anything again.
 _SEND_BATCH = (
-    _LIVE
+    LIVE
     + HAND
     + """
 local done = redis.call('GET', KEYS[2])
@@ -295,7 +232,7 @@ return answer
 )
 # Everyone logged in under a live lease; the other entries are removed on the way.
 _LIVE_NAMES = (
-    _LIVE
+    LIVE
     + """
 local entries = redis.call('HGETALL', KEYS[1])
 local alive = {}
@@ -339,29 +276,6 @@ end
 redis.call('DEL', ARGV[2])
 return 1
 """
-
-
-def envelope(recipient: str, frame: bytes) -> bytes:
-    """A message as it crosses to another node: the recipient's name field, then its frame
-    (the batch script reads the same layout)."""
-    return name_field(recipient) + frame
-
-
-def to_devices_elsewhere(name: str) -> str:
-    """The recipient that reaches name's devices on the other nodes only (what one device
-    did, for the others): no name has whitespace."""
-    return " " + name
-
-
-def open_envelopes(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(recipient, frame) for each envelope in a batch another node published."""
-    offset = 0
-    while offset < len(data):
-        name_end = offset + 1 + data[offset]
-        end = frame_end(data, name_end)
-        assert end is not None, "a batch holds whole envelopes"
-        yield data[offset + 1 : name_end].decode(), data[name_end:end]
-        offset = end
 
 
 class Scripts:
