@@ -7,6 +7,7 @@ These tests never skip: without Debian's redis-server (7 or newer) they fail.
 import signal
 import urllib.error
 import urllib.request
+from dataclasses import replace
 
 import gevent
 import gevent.subprocess
@@ -96,8 +97,8 @@ def redis_cluster(tmp_path_factory):
 def nodes(server_process, redis_server):
     """start(n) -> n chatroom-server processes joined through the test's Redis."""
 
-    def start(count=2):
-        return [server_process("--redis", redis_server.url, "--node-ttl", str(TTL)) for _ in range(count)]
+    def start(count=2, *extra):
+        return [server_process("--redis", redis_server.url, "--node-ttl", str(TTL), *extra) for _ in range(count)]
 
     return start
 
@@ -762,18 +763,26 @@ def test_search_in_cluster_mode_scans_ones_own_conversations(nodes):
 def test_devices_markers_unread_and_away_across_two_nodes(nodes):
     from chatroom.device_frames import (
         Away,
+        EndSession,
         Mark,
         Marked,
         OwnMessage,
         PresenceState,
         PresenceStatus,
+        SessionFlag,
+        SessionList,
+        Sessions,
         Unread,
         UnreadCounts,
     )
     from tests.test_devices_live import device, direct_messages
 
-    one, two = nodes(2)
+    one, two = nodes(2, "--sessions-per-account", "2")
     laptop, phone = device(one.address, "alice"), device(two.address, "alice")  # one account, two nodes
+    for node in (one, two):  # the limit counts the sessions of every node
+        third = hello_peer(node.address, 4)
+        assert third.reply(Authenticate("alice", "pw")) == failure(Reason.TOO_MANY_SESSIONS, "2")
+        third.close()
     older = hello_peer(two.address, 3)
     assert older.reply(Authenticate("alice", "pw")) == failure(Reason.NAME_IN_USE)  # (one connection below v4)
     carol = device(two.address, "carol")
@@ -812,8 +821,19 @@ def test_devices_markers_unread_and_away_across_two_nodes(nodes):
     # (the sender's node writes the history behind the relay: the count follows within moments)
     expected = [("#team", 0, 1), ("bob", 0, 1), ("carol", to_carol.id, 2)]
     eventually(lambda: unread() == expected, what="what came after each marker")
-    # One device leaving leaves the user logged in at the other node, and reached there.
-    assert laptop.reply(Logout()) == OK
+    # Either device lists both, and may end the other.
+    listed = phone.reply(Sessions())
+    assert isinstance(listed, SessionList) and len(listed.sessions) == 2
+    assert [entry.flags for entry in listed.sessions].count(SessionFlag.THIS) == 1
+    assert laptop.reply(Sessions()).sessions == tuple(  # the same sessions, the other one flagged
+        replace(entry, flags=SessionFlag.THIS ^ entry.flags) for entry in listed.sessions
+    )
+    [laptops] = [entry.number for entry in listed.sessions if not entry.flags]
+    assert phone.reply(EndSession(laptops + 1)) == failure(Reason.NO_SUCH_SESSION)
+    # Ending it leaves the user logged in at the other node, and reached there.
+    assert phone.reply(EndSession(laptops)) == OK
+    laptop.assert_closed()
+    eventually(lambda: len(phone.reply(Sessions()).sessions) == 1, what="one session left")
     assert carol.reply(ListUsers()) == UserList(("alice", "bob", "carol"))
     assert bob.reply(SendTo("alice", "still there?")) == OK
     assert [m.text for m in direct_messages(phone, 3)][-1] == "still there?"

@@ -177,6 +177,9 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             mailbox = Devices(self._mailbox)
         if self._directory.claim(name, mailbox, shared=registered and type(mailbox) is Devices):
             if type(mailbox) is Devices:
+                if mailbox.on_other_nodes and mailbox.count() > self._session_limit():
+                    self._directory.release(name, mailbox)  # (the first here, with enough elsewhere)
+                    return self._failure(Reason.TOO_MANY_SESSIONS, str(self._session_limit()))
                 self._devices = mailbox
             if self._rooms is not None:
                 self._rooms.logged_in(name, registered)
@@ -188,11 +191,13 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._failure(Reason.UNAVAILABLE)  # a cluster registering its users again
         return self._failure(Reason.NAME_IN_USE) if holder == name else self._failure(Reason.LOOKS_LIKE, holder)
 
-    def _add_device(self, devices: Devices) -> bytes | None:
+    def _session_limit(self) -> int:
         assert self._accounts is not None  # (a registered user's)
-        limit = self._accounts.quotas.sessions_per_account
-        if len(devices) >= limit:
-            return self._failure(Reason.TOO_MANY_SESSIONS, str(limit))
+        return self._accounts.quotas.sessions_per_account
+
+    def _add_device(self, devices: Devices) -> bytes | None:
+        if devices.count() >= self._session_limit():
+            return self._failure(Reason.TOO_MANY_SESSIONS, str(self._session_limit()))
         devices.add(self._mailbox)
         self._devices = devices
         return None

@@ -7,19 +7,37 @@ token): the new session joins the same Devices, never taking the name from the o
 unregistered name stays one connection, as in the seed protocol.
 
 In a cluster a user's devices may be logged in at several nodes: each node has its Devices,
-and ``relay`` (set by the directory while the name is shared) carries what one device did to
-the user's devices on the other nodes.
+and ``elsewhere`` (set by the directory for a name that may be shared) reaches the user's
+devices on the other nodes: what one device did, their list, ending one of them.
 """
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ...device_frames import SessionEntry, SessionFlag
 from ...protocol import DIRECT_MESSAGE, INCOMING
 from .directory import Mailbox
 
 _FROM_SOMEONE = (INCOMING, DIRECT_MESSAGE)  # frames whose body begins with the sender's name field
+
+
+class Elsewhere(Protocol):
+    """A user's devices on the other nodes of a cluster, as one node reaches them."""
+
+    others: bool  # whether other nodes hold the name now (else the methods have nobody to reach)
+
+    def relay(self, frame: bytes) -> None:
+        """Hand frame to each of them (what a device here did)."""
+
+    def changed(self, devices: "Devices") -> None:
+        """The devices here changed: the other nodes' listings must show them."""
+
+    def sessions(self) -> list[SessionEntry]:
+        """Their entries (empty when that cannot be known now)."""
+
+    def end(self, number: int) -> bool:
+        """End the one of that number; False if none of them has it."""
 
 
 @dataclass(slots=True)
@@ -32,7 +50,7 @@ class _Device:
 class Devices:
     """A Mailbox that hands what it is given to each of one user's sessions."""
 
-    __slots__ = ("_devices", "_numbered", "contacts", "partners_known", "company", "company_at", "away", "relay")
+    __slots__ = ("_devices", "_numbered", "contacts", "partners_known", "company", "company_at", "away", "elsewhere")
     wants_ids = True  # (only clients of version 4 log in through one)
 
     def __init__(self, first: Mailbox):
@@ -45,7 +63,7 @@ class Devices:
         self.company: frozenset[str] = frozenset()
         self.company_at = float("-inf")  # when company was looked up (monotonic)
         self.away = False
-        self.relay: Callable[[bytes], object] | None = None  # to the user's devices on other nodes
+        self.elsewhere: Elsewhere | None = None
         self.add(first)
 
     def __len__(self) -> int:
@@ -54,22 +72,49 @@ class Devices:
     @property
     def several(self) -> bool:
         """Whether the user has other sessions than one (here or on other nodes)."""
-        return len(self._devices) > 1 or self.relay is not None
+        return len(self._devices) > 1 or self._others() is not None
+
+    @property
+    def on_other_nodes(self) -> bool:
+        """Whether the user has devices on other nodes of a cluster too."""
+        return self._others() is not None
+
+    def _others(self) -> Elsewhere | None:
+        """The user's devices on other nodes, if there are any."""
+        elsewhere = self.elsewhere
+        return elsewhere if elsewhere is not None and elsewhere.others else None
+
+    def count(self) -> int:
+        """The user's sessions, here and on other nodes."""
+        others = self._others()
+        return len(self._devices) + (len(others.sessions()) if others is not None else 0)
+
+    def number_from(self, base: int) -> None:
+        """Number the sessions from base on (a node that joins a shared name numbers its own
+        apart from the other nodes')."""
+        self._numbered = base
+        for device in self._devices:
+            self._numbered += 1
+            device.number = self._numbered
 
     def add(self, session: Mailbox) -> int:
         """A session logged in as the user; its number (never reused while the user is on)."""
         self._numbered += 1
         self._devices.append(_Device(self._numbered, session, int(time.time() * 1000)))
+        if self.elsewhere is not None:
+            self.elsewhere.changed(self)
         return self._numbered
 
     def remove(self, session: Mailbox) -> bool:
         """A session logged out; True if it was the last."""
         self._devices = [device for device in self._devices if device.session is not session]
+        if self._devices and self.elsewhere is not None:
+            self.elsewhere.changed(self)
         return not self._devices
 
-    def listing(self, asking: Mailbox) -> tuple[SessionEntry, ...]:
-        """The sessions, the asking one flagged."""
-        return tuple(
+    def listing(self, asking: Mailbox | None = None) -> tuple[SessionEntry, ...]:
+        """The sessions (those on other nodes too), the asking one flagged."""
+        here = [
             SessionEntry(
                 device.number,
                 SessionFlag.THIS if device.session is asking else SessionFlag(0),
@@ -78,7 +123,11 @@ class Devices:
                 getattr(device.session, "peer", ""),
             )
             for device in self._devices
-        )
+        ]
+        others = self._others()
+        if asking is None or others is None:
+            return tuple(here)
+        return tuple(sorted(here + others.sessions(), key=lambda entry: entry.number))
 
     def end(self, number: int) -> bool:
         """End the session of that number; False if there is none."""
@@ -86,7 +135,14 @@ class Devices:
             if device.number == number:
                 device.session.disconnect()
                 return True
-        return False
+        others = self._others()
+        return others is not None and others.end(number)
+
+    def end_here(self, number: int) -> None:
+        """(Asked by another node.) End the session of that number if it is here."""
+        for device in self._devices:
+            if device.number == number:
+                device.session.disconnect()
 
     def to_others(self, session: Mailbox, frame: bytes) -> None:
         """Hand frame to the user's sessions but one (what that one did, shown on the others),
@@ -94,8 +150,9 @@ class Devices:
         for device in self._devices:
             if device.session is not session:
                 device.session.deliver(frame, wait=False)
-        if self.relay is not None:
-            self.relay(frame)
+        others = self._others()
+        if others is not None:
+            others.relay(frame)
 
     # --- Mailbox ------------------------------------------------------------------------
 

@@ -34,9 +34,9 @@ from ..redis_link import pooled_client, slot_owner
 from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
-from .handing import to_devices_elsewhere
+from .elsewhere import NUMBERS_PER_NODE, SharedDevices
 from .inbox import DirectoryMoved, Inbox
-from .scripts import AWAY, INBOX, NODE, USERS, Scripts
+from .scripts import AWAY, INBOX, NODE, SESSIONS, USERS, Scripts
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,17 @@ class RedisDirectory:
             self._shared.discard(name)
             return False
         self._unreleased.discard(name)
-        if taken == 2:
-            self._shared_elsewhere(name, 2)
+        if shared:
+            self._share(name, mailbox, taken)
         return True
 
     def share(self, name: str) -> None:
-        if name not in self._shared and self._local.find(name) is not None:
+        devices = self._local.find(name)
+        if name not in self._shared and devices is not None:
             self._shared.add(name)
-            self._claim(name, again=True)  # (as this node's own again: nobody else holds it)
+            taken = self._claim(name, again=True)  # (as this node's own again: nobody else holds it)
+            if taken > 0:
+                self._share(name, devices, taken)
 
     def _claim(self, name: str, again: bool) -> int:
         shared = name in self._shared
@@ -170,12 +173,24 @@ class RedisDirectory:
         )
 
     def _shared_elsewhere(self, name: str, nodes: int) -> None:
-        """(Told by the inbox, or by a claim.) ``nodes`` nodes hold name now: its messages go
-        through Redis while that is more than this one."""
+        """(Told by the inbox.) ``nodes`` nodes hold name now: while that is more than this
+        one, its messages go through Redis and its devices reach the others."""
         devices = self._local.find(name)
-        if type(devices) is Devices:
-            elsewhere = to_devices_elsewhere(name)
-            devices.relay = (lambda frame: self._courier.send_later(elsewhere, frame)) if nodes > 1 else None
+        if type(devices) is Devices and devices.elsewhere is not None:
+            devices.elsewhere.others = nodes > 1
+
+    def _share(self, name: str, devices: Mailbox, taken: int) -> None:
+        """A shared claim of name was answered ``taken``: the devices here list themselves for
+        the other nodes, and, if the name is held elsewhere too (> 1), number themselves apart
+        and reach the others."""
+        if type(devices) is not Devices:
+            return
+        if devices.elsewhere is None:
+            devices.elsewhere = SharedDevices(name, self)
+            if taken > 1:
+                devices.number_from((taken - 1) * NUMBERS_PER_NODE)
+        devices.elsewhere.others = taken > 1
+        devices.elsewhere.changed(devices)
 
     def holder(self, name: str) -> str | None:
         held = self._local.holder(name) or self._call(self._scripts.holder, name, skeleton(name))
@@ -192,11 +207,20 @@ class RedisDirectory:
     def names(self) -> list:
         return sorted(name.decode() for name in self._call(self._scripts.live_names))
 
-    # --- For the shared rooms (rooms/shared.py) ------------------------------------------
+    # --- For the shared rooms (rooms/shared.py) and devices (elsewhere.py) -------------------
 
     users_key = USERS
     node_prefix = NODE
     inbox_prefix = INBOX
+    sessions_key = SESSIONS
+
+    @property
+    def courier(self) -> Courier:
+        return self._courier
+
+    @property
+    def scripts(self) -> Scripts:
+        return self._scripts
 
     @property
     def redis(self):
@@ -244,7 +268,7 @@ class RedisDirectory:
 
     def find(self, name: str) -> Mailbox | RemoteRecipient | None:
         mailbox = self._local.find(name)
-        if mailbox is not None and (type(mailbox) is not Devices or mailbox.relay is None):
+        if mailbox is not None and (type(mailbox) is not Devices or not mailbox.on_other_nodes):
             return mailbox
         # Whether a user elsewhere exists is learnt in the same round trip that hands them
         # the message (a shared name's too: to each of its nodes).
@@ -308,17 +332,18 @@ class RedisDirectory:
             taken = self._claim(name, again=True)
             if taken < 0:
                 return False
-            if taken == 2:
-                self._shared_elsewhere(name, 2)
+            mailbox = self._local.find(name)
+            if mailbox is None:
+                continue  # (logged out meanwhile)
             if taken == 0:
                 log.warning(
                     "%s was taken on another node while this one could not hold it; logging out here",
                     name,
                     extra=fields("name_lost", name=name),
                 )
-                mailbox = self._local.find(name)
-                if mailbox is not None:
-                    mailbox.disconnect()
+                mailbox.disconnect()
+            elif name in self._shared:
+                self._share(name, mailbox, taken)
         return True
 
     def _call(self, script, *args):

@@ -20,6 +20,8 @@ import gevent
 import redis
 
 from ....codec import without_id
+from ....device_frames import END_SESSION
+from ..devices import Devices
 from ..directory import LocalDirectory
 from .courier import Circuit
 from .handing import SHARED, open_envelopes
@@ -143,9 +145,11 @@ class Inbox:
                     name_end = 6 + frame[5]
                     self._on_shared(frame[6:name_end].decode(), frame[name_end])
                 continue
-            if recipient[0] == " ":  # (for the user's devices on the nodes but the sender's)
-                recipient = recipient[1:]
-            mailbox = self._local.find(recipient)
+            mailbox = self._local.find(recipient.lstrip(" "))
+            if recipient[0] == " " and frame[0] == END_SESSION:  # (another node's device ends one here)
+                if type(mailbox) is Devices:
+                    mailbox.end_here(int.from_bytes(frame[5:9], "big"))
+                continue
             # Never wait for room here: one slow recipient must not hold up the whole inbox.
             if mailbox is not None:  # else logged out meanwhile
                 mailbox.deliver(frame if mailbox.wants_ids else without_id(frame), wait=False)

@@ -15,6 +15,8 @@ RECOVERING = "{chatroom}:recovering"
 NODE = "{chatroom}:node:"  # + node id: the node's lease, expiring TTL seconds after its last heartbeat
 INBOX = "{chatroom}:inbox:"  # + node id: the node's sharded pub/sub channel, and its stream
 AWAY = "{chatroom}:away"  # username -> its away message, while it is away
+DEVICE_BASES = "{chatroom}:device-bases"  # username -> the last base a node numbered its devices from
+SESSIONS = "{chatroom}:sessions:"  # + username: node id -> its devices of the name, as a SESSION-LIST frame
 BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a sender that lost them
 
 # Redis may lose its data (a restart without persistence): then every node must register its
@@ -52,10 +54,12 @@ return {epoch, began, lease}
 # for a shared claim (a registered user's device: it joins a shared value's holders, and the
 # other nodes are told). A skeleton entry whose name is no longer held live is stale and taken
 # over. KEYS[3], KEYS[4], ARGV[5], ARGV[6]: the epoch, the recovery, the epoch this node
-# registered its users in, and '1' for a re-registration; ARGV[9] the inbox prefix. Answers 1
-# (taken), 2 (taken, with the user's devices on other nodes too), 0 (in use), -1 (not now:
-# Redis lost its data and the nodes are registering again) or -2 (this node's lease has
-# lapsed: it must beat again first, so that a stale node's claim never wins).
+# registered its users in, and '1' for a re-registration; ARGV[9] the inbox prefix; KEYS[5],
+# KEYS[6] the device bases and the name's sessions (see elsewhere.py). Answers 1 (taken), 1 + a
+# base (taken, with the user's devices on other nodes too: this node numbers its own from the
+# base on), 0 (in use), -1 (not now: Redis lost its data and the nodes are registering again)
+# or -2 (this node's lease has lapsed: it must beat again first, so that a stale node's claim
+# never wins).
 _CLAIM = (
     LIVE
     + HAND
@@ -99,17 +103,20 @@ table.insert(holders, ARGV[2] .. ':' .. ARGV[7])
 redis.call('HSET', KEYS[1], ARGV[1], (shared and '*' or '') .. table.concat(holders, ' '))
 redis.call('HSET', KEYS[2], ARGV[4], ARGV[1])
 if #nodes == 0 then
+  redis.call('HDEL', KEYS[5], ARGV[1])
+  redis.call('DEL', KEYS[6])
   return 1
 end
 table.insert(nodes, ARGV[2])
 tell_shared(ARGV[1], nodes, ARGV[9])
-return 2
+return 1 + redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
 """
 )
 # Give a name (ARGV[1], skeleton ARGV[3]) up at this node (ARGV[2]), under any lease: its
 # entries leave the name's holders. The name is logged out once none is left (its away
 # message, KEYS[3], goes with it); the nodes still holding a shared one are told. ARGV[4],
-# ARGV[5]: the node and inbox prefixes.
+# ARGV[5]: the node and inbox prefixes; KEYS[4], KEYS[5] the device bases and the name's
+# sessions (this node's entry goes).
 _RELEASE = (
     LIVE
     + HAND
@@ -126,9 +133,11 @@ for entry in string.gmatch(value, '[^ *]+') do
     table.insert(kept, entry)
   end
 end
+redis.call('HDEL', KEYS[5], ARGV[2])
 if #kept == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
   if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[1] then
     redis.call('HDEL', KEYS[2], ARGV[3])
   end
@@ -230,6 +239,24 @@ redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
 return answer
 """
 )
+# The sessions listed by the live nodes holding a name (ARGV[2]) but this one (ARGV[3]): KEYS
+# the users and the name's sessions, ARGV[1] the node prefix.
+_SESSIONS = (
+    LIVE
+    + """
+local value = redis.call('HGET', KEYS[1], ARGV[2])
+local listings = {}
+if value then
+  for _, node in ipairs((live_holders(value, ARGV[1]))) do
+    local listing = node ~= ARGV[3] and redis.call('HGET', KEYS[2], node)
+    if listing then
+      table.insert(listings, listing)
+    end
+  end
+end
+return listings
+"""
+)
 # Everyone logged in under a live lease; the other entries are removed on the way.
 _LIVE_NAMES = (
     LIVE
@@ -288,6 +315,7 @@ class Scripts:
         self._release = client.register_script(_RELEASE)
         self._send_batch = client.register_script(_SEND_BATCH)
         self._live_names = client.register_script(_LIVE_NAMES)
+        self._sessions = client.register_script(_SESSIONS)
         self._release_all = client.register_script(_RELEASE_ALL)
 
     def beat(
@@ -302,9 +330,9 @@ class Scripts:
     def claim(
         self, name: str, skeleton: str, node_id: str, lease: bytes, epoch: bytes, again: bool, shared: bool
     ) -> int:
-        """1 taken, 2 taken and shared with other nodes, 0 in use, -1 not now, -2 lease lapsed
-        (see _CLAIM)."""
-        keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING]
+        """1 taken, 1 + a base: taken and shared with other nodes, 0 in use, -1 not now, -2
+        lease lapsed (see _CLAIM)."""
+        keys = [USERS, LOOK_ALIKES, EPOCH, RECOVERING, DEVICE_BASES, SESSIONS + name]
         flags = ["1" if again else "0", lease, "1" if shared else "0", INBOX]
         return self._claim(keys=keys, args=[name, node_id, NODE, skeleton, epoch, *flags])
 
@@ -315,7 +343,12 @@ class Scripts:
         return self._client.hget(LOOK_ALIKES, skeleton)
 
     def release(self, name: str, skeleton: str, node_id: str) -> None:
-        self._release(keys=[USERS, LOOK_ALIKES, AWAY], args=[name, node_id, skeleton, NODE, INBOX])
+        keys = [USERS, LOOK_ALIKES, AWAY, DEVICE_BASES, SESSIONS + name]
+        self._release(keys=keys, args=[name, node_id, skeleton, NODE, INBOX])
+
+    def sessions(self, name: str, node_id: str) -> list[bytes]:
+        """The SESSION-LIST frames the other live nodes holding name keep for it."""
+        return self._sessions(keys=[USERS, SESSIONS + name], args=[NODE, name, node_id])
 
     def send_batch(
         self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, node_id: str, client
