@@ -9,7 +9,7 @@ from chatroom.server import ChatServer
 from chatroom.server.presence.directory import LocalDirectory
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import WAIT, ClientProcess, Peer, ServerProcess, free_port
+from chatroom.testing import WAIT, ClientProcess, IrcPeer, Peer, ServerProcess, free_port
 from tests.terminals import COLS, Terminal
 
 # Hashing as the server does it, only cheaper: the rules' tests are about the rules.
@@ -122,6 +122,20 @@ def irc_server(server_process):
     server.irc_address = ("127.0.0.1", port)
     server.irc_port = port
     return server
+
+
+@pytest.fixture
+def irc(irc_server):
+    """irc() -> a raw IRC client connected to irc_server's IRC port; all closed at the end."""
+    made = []
+
+    def connect():
+        made.append(IrcPeer(irc_server.irc_address))
+        return made[-1]
+
+    yield connect
+    for peer in made:
+        peer.close()
 
 
 @pytest.fixture

@@ -1,65 +1,14 @@
 """The IRC port over real sockets: registration, PING, messages both ways with native clients,
 the numerics for what goes wrong, and bad input."""
 
-import socket
-
 import gevent
 import pytest
 
 from chatroom.protocol import Hello, Incoming, ListUsers, Login, SendTo, UserList
-from chatroom.testing import OK, WAIT, Peer, free_port, hello_peer, logged_in
+from chatroom.testing import OK, WAIT, IrcPeer, Peer, free_port, hello_peer, logged_in
 from chatroom.testing.waiting import eventually
 
 pytestmark = pytest.mark.process
-
-
-class IrcPeer:
-    """A raw IRC client: send lines, read lines (bounded waits)."""
-
-    def __init__(self, address):
-        self.sock = socket.create_connection(address, timeout=WAIT)
-        self._buffer = b""
-
-    def send(self, *lines: str) -> None:
-        self.sock.sendall("".join(line + "\r\n" for line in lines).encode())
-
-    def line(self) -> str:
-        while b"\r\n" not in self._buffer:
-            data = self.sock.recv(65536)
-            assert data, "connection closed while a line was expected"
-            self._buffer += data
-        line, self._buffer = self._buffer.split(b"\r\n", 1)
-        return line.decode()
-
-    def until(self, word: str) -> list[str]:
-        """Lines up to and including the first with word as its command or numeric."""
-        lines = []
-        while True:
-            lines.append(self.line())
-            if lines[-1].split(" ")[1] == word:
-                return lines
-
-    def register(self, nick: str, password: str | None = None) -> list[str]:
-        if password is not None:
-            self.send(f"PASS {password}")
-        self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
-        return self.until("422")
-
-    def close(self):
-        self.sock.close()
-
-
-@pytest.fixture
-def irc(irc_server):
-    made = []
-
-    def connect():
-        made.append(IrcPeer(irc_server.irc_address))
-        return made[-1]
-
-    yield connect
-    for peer in made:
-        peer.close()
 
 
 def test_registration_welcomes_with_the_real_limits_and_ping_is_answered(irc):
@@ -293,7 +242,8 @@ def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     client = irc()
     client.send("CAP LS 302", "NICK guest", "USER g 0 * :G", "CAP REQ :sasl chathistory-nope", "CAP REQ :sasl")
     assert [client.line() for _ in range(3)] == [
-        ":chatroom CAP * LS :sasl=PLAIN server-time message-tags echo-message",
+        ":chatroom CAP * LS :sasl=PLAIN server-time message-tags echo-message batch labeled-response account-tag"
+        " away-notify draft/chathistory draft/read-marker",
         ":chatroom CAP guest NAK :sasl chathistory-nope",
         ":chatroom CAP guest ACK :sasl",
     ]

@@ -33,3 +33,13 @@ def next_id() -> tuple[int, int]:
         candidate = _last + (1 << NODE_BITS)
     _last = candidate
     return candidate, candidate >> (SEQUENCE_BITS + NODE_BITS)
+
+
+def time_of_id(message_id: int) -> int:
+    """The time (ms) an id stands for."""
+    return message_id >> (SEQUENCE_BITS + NODE_BITS)
+
+
+def first_id_at(time_ms: int) -> int:
+    """The least id a message of time_ms (or later) has: ids below it are of earlier ones."""
+    return time_ms << (SEQUENCE_BITS + NODE_BITS)

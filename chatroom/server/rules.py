@@ -161,6 +161,22 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         ), event
         return MALFORMED
 
+    @property
+    def is_registered(self) -> bool:
+        """Logged in under a registered name (proven)."""
+        return self._registered
+
+    def registered_name(self, name: str) -> bool:
+        """Whether name is a registered user's."""
+        return self._accounts is not None and name in self._accounts.registered_names
+
+    def away_message(self, name: str) -> str | None:
+        """Name's away message while they are away (None: not away, or not known now)."""
+        try:
+            return (self._directory.away() or {}).get(name)
+        except DirectoryUnavailable:
+            return None
+
     def _failure(self, reason: Reason, detail: str = "") -> bytes:
         """FAILURE, with its reason for a client that learns it."""
         return failure(reason, detail) if self._version >= REASONS_VERSION else FAILURE

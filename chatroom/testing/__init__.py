@@ -2,6 +2,7 @@
 
 - :mod:`.waiting`: WAIT, the bound on any wait, :func:`eventually`, :func:`free_port`;
 - :mod:`.peers`: :class:`Peer`, a raw protocol client; :func:`fake_server`, a stand-in server;
+- :mod:`.irc_peers`: :class:`IrcPeer`, a raw IRC client;
 - :mod:`.fuzz`: random and broken frames;
 - :mod:`.processes`: chatroom-server and chatroom-client as processes; :func:`assert_clean_log`;
 - :mod:`.redis_servers`: throwaway redis-server processes, alone or as a Redis Cluster;
@@ -10,6 +11,7 @@
 """
 
 from .fuzz import random_frames, random_websocket_frames
+from .irc_peers import IrcPeer
 from .measures import cpu_seconds, rss_kb
 from .peers import (
     FAILURE,
@@ -33,6 +35,7 @@ from .waiting import WAIT, eventually, free_port
 __all__ = [
     "FAILURE",
     "FAILURE_BYTES",
+    "IrcPeer",
     "MALFORMED",
     "MALFORMED_BYTES",
     "OK",

@@ -47,6 +47,10 @@ class ChannelCommands:
         from ..rules import Rules
 
         nick: str
+        caps: set[str]
+        echo_labels: dict[str, str]
+        channels: set[str]
+        _label: str | None
         _rules: Rules
 
         def _numeric(self, numeric: str, *params: str) -> bytes: ...
@@ -54,6 +58,10 @@ class ChannelCommands:
         def _line(self, numeric: str, *params: str) -> bytes: ...
 
         def _ask(self, request): ...
+
+        def markread_line(self, conversation: str) -> bytes: ...
+
+        def replay_missed(self, room: str, channel: str) -> bytes: ...
 
     def _no_such_channel(self, channel: str) -> bytes:
         return self._numeric("403", channel, ":No such channel")
@@ -73,11 +81,32 @@ class ChannelCommands:
         room = to_room(channel)
         if room is None:
             return self._no_such_channel(channel)
+        if room in self.channels:
+            return b""  # (joined already: at login, or from another of the user's devices)
+        self.channels.add(room)  # (before the JOINED event can come back: see translate)
         answer = self._ask(Join(room))
         if answer.status is not Status.OK:
+            self.channels.discard(room)
             return self._refusal(answer, channel)
+        return self.joined_lines(room, channel)
+
+    def rejoin(self) -> bytes:
+        """(At the welcome.) The channels the user is a member of already, joined here."""
+        listed = self._ask(ListRooms())
+        rooms = (
+            [entry.name for entry in listed.rooms if entry.flags & RoomFlag.MEMBER] if type(listed) is RoomList else []
+        )
+        self.channels.update(rooms)
+        return b"".join(self.joined_lines(room, to_channel(room)) for room in rooms)
+
+    def joined_lines(self, room: str, channel: str) -> bytes:
+        """What a client is told of a channel it joins: JOIN, the topic, the names (and its
+        read marker, and what it missed)."""
         joined = encode_line("JOIN", channel, source=source_of_nick(self.nick))
-        return irc_frame(joined) + self._topic_of(room, channel, quiet=True) + self._names_of(room, channel)
+        if "draft/read-marker" in self.caps:
+            joined += self.markread_line(room)
+        topic_and_names = self._topic_of(room, channel, quiet=True) + self._names_of(room, channel)
+        return irc_frame(joined) + topic_and_names + self.replay_missed(room, channel)
 
     def _part(self, params) -> bytes:
         if not params or not params[0]:
@@ -88,8 +117,12 @@ class ChannelCommands:
         room = to_room(channel)
         if room is None:
             return self._no_such_channel(channel)
+        was_in = room in self.channels
+        self.channels.discard(room)
         answer = self._ask(Part(room))
         if answer.status is not Status.OK:
+            if was_in:
+                self.channels.add(room)
             return self._refusal(answer, channel)
         return irc_frame(encode_line("PART", channel, *reason, source=source_of_nick(self.nick)))
 
@@ -118,7 +151,15 @@ class ChannelCommands:
         room = to_room(channel)
         if room is None:
             return b"" if notice else self._no_such_channel(channel)
+        labeled_echo = self._label is not None and "echo-message" in self.caps
+        if labeled_echo:  # (the echo is the labeled answer: translate tags it, whenever it comes)
+            self.echo_labels[room] = self._label  # type: ignore[assignment]
         answer = self._ask(SendTo(room, text))
+        if labeled_echo:
+            if answer.status is Status.OK:
+                self._label = None
+            else:
+                self.echo_labels.pop(room, None)
         if notice or answer.status is Status.OK:
             return b""
         if answer.reason is Reason.NOT_A_MEMBER:

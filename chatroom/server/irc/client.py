@@ -14,12 +14,14 @@ import irctokens
 
 from ...codec import Decoder, frame_end
 from ...device_frames import MAX_AWAY_CHARS
-from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status
+from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status, Watch
 from ..rules import Pending, Rules
+from .batches import labeled
 from .channels import ChannelCommands
+from .history import MOST_ASKED, HistoryCommands
 from .lines import TooLong, Unreadable, encode_line
 from .nicks import to_name, to_nick
-from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick, tags_for
+from .translate import SERVER_NAME, MarkerTimes, irc_frame, privmsg_lines, source_of_nick, tags_for
 from .users import UserQueries
 
 log = logging.getLogger(__name__)
@@ -33,13 +35,26 @@ ISUPPORT = (
     f"AWAYLEN={MAX_AWAY_CHARS}",
     "CASEMAPPING=ascii",
     f"NETWORK={SERVER_NAME}",
+    f"CHATHISTORY={MOST_ASKED}",
+    "MSGREFTYPES=msgid,timestamp",
 )
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
-CAPABILITIES = ("sasl", "server-time", "message-tags", "echo-message")  # (offered in this order)
+CAPABILITIES = (  # (offered in this order)
+    "sasl",
+    "server-time",
+    "message-tags",
+    "echo-message",
+    "batch",
+    "labeled-response",
+    "account-tag",
+    "away-notify",
+    "draft/chathistory",
+    "draft/read-marker",
+)
 _STARTED = time.strftime("%Y-%m-%d")
 
 
-class IrcClient(ChannelCommands, UserQueries):
+class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
     def __init__(self, rules: Rules):
         self._rules = rules
         self.quitting = False  # after QUIT: nothing more is answered, and the session ends
@@ -52,6 +67,12 @@ class IrcClient(ChannelCommands, UserQueries):
         self._account: str | None = None  # the name SASL logged in
         self._held_at_login = b""  # what the login answered after its OK (messages kept)
         self.registered = False
+        self._label: str | None = None  # (labeled-response) the label of the command being answered
+        # What translate reads, for the lines it makes (see translate.Reader):
+        self.away_known: set[str] = set()
+        self.echo_labels: dict[str, str] = {}
+        self.channels: set[str] = set()  # the rooms shown to the client as joined
+        self.marker_times = MarkerTimes()
 
     # --- Answers ------------------------------------------------------------------------
 
@@ -67,9 +88,15 @@ class IrcClient(ChannelCommands, UserQueries):
         if not self.registered and command not in _BEFORE_REGISTRATION:
             return self._numeric("451", ":You have not registered")
         handler = _HANDLERS.get(command)
-        if handler is None:
-            return self._numeric("421", command, ":Unknown command")
-        return handler(self, params)
+        label = message.tags.get("label") if message.tags and "labeled-response" in self.caps else None
+        self._label = label
+        reply = self._numeric("421", command, ":Unknown command") if handler is None else handler(self, params)
+        if label is None or self._label is None:  # (no label, or it went with an echo: see _to_channel)
+            return reply
+        return labeled(reply, label)
+
+    def is_account(self, name: str) -> bool:
+        return self._rules.registered_name(name)
 
     def _ping(self, params) -> bytes:
         if not params:
@@ -96,9 +123,13 @@ class IrcClient(ChannelCommands, UserQueries):
             asked = params[1].split() if len(params) > 1 else []
             if not asked or any(cap.lstrip("-") not in CAPABILITIES for cap in asked):
                 return irc_frame(encode_line("CAP", self.nick, "NAK", " ".join(asked), source=SERVER_NAME))
+            watching = "away-notify" in self.caps
             for cap in asked:
                 (self.caps.discard if cap.startswith("-") else self.caps.add)(cap.lstrip("-"))
-            return irc_frame(encode_line("CAP", self.nick, "ACK", " ".join(asked), source=SERVER_NAME))
+            acked = irc_frame(encode_line("CAP", self.nick, "ACK", " ".join(asked), source=SERVER_NAME))
+            if self.registered and not watching and "away-notify" in self.caps:
+                return acked + self._watch_away()
+            return acked
         if sub == "END":
             self._negotiating = False
             return self._register_if_ready()
@@ -229,7 +260,15 @@ class IrcClient(ChannelCommands, UserQueries):
             self._line("004", SERVER_NAME, "chatroom", "i", "io"),
             self._line("005", *ISUPPORT, "are supported by this server"),
         ]
-        return irc_frame(b"".join(lines)) + self._motd(())
+        return irc_frame(b"".join(lines)) + self._motd(()) + self._watch_away() + self.rejoin()
+
+    def _watch_away(self) -> bytes:
+        """(away-notify) Watch presence: who goes away and comes back (see translate)."""
+        if "away-notify" not in self.caps:
+            return b""
+        reply = self._rules.answer(Watch(True))
+        assert isinstance(reply, bytes)
+        return reply[frame_end(reply) :]  # (past the OK: who is away now)
 
     def _send(self, target: str, text: str, notice: bool) -> bytes:
         if target.startswith("#"):
@@ -239,7 +278,9 @@ class IrcClient(ChannelCommands, UserQueries):
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
         answer = self._ask(SendTo(name, text))
         if answer.status in (Status.OK, Status.STORED):
-            return self._echo(target, text, notice)
+            away = None if notice else self._rules.away_message(name)
+            told = b"" if away is None else self._numeric("301", target, ":" + (away or "Away"))
+            return self._echo(target, text, notice) + told
         if notice:
             return b""
         if answer.reason is Reason.INVALID_TEXT:
@@ -292,4 +333,6 @@ _HANDLERS = {
     "MOTD": IrcClient._motd,
     "AWAY": IrcClient._away,
     "TAGMSG": IrcClient._tagmsg,
+    "CHATHISTORY": IrcClient._chathistory,
+    "MARKREAD": IrcClient._markread,
 }

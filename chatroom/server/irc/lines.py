@@ -84,9 +84,14 @@ def _message(line: bytes):
         return Unreadable()
 
 
-def encode_line(command: str, *params: str, source: str | None = None, tags: dict | None = None) -> bytes:
-    """One line to send, CR LF included; the last parameter is always written as the trailing
-    one (after ' :'), as servers write text, so that it may hold spaces or begin with ':'."""
+def encode_line(
+    command: str, *params: str, source: str | None = None, tags: dict | None = None, text: bool = True
+) -> bytes:
+    """One line to send, CR LF included; the last parameter is written as the trailing one
+    (after ' :'), as servers write text, so that it may hold spaces or begin with ':'; unless
+    ``text`` is false (parameters that are words, such as a BATCH's)."""
+    if not text:
+        return (irctokens.build(command, list(params), source, tags).format() + "\r\n").encode()
     head = irctokens.build(command, list(params[:-1]), source, tags).format()
     return (f"{head} :{params[-1]}\r\n" if params else f"{head}\r\n").encode()
 

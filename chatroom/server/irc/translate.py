@@ -10,9 +10,10 @@ import time
 from typing import Protocol
 
 from ...codec import Decoder, frame, frame_end
-from ...device_frames import OwnMessage
+from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
 from ...protocol import DirectMessage, Incoming, StoredMessage
 from ...room_frames import EventKind, RoomEvent, RoomMessage
+from ..message_ids import time_of_id
 from .lines import MAX_LINE, encode_line, split_text
 from .nicks import to_channel, to_nick
 
@@ -33,10 +34,18 @@ def source_of(name: str) -> str:
 
 
 class Reader(Protocol):
-    """Who the lines are for: the client's nickname, and the capabilities it asked for."""
+    """Who the lines are for: the client's nickname, the capabilities it asked for, and what
+    its lines depend on."""
 
     nick: str
     caps: set[str]
+    away_known: set[str]  # (away-notify) the nicks it was told are away
+    echo_labels: dict[str, str]  # (labeled-response) room -> the label of its message being echoed
+    channels: set[str]  # the rooms it was shown as joined
+    marker_times: "MarkerTimes"
+
+    def is_account(self, name: str) -> bool:
+        """Whether name is a registered user's (account-tag)."""
 
 
 def to_irc(data: bytes, reader: Reader) -> bytes:
@@ -54,15 +63,44 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
     return b"".join(out)
 
 
-def tags_for(reader: Reader, time_ms: int | None = None, message_id: int | None = None) -> dict | None:
-    """The IRCv3 tags a line to reader carries: server-time, and a message's id (message-tags)."""
+def tags_for(
+    reader: Reader, time_ms: int | None = None, message_id: int | None = None, sender: str | None = None
+) -> dict | None:
+    """The IRCv3 tags a line to reader carries: server-time, a message's id (message-tags), and
+    its registered sender's account (account-tag)."""
     tags = {}
     if "server-time" in reader.caps:
-        moment = time.time() if time_ms is None else time_ms / 1000
-        tags["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment * 1000) % 1000:03d}Z"
+        tags["time"] = irc_time(int(time.time() * 1000) if time_ms is None else time_ms)
     if "message-tags" in reader.caps and message_id:
         tags["msgid"] = str(message_id)
+    if sender is not None and "account-tag" in reader.caps and reader.is_account(sender):
+        tags["account"] = sender
     return tags or None
+
+
+def irc_time(time_ms: int) -> str:
+    """A moment as IRCv3's server-time writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time_ms / 1000)) + f".{time_ms % 1000:03d}Z"
+
+
+class MarkerTimes:
+    """The times of the room messages a client was sent lately (a room's ids are counters, not
+    times), so that a read marker another device moves reaches it as IRCv3's MARKREAD, which
+    speaks in times."""
+
+    KEPT = 1000  # per room, the newest
+
+    def __init__(self) -> None:
+        self._times: dict[str, dict[int, int]] = {}
+
+    def note(self, room: str, message_id: int, time_ms: int) -> None:
+        times = self._times.setdefault(room, {})
+        times[message_id] = time_ms
+        if len(times) > self.KEPT:
+            del times[next(iter(times))]
+
+    def time_of(self, room: str, message_id: int) -> int | None:
+        return self._times.get(room, {}).get(message_id)
 
 
 def privmsg_lines(source: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:
@@ -78,33 +116,94 @@ def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
     for message in Decoder.for_client().receive_data(data):
         kind = type(message)
         if kind is Incoming:
-            lines += privmsg_lines(source_of(message.sender), me, message.text, tags_for(reader))
+            lines += privmsg_lines(source_of(message.sender), me, message.text, tags_for(reader, sender=message.sender))
         elif kind is DirectMessage or kind is StoredMessage:
-            tags = tags_for(reader, message.time_ms, message.id)
+            tags = tags_for(reader, message.time_ms, message.id, message.sender)
             lines += privmsg_lines(source_of(message.sender), me, message.text, tags)
-        elif kind is RoomMessage and (to_nick(message.sender) != me or "echo-message" in reader.caps):
-            tags = tags_for(reader, message.time_ms, message.id)
-            lines += privmsg_lines(source_of(message.sender), to_channel(message.room), message.text, tags)
+        elif kind is RoomMessage:
+            lines += _room_message_lines(message, reader)
         elif kind is RoomEvent:
-            lines += _event_lines(message, me)
+            lines += _event_lines(message, reader)
         elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
             tags = tags_for(reader, message.time_ms, message.id)
             lines += privmsg_lines(source_of_nick(me), _target(message.recipient), message.text, tags)
+        elif kind is PresenceStatus and "away-notify" in reader.caps:
+            lines += _away_lines(message, reader)
+        elif kind is Marked and "draft/read-marker" in reader.caps:
+            lines += _markread_lines(message, reader)
     return lines
+
+
+def _room_message_lines(message: RoomMessage, reader: Reader) -> list[bytes]:
+    reader.marker_times.note(message.room, message.id, message.time_ms)
+    own = to_nick(message.sender) == reader.nick
+    if own and "echo-message" not in reader.caps:
+        return []
+    tags = tags_for(reader, message.time_ms, message.id, message.sender)
+    label = reader.echo_labels.pop(message.room, None) if own else None
+    if label is not None:  # (the answer to a labeled PRIVMSG: labeled-response)
+        tags = {**(tags or {}), "label": label}
+    return privmsg_lines(source_of(message.sender), to_channel(message.room), message.text, tags)
+
+
+def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
+    """IRCv3 away-notify: AWAY with its message when someone goes away, bare when they come
+    back (or leave while away); never about oneself."""
+    lines = []
+    for name, state, message in status.changes:
+        nick = to_nick(name)
+        if nick == reader.nick:
+            continue
+        if state is PresenceState.AWAY:
+            reader.away_known.add(nick)
+            lines.append(encode_line("AWAY", message or "Away", source=source_of_nick(nick)))
+        elif nick in reader.away_known:
+            reader.away_known.discard(nick)
+            lines.append(encode_line("AWAY", source=source_of_nick(nick)))
+    return lines
+
+
+def _markread_lines(marked: Marked, reader: Reader) -> list[bytes]:
+    """IRCv3 read-marker: another device moved a marker (when its time is known here)."""
+    conversation = marked.conversation
+    if conversation.startswith("#"):
+        time_ms = reader.marker_times.time_of(conversation, marked.id)
+    else:
+        time_ms = time_of_id(marked.id)
+    return [] if time_ms is None else [markread_line(_target(conversation), time_ms)]
+
+
+def markread_line(target: str, time_ms: int | None) -> bytes:
+    """MARKREAD target with the time of its marker (``*``: none)."""
+    stamp = "*" if time_ms is None else f"timestamp={irc_time(time_ms)}"
+    return encode_line("MARKREAD", target, stamp, source=SERVER_NAME, text=False)
 
 
 def _target(recipient: str) -> str:
     return to_channel(recipient) if recipient.startswith("#") else to_nick(recipient)
 
 
-def _event_lines(event: RoomEvent, me: str) -> list[bytes]:
-    channel, source = to_channel(event.room), source_of(event.actor)
-    own = to_nick(event.actor) == me  # (one's own JOIN and PART are the answers to them)
-    if event.kind is EventKind.JOINED and not own:
+def _event_lines(event: RoomEvent, reader: Reader) -> list[bytes]:
+    me, room = reader.nick, event.room
+    channel, source = to_channel(room), source_of(event.actor)
+    own = to_nick(event.actor) == me
+    if event.kind is EventKind.JOINED:
+        if own:
+            if room in reader.channels:
+                return []  # (this client's JOIN, answered as it asked, or joined already)
+            reader.channels.add(room)  # (joined from another of the user's devices: a new member)
+            if "draft/read-marker" in reader.caps:
+                return [encode_line("JOIN", channel, source=source), markread_line(channel, None)]
         return [encode_line("JOIN", channel, source=source)]
-    if event.kind is EventKind.PARTED and not own:
+    if event.kind is EventKind.PARTED:
+        if own:
+            if room not in reader.channels:
+                return []
+            reader.channels.discard(room)
         return [encode_line("PART", channel, source=source)]
     if event.kind is EventKind.REMOVED:
+        if to_nick(event.detail) == me:
+            reader.channels.discard(room)
         return [encode_line("KICK", channel, to_nick(event.detail), "", source=source)]
     if event.kind is EventKind.TOPIC:
         return [encode_line("TOPIC", channel, event.detail, source=source)]

@@ -44,8 +44,11 @@ class UserQueries:
         lines = [
             self._line("311", nick, nick, SERVER_NAME, "*", name),
             self._line("312", nick, SERVER_NAME, "chatroom"),
-            end,
         ]
+        away = self._rules.away_message(name)
+        if away is not None:
+            lines.append(self._line("301", nick, away or "Away"))
+        lines.append(end)
         return irc_frame(b"".join(lines))
 
     def _who(self, params) -> bytes:

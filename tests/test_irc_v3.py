@@ -1,0 +1,217 @@
+"""The IRC port's IRCv3 extensions over real sockets: labeled-response and batch, account-tag,
+away-notify (and 301), chathistory, read-marker, and the replay of what a client without
+chathistory missed in a channel."""
+
+import re
+
+import gevent
+import pytest
+
+from chatroom.device_frames import Away, Mark, Marked, Unread, UnreadCounts
+from chatroom.protocol import SendTo
+from chatroom.room_frames import Join, RoomMessage
+from chatroom.server.irc.history import parse_irc_time
+from chatroom.server.irc.translate import irc_time
+from chatroom.testing import OK, WAIT, hello_peer
+from chatroom.testing.waiting import eventually
+
+pytestmark = pytest.mark.process
+
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def with_caps(irc, nick, caps, password=None):
+    """An IRC client registered as nick with the capabilities caps (and the password)."""
+    client = irc()
+    if password is not None:
+        client.send(f"PASS {password}")
+    client.send("CAP LS 302", f"CAP REQ :{caps}", f"NICK {nick}", f"USER {nick} 0 * :{nick}", "CAP END")
+    client.until("422")
+    return client
+
+
+def registered(irc_server, name, password="pw"):
+    """A native client of version 4 that registers name (and stays logged in)."""
+    return hello_peer(irc_server.address, 4, name, password)
+
+
+def tags_of(line: str) -> dict:
+    assert line.startswith("@"), line
+    return dict(tag.partition("=")[::2] for tag in line[1:].split(" ", 1)[0].split(";"))
+
+
+def test_labeled_responses_are_one_line_a_batch_or_ack(irc_server, irc):
+    alice = with_caps(irc, "alice", "batch labeled-response echo-message")
+    bob = hello_peer(irc_server.address, 4, "bob")
+    assert bob.reply(Join("#team")) == OK
+    try:
+        alice.send("@label=one PING :x")
+        assert alice.line() == "@label=one :chatroom PONG chatroom :x"
+        alice.send("@label=two PONG :x")
+        assert alice.line() == "@label=two :chatroom ACK"
+        alice.send("@label=t\\:3 WHOIS bob")  # (an escaped ';' in the value)
+        first = alice.line()
+        batch_id = re.fullmatch(r"@label=t\\:3 :chatroom BATCH \+(\S+) labeled-response", first).group(1)
+        lines = alice.until("BATCH")
+        assert lines[0] == f"@batch={batch_id} :chatroom 311 alice bob bob chatroom * :bob"
+        assert lines[-1] == f":chatroom BATCH -{batch_id}"
+        alice.send("@label=four PRIVMSG bob :hi")  # the echo is the labeled answer
+        assert alice.line() == "@label=four :alice!alice@chatroom PRIVMSG bob :hi"
+        alice.send("JOIN #team")
+        alice.until("366")
+        alice.send("@label=five PRIVMSG #team :to the room", "PING :after")
+        assert alice.line() == "@label=five :alice!alice@chatroom PRIVMSG #team :to the room"
+        assert alice.line() == ":chatroom PONG chatroom :after"  # (and no ACK)
+    finally:
+        bob.close()
+
+
+def test_account_tag_away_notify_and_301(irc_server, irc):
+    carol = registered(irc_server, "carol")
+    dave = hello_peer(irc_server.address, 4, "dave")
+    alice = with_caps(irc, "alice", "account-tag away-notify")
+    try:
+        assert carol.reply(SendTo("alice", "from an account")) == OK
+        assert alice.line() == "@account=carol :carol!carol@chatroom PRIVMSG alice :from an account"
+        assert dave.reply(SendTo("alice", "from no account")) == OK
+        assert alice.line() == ":dave!dave@chatroom PRIVMSG alice :from no account"
+        # carol has a conversation with alice now: alice hears when she goes away and back.
+        assert carol.reply(Away(True, "lunch")) == OK
+        with gevent.Timeout(WAIT):
+            assert alice.line() == ":carol!carol@chatroom AWAY :lunch"
+        alice.send("PRIVMSG carol :are you there?", "WHOIS carol")
+        assert alice.line() == ":chatroom 301 alice carol :lunch"
+        assert ":chatroom 301 alice carol :lunch" in alice.until("318")
+        assert carol.reply(Away(False, "")) == OK
+        with gevent.Timeout(WAIT):
+            assert alice.line() == ":carol!carol@chatroom AWAY"
+    finally:
+        carol.close()
+        dave.close()
+
+
+def test_chathistory_answers_each_subcommand_in_a_batch(irc_server, irc):
+    bob = registered(irc_server, "bob")
+    registered(irc_server, "alice").close()
+    alice = with_caps(irc, "alice", "batch server-time message-tags draft/chathistory", password="pw")
+    try:
+        for n in range(5):
+            assert bob.reply(SendTo("alice", f"m{n}")) == OK
+        live = [alice.line() for _ in range(5)]
+        ids = [tags_of(line)["msgid"] for line in live]
+        times = [tags_of(line)["time"] for line in live]
+        alice.send("PRIVMSG bob :my answer")
+
+        def history(*params) -> list[str]:
+            alice.send("CHATHISTORY " + " ".join(params))
+            start = alice.line()
+            batch_id = re.fullmatch(r":chatroom BATCH \+(\S+) chathistory (\S+)", start).group(1)
+            lines = alice.until("BATCH")
+            assert lines[-1] == f":chatroom BATCH -{batch_id}"
+            assert all(tags_of(line)["batch"] == batch_id for line in lines[:-1])
+            return [line.split(" ", 1)[1] for line in lines[:-1]]
+
+        def texts(lines):
+            return [line.rsplit(" :", 1)[1] for line in lines]
+
+        latest = eventually(lambda: (got := history("LATEST", "bob", "*", "3")) and "my answer" in texts(got) and got)
+        assert latest[-1] == ":alice!alice@chatroom PRIVMSG bob :my answer"  # one's own, to the other
+        assert latest[0] == ":bob!bob@chatroom PRIVMSG alice :m3"
+        assert texts(history("BEFORE", "bob", f"msgid={ids[2]}", "10")) == ["m0", "m1"]
+        assert texts(history("AFTER", "bob", f"msgid={ids[1]}", "2")) == ["m2", "m3"]
+        assert texts(history("BETWEEN", "bob", f"msgid={ids[0]}", f"msgid={ids[4]}", "10")) == ["m1", "m2", "m3"]
+        assert texts(history("BETWEEN", "bob", f"msgid={ids[4]}", f"msgid={ids[0]}", "2")) == ["m2", "m3"]
+        assert texts(history("AROUND", "bob", f"msgid={ids[2]}", "3")) == ["m1", "m2", "m3"]
+        # By time (messages a millisecond apart, or less, share one):
+        just_before = irc_time(parse_irc_time(times[0]) - 1)
+        assert len(history("LATEST", "bob", f"timestamp={just_before}", "10")) == 6
+        assert texts(history("BEFORE", "bob", "timestamp=2200-01-01T00:00:00.000Z", "2")) == ["m4", "my answer"]
+        assert history("AFTER", "bob", "timestamp=2200-01-01T00:00:00.000Z", "2") == []
+        assert history("LATEST", "nobody", "*", "5") == []
+        alice.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2200-01-01T00:00:00.000Z 10")
+        assert re.fullmatch(r":chatroom BATCH \+\S+ draft/chathistory-targets", alice.line())
+        [target, end] = alice.until("BATCH")
+        assert re.fullmatch(rf"@batch=\S+ CHATHISTORY TARGETS bob {TIME}", target), target
+        assert end.startswith(":chatroom BATCH -")
+        alice.send("CHATHISTORY FETCH bob * 5", "CHATHISTORY LATEST bob nope 5", "CHATHISTORY LATEST bob * 0")
+        assert alice.line() == ":chatroom FAIL CHATHISTORY INVALID_PARAMS FETCH :Unknown command"
+        assert alice.line() == ":chatroom FAIL CHATHISTORY INVALID_PARAMS LATEST nope :Invalid message reference"
+        assert alice.line() == ":chatroom FAIL CHATHISTORY INVALID_PARAMS LATEST 0 :Invalid limit"
+        stranger = with_caps(irc, "stranger", "batch draft/chathistory")  # (no account: no history)
+        stranger.send("CHATHISTORY LATEST bob * 5")
+        assert stranger.line() == (
+            ":chatroom FAIL CHATHISTORY INVALID_TARGET LATEST bob :Messages could not be retrieved"
+        )
+    finally:
+        bob.close()
+
+
+def test_read_markers_both_ways_and_on_join(irc_server, irc):
+    bob = registered(irc_server, "bob")
+    phone = registered(irc_server, "alice")  # alice's other device
+    alice = with_caps(irc, "alice", "server-time draft/read-marker", password="pw")
+    try:
+        assert bob.reply(SendTo("alice", "read me")) == OK
+        line = alice.line()
+        stamp = tags_of(line)["time"]
+        alice.send(f"MARKREAD bob timestamp={stamp}")
+        assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
+        pushed = phone.pushes_of(Marked, 1)[0]
+        assert pushed.conversation == "bob"
+        counts = phone.reply(Unread())
+        assert isinstance(counts, UnreadCounts) and ("bob", 0) in [(e.conversation, e.count) for e in counts.entries]
+        alice.send("MARKREAD bob timestamp=2001-01-01T00:00:00.000Z", "MARKREAD bob")  # older: kept as it is
+        assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
+        assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
+        alice.send("MARKREAD", "MARKREAD bob yesterday")
+        assert alice.line() == ":chatroom FAIL MARKREAD NEED_MORE_PARAMS :Missing parameters"
+        assert alice.line() == ":chatroom FAIL MARKREAD INVALID_PARAMS yesterday :Invalid parameters"
+        # On JOIN, the channel's marker comes before the end of NAMES; a marker another device
+        # moves comes as it moves.
+        alice.send("JOIN #team")
+        joined = alice.until("366")
+        assert joined.index(":chatroom MARKREAD #team *") == 1  # (right after the JOIN)
+        assert bob.reply(Join("#team")) == OK
+        assert alice.line() == ":bob!bob@chatroom JOIN :#team"
+        assert bob.reply(SendTo("#team", "in the room")) == OK
+        in_room = alice.line()
+        assert in_room.endswith("PRIVMSG #team :in the room")
+        [room_message] = phone.pushes_of(RoomMessage, 1)
+        room_id = room_message.id
+        assert phone.reply(Mark("#team", room_id)) == OK
+        assert alice.line() == f":chatroom MARKREAD #team timestamp={tags_of(in_room)['time']}"
+    finally:
+        bob.close()
+        phone.close()
+
+
+def test_a_client_without_chathistory_gets_what_it_missed_when_it_joins(irc_server, irc):
+    bob = registered(irc_server, "bob")
+    registered(irc_server, "rita").close()
+    rita = irc()
+    rita.register("rita", "pw")
+    rita.send("JOIN #team")
+    rita.until("366")
+    assert bob.reply(Join("#team")) == OK
+    rita.send("QUIT")
+    while not rita.line().startswith("ERROR "):  # (bob's JOIN first)
+        pass
+    try:
+        for n in range(3):
+            assert bob.reply(SendTo("#team", f"while away {n}")) == OK
+        # Back, rita is in her channels at once (as Ergo does), with what she missed; her
+        # client's JOIN finds her there.
+        again = irc()
+        eventually(lambda: again.register("rita", "pw") and True, what="rita back")
+        again.send("JOIN #team", "PING :end")
+        assert again.until("366")[0] == ":rita!rita@chatroom JOIN :#team"
+        assert [again.line() for _ in range(4)] == [
+            *(f":bob!bob@chatroom PRIVMSG #team :while away {n}" for n in range(3)),
+            ":chatroom PONG chatroom :end",
+        ]
+        knowing = with_caps(irc, "rita", "draft/chathistory", password="pw")  # rita's second device
+        knowing.send("JOIN #team", "PING :end")
+        knowing.until("366")
+        assert knowing.line() == ":chatroom PONG chatroom :end"  # (it asks for what it wants)
+    finally:
+        bob.close()
