@@ -1,4 +1,5 @@
-"""Helpers for the browser tests: waiting on a page, clicking what it redraws, logging in."""
+"""Helpers for the browser tests: waiting on a page, clicking what it redraws, typing, reading,
+logging in."""
 
 from chatroom.testing import WAIT, eventually
 
@@ -41,3 +42,17 @@ def log_in(driver, url, name):
     driver.find_element(By.ID, "login").click()
     until(driver, lambda d: d.find_element(By.ID, "me").text == name, "the login")
     assert not driver.find_element(By.ID, "login-form").is_displayed()
+
+
+def text_of(driver, element_id):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def type_into(driver, element_id, *keys):
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(*keys)

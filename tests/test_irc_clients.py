@@ -1,5 +1,6 @@
 """Real IRC clients from Debian on the IRC port: WeeChat (headless) and irssi log in (to a
-registered name), join a room and exchange messages with native clients both ways."""
+registered name), join a room and exchange messages both ways with native clients and with a
+browser user."""
 
 import os
 import subprocess
@@ -9,8 +10,9 @@ import pytest
 
 from chatroom.protocol import DirectMessage, SendTo
 from chatroom.room_frames import Join, RoomMessage
-from chatroom.testing import OK, WAIT, Peer, hello_peer
+from chatroom.testing import OK, WAIT, Peer, free_port, hello_peer
 from chatroom.testing.waiting import eventually
+from tests.browsers import click, log_in, text_of, type_into, until
 
 pytestmark = pytest.mark.process
 
@@ -27,7 +29,21 @@ def log_of(folder: Path, buffer: str) -> str:
     return log.read_text(errors="replace") if log.exists() else ""
 
 
-def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
+@pytest.fixture
+def irc_and_web(server_process):
+    """A server with its IRC port and its web client."""
+    irc_port, web_port = free_port(), free_port()
+    server = server_process("--irc", f"127.0.0.1:{irc_port}", "--web", f"127.0.0.1:{web_port}")
+    server.wait_for_log(f"IRC on 127.0.0.1:{irc_port}")
+    server.irc_port, server.web_url = irc_port, f"http://127.0.0.1:{web_port}/"
+    return server
+
+
+def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(irc_and_web, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    irc_server = irc_and_web
+    log_in(browser, irc_server.web_url, "carol")  # a browser user
     owner = native(irc_server.address, "alice", password="s3cret")
     owner.close()
     bob = native(irc_server.address, "bob", "#team")
@@ -41,6 +57,7 @@ def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(i
         "/connect chat",
         "/wait 2 /msg -server chat bob hello from weechat",
         "/wait 2 /msg -server chat #team hello team from weechat",
+        "/wait 2 /msg -server chat carol hello browser from weechat",
     ]
     weechat = subprocess.Popen(
         ["weechat-headless", "--dir", str(tmp_path), "--run", ";".join(commands)],
@@ -56,6 +73,13 @@ def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(i
         eventually(lambda: "hello room" in log_of(tmp_path, "#team"), timeout=WAIT * 2, what="the room's")
         said = [m for m in bob.pushes_of(RoomMessage, 2) if m.sender == "alice"]
         assert [m.text for m in said] == ["hello team from weechat"]
+        # The browser user and the WeeChat user, both ways.
+        click(browser, '.user[data-name="alice"]')
+        until(browser, lambda d: "hello browser from weechat" in text_of(d, "messages"), "weechat's message")
+        type_into(browser, "text", "hello weechat from the browser", Keys.ENTER)
+        eventually(
+            lambda: "hello weechat from the browser" in log_of(tmp_path, "carol"), timeout=WAIT * 2, what="carol's"
+        )
     except BaseException:
         for log in sorted((tmp_path / "logs").glob("*")):
             print(log.name, log.read_text(errors="replace")[-800:])

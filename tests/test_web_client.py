@@ -26,7 +26,7 @@ from chatroom.protocol import (
 )
 from chatroom.room_frames import RoomMessage
 from chatroom.testing import OK, WAIT
-from tests.browsers import click, log_in, until
+from tests.browsers import click, log_in, text_of, type_into, until
 from tests.terminals import register
 
 pytestmark = pytest.mark.process
@@ -38,20 +38,6 @@ def by_css(css):
     from selenium.webdriver.common.by import By
 
     return By.CSS_SELECTOR, css
-
-
-def text_of(driver, element_id):
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.ID, element_id).text
-
-
-def type_into(driver, element_id, *keys):
-    from selenium.webdriver.common.by import By
-
-    field = driver.find_element(By.ID, element_id)
-    field.clear()
-    field.send_keys(*keys)
 
 
 def screenshot(driver, name, tmp_path):
