@@ -23,7 +23,8 @@ from chatroom.testing import Peer, RedisProcess, ServerProcess, free_port, rss_k
 from chatroom.testing.docs import write_generated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import room_bench  # noqa: E402 (scripts/, beside this one)
+import irc_bench  # noqa: E402 (scripts/, beside this one)
+import room_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
@@ -358,10 +359,30 @@ def rooms_section() -> list[str]:
     ]
 
 
+def irc_section() -> list[str]:
+    print("bench: the IRC port against ngircd and against our own protocol", flush=True)
+    if not SHARED.exists():
+        return [f"Not measured on {machine()}: the shared load generator (../shared/bench) is absent."]
+    loadgen = BUILD / "loadgen" if (BUILD / "loadgen").exists() else build_loadgen()
+    irc_port = free_port()
+    server = start_server(f"{OURS} --irc 127.0.0.1:{irc_port}")
+    try:
+        room_bench.wait_for_port(irc_port)
+        with room_bench.ngircd(SHARED / "ngircd-bench.conf") as theirs:
+            rows = irc_bench.measure(loadgen, irc_port, server.port, theirs)
+    finally:
+        server.terminate()
+    return irc_bench.section(rows, machine())
+
+
 def main():
-    if sys.argv[1:] != ["rooms"]:
+    parts = {"rooms": ("bench rooms", rooms_section), "irc": ("bench irc", irc_section)}
+    asked = sys.argv[1:]
+    if not asked:
         write_generated(DOC, "bench", generated_section())
-    write_generated(DOC, "bench rooms", rooms_section())
+    for name, (marker, make) in parts.items():
+        if not asked or name in asked:
+            write_generated(DOC, marker, make())
     print(f"bench: wrote {DOC.relative_to(ROOT)}")
 
 

@@ -8,6 +8,7 @@ it learns the room's order) and every member but the sender in IRC: deliveries a
 each server makes them.
 """
 
+import contextlib
 import json
 import os
 import resource
@@ -57,36 +58,49 @@ def chatroom_rooms(bench_command: list[str], port, server_pid: int) -> list[dict
     return results
 
 
-def ngircd_rooms(loadgen: Path, config: Path) -> list[dict] | None:
-    """loadgen's room scenario against Debian's ngircd, or None without ngircd."""
-    ngircd = shutil.which("ngircd") or ("/usr/sbin/ngircd" if Path("/usr/sbin/ngircd").exists() else None)
-    if ngircd is None:
-        return None
+NGIRCD_PORT = 16667  # (ngircd-bench.conf's)
+
+
+@contextlib.contextmanager
+def ngircd(config: Path):
+    """Debian's ngircd on NGIRCD_PORT for the block (None without ngircd)."""
+    binary = shutil.which("ngircd") or ("/usr/sbin/ngircd" if Path("/usr/sbin/ngircd").exists() else None)
+    if binary is None:
+        yield None
+        return
     with tempfile.TemporaryDirectory() as folder:
         conf = Path(folder) / "ngircd.conf"
         conf.write_text(config.read_text())
-        server = subprocess.Popen([ngircd, "-n", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen([binary, "-n", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_for_port(16667)
-            results = []
-            for clients, size, senders in SHAPES:
-                run = subprocess.run(
-                    [str(loadgen), "--proto", "irc", "--port", "16667", "--scenario", "room"]
-                    + ["--clients", str(clients), "--members", str(size), "--senders", str(senders)]
-                    + ["--window", str(WINDOW), "--duration", "3", "--verify", "--setup-timeout", "120"],
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                )
-                line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
-                results.append(json.loads(line[len("RESULT ") :]) if line else {})
-            return results
+            wait_for_port(NGIRCD_PORT)
+            yield NGIRCD_PORT
         finally:
             server.terminate()
             server.wait(10)
 
 
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+def ngircd_rooms(loadgen: Path, config: Path) -> list[dict] | None:
+    """loadgen's room scenario against Debian's ngircd, or None without ngircd."""
+    with ngircd(config) as port:
+        if port is None:
+            return None
+        results = []
+        for clients, size, senders in SHAPES:
+            run = subprocess.run(
+                [str(loadgen), "--proto", "irc", "--port", str(port), "--scenario", "room"]
+                + ["--clients", str(clients), "--members", str(size), "--senders", str(senders)]
+                + ["--window", str(WINDOW), "--duration", "3", "--verify", "--setup-timeout", "120"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
+            results.append(json.loads(line[len("RESULT ") :]) if line else {})
+        return results
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -185,8 +185,8 @@ def test_who_is_there_away_and_an_owners_channel_commands(irc_server, irc):
     guest.send("KICK #club olga")
     assert guest.line() == ":chatroom 482 guest #club :You're not channel operator (its owner)"
     owner.send("KICK #club guest :out")
-    assert owner.line() == ":olga!olga@chatroom KICK #club guest :"
-    assert guest.line() == ":olga!olga@chatroom KICK #club guest :"
+    assert owner.line() == ":olga!olga@chatroom KICK #club guest :olga"  # (chatroom keeps no reason)
+    assert guest.line() == ":olga!olga@chatroom KICK #club guest :olga"
     # AWAY is the chatroom's away: those sharing a room or a conversation with olga see it.
     phone = Peer(irc_server.address)
     try:

@@ -140,3 +140,34 @@ def test_stalled_handshakes_cost_little_and_keep_no_client_out(server_process, p
 def dropped_handshakes(log: str) -> int:
     """Handshakes dropped for newer ones, as the log's summaries count them."""
     return sum(int(count) for count in re.findall(r"(\d+) handshakes", log))
+
+
+def test_the_irc_port_speaks_tls_with_the_servers_certificate(server_process, pki):
+    import socket
+    import ssl
+
+    from chatroom.testing import IrcPeer, free_port
+
+    port = free_port()
+    server = server_process(
+        "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"), "--irc", f"127.0.0.1:{port}"
+    )
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    client = IrcPeer(("127.0.0.1", port), tls=ssl.create_default_context(cafile=str(pki / "ca.pem")))
+    try:
+        assert client.register("alice")[0] == ":chatroom 001 alice :Welcome to chatroom, alice"
+        client.send("PING :over tls")
+        assert client.line() == ":chatroom PONG chatroom :over tls"
+    finally:
+        client.close()
+    plain = socket.create_connection(("127.0.0.1", port), timeout=WAIT)  # plain text is not served
+    try:
+        plain.sendall(b"NICK bob\r\nUSER bob 0 * :bob\r\n")
+        try:
+            answered = plain.recv(4096)
+        except ConnectionResetError:
+            answered = b""  # (the handshake failed: the connection is let go)
+        assert b" 001 " not in answered
+    finally:
+        plain.close()
+    assert_clean_log(server.log_text())

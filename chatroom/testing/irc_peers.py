@@ -1,6 +1,7 @@
 """A raw IRC client for the IRC port's tests: send lines, read lines, with bounded waits."""
 
 import socket
+import ssl
 
 from .waiting import WAIT
 
@@ -8,8 +9,10 @@ from .waiting import WAIT
 class IrcPeer:
     """A raw IRC client: send lines, read lines (bounded waits)."""
 
-    def __init__(self, address):
+    def __init__(self, address, tls: ssl.SSLContext | None = None):
         self.sock = socket.create_connection(address, timeout=WAIT)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=address[0])
         self._buffer = b""
 
     def send(self, *lines: str) -> None:

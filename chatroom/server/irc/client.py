@@ -52,6 +52,7 @@ CAPABILITIES = (  # (offered in this order)
     "draft/read-marker",
 )
 _STARTED = time.strftime("%Y-%m-%d")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
@@ -277,6 +278,8 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
         answer = self._ask(SendTo(name, text))
+        if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
+            name, answer = folded, self._ask(SendTo(folded, text))
         if answer.status in (Status.OK, Status.STORED):
             away = None if notice else self._rules.away_message(name)
             told = b"" if away is None else self._numeric("301", target, ":" + (away or "Away"))
@@ -286,6 +289,13 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         if answer.reason is Reason.INVALID_TEXT:
             return self._numeric("412", ":No text to send")
         return self._numeric("401", target, ":No such nick/channel")
+
+    def _online_ignoring_case(self, name: str) -> str | None:
+        """The one name online equal to name ignoring ASCII case (IRC's CASEMAPPING=ascii),
+        if there is exactly one: chatroom names differing in case are different users."""
+        folded = name.translate(_ASCII_LOWER)
+        alike = [online for online in self._online() if online.translate(_ASCII_LOWER) == folded]
+        return alike[0] if len(alike) == 1 else None
 
     def _echo(self, target: str, text: str, notice: bool) -> bytes:
         """IRCv3 echo-message: what the client sent, back to it once it is delivered."""

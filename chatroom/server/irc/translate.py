@@ -204,7 +204,8 @@ def _event_lines(event: RoomEvent, reader: Reader) -> list[bytes]:
     if event.kind is EventKind.REMOVED:
         if to_nick(event.detail) == me:
             reader.channels.discard(room)
-        return [encode_line("KICK", channel, to_nick(event.detail), "", source=source)]
+        # (a removal carries no reason: the one who removed stands for it, as servers do)
+        return [encode_line("KICK", channel, to_nick(event.detail), to_nick(event.actor), source=source)]
     if event.kind is EventKind.TOPIC:
         return [encode_line("TOPIC", channel, event.detail, source=source)]
     if event.kind is EventKind.INVITED and to_nick(event.detail) == me:

@@ -29,6 +29,8 @@ class UserQueries:
 
         def _ask(self, request): ...
 
+        def _online_ignoring_case(self, name: str) -> str | None: ...
+
     def _online(self) -> set[str]:
         listed = self._ask(ListUsers())
         return set(listed.names) if type(listed) is UserList else set()
@@ -39,7 +41,9 @@ class UserQueries:
         nick = params[-1]
         name = to_name(nick)
         end = self._line("318", nick, "End of /WHOIS list")
-        if name is None or name not in self._online():
+        if name is not None and name not in self._online():
+            name = self._online_ignoring_case(name)
+        if name is None:
             return irc_frame(self._line("401", nick, "No such nick/channel") + end)
         lines = [
             self._line("311", nick, nick, SERVER_NAME, "*", name),
