@@ -6,9 +6,7 @@ Lines here are encoded lines (CR LF included); tags are added in front of what a
 
 from itertools import count
 
-from irctokens.const import TAG_ESCAPED, TAG_UNESCAPED
-
-from .lines import encode_line
+from .lines import encode_line, escape_tag
 from .translate import IRC_LINES, SERVER_NAME, irc_frame
 
 _batch_ids = count(1)
@@ -18,15 +16,9 @@ def new_batch_id() -> str:
     return f"b{next(_batch_ids)}"
 
 
-def _escape(value: str) -> str:
-    for plain, escaped in zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True):
-        value = value.replace(plain, escaped)
-    return value
-
-
 def with_tag(line: bytes, key: str, value: str) -> bytes:
     """line with one more tag in front of those it has."""
-    tag = f"{key}={_escape(value)}".encode()
+    tag = f"{key}={escape_tag(value)}".encode()
     if line[:1] == b"@":
         return b"@" + tag + b";" + line[1:]
     return b"@" + tag + b" " + line

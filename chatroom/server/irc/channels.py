@@ -48,7 +48,7 @@ class ChannelCommands:
 
         nick: str
         caps: set[str]
-        echo_labels: dict[str, str]
+        echo_labels: dict[str, list[str]]
         channels: set[str]
         _label: str | None
         _rules: Rules
@@ -153,13 +153,13 @@ class ChannelCommands:
             return b"" if notice else self._no_such_channel(channel)
         labeled_echo = self._label is not None and "echo-message" in self.caps
         if labeled_echo:  # (the echo is the labeled answer: translate tags it, whenever it comes)
-            self.echo_labels[room] = self._label  # type: ignore[assignment]
+            self.echo_labels.setdefault(room, []).append(self._label)  # type: ignore[arg-type]
         answer = self._ask(SendTo(room, text))
         if labeled_echo:
             if answer.status is Status.OK:
                 self._label = None
             else:
-                self.echo_labels.pop(room, None)
+                self.echo_labels[room].pop()
         if notice or answer.status is Status.OK:
             return b""
         if answer.reason is Reason.NOT_A_MEMBER:

@@ -15,6 +15,7 @@ import irctokens
 from ...codec import Decoder, frame_end
 from ...device_frames import MAX_AWAY_CHARS
 from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status, Watch
+from ..replies import OK
 from ..rules import Pending, Rules
 from .batches import labeled
 from .channels import ChannelCommands
@@ -52,6 +53,7 @@ CAPABILITIES = (  # (offered in this order)
     "draft/read-marker",
 )
 _STARTED = time.strftime("%Y-%m-%d")
+_OK = Response(Status.OK)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -71,7 +73,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         self._label: str | None = None  # (labeled-response) the label of the command being answered
         # What translate reads, for the lines it makes (see translate.Reader):
         self.away_known: set[str] = set()
-        self.echo_labels: dict[str, str] = {}
+        self.echo_labels: dict[str, list[str]] = {}
         self.channels: set[str] = set()  # the rooms shown to the client as joined
         self.marker_times = MarkerTimes()
 
@@ -237,6 +239,8 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         """The rules' answer to request, decoded (a SENDTO to another node's user is waited
         for here: the IRC port does not batch them)."""
         reply = self._rules.answer(request)
+        if reply is OK:
+            return _OK
         if type(reply) is Pending:
             reply = reply.reply()
         [answer] = Decoder.for_client().receive_data(reply)

@@ -9,13 +9,16 @@ holds a NUL, or has no command, is refused as such. Nothing here raises for what
 the network.
 """
 
+import re
 from dataclasses import dataclass
 
 import irctokens
+from irctokens.const import TAG_ESCAPED, TAG_UNESCAPED
 
 MAX_LINE = 512  # bytes of a line without its tags, CR LF included (RFC 2812)
 MAX_TAGS = 8191  # bytes of the tags part, its '@' and the space after it included (IRCv3)
 MAX_RECEIVED = MAX_TAGS + MAX_LINE
+_ESCAPE = re.compile(r"\\.?")  # a backslash, and what it escapes (a lone one at the end: dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,28 +49,28 @@ class LineReader:
 
     def receive_data(self, data: bytes) -> list:
         out: list = []
-        start = 0
-        while (end := data.find(b"\n", start)) != -1:
-            if self._skipping:
-                self._skipping = False
-            elif len(self._partial) + end - start > MAX_RECEIVED:
+        if self._skipping:  # (the rest of a line refused as too long)
+            end = data.find(b"\n")
+            if end == -1:
+                return out
+            self._skipping = False
+            data = data[end + 1 :]
+        if self._partial:
+            data = bytes(self._partial) + data
+            self._partial.clear()
+        *lines, rest = data.split(b"\n")
+        for line in lines:
+            if len(line) > MAX_RECEIVED:
                 out.append(TooLong())
-                self._partial.clear()
-            else:
-                self._partial += data[start:end]
-                line = bytes(self._partial).rstrip(b"\r")
-                self._partial.clear()
-                if line.strip(b" "):
-                    out.append(_message(line))
-            start = end + 1
-        rest = len(data) - start
-        if not self._skipping and rest:
-            if len(self._partial) + rest > MAX_RECEIVED:
-                out.append(TooLong())
-                self._partial.clear()
-                self._skipping = True
-            else:
-                self._partial += data[start:]
+                continue
+            line = line.rstrip(b"\r")
+            if line.strip(b" "):
+                out.append(_message(line))
+        if len(rest) > MAX_RECEIVED:
+            out.append(TooLong())
+            self._skipping = True
+        else:
+            self._partial += rest
         return out
 
 
@@ -78,10 +81,41 @@ def _message(line: bytes):
     if tags_end > MAX_TAGS or len(line) - tags_end + 2 > MAX_LINE:
         return TooLong()
     try:
-        line.decode()
-        return irctokens.tokenise(line)
+        # The tags are read here, in one pass (irctokens unescapes a value in time that grows
+        # with its square); the rest of the line is irctokens', but for the one line a chat is
+        # made of, read at once.
+        tags = _tags(line[1 : tags_end - 1].decode()) if tags_end else None
+        rest = line[tags_end:]
+        if rest[:8] == b"PRIVMSG " and b"\r" not in rest:
+            target, colon, text = rest[8:].partition(b" :")
+            if colon and target and b" " not in target:
+                return irctokens.Line(tags, None, "PRIVMSG", [target.decode(), text.decode()])
+        message = irctokens.tokenise(rest.decode())
     except (UnicodeDecodeError, ValueError, IndexError):
         return Unreadable()
+    message.tags = tags
+    return message
+
+
+_UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))
+
+
+def escape_tag(value: str) -> str:
+    """A tag's value as a line carries it (IRCv3 message-tags)."""
+    for plain, escaped in zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True):
+        value = value.replace(plain, escaped)
+    return value
+
+
+def _tags(text: str) -> dict[str, str]:
+    """IRCv3 message tags (without the '@'), their values unescaped."""
+    tags = {}
+    for part in text.split(";"):
+        key, _, value = part.partition("=")
+        if "\\" in value:
+            value = _ESCAPE.sub(lambda found: _UNESCAPED.get(found.group(0), found.group(0)[1:]), value)
+        tags[key] = value
+    return tags
 
 
 def encode_line(

@@ -15,7 +15,9 @@ from .translate import SERVER_NAME, irc_frame, to_irc
 
 
 class IrcOutbox(Outbox):
-    """An Outbox that queues the IRC lines for the frames it is given."""
+    """An Outbox that sends the IRC lines for the frames it is given: what is queued stays
+    frames (so that what a dropped client never took can be kept for it, as for any client),
+    and each batch taken to be sent is translated at one go."""
 
     __slots__ = ("_reader",)
 
@@ -23,9 +25,15 @@ class IrcOutbox(Outbox):
         super().__init__(stream, limit, stall_timeout, on_stall)
         self._reader = reader  # the IrcClient: its nickname and capabilities now
 
-    def queue_to_flush(self, data: bytes) -> None:
-        if data:
-            super().queue_to_flush(to_irc(data, self._reader))
+    def _take_frames(self):
+        frames = super()._take_frames()
+        lines = to_irc(frames, self._reader)
+        self._queued += len(lines) - len(frames)  # (what is sent now is counted off the queue)
+        return lines
+
+    def close(self) -> None:
+        self._in_flight = None  # (IRC lines, partly sent: nothing in them to keep)
+        super().close()
 
 
 class IrcSession(Session):

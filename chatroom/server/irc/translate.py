@@ -6,15 +6,16 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
+import struct
 import time
 from typing import Protocol
 
 from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
-from ...protocol import DirectMessage, Incoming, StoredMessage
-from ...room_frames import EventKind, RoomEvent, RoomMessage
+from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
+from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
-from .lines import MAX_LINE, encode_line, split_text
+from .lines import MAX_LINE, encode_line, escape_tag, split_text
 from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
@@ -40,7 +41,7 @@ class Reader(Protocol):
     nick: str
     caps: set[str]
     away_known: set[str]  # (away-notify) the nicks it was told are away
-    echo_labels: dict[str, str]  # (labeled-response) room -> the label of its message being echoed
+    echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
     marker_times: "MarkerTimes"
 
@@ -55,12 +56,94 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
     while offset < len(data):
         end = frame_end(data, offset)
         assert end is not None and end <= len(data), "a session queues whole frames"
-        if data[offset] == IRC_LINES:
+        kind = data[offset]
+        if kind == IRC_LINES:
             out.append(bytes(data[offset + 5 : end]))
+        elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (line := _direct_line(data, offset, end, reader)):
+            out.append(line)
+        elif kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader)):
+            out.append(line)
         else:
             out.extend(_message_lines(data[offset:end], reader))
         offset = end
     return b"".join(out)
+
+
+_ID_AND_TIME = struct.Struct(">QQ")
+_TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
+_sources: dict[bytes, bytes] = {}  # a sender's name (UTF-8) -> the start of its lines: b":nick!nick@chatroom"
+
+
+def _direct_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | None:
+    """A message to the reader (DIRECT-MESSAGE, INCOMING) as its PRIVMSG line, made from the
+    frame's bytes, for what most are: one line of text that fits in one IRC line. None for the
+    others, which _message_lines translates."""
+    name_end = start + 6 + data[start + 5]
+    direct = data[start] == DIRECT_MESSAGE
+    text = data[name_end + _ID_AND_TIME.size if direct else name_end : end]
+    if b"\n" in text or b"\r" in text:
+        return None
+    sender = data[start + 6 : name_end]
+    line = b"".join((_source(sender), b" PRIVMSG ", reader.nick.encode(), b" :", text, b"\r\n"))
+    if len(line) > MAX_LINE:
+        return None
+    message_id, time_ms = _ID_AND_TIME.unpack_from(data, name_end) if direct else (None, None)
+    return _tagged(line, reader, message_id, time_ms, sender)
+
+
+_room_lines: dict[bytes, bytes] = {}  # a room's frame -> its line (without tags), for its next members
+
+
+def _room_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | None:
+    """A room's message as its PRIVMSG line, the same for every member (made once for them
+    all, from the frame's bytes), when it is one line that fits and not the reader's own
+    (which is echoed, or not, by _message_lines). None for the others."""
+    room_end = start + 6 + data[start + 5]
+    sender_end = room_end + 1 + data[room_end]
+    sender = data[room_end + 1 : sender_end]
+    source = _source(sender)
+    if source.startswith(b":" + reader.nick.encode() + b"!"):
+        return None
+    frame = data[start:end]
+    line = _room_lines.get(frame)
+    if line is None:
+        text = data[sender_end + _ID_AND_TIME.size : end]
+        if b"\n" in text or b"\r" in text:
+            return None
+        channel = to_channel(data[start + 6 : room_end].decode()).encode()
+        line = b"".join((source, b" PRIVMSG ", channel, b" :", text, b"\r\n"))
+        if len(line) > MAX_LINE:
+            return None
+        if len(_room_lines) > 256:
+            _room_lines.clear()
+        _room_lines[frame] = line
+    if "draft/read-marker" in reader.caps or not _TAGGING.isdisjoint(reader.caps):
+        message_id, time_ms = _ID_AND_TIME.unpack_from(data, sender_end)
+        if "draft/read-marker" in reader.caps:
+            reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
+        return _tagged(line, reader, message_id, time_ms, sender)
+    return line
+
+
+def _source(sender: bytes) -> bytes:
+    """b":nick!nick@chatroom" for a sender's name (UTF-8)."""
+    source = _sources.get(sender)
+    if source is None:
+        if len(_sources) > 10_000:
+            _sources.clear()
+        source = _sources[sender] = f":{source_of(sender.decode())}".encode()
+    return source
+
+
+def _tagged(line: bytes, reader: Reader, message_id: int | None, time_ms: int | None, sender: bytes) -> bytes:
+    """line with the tags the reader takes."""
+    if _TAGGING.isdisjoint(reader.caps):
+        return line
+    tags = tags_for(reader, time_ms, message_id, sender.decode())
+    if not tags:
+        return line
+    written = ";".join(f"{key}={escape_tag(value)}" for key, value in sorted(tags.items()))
+    return f"@{written} ".encode() + line
 
 
 def tags_for(
@@ -135,12 +218,14 @@ def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
 
 
 def _room_message_lines(message: RoomMessage, reader: Reader) -> list[bytes]:
-    reader.marker_times.note(message.room, message.id, message.time_ms)
+    if "draft/read-marker" in reader.caps:
+        reader.marker_times.note(message.room, message.id, message.time_ms)
     own = to_nick(message.sender) == reader.nick
     if own and "echo-message" not in reader.caps:
         return []
     tags = tags_for(reader, message.time_ms, message.id, message.sender)
-    label = reader.echo_labels.pop(message.room, None) if own else None
+    waiting = reader.echo_labels.get(message.room) if own else None
+    label = waiting.pop(0) if waiting else None
     if label is not None:  # (the answer to a labeled PRIVMSG: labeled-response)
         tags = {**(tags or {}), "label": label}
     return privmsg_lines(source_of(message.sender), to_channel(message.room), message.text, tags)
