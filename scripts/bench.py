@@ -78,7 +78,8 @@ def compare() -> str:
 
 def hold(command: str, loadgen: Path) -> tuple:
     """(RSS before clients, RSS with HOLD_CLIENTS idle logged-in clients), in KiB; the second
-    2.5 s after they are all logged in."""
+    7 s after they are all logged in (the server gives its heap's free pages back every 5 s:
+    operations/memory.py)."""
     server = start_server(command)
     try:
         time.sleep(0.5)
@@ -93,7 +94,7 @@ def hold(command: str, loadgen: Path) -> tuple:
                 "--clients",
                 str(HOLD_CLIENTS),
                 "--duration",
-                "6",
+                "10",
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -102,8 +103,9 @@ def hold(command: str, loadgen: Path) -> tuple:
         ready = gen.stdout.readline()
         if not ready.startswith("READY"):
             sys.exit(f"bench: hold against {command!r} did not get ready: {ready!r}")
-        # Idle connections give up their greenlets after a quiet second: measure after that.
-        time.sleep(2.5)
+        # Idle connections give up their greenlets after a quiet second, and the heap its free
+        # pages within 5 s: measure after that.
+        time.sleep(7)
         during = rss_kb(server.pid)
         gen.wait(60)
         return before, during

@@ -11,6 +11,7 @@ from gevent.server import StreamServer
 from ...protocol import DEFAULT_PORT
 from ..irc.session import IrcSession
 from ..operations.logs import fields
+from ..operations.memory import keep_trimmed
 from ..presence.directory import Directory, LocalDirectory
 from ..rooms.registry import Rooms
 from ..rooms.shared import SharedRooms
@@ -63,6 +64,7 @@ class ChatServer:
         self._admission = Admission(self.limits, self._sessions)
         self._all_ended = Event()  # set when the last session ends during stop()
         self._stopping = False
+        self._trimming: gevent.Greenlet | None = None  # (see operations.memory)
         if reuse_port:
             self._server = _Listener(sockets.reusable_listener(host, port), self._handle)
         else:
@@ -107,6 +109,7 @@ class ChatServer:
         for extra in (self._web, self._irc):
             if extra is not None:
                 extra.start()
+        self._trimming = keep_trimmed()
 
     def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         """Stop accepting and reading; give every connection up to drain_timeout to take what
@@ -117,6 +120,8 @@ class ChatServer:
             if extra is not None:
                 extra.close()
         self._stopping = True
+        if self._trimming is not None:
+            self._trimming.kill(block=False)
         self._admission.stop()
         for session in list(self._sessions):
             session.stop_reading()

@@ -104,14 +104,19 @@ class Session:
         if self._stream.buffered():
             # What came with the handshake will not make the socket readable: serve it now,
             # from the hub, as a read watcher would.
-            self._loop.run_callback(greenlet(self._serve, parent=gevent.get_hub()).switch)
+            self._loop.run_callback(self._wake)
         else:
             self._park()
 
     def _park(self):
-        # When the socket turns readable, the hub switches straight into a new greenlet, as
-        # it would into one waiting in recv(): no extra round of the event loop.
-        self._readable.start(greenlet(self._serve, parent=gevent.get_hub()).switch)
+        # A parked connection holds no greenlet, only this watcher (a greenlet object costs
+        # far more than a bound method, and most connections are quiet).
+        self._readable.start(self._wake)
+
+    def _wake(self):
+        # (The hub, the socket readable.) Into a new greenlet at once, as the hub would switch
+        # into one waiting in recv(): no extra round of the event loop.
+        greenlet(self._serve, parent=gevent.get_hub()).switch()
 
     def _serve(self):
         """Answer what arrives until the client falls quiet, then park; or end the connection."""
