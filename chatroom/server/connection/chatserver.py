@@ -65,16 +65,20 @@ class ChatServer:
         self._all_ended = Event()  # set when the last session ends during stop()
         self._stopping = False
         self._trimming: gevent.Greenlet | None = None  # (see operations.memory)
+        # Without TLS, opening a connection never waits: it is served in the hub, as it is
+        # accepted, without a greenlet of its own (a greenlet per connection cost a third of
+        # a connect and login).
+        inline = {"spawn": None} if tls is None else {}
         if reuse_port:
-            self._server = _Listener(sockets.reusable_listener(host, port), self._handle)
+            self._server = _Listener(sockets.reusable_listener(host, port), self._handle, **inline)
         else:
-            self._server = _Listener((host, port), self._handle, backlog=sockets.BACKLOG)
+            self._server = _Listener((host, port), self._handle, backlog=sockets.BACKLOG, **inline)
         # The page and the WebSocket, when asked for (web_origins: the origins allowed, by
         # default the page's own).
         self._web = _Listener(web, self._handle_web, backlog=sockets.BACKLOG) if web else None
         self._web_origins = web_origins
         # IRC clients, when asked for: the same sessions, rules and limits, spoken in IRC.
-        self._irc = _Listener(irc, self._handle_irc, backlog=sockets.BACKLOG) if irc else None
+        self._irc = _Listener(irc, self._handle_irc, backlog=sockets.BACKLOG, **inline) if irc else None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -100,6 +104,10 @@ class ChatServer:
         for extra in (self._web, self._irc):
             if extra is not None:
                 extra.init_socket()
+        if sockets.TUNED_BY_LISTENER:
+            for listener in (self._server, self._web, self._irc):
+                if listener is not None:
+                    sockets.tune(listener.socket)
         if self.accounts is not None:
             self.accounts.start()
         if self.rooms is not None:
@@ -189,7 +197,8 @@ class ChatServer:
         """The connection as a Stream, once its TLS handshake and ``opening`` are done; None if
         they failed, or it was dropped to make room meanwhile (the socket is closed then)."""
         try:
-            sockets.tune(sock)
+            if not sockets.TUNED_BY_LISTENER:
+                sockets.tune(sock)
             if self.tls is not None:
                 with self._admission.handshake(peer):
                     sock = sockets.tls_handshake(sock, self.tls)

@@ -3,6 +3,7 @@
 One place for them, so that the command line, the README and the session agree.
 """
 
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -64,12 +65,15 @@ def from_arguments(args) -> Limits:
 
 def counts_per_address(limits: Limits, host: str) -> bool:
     """Whether connections from host count against --max-per-ip."""
-    if limits.limit_loopback:
-        return True
+    return limits.limit_loopback or not _is_loopback(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(host: str) -> bool:
     try:
-        return not ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return True
+        return False
 
 
 class TokenBucket:

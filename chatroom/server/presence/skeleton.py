@@ -55,6 +55,7 @@ def _is_diacritic(c: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=256)  # (a login asks for its name's twice: its account's, the directory's)
 def skeleton(name: str) -> str:
     """The string name looks like: two names with one skeleton are confusable. Beyond UTS #39,
     the generic diacritics are dropped: ``bob\u0307`` looks like ``bob``."""
