@@ -85,7 +85,7 @@ def _parse_login(body):
 
 def _parse_sendto(body):
     recipient, text = _split_name_field(body)
-    return SendTo(recipient, _text(text))
+    return SendTo(recipient, _text(text), text)
 
 
 def _parse_user_list(body):

@@ -5,12 +5,13 @@ hands back whole messages, so the server, the client, the benchmark and the test
 the protocol through the same few functions.
 """
 
+import functools
 import struct
 
 from . import device_frames, room_frames, search_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME
 from .device_frames import Marked, OwnMessage, PresenceStatus
-from .fields import BadBody, name_field
+from .fields import BadBody, id_and_time, name_field
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -72,6 +73,25 @@ _HEADER = struct.Struct("!BI")
 
 def frame(frame_type: int, body: bytes = b"") -> bytes:
     return _HEADER.pack(frame_type, len(body)) + body
+
+
+@functools.lru_cache(maxsize=4096)
+def sender_field(name: str) -> bytes:
+    """name's name field, kept for the senders of the moment (one per relayed message)."""
+    return name_field(name)
+
+
+def incoming_frame(sender: str, text: bytes) -> bytes:
+    """INCOMING from sender, its text UTF-8 as it came: the relay's frame, without decoding
+    and encoding the text again."""
+    head = sender_field(sender)
+    return _HEADER.pack(INCOMING, len(head) + len(text)) + head + text
+
+
+def direct_message_frame(sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
+    """DIRECT-MESSAGE from sender (see incoming_frame)."""
+    head = sender_field(sender) + id_and_time(message_id, time_ms)
+    return _HEADER.pack(DIRECT_MESSAGE, len(head) + len(text)) + head + text
 
 
 def frame_end(data, start: int = 0) -> int | None:

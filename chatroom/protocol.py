@@ -6,7 +6,7 @@ This module only names things; turning them into bytes and back is :mod:`chatroo
 
 import enum
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Client to server.
 LOGIN = 0x01
@@ -136,6 +136,9 @@ class ListUsers:
 class SendTo:
     recipient: str
     text: str
+    # The text as it came (UTF-8), when it came in a frame: the relayed frame reuses it
+    # instead of encoding the text again.
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(slots=True)

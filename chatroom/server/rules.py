@@ -13,17 +13,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, final
 
-from ..codec import encode
+from ..codec import direct_message_frame, encode, incoming_frame
 from ..device_frames import DEVICES_VERSION
 from ..protocol import (
     EXTENSION_VERSION,
     Authenticate,
     ChangePassword,
-    DirectMessage,
     FrameTooLarge,
     Hello,
     HistoryRequest,
-    Incoming,
     ListUsers,
     Login,
     Logout,
@@ -122,7 +120,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         kind = type(event)
         try:
             if kind is SendTo:
-                return self._send_to(event.recipient, event.text)
+                return self._send_to(event.recipient, event.text, event.raw)
             COUNTS.count(COUNTS.frames_by_type, REQUEST_NAMES.get(kind, "malformed"))
             if kind is ListUsers:
                 return encode(UserList(tuple(self._directory.names())))
@@ -220,7 +218,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
 
     # --- The seed protocol ----------------------------------------------------------------
 
-    def _send_to(self, recipient: str, text: str) -> "bytes | Pending":
+    def _send_to(self, recipient: str, text: str, raw: bytes = b"") -> "bytes | Pending":
+        """``raw``: the text as it came (UTF-8), if it came in a frame."""
         sender = self.name
         if sender is None:
             return self._failure(Reason.NOT_LOGGED_IN)
@@ -243,18 +242,18 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # On another node: answered once it is there. It crosses with its id; that node
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
-            relayed = found.hand_over(encode(DirectMessage(sender, message_id, time_ms, text)))
+            relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, raw or text.encode()))
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
         accounts = self._accounts
         recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
         # An id only where it is needed: for a client of version 3, or for the history.
         if found.wants_ids:
             message_id, time_ms = next_id()
-            frame = encode(DirectMessage(sender, message_id, time_ms, text))
+            frame = direct_message_frame(sender, message_id, time_ms, raw or text.encode())
         else:
             if recorded:
                 message_id, time_ms = next_id()
-            frame = encode(Incoming(sender, text))
+            frame = incoming_frame(sender, raw or text.encode())
         if not found.deliver(frame):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if recorded:
