@@ -84,8 +84,15 @@ def _parse_login(body):
 
 
 def _parse_sendto(body):
-    recipient, text = _split_name_field(body)
-    return SendTo(recipient, _text(text), text)
+    # (The relay's frame: read in one place, without the helpers' calls.)
+    if not body or 1 + body[0] > len(body):
+        raise BadBody("name field runs past the body")
+    end = 1 + body[0]
+    raw = body[end:]
+    try:
+        return SendTo(str(body[1:end], "utf-8"), str(raw, "utf-8"), raw)
+    except UnicodeDecodeError:
+        raise BadBody("invalid UTF-8") from None
 
 
 def _parse_user_list(body):

@@ -72,8 +72,11 @@ class Outbox:
         greenlets in one round leave in one send; only a send that would block gets a
         writer greenlet of its own.
         """
-        self.queue_to_flush(data)
-        if self._writer is None and not self._scheduled and not self.closed:
+        if self.closed:
+            return
+        self._frames.append(data)  # (queue_to_flush's, without its call: once per relayed message)
+        self._queued += len(data)
+        if self._writer is None and not self._scheduled:
             self._scheduled = True
             self._loop.run_callback(self._send_queued_for_hub)
 
