@@ -13,6 +13,8 @@ from ....codec import frame_end, name_field
 #
 # live(): the node of one holder if its lease is the node's current one, else nil.
 # live_holders(): the live holders of a value, as two lists: their nodes and their entries.
+# without_node(): a value's entries but a node's; holders_value(): entries as a value (shared
+# if the old value was).
 # Every script that reads the users hash starts with them.
 LIVE = """
 local function live(holder, node_prefix)
@@ -21,6 +23,18 @@ local function live(holder, node_prefix)
     return node
   end
   return nil
+end
+local function without_node(value, node)
+  local mine, kept = node .. ':', {}
+  for entry in string.gmatch(value, '[^ *]+') do
+    if string.sub(entry, 1, #mine) ~= mine then
+      table.insert(kept, entry)
+    end
+  end
+  return kept
+end
+local function holders_value(value, kept)
+  return (string.sub(value, 1, 1) == '*' and '*' or '') .. table.concat(kept, ' ')
 end
 local function live_holders(value, node_prefix)
   local nodes, entries = {}, {}

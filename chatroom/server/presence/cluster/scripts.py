@@ -126,13 +126,7 @@ local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then
   return 1
 end
-local mine = ARGV[2] .. ':'
-local kept = {}
-for entry in string.gmatch(value, '[^ *]+') do
-  if string.sub(entry, 1, #mine) ~= mine then
-    table.insert(kept, entry)
-  end
-end
+local kept = without_node(value, ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
 if #kept == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -143,10 +137,7 @@ if #kept == 0 then
   end
   return 1
 end
-local rest = table.concat(kept, ' ')
-if string.sub(value, 1, 1) == '*' then
-  rest = '*' .. rest
-end
+local rest = holders_value(value, kept)
 if rest ~= value then
   redis.call('HSET', KEYS[1], ARGV[1], rest)
   tell_shared(ARGV[1], (live_holders(rest, ARGV[4])), ARGV[5])
@@ -280,29 +271,26 @@ return names
 )
 # Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds: it is shutting down.
 # (The other nodes holding a shared one learn it from its lapsed entry, as from a crash.)
-_RELEASE_ALL = """
+_RELEASE_ALL = (
+    LIVE
+    + """
 local mine = ARGV[1] .. ':'
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
   local value = entries[i + 1]
   if string.find(value, mine, 1, true) then
-    local kept = {}
-    for entry in string.gmatch(value, '[^ *]+') do
-      if string.sub(entry, 1, #mine) ~= mine then
-        table.insert(kept, entry)
-      end
-    end
+    local kept = without_node(value, ARGV[1])
     if #kept == 0 then
       redis.call('HDEL', KEYS[1], entries[i])
     else
-      local shared = string.sub(value, 1, 1) == '*' and '*' or ''
-      redis.call('HSET', KEYS[1], entries[i], shared .. table.concat(kept, ' '))
+      redis.call('HSET', KEYS[1], entries[i], holders_value(value, kept))
     end
   end
 end
 redis.call('DEL', ARGV[2])
 return 1
 """
+)
 
 
 class Scripts:
