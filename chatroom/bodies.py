@@ -7,7 +7,7 @@ returns the message, or raises :class:`BadBody` for a body that breaks the proto
 import struct
 
 from . import device_frames, room_frames, search_frames
-from .fields import BadBody, split_name_field
+from .fields import BadBody, at_most_most_id, split_name_field
 from .fields import text as _text
 from .protocol import (
     AUTHENTICATE,
@@ -145,6 +145,7 @@ def _parse_history_request(body):
     if len(rest) != HISTORY_REQUEST.size:
         raise BadBody("count and before")
     count, before = HISTORY_REQUEST.unpack(rest)
+    before = at_most_most_id(before)
     return HistoryRequest(peer, count, before)
 
 

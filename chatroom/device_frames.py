@@ -7,7 +7,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .fields import BadBody, id_and_time, name_field, split_id_and_time, split_name_field
+from .fields import BadBody, at_most_most_id, id_and_time, name_field, split_id_and_time, split_name_field
 from .fields import text as _text
 
 DEVICES_VERSION = 4
@@ -211,7 +211,7 @@ def _conversation_and_id(body) -> tuple[str, int]:
     conversation, end = split_name_field(body)
     if len(body) != end + _ID.size:
         raise BadBody("a conversation and an id")
-    return conversation, _ID.unpack_from(body, end)[0]
+    return conversation, at_most_most_id(_ID.unpack_from(body, end)[0])
 
 
 def _parse_session_list(body):

@@ -11,6 +11,15 @@ _LENGTH = struct.Struct("!I")
 _ID_TIME = struct.Struct("!QQ")
 
 
+MOST_ID = (1 << 63) - 1  # ids and times are kept as SQLite's signed 64-bit integers
+
+
+def at_most_most_id(value: int) -> int:
+    """A u64 a client sent as an id or a time, as the store can hold it: one past every id
+    there can be (2**63 and up) names nothing more than the greatest."""
+    return value if value <= MOST_ID else MOST_ID
+
+
 class BadBody(Exception):
     """Raised by a body parser for a body that breaks the protocol."""
 

@@ -4,7 +4,16 @@ their bodies are laid out both ways (the codec frames them, as it does the room 
 import struct
 from dataclasses import dataclass
 
-from .fields import BadBody, id_and_time, long_text, name_field, split_id_and_time, split_long_text, split_name_field
+from .fields import (
+    BadBody,
+    at_most_most_id,
+    id_and_time,
+    long_text,
+    name_field,
+    split_id_and_time,
+    split_long_text,
+    split_name_field,
+)
 from .fields import text as _text
 
 SEARCH = 0x16
@@ -58,6 +67,7 @@ def _parse_search(body):
     if len(body) < _SEARCH_HEAD.size:
         raise BadBody("count and before")
     count, before = _SEARCH_HEAD.unpack_from(body)
+    before = at_most_most_id(before)
     scope, end = split_name_field(body, _SEARCH_HEAD.size)
     return Search(count, before, scope, _text(body[end:]))
 

@@ -184,3 +184,27 @@ def test_a_burst_of_guesses_from_many_addresses_is_not_all_hashed_and_the_owner_
     assert hashed <= 10, f"{hashed} guesses were hashed"
     again = peer_at(server.address, source="127.0.0.2")  # bob, from where he registered
     assert again.request(Hello(1)) == OK and again.request(Authenticate("bob", "the right one")) == OK
+
+
+def test_ids_and_times_past_what_the_store_holds_are_answered_not_crashed(server_process):
+    """A u64 of 2**63 or more (SQLite keeps signed 64-bit integers) in MARK, HISTORY and
+    SEARCH names nothing more than the greatest id: answered as such, the log clean."""
+    from chatroom.device_frames import Mark, Unread, UnreadCounts
+    from chatroom.protocol import HistoryPage, HistoryRequest
+    from chatroom.search_frames import Search, SearchResults
+    from chatroom.testing import hello_peer
+
+    server = server_process()
+    ann = hello_peer(server.address, 4, "ann", "pw")
+    try:
+        huge = (1 << 64) - 1
+        assert ann.reply(Mark("bob", huge)) == OK
+        assert isinstance(ann.reply(HistoryRequest("bob", 5, huge)), HistoryPage)
+        assert isinstance(ann.reply(Search(5, huge, "", "anything")), SearchResults)
+        counts = ann.reply(Unread())  # (the marker, written behind, made it to the disk)
+        assert isinstance(counts, UnreadCounts) and [(e.conversation, e.marker) for e in counts.entries] == [
+            ("bob", (1 << 63) - 1)
+        ]
+    finally:
+        ann.close()
+    assert_clean_log(server.log_text())

@@ -215,3 +215,50 @@ def test_a_client_without_chathistory_gets_what_it_missed_when_it_joins(irc_serv
         assert knowing.line() == ":chatroom PONG chatroom :end"  # (it asks for what it wants)
     finally:
         bob.close()
+
+
+def test_odd_history_and_marker_requests_get_answers_and_leave_the_log_clean(irc_server, irc):
+    import random
+
+    from chatroom.testing import assert_clean_log
+
+    registered(irc_server, "ann").close()
+    ann = with_caps(irc, "ann", "batch labeled-response draft/chathistory draft/read-marker", password="pw")
+    ann.send(
+        "CHATHISTORY BEFORE bob msgid=99999999999999999999999 5",  # (past any id SQLite can hold)
+        "MARKREAD bob timestamp=9999-12-31T23:59:59.999Z",  # (a marker never goes past now)
+    )
+    assert re.fullmatch(r":chatroom BATCH \+\S+ chathistory bob", ann.line())
+    assert ann.line().startswith(":chatroom BATCH -")
+    [marked] = re.fullmatch(rf":chatroom MARKREAD bob timestamp=({TIME})", ann.line()).groups()
+    assert marked < "2100"
+    words = [
+        "*",
+        "bob",
+        "#team",
+        "#",
+        "`zz",
+        "msgid=",
+        "msgid=-1",
+        "msgid=99999999999999999999999",
+        "timestamp=",
+        "timestamp=2020-13-45T99:99:99.999Z",
+        "timestamp=1999-01-01T00:00:00Z",
+        "0",
+        "-5",
+        "101",
+        "x" * 300,
+    ]
+    subcommands = ["LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS", "latest", ""]
+    rng = random.Random(7)
+    for n in range(200):
+        if n % 2:
+            line = "CHATHISTORY " + " ".join([rng.choice(subcommands)] + rng.sample(words, rng.randrange(0, 5)))
+        else:
+            line = "MARKREAD " + " ".join(rng.sample(words, rng.randrange(0, 3)))
+        ann.send(f"@label=l{n} {line}".strip())
+    ann.send("PING :still here")
+    with gevent.Timeout(WAIT * 2):
+        while ann.line() != ":chatroom PONG chatroom :still here":
+            pass
+    assert_clean_log(irc_server.log_text())

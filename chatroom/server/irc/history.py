@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ...device_frames import Mark, Unread, UnreadCounts
+from ...fields import at_most_most_id
 from ...protocol import HistoryPage, HistoryRequest
 from ...room_frames import RoomHistory
 from ..message_ids import first_id_at, time_of_id
@@ -52,7 +53,7 @@ class _Ref(NamedTuple):
 def _parse_ref(text: str) -> _Ref | None:
     kind, _, value = text.partition("=")
     if kind == "msgid" and value.isdigit():
-        return _Ref(True, int(value))
+        return _Ref(True, at_most_most_id(int(value)))
     if kind == "timestamp":
         moment = parse_irc_time(value)
         return None if moment is None else _Ref(False, moment)
@@ -172,7 +173,8 @@ class HistoryCommands:
             ref = _parse_ref(params[1])
             if ref is None or ref.by_id:
                 return self._fail("MARKREAD", "INVALID_PARAMS", params[1], "Invalid parameters")
-            marked = self._ask(Mark(conversation, self._last_id_by(conversation, ref.value)))
+            moment = min(ref.value, int(time.time() * 1000))  # (never past now)
+            marked = self._ask(Mark(conversation, self._last_id_by(conversation, moment)))
             if getattr(marked, "reason", None) is not None:
                 return self._fail("MARKREAD", "INTERNAL_ERROR", target, "The read timestamp could not be set")
         return irc_frame(self.markread_line(conversation))
@@ -191,7 +193,7 @@ class HistoryCommands:
     def _last_id_by(self, conversation: str, moment: int) -> int:
         """The id of the conversation's last message at or before moment (ms) (0: none)."""
         if not conversation.startswith("#"):
-            return first_id_at(moment + 1) - 1
+            return at_most_most_id(first_id_at(moment + 1) - 1)
         entries = self._history(conversation, lambda got: got[0].time_ms <= moment) or []
         return max((entry.id for entry in entries if entry.time_ms <= moment), default=0)
 
