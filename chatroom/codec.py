@@ -225,7 +225,7 @@ class Decoder:
 
     def __init__(self, parsers):
         self._parsers = parsers
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""  # (a bytearray only while a frame is unfinished)
         self.broken = False
 
     @classmethod
@@ -246,15 +246,18 @@ class Decoder:
     def receive_data(self, data: bytes | bytearray) -> list:
         if self.broken:
             return []
-        if self._buffer:
-            self._buffer += data
-            data = self._buffer
+        buffer = self._buffer
+        if isinstance(buffer, bytearray):  # (an unfinished frame: what comes extends it)
+            buffer += data
+            data = buffer
         events: list = []
         offset = self._decode_frames(data, events)
-        if data is self._buffer:
-            del self._buffer[:offset]
+        if isinstance(buffer, bytearray):
+            del buffer[:offset]
+            if not buffer:
+                self._buffer = b""  # (most connections hold no unfinished frame: no buffer)
         elif offset < len(data):
-            self._buffer += data[offset:]
+            self._buffer = bytearray(data[offset:])
         return events
 
     def _decode_frames(self, data, events) -> int:

@@ -6,6 +6,7 @@ A mixin: it holds no state of its own; :class:`~.rules.Rules` holds the connecti
 """
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..codec import Decoder, encode, history_entry
@@ -49,7 +50,7 @@ class AccountRules:
         _stored_mark: int | None
         _registered: bool
         _version: int
-        _tokens: list[str]
+        _tokens: list[str] | None
         _devices: Devices | None
         _accounts: Accounts | None
         _directory: Directory
@@ -71,7 +72,7 @@ class AccountRules:
         def log_out(self, how: str) -> bool:
             raise NotImplementedError
 
-    def keep_undelivered(self, frames: list[bytes]) -> int:
+    def keep_undelivered(self, frames: Sequence[bytes]) -> int:
         """Keep the relayed messages (0x83 frames) a registered user was sent but never took,
         for their next login; how many were kept."""
         accounts, name = self._accounts, self.name
@@ -117,7 +118,7 @@ class AccountRules:
         if not is_valid_password(event.token) or not accounts.token_is_for(event.name, event.token):
             log.info("session token for %s (%s): refused", event.name, self._peer)
             return self._failure(Reason.INVALID_TOKEN)
-        self._tokens.append(event.token)
+        self._tokens = [*(self._tokens or ()), event.token]
         return self._log_in_registered(event.name, "registered, session token")
 
     def _log_in_registered(self, name: str, how: str) -> bytes:
@@ -214,11 +215,11 @@ class AccountRules:
         if not self._registered or name is None:
             return self._failure(Reason.NOT_REGISTERED)
         token = accounts.issue_token(name)
-        self._tokens.append(token)
+        self._tokens = [*(self._tokens or ()), token]
         return encode(SessionToken(token))
 
     def _revoke_tokens(self) -> None:
-        accounts, tokens, self._tokens = self._accounts, self._tokens, []
+        accounts, tokens, self._tokens = self._accounts, self._tokens or (), None
         for token in tokens:
             assert accounts is not None
             accounts.revoke_token(token)

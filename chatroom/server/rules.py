@@ -103,7 +103,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         self._registered = False  # logged in under a registered name, with its password
         self._version = 0  # the extension version the client said HELLO with (0: none, the seed protocol)
         self._rooms = rooms  # None: this server has no rooms (Rooms, or a cluster's SharedRooms)
-        self._tokens: list[str] = []  # session tokens issued or used here: LOGOUT revokes them
+        self._tokens: list[str] | None = None  # session tokens issued or used here: LOGOUT revokes them
         self._devices: Devices | None = None  # the user's sessions, for a client of version 4
         self._mailbox = mailbox
         self._directory = directory

@@ -9,6 +9,8 @@ nothing from its socket for ``stall_timeout`` seconds, while data waits for it, 
 the outbox closes and calls ``on_stall`` once.
 """
 
+from collections.abc import Sequence
+
 import gevent
 from gevent.event import Event
 
@@ -56,7 +58,7 @@ class Outbox:
         self._in_flight: bytes | None = None  # frames being sent (from a frame's start)...
         self._in_flight_sent = 0  # ...and how much of them has gone
         self.closed = False
-        self.dropped: list[bytes] = []  # relayed messages not sent when the outbox closed
+        self.dropped: Sequence[bytes] = ()  # relayed messages not sent when the outbox closed
 
     def queue_to_flush(self, data: bytes) -> None:
         """Queue data; the caller sends it with flush() (or a writer already at it does)."""

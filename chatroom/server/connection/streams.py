@@ -5,7 +5,6 @@ and :class:`~.web.WebSocketStream` for a browser's WebSocket. The session and it
 in frames and in these few methods, never in socket options.
 """
 
-from functools import partial
 from typing import Protocol
 
 from gevent.ssl import SSLSocket
@@ -65,10 +64,11 @@ class Stream(Protocol):
 
 
 class SocketStream:
-    """A TCP or TLS socket as a Stream. Reading and sending are the socket's own methods,
-    bound once: on the relay path a layer of Python calls per read and per send shows."""
+    """A TCP or TLS socket as a Stream. Its methods call the socket's at once (a bound method
+    kept per connection instead would cost more memory than the call costs time: these are
+    called once per batch of frames, not per frame)."""
 
-    __slots__ = ("_sock", "transport", "sends_without_waiting", "fileno", "receive", "send", "try_send")
+    __slots__ = ("_sock", "_raw", "transport", "sends_without_waiting")
 
     def __init__(self, sock):
         self._sock = sock
@@ -76,14 +76,25 @@ class SocketStream:
         self.transport = "tls" if tls else "tcp"
         # A TLS socket cannot be asked for a single send that does not wait.
         self.sends_without_waiting = not tls
-        self.fileno = sock.fileno
-        self.receive = partial(sock.recv, RECV_SIZE)
-        self.send = sock.send
         # gevent's socket wraps a non-blocking one, whose send is the single send that never
         # waits (BlockingIOError when the kernel takes nothing): what gevent's own send(data,
         # 0, 0.0) calls, without its Python layer.
         # (A TLS socket's is the TCP connection under the TLS: never to be written to.)
-        self.try_send = _never_without_waiting if tls else sock._sock.send
+        self._raw = None if tls else sock._sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def receive(self) -> bytes:
+        return self._sock.recv(RECV_SIZE)
+
+    def send(self, data) -> int:
+        return self._sock.send(data)
+
+    def try_send(self, data) -> int:
+        if self._raw is None:
+            raise BlockingIOError()
+        return self._raw.send(data)
 
     def buffered(self) -> bool:
         # TLS may have read application data along with the end of its handshake.
@@ -106,7 +117,3 @@ class SocketStream:
             sockets.close_gracefully(self._sock)
         else:
             self._sock.close()
-
-
-def _never_without_waiting(data) -> int:
-    raise BlockingIOError()
