@@ -65,6 +65,7 @@ class ChatServer:
         self._all_ended = Event()  # set when the last session ends during stop()
         self._stopping = False
         self._trimming: gevent.Greenlet | None = None  # (see operations.memory)
+        self._end_hook = self._ended  # (one bound method for every session, not one each)
         # Without TLS, opening a connection never waits: it is served in the hub, as it is
         # accepted, without a greenlet of its own (a greenlet per connection cost a third of
         # a connect and login).
@@ -189,7 +190,7 @@ class ChatServer:
         if stream is None:
             self._admission.forget(host)
             return
-        session = session_class(stream, peer, self.directory, self.limits, self._ended, self.accounts, self.rooms)
+        session = session_class(stream, peer, self.directory, self.limits, self._end_hook, self.accounts, self.rooms)
         self._sessions.add(session)
         session.start()
 

@@ -48,7 +48,7 @@ class Outbox:
         self._limit = limit
         self._stall_timeout = stall_timeout
         self._on_stall = on_stall
-        self._frames: list = []
+        self._frames: list | None = None  # queued, not yet sent (a list only while there are some)
         self._queued = 0  # bytes queued or being sent
         self._writer = None  # the greenlet writing right now, if any
         self._scheduled = False  # a send is due at the hub's next round of callbacks
@@ -64,7 +64,11 @@ class Outbox:
         """Queue data; the caller sends it with flush() (or a writer already at it does)."""
         if self.closed:
             return
-        self._frames.append(data)
+        frames = self._frames
+        if frames is None:
+            self._frames = [data]
+        else:
+            frames.append(data)
         self._queued += len(data)
 
     def queue_for_hub(self, data: bytes) -> None:
@@ -76,7 +80,11 @@ class Outbox:
         """
         if self.closed:
             return
-        self._frames.append(data)  # (queue_to_flush's, without its call: once per relayed message)
+        frames = self._frames  # (queue_to_flush's, without its call: once per relayed message)
+        if frames is None:
+            self._frames = [data]
+        else:
+            frames.append(data)
         self._queued += len(data)
         if self._writer is None and not self._scheduled:
             self._scheduled = True
@@ -136,12 +144,12 @@ class Outbox:
         Keeps the relayed messages not sent whole in ``dropped``, in order.
         """
         if not self.closed:
-            unsent = self._frames
+            unsent = self._frames or []
             if self._in_flight is not None:
                 unsent = [_unfinished(self._in_flight, self._in_flight_sent), *unsent]
             self.dropped = [frame for chunk in unsent for frame in split_frames(chunk)[0] if frame[0] == INCOMING]
         self.closed = True
-        self._frames = []
+        self._frames = None
         self._in_flight = None
         if self._room is not None:
             self._room.set()
@@ -152,7 +160,8 @@ class Outbox:
             self._on_stall()
 
     def _take_frames(self):
-        frames, self._frames = self._frames, []
+        frames, self._frames = self._frames, None
+        assert frames is not None, "taken only when some are queued"
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
     def _fail(self):

@@ -50,7 +50,6 @@ class Session:
         "_stream",
         "_limits",
         "_decoder",
-        "_answer",
         "_outbox",
         "_throttle",
         "_on_end",
@@ -78,7 +77,6 @@ class Session:
         self._end_reason: str | None = None  # why the server ended it, for the metrics
         self._limits = limits
         self._decoder = Decoder.for_server()
-        self._answer: Callable[[Any], bytes | Pending] = self.rules.answer  # (the IRC port has its own)
         self._outbox = Outbox(stream, limits.sendq, limits.send_timeout, self._on_stall)
         self._throttle = TokenBucket(limits.rate_limit) if limits.rate_limit else None
         self._on_end = on_end
@@ -87,6 +85,10 @@ class Session:
         self._frame_timer = None
         self._catch_up: gevent.Greenlet | None = None  # handing out stored messages, page by page
         self.wants_ids = False  # relayed messages go out as DIRECT-MESSAGE (version 3), not INCOMING
+
+    def _answerer(self) -> Callable[[Any], "bytes | Pending"]:
+        """What answers a decoded frame (the IRC port has its own)."""
+        return self.rules.answer
 
     @property
     def name(self) -> str | None:
@@ -165,7 +167,7 @@ class Session:
         events = decoder.receive_data(data)
         counts.frames += len(events)
         waiting: list | None = None  # replies held behind one still on its way (from another node), in order
-        answer = self._answer
+        answer = self._answerer()
         for count, event in enumerate(events, 1):
             if self._throttle is not None:
                 self._wait_for_a_token(outbox)

@@ -43,10 +43,12 @@ class IrcSession(Session):
         super().__init__(stream, peer, directory, limits, on_end, accounts, rooms)
         self._irc = IrcClient(self.rules)
         self._decoder = LineReader()
-        self._answer = self._irc.answer
         self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, self._irc)
         self._ping_timer = self._loop.timer(limits.idle_timeout, limits.idle_timeout)
         self._pinged = False  # a PING is out, and nothing came since
+
+    def _answerer(self):
+        return self._irc.answer
 
     def start(self) -> None:
         super().start()
