@@ -122,7 +122,7 @@ def encode(message) -> bytes:
     """The frame for one message, in either direction."""
     kind = type(message)
     if kind is Incoming:
-        return frame(INCOMING, name_field(message.sender) + message.text.encode())
+        return incoming_frame(message.sender, message.text.encode())
     if kind is Response:
         if message.reason is None:
             return frame(RESPONSE, bytes((message.status,)))
@@ -155,8 +155,7 @@ def _encode_extension(message) -> bytes:
     if kind is HistoryRequest:
         return frame(HISTORY, name_field(message.peer) + HISTORY_REQUEST.pack(message.count, message.before))
     if kind is DirectMessage:
-        head = name_field(message.sender) + TIME.pack(message.id) + TIME.pack(message.time_ms)
-        return frame(DIRECT_MESSAGE, head + message.text.encode())
+        return direct_message_frame(message.sender, message.id, message.time_ms, message.text.encode())
     if kind is StoredMessage and message.id:
         head = name_field(message.sender) + TIME.pack(message.id) + TIME.pack(message.time_ms)
         return frame(KEPT_MESSAGE, head + message.text.encode())

@@ -104,24 +104,34 @@ def accounts_server(server_process, tmp_path):
 
 
 @pytest.fixture
-def web_server(server_process):
-    port = free_port()
-    server = server_process("--web", f"127.0.0.1:{port}")
-    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
-    server.web_url = f"http://127.0.0.1:{port}/"
-    server.web_address = ("127.0.0.1", port)
-    return server
+def server_with(server_process):
+    """server_with("--web", "--irc"...) -> a chatroom-server process that also serves each of
+    these on a free port of its own, ready (web_url, web_address; irc_address, irc_port)."""
+
+    def start(*options):
+        ports = {option: free_port() for option in options}
+        server = server_process(*(word for option, port in ports.items() for word in (option, f"127.0.0.1:{port}")))
+        if "--web" in ports:
+            port = ports["--web"]
+            server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
+            server.web_url, server.web_address = f"http://127.0.0.1:{port}/", ("127.0.0.1", port)
+        if "--irc" in ports:
+            port = ports["--irc"]
+            server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+            server.irc_address, server.irc_port = ("127.0.0.1", port), port
+        return server
+
+    return start
 
 
 @pytest.fixture
-def irc_server(server_process):
-    """A chatroom-server process with its IRC port (irc_address, irc_port)."""
-    port = free_port()
-    server = server_process("--irc", f"127.0.0.1:{port}")
-    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
-    server.irc_address = ("127.0.0.1", port)
-    server.irc_port = port
-    return server
+def web_server(server_with):
+    return server_with("--web")
+
+
+@pytest.fixture
+def irc_server(server_with):
+    return server_with("--irc")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from chatroom.protocol import DirectMessage, SendTo
 from chatroom.room_frames import Join, RoomMessage
-from chatroom.testing import OK, WAIT, Peer, free_port, hello_peer
+from chatroom.testing import OK, WAIT, Peer, hello_peer
 from chatroom.testing.waiting import eventually
 from tests.browsers import click, log_in, text_of, type_into, until
 
@@ -30,13 +30,9 @@ def log_of(folder: Path, buffer: str) -> str:
 
 
 @pytest.fixture
-def irc_and_web(server_process):
+def irc_and_web(server_with):
     """A server with its IRC port and its web client."""
-    irc_port, web_port = free_port(), free_port()
-    server = server_process("--irc", f"127.0.0.1:{irc_port}", "--web", f"127.0.0.1:{web_port}")
-    server.wait_for_log(f"IRC on 127.0.0.1:{irc_port}")
-    server.irc_port, server.web_url = irc_port, f"http://127.0.0.1:{web_port}/"
-    return server
+    return server_with("--irc", "--web")
 
 
 def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(irc_and_web, browser, tmp_path):

@@ -20,15 +20,6 @@ from chatroom.websocket_client import binary_frame
 pytestmark = pytest.mark.process
 
 
-@pytest.fixture
-def web_server(server_process):
-    port = free_port()
-    server = server_process("--web", f"127.0.0.1:{port}")
-    server.wait_for_log(f"Web client on http://127.0.0.1:{port}/")
-    server.web_address = ("127.0.0.1", port)
-    return server
-
-
 def raw_upgrade(address, host: str, origins: list[str], target: str = "/chat", after: bytes = b"") -> bytes:
     """Send a WebSocket upgrade with exactly these Host and Origin headers (and ``after`` right
     behind it); the head of the answer."""

@@ -170,10 +170,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
 
     def away_message(self, name: str) -> str | None:
         """Name's away message while they are away (None: not away, or not known now)."""
-        try:
-            return (self._directory.away() or {}).get(name)
-        except DirectoryUnavailable:
-            return None
+        return self._directory.away_of(name)
 
     def _failure(self, reason: Reason, detail: str = "") -> bytes:
         """FAILURE, with its reason for a client that learns it."""

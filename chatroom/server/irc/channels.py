@@ -59,9 +59,13 @@ class ChannelCommands:
 
         def _ask(self, request): ...
 
-        def markread_line(self, conversation: str) -> bytes: ...
+        def markread_line(self, conversation: str, marker: int) -> bytes: ...
 
-        def replay_missed(self, room: str, channel: str) -> bytes: ...
+        def replays(self) -> bool: ...
+
+        def replay_missed(self, room: str, channel: str, marker: int, count: int) -> bytes: ...
+
+        def unread(self) -> dict[str, tuple[int, int]]: ...
 
     def _no_such_channel(self, channel: str) -> bytes:
         return self._numeric("403", channel, ":No such channel")
@@ -88,25 +92,32 @@ class ChannelCommands:
         if answer.status is not Status.OK:
             self.channels.discard(room)
             return self._refusal(answer, channel)
-        return self.joined_lines(room, channel)
+        return self._joined_lines(room, channel, self._marks())
 
     def rejoin(self) -> bytes:
         """(At the welcome.) The channels the user is a member of already, joined here."""
         listed = self._ask(ListRooms())
-        rooms = (
-            [entry.name for entry in listed.rooms if entry.flags & RoomFlag.MEMBER] if type(listed) is RoomList else []
-        )
+        entries = listed.rooms if type(listed) is RoomList else ()
+        rooms = [entry.name for entry in entries if entry.flags & RoomFlag.MEMBER]
         self.channels.update(rooms)
-        return b"".join(self.joined_lines(room, to_channel(room)) for room in rooms)
+        marks = self._marks()  # (once for them all)
+        return b"".join(self._joined_lines(room, to_channel(room), marks) for room in rooms)
 
-    def joined_lines(self, room: str, channel: str) -> bytes:
+    def _marks(self) -> dict[str, tuple[int, int]]:
+        """The user's markers and unread counts, if a channel's joining tells of them."""
+        return self.unread() if "draft/read-marker" in self.caps or self.replays() else {}
+
+    def _joined_lines(self, room: str, channel: str, marks: dict[str, tuple[int, int]]) -> bytes:
         """What a client is told of a channel it joins: JOIN, the topic, the names (and its
-        read marker, and what it missed)."""
+        read marker, and what it missed: from ``marks``, see _marks)."""
+        marker, count = marks.get(room, (0, 0))
         joined = encode_line("JOIN", channel, source=source_of_nick(self.nick))
         if "draft/read-marker" in self.caps:
-            joined += self.markread_line(room)
-        topic_and_names = self._topic_of(room, channel, quiet=True) + self._names_of(room, channel)
-        return irc_frame(joined) + topic_and_names + self.replay_missed(room, channel)
+            joined += self.markread_line(room, marker)
+        members = self._members(room)  # (once, for the topic and the names)
+        topic_and_names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
+        missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
+        return irc_frame(joined) + topic_and_names + missed
 
     def _part(self, params) -> bytes:
         if not params or not params[0]:
@@ -132,7 +143,8 @@ class ChannelCommands:
         out = []
         for channel in params[0].split(","):
             room = to_room(channel)
-            out.append(self._names_of(room, channel) if room else self._numeric("366", channel, ":End of /NAMES list"))
+            names = self._names_lines(self._members(room), channel) if room else None
+            out.append(names or self._numeric("366", channel, ":End of /NAMES list"))
         return b"".join(out)
 
     def _topic(self, params) -> bytes:
@@ -143,7 +155,7 @@ class ChannelCommands:
         if room is None:
             return self._no_such_channel(channel)
         if len(params) < 2:
-            return self._topic_of(room, channel)
+            return self._topic_lines(self._members(room), channel)
         answer = self._ask(SetTopic(room, params[1]))
         return b"" if answer.status is Status.OK else self._refusal(answer, channel)  # (TOPIC comes to all)
 
@@ -235,16 +247,14 @@ class ChannelCommands:
         answer = self._ask(ListMembers(room))
         return answer if type(answer) is MemberList else None
 
-    def _topic_of(self, room: str, channel: str, quiet: bool = False) -> bytes:
-        members = self._members(room)
+    def _topic_lines(self, members: MemberList | None, channel: str, quiet: bool = False) -> bytes:
         if members is None:
             return self._no_such_channel(channel)
         if members.topic:
             return irc_frame(self._line("332", channel, members.topic))
         return b"" if quiet else irc_frame(self._line("331", channel, "No topic is set"))
 
-    def _names_of(self, room: str, channel: str) -> bytes:
-        members = self._members(room)
+    def _names_lines(self, members: MemberList | None, channel: str) -> bytes:
         lines = []
         if members is not None:
             names = [("@" if flags & MemberFlag.OWNER else "") + to_nick(name) for name, flags in members.members]

@@ -108,13 +108,15 @@ class HistoryCommands:
             return self._fail("CHATHISTORY", "INVALID_TARGET", sub, target, "Messages could not be retrieved")
         return irc_frame(b"".join(self._history_lines(conversation, target, chosen.pick(entries))))
 
-    def _history(self, conversation: str, enough: Callable[[list[_Entry]], bool], before: int = 0):
+    def _history(
+        self, conversation: str, enough: Callable[[list[_Entry]], bool], before: int = 0, page_size: int = PAGE
+    ):
         """The conversation's messages (oldest first), read back from before (0: the newest)
         until ``enough`` of them are in, or the scan's reach is; None if it has no history
         for this user (not registered, not a member)."""
         entries: list[_Entry] = []
         for _ in range(SCAN_PAGES):
-            page = self._ask(HistoryRequest(conversation, PAGE, before))
+            page = self._ask(HistoryRequest(conversation, page_size, before))
             if type(page) is HistoryPage:
                 me = self._rules.name or ""
                 older = [_Entry(e.id, e.time_ms, me if e.sent else conversation, e.text) for e in page.entries]
@@ -123,7 +125,7 @@ class HistoryCommands:
             else:
                 return None if not entries else entries
             entries[:0] = older
-            if len(older) < PAGE or enough(entries):
+            if len(older) < page_size or enough(entries):
                 break
             before = older[0].id
         return entries
@@ -146,12 +148,11 @@ class HistoryCommands:
         if any(ref is None or ref.by_id for ref in bounds):
             return self._fail("CHATHISTORY", "INVALID_PARAMS", "TARGETS", first, "Invalid timestamp")
         low, high = sorted(ref.value for ref in bounds if ref is not None)
-        counts = self._ask(Unread())
         latest = []
-        for entry in counts.entries[:MOST_TARGETS] if type(counts) is UnreadCounts else ():
-            newest = self._history(entry.conversation, lambda _: True)
+        for conversation in list(self.unread())[:MOST_TARGETS]:
+            newest = self._history(conversation, lambda _: True, page_size=1)
             if newest and low < newest[-1].time_ms < high:
-                latest.append((newest[-1].time_ms, entry.conversation))
+                latest.append((newest[-1].time_ms, conversation))
         lines = [
             encode_line("CHATHISTORY", "TARGETS", _target(conversation), irc_time(moment), text=False)
             for moment, conversation in sorted(latest)[:limit]
@@ -177,14 +178,14 @@ class HistoryCommands:
             marked = self._ask(Mark(conversation, self._last_id_by(conversation, moment)))
             if getattr(marked, "reason", None) is not None:
                 return self._fail("MARKREAD", "INTERNAL_ERROR", target, "The read timestamp could not be set")
-        return irc_frame(self.markread_line(conversation))
+        marker, _ = self.unread().get(conversation, (0, 0))
+        return irc_frame(self.markread_line(conversation, marker))
 
-    def markread_line(self, conversation: str) -> bytes:
-        """MARKREAD with the conversation's marker now (``*`` for none)."""
-        marker, _ = self._unread_of(conversation)
+    def markread_line(self, conversation: str, marker: int) -> bytes:
+        """MARKREAD with the conversation's marker (``*`` for none)."""
         moment = None
         if marker and conversation.startswith("#"):
-            found = self._history(conversation, lambda _: True, marker + 1)
+            found = self._history(conversation, lambda _: True, marker + 1, page_size=1)
             moment = found[-1].time_ms if found and found[-1].id == marker else None
         elif marker:
             moment = time_of_id(marker)
@@ -199,25 +200,26 @@ class HistoryCommands:
 
     # --- Replay -------------------------------------------------------------------------
 
-    def replay_missed(self, room: str, channel: str) -> bytes:
-        """(On JOIN, for a client without draft/chathistory.) What came to the channel after
-        the user's marker, up to REPLAYED messages."""
-        if "draft/chathistory" in self.caps or not self._rules.is_registered:
-            return b""
-        marker, count = self._unread_of(room)
+    def replays(self) -> bool:
+        """Whether what a channel's newcomer missed is replayed to this client (one without
+        draft/chathistory, whose user has a history)."""
+        return "draft/chathistory" not in self.caps and self._rules.is_registered
+
+    def replay_missed(self, room: str, channel: str, marker: int, count: int) -> bytes:
+        """What came to the channel after the user's marker (``count`` of it), up to REPLAYED
+        messages."""
         if not count:
             return b""
         entries = self._history(room, lambda got: got[0].id <= marker) or []
         missed = [entry for entry in entries if entry.id > marker][-REPLAYED:]
         return irc_frame(b"".join(self._history_lines(room, channel, missed)))
 
-    def _unread_of(self, conversation: str) -> tuple[int, int]:
-        """The user's marker in the conversation (0: none), and how many came after it."""
+    def unread(self) -> dict[str, tuple[int, int]]:
+        """Each conversation's marker (0: none) and how many came after it, of the user's with a
+        marker or something unread (none for a user without history)."""
         counts = self._ask(Unread())
-        for entry in counts.entries if type(counts) is UnreadCounts else ():
-            if entry.conversation == conversation:
-                return entry.marker, entry.count
-        return 0, 0
+        entries = counts.entries if type(counts) is UnreadCounts else ()
+        return {entry.conversation: (entry.marker, entry.count) for entry in entries}
 
     def _fail(self, command: str, code: str, *context: str) -> bytes:
         """A standard reply: FAIL command code [context...] :description (the last)."""

@@ -6,12 +6,12 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
-import struct
 import time
 from typing import Protocol
 
 from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
+from ...fields import split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
@@ -58,7 +58,7 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
         assert end is not None and end <= len(data), "a session queues whole frames"
         kind = data[offset]
         if kind == IRC_LINES:
-            out.append(bytes(data[offset + 5 : end]))
+            out.append(data[offset + 5 : end])
         elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (line := _direct_line(data, offset, end, reader)):
             out.append(line)
         elif kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader)):
@@ -69,7 +69,6 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
     return b"".join(out)
 
 
-_ID_AND_TIME = struct.Struct(">QQ")
 _TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
 _sources: dict[bytes, bytes] = {}  # a sender's name (UTF-8) -> the start of its lines: b":nick!nick@chatroom"
 
@@ -79,15 +78,17 @@ def _direct_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | N
     frame's bytes, for what most are: one line of text that fits in one IRC line. None for the
     others, which _message_lines translates."""
     name_end = start + 6 + data[start + 5]
-    direct = data[start] == DIRECT_MESSAGE
-    text = data[name_end + _ID_AND_TIME.size if direct else name_end : end]
+    message_id = time_ms = None
+    text_at = name_end
+    if data[start] == DIRECT_MESSAGE:
+        message_id, time_ms, text_at = split_id_and_time(data, name_end)
+    text = data[text_at:end]
     if b"\n" in text or b"\r" in text:
         return None
     sender = data[start + 6 : name_end]
     line = b"".join((_source(sender), b" PRIVMSG ", reader.nick.encode(), b" :", text, b"\r\n"))
     if len(line) > MAX_LINE:
         return None
-    message_id, time_ms = _ID_AND_TIME.unpack_from(data, name_end) if direct else (None, None)
     return _tagged(line, reader, message_id, time_ms, sender)
 
 
@@ -107,7 +108,7 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | Non
     frame = data[start:end]
     line = _room_lines.get(frame)
     if line is None:
-        text = data[sender_end + _ID_AND_TIME.size : end]
+        text = data[split_id_and_time(data, sender_end)[2] : end]
         if b"\n" in text or b"\r" in text:
             return None
         channel = to_channel(data[start + 6 : room_end].decode()).encode()
@@ -117,12 +118,12 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | Non
         if len(_room_lines) > 256:
             _room_lines.clear()
         _room_lines[frame] = line
-    if "draft/read-marker" in reader.caps or not _TAGGING.isdisjoint(reader.caps):
-        message_id, time_ms = _ID_AND_TIME.unpack_from(data, sender_end)
-        if "draft/read-marker" in reader.caps:
-            reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
-        return _tagged(line, reader, message_id, time_ms, sender)
-    return line
+    if "draft/read-marker" not in reader.caps and _TAGGING.isdisjoint(reader.caps):
+        return line  # (the same line for every member: nothing of this reader's in it)
+    message_id, time_ms, _ = split_id_and_time(data, sender_end)
+    if "draft/read-marker" in reader.caps:
+        reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
+    return _tagged(line, reader, message_id, time_ms, sender)
 
 
 def _source(sender: bytes) -> bytes:

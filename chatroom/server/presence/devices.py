@@ -131,18 +131,18 @@ class Devices:
 
     def end(self, number: int) -> bool:
         """End the session of that number; False if there is none."""
+        if self.end_here(number):
+            return True
+        others = self._others()
+        return others is not None and others.end(number)
+
+    def end_here(self, number: int) -> bool:
+        """End the session of that number if it is on this server (another node may ask)."""
         for device in self._devices:
             if device.number == number:
                 device.session.disconnect()
                 return True
-        others = self._others()
-        return others is not None and others.end(number)
-
-    def end_here(self, number: int) -> None:
-        """(Asked by another node.) End the session of that number if it is here."""
-        for device in self._devices:
-            if device.number == number:
-                device.session.disconnect()
+        return False
 
     def to_others(self, session: Mailbox, frame: bytes) -> None:
         """Hand frame to the user's sessions but one (what that one did, shown on the others),

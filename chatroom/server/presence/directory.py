@@ -99,6 +99,10 @@ class Directory(Protocol):
         """Who is away, with their messages (None when that cannot be known now); a name no
         longer logged in may linger here, and counts for nothing."""
 
+    def away_of(self, name: str) -> str | None:
+        """name's away message while they are away (None: not away, or not known now); asked
+        per message (IRC's 301), so a shared directory may answer from a second-old view."""
+
     def share(self, name: str) -> None:
         """``name``, logged in here, has just been registered: claim it as ``shared`` now."""
 
@@ -171,3 +175,6 @@ class LocalDirectory:
 
     def away(self) -> dict[str, str]:
         return self._away
+
+    def away_of(self, name: str) -> str | None:
+        return self._away.get(name)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
 POOL_SIZE = 32
+AWAY_FRESH = 1.0  # seconds the away list read for away_of serves
 REREGISTER_PAUSE = 0.1  # before trying again to register this node's users in a new epoch
 
 
@@ -71,7 +72,8 @@ class RedisDirectory:
         self._lease = b""  # the lease they are registered under (see scripts._BEAT)
         self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
-        self._shared: set[str] = set()  # names of this node's users whose devices may log in elsewhere
+        self._away_seen: dict[str, str] = {}  # who was away when last read (see away_of)
+        self._away_read_at = float("-inf")
         self._greenlets: list[gevent.Greenlet] = []
         self._listening: gevent.Greenlet | None = None  # the inbox's greenlet
         self._connect(url)
@@ -145,13 +147,10 @@ class RedisDirectory:
     def claim(self, name: str, mailbox: Mailbox, shared: bool = False) -> bool:
         if self._local.find(name) is not None:
             return False
-        if shared:
-            self._shared.add(name)
-        taken = self._claim(name, again=False)
+        taken = self._claim(name, again=False, shared=shared)
         if taken < 0:
             gevent.spawn(self._beat)  # a new epoch, or a lapsed lease, this node must catch up with
         if taken < 1 or not self._local.claim(name, mailbox):
-            self._shared.discard(name)
             return False
         self._unreleased.discard(name)
         if shared:
@@ -160,14 +159,12 @@ class RedisDirectory:
 
     def share(self, name: str) -> None:
         devices = self._local.find(name)
-        if name not in self._shared and devices is not None:
-            self._shared.add(name)
-            taken = self._claim(name, again=True)  # (as this node's own again: nobody else holds it)
+        if type(devices) is Devices and devices.elsewhere is None:
+            taken = self._claim(name, again=True, shared=True)  # (as this node's own again: nobody else holds it)
             if taken > 0:
                 self._share(name, devices, taken)
 
-    def _claim(self, name: str, again: bool) -> int:
-        shared = name in self._shared
+    def _claim(self, name: str, again: bool, shared: bool) -> int:
         return self._call(
             self._scripts.claim, name, skeleton(name), self.node_id, self._lease, self._epoch, again, shared
         )
@@ -199,7 +196,6 @@ class RedisDirectory:
     def release(self, name: str, mailbox: Mailbox) -> None:
         self._local.release(name, mailbox)
         if self._local.find(name) is None:
-            self._shared.discard(name)
             self._unreleased.add(name)
             self._call(self._scripts.release, name, skeleton(name), self.node_id)
             self._unreleased.discard(name)
@@ -250,6 +246,13 @@ class RedisDirectory:
 
     def away(self) -> dict[str, str]:
         return {name.decode(): message.decode() for name, message in self._call(self._redis.hgetall, AWAY).items()}
+
+    def away_of(self, name: str) -> str | None:
+        # (Read from Redis at most once a second, as presence is: not once a message.)
+        now = time.monotonic()
+        if now - self._away_read_at > AWAY_FRESH:
+            self._away_seen, self._away_read_at = self._away_if_reachable() or {}, now
+        return self._away_seen.get(name)
 
     def _away_if_reachable(self) -> dict[str, str] | None:
         try:
@@ -329,12 +332,14 @@ class RedisDirectory:
         """Claim this node's users again; those taken meanwhile by a live node are logged out
         here. False when a claim could not be made now (it must be tried again)."""
         for name in self._local.names():
-            taken = self._claim(name, again=True)
-            if taken < 0:
-                return False
             mailbox = self._local.find(name)
             if mailbox is None:
                 continue  # (logged out meanwhile)
+            # (A shared name is one whose devices here reach the other nodes': see _share.)
+            shared = type(mailbox) is Devices and mailbox.elsewhere is not None
+            taken = self._claim(name, again=True, shared=shared)
+            if taken < 0:
+                return False
             if taken == 0:
                 log.warning(
                     "%s was taken on another node while this one could not hold it; logging out here",
@@ -342,7 +347,7 @@ class RedisDirectory:
                     extra=fields("name_lost", name=name),
                 )
                 mailbox.disconnect()
-            elif name in self._shared:
+            elif shared:
                 self._share(name, mailbox, taken)
         return True
 
