@@ -29,6 +29,7 @@ from chatroom.server.rooms.registry import Rooms
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
+from chatroom.server.storage.store import now_ms
 from chatroom.testing import FAILURE, OK, failure
 from tests.conftest import CHEAP
 from tests.test_rules import Client
@@ -232,6 +233,10 @@ def test_a_restart_keeps_registered_memberships_ownership_invitations_and_histor
     assert set(room.members) == {"alice"} and room.invited == {"bob"}
     assert [row[3] for row in accounts.store.room_history("#kept", 10, 0)] == ["remember me"]
     assert rooms.next_id(room) == 2  # ids go on from the last one kept
+    # A message after the restart is indexed for search beside the one before it, not over it.
+    accounts.store.record_room("#kept", 2, "alice", "remember me too", now_ms())
+    found = accounts.store.search("alice", "remember", None, ["#kept"], 10, 0)
+    assert [text for *_, text in found] == ["remember me too", "remember me"]
     accounts.stop()
 
 

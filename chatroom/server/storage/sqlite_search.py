@@ -1,6 +1,6 @@
 """Search in the embedded store, for :class:`~.sqlite_store.SQLiteStore`: SQLite's FTS5 keeps
 an index of the direct history and of the rooms' messages, filled as the writer thread
-inserts them (the history's rows with their own, many at a time; the rooms' by a trigger) and
+inserts them (with their rows, many at a time) and
 emptied by triggers as they expire, so a search reads the index, never the
 whole history. The index is read newest first (by rowid: a direct message's id grows with
 its time, a room message's rowid with its insertion), so a search stops at the count it
@@ -31,7 +31,8 @@ SCHEMA = """
 """
 
 
-# Since migration 7 a history row is indexed by the writer with the row (see sqlite_store).
+# Since migration 7 a history row is indexed by the writer with the row (see sqlite_store), and
+# since migration 8 a room's (sqlite_rooms.INDEX_ROOM).
 INDEX_HISTORY = "INSERT INTO history_search (rowid, text) VALUES (?, ?)"
 
 

@@ -51,6 +51,8 @@ MIGRATIONS = [
     # The history is indexed for search with its rows, many at a time (INDEX_HISTORY), rather
     # than by a trigger, row by row: the writer keeps up with twice as many messages.
     "DROP TRIGGER history_search_add",
+    # The same for the rooms' messages (INDEX_ROOM, beside each row).
+    "DROP TRIGGER room_search_add",
 ]
 EXPIRY_INTERVAL = 3600.0
 _RECORD = "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
@@ -79,11 +81,12 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._mailboxes = Mailboxes(quotas)
         self._remembered_markers: OrderedDict[str, dict[str, int]] = OrderedDict()  # (see sqlite_markers)
         self._expiry = None
+        self._last_room_row = 0
 
     # --- Lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        accounts, mailboxes = self._worker.start(self._prepare)
+        accounts, mailboxes, self._last_room_row = self._worker.start(self._prepare)
         self._mailboxes.load(mailboxes)
         self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
@@ -97,7 +100,8 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         return self._worker.healthy
 
     def _prepare(self, db):
-        """(In the worker thread.) The schema, migrated; the accounts, and the offline counts."""
+        """(In the worker thread.) The schema, migrated; the accounts, the offline counts, and
+        the last row of the rooms' messages."""
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = db.execute("SELECT version FROM schema_version").fetchone()
         version = row[0] if row else 0
@@ -110,7 +114,9 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
             # (Once: a file made before the file could shrink is rebuilt so that it can.)
             db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             db.execute("VACUUM")
-        return dict(db.execute("SELECT name, password_hash FROM accounts")), self._expire_and_count(db)
+        accounts = dict(db.execute("SELECT name, password_hash FROM accounts"))
+        last_room_row = db.execute("SELECT coalesce(max(rowid), 0) FROM room_messages").fetchone()[0]
+        return accounts, self._expire_and_count(db), last_room_row
 
     def _expire_now_and_then(self):
         while True:
