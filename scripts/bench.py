@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
 BUILD = ROOT / ".bench"
 DOC = ROOT / "docs" / "performance.md"
+LOADGEN = ROOT / "scripts" / "loadgen" / "loadgen"
+NGIRCD_CONF = LOADGEN.parent / "ngircd-bench.conf"
 PYTHON = sys.executable
 OURS = f"{Path(PYTHON).parent / 'chatroom-server'} --host 127.0.0.1 --log-level WARNING"
 CONFIGS = os.environ.get("BENCH_CONFIGS", "2x1,100x16,1000x4")
@@ -54,6 +56,12 @@ def build_loadgen() -> Path:
     shutil.copytree(SHARED, BUILD)
     subprocess.run(["make", "-s", "-C", str(BUILD)], check=True)
     return BUILD / "loadgen"
+
+
+def own_loadgen() -> Path:
+    """The C load generator of scripts/loadgen (with chatroom's room frames), built."""
+    subprocess.run(["make", "-s", "-C", str(LOADGEN.parent)], check=True)
+    return LOADGEN
 
 
 def compare_servers(a: str, b: str, configs: str) -> str:
@@ -333,13 +341,13 @@ def memory_section() -> list:
 
 def rooms_section() -> list[str]:
     print("bench: rooms against ngircd's channels", flush=True)
-    loadgen = BUILD / "loadgen" if (BUILD / "loadgen").exists() else build_loadgen() if SHARED.exists() else None
+    loadgen = own_loadgen()
     server = start_server(OURS)
     try:
-        ours = room_bench.chatroom_rooms([str(Path(PYTHON).parent / "chatroom-bench")], server.port, server.proc.pid)
+        with room_bench.ngircd(NGIRCD_CONF) as theirs:
+            measured = room_bench.loadgen_rooms(loadgen, (server.port, server.proc.pid), theirs)
     finally:
         server.terminate()
-    theirs = room_bench.ngircd_rooms(loadgen, SHARED / "ngircd-bench.conf") if loadgen else None
     print("bench: rooms across two nodes", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         redis = RedisProcess(folder)
@@ -355,7 +363,7 @@ def rooms_section() -> list[str]:
     return [
         f"Measured by `./scripts/bench rooms` on {machine()}.",
         "",
-        *room_bench.section(ours, theirs),
+        *room_bench.section(measured),
         "",
         *room_bench.across_section(across),
     ]
@@ -363,14 +371,12 @@ def rooms_section() -> list[str]:
 
 def irc_section() -> list[str]:
     print("bench: the IRC port against ngircd and against our own protocol", flush=True)
-    if not SHARED.exists():
-        return [f"Not measured on {machine()}: the shared load generator (../shared/bench) is absent."]
-    loadgen = BUILD / "loadgen" if (BUILD / "loadgen").exists() else build_loadgen()
+    loadgen = own_loadgen()
     irc_port = free_port()
     server = start_server(f"{OURS} --irc 127.0.0.1:{irc_port}")
     try:
         room_bench.wait_for_port(irc_port)
-        with room_bench.ngircd(SHARED / "ngircd-bench.conf") as theirs:
+        with room_bench.ngircd(NGIRCD_CONF) as theirs:
             rows = irc_bench.measure(loadgen, irc_port, server.port, theirs)
     finally:
         server.terminate()

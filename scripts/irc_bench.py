@@ -1,35 +1,20 @@
 """The IRC port for docs/performance.md: relay and room fan-out through chatroom-server's IRC
-port against Debian's ngircd, and against chatroom's own protocol, all on the shared load
-generator, in one run. Called by scripts/bench.py (``./scripts/bench irc`` runs this part alone).
+port against Debian's ngircd, and against chatroom's own protocol, all on the C load generator
+of scripts/loadgen, in one run. Called by scripts/bench.py (``./scripts/bench irc`` runs this part alone).
 
 Each shape runs ROUNDS times, the servers taking turns (ours over IRC, ours over its own
 protocol, ngircd), and the medians are compared: this machine is shared and noisy, so only
 ratios within one run mean something.
 """
 
-import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
-from room_bench import SHAPES, WINDOW
+from room_bench import SHAPES, deliveries, loadgen_run, room_options
 
 RELAYS = [(100, 16), (1000, 4)]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-
-
-def loadgen_run(loadgen: Path, port: int, proto: str, scenario: str, clients: int, *extra: str) -> dict:
-    """One run of the load generator; its RESULT (empty if it gave none)."""
-    run = subprocess.run(
-        [str(loadgen), "--proto", proto, "--port", str(port), "--scenario", scenario, "--clients", str(clients)]
-        + ["--duration", "3", "--verify", "--setup-timeout", "120", *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
-    return json.loads(line[len("RESULT ") :]) if line else {}
 
 
 def _shapes() -> list[tuple[str, str, int, list[str]]]:
@@ -37,17 +22,17 @@ def _shapes() -> list[tuple[str, str, int, list[str]]]:
     shapes = [(f"relay {c}x{w}", "relay", c, ["--window", str(w)]) for c, w in RELAYS]
     for clients, size, senders in SHAPES:
         label = f"{clients // size} room(s) of {size}, {senders} sending"
-        options = ["--members", str(size), "--senders", str(senders), "--window", str(WINDOW)]
-        shapes.append((label, "room", clients, options))
+        shapes.append((label, "room", clients, room_options(size, senders)))
     return shapes
 
 
 def _rate(result: dict) -> float | None:
-    """Messages delivered per second (a room: every member's copy)."""
+    """Messages delivered per second (a room: every member's copy but the sender's)."""
+    if result.get("room"):
+        return deliveries(result)
     if not result or result.get("violations") or result.get("disconnects"):
         return None
-    room = result.get("room")
-    return room.get("deliveries_per_s") if room else result.get("msgs_per_s")
+    return result.get("msgs_per_s")
 
 
 def _median(values: list) -> float | None:
@@ -62,7 +47,7 @@ def measure(loadgen: Path, ours_irc: int, ours_native: int | None, theirs: int |
         runs: dict = {"irc": [], "native": [], "ngircd": []}
         for _ in range(ROUNDS):
             runs["irc"].append(_rate(loadgen_run(loadgen, ours_irc, "irc", scenario, clients, *options)))
-            if scenario == "relay" and ours_native is not None:  # (rooms: the C loadgen speaks IRC's only)
+            if ours_native is not None:
                 runs["native"].append(_rate(loadgen_run(loadgen, ours_native, "chat", scenario, clients, *options)))
             if theirs is not None:
                 runs["ngircd"].append(_rate(loadgen_run(loadgen, theirs, "irc", scenario, clients, *options)))
@@ -93,10 +78,9 @@ def section(rows: list[dict], machine: str) -> list[str]:
         f"Measured by `./scripts/bench irc` on {machine}.",
         "",
         f"The IRC port (chatroom-server `--irc`) against Debian's ngircd, and against chatroom's own protocol, on "
-        f"the shared loadgen (`--proto irc`, or `chat` for our protocol; `--verify`, 3 s, median of {ROUNDS} runs "
-        "taking turns). Rooms: deliveries per second, every member's copy; the loadgen's room scenario speaks IRC "
-        "only, so our own protocol's rooms are in the table above (chatroom-bench). A run with a violation or a "
-        "disconnect counts for nothing (–).",
+        f"scripts/loadgen (`--proto irc`, or `chat` for our protocol; `--verify`, 3 s, median of {ROUNDS} runs "
+        "taking turns). Rooms: deliveries per second, every member's copy but the sender's. A run with a violation "
+        "or a disconnect counts for nothing (–).",
         "",
         *table,
     ]

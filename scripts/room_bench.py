@@ -1,11 +1,13 @@
-"""Room fan-out for docs/performance.md: chatroom-server's rooms (chatroom-bench's room
-scenario) against ngircd's channels (the shared loadgen, --proto irc --scenario room), the same
-shapes in one run. Called by scripts/bench.py (``./scripts/bench rooms`` runs this part alone).
+"""Room fan-out for docs/performance.md: chatroom-server's rooms against ngircd's channels,
+the same shapes in one run, both under the C load generator of scripts/loadgen (the shared one
+with chatroom's room frames added: `--proto chat --scenario room`), the servers taking turns.
+Across two nodes of a cluster, chatroom-bench's room scenario (it spreads members over the
+nodes). Called by scripts/bench.py (``./scripts/bench rooms`` runs this part alone).
 
 The shapes: rooms of 10 where everyone sends, rooms of 100 with 10 senders, one room of 1000
 with 5 senders. A room's message reaches every member in chatroom (the sender's own copy is how
-it learns the room's order) and every member but the sender in IRC: deliveries are counted as
-each server makes them.
+it learns the room's order) and every member but the sender in IRC; the loadgen counts the
+other members' copies in both (chatroom's echo apart), chatroom-bench every copy.
 """
 
 import contextlib
@@ -21,6 +23,55 @@ from pathlib import Path
 
 SHAPES = [(100, 10, 10), (100, 100, 10), (1000, 1000, 5)]  # clients, room size, senders per room
 WINDOW = 4
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+
+
+def loadgen_run(loadgen: Path, port: int, proto: str, scenario: str, clients: int, *extra: str) -> dict:
+    """One run of the load generator; its RESULT (empty if it gave none)."""
+    run = subprocess.run(
+        [str(loadgen), "--proto", proto, "--port", str(port), "--scenario", scenario, "--clients", str(clients)]
+        + ["--duration", "3", "--verify", "--setup-timeout", "120", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
+    return json.loads(line[len("RESULT ") :]) if line else {}
+
+
+def room_options(size: int, senders: int) -> list[str]:
+    return ["--members", str(size), "--senders", str(senders), "--window", str(WINDOW)]
+
+
+def deliveries(result: dict) -> float | None:
+    """Every member's copies per second in a clean run (None: a violation, a disconnect, no run)."""
+    if not result or result.get("violations") or result.get("disconnects"):
+        return None
+    return (result.get("room") or {}).get("deliveries_per_s")
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The clean run of median deliveries (empty if none was clean)."""
+    clean = sorted((run for run in runs if deliveries(run)), key=lambda run: deliveries(run) or 0.0)
+    return clean[len(clean) // 2] if clean else {}
+
+
+def loadgen_rooms(loadgen: Path, ours: tuple[int, int], theirs: int | None) -> list[tuple[dict, dict]]:
+    """Each shape ROUNDS times, chatroom (ours: its port and pid) and ngircd (its port, if any)
+    taking turns: (chatroom's median run, ngircd's) per shape."""
+    port, pid = ours
+    medians = []
+    for clients, size, senders in SHAPES:
+        runs: dict = {"ours": [], "ngircd": []}
+        for _ in range(ROUNDS):
+            options = room_options(size, senders)
+            runs["ours"].append(loadgen_run(loadgen, port, "chat", "room", clients, *options, "--server-pid", str(pid)))
+            if theirs is not None:
+                runs["ngircd"].append(loadgen_run(loadgen, theirs, "irc", "room", clients, *options))
+            time.sleep(0.5)  # (the names of the last run's clients are free again)
+        medians.append((median_run(runs["ours"]), median_run(runs["ngircd"])))
+        print(clients, size, senders, [deliveries(run) for run in medians[-1]], flush=True)
+    return medians
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -83,26 +134,6 @@ def ngircd(config: Path):
             server.wait(10)
 
 
-def ngircd_rooms(loadgen: Path, config: Path) -> list[dict] | None:
-    """loadgen's room scenario against Debian's ngircd, or None without ngircd."""
-    with ngircd(config) as port:
-        if port is None:
-            return None
-        results = []
-        for clients, size, senders in SHAPES:
-            run = subprocess.run(
-                [str(loadgen), "--proto", "irc", "--port", str(port), "--scenario", "room"]
-                + ["--clients", str(clients), "--members", str(size), "--senders", str(senders)]
-                + ["--window", str(WINDOW), "--duration", "3", "--verify", "--setup-timeout", "120"],
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
-            results.append(json.loads(line[len("RESULT ") :]) if line else {})
-        return results
-
-
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -113,41 +144,31 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             time.sleep(0.1)
 
 
-def section(ours: list[dict], theirs: list[dict] | None) -> list[str]:
+def section(measured: list[tuple[dict, dict]]) -> list[str]:
     rows = [
-        "| shape | chatroom deliveries/s | messages/s | p99 | misordered, lost, dropped | CPU server, bench | "
-        "ngircd deliveries/s | chatroom/ngircd |",
-        "|---|---|---|---|---|---|---|---|",
+        "| shape | chatroom deliveries/s | messages/s | p99 | server CPU | ngircd deliveries/s | chatroom/ngircd |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for index, (clients, size, senders) in enumerate(SHAPES):
-        result = ours[index]
-        if "error" in result:
-            rows.append(
-                f"| {clients // size} room(s) of {size}, {senders} sending | not measured: {result['error']} |||||||"
-            )
+    for (clients, size, senders), (ours, theirs) in zip(SHAPES, measured, strict=True):
+        shape = f"{clients // size} room(s) of {size}, {senders} sending"
+        rate, other = deliveries(ours), deliveries(theirs)
+        if not rate:
+            rows.append(f"| {shape} | no clean run |||||{other or 0:.0f} | – |")
             continue
-        other = (theirs[index].get("room") or {}) if theirs else {}
-        other_rate = other.get("deliveries_per_s")
-        ratio = f"{result['msgs_per_s'] / other_rate:.2f}" if other_rate else "–"
-        measured = f"{other_rate:.0f}" if other_rate else "not measured"
+        cpu = (ours.get("server") or {}).get("cpu_pct", 0) / 100
         rows.append(
-            f"| {clients // size} room(s) of {size}, {senders} sending | {result['msgs_per_s']:.0f} | "
-            f"{result['messages_per_s']:.0f} | {result['p99_us'] / 1000:.1f} ms | "
-            f"{result['misordered']}, {result['lost']}, {result['disconnects']} | "
-            f"{result['server_cpu']:.2f}, {result['bench_cpu']:.2f} | "
-            f"{measured} | {ratio} |"
+            f"| {shape} | {rate:.0f} | {ours['msgs_per_s']:.0f} | {ours['p99_us'] / 1000:.1f} ms | {cpu:.2f} | "
+            f"{f'{other:.0f}' if other else 'not measured'} | {f'{rate / other:.2f}' if other else '–'} |"
         )
     return [
-        f"Rooms (one server; chatroom-bench's room scenario, window {WINDOW}, 3 s, against ngircd's channels "
-        "under the shared loadgen's `--proto irc --scenario room`; deliveries as each server makes them):",
+        f"Rooms (one server; scripts/loadgen `--scenario room`, window {WINDOW}, `--verify`, 3 s, median of {ROUNDS} "
+        "runs, chatroom (`--proto chat`) and ngircd's channels (`--proto irc`) taking turns). Deliveries: the "
+        "other members' copies, in both (chatroom also hands the sender its own copy, not counted); messages/s and "
+        "p99 at each sender's witness (the next member, whose copy frees the sender's slot); server CPU: the share "
+        "of one core. A run with a violation (a copy lost, duplicated or out of order) or a disconnect counts for "
+        "nothing.",
         "",
         *rows,
-        "",
-        "Dropped: members the server disconnected as stalled (a room's message found their queue full); what "
-        "they would have received counts as lost. CPU is the share of one core over each run (set-up included). "
-        "chatroom-bench is Python: where its CPU nears 1.0 it, not the server, sets the rate, and the chatroom "
-        "figures are a floor; a C load generator of the room frames (the performance issue) is what can show the "
-        "server's own limit.",
     ]
 
 
