@@ -90,6 +90,23 @@ class Outbox:
             self._scheduled = True
             self._loop.run_callback(self._send_queued_for_hub)
 
+    def offer(self, data: bytes) -> bool:
+        """queue_for_hub, if the queue is under its limit; False, with nothing queued, if it is
+        full or closed. (A room's fan-out calls it once per member: hence its own copy of the
+        queueing, without a call.)"""
+        if self.closed or self._queued >= self._limit:
+            return False
+        frames = self._frames
+        if frames is None:
+            self._frames = [data]
+        else:
+            frames.append(data)
+        self._queued += len(data)
+        if self._writer is None and not self._scheduled:
+            self._scheduled = True
+            self._loop.run_callback(self._send_queued_for_hub)
+        return True
+
     def _send_queued_for_hub(self):
         self._scheduled = False
         if self._writer is not None or not self._frames or self.closed:

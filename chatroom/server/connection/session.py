@@ -360,14 +360,12 @@ class Session:
         """Queue a room's frame if there is room; a client whose queue is full is dropped as
         stalled (a registered one reads what it missed from the room's history)."""
         outbox = self._outbox
-        if outbox.closed:
-            return False
-        if not outbox.has_room():
+        if outbox.offer(frame):  # (not held behind stored messages: another conversation)
+            return True
+        if not outbox.closed:
             COUNTS.room_stalls += 1
             self._on_stall()
-            return False
-        outbox.queue_for_hub(frame)  # (not held behind stored messages: another conversation)
-        return True
+        return False
 
 
 def _count_reply(reply: bytes, request) -> None:

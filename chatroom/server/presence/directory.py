@@ -9,6 +9,7 @@ session. A user logged in on another server is a :class:`RemoteRecipient`: a mes
 them is handed over to that server, and answered later.
 """
 
+from collections.abc import Callable
 from typing import Protocol, final
 
 from gevent.event import AsyncResult
@@ -120,6 +121,9 @@ class LocalDirectory:
 
     def __init__(self) -> None:
         self._mailboxes: dict[str, Mailbox] = {}
+        # The dict's own look-up, no method around it: a room's message asks once per member.
+        self.find: Callable[[str], Mailbox | None] = self._mailboxes.get
+        self.here = self.find
         self._look_alikes: dict[str, str] = {}  # skeleton -> the name logged in with it
         self._away: dict[str, str] = {}  # name -> its away message
         self._changes = 0  # claims, releases and away changes so far
@@ -157,11 +161,6 @@ class LocalDirectory:
 
     def names(self) -> list:
         return sorted(self._mailboxes)
-
-    def find(self, name: str) -> Mailbox | None:
-        return self._mailboxes.get(name)
-
-    here = find
 
     def share(self, name: str) -> None:
         pass  # (one server: its devices are one mailbox already)
