@@ -285,6 +285,20 @@ def test_history_is_for_registered_users_and_holds_both_sides(connect):
     assert bob.ask(HistoryRequest("alice", 10)) == [FAILURE]  # bob is not registered
 
 
+def test_the_history_keeps_any_text_exactly(connect):
+    """Rows reach SQLite as one JSON array a batch; a text JSON cannot carry there (a NUL, which
+    SQLite's JSON would end the text at) goes row by row, and nothing is cut or changed."""
+    alice = registered(connect, "alice")
+    connect("bob", hello=True)  # (online: the messages are relayed and kept)
+    as_json = ["😀 \u2028 literally \\u0000", 'quote " \\ back', "tab\tand\nnew line", "é" * 300, "\U0001f600" * 2]
+    with_nul = ["a\x00b", "\x00"]
+    for texts in (as_json, with_nul):  # (a HISTORY commits what came before it: two batches)
+        for text in texts:
+            assert alice.ask(SendTo("bob", text)) == [OK]
+        (page,) = alice.ask(HistoryRequest("bob", 20))
+    assert [entry.text for entry in page.entries] == as_json + with_nul
+
+
 def test_a_name_registered_anew_sees_nothing_said_before_its_account(connect):
     bob, carol = registered(connect, "bob"), connect("carol", hello=True)  # carol: not registered
     assert bob.ask(SendTo("carol", "our secret")) == [OK]
