@@ -1,6 +1,13 @@
-"""Addresses of the Redis servers a node is sent to: what is kept when only the host moves."""
+"""Addresses of the Redis servers a node is sent to (what is kept when only the host moves), and
+the pool a node shares its connections to Redis through."""
 
-from chatroom.server.presence.redis_link import _with_address
+import threading
+import time
+
+import pytest
+
+from chatroom.server.presence.redis_link import POOL_WAIT, _with_address, pooled_client
+from chatroom.testing import RedisProcess
 
 
 def test_another_host_keeps_the_scheme_credentials_and_database():
@@ -13,3 +20,22 @@ def test_another_host_keeps_the_scheme_credentials_and_database():
 
 def test_an_ipv6_host_goes_in_brackets():
     assert _with_address("redis://[::1]:7000/0", "fd00::2", 7001) == "redis://[fd00::2]:7001/0"
+
+
+@pytest.mark.process
+def test_a_request_waits_its_turn_at_a_busy_pool_longer_than_an_answer_may_take(tmp_path):
+    """Every pooled connection busy for longer than Redis may take to answer (a storm of joins)
+    is a wait, not a failure: Redis is fine meanwhile."""
+    server = RedisProcess(tmp_path)
+    try:
+        client = pooled_client(server.url, connections=1)
+        held = client.connection_pool.get_connection()
+        hold_for = 3.0  # (longer than socket_timeout, the most an answer may take)
+        releaser = threading.Timer(hold_for, client.connection_pool.release, [held])
+        releaser.start()
+        started = time.monotonic()
+        assert client.ping() is True
+        assert hold_for <= time.monotonic() - started < POOL_WAIT
+        releaser.join()
+    finally:
+        server.close()

@@ -98,6 +98,24 @@ def test_every_member_gets_a_rooms_messages_in_the_order_of_their_ids(connect):
     assert [message_id for message_id, _, _ in seen[0]] == list(range(1, 16))
 
 
+def test_a_logout_the_rooms_cannot_hear_of_still_frees_the_name(connect, rooms, directory, caplog, monkeypatch):
+    """A cluster's Redis busy or gone at a logout: the name is released all the same (said in
+    the log, without a traceback), or it would stay taken."""
+    from chatroom.server.presence.directory import DirectoryUnavailable
+
+    alice = connect("alice")
+    alice.ask(Join("#r"))
+
+    def unavailable(name):
+        raise DirectoryUnavailable()
+
+    monkeypatch.setattr(rooms, "leave_all_unregistered", unavailable)
+    assert alice.rules.log_out("disconnected")
+    assert directory.find("alice") is None
+    assert "its rooms could not be told" in caplog.text and "Traceback" not in caplog.text
+    connect("alice")  # (the name is free again)
+
+
 def test_room_messages_need_membership_and_version_3(connect):
     alice = connect("alice")
     alice.ask(Join("#r"))

@@ -321,7 +321,11 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             self.name, self._registered = None, False
             log.info("logout %s (%s, %s; still on from another device)", name, self._peer, how)
             return True
-        self.leave_rooms()  # (an unregistered member leaves them; a registered one stays)
+        try:
+            self.leave_rooms()  # (an unregistered member leaves them; a registered one stays)
+        except DirectoryUnavailable:
+            # The name is released all the same, or it would stay taken.
+            log.warning("logout %s: its rooms could not be told (the directory is unavailable)", name)
         self.name = None
         if self._rooms is not None:
             self._rooms.logged_out(name)

@@ -16,6 +16,7 @@ from redis.cluster import key_slot
 from redis.retry import Retry
 
 MINIMUM_VERSION = (7, 0)  # sharded pub/sub (SSUBSCRIBE, SPUBLISH) came with Redis 7
+POOL_WAIT = 10.0  # seconds a request may wait for a pooled connection
 
 
 class RedisTooOld(Exception):
@@ -107,5 +108,8 @@ def _with_address(url: str, host: str, port: int) -> str:
 
 
 def _pool_settings() -> dict:
-    # A request waits at most 2 s for a connection or an answer, and is retried once.
-    return {"timeout": 2.0, "socket_connect_timeout": 1.0, "socket_timeout": 2.0, "retry": Retry(NoBackoff(), 1)}
+    # A request waits at most 2 s for an answer, and is retried once. Its turn at a pooled
+    # connection may take longer: in a storm of logins and joins (1,000 members joining one
+    # room at once) every connection stays busy for seconds while the hub hands the events
+    # out, and Redis is fine meanwhile: a refusal then would be wrong.
+    return {"timeout": POOL_WAIT, "socket_connect_timeout": 1.0, "socket_timeout": 2.0, "retry": Retry(NoBackoff(), 1)}
