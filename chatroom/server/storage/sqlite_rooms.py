@@ -22,7 +22,7 @@ SCHEMA = """
 # A room message's row number is the store's (see record_room), so that its search index entry
 # can be written beside it, many rows at a time, like the direct history's.
 _RECORD_ROOM = "INSERT OR REPLACE INTO room_messages (rowid, room, id, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
-INDEX_ROOM = "INSERT INTO room_search (rowid, text) VALUES (?, ?)"
+INDEX_ROOMS = "INSERT INTO room_search (rowid, text) SELECT rowid, text FROM room_messages WHERE rowid BETWEEN ? AND ?"
 
 
 class SQLiteRooms:
@@ -66,8 +66,9 @@ class SQLiteRooms:
         if self._keep_history:
             self._worker.wait_for_room()  # a sender faster than the disk slows down
             self._last_room_row = row = self._last_room_row + 1  # (one process writes the file)
-            self._worker.write_bulk(_RECORD_ROOM, (row, room, message_id, sender, time_ms, text), len(text))
-            self._worker.write_bulk(INDEX_ROOM, (row, text))
+            self._worker.write_bulk(
+                _RECORD_ROOM, (row, room, message_id, sender, time_ms, text), len(text), INDEX_ROOMS
+            )
 
     def room_history(self, room, count, before):
         return self._worker.call(_room_history, room, count, before or (1 << 63) - 1, self._oldest_kept())

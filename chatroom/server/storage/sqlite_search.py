@@ -32,8 +32,8 @@ SCHEMA = """
 
 
 # Since migration 7 a history row is indexed by the writer with the row (see sqlite_store), and
-# since migration 8 a room's (sqlite_rooms.INDEX_ROOM).
-INDEX_HISTORY = "INSERT INTO history_search (rowid, text) VALUES (?, ?)"
+# since migration 8 a room's (sqlite_rooms.INDEX_ROOMS): the rows a batch wrote, by their keys.
+INDEX_HISTORY = "INSERT INTO history_search (rowid, text) SELECT id, text FROM history WHERE id BETWEEN ? AND ?"
 
 
 def match_phrase(query: str) -> str:

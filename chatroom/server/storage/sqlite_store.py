@@ -51,7 +51,7 @@ MIGRATIONS = [
     # The history is indexed for search with its rows, many at a time (INDEX_HISTORY), rather
     # than by a trigger, row by row: the writer keeps up with twice as many messages.
     "DROP TRIGGER history_search_add",
-    # The same for the rooms' messages (INDEX_ROOM, beside each row).
+    # The same for the rooms' messages (INDEX_ROOMS, after the batch's rows).
     "DROP TRIGGER room_search_add",
 ]
 EXPIRY_INTERVAL = 3600.0
@@ -230,8 +230,9 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         if self._keep_history:
             self._worker.wait_for_room()  # a sender faster than the disk slows down
             first, second = sorted((sender, recipient))
-            self._worker.write_bulk(_RECORD, (message_id, first, second, sender, time_ms, text), len(text))
-            self._worker.write_bulk(INDEX_HISTORY, (message_id, text))
+            self._worker.write_bulk(
+                _RECORD, (message_id, first, second, sender, time_ms, text), len(text), INDEX_HISTORY
+            )
 
     def history(self, name, peer, count, before):
         return self._worker.call(self._history, name, peer, count, before or (1 << 63) - 1, self._oldest_kept())

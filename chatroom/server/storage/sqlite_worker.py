@@ -49,11 +49,12 @@ RECOVERED_AFTER = 20  # commits in a row after a failure before the log says wri
 class _Batch:
     """Writes that go in one transaction, and how it went."""
 
-    __slots__ = ("writes", "bulk", "size", "durable", "committed", "error", "handed_at")
+    __slots__ = ("writes", "bulk", "then", "size", "durable", "committed", "error", "handed_at")
 
     def __init__(self):
         self.writes: list = []  # (sql, parameters)
-        self.bulk: dict[str, list] = {}  # sql -> its rows, written after the writes, with executemany
+        self.bulk: dict[str, list] = {}  # sql -> its rows, written after the writes, at one go
+        self.then: dict[str, str] = {}  # sql -> what follows its rows (see write_bulk)
         self.size = 0  # bytes of text in it, for the bound
         self.durable = False  # someone waits for it: commit with a full sync
         self.committed = Event()  # set on the hub once the thread is done with it
@@ -100,11 +101,21 @@ class SQLiteWorker:
         """Queue a write that nobody waits for (history); a caller may wait for room first."""
         self._gather(size).writes.append((sql, parameters))
 
-    def write_bulk(self, sql: str, parameters: tuple, size: int = 0) -> None:
+    def write_bulk(self, sql: str, parameters: tuple, size: int = 0, then: str = "") -> None:
         """Queue a row for sql that nobody waits for, to be written with the other rows of the
         same sql in the batch at one go (history: many rows of one statement), after the
-        batch's other writes; a caller may wait for room first."""
-        self._gather(size).bulk.setdefault(sql, []).append(parameters)
+        batch's other writes; a caller may wait for room first. ``then``: a statement to run
+        once the batch's rows of sql are written, with the least and the greatest first
+        parameter of those rows (their keys: the search index is filled from the rows just
+        written, without their text crossing to the thread twice)."""
+        batch = self._gather(size)
+        rows = batch.bulk.get(sql)
+        if rows is None:
+            batch.bulk[sql] = [parameters]
+            if then:
+                batch.then[sql] = then
+        else:
+            rows.append(parameters)
 
     def write_and_wait(self, sql: str, *rows: tuple) -> None:
         """Queue the write of each row (in one transaction) and wait for its commit;
@@ -227,6 +238,10 @@ class SQLiteWorker:
                 db.execute(sql, parameters)
             for sql, rows in batch.bulk.items():
                 self._insert_rows(db, sql, rows)
+                then = batch.then.get(sql)
+                if then:
+                    keys = [row[0] for row in rows]
+                    db.execute(then, (min(keys), max(keys)))
             db.execute("COMMIT")
         except sqlite3.Error as err:
             batch.error = str(err)
