@@ -460,3 +460,21 @@ def test_history_past_the_daily_quota_is_relayed_but_not_kept(directory):
         assert [entry.text.split()[0] for entry in page.entries] == ["0", "1", "2", "3", "4"]
     finally:
         accounts.stop()
+
+
+def test_a_batch_that_cannot_be_written_fails_alone_and_the_writer_goes_on(tmp_path):
+    from chatroom.server.storage.sqlite_worker import SQLiteWorker
+    from chatroom.server.storage.store import StoreUnavailable
+
+    worker = SQLiteWorker(tmp_path / "db")
+    worker.start(lambda db: db.execute("CREATE TABLE t (v TEXT)"))
+    try:
+        with gevent.Timeout(WAIT):  # (a writer thread gone would leave these waiting for ever)
+            worker.write_bulk("INSERT INTO t (v) VALUES (?)", ("\ud800",))  # (a lone surrogate has no UTF-8)
+            with pytest.raises(StoreUnavailable):
+                worker.write_and_wait("INSERT INTO t (v) VALUES (?)", ("in the same batch",))
+            worker.write_and_wait("INSERT INTO t (v) VALUES (?)", ("later",))
+            assert worker.call(lambda db: db.execute("SELECT v FROM t").fetchall()) == [("later",)]
+    finally:
+        with gevent.Timeout(WAIT):
+            worker.stop()

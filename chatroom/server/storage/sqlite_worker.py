@@ -243,7 +243,11 @@ class SQLiteWorker:
                     keys = [row[0] for row in rows]
                     db.execute(then, (min(keys), max(keys)))
             db.execute("COMMIT")
-        except sqlite3.Error as err:
+        except Exception as err:
+            # The batch fails, the thread goes on: a thread gone would leave every later
+            # write waiting for ever. Only SQLite's own errors are expected here.
+            if not isinstance(err, sqlite3.Error):
+                log.exception("database %s: a batch could not be written", self.path)
             batch.error = str(err)
             if db.in_transaction:
                 try:
