@@ -48,7 +48,9 @@ def measure(loadgen: Path, ours_irc: int, ours_native: int | None, theirs: int |
         for _ in range(ROUNDS):
             runs["irc"].append(_rate(loadgen_run(loadgen, ours_irc, "irc", scenario, clients, *options)))
             if ours_native is not None:
-                runs["native"].append(_rate(loadgen_run(loadgen, ours_native, "chat", scenario, clients, *options)))
+                # (names of their own: the IRC run's users may still be leaving the same server)
+                native = loadgen_run(loadgen, ours_native, "chat", scenario, clients, *options, "--name-prefix", "n")
+                runs["native"].append(_rate(native))
             if theirs is not None:
                 runs["ngircd"].append(_rate(loadgen_run(loadgen, theirs, "irc", scenario, clients, *options)))
             time.sleep(0.5)  # (the names of the last run's clients are free again)
