@@ -71,32 +71,18 @@ class Outbox:
             frames.append(data)
         self._queued += len(data)
 
-    def queue_for_hub(self, data: bytes) -> None:
-        """Queue data for the hub to send, without the caller waiting on this socket.
+    def queue_for_hub(self, data: bytes, within_limit: bool = False) -> bool:
+        """Queue data for the hub to send, without the caller waiting on this socket; with
+        ``within_limit`` only while the queue is under its limit (a room's fan-out, which
+        never waits on a member). False, with nothing queued, if full (then) or closed.
 
         The send happens once the caller yields to the hub, so that frames pushed by many
         greenlets in one round leave in one send; only a send that would block gets a
         writer greenlet of its own.
         """
-        if self.closed:
-            return
-        frames = self._frames  # (queue_to_flush's, without its call: once per relayed message)
-        if frames is None:
-            self._frames = [data]
-        else:
-            frames.append(data)
-        self._queued += len(data)
-        if self._writer is None and not self._scheduled:
-            self._scheduled = True
-            self._loop.run_callback(self._send_queued_for_hub)
-
-    def offer(self, data: bytes) -> bool:
-        """queue_for_hub, if the queue is under its limit; False, with nothing queued, if it is
-        full or closed. (A room's fan-out calls it once per member: hence its own copy of the
-        queueing, without a call.)"""
-        if self.closed or self._queued >= self._limit:
+        if self.closed or (within_limit and self._queued >= self._limit):
             return False
-        frames = self._frames
+        frames = self._frames  # (queue_to_flush's, without its call: once per relayed message)
         if frames is None:
             self._frames = [data]
         else:

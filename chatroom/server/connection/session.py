@@ -360,7 +360,7 @@ class Session:
         """Queue a room's frame if there is room; a client whose queue is full is dropped as
         stalled (a registered one reads what it missed from the room's history)."""
         outbox = self._outbox
-        if outbox.offer(frame):  # (not held behind stored messages: another conversation)
+        if outbox.queue_for_hub(frame, True):  # (within the limit; not held behind stored messages)
             return True
         if not outbox.closed:
             COUNTS.room_stalls += 1
