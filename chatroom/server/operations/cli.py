@@ -35,6 +35,7 @@ from ..storage.store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, defau
 from .config import as_toml, parse_with_config
 from .logs import configure as configure_logging
 from .logs import fields
+from .memory import settle_collector
 from .metrics import serve as serve_metrics
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def main(argv=None) -> int:
         except OSError as err:
             server.stop(0)
             return _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {err}")
+    settle_collector()
     _say_listening(server, metrics, tls is not None)
     log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
     notify_systemd("READY=1")
