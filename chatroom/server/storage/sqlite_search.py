@@ -1,10 +1,9 @@
 """Search in the embedded store, for :class:`~.sqlite_store.SQLiteStore`: SQLite's FTS5 keeps
-an index of the direct history and of the rooms' messages, filled as the writer thread
-inserts them (with their rows, many at a time) and
-emptied by triggers as they expire, so a search reads the index, never the
-whole history. The index is read newest first (by rowid: a direct message's id grows with
-its time, a room message's rowid with its insertion), so a search stops at the count it
-wants instead of sorting every match of a common word.
+an index of the direct history and of the rooms' messages, filled by the writer thread from
+the rows it has just written (many at a time) and emptied by triggers as they expire, so a
+search reads the index, never the whole history. The index is read newest first (by rowid:
+a direct message's id grows with its time, a room message's rowid with its insertion), so a
+search stops at the count it wants instead of sorting every match of a common word.
 """
 
 from typing import TYPE_CHECKING

@@ -256,13 +256,10 @@ class SQLiteWorker:
                     pass
 
     def _insert_rows(self, db: sqlite3.Connection, sql: str, rows: list) -> None:
-        """The rows of sql (an INSERT ... VALUES (?, ...)) as one statement over a JSON array;
-        rows JSON cannot carry (a text with NUL, which SQLite's JSON ends there) one by one."""
-        try:
-            array = json.dumps(rows, ensure_ascii=False) if _JSON_ARROWS else "\\u0000"
-        except (TypeError, ValueError):
-            array = "\\u0000"  # (not JSON: the row by row path below)
-        if "\\u0000" in array:
+        """The rows of sql (an INSERT ... VALUES (?, ...)) as one statement over a JSON array,
+        or one by one where that cannot carry them."""
+        array = _as_json(rows)
+        if array is None:
             db.executemany(sql, rows)
         else:
             db.execute(_from_json(sql), (array,))
@@ -286,6 +283,19 @@ class SQLiteWorker:
 
 _JSON_ARROWS = sqlite3.sqlite_version_info >= (3, 38)  # (value->>0; an older SQLite goes row by row)
 _VALUES = re.compile(r"VALUES \(\?(?:, \?)*\)$")
+
+
+def _as_json(rows: list) -> str | None:
+    """rows as a JSON array that SQLite reads back exactly; None for an SQLite older than 3.38
+    (no ->>), a value JSON cannot carry, or a text with NUL (SQLite's JSON ends a text there;
+    a backslash-u0000 typed as such also goes row by row, which is only slower)."""
+    if not _JSON_ARROWS:
+        return None
+    try:
+        array = json.dumps(rows, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    return None if "\\u0000" in array else array
 
 
 @functools.cache
