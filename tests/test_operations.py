@@ -287,7 +287,7 @@ def test_a_started_server_keeps_what_it_holds_out_of_the_collectors_rounds():
     script = (
         "import gc; from chatroom.server.operations import memory; held = [[] for _ in range(1000)]; "
         "memory.settle_collector(); "
-        "print(gc.get_threshold()[0] == memory.YOUNG_COLLECTION_EVERY > 700, gc.get_freeze_count() >= 1000)"
+        "print(gc.get_threshold() == memory.COLLECTOR_THRESHOLDS != (700, 10, 10), gc.get_freeze_count() >= 1000)"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT)
     assert result.stdout.split() == ["True", "True"], result.stderr

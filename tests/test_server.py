@@ -290,3 +290,22 @@ def test_two_hundred_round_trips_take_well_under_a_second(server, connect, logge
         assert bob.next_event() == OK
         assert {repr(alice.next_event()), repr(alice.next_event())} == {repr(OK), repr(Incoming("bob", "pong"))}
     assert time.monotonic() - started < 1.0
+
+
+def test_an_ended_connection_is_freed_at_once_not_by_the_collector(server, logged_in):
+    """Nothing in a connection that has ended refers back to its session: it and all it held
+    go as soon as the server lets go of them, without waiting for the garbage collector's
+    next full round (a burst of logins and logouts held them for seconds)."""
+    import gc
+
+    from chatroom.server.connection.session import Session
+
+    gc.collect()
+    gc.disable()
+    try:
+        alice = logged_in(server.address, "alice")
+        alice.close()
+        eventually(lambda: server.users_logged_in() == 0 and not server.connections_by_transport()["tcp"])
+        eventually(lambda: not [thing for thing in gc.get_objects() if type(thing) is Session])
+    finally:
+        gc.enable()

@@ -43,7 +43,7 @@ from .message_ids import next_id
 from .operations.counts import COUNTS
 from .operations.logs import fields
 from .presence.devices import Devices
-from .presence.directory import Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
+from .presence.directory import ENDED, Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
 from .replies import (
     FAILURE,
     MALFORMED,
@@ -347,8 +347,11 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         return OK + presence.watch(self._mailbox, self if self._version >= DEVICES_VERSION else None)
 
     def closed(self) -> None:
-        """The connection has ended (after log_out): it watches nothing more."""
+        """The connection has ended (after log_out): it watches nothing more, and these rules
+        no longer refer to its session (which refers to them: the two, and all the session
+        holds, would otherwise wait for the collector's next full round to be freed)."""
         self._directory.presence.unwatch(self._mailbox)
+        self._mailbox = ENDED
 
 
 _EXTENSION_ANSWERS: dict[type, Callable[[Any, Any], bytes]] = {

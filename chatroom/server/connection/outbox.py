@@ -152,6 +152,9 @@ class Outbox:
                 unsent = [_unfinished(self._in_flight, self._in_flight_sent), *unsent]
             self.dropped = [frame for chunk in unsent for frame in split_frames(chunk)[0] if frame[0] == INCOMING]
         self.closed = True
+        # (A closed outbox never stalls; its hook is the session's method, and holding it
+        # would keep the session and the outbox alive until the collector's next full round.)
+        self._on_stall = _never
         self._frames = None
         self._in_flight = None
         if self._room is not None:
@@ -159,8 +162,9 @@ class Outbox:
 
     def _stalled(self):
         if not self.closed:
+            on_stall = self._on_stall  # (closing lets go of it)
             self.close()
-            self._on_stall()
+            on_stall()
 
     def _take_frames(self):
         frames, self._frames = self._frames, None
@@ -216,6 +220,10 @@ class Outbox:
         self._queued -= sent
         if self._room is not None and self._queued < self._limit:
             self._room.set()
+
+
+def _never() -> None:
+    pass
 
 
 def _unfinished(data: bytes, sent: int) -> bytes:

@@ -40,6 +40,24 @@ class Mailbox(Protocol):
         ...
 
 
+class _Ended:
+    """The mailbox of a connection that has ended: it takes nothing."""
+
+    wants_ids = False
+
+    def deliver(self, frame: bytes, wait: bool = True) -> bool:
+        return False
+
+    def offer(self, frame: bytes) -> bool:
+        return False
+
+    def disconnect(self) -> None:
+        pass
+
+
+ENDED: Mailbox = _Ended()
+
+
 class Courier(Protocol):
     def send_later(self, recipient: str, frame: bytes) -> AsyncResult:
         """Queue frame for the server recipient is on; the result becomes True once that
