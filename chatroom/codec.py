@@ -157,7 +157,7 @@ def _encode_extension(message) -> bytes:
     if kind is DirectMessage:
         return direct_message_frame(message.sender, message.id, message.time_ms, message.text.encode())
     if kind is StoredMessage and message.id:
-        head = name_field(message.sender) + TIME.pack(message.id) + TIME.pack(message.time_ms)
+        head = name_field(message.sender) + id_and_time(message.id, message.time_ms)
         return frame(KEPT_MESSAGE, head + message.text.encode())
     if kind is StoredMessage:
         return frame(STORED_MESSAGE, name_field(message.sender) + TIME.pack(message.time_ms) + message.text.encode())

@@ -190,6 +190,7 @@ def test_ids_and_times_past_what_the_store_holds_are_answered_not_crashed(server
     """A u64 of 2**63 or more (SQLite keeps signed 64-bit integers) in MARK, HISTORY and
     SEARCH names nothing more than the greatest id: answered as such, the log clean."""
     from chatroom.device_frames import Mark, Unread, UnreadCounts
+    from chatroom.fields import MOST_ID
     from chatroom.protocol import HistoryPage, HistoryRequest
     from chatroom.search_frames import Search, SearchResults
     from chatroom.testing import hello_peer
@@ -203,7 +204,7 @@ def test_ids_and_times_past_what_the_store_holds_are_answered_not_crashed(server
         assert isinstance(ann.reply(Search(5, huge, "", "anything")), SearchResults)
         counts = ann.reply(Unread())  # (the marker, written behind, made it to the disk)
         assert isinstance(counts, UnreadCounts) and [(e.conversation, e.marker) for e in counts.entries] == [
-            ("bob", (1 << 63) - 1)
+            ("bob", MOST_ID)
         ]
     finally:
         ann.close()

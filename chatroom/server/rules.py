@@ -227,6 +227,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             if devices.away:
                 self._set_away(None)
             devices.contacts.add(recipient)
+        encoded = raw or text.encode()  # (what every relayed frame below carries)
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
@@ -239,18 +240,18 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # On another node: answered once it is there. It crosses with its id; that node
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
-            relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, raw or text.encode()))
+            relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
         accounts = self._accounts
         recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
         # An id only where it is needed: for a client of version 3, or for the history.
         if found.wants_ids:
             message_id, time_ms = next_id()
-            frame = direct_message_frame(sender, message_id, time_ms, raw or text.encode())
+            frame = direct_message_frame(sender, message_id, time_ms, encoded)
         else:
             if recorded:
                 message_id, time_ms = next_id()
-            frame = incoming_frame(sender, raw or text.encode())
+            frame = incoming_frame(sender, encoded)
         if not found.deliver(frame):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if recorded:

@@ -176,11 +176,9 @@ class Session:
                 waiting.append((reply, event))
             elif type(reply) is Pending:
                 waiting = [(reply, event)]
-            elif reply is not OK:
-                if reply:  # (an IRC client's request may be done with nothing to answer: counted as OK)
+            elif reply:  # (an IRC client's request may be done with nothing to answer: counted as OK)
+                if reply is not OK:
                     _count_reply(reply, event)
-                    outbox.queue_to_flush(reply)
-            else:
                 outbox.queue_to_flush(reply)
             if not count % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.

@@ -6,7 +6,7 @@ Lines here are encoded lines (CR LF included); tags are added in front of what a
 
 from itertools import count
 
-from .lines import encode_line, escape_tag
+from .lines import encode_line, with_tags
 from .translate import IRC_LINES, SERVER_NAME, irc_frame
 
 _batch_ids = count(1)
@@ -16,20 +16,12 @@ def new_batch_id() -> str:
     return f"b{next(_batch_ids)}"
 
 
-def with_tag(line: bytes, key: str, value: str) -> bytes:
-    """line with one more tag in front of those it has."""
-    tag = f"{key}={escape_tag(value)}".encode()
-    if line[:1] == b"@":
-        return b"@" + tag + b";" + line[1:]
-    return b"@" + tag + b" " + line
-
-
 def batch(kind: str, params: tuple[str, ...], lines: list[bytes], batch_id: str | None = None) -> list[bytes]:
     """lines as a batch of kind (with its parameters), each tagged with the batch's id."""
     batch_id = batch_id or new_batch_id()
     start = encode_line("BATCH", "+" + batch_id, kind, *params, source=SERVER_NAME, text=False)
     end = encode_line("BATCH", "-" + batch_id, source=SERVER_NAME, text=False)
-    return [start, *(with_tag(line, "batch", batch_id) for line in lines), end]
+    return [start, *(with_tags(line, {"batch": batch_id}) for line in lines), end]
 
 
 def labeled(reply: bytes, label: str) -> bytes:
@@ -47,14 +39,14 @@ def labeled(reply: bytes, label: str) -> bytes:
             others.append(reply[offset:end])
         offset = end
     if not lines:
-        labeled_lines = [with_tag(encode_line("ACK", source=SERVER_NAME), "label", label)]
+        labeled_lines = [with_tags(encode_line("ACK", source=SERVER_NAME), {"label": label})]
     elif len(lines) == 1:
-        labeled_lines = [with_tag(lines[0], "label", label)]
+        labeled_lines = [with_tags(lines[0], {"label": label})]
     elif _one_batch(lines):
-        labeled_lines = [with_tag(lines[0], "label", label), *lines[1:]]
+        labeled_lines = [with_tags(lines[0], {"label": label}), *lines[1:]]
     else:
         first, *rest = batch("labeled-response", (), lines)
-        labeled_lines = [with_tag(first, "label", label), *rest]
+        labeled_lines = [with_tags(first, {"label": label}), *rest]
     return irc_frame(b"".join(labeled_lines)) + b"".join(others)
 
 

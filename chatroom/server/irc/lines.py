@@ -100,11 +100,20 @@ def _message(line: bytes):
 _UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))
 
 
-def escape_tag(value: str) -> str:
+def _escape_tag(value: str) -> str:
     """A tag's value as a line carries it (IRCv3 message-tags)."""
     for plain, escaped in zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True):
         value = value.replace(plain, escaped)
     return value
+
+
+def with_tags(line: bytes, tags: dict[str, str]) -> bytes:
+    """line (encoded) with these tags in front of those it has, written as irctokens writes
+    them (sorted; an empty value as the bare key)."""
+    written = ";".join(f"{key}={_escape_tag(value)}" if value else key for key, value in sorted(tags.items()))
+    if line[:1] == b"@":
+        return b"@" + written.encode() + b";" + line[1:]
+    return b"@" + written.encode() + b" " + line
 
 
 def _tags(text: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from ...fields import split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
-from .lines import MAX_LINE, encode_line, escape_tag, split_text
+from .lines import MAX_LINE, encode_line, split_text, with_tags
 from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
@@ -141,10 +141,7 @@ def _tagged(line: bytes, reader: Reader, message_id: int | None, time_ms: int | 
     if _TAGGING.isdisjoint(reader.caps):
         return line
     tags = tags_for(reader, time_ms, message_id, sender.decode())
-    if not tags:
-        return line
-    written = ";".join(f"{key}={escape_tag(value)}" for key, value in sorted(tags.items()))
-    return f"@{written} ".encode() + line
+    return with_tags(line, tags) if tags else line
 
 
 def tags_for(
