@@ -9,6 +9,7 @@ import struct
 
 _LENGTH = struct.Struct("!I")
 _ID_TIME = struct.Struct("!QQ")
+ID_AND_TIME_SIZE = _ID_TIME.size  # a message's id and time, as a body carries them
 
 
 MOST_ID = (1 << 63) - 1  # ids and times are kept as SQLite's signed 64-bit integers

@@ -31,6 +31,10 @@ def test_messages_go_both_ways_between_irc_and_a_native_client(irc_server, irc):
         assert bob.request(SendTo("alice", "hello from tcp\nsecond line")) == OK
         assert alice.line() == ":bob!bob@chatroom PRIVMSG alice :hello from tcp"
         assert alice.line() == ":bob!bob@chatroom PRIVMSG alice :second line"  # (a line of its own)
+        alice.send("PRIVMSG bob,nobody :to you both", "PRIVMSG bob :")
+        assert bob.next_event() == Incoming("alice", "to you both")
+        assert alice.line() == ":chatroom 401 alice nobody :No such nick/channel"
+        assert alice.line() == ":chatroom 412 alice :No text to send"
     finally:
         bob.close()
 

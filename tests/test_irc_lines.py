@@ -2,11 +2,19 @@
 chatroom names as nicknames and channels, one to one."""
 
 import irctokens
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chatroom.protocol import is_valid_username
-from chatroom.server.irc.lines import MAX_RECEIVED, LineReader, TooLong, Unreadable, encode_line, split_text
+from chatroom.server.irc.lines import (
+    MAX_RECEIVED,
+    LineReader,
+    Privmsg,
+    TooLong,
+    Unreadable,
+    encode_line,
+    split_text,
+)
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
 
 
@@ -48,12 +56,39 @@ def test_what_is_not_an_irc_message_is_refused_as_such():
     assert reader.receive_data(b"\xff\xfe PRIVMSG\r\nPRIVMSG bob :a\x00b\r\n:source\r\n") == [Unreadable()] * 3
 
 
+def test_a_message_to_one_target_is_read_with_its_text_as_sent():
+    [message] = LineReader().receive_data(b"PRIVMSG bob :h\xc3\xa9 : there\r\n")
+    assert type(message) is Privmsg
+    assert (message.target, message.text, message.raw, message.tags) == (
+        "bob",
+        "hé : there",
+        b"h\xc3\xa9 : there",
+        None,
+    )
+    [tagged] = LineReader().receive_data(b"@label=x PRIVMSG #team :hi\r\n")
+    assert (tagged.tags, tagged.params) == ({"label": "x"}, ["#team", "hi"])
+    assert LineReader().receive_data(b"PRIVMSG bob :\xff\r\n") == [Unreadable()]
+
+
+@given(
+    st.text(st.characters(blacklist_characters="\x00\r\n ,", blacklist_categories=("Cs",)), min_size=1, max_size=20),
+    st.text(st.characters(blacklist_characters="\x00\r\n", blacklist_categories=("Cs",)), max_size=200),
+    st.sampled_from(["", "@a=b;c "]),
+)
+@example(":x", "text", "")  # (the whole of ":x :text" is the one parameter)
+def test_a_message_read_at_once_reads_as_irctokens_reads_it(target, text, tags):
+    line = f"{tags}PRIVMSG {target} :{text}"
+    [message] = LineReader().receive_data(line.encode() + b"\r\n")
+    expected = irctokens.tokenise(line)
+    assert (message.command, message.params, message.tags) == (expected.command, expected.params, expected.tags)
+
+
 @given(st.lists(st.binary(max_size=3000), max_size=20))
 def test_any_bytes_give_messages_or_refusals_and_never_hold_more_than_a_line(chunks):
     reader = LineReader()
     for chunk in chunks:
         for item in reader.receive_data(chunk):
-            assert isinstance(item, (irctokens.Line, TooLong, Unreadable))
+            assert isinstance(item, (irctokens.Line, Privmsg, TooLong, Unreadable))
         assert reader.pending <= MAX_RECEIVED
 
 

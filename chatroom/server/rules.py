@@ -159,6 +159,14 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         ), event
         return MALFORMED
 
+    def send_text(self, recipient: str, text: str, raw: bytes = b"") -> "bytes | Pending":
+        """SENDTO for a port that reads requests of its own (IRC's PRIVMSG): the reply that
+        answer gives a SendTo, without one made for it. ``raw``: the text in UTF-8, if at hand."""
+        try:
+            return self._send_to(recipient, text, raw)
+        except (DirectoryUnavailable, StoreUnavailable):
+            return self._failure(Reason.UNAVAILABLE)
+
     @property
     def is_registered(self) -> bool:
         """Logged in under a registered name (proven)."""

@@ -6,7 +6,7 @@ A mixin: the IrcClient holds the state (its rules, its nickname) and the numeric
 
 from typing import TYPE_CHECKING
 
-from ...protocol import Reason, Response, SendTo, Status
+from ...protocol import Reason, Response, Status
 from ...room_frames import (
     GiveRoom,
     Invite,
@@ -58,6 +58,8 @@ class ChannelCommands:
         def _line(self, numeric: str, *params: str) -> bytes: ...
 
         def _ask(self, request): ...
+
+        def _sent(self, name: str, text: str, raw: bytes) -> Response: ...
 
         def markread_line(self, conversation: str, marker: int) -> bytes: ...
 
@@ -166,7 +168,7 @@ class ChannelCommands:
         labeled_echo = self._label is not None and "echo-message" in self.caps
         if labeled_echo:  # (the echo is the labeled answer: translate tags it, whenever it comes)
             self.echo_labels.setdefault(room, []).append(self._label)  # type: ignore[arg-type]
-        answer = self._ask(SendTo(room, text))
+        answer = self._sent(room, text, b"")
         if labeled_echo:
             if answer.status is Status.OK:
                 self._label = None

@@ -14,13 +14,13 @@ import irctokens
 
 from ...codec import Decoder, frame_end
 from ...device_frames import MAX_AWAY_CHARS
-from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, SendTo, Status, Watch
+from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, Status, Watch
 from ..replies import OK
 from ..rules import Pending, Rules
 from .batches import labeled
 from .channels import ChannelCommands
 from .history import MOST_ASKED, HistoryCommands
-from .lines import TooLong, Unreadable, encode_line
+from .lines import Privmsg, TooLong, Unreadable, encode_line
 from .nicks import to_name, to_nick
 from .translate import SERVER_NAME, MarkerTimes, irc_frame, privmsg_lines, source_of_nick, tags_for
 from .users import UserQueries
@@ -80,13 +80,18 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
     # --- Answers ------------------------------------------------------------------------
 
     def answer(self, message) -> bytes:
+        if type(message) is Privmsg and message.tags is None and self.registered and message.text:
+            # (most of what a client sends: one message to one target, no tags to heed)
+            if not self.quitting and "," not in message.target:
+                self._label = None
+                return self._send(message.target, message.text, False, message.raw)
         if self.quitting:
             return b""
         if type(message) is TooLong:
             return self._numeric("417", ":Input line was too long")
         if type(message) is Unreadable:
             return self._numeric("421", "?", ":Unknown command (not an IRC message)")
-        assert isinstance(message, irctokens.Line)
+        assert isinstance(message, (irctokens.Line, Privmsg))
         command, params = message.command, message.params
         if not self.registered and command not in _BEFORE_REGISTRATION:
             return self._numeric("451", ":You have not registered")
@@ -246,6 +251,17 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         [answer] = Decoder.for_client().receive_data(reply)
         return answer
 
+    def _sent(self, name: str, text: str, raw: bytes) -> Response:
+        """SENDTO name text: the rules' answer, decoded (as _ask, without a request made and
+        read back for the message a chat is made of)."""
+        reply = self._rules.send_text(name, text, raw)
+        if reply is OK:
+            return _OK
+        if type(reply) is Pending:
+            reply = reply.reply()
+        [answer] = Decoder.for_client().receive_data(reply)
+        return answer
+
     def _refused(self, answer: Response) -> bytes:
         if answer.status is Status.REGISTERED:
             return self._numeric("433", self.nick, ":Nickname is registered: log in with PASS")
@@ -275,16 +291,17 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         assert isinstance(reply, bytes)
         return reply[frame_end(reply) :]  # (past the OK: who is away now)
 
-    def _send(self, target: str, text: str, notice: bool) -> bytes:
+    def _send(self, target: str, text: str, notice: bool, raw: bytes = b"") -> bytes:
+        """``raw``: the text as the client sent it (UTF-8), when it was read whole."""
         if target.startswith("#"):
             return self._to_channel(target, text, notice)
         name = to_name(target)
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
-        answer = self._ask(SendTo(name, text))
+        answer = self._sent(name, text, raw)
         if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
-            name, answer = folded, self._ask(SendTo(folded, text))
-        if answer.status in (Status.OK, Status.STORED):
+            name, answer = folded, self._sent(folded, text, raw)
+        if answer is _OK or answer.status is Status.STORED:
             away = None if notice else self._rules.away_message(name)
             told = b"" if away is None else self._numeric("301", target, ":" + (away or "Away"))
             return self._echo(target, text, notice) + told

@@ -21,6 +21,25 @@ MAX_RECEIVED = MAX_TAGS + MAX_LINE
 _ESCAPE = re.compile(r"\\.?")  # a backslash, and what it escapes (a lone one at the end: dropped)
 
 
+class Privmsg:
+    """PRIVMSG to one target with text, the line a chat is made of, read without irctokens:
+    the text both as read (UTF-8, for the frames that carry it on) and decoded. ``command``
+    and ``params`` read as an irctokens Line's, for the answers that take any message."""
+
+    __slots__ = ("tags", "target", "text", "raw")
+    command = "PRIVMSG"
+
+    def __init__(self, tags: dict[str, str] | None, target: str, text: str, raw: bytes):
+        self.tags = tags
+        self.target = target
+        self.text = text
+        self.raw = raw
+
+    @property
+    def params(self) -> list[str]:
+        return [self.target, self.text]
+
+
 @dataclass(frozen=True, slots=True)
 class TooLong:
     """A line over the limits (ERR_INPUTTOOLONG, 417)."""
@@ -75,6 +94,10 @@ class LineReader:
 
 
 def _message(line: bytes):
+    if line[:8] == b"PRIVMSG " and len(line) + 2 <= MAX_LINE and b"\x00" not in line and b"\r" not in line:
+        privmsg = _privmsg(None, line)
+        if privmsg is not None:
+            return privmsg
     if b"\x00" in line:
         return Unreadable()
     tags_end = line.find(b" ") + 1 if line[:1] == b"@" else 0
@@ -86,15 +109,25 @@ def _message(line: bytes):
         # made of, read at once.
         tags = _tags(line[1 : tags_end - 1].decode()) if tags_end else None
         rest = line[tags_end:]
-        if rest[:8] == b"PRIVMSG " and b"\r" not in rest:
-            target, colon, text = rest[8:].partition(b" :")
-            if colon and target and b" " not in target:
-                return irctokens.Line(tags, None, "PRIVMSG", [target.decode(), text.decode()])
+        if rest[:8] == b"PRIVMSG " and b"\r" not in rest and (privmsg := _privmsg(tags, rest)) is not None:
+            return privmsg
         message = irctokens.tokenise(rest.decode())
     except (UnicodeDecodeError, ValueError, IndexError):
         return Unreadable()
     message.tags = tags
     return message
+
+
+def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable | None:
+    """A line "PRIVMSG target :text" (no CR, no NUL, within the limit) read at once; None if
+    it has another shape (several words before the text, no text), for irctokens to read."""
+    target, colon, text = line[8:].partition(b" :")
+    if not colon or not target or b" " in target or target[:1] == b":":
+        return None
+    try:
+        return Privmsg(tags, target.decode(), text.decode(), text)
+    except UnicodeDecodeError:
+        return Unreadable()
 
 
 _UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))

@@ -16,6 +16,7 @@ message never reaches ``Bob`` when ``bob`` was meant.
 """
 
 import base64
+import functools
 import re
 
 _PLAIN = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
@@ -28,6 +29,7 @@ def to_nick(name: str) -> str:
     return ESCAPE + base64.b32encode(name.encode()).decode().rstrip("=").lower()
 
 
+@functools.lru_cache(maxsize=4096)  # (asked for every message sent: the same few nicks, mostly)
 def to_name(nick: str) -> str | None:
     """The chatroom name a nickname stands for; None if it stands for none (not a nickname,
     or an encoded one that does not decode to UTF-8)."""

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
-from ...fields import split_id_and_time
+from ...fields import ID_AND_TIME_SIZE, split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
@@ -53,13 +53,17 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
     """The IRC lines for data (whole frames) sent to an IRC client."""
     out = []
     offset = 0
+    tagging = not _TAGGING.isdisjoint(reader.caps)
+    to_reader = _privmsg_to(reader.nick)
     while offset < len(data):
         end = frame_end(data, offset)
         assert end is not None and end <= len(data), "a session queues whole frames"
         kind = data[offset]
         if kind == IRC_LINES:
             out.append(data[offset + 5 : end])
-        elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (line := _direct_line(data, offset, end, reader)):
+        elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (
+            line := _direct_line(data, offset, end, to_reader, reader if tagging else None)
+        ):
             out.append(line)
         elif kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader)):
             out.append(line)
@@ -73,23 +77,38 @@ _TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
 _sources: dict[bytes, bytes] = {}  # a sender's name (UTF-8) -> the start of its lines: b":nick!nick@chatroom"
 
 
-def _direct_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | None:
+def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for: Reader | None) -> bytes | None:
     """A message to the reader (DIRECT-MESSAGE, INCOMING) as its PRIVMSG line, made from the
     frame's bytes, for what most are: one line of text that fits in one IRC line. None for the
-    others, which _message_lines translates."""
+    others, which _message_lines translates. ``to_reader``: b" PRIVMSG nick :"; ``tagged_for``:
+    the reader, if it takes tags."""
     name_end = start + 6 + data[start + 5]
-    message_id = time_ms = None
-    text_at = name_end
-    if data[start] == DIRECT_MESSAGE:
-        message_id, time_ms, text_at = split_id_and_time(data, name_end)
+    text_at = name_end + ID_AND_TIME_SIZE if data[start] == DIRECT_MESSAGE else name_end
     text = data[text_at:end]
     if b"\n" in text or b"\r" in text:
         return None
     sender = data[start + 6 : name_end]
-    line = b"".join((_source(sender), b" PRIVMSG ", reader.nick.encode(), b" :", text, b"\r\n"))
+    line = b"".join((_sources.get(sender) or _source(sender), to_reader, text, b"\r\n"))
     if len(line) > MAX_LINE:
         return None
-    return _tagged(line, reader, message_id, time_ms, sender)
+    if tagged_for is None:
+        return line
+    message_id = time_ms = None
+    if text_at != name_end:
+        message_id, time_ms, _ = split_id_and_time(data, name_end)
+    return _tagged(line, tagged_for, message_id, time_ms, sender)
+
+
+_privmsgs_to: dict[str, bytes] = {}  # a nick -> b" PRIVMSG nick :"
+
+
+def _privmsg_to(nick: str) -> bytes:
+    words = _privmsgs_to.get(nick)
+    if words is None:
+        if len(_privmsgs_to) > 10_000:
+            _privmsgs_to.clear()
+        words = _privmsgs_to[nick] = f" PRIVMSG {nick} :".encode()
+    return words
 
 
 _room_lines: dict[bytes, bytes] = {}  # a room's frame -> its line (without tags), for its next members
