@@ -54,7 +54,8 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
     out = []
     offset = 0
     tagging = not _TAGGING.isdisjoint(reader.caps)
-    to_reader = _privmsg_to(reader.nick)
+    plain = not tagging and "draft/read-marker" not in reader.caps  # (a message's line has nothing of the reader's)
+    to_reader, own_source = _words_of(reader.nick)
     while offset < len(data):
         end = frame_end(data, offset)
         assert end is not None and end <= len(data), "a session queues whole frames"
@@ -65,7 +66,7 @@ def to_irc(data: bytes, reader: Reader) -> bytes:
             line := _direct_line(data, offset, end, to_reader, reader if tagging else None)
         ):
             out.append(line)
-        elif kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader)):
+        elif kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader, own_source, plain)) is not None:
             out.append(line)
         else:
             out.extend(_message_lines(data[offset:end], reader))
@@ -99,31 +100,35 @@ def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for
     return _tagged(line, tagged_for, message_id, time_ms, sender)
 
 
-_privmsgs_to: dict[str, bytes] = {}  # a nick -> b" PRIVMSG nick :"
+_words: dict[str, tuple[bytes, bytes]] = {}  # a reader's nick -> (b" PRIVMSG nick :", b":nick!")
 
 
-def _privmsg_to(nick: str) -> bytes:
-    words = _privmsgs_to.get(nick)
+def _words_of(nick: str) -> tuple[bytes, bytes]:
+    """What a reader's lines are written with: the middle of a message's line to it, and the
+    start of the lines it is the source of."""
+    words = _words.get(nick)
     if words is None:
-        if len(_privmsgs_to) > 10_000:
-            _privmsgs_to.clear()
-        words = _privmsgs_to[nick] = f" PRIVMSG {nick} :".encode()
+        if len(_words) > 10_000:
+            _words.clear()
+        words = _words[nick] = (f" PRIVMSG {nick} :".encode(), f":{nick}!".encode())
     return words
 
 
 _room_lines: dict[bytes, bytes] = {}  # a room's frame -> its line (without tags), for its next members
 
 
-def _room_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | None:
+def _room_line(data: bytes, start: int, end: int, reader: Reader, own_source: bytes, plain: bool) -> bytes | None:
     """A room's message as its PRIVMSG line, the same for every member (made once for them
-    all, from the frame's bytes), when it is one line that fits and not the reader's own
-    (which is echoed, or not, by _message_lines). None for the others."""
+    all, from the frame's bytes), when it is one line that fits; nothing for the reader's own
+    when it takes nothing of it (no echo, no marker). None for the others, which
+    _message_lines translates. ``own_source``: b":nick!" of the reader; ``plain``: whether
+    it takes no tags."""
     room_end = start + 6 + data[start + 5]
     sender_end = room_end + 1 + data[room_end]
     sender = data[room_end + 1 : sender_end]
-    source = _source(sender)
-    if source.startswith(b":" + reader.nick.encode() + b"!"):
-        return None
+    source = _sources.get(sender) or _source(sender)
+    if source.startswith(own_source):
+        return b"" if plain and "echo-message" not in reader.caps else None
     frame = data[start:end]
     line = _room_lines.get(frame)
     if line is None:
@@ -137,7 +142,7 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | Non
         if len(_room_lines) > 256:
             _room_lines.clear()
         _room_lines[frame] = line
-    if "draft/read-marker" not in reader.caps and _TAGGING.isdisjoint(reader.caps):
+    if plain:
         return line  # (the same line for every member: nothing of this reader's in it)
     message_id, time_ms, _ = split_id_and_time(data, sender_end)
     if "draft/read-marker" in reader.caps:
