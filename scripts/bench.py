@@ -121,6 +121,31 @@ def hold(command: str, loadgen: Path) -> tuple:
         server.terminate()
 
 
+def connect_and_login(command: str, loadgen: Path, rounds: int = 5) -> list[float]:
+    """Seconds to connect and log in HOLD_CLIENTS clients (loadgen hold, 128 at once), once per
+    round on one server, each round under names of its own; sorted."""
+    server = start_server(command)
+    times = []
+    try:
+        for round_number in range(rounds):
+            out = subprocess.run(
+                [str(loadgen), "--port", str(server.port), "--scenario", "hold", "--clients", str(HOLD_CLIENTS)]
+                + ["--conc", "128", "--duration", "1", "--name-prefix", "login" + "abcdefghij"[round_number]],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                preexec_fn=_many_files,
+            ).stdout
+            result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+            if result["logged_in"] != HOLD_CLIENTS:
+                sys.exit(f"bench: {result['logged_in']} of {HOLD_CLIENTS} logged in to {command!r}")
+            times.append(result["setup_s"])
+            time.sleep(1)  # (the round's clients gone)
+    finally:
+        server.terminate()
+    return sorted(times)
+
+
 def fanin(loadgen: Path) -> dict:
     server = start_server(OURS)
     try:
@@ -284,6 +309,12 @@ def generated_section() -> list[str]:
     table = compare()
     ours_before, ours = hold(OURS, loadgen)
     base_before, base = hold(f"{PYTHON} {BUILD / 'asyncio_server.py'}", loadgen)
+    print("bench: connect and log in, 10,000 clients", flush=True)
+    logins = {
+        "chatroom-server": connect_and_login(OURS, loadgen),
+        "asyncio baseline": connect_and_login(f"{PYTHON} {BUILD / 'asyncio_server.py'}", loadgen),
+    }
+    print(logins, flush=True)
     fan = fanin(loadgen)
     print("bench: metrics served (--metrics) against not, 100x16 and 1000x4", flush=True)
     metrics = compare_servers(f"{OURS} --metrics 127.0.0.1:0", OURS, "100x16,1000x4")
@@ -303,6 +334,17 @@ def generated_section() -> list[str]:
         f"| chatroom-server | {ours_before / 1024:.0f} MB | {ours / 1024:.0f} MB | {per_conn(ours_before, ours):.1f} |",
         f"| asyncio baseline | {base_before / 1024:.0f} MB | {base / 1024:.0f} MB | "
         f"{per_conn(base_before, base):.1f} |",
+        "",
+        f"Connect and log in, {HOLD_CLIENTS} clients (loadgen hold, 128 connecting at once), five rounds on one "
+        "server (median; fastest and slowest in brackets):",
+        "",
+        "| server | seconds | connect-and-logins a second |",
+        "|---|---|---|",
+        *(
+            f"| {server} | {times[2]:.3f} ({times[0]:.3f}–{times[-1]:.3f}) | {HOLD_CLIENTS / times[2]:.0f} "
+            f"({HOLD_CLIENTS / times[-1]:.0f}–{HOLD_CLIENTS / times[0]:.0f}) |"
+            for server, times in logins.items()
+        ),
         "",
         f"Fan-in, 200 senders to one receiver, window 4: {fan['msgs_per_s']:.0f} msgs/s, p99 {fan['p99_us']} us, "
         f"{fan['framing_errors']} framing errors, {fan['violations']} violations, {fan['disconnects']} disconnects.",
