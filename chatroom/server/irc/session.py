@@ -26,9 +26,10 @@ class IrcOutbox(Outbox):
         self._reader = reader  # the IrcClient: its nickname and capabilities now
 
     def _take_frames(self):
-        frames = super()._take_frames()
+        frames, self._frames = self._frames, None
+        assert frames is not None, "taken only when some are queued"
         lines = to_irc(frames, self._reader)
-        self._queued += len(lines) - len(frames)  # (what is sent now is counted off the queue)
+        self._queued += len(lines) - sum(map(len, frames))  # (what is sent now is counted off the queue)
         return lines
 
     def close(self) -> None:

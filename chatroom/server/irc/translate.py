@@ -49,28 +49,32 @@ class Reader(Protocol):
         """Whether name is a registered user's (account-tag)."""
 
 
-def to_irc(data: bytes, reader: Reader) -> bytes:
-    """The IRC lines for data (whole frames) sent to an IRC client."""
+def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
+    """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
+    frames (a room's message, mostly, the very bytes object every member was handed)."""
     out = []
-    offset = 0
     tagging = not _TAGGING.isdisjoint(reader.caps)
     plain = not tagging and "draft/read-marker" not in reader.caps  # (a message's line has nothing of the reader's)
     to_reader, own_source = _words_of(reader.nick)
-    while offset < len(data):
-        end = frame_end(data, offset)
-        assert end is not None and end <= len(data), "a session queues whole frames"
-        kind = data[offset]
-        if kind == IRC_LINES:
-            out.append(data[offset + 5 : end])
-        elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (
-            line := _direct_line(data, offset, end, to_reader, reader if tagging else None)
-        ):
-            out.append(line)
-        elif kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader, own_source, plain)) is not None:
-            out.append(line)
-        else:
-            out.extend(_message_lines(data[offset:end], reader))
-        offset = end
+    for data in chunks:
+        offset = 0
+        while offset < len(data):
+            end = frame_end(data, offset)
+            assert end is not None and end <= len(data), "a session queues whole frames"
+            kind = data[offset]
+            if kind == IRC_LINES:
+                out.append(data[offset + 5 : end])
+            elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (
+                line := _direct_line(data, offset, end, to_reader, reader if tagging else None)
+            ):
+                out.append(line)
+            elif (
+                kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader, own_source, plain)) is not None
+            ):
+                out.append(line)
+            else:
+                out.extend(_message_lines(data[offset:end], reader))
+            offset = end
     return b"".join(out)
 
 
@@ -129,7 +133,9 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader, own_source: by
     source = _sources.get(sender) or _source(sender)
     if source.startswith(own_source):
         return b"" if plain and "echo-message" not in reader.caps else None
-    frame = data[start:end]
+    # (Most often the chunk is the one frame, the bytes object all members were handed, its
+    # hash worked out by the first of them: no copy, no hashing again.)
+    frame = data if start == 0 and end == len(data) else data[start:end]
     line = _room_lines.get(frame)
     if line is None:
         text = data[split_id_and_time(data, sender_end)[2] : end]
