@@ -1,4 +1,5 @@
-"""The outbox on its own, over a local socket pair: order, coalescing, bounds, stalls."""
+"""The outbox on its own, over a local socket pair: order, coalescing, bounds, stalls; and the
+socket stream it sends on."""
 
 import gevent
 import pytest
@@ -124,3 +125,15 @@ def test_closing_keeps_every_relayed_message_not_sent_whole(pair):
     whole = len(Decoder.for_client().receive_data(received))
     assert 0 < len(outbox.dropped) < len(frames)
     assert outbox.dropped == frames[whole:]  # the one cut short among them
+
+
+def test_the_stream_reads_what_has_arrived_without_waiting(pair):
+    ours, theirs = pair
+    stream = SocketStream(ours)
+    with pytest.raises(BlockingIOError):
+        stream.receive_now()  # (nothing yet: the session waits, with its parking timer)
+    theirs.sendall(b"abc")
+    socket.wait_read(ours.fileno(), timeout=WAIT)
+    assert stream.receive_now() == b"abc"
+    theirs.close()
+    assert stream.receive_now() == b""  # the end

@@ -126,8 +126,15 @@ class Session:
         try:
             while True:
                 try:
-                    with gevent.Timeout(QUIET_BEFORE_PARKING):
-                        data = self._stream.receive()
+                    # A busy client has sent more while the others were served: read it
+                    # without arming a timer for a wait that will not happen.
+                    data = self._stream.receive_now()
+                except BlockingIOError:
+                    data = None
+                try:
+                    if data is None:
+                        with gevent.Timeout(QUIET_BEFORE_PARKING):
+                            data = self._stream.receive()
                 except gevent.Timeout:
                     left = self._stream.unfinished_for()
                     if left is not None:  # a WebSocket message in fragments: it too must end in time

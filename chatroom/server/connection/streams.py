@@ -24,6 +24,11 @@ class Stream(Protocol):
         """The next bytes of frames from the client (waiting for them); b"" at the end."""
         ...
 
+    def receive_now(self) -> bytes:
+        """The bytes that have arrived, without waiting (b"" at the end). Raises
+        BlockingIOError when none have, or when the stream cannot tell without waiting."""
+        ...
+
     def buffered(self) -> bool:
         """Whether bytes have arrived that the socket no longer shows as readable (taken in
         with a handshake): receive() gives them at once."""
@@ -87,6 +92,11 @@ class SocketStream:
 
     def receive(self) -> bytes:
         return self._sock.recv(RECV_SIZE)
+
+    def receive_now(self) -> bytes:
+        if self._raw is None:
+            raise BlockingIOError()
+        return self._raw.recv(RECV_SIZE)
 
     def send(self, data) -> int:
         return self._sock.send(data)

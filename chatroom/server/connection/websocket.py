@@ -211,6 +211,9 @@ class WebSocketStream:
     def try_send(self, data) -> int:
         raise BlockingIOError()  # sending a message always waits for the whole of it
 
+    def receive_now(self) -> bytes:
+        raise BlockingIOError()  # (what arrived may be part of a message: receive() reads on)
+
     def shut_down(self) -> None:
         sockets.shut_down(self.raw)
 
