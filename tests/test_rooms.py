@@ -138,7 +138,9 @@ def test_room_messages_need_membership_and_version_3(connect):
     ],
 )
 def test_hostile_room_names_are_refused_with_a_reason(connect, name, reason):
-    assert connect("alice").ask(Join(name)) == [failure(reason)]
+    alice = connect("alice")
+    assert alice.ask(Join(name)) == [failure(reason)]
+    assert alice.ask(Part(name)) == [failure(reason)]  # (not "no such room": it could be none)
 
 
 def test_a_room_name_confusable_with_an_existing_one_is_refused(connect):

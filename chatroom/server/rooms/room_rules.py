@@ -268,10 +268,12 @@ class RoomRules:
     def _visible_room(self, name: str) -> "tuple[Room | None, bytes]":
         rooms = self._rooms
         assert rooms is not None
-        if not is_room_name(name):
-            return None, self._failure(Reason.INVALID_ROOM)
+        # Looked up first: a room that exists has a valid name (asked of every room message,
+        # the name's rules are only worth reading for a room that is not found).
         room = rooms.get(name)
-        if room is None or (room.invite_only and self.name not in room.members and self.name not in room.invited):
+        if room is None:
+            return None, self._failure(Reason.NO_SUCH_ROOM if is_room_name(name) else Reason.INVALID_ROOM)
+        if room.invite_only and self.name not in room.members and self.name not in room.invited:
             return None, self._failure(Reason.NO_SUCH_ROOM)
         return room, b""
 
