@@ -28,8 +28,9 @@ from chatroom.protocol import (
     StoredMessage,
     UserList,
 )
+from chatroom.server.pending import Pending
 from chatroom.server.presence.directory import LocalDirectory, RemoteRecipient
-from chatroom.server.rules import Pending, Rules
+from chatroom.server.rules import Rules
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.quotas import Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore

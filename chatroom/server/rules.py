@@ -4,14 +4,14 @@ No I/O here. A :class:`Rules` holds what the protocol remembers of one connectio
 logged in, whether it is registered and proven by its password, whether the client said
 HELLO, live messages held back behind stored ones) and answers every request over the
 :class:`~.presence.directory.Directory` and :class:`~.storage.accounts.Accounts`. A message
-for a user on another node is answered with a :class:`Pending` reply, settled once that node
-has it. The :class:`~.connection.session.Session` reads, batches, times and delivers; tests
+for a user on another node is answered with a :class:`~.pending.Pending` reply, settled once
+that node has it. The :class:`~.connection.session.Session` reads, batches, times and delivers; tests
 drive a Rules directly, without a socket (tests/test_rules.py).
 """
 
 import logging
 from collections.abc import Callable
-from typing import Any, final
+from typing import Any
 
 from ..codec import direct_message_frame, encode, incoming_frame
 from ..device_frames import DEVICES_VERSION
@@ -42,6 +42,7 @@ from .device_rules import DEVICE_ANSWERS, DeviceRules
 from .message_ids import next_id
 from .operations.counts import COUNTS
 from .operations.logs import fields
+from .pending import Pending
 from .presence.devices import Devices
 from .presence.directory import ENDED, Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
 from .replies import (
@@ -371,36 +372,6 @@ _EXTENSION_ANSWERS: dict[type, Callable[[Any, Any], bytes]] = {
     TokenRequest: AccountRules._session_token,
     Resume: AccountRules._resume,
 }
-
-
-@final  # (matched by its exact type on the relay path)
-class Pending:
-    """The reply to a SENDTO handed to another node, once that node has it (or not)."""
-
-    __slots__ = ("_rules", "_sender", "_recipient", "_text", "_delivered", "_id", "_time")
-
-    def __init__(self, rules: Rules, sender: str, recipient: str, text: str, delivered, message_id: int, time_ms: int):
-        self._rules = rules
-        self._sender = sender
-        self._recipient = recipient
-        self._text = text
-        self._delivered = delivered  # an AsyncResult: True once delivered there
-        self._id = message_id
-        self._time = time_ms
-
-    def reply(self) -> bytes:
-        """Wait for the other node's answer; the reply frame."""
-        try:
-            delivered = self._delivered.get()
-        except Exception:  # Redis failed: nothing is known to be delivered
-            return self._rules._failure(Reason.UNAVAILABLE)
-        if delivered:
-            self._rules._delivered(self._sender, self._recipient, self._text, self._id, self._time)
-            return OK
-        try:
-            return self._rules._keep_for_later(self._sender, self._recipient, self._text)
-        except StoreUnavailable:
-            return self._rules._failure(Reason.UNAVAILABLE)
 
 
 def _is_room_history(event) -> bool:

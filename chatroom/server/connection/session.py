@@ -17,11 +17,12 @@ from ...codec import Decoder
 from ...protocol import HistoryRequest, ListUsers, SendTo
 from ..operations.counts import COUNTS, HANDOVER_SAMPLE
 from ..operations.logs import fields
+from ..pending import Pending
 from ..presence.directory import Directory
 from ..replies import OK, reply_name
 from ..rooms.registry import Rooms
 from ..rooms.shared import SharedRooms
-from ..rules import Pending, Rules
+from ..rules import Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
 from .outbox import Outbox

@@ -15,8 +15,9 @@ import irctokens
 from ...codec import Decoder, frame_end
 from ...device_frames import MAX_AWAY_CHARS
 from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, Status, Watch
+from ..pending import Pending
 from ..replies import OK
-from ..rules import Pending, Rules
+from ..rules import Rules
 from .batches import labeled
 from .channels import ChannelCommands
 from .history import MOST_ASKED, HistoryCommands
