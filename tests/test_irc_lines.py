@@ -1,11 +1,15 @@
-"""The IRC port's pieces without a network: reading lines within IRC's limits (fuzzed), and
-chatroom names as nicknames and channels, one to one."""
+"""The IRC port's pieces without a network: reading lines within IRC's limits (fuzzed),
+chatroom names as nicknames and channels, one to one, and the lines a room's message becomes."""
+
+from dataclasses import dataclass, field
 
 import irctokens
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from chatroom.codec import encode
 from chatroom.protocol import is_valid_username
+from chatroom.room_frames import RoomMessage
 from chatroom.server.irc.lines import (
     MAX_RECEIVED,
     LineReader,
@@ -16,6 +20,7 @@ from chatroom.server.irc.lines import (
     split_text,
 )
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
+from chatroom.server.irc.translate import MarkerTimes, to_irc
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
@@ -118,3 +123,32 @@ def test_every_name_has_one_nickname_that_leads_back_to_it(name, other):
     assert to_name(nick) == name
     if is_valid_username(other) and other != name:
         assert to_nick(other) != nick
+
+
+@dataclass
+class Reader:
+    """Who IRC lines are for, as translate reads it (the IRC client's side)."""
+
+    nick: str
+    caps: set[str] = field(default_factory=set)
+    away_known: set[str] = field(default_factory=set)
+    echo_labels: dict[str, list[str]] = field(default_factory=dict)
+    channels: set[str] = field(default_factory=set)
+    marker_times: MarkerTimes = field(default_factory=MarkerTimes)
+
+    def is_account(self, name: str) -> bool:
+        return False
+
+
+def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
+    said = encode(RoomMessage("#team", "bob", 7, 1_700_000_000_000, "hi all"))
+    line = b":bob!bob@chatroom PRIVMSG #team :hi all\r\n"
+    assert to_irc([said], Reader("alice")) == to_irc([said], Reader("carol")) == line
+    assert to_irc([said], Reader("bob")) == b""  # (no echo asked for)
+    assert to_irc([said], Reader("bob", {"echo-message"})) == line
+    assert to_irc([said], Reader("dave", {"server-time"})) == b"@time=2023-11-14T22:13:20.000Z " + line
+    # Frames queued together, and a text of two lines (two PRIVMSGs)
+    two_lines = encode(RoomMessage("#team", "bob", 8, 1_700_000_000_000, "one\ntwo"))
+    assert to_irc([said + two_lines + said], Reader("alice")) == (
+        line + b":bob!bob@chatroom PRIVMSG #team :one\r\n:bob!bob@chatroom PRIVMSG #team :two\r\n" + line
+    )

@@ -127,33 +127,40 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader, own_source: by
     when it takes nothing of it (no echo, no marker). None for the others, which
     _message_lines translates. ``own_source``: b":nick!" of the reader; ``plain``: whether
     it takes no tags."""
-    room_end = start + 6 + data[start + 5]
-    sender_end = room_end + 1 + data[room_end]
-    sender = data[room_end + 1 : sender_end]
-    source = _sources.get(sender) or _source(sender)
-    if source.startswith(own_source):
-        return b"" if plain and "echo-message" not in reader.caps else None
     # (Most often the chunk is the one frame, the bytes object all members were handed, its
     # hash worked out by the first of them: no copy, no hashing again.)
     frame = data if start == 0 and end == len(data) else data[start:end]
     line = _room_lines.get(frame)
     if line is None:
-        text = data[split_id_and_time(data, sender_end)[2] : end]
-        if b"\n" in text or b"\r" in text:
-            return None
-        channel = to_channel(data[start + 6 : room_end].decode()).encode()
-        line = b"".join((source, b" PRIVMSG ", channel, b" :", text, b"\r\n"))
-        if len(line) > MAX_LINE:
+        line = _new_room_line(data, start, end)
+        if line is None:
             return None
         if len(_room_lines) > 256:
             _room_lines.clear()
         _room_lines[frame] = line
+    if line.startswith(own_source):  # (a line begins with its sender)
+        return b"" if plain and "echo-message" not in reader.caps else None
     if plain:
         return line  # (the same line for every member: nothing of this reader's in it)
+    room_end = start + 6 + data[start + 5]
+    sender_end = room_end + 1 + data[room_end]
     message_id, time_ms, _ = split_id_and_time(data, sender_end)
     if "draft/read-marker" in reader.caps:
         reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
-    return _tagged(line, reader, message_id, time_ms, sender)
+    return _tagged(line, reader, message_id, time_ms, data[room_end + 1 : sender_end])
+
+
+def _new_room_line(data: bytes, start: int, end: int) -> bytes | None:
+    """The PRIVMSG line of the room message at start (without tags); None if its text is not
+    one line that fits."""
+    room_end = start + 6 + data[start + 5]
+    sender_end = room_end + 1 + data[room_end]
+    text = data[split_id_and_time(data, sender_end)[2] : end]
+    if b"\n" in text or b"\r" in text:
+        return None
+    channel = to_channel(data[start + 6 : room_end].decode()).encode()
+    line = b"".join((_source(data[room_end + 1 : sender_end]), b" PRIVMSG ", channel, b" :", text, b"\r\n"))
+    return line if len(line) <= MAX_LINE else None
 
 
 def _source(sender: bytes) -> bytes:
