@@ -426,10 +426,12 @@ def irc_section() -> list[str]:
 
 
 def main():
-    parts = {"rooms": ("bench rooms", rooms_section), "irc": ("bench irc", irc_section)}
+    parts = {
+        "main": ("bench", generated_section),
+        "rooms": ("bench rooms", rooms_section),
+        "irc": ("bench irc", irc_section),
+    }
     asked = sys.argv[1:]
-    if not asked:
-        write_generated(DOC, "bench", generated_section())
     for name, (marker, make) in parts.items():
         if not asked or name in asked:
             write_generated(DOC, marker, make())
