@@ -5,8 +5,8 @@ logged in, whether it is registered and proven by its password, whether the clie
 HELLO, live messages held back behind stored ones) and answers every request over the
 :class:`~.presence.directory.Directory` and :class:`~.storage.accounts.Accounts`. A message
 for a user on another node is answered with a :class:`~.pending.Pending` reply, settled once
-that node has it. The :class:`~.connection.session.Session` reads, batches, times and delivers; tests
-drive a Rules directly, without a socket (tests/test_rules.py).
+that node has it. The :class:`~.connection.session.Session` reads, batches, times and
+delivers; tests drive a Rules directly, without a socket (tests/test_rules.py).
 """
 
 import logging

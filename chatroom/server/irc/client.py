@@ -242,26 +242,13 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         return answer, reply[end:]
 
     def _ask(self, request):
-        """The rules' answer to request, decoded (a SENDTO to another node's user is waited
-        for here: the IRC port does not batch them)."""
-        reply = self._rules.answer(request)
-        if reply is OK:
-            return _OK
-        if type(reply) is Pending:
-            reply = reply.reply()
-        [answer] = Decoder.for_client().receive_data(reply)
-        return answer
+        """The rules' answer to request, decoded."""
+        return _decoded(self._rules.answer(request))
 
     def _sent(self, name: str, text: str, raw: bytes) -> Response:
-        """SENDTO name text: the rules' answer, decoded (as _ask, without a request made and
-        read back for the message a chat is made of)."""
-        reply = self._rules.send_text(name, text, raw)
-        if reply is OK:
-            return _OK
-        if type(reply) is Pending:
-            reply = reply.reply()
-        [answer] = Decoder.for_client().receive_data(reply)
-        return answer
+        """SENDTO name text: the rules' answer, decoded (as _ask's, without a request made for
+        the message a chat is made of)."""
+        return _decoded(self._rules.send_text(name, text, raw))
 
     def _refused(self, answer: Response) -> bytes:
         if answer.status is Status.REGISTERED:
@@ -338,6 +325,17 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         """A numeric reply; a last parameter given with its ':' is the text."""
         *head, last = params
         return irc_frame(self._line(numeric, *head, last.removeprefix(":")))
+
+
+def _decoded(reply):
+    """A reply of the rules as the message it stands for (a SENDTO to another node's user is
+    waited for here: the IRC port does not batch them)."""
+    if reply is OK:
+        return _OK
+    if type(reply) is Pending:
+        reply = reply.reply()
+    [answer] = Decoder.for_client().receive_data(reply)
+    return answer
 
 
 _HANDLERS = {
