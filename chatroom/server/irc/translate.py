@@ -57,6 +57,12 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     plain = not tagging and "draft/read-marker" not in reader.caps  # (a message's line has nothing of the reader's)
     to_reader, own_source = _words_of(reader.nick)
     for data in chunks:
+        if plain and data and data[0] == ROOM_MESSAGE and (line := _room_lines.get(data)) is not None:
+            # (A room's message, as every member was handed it, its line made for the first
+            # of them: all of the chunk, for a reader who takes nothing of its own in it.)
+            if not line.startswith(own_source):
+                out.append(line)
+                continue
         offset = 0
         while offset < len(data):
             end = frame_end(data, offset)
