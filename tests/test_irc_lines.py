@@ -146,7 +146,11 @@ def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
     assert to_irc([said], Reader("alice")) == to_irc([said], Reader("carol")) == line
     assert to_irc([said], Reader("bob")) == b""  # (no echo asked for)
     assert to_irc([said], Reader("bob", {"echo-message"})) == line
-    assert to_irc([said], Reader("dave", {"server-time"})) == b"@time=2023-11-14T22:13:20.000Z " + line
+    stamped = b"@time=2023-11-14T22:13:20.000Z " + line
+    assert to_irc([said], Reader("dave", {"server-time"})) == to_irc([said], Reader("erin", {"server-time"})) == stamped
+    assert to_irc([said], Reader("fred", {"server-time", "message-tags"})) == b"@msgid=7;" + stamped[1:]
+    marking = Reader("gina", {"draft/read-marker"})
+    assert to_irc([said], marking) == line and marking.marker_times.time_of("#team", 7) == 1_700_000_000_000
     # Frames queued together, and a text of two lines (two PRIVMSGs)
     two_lines = encode(RoomMessage("#team", "bob", 8, 1_700_000_000_000, "one\ntwo"))
     assert to_irc([said + two_lines + said], Reader("alice")) == (

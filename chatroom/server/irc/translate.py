@@ -53,16 +53,19 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
     frames (a room's message, mostly, the very bytes object every member was handed)."""
     out = []
-    tagging = not _TAGGING.isdisjoint(reader.caps)
-    plain = not tagging and "draft/read-marker" not in reader.caps  # (a message's line has nothing of the reader's)
+    taken = _TAGGING.intersection(reader.caps) or None  # the tags the reader takes
+    marking = "draft/read-marker" in reader.caps  # (then every room message's time is noted)
     to_reader, own_source = _words_of(reader.nick)
     for data in chunks:
-        if plain and data and data[0] == ROOM_MESSAGE and (line := _room_lines.get(data)) is not None:
-            # (A room's message, as every member was handed it, its line made for the first
-            # of them: all of the chunk, for a reader who takes nothing of its own in it.)
+        if data and data[0] == ROOM_MESSAGE and not marking and (line := _room_lines.get(data)) is not None:
+            # (A room's message as every member was handed it, its line made for the first of
+            # them, and tagged for the first who takes these tags: all of the chunk at once.)
             if not line.startswith(own_source):
-                out.append(line)
-                continue
+                if taken is not None:
+                    line = _tagged_room_lines.get((data, taken))
+                if line is not None:
+                    out.append(line)
+                    continue
         offset = 0
         while offset < len(data):
             end = frame_end(data, offset)
@@ -71,11 +74,12 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
             if kind == IRC_LINES:
                 out.append(data[offset + 5 : end])
             elif (kind == DIRECT_MESSAGE or kind == INCOMING) and (
-                line := _direct_line(data, offset, end, to_reader, reader if tagging else None)
+                line := _direct_line(data, offset, end, to_reader, None if taken is None else reader)
             ):
                 out.append(line)
             elif (
-                kind == ROOM_MESSAGE and (line := _room_line(data, offset, end, reader, own_source, plain)) is not None
+                kind == ROOM_MESSAGE
+                and (line := _room_line(data, offset, end, reader, own_source, taken, marking)) is not None
             ):
                 out.append(line)
             else:
@@ -125,14 +129,17 @@ def _words_of(nick: str) -> tuple[bytes, bytes]:
 
 
 _room_lines: dict[bytes, bytes] = {}  # a room's frame -> its line (without tags), for its next members
+_tagged_room_lines: dict[tuple[bytes, frozenset[str]], bytes] = {}  # (frame, tags taken) -> its line so tagged
 
 
-def _room_line(data: bytes, start: int, end: int, reader: Reader, own_source: bytes, plain: bool) -> bytes | None:
-    """A room's message as its PRIVMSG line, the same for every member (made once for them
-    all, from the frame's bytes), when it is one line that fits; nothing for the reader's own
-    when it takes nothing of it (no echo, no marker). None for the others, which
-    _message_lines translates. ``own_source``: b":nick!" of the reader; ``plain``: whether
-    it takes no tags."""
+def _room_line(
+    data: bytes, start: int, end: int, reader: Reader, own_source: bytes, taken: frozenset[str] | None, marking: bool
+) -> bytes | None:
+    """A room's message as its PRIVMSG line, the same for every member taking the same tags
+    (made once for them all, from the frame's bytes), when it is one line that fits; nothing
+    for the reader's own when it takes nothing of it (no echo, no marker). None for the
+    others, which _message_lines translates. ``own_source``: b":nick!" of the reader;
+    ``taken``: the tags it takes; ``marking``: whether it takes read markers."""
     # (Most often the chunk is the one frame, the bytes object all members were handed, its
     # hash worked out by the first of them: no copy, no hashing again.)
     frame = data if start == 0 and end == len(data) else data[start:end]
@@ -141,9 +148,8 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader, own_source: by
         line = _new_room_line(data, start, end)
         if line is None:
             return None
-        if len(_room_lines) > 256:
-            _room_lines.clear()
         _room_lines[frame] = line
+    plain = taken is None and not marking
     if line.startswith(own_source):  # (a line begins with its sender)
         return b"" if plain and "echo-message" not in reader.caps else None
     if plain:
@@ -151,14 +157,25 @@ def _room_line(data: bytes, start: int, end: int, reader: Reader, own_source: by
     room_end = start + 6 + data[start + 5]
     sender_end = room_end + 1 + data[room_end]
     message_id, time_ms, _ = split_id_and_time(data, sender_end)
-    if "draft/read-marker" in reader.caps:
+    if marking:
         reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
-    return _tagged(line, reader, message_id, time_ms, data[room_end + 1 : sender_end])
+    if taken is None:
+        return line
+    tagged = _tagged_room_lines.get((frame, taken))
+    if tagged is None:
+        tagged = _tagged_room_lines[frame, taken] = _tagged(
+            line, reader, message_id, time_ms, data[room_end + 1 : sender_end]
+        )
+    return tagged
 
 
 def _new_room_line(data: bytes, start: int, end: int) -> bytes | None:
     """The PRIVMSG line of the room message at start (without tags); None if its text is not
-    one line that fits."""
+    one line that fits. (The lines of the last 256 messages are kept: a room's members take
+    theirs within a round of the loop.)"""
+    if len(_room_lines) > 256:
+        _room_lines.clear()
+        _tagged_room_lines.clear()
     room_end = start + 6 + data[start + 5]
     sender_end = room_end + 1 + data[room_end]
     text = data[split_id_and_time(data, sender_end)[2] : end]
