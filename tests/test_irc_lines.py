@@ -18,9 +18,10 @@ from chatroom.server.irc.lines import (
     Unreadable,
     encode_line,
     split_text,
+    with_tags,
 )
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
-from chatroom.server.irc.translate import MarkerTimes, to_irc
+from chatroom.server.irc.translate import MarkerTimes, irc_time, to_irc
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
@@ -156,3 +157,14 @@ def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
     assert to_irc([said + two_lines + said], Reader("alice")) == (
         line + b":bob!bob@chatroom PRIVMSG #team :one\r\n:bob!bob@chatroom PRIVMSG #team :two\r\n" + line
     )
+
+
+@given(st.dictionaries(st.sampled_from(["label", "msgid", "time", "account"]), st.text(max_size=20), max_size=4))
+def test_tags_are_written_as_irctokens_writes_them(tags):
+    line = with_tags(b"PING x\r\n", tags) if tags else b"PING x\r\n"
+    assert line == (irctokens.build("PING", ["x"], None, tags or None).format() + "\r\n").encode()
+
+
+def test_a_moment_is_written_to_the_millisecond_in_utc():
+    assert irc_time(1_700_000_000_999) == "2023-11-14T22:13:20.999Z"
+    assert irc_time(1_700_000_001_000) == "2023-11-14T22:13:21.000Z"

@@ -133,17 +133,14 @@ def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable |
 _UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))
 
 
-def _escape_tag(value: str) -> str:
-    """A tag's value as a line carries it (IRCv3 message-tags)."""
-    for plain, escaped in zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True):
-        value = value.replace(plain, escaped)
-    return value
+# A tag's value as a line carries it (IRCv3 message-tags): each character escaped at once.
+_ESCAPES = str.maketrans(dict(zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True)))
 
 
 def with_tags(line: bytes, tags: dict[str, str]) -> bytes:
     """line (encoded) with these tags in front of those it has, written as irctokens writes
     them (sorted; an empty value as the bare key)."""
-    written = ";".join(f"{key}={_escape_tag(value)}" if value else key for key, value in sorted(tags.items()))
+    written = ";".join(f"{key}={value.translate(_ESCAPES)}" if value else key for key, value in sorted(tags.items()))
     if line[:1] == b"@":
         return b"@" + written.encode() + b";" + line[1:]
     return b"@" + written.encode() + b" " + line

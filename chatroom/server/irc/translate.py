@@ -6,6 +6,7 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
+import functools
 import time
 from typing import Protocol
 
@@ -221,7 +222,12 @@ def tags_for(
 
 def irc_time(time_ms: int) -> str:
     """A moment as IRCv3's server-time writes it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time_ms / 1000)) + f".{time_ms % 1000:03d}Z"
+    return f"{_second(time_ms // 1000)}.{time_ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)  # (the messages of a second share it)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 class MarkerTimes:
