@@ -63,7 +63,7 @@ from .protocol import (
     UserList,
     Watch,
 )
-from .room_frames import RoomEvent, RoomMessage
+from .room_frames import ROOM_MESSAGE, RoomEvent, RoomMessage
 
 _HEADER = struct.Struct("!BI")
 
@@ -92,6 +92,12 @@ def direct_message_frame(sender: str, message_id: int, time_ms: int, text: bytes
     """DIRECT-MESSAGE from sender (see incoming_frame)."""
     head = sender_field(sender) + id_and_time(message_id, time_ms)
     return _HEADER.pack(DIRECT_MESSAGE, len(head) + len(text)) + head + text
+
+
+def room_message_frame(room: str, sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
+    """ROOM-MESSAGE (see incoming_frame): made once for all a room's members."""
+    head = sender_field(room) + sender_field(sender) + id_and_time(message_id, time_ms)
+    return _HEADER.pack(ROOM_MESSAGE, len(head) + len(text)) + head + text
 
 
 def frame_end(data, start: int = 0) -> int | None:

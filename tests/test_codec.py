@@ -6,11 +6,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatroom.codec import Decoder, encode, name_field
+from chatroom.codec import (
+    Decoder,
+    direct_message_frame,
+    encode,
+    incoming_frame,
+    name_field,
+    room_message_frame,
+)
 from chatroom.protocol import (
     MAX_BODY,
     Authenticate,
     ChangePassword,
+    DirectMessage,
     FrameTooLarge,
     Hello,
     HistoryEntry,
@@ -30,6 +38,7 @@ from chatroom.protocol import (
     UserList,
     is_valid_username,
 )
+from chatroom.room_frames import RoomMessage
 
 
 def header(frame_type, length):
@@ -294,3 +303,22 @@ def test_a_history_entry_past_the_body_is_malformed():
     wire = encode(HistoryPage("b", (HistoryEntry(1, 1, True, "abc"),)))
     cut = wire[:-1]
     assert decode_replies(cut[:1] + (len(cut) - 5).to_bytes(4, "big") + cut[5:]) == [Malformed(0x84)]
+
+
+_names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+_u64 = st.integers(0, 2**64 - 1)
+
+
+@given(_names, _names, _u64, _u64, st.text(st.characters(blacklist_categories=("Cs",)), min_size=1))
+def test_the_relays_frames_are_the_messages_frames(name, sender, message_id, time_ms, text):
+    """The frames the relay builds from the text's bytes, without a message made, are those
+    encode makes of the message."""
+    raw = text.encode()
+    assert incoming_frame(sender, raw) == encode(Incoming(sender, text))
+    assert direct_message_frame(sender, message_id, time_ms, raw) == encode(
+        DirectMessage(sender, message_id, time_ms, text)
+    )
+    room = "#" + name
+    assert room_message_frame(room, sender, message_id, time_ms, raw) == encode(
+        RoomMessage(room, sender, message_id, time_ms, text)
+    )

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ...codec import encode
+from ...codec import room_message_frame
 from ...protocol import Reason
-from ...room_frames import RoomFlag, RoomMessage
+from ...room_frames import RoomFlag
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import Store, now_ms
@@ -210,7 +210,7 @@ class Rooms:
         return (
             message_id,
             time_ms,
-            self.tell(room, encode(RoomMessage(room.name, sender, message_id, time_ms, text)), find),
+            self.tell(room, room_message_frame(room.name, sender, message_id, time_ms, text.encode()), find),
         )
 
     def online(self, room: Room, find) -> set[str]:
