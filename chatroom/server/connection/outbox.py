@@ -53,7 +53,7 @@ class Outbox:
         self._writer = None  # the greenlet writing right now, if any
         self._scheduled = False  # a send is due at the hub's next round of callbacks
         self._loop = gevent.get_hub().loop
-        self._can_try_send = stream.sends_without_waiting
+        self._can_try_send = stream.without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
         self._in_flight: bytes | None = None  # frames being sent (from a frame's start)...
         self._in_flight_sent = 0  # ...and how much of them has gone

@@ -86,7 +86,7 @@ class Session:
         self._readable = self._loop.io(stream.fileno(), 1)
         self._frame_timer = None
         self._catch_up: gevent.Greenlet | None = None  # handing out stored messages, page by page
-        self._pipelining = False  # the last batch held several frames (see _serve)
+        self._pipelining = False  # the last batch held several frames, on a plain socket (see _serve)
         self.wants_ids = False  # relayed messages go out as DIRECT-MESSAGE (version 3), not INCOMING
 
     def _answerer(self) -> Callable[[Any], "bytes | Pending"]:
@@ -180,7 +180,7 @@ class Session:
         had_partial_frame = decoder.pending > 0
         events = decoder.receive_data(data)
         counts.frames += len(events)
-        self._pipelining = len(events) > 1
+        self._pipelining = len(events) > 1 and self._stream.without_waiting
         waiting: list | None = None  # replies held behind one still on its way (from another node), in order
         answer = self._answerer()
         for count, event in enumerate(events, 1):

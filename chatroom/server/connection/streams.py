@@ -16,7 +16,7 @@ RECV_SIZE = 65536
 
 class Stream(Protocol):
     transport: str  # "tcp", "tls", "websocket": the metrics' label
-    sends_without_waiting: bool  # whether try_send can send anything
+    without_waiting: bool  # whether try_send and receive_now can do anything (a plain TCP socket)
 
     def fileno(self) -> int: ...
 
@@ -26,7 +26,7 @@ class Stream(Protocol):
 
     def receive_now(self) -> bytes:
         """The bytes that have arrived, without waiting (b"" at the end). Raises
-        BlockingIOError when none have, or when the stream cannot tell without waiting."""
+        BlockingIOError when none have (only called when without_waiting)."""
         ...
 
     def buffered(self) -> bool:
@@ -46,7 +46,7 @@ class Stream(Protocol):
 
     def try_send(self, data) -> int:
         """Send what the connection takes right now, without waiting; how much. Raises
-        BlockingIOError when it takes nothing (only called when sends_without_waiting)."""
+        BlockingIOError when it takes nothing (only called when without_waiting)."""
         ...
 
     def shut_down(self) -> None:
@@ -73,14 +73,14 @@ class SocketStream:
     kept per connection instead would cost more memory than the call costs time: these are
     called once per batch of frames, not per frame)."""
 
-    __slots__ = ("_sock", "_raw", "transport", "sends_without_waiting")
+    __slots__ = ("_sock", "_raw", "transport", "without_waiting")
 
     def __init__(self, sock):
         self._sock = sock
         tls = isinstance(sock, SSLSocket)
         self.transport = "tls" if tls else "tcp"
-        # A TLS socket cannot be asked for a single send that does not wait.
-        self.sends_without_waiting = not tls
+        # A TLS socket cannot be asked for a single send or read that does not wait.
+        self.without_waiting = not tls
         # gevent's socket wraps a non-blocking one, whose send is the single send that never
         # waits (BlockingIOError when the kernel takes nothing): what gevent's own send(data,
         # 0, 0.0) calls, without its Python layer.

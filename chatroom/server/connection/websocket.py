@@ -44,7 +44,7 @@ class WebSocketStream:
     in any pieces, and sends each as a message."""
 
     transport = "websocket"
-    sends_without_waiting = False
+    without_waiting = False
 
     def __init__(self, sock, ws: WSConnection, frame_timeout: float = 30.0):
         self.raw = sock
@@ -212,7 +212,7 @@ class WebSocketStream:
         raise BlockingIOError()  # sending a message always waits for the whole of it
 
     def receive_now(self) -> bytes:
-        raise BlockingIOError()  # (what arrived may be part of a message: receive() reads on)
+        raise BlockingIOError()  # (never called: what arrived may be part of a message)
 
     def shut_down(self) -> None:
         sockets.shut_down(self.raw)
