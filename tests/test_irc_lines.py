@@ -21,7 +21,7 @@ from chatroom.server.irc.lines import (
     with_tags,
 )
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
-from chatroom.server.irc.translate import MarkerTimes, irc_time, to_irc
+from chatroom.server.irc.translate import MarkerTimes, _tagged, irc_time, tags_for, to_irc
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
@@ -136,9 +136,10 @@ class Reader:
     echo_labels: dict[str, list[str]] = field(default_factory=dict)
     channels: set[str] = field(default_factory=set)
     marker_times: MarkerTimes = field(default_factory=MarkerTimes)
+    accounts: set[str] = field(default_factory=set)  # the registered names
 
     def is_account(self, name: str) -> bool:
-        return False
+        return name in self.accounts
 
 
 def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
@@ -168,3 +169,18 @@ def test_tags_are_written_as_irctokens_writes_them(tags):
 def test_a_moment_is_written_to_the_millisecond_in_utc():
     assert irc_time(1_700_000_000_999) == "2023-11-14T22:13:20.999Z"
     assert irc_time(1_700_000_001_000) == "2023-11-14T22:13:21.000Z"
+
+
+@given(
+    st.sets(st.sampled_from(["server-time", "message-tags", "account-tag", "echo-message"])),
+    st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+    st.integers(0, 2**41),
+    st.sampled_from(["bob", "we;ird", "日本"]),
+)
+def test_a_message_line_is_tagged_as_its_tags_are_written_anywhere(caps, message_id, time_ms, sender):
+    """The relay's own tag writer (one line per message and reader) writes what tags_for and
+    with_tags would."""
+    reader = Reader("alice", caps, accounts={"we;ird", "日本"})
+    line = b":x!x@chatroom PRIVMSG alice :hi\r\n"
+    tags = tags_for(reader, time_ms, message_id, sender)
+    assert _tagged(line, reader, message_id, time_ms, sender.encode()) == (with_tags(line, tags) if tags else line)

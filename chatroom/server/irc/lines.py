@@ -133,14 +133,15 @@ def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable |
 _UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))
 
 
-# A tag's value as a line carries it (IRCv3 message-tags): each character escaped at once.
-_ESCAPES = str.maketrans(dict(zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True)))
+# A tag's value as a line carries it (IRCv3 message-tags): value.translate(TAG_ESCAPES), each
+# character escaped at once.
+TAG_ESCAPES = str.maketrans(dict(zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True)))
 
 
 def with_tags(line: bytes, tags: dict[str, str]) -> bytes:
     """line (encoded) with these tags in front of those it has, written as irctokens writes
     them (sorted; an empty value as the bare key)."""
-    written = ";".join(f"{key}={value.translate(_ESCAPES)}" if value else key for key, value in sorted(tags.items()))
+    written = ";".join(f"{key}={value.translate(TAG_ESCAPES)}" if value else key for key, value in sorted(tags.items()))
     if line[:1] == b"@":
         return b"@" + written.encode() + b";" + line[1:]
     return b"@" + written.encode() + b" " + line

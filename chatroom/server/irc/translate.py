@@ -16,7 +16,7 @@ from ...fields import ID_AND_TIME_SIZE, split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
-from .lines import MAX_LINE, encode_line, split_text, with_tags
+from .lines import MAX_LINE, TAG_ESCAPES, encode_line, split_text
 from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
@@ -198,11 +198,18 @@ def _source(sender: bytes) -> bytes:
 
 
 def _tagged(line: bytes, reader: Reader, message_id: int | None, time_ms: int | None, sender: bytes) -> bytes:
-    """line with the tags the reader takes."""
-    if _TAGGING.isdisjoint(reader.caps):
-        return line
-    tags = tags_for(reader, time_ms, message_id, sender.decode())
-    return with_tags(line, tags) if tags else line
+    """line (a message's, untagged) with the tags the reader takes: those of tags_for, written
+    at once in with_tags' order (a line per message for every client that takes tags: the
+    general way, a dict sorted and written, cost it three times as much)."""
+    caps = reader.caps
+    written = []
+    if "account-tag" in caps and reader.is_account(name := sender.decode()):
+        written.append("account=" + name.translate(TAG_ESCAPES))
+    if message_id and "message-tags" in caps:
+        written.append(f"msgid={message_id}")
+    if "server-time" in caps:
+        written.append("time=" + irc_time(int(time.time() * 1000) if time_ms is None else time_ms))
+    return b"@" + ";".join(written).encode() + b" " + line if written else line
 
 
 def tags_for(
