@@ -122,6 +122,7 @@ static struct {
     int verify, conc, server_pid;
     const char *prefix;
     const char *bind_ips;   /* --bind-ips: comma-separated IPv4 source addresses, or NULL */
+    const char *irc_caps;   /* --irc-caps: IRCv3 capabilities asked for before registering, or NULL */
 } opt = {
     .proto = PROTO_CHAT, .scenario = SC_RELAY, .host = "127.0.0.1", .port = 5555,
     .clients = 2, .window = 1, .payload = 64, .duration = 5.0, .warmup = 1.0,
@@ -373,8 +374,13 @@ static void send_login(conn *c)
             c->outlen += FRAME_HDR + c->chanlen;
         }
     } else {
-        char line[96];
-        int n = snprintf(line, sizeof line, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->name, c->name, c->name);
+        char line[384];
+        int n;
+        if (opt.irc_caps)
+            n = snprintf(line, sizeof line, "CAP REQ :%s\r\nNICK %s\r\nUSER %s 0 * :%s\r\nCAP END\r\n",
+                         opt.irc_caps, c->name, c->name, c->name);
+        else
+            n = snprintf(line, sizeof line, "NICK %s\r\nUSER %s 0 * :%s\r\n", c->name, c->name, c->name);
         out_append(c, line, (uint32_t)n);
     }
     mark_dirty(c);
@@ -753,6 +759,13 @@ static void on_irc_line(conn *c, const uint8_t *p, size_t n)
     size_t tl;
     size_t plen = 0;
     if (n == 0) return;
+    if (*p == '@') {                                /* IRCv3 tags (--irc-caps): skipped */
+        sp = memchr(p, ' ', n);
+        if (!sp) { framing_error(c); return; }
+        n -= (size_t)(sp + 1 - p);
+        p = line = sp + 1;
+        if (n == 0) return;
+    }
     if (*p == ':') {
         sp = memchr(p, ' ', n);
         if (!sp) { framing_error(c); return; }
@@ -1197,6 +1210,8 @@ static void usage(FILE *f)
         "                          room: at every member, for every sender of its room\n"
         "  --server-pid PID        also report that process's CPU%% and RSS (from /proc)\n"
         "  --name-prefix S         user names are S0, S1, ... (default u); lets two loadgens share a server\n"
+        "  --irc-caps \"A B\"        irc: ask for these IRCv3 capabilities before registering (server-time,\n"
+        "                          message-tags ...); the tags lines then carry are read past\n"
         "  --bind-ips A,B,...      connection i connects from source address i mod n (IPv4, e.g.\n"
         "                          127.0.0.2,127.0.0.3): for more than ~28,000 connections to one address\n"
         "Output: one human line, then 'RESULT {json}' (nested objects plus the flat keys compare.py reads:\n"
@@ -1212,7 +1227,7 @@ int main(int argc, char **argv)
         {"proto", 1, 0, 'p'}, {"scenario", 1, 0, 's'}, {"host", 1, 0, 'H'}, {"port", 1, 0, 'P'},
         {"clients", 1, 0, 'c'}, {"window", 1, 0, 'w'}, {"payload", 1, 0, 'l'}, {"duration", 1, 0, 'd'},
         {"warmup", 1, 0, 'u'}, {"drain", 1, 0, 'D'}, {"setup-timeout", 1, 0, 'T'}, {"conc", 1, 0, 'n'},
-        {"verify", 0, 0, 'v'}, {"server-pid", 1, 0, 'S'}, {"name-prefix", 1, 0, 'x'}, {"help", 0, 0, 'h'},
+        {"verify", 0, 0, 'v'}, {"server-pid", 1, 0, 'S'}, {"name-prefix", 1, 0, 'x'}, {"irc-caps", 1, 0, 'C'}, {"help", 0, 0, 'h'},
         {"members", 1, 0, 'm'}, {"senders", 1, 0, 'e'}, {"delayed-ack", 0, 0, 'A'}, {"bind-ips", 1, 0, 'b'},
         {0, 0, 0, 0}};
     int ch;
@@ -1243,6 +1258,7 @@ int main(int argc, char **argv)
         case 'v': opt.verify = 1; break;
         case 'S': opt.server_pid = atoi(optarg); break;
         case 'x': opt.prefix = optarg; break;
+        case 'C': opt.irc_caps = optarg; break;
         case 'm': opt.members = atoi(optarg); break;
         case 'e': opt.senders = atoi(optarg); break;
         case 'A': opt.delayed_ack = 1; break;
