@@ -77,7 +77,7 @@ def frame(frame_type: int, body: bytes = b"") -> bytes:
 
 @functools.lru_cache(maxsize=4096)
 def sender_field(name: str) -> bytes:
-    """name's name field, kept for the senders of the moment (one per relayed message)."""
+    """name's name field, kept for the senders and rooms of the moment (one per relayed message)."""
     return name_field(name)
 
 

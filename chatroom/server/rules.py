@@ -243,7 +243,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if found is None or type(found) is RemoteRecipient:
             # (Not a user here: the only place on the relay path where a room is looked for.)
             if recipient[:1] == ROOM_PREFIX:
-                return self._to_room(recipient, text)
+                return self._to_room(recipient, text, encoded)
             if found is None:
                 return self._keep_for_later(sender, recipient, text)
             # On another node: answered once it is there. It crosses with its id; that node
@@ -269,11 +269,11 @@ class Rules(AccountRules, RoomRules, DeviceRules):
                 self._show_on_other_devices(recipient, text, message_id, time_ms)
         return OK
 
-    def _to_room(self, room: str, text: str) -> bytes:
+    def _to_room(self, room: str, text: str, encoded: bytes) -> bytes:
         """SENDTO a #room: a room's message for a client of version 3; for anyone else, like a
-        message to nobody (no user's name begins with #)."""
+        message to nobody (no user's name begins with #). ``encoded``: the text in UTF-8."""
         if self._version >= ROOMS_VERSION and self._rooms is not None:
-            return self._room_message(room, text)
+            return self._room_message(room, text, encoded)
         return self._failure(Reason.NOT_ONLINE)
 
     def _delivered(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:

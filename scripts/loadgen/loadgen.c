@@ -1295,6 +1295,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "--name-prefix: 1..8 ASCII letters\n");
         return 2;
     }
+    if (opt.irc_caps && (strlen(opt.irc_caps) > 200 || strpbrk(opt.irc_caps, "\r\n"))) {
+        fprintf(stderr, "--irc-caps: at most 200 characters, on one line\n");   /* (the login line's buffer) */
+        return 2;
+    }
     /* connects + logins in progress at once: keep it under the server's listen backlog, or
      * dropped SYNs cost a 1 s retransmit each (ngircd listens with a backlog of 10) */
     if (!opt.conc) opt.conc = opt.proto == PROTO_IRC ? 8 : 64;

@@ -133,18 +133,28 @@ def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable |
 _UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))
 
 
-# A tag's value as a line carries it (IRCv3 message-tags): value.translate(TAG_ESCAPES), each
-# character escaped at once.
-TAG_ESCAPES = str.maketrans(dict(zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True)))
+# A tag's value as a line carries it (IRCv3 message-tags): each character escaped at once, in
+# the values that have one to escape (looked for first: most values, ids and times, have none).
+_ESCAPES = str.maketrans(dict(zip(TAG_UNESCAPED, TAG_ESCAPED, strict=True)))
+_TO_ESCAPE = re.compile("[" + re.escape("".join(TAG_UNESCAPED)) + "]").search
 
 
 def with_tags(line: bytes, tags: dict[str, str]) -> bytes:
     """line (encoded) with these tags in front of those it has, written as irctokens writes
     them (sorted; an empty value as the bare key)."""
-    written = ";".join(f"{key}={value.translate(TAG_ESCAPES)}" if value else key for key, value in sorted(tags.items()))
+    written = tags_written(sorted(tags.items()))
     if line[:1] == b"@":
-        return b"@" + written.encode() + b";" + line[1:]
-    return b"@" + written.encode() + b" " + line
+        return written + b";" + line[1:]
+    return written + b" " + line
+
+
+def tags_written(tags: list[tuple[str, str]]) -> bytes:
+    """b"@key=value;..." for tags (key, value) in the order given, values escaped."""
+    written = [
+        key if not value else f"{key}={value.translate(_ESCAPES)}" if _TO_ESCAPE(value) else f"{key}={value}"
+        for key, value in tags
+    ]
+    return ("@" + ";".join(written)).encode()
 
 
 def _tags(text: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from ...fields import ID_AND_TIME_SIZE, split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
-from .lines import MAX_LINE, TAG_ESCAPES, encode_line, split_text
+from .lines import MAX_LINE, encode_line, split_text, tags_written
 from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
@@ -198,33 +198,33 @@ def _source(sender: bytes) -> bytes:
 
 
 def _tagged(line: bytes, reader: Reader, message_id: int | None, time_ms: int | None, sender: bytes) -> bytes:
-    """line (a message's, untagged) with the tags the reader takes: those of tags_for, written
-    at once in with_tags' order (a line per message for every client that takes tags: the
-    general way, a dict sorted and written, cost it three times as much)."""
-    caps = reader.caps
-    written = []
-    if "account-tag" in caps and reader.is_account(name := sender.decode()):
-        written.append("account=" + name.translate(TAG_ESCAPES))
-    if message_id and "message-tags" in caps:
-        written.append(f"msgid={message_id}")
-    if "server-time" in caps:
-        written.append("time=" + irc_time(int(time.time() * 1000) if time_ms is None else time_ms))
-    return b"@" + ";".join(written).encode() + b" " + line if written else line
+    """line (a message's, untagged) with the tags the reader takes (as with_tags writes them,
+    without a dict to sort: a line per message for every client that takes tags)."""
+    tags = _message_tags(reader, time_ms, message_id, sender.decode())
+    return tags_written(tags) + b" " + line if tags else line
 
 
 def tags_for(
     reader: Reader, time_ms: int | None = None, message_id: int | None = None, sender: str | None = None
 ) -> dict | None:
-    """The IRCv3 tags a line to reader carries: server-time, a message's id (message-tags), and
-    its registered sender's account (account-tag)."""
-    tags = {}
-    if "server-time" in reader.caps:
-        tags["time"] = irc_time(int(time.time() * 1000) if time_ms is None else time_ms)
-    if "message-tags" in reader.caps and message_id:
-        tags["msgid"] = str(message_id)
-    if sender is not None and "account-tag" in reader.caps and reader.is_account(sender):
-        tags["account"] = sender
-    return tags or None
+    """The IRCv3 tags a line to reader carries (see _message_tags)."""
+    return dict(_message_tags(reader, time_ms, message_id, sender)) or None
+
+
+def _message_tags(
+    reader: Reader, time_ms: int | None, message_id: int | None, sender: str | None
+) -> list[tuple[str, str]]:
+    """The IRCv3 tags a line to reader carries, in the order lines carry them (sorted): its
+    registered sender's account (account-tag), a message's id (message-tags), server-time."""
+    caps = reader.caps
+    tags = []
+    if sender is not None and "account-tag" in caps and reader.is_account(sender):
+        tags.append(("account", sender))
+    if message_id and "message-tags" in caps:
+        tags.append(("msgid", str(message_id)))
+    if "server-time" in caps:
+        tags.append(("time", irc_time(int(time.time() * 1000) if time_ms is None else time_ms)))
+    return tags
 
 
 def irc_time(time_ms: int) -> str:

@@ -203,14 +203,14 @@ class Rooms:
                 taken += 1
         return taken
 
-    def post(self, room: Room, sender: str, text: str, find) -> tuple[int, int, int]:
-        """A message to the room: its id and time, handed to every member (the sender too), in
-        the order of the ids; (id, time, how many took it)."""
+    def post(self, room: Room, sender: str, text: bytes, find) -> tuple[int, int, int]:
+        """A message to the room (its text in UTF-8): its id and time, handed to every member
+        (the sender too), in the order of the ids; (id, time, how many took it)."""
         message_id, time_ms = self.next_id(room), now_ms()
         return (
             message_id,
             time_ms,
-            self.tell(room, room_message_frame(room.name, sender, message_id, time_ms, text.encode()), find),
+            self.tell(room, room_message_frame(room.name, sender, message_id, time_ms, text), find),
         )
 
     def online(self, room: Room, find) -> set[str]:

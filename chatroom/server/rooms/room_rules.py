@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ...codec import encode
-from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, Reason, is_valid_text, is_valid_username
+from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, Reason, is_valid_username
 from ...room_frames import (
     MAX_TOPIC_BYTES,
     EventKind,
@@ -64,15 +64,14 @@ class RoomRules:
 
     # --- Messages ---------------------------------------------------------------------------
 
-    def _room_message(self, name: str, text: str) -> bytes:
-        """SENDTO a room: to every member here (the sender too), in the order of the ids."""
+    def _room_message(self, name: str, text: str, encoded: bytes) -> bytes:
+        """SENDTO a room (its text checked already, and in UTF-8 as ``encoded``): to every
+        member here (the sender too), in the order of the ids."""
         room, refused = self._member_room(name)
         if room is None:
             return refused
-        if not is_valid_text(text):
-            return self._failure(Reason.INVALID_TEXT)
         assert self._rooms is not None and self.name is not None
-        message_id, time_ms, delivered = self._rooms.post(room, self.name, text, self._directory.find)
+        message_id, time_ms, delivered = self._rooms.post(room, self.name, encoded, self._directory.find)
         COUNTS.room_messages += 1
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:

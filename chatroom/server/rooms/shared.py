@@ -288,7 +288,7 @@ class SharedRooms:
         self._directory.redis_call(script, keys=keys, args=args)
         return 0
 
-    def post(self, room: Room, sender: str, text: str, find) -> tuple[int, int, int]:
+    def post(self, room: Room, sender: str, text: bytes, find) -> tuple[int, int, int]:
         script = self._script(1)
         time_ms = now_ms()
         keys = [self._directory.users_key, ROOM + room.name + ":members", ROOM + room.name]
