@@ -463,6 +463,33 @@ def test_history_past_the_daily_quota_is_relayed_but_not_kept(directory):
         accounts.stop()
 
 
+def test_history_gathers_in_one_batch_while_the_writer_commits_the_one_before(tmp_path):
+    """Group commit: rows nobody waits for, written over several rounds of the event loop
+    while the thread is still at a batch, go to the database in one transaction after it."""
+    import sqlite3
+
+    from chatroom.server.storage.sqlite_worker import SQLiteWorker
+
+    worker = SQLiteWorker(tmp_path / "db")
+    worker.start(lambda db: db.executescript("CREATE TABLE t (v INTEGER); CREATE TABLE batches (first, last);"))
+    insert, then = "INSERT INTO t (v) VALUES (?)", "INSERT INTO batches VALUES (?, ?)"
+    # Another process holds the write lock: the thread waits in the first batch.
+    lock = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with gevent.Timeout(WAIT):
+            for value in range(1, 6):
+                worker.write_bulk(insert, (value,), then=then)
+                gevent.sleep(0)  # (a round of the event loop: the first batch is handed over)
+            lock.execute("ROLLBACK")
+            assert worker.call(lambda db: db.execute("SELECT * FROM batches").fetchall()) == [(1, 1), (2, 5)]
+            assert worker.call(lambda db: db.execute("SELECT count(*) FROM t").fetchone()) == (5,)
+    finally:
+        lock.close()
+        with gevent.Timeout(WAIT):
+            worker.stop()
+
+
 def test_a_batch_that_cannot_be_written_fails_alone_and_the_writer_goes_on(tmp_path):
     from chatroom.server.storage.sqlite_worker import SQLiteWorker
     from chatroom.server.storage.store import StoreUnavailable

@@ -3,7 +3,8 @@ acknowledgement only once what it acknowledges is committed.
 
 Nothing here touches the disk on the hub. Writes are gathered on the hub and handed, once per
 round of the event loop, as one batch to the worker thread, which commits the batch in one
-transaction (group commit: while it commits, the next batch gathers). A caller that must not
+transaction (group commit: while it commits, the next batch gathers, over as many rounds as the
+commit takes, unless someone waits for it). A caller that must not
 answer before its write is on disk (an account, a kept message) waits for its batch's commit
 and learns whether it failed; history is written behind the relay, through a queue bounded in
 bytes and in time that makes senders wait rather than grow: while the oldest batch the thread
@@ -176,9 +177,18 @@ class SQLiteWorker:
         self._unwritten += size
         if not self._flush_due:
             self._flush_due = True
-            # Everything queued in this round of the event loop goes in one transaction.
-            gevent.get_hub().loop.run_callback(self.flush)
+            # Everything queued in this round of the event loop goes in one transaction...
+            self._loop.run_callback(self._flush_when_free)
         return batch
+
+    def _flush_when_free(self) -> None:
+        # ...or, while the thread is still at the batch before, in the next one: what nobody
+        # waits for gathers on until then. One transaction for many rounds' rows writes each
+        # page it touches (a conversation's index entries, the search index's new segment)
+        # once instead of once a round: the commit is most of what a row costs.
+        self._flush_due = False
+        if not self._in_flight or self._gathering.durable:
+            self.flush()
 
     def _on_batches_done(self) -> None:
         while not self._finished.empty():
@@ -187,6 +197,8 @@ class SQLiteWorker:
             self._unwritten -= batch.size
             self._note_outcome(batch)
             batch.committed.set()
+        if not self._in_flight:
+            self.flush()  # (what gathered meanwhile)
         if self._unwritten <= self._max_unwritten and not self._behind():
             self._room.set()
 
