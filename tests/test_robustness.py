@@ -386,6 +386,28 @@ def test_keepalive_is_on_for_every_client(server, connect):
 # --- Parked connections -----------------------------------------------------------------
 
 
+def test_a_parked_connection_keeps_nothing_of_its_greenlet(server, connect):
+    """Parking frees the greenlet's frames at once, not at the collector's next round (a
+    cycle through them would cost every idle connection kilobytes until then)."""
+    import gc
+    import types
+
+    from chatroom.server.connection.session import Session
+
+    def serving_frames():
+        return [o for o in gc.get_objects() if type(o) is types.FrameType and o.f_code is Session._serve.__code__]
+
+    gc.collect()
+    gc.disable()  # (what is left must be freed by its count of references alone)
+    try:
+        connect().login("alice")
+        (session,) = server._sessions
+        eventually(lambda: session._readable.active, timeout=WAIT, what="the session parked")
+        assert serving_frames() == []
+    finally:
+        gc.enable()
+
+
 def test_quiet_connections_park_and_wake(server_process, logged_in, peer_at):
     server = server_process("--frame-timeout", "2.5")
     alice, bob = logged_in(server.address, "alice"), logged_in(server.address, "bob")
