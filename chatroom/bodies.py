@@ -90,7 +90,7 @@ def _parse_sendto(body):
     end = 1 + body[0]
     raw = body[end:]
     try:
-        return SendTo(str(body[1:end], "utf-8"), str(raw, "utf-8"), raw)
+        return SendTo(body[1:end].decode(), raw.decode(), raw)
     except UnicodeDecodeError:
         raise BadBody("invalid UTF-8") from None
 
