@@ -35,11 +35,9 @@ QUIET_BEFORE_PARKING = 1.0  # seconds without data before a connection gives up 
 
 
 class _FellQuiet(Exception):
-    """Nothing arrived for QUIET_BEFORE_PARKING: time to park.
-
-    Raised afresh by the timer each time, not the timer itself: a timer in a local variable,
-    raised, would hold the frame that holds it (through its traceback), and that cycle would
-    keep every parked connection's last greenlet frame until the collector's next round."""
+    """Nothing arrived for QUIET_BEFORE_PARKING. (The timer raises this, not itself: raised
+    from a local variable, it would hold its frame through its traceback, a cycle that kept
+    each parked connection's last frames until the collector's next round.)"""
 
 
 class Session:
@@ -134,18 +132,14 @@ class Session:
     def _serve(self):
         """Answer what arrives until the client falls quiet, then park; or end the connection."""
         self._readable.stop()
-        # One timer for every wait of this wake (made for each, it cost a relayed message a
-        # tenth of its time at two clients); it lives in this frame, so a parked connection
-        # holds none.
-        quiet = gevent.Timeout(QUIET_BEFORE_PARKING, _FellQuiet)
+        quiet = gevent.Timeout(QUIET_BEFORE_PARKING, _FellQuiet)  # (one for every wait of this wake)
         try:
             while True:
                 data = None
                 if self._pipelining:
-                    # A client sending several frames at a time has most likely sent more
-                    # while the others were served: read it without arming a timer for a wait
-                    # that will not happen. (Not for the others: a read that finds nothing
-                    # raises, and that costs a quiet connection's heap 200 B for good.)
+                    # A pipelining client has most likely sent more while the others were
+                    # served: read it without a timer. (Not the others: a read that finds
+                    # nothing raises, which costs a quiet connection's heap 200 B for good.)
                     try:
                         data = self._stream.receive_now()
                     except BlockingIOError:
@@ -167,9 +161,10 @@ class Session:
                 # is answered: what arrives now was never acknowledged.
                 if self._end_reason is not None or not self._serve_batch(data):
                     break
-                # recv() does not yield while data is waiting: without this, a busy client
-                # would be served again and again while others wait. Yielding after every
-                # batch keeps the service round-robin (and lets more frames gather per send).
+                # recv() does not yield while data is waiting: a busy client would be served
+                # again and again while others wait. A yield after every batch keeps the
+                # service round-robin, lets more frames gather per send, and is where the
+                # deliveries queued for the hub leave and a login's stored messages start.
                 gevent.sleep(0)
         except OSError:
             pass  # the peer reset or vanished: an ordinary end of a connection
