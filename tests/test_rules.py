@@ -479,7 +479,7 @@ def test_history_gathers_in_one_batch_while_the_writer_commits_the_one_before(tm
     try:
         with gevent.Timeout(WAIT):
             for value in range(1, 6):
-                worker.write_bulk(insert, (value,), then=then)
+                worker.write_bulk(insert, (value,), then=(then,))
                 gevent.sleep(0)  # (a round of the event loop: the first batch is handed over)
             lock.execute("ROLLBACK")
             assert worker.call(lambda db: db.execute("SELECT * FROM batches").fetchall()) == [(1, 1), (2, 5)]

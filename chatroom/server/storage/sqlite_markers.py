@@ -15,11 +15,27 @@ from typing import TYPE_CHECKING
 from ...device_frames import MOST_COUNTED
 
 # Migration 6 (see sqlite_store.MIGRATIONS): the markers, and the index that finds the
-# conversations in which an account is the second name of the pair.
+# conversations in which an account is the second name of the pair...
 SCHEMA = """
     CREATE TABLE markers (account TEXT NOT NULL, conversation TEXT NOT NULL, message_id INTEGER NOT NULL,
         PRIMARY KEY (account, conversation)) WITHOUT ROWID;
     CREATE INDEX history_by_second ON history (second, first, id);
+"""
+# ...which migration 10 replaces with the pairs themselves, one row each: noted by the writer
+# after each batch of history (NOTE_CONVERSATIONS), forgotten once expiry has left a pair
+# nothing (FORGET_CONVERSATIONS). A pair's messages are found by history_by_pair.
+CONVERSATIONS_SCHEMA = """
+    CREATE TABLE conversations (second TEXT NOT NULL, first TEXT NOT NULL, PRIMARY KEY (second, first))
+        WITHOUT ROWID;
+    INSERT INTO conversations SELECT DISTINCT second, first FROM history;
+    DROP INDEX history_by_second
+"""
+NOTE_CONVERSATIONS = (
+    "INSERT OR IGNORE INTO conversations SELECT DISTINCT second, first FROM history WHERE id BETWEEN ? AND ?"
+)
+FORGET_CONVERSATIONS = """
+    DELETE FROM conversations WHERE NOT EXISTS
+        (SELECT 1 FROM history WHERE first = conversations.first AND second = conversations.second)
 """
 
 REMEMBERED_ACCOUNTS = 10_000  # accounts whose markers are kept in memory, the least lately used forgotten
@@ -34,7 +50,8 @@ _UNREAD_DIRECT = """
         SELECT h.second AS other FROM history h WHERE h.first = :me AND h.sender != :me AND h.time_ms >= :since
             AND h.id > coalesce((SELECT message_id FROM markers WHERE account = :me AND conversation = h.second), 0)
         UNION ALL
-        SELECT h.first FROM history h WHERE h.second = :me AND h.sender != :me AND h.time_ms >= :since
+        SELECT h.first FROM conversations c JOIN history h ON h.first = c.first AND h.second = :me
+            WHERE c.second = :me AND h.sender != :me AND h.time_ms >= :since
             AND h.id > coalesce((SELECT message_id FROM markers WHERE account = :me AND conversation = h.first), 0)
     ) GROUP BY other
 """
@@ -82,7 +99,8 @@ class SQLiteMarkers:
 
 def _partners(db, name) -> list[str]:
     rows = db.execute(
-        "SELECT second FROM history WHERE first = ? UNION SELECT first FROM history WHERE second = ?", (name, name)
+        "SELECT second FROM history WHERE first = ? UNION SELECT first FROM conversations WHERE second = ?",
+        (name, name),
     )
     return [other for (other,) in rows]
 

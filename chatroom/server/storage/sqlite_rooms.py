@@ -67,7 +67,7 @@ class SQLiteRooms:
             self._worker.wait_for_room()  # a sender faster than the disk slows down
             self._last_room_row = row = self._last_room_row + 1  # (one process writes the file)
             self._worker.write_bulk(
-                _RECORD_ROOM, (row, room, message_id, sender, time_ms, text), len(text), INDEX_ROOMS
+                _RECORD_ROOM, (row, room, message_id, sender, time_ms, text), len(text), (INDEX_ROOMS,)
             )
 
     def room_history(self, room, count, before):

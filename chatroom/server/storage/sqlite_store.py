@@ -16,8 +16,8 @@ from ...protocol import HistoryEntry, StoredMessage
 from ..message_ids import first_id_at
 from .mailboxes import Mailboxes
 from .quotas import Quotas
+from .sqlite_markers import CONVERSATIONS_SCHEMA, FORGET_CONVERSATIONS, NOTE_CONVERSATIONS, SQLiteMarkers
 from .sqlite_markers import SCHEMA as MARKERS_SCHEMA
-from .sqlite_markers import SQLiteMarkers
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_rooms import SQLiteRooms
 from .sqlite_search import INDEX_HISTORY, SQLiteSearch
@@ -56,6 +56,9 @@ MIGRATIONS = [
     "DROP TRIGGER room_search_add",
     # The history expires by id (see _expire_and_count): one index fewer to write per message.
     "DROP INDEX history_by_time",
+    # A user's conversations as the second name of the pair: a row per pair, written once a
+    # batch, instead of an index entry per message (a third of what the writer spent on one).
+    CONVERSATIONS_SCHEMA,
 ]
 EXPIRY_INTERVAL = 3600.0
 _RECORD = "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
@@ -137,6 +140,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         # (By id, which grows with time: the rows' own order, no index of their times to keep.
         # The time is checked too, for rows kept before messages had such ids.)
         db.execute("DELETE FROM history WHERE id < ? AND time_ms < ?", (first_id_at(cutoff), cutoff))
+        db.execute(FORGET_CONVERSATIONS)
         db.execute("DELETE FROM tokens WHERE expires_ms < ?", (now_ms(),))
         db.execute("DELETE FROM room_messages WHERE time_ms < ?", (cutoff,))
         db.execute("PRAGMA incremental_vacuum")  # the file gives back what expiry freed
@@ -235,9 +239,8 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         if self._keep_history:
             self._worker.wait_for_room()  # a sender faster than the disk slows down
             first, second = sorted((sender, recipient))
-            self._worker.write_bulk(
-                _RECORD, (message_id, first, second, sender, time_ms, text), len(text), INDEX_HISTORY
-            )
+            row = (message_id, first, second, sender, time_ms, text)
+            self._worker.write_bulk(_RECORD, row, len(text), (INDEX_HISTORY, NOTE_CONVERSATIONS))
 
     def history(self, name, peer, count, before):
         return self._worker.call(self._history, name, peer, count, before or (1 << 63) - 1, self._oldest_kept())

@@ -55,7 +55,7 @@ class _Batch:
     def __init__(self):
         self.writes: list = []  # (sql, parameters)
         self.bulk: dict[str, list] = {}  # sql -> its rows, written after the writes, at one go
-        self.then: dict[str, str] = {}  # sql -> what follows its rows (see write_bulk)
+        self.then: dict[str, tuple[str, ...]] = {}  # sql -> what follows its rows (see write_bulk)
         self.size = 0  # bytes of text in it, for the bound
         self.durable = False  # someone waits for it: commit with a full sync
         self.committed = Event()  # set on the hub once the thread is done with it
@@ -102,11 +102,11 @@ class SQLiteWorker:
         """Queue a write that nobody waits for (history); a caller may wait for room first."""
         self._gather(size).writes.append((sql, parameters))
 
-    def write_bulk(self, sql: str, parameters: tuple, size: int = 0, then: str = "") -> None:
+    def write_bulk(self, sql: str, parameters: tuple, size: int = 0, then: tuple[str, ...] = ()) -> None:
         """Queue a row for sql that nobody waits for, to be written with the other rows of the
         same sql in the batch at one go (history: many rows of one statement), after the
-        batch's other writes; a caller may wait for room first. ``then``: a statement to run
-        once the batch's rows of sql are written, with the least and the greatest first
+        batch's other writes; a caller may wait for room first. ``then``: statements to run
+        once the batch's rows of sql are written, each with the least and the greatest first
         parameter of those rows (their keys: the search index is filled from the rows just
         written, without their text crossing to the thread twice)."""
         batch = self._gather(size)
@@ -253,7 +253,8 @@ class SQLiteWorker:
                 then = batch.then.get(sql)
                 if then:
                     keys = [row[0] for row in rows]
-                    db.execute(then, (min(keys), max(keys)))
+                    for statement in then:
+                        db.execute(statement, (min(keys), max(keys)))
             db.execute("COMMIT")
         except Exception as err:
             # The batch fails, the thread goes on: a thread gone would leave every later

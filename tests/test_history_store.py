@@ -1,0 +1,102 @@
+"""The embedded store's direct history, without sockets: a user's conversations are found
+whichever name of the pair sorts first, survive the migration that keeps them as pairs, and
+are forgotten once expiry has left them no message."""
+
+import sqlite3
+
+import gevent
+import pytest
+
+from chatroom.server.message_ids import first_id_at, next_id
+from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
+from chatroom.server.storage.store import now_ms
+from chatroom.testing import WAIT
+
+
+@pytest.fixture
+def open_store():
+    """open_store(path, history_days=7.0) -> a started SQLiteStore; open_store.close(store)
+    stops one; the others are stopped at the end."""
+    opened = []
+
+    def open_store(path, history_days=7.0):
+        store = SQLiteStore(path, history_days)
+        with gevent.Timeout(WAIT):
+            store.start()
+        opened.append(store)
+        return store
+
+    def close(store):
+        opened.remove(store)
+        with gevent.Timeout(WAIT):
+            store.stop()
+
+    open_store.close = close
+    yield open_store
+    with gevent.Timeout(WAIT):
+        for store in opened:
+            store.stop()
+
+
+def say(store, sender, recipient, text, time_ms=None):
+    message_id, now = next_id()
+    if time_ms is not None:
+        message_id = first_id_at(time_ms)
+    store.record(sender, recipient, text, time_ms or now, message_id)
+    return message_id
+
+
+def test_a_user_finds_the_conversations_in_which_their_name_sorts_second(tmp_path, open_store):
+    store = open_store(tmp_path / "db")
+    for name in ("alice", "bob", "zoe"):
+        store.create_account(name, "hash")
+    say(store, "alice", "zoe", "hi zoe")  # (the pair is alice, zoe: zoe second)
+    say(store, "alice", "zoe", "are you there?")
+    say(store, "zoe", "alice", "here")
+    say(store, "zoe", "bob", "and you?")  # (bob, zoe: zoe second again)
+    with gevent.Timeout(WAIT):
+        assert sorted(store.partners("zoe")) == ["alice", "bob"]
+        assert store.partners("alice") == ["zoe"] and store.partners("bob") == ["zoe"]
+        # What the others said, not one's own, counted from the marker.
+        assert store.unread("zoe", []) == [("alice", 0, 2)]
+        assert store.unread("bob", []) == [("zoe", 0, 1)]
+        [read] = [entry.id for entry in store.history("zoe", "alice", 10, 0) if entry.text == "hi zoe"]
+        store.set_marker("zoe", "alice", read)
+        assert store.unread("zoe", []) == [("alice", read, 1)]
+
+
+def test_the_conversations_of_a_database_from_before_are_kept(tmp_path, open_store):
+    path = tmp_path / "db"
+    message_id, time_ms = next_id()
+    with sqlite3.connect(path) as db:  # the schema of the version before, with a conversation
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for script in MIGRATIONS[:-1]:
+            db.executescript(script)
+        db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS) - 1,))
+        db.executemany("INSERT INTO accounts VALUES (?, 'hash', ?)", [("alice", time_ms - 1), ("zoe", time_ms - 1)])
+        db.execute("INSERT INTO history VALUES (?, 'alice', 'zoe', 'alice', ?, 'from before')", (message_id, time_ms))
+    db.close()
+    store = open_store(path)
+    with gevent.Timeout(WAIT):
+        assert store.partners("zoe") == ["alice"]
+        assert store.unread("zoe", []) == [("alice", 0, 1)]
+    with sqlite3.connect(path) as db:
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    db.close()
+    assert "history_by_pair" in indexes and "history_by_second" not in indexes
+
+
+def test_a_conversation_goes_with_its_last_message(tmp_path, open_store):
+    path = tmp_path / "db"
+    store = open_store(path)
+    store.create_account("alice", "hash")
+    store.create_account("zoe", "hash")
+    say(store, "alice", "zoe", "an hour ago", time_ms=now_ms() - 3_600_000)
+    with gevent.Timeout(WAIT):
+        assert store.partners("zoe") == ["alice"]
+    open_store.close(store)
+    store = open_store(path, history_days=60 / 86_400)  # a minute kept: expiry, as it starts
+    with gevent.Timeout(WAIT):
+        assert store.partners("zoe") == [] and store.partners("alice") == []
+        say(store, "zoe", "alice", "a new one")
+        assert store.partners("alice") == ["zoe"] and store.partners("zoe") == ["alice"]
