@@ -3,15 +3,15 @@ acknowledgement only once what it acknowledges is committed.
 
 Nothing here touches the disk on the hub. Writes are gathered on the hub and handed, once per
 round of the event loop, as one batch to the worker thread, which commits the batch in one
-transaction (group commit: while it commits, the next batch gathers, over as many rounds as the
-commit takes, unless someone waits for it). A caller that must not
-answer before its write is on disk (an account, a kept message) waits for its batch's commit
-and learns whether it failed; history is written behind the relay, through a queue bounded in
-bytes and in time that makes senders wait rather than grow: while the oldest batch the thread
-has not finished was handed to it more than HISTORY_LAG ago, a sender's next history write
-waits, so what was answered is committed within about twice that (what a kill -9 can lose). Reads
-go through the same thread, after every write queued before them, so a reader always sees
-what the server has acknowledged.
+transaction (group commit: while it commits, the next batch gathers, over as many rounds as
+the commit takes, unless someone waits for it). A caller that must not answer before its write
+is on disk (an account, a kept message) waits for its batch's commit and learns whether it
+failed; history is written behind the relay, through a queue bounded in bytes and in time
+that makes senders wait rather than grow: while the oldest batch the thread has not finished
+was handed to it more than HISTORY_LAG ago, a sender's next history write waits, so what was
+answered is committed within about twice that (what a kill -9 can lose). Reads go through the
+same thread, after every write queued before them, so a reader always sees what the server
+has acknowledged.
 
 Many rows of one statement (the history's) go to SQLite as one JSON array, read by json_each:
 executemany would take and give back the interpreter's lock twice a row, and with the hub
