@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from chatroom.codec import encode
 from chatroom.protocol import is_valid_username
-from chatroom.room_frames import RoomMessage
+from chatroom.room_frames import EventKind, RoomEvent, RoomMessage
 from chatroom.server.irc.lines import (
     MAX_RECEIVED,
     LineReader,
@@ -20,8 +20,9 @@ from chatroom.server.irc.lines import (
     split_text,
     with_tags,
 )
+from chatroom.server.irc.marker_times import MarkerTimes
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
-from chatroom.server.irc.translate import MarkerTimes, _tagged, irc_time, tags_for, to_irc
+from chatroom.server.irc.translate import _tagged, irc_time, tags_for, to_irc
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
@@ -158,6 +159,23 @@ def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
     assert to_irc([said + two_lines + said], Reader("alice")) == (
         line + b":bob!bob@chatroom PRIVMSG #team :one\r\n:bob!bob@chatroom PRIVMSG #team :two\r\n" + line
     )
+
+
+def test_a_rooms_event_reads_the_same_for_every_member_it_is_not_about():
+    joined = encode(RoomEvent("#team", EventKind.JOINED, "bob"))
+    line = b":bob!bob@chatroom JOIN :#team\r\n"
+    assert to_irc([joined], Reader("alice")) == to_irc([joined], Reader("carol", {"server-time"})) == line
+    bob = Reader("bob", {"draft/read-marker"})  # (joined from another of bob's devices)
+    assert to_irc([joined], bob) == line + b":chatroom MARKREAD #team *\r\n" and bob.channels == {"#team"}
+    assert to_irc([joined], bob) == b""  # joined already
+    removed = encode(RoomEvent("#team", EventKind.REMOVED, "alice", "bob"))
+    kick = b":alice!alice@chatroom KICK #team bob :alice\r\n"
+    assert to_irc([removed], Reader("carol")) == to_irc([removed], Reader("alice")) == kick
+    assert to_irc([removed], bob) == kick and bob.channels == set()
+    invited = encode(RoomEvent("#team", EventKind.INVITED, "alice", "dave"))
+    assert to_irc([invited], Reader("carol")) == b""
+    assert to_irc([invited], Reader("dave")) == b":alice!alice@chatroom INVITE dave :#team\r\n"
+    assert to_irc([invited + joined], Reader("carol")) == line  # (queued together)
 
 
 @given(st.dictionaries(st.sampled_from(["label", "msgid", "time", "account"]), st.text(max_size=20), max_size=4))

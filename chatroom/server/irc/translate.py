@@ -14,9 +14,10 @@ from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
 from ...fields import ID_AND_TIME_SIZE, split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
-from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
+from ...room_frames import ROOM_EVENT, ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
 from .lines import MAX_LINE, encode_line, split_text, tags_written
+from .marker_times import MarkerTimes
 from .nicks import to_channel, to_nick
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
@@ -44,7 +45,7 @@ class Reader(Protocol):
     away_known: set[str]  # (away-notify) the nicks it was told are away
     echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
-    marker_times: "MarkerTimes"
+    marker_times: MarkerTimes
 
     def is_account(self, name: str) -> bool:
         """Whether name is a registered user's (account-tag)."""
@@ -82,6 +83,8 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                 kind == ROOM_MESSAGE
                 and (line := _room_line(data, offset, end, reader, own_source, taken, marking)) is not None
             ):
+                out.append(line)
+            elif kind == ROOM_EVENT and (line := _bystanders_event_line(data, offset, end, reader)) is not None:
                 out.append(line)
             else:
                 out.extend(_message_lines(data[offset:end], reader))
@@ -237,26 +240,6 @@ def _second(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
-class MarkerTimes:
-    """The times of the room messages a client was sent lately (a room's ids are counters, not
-    times), so that a read marker another device moves reaches it as IRCv3's MARKREAD, which
-    speaks in times."""
-
-    KEPT = 1000  # per room, the newest
-
-    def __init__(self) -> None:
-        self._times: dict[str, dict[int, int]] = {}
-
-    def note(self, room: str, message_id: int, time_ms: int) -> None:
-        times = self._times.setdefault(room, {})
-        times[message_id] = time_ms
-        if len(times) > self.KEPT:
-            del times[next(iter(times))]
-
-    def time_of(self, room: str, message_id: int) -> int | None:
-        return self._times.get(room, {}).get(message_id)
-
-
 def privmsg_lines(source: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:
     """A message from source (nick!user@host) as PRIVMSG (or NOTICE) lines, each within IRC's
     512 bytes (one per line of the text)."""
@@ -337,6 +320,39 @@ def markread_line(target: str, time_ms: int | None) -> bytes:
 
 def _target(recipient: str) -> str:
     return to_channel(recipient) if recipient.startswith("#") else to_nick(recipient)
+
+
+class _Bystander:
+    """A member a room's event is not about (see _bystanders_event_line): no nick is empty."""
+
+    nick = ""
+    caps: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+
+
+# A room's event frame -> (the nicks it is about, the lines of every other member): a member's
+# lines of it, made once for the room (when a thousand join a room, each join is a thousand).
+_bystanders_lines: dict[bytes, tuple[tuple[str, ...], bytes]] = {}
+
+
+def _bystanders_event_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | None:
+    """The lines of the room event at start for a member it is not about (neither its actor
+    nor the one it names: their lines, and what they know of their channels, _event_lines
+    works out), the same for all the others; None for a reader it is about."""
+    frame = data if start == 0 and end == len(data) else data[start:end]
+    known = _bystanders_lines.get(frame)
+    if known is None:
+        if len(_bystanders_lines) > 256:
+            _bystanders_lines.clear()
+        [event] = Decoder.for_client().receive_data(frame)
+        if type(event) is not RoomEvent:
+            return None
+        about: tuple[str, ...] = (to_nick(event.actor),)
+        if event.kind is EventKind.REMOVED or event.kind is EventKind.INVITED:
+            about += (to_nick(event.detail),)
+        known = _bystanders_lines[frame] = (about, b"".join(_event_lines(event, _Bystander())))  # type: ignore[arg-type]
+    about, lines = known
+    return None if reader.nick in about else lines
 
 
 def _event_lines(event: RoomEvent, reader: Reader) -> list[bytes]:
