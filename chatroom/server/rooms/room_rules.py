@@ -13,6 +13,7 @@ from ...codec import encode
 from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, Reason, is_valid_username
 from ...room_frames import (
     MAX_TOPIC_BYTES,
+    MEMBER_FLAGS,
     EventKind,
     GiveRoom,
     Invite,
@@ -139,15 +140,12 @@ class RoomRules:
             return refused
         assert self._rooms is not None
         online = self._rooms.online(room, self._directory.find)
-        members = []
-        for name in sorted(room.members):
-            flags = MemberFlag(0)
-            if name in online:
-                flags |= MemberFlag.ONLINE
-            if name == room.owner:
-                flags |= MemberFlag.OWNER
-            members.append((name, flags))
-        return encode(MemberList(room.name, room.topic, tuple(members)))
+        owner, online_flag, owner_flag = room.owner, int(MemberFlag.ONLINE), int(MemberFlag.OWNER)
+        members = tuple(
+            (name, MEMBER_FLAGS[online_flag * (name in online) + owner_flag * (name == owner)])
+            for name in sorted(room.members)
+        )
+        return encode(MemberList(room.name, room.topic, members))
 
     def _room_history(self, name: str, count: int, before: int) -> bytes:
         room, refused = self._member_room(name)
