@@ -83,6 +83,18 @@ def test_a_reader_that_takes_nothing_is_stalled_once(pair):
     assert stalls == [1] and outbox.closed
 
 
+def test_a_rooms_frame_is_refused_by_a_full_queue_which_stalls_with_what_it_held(pair):
+    ours, _ = pair
+    relayed = encode(Incoming("alice", "kept for later"))
+    stalls = []
+    outbox = Outbox(SocketStream(ours), limit=len(relayed), stall_timeout=WAIT, on_stall=lambda: stalls.append(1))
+    assert outbox.offer(relayed)  # (under the limit: queued)
+    assert not outbox.offer(b"a room's frame")
+    # Closed first, so that the session's stall hook finds the relayed message to keep.
+    assert stalls == [1] and outbox.closed and list(outbox.dropped) == [relayed]
+    assert not outbox.offer(b"another") and stalls == [1]  # (stalled once)
+
+
 def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
     ours, _theirs = pair
     outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)

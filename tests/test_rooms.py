@@ -209,6 +209,31 @@ def test_a_slow_member_is_dropped_and_the_others_are_served(connect):
     assert slow.disconnected and [m.text for m in events(fast, RoomMessage)] == ["go"]
 
 
+def test_a_rooms_messages_follow_its_members_as_they_come_and_go(connect):
+    """(A room keeps its members' sinks between messages: never a connection that has gone,
+    always the one a member has now.)"""
+    from chatroom.protocol import Authenticate
+
+    alice, bob = connect("alice", register=True), connect("bob")
+    for client in (alice, bob):
+        client.ask(Join("#r"))
+    assert bob.ask(SendTo("#r", "one")) == [OK]
+    assert alice.ask(Logout()) == [OK]  # (registered: still a member)
+    assert bob.ask(SendTo("#r", "while away")) == [OK]
+    again = connect()
+    assert again.ask(Authenticate("alice", "secret")) == [OK]  # (only the directory changed)
+    assert bob.ask(SendTo("#r", "two")) == [OK]
+    carol = connect("carol")
+    assert carol.ask(Join("#r")) == [OK]
+    assert bob.ask(SendTo("#r", "three")) == [OK]
+    assert [m.text for m in events(alice, RoomMessage)] == ["one"]
+    assert [m.text for m in events(again, RoomMessage)] == ["two", "three"]
+    assert [m.text for m in events(carol, RoomMessage)] == ["three"]
+    assert carol.ask(Part("#r")) == [OK]
+    assert bob.ask(SendTo("#r", "four")) == [OK]
+    assert events(carol, RoomMessage) == [] and [m.text for m in events(again, RoomMessage)] == ["four"]
+
+
 def test_room_history_is_for_members_and_pages_like_direct_history(connect, accounts):
     alice, bob = connect("alice"), connect("bob")
     alice.ask(Join("#r"))

@@ -72,6 +72,9 @@ class Client:
         self.arrived.set()
         return True
 
+    def room_sink(self):
+        return self.offer
+
     def disconnect(self) -> None:
         self.disconnected = True
 

@@ -71,16 +71,28 @@ class Outbox:
             frames.append(data)
         self._queued += len(data)
 
-    def queue_for_hub(self, data: bytes, within_limit: bool = False) -> bool:
-        """Queue data for the hub to send, without the caller waiting on this socket; with
-        ``within_limit`` only while the queue is under its limit (a room's fan-out, which
-        never waits on a member). False, with nothing queued, if full (then) or closed.
+    def offer(self, data: bytes) -> bool:
+        """queue_for_hub for a room's fan-out, which never waits on a member: only while the
+        queue is under its limit. A client whose queue is full has stalled: the outbox closes
+        (what it held of relayed messages in ``dropped``) and calls on_stall. False, with
+        nothing queued, if full or closed."""
+        if self._queued < self._limit:
+            return self.queue_for_hub(data)
+        if not self.closed:
+            COUNTS.room_stalls += 1
+            self._stalled()
+        return False
+
+    def queue_for_hub(self, data: bytes) -> bool:
+        """Queue data for the hub to send, without the caller waiting on this socket (nor on
+        its limit: a caller that must, waits for room first). False, with nothing queued, if
+        closed.
 
         The send happens once the caller yields to the hub, so that frames pushed by many
         greenlets in one round leave in one send; only a send that would block gets a
         writer greenlet of its own.
         """
-        if self.closed or (within_limit and self._queued >= self._limit):
+        if self.closed:
             return False
         frames = self._frames  # (queue_to_flush's, without its call: once per relayed message)
         if frames is None:

@@ -380,15 +380,13 @@ class Session:
         return True
 
     def offer(self, frame: bytes) -> bool:
-        """Queue a room's frame if there is room; a client whose queue is full is dropped as
-        stalled (a registered one reads what it missed from the room's history)."""
-        outbox = self._outbox
-        if outbox.queue_for_hub(frame, True):  # (within the limit; not held behind stored messages)
-            return True
-        if not outbox.closed:
-            COUNTS.room_stalls += 1
-            self._on_stall()
-        return False
+        """Queue a room's frame if there is room (never held behind stored messages); a client
+        whose queue is full is dropped as stalled (a registered one reads what it missed from
+        the room's history)."""
+        return self._outbox.offer(frame)
+
+    def room_sink(self) -> Callable[[bytes], bool]:
+        return self._outbox.offer
 
 
 def _count_reply(reply: bytes, request) -> None:

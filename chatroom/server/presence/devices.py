@@ -12,6 +12,7 @@ devices on the other nodes: what one device did, their list, ending one of them.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -169,6 +170,9 @@ class Devices:
         for device in self._devices:
             took = device.session.offer(frame) or took
         return took
+
+    def room_sink(self) -> Callable[[bytes], bool]:
+        return self.offer  # (its devices come and go: each offer asks who they are)
 
     def disconnect(self) -> None:
         for device in list(self._devices):

@@ -35,6 +35,11 @@ class Mailbox(Protocol):
         as stalled instead (a room's message never waits on one slow member)."""
         ...
 
+    def room_sink(self) -> Callable[[bytes], bool]:
+        """What offer does, as the callable that does it with the fewest calls: a room keeps
+        its members' (see Rooms.tell)."""
+        ...
+
     def disconnect(self) -> None:
         """End the user's connection (a directory does so when it finds the name lost)."""
         ...
@@ -50,6 +55,9 @@ class _Ended:
 
     def offer(self, frame: bytes) -> bool:
         return False
+
+    def room_sink(self) -> Callable[[bytes], bool]:
+        return self.offer
 
     def disconnect(self) -> None:
         pass
@@ -86,6 +94,12 @@ class Directory(Protocol):
     logged in cannot be claimed. ``presence`` pushes who comes and goes to those who watch."""
 
     presence: PresenceWatch
+
+    @property
+    def changes(self) -> int:
+        """A count that moves whenever a name is claimed or released here (or goes away or
+        comes back): what was found before it moved may have changed."""
+        ...
 
     def start(self) -> None:
         """Begin serving (connect, start background work); the server calls it once."""
@@ -146,6 +160,10 @@ class LocalDirectory:
         self._away: dict[str, str] = {}  # name -> its away message
         self._changes = 0  # claims, releases and away changes so far
         self.presence = PresenceWatch(self.names, self.away, lambda: self._changes)
+
+    @property
+    def changes(self) -> int:
+        return self._changes
 
     def start(self) -> None:
         load_table()  # now, rather than in the first login

@@ -7,9 +7,9 @@ A room's messages get ids from one counter per room, taken on the hub (one threa
 every member is handed them in the order of their ids.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ...codec import room_message_frame
 from ...protocol import Reason
@@ -17,6 +17,9 @@ from ...room_frames import RoomFlag
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import Store, now_ms
+
+if TYPE_CHECKING:
+    from ..presence.directory import Directory
 
 DEFAULT_QUOTAS = Quotas()
 
@@ -30,6 +33,9 @@ class Room:
     invited: set[str] = field(default_factory=set)
     members: dict[str, bool] = field(default_factory=dict)  # name -> registered (kept by the store)
     last_id: int = 0
+    # The room sinks of its members logged in, and the directory's count of changes they were
+    # found at (see Rooms.tell); None once its members change.
+    sinks: tuple[int, list[Callable[[bytes], bool]]] | None = field(default=None, repr=False)
 
     def flags_for(self, name: str | None) -> RoomFlag:
         flags = RoomFlag(0)
@@ -130,6 +136,7 @@ class Rooms:
             if self._store is not None and room.kept:
                 self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
         room.members[user] = registered
+        room.sinks = None
         self._of.setdefault(user, set()).add(name)
         if registered and self._store is not None:
             self._store.add_member(name, user)
@@ -140,6 +147,7 @@ class Rooms:
         without members is gone, its owner with it; an owner who leaves hands the room to the
         registered member who has been there longest."""
         registered = room.members.pop(user, False)
+        room.sinks = None
         mine = self._of.get(user)
         if mine is not None:
             mine.discard(room.name)
@@ -166,7 +174,9 @@ class Rooms:
         """(A cluster's rooms note who is on which node; one process knows, and forgets an
         unregistered member at its logout.)"""
 
-    def logged_out(self, user: str) -> None: ...
+    def logged_out(self, user: str) -> None:
+        for name in self._of.get(user, ()):
+            self._rooms[name].sinks = None  # (not to hold on to the connection's outbox)
 
     def save(self, room: Room) -> None:
         """Keep the room's owner, topic and rule (or forget it, if nothing keeps it)."""
@@ -193,24 +203,31 @@ class Rooms:
 
     # --- Delivery -------------------------------------------------------------------------
 
-    def tell(self, room: Room, frame: bytes, find) -> int:
-        """Hand frame to every member (``find(name)``: their mailbox here, if any); how many
-        took it. A member whose queue is full is dropped as stalled, never waited for."""
+    def tell(self, room: Room, frame: bytes, directory: "Directory") -> int:
+        """Hand frame to every member logged in here; how many took it. A member whose queue
+        is full is dropped as stalled, never waited for.
+
+        The members' room sinks are found once and kept until the room's members change or
+        the directory's names do: a room's message costs each member one call, not a look-up
+        and two calls."""
+        sinks = room.sinks
+        if sinks is None or sinks[0] != directory.changes:
+            found = [directory.here(member) for member in room.members]
+            sinks = room.sinks = (directory.changes, [mailbox.room_sink() for mailbox in found if mailbox is not None])
         taken = 0
-        for member in list(room.members):
-            mailbox = find(member)
-            if mailbox is not None and mailbox.offer(frame):
+        for sink in sinks[1]:
+            if sink(frame):
                 taken += 1
         return taken
 
-    def post(self, room: Room, sender: str, text: bytes, find) -> tuple[int, int, int]:
+    def post(self, room: Room, sender: str, text: bytes, directory: "Directory") -> tuple[int, int, int]:
         """A message to the room (its text in UTF-8): its id and time, handed to every member
         (the sender too), in the order of the ids; (id, time, how many took it)."""
         message_id, time_ms = self.next_id(room), now_ms()
         return (
             message_id,
             time_ms,
-            self.tell(room, room_message_frame(room.name, sender, message_id, time_ms, text), find),
+            self.tell(room, room_message_frame(room.name, sender, message_id, time_ms, text), directory),
         )
 
     def online(self, room: Room, find) -> set[str]:

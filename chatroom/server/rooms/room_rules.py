@@ -72,7 +72,7 @@ class RoomRules:
         if room is None:
             return refused
         assert self._rooms is not None and self.name is not None
-        message_id, time_ms, delivered = self._rooms.post(room, self.name, encoded, self._directory.find)
+        message_id, time_ms, delivered = self._rooms.post(room, self.name, encoded, self._directory)
         COUNTS.room_messages += 1
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:
@@ -85,7 +85,7 @@ class RoomRules:
     def _tell(self, room: Room, frame: bytes) -> int:
         """Hand frame to every member (see the registry's tell); how many here took it."""
         assert self._rooms is not None
-        return self._rooms.tell(room, frame, self._directory.find)
+        return self._rooms.tell(room, frame, self._directory)
 
     def _event(self, room: Room, kind: EventKind, detail: str = "") -> None:
         assert self.name is not None

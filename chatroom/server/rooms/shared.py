@@ -279,7 +279,7 @@ class SharedRooms:
             self._scripts = (client, *(client.register_script(lua) for lua in (_TELL, _POST, _JOIN, _LEAVE)))
         return self._scripts[1 + which]
 
-    def tell(self, room: Room, frame: bytes, find) -> int:
+    def tell(self, room: Room, frame: bytes, directory) -> int:
         """Publish frame to every node with members; this node's are handed it by its inbox."""
         script = self._script(0)
         keys = [self._directory.users_key, ROOM + room.name + ":members"]
@@ -288,7 +288,7 @@ class SharedRooms:
         self._directory.redis_call(script, keys=keys, args=args)
         return 0
 
-    def post(self, room: Room, sender: str, text: bytes, find) -> tuple[int, int, int]:
+    def post(self, room: Room, sender: str, text: bytes, directory) -> tuple[int, int, int]:
         script = self._script(1)
         time_ms = now_ms()
         keys = [self._directory.users_key, ROOM + room.name + ":members", ROOM + room.name]

@@ -269,6 +269,10 @@ class RedisDirectory:
     def here(self, name: str) -> Mailbox | None:
         return self._local.find(name)
 
+    @property
+    def changes(self) -> int:
+        return self._local.changes
+
     def find(self, name: str) -> Mailbox | RemoteRecipient | None:
         mailbox = self._local.find(name)
         if mailbox is not None and (type(mailbox) is not Devices or not mailbox.on_other_nodes):
