@@ -1,5 +1,6 @@
-"""docs/protocol.md against the codec: every frame its tables name has a byte example, and every
-example written out whole is a frame of that name that the codec reads, and writes back."""
+"""docs/protocol.md against the codec: every frame the codec reads is in its tables, every frame
+its tables name has a byte example, and every example written out whole is a frame of that
+name that the codec reads, and writes back."""
 
 import re
 from pathlib import Path
@@ -35,6 +36,13 @@ def examples() -> list[tuple[str, str]]:
             hex_part = _HEX_AT_END.search(line)
             found.append((start.group(1), hex_part.group(1) if hex_part else ""))
     return found
+
+
+def test_every_frame_the_codec_reads_is_in_the_tables():
+    from chatroom.bodies import CLIENT_MESSAGES, SERVER_MESSAGES
+
+    documented = set().union(*frame_types().values())
+    assert sorted(hex(t) for t in set(CLIENT_MESSAGES) | set(SERVER_MESSAGES) if t not in documented) == []
 
 
 def test_every_frame_in_the_tables_has_a_byte_example():

@@ -4,7 +4,18 @@ over an in-memory (or, for a restart, an on-disk) SQLite store."""
 import pytest
 
 from chatroom.codec import Decoder, encode
-from chatroom.protocol import Hello, HistoryRequest, Login, Logout, Reason, Register, Response, SendTo, Status
+from chatroom.protocol import (
+    Authenticate,
+    Hello,
+    HistoryRequest,
+    Login,
+    Logout,
+    Reason,
+    Register,
+    Response,
+    SendTo,
+    Status,
+)
 from chatroom.room_frames import (
     EventKind,
     GiveRoom,
@@ -212,8 +223,6 @@ def test_a_slow_member_is_dropped_and_the_others_are_served(connect):
 def test_a_rooms_messages_follow_its_members_as_they_come_and_go(connect):
     """(A room keeps its members' sinks between messages: never a connection that has gone,
     always the one a member has now.)"""
-    from chatroom.protocol import Authenticate
-
     alice, bob = connect("alice", register=True), connect("bob")
     for client in (alice, bob):
         client.ask(Join("#r"))

@@ -210,10 +210,10 @@ class Rooms:
         The members' room sinks are found once and kept until the room's members change or
         the directory's names do: a room's message costs each member one call, not a look-up
         and two calls."""
-        sinks = room.sinks
-        if sinks is None or sinks[0] != directory.changes:
-            found = [directory.here(member) for member in room.members]
-            sinks = room.sinks = (directory.changes, [mailbox.room_sink() for mailbox in found if mailbox is not None])
+        sinks, changes = room.sinks, directory.changes
+        if sinks is None or sinks[0] != changes:
+            here = directory.here
+            sinks = room.sinks = (changes, [m.room_sink() for name in room.members if (m := here(name)) is not None])
         taken = 0
         for sink in sinks[1]:
             if sink(frame):
