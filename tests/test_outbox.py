@@ -55,6 +55,34 @@ def test_frames_queued_for_the_hub_in_one_round_leave_together(pair):
     assert read_exactly(theirs, 100) == b"".join(bytes([i]) * 10 for i in range(10))
 
 
+class _BrokenStream(SocketStream):
+    def try_send(self, data):
+        raise RuntimeError("a bug in the stream")
+
+
+def test_a_rooms_frames_offered_to_many_leave_in_one_round_whatever_one_send_does(caplog):
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        streams = [SocketStream(pairs[0][0]), _BrokenStream(pairs[1][0]), SocketStream(pairs[2][0])]
+        outboxes = [Outbox(stream, 1 << 20, WAIT, lambda: None) for stream in streams]
+        for number in range(3):
+            for outbox in outboxes:
+                assert outbox.offer(bytes([number]) * 10)
+        for _ours, theirs in pairs:
+            theirs.setblocking(False)
+            with pytest.raises(BlockingIOError):  # nothing until the caller yields
+                theirs.recv(1000)
+            theirs.setblocking(True)
+        gevent.sleep(0)
+        expected = b"".join(bytes([number]) * 10 for number in range(3))
+        assert read_exactly(pairs[0][1], 30) == expected and read_exactly(pairs[2][1], 30) == expected
+        assert outboxes[1].closed and "a send to a client failed" in caplog.text
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
 def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):
     ours, theirs = pair
     outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)

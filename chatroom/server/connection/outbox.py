@@ -9,6 +9,7 @@ nothing from its socket for ``stall_timeout`` seconds, while data waits for it, 
 the outbox closes and calls ``on_stall`` once.
 """
 
+import logging
 from collections.abc import Sequence
 
 import gevent
@@ -18,6 +19,8 @@ from ...codec import frame_end, split_frames
 from ...protocol import INCOMING
 from ..operations.counts import COUNTS
 from .streams import Stream
+
+log = logging.getLogger(__name__)
 
 
 class _Stalled(Exception):
@@ -51,7 +54,7 @@ class Outbox:
         self._frames: list | None = None  # queued, not yet sent (a list only while there are some)
         self._queued = 0  # bytes queued or being sent
         self._writer = None  # the greenlet writing right now, if any
-        self._scheduled = False  # a send is due at the hub's next round of callbacks
+        self._scheduled = False  # a send is due at the hub's next round of callbacks (in _due)
         self._loop = gevent.get_hub().loop
         self._can_try_send = stream.without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
@@ -77,7 +80,20 @@ class Outbox:
         (what it held of relayed messages in ``dropped``) and calls on_stall. False, with
         nothing queued, if full or closed."""
         if self._queued < self._limit:
-            return self.queue_for_hub(data)
+            if self.closed:
+                return False
+            frames = self._frames  # (queue_for_hub's, its send due with the other members': see _due)
+            if frames is None:
+                self._frames = [data]
+            else:
+                frames.append(data)
+            self._queued += len(data)
+            if self._writer is None and not self._scheduled:
+                self._scheduled = True
+                if not _due:
+                    self._loop.run_callback(_send_due)
+                _due.append(self)
+            return True
         if not self.closed:
             COUNTS.room_stalls += 1
             self._stalled()
@@ -232,6 +248,24 @@ class Outbox:
         self._queued -= sent
         if self._room is not None and self._queued < self._limit:
             self._room.set()
+
+
+# The outboxes a room's message made due to send at the hub's next round of callbacks: one
+# callback for all of them, not one each (a callback of the loop's own, with its bound method,
+# costs twice what a place in this list does). A relayed message keeps a callback of its own:
+# there the send waits for the sessions resumed before it, and takes more of their frames.
+_due: list[Outbox] = []
+
+
+def _send_due() -> None:
+    global _due
+    due, _due = _due, []  # (one made due meanwhile goes in the next round's)
+    for outbox in due:
+        try:
+            outbox._send_queued_for_hub()
+        except Exception:  # (a bug: it must not leave the others' sends undone)
+            log.exception("a send to a client failed; closing its connection")
+            outbox._fail()
 
 
 def _never() -> None:
