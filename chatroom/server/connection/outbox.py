@@ -80,33 +80,21 @@ class Outbox:
         (what it held of relayed messages in ``dropped``) and calls on_stall. False, with
         nothing queued, if full or closed."""
         if self._queued < self._limit:
-            if self.closed:
-                return False
-            frames = self._frames  # (queue_for_hub's, its send due with the other members': see _due)
-            if frames is None:
-                self._frames = [data]
-            else:
-                frames.append(data)
-            self._queued += len(data)
-            if self._writer is None and not self._scheduled:
-                self._scheduled = True
-                if not _due:
-                    self._loop.run_callback(_send_due)
-                _due.append(self)
-            return True
+            return self.queue_for_hub(data, together=True)
         if not self.closed:
             COUNTS.room_stalls += 1
             self._stalled()
         return False
 
-    def queue_for_hub(self, data: bytes) -> bool:
+    def queue_for_hub(self, data: bytes, together: bool = False) -> bool:
         """Queue data for the hub to send, without the caller waiting on this socket (nor on
         its limit: a caller that must, waits for room first). False, with nothing queued, if
         closed.
 
         The send happens once the caller yields to the hub, so that frames pushed by many
         greenlets in one round leave in one send; only a send that would block gets a
-        writer greenlet of its own.
+        writer greenlet of its own. ``together``: a room's fan-out, whose sends are due in
+        one callback for all its members (see _due).
         """
         if self.closed:
             return False
@@ -118,7 +106,12 @@ class Outbox:
         self._queued += len(data)
         if self._writer is None and not self._scheduled:
             self._scheduled = True
-            self._loop.run_callback(self._send_queued_for_hub)
+            if not together:
+                self._loop.run_callback(self._send_queued_for_hub)
+            else:
+                if not _due:
+                    self._loop.run_callback(_send_due)
+                _due.append(self)
         return True
 
     def _send_queued_for_hub(self):
