@@ -104,7 +104,7 @@ class BenchClient:
         self._sending = False
         self._seq = 0
         self._logged_in = Event()
-        self._login_refused = False
+        self._login_refused: Response | None = None  # the first refusal of a step of the login
         self.token: str | None = None  # with --register: for the name's other devices
         self._reader = gevent.spawn(self._read)
         self.checks: RoomChecks | None = None  # the room scenario's, with --verify
@@ -125,10 +125,12 @@ class BenchClient:
             raise RuntimeError(f"no answer to the login of {self.name}")
         if self._register:
             with gevent.Timeout(30, RuntimeError(f"no session token for {self.name}")):
-                while self.token is None and not self._login_refused:
+                while self.token is None and self._login_refused is None:
                     gevent.sleep(0.01)
-        if self._login_refused:
-            raise RuntimeError(f"the server refused the login of {self.name} (name in use?)")
+        refused = self._login_refused
+        if refused is not None:
+            why = " ".join(filter(None, [refused.reason.name if refused.reason else "FAILURE", refused.detail]))
+            raise RuntimeError(f"the server refused the login of {self.name} ({why})")
 
     def start_sending(self, target, window):
         self._target = target
@@ -173,7 +175,8 @@ class BenchClient:
 
     def _on_response(self, event, replies):
         if not self._logged_in.is_set():
-            self._login_refused |= event.status is not Status.OK
+            if event.status is not Status.OK and self._login_refused is None:
+                self._login_refused = event
             self._answers_due -= 1
             if not self._answers_due:
                 self._logged_in.set()
