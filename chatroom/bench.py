@@ -39,6 +39,7 @@ from gevent.event import Event
 from .bench_devices import Device
 from .bench_figures import failed, percentile, progress, report
 from .bench_rooms import RoomChecks, login_frames, rooms_of
+from .client.reasons import server_reason
 from .codec import Decoder, encode
 from .protocol import (
     DEFAULT_PORT,
@@ -129,7 +130,7 @@ class BenchClient:
                     gevent.sleep(0.01)
         refused = self._login_refused
         if refused is not None:
-            why = " ".join(filter(None, [refused.reason.name if refused.reason else "FAILURE", refused.detail]))
+            why = server_reason(refused, self.name) or "FAILURE"
             raise RuntimeError(f"the server refused the login of {self.name} ({why})")
 
     def start_sending(self, target, window):

@@ -54,7 +54,7 @@ class Outbox:
         self._frames: list | None = None  # queued, not yet sent (a list only while there are some)
         self._queued = 0  # bytes queued or being sent
         self._writer = None  # the greenlet writing right now, if any
-        self._scheduled = False  # a send is due at the hub's next round of callbacks (in _due)
+        self._scheduled = False  # a send is due at the hub's next round of callbacks (its own, or _due's)
         self._loop = gevent.get_hub().loop
         self._can_try_send = stream.without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
@@ -106,12 +106,12 @@ class Outbox:
         self._queued += len(data)
         if self._writer is None and not self._scheduled:
             self._scheduled = True
-            if not together:
-                self._loop.run_callback(self._send_queued_for_hub)
-            else:
+            if together:
                 if not _due:
                     self._loop.run_callback(_send_due)
                 _due.append(self)
+            else:
+                self._loop.run_callback(self._send_queued_for_hub)
         return True
 
     def _send_queued_for_hub(self):
