@@ -99,6 +99,13 @@ def test_a_room_message_reaches_every_device_of_every_member(device):
         assert [(m.sender, m.text) for m in session.messages() if type(m) is RoomMessage] == [("bob", "hello team")]
     assert phone.ask(SendTo("#team", "from the phone")) == [OK]
     assert [m.text for m in laptop.messages() if type(m) is RoomMessage][-1] == "from the phone"
+    # One device logs out: the room's messages go on reaching the other, and only it.
+    assert phone.ask(Logout()) == [OK]
+    laptop.received.clear()
+    phone.received.clear()
+    assert bob.ask(SendTo("#team", "who is left?")) == [OK]
+    assert [m.text for m in laptop.messages() if type(m) is RoomMessage] == ["who is left?"]
+    assert phone.messages() == []
 
 
 def test_an_unregistered_name_and_older_clients_stay_one_connection(device, hello_client):

@@ -7,7 +7,7 @@ from gevent import socket
 
 from chatroom.codec import Decoder, encode
 from chatroom.protocol import Incoming
-from chatroom.server.connection.outbox import Outbox
+from chatroom.server.connection.outbox import Outbox, offer_each
 from chatroom.server.connection.streams import SocketStream
 from chatroom.testing import WAIT
 
@@ -83,6 +83,39 @@ def test_a_rooms_frames_offered_to_many_leave_in_one_round_whatever_one_send_doe
         for ours, theirs in pairs:
             ours.close()
             theirs.close()
+
+
+class _Sink:
+    """A sink that is not an outbox (as a user's devices are): it is offered the frame."""
+
+    def __init__(self, takes: bool):
+        self.takes, self.offered = takes, []
+
+    def offer(self, frame: bytes) -> bool:
+        self.offered.append(frame)
+        return self.takes
+
+
+class _OutboxOfItsOwnKind(Outbox):  # (as the IRC port's is)
+    __slots__ = ()
+
+
+def test_a_rooms_frame_offered_to_each_sink_is_counted_where_taken(pair):
+    ours, theirs = pair
+    stalls = []
+    sending = _OutboxOfItsOwnKind(SocketStream(ours), 1 << 20, WAIT, lambda: stalls.append("sending"))
+    full = Outbox(SocketStream(ours), 4, WAIT, lambda: stalls.append("full"))
+    closed = Outbox(SocketStream(ours), 1 << 20, WAIT, lambda: stalls.append("closed"))
+    closed.close()
+    taking, refusing = _Sink(True), _Sink(False)
+    assert full.offer(b"12345")  # (under its limit when offered: queued, and now over it)
+    sinks = [sending, taking, full, closed, refusing]
+    assert offer_each(sinks, b"room") == 2  # the sending outbox and the taking sink
+    assert taking.offered == refusing.offered == [b"room"]
+    assert stalls == ["full"] and full.closed  # over its limit: stalled, once
+    assert offer_each(sinks, b"more") == 2 and stalls == ["full"]
+    gevent.sleep(0)  # (sent at the hub's next round)
+    assert read_exactly(theirs, 8) == b"roommore"
 
 
 def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):

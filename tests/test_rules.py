@@ -73,7 +73,7 @@ class Client:
         return True
 
     def room_sink(self):
-        return self.offer
+        return self
 
     def disconnect(self) -> None:
         self.disconnected = True

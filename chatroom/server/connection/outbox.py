@@ -10,7 +10,8 @@ the outbox closes and calls ``on_stall`` once.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
@@ -19,6 +20,9 @@ from ...codec import frame_end, split_frames
 from ...protocol import INCOMING
 from ..operations.counts import COUNTS
 from .streams import Stream
+
+if TYPE_CHECKING:
+    from ..presence.directory import RoomSink
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +83,16 @@ class Outbox:
         queue is under its limit. A client whose queue is full has stalled: the outbox closes
         (what it held of relayed messages in ``dropped``) and calls on_stall. False, with
         nothing queued, if full or closed."""
-        if self._queued < self._limit:
-            return self.queue_for_hub(data, together=True)
-        if not self.closed:
-            COUNTS.room_stalls += 1
-            self._stalled()
-        return False
+        return offer_each((self,), data) == 1
 
-    def queue_for_hub(self, data: bytes, together: bool = False) -> bool:
+    def queue_for_hub(self, data: bytes) -> bool:
         """Queue data for the hub to send, without the caller waiting on this socket (nor on
         its limit: a caller that must, waits for room first). False, with nothing queued, if
         closed.
 
         The send happens once the caller yields to the hub, so that frames pushed by many
         greenlets in one round leave in one send; only a send that would block gets a
-        writer greenlet of its own. ``together``: a room's fan-out, whose sends are due in
-        one callback for all its members (see _due).
+        writer greenlet of its own.
         """
         if self.closed:
             return False
@@ -106,12 +104,7 @@ class Outbox:
         self._queued += len(data)
         if self._writer is None and not self._scheduled:
             self._scheduled = True
-            if together:
-                if not _due:
-                    self._loop.run_callback(_send_due)
-                _due.append(self)
-            else:
-                self._loop.run_callback(self._send_queued_for_hub)
+            self._loop.run_callback(self._send_queued_for_hub)
         return True
 
     def _send_queued_for_hub(self):
@@ -241,6 +234,39 @@ class Outbox:
         self._queued -= sent
         if self._room is not None and self._queued < self._limit:
             self._room.set()
+
+
+def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
+    """A room's message handed to its members' sinks, never waiting: how many took it.
+
+    An outbox queues it while under its limit (Outbox.offer), and its send is due in one
+    callback for all of them (see _due); other sinks (a user's devices) are offered it. An
+    outbox's part is written out here instead of called: per member, the call was most of
+    what a room's message cost."""
+    taken = 0
+    size = len(data)
+    for sink in sinks:
+        if not isinstance(sink, Outbox):
+            taken += sink.offer(data)
+        elif sink._queued < sink._limit:
+            if sink.closed:
+                continue
+            frames = sink._frames
+            if frames is None:
+                sink._frames = [data]
+            else:
+                frames.append(data)
+            sink._queued += size
+            if sink._writer is None and not sink._scheduled:
+                sink._scheduled = True
+                if not _due:
+                    sink._loop.run_callback(_send_due)
+                _due.append(sink)
+            taken += 1
+        elif not sink.closed:
+            COUNTS.room_stalls += 1
+            sink._stalled()
+    return taken
 
 
 # The outboxes a room's message made due to send at the hub's next round of callbacks: one

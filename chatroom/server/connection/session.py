@@ -385,8 +385,8 @@ class Session:
         the room's history)."""
         return self._outbox.offer(frame)
 
-    def room_sink(self) -> Callable[[bytes], bool]:
-        return self._outbox.offer
+    def room_sink(self) -> Outbox:
+        return self._outbox
 
 
 def _count_reply(reply: bytes, request) -> None:

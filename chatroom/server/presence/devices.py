@@ -12,13 +12,13 @@ devices on the other nodes: what one device did, their list, ending one of them.
 """
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from ...device_frames import SessionEntry, SessionFlag
 from ...protocol import DIRECT_MESSAGE, INCOMING
-from .directory import Mailbox
+from ..connection.outbox import offer_each
+from .directory import Mailbox, RoomSink
 
 _FROM_SOMEONE = (INCOMING, DIRECT_MESSAGE)  # frames whose body begins with the sender's name field
 
@@ -51,11 +51,22 @@ class _Device:
 class Devices:
     """A Mailbox that hands what it is given to each of one user's sessions."""
 
-    __slots__ = ("_devices", "_numbered", "contacts", "partners_known", "company", "company_at", "away", "elsewhere")
+    __slots__ = (
+        "_devices",
+        "_sinks",
+        "_numbered",
+        "contacts",
+        "partners_known",
+        "company",
+        "company_at",
+        "away",
+        "elsewhere",
+    )
     wants_ids = True  # (only clients of version 4 log in through one)
 
     def __init__(self, first: Mailbox):
         self._devices: list[_Device] = []
+        self._sinks: list[RoomSink] = []  # the sessions' room sinks: a room's message goes to them in one call
         self._numbered = 0
         # For presence: the people the user has a conversation with (history, and who they
         # wrote to or heard from here), and, looked up now and then, those in their rooms.
@@ -102,6 +113,7 @@ class Devices:
         """A session logged in as the user; its number (never reused while the user is on)."""
         self._numbered += 1
         self._devices.append(_Device(self._numbered, session, int(time.time() * 1000)))
+        self._sinks = [device.session.room_sink() for device in self._devices]
         if self.elsewhere is not None:
             self.elsewhere.changed(self)
         return self._numbered
@@ -109,6 +121,7 @@ class Devices:
     def remove(self, session: Mailbox) -> bool:
         """A session logged out; True if it was the last."""
         self._devices = [device for device in self._devices if device.session is not session]
+        self._sinks = [device.session.room_sink() for device in self._devices]
         if self._devices and self.elsewhere is not None:
             self.elsewhere.changed(self)
         return not self._devices
@@ -166,13 +179,10 @@ class Devices:
         return took
 
     def offer(self, frame: bytes) -> bool:
-        took = False
-        for device in self._devices:
-            took = device.session.offer(frame) or took
-        return took
+        return offer_each(self._sinks, frame) > 0
 
-    def room_sink(self) -> Callable[[bytes], bool]:
-        return self.offer  # (its devices come and go: each offer asks who they are)
+    def room_sink(self) -> RoomSink:
+        return self  # (its devices come and go: offer hands the frame to those of now)
 
     def disconnect(self) -> None:
         for device in list(self._devices):

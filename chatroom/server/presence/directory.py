@@ -22,6 +22,12 @@ class DirectoryUnavailable(Exception):
     """The directory cannot answer right now; the request it served gets FAILURE."""
 
 
+class RoomSink(Protocol):
+    """What a room hands a member's copy of its messages to (see outbox.offer_each)."""
+
+    def offer(self, frame: bytes) -> bool: ...
+
+
 class Mailbox(Protocol):
     wants_ids: bool  # its client takes relayed messages with their ids (DIRECT-MESSAGE)
 
@@ -35,9 +41,9 @@ class Mailbox(Protocol):
         as stalled instead (a room's message never waits on one slow member)."""
         ...
 
-    def room_sink(self) -> Callable[[bytes], bool]:
-        """What offer does, as the callable that does it with the fewest calls: a room keeps
-        its members' (see Rooms.tell)."""
+    def room_sink(self) -> RoomSink:
+        """Where offer's frames go, offered there directly: a room keeps its members' (see
+        Rooms.tell). A session's outbox, which the room's fan-out queues into without a call."""
         ...
 
     def disconnect(self) -> None:
@@ -56,8 +62,8 @@ class _Ended:
     def offer(self, frame: bytes) -> bool:
         return False
 
-    def room_sink(self) -> Callable[[bytes], bool]:
-        return self.offer
+    def room_sink(self) -> RoomSink:
+        return self
 
     def disconnect(self) -> None:
         pass
