@@ -1,14 +1,17 @@
-"""The outbox on its own, over a local socket pair: order, coalescing, bounds, stalls; and the
-socket stream it sends on."""
+"""The outbox on its own, over a local socket pair: order, coalescing, bounds, stalls; the
+socket stream it sends on; and a session's replies joining the send a room's message made due."""
 
 import gevent
 import pytest
 from gevent import socket
 
-from chatroom.codec import Decoder, encode
-from chatroom.protocol import Incoming
+from chatroom.codec import Decoder, encode, room_message_frame
+from chatroom.protocol import Incoming, ListUsers, UserList
+from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.outbox import Outbox, offer_each
+from chatroom.server.connection.session import Session
 from chatroom.server.connection.streams import SocketStream
+from chatroom.server.presence.directory import LocalDirectory
 from chatroom.testing import WAIT
 
 
@@ -212,3 +215,30 @@ def test_the_stream_reads_what_has_arrived_without_waiting(pair):
     assert stream.receive_now() == b"abc"
     theirs.close()
     assert stream.receive_now() == b""  # the end
+
+
+class _CountingStream(SocketStream):
+    def __init__(self, sock):
+        super().__init__(sock)
+        self.sends: list[bytes] = []
+
+    def try_send(self, data):
+        self.sends.append(bytes(data))
+        return super().try_send(data)
+
+
+def test_a_batchs_replies_leave_in_the_send_a_rooms_message_made_due(pair):
+    ours, theirs = pair
+    stream = _CountingStream(ours)
+    session = Session(stream, "127.0.0.1:40000", LocalDirectory(), Limits(), on_end=lambda session: None)
+    first, second = (room_message_frame("#r", "alice", n, 0, b"hi") for n in (1, 2))
+    assert offer_each([session.room_sink()], first) == 1
+    assert session._serve_batch(encode(ListUsers()))
+    assert stream.sends == []  # (due at the hub's next round: the reply waits for it)
+    assert offer_each([session.room_sink()], second) == 1  # (another sender, served meanwhile)
+    gevent.sleep(0)
+    reply = encode(UserList(()))
+    assert stream.sends == [first + reply + second]
+    # Without a room's message due, the reply goes at once.
+    assert session._serve_batch(encode(ListUsers())) and stream.sends[1:] == [reply]
+    assert read_exactly(theirs, len(first + reply + second + reply)) == first + reply + second + reply

@@ -31,6 +31,11 @@ class _Stalled(Exception):
     pass
 
 
+# How an outbox's send is due at the hub's next round of callbacks: not, by a callback of its
+# own (queue_for_hub), or in the one callback of a room's fan-out (offer_each).
+NOT_DUE, DUE_ALONE, DUE_WITH_A_ROOM = 0, 1, 2
+
+
 class Outbox:
     __slots__ = (
         "_stream",
@@ -58,7 +63,7 @@ class Outbox:
         self._frames: list | None = None  # queued, not yet sent (a list only while there are some)
         self._queued = 0  # bytes queued or being sent
         self._writer = None  # the greenlet writing right now, if any
-        self._scheduled = False  # a send is due at the hub's next round of callbacks (its own, or _due's)
+        self._scheduled = NOT_DUE  # or how a send is due at the hub's next round of callbacks
         self._loop = gevent.get_hub().loop
         self._can_try_send = stream.without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
@@ -103,12 +108,12 @@ class Outbox:
             frames.append(data)
         self._queued += len(data)
         if self._writer is None and not self._scheduled:
-            self._scheduled = True
+            self._scheduled = DUE_ALONE
             self._loop.run_callback(self._send_queued_for_hub)
         return True
 
     def _send_queued_for_hub(self):
-        self._scheduled = False
+        self._scheduled = NOT_DUE
         if self._writer is not None or not self._frames or self.closed:
             return
         data = self._take_frames()
@@ -126,6 +131,13 @@ class Outbox:
         if self._writer is None and (self._frames or self._in_flight is not None):
             self._writer = gevent.getcurrent()
             self._write_all()
+
+    @property
+    def due_with_a_room(self) -> bool:
+        """Whether a send is due at the hub's next round of callbacks, with a room's message:
+        all that is queued by then leaves in it, and a room's members are likely to be handed
+        more in the same round, by its other senders."""
+        return self._scheduled == DUE_WITH_A_ROOM
 
     def has_room(self) -> bool:
         return self._queued < self._limit
@@ -258,7 +270,7 @@ def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
                 frames.append(data)
             sink._queued += size
             if sink._writer is None and not sink._scheduled:
-                sink._scheduled = True
+                sink._scheduled = DUE_WITH_A_ROOM
                 if not _due:
                     sink._loop.run_callback(_send_due)
                 _due.append(sink)

@@ -218,7 +218,10 @@ class Session:
             self._settle(waiting)
         if timed and events:
             counts.handover.observe(perf_counter() - arrived)
-        outbox.flush()
+        # A send a room's message made due (at the yield after this batch) takes the replies
+        # too, and what the room's other senders add meanwhile: one send, not two.
+        if not outbox.due_with_a_room:
+            outbox.flush()
         if self.rules.held is not None and self._catch_up is None:  # (a login with stored messages)
             self._catch_up = gevent.spawn(self._hand_out_stored)
         if decoder.broken:
@@ -235,8 +238,7 @@ class Session:
         return True
 
     def _wait_for_a_token(self, outbox) -> None:
-        """--rate-limit: take a token for one frame, first waiting (with the replies so far
-        sent) while there is none."""
+        """--rate-limit: take a token for one frame, waiting (the replies so far sent) for one."""
         assert self._throttle is not None
         while wait := self._throttle.take():
             COUNTS.rate_limit_waits += 1
