@@ -12,6 +12,7 @@ from dataclasses import replace
 import gevent
 import gevent.subprocess
 import pytest
+import redis
 
 from chatroom.protocol import (
     Authenticate,
@@ -46,6 +47,7 @@ from chatroom.room_frames import (
     SetInviteOnly,
     SetTopic,
 )
+from chatroom.server.presence.cluster.scripts import NODE
 from chatroom.testing import (
     FAILURE,
     OK,
@@ -241,6 +243,31 @@ def test_a_node_stalled_past_its_ttl_loses_the_names_taken_meanwhile_and_keeps_t
     expected = UserList(("alice", "bob", "carol", "dave", "erin"))
     assert carol.request(ListUsers()) == expected and bob.request(ListUsers()) == expected
     assert_clean_log(one.log_text())
+
+
+def test_logins_refused_together_after_a_lapse_bring_one_new_lease_that_holds(server_process, tmp_path, peer_at):
+    redis_process = RedisProcess(tmp_path)
+    try:
+        node = server_process("--redis", redis_process.url, "--node-ttl", str(TTL))
+        db = redis.Redis.from_url(redis_process.url)
+        [key] = db.keys(NODE + "*")
+        # Redis was new: the node began its epoch and waited out half a TTL before serving.
+        # Its lease is refreshed as it starts to, not only a third of a TTL later.
+        assert db.pttl(key) > TTL * 1000 * 2 / 3
+        # The lease lapses (the key gone, as after a stall past the TTL), and a burst of logins
+        # finds it so together: each is refused or taken, and one new lease comes of it.
+        db.delete(key)
+        peers = [peer_at(node.address) for _ in range(20)]
+        logins = [gevent.spawn(peer.request, Login(f"user{n}")) for n, peer in enumerate(peers)]
+        gevent.joinall(logins, timeout=WAIT, raise_error=True)
+        assert all(login.value in (OK, FAILURE) for login in logins)
+        eventually(lambda: peer_at(node.address).request(Login("later")) == OK, what="a login under the new lease")
+        node.wait_for_log("lease lapsed")
+        gevent.sleep(TTL / 2)  # (a heartbeat or more: the lease, and the names taken under it, hold)
+        assert node.log_text().count("lease lapsed") == 1
+        assert "later" in peer_at(node.address).request(ListUsers()).names
+    finally:
+        redis_process.close()
 
 
 def test_redis_down_then_back(nodes, redis_server, logged_in, peer_at):

@@ -23,6 +23,7 @@ import uuid
 
 import gevent
 import redis
+from gevent.lock import BoundedSemaphore
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -70,6 +71,8 @@ class RedisDirectory:
         )
         self._epoch = b""  # the epoch this node's users are registered in
         self._lease = b""  # the lease they are registered under (see scripts._BEAT)
+        self._beating = BoundedSemaphore()  # (see _beat)
+        self._catching_up: gevent.Greenlet | None = None  # a beat after claims were refused (see claim)
         self._recovery_ms = max(1, round(ttl * 500))  # half a TTL
         self._unreleased: set[str] = set()  # names whose release Redis did not hear of yet
         self._away_seen: dict[str, str] = {}  # who was away when last read (see away_of)
@@ -89,6 +92,12 @@ class RedisDirectory:
             address, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
         )
         self._courier.use(self._scripts, self._sender)
+        # The heartbeat has a connection of its own: in a storm of logins and joins every
+        # pooled one may stay busy for longer than the lease lasts.
+        self._heart_link = redis.Redis.from_url(
+            address, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
+        )
+        self._heart = Scripts(self._heart_link)
 
     def _follow_soon(self) -> None:
         # Not a failure of Redis: a Redis Cluster serves the directory's slot elsewhere now
@@ -141,6 +150,7 @@ class RedisDirectory:
             pass  # the heartbeat expires on its own
         self._redis.close()
         self._sender.close()
+        self._heart_link.close()
 
     # --- Directory ----------------------------------------------------------------------
 
@@ -148,8 +158,10 @@ class RedisDirectory:
         if self._local.find(name) is not None:
             return False
         taken = self._claim(name, again=False, shared=shared)
-        if taken < 0:
-            gevent.spawn(self._beat)  # a new epoch, or a lapsed lease, this node must catch up with
+        if taken < 0 and (self._catching_up is None or self._catching_up.dead):
+            # A new epoch, or a lapsed lease, this node must catch up with: one beat for all
+            # the claims refused meanwhile (a burst of logins finds the lapse together).
+            self._catching_up = gevent.spawn(self._beat)
         if taken < 1 or not self._local.claim(name, mailbox):
             return False
         self._unreleased.discard(name)
@@ -287,16 +299,25 @@ class RedisDirectory:
     # --- Heartbeat ----------------------------------------------------------------------
 
     def _heartbeat_loop(self):
+        # A beat first: start() may have waited half a TTL since its own.
         while True:
-            gevent.sleep(self.ttl / 3)
             self._beat()
+            gevent.sleep(self.ttl / 3)
 
     def _beat(self) -> str | None:
         """Refresh this node's lease; register its users again in a new epoch (Redis lost what
         it had) or under a new lease (this node stalled past its TTL). "began" when this call
-        began the epoch."""
+        began the epoch.
+
+        One at a time: each carries the lease the one before left. Two at once after a lapse
+        would both carry the lapsed one, and the second's new lease undo the first's, and the
+        claims made under it."""
+        with self._beating:
+            return self._beat_in_turn()
+
+    def _beat_in_turn(self) -> str | None:
         try:
-            epoch, began, lease = self._scripts.beat(
+            epoch, began, lease = self._heart.beat(
                 self.node_id,
                 uuid.uuid4().hex,
                 self._recovery_ms,
@@ -327,8 +348,11 @@ class RedisDirectory:
             for name in list(self._unreleased):
                 self._scripts.release(name, skeleton(name), self.node_id)
                 self._unreleased.discard(name)
-        except (redis.RedisError, DirectoryUnavailable) as err:
-            self._circuit.failed(err)
+        except DirectoryUnavailable:
+            return None  # (said by _call, which knows whether Redis failed)
+        except redis.RedisError as err:
+            if not _busy(err):
+                self._circuit.failed(err)
             return None
         return "began" if began else None
 
