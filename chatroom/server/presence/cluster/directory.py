@@ -42,7 +42,10 @@ from .scripts import AWAY, INBOX, NODE, SESSIONS, USERS, Scripts
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
-POOL_SIZE = 32
+# Pooled connections to Redis (made as needed). A request holds one until its greenlet reads
+# the answer, which in a storm of logins and joins waits for the hub's turn: 1,000 members
+# joining one room on two nodes of a slow machine kept 32 busy past POOL_WAIT.
+POOL_SIZE = 128
 AWAY_FRESH = 1.0  # seconds the away list read for away_of serves
 REREGISTER_PAUSE = 0.1  # before trying again to register this node's users in a new epoch
 
