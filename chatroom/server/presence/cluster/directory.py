@@ -42,9 +42,8 @@ from .scripts import AWAY, INBOX, NODE, SESSIONS, USERS, Scripts
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT = 1.0  # how long a batch of messages waits for Redis's answer
-# Pooled connections to Redis (made as needed). A request holds one until its greenlet reads
-# the answer, which in a storm of logins and joins waits for the hub's turn: 1,000 members
-# joining one room on two nodes of a slow machine kept 32 busy past POOL_WAIT.
+# Pooled Redis connections (made as needed). In a storm of logins and joins a request holds
+# one until its greenlet's turn at the hub comes: 1,000 joining one room kept 32 busy too long.
 POOL_SIZE = 128
 AWAY_FRESH = 1.0  # seconds the away list read for away_of serves
 REREGISTER_PAUSE = 0.1  # before trying again to register this node's users in a new epoch
@@ -162,8 +161,7 @@ class RedisDirectory:
             return False
         taken = self._claim(name, again=False, shared=shared)
         if taken < 0 and (self._catching_up is None or self._catching_up.dead):
-            # A new epoch, or a lapsed lease, this node must catch up with: one beat for all
-            # the claims refused meanwhile (a burst of logins finds the lapse together).
+            # A new epoch, or a lapsed lease, to catch up with: one beat for all refused meanwhile.
             self._catching_up = gevent.spawn(self._beat)
         if taken < 1 or not self._local.claim(name, mailbox):
             return False
@@ -310,11 +308,8 @@ class RedisDirectory:
     def _beat(self) -> str | None:
         """Refresh this node's lease; register its users again in a new epoch (Redis lost what
         it had) or under a new lease (this node stalled past its TTL). "began" when this call
-        began the epoch.
-
-        One at a time: each carries the lease the one before left. Two at once after a lapse
-        would both carry the lapsed one, and the second's new lease undo the first's, and the
-        claims made under it."""
+        began the epoch. One at a time, each carrying the lease the last left: two at once after
+        a lapse would each take a new one, the second undoing the first's claims."""
         with self._beating:
             return self._beat_in_turn()
 
