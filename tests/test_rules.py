@@ -1,6 +1,8 @@
 """The chat rules without a socket: requests in, replies and deliveries out, over the
 in-process directory and an in-memory SQLite store (as h11's ConnectionPair tests h11)."""
 
+import time
+
 import gevent
 import pytest
 from gevent.event import AsyncResult, Event
@@ -489,6 +491,37 @@ def test_history_gathers_in_one_batch_while_the_writer_commits_the_one_before(tm
             assert worker.call(lambda db: db.execute("SELECT count(*) FROM t").fetchone()) == (5,)
     finally:
         lock.close()
+        with gevent.Timeout(WAIT):
+            worker.stop()
+
+
+def test_history_written_a_few_rows_a_round_gathers_before_it_goes_to_an_idle_thread(tmp_path):
+    """A transaction costs the database mostly its own pages, not its rows': history handed to
+    an idle thread every round would be a transaction a round. It gathers HISTORY_GATHER first,
+    and is committed by then without anyone asking."""
+    import sqlite3
+
+    from chatroom.server.storage.sqlite_worker import HISTORY_GATHER, SQLiteWorker
+
+    worker = SQLiteWorker(tmp_path / "db")
+    worker.start(lambda db: db.executescript("CREATE TABLE t (v INTEGER); CREATE TABLE batches (first, last);"))
+    insert, then = "INSERT INTO t (v) VALUES (?)", "INSERT INTO batches VALUES (?, ?)"
+    try:
+        with gevent.Timeout(WAIT):
+            began = time.monotonic()
+            for value in range(1, 11):
+                worker.write_bulk(insert, (value,), then=(then,))
+                gevent.sleep(0.002)  # (the thread idle meanwhile)
+            handovers = 2 + int((time.monotonic() - began) / HISTORY_GATHER)  # (the first at once)
+            gevent.sleep(HISTORY_GATHER * 3)  # (no read, which would hand it over at once)
+            reader = sqlite3.connect(tmp_path / "db")
+            try:
+                batches = reader.execute("SELECT first, last FROM batches ORDER BY first").fetchall()
+                assert reader.execute("SELECT count(*) FROM t").fetchone() == (10,)
+            finally:
+                reader.close()
+            assert 2 <= len(batches) <= min(handovers, 9) and batches[0] == (1, 1) and batches[-1][1] == 10
+    finally:
         with gevent.Timeout(WAIT):
             worker.stop()
 

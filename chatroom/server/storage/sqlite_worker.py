@@ -4,7 +4,8 @@ acknowledgement only once what it acknowledges is committed.
 Nothing here touches the disk on the hub. Writes are gathered on the hub and handed, once per
 round of the event loop, as one batch to the worker thread, which commits the batch in one
 transaction (group commit: while it commits, the next batch gathers, over as many rounds as
-the commit takes, unless someone waits for it). A caller that must not answer before its write
+the commit takes, unless someone waits for it; history for an idle thread gathers for
+HISTORY_GATHER since the last handover, not a round). A caller that must not answer before its write
 is on disk (an account, a kept message) waits for its batch's commit and learns whether it
 failed; history is written behind the relay, through a queue bounded in bytes and in time
 that makes senders wait rather than grow: while the oldest batch the thread has not finished
@@ -44,6 +45,7 @@ _start_thread = get_original("_thread", "start_new_thread")
 _SimpleQueue = get_original("queue", "SimpleQueue")
 MAX_UNWRITTEN_BYTES = 8 << 20  # history queued for the disk before senders wait
 HISTORY_LAG = 0.05  # seconds the thread may be behind before senders of history wait
+HISTORY_GATHER = 0.02  # seconds history gathers between handovers (a transaction's cost is mostly its own)
 RECOVERED_AFTER = 20  # commits in a row after a failure before the log says writing works again
 
 
@@ -74,6 +76,8 @@ class SQLiteWorker:
         self._db: sqlite3.Connection | None = None  # the thread's own
         self._gathering = _Batch()
         self._flush_due = False
+        self._handed_at = float("-inf")  # the last handover (the event loop's clock)
+        self._gather_timer = None  # a timer while history gathers (see _hand_over_history)
         self._unwritten = 0  # bytes handed over or gathered, not yet committed
         self._in_flight: deque[_Batch] = deque()  # handed to the thread, oldest first
         self._loop = gevent.get_hub().loop
@@ -91,6 +95,8 @@ class SQLiteWorker:
 
     def stop(self) -> None:
         """Commit what is queued, then close."""
+        if self._gather_timer is not None:
+            self._gather_timer.close()
         self.flush()
         self.call(self._close)
         self._jobs.put(None)
@@ -166,7 +172,7 @@ class SQLiteWorker:
         batch = self._gathering
         if batch.writes or batch.bulk:
             self._gathering = _Batch()
-            batch.handed_at = self._loop.now()
+            batch.handed_at = self._handed_at = self._loop.now()
             self._in_flight.append(batch)
             self._jobs.put(batch)
 
@@ -187,7 +193,25 @@ class SQLiteWorker:
         # page it touches (a conversation's index entries, the search index's new segment)
         # once instead of once a round: the commit is most of what a row costs.
         self._flush_due = False
-        if not self._in_flight or self._gathering.durable:
+        if self._gathering.durable:
+            self.flush()
+        elif not self._in_flight:
+            self._hand_over_history()
+
+    def _hand_over_history(self) -> None:
+        """Hand history to the idle thread, once HISTORY_GATHER has passed since the last
+        handover: at a few rows a round, a transaction a round cost far more per row."""
+        wait = self._handed_at + HISTORY_GATHER - self._loop.now()
+        if wait <= 0:
+            self.flush()
+        elif self._gather_timer is None:
+            timer = self._gather_timer = self._loop.timer(wait)
+            timer.start(self._gathered, timer)
+
+    def _gathered(self, timer) -> None:
+        timer.close()
+        self._gather_timer = None
+        if not self._in_flight:
             self.flush()
 
     def _on_batches_done(self) -> None:
@@ -198,7 +222,7 @@ class SQLiteWorker:
             self._note_outcome(batch)
             batch.committed.set()
         if not self._in_flight:
-            self.flush()  # (what gathered meanwhile)
+            self._hand_over_history()  # (what gathered meanwhile)
         if self._unwritten <= self._max_unwritten and not self._behind():
             self._room.set()
 
