@@ -84,8 +84,8 @@ class Outbox:
         self._queued += len(data)
 
     def offer(self, data: bytes) -> bool:
-        """queue_for_hub for a room's fan-out, which never waits on a member: only while the
-        queue is under its limit. A client whose queue is full has stalled: the outbox closes
+        """A room's frame for this outbox alone (see offer_each), which never waits on a member:
+        queued only while the queue is under its limit. A client whose queue is full has stalled: the outbox closes
         (what it held of relayed messages in ``dropped``) and calls on_stall. False, with
         nothing queued, if full or closed."""
         return offer_each((self,), data) == 1
