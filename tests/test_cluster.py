@@ -47,7 +47,9 @@ from chatroom.room_frames import (
     SetInviteOnly,
     SetTopic,
 )
+from chatroom.server.presence.cluster.directory import RedisDirectory
 from chatroom.server.presence.cluster.scripts import NODE
+from chatroom.server.presence.directory import ENDED
 from chatroom.testing import (
     FAILURE,
     OK,
@@ -245,6 +247,44 @@ def test_a_node_stalled_past_its_ttl_loses_the_names_taken_meanwhile_and_keeps_t
     assert_clean_log(one.log_text())
 
 
+class _LeaseScripts:
+    """The directory's beat and claim as Redis runs them (scripts._BEAT, _CLAIM), for one node,
+    each taking a round trip's while: a claim under another lease than the node's is refused
+    (-2), and a beat with another lease than the one held gets a new one."""
+
+    def __init__(self):
+        self.lease = b""  # as the node's key holds it
+        self.leases_given = 0
+
+    def beat(self, node_id, new_epoch, recovery_ms, ttl_seconds, lease, new_lease):
+        gevent.sleep(0.01)
+        if lease != self.lease:
+            self.lease = new_lease.encode()
+            self.leases_given += 1
+        return b"epoch", False, self.lease
+
+    def claim(self, name, skeleton, node_id, lease, epoch, again, shared):
+        gevent.sleep(0.01)
+        return 1 if lease == self.lease else -2
+
+
+def test_claims_refused_together_bring_one_beat_whose_lease_holds(caplog):
+    """In-process, with the scripts' rules stood in for: twenty claims refused at once under a
+    lapsed lease (as a burst of logins finds it) bring one new lease, not twenty beats that
+    each take one and undo the one before."""
+    directory = RedisDirectory("redis://127.0.0.1:1/0", ttl=TTL)  # (Redis itself is never asked)
+    scripts = directory._heart = directory._scripts = _LeaseScripts()
+    directory._epoch, directory._lease = b"epoch", b"lapsed"
+    scripts.lease = b"held by nobody"
+    claims = [gevent.spawn(directory.claim, f"user{n}", ENDED) for n in range(20)]
+    gevent.joinall(claims, timeout=WAIT, raise_error=True)
+    assert [claim.value for claim in claims] == [False] * 20
+    eventually(lambda: directory.claim("later", ENDED), what="a claim under the new lease")
+    assert scripts.leases_given == 1 and caplog.text.count("lease lapsed") == 1
+    assert directory._beat() is None and directory.claim("after", ENDED)  # (the next beat keeps it)
+    assert caplog.text.count("lease lapsed") == 1
+
+
 def test_logins_refused_together_after_a_lapse_bring_one_new_lease_that_holds(server_process, tmp_path, peer_at):
     redis_process = RedisProcess(tmp_path)
     try:
@@ -263,11 +303,24 @@ def test_logins_refused_together_after_a_lapse_bring_one_new_lease_that_holds(se
         assert all(login.value in (OK, FAILURE) for login in logins)
         eventually(lambda: peer_at(node.address).request(Login("later")) == OK, what="a login under the new lease")
         node.wait_for_log("lease lapsed")
-        gevent.sleep(TTL / 2)  # (a heartbeat or more: the lease, and the names taken under it, hold)
+        # The next heartbeat keeps the lease, and the names taken under it.
+        eventually(_refreshed(db, key), timeout=TTL, what="the next heartbeat")
         assert node.log_text().count("lease lapsed") == 1
         assert "later" in peer_at(node.address).request(ListUsers()).names
+        db.close()
     finally:
         redis_process.close()
+
+
+def _refreshed(db, key):
+    """A check that holds once key's time to live has grown between two looks (a heartbeat)."""
+    last = [db.pttl(key)]
+
+    def grew() -> bool:
+        before, last[0] = last[0], db.pttl(key)
+        return last[0] > before
+
+    return grew
 
 
 def test_redis_down_then_back(nodes, redis_server, logged_in, peer_at):

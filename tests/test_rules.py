@@ -513,11 +513,10 @@ def test_history_written_a_few_rows_a_round_gathers_before_it_goes_to_an_idle_th
                 worker.write_bulk(insert, (value,), then=(then,))
                 gevent.sleep(0.002)  # (the thread idle meanwhile)
             handovers = 2 + int((time.monotonic() - began) / HISTORY_GATHER)  # (the first at once)
-            gevent.sleep(HISTORY_GATHER * 3)  # (no read, which would hand it over at once)
-            reader = sqlite3.connect(tmp_path / "db")
+            reader = sqlite3.connect(tmp_path / "db")  # (not worker.call: a read hands over at once)
             try:
+                eventually(lambda: reader.execute("SELECT count(*) FROM t").fetchone() == (10,), what="all ten rows")
                 batches = reader.execute("SELECT first, last FROM batches ORDER BY first").fetchall()
-                assert reader.execute("SELECT count(*) FROM t").fetchone() == (10,)
             finally:
                 reader.close()
             assert 2 <= len(batches) <= min(handovers, 9) and batches[0] == (1, 1) and batches[-1][1] == 10

@@ -84,10 +84,10 @@ class Outbox:
         self._queued += len(data)
 
     def offer(self, data: bytes) -> bool:
-        """A room's frame for this outbox alone (see offer_each), which never waits on a member:
-        queued only while the queue is under its limit. A client whose queue is full has stalled: the outbox closes
-        (what it held of relayed messages in ``dropped``) and calls on_stall. False, with
-        nothing queued, if full or closed."""
+        """A room's frame for this outbox alone (see offer_each), never waiting: queued only
+        while the queue is under its limit. A client whose queue is full has stalled: the
+        outbox closes (what it held of relayed messages in ``dropped``) and calls on_stall.
+        False, with nothing queued, if full or closed."""
         return offer_each((self,), data) == 1
 
     def queue_for_hub(self, data: bytes) -> bool:
@@ -263,7 +263,7 @@ def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
         elif sink._queued < sink._limit:
             if sink.closed:
                 continue
-            frames = sink._frames
+            frames = sink._frames  # (queue_to_flush's, without its call: 70 ns a member more)
             if frames is None:
                 sink._frames = [data]
             else:

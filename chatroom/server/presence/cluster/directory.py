@@ -139,6 +139,7 @@ class RedisDirectory:
             # A new epoch: a moment for other nodes, if Redis lost what they had, to register
             # their users again before this node takes names.
             gevent.sleep(self._recovery_ms / 1000)
+            self._beat()  # (the lease was refreshed half a TTL ago: again, before serving)
         self._listening = gevent.spawn(self._inbox.run)
         self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening]
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
@@ -300,10 +301,9 @@ class RedisDirectory:
     # --- Heartbeat ----------------------------------------------------------------------
 
     def _heartbeat_loop(self):
-        # A beat first: start() may have waited half a TTL since its own.
         while True:
-            self._beat()
             gevent.sleep(self.ttl / 3)
+            self._beat()
 
     def _beat(self) -> str | None:
         """Refresh this node's lease; register its users again in a new epoch (Redis lost what
