@@ -11,7 +11,6 @@ from time import perf_counter
 from typing import Any
 
 import gevent
-from greenlet import greenlet
 
 from ...codec import Decoder
 from ...protocol import HistoryRequest, ListUsers, SendTo
@@ -26,6 +25,7 @@ from ..rules import Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
 from .outbox import Outbox
+from .servers import serve
 from .streams import Stream
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ class Session:
     """One client's connection, from accept to close.
 
     A Session has a greenlet while its client is active. After QUIET_BEFORE_PARKING seconds
-    without a byte it *parks*: the greenlet ends, and a read watcher starts a new one when
-    more arrives (a timer meanwhile guards a frame left incomplete). A greenlet blocked in
+    without a byte it *parks*: it gives its greenlet up (to serve another session: see
+    servers.py), and a read watcher finds it one when more arrives (a timer meanwhile guards
+    a frame left incomplete). A greenlet blocked in
     recv() costs about 9 KB (its saved C stack and its page of Python frames); a parked
     connection costs none of that, which is what lets one process hold tens of thousands of
     idle clients. Busy connections keep their greenlet, so the relay path pays nothing.
@@ -125,9 +126,9 @@ class Session:
         self._readable.start(self._wake)
 
     def _wake(self):
-        # (The hub, the socket readable.) Into a new greenlet at once, as the hub would switch
+        # (The hub, the socket readable.) Into a greenlet at once, as the hub would switch
         # into one waiting in recv(): no extra round of the event loop.
-        greenlet(self._serve, parent=gevent.get_hub()).switch()
+        serve(self._serve)
 
     def _serve(self):
         """Answer what arrives until the client falls quiet, then park; or end the connection."""
