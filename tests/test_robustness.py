@@ -402,7 +402,7 @@ def test_a_parked_connection_keeps_nothing_of_its_greenlet(server, connect):
     try:
         connect().login("alice")
         (session,) = server._sessions
-        eventually(lambda: session._readable.active, timeout=WAIT, what="the session parked")
+        eventually(lambda: session.parked, timeout=WAIT, what="the session parked")
         assert serving_frames() == []
     finally:
         gc.enable()

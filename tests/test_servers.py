@@ -90,7 +90,7 @@ def test_a_parked_connection_wakes_in_the_greenlet_it_gave_up(server, connect, m
     alice = connect()
     alice.login("alice")
     (session,) = server._sessions
-    eventually(lambda: session._readable.active, timeout=WAIT, what="the session parked")
+    eventually(lambda: session.parked, timeout=WAIT, what="the session parked")
     assert len(servers._resting) == 1
     (rested,) = servers._resting
     seen = []

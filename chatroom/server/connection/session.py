@@ -25,6 +25,7 @@ from ..rules import Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
 from .outbox import Outbox
+from .quiet import QuietWait
 from .servers import serve
 from .streams import Stream
 
@@ -32,12 +33,6 @@ log = logging.getLogger(__name__)
 
 FAIR_SHARE = 64  # frames answered before other connections get a turn
 QUIET_BEFORE_PARKING = 1.0  # seconds without data before a connection gives up its greenlet
-
-
-class _FellQuiet(Exception):
-    """Nothing arrived for QUIET_BEFORE_PARKING. (The timer raises this, not itself: raised
-    from a local variable, it would hold its frame through its traceback, a cycle that kept
-    each parked connection's last frames until the collector's next round.)"""
 
 
 class Session:
@@ -66,7 +61,6 @@ class Session:
         "_frame_timer",
         "_end_reason",
         "_catch_up",
-        "_pipelining",
         "wants_ids",
     )
 
@@ -93,7 +87,6 @@ class Session:
         self._readable = self._loop.io(stream.fileno(), 1)
         self._frame_timer = None
         self._catch_up: gevent.Greenlet | None = None  # handing out stored messages, page by page
-        self._pipelining = False  # the last batch held several frames, on a plain socket (see _serve)
         self.wants_ids = False  # relayed messages go out as DIRECT-MESSAGE (version 3), not INCOMING
 
     def _answerer(self) -> Callable[[Any], "bytes | Pending"]:
@@ -125,6 +118,11 @@ class Session:
         # far more than a bound method, and most connections are quiet).
         self._readable.start(self._wake)
 
+    @property
+    def parked(self) -> bool:
+        """Whether the connection waits without a greenlet, for its socket to be readable."""
+        return self._readable.active and self._readable.callback == self._wake
+
     def _wake(self):
         # (The hub, the socket readable.) Into a greenlet at once, as the hub would switch
         # into one waiting in recv(): no extra round of the event loop.
@@ -133,26 +131,11 @@ class Session:
     def _serve(self):
         """Answer what arrives until the client falls quiet, then park; or end the connection."""
         self._readable.stop()
-        quiet = gevent.Timeout(QUIET_BEFORE_PARKING, _FellQuiet)  # (one for every wait of this wake)
+        quiet = QuietWait(self._stream, QUIET_BEFORE_PARKING, self._readable)
         try:
             while True:
-                data = None
-                if self._pipelining:
-                    # A pipelining client has most likely sent more while the others were
-                    # served: read it without a timer. (Not the others: a read that finds
-                    # nothing raises, which costs a quiet connection's heap 200 B for good.)
-                    try:
-                        data = self._stream.receive_now()
-                    except BlockingIOError:
-                        pass
-                try:
-                    if data is None:
-                        quiet.start()
-                        try:
-                            data = self._stream.receive()
-                        finally:
-                            quiet.cancel()
-                except _FellQuiet:
+                data = quiet.receive()
+                if data is None:  # (fell quiet)
                     left = self._stream.unfinished_for()
                     if left is not None:  # a WebSocket message in fragments: it too must end in time
                         self._set_timer(left, self._frame_expired)
@@ -191,7 +174,6 @@ class Session:
         had_partial_frame = decoder.pending > 0
         events = decoder.receive_data(data)
         counts.frames += len(events)
-        self._pipelining = len(events) > 1 and self._stream.without_waiting
         waiting: list | None = None  # replies held behind one still on its way (from another node), in order
         answer = self._answerer()
         for count, event in enumerate(events, 1):
