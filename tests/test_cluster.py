@@ -768,6 +768,22 @@ def test_room_rules_hold_across_nodes(nodes):
         peer.close()
 
 
+def test_a_rooms_history_is_kept_across_nodes_in_the_order_of_its_ids(nodes):
+    """Recorded behind the messages (the sender does not wait on Redis for it), and read at
+    any node: every message, in order."""
+    one, two = nodes(2)
+    writer = hello_peer(one.address, 3, "writer", "pw")
+    reader = hello_peer(two.address, 3, "reader", "pw")
+    assert writer.reply(Join("#log")) == OK and reader.reply(Join("#log")) == OK
+    for i in range(30):
+        assert writer.reply(SendTo("#log", f"line {i}")) == OK
+    page = eventually(lambda: (p := reader.reply(HistoryRequest("#log", 50))) and len(p.entries) == 30 and p)
+    assert [entry.text for entry in page.entries] == [f"line {i}" for i in range(30)]
+    assert [entry.id for entry in page.entries] == list(range(1, 31))
+    for peer in (writer, reader):
+        peer.close()
+
+
 def wait_for_push(peer, wanted) -> None:
     """Read what the peer is pushed until one is wanted (bounded)."""
     with gevent.Timeout(WAIT):

@@ -40,6 +40,8 @@ class RedisRooms:
 
         def _call(self, method, *args, **kwargs): ...
 
+        def _queue_record(self, key: str, member: str, score: int) -> None: ...
+
     def load_rooms(self):
         rooms = []
         for raw in self._call(self._redis.smembers, ROOMS):
@@ -78,11 +80,10 @@ class RedisRooms:
         self._call(self._redis.srem, ROOM + room + ":invited", name)
 
     def record_room(self, room, message_id, sender, text, time_ms):
-        if not self._keep_history:
-            return
-        key = ROOM + room + ":messages"
-        self._call(self._redis.zadd, key, {message_member(message_id, time_ms, sender, text): message_id})
-        self._call(self._redis.pexpire, key, self._retention_ms)
+        """Queued with the conversations' records (see RedisStore.record): the sender of a
+        room's message never waits on Redis for its history."""
+        if self._keep_history:
+            self._queue_record(ROOM + room + ":messages", message_member(message_id, time_ms, sender, text), message_id)
 
     def room_history(self, room, count, before):
         top = f"({before}" if before else "+inf"

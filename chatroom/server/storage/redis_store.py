@@ -242,7 +242,11 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
         if not self._keep_history:
             return
         member = message_member(message_id, time_ms, sender, text)
-        self._records.append((conversation_key(sender, recipient), member, message_id >> NODE_BITS))
+        self._queue_record(conversation_key(sender, recipient), member, message_id >> NODE_BITS)
+
+    def _queue_record(self, key: str, member: str, score: int) -> None:
+        """A history's sorted set takes member at score, with what is queued meanwhile."""
+        self._records.append((key, member, score))
         if self._recorder is None:
             self._recorder = gevent.spawn(self._write_records)
 
