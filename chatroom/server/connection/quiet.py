@@ -2,13 +2,13 @@
 
 A session waits for more from its client after every batch; once nothing has come for
 ``seconds`` it parks (see Session). The wait is one object for all the waits of one wake.
-On a plain socket it reads what has come, and if nothing has, waits for the socket to be
-readable or the time to run out, whichever comes first, each switching back with what it
-means (a client pipelining, or answering at once, has most often sent more by the time its
-last batch is answered); a timer that raised instead would
-throw into the greenlet (12 µs against 1.4 µs for a switch, measured here, and the throw
-came once per parking). A TLS socket or a WebSocket may hold bytes of its own that no
-readable socket announces: there the stream's own receive waits, under a timeout.
+On a plain socket it reads what has come (a client pipelining, or answering at once, has
+most often sent more by the time its last batch is answered), and if nothing has, waits for
+the socket to be readable or the time to run out, whichever comes first, each switching
+back with what it means. A timer that raised instead would throw into the greenlet once per
+parking (12 µs against 1.4 µs for a switch, measured here). A TLS socket or a WebSocket may
+hold bytes of its own that no readable socket announces: there the stream's own receive
+waits, and the timer throws.
 """
 
 import gevent
@@ -23,6 +23,8 @@ class _FellQuiet(Exception):
 
 
 class QuietWait:
+    """The waits of one wake of a session, each for the whole quiet time."""
+
     __slots__ = ("_stream", "_timer", "_readable")
 
     def __init__(self, stream: Stream, seconds: float, readable):

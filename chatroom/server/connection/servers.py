@@ -6,7 +6,8 @@ greenlet's frames a fresh 16 KB chunk of memory (an mmap, its pages faulted in, 
 when the greenlet ends): 13.5 µs against 1.7 µs to switch into one kept alive, measured on
 this machine. A greenlet whose session parked or ended rests here instead, and the next wake
 is served by it. Resting greenlets are capped (MAX_RESTING): each keeps its frames' chunk
-and its saved C stack (about 20 KB), and a burst of logins needs many at once only briefly.
+and its saved C stack (6.8 KB of memory, measured), and a burst of logins needs many at
+once only briefly.
 """
 
 from collections.abc import Callable
