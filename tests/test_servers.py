@@ -63,12 +63,19 @@ def test_wakes_served_at_once_each_have_a_greenlet_and_all_rest_afterwards():
 
 def test_resting_greenlets_are_capped():
     go_on = Event()
+    seen = []
+
+    def waiting():
+        seen.append(getcurrent())
+        go_on.wait(WAIT)
+
     for _ in range(servers.MAX_RESTING + 5):
-        served(lambda: go_on.wait(WAIT))
+        served(waiting)
     go_on.set()
-    eventually(lambda: len(servers._resting) == servers.MAX_RESTING, timeout=WAIT)
-    gevent.sleep(0.05)
+    # Every greenlet done with its work: resting, or ended for want of a place.
+    eventually(lambda: all(g.dead or g in servers._resting for g in seen), timeout=WAIT)
     assert len(servers._resting) == servers.MAX_RESTING
+    assert sum(g.dead for g in seen) == 5
 
 
 def test_a_resting_greenlet_keeps_nothing_of_what_it_served():

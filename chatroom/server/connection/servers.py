@@ -25,7 +25,7 @@ def serve(work: Callable[[], None]) -> None:
     returns when its session has parked or ended."""
     while _resting:
         server = _resting.pop()
-        if not server.dead:  # (only if killed while resting: at the hub's end)
+        if not server.dead:  # (dead only if something but serve() switched into it: a bug)
             server.switch(work)
             return
     # (In a list it empties: a greenlet holds what it was started with until it ends.)
@@ -42,6 +42,4 @@ def _serve_in_turn(first: list[Callable[[], None]]) -> None:
         if len(_resting) >= MAX_RESTING:
             return
         _resting.append(me)
-        work = hub.switch()
-        while not callable(work):  # never expected: only serve() switches in here
-            work = hub.switch()
+        work = hub.switch()  # (serve() switches back in with the next work)

@@ -41,8 +41,8 @@ class Session:
     A Session has a greenlet while its client is active. After QUIET_BEFORE_PARKING seconds
     without a byte it *parks*: it gives its greenlet up (to serve another session: see
     servers.py), and a read watcher finds it one when more arrives (a timer meanwhile guards
-    a frame left incomplete). A greenlet blocked in
-    recv() costs about 9 KB (its saved C stack and its page of Python frames); a parked
+    a frame left incomplete). A greenlet waiting for its client costs about 9 KB (its saved
+    C stack and its page of Python frames); a parked
     connection costs none of that, which is what lets one process hold tens of thousands of
     idle clients. Busy connections keep their greenlet, so the relay path pays nothing.
     """
