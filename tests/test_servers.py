@@ -44,38 +44,39 @@ def test_a_greenlet_that_served_one_wake_serves_the_next():
     assert servers._resting == [seen[0]]
 
 
+class _Held:
+    """Work that notes the greenlet serving it, then waits until go_on is set."""
+
+    def __init__(self):
+        self.go_on = Event()
+        self.seen = []
+
+    def __call__(self):
+        self.seen.append(getcurrent())
+        self.go_on.wait(WAIT)
+
+
 def test_wakes_served_at_once_each_have_a_greenlet_and_all_rest_afterwards():
-    go_on = Event()
-    seen = []
-
-    def waiting():
-        seen.append(getcurrent())
-        go_on.wait(WAIT)
-
-    served(waiting)
-    served(waiting)
+    held = _Held()
+    served(held)
+    served(held)
+    seen = held.seen
     assert seen[0] is not seen[1]
-    go_on.set()
+    held.go_on.set()
     eventually(lambda: len(servers._resting) == 2, timeout=WAIT)
     served(lambda: seen.append(getcurrent()))
     assert seen[2] is seen[1]  # the one that rested last
 
 
 def test_resting_greenlets_are_capped():
-    go_on = Event()
-    seen = []
-
-    def waiting():
-        seen.append(getcurrent())
-        go_on.wait(WAIT)
-
+    held = _Held()
     for _ in range(servers.MAX_RESTING + 5):
-        served(waiting)
-    go_on.set()
+        served(held)
+    held.go_on.set()
     # Every greenlet done with its work: resting, or ended for want of a place.
-    eventually(lambda: all(g.dead or g in servers._resting for g in seen), timeout=WAIT)
+    eventually(lambda: all(g.dead or g in servers._resting for g in held.seen), timeout=WAIT)
     assert len(servers._resting) == servers.MAX_RESTING
-    assert sum(g.dead for g in seen) == 5
+    assert sum(g.dead for g in held.seen) == 5
 
 
 def test_a_resting_greenlet_keeps_nothing_of_what_it_served():
