@@ -48,8 +48,9 @@ from chatroom.room_frames import (
     SetTopic,
 )
 from chatroom.server.presence.cluster.directory import RedisDirectory
-from chatroom.server.presence.cluster.scripts import NODE
+from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS
 from chatroom.server.presence.directory import ENDED
+from chatroom.server.rooms.shared import _POST, _TELL, ROOM
 from chatroom.testing import (
     FAILURE,
     OK,
@@ -937,3 +938,29 @@ def test_devices_markers_unread_and_away_across_two_nodes(nodes):
     assert carol.reply(ListUsers()) == UserList(("bob", "carol"))
     for peer in (laptop, phone, older, carol, bob):
         peer.close()
+
+
+def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_posts(tmp_path):
+    """The scripts read the members' holders a thousand at a time: a node is found whichever
+    thousand its member is in, and counted once; a message from a non-member takes no id."""
+    server = RedisProcess(tmp_path)
+    try:
+        client = redis.Redis.from_url(server.url)
+        members = [f"m{n}" for n in range(2500)]
+        client.zadd(ROOM + "#big:members", {name: n for n, name in enumerate(members)})
+        holders = dict.fromkeys(members, "one:1")
+        holders["m1500"] = "two:2"
+        holders["m2499"] = "*three:3 one:1"
+        del holders["m7"]  # (a member logged out)
+        client.hset(USERS, mapping=holders)
+        keys = [USERS, ROOM + "#big:members"]
+        assert client.register_script(_TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 3
+        client.hdel(USERS, "m1500")
+        assert client.register_script(_TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
+        post = client.register_script(_POST)
+        assert post(keys=[*keys, ROOM + "#big"], args=[NODE, INBOX, "#big", "stranger", 1, b"hi"]) == 0
+        assert client.hget(ROOM + "#big", "last") is None
+        assert post(keys=[*keys, ROOM + "#big"], args=[NODE, INBOX, "#big", "m7", 1, b"hi"]) == 1
+        client.close()
+    finally:
+        server.close()

@@ -217,9 +217,13 @@ class Rooms:
             sinks = room.sinks = (changes, [m.room_sink() for name in room.members if (m := here(name)) is not None])
         return offer_each(sinks[1], frame)
 
-    def post(self, room: Room, sender: str, text: bytes, directory: "Directory") -> tuple[int, int, int]:
-        """A message to the room (its text in UTF-8): its id and time, handed to every member
-        (the sender too), in the order of the ids; (id, time, how many took it)."""
+    def post(self, name: str, sender: str, text: bytes, directory: "Directory") -> tuple[int, int, int] | None:
+        """A message from a member to the room (its text in UTF-8): its id and time, handed to
+        every member (the sender too), in the order of the ids; (id, time, how many took it).
+        None, and nothing posted, when the sender is not a member of a room of that name."""
+        room = self._rooms.get(name)
+        if room is None or sender not in room.members:
+            return None
         message_id, time_ms = self.next_id(room), now_ms()
         return (
             message_id,

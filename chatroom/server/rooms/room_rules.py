@@ -68,16 +68,20 @@ class RoomRules:
     def _room_message(self, name: str, text: str, encoded: bytes) -> bytes:
         """SENDTO a room (its text checked already, and in UTF-8 as ``encoded``): to every
         member here (the sender too), in the order of the ids."""
-        room, refused = self._member_room(name)
-        if room is None:
-            return refused
-        assert self._rooms is not None and self.name is not None
-        message_id, time_ms, delivered = self._rooms.post(room, self.name, encoded, self._directory)
+        if self.name is None:
+            return self._failure(Reason.NOT_LOGGED_IN)
+        assert self._rooms is not None
+        posted = self._rooms.post(name, self.name, encoded, self._directory)
+        if posted is None:
+            # Why not, asked only now (a cluster's room is read from Redis); a member by now
+            # was not one when the message was posted.
+            return self._member_room(name)[1] or self._failure(Reason.NOT_A_MEMBER)
+        message_id, time_ms, delivered = posted
         COUNTS.room_messages += 1
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:
             try:
-                self._accounts.store.record_room(room.name, message_id, self.name, text, time_ms)
+                self._accounts.store.record_room(name, message_id, self.name, text, time_ms)
             except StoreUnavailable:
                 pass  # relayed, not kept: the log has said so once
         return OK

@@ -13,8 +13,9 @@ and a subscriber gets what was published in that order, so every node, and every
 gets a room's messages in the order of their ids. The sender's node hands its copy to its
 members from its inbox, like any other; the sender is answered once that is done.
 
-The rules of membership are checked in Python, step by step: two joins racing for the last
-place of a full room may both get in (the limits are guards, not promises).
+A message's sender is checked for membership by the script that posts it; the rules of
+joining are checked in Python, step by step: two joins racing for the last place of a full
+room may both get in (the limits are guards, not promises).
 """
 
 import logging
@@ -38,23 +39,29 @@ ROOM = "{chatroom}:room:"
 USER_ROOMS = "{chatroom}:user-rooms:"
 POSTED_WAIT = 1.0  # how long a sender waits for its node to hand its message out
 
-# Publish an envelope (ARGV[3]) to the inbox of every node with a member of the room logged
-# in (at any of their holders: see the directory's scripts): KEYS[1] the users, KEYS[2] the
-# room's members; ARGV[1], ARGV[2] the node and inbox prefixes. Returns how many nodes.
+# The nodes with a member of the room logged in (at any of their holders: see the directory's
+# scripts): KEYS[1] the users, KEYS[2] the room's members. Their holders are read many at a time,
+# and a value shared by many members (one node, one lease) is read once.
 _NODES = """
-local nodes, count = {}, 0
-for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local value = redis.call('HGET', KEYS[1], member)
-  if value then
-    for node in string.gmatch(value, '([^ *:]+):') do
-      if not nodes[node] then
-        nodes[node] = true
-        count = count + 1
+local nodes, count, seen = {}, 0, {}
+local members = redis.call('ZRANGE', KEYS[2], 0, -1)
+for first = 1, #members, 1000 do
+  local values = redis.call('HMGET', KEYS[1], unpack(members, first, math.min(first + 999, #members)))
+  for _, value in ipairs(values) do
+    if value and not seen[value] then
+      seen[value] = true
+      for node in string.gmatch(value, '([^ *:]+):') do
+        if not nodes[node] then
+          nodes[node] = true
+          count = count + 1
+        end
       end
     end
   end
 end
 """
+# Publish an envelope (ARGV[3]) to the inbox of every node with members (_NODES); ARGV[1],
+# ARGV[2] the node and inbox prefixes. Returns how many nodes.
 _TELL = (
     _NODES
     + HAND
@@ -65,11 +72,17 @@ end
 return count
 """
 )
-# A message: the room's next id (KEYS[3], its hash), then its ROOM-MESSAGE frame, built here
-# around the id, published to every node with members. ARGV[3] the room, ARGV[4] the sender,
-# ARGV[5] the time (ms), ARGV[6] the text. Returns the id.
+# A message from a member: the room's next id (KEYS[3], its hash), then its ROOM-MESSAGE frame,
+# built here around the id, published to every node with members. ARGV[3] the room, ARGV[4]
+# the sender, ARGV[5] the time (ms), ARGV[6] the text. Returns the id, or 0 (nothing posted)
+# if the sender is not a member (or the room is gone): the rules then say why.
 _POST = (
-    _NODES
+    """
+if not redis.call('ZSCORE', KEYS[2], ARGV[4]) then
+  return 0
+end
+"""
+    + _NODES
     + HAND
     + """
 local id = redis.call('HINCRBY', KEYS[3], 'last', 1)
@@ -288,25 +301,29 @@ class SharedRooms:
         self._directory.redis_call(script, keys=keys, args=args)
         return 0
 
-    def post(self, room: Room, sender: str, text: bytes, directory) -> tuple[int, int, int]:
+    def post(self, name: str, sender: str, text: bytes, directory) -> tuple[int, int, int] | None:
+        # Membership is checked by the script that posts: one round trip a message, and no
+        # reading of the room's members here.
         script = self._script(1)
         time_ms = now_ms()
-        keys = [self._directory.users_key, ROOM + room.name + ":members", ROOM + room.name]
-        args = [self._directory.node_prefix, self._directory.inbox_prefix, room.name, sender, time_ms, text]
+        keys = [self._directory.users_key, ROOM + name + ":members", ROOM + name]
+        args = [self._directory.node_prefix, self._directory.inbox_prefix, name, sender, time_ms, text]
         handed = AsyncResult()
         message_id = int(self._directory.redis_call(script, keys=keys, args=args))
+        if not message_id:
+            return None
         # The inbox may have handed it out before the script's answer came (no wait is needed
         # then); a room's ids come to it in order.
-        last_id, taken = self._handed.get(room.name, (0, 0))
+        last_id, taken = self._handed.get(name, (0, 0))
         if last_id >= message_id:
             return message_id, time_ms, taken if last_id == message_id else 0
-        self._posted[(room.name, message_id)] = handed
+        self._posted[(name, message_id)] = handed
         try:
             delivered = handed.get(timeout=POSTED_WAIT)
         except Exception:
             delivered = 0  # published to every node; this one's copy is late (its inbox will hand it out)
         finally:
-            self._posted.pop((room.name, message_id), None)
+            self._posted.pop((name, message_id), None)
         return message_id, time_ms, delivered
 
     def _hand_out(self, room: str, frame: bytes) -> None:
