@@ -50,6 +50,7 @@ from chatroom.room_frames import (
 from chatroom.server.presence.cluster.directory import RedisDirectory
 from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS
 from chatroom.server.presence.directory import ENDED
+from chatroom.server.rooms.posting import Poster
 from chatroom.server.rooms.shared import _POST, _TELL, ROOM
 from chatroom.testing import (
     FAILURE,
@@ -961,6 +962,28 @@ def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_po
         assert post(keys=[*keys, ROOM + "#big"], args=[NODE, INBOX, "#big", "stranger", 1, b"hi"]) == 0
         assert client.hget(ROOM + "#big", "last") is None
         assert post(keys=[*keys, ROOM + "#big"], args=[NODE, INBOX, "#big", "m7", 1, b"hi"]) == 1
+        client.close()
+    finally:
+        server.close()
+
+
+def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgotten_script(tmp_path):
+    server = RedisProcess(tmp_path)
+    try:
+        client = redis.Redis.from_url(server.url)
+        round_trips = []
+
+        def call(method, *args):
+            round_trips.append(len(args[0]))
+            return method(*args)
+
+        poster = Poster("return redis.call('INCR', KEYS[1]) * 100 + tonumber(ARGV[1])", lambda: client, call)
+        posts = [gevent.spawn(poster.post, ["counter"], [n]) for n in range(20)]
+        gevent.joinall(posts, timeout=WAIT, raise_error=True)
+        assert sorted(post.value for post in posts) == [100 * (n + 1) + n for n in range(20)]
+        assert round_trips == [20]
+        client.script_flush()
+        assert poster.post(["counter"], [0]) == 2100
         client.close()
     finally:
         server.close()

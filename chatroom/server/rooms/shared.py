@@ -29,6 +29,7 @@ from ..presence.cluster.handing import HAND
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms
+from .posting import Poster
 from .registry import DEFAULT_QUOTAS, Joined, Room, refusal
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ class SharedRooms:
         self._here: dict[str, set[str]] = {}  # room -> its members logged in on this node
         self._posted: dict[tuple[str, int], AsyncResult] = {}  # own messages, until handed out here
         self._handed: dict[str, tuple[int, int]] = {}  # room -> (the last id handed out here, to how many)
-        self._scripts: tuple | None = None  # (the client, its tell and post scripts)
+        self._scripts: tuple | None = None  # (the client, its tell, join and leave scripts)
+        self._poster = Poster(_POST, lambda: directory.redis, directory.redis_call)
 
     def start(self) -> None:
         self._directory.on_room_envelope = self._hand_out
@@ -227,7 +229,7 @@ class SharedRooms:
         # Made (if it is not there now) and joined at one go: a room emptied meanwhile by its
         # last member on another node is made again, never joined half-deleted.
         args = [user, name, skeleton(name[1:]), user if registered else "", "1" if registered else "0", now_ms()]
-        look_alike = self._directory.redis_call(self._script(2), keys=_room_keys(name, user), args=args)
+        look_alike = self._directory.redis_call(self._script(1), keys=_room_keys(name, user), args=args)
         if look_alike:
             return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike.decode())
         self._here.setdefault(name, set()).add(user)
@@ -237,7 +239,7 @@ class SharedRooms:
         """Out of the room (gone with its last member, at one go); an owner who leaves hands it
         to the registered member who has been there longest."""
         args = [user, room.name, skeleton(room.name[1:])]
-        left = self._directory.redis_call(self._script(3), keys=_room_keys(room.name, user), args=args)
+        left = self._directory.redis_call(self._script(2), keys=_room_keys(room.name, user), args=args)
         room.members.pop(user, None)
         self._forget_here(room.name, user)
         if not left and self._store is not None:
@@ -285,11 +287,11 @@ class SharedRooms:
     # --- Delivery -------------------------------------------------------------------------
 
     def _script(self, which: int):
-        """The tell (0), post (1), join (2) or leave (3) script, on the directory's client of
-        the moment."""
+        """The tell (0), join (1) or leave (2) script, on the directory's client of the moment
+        (messages are posted by the poster)."""
         client = self._directory.redis
         if self._scripts is None or self._scripts[0] is not client:
-            self._scripts = (client, *(client.register_script(lua) for lua in (_TELL, _POST, _JOIN, _LEAVE)))
+            self._scripts = (client, *(client.register_script(lua) for lua in (_TELL, _JOIN, _LEAVE)))
         return self._scripts[1 + which]
 
     def tell(self, room: Room, frame: bytes, directory) -> int:
@@ -304,12 +306,11 @@ class SharedRooms:
     def post(self, name: str, sender: str, text: bytes, directory) -> tuple[int, int, int] | None:
         # Membership is checked by the script that posts: one round trip a message, and no
         # reading of the room's members here.
-        script = self._script(1)
         time_ms = now_ms()
         keys = [self._directory.users_key, ROOM + name + ":members", ROOM + name]
         args = [self._directory.node_prefix, self._directory.inbox_prefix, name, sender, time_ms, text]
         handed = AsyncResult()
-        message_id = int(self._directory.redis_call(script, keys=keys, args=args))
+        message_id = int(self._poster.post(keys, args))
         if not message_id:
             return None
         # The inbox may have handed it out before the script's answer came (no wait is needed
