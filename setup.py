@@ -40,7 +40,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
-            # Two test processes: most tests wait on servers, clients and Redis, not the CPU.
+            # Test processes side by side: most tests wait on servers, clients and Redis, not the CPU.
             "pytest-xdist>=3",
             "hypothesis>=6",
             "pexpect>=4.8",
