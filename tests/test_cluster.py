@@ -786,6 +786,28 @@ def test_a_rooms_history_is_kept_across_nodes_in_the_order_of_its_ids(nodes):
         peer.close()
 
 
+def test_a_rooms_messages_fail_while_redis_is_away_and_flow_once_it_is_back(server_process, tmp_path):
+    """Redis keeps its data across the restart (an append-only file), not its scripts: the
+    nodes load them again, and the room goes on."""
+    redis_server = RedisProcess(tmp_path, persistent=True)
+    try:
+        one, two = [server_process("--redis", redis_server.url, "--node-ttl", str(TTL)) for _ in range(2)]
+        here, there = room_member(one.address, "here"), room_member(two.address, "there")
+        assert here.reply(SendTo("#r", "before")) == OK
+        wait_for_push(there, lambda e: isinstance(e, RoomMessage) and e.text == "before")
+        redis_server.stop()
+        assert here.reply(SendTo("#r", "away")) == failure(Reason.UNAVAILABLE)
+        redis_server.start()
+        eventually(lambda: here.reply(SendTo("#r", "back")) == OK, timeout=TTL + 5)
+        wait_for_push(there, lambda e: isinstance(e, RoomMessage) and e.text == "back")
+        for node in (one, two):
+            assert_clean_log(node.log_text())
+        for peer in (here, there):
+            peer.close()
+    finally:
+        redis_server.close()
+
+
 def wait_for_push(peer, wanted) -> None:
     """Read what the peer is pushed until one is wanted (bounded)."""
     with gevent.Timeout(WAIT):
