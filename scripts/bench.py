@@ -395,9 +395,8 @@ def rooms_section() -> list[str]:
         redis = RedisProcess(folder)
         nodes = [start_server(f"{OURS} --redis {redis.url}") for _ in range(2)]
         try:
-            bench = [str(Path(PYTHON).parent / "chatroom-bench")]
             ports = ",".join(str(node.port) for node in nodes)
-            across = room_bench.chatroom_rooms(bench, ports, nodes[0].proc.pid)
+            across = room_bench.loadgen_across(loadgen, ports, nodes[0].proc.pid)
         finally:
             for node in nodes:
                 node.terminate()
@@ -407,7 +406,7 @@ def rooms_section() -> list[str]:
         "",
         *room_bench.section(measured),
         "",
-        *room_bench.across_section(across),
+        *room_bench.across_section(measured, across),
     ]
 
 

@@ -1,19 +1,19 @@
 """Room fan-out for docs/performance.md: chatroom-server's rooms against ngircd's channels,
 the same shapes in one run, both under the C load generator of scripts/loadgen (the shared one
 with chatroom's room frames added: `--proto chat --scenario room`), the servers taking turns.
-Across two nodes of a cluster, chatroom-bench's room scenario (it spreads members over the
-nodes). Called by scripts/bench.py (``./scripts/bench rooms`` runs this part alone).
+Across two nodes of a cluster, the same load generator and shapes (`--port P1,P2`: a room's
+members alternate between the nodes). Called by scripts/bench.py (``./scripts/bench rooms``
+runs this part alone).
 
 The shapes: rooms of 10 where everyone sends, rooms of 100 with 10 senders, one room of 1000
 with 5 senders. A room's message reaches every member in chatroom (the sender's own copy is how
 it learns the room's order) and every member but the sender in IRC; the loadgen counts the
-other members' copies in both (chatroom's echo apart), chatroom-bench every copy.
+other members' copies in both (chatroom's echo apart).
 """
 
 import contextlib
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -26,7 +26,7 @@ WINDOW = 4
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
-def loadgen_run(loadgen: Path, port: int, proto: str, scenario: str, clients: int, *extra: str) -> dict:
+def loadgen_run(loadgen: Path, port: int | str, proto: str, scenario: str, clients: int, *extra: str) -> dict:
     """One run of the load generator; its RESULT (empty if it gave none)."""
     run = subprocess.run(
         [str(loadgen), "--proto", proto, "--port", str(port), "--scenario", scenario, "--clients", str(clients)]
@@ -74,42 +74,20 @@ def loadgen_rooms(loadgen: Path, ours: tuple[int, int], theirs: int | None) -> l
     return medians
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def chatroom_rooms(bench_command: list[str], port, server_pid: int) -> list[dict]:
-    """chatroom-bench's runs, each with the CPU the server (server_pid) and the bench used
-    (1.0: a core); ``port``: one, or several ("P1,P2": member i on the (i mod n)th)."""
-    results = []
+def loadgen_across(loadgen: Path, ports: str, node_pid: int) -> list[dict]:
+    """Each shape ROUNDS times across a cluster's nodes (ports "P1,P2": member i at the
+    (i mod n)th, so a room's members alternate); the median run per shape (node_pid: the
+    first node, whose CPU the run reports)."""
+    medians = []
     for clients, size, senders in SHAPES:
-        started, server_before = time.monotonic(), _cpu_seconds(server_pid)
-        bench_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        run = subprocess.run(
-            [*bench_command, "--port", str(port), "--scenario", "room", "--clients", str(clients)]
-            + ["--room-size", str(size), "--senders", str(senders), "--window", str(WINDOW)]
-            + ["--duration", "3", "--verify", "--json", "--prefix", f"r{clients}x{size}"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if not run.stdout.strip():
-            # (A shape the server could not set up, a login refused: said in the table.)
-            lines = run.stderr.strip().splitlines() or ["no output"]
-            results.append({"error": lines[-1].removeprefix("chatroom-bench: ")})
-            continue
-        out = run.stdout
-        elapsed = time.monotonic() - started
-        bench_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = json.loads(out)
-        result["server_cpu"] = (_cpu_seconds(server_pid) - server_before) / elapsed
-        result["bench_cpu"] = (
-            bench_after.ru_utime + bench_after.ru_stime - bench_before.ru_utime - bench_before.ru_stime
-        ) / elapsed
-        results.append(result)
-    return results
+        runs = []
+        for _ in range(ROUNDS):
+            options = room_options(size, senders)
+            runs.append(loadgen_run(loadgen, ports, "chat", "room", clients, *options, "--server-pid", str(node_pid)))
+            time.sleep(0.5)  # (the names of the last run's clients are free again)
+        medians.append(median_run(runs))
+        print(clients, size, senders, deliveries(medians[-1]), flush=True)
+    return medians
 
 
 NGIRCD_PORT = 16667  # (ngircd-bench.conf's)
@@ -172,26 +150,27 @@ def section(measured: list[tuple[dict, dict]]) -> list[str]:
     ]
 
 
-def across_section(results: list[dict]) -> list[str]:
+def across_section(measured: list[tuple[dict, dict]], across: list[dict]) -> list[str]:
+    """The shapes across two nodes, beside the one server's figures of the same run."""
     rows = [
-        "| shape | deliveries/s | messages/s | p99 | misordered, lost, dropped | CPU node 1, bench |",
+        "| shape | deliveries/s | messages/s | p99 | node 1 CPU | against one server |",
         "|---|---|---|---|---|---|",
     ]
-    for (clients, size, senders), result in zip(SHAPES, results, strict=True):
-        if "error" in result:
-            rows.append(
-                f"| {clients // size} room(s) of {size}, {senders} sending | not measured: {result['error']} |||||"
-            )
+    for (clients, size, senders), (alone, _), result in zip(SHAPES, measured, across, strict=True):
+        shape = f"{clients // size} room(s) of {size}, {senders} sending"
+        rate, one = deliveries(result), deliveries(alone)
+        if not rate:
+            rows.append(f"| {shape} | no clean run ||||| ")
             continue
+        cpu = (result.get("server") or {}).get("cpu_pct", 0) / 100
         rows.append(
-            f"| {clients // size} room(s) of {size}, {senders} sending | {result['msgs_per_s']:.0f} | "
-            f"{result['messages_per_s']:.0f} | {result['p99_us'] / 1000:.1f} ms | "
-            f"{result['misordered']}, {result['lost']}, {result['disconnects']} | "
-            f"{result['server_cpu']:.2f}, {result['bench_cpu']:.2f} |"
+            f"| {shape} | {rate:.0f} | {result['msgs_per_s']:.0f} | {result['p99_us'] / 1000:.1f} ms | {cpu:.2f} | "
+            f"{f'{rate / one:.2f}' if one else '–'} |"
         )
     return [
-        "The same across two nodes on one Redis (members alternate between the nodes; each message is "
-        "published once per node, in one order):",
+        "The same across two nodes on one Redis, the same load generator (a room's members alternate between the "
+        "nodes; each message is published once per node, in one order; the same counting, verification and "
+        "medians):",
         "",
         *rows,
     ]

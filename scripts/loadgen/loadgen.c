@@ -115,6 +115,7 @@ static struct {
     int proto, scenario;
     const char *host;
     int port;
+    const char *ports;      /* --port as given: one port, or several */
     int clients, window, payload;
     int members, senders;   /* room: members per room, senders per room (0 = unset) */
     int delayed_ack;        /* room: keep the kernel's delayed ACKs (no TCP_QUICKACK) */
@@ -124,7 +125,7 @@ static struct {
     const char *bind_ips;   /* --bind-ips: comma-separated IPv4 source addresses, or NULL */
     const char *irc_caps;   /* --irc-caps: IRCv3 capabilities asked for before registering, or NULL */
 } opt = {
-    .proto = PROTO_CHAT, .scenario = SC_RELAY, .host = "127.0.0.1", .port = 5555,
+    .proto = PROTO_CHAT, .scenario = SC_RELAY, .host = "127.0.0.1", .port = 5555, .ports = "5555",
     .clients = 2, .window = 1, .payload = 64, .duration = 5.0, .warmup = 1.0,
     .drain = 5.0, .setup_timeout = 60.0, .verify = 0, .conc = 0, .server_pid = 0, .prefix = "u",
 };
@@ -166,7 +167,8 @@ static long srv_rss_start = -1, srv_rss_ready = -1, srv_rss_end = -1, srv_hwm_en
 static unsigned long long host_start[3], host_end[3];
 static int host_ok;
 static conn *dirty_head;
-static struct sockaddr_in addr;
+static struct sockaddr_in addrs[8];  /* --port P1,P2,...: connection i connects to [i % naddrs] */
+static int naddrs;
 static struct sockaddr_in *bind_addrs;  /* --bind-ips: connection i binds to [i % nbind] */
 static int nbind;
 static double cpu_hold_start, cpu_hold_end;
@@ -419,7 +421,8 @@ static void start_connect(conn *c)
             close(fd); st.connect_fail++; c->state = CS_CLOSED; return;
         }
     }
-    int r = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    const struct sockaddr_in *to = &addrs[c->id % naddrs];
+    int r = connect(fd, (const struct sockaddr *)to, sizeof *to);
     if (r < 0 && errno != EINPROGRESS) { close(fd); st.connect_fail++; c->state = CS_CLOSED; return; }
     c->fd = fd;
     c->state = CS_CONNECTING;
@@ -1189,7 +1192,8 @@ static void usage(FILE *f)
         "usage: loadgen [options]\n"
         "  --proto chat|irc        protocol (default chat: the binary contract; irc: NICK/USER/PRIVMSG)\n"
         "  --scenario relay|fanin|hold|room   (default relay)\n"
-        "  --host H --port P       server (default 127.0.0.1:5555)\n"
+        "  --host H --port P       server (default 127.0.0.1:5555); P1,P2,...: connection i at the\n"
+        "                          (i mod n)th (a cluster's nodes: a room's members alternate)\n"
         "  --clients C             relay: C clients in pairs (chat: an odd C is rounded up to even);\n"
         "                          fanin: C senders + 1 receiver; hold: C idle;\n"
         "                          room: C members in all, a multiple of M (default 2)\n"
@@ -1246,7 +1250,7 @@ int main(int argc, char **argv)
             else { fprintf(stderr, "bad --scenario %s\n", optarg); return 2; }
             break;
         case 'H': opt.host = optarg; break;
-        case 'P': opt.port = atoi(optarg); break;
+        case 'P': opt.ports = optarg; opt.port = atoi(optarg); break;
         case 'c': opt.clients = atoi(optarg); break;
         case 'w': opt.window = atoi(optarg); break;
         case 'l': opt.payload = atoi(optarg); break;
@@ -1302,10 +1306,22 @@ int main(int argc, char **argv)
     /* connects + logins in progress at once: keep it under the server's listen backlog, or
      * dropped SYNs cost a 1 s retransmit each (ngircd listens with a backlog of 10) */
     if (!opt.conc) opt.conc = opt.proto == PROTO_IRC ? 8 : 64;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)opt.port);
-    if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1) { fprintf(stderr, "bad --host (IPv4 address)\n"); return 2; }
+    /* several ports: the servers of one cluster, connection i at the (i mod n)th */
+    for (const char *p = opt.ports; ; ) {
+        char *end;
+        long port = strtol(p, &end, 10);
+        if (naddrs == (int)(sizeof addrs / sizeof *addrs) || port < 1 || port > 65535 || (*end && *end != ',')) {
+            fprintf(stderr, "bad --port (1..65535, at most %d, comma-separated)\n", (int)(sizeof addrs / sizeof *addrs));
+            return 2;
+        }
+        struct sockaddr_in *a = &addrs[naddrs++];
+        memset(a, 0, sizeof *a);
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, opt.host, &a->sin_addr) != 1) { fprintf(stderr, "bad --host (IPv4 address)\n"); return 2; }
+        if (!*end) break;
+        p = end + 1;
+    }
     if (opt.bind_ips) {
         char *list = strdup(opt.bind_ips), *save = NULL;
         bind_addrs = calloc(strlen(opt.bind_ips) / 2 + 1, sizeof *bind_addrs);  /* >= number of items */
