@@ -52,6 +52,8 @@ from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS
 from chatroom.server.presence.directory import ENDED
 from chatroom.server.rooms.posting import Poster
 from chatroom.server.rooms.shared import _POST, _TELL, ROOM
+from chatroom.server.storage.redis_store import RECORDS_PER_CALL, RedisStore
+from chatroom.server.storage.store import now_ms
 from chatroom.testing import (
     FAILURE,
     OK,
@@ -1009,3 +1011,21 @@ def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgot
         client.close()
     finally:
         server.close()
+
+
+def test_a_historys_entries_queued_together_are_all_kept_in_order_and_expire(redis_server):
+    """Recorded in one call per history (in chunks of RECORDS_PER_CALL): every entry of a burst
+    larger than a chunk is kept, beside another history's, and the key carries its expiry."""
+    store = RedisStore(redis_server.url, history_days=1)
+    now = now_ms()
+    count = RECORDS_PER_CALL * 2 + 7
+    for n in range(1, count + 1):
+        store.record_room("#burst", n, "alice", f"line {n}", now)
+        if n % 100 == 0:
+            store.record_room("#other", n // 100, "bob", "aside", now)
+    page = eventually(lambda: (p := store.room_history("#burst", count + 1, 0)) and len(p) == count and p)
+    assert [entry[0] for entry in page] == list(range(1, count + 1))
+    assert [entry[3] for entry in page[:2]] == ["line 1", "line 2"]
+    assert len(eventually(lambda: store.room_history("#other", 50, 0))) == count // 100
+    assert 0 < store._redis.pttl("chatroom:room:#burst:messages") <= 86_400_000
+    store._redis.close()

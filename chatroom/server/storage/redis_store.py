@@ -90,11 +90,14 @@ return kept
 # that two equal messages stay two), ARGV[2] how long the conversation lives (ms), ARGV[3] the
 # score: the id without its node tag (a double holds it exactly; ids of one score sort by
 # member, their digits all as many).
+# A history's new entries (ARGV[2..]: score, member, score, member, ...) and its expiry
+# (ARGV[1], ms) at one go: never a key left without one.
 _RECORD = """
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
+RECORDS_PER_CALL = 500  # a history's entries in one call, at most (Lua's unpack has a limit)
 
 
 class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
@@ -254,11 +257,17 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
         try:
             while self._records:
                 records, self._records = self._records, []
-                pipe = self._redis.pipeline(transaction=False)
+                # One call a history (a busy room's or conversation's many entries in one).
+                entries: dict[str, list] = {}
                 for key, member, score in records:
-                    # EVAL, not EVALSHA: a Redis Cluster pipeline takes no EVALSHA (nor its
-                    # eval method), and a master that restarted has forgotten the script.
-                    pipe.execute_command("EVAL", _RECORD, 1, key, member, self._retention_ms, score)
+                    entries.setdefault(key, []).extend((score, member))
+                pipe = self._redis.pipeline(transaction=False)
+                for key, pairs in entries.items():
+                    for start in range(0, len(pairs), 2 * RECORDS_PER_CALL):
+                        # EVAL, not EVALSHA: a Redis Cluster pipeline takes no EVALSHA (nor its
+                        # eval method), and a master that restarted has forgotten the script.
+                        chunk = pairs[start : start + 2 * RECORDS_PER_CALL]
+                        pipe.execute_command("EVAL", _RECORD, 1, key, self._retention_ms, *chunk)
                 try:
                     pipe.execute()
                 except redis.RedisError as err:
