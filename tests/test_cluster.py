@@ -983,9 +983,11 @@ def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_po
         client.hdel(USERS, "m1500")
         assert client.register_script(_TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
         post = client.register_script(_POST)
-        assert post(keys=[*keys, ROOM + "#big"], args=[NODE, INBOX, "#big", "stranger", 1, b"hi"]) == 0
+        room = [ROOM + "#big:members", ROOM + "#big"]
+        assert post(keys=[USERS, *room], args=[INBOX, "#big", "stranger", 1, b"hi"]) == [0]
         assert client.hget(ROOM + "#big", "last") is None
-        assert post(keys=[*keys, ROOM + "#big"], args=[NODE, INBOX, "#big", "m7", 1, b"hi"]) == 1
+        posts = [INBOX, "#big", "m7", 1, b"hi", "#big", "stranger", 2, b"no", "#big", "m8", 3, b"yo"]
+        assert post(keys=[USERS, *room, *room, *room], args=posts) == [1, 0, 2]
         client.close()
     finally:
         server.close()
@@ -998,16 +1000,24 @@ def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgot
         round_trips = []
 
         def call(method, *args):
-            round_trips.append(len(args[0]))
+            round_trips.append(1)
             return method(*args)
 
-        poster = Poster("return redis.call('INCR', KEYS[1]) * 100 + tonumber(ARGV[1])", lambda: client, call)
-        posts = [gevent.spawn(poster.post, ["counter"], [n]) for n in range(20)]
+        # Each post: a counter's next value (x 100), plus its argument, plus the common one.
+        lua = """
+        local answers = {}
+        for i = 2, #KEYS do
+          answers[i - 1] = redis.call('INCR', KEYS[i]) * 100 + tonumber(ARGV[i]) + tonumber(ARGV[1])
+        end
+        return answers
+        """
+        poster = Poster(lua, lambda: client, call, ["{c}:unused"], [1000])
+        posts = [gevent.spawn(poster.post, ["{c}:counter"], [n]) for n in range(20)]
         gevent.joinall(posts, timeout=WAIT, raise_error=True)
-        assert sorted(post.value for post in posts) == [100 * (n + 1) + n for n in range(20)]
-        assert round_trips == [20]
+        assert [post.value for post in posts] == [1000 + 100 * (n + 1) + n for n in range(20)]
+        assert round_trips == [1]
         client.script_flush()
-        assert poster.post(["counter"], [0]) == 2100
+        assert poster.post(["{c}:counter"], [0]) == 3100
         client.close()
     finally:
         server.close()

@@ -1,31 +1,34 @@
 """A cluster node's room messages, posted to Redis many at a time: the messages its sessions
-post while the hub runs them go together, one pipeline of the post script, one round trip,
-where each would have made its own (in a cluster node's profile, half its time was redis-py's
-calls). Each sender still waits for its own message's id; a sender's messages keep their
-order, since it posts one at a time.
+post while the hub runs them go together, one run of the post script, one round trip, where
+each would have made its own (in a cluster node's profile, half its time was redis-py's
+calls), and each node they reach is handed them in one payload. Each sender still waits for
+its own message's id; a sender's messages keep their order, since it posts one at a time.
 """
 
 import gevent
 import redis
 from gevent.event import AsyncResult
 
+MAX_BATCH = 256  # messages in one run of the script, at most (the rest go in the next)
+
 
 class Poster:
-    """Runs a script (its Lua text) for every call of ``post`` made while the last batch was
-    on its way, in one pipeline, through ``call`` (the directory's way to Redis: the circuit
-    breaker, DirectoryUnavailable)."""
+    """Runs a script (its Lua text) once for the calls of ``post`` made while the last run was
+    on its way, through ``call`` (the directory's way to Redis: the circuit breaker,
+    DirectoryUnavailable). The script takes ``keys`` and ``args`` first, then each post's
+    keys and arguments, all of a kind, and answers a list: one answer a post, in order."""
 
-    def __init__(self, lua: str, client_of, call):
+    def __init__(self, lua: str, client_of, call, keys: list, args: list):
         self._lua = lua
         self._client_of = client_of  # () -> the directory's Redis client of the moment
         self._call = call
+        self._keys, self._args = keys, args
         self._sha = ""  # the script's, once loaded (Redis may forget it: then loaded again)
         self._queued: list[tuple[list, list, AsyncResult]] = []
         self._carrier: gevent.Greenlet | None = None
 
     def post(self, keys: list, args: list):
-        """The script's answer for these keys and arguments (DirectoryUnavailable if Redis
-        failed)."""
+        """The script's answer for this post (DirectoryUnavailable if Redis failed)."""
         answer = AsyncResult()
         self._queued.append((keys, args, answer))
         if self._carrier is None:
@@ -35,7 +38,7 @@ class Poster:
     def _carry(self) -> None:
         try:
             while self._queued:
-                batch, self._queued = self._queued, []
+                batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
                 try:
                     answers = self._call(self._run, batch)
                 except Exception as err:  # (DirectoryUnavailable, or a bug: no sender is left waiting)
@@ -48,19 +51,20 @@ class Poster:
             self._carrier = None
 
     def _run(self, batch) -> list:
+        keys, args = list(self._keys), list(self._args)
+        for post_keys, post_args, _ in batch:
+            keys += post_keys
+            args += post_args
         try:
-            return self._pipeline(batch)
+            return self._evalsha(keys, args)
         except redis.exceptions.NoScriptError:
-            # Redis forgot the script (it restarted, or the slot moved), and ran none of the
-            # batch: loaded again, the batch goes once more.
+            # Redis forgot the script (it restarted, or the slot moved), and ran none of it:
+            # loaded again, the batch goes once more.
             self._sha = ""
-            return self._pipeline(batch)
+            return self._evalsha(keys, args)
 
-    def _pipeline(self, batch) -> list:
+    def _evalsha(self, keys: list, args: list) -> list:
         client = self._client_of()
         if not self._sha:
             self._sha = client.script_load(self._lua)
-        pipe = client.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(self._sha, len(keys), *keys, *args)
-        return pipe.execute()
+        return client.evalsha(self._sha, len(keys), *keys, *args)

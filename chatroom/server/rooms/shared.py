@@ -40,63 +40,86 @@ ROOM = "{chatroom}:room:"
 USER_ROOMS = "{chatroom}:user-rooms:"
 POSTED_WAIT = 1.0  # how long a sender waits for its node to hand its message out
 
-# The nodes with a member of the room logged in (at any of their holders: see the directory's
-# scripts): KEYS[1] the users, KEYS[2] the room's members. Their holders are read many at a time,
-# and a value shared by many members (one node, one lease) is read once.
+# nodes_of(users, members): the nodes with a member of the room logged in (at any of their
+# holders: see the directory's scripts), as a set, and how many. Their holders are read many
+# at a time, and a value shared by many members (one node, one lease) is parsed once.
 _NODES = """
-local nodes, count, seen = {}, 0, {}
-local members = redis.call('ZRANGE', KEYS[2], 0, -1)
-for first = 1, #members, 1000 do
-  local values = redis.call('HMGET', KEYS[1], unpack(members, first, math.min(first + 999, #members)))
-  for _, value in ipairs(values) do
-    if value and not seen[value] then
-      seen[value] = true
-      for node in string.gmatch(value, '([^ *:]+):') do
-        if not nodes[node] then
-          nodes[node] = true
-          count = count + 1
+local function nodes_of(users, members_key)
+  local nodes, count, seen = {}, 0, {}
+  local members = redis.call('ZRANGE', members_key, 0, -1)
+  for first = 1, #members, 1000 do
+    local values = redis.call('HMGET', users, unpack(members, first, math.min(first + 999, #members)))
+    for _, value in ipairs(values) do
+      if value and not seen[value] then
+        seen[value] = true
+        for node in string.gmatch(value, '([^ *:]+):') do
+          if not nodes[node] then
+            nodes[node] = true
+            count = count + 1
+          end
         end
       end
     end
   end
+  return nodes, count
 end
 """
-# Publish an envelope (ARGV[3]) to the inbox of every node with members (_NODES); ARGV[1],
-# ARGV[2] the node and inbox prefixes. Returns how many nodes.
+# Publish an envelope (ARGV[3]) to the inbox of every node with members: KEYS[1] the users,
+# KEYS[2] the room's members; ARGV[1], ARGV[2] the node and inbox prefixes. Returns how many
+# nodes.
 _TELL = (
     _NODES
     + HAND
     + """
+local nodes, count = nodes_of(KEYS[1], KEYS[2])
 for node in pairs(nodes) do
   hand(ARGV[2] .. node, ARGV[3])
 end
 return count
 """
 )
-# A message from a member: the room's next id (KEYS[3], its hash), then its ROOM-MESSAGE frame,
-# built here around the id, published to every node with members. ARGV[3] the room, ARGV[4]
-# the sender, ARGV[5] the time (ms), ARGV[6] the text. Returns the id, or 0 (nothing posted)
-# if the sender is not a member (or the room is gone): the rules then say why.
+# Messages from members, many at once (see posting.Poster): KEYS[1] the users, ARGV[1] the
+# inbox prefix; then per message, KEYS its room's members and hash, ARGV its room, sender,
+# time (ms) and text. Each takes its room's next id and becomes a ROOM-MESSAGE frame built
+# here around it; every node with members of any of the rooms is handed its messages, in
+# order, in one payload. Returns the ids, 0 for a message not posted (its sender is not a
+# member, or the room is gone: the rules then say why).
 _POST = (
-    """
-if not redis.call('ZSCORE', KEYS[2], ARGV[4]) then
-  return 0
-end
-"""
-    + _NODES
+    _NODES
     + HAND
     + """
-local id = redis.call('HINCRBY', KEYS[3], 'last', 1)
-local room, sender, time = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local function u64(n)
   return struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
 end
-local body = string.char(#room) .. room .. string.char(#sender) .. sender .. u64(id) .. u64(time) .. ARGV[6]
-local envelope = string.char(#room) .. room .. string.char(0x89) .. struct.pack('>I4', #body) .. body
-for node in pairs(nodes) do
-  hand(ARGV[2] .. node, envelope)
+local ids, payloads, order, nodes_by_room = {}, {}, {}, {}
+for i = 1, (#KEYS - 1) / 2 do
+  local members_key, room_key = KEYS[2 * i], KEYS[2 * i + 1]
+  local room, sender, time, text = ARGV[4 * i - 2], ARGV[4 * i - 1], tonumber(ARGV[4 * i]), ARGV[4 * i + 1]
+  if redis.call('ZSCORE', members_key, sender) then
+    local nodes = nodes_by_room[members_key]
+    if not nodes then
+      nodes = nodes_of(KEYS[1], members_key)
+      nodes_by_room[members_key] = nodes
+    end
+    local id = redis.call('HINCRBY', room_key, 'last', 1)
+    local body = string.char(#room) .. room .. string.char(#sender) .. sender .. u64(id) .. u64(time) .. text
+    local envelope = string.char(#room) .. room .. string.char(0x89) .. struct.pack('>I4', #body) .. body
+    for node in pairs(nodes) do
+      if not payloads[node] then
+        payloads[node] = {}
+        table.insert(order, node)
+      end
+      table.insert(payloads[node], envelope)
+    end
+    ids[i] = id
+  else
+    ids[i] = 0
+  end
 end
-return id
+for _, node in ipairs(order) do
+  hand(ARGV[1] .. node, table.concat(payloads[node]))
+end
+return ids
 """
 )
 
@@ -158,7 +181,9 @@ class SharedRooms:
         self._posted: dict[tuple[str, int], AsyncResult] = {}  # own messages, until handed out here
         self._handed: dict[str, tuple[int, int]] = {}  # room -> (the last id handed out here, to how many)
         self._scripts: tuple | None = None  # (the client, its tell, join and leave scripts)
-        self._poster = Poster(_POST, lambda: directory.redis, directory.redis_call)
+        self._poster = Poster(
+            _POST, lambda: directory.redis, directory.redis_call, [directory.users_key], [directory.inbox_prefix]
+        )
 
     def start(self) -> None:
         self._directory.on_room_envelope = self._hand_out
@@ -307,10 +332,8 @@ class SharedRooms:
         # Membership is checked by the script that posts: one round trip a message, and no
         # reading of the room's members here.
         time_ms = now_ms()
-        keys = [self._directory.users_key, ROOM + name + ":members", ROOM + name]
-        args = [self._directory.node_prefix, self._directory.inbox_prefix, name, sender, time_ms, text]
         handed = AsyncResult()
-        message_id = int(self._poster.post(keys, args))
+        message_id = int(self._poster.post([ROOM + name + ":members", ROOM + name], [name, sender, time_ms, text]))
         if not message_id:
             return None
         # The inbox may have handed it out before the script's answer came (no wait is needed
