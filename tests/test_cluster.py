@@ -51,7 +51,8 @@ from chatroom.server.presence.cluster.directory import RedisDirectory
 from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS
 from chatroom.server.presence.directory import ENDED
 from chatroom.server.rooms.posting import Poster
-from chatroom.server.rooms.shared import _POST, _TELL, ROOM
+from chatroom.server.rooms.room_scripts import POST, TELL
+from chatroom.server.rooms.shared import ROOM
 from chatroom.server.storage.redis_store import RECORDS_PER_CALL, RedisStore
 from chatroom.server.storage.store import now_ms
 from chatroom.testing import (
@@ -979,10 +980,10 @@ def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_po
         del holders["m7"]  # (a member logged out)
         client.hset(USERS, mapping=holders)
         keys = [USERS, ROOM + "#big:members"]
-        assert client.register_script(_TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 3
+        assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 3
         client.hdel(USERS, "m1500")
-        assert client.register_script(_TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
-        post = client.register_script(_POST)
+        assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
+        post = client.register_script(POST)
         room = [ROOM + "#big:members", ROOM + "#big"]
         assert post(keys=[USERS, *room], args=[INBOX, "#big", "stranger", 1, b"hi"]) == [0]
         assert client.hget(ROOM + "#big", "last") is None

@@ -24,13 +24,14 @@ from gevent.event import AsyncResult
 
 from ...codec import Decoder, name_field
 from ...protocol import Reason
-from ...room_frames import EventKind, RoomEvent, RoomMessage
-from ..presence.cluster.handing import HAND
+from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
+from ..connection.outbox import offer_each
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms
 from .posting import Poster
 from .registry import DEFAULT_QUOTAS, Joined, Room, refusal
+from .room_scripts import JOIN, LEAVE, POST, TELL
 
 log = logging.getLogger(__name__)
 
@@ -39,130 +40,6 @@ SKELETONS = "{chatroom}:room-skeletons"
 ROOM = "{chatroom}:room:"
 USER_ROOMS = "{chatroom}:user-rooms:"
 POSTED_WAIT = 1.0  # how long a sender waits for its node to hand its message out
-
-# nodes_of(users, members): the nodes with a member of the room logged in (at any of their
-# holders: see the directory's scripts), as a set, and how many. Their holders are read many
-# at a time, and a value shared by many members (one node, one lease) is parsed once.
-_NODES = """
-local function nodes_of(users, members_key)
-  local nodes, count, seen = {}, 0, {}
-  local members = redis.call('ZRANGE', members_key, 0, -1)
-  for first = 1, #members, 1000 do
-    local values = redis.call('HMGET', users, unpack(members, first, math.min(first + 999, #members)))
-    for _, value in ipairs(values) do
-      if value and not seen[value] then
-        seen[value] = true
-        for node in string.gmatch(value, '([^ *:]+):') do
-          if not nodes[node] then
-            nodes[node] = true
-            count = count + 1
-          end
-        end
-      end
-    end
-  end
-  return nodes, count
-end
-"""
-# Publish an envelope (ARGV[3]) to the inbox of every node with members: KEYS[1] the users,
-# KEYS[2] the room's members; ARGV[1], ARGV[2] the node and inbox prefixes. Returns how many
-# nodes.
-_TELL = (
-    _NODES
-    + HAND
-    + """
-local nodes, count = nodes_of(KEYS[1], KEYS[2])
-for node in pairs(nodes) do
-  hand(ARGV[2] .. node, ARGV[3])
-end
-return count
-"""
-)
-# Messages from members, many at once (see posting.Poster): KEYS[1] the users, ARGV[1] the
-# inbox prefix; then per message, KEYS its room's members and hash, ARGV its room, sender,
-# time (ms) and text. Each takes its room's next id and becomes a ROOM-MESSAGE frame built
-# here around it; every node with members of any of the rooms is handed its messages, in
-# order, in one payload. Returns the ids, 0 for a message not posted (its sender is not a
-# member, or the room is gone: the rules then say why).
-_POST = (
-    _NODES
-    + HAND
-    + """
-local function u64(n)
-  return struct.pack('>I4I4', math.floor(n / 4294967296), n % 4294967296)
-end
-local ids, payloads, order, nodes_by_room = {}, {}, {}, {}
-for i = 1, (#KEYS - 1) / 2 do
-  local members_key, room_key = KEYS[2 * i], KEYS[2 * i + 1]
-  local room, sender, time, text = ARGV[4 * i - 2], ARGV[4 * i - 1], tonumber(ARGV[4 * i]), ARGV[4 * i + 1]
-  if redis.call('ZSCORE', members_key, sender) then
-    local nodes = nodes_by_room[members_key]
-    if not nodes then
-      nodes = nodes_of(KEYS[1], members_key)
-      nodes_by_room[members_key] = nodes
-    end
-    local id = redis.call('HINCRBY', room_key, 'last', 1)
-    local body = string.char(#room) .. room .. string.char(#sender) .. sender .. u64(id) .. u64(time) .. text
-    local envelope = string.char(#room) .. room .. string.char(0x89) .. struct.pack('>I4', #body) .. body
-    for node in pairs(nodes) do
-      if not payloads[node] then
-        payloads[node] = {}
-        table.insert(order, node)
-      end
-      table.insert(payloads[node], envelope)
-    end
-    ids[i] = id
-  else
-    ids[i] = 0
-  end
-end
-for _, node in ipairs(order) do
-  hand(ARGV[1] .. node, table.concat(payloads[node]))
-end
-return ids
-"""
-)
-
-
-# Join (and make, if it is not there): KEYS the room's hash, members, registered members,
-# the rooms, the skeletons, the user's rooms; ARGV the user, the room, its skeleton, the owner
-# of a new room ('' for none), '1' if the user is registered, the time (ms). Answers '' once
-# joined, or the room a new one would look like. A room's 'last' id outlives it: ids never
-# go back under one name.
-_JOIN = """
-if redis.call('HEXISTS', KEYS[1], 'topic') == 0 then
-  local other = redis.call('HGET', KEYS[5], ARGV[3])
-  if other and other ~= ARGV[2] then
-    return other
-  end
-  redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'topic', '', 'invite_only', '0')
-  redis.call('SADD', KEYS[4], ARGV[2])
-  redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
-end
-redis.call('ZADD', KEYS[2], 'NX', ARGV[6], ARGV[1])
-if ARGV[5] == '1' then
-  redis.call('SADD', KEYS[3], ARGV[1])
-end
-redis.call('SADD', KEYS[6], ARGV[2])
-return ''
-"""
-# Leave (same KEYS, and the invitations 7th; ARGV the user, the room, its skeleton): the
-# room goes with its last member. Answers the members left.
-_LEAVE = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[6], ARGV[2])
-local left = redis.call('ZCARD', KEYS[2])
-if left == 0 then
-  redis.call('HDEL', KEYS[1], 'owner', 'topic', 'invite_only')
-  redis.call('DEL', KEYS[3], KEYS[7])
-  redis.call('SREM', KEYS[4], ARGV[2])
-  if redis.call('HGET', KEYS[5], ARGV[3]) == ARGV[2] then
-    redis.call('HDEL', KEYS[5], ARGV[3])
-  end
-end
-return left
-"""
 
 
 def _room_keys(room: str, user: str) -> list[str]:
@@ -178,11 +55,12 @@ class SharedRooms:
         self._store = store  # the cluster's store, for a room's history
         self._quotas = quotas
         self._here: dict[str, set[str]] = {}  # room -> its members logged in on this node
+        self._sinks_here: dict[str, tuple[int, list]] = {}  # room -> (the names' changes, their sinks)
         self._posted: dict[tuple[str, int], AsyncResult] = {}  # own messages, until handed out here
         self._handed: dict[str, tuple[int, int]] = {}  # room -> (the last id handed out here, to how many)
         self._scripts: tuple | None = None  # (the client, its tell, join and leave scripts)
         self._poster = Poster(
-            _POST, lambda: directory.redis, directory.redis_call, [directory.users_key], [directory.inbox_prefix]
+            POST, lambda: directory.redis, directory.redis_call, [directory.users_key], [directory.inbox_prefix]
         )
 
     def start(self) -> None:
@@ -257,7 +135,7 @@ class SharedRooms:
         look_alike = self._directory.redis_call(self._script(1), keys=_room_keys(name, user), args=args)
         if look_alike:
             return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike.decode())
-        self._here.setdefault(name, set()).add(user)
+        self._add_here(name, user)
         return Joined(self.get(name) or Room(name, members={user: registered}), new=True)
 
     def leave(self, room: Room, user: str) -> None:
@@ -291,7 +169,7 @@ class SharedRooms:
                 else:
                     self._call("srem", USER_ROOMS + user, name)
                 continue
-            self._here.setdefault(name, set()).add(user)
+            self._add_here(name, user)
 
     def logged_out(self, user: str) -> None:
         for name in list(self._here):
@@ -316,7 +194,7 @@ class SharedRooms:
         (messages are posted by the poster)."""
         client = self._directory.redis
         if self._scripts is None or self._scripts[0] is not client:
-            self._scripts = (client, *(client.register_script(lua) for lua in (_TELL, _JOIN, _LEAVE)))
+            self._scripts = (client, *(client.register_script(lua) for lua in (TELL, JOIN, LEAVE)))
         return self._scripts[1 + which]
 
     def tell(self, room: Room, frame: bytes, directory) -> int:
@@ -353,30 +231,51 @@ class SharedRooms:
     def _hand_out(self, room: str, frame: bytes) -> None:
         """(The inbox's greenlet.) A room's frame, to its members logged in here, in the order
         it came."""
+        if frame[0] == ROOM_MESSAGE:  # (most of what comes: read without a decoder)
+            sender_at = 6 + frame[5]
+            id_at = sender_at + 1 + frame[sender_at]
+            message_id = int.from_bytes(frame[id_at : id_at + 8], "big")
+            self._handed_out(room, message_id, offer_each(self._sinks(room), frame))
+            return
         find = self._directory.local.find
         events = Decoder.for_client().receive_data(frame)
         for event in events:
             if type(event) is RoomEvent and event.kind is EventKind.JOINED and find(event.actor) is not None:
                 # (one of the user's devices joined, maybe at another node: this one's too)
-                self._here.setdefault(room, set()).add(event.actor)
-        taken = 0
-        for member in list(self._here.get(room, ())):
-            mailbox = find(member)
-            if mailbox is not None and mailbox.offer(frame):
-                taken += 1
+                self._add_here(room, event.actor)
+        taken = offer_each(self._sinks(room), frame)
         for event in events:
             if type(event) is RoomMessage:
-                self._handed[room] = (event.id, taken)
-                waiting = self._posted.get((room, event.id))
-                if waiting is not None:
-                    waiting.set(taken)
+                self._handed_out(room, event.id, taken)
             elif type(event) is RoomEvent and event.kind is EventKind.REMOVED:
                 self._forget_here(room, event.detail)
             elif type(event) is RoomEvent and event.kind is EventKind.PARTED:
                 self._forget_here(room, event.actor)
 
+    def _handed_out(self, room: str, message_id: int, taken: int) -> None:
+        self._handed[room] = (message_id, taken)
+        waiting = self._posted.get((room, message_id))
+        if waiting is not None:
+            waiting.set(taken)
+
+    def _sinks(self, room: str) -> list:
+        """The room sinks of the room's members here, found once and kept until they change
+        or this node's names do (as registry.Rooms.tell keeps them)."""
+        local = self._directory.local
+        kept = self._sinks_here.get(room)
+        if kept is None or kept[0] != local.changes:
+            find = local.find
+            sinks = [mailbox.room_sink() for name in self._here.get(room, ()) if (mailbox := find(name)) is not None]
+            kept = self._sinks_here[room] = (local.changes, sinks)
+        return kept[1]
+
+    def _add_here(self, room: str, user: str) -> None:
+        self._here.setdefault(room, set()).add(user)
+        self._sinks_here.pop(room, None)
+
     def _forget_here(self, room: str, user: str) -> None:
         members = self._here.get(room)
+        self._sinks_here.pop(room, None)
         if members is not None:
             members.discard(user)
             if not members:
