@@ -789,6 +789,25 @@ def test_a_rooms_history_is_kept_across_nodes_in_the_order_of_its_ids(nodes):
         peer.close()
 
 
+def test_a_member_who_comes_back_to_another_node_is_handed_the_rooms_messages_there(nodes):
+    """A node keeps its members' sinks per room: one who logs out, and in again elsewhere, is
+    handed the room's messages where they are now, and only there."""
+    one, two = nodes(2)
+    speaker = room_member(one.address, "speaker")
+    member = hello_peer(two.address, 3, "member", "pw")
+    assert member.reply(Join("#r")) == OK
+    assert speaker.reply(SendTo("#r", "first")) == OK
+    wait_for_push(member, lambda e: isinstance(e, RoomMessage) and e.text == "first")
+    assert member.reply(Logout()) == OK
+    member.close()
+    again = Peer(one.address)
+    assert again.reply(Hello(3)) == OK and again.reply(Authenticate("member", "pw")) == OK
+    assert speaker.reply(SendTo("#r", "second")) == OK
+    wait_for_push(again, lambda e: isinstance(e, RoomMessage) and e.text == "second")
+    for peer in (speaker, again):
+        peer.close()
+
+
 def test_a_rooms_messages_fail_while_redis_is_away_and_flow_once_it_is_back(server_process, tmp_path):
     """Redis keeps its data across the restart (an append-only file), not its scripts: the
     nodes load them again, and the room goes on."""
