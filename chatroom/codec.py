@@ -195,11 +195,16 @@ def history_entry(entry: HistoryEntry) -> bytes:
 
 def without_id(data: bytes) -> bytes:
     """A DIRECT-MESSAGE frame as the INCOMING one a client of an older version takes; any
-    other frame as it is."""
-    if data[:1] != bytes((DIRECT_MESSAGE,)):
+    other frame as it is. Cut from its bytes (the sender's field, then the text, past the id
+    and time): every message another node relays to such a client comes through here."""
+    if data[:1] != _DIRECT_MESSAGE_TYPE:
         return data
-    [message] = Decoder.for_client().receive_data(data)
-    return encode(Incoming(message.sender, message.text))
+    sender_end = HEADER_SIZE + 1 + data[HEADER_SIZE]
+    sender, text = data[HEADER_SIZE:sender_end], data[sender_end + 16 :]
+    return _HEADER.pack(INCOMING, len(sender) + len(text)) + sender + text
+
+
+_DIRECT_MESSAGE_TYPE = bytes((DIRECT_MESSAGE,))
 
 
 # What a server sends unasked (every other frame it sends answers a request).

@@ -13,6 +13,7 @@ from chatroom.codec import (
     incoming_frame,
     name_field,
     room_message_frame,
+    without_id,
 )
 from chatroom.protocol import (
     MAX_BODY,
@@ -322,3 +323,6 @@ def test_the_relays_frames_are_the_messages_frames(name, sender, message_id, tim
     assert room_message_frame(room, sender, message_id, time_ms, raw) == encode(
         RoomMessage(room, sender, message_id, time_ms, text)
     )
+    # A client of an older version takes the INCOMING cut from the DIRECT-MESSAGE's bytes.
+    assert without_id(direct_message_frame(sender, message_id, time_ms, raw)) == encode(Incoming(sender, text))
+    assert without_id(encode(Incoming(sender, text))) == encode(Incoming(sender, text))
