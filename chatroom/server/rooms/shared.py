@@ -261,11 +261,14 @@ class SharedRooms:
     def _sinks(self, room: str) -> list:
         """The room sinks of the room's members here, found once and kept until they change
         or this node's names do (as registry.Rooms.tell keeps them)."""
+        members = self._here.get(room)
+        if not members:
+            return []  # (nothing kept for a room with nobody here)
         local = self._directory.local
         kept = self._sinks_here.get(room)
         if kept is None or kept[0] != local.changes:
             find = local.find
-            sinks = [mailbox.room_sink() for name in self._here.get(room, ()) if (mailbox := find(name)) is not None]
+            sinks = [mailbox.room_sink() for name in members if (mailbox := find(name)) is not None]
             kept = self._sinks_here[room] = (local.changes, sinks)
         return kept[1]
 
