@@ -136,7 +136,13 @@ class SharedRooms:
         if look_alike:
             return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike.decode())
         self._add_here(name, user)
-        return Joined(self.get(name) or Room(name, members={user: registered}), new=True)
+        # The room as read before, with its new member: what the rules do with it next (the
+        # invitation used, the event told) reads its name and invitations, and reading every
+        # member again made a storm of joins to a large room cost twice over.
+        if room is None:
+            room = Room(name, user if registered else None)
+        room.members[user] = registered
+        return Joined(room, new=True)
 
     def leave(self, room: Room, user: str) -> None:
         """Out of the room (gone with its last member, at one go); an owner who leaves hands it
