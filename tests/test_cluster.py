@@ -1019,9 +1019,9 @@ def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgot
         client = redis.Redis.from_url(server.url)
         round_trips = []
 
-        def call(method, *args):
-            round_trips.append(1)
-            return method(*args)
+        def call(method, batch):
+            round_trips.append(len(batch))
+            return method(batch)
 
         # Each post: a counter's next value (x 100), plus its argument, plus the common one.
         lua = """
@@ -1035,9 +1035,14 @@ def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgot
         posts = [gevent.spawn(poster.post, ["{c}:counter"], [n]) for n in range(20)]
         gevent.joinall(posts, timeout=WAIT, raise_error=True)
         assert [post.value for post in posts] == [1000 + 100 * (n + 1) + n for n in range(20)]
-        assert round_trips == [1]
+        assert round_trips == [20]
         client.script_flush()
         assert poster.post(["{c}:counter"], [0]) == 3100
+        # A batch stops at a megabyte of posts (each node is handed it in one payload).
+        large = [gevent.spawn(poster.post, ["{c}:counter"], [0], 600_000) for _ in range(3)]
+        gevent.joinall(large, timeout=WAIT, raise_error=True)
+        assert [post.value for post in large] == [3200, 3300, 3400]
+        assert round_trips == [20, 1, 2, 1]
         client.close()
     finally:
         server.close()

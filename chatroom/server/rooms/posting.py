@@ -9,7 +9,11 @@ import gevent
 import redis
 from gevent.event import AsyncResult
 
-MAX_BATCH = 256  # messages in one run of the script, at most (the rest go in the next)
+# What one run of the script takes at most (the rest go in the next): each node it reaches is
+# handed the batch's messages in one payload, which a subscriber's output buffer in Redis
+# must hold (32 MB at most, by default, and a message's text may be 256 KB).
+MAX_BATCH = 256
+MAX_BATCH_BYTES = 1 << 20
 
 
 class Poster:
@@ -24,13 +28,14 @@ class Poster:
         self._call = call
         self._keys, self._args = keys, args
         self._sha = ""  # the script's, once loaded (Redis may forget it: then loaded again)
-        self._queued: list[tuple[list, list, AsyncResult]] = []
+        self._queued: list[tuple[list, list, int, AsyncResult]] = []
         self._carrier: gevent.Greenlet | None = None
 
-    def post(self, keys: list, args: list):
-        """The script's answer for this post (DirectoryUnavailable if Redis failed)."""
+    def post(self, keys: list, args: list, size: int = 0):
+        """The script's answer for this post (DirectoryUnavailable if Redis failed); ``size``:
+        its bytes, as counted against MAX_BATCH_BYTES."""
         answer = AsyncResult()
-        self._queued.append((keys, args, answer))
+        self._queued.append((keys, args, size, answer))
         if self._carrier is None:
             self._carrier = gevent.spawn(self._carry)
         return answer.get()
@@ -38,7 +43,7 @@ class Poster:
     def _carry(self) -> None:
         try:
             while self._queued:
-                batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+                batch = self._take_batch()
                 try:
                     answers = self._call(self._run, batch)
                 except Exception as err:  # (DirectoryUnavailable, or a bug: no sender is left waiting)
@@ -50,9 +55,19 @@ class Poster:
         finally:
             self._carrier = None
 
+    def _take_batch(self) -> list:
+        """The posts queued first, up to MAX_BATCH of them and MAX_BATCH_BYTES (one at least)."""
+        taken = total = 0
+        for taken, (_, _, size, _) in enumerate(self._queued, 1):
+            total += size
+            if taken == MAX_BATCH or total >= MAX_BATCH_BYTES:
+                break
+        batch, self._queued = self._queued[:taken], self._queued[taken:]
+        return batch
+
     def _run(self, batch) -> list:
         keys, args = list(self._keys), list(self._args)
-        for post_keys, post_args, _ in batch:
+        for post_keys, post_args, _, _ in batch:
             keys += post_keys
             args += post_args
         try:

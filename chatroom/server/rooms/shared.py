@@ -217,7 +217,8 @@ class SharedRooms:
         # reading of the room's members here.
         time_ms = now_ms()
         handed = AsyncResult()
-        message_id = int(self._poster.post([ROOM + name + ":members", ROOM + name], [name, sender, time_ms, text]))
+        keys, args = [ROOM + name + ":members", ROOM + name], [name, sender, time_ms, text]
+        message_id = int(self._poster.post(keys, args, len(text)))
         if not message_id:
             return None
         # The inbox may have handed it out before the script's answer came (no wait is needed
