@@ -212,13 +212,20 @@ def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, brow
     dave = logged_in(web_server.address, "dave")
     assert dave.request(SendTo("webby", "hello")) == OK
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="dave"]')), "dave")
+
+    # The list is redrawn as presence comes (the focus stays on its name): what has the focus
+    # is looked for again when it was redrawn between finding it and using it.
+    def focused_name(driver):
+        return driver.switch_to.active_element.get_attribute("data-name")
+
+    def press(key):
+        until(browser, lambda d: d.switch_to.active_element.send_keys(key) or True, f"the key {key!r}")
+
     browser.find_element(*By_ID("talk-to")).send_keys(Keys.TAB)  # from the name box to the list
-    focused = browser.switch_to.active_element
-    assert focused.get_attribute("data-name") == "carol"  # (in the order of names)
-    focused.send_keys(Keys.TAB)
-    focused = browser.switch_to.active_element
-    assert focused.get_attribute("data-name") == "dave"
-    focused.send_keys(Keys.ENTER)
+    until(browser, lambda d: focused_name(d) == "carol", "carol's entry focused")  # (in the order of names)
+    press(Keys.TAB)
+    until(browser, lambda d: focused_name(d) == "dave", "dave's entry focused")
+    press(Keys.ENTER)
     until(browser, lambda d: text_of(d, "peer") == "dave", "the conversation, opened by Enter")
 
 
