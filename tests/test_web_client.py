@@ -211,15 +211,23 @@ def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, brow
     until(browser, lambda d: d.find_elements(*by_css('.user[data-name="carol"].offline')), "carol gone")
     dave = logged_in(web_server.address, "dave")
     assert dave.request(SendTo("webby", "hello")) == OK
-    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="dave"]')), "dave")
-
+    until(browser, lambda d: d.find_elements(*by_css('.user[data-name="dave"] .dot.online')), "dave online")
     # The list is redrawn as presence comes (the focus stays on its name): what has the focus
     # is looked for again when it was redrawn between finding it and using it.
+    from selenium.common.exceptions import ElementNotInteractableException
+
     def focused_name(driver):
         return driver.switch_to.active_element.get_attribute("data-name")
 
+    def pressed(driver, key) -> bool:
+        try:
+            driver.switch_to.active_element.send_keys(key)
+        except ElementNotInteractableException:  # (found mid-redraw: the key was not sent)
+            return False
+        return True
+
     def press(key):
-        until(browser, lambda d: d.switch_to.active_element.send_keys(key) or True, f"the key {key!r}")
+        until(browser, lambda d: pressed(d, key), f"the key {key!r}")
 
     browser.find_element(*By_ID("talk-to")).send_keys(Keys.TAB)  # from the name box to the list
     until(browser, lambda d: focused_name(d) == "carol", "carol's entry focused")  # (in the order of names)
