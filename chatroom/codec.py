@@ -11,7 +11,7 @@ import struct
 from . import device_frames, room_frames, search_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME
 from .device_frames import Marked, OwnMessage, PresenceStatus
-from .fields import BadBody, id_and_time, name_field
+from .fields import ID_AND_TIME_SIZE, BadBody, id_and_time, name_field
 from .protocol import (
     AUTHENTICATE,
     CHANGE_PASSWORD,
@@ -200,7 +200,7 @@ def without_id(data: bytes) -> bytes:
     if data[:1] != _DIRECT_MESSAGE_TYPE:
         return data
     sender_end = HEADER_SIZE + 1 + data[HEADER_SIZE]
-    sender, text = data[HEADER_SIZE:sender_end], data[sender_end + 16 :]
+    sender, text = data[HEADER_SIZE:sender_end], data[sender_end + ID_AND_TIME_SIZE :]
     return _HEADER.pack(INCOMING, len(sender) + len(text)) + sender + text
 
 

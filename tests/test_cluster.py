@@ -1031,7 +1031,8 @@ def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgot
         end
         return answers
         """
-        poster = Poster(lua, lambda: client, call, ["{c}:unused"], [1000])
+        script = client.register_script(lua)
+        poster = Poster(lambda: script, call, ["{c}:unused"], [1000])
         posts = [gevent.spawn(poster.post, ["{c}:counter"], [n]) for n in range(20)]
         gevent.joinall(posts, timeout=WAIT, raise_error=True)
         assert [post.value for post in posts] == [1000 + 100 * (n + 1) + n for n in range(20)]

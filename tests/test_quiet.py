@@ -14,8 +14,6 @@ from chatroom.testing import WAIT
 class _WaitingItself(SocketStream):
     """A stream that cannot be read without waiting, as a TLS socket or a WebSocket."""
 
-    without_waiting = False
-
     def __init__(self, sock):
         super().__init__(sock)
         self.without_waiting = False

@@ -6,7 +6,6 @@ its own message's id; a sender's messages keep their order, since it posts one a
 """
 
 import gevent
-import redis
 from gevent.event import AsyncResult
 
 # What one run of the script takes at most (the rest go in the next): each node it reaches is
@@ -17,17 +16,16 @@ MAX_BATCH_BYTES = 1 << 20
 
 
 class Poster:
-    """Runs a script (its Lua text) once for the calls of ``post`` made while the last run was
-    on its way, through ``call`` (the directory's way to Redis: the circuit breaker,
-    DirectoryUnavailable). The script takes ``keys`` and ``args`` first, then each post's
+    """Runs a script once for the calls of ``post`` made while the last run was on its way,
+    through ``call`` (the directory's way to Redis: the circuit breaker, DirectoryUnavailable).
+    ``script_of()``: the script (redis-py's, which loads it again if Redis forgot it) on the
+    directory's client of the moment. It takes ``keys`` and ``args`` first, then each post's
     keys and arguments, all of a kind, and answers a list: one answer a post, in order."""
 
-    def __init__(self, lua: str, client_of, call, keys: list, args: list):
-        self._lua = lua
-        self._client_of = client_of  # () -> the directory's Redis client of the moment
+    def __init__(self, script_of, call, keys: list, args: list):
+        self._script_of = script_of
         self._call = call
         self._keys, self._args = keys, args
-        self._sha = ""  # the script's, once loaded (Redis may forget it: then loaded again)
         self._queued: list[tuple[list, list, int, AsyncResult]] = []
         self._carrier: gevent.Greenlet | None = None
 
@@ -70,16 +68,4 @@ class Poster:
         for post_keys, post_args, _, _ in batch:
             keys += post_keys
             args += post_args
-        try:
-            return self._evalsha(keys, args)
-        except redis.exceptions.NoScriptError:
-            # Redis forgot the script (it restarted, or the slot moved), and ran none of it:
-            # loaded again, the batch goes once more.
-            self._sha = ""
-            return self._evalsha(keys, args)
-
-    def _evalsha(self, keys: list, args: list) -> list:
-        client = self._client_of()
-        if not self._sha:
-            self._sha = client.script_load(self._lua)
-        return client.evalsha(self._sha, len(keys), *keys, *args)
+        return self._script_of()(keys=keys, args=args)

@@ -23,6 +23,7 @@ import logging
 from gevent.event import AsyncResult
 
 from ...codec import Decoder, name_field
+from ...fields import split_id_and_time
 from ...protocol import Reason
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..connection.outbox import offer_each
@@ -58,9 +59,9 @@ class SharedRooms:
         self._sinks_here: dict[str, tuple[int, list]] = {}  # room -> (the names' changes, their sinks)
         self._posted: dict[tuple[str, int], AsyncResult] = {}  # own messages, until handed out here
         self._handed: dict[str, tuple[int, int]] = {}  # room -> (the last id handed out here, to how many)
-        self._scripts: tuple | None = None  # (the client, its tell, join and leave scripts)
+        self._scripts: tuple | None = None  # (the client, its tell, join, leave and post scripts)
         self._poster = Poster(
-            POST, lambda: directory.redis, directory.redis_call, [directory.users_key], [directory.inbox_prefix]
+            lambda: self._script(3), directory.redis_call, [directory.users_key], [directory.inbox_prefix]
         )
 
     def start(self) -> None:
@@ -196,11 +197,11 @@ class SharedRooms:
     # --- Delivery -------------------------------------------------------------------------
 
     def _script(self, which: int):
-        """The tell (0), join (1) or leave (2) script, on the directory's client of the moment
-        (messages are posted by the poster)."""
+        """The tell (0), join (1), leave (2) or post (3: the poster's) script, on the
+        directory's client of the moment."""
         client = self._directory.redis
         if self._scripts is None or self._scripts[0] is not client:
-            self._scripts = (client, *(client.register_script(lua) for lua in (TELL, JOIN, LEAVE)))
+            self._scripts = (client, *(client.register_script(lua) for lua in (TELL, JOIN, LEAVE, POST)))
         return self._scripts[1 + which]
 
     def tell(self, room: Room, frame: bytes, directory) -> int:
@@ -213,10 +214,9 @@ class SharedRooms:
         return 0
 
     def post(self, name: str, sender: str, text: bytes, directory) -> tuple[int, int, int] | None:
-        # Membership is checked by the script that posts: one round trip a message, and no
-        # reading of the room's members here.
+        # Membership is checked by the script that posts (with the other messages posted
+        # meanwhile: see posting.py): no reading of the room's members here.
         time_ms = now_ms()
-        handed = AsyncResult()
         keys, args = [ROOM + name + ":members", ROOM + name], [name, sender, time_ms, text]
         message_id = int(self._poster.post(keys, args, len(text)))
         if not message_id:
@@ -226,7 +226,7 @@ class SharedRooms:
         last_id, taken = self._handed.get(name, (0, 0))
         if last_id >= message_id:
             return message_id, time_ms, taken if last_id == message_id else 0
-        self._posted[(name, message_id)] = handed
+        handed = self._posted[(name, message_id)] = AsyncResult()
         try:
             delivered = handed.get(timeout=POSTED_WAIT)
         except Exception:
@@ -240,8 +240,7 @@ class SharedRooms:
         it came."""
         if frame[0] == ROOM_MESSAGE:  # (most of what comes: read without a decoder)
             sender_at = 6 + frame[5]
-            id_at = sender_at + 1 + frame[sender_at]
-            message_id = int.from_bytes(frame[id_at : id_at + 8], "big")
+            message_id = split_id_and_time(frame, sender_at + 1 + frame[sender_at])[0]
             self._handed_out(room, message_id, offer_each(self._sinks(room), frame))
             return
         find = self._directory.local.find

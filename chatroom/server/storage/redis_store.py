@@ -86,12 +86,11 @@ if kept > 0 then
 end
 return kept
 """
-# Add a message to a conversation's history (KEYS[1]): ARGV[1] the member ("ID:ENTRY", so
-# that two equal messages stay two), ARGV[2] how long the conversation lives (ms), ARGV[3] the
-# score: the id without its node tag (a double holds it exactly; ids of one score sort by
-# member, their digits all as many).
-# A history's new entries (ARGV[2..]: score, member, score, member, ...) and its expiry
-# (ARGV[1], ms) at one go: never a key left without one.
+# Add messages to a history (KEYS[1]: a conversation's, or a room's) and renew its expiry at
+# one go, never a key left without one: ARGV[1] how long it lives (ms), then a score and a
+# member for each message. The member is "ID:ENTRY" (so that two equal messages stay two);
+# the score, a conversation's message id without its node tag (a double holds it exactly;
+# ids of one score sort by member, their digits all as many), or a room's message id.
 _RECORD = """
 redis.call('ZADD', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
