@@ -808,36 +808,6 @@ def test_a_member_who_comes_back_to_another_node_is_handed_the_rooms_messages_th
         peer.close()
 
 
-def test_a_rooms_messages_fail_while_redis_is_away_and_flow_once_it_is_back(server_process, tmp_path):
-    """Redis keeps its data across the restart (an append-only file), not its scripts: the
-    nodes load them again, and the room goes on."""
-    redis_server = RedisProcess(tmp_path, persistent=True)
-    peers = []
-    try:
-        one, two = [server_process("--redis", redis_server.url, "--node-ttl", str(TTL)) for _ in range(2)]
-        here, there = peers = [room_member(one.address, "here"), room_member(two.address, "there")]
-        assert here.reply(SendTo("#r", "before")) == OK
-        wait_for_push(there, lambda e: isinstance(e, RoomMessage) and e.text == "before")
-        redis_server.stop()
-        assert here.reply(SendTo("#r", "away")) == failure(Reason.UNAVAILABLE)
-        redis_server.start()
-
-        def sent_back() -> bool:
-            try:
-                return here.reply(SendTo("#r", "back")) == OK
-            except gevent.Timeout:  # (answered late while Redis came back: the next try reads it)
-                return False
-
-        eventually(sent_back, timeout=TTL + 15)
-        wait_for_push(there, lambda e: isinstance(e, RoomMessage) and e.text == "back")
-        for node in (one, two):
-            assert_clean_log(node.log_text())
-    finally:
-        for peer in peers:
-            peer.close()
-        redis_server.close()
-
-
 def wait_for_push(peer, wanted) -> None:
     """Read what the peer is pushed until one is wanted (bounded)."""
     with gevent.Timeout(WAIT):
