@@ -808,6 +808,36 @@ def test_a_member_who_comes_back_to_another_node_is_handed_the_rooms_messages_th
         peer.close()
 
 
+def test_a_rooms_messages_fail_while_redis_is_away_and_flow_once_it_is_back(server_process, tmp_path):
+    """Redis keeps its data across the restart (an append-only file), not its scripts: the
+    nodes load them again, and the room goes on."""
+    redis_server = RedisProcess(tmp_path, persistent=True)
+    peers = []
+    try:
+        one, two = [server_process("--redis", redis_server.url, "--node-ttl", str(TTL)) for _ in range(2)]
+        here, there = peers = [room_member(one.address, "here"), room_member(two.address, "there")]
+        assert here.reply(SendTo("#r", "before")) == OK
+        wait_for_push(there, lambda e: isinstance(e, RoomMessage) and e.text == "before")
+        redis_server.stop()
+        assert here.reply(SendTo("#r", "away")) == failure(Reason.UNAVAILABLE)
+        redis_server.start()
+
+        def sent_back() -> bool:
+            try:
+                return here.reply(SendTo("#r", "back")) == OK
+            except gevent.Timeout:  # (answered late while Redis came back: the next try reads it)
+                return False
+
+        eventually(sent_back, timeout=TTL + 15)
+        wait_for_push(there, lambda e: isinstance(e, RoomMessage) and e.text == "back")
+        for node in (one, two):
+            assert_clean_log(node.log_text())
+    finally:
+        for peer in peers:
+            peer.close()
+        redis_server.close()
+
+
 def wait_for_push(peer, wanted) -> None:
     """Read what the peer is pushed until one is wanted (bounded)."""
     with gevent.Timeout(WAIT):
@@ -982,10 +1012,32 @@ def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_po
         assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
         post = client.register_script(POST)
         room = [ROOM + "#big:members", ROOM + "#big"]
-        assert post(keys=[USERS, *room], args=[INBOX, "#big", "stranger", 1, b"hi"]) == [0]
+        assert post(keys=[USERS, *room], args=[NODE, INBOX, "#big", "stranger", 1, b"hi"]) == [0]
         assert client.hget(ROOM + "#big", "last") is None
-        posts = [INBOX, "#big", "m7", 1, b"hi", "#big", "stranger", 2, b"no", "#big", "m8", 3, b"yo"]
+        posts = [NODE, INBOX, "#big", "m7", 1, b"hi", "#big", "stranger", 2, b"no", "#big", "m8", 3, b"yo"]
         assert post(keys=[USERS, *room, *room, *room], args=posts) == [1, 0, 2]
+        client.close()
+    finally:
+        server.close()
+
+
+def test_a_rooms_message_is_kept_for_a_live_node_between_subscriptions_and_not_for_a_gone_one(tmp_path):
+    """Nobody subscribed takes it: a live node (its heartbeat key is there) reads it from its
+    inbox's stream once it subscribes again; a gone node's stream does not grow."""
+    server = RedisProcess(tmp_path)
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.zadd(ROOM + "#r:members", {"a": 1, "b": 2})
+        client.hset(USERS, mapping={"a": "live:1", "b": "gone:2"})
+        client.set(NODE + "live", "1")
+        room = [ROOM + "#r:members", ROOM + "#r"]
+        post = client.register_script(POST)
+        assert post(keys=[USERS, *room], args=[NODE, INBOX, "#r", "a", 1, b"hi"]) == [1]
+        tell = client.register_script(TELL)
+        assert tell(keys=[USERS, ROOM + "#r:members"], args=[NODE, INBOX, b"event"]) == 2
+        kept = [fields[b"b"] for _, fields in client.xrange(INBOX + "live")]
+        assert len(kept) == 2 and kept[0].endswith(b"hi") and kept[1] == b"event"
+        assert client.xlen(INBOX + "gone") == 0
         client.close()
     finally:
         server.close()

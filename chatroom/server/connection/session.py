@@ -152,9 +152,10 @@ class Session:
                 gevent.sleep(0)
         except OSError:
             pass  # the peer reset or vanished: an ordinary end of a connection
-        except Exception:
+        except (Exception, gevent.Timeout):
             # A bug, not the peer: say so, and still end the session, or its name would
-            # stay taken (this runs on the hub, where nobody else would clean up).
+            # stay taken (this runs on the hub, where nobody else would clean up). (A stray
+            # gevent.Timeout is a BaseException, and was once such a bug.)
             log.exception("%s: unexpected error; closing the connection", self.peer)
         self._end()
 

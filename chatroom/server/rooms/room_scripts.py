@@ -39,14 +39,14 @@ TELL = (
     + """
 local nodes, count = nodes_of(KEYS[1], KEYS[2])
 for node in pairs(nodes) do
-  hand(ARGV[2] .. node, ARGV[3])
+  hand_kept(ARGV[2] .. node, ARGV[3], ARGV[1] .. node)
 end
 return count
 """
 )
-# Messages from members, many at once (see posting.Poster): KEYS[1] the users, ARGV[1] the
-# inbox prefix; then per message, KEYS its room's members and hash, ARGV its room, sender,
-# time (ms) and text. Each takes its room's next id and becomes a ROOM-MESSAGE frame built
+# Messages from members, many at once (see posting.Poster): KEYS[1] the users, ARGV[1] and
+# ARGV[2] the node and inbox prefixes; then per message, KEYS its room's members and hash,
+# ARGV its room, sender, time (ms) and text. Each takes its room's next id and becomes a ROOM-MESSAGE frame built
 # here around it; every node with members of any of the rooms is handed its messages, in
 # order, in one payload. Returns the ids, 0 for a message not posted (its sender is not a
 # member, or the room is gone: the rules then say why).
@@ -60,7 +60,7 @@ end
 local ids, payloads, order, nodes_by_room = {}, {}, {}, {}
 for i = 1, (#KEYS - 1) / 2 do
   local members_key, room_key = KEYS[2 * i], KEYS[2 * i + 1]
-  local room, sender, time, text = ARGV[4 * i - 2], ARGV[4 * i - 1], tonumber(ARGV[4 * i]), ARGV[4 * i + 1]
+  local room, sender, time, text = ARGV[4 * i - 1], ARGV[4 * i], tonumber(ARGV[4 * i + 1]), ARGV[4 * i + 2]
   if redis.call('ZSCORE', members_key, sender) then
     local nodes = nodes_by_room[members_key]
     if not nodes then
@@ -83,7 +83,7 @@ for i = 1, (#KEYS - 1) / 2 do
   end
 end
 for _, node in ipairs(order) do
-  hand(ARGV[1] .. node, table.concat(payloads[node]))
+  hand_kept(ARGV[2] .. node, table.concat(payloads[node]), ARGV[1] .. node)
 end
 return ids
 """

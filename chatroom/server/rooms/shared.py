@@ -20,6 +20,7 @@ room may both get in (the limits are guards, not promises).
 
 import logging
 
+import gevent
 from gevent.event import AsyncResult
 
 from ...codec import Decoder, name_field
@@ -61,7 +62,10 @@ class SharedRooms:
         self._handed: dict[str, tuple[int, int]] = {}  # room -> (the last id handed out here, to how many)
         self._scripts: tuple | None = None  # (the client, its tell, join, leave and post scripts)
         self._poster = Poster(
-            lambda: self._script(3), directory.redis_call, [directory.users_key], [directory.inbox_prefix]
+            lambda: self._script(3),
+            directory.redis_call,
+            [directory.users_key],
+            [directory.node_prefix, directory.inbox_prefix],
         )
 
     def start(self) -> None:
@@ -229,7 +233,7 @@ class SharedRooms:
         handed = self._posted[(name, message_id)] = AsyncResult()
         try:
             delivered = handed.get(timeout=POSTED_WAIT)
-        except Exception:
+        except gevent.Timeout:  # (a BaseException: `except Exception` would let it end the session)
             delivered = 0  # published to every node; this one's copy is late (its inbox will hand it out)
         finally:
             self._posted.pop((name, message_id), None)

@@ -54,13 +54,25 @@ KEPT_BATCHES = 10_000  # the batches an inbox's stream keeps, newest (see HAND)
 # added to the inbox's stream (its newest KEPT_BATCHES kept), then published on its channel
 # after its entry id (a length byte, then the id), so that a node whose subscription ended
 # (Redis restarted with the batch still in its output buffer) reads what it lost from the
-# stream (see inbox.py). A payload nobody took is not kept: its sender hears FAILURE for it.
-# Answers how many subscribers took it.
+# stream (see inbox.py). Answers how many subscribers took it.
+# hand(): a payload nobody took is not kept: its sender hears FAILURE for it (a direct
+# message is then kept for the recipient's next login instead).
+# hand_kept(): what has no sender to tell (a room's messages and events, a notice) is kept
+# for a node that is alive (its heartbeat key, ``heartbeat``) yet not subscribed at the
+# moment (its subscription is being made again): it reads the payload once it is.
 HAND = f"""
 local function hand(inbox, payload)
   local entry = redis.call('XADD', inbox, 'MAXLEN', '~', {KEPT_BATCHES}, '*', 'b', payload)
   local received = redis.call('SPUBLISH', inbox, string.char(#entry) .. entry .. payload)
   if received == 0 then
+    redis.call('XDEL', inbox, entry)
+  end
+  return received
+end
+local function hand_kept(inbox, payload, heartbeat)
+  local entry = redis.call('XADD', inbox, 'MAXLEN', '~', {KEPT_BATCHES}, '*', 'b', payload)
+  local received = redis.call('SPUBLISH', inbox, string.char(#entry) .. entry .. payload)
+  if received == 0 and redis.call('EXISTS', heartbeat) == 0 then
     redis.call('XDEL', inbox, entry)
   end
   return received
@@ -72,11 +84,11 @@ SHARED = 0xFE  # a notice between nodes: how many nodes hold a shared name now (
 # name field) carrying a SHARED frame (the name's field, then the count), so that each knows
 # whether the user's messages must go through Redis to reach all their devices.
 TELL_SHARED = f"""
-local function tell_shared(name, nodes, inbox_prefix)
+local function tell_shared(name, nodes, inbox_prefix, node_prefix)
   local body = string.char(#name) .. name .. string.char(math.min(#nodes, 255))
   local envelope = string.char(0) .. string.char({SHARED}) .. struct.pack('>I4', #body) .. body
   for _, node in ipairs(nodes) do
-    hand(inbox_prefix .. node, envelope)
+    hand_kept(inbox_prefix .. node, envelope, node_prefix .. node)
   end
 end
 """

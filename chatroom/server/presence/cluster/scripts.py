@@ -108,7 +108,7 @@ if #nodes == 0 then
   return 1
 end
 table.insert(nodes, ARGV[2])
-tell_shared(ARGV[1], nodes, ARGV[9])
+tell_shared(ARGV[1], nodes, ARGV[9], ARGV[3])
 return 1 + redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
 """
 )
@@ -140,7 +140,7 @@ end
 local rest = holders_value(value, kept)
 if rest ~= value then
   redis.call('HSET', KEYS[1], ARGV[1], rest)
-  tell_shared(ARGV[1], (live_holders(rest, ARGV[4])), ARGV[5])
+  tell_shared(ARGV[1], (live_holders(rest, ARGV[4])), ARGV[5], ARGV[4])
 end
 return 0
 """
