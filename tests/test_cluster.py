@@ -48,7 +48,7 @@ from chatroom.room_frames import (
     SetTopic,
 )
 from chatroom.server.presence.cluster.directory import RedisDirectory
-from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS
+from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS, Scripts
 from chatroom.server.presence.directory import ENDED
 from chatroom.server.rooms.posting import Poster
 from chatroom.server.rooms.room_scripts import POST, TELL
@@ -1038,6 +1038,27 @@ def test_a_rooms_message_is_kept_for_a_live_node_between_subscriptions_and_not_f
         kept = [fields[b"b"] for _, fields in client.xrange(INBOX + "live")]
         assert len(kept) == 2 and kept[0].endswith(b"hi") and kept[1] == b"event"
         assert client.xlen(INBOX + "gone") == 0
+        client.close()
+    finally:
+        server.close()
+
+
+def test_a_gone_nodes_inbox_is_deleted_when_a_node_starts_and_a_node_that_stops_deletes_its_own(tmp_path):
+    server = RedisProcess(tmp_path)
+    try:
+        client = redis.Redis.from_url(server.url)
+        for node_id in ("crashed", "live", "stopping"):
+            client.xadd(INBOX + node_id, {"b": b"batch"})
+        client.set(NODE + "live", "lease")
+        client.set(NODE + "stopping", "lease")
+        client.hset(USERS, mapping={"a": "stopping:lease", "b": "live:lease"})
+        scripts = Scripts(client)
+        assert scripts.forget_gone_inboxes() == 1
+        assert [client.exists(INBOX + node_id) for node_id in ("crashed", "live", "stopping")] == [0, 1, 1]
+        scripts.release_all("stopping")
+        assert [client.exists(INBOX + "stopping"), client.exists(NODE + "stopping")] == [0, 0]
+        assert client.hgetall(USERS) == {b"b": b"live:lease"}
+        assert client.exists(INBOX + "live") == 1
         client.close()
     finally:
         server.close()

@@ -141,8 +141,18 @@ class RedisDirectory:
             gevent.sleep(self._recovery_ms / 1000)
             self._beat()  # (the lease was refreshed half a TTL ago: again, before serving)
         self._listening = gevent.spawn(self._inbox.run)
-        self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening]
+        self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening, gevent.spawn(self._forget_gone_inboxes)]
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
+
+    def _forget_gone_inboxes(self) -> None:
+        """What crashed nodes left in Redis (their inboxes' streams: up to KEPT_BATCHES
+        batches each) goes when a node starts."""
+        try:
+            forgotten = self._scripts.forget_gone_inboxes()
+        except redis.RedisError:
+            return  # (the next node to start tries again)
+        if forgotten:
+            log.info("the inboxes of %d nodes that are gone were deleted from Redis", forgotten)
 
     def stop(self) -> None:
         self.presence.stop()

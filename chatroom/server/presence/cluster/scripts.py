@@ -269,8 +269,9 @@ end
 return names
 """
 )
-# Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds: it is shutting down.
-# (The other nodes holding a shared one learn it from its lapsed entry, as from a crash.)
+# Forget every name this node (ARGV[1], heartbeat key ARGV[2]) holds, and its inbox's stream
+# (ARGV[3]): it is shutting down. (The other nodes holding a shared one learn it from its
+# lapsed entry, as from a crash.)
 _RELEASE_ALL = (
     LIVE
     + """
@@ -287,10 +288,18 @@ for i = 1, #entries, 2 do
     end
   end
 end
-redis.call('DEL', ARGV[2])
+redis.call('DEL', ARGV[2], ARGV[3])
 return 1
 """
 )
+# An inbox's stream (KEYS[1]) goes once its node's heartbeat key (KEYS[2]) has: a node that
+# crashed leaves it behind, and node ids are never used again.
+_FORGET_INBOX = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class Scripts:
@@ -305,6 +314,7 @@ class Scripts:
         self._live_names = client.register_script(_LIVE_NAMES)
         self._sessions = client.register_script(_SESSIONS)
         self._release_all = client.register_script(_RELEASE_ALL)
+        self._forget_inbox = client.register_script(_FORGET_INBOX)
 
     def beat(
         self, node_id: str, new_epoch: str, recovery_ms: int, ttl_seconds: int, lease: bytes, new_lease: str
@@ -349,4 +359,12 @@ class Scripts:
         return self._live_names(keys=[USERS], args=[NODE])
 
     def release_all(self, node_id: str) -> None:
-        self._release_all(keys=[USERS], args=[node_id, NODE + node_id])
+        self._release_all(keys=[USERS], args=[node_id, NODE + node_id, INBOX + node_id])
+
+    def forget_gone_inboxes(self) -> int:
+        """Delete the inboxes' streams of the nodes that are gone; how many."""
+        forgotten = 0
+        for key in self._client.scan_iter(match=INBOX + "*", count=1000, _type="stream"):
+            node_id = key[len(INBOX) :].decode()
+            forgotten += self._forget_inbox(keys=[key, NODE + node_id])
+        return forgotten
