@@ -36,7 +36,7 @@ from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
 from .elsewhere import NUMBERS_PER_NODE, SharedDevices
-from .inbox import DirectoryMoved, Inbox
+from .inbox import DirectoryMoved, Inbox, forget_gone_inboxes
 from .scripts import AWAY, INBOX, NODE, SESSIONS, USERS, Scripts
 
 log = logging.getLogger(__name__)
@@ -141,18 +141,9 @@ class RedisDirectory:
             gevent.sleep(self._recovery_ms / 1000)
             self._beat()  # (the lease was refreshed half a TTL ago: again, before serving)
         self._listening = gevent.spawn(self._inbox.run)
-        self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening, gevent.spawn(self._forget_gone_inboxes)]
+        self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening]
+        gevent.spawn(forget_gone_inboxes, self._scripts)  # (once: a moment's work)
         log.info("cluster node %s, heartbeat TTL %g s", self.node_id, self.ttl)
-
-    def _forget_gone_inboxes(self) -> None:
-        """What crashed nodes left in Redis (their inboxes' streams: up to KEPT_BATCHES
-        batches each) goes when a node starts."""
-        try:
-            forgotten = self._scripts.forget_gone_inboxes()
-        except redis.RedisError:
-            return  # (the next node to start tries again)
-        if forgotten:
-            log.info("the inboxes of %d nodes that are gone were deleted from Redis", forgotten)
 
     def stop(self) -> None:
         self.presence.stop()

@@ -155,6 +155,17 @@ class Inbox:
                 mailbox.deliver(frame if mailbox.wants_ids else without_id(frame), wait=False)
 
 
+def forget_gone_inboxes(scripts) -> None:
+    """What crashed nodes left in Redis (their inboxes' streams, up to KEPT_BATCHES batches
+    each) goes when a node starts."""
+    try:
+        forgotten = scripts.forget_gone_inboxes()
+    except redis.RedisError:
+        return  # (the next node to start tries again)
+    if forgotten:
+        log.info("the inboxes of %d nodes that are gone were deleted from Redis", forgotten)
+
+
 def _batches(entries) -> list[tuple[bytes, bytes]]:
     """(entry id, batch) for each entry of an inbox's stream that Redis answered with."""
     return [(entry, fields[b"b"]) for entry, fields in entries or ()]
