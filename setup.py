@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 # One place for the version: the package says it, setup.py reads it.
 VERSION = re.search(r'__version__ = "([^"]+)"', Path("chatroom/__init__.py").read_text()).group(1)
@@ -15,6 +15,9 @@ setup(
     packages=find_packages(include=["chatroom", "chatroom.*"]),
     package_data={"chatroom.web": ["*.html", "*.js", "*.css"]},
     python_requires=">=3.10",
+    # The IRC port's loops over bytes in C, where a compiler and Python's headers are found;
+    # without them the install goes on, and the same code runs in Python (lines.py).
+    ext_modules=[Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True)],
     install_requires=[
         "gevent>=23.9",
         "prompt_toolkit>=3.0.36",

@@ -11,9 +11,12 @@ the network.
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import irctokens
 from irctokens.const import TAG_ESCAPED, TAG_UNESCAPED
+
+from .speedups import compiled
 
 MAX_LINE = 512  # bytes of a line without its tags, CR LF included (RFC 2812)
 MAX_TAGS = 8191  # bytes of the tags part, its '@' and the space after it included (IRCv3)
@@ -21,19 +24,20 @@ MAX_RECEIVED = MAX_TAGS + MAX_LINE
 _ESCAPE = re.compile(r"\\.?")  # a backslash, and what it escapes (a lone one at the end: dropped)
 
 
-class Privmsg:
+class Privmsg(NamedTuple):
     """PRIVMSG to one target with text, the line a chat is made of, read without irctokens:
     the text both as read (UTF-8, for the frames that carry it on) and decoded. ``command``
-    and ``params`` read as an irctokens Line's, for the answers that take any message."""
+    and ``params`` read as an irctokens Line's, for the answers that take any message. (A
+    tuple: the compiled reader makes it without a call into Python.)"""
 
-    __slots__ = ("tags", "target", "text", "raw")
-    command = "PRIVMSG"
+    tags: dict[str, str] | None
+    target: str
+    text: str
+    raw: bytes
 
-    def __init__(self, tags: dict[str, str] | None, target: str, text: str, raw: bytes):
-        self.tags = tags
-        self.target = target
-        self.text = text
-        self.raw = raw
+    @property
+    def command(self) -> str:
+        return "PRIVMSG"
 
     @property
     def params(self) -> list[str]:
@@ -77,20 +81,33 @@ class LineReader:
         if self._partial:
             data = bytes(self._partial) + data
             self._partial.clear()
-        *lines, rest = data.split(b"\n")
-        for line in lines:
-            if len(line) > MAX_RECEIVED:
-                out.append(TooLong())
-                continue
-            line = line.rstrip(b"\r")
-            if line.strip(b" "):
-                out.append(_message(line))
+        lines_end = data.rfind(b"\n") + 1
+        out = read_messages(data, lines_end)
+        rest = data[lines_end:]
         if len(rest) > MAX_RECEIVED:
             out.append(TooLong())
             self._skipping = True
         else:
             self._partial += rest
         return out
+
+
+def read_messages_in_python(data: bytes, end: int) -> list:
+    """The messages of the lines in data[:end] (each ends with LF): TooLong for a line over
+    MAX_RECEIVED, nothing for an empty one."""
+    out: list = []
+    for line in data[:end].split(b"\n")[:-1]:
+        if len(line) > MAX_RECEIVED:
+            out.append(TooLong())
+            continue
+        line = line.rstrip(b"\r")
+        if line.strip(b" "):
+            out.append(_message(line))
+    return out
+
+
+def _read_messages_compiled(data: bytes, end: int) -> list:
+    return compiled.read_messages(data, end, Privmsg, _message, TooLong, MAX_RECEIVED, MAX_LINE)
 
 
 def _message(line: bytes):
@@ -129,6 +146,9 @@ def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable |
     except UnicodeDecodeError:
         return Unreadable()
 
+
+# The messages of whole lines: compiled where it could be, the same in Python where not.
+read_messages = read_messages_in_python if compiled is None else _read_messages_compiled
 
 _UNESCAPED = dict(zip(TAG_ESCAPED, TAG_UNESCAPED, strict=True))
 

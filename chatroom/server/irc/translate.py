@@ -19,6 +19,7 @@ from ..message_ids import time_of_id
 from .lines import MAX_LINE, encode_line, split_text, tags_written
 from .marker_times import MarkerTimes
 from .nicks import to_channel, to_nick
+from .speedups import compiled
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 SERVER_NAME = "chatroom"
@@ -70,6 +71,14 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                     continue
         offset = 0
         while offset < len(data):
+            if taken is None and compiled is not None:
+                # (What most frames are, untagged direct messages and the port's own lines, as
+                # their lines here: compiled, up to the first frame of another kind.)
+                lines, offset = compiled.direct_lines(data, offset, to_reader, _sources, MAX_LINE)
+                if lines:
+                    out.append(lines)
+                if offset == len(data):
+                    break
             end = frame_end(data, offset)
             assert end is not None and end <= len(data), "a session queues whole frames"
             kind = data[offset]

@@ -1,0 +1,17 @@
+"""The compiled loops of the IRC port (_speedups.c): see lines.read_messages and
+translate.to_irc for what each stands in for."""
+
+from collections.abc import Callable
+
+def read_messages(
+    data: bytes,
+    end: int,
+    privmsg: type,
+    message: Callable[[bytes], object],
+    too_long: Callable[[], object],
+    max_received: int,
+    max_line: int,
+) -> list: ...
+def direct_lines(
+    data: bytes, offset: int, middle: bytes, sources: dict[bytes, bytes], max_line: int
+) -> tuple[bytes, int]: ...

@@ -1,0 +1,108 @@
+"""The IRC port's compiled loops (server/irc/_speedups.c) give what the Python they stand in
+for gives, for any bytes: each takes only the common case and hands the rest back."""
+
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from chatroom.codec import encode, frame
+from chatroom.protocol import DirectMessage, Incoming
+from chatroom.room_frames import RoomMessage
+from chatroom.server.irc import lines, translate
+from chatroom.server.irc.lines import MAX_LINE
+from chatroom.server.irc.speedups import compiled
+from chatroom.server.irc.translate import IRC_LINES, to_irc
+from tests.test_irc_lines import Reader
+
+needs_compiled = pytest.mark.skipif(compiled is None, reason="built without a C compiler")
+
+# Lines near the common shape, and the bytes that make a line leave it.
+WORDS = st.sampled_from(
+    [b"PRIVMSG ", b"PRIVMSG", b"privmsg ", b"NICK ", b"bob", b"b\xc3\xa9b", b":", b" :", b" ", b"  ", b"\r",
+     b"\x00", b"\xff", b"@a=b ", b"hi there", b"x" * 200, b"\n", b"\r\n", b"#room", b","]
+)  # fmt: skip
+
+
+def read_both(data: bytes) -> tuple[list, list]:
+    end = data.rfind(b"\n") + 1
+    return lines._read_messages_compiled(data, end), lines.read_messages_in_python(data, end)
+
+
+def _as_compared(items: list) -> list:
+    return [(type(item).__name__, repr(item)) for item in items]
+
+
+@needs_compiled
+@given(st.lists(WORDS, max_size=40), st.binary(max_size=100))
+@example([b"PRIVMSG ", b"bob", b" :", b"hi", b"\r\n", b"\r", b"\r\n", b"   \n"], b"")
+@example([b"PRIVMSG ", b"b\xc3\xa9b", b" :", b"\xff", b"\n", b"PRIVMSG ", b" :", b"x\n"], b"")
+def test_the_compiled_reader_reads_any_bytes_as_the_python_one(words, tail):
+    compiled_items, python_items = read_both(b"".join(words) + tail)
+    assert _as_compared(compiled_items) == _as_compared(python_items)
+
+
+@needs_compiled
+def test_the_compiled_reader_makes_the_messages_the_port_reads_and_refuses_what_it_refuses():
+    long = b"PRIVMSG bob :" + b"x" * (lines.MAX_RECEIVED + 1) + b"\n"
+    data = b"PRIVMSG bob :hi\r\nPRIVMSG bob :\xff\nPRIVMSG b c :x\n \r\n" + long + b"PRIVMSG #r :h\xc3\xa9"
+    items, python_items = read_both(data)
+    assert items[0] == lines.Privmsg(None, "bob", "hi", b"hi") and type(items[0]) is lines.Privmsg
+    assert [type(item) for item in items[1:]] == [lines.Unreadable, lines.irctokens.Line, lines.TooLong]
+    assert _as_compared(items) == _as_compared(python_items)
+
+
+def frames_from(kinds: list[tuple[int, str, str]]) -> bytes:
+    made = []
+    for kind, sender, text in kinds:
+        if kind == 0:
+            made.append(encode(Incoming(sender, text)))
+        elif kind == 1:
+            made.append(encode(DirectMessage(sender, 42, 1_700_000_000_000, text)))
+        elif kind == 2:
+            made.append(frame(IRC_LINES, f":chatroom NOTICE x :{text}\r\n".encode()))
+        else:
+            made.append(encode(RoomMessage("#r", sender, 7, 1_700_000_000_000, text)))
+    return b"".join(made)
+
+
+SENDERS = st.sampled_from(["bob", "carol", "dave_", "b\u00e9b", "x" * 32])
+TEXTS = st.sampled_from(["hi", "", "one\ntwo", "a\rb", "caf\u00e9", "y" * 480, "z" * 300])
+
+
+@needs_compiled
+@given(st.lists(st.tuples(st.integers(0, 3), SENDERS, TEXTS), max_size=12))
+def test_the_compiled_translation_writes_the_lines_the_python_one_writes(kinds):
+    chunks = [frames_from(kinds)]
+    for nick in ("alice", "bob"):
+        with_c = to_irc(chunks, Reader(nick))
+        translate.compiled = None
+        try:
+            in_python = to_irc(chunks, Reader(nick))
+        finally:
+            translate.compiled = compiled
+        assert with_c == in_python
+
+
+@needs_compiled
+def test_the_compiled_translation_takes_the_common_frames_and_leaves_the_rest_to_python():
+    translate._source(b"bob")  # (known: the first frame from a sender is Python's)
+    data = frames_from([(0, "bob", "hi"), (2, "", "note"), (1, "bob", "yo"), (0, "bob", "two\nlines"), (0, "bob", "x")])
+    lines_made, offset = compiled.direct_lines(data, 0, b" PRIVMSG alice :", translate._sources, MAX_LINE)
+    assert lines_made == (
+        b":bob!bob@chatroom PRIVMSG alice :hi\r\n:chatroom NOTICE x :note\r\n:bob!bob@chatroom PRIVMSG alice :yo\r\n"
+    )
+    assert data[offset:] == frames_from([(0, "bob", "two\nlines"), (0, "bob", "x")])
+    assert compiled.direct_lines(data, len(data), b"m", translate._sources, MAX_LINE) == (b"", len(data))
+
+
+def test_the_compiled_loops_are_built_where_a_compiler_and_pythons_headers_are():
+    """Where the install could build them, it did (else every test above is skipped)."""
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if not (headers and shutil.which(compiler)):
+        pytest.skip("no compiler or no Python.h here: the Python loops run alone")
+    assert compiled is not None
