@@ -15,9 +15,13 @@ setup(
     packages=find_packages(include=["chatroom", "chatroom.*"]),
     package_data={"chatroom.web": ["*.html", "*.js", "*.css"]},
     python_requires=">=3.10",
-    # The IRC port's loops over bytes in C, where a compiler and Python's headers are found;
-    # without them the install goes on, and the same code runs in Python (lines.py).
-    ext_modules=[Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True)],
+    # Loops over bytes in C, where a compiler and Python's headers are found: the server's
+    # reading of SENDTO frames, the IRC port's of PRIVMSG lines and writing of direct messages'.
+    # Without them the install goes on, and the same loops run in Python.
+    ext_modules=[
+        Extension("chatroom._frames", ["chatroom/_frames.c"], optional=True),
+        Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True),
+    ],
     install_requires=[
         "gevent>=23.9",
         "prompt_toolkit>=3.0.36",

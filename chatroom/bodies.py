@@ -83,7 +83,7 @@ def _parse_login(body):
     return Login(_text(body))
 
 
-def _parse_sendto(body):
+def parse_sendto(body):
     # (The relay's frame: read in one place, without the helpers' calls.)
     if not body or 1 + body[0] > len(body):
         raise BadBody("name field runs past the body")
@@ -213,7 +213,7 @@ def _parse_presence(body):
 CLIENT_MESSAGES = {
     LOGIN: _parse_login,
     LIST: _empty(ListUsers),
-    SENDTO: _parse_sendto,
+    SENDTO: parse_sendto,
     LOGOUT: _empty(Logout),
     # The extension's requests are decoded for everyone; a session that did not say HELLO
     # answers them MALFORMED, as the seed protocol does any unknown type.

@@ -9,7 +9,7 @@ import functools
 import struct
 
 from . import device_frames, room_frames, search_frames
-from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME
+from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME, parse_sendto
 from .device_frames import Marked, OwnMessage, PresenceStatus
 from .fields import ID_AND_TIME_SIZE, BadBody, id_and_time, name_field
 from .protocol import (
@@ -64,6 +64,11 @@ from .protocol import (
     Watch,
 )
 from .room_frames import ROOM_MESSAGE, RoomEvent, RoomMessage
+
+try:
+    from . import _frames as compiled  # (built from _frames.c where the install found a compiler)
+except ImportError:
+    compiled = None  # type: ignore[assignment]
 
 _HEADER = struct.Struct("!BI")
 
@@ -205,6 +210,8 @@ def without_id(data: bytes) -> bytes:
 
 
 _DIRECT_MESSAGE_TYPE = bytes((DIRECT_MESSAGE,))
+# SendTo's fields' slots, for _frames.c to set (in the order it sets them).
+_SENDTO_FIELDS = tuple(vars(SendTo)[name] for name in ("recipient", "text", "raw"))
 
 
 # What a server sends unasked (every other frame it sends answers a request).
@@ -231,12 +238,14 @@ class Decoder:
     MAX_BODY before anything is buffered for it.
     """
 
-    __slots__ = ("_parsers", "_buffer", "broken")
+    __slots__ = ("_parsers", "_buffer", "broken", "_reads_sendto")
 
     def __init__(self, parsers):
         self._parsers = parsers
         self._buffer: bytes | bytearray = b""  # (a bytearray only while a frame is unfinished)
         self.broken = False
+        # SENDTO frames, the relay's, are read in C where it was built (see _frames.c).
+        self._reads_sendto = compiled is not None and parsers.get(SENDTO) is parse_sendto
 
     @classmethod
     def for_server(cls):
@@ -275,6 +284,10 @@ class Decoder:
         offset = 0
         end = len(data)
         while end - offset >= HEADER_SIZE:
+            if self._reads_sendto:
+                offset = compiled.sendto_frames(data, offset, events, SendTo, _SENDTO_FIELDS, MAX_BODY)
+                if end - offset < HEADER_SIZE:
+                    break
             frame_type, length = _HEADER.unpack_from(data, offset)
             if length > MAX_BODY:
                 events.append(FrameTooLarge(frame_type, length))

@@ -1,10 +1,6 @@
 """The IRC port's compiled loops (server/irc/_speedups.c) give what the Python they stand in
 for gives, for any bytes: each takes only the common case and hands the rest back."""
 
-import shutil
-import sysconfig
-from pathlib import Path
-
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -97,12 +93,3 @@ def test_the_compiled_translation_takes_the_common_frames_and_leaves_the_rest_to
     )
     assert data[offset:] == frames_from([(0, "bob", "two\nlines"), (0, "bob", "x")])
     assert compiled.direct_lines(data, len(data), b"m", translate._sources, MAX_LINE) == (b"", len(data))
-
-
-def test_the_compiled_loops_are_built_where_a_compiler_and_pythons_headers_are():
-    """Where the install could build them, it did (else every test above is skipped)."""
-    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if not (headers and shutil.which(compiler)):
-        pytest.skip("no compiler or no Python.h here: the Python loops run alone")
-    assert compiled is not None

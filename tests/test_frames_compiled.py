@@ -1,0 +1,82 @@
+"""The server's compiled reading of SENDTO frames (chatroom/_frames.c) gives the events the
+Python decoder gives, for any bytes in any pieces: it takes the common case only and leaves
+every other frame to the decoder."""
+
+import random
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from chatroom import codec
+from chatroom.codec import Decoder, encode, frame
+from chatroom.protocol import MAX_BODY, SENDTO, ListUsers, Login, SendTo
+from chatroom.server.irc import speedups
+from chatroom.testing import random_frames
+
+needs_compiled = pytest.mark.skipif(codec.compiled is None, reason="built without a C compiler")
+
+PIECES = st.sampled_from(
+    [
+        encode(SendTo("bob", "hi")),
+        encode(SendTo("b\u00e9b", "caf\u00e9 " * 30)),
+        encode(Login("alice")),
+        encode(ListUsers()),
+        frame(SENDTO, b""),  # no name field
+        frame(SENDTO, b"\x05bo"),  # a name field past the body
+        frame(SENDTO, b"\x03bob\xff"),  # not UTF-8
+        frame(SENDTO, b"\x02\xc3(hi"),  # a name not UTF-8
+        frame(SENDTO, b"\x00"),  # an empty name, no text (the rules refuse it; the codec reads it)
+        bytes((SENDTO,)) + (MAX_BODY + 1).to_bytes(4, "big"),  # too large
+        b"\x03\x00",  # a header begun
+    ]
+)
+
+
+def events_of(pieces: list[bytes], compiled: bool) -> list:
+    decoder = Decoder.for_server()
+    decoder._reads_sendto = compiled
+    events = []
+    for piece in pieces:
+        events += decoder.receive_data(piece)
+    return [(type(event).__name__, repr(event), getattr(event, "raw", None)) for event in events]
+
+
+@needs_compiled
+@given(st.lists(PIECES, max_size=30), st.lists(st.integers(1, 60), max_size=10))
+@example([encode(SendTo("bob", "hi"))] * 3, [])
+def test_the_compiled_reading_gives_the_events_the_decoder_gives_in_any_pieces(frames, cuts):
+    data = b"".join(frames)
+    pieces, at = [], 0
+    for cut in cuts:  # (the same bytes arriving in pieces: an unfinished frame is held in a bytearray)
+        pieces.append(data[at : at + cut])
+        at += cut
+    pieces.append(data[at:])
+    assert events_of(pieces, compiled=True) == events_of(pieces, compiled=False)
+
+
+@needs_compiled
+def test_the_compiled_reading_survives_the_fuzzers_frames():
+    rng = random.Random(7)
+    for _ in range(200):
+        data = random_frames(rng, 30)
+        assert events_of([data], compiled=True) == events_of([data], compiled=False)
+
+
+@needs_compiled
+def test_a_sendto_read_in_c_is_the_sendto_the_rules_are_given():
+    [event] = Decoder.for_server().receive_data(encode(SendTo("b\u00e9b", "hi")))
+    assert type(event) is SendTo and event == SendTo("b\u00e9b", "hi") and event.raw == b"hi"
+    assert type(event.raw) is bytes and not Decoder.for_client()._reads_sendto
+
+
+def test_the_compiled_loops_are_built_where_a_compiler_and_pythons_headers_are():
+    """Where the install could build them, it did (else the tests of both are skipped)."""
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if not (headers and shutil.which(compiler)):
+        pytest.skip("no compiler or no Python.h here: the Python loops run alone")
+    assert codec.compiled is not None and speedups.compiled is not None
