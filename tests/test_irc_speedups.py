@@ -51,13 +51,14 @@ def test_the_compiled_reader_makes_the_messages_the_port_reads_and_refuses_what_
     assert _as_compared(items) == _as_compared(python_items)
 
 
-def frames_from(kinds: list[tuple[int, str, str]]) -> bytes:
+def frames_from(kinds: list[tuple]) -> bytes:
     made = []
-    for kind, sender, text in kinds:
+    for kind, sender, text, *moment in kinds:
+        message_id = moment[0] if moment else 42  # (0: a message without an id, as one kept before ids)
         if kind == 0:
             made.append(encode(Incoming(sender, text)))
         elif kind == 1:
-            made.append(encode(DirectMessage(sender, 42, 1_700_000_000_000, text)))
+            made.append(encode(DirectMessage(sender, message_id, 1_700_000_000_000 + message_id, text)))
         elif kind == 2:
             made.append(frame(IRC_LINES, f":chatroom NOTICE x :{text}\r\n".encode()))
         else:
@@ -69,15 +70,22 @@ SENDERS = st.sampled_from(["bob", "carol", "dave_", "b\u00e9b", "x" * 32])
 TEXTS = st.sampled_from(["hi", "", "one\ntwo", "a\rb", "caf\u00e9", "y" * 480, "z" * 300])
 
 
+CAPS = st.sets(st.sampled_from(["server-time", "message-tags", "account-tag", "echo-message"]))
+
+
 @needs_compiled
-@given(st.lists(st.tuples(st.integers(0, 3), SENDERS, TEXTS), max_size=12))
-def test_the_compiled_translation_writes_the_lines_the_python_one_writes(kinds):
+@given(st.lists(st.tuples(st.integers(0, 3), SENDERS, TEXTS, st.integers(0, 1 << 40)), max_size=12), CAPS)
+@example([(1, "bob", "hi", 0), (1, "b\u00e9b", "hi", 1 << 40)], {"server-time", "message-tags", "account-tag"})
+def test_the_compiled_translation_writes_the_lines_the_python_one_writes(kinds, caps):
+    if "server-time" in caps:  # (an INCOMING has no time of its own: it is tagged with now's)
+        kinds = [(kind or 1, *rest) for kind, *rest in kinds]
     chunks = [frames_from(kinds)]
     for nick in ("alice", "bob"):
-        with_c = to_irc(chunks, Reader(nick))
+        reader = Reader(nick, caps, accounts={"bob", "x" * 32})
+        with_c = to_irc(chunks, reader)
         translate.compiled = None
         try:
-            in_python = to_irc(chunks, Reader(nick))
+            in_python = to_irc(chunks, reader)
         finally:
             translate.compiled = compiled
         assert with_c == in_python
@@ -93,3 +101,15 @@ def test_the_compiled_translation_takes_the_common_frames_and_leaves_the_rest_to
     )
     assert data[offset:] == frames_from([(0, "bob", "two\nlines"), (0, "bob", "x")])
     assert compiled.direct_lines(data, len(data), b"m", translate._sources, MAX_LINE) == (b"", len(data))
+
+
+@needs_compiled
+def test_a_batch_of_lines_larger_than_the_compiled_loops_first_buffer_is_written_whole():
+    chunks = [frames_from([(1, "bob", "w" * 400, n) for n in range(1, 60)])]
+    reader = Reader("alice", {"server-time", "message-tags"})
+    with_c = to_irc(chunks, reader)
+    translate.compiled = None
+    try:
+        assert with_c == to_irc(chunks, reader) and len(with_c) > 3 * 8192
+    finally:
+        translate.compiled = compiled

@@ -7,6 +7,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <time.h>
 
 #define HEADER_SIZE 5
 #define ID_AND_TIME_SIZE 16
@@ -23,6 +24,7 @@
 static PyObject *
 read_messages(PyObject *module, PyObject *args)
 {
+    (void)module;
     Py_buffer view;
     Py_ssize_t end, max_received, max_line;
     PyObject *privmsg_type, *message, *too_long;
@@ -127,41 +129,102 @@ fail:
     return NULL;
 }
 
-/* One INCOMING or DIRECT-MESSAGE frame at offset, as a PRIVMSG line's parts, if it is the
- * common case: its sender's source known, one line of text, within max_line. */
+/* What a walk over frames writes: a buffer that grows (on the stack while it is small, as a
+ * batch's lines mostly are), made into bytes at the end. */
 typedef struct {
-    const char *source, *text;
-    Py_ssize_t source_size, text_size;
-} DirectLine;
+    char *bytes;
+    Py_ssize_t size, capacity;
+    char on_stack[8192];
+} Written;
 
 static int
-direct_line_of(const unsigned char *data, Py_ssize_t offset, Py_ssize_t end, PyObject *sources,
-               Py_ssize_t middle_size, Py_ssize_t max_line, DirectLine *line)
+write_bytes(Written *out, const void *bytes, Py_ssize_t size)
 {
-    Py_ssize_t name_end = offset + 6 + data[offset + 5];
-    Py_ssize_t text_at = name_end + (data[offset] == DIRECT_MESSAGE ? ID_AND_TIME_SIZE : 0);
-    if (text_at > end)
-        return 0;
-    Py_ssize_t text_size = end - text_at;
-    if (memchr(data + text_at, '\n', text_size) != NULL || memchr(data + text_at, '\r', text_size) != NULL)
-        return 0;
-    PyObject *sender = PyBytes_FromStringAndSize((const char *)data + offset + 6, name_end - offset - 6);
-    if (sender == NULL)
+    if (out->size + size > out->capacity) {
+        Py_ssize_t capacity = out->capacity * 2;
+        while (capacity < out->size + size)
+            capacity *= 2;
+        char *grown = PyMem_Malloc(capacity);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(grown, out->bytes, out->size);
+        if (out->bytes != out->on_stack)
+            PyMem_Free(out->bytes);
+        out->bytes = grown;
+        out->capacity = capacity;
+    }
+    memcpy(out->bytes + out->size, bytes, size);
+    out->size += size;
+    return 0;
+}
+
+static unsigned long long
+u64_at(const unsigned char *data)
+{
+    unsigned long long value = 0;
+    for (int i = 0; i < 8; i++)
+        value = (value << 8) | data[i];
+    return value;
+}
+
+/* The tags translate._message_tags gives a message to a reader taking ``tags`` (TAG_*
+ * flags), written as lines.tags_written writes them, with the space after them: 0 written,
+ * 1 none to write, -1 an error, -2 a case left to Python (an account name with a character to
+ * escape, a time gmtime cannot write). */
+#define TAG_ACCOUNT 1
+#define TAG_MSGID 2
+#define TAG_TIME 4
+
+static int
+write_tags(Written *out, int tags, PyObject *is_account, const char *sender, Py_ssize_t sender_size,
+           unsigned long long message_id, unsigned long long time_ms)
+{
+    char buffer[96];
+    int count = 0;
+    if (tags & TAG_ACCOUNT) {
+        PyObject *name = PyUnicode_DecodeUTF8(sender, sender_size, "strict");
+        if (name == NULL)
+            return -1;
+        PyObject *answer = PyObject_CallOneArg(is_account, name);
+        Py_DECREF(name);
+        if (answer == NULL)
+            return -1;
+        int registered = PyObject_IsTrue(answer);
+        Py_DECREF(answer);
+        if (registered < 0)
+            return -1;
+        if (registered) {
+            for (Py_ssize_t i = 0; i < sender_size; i++)
+                if (strchr("; \\\r\n", sender[i]) != NULL || sender[i] == '\0')
+                    return -2;
+            if (write_bytes(out, "@account=", 9) < 0 || write_bytes(out, sender, sender_size) < 0)
+                return -1;
+            count++;
+        }
+    }
+    if ((tags & TAG_MSGID) && message_id != 0) {
+        int size = snprintf(buffer, sizeof buffer, "%smsgid=%llu", count ? ";" : "@", message_id);
+        if (write_bytes(out, buffer, size) < 0)
+            return -1;
+        count++;
+    }
+    if (tags & TAG_TIME) {
+        time_t seconds = (time_t)(time_ms / 1000);
+        struct tm moment;
+        if (time_ms / 1000 > 253402300799ULL || gmtime_r(&seconds, &moment) == NULL)
+            return -2; /* (past the year 9999) */
+        int size = snprintf(buffer, sizeof buffer, "%stime=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", count ? ";" : "@",
+                            moment.tm_year + 1900, moment.tm_mon + 1, moment.tm_mday, moment.tm_hour,
+                            moment.tm_min, moment.tm_sec, (int)(time_ms % 1000));
+        if (write_bytes(out, buffer, size) < 0)
+            return -1;
+        count++;
+    }
+    if (count && write_bytes(out, " ", 1) < 0)
         return -1;
-    PyObject *source = PyDict_GetItemWithError(sources, sender); /* borrowed */
-    Py_DECREF(sender);
-    if (source == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    if (!PyBytes_Check(source))
-        return 0;
-    Py_ssize_t source_size = PyBytes_GET_SIZE(source);
-    if (source_size + middle_size + text_size + 2 > max_line)
-        return 0;
-    line->source = PyBytes_AS_STRING(source);
-    line->source_size = source_size;
-    line->text = (const char *)data + text_at;
-    line->text_size = text_size;
-    return 1;
+    return count ? 0 : 1;
 }
 
 /* The frame at offset's end, or -1 if its header or body is not all in data[:size]. */
@@ -176,74 +239,89 @@ frame_end_at(const unsigned char *data, Py_ssize_t offset, Py_ssize_t size)
     return end <= size ? end : -1;
 }
 
-/* How much of a frame is this walk's (0: stop here): IRC_LINES' body, or a direct line. */
+/* Writes the line of the frame at [offset, end) if it is the common case: 1 written, 0 left
+ * to Python (written rolled back), -1 an error. */
 static int
-take(const unsigned char *data, Py_ssize_t offset, Py_ssize_t end, PyObject *sources, Py_ssize_t middle_size,
-     Py_ssize_t max_line, DirectLine *line, Py_ssize_t *size)
+write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_t end, const char *middle,
+           Py_ssize_t middle_size, PyObject *sources, Py_ssize_t max_line, int tags, PyObject *is_account)
 {
     unsigned char kind = data[offset];
-    if (kind == IRC_LINES) {
-        *size = end - offset - HEADER_SIZE;
-        line->source = NULL;
-        return 1;
+    if (kind == IRC_LINES)
+        return write_bytes(out, data + offset + HEADER_SIZE, end - offset - HEADER_SIZE) < 0 ? -1 : 1;
+    if ((kind != INCOMING && kind != DIRECT_MESSAGE) || end - offset < HEADER_SIZE + 1)
+        return 0;
+    if (tags && kind != DIRECT_MESSAGE)
+        return 0; /* (tagged without an id: the time is now's, which Python reads) */
+    Py_ssize_t name_end = offset + 6 + data[offset + 5];
+    Py_ssize_t text_at = name_end + (kind == DIRECT_MESSAGE ? ID_AND_TIME_SIZE : 0);
+    if (text_at > end)
+        return 0;
+    const char *text = (const char *)data + text_at, *sender = (const char *)data + offset + 6;
+    Py_ssize_t text_size = end - text_at, sender_size = name_end - offset - 6;
+    if (memchr(text, '\n', text_size) != NULL || memchr(text, '\r', text_size) != NULL)
+        return 0;
+    PyObject *key = PyBytes_FromStringAndSize(sender, sender_size);
+    if (key == NULL)
+        return -1;
+    PyObject *source = PyDict_GetItemWithError(sources, key); /* borrowed */
+    Py_DECREF(key);
+    if (source == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyBytes_Check(source) || PyBytes_GET_SIZE(source) + middle_size + text_size + 2 > max_line)
+        return 0;
+    Py_ssize_t before = out->size;
+    if (tags) {
+        int written = write_tags(out, tags, is_account, sender, sender_size, u64_at(data + name_end),
+                                 u64_at(data + name_end + 8));
+        if (written < 0) {
+            out->size = before;
+            return written == -2 ? 0 : -1;
+        }
     }
-    if (kind != INCOMING && kind != DIRECT_MESSAGE)
-        return 0;
-    if (end - offset < HEADER_SIZE + 1)
-        return 0;
-    int found = direct_line_of(data, offset, end, sources, middle_size, max_line, line);
-    if (found > 0)
-        *size = line->source_size + middle_size + line->text_size + 2;
-    return found;
+    if (write_bytes(out, PyBytes_AS_STRING(source), PyBytes_GET_SIZE(source)) < 0
+        || write_bytes(out, middle, middle_size) < 0 || write_bytes(out, text, text_size) < 0
+        || write_bytes(out, "\r\n", 2) < 0)
+        return -1;
+    return 1;
 }
 
-/* direct_lines(data, offset, middle, sources, max_line) -> (lines, offset)
+/* direct_lines(data, offset, middle, sources, max_line, tags=0, is_account=None) -> (lines, offset)
  *
  * The lines for the frames of data from offset on, as far as they are IRC_LINES (their body
- * as it is) or untagged direct messages in the common case (sources[sender] + middle + text +
- * CR LF, middle being b" PRIVMSG nick :"), and where the first frame it left begins: the
- * Python translation takes that one on. */
+ * as it is) or direct messages in the common case (their tags, as ``tags`` says the reader
+ * takes them, then sources[sender] + middle + text + CR LF, middle being b" PRIVMSG nick :"),
+ * and where the first frame it left begins: the Python translation takes that one on. */
 static PyObject *
 direct_lines(PyObject *module, PyObject *args)
 {
     Py_buffer view, middle;
     Py_ssize_t offset, max_line;
-    PyObject *sources;
-    if (!PyArg_ParseTuple(args, "y*ny*O!n", &view, &offset, &middle, &PyDict_Type, &sources, &max_line))
+    PyObject *sources, *is_account = Py_None;
+    int tags = 0;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "y*ny*O!n|iO", &view, &offset, &middle, &PyDict_Type, &sources, &max_line, &tags,
+                          &is_account))
         return NULL;
-    const unsigned char *data = view.buf;
-    Py_ssize_t size = view.len, total = 0, at = offset < 0 ? 0 : offset, end;
-    DirectLine line;
-    Py_ssize_t piece = 0;
-    int found = 0;
-    /* First the size of what is taken, then the bytes: one allocation. */
-    while (at < size && (end = frame_end_at(data, at, size)) >= 0
-           && (found = take(data, at, end, sources, middle.len, max_line, &line, &piece)) > 0) {
-        total += piece;
-        at = end;
-    }
     PyObject *result = NULL;
-    if (found < 0)
+    if ((tags & TAG_ACCOUNT) && !PyCallable_Check(is_account)) {
+        PyErr_SetString(PyExc_TypeError, "is_account must be callable for the account tag");
         goto done;
-    PyObject *lines = PyBytes_FromStringAndSize(NULL, total);
-    if (lines == NULL)
-        goto done;
-    char *write = PyBytes_AS_STRING(lines);
-    Py_ssize_t stop = at;
-    for (at = offset < 0 ? 0 : offset; at < stop; at = end) {
-        end = frame_end_at(data, at, size);
-        take(data, at, end, sources, middle.len, max_line, &line, &piece);
-        if (line.source == NULL) {
-            memcpy(write, data + at + HEADER_SIZE, piece);
-        } else {
-            memcpy(write, line.source, line.source_size);
-            memcpy(write + line.source_size, middle.buf, middle.len);
-            memcpy(write + line.source_size + middle.len, line.text, line.text_size);
-            memcpy(write + piece - 2, "\r\n", 2);
-        }
-        write += piece;
     }
-    result = Py_BuildValue("(Nn)", lines, stop);
+    const unsigned char *data = view.buf;
+    Py_ssize_t size = view.len, at = offset < 0 ? 0 : offset, end;
+    Written out;
+    out.bytes = out.on_stack;
+    out.size = 0;
+    out.capacity = sizeof out.on_stack;
+    int written = 1;
+    while (at < size && (end = frame_end_at(data, at, size)) >= 0
+           && (written = write_line(&out, data, at, end, middle.buf, middle.len, sources, max_line, tags,
+                                    is_account)) > 0)
+        at = end;
+    if (written >= 0)
+        result = Py_BuildValue("(y#n)", out.bytes, out.size, at);
+    if (out.bytes != out.on_stack)
+        PyMem_Free(out.bytes);
 done:
     PyBuffer_Release(&view);
     PyBuffer_Release(&middle);
@@ -256,7 +334,7 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC
 PyInit__speedups(void)

@@ -13,5 +13,11 @@ def read_messages(
     max_line: int,
 ) -> list: ...
 def direct_lines(
-    data: bytes, offset: int, middle: bytes, sources: dict[bytes, bytes], max_line: int
+    data: bytes,
+    offset: int,
+    middle: bytes,
+    sources: dict[bytes, bytes],
+    max_line: int,
+    tags: int = 0,
+    is_account: Callable[[str], bool] | None = None,
 ) -> tuple[bytes, int]: ...

@@ -7,6 +7,7 @@ for the translation, whichever path a frame took (a reply, a delivery, a message
 """
 
 import functools
+import itertools
 import time
 from typing import Protocol
 
@@ -59,6 +60,8 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     taken = _TAGGING.intersection(reader.caps) or None  # the tags the reader takes
     marking = "draft/read-marker" in reader.caps  # (then every room message's time is noted)
     to_reader, own_source = _words_of(reader.nick)
+    tag_flags = 0 if taken is None else _TAG_FLAGS[taken]
+    is_account = reader.is_account if tag_flags & _TAG_FLAG["account-tag"] else None
     for data in chunks:
         if data and data[0] == ROOM_MESSAGE and not marking and (line := _room_lines.get(data)) is not None:
             # (A room's message as every member was handed it, its line made for the first of
@@ -71,10 +74,12 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                     continue
         offset = 0
         while offset < len(data):
-            if taken is None and compiled is not None:
-                # (What most frames are, untagged direct messages and the port's own lines, as
-                # their lines here: compiled, up to the first frame of another kind.)
-                lines, offset = compiled.direct_lines(data, offset, to_reader, _sources, MAX_LINE)
+            if compiled is not None:
+                # (What most frames are, direct messages and the port's own lines, as their
+                # lines here: compiled, up to the first frame of another kind.)
+                lines, offset = compiled.direct_lines(
+                    data, offset, to_reader, _sources, MAX_LINE, tag_flags, is_account
+                )
                 if lines:
                     out.append(lines)
                 if offset == len(data):
@@ -102,6 +107,13 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
 
 
 _TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
+# The tags a reader may take, as the compiled loop's flags (_speedups.c's TAG_*), by set.
+_TAG_FLAG = {"account-tag": 1, "message-tags": 2, "server-time": 4}
+_TAG_FLAGS = {
+    frozenset(tags): sum(_TAG_FLAG[tag] for tag in tags)
+    for count in (1, 2, 3)
+    for tags in itertools.combinations(_TAG_FLAG, count)
+}
 _sources: dict[bytes, bytes] = {}  # a sender's name (UTF-8) -> the start of its lines: b":nick!nick@chatroom"
 
 
