@@ -22,7 +22,8 @@ from chatroom.server.irc.lines import (
 )
 from chatroom.server.irc.marker_times import MarkerTimes
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
-from chatroom.server.irc.translate import _tagged, irc_time, tags_for, to_irc
+from chatroom.server.irc.tags import irc_time, tagged, tags_for
+from chatroom.server.irc.translate import to_irc
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
@@ -201,4 +202,4 @@ def test_a_message_line_is_tagged_as_its_tags_are_written_anywhere(caps, message
     reader = Reader("alice", caps, accounts={"we;ird", "日本"})
     line = b":x!x@chatroom PRIVMSG alice :hi\r\n"
     tags = tags_for(reader, time_ms, message_id, sender)
-    assert _tagged(line, reader, message_id, time_ms, sender.encode()) == (with_tags(line, tags) if tags else line)
+    assert tagged(line, reader, message_id, time_ms, sender.encode()) == (with_tags(line, tags) if tags else line)

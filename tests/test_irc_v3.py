@@ -11,7 +11,7 @@ from chatroom.device_frames import Away, Mark, Marked, Unread, UnreadCounts
 from chatroom.protocol import SendTo
 from chatroom.room_frames import Join, RoomMessage
 from chatroom.server.irc.history import parse_irc_time
-from chatroom.server.irc.translate import irc_time
+from chatroom.server.irc.tags import irc_time
 from chatroom.testing import OK, WAIT, hello_peer
 from chatroom.testing.waiting import eventually
 

@@ -169,7 +169,7 @@ u64_at(const unsigned char *data)
     return value;
 }
 
-/* The tags translate._message_tags gives a message to a reader taking ``tags`` (TAG_*
+/* The tags tags.message_tags gives a message to a reader taking ``tags`` (TAG_*
  * flags), written as lines.tags_written writes them, with the space after them: 0 written,
  * 1 none to write, -1 an error, -2 a case left to Python (an account name with a character to
  * escape, a time gmtime cannot write). */

@@ -24,7 +24,8 @@ from .history import MOST_ASKED, HistoryCommands
 from .lines import Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import to_name, to_nick
-from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick, tags_for
+from .tags import tags_for
+from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
 from .users import UserQueries
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from ..message_ids import first_id_at, time_of_id
 from .batches import batch
 from .lines import encode_line
 from .nicks import to_channel, to_name, to_nick, to_room
-from .translate import SERVER_NAME, irc_frame, irc_time, markread_line, privmsg_lines, source_of, tags_for
+from .tags import irc_time, tags_for
+from .translate import SERVER_NAME, irc_frame, markread_line, privmsg_lines, source_of
 
 MOST_ASKED = 100  # messages one CHATHISTORY answers with (ISUPPORT CHATHISTORY)
 PAGE = 500

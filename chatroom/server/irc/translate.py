@@ -6,9 +6,6 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
-import functools
-import itertools
-import time
 from typing import Protocol
 
 from ...codec import Decoder, frame, frame_end
@@ -17,10 +14,11 @@ from ...fields import ID_AND_TIME_SIZE, split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
 from ...room_frames import ROOM_EVENT, ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
-from .lines import MAX_LINE, encode_line, split_text, tags_written
+from .lines import MAX_LINE, encode_line, split_text
 from .marker_times import MarkerTimes
 from .nicks import to_channel, to_nick
 from .speedups import compiled
+from .tags import TAG_FLAG, TAG_FLAGS, TAGGING, irc_time, tagged, tags_for
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 SERVER_NAME = "chatroom"
@@ -57,11 +55,11 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
     frames (a room's message, mostly, the very bytes object every member was handed)."""
     out = []
-    taken = _TAGGING.intersection(reader.caps) or None  # the tags the reader takes
+    taken = TAGGING.intersection(reader.caps) or None  # the tags the reader takes
     marking = "draft/read-marker" in reader.caps  # (then every room message's time is noted)
     to_reader, own_source = _words_of(reader.nick)
-    tag_flags = 0 if taken is None else _TAG_FLAGS[taken]
-    is_account = reader.is_account if tag_flags & _TAG_FLAG["account-tag"] else None
+    tag_flags = 0 if taken is None else TAG_FLAGS[taken]
+    is_account = reader.is_account if tag_flags & TAG_FLAG["account-tag"] else None
     for data in chunks:
         if data and data[0] == ROOM_MESSAGE and not marking and (line := _room_lines.get(data)) is not None:
             # (A room's message as every member was handed it, its line made for the first of
@@ -106,14 +104,6 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     return b"".join(out)
 
 
-_TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
-# The tags a reader may take, as the compiled loop's flags (_speedups.c's TAG_*), by set.
-_TAG_FLAG = {"account-tag": 1, "message-tags": 2, "server-time": 4}
-_TAG_FLAGS = {
-    frozenset(tags): sum(_TAG_FLAG[tag] for tag in tags)
-    for count in (1, 2, 3)
-    for tags in itertools.combinations(_TAG_FLAG, count)
-}
 _sources: dict[bytes, bytes] = {}  # a sender's name (UTF-8) -> the start of its lines: b":nick!nick@chatroom"
 
 
@@ -136,7 +126,7 @@ def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for
     message_id = time_ms = None
     if text_at != name_end:
         message_id, time_ms, _ = split_id_and_time(data, name_end)
-    return _tagged(line, tagged_for, message_id, time_ms, sender)
+    return tagged(line, tagged_for, message_id, time_ms, sender)
 
 
 _words: dict[str, tuple[bytes, bytes]] = {}  # a reader's nick -> (b" PRIVMSG nick :", b":nick!")
@@ -186,12 +176,12 @@ def _room_line(
         reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
     if taken is None:
         return line
-    tagged = _tagged_room_lines.get((frame, taken))
-    if tagged is None:
-        tagged = _tagged_room_lines[frame, taken] = _tagged(
+    with_tags = _tagged_room_lines.get((frame, taken))
+    if with_tags is None:
+        with_tags = _tagged_room_lines[frame, taken] = tagged(
             line, reader, message_id, time_ms, data[room_end + 1 : sender_end]
         )
-    return tagged
+    return with_tags
 
 
 def _new_room_line(data: bytes, start: int, end: int) -> bytes | None:
@@ -219,46 +209,6 @@ def _source(sender: bytes) -> bytes:
             _sources.clear()
         source = _sources[sender] = f":{source_of(sender.decode())}".encode()
     return source
-
-
-def _tagged(line: bytes, reader: Reader, message_id: int | None, time_ms: int | None, sender: bytes) -> bytes:
-    """line (a message's, untagged) with the tags the reader takes (as with_tags writes them,
-    without a dict to sort: a line per message for every client that takes tags)."""
-    tags = _message_tags(reader, time_ms, message_id, sender.decode())
-    return tags_written(tags) + b" " + line if tags else line
-
-
-def tags_for(
-    reader: Reader, time_ms: int | None = None, message_id: int | None = None, sender: str | None = None
-) -> dict | None:
-    """The IRCv3 tags a line to reader carries (see _message_tags)."""
-    return dict(_message_tags(reader, time_ms, message_id, sender)) or None
-
-
-def _message_tags(
-    reader: Reader, time_ms: int | None, message_id: int | None, sender: str | None
-) -> list[tuple[str, str]]:
-    """The IRCv3 tags a line to reader carries, in the order lines carry them (sorted): its
-    registered sender's account (account-tag), a message's id (message-tags), server-time."""
-    caps = reader.caps
-    tags = []
-    if sender is not None and "account-tag" in caps and reader.is_account(sender):
-        tags.append(("account", sender))
-    if message_id and "message-tags" in caps:
-        tags.append(("msgid", str(message_id)))
-    if "server-time" in caps:
-        tags.append(("time", irc_time(int(time.time() * 1000) if time_ms is None else time_ms)))
-    return tags
-
-
-def irc_time(time_ms: int) -> str:
-    """A moment as IRCv3's server-time writes it."""
-    return f"{_second(time_ms // 1000)}.{time_ms % 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=4)  # (the messages of a second share it)
-def _second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def privmsg_lines(source: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:

@@ -1,0 +1,62 @@
+"""The IRCv3 tags a line to an IRC client carries: its registered sender's account
+(account-tag), a message's id (message-tags) and its time (server-time), as the client asked
+for them, written as lines.tags_written writes tags."""
+
+import functools
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+from .lines import tags_written
+
+if TYPE_CHECKING:
+    from .translate import Reader
+
+TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
+# The tags a reader may take, as the compiled loop's flags (_speedups.c's TAG_*), by set.
+TAG_FLAG = {"account-tag": 1, "message-tags": 2, "server-time": 4}
+TAG_FLAGS = {
+    frozenset(tags): sum(TAG_FLAG[tag] for tag in tags)
+    for count in (1, 2, 3)
+    for tags in itertools.combinations(TAG_FLAG, count)
+}
+
+
+def tagged(line: bytes, reader: "Reader", message_id: int | None, time_ms: int | None, sender: bytes) -> bytes:
+    """line (a message's, untagged) with the tags the reader takes (as with_tags writes them,
+    without a dict to sort: a line per message for every client that takes tags)."""
+    tags = message_tags(reader, time_ms, message_id, sender.decode())
+    return tags_written(tags) + b" " + line if tags else line
+
+
+def tags_for(
+    reader: "Reader", time_ms: int | None = None, message_id: int | None = None, sender: str | None = None
+) -> dict | None:
+    """The IRCv3 tags a line to reader carries (see _message_tags)."""
+    return dict(message_tags(reader, time_ms, message_id, sender)) or None
+
+
+def message_tags(
+    reader: "Reader", time_ms: int | None, message_id: int | None, sender: str | None
+) -> list[tuple[str, str]]:
+    """The IRCv3 tags a line to reader carries, in the order lines carry them (sorted): its
+    registered sender's account (account-tag), a message's id (message-tags), server-time."""
+    caps = reader.caps
+    tags = []
+    if sender is not None and "account-tag" in caps and reader.is_account(sender):
+        tags.append(("account", sender))
+    if message_id and "message-tags" in caps:
+        tags.append(("msgid", str(message_id)))
+    if "server-time" in caps:
+        tags.append(("time", irc_time(int(time.time() * 1000) if time_ms is None else time_ms)))
+    return tags
+
+
+def irc_time(time_ms: int) -> str:
+    """A moment as IRCv3's server-time writes it."""
+    return f"{_second(time_ms // 1000)}.{time_ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)  # (the messages of a second share it)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
