@@ -32,7 +32,7 @@ def tagged(line: bytes, reader: "Reader", message_id: int | None, time_ms: int |
 def tags_for(
     reader: "Reader", time_ms: int | None = None, message_id: int | None = None, sender: str | None = None
 ) -> dict | None:
-    """The IRCv3 tags a line to reader carries (see _message_tags)."""
+    """The IRCv3 tags a line to reader carries (see message_tags)."""
     return dict(message_tags(reader, time_ms, message_id, sender)) or None
 
 
