@@ -113,3 +113,20 @@ def test_a_batch_of_lines_larger_than_the_compiled_loops_first_buffer_is_written
         assert with_c == to_irc(chunks, reader) and len(with_c) > 3 * 8192
     finally:
         translate.compiled = compiled
+
+
+@needs_compiled
+@given(st.lists(st.tuples(st.integers(0, 3), SENDERS, TEXTS), max_size=12), CAPS, st.sampled_from(["bob", "alice"]))
+def test_room_messages_queued_as_chunks_read_the_same_with_their_lines_made_in_c(kinds, caps, nick):
+    """Each frame its own chunk, as a room's message is queued for each member; a member
+    before has made the room messages' lines (and, taking the same tags, their tagged ones)."""
+    if "server-time" in caps:
+        kinds = [(kind or 1, *rest) for kind, *rest in kinds]
+    chunks = [frames_from([kind]) for kind in kinds]
+    to_irc(chunks, Reader("first", caps))
+    with_c = to_irc(chunks, Reader(nick, caps))
+    translate.compiled = None
+    try:
+        assert with_c == to_irc(chunks, Reader(nick, caps))
+    finally:
+        translate.compiled = compiled

@@ -14,6 +14,7 @@
 #define INCOMING 0x83
 #define DIRECT_MESSAGE 0x8E
 #define IRC_LINES 0xFF
+#define ROOM_MESSAGE 0x89
 
 /* read_messages(data, end, privmsg, message, too_long, max_received, max_line) -> list
  *
@@ -328,7 +329,75 @@ done:
     return result;
 }
 
+/* The made line of a chunk for room_lines, borrowed; NULL when the chunk is left to Python
+ * (or on an error, which is then set). */
+static PyObject *
+made_room_line(PyObject *chunk, PyObject *lines, const char *own, Py_ssize_t own_size, PyObject *taken,
+               PyObject *tagged)
+{
+    if (!PyBytes_CheckExact(chunk) || PyBytes_GET_SIZE(chunk) == 0
+        || (unsigned char)PyBytes_AS_STRING(chunk)[0] != ROOM_MESSAGE)
+        return NULL;
+    PyObject *line = PyDict_GetItemWithError(lines, chunk);
+    if (line == NULL || !PyBytes_Check(line))
+        return NULL;
+    if (PyBytes_GET_SIZE(line) >= own_size && memcmp(PyBytes_AS_STRING(line), own, own_size) == 0)
+        return NULL; /* the reader's own message: Python knows whether to echo it */
+    if (taken == Py_None)
+        return line;
+    PyObject *key = PyTuple_Pack(2, chunk, taken);
+    if (key == NULL)
+        return NULL;
+    line = PyDict_GetItemWithError(tagged, key);
+    Py_DECREF(key);
+    return line != NULL && PyBytes_Check(line) ? line : NULL;
+}
+
+/* room_lines(chunks, index, lines, own_source, taken, tagged) -> (lines, index)
+ *
+ * The lines of the chunks from index on, as far as each is a room's message whose line is
+ * already made (lines[chunk], or, for a reader taking tags, tagged[(chunk, taken)]) and not
+ * the reader's own (its line does not begin with own_source); and the index of the first
+ * chunk left to Python. */
+static PyObject *
+room_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 6 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
+        || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "room_lines(list, int, dict, bytes, taken, dict)");
+        return NULL;
+    }
+    PyObject *chunks = args[0], *lines = args[2], *taken = args[4], *tagged = args[5];
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
+    if (index == -1 && PyErr_Occurred())
+        return NULL;
+    const char *own = PyBytes_AS_STRING(args[3]);
+    Py_ssize_t own_size = PyBytes_GET_SIZE(args[3]), count = PyList_GET_SIZE(chunks), total = 0, at;
+    PyObject *line;
+    /* First the size (the dicts cannot change meanwhile: no Python runs here), then the bytes. */
+    for (at = index < 0 ? 0 : index; at < count; at++) {
+        line = made_room_line(PyList_GET_ITEM(chunks, at), lines, own, own_size, taken, tagged);
+        if (line == NULL)
+            break;
+        total += PyBytes_GET_SIZE(line);
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL)
+        return NULL;
+    char *write = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t i = index < 0 ? 0 : index; i < at; i++) {
+        line = made_room_line(PyList_GET_ITEM(chunks, i), lines, own, own_size, taken, tagged);
+        memcpy(write, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
+        write += PyBytes_GET_SIZE(line);
+    }
+    return Py_BuildValue("(Nn)", joined, at);
+}
+
 static PyMethodDef methods[] = {
+    {"room_lines", (PyCFunction)(void (*)(void))room_lines, METH_FASTCALL, "The made lines of the room messages from index on."},
     {"read_messages", read_messages, METH_VARARGS, "The messages of the whole lines in data[:end]."},
     {"direct_lines", direct_lines, METH_VARARGS, "The lines of the common frames from offset on."},
     {NULL, NULL, 0, NULL},

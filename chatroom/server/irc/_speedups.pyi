@@ -21,3 +21,11 @@ def direct_lines(
     tags: int = 0,
     is_account: Callable[[str], bool] | None = None,
 ) -> tuple[bytes, int]: ...
+def room_lines(
+    chunks: list[bytes],
+    index: int,
+    lines: dict[bytes, bytes],
+    own_source: bytes,
+    taken: frozenset[str] | None,
+    tagged: dict[tuple[bytes, frozenset[str]], bytes],
+) -> tuple[bytes, int]: ...

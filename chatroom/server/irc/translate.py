@@ -60,7 +60,18 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     to_reader, own_source = _words_of(reader.nick)
     tag_flags = 0 if taken is None else TAG_FLAGS[taken]
     is_account = reader.is_account if tag_flags & TAG_FLAG["account-tag"] else None
-    for data in chunks:
+    index, count = 0, len(chunks)
+    while index < count:
+        if compiled is not None and not marking:
+            # (Chunks that are room messages with their lines made: compiled, up to the first
+            # that is another.)
+            lines, index = compiled.room_lines(chunks, index, _room_lines, own_source, taken, _tagged_room_lines)
+            if lines:
+                out.append(lines)
+            if index == count:
+                break
+        data = chunks[index]
+        index += 1
         if data and data[0] == ROOM_MESSAGE and not marking and (line := _room_lines.get(data)) is not None:
             # (A room's message as every member was handed it, its line made for the first of
             # them, and tagged for the first who takes these tags: all of the chunk at once.)
