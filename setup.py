@@ -15,11 +15,12 @@ setup(
     packages=find_packages(include=["chatroom", "chatroom.*"]),
     package_data={"chatroom.web": ["*.html", "*.js", "*.css"]},
     python_requires=">=3.10",
-    # Loops over bytes in C, where a compiler and Python's headers are found: the server's
-    # reading of SENDTO frames, the IRC port's of PRIVMSG lines and writing of direct messages'.
+    # Hot loops in C, where a compiler and Python's headers are found: the server's reading of
+    # SENDTO frames, a room's fan-out, the IRC port's reading and writing of lines.
     # Without them the install goes on, and the same loops run in Python.
     ext_modules=[
         Extension("chatroom._frames", ["chatroom/_frames.c"], optional=True),
+        Extension("chatroom.server.connection._fanout", ["chatroom/server/connection/_fanout.c"], optional=True),
         Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True),
     ],
     install_requires=[

@@ -1,0 +1,14 @@
+"""A room's fan-out compiled in C (_fanout.c): see outbox.offer_each."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+def offer_each(
+    sinks: Iterable,
+    data: bytes,
+    outbox_type: type,
+    slots: tuple,
+    due: list,
+    schedule: Callable[[], None],
+    stalled: Callable[[Any], None],
+) -> int: ...
