@@ -91,6 +91,16 @@ def redis_server(request, tmp_path):
     server.close()
 
 
+@pytest.fixture
+def redis_client(tmp_path):
+    """A client of a Redis of its own (no cluster), both closed at the end."""
+    server = RedisProcess(tmp_path)
+    client = redis.Redis.from_url(server.url)
+    yield client
+    client.close()
+    server.close()
+
+
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory):
     """One Redis Cluster for the module (forming one takes two seconds), emptied per test."""
@@ -993,111 +1003,91 @@ def test_devices_markers_unread_and_away_across_two_nodes(nodes):
         peer.close()
 
 
-def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_posts(tmp_path):
+def test_a_rooms_nodes_are_found_among_thousands_of_members_and_only_a_member_posts(redis_client):
     """The scripts read the members' holders a thousand at a time: a node is found whichever
     thousand its member is in, and counted once; a message from a non-member takes no id."""
-    server = RedisProcess(tmp_path)
-    try:
-        client = redis.Redis.from_url(server.url)
-        members = [f"m{n}" for n in range(2500)]
-        client.zadd(ROOM + "#big:members", {name: n for n, name in enumerate(members)})
-        holders = dict.fromkeys(members, "one:1")
-        holders["m1500"] = "two:2"
-        holders["m2499"] = "*three:3 one:1"
-        del holders["m7"]  # (a member logged out)
-        client.hset(USERS, mapping=holders)
-        keys = [USERS, ROOM + "#big:members"]
-        assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 3
-        client.hdel(USERS, "m1500")
-        assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
-        post = client.register_script(POST)
-        room = [ROOM + "#big:members", ROOM + "#big"]
-        assert post(keys=[USERS, *room], args=[NODE, INBOX, "#big", "stranger", 1, b"hi"]) == [0]
-        assert client.hget(ROOM + "#big", "last") is None
-        posts = [NODE, INBOX, "#big", "m7", 1, b"hi", "#big", "stranger", 2, b"no", "#big", "m8", 3, b"yo"]
-        assert post(keys=[USERS, *room, *room, *room], args=posts) == [1, 0, 2]
-        client.close()
-    finally:
-        server.close()
+    client = redis_client
+    members = [f"m{n}" for n in range(2500)]
+    client.zadd(ROOM + "#big:members", {name: n for n, name in enumerate(members)})
+    holders = dict.fromkeys(members, "one:1")
+    holders["m1500"] = "two:2"
+    holders["m2499"] = "*three:3 one:1"
+    del holders["m7"]  # (a member logged out)
+    client.hset(USERS, mapping=holders)
+    keys = [USERS, ROOM + "#big:members"]
+    assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 3
+    client.hdel(USERS, "m1500")
+    assert client.register_script(TELL)(keys=keys, args=[NODE, INBOX, b"x"]) == 2
+    post = client.register_script(POST)
+    room = [ROOM + "#big:members", ROOM + "#big"]
+    assert post(keys=[USERS, *room], args=[NODE, INBOX, "#big", "stranger", 1, b"hi"]) == [0]
+    assert client.hget(ROOM + "#big", "last") is None
+    posts = [NODE, INBOX, "#big", "m7", 1, b"hi", "#big", "stranger", 2, b"no", "#big", "m8", 3, b"yo"]
+    assert post(keys=[USERS, *room, *room, *room], args=posts) == [1, 0, 2]
 
 
-def test_a_rooms_message_is_kept_for_a_live_node_between_subscriptions_and_not_for_a_gone_one(tmp_path):
+def test_a_rooms_message_is_kept_for_a_live_node_between_subscriptions_and_not_for_a_gone_one(redis_client):
     """Nobody subscribed takes it: a live node (its heartbeat key is there) reads it from its
     inbox's stream once it subscribes again; a gone node's stream does not grow."""
-    server = RedisProcess(tmp_path)
-    try:
-        client = redis.Redis.from_url(server.url)
-        client.zadd(ROOM + "#r:members", {"a": 1, "b": 2})
-        client.hset(USERS, mapping={"a": "live:1", "b": "gone:2"})
-        client.set(NODE + "live", "1")
-        room = [ROOM + "#r:members", ROOM + "#r"]
-        post = client.register_script(POST)
-        assert post(keys=[USERS, *room], args=[NODE, INBOX, "#r", "a", 1, b"hi"]) == [1]
-        tell = client.register_script(TELL)
-        assert tell(keys=[USERS, ROOM + "#r:members"], args=[NODE, INBOX, b"event"]) == 2
-        kept = [fields[b"b"] for _, fields in client.xrange(INBOX + "live")]
-        assert len(kept) == 2 and kept[0].endswith(b"hi") and kept[1] == b"event"
-        assert client.xlen(INBOX + "gone") == 0
-        client.close()
-    finally:
-        server.close()
+    client = redis_client
+    client.zadd(ROOM + "#r:members", {"a": 1, "b": 2})
+    client.hset(USERS, mapping={"a": "live:1", "b": "gone:2"})
+    client.set(NODE + "live", "1")
+    room = [ROOM + "#r:members", ROOM + "#r"]
+    post = client.register_script(POST)
+    assert post(keys=[USERS, *room], args=[NODE, INBOX, "#r", "a", 1, b"hi"]) == [1]
+    tell = client.register_script(TELL)
+    assert tell(keys=[USERS, ROOM + "#r:members"], args=[NODE, INBOX, b"event"]) == 2
+    kept = [fields[b"b"] for _, fields in client.xrange(INBOX + "live")]
+    assert len(kept) == 2 and kept[0].endswith(b"hi") and kept[1] == b"event"
+    assert client.xlen(INBOX + "gone") == 0
 
 
-def test_a_gone_nodes_inbox_is_deleted_when_a_node_starts_and_a_node_that_stops_deletes_its_own(tmp_path):
-    server = RedisProcess(tmp_path)
-    try:
-        client = redis.Redis.from_url(server.url)
-        for node_id in ("crashed", "live", "stopping"):
-            client.xadd(INBOX + node_id, {"b": b"batch"})
-        client.set(NODE + "live", "lease")
-        client.set(NODE + "stopping", "lease")
-        client.hset(USERS, mapping={"a": "stopping:lease", "b": "live:lease"})
-        scripts = Scripts(client)
-        assert scripts.forget_gone_inboxes() == 1
-        assert [client.exists(INBOX + node_id) for node_id in ("crashed", "live", "stopping")] == [0, 1, 1]
-        scripts.release_all("stopping")
-        assert [client.exists(INBOX + "stopping"), client.exists(NODE + "stopping")] == [0, 0]
-        assert client.hgetall(USERS) == {b"b": b"live:lease"}
-        assert client.exists(INBOX + "live") == 1
-        client.close()
-    finally:
-        server.close()
+def test_a_gone_nodes_inbox_is_deleted_when_a_node_starts_and_a_node_that_stops_deletes_its_own(redis_client):
+    client = redis_client
+    for node_id in ("crashed", "live", "stopping"):
+        client.xadd(INBOX + node_id, {"b": b"batch"})
+    client.set(NODE + "live", "lease")
+    client.set(NODE + "stopping", "lease")
+    client.hset(USERS, mapping={"a": "stopping:lease", "b": "live:lease"})
+    scripts = Scripts(client)
+    assert scripts.forget_gone_inboxes() == 1
+    assert [client.exists(INBOX + node_id) for node_id in ("crashed", "live", "stopping")] == [0, 1, 1]
+    scripts.release_all("stopping")
+    assert [client.exists(INBOX + "stopping"), client.exists(NODE + "stopping")] == [0, 0]
+    assert client.hgetall(USERS) == {b"b": b"live:lease"}
+    assert client.exists(INBOX + "live") == 1
 
 
-def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgotten_script(tmp_path):
-    server = RedisProcess(tmp_path)
-    try:
-        client = redis.Redis.from_url(server.url)
-        round_trips = []
+def test_room_messages_posted_together_go_in_one_round_trip_and_survive_a_forgotten_script(redis_client):
+    client = redis_client
+    round_trips = []
 
-        def call(method, batch):
-            round_trips.append(len(batch))
-            return method(batch)
+    def call(method, batch):
+        round_trips.append(len(batch))
+        return method(batch)
 
-        # Each post: a counter's next value (x 100), plus its argument, plus the common one.
-        lua = """
-        local answers = {}
-        for i = 2, #KEYS do
-          answers[i - 1] = redis.call('INCR', KEYS[i]) * 100 + tonumber(ARGV[i]) + tonumber(ARGV[1])
-        end
-        return answers
-        """
-        script = client.register_script(lua)
-        poster = Poster(lambda: script, call, ["{c}:unused"], [1000])
-        posts = [gevent.spawn(poster.post, ["{c}:counter"], [n]) for n in range(20)]
-        gevent.joinall(posts, timeout=WAIT, raise_error=True)
-        assert [post.value for post in posts] == [1000 + 100 * (n + 1) + n for n in range(20)]
-        assert round_trips == [20]
-        client.script_flush()
-        assert poster.post(["{c}:counter"], [0]) == 3100
-        # A batch stops at a megabyte of posts (each node is handed it in one payload).
-        large = [gevent.spawn(poster.post, ["{c}:counter"], [0], 600_000) for _ in range(3)]
-        gevent.joinall(large, timeout=WAIT, raise_error=True)
-        assert [post.value for post in large] == [3200, 3300, 3400]
-        assert round_trips == [20, 1, 2, 1]
-        client.close()
-    finally:
-        server.close()
+    # Each post: a counter's next value (x 100), plus its argument, plus the common one.
+    lua = """
+    local answers = {}
+    for i = 2, #KEYS do
+      answers[i - 1] = redis.call('INCR', KEYS[i]) * 100 + tonumber(ARGV[i]) + tonumber(ARGV[1])
+    end
+    return answers
+    """
+    script = client.register_script(lua)
+    poster = Poster(lambda: script, call, ["{c}:unused"], [1000])
+    posts = [gevent.spawn(poster.post, ["{c}:counter"], [n]) for n in range(20)]
+    gevent.joinall(posts, timeout=WAIT, raise_error=True)
+    assert [post.value for post in posts] == [1000 + 100 * (n + 1) + n for n in range(20)]
+    assert round_trips == [20]
+    client.script_flush()
+    assert poster.post(["{c}:counter"], [0]) == 3100
+    # A batch stops at a megabyte of posts (each node is handed it in one payload).
+    large = [gevent.spawn(poster.post, ["{c}:counter"], [0], 600_000) for _ in range(3)]
+    gevent.joinall(large, timeout=WAIT, raise_error=True)
+    assert [post.value for post in large] == [3200, 3300, 3400]
+    assert round_trips == [20, 1, 2, 1]
 
 
 def test_a_historys_entries_queued_together_are_all_kept_in_order_and_expire(redis_server):
