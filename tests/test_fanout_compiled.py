@@ -14,6 +14,18 @@ from tests.test_outbox import _OutboxOfItsOwnKind, _Sink
 needs_compiled = pytest.mark.skipif(outboxes.compiled is None, reason="built without a C compiler")
 
 
+class _Devices:
+    """A user's devices as the fan-out sees them (presence.devices.Devices): their sinks."""
+
+    __slots__ = ("_sinks",)
+
+    def __init__(self, sinks):
+        self._sinks = sinks
+
+    def offer(self, frame: bytes) -> bool:
+        return outboxes.offer_each_in_python(self._sinks, frame) > 0
+
+
 def fan_out_twice(offer_each) -> tuple:
     """A room's two frames offered to outboxes in every state and to other sinks: what each
     offer answered, which were due after each, every sink's state, and the stalls."""
@@ -36,13 +48,19 @@ def fan_out_twice(offer_each) -> tuple:
     assert alone._scheduled == DUE_ALONE
     writing._writer = gevent.getcurrent()  # (a send under way: the frame waits in its queue)
     taking, refusing = _Sink(True), _Sink(False)
-    sinks = [fresh, taking, own_kind, full, closed, alone, refusing, writing, fresh]
+    phone, laptop = made(limit=3, name="phone"), made()
+    devices, none_open = _Devices([phone, laptop]), _Devices([closed])
+    sinks = [fresh, taking, own_kind, full, closed, alone, refusing, writing, fresh, devices, none_open]
+    everything = [*sinks, phone, laptop]
     answers, due = [], []
     try:
         for frame in (b"room", b"more"):
             answers.append(offer_each(sinks, frame))
-            due.append([sinks.index(outbox) for outbox in outboxes._due])
-        states = [(o._frames, o._queued, o._scheduled, o.closed) if isinstance(o, Outbox) else o.offered for o in sinks]
+            due.append([everything.index(outbox) for outbox in outboxes._due])
+        states = [
+            (o._frames, o._queued, o._scheduled, o.closed) if isinstance(o, Outbox) else getattr(o, "offered", None)
+            for o in everything
+        ]
         writing._writer = None
         return answers, due, states, stalls
     finally:
@@ -53,8 +71,13 @@ def fan_out_twice(offer_each) -> tuple:
 
 @needs_compiled
 def test_the_compiled_fan_out_leaves_every_sink_as_the_python_one_does():
-    compiled = fan_out_twice(outboxes.offer_each)
+    registered = outboxes._devices_for_c
+    outboxes.offer_devices_in_c(_Devices, vars(_Devices)["_sinks"])  # (the C loop reaches into these)
+    try:
+        compiled = fan_out_twice(outboxes.offer_each)
+    finally:
+        outboxes.offer_devices_in_c(*registered)
     in_python = fan_out_twice(outboxes.offer_each_in_python)
     assert compiled == in_python
     answers, due, _, stalls = compiled
-    assert answers == [7, 6] and stalls == ["full"] and due[0] == [0, 2, 3]
+    assert answers == [8, 7] and stalls == ["full", "phone"] and due[0] == [0, 2, 3, 11, 12]

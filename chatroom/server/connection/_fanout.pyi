@@ -11,4 +11,6 @@ def offer_each(
     due: list,
     schedule: Callable[[], None],
     stalled: Callable[[Any], None],
+    devices_type: type,
+    devices_sinks: Any,
 ) -> int: ...

@@ -261,7 +261,9 @@ def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
     outbox's part is written out here instead of called: per member, the call was most of
     what a room's message cost. (The same loop in C, where it was built: _fanout.c.)"""
     if compiled is not None:
-        return compiled.offer_each(sinks, data, Outbox, _OUTBOX_SLOTS, _due, _schedule_due, _stalled_in_a_room)
+        return compiled.offer_each(
+            sinks, data, Outbox, _OUTBOX_SLOTS, _due, _schedule_due, _stalled_in_a_room, *_devices_for_c
+        )
     return offer_each_in_python(sinks, data)
 
 
@@ -300,6 +302,19 @@ _due: list[Outbox] = []
 _OUTBOX_SLOTS = tuple(
     vars(Outbox)[name] for name in ("_frames", "_queued", "_limit", "_writer", "_scheduled", "closed")
 )
+
+
+# A user's devices (presence.devices.Devices, which imports this module, says so: see
+# offer_devices_in_c): their type and the slot of their sinks, which the C loop offers a room's
+# frame to itself. (Until then, no sink is of the type given.)
+_devices_for_c: tuple = (type(None), vars(Outbox)["_frames"])
+
+
+def offer_devices_in_c(devices_type: type, sinks_slot) -> None:
+    """The C loop offers a room's frame to these devices' sinks itself (see _fanout.c): their
+    offer() must be offer_each(their sinks) > 0, as Devices' is."""
+    global _devices_for_c
+    _devices_for_c = (devices_type, sinks_slot)
 
 
 def _schedule_due() -> None:
