@@ -123,10 +123,12 @@ offer_to_each(Fanout *fan, PyObject *iterable, int within_devices)
     PyObject *sinks = PySequence_Fast(iterable, "sinks must be iterable");
     if (sinks == NULL)
         return -1;
-    Py_ssize_t taken = 0, count = PySequence_Fast_GET_SIZE(sinks);
-    PyObject **items = PySequence_Fast_ITEMS(sinks);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *sink = items[i];
+    Py_ssize_t taken = 0;
+    /* (The Python a sink's offer, a stall or the hub's scheduling calls may change the list:
+     * its size and items are read afresh each time, and each sink held while offered.) */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(sinks); i++) {
+        PyObject *sink = PySequence_Fast_GET_ITEM(sinks, i);
+        Py_INCREF(sink);
         Py_ssize_t took;
         if (PyObject_TypeCheck(sink, fan->outbox_type)) {
             took = offer_to_outbox(fan, sink);
@@ -139,6 +141,7 @@ offer_to_each(Fanout *fan, PyObject *iterable, int within_devices)
             took = answer == NULL ? -1 : PyObject_IsTrue(answer);
             Py_XDECREF(answer);
         }
+        Py_DECREF(sink);
         if (took < 0) {
             Py_DECREF(sinks);
             return -1;

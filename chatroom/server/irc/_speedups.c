@@ -271,19 +271,21 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
     if (!PyBytes_Check(source) || PyBytes_GET_SIZE(source) + middle_size + text_size + 2 > max_line)
         return 0;
     Py_ssize_t before = out->size;
+    Py_INCREF(source); /* (is_account is Python, which may change the dict meanwhile) */
     if (tags) {
         int written = write_tags(out, tags, is_account, sender, sender_size, u64_at(data + name_end),
                                  u64_at(data + name_end + 8));
         if (written < 0) {
+            Py_DECREF(source);
             out->size = before;
             return written == -2 ? 0 : -1;
         }
     }
-    if (write_bytes(out, PyBytes_AS_STRING(source), PyBytes_GET_SIZE(source)) < 0
-        || write_bytes(out, middle, middle_size) < 0 || write_bytes(out, text, text_size) < 0
-        || write_bytes(out, "\r\n", 2) < 0)
-        return -1;
-    return 1;
+    int failed = write_bytes(out, PyBytes_AS_STRING(source), PyBytes_GET_SIZE(source)) < 0
+                 || write_bytes(out, middle, middle_size) < 0 || write_bytes(out, text, text_size) < 0
+                 || write_bytes(out, "\r\n", 2) < 0;
+    Py_DECREF(source);
+    return failed ? -1 : 1;
 }
 
 /* direct_lines(data, offset, middle, sources, max_line, tags=0, is_account=None) -> (lines, offset)
