@@ -268,6 +268,7 @@ def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
 
 
 def offer_each_in_python(sinks: "Iterable[RoomSink]", data: bytes) -> int:
+    """offer_each's loop, where _fanout.c was not built (and for the test that compares them)."""
     taken = 0
     size = len(data)
     for sink in sinks:
@@ -298,7 +299,7 @@ def offer_each_in_python(sinks: "Iterable[RoomSink]", data: bytes) -> int:
 # costs twice what a place in this list does). A relayed message keeps a callback of its own:
 # there the send waits for the sessions resumed before it, and takes more of their frames.
 _due: list[Outbox] = []
-# For _fanout.c: the slots it reads and writes (in its order), and what it hands back.
+# For _fanout.c: the outbox's slots it reads and writes, in its order.
 _OUTBOX_SLOTS = tuple(
     vars(Outbox)[name] for name in ("_frames", "_queued", "_limit", "_writer", "_scheduled", "closed")
 )
