@@ -34,9 +34,9 @@ class RedisProcess:
         self.options = ["--save", "", "--appendonly", "yes" if persistent else "no", "--dir", self.folder]
         if cluster:
             self.bus_port = free_port()
+            self.options += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
             # (A master waits 5 s by default before it sends its data to a new replica, for
             # others to come too: a test's replica needs it at once.)
-            self.options += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
             self.options += ["--repl-diskless-sync-delay", "0"]
         self.start()
 

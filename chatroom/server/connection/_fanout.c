@@ -61,10 +61,10 @@ offer_to_outbox(Fanout *fan, PyObject *sink)
         PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
         return -1;
     }
-    int under = PyObject_RichCompareBool(queued, limit, Py_LT);
-    if (under < 0)
+    Py_ssize_t now = PyLong_AsSsize_t(queued), most = PyLong_AsSsize_t(limit);
+    if ((now == -1 || most == -1) && PyErr_Occurred())
         return -1;
-    if (!under) {
+    if (now >= most) {
         if (closed == Py_False) {
             PyObject *done = PyObject_CallOneArg(fan->stalled, sink);
             if (done == NULL)
@@ -86,9 +86,6 @@ offer_to_outbox(Fanout *fan, PyObject *sink)
     } else if (PyList_Append(frames, fan->data) < 0) {
         return -1;
     }
-    Py_ssize_t now = PyLong_AsSsize_t(queued);
-    if (now == -1 && PyErr_Occurred())
-        return -1;
     PyObject *grown = PyLong_FromSsize_t(now + fan->size);
     if (grown == NULL)
         return -1;

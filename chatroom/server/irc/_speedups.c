@@ -1,5 +1,6 @@
-/* The IRC port's two loops over bytes, in C: reading PRIVMSG lines, and writing the PRIVMSG
- * lines of direct messages. Each does only the common case and hands every other line or frame
+/* The IRC port's loops over bytes, in C: reading PRIVMSG lines, writing the PRIVMSG lines of
+ * direct messages, and joining the lines of room messages already made. Each does only the
+ * common case and hands every other line or frame
  * back to the Python it stands in for (lines.py, translate.py), so both paths give the same
  * result; without a compiler the Python runs alone. Reading and writing lines took as much
  * of the server's time as the whole of a message's way through the chatroom protocol.
@@ -76,26 +77,18 @@ read_messages(PyObject *module, PyObject *args)
                 }
                 if (colon != NULL && colon > target && target[0] != ':') {
                     const char *text = colon + 2;
-                    PyObject *fields = PyTuple_New(4);
                     PyObject *target_str = PyUnicode_DecodeUTF8(target, colon - target, "strict");
                     PyObject *text_str = target_str ? PyUnicode_DecodeUTF8(text, stop - text, "strict") : NULL;
                     PyObject *raw = text_str ? PyBytes_FromStringAndSize(text, stop - text) : NULL;
-                    if (fields != NULL && raw != NULL) {
+                    /* (made as tuple.__new__ makes an instance of a subclass: allocated, filled) */
+                    item = raw ? ((PyTypeObject *)privmsg_type)->tp_alloc((PyTypeObject *)privmsg_type, 4) : NULL;
+                    if (item != NULL) {
                         Py_INCREF(Py_None);
-                        PyTuple_SET_ITEM(fields, 0, Py_None);
-                        PyTuple_SET_ITEM(fields, 1, target_str);
-                        PyTuple_SET_ITEM(fields, 2, text_str);
-                        PyTuple_SET_ITEM(fields, 3, raw);
-                        PyObject *new_args = PyTuple_Pack(1, fields);
-                        Py_DECREF(fields);
-                        if (new_args == NULL)
-                            goto fail_out;
-                        item = PyTuple_Type.tp_new((PyTypeObject *)privmsg_type, new_args, NULL);
-                        Py_DECREF(new_args);
-                        if (item == NULL)
-                            goto fail_out;
+                        PyTuple_SET_ITEM(item, 0, Py_None);
+                        PyTuple_SET_ITEM(item, 1, target_str);
+                        PyTuple_SET_ITEM(item, 2, text_str);
+                        PyTuple_SET_ITEM(item, 3, raw);
                     } else {
-                        Py_XDECREF(fields);
                         Py_XDECREF(target_str);
                         Py_XDECREF(text_str);
                         Py_XDECREF(raw);
@@ -359,8 +352,10 @@ made_room_line(PyObject *chunk, PyObject *lines, const char *own, Py_ssize_t own
  *
  * The lines of the chunks from index on, as far as each is a room's message whose line is
  * already made (lines[chunk], or, for a reader taking tags, tagged[(chunk, taken)]) and not
- * the reader's own (its line does not begin with own_source); and the index of the first
- * chunk left to Python. */
+ * the reader's own (its line does not begin with own_source), ROOM_LINES_AT_ONCE at most; and
+ * the index of the first chunk left (to Python, or to the next call). */
+#define ROOM_LINES_AT_ONCE 256
+
 static PyObject *
 room_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -375,13 +370,14 @@ room_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (index == -1 && PyErr_Occurred())
         return NULL;
     const char *own = PyBytes_AS_STRING(args[3]);
-    Py_ssize_t own_size = PyBytes_GET_SIZE(args[3]), count = PyList_GET_SIZE(chunks), total = 0, at;
-    PyObject *line;
-    /* First the size (the dicts cannot change meanwhile: no Python runs here), then the bytes. */
-    for (at = index < 0 ? 0 : index; at < count; at++) {
-        line = made_room_line(PyList_GET_ITEM(chunks, at), lines, own, own_size, taken, tagged);
+    Py_ssize_t own_size = PyBytes_GET_SIZE(args[3]), count = PyList_GET_SIZE(chunks), total = 0, found = 0, at;
+    /* (Borrowed from the dicts: no Python runs between finding them and copying them.) */
+    PyObject *made[ROOM_LINES_AT_ONCE];
+    for (at = index < 0 ? 0 : index; at < count && found < ROOM_LINES_AT_ONCE; at++) {
+        PyObject *line = made_room_line(PyList_GET_ITEM(chunks, at), lines, own, own_size, taken, tagged);
         if (line == NULL)
             break;
+        made[found++] = line;
         total += PyBytes_GET_SIZE(line);
     }
     if (PyErr_Occurred())
@@ -390,10 +386,9 @@ room_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (joined == NULL)
         return NULL;
     char *write = PyBytes_AS_STRING(joined);
-    for (Py_ssize_t i = index < 0 ? 0 : index; i < at; i++) {
-        line = made_room_line(PyList_GET_ITEM(chunks, i), lines, own, own_size, taken, tagged);
-        memcpy(write, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
-        write += PyBytes_GET_SIZE(line);
+    for (Py_ssize_t i = 0; i < found; i++) {
+        memcpy(write, PyBytes_AS_STRING(made[i]), PyBytes_GET_SIZE(made[i]));
+        write += PyBytes_GET_SIZE(made[i]);
     }
     return Py_BuildValue("(Nn)", joined, at);
 }

@@ -12,9 +12,10 @@ from .lines import tags_written
 if TYPE_CHECKING:
     from .translate import Reader
 
-TAGGING = frozenset(("server-time", "message-tags", "account-tag"))
-# The tags a reader may take, as the compiled loop's flags (_speedups.c's TAG_*), by set.
+# The tags a reader may take, each as the compiled loop's flag (_speedups.c's TAG_*), and the
+# flags of each set of them.
 TAG_FLAG = {"account-tag": 1, "message-tags": 2, "server-time": 4}
+TAGGING = frozenset(TAG_FLAG)
 TAG_FLAGS = {
     frozenset(tags): sum(TAG_FLAG[tag] for tag in tags)
     for count in (1, 2, 3)

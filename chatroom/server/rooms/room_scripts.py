@@ -39,16 +39,16 @@ TELL = (
     + """
 local nodes, count = nodes_of(KEYS[1], KEYS[2])
 for node in pairs(nodes) do
-  hand_kept(ARGV[2] .. node, ARGV[3], ARGV[1] .. node)
+  hand(ARGV[2] .. node, ARGV[3], ARGV[1] .. node)
 end
 return count
 """
 )
 # Messages from members, many at once (see posting.Poster): KEYS[1] the users, ARGV[1] and
 # ARGV[2] the node and inbox prefixes; then per message, KEYS its room's members and hash,
-# ARGV its room, sender, time (ms) and text. Each takes its room's next id and becomes a ROOM-MESSAGE frame built
-# here around it; every node with members of any of the rooms is handed its messages, in
-# order, in one payload. Returns the ids, 0 for a message not posted (its sender is not a
+# ARGV its room, sender, time (ms) and text. Each takes its room's next id and becomes a
+# ROOM-MESSAGE frame built here around it; every node with members of any of the rooms is
+# handed its messages, in order, in one payload. Returns the ids, 0 for a message not posted (its sender is not a
 # member, or the room is gone: the rules then say why).
 POST = (
     NODES
@@ -83,7 +83,7 @@ for i = 1, (#KEYS - 1) / 2 do
   end
 end
 for _, node in ipairs(order) do
-  hand_kept(ARGV[2] .. node, table.concat(payloads[node]), ARGV[1] .. node)
+  hand(ARGV[2] .. node, table.concat(payloads[node]), ARGV[1] .. node)
 end
 return ids
 """

@@ -55,24 +55,16 @@ KEPT_BATCHES = 10_000  # the batches an inbox's stream keeps, newest (see HAND)
 # after its entry id (a length byte, then the id), so that a node whose subscription ended
 # (Redis restarted with the batch still in its output buffer) reads what it lost from the
 # stream (see inbox.py). Answers how many subscribers took it.
-# hand(): a payload nobody took is not kept: its sender hears FAILURE for it (a direct
-# message is then kept for the recipient's next login instead).
-# hand_kept(): what has no sender to tell (a room's messages and events, a notice) is kept
-# for a node that is alive (its heartbeat key, ``heartbeat``) yet not subscribed at the
-# moment (its subscription is being made again): it reads the payload once it is.
+# A payload nobody took is not kept: its sender hears FAILURE for it (a direct message is then
+# kept for the recipient's next login instead). What has no sender to tell (a room's messages
+# and events, a notice) is handed with its node's heartbeat key: it stays for a node that is
+# alive yet not subscribed at the moment (its subscription is being made again), which reads
+# it once it is.
 HAND = f"""
-local function hand(inbox, payload)
+local function hand(inbox, payload, heartbeat)
   local entry = redis.call('XADD', inbox, 'MAXLEN', '~', {KEPT_BATCHES}, '*', 'b', payload)
   local received = redis.call('SPUBLISH', inbox, string.char(#entry) .. entry .. payload)
-  if received == 0 then
-    redis.call('XDEL', inbox, entry)
-  end
-  return received
-end
-local function hand_kept(inbox, payload, heartbeat)
-  local entry = redis.call('XADD', inbox, 'MAXLEN', '~', {KEPT_BATCHES}, '*', 'b', payload)
-  local received = redis.call('SPUBLISH', inbox, string.char(#entry) .. entry .. payload)
-  if received == 0 and redis.call('EXISTS', heartbeat) == 0 then
+  if received == 0 and not (heartbeat and redis.call('EXISTS', heartbeat) == 1) then
     redis.call('XDEL', inbox, entry)
   end
   return received
@@ -88,7 +80,7 @@ local function tell_shared(name, nodes, inbox_prefix, node_prefix)
   local body = string.char(#name) .. name .. string.char(math.min(#nodes, 255))
   local envelope = string.char(0) .. string.char({SHARED}) .. struct.pack('>I4', #body) .. body
   for _, node in ipairs(nodes) do
-    hand_kept(inbox_prefix .. node, envelope, node_prefix .. node)
+    hand(inbox_prefix .. node, envelope, node_prefix .. node)
   end
 end
 """
