@@ -130,3 +130,16 @@ def test_room_messages_queued_as_chunks_read_the_same_with_their_lines_made_in_c
         assert with_c == to_irc(chunks, Reader(nick, caps))
     finally:
         translate.compiled = compiled
+
+
+@needs_compiled
+def test_more_room_messages_than_one_compiled_call_takes_are_all_written_in_order():
+    chunks = [frames_from([(3, "bob", f"line {n}")]) for n in range(600)]
+    to_irc(chunks, Reader("first"))
+    with_c = to_irc(chunks, Reader("alice"))
+    translate.compiled = None
+    try:
+        assert with_c == to_irc(chunks, Reader("alice"))
+    finally:
+        translate.compiled = compiled
+    assert with_c.count(b"PRIVMSG #r :line ") == 600 and with_c.endswith(b":line 599\r\n")
