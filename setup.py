@@ -22,6 +22,7 @@ setup(
         Extension("chatroom._frames", ["chatroom/_frames.c"], optional=True),
         Extension("chatroom.server.connection._fanout", ["chatroom/server/connection/_fanout.c"], optional=True),
         Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True),
+        Extension("chatroom.server._message_ids", ["chatroom/server/_message_ids.c"], optional=True),
     ],
     install_requires=[
         "gevent>=23.9",

@@ -2,13 +2,17 @@
  * server decodes. It takes the common case only (a whole SENDTO frame with a well-formed body
  * of UTF-8) and leaves every other frame to codec.Decoder, which it stands in for, so both give
  * the same events; without a compiler the Python runs alone. Reading a SENDTO in Python was a
- * quarter of the server's Python time on the relay.
+ * quarter of the server's Python time on the relay. And the DIRECT-MESSAGE frame that relays
+ * one to a client of version 3 or 4, made at one go (codec.direct_message_frame's three packs
+ * and joins were a sixth of the rules' work for an IRC client's message).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #define HEADER_SIZE 5
 #define SENDTO 0x03
+#define DIRECT_MESSAGE 0x8E
+#define ID_AND_TIME_SIZE 16
 
 /* The instance of a class with __slots__ (a dataclass's), its fields set through their
  * descriptors, as __init__ would set them, without a call into Python. */
@@ -89,8 +93,54 @@ fail:
     return NULL;
 }
 
+static void
+put_big_endian(unsigned char *at, unsigned long long value, int size)
+{
+    for (int i = size - 1; i >= 0; i--, value >>= 8)
+        at[i] = (unsigned char)(value & 0xFF);
+}
+
+/* direct_message_frame(head, message_id, time_ms, text) -> the DIRECT-MESSAGE frame: its header,
+ * head (the sender's name field), the id and time (unsigned, big-endian) and text, as bytes. */
+static PyObject *
+direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "direct_message_frame(head: bytes, message_id, time_ms, text: bytes)");
+        return NULL;
+    }
+    unsigned long long message_id = PyLong_AsUnsignedLongLong(args[1]);
+    if (message_id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    unsigned long long time_ms = PyLong_AsUnsignedLongLong(args[2]);
+    if (time_ms == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t head_size = PyBytes_GET_SIZE(args[0]), text_size = PyBytes_GET_SIZE(args[3]);
+    Py_ssize_t length = head_size + ID_AND_TIME_SIZE + text_size;
+    if (length > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_OverflowError, "a frame's body is at most 2**32 - 1 bytes");
+        return NULL;
+    }
+    PyObject *made = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + length);
+    if (made == NULL)
+        return NULL;
+    unsigned char *at = (unsigned char *)PyBytes_AS_STRING(made);
+    at[0] = DIRECT_MESSAGE;
+    put_big_endian(at + 1, (unsigned long long)length, 4);
+    at += HEADER_SIZE;
+    memcpy(at, PyBytes_AS_STRING(args[0]), head_size);
+    at += head_size;
+    put_big_endian(at, message_id, 8);
+    put_big_endian(at + 8, time_ms, 8);
+    memcpy(at + ID_AND_TIME_SIZE, PyBytes_AS_STRING(args[3]), text_size);
+    return made;
+}
+
 static PyMethodDef methods[] = {
     {"sendto_frames", sendto_frames, METH_VARARGS, "SendTo events for the common SENDTO frames from offset on."},
+    {"direct_message_frame", (PyCFunction)(void (*)(void))direct_message_frame, METH_FASTCALL,
+     "The DIRECT-MESSAGE frame of a sender's name field, an id, a time and a text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -95,6 +95,13 @@ def incoming_frame(sender: str, text: bytes) -> bytes:
 
 def direct_message_frame(sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
     """DIRECT-MESSAGE from sender (see incoming_frame)."""
+    if compiled is not None:
+        return compiled.direct_message_frame(sender_field(sender), message_id, time_ms, text)
+    return direct_message_frame_in_python(sender, message_id, time_ms, text)
+
+
+def direct_message_frame_in_python(sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
+    """direct_message_frame, where it is not compiled."""
     head = sender_field(sender) + id_and_time(message_id, time_ms)
     return _HEADER.pack(DIRECT_MESSAGE, len(head) + len(text)) + head + text
 

@@ -1,10 +1,12 @@
 """The server's compiled reading of SENDTO frames (chatroom/_frames.c) gives the events the
 Python decoder gives, for any bytes in any pieces: it takes the common case only and leaves
-every other frame to the decoder."""
+every other frame to the decoder. The DIRECT-MESSAGE frames it makes, and the ids taken in C
+(server/_message_ids.c), are the Python's."""
 
 import random
 import shutil
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,8 @@ from hypothesis import strategies as st
 
 from chatroom import codec
 from chatroom.codec import Decoder, encode, frame
-from chatroom.protocol import MAX_BODY, SENDTO, ListUsers, Login, SendTo
+from chatroom.protocol import MAX_BODY, SENDTO, DirectMessage, ListUsers, Login, SendTo
+from chatroom.server import message_ids
 from chatroom.server.connection import outbox
 from chatroom.server.irc import speedups
 from chatroom.testing import random_frames
@@ -74,10 +77,45 @@ def test_a_sendto_read_in_c_is_the_sendto_the_rules_are_given():
     assert type(event.raw) is bytes and not Decoder.for_client()._reads_sendto
 
 
+@needs_compiled
+@given(st.text(min_size=1, max_size=60), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.text(max_size=300))
+def test_a_direct_message_frame_made_in_c_is_the_pythons(sender, message_id, time_ms, text):
+    made = codec.direct_message_frame(sender, message_id, time_ms, text.encode())
+    assert made == codec.direct_message_frame_in_python(sender, message_id, time_ms, text.encode())
+    assert Decoder.for_client().receive_data(made) == [DirectMessage(sender, message_id, time_ms, text)]
+
+
+@needs_compiled
+def test_a_direct_message_frame_refuses_what_its_fields_cannot_hold():
+    with pytest.raises(OverflowError):
+        codec.direct_message_frame("bob", 2**64, 0, b"hi")
+    with pytest.raises(OverflowError):
+        codec.direct_message_frame("bob", -1, 0, b"hi")
+    with pytest.raises(TypeError):
+        codec.compiled.direct_message_frame("bob", 1, 0, b"hi")  # (a name field is bytes)
+
+
+@pytest.mark.skipif(message_ids.compiled is None, reason="built without a C compiler")
+@pytest.mark.parametrize("take", [message_ids.next_id, message_ids.next_id_in_python], ids=["c", "python"])
+def test_ids_taken_increase_carry_the_nodes_tag_and_their_time(take):
+    before = time.time_ns() // 1_000_000
+    message_ids.use_node_tag(0x5A7)
+    try:
+        taken = [take() for _ in range(3000)]  # (more than 256 in a millisecond borrow the next)
+    finally:
+        message_ids.use_node_tag(0)
+    after = time.time_ns() // 1_000_000
+    ids = [message_id for message_id, _ in taken]
+    assert ids == sorted(set(ids))
+    assert all(message_id & 0xFFF == 0x5A7 for message_id in ids)
+    assert all(time_ms == message_ids.time_of_id(message_id) for message_id, time_ms in taken)
+    assert before <= taken[0][1] and taken[-1][1] <= after + len(taken) // 256 + 1
+
+
 def test_the_compiled_loops_are_built_where_a_compiler_and_pythons_headers_are():
     """Where the install could build them, it did (else the tests of both are skipped)."""
     headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if not (headers and shutil.which(compiler)):
         pytest.skip("no compiler or no Python.h here: the Python loops run alone")
-    assert None not in (codec.compiled, outbox.compiled, speedups.compiled)
+    assert None not in (codec.compiled, outbox.compiled, speedups.compiled, message_ids.compiled)

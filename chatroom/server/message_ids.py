@@ -11,6 +11,11 @@ integer (SQLite's) until the year 2248.
 import random
 import time
 
+try:
+    from . import _message_ids as compiled  # (built from _message_ids.c where the install found a compiler)
+except ImportError:
+    compiled = None  # type: ignore[assignment]
+
 SEQUENCE_BITS = 8
 NODE_BITS = 12
 _last = 0
@@ -22,10 +27,12 @@ def use_node_tag(tag: int | None = None) -> None:
     given)."""
     global _node
     _node = random.getrandbits(NODE_BITS) if tag is None else tag % (1 << NODE_BITS)
+    if compiled is not None:
+        compiled.use_node_tag(_node)
 
 
-def next_id() -> tuple[int, int]:
-    """(a new id, the time in ms it stands for)."""
+def next_id_in_python() -> tuple[int, int]:
+    """(a new id, the time in ms it stands for): next_id, where it is not compiled."""
     global _last
     now_ms = time.time_ns() // 1_000_000
     candidate = (now_ms << (SEQUENCE_BITS + NODE_BITS)) | _node
@@ -33,6 +40,9 @@ def next_id() -> tuple[int, int]:
         candidate = _last + (1 << NODE_BITS)
     _last = candidate
     return candidate, candidate >> (SEQUENCE_BITS + NODE_BITS)
+
+
+next_id = next_id_in_python if compiled is None else compiled.next_id
 
 
 def time_of_id(message_id: int) -> int:
