@@ -229,6 +229,16 @@ def test_presence_tells_of_those_one_shares_a_conversation_or_a_room_with_and_th
     assert watcher.next_of(PresenceStatus) == PresenceStatus((("carol", PresenceState.OFFLINE, ""),))
 
 
+def test_a_message_received_makes_its_sender_one_whose_away_is_told(hello_client, fast_watch):
+    """(Unregistered: no history to find the conversation in, only the message as it came.)"""
+    bob, carol = hello_client("bob", version=4), hello_client("carol", version=4)
+    [ok, everyone] = bob.ask(Watch(True))
+    assert everyone == PresenceStatus((("bob", PresenceState.ONLINE, ""),))
+    assert carol.ask(SendTo("bob", "hi")) == [OK]
+    assert carol.ask(Away(True, "lunch")) == [OK]
+    assert bob.next_of(PresenceStatus) == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
+
+
 def test_an_older_watcher_hears_only_who_comes_and_goes(device, hello_client, fast_watch):
     from chatroom.protocol import Presence
 

@@ -261,7 +261,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             if recorded:
                 message_id, time_ms = next_id()
             frame = incoming_frame(sender, encoded)
-        if not found.deliver(frame):
+        if not (found.deliver_from(sender, frame) if type(found) is Devices else found.deliver(frame)):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if recorded:
             accounts.record(sender, recipient, text, message_id, time_ms)  # type: ignore[union-attr]

@@ -288,7 +288,8 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         name = to_name(target)
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
-        answer = self._sent(name, text, raw)
+        reply = self._rules.send_text(name, text, raw)
+        answer = _OK if reply is OK else _decoded(reply)  # (most are OK: no call for it)
         if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
             name, answer = folded, self._sent(folded, text, raw)
         if answer is _OK or answer.status is Status.STORED:
