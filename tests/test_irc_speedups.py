@@ -133,7 +133,7 @@ def test_room_messages_queued_as_chunks_read_the_same_with_their_lines_made_in_c
 
 
 @needs_compiled
-def test_more_room_messages_than_one_compiled_call_takes_are_all_written_in_order():
+def test_many_room_messages_for_one_member_are_all_written_in_order():
     chunks = [frames_from([(3, "bob", f"line {n}")]) for n in range(600)]
     to_irc(chunks, Reader("first"))
     with_c = to_irc(chunks, Reader("alice"))

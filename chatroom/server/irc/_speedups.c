@@ -1,5 +1,5 @@
 /* The IRC port's loops over bytes, in C: reading PRIVMSG lines, writing the PRIVMSG lines of
- * direct messages, and joining the lines of room messages already made. Each does only the
+ * direct messages, and joining them with the lines of room messages already made. Each does only the
  * common case and hands every other line or frame
  * back to the Python it stands in for (lines.py, translate.py), so both paths give the same
  * result; without a compiler the Python runs alone. Reading and writing lines took as much
@@ -324,7 +324,7 @@ done:
     return result;
 }
 
-/* The made line of a chunk for room_lines, borrowed; NULL when the chunk is left to Python
+/* The made line of a chunk for chunk_lines, borrowed; NULL when the chunk is left to Python
  * (or on an error, which is then set). */
 static PyObject *
 made_room_line(PyObject *chunk, PyObject *lines, const char *own, Py_ssize_t own_size, PyObject *taken,
@@ -348,53 +348,83 @@ made_room_line(PyObject *chunk, PyObject *lines, const char *own, Py_ssize_t own
     return line != NULL && PyBytes_Check(line) ? line : NULL;
 }
 
-/* room_lines(chunks, index, lines, own_source, taken, tagged) -> (lines, index)
+/* chunk_lines(chunks, index, made, own_source, taken, tagged, middle, sources, max_line, tags,
+ *             is_account) -> (lines, index)
  *
- * The lines of the chunks from index on, as far as each is a room's message whose line is
- * already made (lines[chunk], or, for a reader taking tags, tagged[(chunk, taken)]) and not
- * the reader's own (its line does not begin with own_source), ROOM_LINES_AT_ONCE at most; and
- * the index of the first chunk left (to Python, or to the next call). */
-#define ROOM_LINES_AT_ONCE 256
-
+ * The lines of the chunks from index on (as they were queued: a room's message, or a direct
+ * message, each its own chunk, mostly), as far as each is a room's message whose line is
+ * already made (made[chunk], or, for a reader taking tags, tagged[(chunk, taken)]) and not the
+ * reader's own (its line does not begin with own_source), or a chunk whose frames are all
+ * direct_lines' common case; and the index of the first chunk left to Python (which takes
+ * that one whole). One call for a batch of chunks: a call per chunk cost more than its lines. */
 static PyObject *
-room_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 6 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
-        || !PyDict_Check(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "room_lines(list, int, dict, bytes, taken, dict)");
+    if (nargs != 11 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
+        || !PyDict_Check(args[5]) || !PyBytes_Check(args[6]) || !PyDict_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "chunk_lines(list, int, dict, bytes, taken, dict, bytes, dict, int, int, is_account)");
         return NULL;
     }
-    PyObject *chunks = args[0], *lines = args[2], *taken = args[4], *tagged = args[5];
-    Py_ssize_t index = PyLong_AsSsize_t(args[1]);
-    if (index == -1 && PyErr_Occurred())
-        return NULL;
-    const char *own = PyBytes_AS_STRING(args[3]);
-    Py_ssize_t own_size = PyBytes_GET_SIZE(args[3]), count = PyList_GET_SIZE(chunks), total = 0, found = 0, at;
-    /* (Borrowed from the dicts: no Python runs between finding them and copying them.) */
-    PyObject *made[ROOM_LINES_AT_ONCE];
-    for (at = index < 0 ? 0 : index; at < count && found < ROOM_LINES_AT_ONCE; at++) {
-        PyObject *line = made_room_line(PyList_GET_ITEM(chunks, at), lines, own, own_size, taken, tagged);
-        if (line == NULL)
-            break;
-        made[found++] = line;
-        total += PyBytes_GET_SIZE(line);
-    }
+    PyObject *chunks = args[0], *made = args[2], *taken = args[4], *tagged = args[5], *middle = args[6];
+    PyObject *sources = args[7], *is_account = args[10];
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]), max_line = PyLong_AsSsize_t(args[8]);
+    int tags = PyLong_AsLong(args[9]);
     if (PyErr_Occurred())
         return NULL;
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
-    if (joined == NULL)
+    if ((tags & TAG_ACCOUNT) && !PyCallable_Check(is_account)) {
+        PyErr_SetString(PyExc_TypeError, "is_account must be callable for the account tag");
         return NULL;
-    char *write = PyBytes_AS_STRING(joined);
-    for (Py_ssize_t i = 0; i < found; i++) {
-        memcpy(write, PyBytes_AS_STRING(made[i]), PyBytes_GET_SIZE(made[i]));
-        write += PyBytes_GET_SIZE(made[i]);
     }
-    return Py_BuildValue("(Nn)", joined, at);
+    Written out;
+    out.bytes = out.on_stack;
+    out.size = 0;
+    out.capacity = sizeof out.on_stack;
+    int failed = 0;
+    Py_ssize_t at = index < 0 ? 0 : index;
+    /* (The list is read again at each step: is_account is Python, which could change it.) */
+    for (; at < PyList_GET_SIZE(chunks); at++) {
+        PyObject *chunk = PyList_GET_ITEM(chunks, at);
+        if (!PyBytes_CheckExact(chunk) || PyBytes_GET_SIZE(chunk) == 0)
+            break;
+        Py_INCREF(chunk);
+        PyObject *line = made_room_line(chunk, made, PyBytes_AS_STRING(args[3]), PyBytes_GET_SIZE(args[3]), taken,
+                                        tagged);
+        int whole = 0;
+        if (line != NULL) {
+            whole = write_bytes(&out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) < 0 ? -1 : 1;
+        } else if (!PyErr_Occurred()) {
+            /* A chunk of frames: all of it here, or none (Python then takes it from its start). */
+            const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(chunk);
+            Py_ssize_t size = PyBytes_GET_SIZE(chunk), offset = 0, end, before = out.size;
+            whole = 1;
+            while (whole > 0 && offset < size) {
+                end = frame_end_at(data, offset, size);
+                whole = end < 0 ? 0
+                                : write_line(&out, data, offset, end, PyBytes_AS_STRING(middle),
+                                             PyBytes_GET_SIZE(middle), sources, max_line, tags, is_account);
+                offset = end;
+            }
+            if (whole == 0)
+                out.size = before;
+        } else {
+            whole = -1;
+        }
+        Py_DECREF(chunk);
+        if (whole <= 0) {
+            failed = whole < 0;
+            break;
+        }
+    }
+    PyObject *result = failed ? NULL : Py_BuildValue("(y#n)", out.bytes, out.size, at);
+    if (out.bytes != out.on_stack)
+        PyMem_Free(out.bytes);
+    return result;
 }
 
 static PyMethodDef methods[] = {
-    {"room_lines", (PyCFunction)(void (*)(void))room_lines, METH_FASTCALL, "The made lines of the room messages from index on."},
+    {"chunk_lines", (PyCFunction)(void (*)(void))chunk_lines, METH_FASTCALL, "The lines of the common chunks from index on."},
     {"read_messages", read_messages, METH_VARARGS, "The messages of the whole lines in data[:end]."},
     {"direct_lines", direct_lines, METH_VARARGS, "The lines of the common frames from offset on."},
     {NULL, NULL, 0, NULL},

@@ -21,11 +21,16 @@ def direct_lines(
     tags: int = 0,
     is_account: Callable[[str], bool] | None = None,
 ) -> tuple[bytes, int]: ...
-def room_lines(
+def chunk_lines(
     chunks: list[bytes],
     index: int,
-    lines: dict[bytes, bytes],
+    made: dict[bytes, bytes],
     own_source: bytes,
     taken: frozenset[str] | None,
     tagged: dict[tuple[bytes, frozenset[str]], bytes],
+    middle: bytes,
+    sources: dict[bytes, bytes],
+    max_line: int,
+    tags: int,
+    is_account: Callable[[str], bool] | None,
 ) -> tuple[bytes, int]: ...

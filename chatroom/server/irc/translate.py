@@ -63,9 +63,21 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     index, count = 0, len(chunks)
     while index < count:
         if compiled is not None and not marking:
-            # (Chunks that are room messages with their lines made: compiled, up to the first
-            # that is another.)
-            lines, index = compiled.room_lines(chunks, index, _room_lines, own_source, taken, _tagged_room_lines)
+            # (Chunks that are room messages with their lines made, or direct messages and the
+            # port's own lines: compiled, up to the first chunk that is another.)
+            lines, index = compiled.chunk_lines(
+                chunks,
+                index,
+                _room_lines,
+                own_source,
+                taken,
+                _tagged_room_lines,
+                to_reader,
+                _sources,
+                MAX_LINE,
+                tag_flags,
+                is_account,
+            )
             if lines:
                 out.append(lines)
             if index == count:
