@@ -283,24 +283,26 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
 
     def _send(self, target: str, text: str, notice: bool, raw: bytes = b"") -> bytes:
         """``raw``: the text as the client sent it (UTF-8), when it was read whole."""
-        if target.startswith("#"):
+        if target[:1] == "#":
             return self._to_channel(target, text, notice)
         name = to_name(target)
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
         reply = self._rules.send_text(name, text, raw)
-        answer = _OK if reply is OK else _decoded(reply)  # (most are OK: no call for it)
-        if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
-            name, answer = folded, self._sent(folded, text, raw)
-        if answer is _OK or answer.status is Status.STORED:
-            away = None if notice else self._rules.away_message(name)
-            told = b"" if away is None else self._numeric("301", target, ":" + (away or "Away"))
-            return self._echo(target, text, notice) + told
-        if notice:
-            return b""
-        if answer.reason is Reason.INVALID_TEXT:
-            return self._numeric("412", ":No text to send")
-        return self._numeric("401", target, ":No such nick/channel")
+        if reply is not OK:  # (most are OK: delivered)
+            answer = _decoded(reply)
+            if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
+                name, answer = folded, self._sent(folded, text, raw)
+            if answer is not _OK and answer.status is not Status.STORED:
+                if notice:
+                    return b""
+                if answer.reason is Reason.INVALID_TEXT:
+                    return self._numeric("412", ":No text to send")
+                return self._numeric("401", target, ":No such nick/channel")
+        # Delivered, or kept: the echo (echo-message) and whether they are away.
+        echo = self._echo(target, text, notice) if "echo-message" in self.caps else b""
+        away = None if notice else self._rules.away_message(name)
+        return echo if away is None else echo + self._numeric("301", target, ":" + (away or "Away"))
 
     def _online_ignoring_case(self, name: str) -> str | None:
         """The one name online equal to name ignoring ASCII case (IRC's CASEMAPPING=ascii),
@@ -310,9 +312,8 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         return alike[0] if len(alike) == 1 else None
 
     def _echo(self, target: str, text: str, notice: bool) -> bytes:
-        """IRCv3 echo-message: what the client sent, back to it once it is delivered."""
-        if "echo-message" not in self.caps:
-            return b""
+        """IRCv3 echo-message: what the client sent, back to it once it is delivered (for a
+        client that asked for it)."""
         command = "NOTICE" if notice else "PRIVMSG"
         return irc_frame(b"".join(privmsg_lines(source_of_nick(self.nick), target, text, tags_for(self), command)))
 
