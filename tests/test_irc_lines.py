@@ -23,7 +23,7 @@ from chatroom.server.irc.lines import (
 from chatroom.server.irc.marker_times import MarkerTimes
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
 from chatroom.server.irc.tags import irc_time, tagged, tags_for
-from chatroom.server.irc.translate import to_irc
+from chatroom.server.irc.translate import Writing, to_irc, writing_for
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():
@@ -142,6 +142,10 @@ class Reader:
 
     def is_account(self, name: str) -> bool:
         return name in self.accounts
+
+    @property
+    def writing(self) -> Writing:
+        return writing_for(self.nick, self.caps)
 
 
 def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():

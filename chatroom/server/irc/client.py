@@ -25,7 +25,7 @@ from .lines import Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import to_name, to_nick
 from .tags import tags_for
-from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
+from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick, writing_for
 from .users import UserQueries
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         self._password: str | None = None
         self._negotiating = False  # between CAP LS and CAP END: registration waits
         self.caps: set[str] = set()  # the capabilities the client asked for and got
+        self.writing = writing_for(self.nick, self.caps)  # (again whenever either changes)
         self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
         self._account: str | None = None  # the name SASL logged in
         self._held_at_login = b""  # what the login answered after its OK (messages kept)
@@ -137,6 +138,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
             watching = "away-notify" in self.caps
             for cap in asked:
                 (self.caps.discard if cap.startswith("-") else self.caps.add)(cap.lstrip("-"))
+            self.writing = writing_for(self.nick, self.caps)
             acked = irc_frame(encode_line("CAP", self.nick, "ACK", " ".join(asked), source=SERVER_NAME))
             if self.registered and not watching and "away-notify" in self.caps:
                 return acked + self._watch_away()
@@ -193,6 +195,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         if to_name(params[0]) is None:
             return self._numeric("432", params[0], ":Erroneous nickname")
         self.nick = params[0]
+        self.writing = writing_for(self.nick, self.caps)
         return self._register_if_ready()
 
     def _user(self, params) -> bytes:

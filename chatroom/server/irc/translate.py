@@ -6,7 +6,7 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
@@ -36,12 +36,35 @@ def source_of(name: str) -> str:
     return source_of_nick(to_nick(name))
 
 
+class Writing(NamedTuple):
+    """What a reader's lines are written with, from its nickname and capabilities: worked out
+    when those change (writing_for), not for every send."""
+
+    to_reader: bytes  # the middle of a message's line to it: b" PRIVMSG nick :"
+    own_source: bytes  # the start of the lines it is the source of: b":nick!"
+    taken: frozenset[str] | None  # the tags it takes
+    tag_flags: int  # ...as the compiled loops' flags
+    marking: bool  # (draft/read-marker) every room message's time is noted
+
+
+def writing_for(nick: str, caps: set[str]) -> Writing:
+    taken = TAGGING.intersection(caps) or None
+    return Writing(
+        f" PRIVMSG {nick} :".encode(),
+        f":{nick}!".encode(),
+        taken,
+        0 if taken is None else TAG_FLAGS[taken],
+        "draft/read-marker" in caps,
+    )
+
+
 class Reader(Protocol):
     """Who the lines are for: the client's nickname, the capabilities it asked for, and what
     its lines depend on."""
 
     nick: str
     caps: set[str]
+    writing: Writing  # writing_for(nick, caps), as they are now
     away_known: set[str]  # (away-notify) the nicks it was told are away
     echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
@@ -54,12 +77,9 @@ class Reader(Protocol):
 def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
     frames (a room's message, mostly, the very bytes object every member was handed)."""
-    out = []
-    taken = TAGGING.intersection(reader.caps) or None  # the tags the reader takes
-    marking = "draft/read-marker" in reader.caps  # (then every room message's time is noted)
-    to_reader, own_source = _words_of(reader.nick)
-    tag_flags = 0 if taken is None else TAG_FLAGS[taken]
-    is_account = reader.is_account if tag_flags & TAG_FLAG["account-tag"] else None
+    out: list[bytes] = []
+    to_reader, own_source, taken, tag_flags, marking = reader.writing
+    is_account = reader.is_account if tag_flags & _ACCOUNT_TAG else None
     index, count = 0, len(chunks)
     while index < count:
         if compiled is not None and not marking:
@@ -78,6 +98,8 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                 tag_flags,
                 is_account,
             )
+            if index == count and not out:
+                return lines  # (all of them at one call: most sends)
             if lines:
                 out.append(lines)
             if index == count:
@@ -152,20 +174,7 @@ def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for
     return tagged(line, tagged_for, message_id, time_ms, sender)
 
 
-_words: dict[str, tuple[bytes, bytes]] = {}  # a reader's nick -> (b" PRIVMSG nick :", b":nick!")
-
-
-def _words_of(nick: str) -> tuple[bytes, bytes]:
-    """What a reader's lines are written with: the middle of a message's line to it, and the
-    start of the lines it is the source of."""
-    words = _words.get(nick)
-    if words is None:
-        if len(_words) > 10_000:
-            _words.clear()
-        words = _words[nick] = (f" PRIVMSG {nick} :".encode(), f":{nick}!".encode())
-    return words
-
-
+_ACCOUNT_TAG = TAG_FLAG["account-tag"]
 _room_lines: dict[bytes, bytes] = {}  # a room's frame -> its line (without tags), for its next members
 _tagged_room_lines: dict[tuple[bytes, frozenset[str]], bytes] = {}  # (frame, tags taken) -> its line so tagged
 
