@@ -242,3 +242,20 @@ def test_a_batchs_replies_leave_in_the_send_a_rooms_message_made_due(pair):
     # Without a room's message due, the reply goes at once.
     assert session._serve_batch(encode(ListUsers())) and stream.sends[1:] == [reply]
     assert read_exactly(theirs, len(first + reply + second + reply)) == first + reply + second + reply
+
+
+def test_what_a_timed_out_finish_left_half_sent_leaves_before_anything_queued_after_it(pair):
+    """(A login's stored messages are handed out with finish(): its time can run out in the
+    middle of a send. What is queued for the hub afterwards must not jump ahead of the rest.)"""
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    outbox = Outbox(SocketStream(ours), limit=1 << 24, stall_timeout=WAIT, on_stall=lambda: None)
+    first = b"a" * (1 << 20)  # (far more than the socket's buffers take)
+    outbox.queue_to_flush(first)
+    outbox.finish(0.05)  # the peer reads nothing meanwhile: it stops part way
+    assert outbox.queued_bytes > 0 and not outbox.closed
+    outbox.queue_for_hub(b"b" * 10)
+    gevent.sleep(0)  # (the hub's send of what was queued after it)
+    reader = gevent.spawn(read_exactly, theirs, len(first) + 10)
+    outbox.finish(WAIT)
+    assert reader.get(timeout=WAIT) == first + b"b" * 10

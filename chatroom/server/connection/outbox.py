@@ -121,6 +121,10 @@ class Outbox:
         self._scheduled = NOT_DUE
         if self._writer is not None or not self._frames or self.closed:
             return
+        if self._in_flight is not None:
+            # (Left part way by a finish() whose time ran out: the rest of it goes first.)
+            self._writer = gevent.spawn(self._write_all)
+            return
         data = self._take_frames()
         try:
             sent = self._try_send(data)
