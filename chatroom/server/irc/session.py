@@ -29,7 +29,10 @@ class IrcOutbox(Outbox):
         frames, self._frames = self._frames, None
         assert frames is not None, "taken only when some are queued"
         lines = to_irc(frames, self._reader)
-        self._queued += len(lines) - sum(map(len, frames))  # (what is sent now is counted off the queue)
+        # What is queued is these frames alone (nothing is in flight when they are taken): the
+        # lines that stand for them are counted instead.
+        assert self._in_flight is None
+        self._queued = len(lines)
         return lines
 
     def close(self) -> None:
