@@ -92,6 +92,27 @@ def test_the_compiled_translation_writes_the_lines_the_python_one_writes(kinds, 
 
 
 @needs_compiled
+def test_tags_written_in_c_are_pythons_for_any_moment_and_id():
+    """(The compiled loop keeps the last second's text: moments in turn, in the same second and
+    not, near the ends of what it writes; past the year 9999 Python writes them.)"""
+    moments = [0, 999, 1_000, 59_999, 1_700_000_000_000, 1_700_000_000_007, 1_700_000_000_999, 1_700_000_001_000]
+    moments += [951_782_400_000, 253_402_300_799_999, 253_402_300_800_000, 1_700_000_000_050]
+    ids = [1, 9, 10, 12_345, 2**63 - 1, 2**64 - 1]
+    chunks = [
+        encode(DirectMessage("bob", ids[n % len(ids)], moment, f"at {moment}")) for n, moment in enumerate(moments)
+    ]
+    reader = Reader("alice", {"server-time", "message-tags", "account-tag"}, accounts={"bob"})
+    with_c = to_irc(chunks, reader)
+    translate.compiled = None
+    try:
+        assert with_c == to_irc(chunks, reader)
+    finally:
+        translate.compiled = compiled
+    assert b"@account=bob;msgid=18446744073709551615;time=2023-11-14T22:13:20.007Z " in with_c
+    assert b"@account=bob;msgid=10;time=2000-02-29T00:00:00.000Z " in with_c
+
+
+@needs_compiled
 def test_the_compiled_translation_takes_the_common_frames_and_leaves_the_rest_to_python():
     translate._source(b"bob")  # (known: the first frame from a sender is Python's)
     data = frames_from([(0, "bob", "hi"), (2, "", "note"), (1, "bob", "yo"), (0, "bob", "two\nlines"), (0, "bob", "x")])

@@ -199,20 +199,41 @@ write_tags(Written *out, int tags, PyObject *is_account, const char *sender, Py_
         }
     }
     if ((tags & TAG_MSGID) && message_id != 0) {
-        int size = snprintf(buffer, sizeof buffer, "%smsgid=%llu", count ? ";" : "@", message_id);
-        if (write_bytes(out, buffer, size) < 0)
+        char digits[20];
+        int size = 0;
+        for (unsigned long long rest = message_id; rest; rest /= 10)
+            digits[size++] = (char)('0' + rest % 10);
+        memcpy(buffer, count ? ";msgid=" : "@msgid=", 7);
+        for (int i = 0; i < size; i++)
+            buffer[7 + i] = digits[size - 1 - i];
+        if (write_bytes(out, buffer, 7 + size) < 0)
             return -1;
         count++;
     }
     if (tags & TAG_TIME) {
-        time_t seconds = (time_t)(time_ms / 1000);
-        struct tm moment;
-        if (time_ms / 1000 > 253402300799ULL || gmtime_r(&seconds, &moment) == NULL)
-            return -2; /* (past the year 9999) */
-        int size = snprintf(buffer, sizeof buffer, "%stime=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", count ? ";" : "@",
-                            moment.tm_year + 1900, moment.tm_mon + 1, moment.tm_mday, moment.tm_hour,
-                            moment.tm_min, moment.tm_sec, (int)(time_ms % 1000));
-        if (write_bytes(out, buffer, size) < 0)
+        /* (The second's text is kept: the messages of a moment mostly share it.) */
+        static unsigned long long second_written = ~0ULL;
+        static char second_text[20]; /* YYYY-MM-DDTHH:MM:SS */
+        unsigned long long second = time_ms / 1000;
+        if (second != second_written) {
+            time_t seconds = (time_t)second;
+            struct tm moment;
+            if (second > 253402300799ULL || gmtime_r(&seconds, &moment) == NULL)
+                return -2; /* (past the year 9999) */
+            snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d", moment.tm_year + 1900,
+                     moment.tm_mon + 1, moment.tm_mday, moment.tm_hour, moment.tm_min, moment.tm_sec);
+            memcpy(second_text, buffer, 19);
+            second_written = second;
+        }
+        int millis = (int)(time_ms % 1000);
+        memcpy(buffer, count ? ";time=" : "@time=", 6);
+        memcpy(buffer + 6, second_text, 19);
+        buffer[25] = '.';
+        buffer[26] = (char)('0' + millis / 100);
+        buffer[27] = (char)('0' + millis / 10 % 10);
+        buffer[28] = (char)('0' + millis % 10);
+        buffer[29] = 'Z';
+        if (write_bytes(out, buffer, 30) < 0)
             return -1;
         count++;
     }
