@@ -153,6 +153,34 @@ def test_room_messages_queued_as_chunks_read_the_same_with_their_lines_made_in_c
         translate.compiled = compiled
 
 
+ROOMS = st.sampled_from(["#r", "#caf\u00e9", "#team_2"])
+
+
+@needs_compiled
+@given(st.lists(st.tuples(ROOMS, SENDERS, TEXTS), min_size=1, max_size=8), CAPS, st.sampled_from(["bob", "alice"]))
+def test_room_lines_made_in_c_for_the_first_member_are_the_ones_python_makes(messages, caps, nick):
+    """Each translation from nothing made yet (but the senders' and rooms' words, which Python
+    learns at their first message): the lines C makes and keeps are the ones Python would."""
+    chunks = [
+        encode(RoomMessage(room, sender, n + 1, 1_700_000_000_000 + n, text))
+        for n, (room, sender, text) in enumerate(messages)
+    ]
+    for room, sender, _text in messages:
+        translate._source(sender.encode())
+        translate._channel(room.encode())
+
+    def translated(with_c: bool) -> bytes:
+        translate._room_lines.clear()
+        translate._tagged_room_lines.clear()
+        translate.compiled = compiled if with_c else None
+        try:
+            return to_irc(chunks, Reader(nick, caps))
+        finally:
+            translate.compiled = compiled
+
+    assert translated(with_c=True) == translated(with_c=False)
+
+
 @needs_compiled
 def test_many_room_messages_for_one_member_are_all_written_in_order():
     chunks = [frames_from([(3, "bob", f"line {n}")]) for n in range(600)]

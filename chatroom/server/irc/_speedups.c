@@ -345,20 +345,84 @@ done:
     return result;
 }
 
-/* The made line of a chunk for chunk_lines, borrowed; NULL when the chunk is left to Python
- * (or on an error, which is then set). */
+/* The PRIVMSG line of a room's message (a chunk that is the one frame) made here, as
+ * translate._new_room_line makes it, and kept in made for the other members (the lines of the
+ * last 256 messages are kept, the tagged ones with them): borrowed from made. NULL, without an
+ * error, where Python makes it (a text of several lines, a line too long, a sender or a room
+ * whose words are not known yet: Python learns them). */
 static PyObject *
-made_room_line(PyObject *chunk, PyObject *lines, const char *own, Py_ssize_t own_size, PyObject *taken,
-               PyObject *tagged)
+new_room_line(PyObject *chunk, PyObject *made, PyObject *tagged, PyObject *sources, PyObject *channels,
+              Py_ssize_t max_line)
+{
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t size = PyBytes_GET_SIZE(chunk);
+    if (frame_end_at(data, 0, size) != size || size < HEADER_SIZE + 1)
+        return NULL;
+    Py_ssize_t room_end = 6 + data[5];
+    if (room_end >= size)
+        return NULL;
+    Py_ssize_t sender_end = room_end + 1 + data[room_end], text_at = sender_end + ID_AND_TIME_SIZE;
+    if (text_at > size)
+        return NULL;
+    const char *text = (const char *)data + text_at;
+    Py_ssize_t text_size = size - text_at;
+    if (memchr(text, '\n', text_size) != NULL || memchr(text, '\r', text_size) != NULL)
+        return NULL;
+    PyObject *room = PyBytes_FromStringAndSize((const char *)data + 6, room_end - 6);
+    PyObject *sender = room ? PyBytes_FromStringAndSize((const char *)data + room_end + 1, sender_end - room_end - 1)
+                            : NULL;
+    PyObject *channel = sender ? PyDict_GetItemWithError(channels, room) : NULL;
+    PyObject *source = channel ? PyDict_GetItemWithError(sources, sender) : NULL;
+    Py_XDECREF(room);
+    Py_XDECREF(sender);
+    if (source == NULL || !PyBytes_Check(source) || !PyBytes_Check(channel))
+        return NULL;
+    Py_ssize_t source_size = PyBytes_GET_SIZE(source), channel_size = PyBytes_GET_SIZE(channel);
+    Py_ssize_t line_size = source_size + 9 + channel_size + 2 + text_size + 2;
+    if (line_size > max_line)
+        return NULL;
+    PyObject *line = PyBytes_FromStringAndSize(NULL, line_size);
+    if (line == NULL)
+        return NULL;
+    char *at = PyBytes_AS_STRING(line);
+    memcpy(at, PyBytes_AS_STRING(source), source_size);
+    at += source_size;
+    memcpy(at, " PRIVMSG ", 9);
+    memcpy(at + 9, PyBytes_AS_STRING(channel), channel_size);
+    at += 9 + channel_size;
+    memcpy(at, " :", 2);
+    memcpy(at + 2, text, text_size);
+    memcpy(at + 2 + text_size, "\r\n", 2);
+    if (PyDict_GET_SIZE(made) > 256) {
+        PyDict_Clear(made);
+        PyDict_Clear(tagged);
+    }
+    int kept = PyDict_SetItem(made, chunk, line);
+    Py_DECREF(line);
+    return kept < 0 ? NULL : PyDict_GetItemWithError(made, chunk);
+}
+
+/* The line of a room's message chunk for chunk_lines, borrowed from made or tagged (made here
+ * if it is the first member's); *skip set for the reader's own message where it takes nothing
+ * of it (no echo, no tags); NULL for a chunk left to the frames' loop or to Python (or on an
+ * error, which is then set). */
+static PyObject *
+made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_size, PyObject *taken,
+               PyObject *tagged, PyObject *sources, PyObject *channels, int echoing, Py_ssize_t max_line, int *skip)
 {
     if (!PyBytes_CheckExact(chunk) || PyBytes_GET_SIZE(chunk) == 0
         || (unsigned char)PyBytes_AS_STRING(chunk)[0] != ROOM_MESSAGE)
         return NULL;
-    PyObject *line = PyDict_GetItemWithError(lines, chunk);
+    PyObject *line = PyDict_GetItemWithError(made, chunk);
+    if (line == NULL && !PyErr_Occurred())
+        line = new_room_line(chunk, made, tagged, sources, channels, max_line);
     if (line == NULL || !PyBytes_Check(line))
         return NULL;
-    if (PyBytes_GET_SIZE(line) >= own_size && memcmp(PyBytes_AS_STRING(line), own, own_size) == 0)
-        return NULL; /* the reader's own message: Python knows whether to echo it */
+    if (PyBytes_GET_SIZE(line) >= own_size && memcmp(PyBytes_AS_STRING(line), own, own_size) == 0) {
+        /* the reader's own message: nothing, or Python's (which knows how to echo it) */
+        *skip = taken == Py_None && !echoing;
+        return NULL;
+    }
     if (taken == Py_None)
         return line;
     PyObject *key = PyTuple_Pack(2, chunk, taken);
@@ -369,29 +433,30 @@ made_room_line(PyObject *chunk, PyObject *lines, const char *own, Py_ssize_t own
     return line != NULL && PyBytes_Check(line) ? line : NULL;
 }
 
-/* chunk_lines(chunks, index, made, own_source, taken, tagged, middle, sources, max_line, tags,
- *             is_account) -> (lines, index)
+/* chunk_lines(chunks, index, made, own_source, taken, tagged, middle, sources, channels,
+ *             max_line, tags, is_account, echoing) -> (lines, index)
  *
  * The lines of the chunks from index on (as they were queued: a room's message, or a direct
  * message, each its own chunk, mostly), as far as each is a room's message whose line is
- * already made (made[chunk], or, for a reader taking tags, tagged[(chunk, taken)]) and not the
- * reader's own (its line does not begin with own_source), or a chunk whose frames are all
- * direct_lines' common case; and the index of the first chunk left to Python (which takes
- * that one whole). One call for a batch of chunks: a call per chunk cost more than its lines. */
+ * made (made[chunk], made here for the first member; for a reader taking tags,
+ * tagged[(chunk, taken)]), nothing for the reader's own that it takes nothing of, or a chunk
+ * whose frames are all direct_lines' common case; and the index of the first chunk left to
+ * Python (which takes that one whole). One call for a batch of chunks: a call per chunk cost
+ * more than its lines. */
 static PyObject *
 chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 11 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
-        || !PyDict_Check(args[5]) || !PyBytes_Check(args[6]) || !PyDict_Check(args[7])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "chunk_lines(list, int, dict, bytes, taken, dict, bytes, dict, int, int, is_account)");
+    if (nargs != 13 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
+        || !PyDict_Check(args[5]) || !PyBytes_Check(args[6]) || !PyDict_Check(args[7]) || !PyDict_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "chunk_lines(list, int, dict, bytes, taken, dict, bytes, dict, dict, int, "
+                                         "int, is_account, echoing)");
         return NULL;
     }
     PyObject *chunks = args[0], *made = args[2], *taken = args[4], *tagged = args[5], *middle = args[6];
-    PyObject *sources = args[7], *is_account = args[10];
-    Py_ssize_t index = PyLong_AsSsize_t(args[1]), max_line = PyLong_AsSsize_t(args[8]);
-    int tags = PyLong_AsLong(args[9]);
+    PyObject *sources = args[7], *channels = args[8], *is_account = args[11];
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]), max_line = PyLong_AsSsize_t(args[9]);
+    int tags = PyLong_AsLong(args[10]), echoing = PyObject_IsTrue(args[12]);
     if (PyErr_Occurred())
         return NULL;
     if ((tags & TAG_ACCOUNT) && !PyCallable_Check(is_account)) {
@@ -410,11 +475,14 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (!PyBytes_CheckExact(chunk) || PyBytes_GET_SIZE(chunk) == 0)
             break;
         Py_INCREF(chunk);
+        int skip = 0;
         PyObject *line = made_room_line(chunk, made, PyBytes_AS_STRING(args[3]), PyBytes_GET_SIZE(args[3]), taken,
-                                        tagged);
+                                        tagged, sources, channels, echoing, max_line, &skip);
         int whole = 0;
         if (line != NULL) {
             whole = write_bytes(&out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) < 0 ? -1 : 1;
+        } else if (skip) {
+            whole = 1;
         } else if (!PyErr_Occurred()) {
             /* A chunk of frames: all of it here, or none (Python then takes it from its start). */
             const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(chunk);

@@ -30,7 +30,9 @@ def chunk_lines(
     tagged: dict[tuple[bytes, frozenset[str]], bytes],
     middle: bytes,
     sources: dict[bytes, bytes],
+    channels: dict[bytes, bytes],
     max_line: int,
     tags: int,
     is_account: Callable[[str], bool] | None,
+    echoing: bool,
 ) -> tuple[bytes, int]: ...

@@ -45,6 +45,7 @@ class Writing(NamedTuple):
     taken: frozenset[str] | None  # the tags it takes
     tag_flags: int  # ...as the compiled loops' flags
     marking: bool  # (draft/read-marker) every room message's time is noted
+    echoing: bool  # (echo-message) its own messages come back to it
 
 
 def writing_for(nick: str, caps: set[str]) -> Writing:
@@ -55,6 +56,7 @@ def writing_for(nick: str, caps: set[str]) -> Writing:
         taken,
         0 if taken is None else TAG_FLAGS[taken],
         "draft/read-marker" in caps,
+        "echo-message" in caps,
     )
 
 
@@ -78,13 +80,13 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
     frames (a room's message, mostly, the very bytes object every member was handed)."""
     out: list[bytes] = []
-    to_reader, own_source, taken, tag_flags, marking = reader.writing
+    to_reader, own_source, taken, tag_flags, marking, echoing = reader.writing
     is_account = reader.is_account if tag_flags & _ACCOUNT_TAG else None
     index, count = 0, len(chunks)
     while index < count:
         if compiled is not None and not marking:
-            # (Chunks that are room messages with their lines made, or direct messages and the
-            # port's own lines: compiled, up to the first chunk that is another.)
+            # (Chunks that are room messages, or direct messages and the port's own lines, in
+            # the common case: compiled, up to the first chunk that is another.)
             lines, index = compiled.chunk_lines(
                 chunks,
                 index,
@@ -94,9 +96,11 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                 _tagged_room_lines,
                 to_reader,
                 _sources,
+                _channels,
                 MAX_LINE,
                 tag_flags,
                 is_account,
+                echoing,
             )
             if index == count and not out:
                 return lines  # (all of them at one call: most sends)
@@ -150,6 +154,7 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
 
 
 _sources: dict[bytes, bytes] = {}  # a sender's name (UTF-8) -> the start of its lines: b":nick!nick@chatroom"
+_channels: dict[bytes, bytes] = {}  # a room's name (UTF-8) -> its channel's
 
 
 def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for: Reader | None) -> bytes | None:
@@ -228,7 +233,7 @@ def _new_room_line(data: bytes, start: int, end: int) -> bytes | None:
     text = data[split_id_and_time(data, sender_end)[2] : end]
     if b"\n" in text or b"\r" in text:
         return None
-    channel = to_channel(data[start + 6 : room_end].decode()).encode()
+    channel = _channel(data[start + 6 : room_end])
     line = b"".join((_source(data[room_end + 1 : sender_end]), b" PRIVMSG ", channel, b" :", text, b"\r\n"))
     return line if len(line) <= MAX_LINE else None
 
@@ -241,6 +246,16 @@ def _source(sender: bytes) -> bytes:
             _sources.clear()
         source = _sources[sender] = f":{source_of(sender.decode())}".encode()
     return source
+
+
+def _channel(room: bytes) -> bytes:
+    """A room's channel name (UTF-8) for its name (UTF-8)."""
+    channel = _channels.get(room)
+    if channel is None:
+        if len(_channels) > 10_000:
+            _channels.clear()
+        channel = _channels[room] = to_channel(room.decode()).encode()
+    return channel
 
 
 def privmsg_lines(source: str, target: str, text: str, tags: dict | None = None, command="PRIVMSG") -> list[bytes]:
