@@ -404,8 +404,8 @@ new_room_line(PyObject *chunk, PyObject *made, PyObject *tagged, PyObject *sourc
 
 /* The line of a room's message chunk for chunk_lines, borrowed from made or tagged (made here
  * if it is the first member's); *skip set for the reader's own message where it takes nothing
- * of it (no echo, no tags); NULL for a chunk left to the frames' loop or to Python (or on an
- * error, which is then set). */
+ * of it (without echo-message, tags or not, translate writes nothing); NULL for a chunk left
+ * to the frames' loop or to Python (or on an error, which is then set). */
 static PyObject *
 made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_size, PyObject *taken,
                PyObject *tagged, PyObject *sources, PyObject *channels, int echoing, Py_ssize_t max_line, int *skip)
@@ -420,7 +420,7 @@ made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_
         return NULL;
     if (PyBytes_GET_SIZE(line) >= own_size && memcmp(PyBytes_AS_STRING(line), own, own_size) == 0) {
         /* the reader's own message: nothing, or Python's (which knows how to echo it) */
-        *skip = taken == Py_None && !echoing;
+        *skip = !echoing;
         return NULL;
     }
     if (taken == Py_None)
