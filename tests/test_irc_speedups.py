@@ -160,7 +160,8 @@ ROOMS = st.sampled_from(["#r", "#caf\u00e9", "#team_2"])
 @given(st.lists(st.tuples(ROOMS, SENDERS, TEXTS), min_size=1, max_size=8), CAPS, st.sampled_from(["bob", "alice"]))
 def test_room_lines_made_in_c_for_the_first_member_are_the_ones_python_makes(messages, caps, nick):
     """Each translation from nothing made yet (but the senders' and rooms' words, which Python
-    learns at their first message): the lines C makes and keeps are the ones Python would."""
+    learns at their first message): the lines C makes and keeps, tagged or not, are the ones
+    Python would."""
     chunks = [
         encode(RoomMessage(room, sender, n + 1, 1_700_000_000_000 + n, text))
         for n, (room, sender, text) in enumerate(messages)
@@ -174,7 +175,7 @@ def test_room_lines_made_in_c_for_the_first_member_are_the_ones_python_makes(mes
         translate._tagged_room_lines.clear()
         translate.compiled = compiled if with_c else None
         try:
-            return to_irc(chunks, Reader(nick, caps))
+            return to_irc(chunks, Reader(nick, caps, accounts={"carol", "b\u00e9b"}))
         finally:
             translate.compiled = compiled
 

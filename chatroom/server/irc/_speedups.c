@@ -1,8 +1,8 @@
 /* The IRC port's loops over bytes, in C: reading PRIVMSG lines, writing the PRIVMSG lines of
- * direct messages, and joining them with the lines of room messages already made. Each does only the
- * common case and hands every other line or frame
- * back to the Python it stands in for (lines.py, translate.py), so both paths give the same
- * result; without a compiler the Python runs alone. Reading and writing lines took as much
+ * direct messages, and those of room messages (made, tagged and kept for a room's other
+ * members). Each does only the common case and hands every other line or frame back to the
+ * Python it stands in for (lines.py, translate.py), so both paths give the same result;
+ * without a compiler the Python runs alone. Reading and writing lines took as much
  * of the server's time as the whole of a message's way through the chatroom protocol.
  */
 #define PY_SSIZE_T_CLEAN
@@ -402,13 +402,52 @@ new_room_line(PyObject *chunk, PyObject *made, PyObject *tagged, PyObject *sourc
     return kept < 0 ? NULL : PyDict_GetItemWithError(made, chunk);
 }
 
+/* A room's line (untagged) with the tags a reader taking ``taken`` (TAG_* flags ``tags``) reads on
+ * it, as translate.tagged writes them, kept in tagged[taken][chunk] for the other members
+ * taking the same: borrowed from there. NULL, without an error, where Python writes them. */
+static PyObject *
+new_tagged_line(PyObject *chunk, PyObject *untagged, PyObject *tagged, PyObject *taken, int tags, PyObject *is_account)
+{
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(chunk);
+    Py_ssize_t room_end = 6 + data[5];
+    Py_ssize_t sender_end = room_end + 1 + data[room_end];
+    if (sender_end + ID_AND_TIME_SIZE > PyBytes_GET_SIZE(chunk))
+        return NULL;
+    Written out;
+    out.bytes = out.on_stack;
+    out.size = 0;
+    out.capacity = sizeof out.on_stack;
+    PyObject *result = NULL;
+    Py_INCREF(untagged); /* (is_account is Python, which could let go of the line meanwhile) */
+    int written = write_tags(&out, tags, is_account, (const char *)data + room_end + 1, sender_end - room_end - 1,
+                             u64_at(data + sender_end), u64_at(data + sender_end + 8));
+    if (written >= 0 && write_bytes(&out, PyBytes_AS_STRING(untagged), PyBytes_GET_SIZE(untagged)) == 0) {
+        PyObject *line = PyBytes_FromStringAndSize(out.bytes, out.size);
+        PyObject *so_tagged = line ? PyDict_GetItemWithError(tagged, taken) : NULL;
+        if (line != NULL && so_tagged == NULL && !PyErr_Occurred()) {
+            so_tagged = PyDict_New();
+            if (so_tagged != NULL && PyDict_SetItem(tagged, taken, so_tagged) < 0)
+                Py_CLEAR(so_tagged);
+            Py_XDECREF(so_tagged); /* (the dict holds it now) */
+        }
+        if (so_tagged != NULL && PyDict_Check(so_tagged) && PyDict_SetItem(so_tagged, chunk, line) == 0)
+            result = PyDict_GetItemWithError(so_tagged, chunk);
+        Py_XDECREF(line);
+    }
+    Py_DECREF(untagged);
+    if (out.bytes != out.on_stack)
+        PyMem_Free(out.bytes);
+    return result; /* (a case left to Python, written == -2, gives NULL without an error) */
+}
+
 /* The line of a room's message chunk for chunk_lines, borrowed from made or tagged (made here
  * if it is the first member's); *skip set for the reader's own message where it takes nothing
  * of it (without echo-message, tags or not, translate writes nothing); NULL for a chunk left
  * to the frames' loop or to Python (or on an error, which is then set). */
 static PyObject *
 made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_size, PyObject *taken,
-               PyObject *tagged, PyObject *sources, PyObject *channels, int echoing, Py_ssize_t max_line, int *skip)
+               PyObject *tagged, PyObject *sources, PyObject *channels, int echoing, Py_ssize_t max_line, int tags,
+               PyObject *is_account, int *skip)
 {
     if (!PyBytes_CheckExact(chunk) || PyBytes_GET_SIZE(chunk) == 0
         || (unsigned char)PyBytes_AS_STRING(chunk)[0] != ROOM_MESSAGE)
@@ -425,12 +464,11 @@ made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_
     }
     if (taken == Py_None)
         return line;
-    PyObject *key = PyTuple_Pack(2, chunk, taken);
-    if (key == NULL)
-        return NULL;
-    line = PyDict_GetItemWithError(tagged, key);
-    Py_DECREF(key);
-    return line != NULL && PyBytes_Check(line) ? line : NULL;
+    PyObject *so_tagged = PyDict_GetItemWithError(tagged, taken);
+    PyObject *with_tags = so_tagged != NULL && PyDict_Check(so_tagged) ? PyDict_GetItemWithError(so_tagged, chunk) : NULL;
+    if (with_tags != NULL || PyErr_Occurred())
+        return with_tags != NULL && PyBytes_Check(with_tags) ? with_tags : NULL;
+    return new_tagged_line(chunk, line, tagged, taken, tags, is_account);
 }
 
 /* chunk_lines(chunks, index, made, own_source, taken, tagged, middle, sources, channels,
@@ -439,7 +477,7 @@ made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_
  * The lines of the chunks from index on (as they were queued: a room's message, or a direct
  * message, each its own chunk, mostly), as far as each is a room's message whose line is
  * made (made[chunk], made here for the first member; for a reader taking tags,
- * tagged[(chunk, taken)]), nothing for the reader's own that it takes nothing of, or a chunk
+ * tagged[taken][chunk], made here too), nothing for the reader's own that it takes nothing of, or a chunk
  * whose frames are all direct_lines' common case; and the index of the first chunk left to
  * Python (which takes that one whole). One call for a batch of chunks: a call per chunk cost
  * more than its lines. */
@@ -477,7 +515,7 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(chunk);
         int skip = 0;
         PyObject *line = made_room_line(chunk, made, PyBytes_AS_STRING(args[3]), PyBytes_GET_SIZE(args[3]), taken,
-                                        tagged, sources, channels, echoing, max_line, &skip);
+                                        tagged, sources, channels, echoing, max_line, tags, is_account, &skip);
         int whole = 0;
         if (line != NULL) {
             whole = write_bytes(&out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) < 0 ? -1 : 1;

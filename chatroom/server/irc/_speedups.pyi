@@ -27,7 +27,7 @@ def chunk_lines(
     made: dict[bytes, bytes],
     own_source: bytes,
     taken: frozenset[str] | None,
-    tagged: dict[tuple[bytes, frozenset[str]], bytes],
+    tagged: dict[frozenset[str], dict[bytes, bytes]],
     middle: bytes,
     sources: dict[bytes, bytes],
     channels: dict[bytes, bytes],

@@ -115,7 +115,7 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
             # them, and tagged for the first who takes these tags: all of the chunk at once.)
             if not line.startswith(own_source):
                 if taken is not None:
-                    line = _tagged_room_lines.get((data, taken))
+                    line = _tagged_room_lines.get(taken, {}).get(data)
                 if line is not None:
                     out.append(line)
                     continue
@@ -181,7 +181,7 @@ def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for
 
 _ACCOUNT_TAG = TAG_FLAG["account-tag"]
 _room_lines: dict[bytes, bytes] = {}  # a room's frame -> its line (without tags), for its next members
-_tagged_room_lines: dict[tuple[bytes, frozenset[str]], bytes] = {}  # (frame, tags taken) -> its line so tagged
+_tagged_room_lines: dict[frozenset[str], dict[bytes, bytes]] = {}  # tags taken -> frame -> its line so tagged
 
 
 def _room_line(
@@ -213,11 +213,10 @@ def _room_line(
         reader.marker_times.note(data[start + 6 : room_end].decode(), message_id, time_ms)
     if taken is None:
         return line
-    with_tags = _tagged_room_lines.get((frame, taken))
+    so_tagged = _tagged_room_lines.setdefault(taken, {})
+    with_tags = so_tagged.get(frame)
     if with_tags is None:
-        with_tags = _tagged_room_lines[frame, taken] = tagged(
-            line, reader, message_id, time_ms, data[room_end + 1 : sender_end]
-        )
+        with_tags = so_tagged[frame] = tagged(line, reader, message_id, time_ms, data[room_end + 1 : sender_end])
     return with_tags
 
 
