@@ -89,6 +89,13 @@ def sender_field(name: str) -> bytes:
 def incoming_frame(sender: str, text: bytes) -> bytes:
     """INCOMING from sender, its text UTF-8 as it came: the relay's frame, without decoding
     and encoding the text again."""
+    if compiled is not None:
+        return compiled.incoming_frame(sender_field(sender), text)
+    return incoming_frame_in_python(sender, text)
+
+
+def incoming_frame_in_python(sender: str, text: bytes) -> bytes:
+    """incoming_frame, where it is not compiled."""
     head = sender_field(sender)
     return _HEADER.pack(INCOMING, len(head) + len(text)) + head + text
 

@@ -1,7 +1,7 @@
 """The server's compiled reading of SENDTO frames (chatroom/_frames.c) gives the events the
 Python decoder gives, for any bytes in any pieces: it takes the common case only and leaves
-every other frame to the decoder. The DIRECT-MESSAGE frames it makes, and the ids taken in C
-(server/_message_ids.c), are the Python's."""
+every other frame to the decoder. The INCOMING and DIRECT-MESSAGE frames it makes, and the
+ids taken in C (server/_message_ids.c), are the Python's."""
 
 import random
 import shutil
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from chatroom import codec
 from chatroom.codec import Decoder, encode, frame
-from chatroom.protocol import MAX_BODY, SENDTO, DirectMessage, ListUsers, Login, SendTo
+from chatroom.protocol import MAX_BODY, SENDTO, DirectMessage, Incoming, ListUsers, Login, SendTo
 from chatroom.server import message_ids
 from chatroom.server.connection import outbox
 from chatroom.server.irc import speedups
@@ -83,6 +83,14 @@ def test_a_direct_message_frame_made_in_c_is_the_pythons(sender, message_id, tim
     made = codec.direct_message_frame(sender, message_id, time_ms, text.encode())
     assert made == codec.direct_message_frame_in_python(sender, message_id, time_ms, text.encode())
     assert Decoder.for_client().receive_data(made) == [DirectMessage(sender, message_id, time_ms, text)]
+
+
+@needs_compiled
+@given(st.text(min_size=1, max_size=60), st.text(max_size=300))
+def test_an_incoming_frame_made_in_c_is_the_pythons(sender, text):
+    made = codec.incoming_frame(sender, text.encode())
+    assert made == codec.incoming_frame_in_python(sender, text.encode())
+    assert Decoder.for_client().receive_data(made) == [Incoming(sender, text)]
 
 
 @needs_compiled
