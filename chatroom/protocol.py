@@ -110,10 +110,6 @@ def is_valid_username(name: str) -> bool:
     return not any(c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in name)
 
 
-def is_valid_text(text: str) -> bool:
-    return 1 <= len(text) <= MAX_TEXT_CHARS
-
-
 def is_valid_password(password: str) -> bool:
     """1-255 bytes of UTF-8."""
     return 1 <= len(password.encode()) <= MAX_PASSWORD_BYTES

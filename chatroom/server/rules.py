@@ -17,6 +17,7 @@ from ..codec import direct_message_frame, encode, incoming_frame
 from ..device_frames import DEVICES_VERSION
 from ..protocol import (
     EXTENSION_VERSION,
+    MAX_TEXT_CHARS,
     Authenticate,
     ChangePassword,
     FrameTooLarge,
@@ -33,7 +34,6 @@ from ..protocol import (
     TokenRequest,
     UserList,
     Watch,
-    is_valid_text,
     is_valid_username,
 )
 from ..room_frames import ROOM_PREFIX, ROOMS_VERSION
@@ -229,7 +229,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         sender = self.name
         if sender is None:
             return self._failure(Reason.NOT_LOGGED_IN)
-        if not is_valid_text(text):
+        if not 1 <= len(text) <= MAX_TEXT_CHARS:  # (a text: 1 to MAX_TEXT_CHARS code points)
             return self._failure(Reason.INVALID_TEXT)
         devices = self._devices
         if devices is not None:  # (a client of version 4: presence)

@@ -95,15 +95,17 @@ class Outbox:
         False, with nothing queued, if full or closed."""
         return offer_each((self,), data) == 1
 
-    def queue_for_hub(self, data: bytes) -> bool:
+    def queue_for_hub(self, data: bytes, wait: bool = False) -> bool:
         """Queue data for the hub to send, without the caller waiting on this socket (nor on
-        its limit: a caller that must, waits for room first). False, with nothing queued, if
-        closed.
+        its limit, unless ``wait``: then it waits for room first, as wait_for_room does).
+        False, with nothing queued, if closed (or stalled meanwhile).
 
         The send happens once the caller yields to the hub, so that frames pushed by many
         greenlets in one round leave in one send; only a send that would block gets a
         writer greenlet of its own.
         """
+        if wait and self._queued >= self._limit and not self.wait_for_room():
+            return False
         if self.closed:
             return False
         frames = self._frames  # (queue_to_flush's, without its call: once per relayed message)

@@ -354,15 +354,14 @@ class Session:
         then the frame is queued over the limit, and only a client that stops reading is
         dropped."""
         outbox = self._outbox
+        held = self.rules.held
+        if held is None:
+            return outbox.queue_for_hub(frame, wait)
         if wait and not outbox.has_room() and not outbox.wait_for_room():
             return False
         if outbox.closed:
             return False
-        held = self.rules.held
-        if held is not None:
-            held.append(frame)
-        else:
-            outbox.queue_for_hub(frame)
+        held.append(frame)
         return True
 
     def offer(self, frame: bytes) -> bool:
