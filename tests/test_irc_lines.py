@@ -23,7 +23,8 @@ from chatroom.server.irc.lines import (
 from chatroom.server.irc.marker_times import MarkerTimes
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
 from chatroom.server.irc.tags import irc_time, tagged, tags_for
-from chatroom.server.irc.translate import Writing, to_irc, writing_for
+from chatroom.server.irc.translate import to_irc
+from chatroom.server.irc.writing import Writing, writing_for
 
 
 def test_lines_end_with_crlf_or_lf_and_empty_ones_are_skipped():

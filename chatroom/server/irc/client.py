@@ -25,8 +25,9 @@ from .lines import Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import to_name, to_nick
 from .tags import tags_for
-from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick, writing_for
+from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
 from .users import UserQueries
+from .writing import writing_for
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ and what other users send as the protocol's frames, which become PRIVMSG lines h
 for the translation, whichever path a frame took (a reply, a delivery, a message kept).
 """
 
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
@@ -18,7 +18,8 @@ from .lines import MAX_LINE, encode_line, split_text
 from .marker_times import MarkerTimes
 from .nicks import to_channel, to_nick
 from .speedups import compiled
-from .tags import TAG_FLAG, TAG_FLAGS, TAGGING, irc_time, tagged, tags_for
+from .tags import TAG_FLAG, irc_time, tagged, tags_for
+from .writing import Writing
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 SERVER_NAME = "chatroom"
@@ -34,30 +35,6 @@ def source_of_nick(nick: str) -> str:
 
 def source_of(name: str) -> str:
     return source_of_nick(to_nick(name))
-
-
-class Writing(NamedTuple):
-    """What a reader's lines are written with, from its nickname and capabilities: worked out
-    when those change (writing_for), not for every send."""
-
-    to_reader: bytes  # the middle of a message's line to it: b" PRIVMSG nick :"
-    own_source: bytes  # the start of the lines it is the source of: b":nick!"
-    taken: frozenset[str] | None  # the tags it takes
-    tag_flags: int  # ...as the compiled loops' flags
-    marking: bool  # (draft/read-marker) every room message's time is noted
-    echoing: bool  # (echo-message) its own messages come back to it
-
-
-def writing_for(nick: str, caps: set[str]) -> Writing:
-    taken = TAGGING.intersection(caps) or None
-    return Writing(
-        f" PRIVMSG {nick} :".encode(),
-        f":{nick}!".encode(),
-        taken,
-        0 if taken is None else TAG_FLAGS[taken],
-        "draft/read-marker" in caps,
-        "echo-message" in caps,
-    )
 
 
 class Reader(Protocol):
