@@ -101,14 +101,22 @@ put_big_endian(unsigned char *at, unsigned long long value, int size)
         at[i] = (unsigned char)(value & 0xFF);
 }
 
-/* The frame of kind: its header, head (the sender's name field), the id and time if with_id
- * (unsigned, big-endian), then text. */
+/* The frame of kind: its header, the sender's name field (its length, then the name in UTF-8),
+ * the id and time if with_id (unsigned, big-endian), then text. */
 static PyObject *
-message_frame(unsigned char kind, PyObject *head, int with_id, unsigned long long message_id,
+message_frame(unsigned char kind, PyObject *sender, int with_id, unsigned long long message_id,
               unsigned long long time_ms, PyObject *text)
 {
-    Py_ssize_t head_size = PyBytes_GET_SIZE(head), text_size = PyBytes_GET_SIZE(text);
-    Py_ssize_t length = head_size + (with_id ? ID_AND_TIME_SIZE : 0) + text_size;
+    Py_ssize_t name_size;
+    const char *name = PyUnicode_AsUTF8AndSize(sender, &name_size); /* (kept by the str) */
+    if (name == NULL)
+        return NULL;
+    if (name_size > 255) {
+        PyErr_Format(PyExc_ValueError, "name too long for a name field: %zd bytes", name_size);
+        return NULL;
+    }
+    Py_ssize_t text_size = PyBytes_GET_SIZE(text);
+    Py_ssize_t length = 1 + name_size + (with_id ? ID_AND_TIME_SIZE : 0) + text_size;
     if (length > 0xFFFFFFFFLL) {
         PyErr_SetString(PyExc_OverflowError, "a frame's body is at most 2**32 - 1 bytes");
         return NULL;
@@ -119,9 +127,10 @@ message_frame(unsigned char kind, PyObject *head, int with_id, unsigned long lon
     unsigned char *at = (unsigned char *)PyBytes_AS_STRING(made);
     at[0] = kind;
     put_big_endian(at + 1, (unsigned long long)length, 4);
-    at += HEADER_SIZE;
-    memcpy(at, PyBytes_AS_STRING(head), head_size);
-    at += head_size;
+    at[HEADER_SIZE] = (unsigned char)name_size;
+    at += HEADER_SIZE + 1;
+    memcpy(at, name, name_size);
+    at += name_size;
     if (with_id) {
         put_big_endian(at, message_id, 8);
         put_big_endian(at + 8, time_ms, 8);
@@ -131,13 +140,13 @@ message_frame(unsigned char kind, PyObject *head, int with_id, unsigned long lon
     return made;
 }
 
-/* direct_message_frame(head, message_id, time_ms, text) -> the DIRECT-MESSAGE frame */
+/* direct_message_frame(sender, message_id, time_ms, text) -> the DIRECT-MESSAGE frame */
 static PyObject *
 direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "direct_message_frame(head: bytes, message_id, time_ms, text: bytes)");
+    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "direct_message_frame(sender: str, message_id, time_ms, text: bytes)");
         return NULL;
     }
     unsigned long long message_id = PyLong_AsUnsignedLongLong(args[1]);
@@ -149,13 +158,13 @@ direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return message_frame(DIRECT_MESSAGE, args[0], 1, message_id, time_ms, args[3]);
 }
 
-/* incoming_frame(head, text) -> the INCOMING frame */
+/* incoming_frame(sender, text) -> the INCOMING frame */
 static PyObject *
 incoming_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "incoming_frame(head: bytes, text: bytes)");
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "incoming_frame(sender: str, text: bytes)");
         return NULL;
     }
     return message_frame(INCOMING, args[0], 0, 0, 0, args[1]);
@@ -164,9 +173,9 @@ incoming_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"sendto_frames", sendto_frames, METH_VARARGS, "SendTo events for the common SENDTO frames from offset on."},
     {"direct_message_frame", (PyCFunction)(void (*)(void))direct_message_frame, METH_FASTCALL,
-     "The DIRECT-MESSAGE frame of a sender's name field, an id, a time and a text."},
+     "The DIRECT-MESSAGE frame of a sender, an id, a time and a text."},
     {"incoming_frame", (PyCFunction)(void (*)(void))incoming_frame, METH_FASTCALL,
-     "The INCOMING frame of a sender's name field and a text."},
+     "The INCOMING frame of a sender and a text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -86,35 +86,26 @@ def sender_field(name: str) -> bytes:
     return name_field(name)
 
 
-def incoming_frame(sender: str, text: bytes) -> bytes:
+def incoming_frame_in_python(sender: str, text: bytes) -> bytes:
     """INCOMING from sender, its text UTF-8 as it came: the relay's frame, without decoding
     and encoding the text again."""
-    if compiled is not None:
-        return compiled.incoming_frame(sender_field(sender), text)
-    return incoming_frame_in_python(sender, text)
-
-
-def incoming_frame_in_python(sender: str, text: bytes) -> bytes:
-    """incoming_frame, where it is not compiled."""
     head = sender_field(sender)
     return _HEADER.pack(INCOMING, len(head) + len(text)) + head + text
 
 
-def direct_message_frame(sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
-    """DIRECT-MESSAGE from sender (see incoming_frame)."""
-    if compiled is not None:
-        return compiled.direct_message_frame(sender_field(sender), message_id, time_ms, text)
-    return direct_message_frame_in_python(sender, message_id, time_ms, text)
-
-
 def direct_message_frame_in_python(sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
-    """direct_message_frame, where it is not compiled."""
+    """DIRECT-MESSAGE from sender (see incoming_frame_in_python)."""
     head = sender_field(sender) + id_and_time(message_id, time_ms)
     return _HEADER.pack(DIRECT_MESSAGE, len(head) + len(text)) + head + text
 
 
+# (Once per relayed message: made in C where it was built, called without a Python frame.)
+incoming_frame = incoming_frame_in_python if compiled is None else compiled.incoming_frame
+direct_message_frame = direct_message_frame_in_python if compiled is None else compiled.direct_message_frame
+
+
 def room_message_frame(room: str, sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
-    """ROOM-MESSAGE (see incoming_frame): made once for all a room's members."""
+    """ROOM-MESSAGE (see incoming_frame_in_python): made once for all a room's members."""
     head = sender_field(room) + sender_field(sender) + id_and_time(message_id, time_ms)
     return _HEADER.pack(ROOM_MESSAGE, len(head) + len(text)) + head + text
 

@@ -100,7 +100,11 @@ def test_a_direct_message_frame_refuses_what_its_fields_cannot_hold():
     with pytest.raises(OverflowError):
         codec.direct_message_frame("bob", -1, 0, b"hi")
     with pytest.raises(TypeError):
-        codec.compiled.direct_message_frame("bob", 1, 0, b"hi")  # (a name field is bytes)
+        codec.direct_message_frame(b"bob", 1, 0, b"hi")  # (a sender is a str)
+    for make in (codec.incoming_frame, codec.incoming_frame_in_python):
+        with pytest.raises(ValueError):
+            make("\u00e9" * 128, b"hi")  # (256 bytes of UTF-8: more than a name field holds)
+        assert make("\u00e9" * 127 + "x", b"hi")[5:7] == b"\xff\xc3"
 
 
 @pytest.mark.skipif(message_ids.compiled is None, reason="built without a C compiler")
