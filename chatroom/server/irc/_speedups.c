@@ -131,6 +131,21 @@ typedef struct {
     char on_stack[8192];
 } Written;
 
+static void
+written_start(Written *out)
+{
+    out->bytes = out->on_stack;
+    out->size = 0;
+    out->capacity = sizeof out->on_stack;
+}
+
+static void
+written_release(Written *out)
+{
+    if (out->bytes != out->on_stack)
+        PyMem_Free(out->bytes);
+}
+
 static int
 write_bytes(Written *out, const void *bytes, Py_ssize_t size)
 {
@@ -302,6 +317,24 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
     return failed ? -1 : 1;
 }
 
+/* Writes the lines of the frames of data[*at:size] while each is write_line's common case,
+ * moving *at past them: 1 all written, 0 stopped at a frame left to Python, -1 an error. */
+static int
+write_frames(Written *out, const unsigned char *data, Py_ssize_t *at, Py_ssize_t size, const char *middle,
+             Py_ssize_t middle_size, PyObject *sources, Py_ssize_t max_line, int tags, PyObject *is_account)
+{
+    while (*at < size) {
+        Py_ssize_t end = frame_end_at(data, *at, size);
+        int written = end < 0 ? 0
+                              : write_line(out, data, *at, end, middle, middle_size, sources, max_line, tags,
+                                           is_account);
+        if (written <= 0)
+            return written;
+        *at = end;
+    }
+    return 1;
+}
+
 /* direct_lines(data, offset, middle, sources, max_line, tags=0, is_account=None) -> (lines, offset)
  *
  * The lines for the frames of data from offset on, as far as they are IRC_LINES (their body
@@ -324,21 +357,12 @@ direct_lines(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "is_account must be callable for the account tag");
         goto done;
     }
-    const unsigned char *data = view.buf;
-    Py_ssize_t size = view.len, at = offset < 0 ? 0 : offset, end;
+    Py_ssize_t at = offset < 0 ? 0 : offset;
     Written out;
-    out.bytes = out.on_stack;
-    out.size = 0;
-    out.capacity = sizeof out.on_stack;
-    int written = 1;
-    while (at < size && (end = frame_end_at(data, at, size)) >= 0
-           && (written = write_line(&out, data, at, end, middle.buf, middle.len, sources, max_line, tags,
-                                    is_account)) > 0)
-        at = end;
-    if (written >= 0)
+    written_start(&out);
+    if (write_frames(&out, view.buf, &at, view.len, middle.buf, middle.len, sources, max_line, tags, is_account) >= 0)
         result = Py_BuildValue("(y#n)", out.bytes, out.size, at);
-    if (out.bytes != out.on_stack)
-        PyMem_Free(out.bytes);
+    written_release(&out);
 done:
     PyBuffer_Release(&view);
     PyBuffer_Release(&middle);
@@ -402,8 +426,8 @@ new_room_line(PyObject *chunk, PyObject *made, PyObject *tagged, PyObject *sourc
     return kept < 0 ? NULL : PyDict_GetItemWithError(made, chunk);
 }
 
-/* A room's line (untagged) with the tags a reader taking ``taken`` (TAG_* flags ``tags``) reads on
- * it, as translate.tagged writes them, kept in tagged[taken][chunk] for the other members
+/* A room's line (untagged) with the tags a reader taking ``taken`` (TAG_* flags ``tags``)
+ * reads on it, as translate.tagged writes them, kept in tagged[taken][chunk] for the other members
  * taking the same: borrowed from there. NULL, without an error, where Python writes them. */
 static PyObject *
 new_tagged_line(PyObject *chunk, PyObject *untagged, PyObject *tagged, PyObject *taken, int tags, PyObject *is_account)
@@ -414,9 +438,7 @@ new_tagged_line(PyObject *chunk, PyObject *untagged, PyObject *tagged, PyObject 
     if (sender_end + ID_AND_TIME_SIZE > PyBytes_GET_SIZE(chunk))
         return NULL;
     Written out;
-    out.bytes = out.on_stack;
-    out.size = 0;
-    out.capacity = sizeof out.on_stack;
+    written_start(&out);
     PyObject *result = NULL;
     Py_INCREF(untagged); /* (is_account is Python, which could let go of the line meanwhile) */
     int written = write_tags(&out, tags, is_account, (const char *)data + room_end + 1, sender_end - room_end - 1,
@@ -435,8 +457,7 @@ new_tagged_line(PyObject *chunk, PyObject *untagged, PyObject *tagged, PyObject 
         Py_XDECREF(line);
     }
     Py_DECREF(untagged);
-    if (out.bytes != out.on_stack)
-        PyMem_Free(out.bytes);
+    written_release(&out);
     return result; /* (a case left to Python, written == -2, gives NULL without an error) */
 }
 
@@ -465,7 +486,8 @@ made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_
     if (taken == Py_None)
         return line;
     PyObject *so_tagged = PyDict_GetItemWithError(tagged, taken);
-    PyObject *with_tags = so_tagged != NULL && PyDict_Check(so_tagged) ? PyDict_GetItemWithError(so_tagged, chunk) : NULL;
+    PyObject *with_tags =
+        so_tagged != NULL && PyDict_Check(so_tagged) ? PyDict_GetItemWithError(so_tagged, chunk) : NULL;
     if (with_tags != NULL || PyErr_Occurred())
         return with_tags != NULL && PyBytes_Check(with_tags) ? with_tags : NULL;
     return new_tagged_line(chunk, line, tagged, taken, tags, is_account);
@@ -477,9 +499,9 @@ made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_
  * The lines of the chunks from index on (as they were queued: a room's message, or a direct
  * message, each its own chunk, mostly), as far as each is a room's message whose line is
  * made (made[chunk], made here for the first member; for a reader taking tags,
- * tagged[taken][chunk], made here too), nothing for the reader's own that it takes nothing of, or a chunk
- * whose frames are all direct_lines' common case; and the index of the first chunk left to
- * Python (which takes that one whole). One call for a batch of chunks: a call per chunk cost
+ * tagged[taken][chunk], made here too), nothing for the reader's own that it takes nothing of,
+ * or a chunk whose frames are all direct_lines' common case; and the index of the first chunk
+ * left to Python (which takes that one whole). One call for a batch of chunks: a call per chunk cost
  * more than its lines. */
 static PyObject *
 chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -502,9 +524,7 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Written out;
-    out.bytes = out.on_stack;
-    out.size = 0;
-    out.capacity = sizeof out.on_stack;
+    written_start(&out);
     int failed = 0;
     Py_ssize_t at = index < 0 ? 0 : index;
     /* (The list is read again at each step: is_account is Python, which could change it.) */
@@ -523,16 +543,10 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             whole = 1;
         } else if (!PyErr_Occurred()) {
             /* A chunk of frames: all of it here, or none (Python then takes it from its start). */
-            const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(chunk);
-            Py_ssize_t size = PyBytes_GET_SIZE(chunk), offset = 0, end, before = out.size;
-            whole = 1;
-            while (whole > 0 && offset < size) {
-                end = frame_end_at(data, offset, size);
-                whole = end < 0 ? 0
-                                : write_line(&out, data, offset, end, PyBytes_AS_STRING(middle),
-                                             PyBytes_GET_SIZE(middle), sources, max_line, tags, is_account);
-                offset = end;
-            }
+            Py_ssize_t offset = 0, before = out.size;
+            whole = write_frames(&out, (const unsigned char *)PyBytes_AS_STRING(chunk), &offset,
+                                 PyBytes_GET_SIZE(chunk), PyBytes_AS_STRING(middle), PyBytes_GET_SIZE(middle), sources,
+                                 max_line, tags, is_account);
             if (whole == 0)
                 out.size = before;
         } else {
@@ -545,13 +559,13 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     PyObject *result = failed ? NULL : Py_BuildValue("(y#n)", out.bytes, out.size, at);
-    if (out.bytes != out.on_stack)
-        PyMem_Free(out.bytes);
+    written_release(&out);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"chunk_lines", (PyCFunction)(void (*)(void))chunk_lines, METH_FASTCALL, "The lines of the common chunks from index on."},
+    {"chunk_lines", (PyCFunction)(void (*)(void))chunk_lines, METH_FASTCALL,
+     "The lines of the common chunks from index on."},
     {"read_messages", read_messages, METH_VARARGS, "The messages of the whole lines in data[:end]."},
     {"direct_lines", direct_lines, METH_VARARGS, "The lines of the common frames from offset on."},
     {NULL, NULL, 0, NULL},

@@ -171,20 +171,19 @@ class Devices:
     # --- Mailbox ------------------------------------------------------------------------
 
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
-        if frame[0] in _FROM_SOMEONE:  # (someone wrote to the user: a conversation, for presence)
-            self.contacts.add(str(frame[6 : 6 + frame[5]], "utf-8"))
+        # (Someone wrote to the user: a conversation, for presence.)
+        sender = str(frame[6 : 6 + frame[5]], "utf-8") if frame[0] in _FROM_SOMEONE else None
+        return self.deliver_from(sender, frame, wait)
+
+    def deliver_from(self, sender: str | None, frame: bytes, wait: bool = True) -> bool:
+        """deliver, for whoever knows who wrote the message (the rules, for each relayed one):
+        its sender's name is not read back from the frame (a sixth of the rules' work for an
+        IRC client's message)."""
+        if sender is not None:
+            self.contacts.add(sender)
         took = False
         for device in self._devices:
             took = device.session.deliver(frame, wait) or took
-        return took
-
-    def deliver_from(self, sender: str, frame: bytes) -> bool:
-        """deliver, for the rules, who know who wrote the message: its sender's name is not read
-        back from the frame (a sixth of the rules' work for an IRC client's message)."""
-        self.contacts.add(sender)
-        took = False
-        for device in self._devices:
-            took = device.session.deliver(frame) or took
         return took
 
     def offer(self, frame: bytes) -> bool:
