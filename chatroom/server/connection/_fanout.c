@@ -1,6 +1,7 @@
 /* A room's fan-out in C: outbox.offer_each's loop over a room's members, which queues one
- * frame on each member's outbox. Per member, the Python was most of what a room's message
- * cost. The outboxes' fields are read and written through their slots (Outbox has __slots__),
+ * frame on each member's outbox, and send_queued, the hub's send of what an outbox has queued
+ * (once per member per round of the loop). Per member, the Python was most of what a room's
+ * message cost. The outboxes' fields are read and written through their slots (Outbox has __slots__),
  * as the Python writes them; a sink that is no Outbox, a full outbox and the first outbox made
  * due are handed back to Python through the callables given. Without a compiler, the Python
  * loop (outbox.py) runs alone.
@@ -182,7 +183,201 @@ offer_each(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return taken < 0 ? NULL : PyLong_FromSsize_t(taken);
 }
 
+/* What send_queued knows of outboxes (see known_outboxes): their type, their slots, the
+ * counts that take the bytes sent, and the names of what it calls. */
+enum {
+    SENT_FRAMES, SENT_QUEUED, SENT_LIMIT, SENT_WRITER, SENT_SCHEDULED, SENT_CLOSED, SENT_STREAM,
+    SENT_CAN_TRY, SENT_ROOM, SENT_IN_FLIGHT, SENT_IN_FLIGHT_SENT, SENT_SLOT_COUNT
+};
+static PyTypeObject *known_type;
+static Py_ssize_t known_offsets[SENT_SLOT_COUNT];
+static PyObject *known_counts, *zero;
+static PyObject *name_bytes_out, *name_try_send, *name_take_frames, *name_fail, *name_spawn_writer, *name_set;
+
+/* known_outboxes(outbox_type, slots, counts): what send_queued reads and writes, once. slots:
+ * the descriptors of _frames, _queued, _limit, _writer, _scheduled, closed, _stream,
+ * _can_try_send, _room, _in_flight and _in_flight_sent; counts: what counts bytes_out. */
+static PyObject *
+known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyTuple_Check(args[1])
+        || PyTuple_GET_SIZE(args[1]) != SENT_SLOT_COUNT) {
+        PyErr_SetString(PyExc_TypeError, "known_outboxes(type, slots (11 descriptors), counts)");
+        return NULL;
+    }
+    for (int i = 0; i < SENT_SLOT_COUNT; i++) {
+        PyObject *descriptor = PyTuple_GET_ITEM(args[1], i);
+        if (Py_TYPE(descriptor) != &PyMemberDescr_Type) {
+            PyErr_SetString(PyExc_TypeError, "a slot's descriptor expected");
+            return NULL;
+        }
+        known_offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+    }
+    if (name_set == NULL) {
+        zero = PyLong_FromLong(0);
+        name_bytes_out = PyUnicode_InternFromString("bytes_out");
+        name_try_send = PyUnicode_InternFromString("try_send");
+        name_take_frames = PyUnicode_InternFromString("_take_frames");
+        name_fail = PyUnicode_InternFromString("_fail");
+        name_spawn_writer = PyUnicode_InternFromString("_spawn_writer");
+        name_set = PyUnicode_InternFromString("set");
+        if (zero == NULL || name_bytes_out == NULL || name_try_send == NULL || name_take_frames == NULL
+            || name_fail == NULL || name_spawn_writer == NULL || name_set == NULL)
+            return NULL;
+    }
+    Py_XSETREF(known_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(known_counts, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+call_method(PyObject *object, PyObject *name)
+{
+    PyObject *self[1] = {object};
+    return PyObject_VectorcallMethod(name, self, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* The frames queued on outbox, taken: joined here for an outbox of the known type itself, or
+ * by its own _take_frames (an IRC client's writes them as lines). A new reference, or NULL. */
+static PyObject *
+take_frames(PyObject *outbox, PyObject *frames)
+{
+    if (Py_TYPE(outbox) != known_type)
+        return call_method(outbox, name_take_frames);
+    Py_INCREF(frames);
+    set_slot(outbox, known_offsets[SENT_FRAMES], Py_NewRef(Py_None));
+    PyObject *data;
+    if (PyList_GET_SIZE(frames) == 1) {
+        data = Py_NewRef(PyList_GET_ITEM(frames, 0));
+    } else {
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        data = empty == NULL ? NULL : _PyBytes_Join(empty, frames);
+        Py_XDECREF(empty);
+    }
+    Py_DECREF(frames);
+    return data;
+}
+
+/* What the stream takes of data now, as Outbox._try_send: the bytes sent (0 when it takes
+ * none, or cannot be asked without waiting), -1 with the OSError set, -2 another error. */
+static Py_ssize_t
+try_send(PyObject *outbox, PyObject *data)
+{
+    if (SLOT(outbox, known_offsets[SENT_CAN_TRY]) != Py_True)
+        return 0;
+    PyObject *args[2] = {SLOT(outbox, known_offsets[SENT_STREAM]), data};
+    PyObject *answer = PyObject_VectorcallMethod(name_try_send, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (answer == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return PyErr_ExceptionMatches(PyExc_OSError) ? -1 : -2;
+    }
+    Py_ssize_t sent = PyLong_AsSsize_t(answer);
+    Py_DECREF(answer);
+    return sent < 0 ? -2 : sent;
+}
+
+/* Outbox._count_sent: the counts' bytes_out, the queue's size, a producer waiting for room. */
+static int
+count_sent(PyObject *outbox, Py_ssize_t sent)
+{
+    PyObject *total = PyObject_GetAttr(known_counts, name_bytes_out);
+    if (total == NULL)
+        return -1;
+    PyObject *more = PyLong_FromSsize_t(sent), *grown = NULL;
+    if (more != NULL)
+        grown = PyNumber_Add(total, more);
+    Py_DECREF(total);
+    Py_XDECREF(more);
+    if (grown == NULL)
+        return -1;
+    int failed = PyObject_SetAttr(known_counts, name_bytes_out, grown);
+    Py_DECREF(grown);
+    PyObject *queued = SLOT(outbox, known_offsets[SENT_QUEUED]);
+    Py_ssize_t left = queued == NULL ? -1 : PyLong_AsSsize_t(queued);
+    if (failed || (left == -1 && (queued == NULL || PyErr_Occurred()))) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
+        return -1;
+    }
+    PyObject *smaller = PyLong_FromSsize_t(left - sent);
+    if (smaller == NULL)
+        return -1;
+    set_slot(outbox, known_offsets[SENT_QUEUED], smaller);
+    PyObject *room = SLOT(outbox, known_offsets[SENT_ROOM]), *limit = SLOT(outbox, known_offsets[SENT_LIMIT]);
+    if (room != NULL && room != Py_None && limit != NULL) {
+        Py_ssize_t most = PyLong_AsSsize_t(limit);
+        if (most == -1 && PyErr_Occurred())
+            return -1;
+        if (left - sent < most) {
+            PyObject *done = call_method(room, name_set);
+            if (done == NULL)
+                return -1;
+            Py_DECREF(done);
+        }
+    }
+    return 0;
+}
+
+/* send_queued(outbox)
+ *
+ * Outbox._send_queued_for_hub (its Python, where this was not built): the hub's send of what
+ * is queued, when one is due. What the socket takes now is sent; a writer greenlet is left
+ * the rest (outbox._spawn_writer()); a failed send fails the outbox (outbox._fail()). */
+static PyObject *
+send_queued(PyObject *module, PyObject *outbox)
+{
+    (void)module;
+    if (known_type == NULL || !PyObject_TypeCheck(outbox, known_type)) {
+        PyErr_SetString(PyExc_TypeError, "send_queued(outbox), its outboxes known");
+        return NULL;
+    }
+    Py_ssize_t *offsets = known_offsets;
+    set_slot(outbox, offsets[SENT_SCHEDULED], Py_NewRef(zero));
+    PyObject *frames = SLOT(outbox, offsets[SENT_FRAMES]);
+    if (SLOT(outbox, offsets[SENT_WRITER]) != Py_None || frames == NULL || !PyList_Check(frames)
+        || PyList_GET_SIZE(frames) == 0 || SLOT(outbox, offsets[SENT_CLOSED]) != Py_False)
+        Py_RETURN_NONE;
+    if (SLOT(outbox, offsets[SENT_IN_FLIGHT]) != Py_None)  /* (left part way: the rest goes first) */
+        return call_method(outbox, name_spawn_writer);
+    PyObject *data = take_frames(outbox, frames);
+    if (data == NULL)
+        return NULL;
+    if (!PyBytes_Check(data)) {
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_TypeError, "frames taken must be bytes");
+        return NULL;
+    }
+    Py_ssize_t sent = try_send(outbox, data);
+    if (sent == -2 || (sent >= 0 && count_sent(outbox, sent) < 0)) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    if (sent == -1) {
+        PyErr_Clear();
+        Py_DECREF(data);
+        return call_method(outbox, name_fail);
+    }
+    if (sent == PyBytes_GET_SIZE(data)) {
+        Py_DECREF(data);
+        Py_RETURN_NONE;
+    }
+    PyObject *sent_so_far = PyLong_FromSsize_t(sent);
+    if (sent_so_far == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    set_slot(outbox, offsets[SENT_IN_FLIGHT], data);
+    set_slot(outbox, offsets[SENT_IN_FLIGHT_SENT], sent_so_far);
+    return call_method(outbox, name_spawn_writer);
+}
+
 static PyMethodDef methods[] = {
+    {"known_outboxes", (PyCFunction)(void (*)(void))known_outboxes, METH_FASTCALL, "The outboxes send_queued sends for."},
+    {"send_queued", (PyCFunction)send_queued, METH_O, "The hub's send of what an outbox has queued."},
     {"offer_each", (PyCFunction)(void (*)(void))offer_each, METH_FASTCALL, "A room's frame, to its members' sinks."},
     {NULL, NULL, 0, NULL},
 };
