@@ -259,3 +259,18 @@ def test_what_a_timed_out_finish_left_half_sent_leaves_before_anything_queued_af
     reader = gevent.spawn(read_exactly, theirs, len(first) + 10)
     outbox.finish(WAIT)
     assert reader.get(timeout=WAIT) == first + b"b" * 10
+
+
+def test_a_batchs_replies_the_socket_cannot_take_at_once_follow_in_order_while_the_session_reads_on(pair):
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    directory = LocalDirectory()
+    for n in range(1000):  # (each LIST answered with 1000 names: about 8 KB a reply)
+        assert directory.claim(f"user{n:04}", _Sink(True))
+    session = Session(SocketStream(ours), "127.0.0.1:40000", directory, Limits(), on_end=lambda session: None)
+    reply = encode(UserList(tuple(directory.names())))
+    with gevent.Timeout(WAIT):  # (the session does not wait for its client to read)
+        assert session._serve_batch(encode(ListUsers()) * 20)
+        assert session._outbox._writer is not None  # (the rest of the replies: a writer's)
+        assert session._serve_batch(encode(ListUsers()) * 20)  # (queued behind them)
+    assert read_exactly(theirs, 40 * len(reply)) == reply * 40
