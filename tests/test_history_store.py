@@ -1,6 +1,7 @@
 """The embedded store's direct history, without sockets: a user's conversations are found
 whichever name of the pair sorts first, survive the migration that keeps them as pairs, and
-are forgotten once expiry has left them no message."""
+are forgotten once expiry has left them no message; the writer's rows reach SQLite whole, in
+order, many to a statement."""
 
 import sqlite3
 
@@ -9,6 +10,7 @@ import pytest
 
 from chatroom.server.message_ids import first_id_at, next_id
 from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
+from chatroom.server.storage.sqlite_worker import _PARAMETER_LIMIT, ROWS_PER_INSERT, SQLiteWorker
 from chatroom.server.storage.store import now_ms
 from chatroom.testing import WAIT
 
@@ -100,3 +102,32 @@ def test_a_conversation_goes_with_its_last_message(tmp_path, open_store):
         assert store.partners("zoe") == [] and store.partners("alice") == []
         say(store, "zoe", "alice", "a new one")
         assert store.partners("alice") == ["zoe"] and store.partners("zoe") == ["alice"]
+
+
+class _Recording:
+    """A connection that notes how many parameters each statement was given."""
+
+    def __init__(self, db):
+        self.db, self.parameters = db, []
+
+    def execute(self, sql, parameters):
+        self.parameters.append(len(parameters))
+        return self.db.execute(sql, parameters)
+
+
+@pytest.mark.parametrize("count", [1, 2, 127, 128, 129, 300, 1000])
+@pytest.mark.parametrize("columns", [2, 6, 20])
+def test_many_rows_reach_sqlite_whole_and_in_order_in_statements_within_its_limit(count, columns):
+    names = [f"c{index}" for index in range(columns)]
+    sql = f"INSERT INTO t ({', '.join(names)}) VALUES ({', '.join('?' * columns)})"
+    rows = [tuple([number, *(f"{number}\x00{column}" for column in range(1, columns))]) for number in range(count)]
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute(f"CREATE TABLE t ({', '.join(names)})")
+    recording = _Recording(db)
+    SQLiteWorker._insert_rows(None, recording, sql, rows)  # type: ignore[arg-type]
+    assert db.execute("SELECT * FROM t ORDER BY rowid").fetchall() == rows
+    per_statement = [parameters // columns for parameters in recording.parameters]
+    assert sum(per_statement) == count and all(n * columns <= _PARAMETER_LIMIT for n in per_statement)
+    most = max(per_statement)
+    assert most == min(ROWS_PER_INSERT, 1 << (count.bit_length() - 1), 1 << ((_PARAMETER_LIMIT // columns).bit_length() - 1))
+    assert len(per_statement) <= count // most + most.bit_length()  # (the rest in halves)

@@ -292,8 +292,8 @@ def test_history_is_for_registered_users_and_holds_both_sides(connect):
 
 
 def test_the_history_keeps_any_text_exactly(connect):
-    """Rows reach SQLite as one JSON array a batch; a text JSON cannot carry there (a NUL, which
-    SQLite's JSON would end the text at) goes row by row, and nothing is cut or changed."""
+    """Rows reach SQLite many to a statement, each text a parameter of its own: nothing is cut
+    or changed, whatever it holds (a NUL, JSON's escapes, line separators)."""
     alice = registered(connect, "alice")
     connect("bob", hello=True)  # (online: the messages are relayed and kept)
     as_json = ["😀 \u2028 literally \\u0000", 'quote " \\ back', "tab\tand\nnew line", "é" * 300, "\U0001f600" * 2]

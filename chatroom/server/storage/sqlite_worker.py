@@ -14,10 +14,12 @@ answered is committed within about twice that (what a kill -9 can lose). Reads g
 same thread, after every write queued before them, so a reader always sees what the server
 has acknowledged.
 
-Many rows of one statement (the history's) go to SQLite as one JSON array, read by json_each:
-executemany would take and give back the interpreter's lock twice a row, and with the hub
-busy each taking waits for the hub's next system call. Under load that convoy made the
-thread eight times slower (and the hub slower too) than one statement per batch.
+Many rows of one statement (the history's) go to SQLite as few INSERTs of many rows each (up
+to ROWS_PER_INSERT in one VALUES list): executemany would take and give back the interpreter's
+lock twice a row, and with the hub busy each taking waits for the hub's next system call.
+Under load that convoy made the thread eight times slower (and the hub slower too) than one
+statement per batch. (A JSON array read by json_each, one statement a batch, cost 1.6 times as
+much a row as these: SQLite parsed each row's JSON again for every column.)
 
 When a batch cannot be committed (a full disk, an I/O error), the requests waiting on it get
 StoreUnavailable, the store reports itself unhealthy, and the log says so once, and once more
@@ -25,7 +27,6 @@ when writing works again.
 """
 
 import functools
-import json
 import logging
 import re
 import sqlite3
@@ -293,13 +294,18 @@ class SQLiteWorker:
                     pass
 
     def _insert_rows(self, db: sqlite3.Connection, sql: str, rows: list) -> None:
-        """The rows of sql (an INSERT ... VALUES (?, ...)) as one statement over a JSON array,
-        or one by one where that cannot carry them."""
-        array = _as_json(rows)
-        if array is None:
-            db.executemany(sql, rows)
-        else:
-            db.execute(_from_json(sql), (array,))
+        """The rows of sql (an INSERT ... VALUES (?, ...)), many to a statement: each statement
+        takes the most rows that are left, in a power of two up to what its parameters allow
+        (a few statements' sizes, each prepared once and kept by the connection's cache)."""
+        most = _most_rows(sql)
+        start = 0
+        while start < len(rows):
+            count = most
+            while count > len(rows) - start:
+                count //= 2
+            chunk = rows[start : start + count]
+            db.execute(_with_rows(sql, count), [value for row in chunk for value in row])
+            start += count
 
     def _open(self, _db, opener):
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -318,27 +324,29 @@ class SQLiteWorker:
             self._db = None
 
 
-_JSON_ARROWS = sqlite3.sqlite_version_info >= (3, 38)  # (value->>0; an older SQLite goes row by row)
-_VALUES = re.compile(r"VALUES \(\?(?:, \?)*\)$")
-
-
-def _as_json(rows: list) -> str | None:
-    """rows as a JSON array that SQLite reads back exactly; None for an SQLite older than 3.38
-    (no ->>), a value JSON cannot carry, or a text with NUL (SQLite's JSON ends a text there;
-    a backslash-u0000 typed as such also goes row by row, which is only slower)."""
-    if not _JSON_ARROWS:
-        return None
-    try:
-        array = json.dumps(rows, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return None
-    return None if "\\u0000" in array else array
+ROWS_PER_INSERT = 128  # rows in one INSERT at most: six columns' 768 parameters, under the 999 of any SQLite
+_PARAMETER_LIMIT = 999
+_VALUES = re.compile(r"VALUES (\(\?(?:, \?)*\))$")
 
 
 @functools.cache
-def _from_json(sql: str) -> str:
-    """INSERT ... VALUES (?, ?) as INSERT ... SELECT value->>0, value->>1 FROM json_each(?)."""
+def _most_rows(sql: str) -> int:
+    """The most rows (a power of two) one INSERT of sql carries."""
+    columns = _values_of(sql).count("?")
+    most = ROWS_PER_INSERT
+    while most > 1 and most * columns > _PARAMETER_LIMIT:
+        most //= 2
+    return most
+
+
+@functools.cache
+def _with_rows(sql: str, count: int) -> str:
+    """INSERT ... VALUES (?, ?) as INSERT ... VALUES (?, ?), (?, ?), ... for count rows."""
+    row = _values_of(sql)
+    return sql[: -len(row)] + ", ".join([row] * count)
+
+
+def _values_of(sql: str) -> str:
     match = _VALUES.search(sql)
     assert match is not None, sql
-    columns = ", ".join(f"value->>{index}" for index in range(match.group().count("?")))
-    return f"{sql[: match.start()]}SELECT {columns} FROM json_each(?)"
+    return match.group(1)
