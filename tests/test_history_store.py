@@ -129,5 +129,9 @@ def test_many_rows_reach_sqlite_whole_and_in_order_in_statements_within_its_limi
     per_statement = [parameters // columns for parameters in recording.parameters]
     assert sum(per_statement) == count and all(n * columns <= _PARAMETER_LIMIT for n in per_statement)
     most = max(per_statement)
-    assert most == min(ROWS_PER_INSERT, 1 << (count.bit_length() - 1), 1 << ((_PARAMETER_LIMIT // columns).bit_length() - 1))
+
+    def power_of_two_within(n: int) -> int:
+        return 1 << (n.bit_length() - 1)
+
+    assert most == min(ROWS_PER_INSERT, power_of_two_within(count), power_of_two_within(_PARAMETER_LIMIT // columns))
     assert len(per_statement) <= count // most + most.bit_length()  # (the rest in halves)
