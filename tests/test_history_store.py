@@ -9,6 +9,8 @@ import gevent
 import pytest
 
 from chatroom.server.message_ids import first_id_at, next_id
+from chatroom.server.storage.sqlite_markers import CONVERSATIONS_SCHEMA
+from chatroom.server.storage.sqlite_search import INDEX_HISTORY, WITHOUT_COLUMN_SIZES
 from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
 from chatroom.server.storage.sqlite_worker import _PARAMETER_LIMIT, ROWS_PER_INSERT, SQLiteWorker
 from chatroom.server.storage.store import now_ms
@@ -70,11 +72,12 @@ def test_a_user_finds_the_conversations_in_which_their_name_sorts_second(tmp_pat
 def test_the_conversations_of_a_database_from_before_are_kept(tmp_path, open_store):
     path = tmp_path / "db"
     message_id, time_ms = next_id()
+    before = MIGRATIONS.index(CONVERSATIONS_SCHEMA)
     with sqlite3.connect(path) as db:  # the schema of the version before, with a conversation
         db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for script in MIGRATIONS[:-1]:
+        for script in MIGRATIONS[:before]:
             db.executescript(script)
-        db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS) - 1,))
+        db.execute("INSERT INTO schema_version VALUES (?)", (before,))
         db.executemany("INSERT INTO accounts VALUES (?, 'hash', ?)", [("alice", time_ms - 1), ("zoe", time_ms - 1)])
         db.execute("INSERT INTO history VALUES (?, 'alice', 'zoe', 'alice', ?, 'from before')", (message_id, time_ms))
     db.close()
@@ -86,6 +89,42 @@ def test_the_conversations_of_a_database_from_before_are_kept(tmp_path, open_sto
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     db.close()
     assert "history_by_pair" in indexes and "history_by_second" not in indexes
+
+
+def test_what_was_found_before_the_indexes_lost_their_column_sizes_is_found_after(tmp_path, open_store):
+    path = tmp_path / "db"
+    message_id, time_ms = next_id()
+    before = MIGRATIONS.index(WITHOUT_COLUMN_SIZES)
+    with sqlite3.connect(path) as db:  # the version before, a message and a room's indexed
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for script in MIGRATIONS[:before]:
+            db.executescript(script)
+        db.execute("INSERT INTO schema_version VALUES (?)", (before,))
+        db.executemany("INSERT INTO accounts VALUES (?, 'hash', ?)", [("alice", time_ms - 1), ("zoe", time_ms - 1)])
+        db.execute(
+            "INSERT INTO history VALUES (?, 'alice', 'zoe', 'alice', ?, 'lighthouse keeper')", (message_id, time_ms)
+        )
+        db.execute("INSERT INTO room_messages VALUES ('#sea', 1, 'zoe', ?, 'lighthouse at dawn')", (time_ms,))
+        db.execute(INDEX_HISTORY, (message_id, message_id))
+        db.execute("INSERT INTO room_search (rowid, text) SELECT rowid, text FROM room_messages")
+    db.close()
+    store = open_store(path)
+    with gevent.Timeout(WAIT):
+        say(store, "zoe", "alice", "a lighthouse again")
+        store.record_room("#sea", 2, "alice", "no lighthouse here", now_ms())
+        found = store.search("alice", "lighthouse", None, ["#sea"], 10, 0)
+        gone = store.search("alice", "keeper", None, ["#sea"], 10, 0)
+    assert sorted(text for *_, text in found) == [
+        "a lighthouse again",
+        "lighthouse at dawn",
+        "lighthouse keeper",
+        "no lighthouse here",
+    ]
+    assert [text for *_, text in gone] == ["lighthouse keeper"]
+    with sqlite3.connect(path) as db:
+        made = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE name IN ('history_search', 'room_search')"))
+    db.close()
+    assert all("columnsize=0" in sql for sql in made.values()) and len(made) == 2
 
 
 def test_a_conversation_goes_with_its_last_message(tmp_path, open_store):
