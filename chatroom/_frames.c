@@ -3,8 +3,8 @@
  * of UTF-8) and leaves every other frame to codec.Decoder, which it stands in for, so both give
  * the same events; without a compiler the Python runs alone. Reading a SENDTO in Python was a
  * quarter of the server's Python time on the relay. And the frames that relay one (INCOMING,
- * DIRECT-MESSAGE to a client of version 3 or 4), made at one go (codec's packs and joins were
- * a sixth of the rules' work for an IRC client's message).
+ * DIRECT-MESSAGE to a client of version 3 or 4) and a room's message (ROOM-MESSAGE), made at
+ * one go (codec's packs and joins were a sixth of the rules' work for an IRC client's message).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -13,6 +13,7 @@
 #define SENDTO 0x03
 #define INCOMING 0x83
 #define DIRECT_MESSAGE 0x8E
+#define ROOM_MESSAGE 0x89
 #define ID_AND_TIME_SIZE 16
 
 /* The instance of a class with __slots__ (a dataclass's), its fields set through their
@@ -101,22 +102,32 @@ put_big_endian(unsigned char *at, unsigned long long value, int size)
         at[i] = (unsigned char)(value & 0xFF);
 }
 
-/* The frame of kind: its header, the sender's name field (its length, then the name in UTF-8),
- * the id and time if with_id (unsigned, big-endian), then text. */
-static PyObject *
-message_frame(unsigned char kind, PyObject *sender, int with_id, unsigned long long message_id,
-              unsigned long long time_ms, PyObject *text)
+/* A name's UTF-8 (kept by the str) for a name field, its size in *size; NULL if it does not fit. */
+static const char *
+name_of(PyObject *name, Py_ssize_t *size)
 {
-    Py_ssize_t name_size;
-    const char *name = PyUnicode_AsUTF8AndSize(sender, &name_size); /* (kept by the str) */
-    if (name == NULL)
-        return NULL;
-    if (name_size > 255) {
-        PyErr_Format(PyExc_ValueError, "name too long for a name field: %zd bytes", name_size);
+    const char *utf8 = PyUnicode_AsUTF8AndSize(name, size);
+    if (utf8 != NULL && *size > 255) {
+        PyErr_Format(PyExc_ValueError, "name too long for a name field: %zd bytes", *size);
         return NULL;
     }
+    return utf8;
+}
+
+/* The frame of kind: its header, the room's name field if a room is given (NULL: none), the
+ * sender's name field (each its length, then the name in UTF-8), the id and time if with_id
+ * (unsigned, big-endian), then text. */
+static PyObject *
+message_frame(unsigned char kind, PyObject *room, PyObject *sender, int with_id, unsigned long long message_id,
+              unsigned long long time_ms, PyObject *text)
+{
+    Py_ssize_t room_size = 0, name_size;
+    const char *room_name = room == NULL ? "" : name_of(room, &room_size);
+    const char *name = room_name == NULL ? NULL : name_of(sender, &name_size);
+    if (name == NULL)
+        return NULL;
     Py_ssize_t text_size = PyBytes_GET_SIZE(text);
-    Py_ssize_t length = 1 + name_size + (with_id ? ID_AND_TIME_SIZE : 0) + text_size;
+    Py_ssize_t length = (room == NULL ? 0 : 1 + room_size) + 1 + name_size + (with_id ? ID_AND_TIME_SIZE : 0) + text_size;
     if (length > 0xFFFFFFFFLL) {
         PyErr_SetString(PyExc_OverflowError, "a frame's body is at most 2**32 - 1 bytes");
         return NULL;
@@ -127,8 +138,13 @@ message_frame(unsigned char kind, PyObject *sender, int with_id, unsigned long l
     unsigned char *at = (unsigned char *)PyBytes_AS_STRING(made);
     at[0] = kind;
     put_big_endian(at + 1, (unsigned long long)length, 4);
-    at[HEADER_SIZE] = (unsigned char)name_size;
-    at += HEADER_SIZE + 1;
+    at += HEADER_SIZE;
+    if (room != NULL) {
+        *at++ = (unsigned char)room_size;
+        memcpy(at, room_name, room_size);
+        at += room_size;
+    }
+    *at++ = (unsigned char)name_size;
     memcpy(at, name, name_size);
     at += name_size;
     if (with_id) {
@@ -140,6 +156,19 @@ message_frame(unsigned char kind, PyObject *sender, int with_id, unsigned long l
     return made;
 }
 
+/* The id and time of args (Python ints), into *message_id and *time_ms: 0, or -1 with the error set. */
+static int
+id_and_time(PyObject *const *args, unsigned long long *message_id, unsigned long long *time_ms)
+{
+    *message_id = PyLong_AsUnsignedLongLong(args[0]);
+    if (*message_id == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *time_ms = PyLong_AsUnsignedLongLong(args[1]);
+    if (*time_ms == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
 /* direct_message_frame(sender, message_id, time_ms, text) -> the DIRECT-MESSAGE frame */
 static PyObject *
 direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -149,13 +178,25 @@ direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "direct_message_frame(sender: str, message_id, time_ms, text: bytes)");
         return NULL;
     }
-    unsigned long long message_id = PyLong_AsUnsignedLongLong(args[1]);
-    if (message_id == (unsigned long long)-1 && PyErr_Occurred())
+    unsigned long long message_id, time_ms;
+    if (id_and_time(args + 1, &message_id, &time_ms) < 0)
         return NULL;
-    unsigned long long time_ms = PyLong_AsUnsignedLongLong(args[2]);
-    if (time_ms == (unsigned long long)-1 && PyErr_Occurred())
+    return message_frame(DIRECT_MESSAGE, NULL, args[0], 1, message_id, time_ms, args[3]);
+}
+
+/* room_message_frame(room, sender, message_id, time_ms, text) -> the ROOM-MESSAGE frame */
+static PyObject *
+room_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyUnicode_Check(args[0]) || !PyUnicode_Check(args[1]) || !PyBytes_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "room_message_frame(room: str, sender: str, message_id, time_ms, text: bytes)");
         return NULL;
-    return message_frame(DIRECT_MESSAGE, args[0], 1, message_id, time_ms, args[3]);
+    }
+    unsigned long long message_id, time_ms;
+    if (id_and_time(args + 2, &message_id, &time_ms) < 0)
+        return NULL;
+    return message_frame(ROOM_MESSAGE, args[0], args[1], 1, message_id, time_ms, args[4]);
 }
 
 /* incoming_frame(sender, text) -> the INCOMING frame */
@@ -167,7 +208,7 @@ incoming_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "incoming_frame(sender: str, text: bytes)");
         return NULL;
     }
-    return message_frame(INCOMING, args[0], 0, 0, 0, args[1]);
+    return message_frame(INCOMING, NULL, args[0], 0, 0, 0, args[1]);
 }
 
 static PyMethodDef methods[] = {
@@ -176,6 +217,8 @@ static PyMethodDef methods[] = {
      "The DIRECT-MESSAGE frame of a sender, an id, a time and a text."},
     {"incoming_frame", (PyCFunction)(void (*)(void))incoming_frame, METH_FASTCALL,
      "The INCOMING frame of a sender and a text."},
+    {"room_message_frame", (PyCFunction)(void (*)(void))room_message_frame, METH_FASTCALL,
+     "The ROOM-MESSAGE frame of a room, a sender, an id, a time and a text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -104,10 +104,13 @@ incoming_frame = incoming_frame_in_python if compiled is None else compiled.inco
 direct_message_frame = direct_message_frame_in_python if compiled is None else compiled.direct_message_frame
 
 
-def room_message_frame(room: str, sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
+def room_message_frame_in_python(room: str, sender: str, message_id: int, time_ms: int, text: bytes) -> bytes:
     """ROOM-MESSAGE (see incoming_frame_in_python): made once for all a room's members."""
     head = sender_field(room) + sender_field(sender) + id_and_time(message_id, time_ms)
     return _HEADER.pack(ROOM_MESSAGE, len(head) + len(text)) + head + text
+
+
+room_message_frame = room_message_frame_in_python if compiled is None else compiled.room_message_frame
 
 
 def frame_end(data, start: int = 0) -> int | None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from chatroom import codec
 from chatroom.codec import Decoder, encode, frame
 from chatroom.protocol import MAX_BODY, SENDTO, DirectMessage, Incoming, ListUsers, Login, SendTo
+from chatroom.room_frames import RoomMessage
 from chatroom.server import message_ids
 from chatroom.server.connection import outbox
 from chatroom.server.irc import speedups
@@ -94,7 +95,21 @@ def test_an_incoming_frame_made_in_c_is_the_pythons(sender, text):
 
 
 @needs_compiled
-def test_a_direct_message_frame_refuses_what_its_fields_cannot_hold():
+@given(
+    st.text(min_size=1, max_size=60),
+    st.text(min_size=1, max_size=60),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.text(max_size=300),
+)
+def test_a_room_message_frame_made_in_c_is_the_pythons(room, sender, message_id, time_ms, text):
+    made = codec.room_message_frame(room, sender, message_id, time_ms, text.encode())
+    assert made == codec.room_message_frame_in_python(room, sender, message_id, time_ms, text.encode())
+    assert Decoder.for_client().receive_data(made) == [RoomMessage(room, sender, message_id, time_ms, text)]
+
+
+@needs_compiled
+def test_the_message_frames_refuse_what_their_fields_cannot_hold():
     with pytest.raises(OverflowError):
         codec.direct_message_frame("bob", 2**64, 0, b"hi")
     with pytest.raises(OverflowError):
@@ -105,6 +120,14 @@ def test_a_direct_message_frame_refuses_what_its_fields_cannot_hold():
         with pytest.raises(ValueError):
             make("\u00e9" * 128, b"hi")  # (256 bytes of UTF-8: more than a name field holds)
         assert make("\u00e9" * 127 + "x", b"hi")[5:7] == b"\xff\xc3"
+    for make_room in (codec.room_message_frame, codec.room_message_frame_in_python):
+        for room, sender in (("#" + "\u00e9" * 128, "bob"), ("#r", "\u00e9" * 128)):
+            with pytest.raises(ValueError):
+                make_room(room, sender, 1, 0, b"hi")
+    with pytest.raises(OverflowError):
+        codec.room_message_frame("#r", "bob", 2**64, 0, b"hi")
+    with pytest.raises(TypeError):
+        codec.room_message_frame("#r", b"bob", 1, 0, b"hi")  # (names are str)
 
 
 @pytest.mark.skipif(message_ids.compiled is None, reason="built without a C compiler")
