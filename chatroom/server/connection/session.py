@@ -206,8 +206,13 @@ class Session:
         # too, and what the room's other senders add meanwhile: one send, not two. Otherwise
         # the replies go now, as the hub would send them: what the socket takes, and a writer
         # greenlet for the rest (the session goes on reading; its queue's bound holds it back).
+        # A stream that cannot be tried without waiting (TLS, WebSocket) is written from here:
+        # there every send would need a writer greenlet of its own.
         if not outbox.due_with_a_room:
-            send_queued(outbox)
+            if self._stream.without_waiting:
+                send_queued(outbox)
+            else:
+                outbox.flush()
         if self.rules.held is not None and self._catch_up is None:  # (a login with stored messages)
             self._catch_up = gevent.spawn(self._hand_out_stored)
         if decoder.broken:
