@@ -143,8 +143,13 @@ class Outbox:
         self._writer = gevent.spawn(self._write_all)
 
     def flush(self) -> None:
-        """Send what is queued from this greenlet, unless another is already at it."""
-        if self._writer is None and (self._frames or self._in_flight is not None):
+        """Send what is queued now, unless a writer is already at it: on a stream that can be
+        tried without waiting, as the hub sends (send_queued: what the socket takes, a writer
+        greenlet for the rest); on one that cannot (TLS, WebSocket), from this greenlet, where
+        every send would otherwise need a writer greenlet of its own."""
+        if self._can_try_send:
+            send_queued(self)
+        elif self._writer is None and (self._frames or self._in_flight is not None):
             self._writer = gevent.getcurrent()
             self._write_all()
 
@@ -174,10 +179,12 @@ class Outbox:
     def finish(self, timeout: float) -> None:
         """Give what is queued up to timeout seconds to leave, before the socket closes."""
         with gevent.Timeout(timeout, False):
-            writer = self._writer
-            if writer is not None and writer is not gevent.getcurrent():
-                writer.join()
-            self.flush()
+            while True:
+                self.flush()
+                writer = self._writer
+                if writer is None or writer is gevent.getcurrent():
+                    return
+                writer.join()  # (then what was queued meanwhile)
 
     @property
     def queued_bytes(self) -> int:

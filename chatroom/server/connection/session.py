@@ -24,7 +24,7 @@ from ..rooms.shared import SharedRooms
 from ..rules import Rules
 from ..storage.accounts import Accounts
 from .limits import Limits, TokenBucket
-from .outbox import Outbox, send_queued
+from .outbox import Outbox
 from .quiet import QuietWait
 from .servers import serve
 from .streams import Stream
@@ -204,15 +204,10 @@ class Session:
             counts.handover.observe(perf_counter() - arrived)
         # A send a room's message made due (at the yield after this batch) takes the replies
         # too, and what the room's other senders add meanwhile: one send, not two. Otherwise
-        # the replies go now, as the hub would send them: what the socket takes, and a writer
-        # greenlet for the rest (the session goes on reading; its queue's bound holds it back).
-        # A stream that cannot be tried without waiting (TLS, WebSocket) is written from here:
-        # there every send would need a writer greenlet of its own.
+        # the replies go now (what the socket takes, and a writer greenlet for the rest: the
+        # session goes on reading, its queue's bound holding it back).
         if not outbox.due_with_a_room:
-            if self._stream.without_waiting:
-                send_queued(outbox)
-            else:
-                outbox.flush()
+            outbox.flush()
         if self.rules.held is not None and self._catch_up is None:  # (a login with stored messages)
             self._catch_up = gevent.spawn(self._hand_out_stored)
         if decoder.broken:
