@@ -81,7 +81,7 @@ class RedisClusterProcess:
 
     SLOT_COUNT = 16384
 
-    def __init__(self, folder, masters: int = 3, timeout: float = 10.0):
+    def __init__(self, folder, masters: int = 3, timeout: float = 30.0):
         from redis.cluster import key_slot
 
         from ..server.presence.cluster.scripts import USERS  # a key in the slot of the whole directory
@@ -105,19 +105,27 @@ class RedisClusterProcess:
         self.directory_master = self.masters[owner]
         self.url = self.masters[(owner + 1) % masters].url
 
-    def wait_until_formed(self, timeout: float = 10.0) -> None:
-        """Wait until every master sees them all and every slot served (a master that has
-        just started holds back for two seconds: Redis's own writable delay)."""
+    def wait_until_formed(self, timeout: float = 30.0) -> None:
+        """Wait until every master sees them all and every slot served.
+
+        The bound is generous because Redis itself holds a master back: two seconds after it
+        starts (its writable delay), and up to five more once it has seen itself in a
+        minority while the gossip spreads (its rejoin delay); on a loaded machine that has
+        gone past ten seconds.
+        """
+        states: dict[int, tuple[str, int]] = {}
 
         def formed():
             for master in self.masters:
                 with master.client() as client:
                     info = client.cluster("info")
-                if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != len(self.masters):
-                    return False
-            return True
+                states[master.port] = (info["cluster_state"], int(info["cluster_known_nodes"]))
+            return all(state == ("ok", len(self.masters)) for state in states.values())
 
-        eventually(formed, timeout=timeout, interval=0.05)
+        try:
+            eventually(formed, timeout=timeout, interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"the cluster never formed; (state, known nodes) by port: {states}") from None
 
     def reset(self) -> None:
         """Empty every master (restarting any that is down), as a fresh cluster would be."""
