@@ -2,16 +2,22 @@
 for gives, for any bytes: each takes only the common case and hands the rest back."""
 
 import pytest
+from gevent import socket
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chatroom.codec import encode, frame
 from chatroom.protocol import DirectMessage, Incoming
 from chatroom.room_frames import RoomMessage
+from chatroom.server.connection import outbox as outboxes
+from chatroom.server.connection.outbox import send_queued
+from chatroom.server.connection.streams import SocketStream
 from chatroom.server.irc import lines, translate
 from chatroom.server.irc.lines import MAX_LINE
+from chatroom.server.irc.session import IrcOutbox
 from chatroom.server.irc.speedups import compiled
 from chatroom.server.irc.translate import IRC_LINES, to_irc
+from chatroom.testing import WAIT
 from tests.test_irc_lines import Reader
 
 needs_compiled = pytest.mark.skipif(compiled is None, reason="built without a C compiler")
@@ -193,3 +199,65 @@ def test_many_room_messages_for_one_member_are_all_written_in_order():
     finally:
         translate.compiled = compiled
     assert with_c.count(b"PRIVMSG #r :line ") == 600 and with_c.endswith(b":line 599\r\n")
+
+
+@needs_compiled
+@given(
+    st.lists(st.tuples(st.integers(0, 3), SENDERS, TEXTS), max_size=12),
+    st.sets(st.sampled_from(["server-time", "message-tags", "account-tag", "echo-message", "draft/read-marker"])),
+    st.sampled_from(["bob", "alice"]),
+    st.booleans(),
+)
+def test_lines_for_writes_what_to_irc_writes_or_leaves_the_chunks_to_it(kinds, caps, nick, together):
+    """The hub's send of an IRC client's frames (lines_for, through send_queued): to_irc's
+    lines whole, or None (then to_irc runs), never some of them."""
+    if "server-time" in caps:
+        kinds = [(kind or 1, *rest) for kind, *rest in kinds]
+    chunks = [frames_from(kinds)] if together else [frames_from([kind]) for kind in kinds]
+    made = compiled.lines_for(chunks, Reader(nick, caps, accounts={"bob"}))
+    translate.compiled = None
+    try:
+        in_python = to_irc(chunks, Reader(nick, caps, accounts={"bob"}))
+    finally:
+        translate.compiled = compiled
+    assert made is None or made == in_python
+    if "draft/read-marker" in caps:
+        assert made is None  # (each room message's time is noted: Python's)
+
+
+@needs_compiled
+@pytest.mark.skipif(outboxes.compiled is None, reason="the outbox's send built without a C compiler")
+def test_an_irc_clients_outbox_is_sent_its_lines_by_the_compiled_send(monkeypatch):
+    """Room and direct messages, queued as a room's members and a recipient are handed them:
+    the hub's compiled send writes their lines without the outbox's _take_frames, counted as
+    queued until the socket took them; a reader noting read markers gets them through it."""
+    chunks = [frames_from([(3, "bob", "hi all")]), frames_from([(1, "carol", "psst", 9)])]
+    chunks.append(frames_from([(3, "alice", "mine")]))  # (her own: nothing without echo-message)
+    for name in (b"bob", b"carol", b"alice"):
+        translate._source(name)  # (known: the first frame from a sender is Python's)
+    translate._channel(b"#r")
+    taken_in_python = []
+    take_frames = IrcOutbox._take_frames
+
+    def counted(outbox):
+        taken_in_python.append(outbox._reader.caps)
+        return take_frames(outbox)
+
+    monkeypatch.setattr(IrcOutbox, "_take_frames", counted)
+    for caps in (set(), {"server-time", "message-tags"}, {"draft/read-marker"}):
+        ours, theirs = socket.socketpair()
+        outbox = IrcOutbox(SocketStream(ours), 1 << 20, WAIT, lambda: None, Reader("alice", caps))
+        try:
+            for chunk in chunks:
+                outbox.queue_for_hub(chunk)
+            assert outbox.queued_bytes == sum(map(len, chunks))
+            send_queued(outbox)
+            expected = to_irc(chunks, Reader("alice", caps))
+            assert b"PRIVMSG #r :hi all" in expected and b"psst" in expected and b"mine" not in expected
+            assert theirs.recv(1 << 16) == expected
+            assert outbox.queued_bytes == 0 and outbox._frames is None
+        finally:
+            outbox.close()
+            ours.close()
+            theirs.close()
+    assert taken_in_python == [{"draft/read-marker"}]

@@ -238,11 +238,68 @@ call_method(PyObject *object, PyObject *name)
     return PyObject_VectorcallMethod(name, self, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-/* The frames queued on outbox, taken: joined here for an outbox of the known type itself, or
- * by its own _take_frames (an IRC client's writes them as lines). A new reference, or NULL. */
+/* An outbox type whose frames are sent as what translate(frames, reader) makes of them (see
+ * known_translation), and the slot of its reader. */
+static PyTypeObject *translated_type;
+static Py_ssize_t translated_reader;
+static PyObject *translate;
+
+/* known_translation(outbox_type, reader_slot, translate): an outbox of this type sends what
+ * translate(frames, its reader) makes of its frames, counted as queued instead of them, or,
+ * where that gives None, what its own _take_frames does. (The IRC port's: translate is
+ * compiled too, and a room's member is sent its lines without a Python frame.) */
+static PyObject *
+known_translation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyType_Check(args[0]) || Py_TYPE(args[1]) != &PyMemberDescr_Type
+        || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "known_translation(type, the reader's slot descriptor, translate)");
+        return NULL;
+    }
+    Py_XSETREF(translated_type, (PyTypeObject *)Py_NewRef(args[0]));
+    translated_reader = ((PyMemberDescrObject *)args[1])->d_member->offset;
+    Py_XSETREF(translate, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+/* The lines translate makes of an outbox's frames, taken; NULL with no error where it made
+ * none (the outbox's _take_frames then takes them). */
+static PyObject *
+take_translated(PyObject *outbox, PyObject *frames)
+{
+    PyObject *reader = SLOT(outbox, translated_reader);
+    if (reader == NULL)
+        return NULL;
+    PyObject *args[2] = {frames, reader};
+    PyObject *lines = PyObject_Vectorcall(translate, args, 2, NULL);
+    if (lines == NULL || lines == Py_None || !PyBytes_Check(lines)) {
+        Py_XDECREF(lines);
+        return NULL;
+    }
+    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(lines));
+    if (size == NULL) {
+        Py_DECREF(lines);
+        return NULL;
+    }
+    set_slot(outbox, known_offsets[SENT_FRAMES], Py_NewRef(Py_None));
+    set_slot(outbox, known_offsets[SENT_QUEUED], size);
+    return lines;
+}
+
+/* The frames queued on outbox, taken: joined here for an outbox of the known type itself,
+ * translated for one of the translated type where translate can, or else by the outbox's own
+ * _take_frames. A new reference, or NULL. */
 static PyObject *
 take_frames(PyObject *outbox, PyObject *frames)
 {
+    if (Py_TYPE(outbox) == translated_type) {
+        Py_INCREF(frames);
+        PyObject *lines = take_translated(outbox, frames);
+        Py_DECREF(frames);
+        if (lines != NULL || PyErr_Occurred())
+            return lines;
+    }
     if (Py_TYPE(outbox) != known_type)
         return call_method(outbox, name_take_frames);
     Py_INCREF(frames);
@@ -378,6 +435,8 @@ send_queued(PyObject *module, PyObject *outbox)
 static PyMethodDef methods[] = {
     {"known_outboxes", (PyCFunction)(void (*)(void))known_outboxes, METH_FASTCALL, "The outboxes send_queued sends for."},
     {"send_queued", (PyCFunction)send_queued, METH_O, "The hub's send of what an outbox has queued."},
+    {"known_translation", (PyCFunction)(void (*)(void))known_translation, METH_FASTCALL,
+     "An outbox type whose frames are sent as lines made of them."},
     {"offer_each", (PyCFunction)(void (*)(void))offer_each, METH_FASTCALL, "A room's frame, to its members' sinks."},
     {NULL, NULL, 0, NULL},
 };

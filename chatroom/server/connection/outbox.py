@@ -326,29 +326,19 @@ _OUTBOX_SLOTS = tuple(
 # send_queued(outbox): Outbox._send_queued_for_hub, compiled where it was built (per member
 # of a room, per round of the loop, the Python's five calls were what its send cost).
 if compiled is not None:
-    compiled.known_outboxes(
-        Outbox,
-        tuple(
-            vars(Outbox)[name]
-            for name in (
-                "_frames",
-                "_queued",
-                "_limit",
-                "_writer",
-                "_scheduled",
-                "closed",
-                "_stream",
-                "_can_try_send",
-                "_room",
-                "_in_flight",
-                "_in_flight_sent",
-            )
-        ),
-        COUNTS,
-    )
+    _SENT_SLOTS = "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
+    _SENT_SLOTS += " _in_flight_sent"
+    compiled.known_outboxes(Outbox, tuple(vars(Outbox)[name] for name in _SENT_SLOTS.split()), COUNTS)
     send_queued = compiled.send_queued
 else:
     send_queued = Outbox._send_queued_for_hub
+
+
+def translated_in_c(outbox_type: type, reader_slot, translate) -> None:
+    """The compiled send_queued sends such an outbox what translate(frames, its reader) makes
+    of its frames, where that is not None (else its own _take_frames takes them, as without C)."""
+    if compiled is not None:
+        compiled.known_translation(outbox_type, reader_slot, translate)
 
 
 # A user's devices (presence.devices.Devices, which imports this module, says so: see

@@ -493,32 +493,13 @@ made_room_line(PyObject *chunk, PyObject *made, const char *own, Py_ssize_t own_
     return new_tagged_line(chunk, line, tagged, taken, tags, is_account);
 }
 
-/* chunk_lines(chunks, index, made, own_source, taken, tagged, middle, sources, channels,
- *             max_line, tags, is_account, echoing) -> (lines, index)
- *
- * The lines of the chunks from index on (as they were queued: a room's message, or a direct
- * message, each its own chunk, mostly), as far as each is a room's message whose line is
- * made (made[chunk], made here for the first member; for a reader taking tags,
- * tagged[taken][chunk], made here too), nothing for the reader's own that it takes nothing of,
- * or a chunk whose frames are all direct_lines' common case; and the index of the first chunk
- * left to Python (which takes that one whole). One call for a batch of chunks: a call per chunk cost
- * more than its lines. */
+/* The chunks' lines from *at on, as chunk_lines writes them (see there): *at is left at the
+ * first chunk left to Python. A new bytes object, or NULL with an error set. */
 static PyObject *
-chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+write_chunks(PyObject *chunks, Py_ssize_t *at, PyObject *made, PyObject *own_source, PyObject *taken,
+             PyObject *tagged, PyObject *middle, PyObject *sources, PyObject *channels, Py_ssize_t max_line, int tags,
+             PyObject *is_account, int echoing)
 {
-    (void)module;
-    if (nargs != 13 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
-        || !PyDict_Check(args[5]) || !PyBytes_Check(args[6]) || !PyDict_Check(args[7]) || !PyDict_Check(args[8])) {
-        PyErr_SetString(PyExc_TypeError, "chunk_lines(list, int, dict, bytes, taken, dict, bytes, dict, dict, int, "
-                                         "int, is_account, echoing)");
-        return NULL;
-    }
-    PyObject *chunks = args[0], *made = args[2], *taken = args[4], *tagged = args[5], *middle = args[6];
-    PyObject *sources = args[7], *channels = args[8], *is_account = args[11];
-    Py_ssize_t index = PyLong_AsSsize_t(args[1]), max_line = PyLong_AsSsize_t(args[9]);
-    int tags = PyLong_AsLong(args[10]), echoing = PyObject_IsTrue(args[12]);
-    if (PyErr_Occurred())
-        return NULL;
     if ((tags & TAG_ACCOUNT) && !PyCallable_Check(is_account)) {
         PyErr_SetString(PyExc_TypeError, "is_account must be callable for the account tag");
         return NULL;
@@ -526,16 +507,15 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Written out;
     written_start(&out);
     int failed = 0;
-    Py_ssize_t at = index < 0 ? 0 : index;
     /* (The list is read again at each step: is_account is Python, which could change it.) */
-    for (; at < PyList_GET_SIZE(chunks); at++) {
-        PyObject *chunk = PyList_GET_ITEM(chunks, at);
+    for (; *at < PyList_GET_SIZE(chunks); (*at)++) {
+        PyObject *chunk = PyList_GET_ITEM(chunks, *at);
         if (!PyBytes_CheckExact(chunk) || PyBytes_GET_SIZE(chunk) == 0)
             break;
         Py_INCREF(chunk);
         int skip = 0;
-        PyObject *line = made_room_line(chunk, made, PyBytes_AS_STRING(args[3]), PyBytes_GET_SIZE(args[3]), taken,
-                                        tagged, sources, channels, echoing, max_line, tags, is_account, &skip);
+        PyObject *line = made_room_line(chunk, made, PyBytes_AS_STRING(own_source), PyBytes_GET_SIZE(own_source),
+                                        taken, tagged, sources, channels, echoing, max_line, tags, is_account, &skip);
         int whole = 0;
         if (line != NULL) {
             whole = write_bytes(&out, PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) < 0 ? -1 : 1;
@@ -558,14 +538,130 @@ chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
     }
-    PyObject *result = failed ? NULL : Py_BuildValue("(y#n)", out.bytes, out.size, at);
+    PyObject *result = failed ? NULL : PyBytes_FromStringAndSize(out.bytes, out.size);
     written_release(&out);
+    return result;
+}
+
+/* chunk_lines(chunks, index, made, own_source, taken, tagged, middle, sources, channels,
+ *             max_line, tags, is_account, echoing) -> (lines, index)
+ *
+ * The lines of the chunks from index on (as they were queued: a room's message, or a direct
+ * message, each its own chunk, mostly), as far as each is a room's message whose line is
+ * made (made[chunk], made here for the first member; for a reader taking tags,
+ * tagged[taken][chunk], made here too), nothing for the reader's own that it takes nothing of,
+ * or a chunk whose frames are all direct_lines' common case; and the index of the first chunk
+ * left to Python (which takes that one whole). One call for a batch of chunks: a call per chunk cost
+ * more than its lines. */
+static PyObject *
+chunk_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 13 || !PyList_Check(args[0]) || !PyDict_Check(args[2]) || !PyBytes_Check(args[3])
+        || !PyDict_Check(args[5]) || !PyBytes_Check(args[6]) || !PyDict_Check(args[7]) || !PyDict_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "chunk_lines(list, int, dict, bytes, taken, dict, bytes, dict, dict, int, "
+                                         "int, is_account, echoing)");
+        return NULL;
+    }
+    Py_ssize_t index = PyLong_AsSsize_t(args[1]), max_line = PyLong_AsSsize_t(args[9]);
+    int tags = PyLong_AsLong(args[10]), echoing = PyObject_IsTrue(args[12]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t at = index < 0 ? 0 : index;
+    PyObject *lines = write_chunks(args[0], &at, args[2], args[3], args[4], args[5], args[6], args[7], args[8],
+                                   max_line, tags, args[11], echoing);
+    return lines == NULL ? NULL : Py_BuildValue("(Nn)", lines, at);
+}
+
+/* What lines_for writes with, given once by known_lines: the made lines, the tagged ones, the
+ * senders' and the rooms' words (translate's dicts), the longest line, and the names read of a
+ * reader. */
+static PyObject *known_made, *known_tagged, *known_sources, *known_channels, *name_writing, *name_is_account;
+static Py_ssize_t known_max_line;
+
+/* known_lines(made, tagged, sources, channels, max_line) */
+static PyObject *
+known_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyDict_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])
+        || !PyDict_Check(args[3]) || !PyLong_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "known_lines(dict, dict, dict, dict, int)");
+        return NULL;
+    }
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[4]);
+    if (max_line < 0)
+        return NULL;
+    if (name_writing == NULL) {
+        name_writing = PyUnicode_InternFromString("writing");
+        name_is_account = PyUnicode_InternFromString("is_account");
+        if (name_writing == NULL || name_is_account == NULL)
+            return NULL;
+    }
+    Py_XSETREF(known_made, Py_NewRef(args[0]));
+    Py_XSETREF(known_tagged, Py_NewRef(args[1]));
+    Py_XSETREF(known_sources, Py_NewRef(args[2]));
+    Py_XSETREF(known_channels, Py_NewRef(args[3]));
+    known_max_line = max_line;
+    Py_RETURN_NONE;
+}
+
+/* lines_for(chunks, reader) -> bytes | None
+ *
+ * translate.to_irc(chunks, reader) in one call where chunk_lines takes every chunk, for a
+ * reader that notes no read markers: what an outbox sends an IRC client, per member of a room
+ * per round, without a Python frame. None where to_irc must translate (the lines made and
+ * kept here are there for it to find). */
+static PyObject *
+lines_for(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0]) || known_made == NULL) {
+        PyErr_SetString(PyExc_TypeError, "lines_for(list, reader), once known_lines was given");
+        return NULL;
+    }
+    PyObject *chunks = args[0], *reader = args[1];
+    PyObject *writing = PyObject_GetAttr(reader, name_writing);
+    if (writing == NULL)
+        return NULL;
+    PyObject *result = NULL, *is_account = NULL;
+    if (!PyTuple_Check(writing) || PyTuple_GET_SIZE(writing) != 6 || !PyBytes_Check(PyTuple_GET_ITEM(writing, 0))
+        || !PyBytes_Check(PyTuple_GET_ITEM(writing, 1)) || !PyLong_Check(PyTuple_GET_ITEM(writing, 3))) {
+        PyErr_SetString(PyExc_TypeError, "a reader's writing: (to_reader, own_source, taken, tag_flags, marking, echoing)");
+        goto done;
+    }
+    int marking = PyObject_IsTrue(PyTuple_GET_ITEM(writing, 4)), echoing = PyObject_IsTrue(PyTuple_GET_ITEM(writing, 5));
+    long tags = PyLong_AsLong(PyTuple_GET_ITEM(writing, 3));
+    if (marking < 0 || echoing < 0 || (tags == -1 && PyErr_Occurred()))
+        goto done;
+    if (marking) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    is_account = (tags & TAG_ACCOUNT) ? PyObject_GetAttr(reader, name_is_account) : Py_NewRef(Py_None);
+    if (is_account == NULL)
+        goto done;
+    Py_ssize_t at = 0;
+    PyObject *lines = write_chunks(chunks, &at, known_made, PyTuple_GET_ITEM(writing, 1), PyTuple_GET_ITEM(writing, 2),
+                                   known_tagged, PyTuple_GET_ITEM(writing, 0), known_sources, known_channels,
+                                   known_max_line, (int)tags, is_account, echoing);
+    if (lines != NULL && at < PyList_GET_SIZE(chunks)) {
+        Py_DECREF(lines);
+        lines = Py_NewRef(Py_None);
+    }
+    result = lines;
+done:
+    Py_XDECREF(is_account);
+    Py_DECREF(writing);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"chunk_lines", (PyCFunction)(void (*)(void))chunk_lines, METH_FASTCALL,
      "The lines of the common chunks from index on."},
+    {"known_lines", (PyCFunction)(void (*)(void))known_lines, METH_FASTCALL, "What lines_for writes with."},
+    {"lines_for", (PyCFunction)(void (*)(void))lines_for, METH_FASTCALL,
+     "to_irc's lines, where every chunk is a common one (else None)."},
     {"read_messages", read_messages, METH_VARARGS, "The messages of the whole lines in data[:end]."},
     {"direct_lines", direct_lines, METH_VARARGS, "The lines of the common frames from offset on."},
     {NULL, NULL, 0, NULL},

@@ -36,3 +36,11 @@ def chunk_lines(
     is_account: Callable[[str], bool] | None,
     echoing: bool,
 ) -> tuple[bytes, int]: ...
+def known_lines(
+    made: dict[bytes, bytes],
+    tagged: dict[frozenset[str], dict[bytes, bytes]],
+    sources: dict[bytes, bytes],
+    channels: dict[bytes, bytes],
+    max_line: int,
+) -> None: ...
+def lines_for(chunks: list[bytes], reader: object) -> bytes | None: ...

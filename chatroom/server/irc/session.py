@@ -7,10 +7,11 @@ ends the connection when another such while passes without a word (a client gone
 FIN would otherwise hold its name for good).
 """
 
-from ..connection.outbox import Outbox
+from ..connection.outbox import Outbox, translated_in_c
 from ..connection.session import Session
 from .client import IrcClient
 from .lines import LineReader, encode_line
+from .speedups import compiled
 from .translate import SERVER_NAME, irc_frame, to_irc
 
 
@@ -38,6 +39,12 @@ class IrcOutbox(Outbox):
     def close(self) -> None:
         self._in_flight = None  # (IRC lines, partly sent: nothing in them to keep)
         super().close()
+
+
+# Where both are compiled, the hub's send takes an IRC client's lines without _take_frames:
+# per member of a room per round, its two Python frames were a quarter of the server's time.
+if compiled is not None:
+    translated_in_c(IrcOutbox, vars(IrcOutbox)["_reader"], compiled.lines_for)
 
 
 class IrcSession(Session):

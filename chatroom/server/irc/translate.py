@@ -197,6 +197,10 @@ def _room_line(
     return with_tags
 
 
+if compiled is not None:
+    compiled.known_lines(_room_lines, _tagged_room_lines, _sources, _channels, MAX_LINE)  # (for lines_for)
+
+
 def _new_room_line(data: bytes, start: int, end: int) -> bytes | None:
     """The PRIVMSG line of the room message at start (without tags); None if its text is not
     one line that fits. (The lines of the last 256 messages are kept: a room's members take
