@@ -185,3 +185,30 @@ def test_the_compiled_send_leaves_every_outbox_as_the_python_one_does():
     assert compiled[1] - states[6][5] == in_python[1] - in_python[0][6][5] == len(b"one") + 121 + len(b"QUIET")
     assert [s[:5] + s[6:] for s in compiled[0]] == [s[:5] + s[6:] for s in in_python[0]]
     assert compiled[2][:6] == in_python[2][:6] and compiled[2][7:] == in_python[2][7:]
+
+
+def send_on_a_stream_without_its_socket(send_queued) -> tuple:
+    """An outbox told its stream can be tried, on a socket stream that has no socket of its
+    own to try (as a TLS one's): nothing is tried, a writer sends it all."""
+    ours, theirs = socket.socketpair()
+    stream = SocketStream(ours)
+    stream._raw = None
+    outbox = Outbox(stream, 1 << 20, WAIT, lambda: None)
+    try:
+        outbox.queue_to_flush(b"through the writer")
+        send_queued(outbox)
+        tried = (outbox._in_flight, outbox._in_flight_sent, outbox._writer is not None)
+        outbox.finish(WAIT)
+        theirs.settimeout(WAIT)
+        return tried, theirs.recv(1 << 16), outbox.queued_bytes
+    finally:
+        outbox.close()
+        ours.close()
+        theirs.close()
+
+
+@needs_compiled
+def test_a_socket_stream_without_a_socket_to_try_is_left_to_a_writer_in_c_as_in_python():
+    compiled = send_on_a_stream_without_its_socket(outboxes.compiled.send_queued)
+    assert compiled == send_on_a_stream_without_its_socket(Outbox._send_queued_for_hub)
+    assert compiled == ((b"through the writer", 0, True), b"through the writer", 0)

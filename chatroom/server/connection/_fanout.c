@@ -238,6 +238,29 @@ call_method(PyObject *object, PyObject *name)
     return PyObject_VectorcallMethod(name, self, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* The socket stream (see known_socket_stream): its type and the slot of its socket. */
+static PyTypeObject *socket_stream_type;
+static Py_ssize_t socket_stream_raw;
+static PyObject *name_send;
+
+/* known_socket_stream(stream_type, raw_slot): a stream of this type is tried by its raw
+ * socket's send (None: it cannot be tried), as its try_send does: once per send of an
+ * outbox, per member of a room per round, that method's Python frame was a tenth of a send. */
+static PyObject *
+known_socket_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyType_Check(args[0]) || Py_TYPE(args[1]) != &PyMemberDescr_Type) {
+        PyErr_SetString(PyExc_TypeError, "known_socket_stream(type, the raw socket's slot descriptor)");
+        return NULL;
+    }
+    if (name_send == NULL && (name_send = PyUnicode_InternFromString("send")) == NULL)
+        return NULL;
+    Py_XSETREF(socket_stream_type, (PyTypeObject *)Py_NewRef(args[0]));
+    socket_stream_raw = ((PyMemberDescrObject *)args[1])->d_member->offset;
+    Py_RETURN_NONE;
+}
+
 /* An outbox type whose frames are sent as what translate(frames, reader) makes of them (see
  * known_translation), and the slot of its reader. */
 static PyTypeObject *translated_type;
@@ -323,8 +346,18 @@ try_send(PyObject *outbox, PyObject *data)
 {
     if (SLOT(outbox, known_offsets[SENT_CAN_TRY]) != Py_True)
         return 0;
-    PyObject *args[2] = {SLOT(outbox, known_offsets[SENT_STREAM]), data};
-    PyObject *answer = PyObject_VectorcallMethod(name_try_send, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *stream = SLOT(outbox, known_offsets[SENT_STREAM]), *answer;
+    if (stream != NULL && Py_TYPE(stream) == socket_stream_type) {
+        /* SocketStream.try_send, without its Python frame: its socket's own send */
+        PyObject *raw = SLOT(stream, socket_stream_raw);
+        if (raw == NULL || raw == Py_None)
+            return 0;
+        PyObject *args[2] = {raw, data};
+        answer = PyObject_VectorcallMethod(name_send, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    } else {
+        PyObject *args[2] = {stream, data};
+        answer = PyObject_VectorcallMethod(name_try_send, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
     if (answer == NULL) {
         if (PyErr_ExceptionMatches(PyExc_BlockingIOError)) {
             PyErr_Clear();
@@ -435,6 +468,8 @@ send_queued(PyObject *module, PyObject *outbox)
 static PyMethodDef methods[] = {
     {"known_outboxes", (PyCFunction)(void (*)(void))known_outboxes, METH_FASTCALL, "The outboxes send_queued sends for."},
     {"send_queued", (PyCFunction)send_queued, METH_O, "The hub's send of what an outbox has queued."},
+    {"known_socket_stream", (PyCFunction)(void (*)(void))known_socket_stream, METH_FASTCALL,
+     "The stream tried by its socket's own send."},
     {"known_translation", (PyCFunction)(void (*)(void))known_translation, METH_FASTCALL,
      "An outbox type whose frames are sent as lines made of them."},
     {"offer_each", (PyCFunction)(void (*)(void))offer_each, METH_FASTCALL, "A room's frame, to its members' sinks."},

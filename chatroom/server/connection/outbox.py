@@ -19,7 +19,7 @@ from gevent.event import Event
 from ...codec import frame_end, split_frames
 from ...protocol import INCOMING
 from ..operations.counts import COUNTS
-from .streams import Stream
+from .streams import SocketStream, Stream
 
 try:
     from . import _fanout as compiled  # (built from _fanout.c where the install found a compiler)
@@ -329,6 +329,7 @@ if compiled is not None:
     _SENT_SLOTS = "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
     _SENT_SLOTS += " _in_flight_sent"
     compiled.known_outboxes(Outbox, tuple(vars(Outbox)[name] for name in _SENT_SLOTS.split()), COUNTS)
+    compiled.known_socket_stream(SocketStream, vars(SocketStream)["_raw"])  # (its try_send, in C)
     send_queued = compiled.send_queued
 else:
     send_queued = Outbox._send_queued_for_hub
