@@ -117,7 +117,13 @@ def nodes(server_process, redis_server):
     """start(n) -> n chatroom-server processes joined through the test's Redis."""
 
     def start(count=2, *extra):
-        return [server_process("--redis", redis_server.url, "--node-ttl", str(TTL), *extra) for _ in range(count)]
+        # (Started side by side: a node takes most of a second to start, and most tests start two.)
+        starting = [
+            gevent.spawn(server_process, "--redis", redis_server.url, "--node-ttl", str(TTL), *extra)
+            for _ in range(count)
+        ]
+        gevent.joinall(starting, raise_error=True)
+        return [started.value for started in starting]
 
     return start
 
