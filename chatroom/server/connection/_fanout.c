@@ -294,8 +294,9 @@ take_translated(PyObject *outbox, PyObject *frames)
     PyObject *reader = SLOT(outbox, translated_reader);
     if (reader == NULL)
         return NULL;
-    PyObject *args[2] = {frames, reader};
+    PyObject *args[2] = {frames, Py_NewRef(reader)};
     PyObject *lines = PyObject_Vectorcall(translate, args, 2, NULL);
+    Py_DECREF(reader);
     if (lines == NULL || lines == Py_None || !PyBytes_Check(lines)) {
         Py_XDECREF(lines);
         return NULL;

@@ -590,8 +590,11 @@ known_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t max_line = PyLong_AsSsize_t(args[4]);
-    if (max_line < 0)
+    if (max_line < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "max_line must not be negative");
         return NULL;
+    }
     if (name_writing == NULL) {
         name_writing = PyUnicode_InternFromString("writing");
         name_is_account = PyUnicode_InternFromString("is_account");
