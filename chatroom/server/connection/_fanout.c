@@ -12,24 +12,20 @@
 
 #define DUE_WITH_A_ROOM 2
 
-enum { FRAMES, QUEUED, LIMIT, WRITER, SCHEDULED, CLOSED, SLOT_COUNT };
+/* The outbox's slots read and written here, in the order known_outboxes is given them. */
+enum {
+    FRAMES, QUEUED, LIMIT, WRITER, SCHEDULED, CLOSED, STREAM, CAN_TRY, ROOM, IN_FLIGHT, IN_FLIGHT_SENT, SLOT_COUNT
+};
 
-/* A slot's place in an instance, from its member descriptor. */
+/* A slot's place in an instance, from its member descriptor: 0, or -1 with the error set. */
 static int
-slot_offsets(PyObject *descriptors, Py_ssize_t *offsets)
+slot_offset(PyObject *descriptor, Py_ssize_t *offset)
 {
-    if (!PyTuple_Check(descriptors) || PyTuple_GET_SIZE(descriptors) != SLOT_COUNT) {
-        PyErr_SetString(PyExc_TypeError, "the outbox's slots: _frames, _queued, _limit, _writer, _scheduled, closed");
+    if (Py_TYPE(descriptor) != &PyMemberDescr_Type) {
+        PyErr_SetString(PyExc_TypeError, "a slot's descriptor expected");
         return -1;
     }
-    for (int i = 0; i < SLOT_COUNT; i++) {
-        PyObject *descriptor = PyTuple_GET_ITEM(descriptors, i);
-        if (Py_TYPE(descriptor) != &PyMemberDescr_Type) {
-            PyErr_SetString(PyExc_TypeError, "a slot's descriptor expected");
-            return -1;
-        }
-        offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
-    }
+    *offset = ((PyMemberDescrObject *)descriptor)->d_member->offset;
     return 0;
 }
 
@@ -44,18 +40,61 @@ set_slot(PyObject *object, Py_ssize_t offset, PyObject *value)
     Py_XDECREF(old);
 }
 
+/* What the fan-out and send_queued know of outboxes (see known_outboxes): their type, their
+ * slots, the counts that take the bytes sent, and the names of what send_queued calls. */
+static PyTypeObject *known_type;
+static Py_ssize_t known_offsets[SLOT_COUNT];
+static PyObject *known_counts, *zero;
+static PyObject *name_bytes_out, *name_try_send, *name_take_frames, *name_fail, *name_spawn_writer, *name_set;
+
+/* known_outboxes(outbox_type, slots, counts): what offer_each and send_queued read and write,
+ * given once. slots:
+ * the descriptors of _frames, _queued, _limit, _writer, _scheduled, closed, _stream,
+ * _can_try_send, _room, _in_flight and _in_flight_sent; counts: what counts bytes_out. */
+static PyObject *
+known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyTuple_Check(args[1])
+        || PyTuple_GET_SIZE(args[1]) != SLOT_COUNT) {
+        PyErr_SetString(PyExc_TypeError, "known_outboxes(type, slots (11 descriptors), counts)");
+        return NULL;
+    }
+    Py_ssize_t offsets[SLOT_COUNT];
+    for (int i = 0; i < SLOT_COUNT; i++) {
+        if (slot_offset(PyTuple_GET_ITEM(args[1], i), &offsets[i]) < 0)
+            return NULL;
+    }
+    if (name_set == NULL) {
+        zero = PyLong_FromLong(0);
+        name_bytes_out = PyUnicode_InternFromString("bytes_out");
+        name_try_send = PyUnicode_InternFromString("try_send");
+        name_take_frames = PyUnicode_InternFromString("_take_frames");
+        name_fail = PyUnicode_InternFromString("_fail");
+        name_spawn_writer = PyUnicode_InternFromString("_spawn_writer");
+        name_set = PyUnicode_InternFromString("set");
+        if (zero == NULL || name_bytes_out == NULL || name_try_send == NULL || name_take_frames == NULL
+            || name_fail == NULL || name_spawn_writer == NULL || name_set == NULL)
+            return NULL;
+    }
+    memcpy(known_offsets, offsets, sizeof offsets);
+    Py_XSETREF(known_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(known_counts, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
 /* What one fan-out works with (see offer_each). */
 typedef struct {
     PyObject *data, *due, *schedule, *stalled;
-    PyTypeObject *outbox_type, *devices_type;
-    Py_ssize_t offsets[SLOT_COUNT], devices_sinks, size;
+    PyTypeObject *devices_type;
+    Py_ssize_t devices_sinks, size;
 } Fanout;
 
 /* Queues the frame on one outbox, as outbox.offer_each does: 1 taken, 0 not, -1 an error. */
 static int
 offer_to_outbox(Fanout *fan, PyObject *sink)
 {
-    Py_ssize_t *offsets = fan->offsets;
+    Py_ssize_t *offsets = known_offsets;
     PyObject *queued = SLOT(sink, offsets[QUEUED]), *limit = SLOT(sink, offsets[LIMIT]);
     PyObject *closed = SLOT(sink, offsets[CLOSED]);
     if (queued == NULL || limit == NULL || closed == NULL) {
@@ -128,7 +167,7 @@ offer_to_each(Fanout *fan, PyObject *iterable, int within_devices)
         PyObject *sink = PySequence_Fast_GET_ITEM(sinks, i);
         Py_INCREF(sink);
         Py_ssize_t took;
-        if (PyObject_TypeCheck(sink, fan->outbox_type)) {
+        if (PyObject_TypeCheck(sink, known_type)) {
             took = offer_to_outbox(fan, sink);
         } else if (!within_devices && Py_IS_TYPE(sink, fan->devices_type)) {
             PyObject *own = SLOT(sink, fan->devices_sinks);
@@ -150,85 +189,35 @@ offer_to_each(Fanout *fan, PyObject *iterable, int within_devices)
     return taken;
 }
 
-/* offer_each(sinks, data, outbox_type, slots, due, schedule, stalled, devices_type,
- *            devices_sinks) -> taken
+/* offer_each(sinks, data, due, schedule, stalled, devices_type, devices_sinks) -> taken
  *
- * As outbox.offer_each: each outbox (an instance of outbox_type) under its limit and open
- * queues data, and its send is made due with a room's (appended to ``due``; ``schedule()`` is
- * called first when ``due`` is empty); a full one, open, is handed to ``stalled(sink)``; a
- * user's devices offer it to their own sinks (``devices_sinks``: the descriptor of their slot);
- * another sink is offered data (``sink.offer(data)``). Answers how many took it. */
+ * As outbox.offer_each: each outbox (an instance of the type known_outboxes was given) under
+ * its limit and open queues data, and its send is made due with a room's (appended to ``due``;
+ * ``schedule()`` is called first when ``due`` is empty); a full one, open, is handed to
+ * ``stalled(sink)``; a user's devices offer it to their own sinks (``devices_sinks``: the
+ * descriptor of their slot); another sink is offered data (``sink.offer(data)``). Answers how
+ * many took it. */
 static PyObject *
 offer_each(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 9 || !PyBytes_Check(args[1]) || !PyType_Check(args[2]) || !PyList_Check(args[4])
-        || !PyType_Check(args[7]) || Py_TYPE(args[8]) != &PyMemberDescr_Type) {
+    if (nargs != 7 || !PyBytes_Check(args[1]) || !PyList_Check(args[2]) || !PyType_Check(args[5])
+        || known_type == NULL) {
         PyErr_SetString(PyExc_TypeError,
-                        "offer_each(sinks, bytes, type, slots, list, schedule, stalled, type, descriptor)");
+                        "offer_each(sinks, bytes, list, schedule, stalled, type, descriptor), its outboxes known");
         return NULL;
     }
     Fanout fan;
     fan.data = args[1];
-    fan.due = args[4];
-    fan.schedule = args[5];
-    fan.stalled = args[6];
-    fan.outbox_type = (PyTypeObject *)args[2];
-    fan.devices_type = (PyTypeObject *)args[7];
-    fan.devices_sinks = ((PyMemberDescrObject *)args[8])->d_member->offset;
+    fan.due = args[2];
+    fan.schedule = args[3];
+    fan.stalled = args[4];
+    fan.devices_type = (PyTypeObject *)args[5];
     fan.size = PyBytes_GET_SIZE(args[1]);
-    if (slot_offsets(args[3], fan.offsets) < 0)
+    if (slot_offset(args[6], &fan.devices_sinks) < 0)
         return NULL;
     Py_ssize_t taken = offer_to_each(&fan, args[0], 0);
     return taken < 0 ? NULL : PyLong_FromSsize_t(taken);
-}
-
-/* What send_queued knows of outboxes (see known_outboxes): their type, their slots, the
- * counts that take the bytes sent, and the names of what it calls. */
-enum {
-    SENT_FRAMES, SENT_QUEUED, SENT_LIMIT, SENT_WRITER, SENT_SCHEDULED, SENT_CLOSED, SENT_STREAM,
-    SENT_CAN_TRY, SENT_ROOM, SENT_IN_FLIGHT, SENT_IN_FLIGHT_SENT, SENT_SLOT_COUNT
-};
-static PyTypeObject *known_type;
-static Py_ssize_t known_offsets[SENT_SLOT_COUNT];
-static PyObject *known_counts, *zero;
-static PyObject *name_bytes_out, *name_try_send, *name_take_frames, *name_fail, *name_spawn_writer, *name_set;
-
-/* known_outboxes(outbox_type, slots, counts): what send_queued reads and writes, once. slots:
- * the descriptors of _frames, _queued, _limit, _writer, _scheduled, closed, _stream,
- * _can_try_send, _room, _in_flight and _in_flight_sent; counts: what counts bytes_out. */
-static PyObject *
-known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 3 || !PyType_Check(args[0]) || !PyTuple_Check(args[1])
-        || PyTuple_GET_SIZE(args[1]) != SENT_SLOT_COUNT) {
-        PyErr_SetString(PyExc_TypeError, "known_outboxes(type, slots (11 descriptors), counts)");
-        return NULL;
-    }
-    for (int i = 0; i < SENT_SLOT_COUNT; i++) {
-        PyObject *descriptor = PyTuple_GET_ITEM(args[1], i);
-        if (Py_TYPE(descriptor) != &PyMemberDescr_Type) {
-            PyErr_SetString(PyExc_TypeError, "a slot's descriptor expected");
-            return NULL;
-        }
-        known_offsets[i] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
-    }
-    if (name_set == NULL) {
-        zero = PyLong_FromLong(0);
-        name_bytes_out = PyUnicode_InternFromString("bytes_out");
-        name_try_send = PyUnicode_InternFromString("try_send");
-        name_take_frames = PyUnicode_InternFromString("_take_frames");
-        name_fail = PyUnicode_InternFromString("_fail");
-        name_spawn_writer = PyUnicode_InternFromString("_spawn_writer");
-        name_set = PyUnicode_InternFromString("set");
-        if (zero == NULL || name_bytes_out == NULL || name_try_send == NULL || name_take_frames == NULL
-            || name_fail == NULL || name_spawn_writer == NULL || name_set == NULL)
-            return NULL;
-    }
-    Py_XSETREF(known_type, (PyTypeObject *)Py_NewRef(args[0]));
-    Py_XSETREF(known_counts, Py_NewRef(args[2]));
-    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -250,14 +239,15 @@ static PyObject *
 known_socket_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 || !PyType_Check(args[0]) || Py_TYPE(args[1]) != &PyMemberDescr_Type) {
+    if (nargs != 2 || !PyType_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "known_socket_stream(type, the raw socket's slot descriptor)");
         return NULL;
     }
+    if (slot_offset(args[1], &socket_stream_raw) < 0)
+        return NULL;
     if (name_send == NULL && (name_send = PyUnicode_InternFromString("send")) == NULL)
         return NULL;
     Py_XSETREF(socket_stream_type, (PyTypeObject *)Py_NewRef(args[0]));
-    socket_stream_raw = ((PyMemberDescrObject *)args[1])->d_member->offset;
     Py_RETURN_NONE;
 }
 
@@ -275,13 +265,13 @@ static PyObject *
 known_translation(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3 || !PyType_Check(args[0]) || Py_TYPE(args[1]) != &PyMemberDescr_Type
-        || !PyCallable_Check(args[2])) {
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyCallable_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "known_translation(type, the reader's slot descriptor, translate)");
         return NULL;
     }
+    if (slot_offset(args[1], &translated_reader) < 0)
+        return NULL;
     Py_XSETREF(translated_type, (PyTypeObject *)Py_NewRef(args[0]));
-    translated_reader = ((PyMemberDescrObject *)args[1])->d_member->offset;
     Py_XSETREF(translate, Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
@@ -306,8 +296,8 @@ take_translated(PyObject *outbox, PyObject *frames)
         Py_DECREF(lines);
         return NULL;
     }
-    set_slot(outbox, known_offsets[SENT_FRAMES], Py_NewRef(Py_None));
-    set_slot(outbox, known_offsets[SENT_QUEUED], size);
+    set_slot(outbox, known_offsets[FRAMES], Py_NewRef(Py_None));
+    set_slot(outbox, known_offsets[QUEUED], size);
     return lines;
 }
 
@@ -327,7 +317,7 @@ take_frames(PyObject *outbox, PyObject *frames)
     if (Py_TYPE(outbox) != known_type)
         return call_method(outbox, name_take_frames);
     Py_INCREF(frames);
-    set_slot(outbox, known_offsets[SENT_FRAMES], Py_NewRef(Py_None));
+    set_slot(outbox, known_offsets[FRAMES], Py_NewRef(Py_None));
     PyObject *data;
     if (PyList_GET_SIZE(frames) == 1) {
         data = Py_NewRef(PyList_GET_ITEM(frames, 0));
@@ -345,9 +335,9 @@ take_frames(PyObject *outbox, PyObject *frames)
 static Py_ssize_t
 try_send(PyObject *outbox, PyObject *data)
 {
-    if (SLOT(outbox, known_offsets[SENT_CAN_TRY]) != Py_True)
+    if (SLOT(outbox, known_offsets[CAN_TRY]) != Py_True)
         return 0;
-    PyObject *stream = SLOT(outbox, known_offsets[SENT_STREAM]), *answer;
+    PyObject *stream = SLOT(outbox, known_offsets[STREAM]), *answer;
     if (stream != NULL && Py_TYPE(stream) == socket_stream_type) {
         /* SocketStream.try_send, without its Python frame: its socket's own send */
         PyObject *raw = SLOT(stream, socket_stream_raw);
@@ -387,7 +377,7 @@ count_sent(PyObject *outbox, Py_ssize_t sent)
         return -1;
     int failed = PyObject_SetAttr(known_counts, name_bytes_out, grown);
     Py_DECREF(grown);
-    PyObject *queued = SLOT(outbox, known_offsets[SENT_QUEUED]);
+    PyObject *queued = SLOT(outbox, known_offsets[QUEUED]);
     Py_ssize_t left = queued == NULL ? -1 : PyLong_AsSsize_t(queued);
     if (failed || (left == -1 && (queued == NULL || PyErr_Occurred()))) {
         if (!PyErr_Occurred())
@@ -397,8 +387,8 @@ count_sent(PyObject *outbox, Py_ssize_t sent)
     PyObject *smaller = PyLong_FromSsize_t(left - sent);
     if (smaller == NULL)
         return -1;
-    set_slot(outbox, known_offsets[SENT_QUEUED], smaller);
-    PyObject *room = SLOT(outbox, known_offsets[SENT_ROOM]), *limit = SLOT(outbox, known_offsets[SENT_LIMIT]);
+    set_slot(outbox, known_offsets[QUEUED], smaller);
+    PyObject *room = SLOT(outbox, known_offsets[ROOM]), *limit = SLOT(outbox, known_offsets[LIMIT]);
     if (room != NULL && room != Py_None && limit != NULL) {
         Py_ssize_t most = PyLong_AsSsize_t(limit);
         if (most == -1 && PyErr_Occurred())
@@ -427,12 +417,12 @@ send_queued(PyObject *module, PyObject *outbox)
         return NULL;
     }
     Py_ssize_t *offsets = known_offsets;
-    set_slot(outbox, offsets[SENT_SCHEDULED], Py_NewRef(zero));
-    PyObject *frames = SLOT(outbox, offsets[SENT_FRAMES]);
-    if (SLOT(outbox, offsets[SENT_WRITER]) != Py_None || frames == NULL || !PyList_Check(frames)
-        || PyList_GET_SIZE(frames) == 0 || SLOT(outbox, offsets[SENT_CLOSED]) != Py_False)
+    set_slot(outbox, offsets[SCHEDULED], Py_NewRef(zero));
+    PyObject *frames = SLOT(outbox, offsets[FRAMES]);
+    if (SLOT(outbox, offsets[WRITER]) != Py_None || frames == NULL || !PyList_Check(frames)
+        || PyList_GET_SIZE(frames) == 0 || SLOT(outbox, offsets[CLOSED]) != Py_False)
         Py_RETURN_NONE;
-    if (SLOT(outbox, offsets[SENT_IN_FLIGHT]) != Py_None)  /* (left part way: the rest goes first) */
+    if (SLOT(outbox, offsets[IN_FLIGHT]) != Py_None)  /* (left part way: the rest goes first) */
         return call_method(outbox, name_spawn_writer);
     PyObject *data = take_frames(outbox, frames);
     if (data == NULL)
@@ -461,8 +451,8 @@ send_queued(PyObject *module, PyObject *outbox)
         Py_DECREF(data);
         return NULL;
     }
-    set_slot(outbox, offsets[SENT_IN_FLIGHT], data);
-    set_slot(outbox, offsets[SENT_IN_FLIGHT_SENT], sent_so_far);
+    set_slot(outbox, offsets[IN_FLIGHT], data);
+    set_slot(outbox, offsets[IN_FLIGHT_SENT], sent_so_far);
     return call_method(outbox, name_spawn_writer);
 }
 

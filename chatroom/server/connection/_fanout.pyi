@@ -6,8 +6,6 @@ from typing import Any
 def offer_each(
     sinks: Iterable,
     data: bytes,
-    outbox_type: type,
-    slots: tuple,
     due: list,
     schedule: Callable[[], None],
     stalled: Callable[[Any], None],

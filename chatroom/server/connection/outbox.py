@@ -279,9 +279,7 @@ def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
     outbox's part is written out here instead of called: per member, the call was most of
     what a room's message cost. (The same loop in C, where it was built: _fanout.c.)"""
     if compiled is not None:
-        return compiled.offer_each(
-            sinks, data, Outbox, _OUTBOX_SLOTS, _due, _schedule_due, _stalled_in_a_room, *_devices_for_c
-        )
+        return compiled.offer_each(sinks, data, _due, _schedule_due, _stalled_in_a_room, *_devices_for_c)
     return offer_each_in_python(sinks, data)
 
 
@@ -317,18 +315,15 @@ def offer_each_in_python(sinks: "Iterable[RoomSink]", data: bytes) -> int:
 # costs twice what a place in this list does). A relayed message keeps a callback of its own:
 # there the send waits for the sessions resumed before it, and takes more of their frames.
 _due: list[Outbox] = []
-# For _fanout.c: the outbox's slots it reads and writes, in its order.
-_OUTBOX_SLOTS = tuple(
-    vars(Outbox)[name] for name in ("_frames", "_queued", "_limit", "_writer", "_scheduled", "closed")
-)
 
 
 # send_queued(outbox): Outbox._send_queued_for_hub, compiled where it was built (per member
-# of a room, per round of the loop, the Python's five calls were what its send cost).
+# of a room, per round of the loop, the Python's five calls were what its send cost). The C
+# reads and writes the outbox's slots, told once which they are, in its order.
 if compiled is not None:
-    _SENT_SLOTS = "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
-    _SENT_SLOTS += " _in_flight_sent"
-    compiled.known_outboxes(Outbox, tuple(vars(Outbox)[name] for name in _SENT_SLOTS.split()), COUNTS)
+    _SLOTS_IN_C = "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
+    _SLOTS_IN_C += " _in_flight_sent"
+    compiled.known_outboxes(Outbox, tuple(vars(Outbox)[name] for name in _SLOTS_IN_C.split()), COUNTS)
     compiled.known_socket_stream(SocketStream, vars(SocketStream)["_raw"])  # (its try_send, in C)
     send_queued = compiled.send_queued
 else:
