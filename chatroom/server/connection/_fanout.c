@@ -1,20 +1,23 @@
-/* A room's fan-out in C: outbox.offer_each's loop over a room's members, which queues one
- * frame on each member's outbox, and send_queued, the hub's send of what an outbox has queued
- * (once per member per round of the loop). Per member, the Python was most of what a room's
- * message cost. The outboxes' fields are read and written through their slots (Outbox has __slots__),
- * as the Python writes them; a sink that is no Outbox, a full outbox and the first outbox made
- * due are handed back to Python through the callables given. Without a compiler, the Python
- * loop (outbox.py) runs alone.
+/* The hub's loops in C: outbox.offer_each's loop over a room's members, which queues one frame
+ * on each member's outbox; send_queued, the hub's send of what an outbox has queued (once per
+ * member per round of the loop); and answer_sendtos, the relay's common case (see relay.py).
+ * Per member and per relayed message, the Python was most of what a message cost. The
+ * outboxes' fields are read and written through their slots (Outbox has __slots__), as the
+ * Python writes them; a sink that is no Outbox, a full outbox and the first outbox made due
+ * are handed back to Python through the callables given, and a SENDTO off the common way to
+ * the Python that answers it. Without a compiler, the Python runs alone.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 
+#define DUE_ALONE 1
 #define DUE_WITH_A_ROOM 2
 
 /* The outbox's slots read and written here, in the order known_outboxes is given them. */
 enum {
-    FRAMES, QUEUED, LIMIT, WRITER, SCHEDULED, CLOSED, STREAM, CAN_TRY, ROOM, IN_FLIGHT, IN_FLIGHT_SENT, SLOT_COUNT
+    FRAMES, QUEUED, LIMIT, WRITER, SCHEDULED, CLOSED, STREAM, CAN_TRY, ROOM, IN_FLIGHT, IN_FLIGHT_SENT, LOOP,
+    SLOT_COUNT
 };
 
 /* A slot's place in an instance, from its member descriptor: 0, or -1 with the error set. */
@@ -44,20 +47,20 @@ set_slot(PyObject *object, Py_ssize_t offset, PyObject *value)
  * slots, the counts that take the bytes sent, and the names of what send_queued calls. */
 static PyTypeObject *known_type;
 static Py_ssize_t known_offsets[SLOT_COUNT];
-static PyObject *known_counts, *zero;
+static PyObject *known_counts, *zero, *due_alone, *send_queued_here;
 static PyObject *name_bytes_out, *name_try_send, *name_take_frames, *name_fail, *name_spawn_writer, *name_set;
+static PyObject *name_run_callback;
 
-/* known_outboxes(outbox_type, slots, counts): what offer_each and send_queued read and write,
- * given once. slots:
- * the descriptors of _frames, _queued, _limit, _writer, _scheduled, closed, _stream,
- * _can_try_send, _room, _in_flight and _in_flight_sent; counts: what counts bytes_out. */
+/* known_outboxes(outbox_type, slots, counts): what offer_each, send_queued and answer_sendtos
+ * read and write, given once. slots: the descriptors of _frames, _queued, _limit, _writer,
+ * _scheduled, closed, _stream, _can_try_send, _room, _in_flight, _in_flight_sent and _loop;
+ * counts: what counts bytes_out. */
 static PyObject *
 known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    (void)module;
     if (nargs != 3 || !PyType_Check(args[0]) || !PyTuple_Check(args[1])
         || PyTuple_GET_SIZE(args[1]) != SLOT_COUNT) {
-        PyErr_SetString(PyExc_TypeError, "known_outboxes(type, slots (11 descriptors), counts)");
+        PyErr_SetString(PyExc_TypeError, "known_outboxes(type, slots (12 descriptors), counts)");
         return NULL;
     }
     Py_ssize_t offsets[SLOT_COUNT];
@@ -73,8 +76,12 @@ known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         name_fail = PyUnicode_InternFromString("_fail");
         name_spawn_writer = PyUnicode_InternFromString("_spawn_writer");
         name_set = PyUnicode_InternFromString("set");
+        name_run_callback = PyUnicode_InternFromString("run_callback");
+        due_alone = PyLong_FromLong(DUE_ALONE);
+        send_queued_here = PyObject_GetAttrString(module, "send_queued");
         if (zero == NULL || name_bytes_out == NULL || name_try_send == NULL || name_take_frames == NULL
-            || name_fail == NULL || name_spawn_writer == NULL || name_set == NULL)
+            || name_fail == NULL || name_spawn_writer == NULL || name_set == NULL || name_run_callback == NULL
+            || due_alone == NULL || send_queued_here == NULL)
             return NULL;
     }
     memcpy(known_offsets, offsets, sizeof offsets);
@@ -83,11 +90,32 @@ known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Appends data to an open outbox's queue, of `queued` bytes so far: 0, or -1. */
+static int
+append_frame(PyObject *outbox, PyObject *data, Py_ssize_t queued)
+{
+    PyObject *frames = SLOT(outbox, known_offsets[FRAMES]);
+    if (frames == NULL || frames == Py_None) {
+        PyObject *made = PyList_New(1);
+        if (made == NULL)
+            return -1;
+        PyList_SET_ITEM(made, 0, Py_NewRef(data));
+        set_slot(outbox, known_offsets[FRAMES], made);
+    } else if (PyList_Append(frames, data) < 0) {
+        return -1;
+    }
+    PyObject *grown = PyLong_FromSsize_t(queued + PyBytes_GET_SIZE(data));
+    if (grown == NULL)
+        return -1;
+    set_slot(outbox, known_offsets[QUEUED], grown);
+    return 0;
+}
+
 /* What one fan-out works with (see offer_each). */
 typedef struct {
     PyObject *data, *due, *schedule, *stalled;
     PyTypeObject *devices_type;
-    Py_ssize_t devices_sinks, size;
+    Py_ssize_t devices_sinks;
 } Fanout;
 
 /* Queues the frame on one outbox, as outbox.offer_each does: 1 taken, 0 not, -1 an error. */
@@ -115,21 +143,8 @@ offer_to_outbox(Fanout *fan, PyObject *sink)
     }
     if (closed != Py_False)
         return 0;
-    PyObject *frames = SLOT(sink, offsets[FRAMES]);
-    if (frames == NULL || frames == Py_None) {
-        PyObject *made = PyList_New(1);
-        if (made == NULL)
-            return -1;
-        Py_INCREF(fan->data);
-        PyList_SET_ITEM(made, 0, fan->data);
-        set_slot(sink, offsets[FRAMES], made);
-    } else if (PyList_Append(frames, fan->data) < 0) {
+    if (append_frame(sink, fan->data, now) < 0)
         return -1;
-    }
-    PyObject *grown = PyLong_FromSsize_t(now + fan->size);
-    if (grown == NULL)
-        return -1;
-    set_slot(sink, offsets[QUEUED], grown);
     PyObject *writer = SLOT(sink, offsets[WRITER]), *scheduled = SLOT(sink, offsets[SCHEDULED]);
     int is_due = scheduled == NULL ? -1 : PyObject_IsTrue(scheduled);
     if (is_due < 0)
@@ -213,7 +228,6 @@ offer_each(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     fan.schedule = args[3];
     fan.stalled = args[4];
     fan.devices_type = (PyTypeObject *)args[5];
-    fan.size = PyBytes_GET_SIZE(args[1]);
     if (slot_offset(args[6], &fan.devices_sinks) < 0)
         return NULL;
     Py_ssize_t taken = offer_to_each(&fan, args[0], 0);
@@ -456,6 +470,223 @@ send_queued(PyObject *module, PyObject *outbox)
     return call_method(outbox, name_spawn_writer);
 }
 
+
+/* --- The relay's common case ------------------------------------------------------------ */
+
+/* The slots answer_sendtos reads, of the rules, of a SENDTO and of a session, in the order
+ * known_relay is given them. */
+enum { RULES_NAME, RULES_HELD, RULES_REGISTERED, RULES_DEVICES, RULES_DIRECTORY, RULES_ACCOUNTS, RULES_SLOTS };
+enum { SENDTO_RECIPIENT, SENDTO_TEXT, SENDTO_RAW, SENDTO_SLOTS };
+enum { SESSION_RULES, SESSION_OUTBOX, SESSION_WANTS_IDS, SESSION_SLOTS };
+
+static PyTypeObject *rules_type, *sendto_type, *session_type;
+static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
+static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names;
+static Py_ssize_t most_text_chars;
+
+static int
+offsets_of(PyObject *slots, Py_ssize_t *offsets, Py_ssize_t count)
+{
+    if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != count) {
+        PyErr_SetString(PyExc_TypeError, "a tuple of slot descriptors expected");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (slot_offset(PyTuple_GET_ITEM(slots, i), &offsets[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* known_relay(rules_type, rules_slots, sendto_type, sendto_slots, session_type, session_slots,
+ *             incoming_frame, ok, max_text_chars)
+ *
+ * What answer_sendtos reads, given once: the slots name, held, _registered, _devices,
+ * _directory and _accounts of the rules; recipient, text and raw of a SENDTO; rules, _outbox
+ * and wants_ids of a session; the INCOMING frame's maker, the OK reply and a text's limit. */
+static PyObject *
+known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9 || !PyType_Check(args[0]) || !PyType_Check(args[2]) || !PyType_Check(args[4])
+        || !PyCallable_Check(args[6]) || !PyBytes_Check(args[7]) || !PyLong_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "known_relay(type, slots, type, slots, type, slots, incoming_frame, "
+                                         "ok: bytes, max_text_chars: int)");
+        return NULL;
+    }
+    Py_ssize_t most = PyLong_AsSsize_t(args[8]);
+    if (most == -1 && PyErr_Occurred())
+        return NULL;
+    if (offsets_of(args[1], rules_offsets, RULES_SLOTS) < 0 || offsets_of(args[3], sendto_offsets, SENDTO_SLOTS) < 0
+        || offsets_of(args[5], session_offsets, SESSION_SLOTS) < 0)
+        return NULL;
+    if (name_find == NULL) {
+        name_find = PyUnicode_InternFromString("find");
+        name_registered_names = PyUnicode_InternFromString("registered_names");
+        if (name_find == NULL || name_registered_names == NULL)
+            return NULL;
+    }
+    most_text_chars = most;
+    Py_XSETREF(rules_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(sendto_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(session_type, (PyTypeObject *)Py_NewRef(args[4]));
+    Py_XSETREF(make_incoming, Py_NewRef(args[6]));
+    Py_XSETREF(ok_reply, Py_NewRef(args[7]));
+    Py_RETURN_NONE;
+}
+
+/* An outbox's queued size and limit, and whether it is open: 1 with room, 0 without (or
+ * closed), -1 an error. */
+static int
+has_room(PyObject *outbox, Py_ssize_t *queued)
+{
+    PyObject *now = SLOT(outbox, known_offsets[QUEUED]), *limit = SLOT(outbox, known_offsets[LIMIT]);
+    if (now == NULL || limit == NULL || SLOT(outbox, known_offsets[CLOSED]) != Py_False)
+        return 0;
+    Py_ssize_t most = PyLong_AsSsize_t(limit);
+    *queued = PyLong_AsSsize_t(now);
+    if ((most == -1 || *queued == -1) && PyErr_Occurred())
+        return -1;
+    return *queued < most;
+}
+
+/* Outbox.queue_for_hub on an outbox with room: queued, and its send made due by a callback of
+ * its own unless one is due or a writer is at it. 0, or -1. */
+static int
+queue_for_hub(PyObject *outbox, PyObject *frame, Py_ssize_t queued)
+{
+    if (append_frame(outbox, frame, queued) < 0)
+        return -1;
+    PyObject *scheduled = SLOT(outbox, known_offsets[SCHEDULED]);
+    int is_due = scheduled == NULL ? -1 : PyObject_IsTrue(scheduled);
+    if (is_due < 0)
+        return -1;
+    if (is_due || SLOT(outbox, known_offsets[WRITER]) != Py_None)
+        return 0;
+    PyObject *loop = SLOT(outbox, known_offsets[LOOP]);
+    if (loop == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
+        return -1;
+    }
+    set_slot(outbox, known_offsets[SCHEDULED], Py_NewRef(due_alone));
+    PyObject *call[3] = {loop, send_queued_here, outbox};
+    PyObject *done = PyObject_VectorcallMethod(name_run_callback, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
+/* Relays one SENDTO the common way: 1 done, 0 not for this path (nothing done), -1 an error.
+ * The common way: a text of a valid length, to a user logged in here on a plain session (not
+ * registered, as the sender is not: nothing to record), taking INCOMING, holding nothing back,
+ * with room in its queue. */
+static int
+relay_one(PyObject *event, PyObject *sender, PyObject *find, PyObject *registered_names)
+{
+    PyObject *recipient = SLOT(event, sendto_offsets[SENDTO_RECIPIENT]);
+    PyObject *text = SLOT(event, sendto_offsets[SENDTO_TEXT]), *raw = SLOT(event, sendto_offsets[SENDTO_RAW]);
+    if (recipient == NULL || !PyUnicode_Check(recipient) || text == NULL || !PyUnicode_Check(text) || raw == NULL
+        || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) == 0)
+        return 0;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (length < 1 || length > most_text_chars)
+        return 0;
+    if (registered_names != NULL) {
+        int registered = PySequence_Contains(registered_names, recipient);
+        if (registered < 0)
+            return -1;
+        if (registered)
+            return 0;  /* (recorded in the history: not here) */
+    }
+    PyObject *found = PyObject_Vectorcall(find, &recipient, 1, NULL);
+    if (found == NULL)
+        return -1;
+    int done = 0;
+    Py_ssize_t queued;
+    PyObject *their_rules, *their_outbox;
+    if (Py_TYPE(found) == session_type && SLOT(found, session_offsets[SESSION_WANTS_IDS]) == Py_False
+        && (their_rules = SLOT(found, session_offsets[SESSION_RULES])) != NULL && Py_TYPE(their_rules) == rules_type
+        && SLOT(their_rules, rules_offsets[RULES_HELD]) == Py_None
+        && (their_outbox = SLOT(found, session_offsets[SESSION_OUTBOX])) != NULL
+        && PyObject_TypeCheck(their_outbox, known_type) && (done = has_room(their_outbox, &queued)) == 1) {
+        PyObject *call[2] = {sender, raw};
+        PyObject *frame = PyObject_Vectorcall(make_incoming, call, 2, NULL);
+        if (frame == NULL || !PyBytes_Check(frame)) {
+            if (frame != NULL)
+                PyErr_SetString(PyExc_TypeError, "incoming_frame must make bytes");
+            done = -1;
+        } else if (queue_for_hub(their_outbox, frame, queued) < 0) {
+            done = -1;
+        }
+        Py_XDECREF(frame);
+    }
+    Py_DECREF(found);
+    return done;
+}
+
+/* answer_sendtos(events, start, stop, rules, outbox) -> the index of the first event left
+ *
+ * Answers the SENDTOs of events[start:stop] that the relay's common way can (see relay_one),
+ * as Rules.answer and the session would: each one's INCOMING queued for the hub on its
+ * recipient's outbox, and OK queued to flush on this client's. Stops at the first event that
+ * is no SENDTO or needs more (a failure, a room, a registered user, another node, a full
+ * queue, a client of version 3 or 4): the Python answers that one, as it would have. */
+static PyObject *
+answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyList_Check(args[0]) || rules_type == NULL || known_type == NULL
+        || Py_TYPE(args[3]) != rules_type || !PyObject_TypeCheck(args[4], known_type)) {
+        PyErr_SetString(PyExc_TypeError, "answer_sendtos(list, start, stop, rules, outbox), the relay known");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred())
+        return NULL;
+    PyObject *events = args[0], *rules = args[3], *outbox = args[4];
+    PyObject *sender = SLOT(rules, rules_offsets[RULES_NAME]), *accounts = SLOT(rules, rules_offsets[RULES_ACCOUNTS]);
+    PyObject *directory = SLOT(rules, rules_offsets[RULES_DIRECTORY]);
+    if (sender == NULL || !PyUnicode_Check(sender) || SLOT(rules, rules_offsets[RULES_DEVICES]) != Py_None
+        || accounts == NULL || directory == NULL
+        || (accounts != Py_None && SLOT(rules, rules_offsets[RULES_REGISTERED]) != Py_False))
+        return PyLong_FromSsize_t(start);
+    PyObject *find = PyObject_GetAttr(directory, name_find), *registered_names = NULL;
+    if (find == NULL || (accounts != Py_None && (registered_names = PyObject_GetAttr(accounts, name_registered_names)) == NULL)) {
+        Py_XDECREF(find);
+        return NULL;
+    }
+    Py_INCREF(sender);
+    Py_ssize_t index = start < 0 ? 0 : start;
+    int failed = 0;
+    for (; index < stop && index < PyList_GET_SIZE(events); index++) {
+        PyObject *event = PyList_GET_ITEM(events, index);
+        if (Py_TYPE(event) != sendto_type)
+            break;
+        Py_INCREF(event);
+        int done = relay_one(event, sender, find, registered_names);
+        Py_DECREF(event);
+        if (done <= 0) {
+            failed = done < 0;
+            break;
+        }
+        Py_ssize_t queued;
+        PyObject *now = SLOT(outbox, known_offsets[QUEUED]);
+        if (SLOT(outbox, known_offsets[CLOSED]) != Py_False || now == NULL)
+            continue;  /* (as queue_to_flush: a closed outbox takes no reply) */
+        queued = PyLong_AsSsize_t(now);
+        if ((queued == -1 && PyErr_Occurred()) || append_frame(outbox, ok_reply, queued) < 0) {
+            failed = 1;
+            index++;  /* (this one was relayed: it is not to be answered again) */
+            break;
+        }
+    }
+    Py_DECREF(sender);
+    Py_DECREF(find);
+    Py_XDECREF(registered_names);
+    return failed ? NULL : PyLong_FromSsize_t(index);
+}
+
 static PyMethodDef methods[] = {
     {"known_outboxes", (PyCFunction)(void (*)(void))known_outboxes, METH_FASTCALL, "The outboxes send_queued sends for."},
     {"send_queued", (PyCFunction)send_queued, METH_O, "The hub's send of what an outbox has queued."},
@@ -464,6 +695,9 @@ static PyMethodDef methods[] = {
     {"known_translation", (PyCFunction)(void (*)(void))known_translation, METH_FASTCALL,
      "An outbox type whose frames are sent as lines made of them."},
     {"offer_each", (PyCFunction)(void (*)(void))offer_each, METH_FASTCALL, "A room's frame, to its members' sinks."},
+    {"known_relay", (PyCFunction)(void (*)(void))known_relay, METH_FASTCALL, "What answer_sendtos reads."},
+    {"answer_sendtos", (PyCFunction)(void (*)(void))answer_sendtos, METH_FASTCALL,
+     "A run of SENDTOs answered the relay's common way."},
     {NULL, NULL, 0, NULL},
 };
 

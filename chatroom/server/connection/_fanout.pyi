@@ -1,4 +1,5 @@
-"""A room's fan-out compiled in C (_fanout.c): see outbox.offer_each."""
+"""The hub's loops compiled in C (_fanout.c): a room's fan-out (outbox.offer_each), the hub's send
+(outbox.send_queued), the relay's common case (relay.py)."""
 
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,3 +17,15 @@ def known_outboxes(outbox_type: type, slots: tuple, counts: Any) -> None: ...
 def send_queued(outbox: Any) -> None: ...
 def known_translation(outbox_type: type, reader_slot: Any, translate: Callable[[list, Any], bytes | None]) -> None: ...
 def known_socket_stream(stream_type: type, raw_slot: Any) -> None: ...
+def known_relay(
+    rules_type: type,
+    rules_slots: tuple,
+    sendto_type: type,
+    sendto_slots: tuple,
+    session_type: type,
+    session_slots: tuple,
+    incoming_frame: Callable[[str, bytes], bytes],
+    ok: bytes,
+    max_text_chars: int,
+) -> None: ...
+def answer_sendtos(events: list, start: int, stop: int, rules: Any, outbox: Any) -> int: ...

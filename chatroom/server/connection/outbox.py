@@ -322,7 +322,7 @@ _due: list[Outbox] = []
 # reads and writes the outbox's slots, told once which they are, in its order.
 if compiled is not None:
     _SLOTS_IN_C = "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
-    _SLOTS_IN_C += " _in_flight_sent"
+    _SLOTS_IN_C += " _in_flight_sent _loop"
     compiled.known_outboxes(Outbox, tuple(vars(Outbox)[name] for name in _SLOTS_IN_C.split()), COUNTS)
     compiled.known_socket_stream(SocketStream, vars(SocketStream)["_raw"])  # (its try_send, in C)
     send_queued = compiled.send_queued

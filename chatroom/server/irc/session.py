@@ -61,6 +61,9 @@ class IrcSession(Session):
     def _answerer(self):
         return self._irc.answer
 
+    def _relayer(self):
+        return None  # (what it reads are IRC lines, not SENDTOs)
+
     def start(self) -> None:
         super().start()
         self._ping_timer.again(self._quiet_for_a_while)

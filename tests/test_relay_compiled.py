@@ -1,0 +1,140 @@
+"""The relay's common case compiled (server/connection/relay.py: _fanout.c's answer_sendtos)
+answers a batch as the Python does, frame for frame: what every client reads, in order, and
+what the history keeps, whatever mix of SENDTOs and other requests a batch holds."""
+
+import random
+
+import gevent
+import pytest
+from gevent import socket
+
+from chatroom.codec import encode, split_frames, without_id
+from chatroom.protocol import MAX_TEXT_CHARS, Hello, ListUsers, Login, Register, SendTo
+from chatroom.server.connection import session as sessions
+from chatroom.server.connection.limits import Limits
+from chatroom.server.connection.session import Session
+from chatroom.server.connection.streams import SocketStream
+from chatroom.server.presence.directory import LocalDirectory
+from chatroom.server.storage.accounts import Accounts
+from chatroom.server.storage.sqlite_store import SQLiteStore
+from chatroom.testing import WAIT
+from tests.conftest import CHEAP
+
+needs_compiled = pytest.mark.skipif(sessions._answer_sendtos is None, reason="built without a C compiler")
+
+# Who a SENDTO goes to: users in every state the relay meets, one not logged in, a room.
+RECIPIENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "reg", "nobody", "#room")
+TEXTS = ("hi", "été", "x" * MAX_TEXT_CHARS, "y" * (MAX_TEXT_CHARS + 1))
+
+
+class _Server:
+    """Sessions on one directory and store, each over a socket pair, driven by hand."""
+
+    def __init__(self):
+        self.directory = LocalDirectory()
+        self.accounts = Accounts(SQLiteStore(":memory:", 7.0), hasher=CHEAP)
+        self.accounts.start()
+        self.received: dict[str, bytearray] = {}
+        self.sessions: dict[str, Session] = {}
+        self._sockets: list[socket.socket] = []
+        self._readers: list[gevent.Greenlet] = []
+
+    def connect(self, name: str, *requests, sendq: int = 1 << 20) -> Session:
+        ours, theirs = socket.socketpair()
+        self._sockets += [ours, theirs]
+        received = self.received[name] = bytearray()
+        self._readers.append(gevent.spawn(self._read, theirs, received))
+        session = Session(
+            SocketStream(ours), "127.0.0.1:40000", self.directory, Limits(sendq=sendq), lambda s: None, self.accounts
+        )
+        assert session._serve_batch(b"".join(encode(request) for request in requests))
+        self.sessions[name] = session
+        return session
+
+    @staticmethod
+    def _read(sock, into: bytearray) -> None:
+        while data := sock.recv(1 << 16):
+            into += data
+
+    def read_all(self) -> dict[str, list[bytes]]:
+        """Every frame each client was sent, read to the end (once every session has sent all
+        it queued), its id and time cut (they differ from run to run)."""
+        for session in self.sessions.values():
+            session._outbox.finish(WAIT)
+            session._stream.shut_down()
+        gevent.joinall(self._readers, timeout=WAIT, raise_error=True)
+        read = {}
+        for name, received in self.received.items():
+            frames, size = split_frames(bytes(received))
+            assert size == len(received)
+            read[name] = [without_id(frame) for frame in frames]
+        return read
+
+    def close(self):
+        gevent.killall(self._readers)
+        self.accounts.stop()
+        for sock in self._sockets:
+            sock.close()
+
+
+def one_batch(relayer_on: bool, seed: int, sender_hello: tuple) -> tuple:
+    """A sender's batch of 200 requests, mostly SENDTOs to everyone above, answered with the
+    compiled relay or without: what each client then reads, and the history kept for reg."""
+    server = _Server()
+    original = Session._relayer
+    if not relayer_on:
+        Session._relayer = lambda session: None  # type: ignore[method-assign]
+    try:
+        with gevent.Timeout(WAIT * 3):
+            server.connect("reg", Hello(1), Register("reg", "secret"))
+            server.connect("bob", Login("bob"))
+            server.connect("carol", Hello(3), Login("carol"))  # (takes DIRECT-MESSAGE, with ids)
+            dave = server.connect("dave", Login("dave"))
+            dave.rules.held = []  # (as while its stored messages are handed out)
+            server.connect("erin", Login("erin"), sendq=100)  # (a queue that is soon full)
+            frank = server.connect("frank", Login("frank"))
+            frank._outbox.close()  # (as for a client being dropped)
+            sender = server.connect("alice", *sender_hello, Login("alice"))
+            pick = random.Random(seed)
+            requests = [
+                ListUsers() if pick.random() < 0.05 else SendTo(pick.choice(RECIPIENTS), pick.choice(TEXTS))
+                for _ in range(200)
+            ]
+            assert sender._serve_batch(b"".join(encode(request) for request in requests))
+            read = server.read_all()
+            history = server.accounts.history("reg", "alice", 1000, 1 << 62)
+            return read, [(entry.sent, entry.text) for entry in history]
+    finally:
+        Session._relayer = original  # type: ignore[method-assign]
+        server.close()
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("sender_hello", [(), (Hello(2),), (Hello(3),)], ids=["seed", "hello2", "hello3"])
+def test_a_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_hello):
+    compiled, in_python = one_batch(True, seed, sender_hello), one_batch(False, seed, sender_hello)
+    assert compiled == in_python
+    read, history = compiled
+    assert read["bob"] and read["erin"]  # (the common case was met, and a full queue)
+    assert history  # (reg's messages, recorded)
+
+
+@needs_compiled
+def test_the_compiled_relay_stops_at_the_first_frame_it_does_not_answer():
+    server = _Server()
+    try:
+        server.connect("bob", Login("bob"))
+        sender = server.connect("alice", Login("alice"))
+        events = [SendTo("bob", "one", b"one"), SendTo("nobody", "two", b"two"), SendTo("bob", "three", b"three")]
+        outbox = sender._outbox
+        assert sessions._answer_sendtos(events, 0, 3, sender.rules, outbox) == 1
+        assert sessions._answer_sendtos(events, 2, 3, sender.rules, outbox) == 3
+        assert sessions._answer_sendtos(events, 0, 1, sender.rules, outbox) == 1  # (stop: a turn's end)
+        assert outbox._frames is not None and len(outbox._frames) == 3  # (one OK for each relayed)
+        assert sessions._answer_sendtos([ListUsers()], 0, 1, sender.rules, outbox) == 0
+        # Before a login, nothing is answered here.
+        stranger = server.connect("stranger", ListUsers())
+        assert sessions._answer_sendtos(events, 0, 3, stranger.rules, stranger._outbox) == 0
+    finally:
+        server.close()
