@@ -8,8 +8,9 @@ import gevent
 import pytest
 from gevent import socket
 
-from chatroom.codec import encode, split_frames, without_id
+from chatroom.codec import encode, incoming_frame, split_frames, without_id
 from chatroom.protocol import MAX_TEXT_CHARS, Hello, ListUsers, Login, Register, SendTo
+from chatroom.server.connection import relay
 from chatroom.server.connection import session as sessions
 from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.session import Session
@@ -23,7 +24,7 @@ from tests.conftest import CHEAP
 needs_compiled = pytest.mark.skipif(sessions._answer_sendtos is None, reason="built without a C compiler")
 
 # Who a SENDTO goes to: users in every state the relay meets, one not logged in, a room.
-RECIPIENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "reg", "nobody", "#room")
+RECIPIENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "reg", "nobody", "#room")
 TEXTS = ("hi", "été", "x" * MAX_TEXT_CHARS, "y" * (MAX_TEXT_CHARS + 1))
 
 
@@ -77,9 +78,10 @@ class _Server:
             sock.close()
 
 
-def one_batch(relayer_on: bool, seed: int, sender_hello: tuple) -> tuple:
+def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = False) -> tuple:
     """A sender's batch of 200 requests, mostly SENDTOs to everyone above, answered with the
-    compiled relay or without: what each client then reads, and the history kept for reg."""
+    compiled relay or without: what each client then reads, the history kept for reg, and
+    who the sender and gina have written to or heard from (for presence)."""
     server = _Server()
     original = Session._relayer
     if not relayer_on:
@@ -94,7 +96,10 @@ def one_batch(relayer_on: bool, seed: int, sender_hello: tuple) -> tuple:
             server.connect("erin", Login("erin"), sendq=100)  # (a queue that is soon full)
             frank = server.connect("frank", Login("frank"))
             frank._outbox.close()  # (as for a client being dropped)
+            server.connect("gina", Hello(4), Login("gina"))  # (her devices: presence, ids)
             sender = server.connect("alice", *sender_hello, Login("alice"))
+            if away:
+                sender.rules._devices.away = True  # (as after AWAY: the next message ends it)
             pick = random.Random(seed)
             requests = [
                 ListUsers() if pick.random() < 0.05 else SendTo(pick.choice(RECIPIENTS), pick.choice(TEXTS))
@@ -103,7 +108,11 @@ def one_batch(relayer_on: bool, seed: int, sender_hello: tuple) -> tuple:
             assert sender._serve_batch(b"".join(encode(request) for request in requests))
             read = server.read_all()
             history = server.accounts.history("reg", "alice", 1000, 1 << 62)
-            return read, [(entry.sent, entry.text) for entry in history]
+            contacts = [
+                sorted(devices.contacts) if (devices := session.rules._devices) else None
+                for session in (sender, server.sessions["gina"])
+            ]
+            return read, [(entry.sent, entry.text) for entry in history], contacts
     finally:
         Session._relayer = original  # type: ignore[method-assign]
         server.close()
@@ -111,13 +120,18 @@ def one_batch(relayer_on: bool, seed: int, sender_hello: tuple) -> tuple:
 
 @needs_compiled
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("sender_hello", [(), (Hello(2),), (Hello(3),)], ids=["seed", "hello2", "hello3"])
-def test_a_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_hello):
-    compiled, in_python = one_batch(True, seed, sender_hello), one_batch(False, seed, sender_hello)
+@pytest.mark.parametrize(
+    "sender_hello, away",
+    [((), False), ((Hello(2),), False), ((Hello(3),), False), ((Hello(4),), False), ((Hello(4),), True)],
+    ids=["seed", "hello2", "hello3", "hello4", "hello4-away"],
+)
+def test_a_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_hello, away):
+    compiled, in_python = one_batch(True, seed, sender_hello, away), one_batch(False, seed, sender_hello, away)
     assert compiled == in_python
-    read, history = compiled
-    assert read["bob"] and read["erin"]  # (the common case was met, and a full queue)
+    read, history, contacts = compiled
+    assert read["bob"] and read["erin"] and read["gina"]  # (the common case was met, and a full queue)
     assert history  # (reg's messages, recorded)
+    assert "alice" in contacts[1]  # (gina heard from alice)
 
 
 @needs_compiled
@@ -138,3 +152,39 @@ def test_the_compiled_relay_stops_at_the_first_frame_it_does_not_answer():
         assert sessions._answer_sendtos(events, 0, 3, stranger.rules, stranger._outbox) == 0
     finally:
         server.close()
+
+
+@needs_compiled
+def test_one_text_is_relayed_the_common_way_or_left_to_the_python():
+    """relay_text, the IRC port's: True once delivered (each side's presence told of the other),
+    False with nothing done where the Python must answer."""
+    server = _Server()
+    try:
+        server.connect("gina", Hello(4), Login("gina"))
+        server.connect("bob", Login("bob"))
+        sender = server.connect("alice", Hello(4), Login("alice"))
+        assert relay.relay_text(sender.rules, "gina", "hi", b"hi") is True
+        assert relay.relay_text(sender.rules, "bob", "hi", b"hi") is True
+        assert relay.relay_text(sender.rules, "nobody", "hi", b"hi") is False
+        assert relay.relay_text(object(), "gina", "hi", b"hi") is False  # (not the rules it knows)
+        sender.rules._devices.away = True
+        assert relay.relay_text(sender.rules, "gina", "back", b"back") is False  # (the Python ends the away)
+        assert sender.rules._devices.contacts == {"gina", "bob"}
+        assert server.sessions["gina"].rules._devices.contacts == {"alice"}
+        read = server.read_all()
+        assert [frame[:1] for frame in read["gina"][2:]] == [b"\x83"]  # (its id cut: see read_all)
+        assert read["bob"][1:] == [incoming_frame("alice", b"hi")]
+    finally:
+        server.close()
+
+
+def test_every_kind_of_session_delivers_as_a_session_does():
+    """(The compiled relay queues on any session made from Session as Session.deliver does.)"""
+    import chatroom.server.irc.session  # noqa: F401  (IrcSession, made from Session)
+
+    kinds = Session.__subclasses__()
+    assert kinds
+    while kinds:
+        kind = kinds.pop()
+        assert kind.deliver is Session.deliver, kind
+        kinds += kind.__subclasses__()

@@ -24,8 +24,14 @@ def known_relay(
     sendto_slots: tuple,
     session_type: type,
     session_slots: tuple,
+    devices_type: type,
+    devices_slots: tuple,
+    device_slots: tuple,
     incoming_frame: Callable[[str, bytes], bytes],
+    direct_message_frame: Callable[[str, int, int, bytes], bytes],
+    next_id: Callable[[], tuple[int, int]],
     ok: bytes,
     max_text_chars: int,
 ) -> None: ...
 def answer_sendtos(events: list, start: int, stop: int, rules: Any, outbox: Any) -> int: ...
+def relay_text(rules: Any, recipient: str, text: str, raw: bytes) -> bool: ...

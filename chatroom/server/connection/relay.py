@@ -1,19 +1,21 @@
-"""The relay's common case, compiled: a run of SENDTOs answered without a Python frame each.
+"""The relay's common case, compiled: a message to one user delivered without a Python frame.
 
-A SENDTO from a logged-in client of the seed protocol (or of versions 1 and 2) to a user
-logged in on this server, neither of them registered, was five Python calls: Rules.answer,
-its _send_to, the recipient's Session.deliver, Outbox.queue_for_hub, and the sender's
-queue_to_flush for the OK. _fanout.c's answer_sendtos does what they do for as many SENDTOs
-in a row as take that way, and stops at the first that does not (a failure, a room, a
-registered user, one on another node, a full queue, a client of version 3 or 4): the Python
-answers that one as it always did. Without a compiler there is no such function, and every
-frame is answered by the Python.
+A SENDTO to a user logged in on this server, neither of them registered, was five Python
+calls: Rules.answer, its _send_to, the recipient's deliver (a session's, or a user's devices'
+and then each session's), Outbox.queue_for_hub, and the sender's queue_to_flush for the OK.
+_fanout.c's answer_sendtos does what they do for as many SENDTOs in a row as take that way,
+and stops at the first that does not (a failure, a room, a registered user, one on another
+node, a full queue, a sender away): the Python answers that one as it always did. relay_text
+does the same for one text, for the IRC port's PRIVMSG. Without a compiler there are no such
+functions, and every message is answered by the Python.
 """
 
 from collections.abc import Callable
 
-from ...codec import incoming_frame
+from ...codec import direct_message_frame, incoming_frame
 from ...protocol import MAX_TEXT_CHARS, SendTo
+from ..message_ids import next_id
+from ..presence.devices import Devices, _Device
 from ..replies import OK
 from ..rules import Rules
 from .outbox import compiled
@@ -22,12 +24,18 @@ from .outbox import compiled
 _RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts")
 _SENDTO_SLOTS = ("recipient", "text", "raw")
 _SESSION_SLOTS = ("rules", "_outbox", "wants_ids")
+_DEVICES_SLOTS = ("_devices", "contacts", "away")
+_DEVICE_SLOTS = ("session",)
+
+# relay_text(rules, recipient, text, raw) -> True where the common way relayed it (answered
+# OK); False where the Python must (also until compiled_relay has told the C what it reads).
+relay_text: Callable[[Rules, str, str, bytes], bool] | None = None if compiled is None else compiled.relay_text
 
 
 def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, object], int] | None:
     """answer_sendtos(events, start, stop, rules, outbox) -> the index of the first event it
-    left to the Python, for sessions of session_type (whose deliver must be Session's);
-    None where _fanout.c was not built."""
+    left to the Python, delivering to sessions of session_type or of a type made from it
+    (whose deliver must be session_type's); None where _fanout.c was not built."""
     if compiled is None:
         return None
     compiled.known_relay(
@@ -37,7 +45,12 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, objec
         _slots(SendTo, _SENDTO_SLOTS),
         session_type,
         _slots(session_type, _SESSION_SLOTS),
+        Devices,
+        _slots(Devices, _DEVICES_SLOTS),
+        _slots(_Device, _DEVICE_SLOTS),
         incoming_frame,
+        direct_message_frame,
+        next_id,
         OK,
         MAX_TEXT_CHARS,
     )

@@ -15,6 +15,7 @@ import irctokens
 from ...codec import Decoder, frame_end
 from ...device_frames import MAX_AWAY_CHARS
 from ...protocol import MAX_NAME_CHARS, Authenticate, Hello, Login, Reason, Response, Status, Watch
+from ..connection.relay import relay_text
 from ..pending import Pending
 from ..replies import OK
 from ..rules import Rules
@@ -292,7 +293,11 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         name = to_name(target)
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
-        reply = self._rules.send_text(name, text, raw)
+        reply: bytes | Pending
+        if relay_text is not None and relay_text(self._rules, name, text, raw):
+            reply = OK  # (delivered the common way, compiled: see connection/relay.py)
+        else:
+            reply = self._rules.send_text(name, text, raw)
         if reply is not OK:  # (most are OK: delivered)
             answer = _decoded(reply)
             if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
