@@ -15,6 +15,7 @@ from chatroom.server.connection import session as sessions
 from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.session import Session
 from chatroom.server.connection.streams import SocketStream
+from chatroom.server.irc.session import IrcSession
 from chatroom.server.presence.directory import LocalDirectory
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
@@ -41,14 +42,20 @@ class _Server:
         self._readers: list[gevent.Greenlet] = []
 
     def connect(self, name: str, *requests, sendq: int = 1 << 20) -> Session:
+        return self.connect_with(Session, name, b"".join(encode(request) for request in requests), sendq)
+
+    def connect_irc(self, nick: str, *lines: str) -> Session:
+        return self.connect_with(IrcSession, nick, "".join(line + "\r\n" for line in lines).encode())
+
+    def connect_with(self, kind: type, name: str, data: bytes, sendq: int = 1 << 20) -> Session:
         ours, theirs = socket.socketpair()
         self._sockets += [ours, theirs]
         received = self.received[name] = bytearray()
         self._readers.append(gevent.spawn(self._read, theirs, received))
-        session = Session(
+        session = kind(
             SocketStream(ours), "127.0.0.1:40000", self.directory, Limits(sendq=sendq), lambda s: None, self.accounts
         )
-        assert session._serve_batch(b"".join(encode(request) for request in requests))
+        assert session._serve_batch(data)
         self.sessions[name] = session
         return session
 
@@ -71,11 +78,70 @@ class _Server:
             read[name] = [without_id(frame) for frame in frames]
         return read
 
+    def read_all_bytes(self) -> dict[str, bytes]:
+        """(For IRC clients: what each read, as it came.)"""
+        for session in self.sessions.values():
+            session._outbox.finish(WAIT)
+            session._stream.shut_down()
+        gevent.joinall(self._readers, timeout=WAIT, raise_error=True)
+        return {name: bytes(received) for name, received in self.received.items()}
+
     def close(self):
+        for session in self.sessions.values():
+            session._end()  # (logged out: nothing of the server's holds it any more)
         gevent.killall(self._readers)
         self.accounts.stop()
         for sock in self._sockets:
             sock.close()
+
+
+IRC_LINES = (
+    "PRIVMSG gina :hi",
+    "PRIVMSG gina :été",
+    "PRIVMSG bob :hello",
+    "PRIVMSG hank :are you there?",  # (away: the answer says so)
+    "PRIVMSG alice :me",
+    "PRIVMSG nobody :hi",
+    "PRIVMSG gina,bob :both",
+    "PRIVMSG #room :hi",
+    "@+draft/reply=1 PRIVMSG gina :tagged",
+    "NOTICE gina :notice",
+    "PRIVMSG gina :",
+    "PRIVMSG =ZZZ :not a nick",
+    "PING :x",
+)
+
+
+def one_irc_batch(relayer_on: bool, seed: int, sender_caps: tuple) -> dict:
+    """An IRC client's batch of 200 lines, mostly PRIVMSGs, answered with the compiled relay
+    or without: what each client then reads."""
+    server = _Server()
+    original = IrcSession._relayer
+    if not relayer_on:
+        IrcSession._relayer = lambda session: None  # type: ignore[method-assign]
+    try:
+        with gevent.Timeout(WAIT * 3):
+            server.connect_irc("gina", "NICK gina", "USER g 0 * :g")
+            server.connect_irc("hank", "NICK hank", "USER h 0 * :h", "AWAY :lunch")
+            server.connect("bob", Login("bob"))
+            caps = [f"CAP REQ :{' '.join(sender_caps)}"] if sender_caps else []
+            server.connect_irc("alice", "CAP LS 302", *caps, "CAP END", "NICK alice", "USER a 0 * :a")
+            pick = random.Random(seed)
+            lines = [pick.choice(IRC_LINES) for _ in range(200)]
+            assert server.sessions["alice"]._serve_batch("".join(line + "\r\n" for line in lines).encode())
+            return server.read_all_bytes()
+    finally:
+        IrcSession._relayer = original  # type: ignore[method-assign]
+        server.close()
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("sender_caps", [(), ("echo-message",), ("away-notify",)])
+def test_an_irc_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_caps):
+    compiled, in_python = one_irc_batch(True, seed, sender_caps), one_irc_batch(False, seed, sender_caps)
+    assert compiled == in_python
+    assert b"PRIVMSG gina :hi" in compiled["gina"] and b"301 alice hank" in compiled["alice"]
 
 
 def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = False) -> tuple:
@@ -180,8 +246,6 @@ def test_one_text_is_relayed_the_common_way_or_left_to_the_python():
 
 def test_every_kind_of_session_delivers_as_a_session_does():
     """(The compiled relay queues on any session made from Session as Session.deliver does.)"""
-    import chatroom.server.irc.session  # noqa: F401  (IrcSession, made from Session)
-
     kinds = Session.__subclasses__()
     assert kinds
     while kinds:

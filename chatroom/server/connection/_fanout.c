@@ -837,6 +837,135 @@ relay_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef(done ? Py_True : Py_False);
 }
 
+/* --- The IRC port's PRIVMSG --------------------------------------------------------------- */
+
+static PyTypeObject *privmsg_type;
+static PyObject *to_name, *name_registered, *name_quitting, *name_caps, *name_label, *name_away_of, *echo_message;
+
+/* known_privmsg(privmsg_type, to_name): what answer_privmsgs reads: the IRC port's PRIVMSG
+ * (a tuple: tags, target, text, raw) and the function from a nick to a user's name. */
+static PyObject *
+known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
+        || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "known_privmsg(a tuple's type, to_name)");
+        return NULL;
+    }
+    if (name_registered == NULL) {
+        name_registered = PyUnicode_InternFromString("registered");
+        name_quitting = PyUnicode_InternFromString("quitting");
+        name_caps = PyUnicode_InternFromString("caps");
+        name_label = PyUnicode_InternFromString("_label");
+        name_away_of = PyUnicode_InternFromString("away_of");
+        echo_message = PyUnicode_InternFromString("echo-message");
+        if (name_registered == NULL || name_quitting == NULL || name_caps == NULL || name_label == NULL
+            || name_away_of == NULL || echo_message == NULL)
+            return NULL;
+    }
+    Py_XSETREF(privmsg_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(to_name, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* Whether the IRC client's state lets its PRIVMSGs take the common way: registered, not
+ * quitting, no echo asked for (its echo is the Python's). 1, 0, or -1. */
+static int
+client_is_plain(PyObject *client)
+{
+    int is_plain = 0;
+    PyObject *registered = PyObject_GetAttr(client, name_registered);
+    PyObject *quitting = registered == NULL ? NULL : PyObject_GetAttr(client, name_quitting);
+    PyObject *caps = quitting == NULL ? NULL : PyObject_GetAttr(client, name_caps);
+    if (caps == NULL)
+        is_plain = -1;
+    else if (registered == Py_True && quitting == Py_False)
+        is_plain = PySequence_Contains(caps, echo_message) == 0;
+    Py_XDECREF(registered);
+    Py_XDECREF(quitting);
+    Py_XDECREF(caps);
+    return is_plain;
+}
+
+/* One PRIVMSG the common way, as IrcClient.answer and _send would (to one nick, no tags, a
+ * text; the user not away, as the answer would then say): 1 done, 0 left to the Python
+ * (nothing done), -1 an error. */
+static int
+relay_privmsg(Sender *sender, PyObject *away_of, PyObject *message)
+{
+    PyObject *tags = PyTuple_GET_ITEM(message, 0), *target = PyTuple_GET_ITEM(message, 1);
+    PyObject *text = PyTuple_GET_ITEM(message, 2), *raw = PyTuple_GET_ITEM(message, 3);
+    if (tags != Py_None || !PyUnicode_Check(target) || !PyUnicode_Check(text) || PyUnicode_GET_LENGTH(text) == 0
+        || PyUnicode_GET_LENGTH(target) == 0 || PyUnicode_READ_CHAR(target, 0) == '#'
+        || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
+        return 0;
+    PyObject *name = PyObject_Vectorcall(to_name, &target, 1, NULL);
+    if (name == NULL)
+        return -1;
+    int done = 0;
+    if (name != Py_None) {
+        PyObject *away = PyObject_Vectorcall(away_of, &name, 1, NULL);
+        if (away == NULL)
+            done = -1;
+        else if (away == Py_None)
+            done = relay_text_of(sender, name, text, raw);
+        Py_XDECREF(away);
+    }
+    Py_DECREF(name);
+    return done;
+}
+
+/* answer_privmsgs(events, start, stop, client, rules) -> the index of the first event left
+ *
+ * The IRC port's answer_sendtos: the PRIVMSGs of events[start:stop] that take the common way
+ * (see relay_privmsg and relay_text_of) relayed, as IrcClient.answer would (whose answer to
+ * each is nothing); stops at the first that does not, which the Python answers. */
+static PyObject *
+answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyList_Check(args[0]) || rules_type == NULL || known_type == NULL || privmsg_type == NULL
+        || Py_TYPE(args[4]) != rules_type) {
+        PyErr_SetString(PyExc_TypeError, "answer_privmsgs(list, start, stop, client, rules), the relay known");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred())
+        return NULL;
+    PyObject *events = args[0], *client = args[3];
+    Py_ssize_t index = start < 0 ? 0 : start;
+    if (index >= stop || index >= PyList_GET_SIZE(events) || Py_TYPE(PyList_GET_ITEM(events, index)) != privmsg_type)
+        return PyLong_FromSsize_t(start);  /* (no PRIVMSG first: nothing to look up) */
+    int open = client_is_plain(client);
+    Sender sender;
+    if (open == 1)
+        open = sender_of(args[4], &sender);
+    if (open <= 0)
+        return open < 0 ? NULL : PyLong_FromSsize_t(start);
+    PyObject *directory = SLOT(args[4], rules_offsets[RULES_DIRECTORY]);
+    PyObject *away_of = PyObject_GetAttr(directory, name_away_of);
+    int failed = away_of == NULL;
+    for (; !failed && index < stop && index < PyList_GET_SIZE(events); index++) {
+        PyObject *event = PyList_GET_ITEM(events, index);
+        if (Py_TYPE(event) != privmsg_type || PyTuple_GET_SIZE(event) != 4)
+            break;
+        Py_INCREF(event);
+        int done = relay_privmsg(&sender, away_of, event);
+        Py_DECREF(event);
+        if (done <= 0) {
+            failed = done < 0;
+            break;
+        }
+    }
+    /* (As IrcClient.answer does for each of them: no label is being answered.) */
+    if (!failed && index > start && PyObject_SetAttr(client, name_label, Py_None) < 0)
+        failed = 1;
+    Py_XDECREF(away_of);
+    sender_done(&sender);
+    return failed ? NULL : PyLong_FromSsize_t(index);
+}
+
 static PyMethodDef methods[] = {
     {"known_outboxes", (PyCFunction)(void (*)(void))known_outboxes, METH_FASTCALL, "The outboxes send_queued sends for."},
     {"send_queued", (PyCFunction)send_queued, METH_O, "The hub's send of what an outbox has queued."},
@@ -849,6 +978,9 @@ static PyMethodDef methods[] = {
     {"answer_sendtos", (PyCFunction)(void (*)(void))answer_sendtos, METH_FASTCALL,
      "A run of SENDTOs answered the relay's common way."},
     {"relay_text", (PyCFunction)(void (*)(void))relay_text, METH_FASTCALL, "One text relayed the common way."},
+    {"known_privmsg", (PyCFunction)(void (*)(void))known_privmsg, METH_FASTCALL, "What answer_privmsgs reads."},
+    {"answer_privmsgs", (PyCFunction)(void (*)(void))answer_privmsgs, METH_FASTCALL,
+     "A run of the IRC port's PRIVMSGs answered the relay's common way."},
     {NULL, NULL, 0, NULL},
 };
 

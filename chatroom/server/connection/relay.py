@@ -6,7 +6,8 @@ and then each session's), Outbox.queue_for_hub, and the sender's queue_to_flush 
 _fanout.c's answer_sendtos does what they do for as many SENDTOs in a row as take that way,
 and stops at the first that does not (a failure, a room, a registered user, one on another
 node, a full queue, a sender away): the Python answers that one as it always did. relay_text
-does the same for one text, for the IRC port's PRIVMSG. Without a compiler there are no such
+does the same for one text, for the IRC port's PRIVMSG, and answer_privmsgs for a run of
+PRIVMSGs. Without a compiler there are no such
 functions, and every message is answered by the Python.
 """
 
@@ -55,6 +56,17 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, objec
         MAX_TEXT_CHARS,
     )
     return compiled.answer_sendtos
+
+
+def compiled_privmsg_relay(privmsg_type: type, to_name: Callable[[str], str | None]) -> Callable | None:
+    """answer_privmsgs(events, start, stop, irc_client, rules) -> the index of the first event
+    it left to the Python: the IRC port's PRIVMSGs to one nick (privmsg_type: a tuple of tags,
+    target, text and raw; to_name: a nick's user), relayed the common way as IrcClient.answer
+    would, for a client that asked for no echo, to a user not away; None where not built."""
+    if compiled is None:
+        return None
+    compiled.known_privmsg(privmsg_type, to_name)
+    return compiled.answer_privmsgs
 
 
 def _slots(kind: type, names: tuple[str, ...]) -> tuple:

@@ -8,9 +8,11 @@ FIN would otherwise hold its name for good).
 """
 
 from ..connection.outbox import Outbox, translated_in_c
+from ..connection.relay import compiled_privmsg_relay
 from ..connection.session import Session
 from .client import IrcClient
-from .lines import LineReader, encode_line
+from .lines import LineReader, Privmsg, encode_line
+from .nicks import to_name
 from .speedups import compiled
 from .translate import SERVER_NAME, irc_frame, to_irc
 
@@ -47,6 +49,10 @@ if compiled is not None:
     translated_in_c(IrcOutbox, vars(IrcOutbox)["_reader"], compiled.lines_for)
 
 
+# A run of PRIVMSGs to nicks relayed the compiled way (see connection/relay.py), or None.
+_answer_privmsgs = compiled_privmsg_relay(Privmsg, to_name)
+
+
 class IrcSession(Session):
     __slots__ = ("_irc", "_ping_timer", "_pinged")
 
@@ -62,7 +68,11 @@ class IrcSession(Session):
         return self._irc.answer
 
     def _relayer(self):
-        return None  # (what it reads are IRC lines, not SENDTOs)
+        return self._answer_privmsgs if _answer_privmsgs is not None and self._throttle is None else None
+
+    def _answer_privmsgs(self, events, start, stop, rules, _outbox):
+        """(PRIVMSGs are answered with nothing: the outbox takes no reply.)"""
+        return _answer_privmsgs(events, start, stop, self._irc, rules)  # type: ignore[misc]
 
     def start(self) -> None:
         super().start()
