@@ -16,11 +16,23 @@ setup(
     package_data={"chatroom.web": ["*.html", "*.js", "*.css"]},
     python_requires=">=3.10",
     # Hot loops in C, where a compiler and Python's headers are found: the server's reading of
-    # SENDTO frames, a room's fan-out, the IRC port's reading and writing of lines.
+    # SENDTO frames, a room's fan-out, the relay's common case, the IRC port's reading and
+    # writing of lines.
     # Without them the install goes on, and the same loops run in Python.
     ext_modules=[
         Extension("chatroom._frames", ["chatroom/_frames.c"], optional=True),
-        Extension("chatroom.server.connection._fanout", ["chatroom/server/connection/_fanout.c"], optional=True),
+        Extension(
+            "chatroom.server.connection._fanout",
+            ["chatroom/server/connection/_fanout.c"],
+            depends=["chatroom/server/connection/_outbox.h"],
+            optional=True,
+        ),
+        Extension(
+            "chatroom.server.connection._relay",
+            ["chatroom/server/connection/_relay.c"],
+            depends=["chatroom/server/connection/_outbox.h"],
+            optional=True,
+        ),
         Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True),
         Extension("chatroom.server._message_ids", ["chatroom/server/_message_ids.c"], optional=True),
     ],

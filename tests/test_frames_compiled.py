@@ -18,7 +18,7 @@ from chatroom.codec import Decoder, encode, frame
 from chatroom.protocol import MAX_BODY, SENDTO, DirectMessage, Incoming, ListUsers, Login, SendTo
 from chatroom.room_frames import RoomMessage
 from chatroom.server import message_ids
-from chatroom.server.connection import outbox
+from chatroom.server.connection import outbox, relay
 from chatroom.server.irc import speedups
 from chatroom.testing import random_frames
 
@@ -153,4 +153,4 @@ def test_the_compiled_loops_are_built_where_a_compiler_and_pythons_headers_are()
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if not (headers and shutil.which(compiler)):
         pytest.skip("no compiler or no Python.h here: the Python loops run alone")
-    assert None not in (codec.compiled, outbox.compiled, speedups.compiled, message_ids.compiled)
+    assert None not in (codec.compiled, outbox.compiled, relay.compiled, speedups.compiled, message_ids.compiled)

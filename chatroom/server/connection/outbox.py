@@ -317,13 +317,18 @@ def offer_each_in_python(sinks: "Iterable[RoomSink]", data: bytes) -> int:
 _due: list[Outbox] = []
 
 
+# The outbox's slots the compiled loops read and write (_fanout.c's and _relay.c's), in the
+# order of _outbox.h: told once which they are.
+SLOTS_IN_C = tuple(
+    vars(Outbox)[name]
+    for name in "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
+    " _in_flight_sent _loop".split()
+)
+
 # send_queued(outbox): Outbox._send_queued_for_hub, compiled where it was built (per member
-# of a room, per round of the loop, the Python's five calls were what its send cost). The C
-# reads and writes the outbox's slots, told once which they are, in its order.
+# of a room, per round of the loop, the Python's five calls were what its send cost).
 if compiled is not None:
-    _SLOTS_IN_C = "_frames _queued _limit _writer _scheduled closed _stream _can_try_send _room _in_flight"
-    _SLOTS_IN_C += " _in_flight_sent _loop"
-    compiled.known_outboxes(Outbox, tuple(vars(Outbox)[name] for name in _SLOTS_IN_C.split()), COUNTS)
+    compiled.known_outboxes(Outbox, SLOTS_IN_C, COUNTS)
     compiled.known_socket_stream(SocketStream, vars(SocketStream)["_raw"])  # (its try_send, in C)
     send_queued = compiled.send_queued
 else:

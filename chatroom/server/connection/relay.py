@@ -3,7 +3,7 @@
 A SENDTO to a user logged in on this server, neither of them registered, was five Python
 calls: Rules.answer, its _send_to, the recipient's deliver (a session's, or a user's devices'
 and then each session's), Outbox.queue_for_hub, and the sender's queue_to_flush for the OK.
-_fanout.c's answer_sendtos does what they do for as many SENDTOs in a row as take that way,
+_relay.c's answer_sendtos does what they do for as many SENDTOs in a row as take that way,
 and stops at the first that does not (a failure, a room, a registered user, one on another
 node, a full queue, a sender away): the Python answers that one as it always did. relay_text
 does the same for one text, for the IRC port's PRIVMSG, and answer_privmsgs for a run of
@@ -19,9 +19,14 @@ from ..message_ids import next_id
 from ..presence.devices import Devices, _Device
 from ..replies import OK
 from ..rules import Rules
-from .outbox import compiled
+from .outbox import SLOTS_IN_C, Outbox, send_queued
 
-# What the C reads, by slot, in its order (see known_relay in _fanout.c).
+try:
+    from . import _relay as compiled  # (built from _relay.c where the install found a compiler)
+except ImportError:
+    compiled = None  # type: ignore[assignment]
+
+# What the C reads, by slot, in its order (see known_relay in _relay.c).
 _RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts")
 _SENDTO_SLOTS = ("recipient", "text", "raw")
 _SESSION_SLOTS = ("rules", "_outbox", "wants_ids")
@@ -36,7 +41,7 @@ relay_text: Callable[[Rules, str, str, bytes], bool] | None = None if compiled i
 def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, object], int] | None:
     """answer_sendtos(events, start, stop, rules, outbox) -> the index of the first event it
     left to the Python, delivering to sessions of session_type or of a type made from it
-    (whose deliver must be session_type's); None where _fanout.c was not built."""
+    (whose deliver must be session_type's); None where _relay.c was not built."""
     if compiled is None:
         return None
     compiled.known_relay(
@@ -54,6 +59,9 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, objec
         next_id,
         OK,
         MAX_TEXT_CHARS,
+        Outbox,
+        SLOTS_IN_C,
+        send_queued,
     )
     return compiled.answer_sendtos
 

@@ -1,0 +1,531 @@
+/* The relay's common case in C (see relay.py): answer_sendtos, a run of SENDTOs answered at
+ * once; relay_text, one text (the IRC port's PRIVMSG to a nick); answer_privmsgs, a run of the
+ * IRC port's PRIVMSGs. Each does what Rules._send_to, the recipient's deliver and
+ * Outbox.queue_for_hub do, for a message to a user logged in here on plain sessions (nothing
+ * to record, nothing held back, room in every queue), and leaves any other to the Python,
+ * with nothing done. The objects are read and written through their slots, as the Python
+ * does: the outboxes' as _outbox.h says, the others' as known_relay is told.
+ */
+#include "_outbox.h"
+
+static PyObject *due_alone, *send_queued, *name_run_callback;
+
+/* The slots the relay reads, of the rules, of a SENDTO, of a session, of a user's devices and
+ * of one device, in the order known_relay is given them. */
+enum { RULES_NAME, RULES_HELD, RULES_REGISTERED, RULES_DEVICES, RULES_DIRECTORY, RULES_ACCOUNTS, RULES_SLOTS };
+enum { SENDTO_RECIPIENT, SENDTO_TEXT, SENDTO_RAW, SENDTO_SLOTS };
+enum { SESSION_RULES, SESSION_OUTBOX, SESSION_WANTS_IDS, SESSION_SLOTS };
+enum { DEVICES_LIST, DEVICES_CONTACTS, DEVICES_AWAY, DEVICES_SLOTS };
+enum { DEVICE_SESSION, DEVICE_SLOTS };
+
+/* The most devices of one user the relay delivers to itself (the Python delivers to more). */
+#define MOST_DEVICES 8
+
+static PyTypeObject *rules_type, *sendto_type, *session_type, *devices_type;
+static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
+static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
+static PyObject *make_incoming, *make_direct_message, *next_id, *ok_reply, *name_find, *name_registered_names;
+static Py_ssize_t most_text_chars;
+
+static int
+offsets_of(PyObject *slots, Py_ssize_t *offsets, Py_ssize_t count)
+{
+    if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != count) {
+        PyErr_SetString(PyExc_TypeError, "a tuple of slot descriptors expected");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (slot_offset(PyTuple_GET_ITEM(slots, i), &offsets[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* known_relay(rules_type, rules_slots, sendto_type, sendto_slots, session_type, session_slots,
+ *             devices_type, devices_slots, device_slots, incoming_frame, direct_message_frame,
+ *             next_id, ok, max_text_chars, outbox_type, outbox_slots, send_queued)
+ *
+ * What the relay reads, given once: the slots name, held, _registered, _devices, _directory
+ * and _accounts of the rules; recipient, text and raw of a SENDTO; rules, _outbox and
+ * wants_ids of a session (of this type or one made from it, whose deliver is its own);
+ * _devices, contacts and away of a user's devices, and session of one device; the relayed
+ * frames' makers, the maker of a message's id, the OK reply and a text's limit; the outboxes'
+ * type and slots (see _outbox.h), and the hub's send of one, which queue_for_hub makes due. */
+static PyObject *
+known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 17 || !PyType_Check(args[0]) || !PyType_Check(args[2]) || !PyType_Check(args[4])
+        || !PyType_Check(args[6]) || !PyCallable_Check(args[9]) || !PyCallable_Check(args[10])
+        || !PyCallable_Check(args[11]) || !PyBytes_Check(args[12]) || !PyLong_Check(args[13])
+        || !PyCallable_Check(args[16])) {
+        PyErr_SetString(PyExc_TypeError, "known_relay(type, slots, type, slots, type, slots, type, slots, slots, "
+                                         "incoming_frame, direct_message_frame, next_id, ok: bytes, max_text_chars: int, "
+                                         "outbox_type, outbox_slots, send_queued)");
+        return NULL;
+    }
+    if (outbox_slots(args[14], args[15]) < 0)
+        return NULL;
+    Py_ssize_t most = PyLong_AsSsize_t(args[13]);
+    if (most == -1 && PyErr_Occurred())
+        return NULL;
+    if (offsets_of(args[1], rules_offsets, RULES_SLOTS) < 0 || offsets_of(args[3], sendto_offsets, SENDTO_SLOTS) < 0
+        || offsets_of(args[5], session_offsets, SESSION_SLOTS) < 0
+        || offsets_of(args[7], devices_offsets, DEVICES_SLOTS) < 0
+        || offsets_of(args[8], device_offsets, DEVICE_SLOTS) < 0)
+        return NULL;
+    if (name_find == NULL) {
+        name_find = PyUnicode_InternFromString("find");
+        name_registered_names = PyUnicode_InternFromString("registered_names");
+        name_run_callback = PyUnicode_InternFromString("run_callback");
+        due_alone = PyLong_FromLong(DUE_ALONE);
+        if (name_find == NULL || name_registered_names == NULL || name_run_callback == NULL || due_alone == NULL)
+            return NULL;
+    }
+    Py_XSETREF(send_queued, Py_NewRef(args[16]));
+    most_text_chars = most;
+    Py_XSETREF(rules_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(sendto_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(session_type, (PyTypeObject *)Py_NewRef(args[4]));
+    Py_XSETREF(devices_type, (PyTypeObject *)Py_NewRef(args[6]));
+    Py_XSETREF(make_incoming, Py_NewRef(args[9]));
+    Py_XSETREF(make_direct_message, Py_NewRef(args[10]));
+    Py_XSETREF(next_id, Py_NewRef(args[11]));
+    Py_XSETREF(ok_reply, Py_NewRef(args[12]));
+    Py_RETURN_NONE;
+}
+
+/* An outbox's queued size and limit, and whether it is open: 1 with room, 0 without (or
+ * closed), -1 an error. */
+static int
+has_room(PyObject *outbox, Py_ssize_t *queued)
+{
+    PyObject *now = SLOT(outbox, known_offsets[QUEUED]), *limit = SLOT(outbox, known_offsets[LIMIT]);
+    if (now == NULL || limit == NULL || SLOT(outbox, known_offsets[CLOSED]) != Py_False)
+        return 0;
+    Py_ssize_t most = PyLong_AsSsize_t(limit);
+    *queued = PyLong_AsSsize_t(now);
+    if ((most == -1 || *queued == -1) && PyErr_Occurred())
+        return -1;
+    return *queued < most;
+}
+
+/* Outbox.queue_for_hub on an outbox with room: queued, and its send made due by a callback of
+ * its own unless one is due or a writer is at it. 0, or -1. */
+static int
+queue_for_hub(PyObject *outbox, PyObject *frame, Py_ssize_t queued)
+{
+    if (append_frame(outbox, frame, queued) < 0)
+        return -1;
+    PyObject *scheduled = SLOT(outbox, known_offsets[SCHEDULED]);
+    int is_due = scheduled == NULL ? -1 : PyObject_IsTrue(scheduled);
+    if (is_due < 0)
+        return -1;
+    if (is_due || SLOT(outbox, known_offsets[WRITER]) != Py_None)
+        return 0;
+    PyObject *loop = SLOT(outbox, known_offsets[LOOP]);
+    if (loop == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
+        return -1;
+    }
+    set_slot(outbox, known_offsets[SCHEDULED], Py_NewRef(due_alone));
+    PyObject *call[3] = {loop, send_queued, outbox};
+    PyObject *done = PyObject_VectorcallMethod(name_run_callback, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
+/* Where one message goes: the outboxes of the recipient's sessions, with the bytes each had
+ * queued, and whether they take DIRECT-MESSAGE. */
+typedef struct {
+    PyObject *outboxes[MOST_DEVICES];
+    Py_ssize_t queued[MOST_DEVICES];
+    Py_ssize_t count;
+    int wants_ids;
+} Recipients;
+
+/* A session the relay can deliver to, as Session.deliver would at once: its outbox added to
+ * `to`. 1 yes, 0 no, -1 an error. */
+static int
+add_session(Recipients *to, PyObject *session)
+{
+    PyObject *their_rules, *outbox;
+    if (!PyObject_TypeCheck(session, session_type) || to->count == MOST_DEVICES
+        || (their_rules = SLOT(session, session_offsets[SESSION_RULES])) == NULL
+        || Py_TYPE(their_rules) != rules_type || SLOT(their_rules, rules_offsets[RULES_HELD]) != Py_None
+        || (outbox = SLOT(session, session_offsets[SESSION_OUTBOX])) == NULL || !PyObject_TypeCheck(outbox, known_type))
+        return 0;
+    int room = has_room(outbox, &to->queued[to->count]);
+    if (room == 1)
+        to->outboxes[to->count++] = outbox;
+    return room;
+}
+
+/* What the directory found for a name, as recipients the relay can deliver to at once (a
+ * session, or a user's devices, each of them such): 1, or 0 (the Python delivers), or -1. */
+static int
+find_recipients(Recipients *to, PyObject *found)
+{
+    to->count = 0;
+    if (Py_TYPE(found) != devices_type) {
+        PyObject *wants_ids = PyObject_TypeCheck(found, session_type) ? SLOT(found, session_offsets[SESSION_WANTS_IDS]) : NULL;
+        if (wants_ids != Py_True && wants_ids != Py_False)
+            return 0;
+        to->wants_ids = wants_ids == Py_True;
+        return add_session(to, found);
+    }
+    PyObject *devices = SLOT(found, devices_offsets[DEVICES_LIST]);
+    if (devices == NULL || !PyList_Check(devices) || PyList_GET_SIZE(devices) == 0)
+        return 0;
+    to->wants_ids = 1;  /* (Devices.wants_ids: only clients of version 4 log in through one) */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(devices); i++) {
+        PyObject *session = SLOT(PyList_GET_ITEM(devices, i), device_offsets[DEVICE_SESSION]);
+        int added = session == NULL ? 0 : add_session(to, session);
+        if (added != 1)
+            return added;
+    }
+    return 1;
+}
+
+/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING. */
+static PyObject *
+relayed_frame(Recipients *to, PyObject *sender, PyObject *raw)
+{
+    if (!to->wants_ids) {
+        PyObject *call[2] = {sender, raw};
+        return PyObject_Vectorcall(make_incoming, call, 2, NULL);
+    }
+    PyObject *made = PyObject_CallNoArgs(next_id);
+    if (made == NULL)
+        return NULL;
+    if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2) {
+        Py_DECREF(made);
+        PyErr_SetString(PyExc_TypeError, "next_id must give (id, time)");
+        return NULL;
+    }
+    PyObject *call[4] = {sender, PyTuple_GET_ITEM(made, 0), PyTuple_GET_ITEM(made, 1), raw};
+    PyObject *frame = PyObject_Vectorcall(make_direct_message, call, 4, NULL);
+    Py_DECREF(made);
+    return frame;
+}
+
+/* What one sender's relay works with (see sender_of). */
+typedef struct {
+    PyObject *name, *find, *registered_names, *contacts;
+} Sender;
+
+/* The sender behind rules, if the relay's common way is open to it (logged in, not registered
+ * where there are accounts, its devices, if any, not away): 1, with references in `sender`
+ * (let go by sender_done), 0 not, -1 an error. */
+static int
+sender_of(PyObject *rules, Sender *sender)
+{
+    PyObject *name = SLOT(rules, rules_offsets[RULES_NAME]), *accounts = SLOT(rules, rules_offsets[RULES_ACCOUNTS]);
+    PyObject *directory = SLOT(rules, rules_offsets[RULES_DIRECTORY]), *devices = SLOT(rules, rules_offsets[RULES_DEVICES]);
+    if (name == NULL || !PyUnicode_Check(name) || accounts == NULL || directory == NULL || devices == NULL
+        || (accounts != Py_None && SLOT(rules, rules_offsets[RULES_REGISTERED]) != Py_False))
+        return 0;
+    sender->contacts = NULL;
+    if (devices != Py_None) {  /* (a client of version 4: presence, unless it is away) */
+        if (Py_TYPE(devices) != devices_type || SLOT(devices, devices_offsets[DEVICES_AWAY]) != Py_False
+            || (sender->contacts = SLOT(devices, devices_offsets[DEVICES_CONTACTS])) == NULL
+            || !PySet_Check(sender->contacts))
+            return 0;
+        Py_INCREF(sender->contacts);
+    }
+    sender->registered_names = NULL;
+    sender->find = PyObject_GetAttr(directory, name_find);
+    if (sender->find == NULL
+        || (accounts != Py_None
+            && (sender->registered_names = PyObject_GetAttr(accounts, name_registered_names)) == NULL)) {
+        Py_XDECREF(sender->find);
+        Py_XDECREF(sender->contacts);
+        return -1;
+    }
+    sender->name = Py_NewRef(name);
+    return 1;
+}
+
+static void
+sender_done(Sender *sender)
+{
+    Py_DECREF(sender->name);
+    Py_DECREF(sender->find);
+    Py_XDECREF(sender->registered_names);
+    Py_XDECREF(sender->contacts);
+}
+
+/* Relays one text the common way, as Rules._send_to and the recipient's deliver would: 1 done,
+ * 0 not for this way (nothing done), -1 an error. The common way: a text of a valid length,
+ * to a user logged in here (not registered, as the sender is not: nothing to record) on a
+ * session, or on devices, each holding nothing back and with room in its queue. */
+static int
+relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw)
+{
+    if (!PyUnicode_Check(recipient) || !PyUnicode_Check(text) || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) == 0)
+        return 0;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (length < 1 || length > most_text_chars)
+        return 0;
+    if (sender->registered_names != NULL) {
+        int registered = PySequence_Contains(sender->registered_names, recipient);
+        if (registered != 0)
+            return registered < 0 ? -1 : 0;  /* (registered: recorded in the history, not here) */
+    }
+    PyObject *found = PyObject_Vectorcall(sender->find, &recipient, 1, NULL);
+    if (found == NULL)
+        return -1;
+    Recipients to;
+    int done = find_recipients(&to, found);
+    if (done == 1) {
+        PyObject *frame = relayed_frame(&to, sender->name, raw);
+        if (frame == NULL || !PyBytes_Check(frame)) {
+            if (frame != NULL)
+                PyErr_SetString(PyExc_TypeError, "a relayed frame must be bytes");
+            done = -1;
+        } else if (sender->contacts != NULL && PySet_Add(sender->contacts, recipient) < 0) {
+            done = -1;
+        } else if (Py_TYPE(found) == devices_type
+                   && PySet_Add(SLOT(found, devices_offsets[DEVICES_CONTACTS]), sender->name) < 0) {
+            done = -1;
+        } else {
+            for (Py_ssize_t i = 0; i < to.count && done == 1; i++) {
+                if (queue_for_hub(to.outboxes[i], frame, to.queued[i]) < 0)
+                    done = -1;
+            }
+        }
+        Py_XDECREF(frame);
+    }
+    Py_DECREF(found);
+    return done;
+}
+
+/* answer_sendtos(events, start, stop, rules, outbox) -> the index of the first event left
+ *
+ * Answers the SENDTOs of events[start:stop] that the relay's common way can (see
+ * relay_text_of), as Rules.answer and the session would: each one's frame queued for the hub
+ * on its recipient's outboxes, and OK queued to flush on this client's. Stops at the first
+ * event that is no SENDTO or needs more (a failure, a room, a registered user, one on another
+ * node, a full queue, a sender away): the Python answers that one, as it would have. */
+static PyObject *
+answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyList_Check(args[0]) || rules_type == NULL || known_type == NULL
+        || Py_TYPE(args[3]) != rules_type || !PyObject_TypeCheck(args[4], known_type)) {
+        PyErr_SetString(PyExc_TypeError, "answer_sendtos(list, start, stop, rules, outbox), the relay known");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred())
+        return NULL;
+    PyObject *events = args[0], *outbox = args[4];
+    Sender sender;
+    int open = sender_of(args[3], &sender);
+    if (open <= 0)
+        return open < 0 ? NULL : PyLong_FromSsize_t(start);
+    Py_ssize_t index = start < 0 ? 0 : start;
+    int failed = 0;
+    for (; index < stop && index < PyList_GET_SIZE(events); index++) {
+        PyObject *event = PyList_GET_ITEM(events, index);
+        PyObject *recipient, *text, *raw;
+        if (Py_TYPE(event) != sendto_type || (recipient = SLOT(event, sendto_offsets[SENDTO_RECIPIENT])) == NULL
+            || (text = SLOT(event, sendto_offsets[SENDTO_TEXT])) == NULL
+            || (raw = SLOT(event, sendto_offsets[SENDTO_RAW])) == NULL)
+            break;
+        Py_INCREF(event);
+        int done = relay_text_of(&sender, recipient, text, raw);
+        Py_DECREF(event);
+        if (done <= 0) {
+            failed = done < 0;
+            break;
+        }
+        Py_ssize_t queued;
+        PyObject *now = SLOT(outbox, known_offsets[QUEUED]);
+        if (SLOT(outbox, known_offsets[CLOSED]) != Py_False || now == NULL)
+            continue;  /* (as queue_to_flush: a closed outbox takes no reply) */
+        queued = PyLong_AsSsize_t(now);
+        if ((queued == -1 && PyErr_Occurred()) || append_frame(outbox, ok_reply, queued) < 0) {
+            failed = 1;
+            break;
+        }
+    }
+    sender_done(&sender);
+    return failed ? NULL : PyLong_FromSsize_t(index);
+}
+
+/* relay_text(rules, recipient, text, raw) -> whether it was relayed
+ *
+ * Rules.send_text's common way (see relay_text_of), for a port that reads requests of its own
+ * (IRC's PRIVMSG): True, delivered (its answer is OK); False, nothing was done (also before
+ * known_relay, or for rules of another type). */
+static PyObject *
+relay_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "relay_text(rules, recipient, text, raw)");
+        return NULL;
+    }
+    if (rules_type == NULL || known_type == NULL || Py_TYPE(args[0]) != rules_type)
+        Py_RETURN_FALSE;  /* (not known, or not the rules it knows: for the Python) */
+    Sender sender;
+    int done = sender_of(args[0], &sender);
+    if (done == 1) {
+        done = relay_text_of(&sender, args[1], args[2], args[3]);
+        sender_done(&sender);
+    }
+    if (done < 0)
+        return NULL;
+    return Py_NewRef(done ? Py_True : Py_False);
+}
+
+/* --- The IRC port's PRIVMSG --------------------------------------------------------------- */
+
+static PyTypeObject *privmsg_type;
+static PyObject *to_name, *name_registered, *name_quitting, *name_caps, *name_label, *name_away_of, *echo_message;
+
+/* known_privmsg(privmsg_type, to_name): what answer_privmsgs reads: the IRC port's PRIVMSG
+ * (a tuple: tags, target, text, raw) and the function from a nick to a user's name. */
+static PyObject *
+known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
+        || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "known_privmsg(a tuple's type, to_name)");
+        return NULL;
+    }
+    if (name_registered == NULL) {
+        name_registered = PyUnicode_InternFromString("registered");
+        name_quitting = PyUnicode_InternFromString("quitting");
+        name_caps = PyUnicode_InternFromString("caps");
+        name_label = PyUnicode_InternFromString("_label");
+        name_away_of = PyUnicode_InternFromString("away_of");
+        echo_message = PyUnicode_InternFromString("echo-message");
+        if (name_registered == NULL || name_quitting == NULL || name_caps == NULL || name_label == NULL
+            || name_away_of == NULL || echo_message == NULL)
+            return NULL;
+    }
+    Py_XSETREF(privmsg_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(to_name, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* Whether the IRC client's state lets its PRIVMSGs take the common way: registered, not
+ * quitting, no echo asked for (its echo is the Python's). 1, 0, or -1. */
+static int
+client_is_plain(PyObject *client)
+{
+    int is_plain = 0;
+    PyObject *registered = PyObject_GetAttr(client, name_registered);
+    PyObject *quitting = registered == NULL ? NULL : PyObject_GetAttr(client, name_quitting);
+    PyObject *caps = quitting == NULL ? NULL : PyObject_GetAttr(client, name_caps);
+    if (caps == NULL)
+        is_plain = -1;
+    else if (registered == Py_True && quitting == Py_False)
+        is_plain = PySequence_Contains(caps, echo_message) == 0;
+    Py_XDECREF(registered);
+    Py_XDECREF(quitting);
+    Py_XDECREF(caps);
+    return is_plain;
+}
+
+/* One PRIVMSG the common way, as IrcClient.answer and _send would (to one nick, no tags, a
+ * text; the user not away, as the answer would then say): 1 done, 0 left to the Python
+ * (nothing done), -1 an error. */
+static int
+relay_privmsg(Sender *sender, PyObject *away_of, PyObject *message)
+{
+    PyObject *tags = PyTuple_GET_ITEM(message, 0), *target = PyTuple_GET_ITEM(message, 1);
+    PyObject *text = PyTuple_GET_ITEM(message, 2), *raw = PyTuple_GET_ITEM(message, 3);
+    if (tags != Py_None || !PyUnicode_Check(target) || !PyUnicode_Check(text) || PyUnicode_GET_LENGTH(text) == 0
+        || PyUnicode_GET_LENGTH(target) == 0 || PyUnicode_READ_CHAR(target, 0) == '#'
+        || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
+        return 0;
+    PyObject *name = PyObject_Vectorcall(to_name, &target, 1, NULL);
+    if (name == NULL)
+        return -1;
+    int done = 0;
+    if (name != Py_None) {
+        PyObject *away = PyObject_Vectorcall(away_of, &name, 1, NULL);
+        if (away == NULL)
+            done = -1;
+        else if (away == Py_None)
+            done = relay_text_of(sender, name, text, raw);
+        Py_XDECREF(away);
+    }
+    Py_DECREF(name);
+    return done;
+}
+
+/* answer_privmsgs(events, start, stop, client, rules) -> the index of the first event left
+ *
+ * The IRC port's answer_sendtos: the PRIVMSGs of events[start:stop] that take the common way
+ * (see relay_privmsg and relay_text_of) relayed, as IrcClient.answer would (whose answer to
+ * each is nothing); stops at the first that does not, which the Python answers. */
+static PyObject *
+answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyList_Check(args[0]) || rules_type == NULL || known_type == NULL || privmsg_type == NULL
+        || Py_TYPE(args[4]) != rules_type) {
+        PyErr_SetString(PyExc_TypeError, "answer_privmsgs(list, start, stop, client, rules), the relay known");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred())
+        return NULL;
+    PyObject *events = args[0], *client = args[3];
+    Py_ssize_t index = start < 0 ? 0 : start;
+    if (index >= stop || index >= PyList_GET_SIZE(events) || Py_TYPE(PyList_GET_ITEM(events, index)) != privmsg_type)
+        return PyLong_FromSsize_t(start);  /* (no PRIVMSG first: nothing to look up) */
+    int open = client_is_plain(client);
+    Sender sender;
+    if (open == 1)
+        open = sender_of(args[4], &sender);
+    if (open <= 0)
+        return open < 0 ? NULL : PyLong_FromSsize_t(start);
+    PyObject *directory = SLOT(args[4], rules_offsets[RULES_DIRECTORY]);
+    PyObject *away_of = PyObject_GetAttr(directory, name_away_of);
+    int failed = away_of == NULL;
+    for (; !failed && index < stop && index < PyList_GET_SIZE(events); index++) {
+        PyObject *event = PyList_GET_ITEM(events, index);
+        if (Py_TYPE(event) != privmsg_type || PyTuple_GET_SIZE(event) != 4)
+            break;
+        Py_INCREF(event);
+        int done = relay_privmsg(&sender, away_of, event);
+        Py_DECREF(event);
+        if (done <= 0) {
+            failed = done < 0;
+            break;
+        }
+    }
+    /* (As IrcClient.answer does for each of them: no label is being answered.) */
+    if (!failed && index > start && PyObject_SetAttr(client, name_label, Py_None) < 0)
+        failed = 1;
+    Py_XDECREF(away_of);
+    sender_done(&sender);
+    return failed ? NULL : PyLong_FromSsize_t(index);
+}
+
+static PyMethodDef methods[] = {
+    {"known_relay", (PyCFunction)(void (*)(void))known_relay, METH_FASTCALL, "What the relay reads."},
+    {"answer_sendtos", (PyCFunction)(void (*)(void))answer_sendtos, METH_FASTCALL,
+     "A run of SENDTOs answered the relay's common way."},
+    {"relay_text", (PyCFunction)(void (*)(void))relay_text, METH_FASTCALL, "One text relayed the common way."},
+    {"known_privmsg", (PyCFunction)(void (*)(void))known_privmsg, METH_FASTCALL, "What answer_privmsgs reads."},
+    {"answer_privmsgs", (PyCFunction)(void (*)(void))answer_privmsgs, METH_FASTCALL,
+     "A run of the IRC port's PRIVMSGs answered the relay's common way."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_relay", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC
+PyInit__relay(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,28 @@
+"""The relay's common case compiled in C (_relay.c): see relay.py."""
+
+from collections.abc import Callable
+from typing import Any
+
+def known_relay(
+    rules_type: type,
+    rules_slots: tuple,
+    sendto_type: type,
+    sendto_slots: tuple,
+    session_type: type,
+    session_slots: tuple,
+    devices_type: type,
+    devices_slots: tuple,
+    device_slots: tuple,
+    incoming_frame: Callable[[str, bytes], bytes],
+    direct_message_frame: Callable[[str, int, int, bytes], bytes],
+    next_id: Callable[[], tuple[int, int]],
+    ok: bytes,
+    max_text_chars: int,
+    outbox_type: type,
+    outbox_slots: tuple,
+    send_queued: Callable[[Any], None],
+) -> None: ...
+def answer_sendtos(events: list, start: int, stop: int, rules: Any, outbox: Any) -> int: ...
+def relay_text(rules: Any, recipient: str, text: str, raw: bytes) -> bool: ...
+def known_privmsg(privmsg_type: type, to_name: Callable[[str], str | None]) -> None: ...
+def answer_privmsgs(events: list, start: int, stop: int, client: Any, rules: Any) -> int: ...
