@@ -2,6 +2,7 @@
 answers a batch as the Python does, frame for frame: what every client reads, in order, and
 what the history keeps, whatever mix of SENDTOs and other requests a batch holds."""
 
+import contextlib
 import random
 
 import gevent
@@ -95,6 +96,21 @@ class _Server:
             sock.close()
 
 
+@contextlib.contextmanager
+def served(kind: type, relayer_on: bool):
+    """A server whose sessions of kind answer with the compiled relay or without it."""
+    server = _Server()
+    original = kind._relayer
+    if not relayer_on:
+        kind._relayer = lambda session: None
+    try:
+        with gevent.Timeout(WAIT * 3):
+            yield server
+    finally:
+        kind._relayer = original
+        server.close()
+
+
 IRC_LINES = (
     "PRIVMSG gina :hi",
     "PRIVMSG gina :été",
@@ -115,24 +131,16 @@ IRC_LINES = (
 def one_irc_batch(relayer_on: bool, seed: int, sender_caps: tuple) -> dict:
     """An IRC client's batch of 200 lines, mostly PRIVMSGs, answered with the compiled relay
     or without: what each client then reads."""
-    server = _Server()
-    original = IrcSession._relayer
-    if not relayer_on:
-        IrcSession._relayer = lambda session: None  # type: ignore[method-assign]
-    try:
-        with gevent.Timeout(WAIT * 3):
-            server.connect_irc("gina", "NICK gina", "USER g 0 * :g")
-            server.connect_irc("hank", "NICK hank", "USER h 0 * :h", "AWAY :lunch")
-            server.connect("bob", Login("bob"))
-            caps = [f"CAP REQ :{' '.join(sender_caps)}"] if sender_caps else []
-            server.connect_irc("alice", "CAP LS 302", *caps, "CAP END", "NICK alice", "USER a 0 * :a")
-            pick = random.Random(seed)
-            lines = [pick.choice(IRC_LINES) for _ in range(200)]
-            assert server.sessions["alice"]._serve_batch("".join(line + "\r\n" for line in lines).encode())
-            return server.read_all_bytes()
-    finally:
-        IrcSession._relayer = original  # type: ignore[method-assign]
-        server.close()
+    with served(IrcSession, relayer_on) as server:
+        server.connect_irc("gina", "NICK gina", "USER g 0 * :g")
+        server.connect_irc("hank", "NICK hank", "USER h 0 * :h", "AWAY :lunch")
+        server.connect("bob", Login("bob"))
+        caps = [f"CAP REQ :{' '.join(sender_caps)}"] if sender_caps else []
+        server.connect_irc("alice", "CAP LS 302", *caps, "CAP END", "NICK alice", "USER a 0 * :a")
+        pick = random.Random(seed)
+        lines = [pick.choice(IRC_LINES) for _ in range(200)]
+        assert server.sessions["alice"]._serve_batch("".join(line + "\r\n" for line in lines).encode())
+        return server.read_all_bytes()
 
 
 @needs_compiled
@@ -148,40 +156,32 @@ def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = Fal
     """A sender's batch of 200 requests, mostly SENDTOs to everyone above, answered with the
     compiled relay or without: what each client then reads, the history kept for reg, and
     who the sender and gina have written to or heard from (for presence)."""
-    server = _Server()
-    original = Session._relayer
-    if not relayer_on:
-        Session._relayer = lambda session: None  # type: ignore[method-assign]
-    try:
-        with gevent.Timeout(WAIT * 3):
-            server.connect("reg", Hello(1), Register("reg", "secret"))
-            server.connect("bob", Login("bob"))
-            server.connect("carol", Hello(3), Login("carol"))  # (takes DIRECT-MESSAGE, with ids)
-            dave = server.connect("dave", Login("dave"))
-            dave.rules.held = []  # (as while its stored messages are handed out)
-            server.connect("erin", Login("erin"), sendq=100)  # (a queue that is soon full)
-            frank = server.connect("frank", Login("frank"))
-            frank._outbox.close()  # (as for a client being dropped)
-            server.connect("gina", Hello(4), Login("gina"))  # (her devices: presence, ids)
-            sender = server.connect("alice", *sender_hello, Login("alice"))
-            if away:
-                sender.rules._devices.away = True  # (as after AWAY: the next message ends it)
-            pick = random.Random(seed)
-            requests = [
-                ListUsers() if pick.random() < 0.05 else SendTo(pick.choice(RECIPIENTS), pick.choice(TEXTS))
-                for _ in range(200)
-            ]
-            assert sender._serve_batch(b"".join(encode(request) for request in requests))
-            read = server.read_all()
-            history = server.accounts.history("reg", "alice", 1000, 1 << 62)
-            contacts = [
-                sorted(devices.contacts) if (devices := session.rules._devices) else None
-                for session in (sender, server.sessions["gina"])
-            ]
-            return read, [(entry.sent, entry.text) for entry in history], contacts
-    finally:
-        Session._relayer = original  # type: ignore[method-assign]
-        server.close()
+    with served(Session, relayer_on) as server:
+        server.connect("reg", Hello(1), Register("reg", "secret"))
+        server.connect("bob", Login("bob"))
+        server.connect("carol", Hello(3), Login("carol"))  # (takes DIRECT-MESSAGE, with ids)
+        dave = server.connect("dave", Login("dave"))
+        dave.rules.held = []  # (as while its stored messages are handed out)
+        server.connect("erin", Login("erin"), sendq=100)  # (a queue that is soon full)
+        frank = server.connect("frank", Login("frank"))
+        frank._outbox.close()  # (as for a client being dropped)
+        server.connect("gina", Hello(4), Login("gina"))  # (her devices: presence, ids)
+        sender = server.connect("alice", *sender_hello, Login("alice"))
+        if away:
+            sender.rules._devices.away = True  # (as after AWAY: the next message ends it)
+        pick = random.Random(seed)
+        requests = [
+            ListUsers() if pick.random() < 0.05 else SendTo(pick.choice(RECIPIENTS), pick.choice(TEXTS))
+            for _ in range(200)
+        ]
+        assert sender._serve_batch(b"".join(encode(request) for request in requests))
+        read = server.read_all()
+        history = server.accounts.history("reg", "alice", 1000, 1 << 62)
+        contacts = [
+            sorted(devices.contacts) if (devices := session.rules._devices) else None
+            for session in (sender, server.sessions["gina"])
+        ]
+        return read, [(entry.sent, entry.text) for entry in history], contacts
 
 
 @needs_compiled
