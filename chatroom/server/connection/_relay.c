@@ -110,11 +110,18 @@ has_room(PyObject *outbox, Py_ssize_t *queued)
     return *queued < most;
 }
 
-/* Outbox.queue_for_hub on an outbox with room: queued, and its send made due by a callback of
- * its own unless one is due or a writer is at it. 0, or -1. */
+/* Outbox.queue_for_hub on an outbox found with room: queued, and its send made due by a
+ * callback of its own unless one is due or a writer is at it. 0, or -1. */
 static int
-queue_for_hub(PyObject *outbox, PyObject *frame, Py_ssize_t queued)
+queue_for_hub(PyObject *outbox, PyObject *frame)
 {
+    PyObject *now = SLOT(outbox, known_offsets[QUEUED]);
+    Py_ssize_t queued = now == NULL ? -1 : PyLong_AsSsize_t(now);
+    if (queued == -1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
+        return -1;
+    }
     if (append_frame(outbox, frame, queued) < 0)
         return -1;
     PyObject *scheduled = SLOT(outbox, known_offsets[SCHEDULED]);
@@ -137,14 +144,21 @@ queue_for_hub(PyObject *outbox, PyObject *frame, Py_ssize_t queued)
     return 0;
 }
 
-/* Where one message goes: the outboxes of the recipient's sessions, with the bytes each had
- * queued, and whether they take DIRECT-MESSAGE. */
+/* Where one message goes: the outboxes of the recipient's sessions (held: the frame's making
+ * runs Python), and whether they take DIRECT-MESSAGE. Let go by recipients_done. */
 typedef struct {
     PyObject *outboxes[MOST_DEVICES];
-    Py_ssize_t queued[MOST_DEVICES];
     Py_ssize_t count;
     int wants_ids;
 } Recipients;
+
+static void
+recipients_done(Recipients *to)
+{
+    for (Py_ssize_t i = 0; i < to->count; i++)
+        Py_DECREF(to->outboxes[i]);
+    to->count = 0;
+}
 
 /* A session the relay can deliver to, as Session.deliver would at once: its outbox added to
  * `to`. 1 yes, 0 no, -1 an error. */
@@ -157,9 +171,10 @@ add_session(Recipients *to, PyObject *session)
         || Py_TYPE(their_rules) != rules_type || SLOT(their_rules, rules_offsets[RULES_HELD]) != Py_None
         || (outbox = SLOT(session, session_offsets[SESSION_OUTBOX])) == NULL || !PyObject_TypeCheck(outbox, known_type))
         return 0;
-    int room = has_room(outbox, &to->queued[to->count]);
+    Py_ssize_t queued;
+    int room = has_room(outbox, &queued);
     if (room == 1)
-        to->outboxes[to->count++] = outbox;
+        to->outboxes[to->count++] = Py_NewRef(outbox);
     return room;
 }
 
@@ -176,8 +191,9 @@ find_recipients(Recipients *to, PyObject *found)
         to->wants_ids = wants_ids == Py_True;
         return add_session(to, found);
     }
-    PyObject *devices = SLOT(found, devices_offsets[DEVICES_LIST]);
-    if (devices == NULL || !PyList_Check(devices) || PyList_GET_SIZE(devices) == 0)
+    PyObject *devices = SLOT(found, devices_offsets[DEVICES_LIST]), *contacts = SLOT(found, devices_offsets[DEVICES_CONTACTS]);
+    if (devices == NULL || !PyList_Check(devices) || PyList_GET_SIZE(devices) == 0 || contacts == NULL
+        || !PySet_Check(contacts))
         return 0;
     to->wants_ids = 1;  /* (Devices.wants_ids: only clients of version 4 log in through one) */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(devices); i++) {
@@ -292,12 +308,13 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
             done = -1;
         } else {
             for (Py_ssize_t i = 0; i < to.count && done == 1; i++) {
-                if (queue_for_hub(to.outboxes[i], frame, to.queued[i]) < 0)
+                if (queue_for_hub(to.outboxes[i], frame) < 0)
                     done = -1;
             }
         }
         Py_XDECREF(frame);
     }
+    recipients_done(&to);
     Py_DECREF(found);
     return done;
 }
