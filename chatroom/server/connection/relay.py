@@ -7,8 +7,8 @@ _relay.c's answer_sendtos does what they do for as many SENDTOs in a row as take
 and stops at the first that does not (a failure, a room, a registered user, one on another
 node, a full queue, a sender away): the Python answers that one as it always did. relay_text
 does the same for one text, for the IRC port's PRIVMSG, and answer_privmsgs for a run of
-PRIVMSGs. Without a compiler there are no such
-functions, and every message is answered by the Python.
+PRIVMSGs. Without a compiler there are no such functions, and every message is answered by
+the Python.
 """
 
 from collections.abc import Callable

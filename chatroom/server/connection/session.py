@@ -396,4 +396,4 @@ def _count_reply(reply: bytes, request) -> None:
 
 
 _ANSWER_NAMES = {ListUsers: "list", HistoryRequest: "history"}
-_answer_sendtos = compiled_relay(Session)  # (None where _fanout.c was not built)
+_answer_sendtos = compiled_relay(Session)  # (None where _relay.c was not built)
