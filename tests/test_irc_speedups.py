@@ -247,6 +247,7 @@ def test_an_irc_clients_outbox_is_sent_its_lines_by_the_compiled_send(monkeypatc
     for caps in (set(), {"server-time", "message-tags"}, {"draft/read-marker"}):
         ours, theirs = socket.socketpair()
         outbox = IrcOutbox(SocketStream(ours), 1 << 20, WAIT, lambda: None, Reader("alice", caps))
+        theirs.settimeout(WAIT)
         try:
             for chunk in chunks:
                 outbox.queue_for_hub(chunk)

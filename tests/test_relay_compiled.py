@@ -65,13 +65,18 @@ class _Server:
         while data := sock.recv(1 << 16):
             into += data
 
-    def read_all(self) -> dict[str, list[bytes]]:
-        """Every frame each client was sent, read to the end (once every session has sent all
-        it queued), its id and time cut (they differ from run to run)."""
+    def _read_to_the_end(self) -> None:
+        """Once every session has sent all it queued, and ended its side: each client read all."""
         for session in self.sessions.values():
             session._outbox.finish(WAIT)
             session._stream.shut_down()
         gevent.joinall(self._readers, timeout=WAIT, raise_error=True)
+        assert all(reader.dead for reader in self._readers), "a client still reading"
+
+    def read_all(self) -> dict[str, list[bytes]]:
+        """Every frame each client was sent, read to the end (once every session has sent all
+        it queued), its id and time cut (they differ from run to run)."""
+        self._read_to_the_end()
         read = {}
         for name, received in self.received.items():
             frames, size = split_frames(bytes(received))
@@ -81,10 +86,7 @@ class _Server:
 
     def read_all_bytes(self) -> dict[str, bytes]:
         """(For IRC clients: what each read, as it came.)"""
-        for session in self.sessions.values():
-            session._outbox.finish(WAIT)
-            session._stream.shut_down()
-        gevent.joinall(self._readers, timeout=WAIT, raise_error=True)
+        self._read_to_the_end()
         return {name: bytes(received) for name, received in self.received.items()}
 
     def close(self):
@@ -208,14 +210,14 @@ def test_the_compiled_relay_stops_at_the_first_frame_it_does_not_answer():
         sender = server.connect("alice", Login("alice"))
         events = [SendTo("bob", "one", b"one"), SendTo("nobody", "two", b"two"), SendTo("bob", "three", b"three")]
         outbox = sender._outbox
-        assert sessions._answer_sendtos(events, 0, 3, sender.rules, outbox) == 1
-        assert sessions._answer_sendtos(events, 2, 3, sender.rules, outbox) == 3
-        assert sessions._answer_sendtos(events, 0, 1, sender.rules, outbox) == 1  # (stop: a turn's end)
+        assert sessions._answer_sendtos(events, 0, 3, sender) == 1
+        assert sessions._answer_sendtos(events, 2, 3, sender) == 3
+        assert sessions._answer_sendtos(events, 0, 1, sender) == 1  # (stop: a turn's end)
         assert outbox._frames is not None and len(outbox._frames) == 3  # (one OK for each relayed)
-        assert sessions._answer_sendtos([ListUsers()], 0, 1, sender.rules, outbox) == 0
+        assert sessions._answer_sendtos([ListUsers()], 0, 1, sender) == 0
         # Before a login, nothing is answered here.
         stranger = server.connect("stranger", ListUsers())
-        assert sessions._answer_sendtos(events, 0, 3, stranger.rules, stranger._outbox) == 0
+        assert sessions._answer_sendtos(events, 0, 3, stranger) == 0
     finally:
         server.close()
 

@@ -402,7 +402,6 @@ send_queued(PyObject *module, PyObject *outbox)
     return call_method(outbox, name_spawn_writer);
 }
 
-
 static PyMethodDef methods[] = {
     {"known_outboxes", (PyCFunction)(void (*)(void))known_outboxes, METH_FASTCALL, "The outboxes send_queued sends for."},
     {"send_queued", (PyCFunction)send_queued, METH_O, "The hub's send of what an outbox has queued."},

@@ -46,26 +46,40 @@ set_slot(PyObject *object, Py_ssize_t offset, PyObject *value)
 static PyTypeObject *known_type;
 static Py_ssize_t known_offsets[SLOT_COUNT];
 
+/* The places of `count` slots, from a tuple of their descriptors: 0, or -1 with the error set. */
+static int
+slot_offsets(PyObject *slots, Py_ssize_t *offsets, Py_ssize_t count)
+{
+    if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != count) {
+        PyErr_SetString(PyExc_TypeError, "a tuple of slot descriptors expected");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (slot_offset(PyTuple_GET_ITEM(slots, i), &offsets[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The type and slots of outboxes (a tuple of the descriptors, in the order above), kept:
  * 0, or -1 with the error set. */
 static int
 outbox_slots(PyObject *type, PyObject *slots)
 {
-    if (!PyType_Check(type) || !PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != SLOT_COUNT) {
-        PyErr_SetString(PyExc_TypeError, "the outboxes' type, and their slots (12 descriptors)");
+    Py_ssize_t offsets[SLOT_COUNT];
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "the outboxes' type expected");
         return -1;
     }
-    Py_ssize_t offsets[SLOT_COUNT];
-    for (int i = 0; i < SLOT_COUNT; i++) {
-        if (slot_offset(PyTuple_GET_ITEM(slots, i), &offsets[i]) < 0)
-            return -1;
-    }
+    if (slot_offsets(slots, offsets, SLOT_COUNT) < 0)
+        return -1;
     memcpy(known_offsets, offsets, sizeof offsets);
     Py_XSETREF(known_type, (PyTypeObject *)Py_NewRef(type));
     return 0;
 }
 
-/* Appends data to an open outbox's queue, of `queued` bytes so far: 0, or -1. */
+/* Appends data to an open outbox's queue, of `queued` bytes so far (as the caller has just
+ * read them), and counts it queued: 0, or -1. */
 static int
 append_frame(PyObject *outbox, PyObject *data, Py_ssize_t queued)
 {

@@ -27,20 +27,6 @@ static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
 static PyObject *make_incoming, *make_direct_message, *next_id, *ok_reply, *name_find, *name_registered_names;
 static Py_ssize_t most_text_chars;
 
-static int
-offsets_of(PyObject *slots, Py_ssize_t *offsets, Py_ssize_t count)
-{
-    if (!PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != count) {
-        PyErr_SetString(PyExc_TypeError, "a tuple of slot descriptors expected");
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (slot_offset(PyTuple_GET_ITEM(slots, i), &offsets[i]) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* known_relay(rules_type, rules_slots, sendto_type, sendto_slots, session_type, session_slots,
  *             devices_type, devices_slots, device_slots, incoming_frame, direct_message_frame,
  *             next_id, ok, max_text_chars, outbox_type, outbox_slots, send_queued)
@@ -69,10 +55,10 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t most = PyLong_AsSsize_t(args[13]);
     if (most == -1 && PyErr_Occurred())
         return NULL;
-    if (offsets_of(args[1], rules_offsets, RULES_SLOTS) < 0 || offsets_of(args[3], sendto_offsets, SENDTO_SLOTS) < 0
-        || offsets_of(args[5], session_offsets, SESSION_SLOTS) < 0
-        || offsets_of(args[7], devices_offsets, DEVICES_SLOTS) < 0
-        || offsets_of(args[8], device_offsets, DEVICE_SLOTS) < 0)
+    if (slot_offsets(args[1], rules_offsets, RULES_SLOTS) < 0 || slot_offsets(args[3], sendto_offsets, SENDTO_SLOTS) < 0
+        || slot_offsets(args[5], session_offsets, SESSION_SLOTS) < 0
+        || slot_offsets(args[7], devices_offsets, DEVICES_SLOTS) < 0
+        || slot_offsets(args[8], device_offsets, DEVICE_SLOTS) < 0)
         return NULL;
     if (name_find == NULL) {
         name_find = PyUnicode_InternFromString("find");
@@ -95,25 +81,24 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* An outbox's queued size and limit, and whether it is open: 1 with room, 0 without (or
- * closed), -1 an error. */
+/* Whether an outbox is open and under its limit: 1 with room, 0 without (or closed), -1 an
+ * error. */
 static int
-has_room(PyObject *outbox, Py_ssize_t *queued)
+has_room(PyObject *outbox)
 {
     PyObject *now = SLOT(outbox, known_offsets[QUEUED]), *limit = SLOT(outbox, known_offsets[LIMIT]);
     if (now == NULL || limit == NULL || SLOT(outbox, known_offsets[CLOSED]) != Py_False)
         return 0;
-    Py_ssize_t most = PyLong_AsSsize_t(limit);
-    *queued = PyLong_AsSsize_t(now);
-    if ((most == -1 || *queued == -1) && PyErr_Occurred())
+    Py_ssize_t most = PyLong_AsSsize_t(limit), queued = PyLong_AsSsize_t(now);
+    if ((most == -1 || queued == -1) && PyErr_Occurred())
         return -1;
-    return *queued < most;
+    return queued < most;
 }
 
-/* Outbox.queue_for_hub on an outbox found with room: queued, and its send made due by a
- * callback of its own unless one is due or a writer is at it. 0, or -1. */
+/* Appends data to an open outbox's queue, its size read now (not when its room was checked:
+ * making a frame may run Python): 0, or -1. */
 static int
-queue_for_hub(PyObject *outbox, PyObject *frame)
+append_now(PyObject *outbox, PyObject *data)
 {
     PyObject *now = SLOT(outbox, known_offsets[QUEUED]);
     Py_ssize_t queued = now == NULL ? -1 : PyLong_AsSsize_t(now);
@@ -122,7 +107,15 @@ queue_for_hub(PyObject *outbox, PyObject *frame)
             PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
         return -1;
     }
-    if (append_frame(outbox, frame, queued) < 0)
+    return append_frame(outbox, data, queued);
+}
+
+/* Outbox.queue_for_hub on an outbox found with room: queued, and its send made due by a
+ * callback of its own unless one is due or a writer is at it. 0, or -1. */
+static int
+queue_for_hub(PyObject *outbox, PyObject *frame)
+{
+    if (append_now(outbox, frame) < 0)
         return -1;
     PyObject *scheduled = SLOT(outbox, known_offsets[SCHEDULED]);
     int is_due = scheduled == NULL ? -1 : PyObject_IsTrue(scheduled);
@@ -171,8 +164,7 @@ add_session(Recipients *to, PyObject *session)
         || Py_TYPE(their_rules) != rules_type || SLOT(their_rules, rules_offsets[RULES_HELD]) != Py_None
         || (outbox = SLOT(session, session_offsets[SESSION_OUTBOX])) == NULL || !PyObject_TypeCheck(outbox, known_type))
         return 0;
-    Py_ssize_t queued;
-    int room = has_room(outbox, &queued);
+    int room = has_room(outbox);
     if (room == 1)
         to->outboxes[to->count++] = Py_NewRef(outbox);
     return room;
@@ -319,34 +311,61 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
     return done;
 }
 
-/* answer_sendtos(events, start, stop, rules, outbox) -> the index of the first event left
+/* A run's arguments (events, start, stop, session): the list, the bounds (start at least 0,
+ * stop at most the list's size when read) and the session's rules: 0, or -1 with the error set. */
+typedef struct {
+    PyObject *events, *session, *rules;
+    Py_ssize_t start, stop;
+} Run;
+
+static int
+run_of(Run *run, PyObject *const *args, Py_ssize_t nargs, const char *usage)
+{
+    if (nargs != 4 || !PyList_Check(args[0]) || rules_type == NULL || !PyObject_TypeCheck(args[3], session_type)
+        || (run->rules = SLOT(args[3], session_offsets[SESSION_RULES])) == NULL
+        || Py_TYPE(run->rules) != rules_type) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    run->start = PyLong_AsSsize_t(args[1]);
+    run->stop = PyLong_AsSsize_t(args[2]);
+    if ((run->start == -1 || run->stop == -1) && PyErr_Occurred())
+        return -1;
+    run->start = run->start < 0 ? 0 : run->start;
+    run->events = args[0];
+    run->session = args[3];
+    return 0;
+}
+
+/* answer_sendtos(events, start, stop, session) -> the index of the first event left
  *
  * Answers the SENDTOs of events[start:stop] that the relay's common way can (see
- * relay_text_of), as Rules.answer and the session would: each one's frame queued for the hub
- * on its recipient's outboxes, and OK queued to flush on this client's. Stops at the first
- * event that is no SENDTO or needs more (a failure, a room, a registered user, one on another
- * node, a full queue, a sender away): the Python answers that one, as it would have. */
+ * relay_text_of), as the session's Rules.answer and the session would: each one's frame
+ * queued for the hub on its recipient's outboxes, and OK queued to flush on the session's
+ * own. Stops at the first event that is no SENDTO or needs more (a failure, a room, a
+ * registered user, one on another node, a full queue, a sender away): the Python answers
+ * that one, as it would have. */
 static PyObject *
 answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 5 || !PyList_Check(args[0]) || rules_type == NULL || known_type == NULL
-        || Py_TYPE(args[3]) != rules_type || !PyObject_TypeCheck(args[4], known_type)) {
-        PyErr_SetString(PyExc_TypeError, "answer_sendtos(list, start, stop, rules, outbox), the relay known");
+    Run run;
+    if (run_of(&run, args, nargs, "answer_sendtos(list, start, stop, session), the relay known") < 0)
+        return NULL;
+    PyObject *outbox = SLOT(run.session, session_offsets[SESSION_OUTBOX]);
+    if (outbox == NULL || !PyObject_TypeCheck(outbox, known_type)) {
+        PyErr_SetString(PyExc_TypeError, "a session with an outbox expected");
         return NULL;
     }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
-    if ((start == -1 || stop == -1) && PyErr_Occurred())
-        return NULL;
-    PyObject *events = args[0], *outbox = args[4];
     Sender sender;
-    int open = sender_of(args[3], &sender);
+    int open = sender_of(run.rules, &sender);
     if (open <= 0)
-        return open < 0 ? NULL : PyLong_FromSsize_t(start);
-    Py_ssize_t index = start < 0 ? 0 : start;
+        return open < 0 ? NULL : PyLong_FromSsize_t(run.start);
+    Py_INCREF(outbox);  /* (the session's, which the Python the relay may run could replace) */
+    Py_ssize_t index = run.start;
     int failed = 0;
-    for (; index < stop && index < PyList_GET_SIZE(events); index++) {
-        PyObject *event = PyList_GET_ITEM(events, index);
+    for (; index < run.stop && index < PyList_GET_SIZE(run.events); index++) {
+        PyObject *event = PyList_GET_ITEM(run.events, index);
         PyObject *recipient, *text, *raw;
         if (Py_TYPE(event) != sendto_type || (recipient = SLOT(event, sendto_offsets[SENDTO_RECIPIENT])) == NULL
             || (text = SLOT(event, sendto_offsets[SENDTO_TEXT])) == NULL
@@ -359,16 +378,13 @@ answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             failed = done < 0;
             break;
         }
-        Py_ssize_t queued;
-        PyObject *now = SLOT(outbox, known_offsets[QUEUED]);
-        if (SLOT(outbox, known_offsets[CLOSED]) != Py_False || now == NULL)
-            continue;  /* (as queue_to_flush: a closed outbox takes no reply) */
-        queued = PyLong_AsSsize_t(now);
-        if ((queued == -1 && PyErr_Occurred()) || append_frame(outbox, ok_reply, queued) < 0) {
+        /* (As queue_to_flush: a closed outbox takes no reply.) */
+        if (SLOT(outbox, known_offsets[CLOSED]) == Py_False && append_now(outbox, ok_reply) < 0) {
             failed = 1;
             break;
         }
     }
+    Py_DECREF(outbox);
     sender_done(&sender);
     return failed ? NULL : PyLong_FromSsize_t(index);
 }
@@ -401,20 +417,25 @@ relay_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* --- The IRC port's PRIVMSG --------------------------------------------------------------- */
 
-static PyTypeObject *privmsg_type;
+static PyTypeObject *privmsg_type, *irc_session_type;
+static Py_ssize_t irc_client_offset;
 static PyObject *to_name, *name_registered, *name_quitting, *name_caps, *name_label, *name_away_of, *echo_message;
 
-/* known_privmsg(privmsg_type, to_name): what answer_privmsgs reads: the IRC port's PRIVMSG
- * (a tuple: tags, target, text, raw) and the function from a nick to a user's name. */
+/* known_privmsg(privmsg_type, to_name, session_type, client_slot): what answer_privmsgs
+ * reads: the IRC port's PRIVMSG (a tuple: tags, target, text, raw), the function from a nick
+ * to a user's name, and the IRC port's sessions, with the slot that holds their IrcClient. */
 static PyObject *
 known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
-        || !PyCallable_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "known_privmsg(a tuple's type, to_name)");
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
+        || !PyCallable_Check(args[1]) || !PyType_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "known_privmsg(a tuple's type, to_name, the sessions' type, their client's slot descriptor)");
         return NULL;
     }
+    if (slot_offset(args[3], &irc_client_offset) < 0)
+        return NULL;
     if (name_registered == NULL) {
         name_registered = PyUnicode_InternFromString("registered");
         name_quitting = PyUnicode_InternFromString("quitting");
@@ -428,6 +449,7 @@ known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_XSETREF(privmsg_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(to_name, Py_NewRef(args[1]));
+    Py_XSETREF(irc_session_type, (PyTypeObject *)Py_NewRef(args[2]));
     Py_RETURN_NONE;
 }
 
@@ -478,38 +500,50 @@ relay_privmsg(Sender *sender, PyObject *away_of, PyObject *message)
     return done;
 }
 
-/* answer_privmsgs(events, start, stop, client, rules) -> the index of the first event left
+/* answer_privmsgs(events, start, stop, session) -> the index of the first event left
  *
- * The IRC port's answer_sendtos: the PRIVMSGs of events[start:stop] that take the common way
- * (see relay_privmsg and relay_text_of) relayed, as IrcClient.answer would (whose answer to
- * each is nothing); stops at the first that does not, which the Python answers. */
+ * The IRC port's answer_sendtos, for a session of the IRC port: the PRIVMSGs of
+ * events[start:stop] that take the common way (see relay_privmsg and relay_text_of) relayed,
+ * as its IrcClient.answer would (whose answer to each is nothing); stops at the first that
+ * does not, which the Python answers. */
 static PyObject *
 answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 5 || !PyList_Check(args[0]) || rules_type == NULL || known_type == NULL || privmsg_type == NULL
-        || Py_TYPE(args[4]) != rules_type) {
-        PyErr_SetString(PyExc_TypeError, "answer_privmsgs(list, start, stop, client, rules), the relay known");
+    Run run;
+    if (privmsg_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "answer_privmsgs before known_privmsg");
         return NULL;
     }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
-    if ((start == -1 || stop == -1) && PyErr_Occurred())
+    if (run_of(&run, args, nargs, "answer_privmsgs(list, start, stop, session), the relay known") < 0)
         return NULL;
-    PyObject *events = args[0], *client = args[3];
-    Py_ssize_t index = start < 0 ? 0 : start;
-    if (index >= stop || index >= PyList_GET_SIZE(events) || Py_TYPE(PyList_GET_ITEM(events, index)) != privmsg_type)
-        return PyLong_FromSsize_t(start);  /* (no PRIVMSG first: nothing to look up) */
+    if (!PyObject_TypeCheck(run.session, irc_session_type)) {
+        PyErr_SetString(PyExc_TypeError, "a session of the IRC port expected");
+        return NULL;
+    }
+    Py_ssize_t index = run.start;
+    if (index >= run.stop || index >= PyList_GET_SIZE(run.events)
+        || Py_TYPE(PyList_GET_ITEM(run.events, index)) != privmsg_type)
+        return PyLong_FromSsize_t(index);  /* (no PRIVMSG first: nothing to look up) */
+    PyObject *client = SLOT(run.session, irc_client_offset);
+    if (client == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "an IRC session not yet made");
+        return NULL;
+    }
+    Py_INCREF(client);
     int open = client_is_plain(client);
     Sender sender;
     if (open == 1)
-        open = sender_of(args[4], &sender);
-    if (open <= 0)
-        return open < 0 ? NULL : PyLong_FromSsize_t(start);
-    PyObject *directory = SLOT(args[4], rules_offsets[RULES_DIRECTORY]);
+        open = sender_of(run.rules, &sender);
+    if (open <= 0) {
+        Py_DECREF(client);
+        return open < 0 ? NULL : PyLong_FromSsize_t(index);
+    }
+    PyObject *directory = SLOT(run.rules, rules_offsets[RULES_DIRECTORY]);
     PyObject *away_of = PyObject_GetAttr(directory, name_away_of);
     int failed = away_of == NULL;
-    for (; !failed && index < stop && index < PyList_GET_SIZE(events); index++) {
-        PyObject *event = PyList_GET_ITEM(events, index);
+    for (; !failed && index < run.stop && index < PyList_GET_SIZE(run.events); index++) {
+        PyObject *event = PyList_GET_ITEM(run.events, index);
         if (Py_TYPE(event) != privmsg_type || PyTuple_GET_SIZE(event) != 4)
             break;
         Py_INCREF(event);
@@ -521,9 +555,10 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     /* (As IrcClient.answer does for each of them: no label is being answered.) */
-    if (!failed && index > start && PyObject_SetAttr(client, name_label, Py_None) < 0)
+    if (!failed && index > run.start && PyObject_SetAttr(client, name_label, Py_None) < 0)
         failed = 1;
     Py_XDECREF(away_of);
+    Py_DECREF(client);
     sender_done(&sender);
     return failed ? NULL : PyLong_FromSsize_t(index);
 }

@@ -38,10 +38,10 @@ _DEVICE_SLOTS = ("session",)
 relay_text: Callable[[Rules, str, str, bytes], bool] | None = None if compiled is None else compiled.relay_text
 
 
-def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, object], int] | None:
-    """answer_sendtos(events, start, stop, rules, outbox) -> the index of the first event it
-    left to the Python, delivering to sessions of session_type or of a type made from it
-    (whose deliver must be session_type's); None where _relay.c was not built."""
+def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int] | None:
+    """answer_sendtos(events, start, stop, session) -> the index of the first event it left to
+    the Python, for a session of session_type (or of a type made from it), delivering to such
+    sessions (whose deliver must be session_type's); None where _relay.c was not built."""
     if compiled is None:
         return None
     compiled.known_relay(
@@ -66,14 +66,17 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, Rules, objec
     return compiled.answer_sendtos
 
 
-def compiled_privmsg_relay(privmsg_type: type, to_name: Callable[[str], str | None]) -> Callable | None:
-    """answer_privmsgs(events, start, stop, irc_client, rules) -> the index of the first event
-    it left to the Python: the IRC port's PRIVMSGs to one nick (privmsg_type: a tuple of tags,
-    target, text and raw; to_name: a nick's user), relayed the common way as IrcClient.answer
-    would, for a client that asked for no echo, to a user not away; None where not built."""
+def compiled_privmsg_relay(
+    privmsg_type: type, to_name: Callable[[str], str | None], session_type: type, client_slot
+) -> Callable[[list, int, int, object], int] | None:
+    """answer_privmsgs(events, start, stop, session) -> the index of the first event it left
+    to the Python: for a session of the IRC port (session_type, its IrcClient in client_slot),
+    its PRIVMSGs to one nick (privmsg_type: a tuple of tags, target, text and raw; to_name: a
+    nick's user), relayed the common way as IrcClient.answer would, for a client that asked
+    for no echo, to a user not away; None where not built."""
     if compiled is None:
         return None
-    compiled.known_privmsg(privmsg_type, to_name)
+    compiled.known_privmsg(privmsg_type, to_name, session_type, client_slot)
     return compiled.answer_privmsgs
 
 

@@ -94,7 +94,7 @@ class Session:
         """What answers a decoded frame (the IRC port has its own)."""
         return self.rules.answer
 
-    def _relayer(self) -> Callable[[list, int, int, Rules, Outbox], int] | None:
+    def _relayer(self) -> Callable[[list, int, int, "Session"], int] | None:
         """What answers a run of SENDTOs at once (see relay.py); None: one by one, as a client
         under a rate limit takes a token for each."""
         return _answer_sendtos if self._throttle is None else None
@@ -187,7 +187,7 @@ class Session:
         while index < len(events):
             turn_ends = index - index % FAIR_SHARE + FAIR_SHARE
             if relay is not None and waiting is None:  # (the common SENDTOs, up to a turn's end, at once)
-                index = relay(events, index, turn_ends, self.rules, outbox)
+                index = relay(events, index, turn_ends, self)
             if index < turn_ends and index < len(events):
                 event = events[index]
                 index += 1

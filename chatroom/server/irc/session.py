@@ -49,10 +49,6 @@ if compiled is not None:
     translated_in_c(IrcOutbox, vars(IrcOutbox)["_reader"], compiled.lines_for)
 
 
-# A run of PRIVMSGs to nicks relayed the compiled way (see connection/relay.py), or None.
-_answer_privmsgs = compiled_privmsg_relay(Privmsg, to_name)
-
-
 class IrcSession(Session):
     __slots__ = ("_irc", "_ping_timer", "_pinged")
 
@@ -68,11 +64,7 @@ class IrcSession(Session):
         return self._irc.answer
 
     def _relayer(self):
-        return self._answer_privmsgs if _answer_privmsgs is not None and self._throttle is None else None
-
-    def _answer_privmsgs(self, events, start, stop, rules, _outbox):
-        """(PRIVMSGs are answered with nothing: the outbox takes no reply.)"""
-        return _answer_privmsgs(events, start, stop, self._irc, rules)  # type: ignore[misc]
+        return _answer_privmsgs if self._throttle is None else None
 
     def start(self) -> None:
         super().start()
@@ -102,3 +94,7 @@ class IrcSession(Session):
             self._end_reason = self._end_reason or "quit"
             return False
         return served
+
+
+# A run of PRIVMSGs to nicks relayed the compiled way (see connection/relay.py), or None.
+_answer_privmsgs = compiled_privmsg_relay(Privmsg, to_name, IrcSession, vars(IrcSession)["_irc"])
