@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.10",
     # Hot loops in C, where a compiler and Python's headers are found: the server's reading of
     # SENDTO frames, a room's fan-out, the relay's common case, the IRC port's reading and
-    # writing of lines.
+    # writing of lines, the history's writer committing a batch without the interpreter's lock.
     # Without them the install goes on, and the same loops run in Python.
     ext_modules=[
         Extension("chatroom._frames", ["chatroom/_frames.c"], optional=True),
@@ -35,6 +35,13 @@ setup(
         ),
         Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True),
         Extension("chatroom.server._message_ids", ["chatroom/server/_message_ids.c"], optional=True),
+        # (Also needs SQLite's header: Debian's libsqlite3-dev.)
+        Extension(
+            "chatroom.server.storage._batch_writer",
+            ["chatroom/server/storage/_batch_writer.c"],
+            libraries=["sqlite3"],
+            optional=True,
+        ),
     ],
     install_requires=[
         "gevent>=23.9",

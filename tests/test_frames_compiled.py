@@ -20,6 +20,7 @@ from chatroom.room_frames import RoomMessage
 from chatroom.server import message_ids
 from chatroom.server.connection import outbox, relay
 from chatroom.server.irc import speedups
+from chatroom.server.storage import sqlite_worker
 from chatroom.testing import random_frames
 
 needs_compiled = pytest.mark.skipif(codec.compiled is None, reason="built without a C compiler")
@@ -154,3 +155,5 @@ def test_the_compiled_loops_are_built_where_a_compiler_and_pythons_headers_are()
     if not (headers and shutil.which(compiler)):
         pytest.skip("no compiler or no Python.h here: the Python loops run alone")
     assert None not in (codec.compiled, outbox.compiled, relay.compiled, speedups.compiled, message_ids.compiled)
+    if Path("/usr/include/sqlite3.h").exists():  # (scripts/test installs it where it can)
+        assert sqlite_worker.compiled is not None

@@ -21,6 +21,10 @@ Under load that convoy made the thread eight times slower (and the hub slower to
 statement per batch. (A JSON array read by json_each, one statement a batch, cost 1.6 times as
 much a row as these: SQLite parsed each row's JSON again for every column.)
 
+Where _batch_writer.c was built, a batch goes to SQLite through it instead, on a connection of
+its own to the same file: the values read once, and SQLite's whole work for the batch done
+without the interpreter's lock, so that the thread and the hub no longer take turns.
+
 When a batch cannot be committed (a full disk, an I/O error), the requests waiting on it get
 StoreUnavailable, the store reports itself unhealthy, and the log says so once, and once more
 when writing works again.
@@ -32,12 +36,21 @@ import re
 import sqlite3
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
 from gevent.monkey import get_original
 
 from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from ._batch_writer import BatchWriter
+
+try:
+    from . import _batch_writer as compiled  # (built from _batch_writer.c where the install could)
+except ImportError:
+    compiled = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +88,7 @@ class SQLiteWorker:
         self._max_unwritten = max_unwritten_bytes
         self._jobs = _SimpleQueue()  # for the thread: a _Batch, a call, or None to stop
         self._db: sqlite3.Connection | None = None  # the thread's own
+        self._batches: BatchWriter | None = None  # the thread's, where there is one (see _open)
         self._gathering = _Batch()
         self._flush_due = False
         self._handed_at = float("-inf")  # the last handover (the event loop's clock)
@@ -267,6 +281,10 @@ class SQLiteWorker:
         db = self._db
         assert db is not None
         try:
+            if self._batches is not None:
+                shapes = {sql: _shapes(sql) for sql in batch.bulk}
+                self._batches.commit(batch.writes, batch.bulk, shapes, batch.then, batch.durable)  # (the same, in C)
+                return
             # Only what someone was told is stored must reach the disk before the answer:
             # history may wait for the next checkpoint (WAL: it is never corrupted).
             db.execute(f"PRAGMA synchronous={'FULL' if batch.durable else 'NORMAL'}")
@@ -316,12 +334,22 @@ class SQLiteWorker:
             db.close()
             raise
         self._db = db
+        if compiled is not None and _a_file(self.path) and compiled.sqlite_in_common(sqlite3.sqlite_version):
+            self._batches = compiled.BatchWriter(self.path)  # (after the schema: it only writes)
         return prepared
 
     def _close(self, db):
+        if self._batches is not None:
+            self._batches.close()
+            self._batches = None
         if db is not None:
             db.close()
             self._db = None
+
+
+def _a_file(path) -> bool:
+    """Whether path names a file another connection opens too (not an in-memory database)."""
+    return str(path) not in ("", ":memory:") and not str(path).startswith("file:")
 
 
 ROWS_PER_INSERT = 128  # rows in one INSERT at most: six columns' 768 parameters, under the 999 of any SQLite
@@ -344,6 +372,12 @@ def _with_rows(sql: str, count: int) -> str:
     """INSERT ... VALUES (?, ?) as INSERT ... VALUES (?, ?), (?, ?), ... for count rows."""
     row = _values_of(sql)
     return sql[: -len(row)] + ", ".join([row] * count)
+
+
+@functools.cache
+def _shapes(sql: str) -> tuple[str, ...]:
+    """sql for 1, 2, 4 ... rows, up to the most one INSERT of it carries (see _insert_rows)."""
+    return tuple(_with_rows(sql, 1 << power) for power in range(_most_rows(sql).bit_length()))
 
 
 def _values_of(sql: str) -> str:
