@@ -164,6 +164,8 @@ class LocalDirectory:
         self.here = self.find
         self._look_alikes: dict[str, str] = {}  # skeleton -> the name logged in with it
         self._away: dict[str, str] = {}  # name -> its away message
+        # The same for who is away: the IRC port asks for every message it relays.
+        self.away_of: Callable[[str], str | None] = self._away.get
         self._changes = 0  # claims, releases and away changes so far
         self.presence = PresenceWatch(self.names, self.away, lambda: self._changes)
 
@@ -216,6 +218,3 @@ class LocalDirectory:
 
     def away(self) -> dict[str, str]:
         return self._away
-
-    def away_of(self, name: str) -> str | None:
-        return self._away.get(name)
