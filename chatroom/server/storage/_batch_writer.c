@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     sqlite3 *db;
+    int busy; /* a commit is running without the lock: the connection is its alone */
 } BatchWriter;
 
 static PyObject *operational_error; /* sqlite3.OperationalError */
@@ -395,8 +396,8 @@ batch_writer_commit(BatchWriter *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "commit(writes, bulk, shapes, then, durable)");
         return NULL;
     }
-    if (self->db == NULL) {
-        PyErr_SetString(operational_error, "the batch writer is closed");
+    if (self->db == NULL || self->busy) {
+        PyErr_SetString(operational_error, self->db == NULL ? "the batch writer is closed" : "the batch writer is busy");
         return NULL;
     }
     int durable = PyObject_IsTrue(args[4]);
@@ -416,6 +417,7 @@ batch_writer_commit(BatchWriter *self, PyObject *const *args, Py_ssize_t nargs)
     int status;
     char *message = NULL;
     sqlite3 *db = self->db;
+    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     status = run_batch(db, statements, count, durable);
     if (status != SQLITE_OK) {
@@ -425,6 +427,7 @@ batch_writer_commit(BatchWriter *self, PyObject *const *args, Py_ssize_t nargs)
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     }
     Py_END_ALLOW_THREADS
+    self->busy = 0;
     free_batch(statements, count);
     Py_DECREF(kept);
     if (status != SQLITE_OK) {
@@ -439,6 +442,10 @@ static PyObject *
 batch_writer_close(BatchWriter *self, PyObject *unused)
 {
     (void)unused;
+    if (self->busy) {
+        PyErr_SetString(operational_error, "the batch writer is busy");
+        return NULL;
+    }
     sqlite3 *db = self->db;
     self->db = NULL;
     if (db != NULL) {
