@@ -184,6 +184,17 @@ direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return message_frame(DIRECT_MESSAGE, NULL, args[0], 1, message_id, time_ms, args[3]);
 }
 
+/* The DIRECT-MESSAGE frame of C ints (for _relay.c, through the capsule direct_message). */
+static PyObject *
+direct_message(PyObject *sender, unsigned long long message_id, unsigned long long time_ms, PyObject *text)
+{
+    if (!PyUnicode_Check(sender) || !PyBytes_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "direct_message(sender: str, message_id, time_ms, text: bytes)");
+        return NULL;
+    }
+    return message_frame(DIRECT_MESSAGE, NULL, sender, 1, message_id, time_ms, text);
+}
+
 /* room_message_frame(room, sender, message_id, time_ms, text) -> the ROOM-MESSAGE frame */
 static PyObject *
 room_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -227,5 +238,15 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_frames", NULL, -1, 
 PyMODINIT_FUNC
 PyInit__frames(void)
 {
-    return PyModule_Create(&module);
+    static PyObject *(*const direct_message_function)(PyObject *, unsigned long long, unsigned long long,
+                                                       PyObject *) = direct_message;
+    PyObject *made = PyModule_Create(&module);
+    PyObject *capsule =
+        made == NULL ? NULL : PyCapsule_New((void *)&direct_message_function, "chatroom.direct_message", NULL);
+    if (capsule == NULL || PyModule_AddObject(made, "direct_message", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_XDECREF(made);
+        return NULL;
+    }
+    return made;
 }

@@ -4,13 +4,15 @@ what the history keeps, whatever mix of SENDTOs and other requests a batch holds
 
 import contextlib
 import random
+import time
 
 import gevent
 import pytest
 from gevent import socket
 
-from chatroom.codec import encode, incoming_frame, split_frames, without_id
+from chatroom.codec import Decoder, encode, incoming_frame, split_frames, without_id
 from chatroom.protocol import MAX_TEXT_CHARS, Hello, ListUsers, Login, Register, SendTo
+from chatroom.server import message_ids
 from chatroom.server.connection import relay
 from chatroom.server.connection import session as sessions
 from chatroom.server.connection.limits import Limits
@@ -244,6 +246,29 @@ def test_one_text_is_relayed_the_common_way_or_left_to_the_python():
         assert read["bob"][1:] == [incoming_frame("alice", b"hi")]
     finally:
         server.close()
+
+
+@needs_compiled
+def test_the_ids_the_compiled_relay_gives_increase_carry_the_nodes_tag_and_their_time():
+    """(Its DIRECT-MESSAGEs take their ids in _message_ids.c's C, as next_id does.)"""
+    server = _Server()
+    message_ids.use_node_tag(0x5A7)
+    try:
+        server.connect("carol", Hello(3), Login("carol"))
+        sender = server.connect("alice", Login("alice"))
+        before = time.time_ns() // 1_000_000
+        events = [SendTo("carol", f"{n}", f"{n}".encode()) for n in range(600)]  # (more than 256 a ms)
+        assert sessions._answer_sendtos(events, 0, len(events), sender) == len(events)
+        after = time.time_ns() // 1_000_000
+        relayed = Decoder.for_client().receive_data(server.read_all_bytes()["carol"])[2:]
+    finally:
+        message_ids.use_node_tag(0)
+        server.close()
+    assert [message.text for message in relayed] == [f"{n}" for n in range(600)]
+    ids = [message.id for message in relayed]
+    assert ids == sorted(set(ids)) and all(message_id & 0xFFF == 0x5A7 for message_id in ids)
+    assert all(message.time_ms == message_ids.time_of_id(message.id) for message in relayed)
+    assert before <= relayed[0].time_ms and relayed[-1].time_ms <= after + len(ids) // 256 + 1
 
 
 def test_every_kind_of_session_delivers_as_a_session_does():

@@ -13,21 +13,37 @@
 static long long last_id = 0; /* the last id taken */
 static long long node_tag = 0;
 
-/* next_id() -> (a new id, the time in ms it stands for) */
-static PyObject *
-next_id(PyObject *module, PyObject *unused)
+/* A new id and the time in ms it stands for: 0, or -1 with OSError set. (Also for _relay.c,
+ * through the capsule take_id: a relayed message's id without a tuple and two ints made and
+ * read back.) */
+static int
+take_id(long long *message_id, long long *time_ms)
 {
     struct timespec now;
-    (void)module;
-    (void)unused;
-    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     long long candidate = (now_ms << (SEQUENCE_BITS + NODE_BITS)) | node_tag;
     if (candidate <= last_id)
         candidate = last_id + (1LL << NODE_BITS);
     last_id = candidate;
-    return Py_BuildValue("(LL)", candidate, candidate >> (SEQUENCE_BITS + NODE_BITS));
+    *message_id = candidate;
+    *time_ms = candidate >> (SEQUENCE_BITS + NODE_BITS);
+    return 0;
+}
+
+/* next_id() -> (a new id, the time in ms it stands for) */
+static PyObject *
+next_id(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    long long message_id, time_ms;
+    if (take_id(&message_id, &time_ms) < 0)
+        return NULL;
+    return Py_BuildValue("(LL)", message_id, time_ms);
 }
 
 /* use_node_tag(tag): the ids taken from now on carry tag (0 <= tag < 2**NODE_BITS). */
@@ -57,5 +73,13 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_message_ids", NULL,
 PyMODINIT_FUNC
 PyInit__message_ids(void)
 {
-    return PyModule_Create(&module);
+    static int (*const take_id_function)(long long *, long long *) = take_id;
+    PyObject *made = PyModule_Create(&module);
+    PyObject *capsule = made == NULL ? NULL : PyCapsule_New((void *)&take_id_function, "chatroom.take_id", NULL);
+    if (capsule == NULL || PyModule_AddObject(made, "take_id", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_XDECREF(made);
+        return NULL;
+    }
+    return made;
 }

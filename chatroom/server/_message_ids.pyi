@@ -1,4 +1,8 @@
 """Ids of direct messages taken in C (_message_ids.c): see message_ids."""
 
+from typing import Any
+
 def next_id() -> tuple[int, int]: ...
 def use_node_tag(tag: int) -> None: ...
+
+take_id: Any  # (a capsule: the C of next_id, for _relay.c)

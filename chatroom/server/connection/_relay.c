@@ -25,6 +25,9 @@ static PyTypeObject *rules_type, *sendto_type, *session_type, *devices_type;
 static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
 static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
 static PyObject *make_incoming, *make_direct_message, *next_id, *ok_reply, *name_find, *name_registered_names;
+/* next_id and make_direct_message in C, where known_ids gave them: no tuple and ints between. */
+static int (*take_id)(long long *, long long *);
+static PyObject *(*direct_message)(PyObject *, unsigned long long, unsigned long long, PyObject *);
 static Py_ssize_t most_text_chars;
 
 /* known_relay(rules_type, rules_slots, sendto_type, sendto_slots, session_type, session_slots,
@@ -204,6 +207,12 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw)
     if (!to->wants_ids) {
         PyObject *call[2] = {sender, raw};
         return PyObject_Vectorcall(make_incoming, call, 2, NULL);
+    }
+    if (take_id != NULL && direct_message != NULL) {
+        long long message_id, time_ms;
+        if (take_id(&message_id, &time_ms) < 0)
+            return NULL;
+        return direct_message(sender, (unsigned long long)message_id, (unsigned long long)time_ms, raw);
     }
     PyObject *made = PyObject_CallNoArgs(next_id);
     if (made == NULL)
@@ -389,6 +398,25 @@ answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return failed ? NULL : PyLong_FromSsize_t(index);
 }
 
+/* known_ids(take_id, direct_message): the capsules of _message_ids.c and _frames.c, for the
+ * DIRECT-MESSAGE frames the relay makes (next_id's and direct_message_frame's work in C). */
+static PyObject *
+known_ids(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "known_ids(take_id, direct_message), two capsules");
+        return NULL;
+    }
+    void *taking = PyCapsule_GetPointer(args[0], "chatroom.take_id");
+    void *making = taking == NULL ? NULL : PyCapsule_GetPointer(args[1], "chatroom.direct_message");
+    if (making == NULL)
+        return NULL;
+    take_id = *(int (*const *)(long long *, long long *))taking;
+    direct_message = *(PyObject * (*const *)(PyObject *, unsigned long long, unsigned long long, PyObject *)) making;
+    Py_RETURN_NONE;
+}
+
 /* relay_text(rules, recipient, text, raw) -> whether it was relayed
  *
  * Rules.send_text's common way (see relay_text_of), for a port that reads requests of its own
@@ -568,6 +596,7 @@ static PyMethodDef methods[] = {
     {"answer_sendtos", (PyCFunction)(void (*)(void))answer_sendtos, METH_FASTCALL,
      "A run of SENDTOs answered the relay's common way."},
     {"relay_text", (PyCFunction)(void (*)(void))relay_text, METH_FASTCALL, "One text relayed the common way."},
+    {"known_ids", (PyCFunction)(void (*)(void))known_ids, METH_FASTCALL, "The ids and frames' C, as capsules."},
     {"known_privmsg", (PyCFunction)(void (*)(void))known_privmsg, METH_FASTCALL, "What answer_privmsgs reads."},
     {"answer_privmsgs", (PyCFunction)(void (*)(void))answer_privmsgs, METH_FASTCALL,
      "A run of the IRC port's PRIVMSGs answered the relay's common way."},

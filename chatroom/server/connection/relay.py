@@ -13,8 +13,10 @@ the Python.
 
 from collections.abc import Callable
 
+from ... import codec
 from ...codec import direct_message_frame, incoming_frame
 from ...protocol import MAX_TEXT_CHARS, SendTo
+from .. import message_ids
 from ..message_ids import next_id
 from ..presence.devices import Devices, _Device
 from ..replies import OK
@@ -63,6 +65,9 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
         SLOTS_IN_C,
         send_queued,
     )
+    if message_ids.compiled is not None and codec.compiled is not None:
+        # (next_id's and direct_message_frame's own C, called without Python objects between)
+        compiled.known_ids(message_ids.compiled.take_id, codec.compiled.direct_message)
     return compiled.answer_sendtos
 
 
