@@ -82,6 +82,7 @@ def test_a_rooms_frames_offered_to_many_leave_in_one_round_whatever_one_send_doe
             theirs.setblocking(False)  # (all there after one round: not read_exactly's wait)
             assert theirs.recv(1000) == expected
         assert outboxes[1].closed and "a send to a client failed" in caplog.text
+        assert "RuntimeError: a bug in the stream" in caplog.text  # (what failed, with its traceback)
     finally:
         for ours, theirs in pairs:
             ours.close()
