@@ -3,6 +3,7 @@ answers a batch as the Python does, frame for frame: what every client reads, in
 what the history keeps, whatever mix of SENDTOs and other requests a batch holds."""
 
 import contextlib
+import dataclasses
 import random
 import time
 
@@ -12,6 +13,7 @@ from gevent import socket
 
 from chatroom.codec import Decoder, encode, incoming_frame, split_frames, without_id
 from chatroom.protocol import MAX_TEXT_CHARS, Hello, ListUsers, Login, Register, SendTo
+from chatroom.room_frames import Join, RoomMessage
 from chatroom.server import message_ids
 from chatroom.server.connection import relay
 from chatroom.server.connection import session as sessions
@@ -19,7 +21,10 @@ from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.session import Session
 from chatroom.server.connection.streams import SocketStream
 from chatroom.server.irc.session import IrcSession
+from chatroom.server.operations.counts import COUNTS
 from chatroom.server.presence.directory import LocalDirectory
+from chatroom.server.replies import OK
+from chatroom.server.rooms.registry import Rooms
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
 from chatroom.testing import WAIT
@@ -39,6 +44,7 @@ class _Server:
         self.directory = LocalDirectory()
         self.accounts = Accounts(SQLiteStore(":memory:", 7.0), hasher=CHEAP)
         self.accounts.start()
+        self.rooms = Rooms(self.accounts.store)
         self.received: dict[str, bytearray] = {}
         self.sessions: dict[str, Session] = {}
         self._sockets: list[socket.socket] = []
@@ -56,7 +62,13 @@ class _Server:
         received = self.received[name] = bytearray()
         self._readers.append(gevent.spawn(self._read, theirs, received))
         session = kind(
-            SocketStream(ours), "127.0.0.1:40000", self.directory, Limits(sendq=sendq), lambda s: None, self.accounts
+            SocketStream(ours),
+            "127.0.0.1:40000",
+            self.directory,
+            Limits(sendq=sendq),
+            lambda s: None,
+            self.accounts,
+            self.rooms,
         )
         assert session._serve_batch(data)
         self.sessions[name] = session
@@ -202,6 +214,75 @@ def test_a_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_
     assert read["bob"] and read["erin"] and read["gina"]  # (the common case was met, and a full queue)
     assert history  # (reg's messages, recorded)
     assert "alice" in contacts[1]  # (gina heard from alice)
+
+
+ROOM_TEXTS = ("hi", "été", "x" * 300, "y" * (MAX_TEXT_CHARS + 1), "")
+
+
+def one_room_batch(relayer_on: bool, seed: int, sender_hello: Hello) -> tuple:
+    """A member's batch of 200 requests to rooms: one of people here (one of them a user's
+    devices, one being dropped), one the sender is not in, one that is not there, among
+    messages to a user, texts too long or empty among them: what each client reads (times
+    cut), each room's history and last id, and the counts of room messages and deliveries."""
+    with served(Session, relayer_on) as server:
+        for name, hello in [("bob", Hello(3)), ("gina", Hello(4))]:
+            server.connect(name, hello, Login(name), Join("#room"), Join("#theirs"))
+        server.connect("frank", Hello(3), Login("frank"), Join("#room"))._outbox.close()
+        sender = server.connect("alice", sender_hello, Login("alice"), Join("#room"))
+        pick = random.Random(seed)
+        rooms = ("#room", "#room", "#room", "#theirs", "#nowhere", "bob")
+        requests = [SendTo(pick.choice(rooms), pick.choice(ROOM_TEXTS)) for _ in range(200)]
+        before = (COUNTS.room_messages, COUNTS.room_deliveries)
+        assert sender._serve_batch(b"".join(encode(request) for request in requests))
+        counted = (COUNTS.room_messages - before[0], COUNTS.room_deliveries - before[1])
+        read = {name: [_without_room_id(frame) for frame in frames] for name, frames in server.read_all().items()}
+        kept = {
+            room: [(sender, text) for _id, _time, sender, text in server.accounts.store.room_history(room, 1000, 0)]
+            for room in ("#room", "#theirs")
+        }
+        return read, kept, [server.rooms.get(room).last_id for room in ("#room", "#theirs")], counted
+
+
+def _without_room_id(data: bytes) -> bytes:
+    """A ROOM-MESSAGE without its time (which differs from run to run); any other frame as it is."""
+    message = Decoder.for_client().receive_data(data)[0]
+    return repr(dataclasses.replace(message, time_ms=0)).encode() if isinstance(message, RoomMessage) else data
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("sender_hello", [Hello(3), Hello(4)], ids=["hello3", "hello4"])
+def test_a_batch_to_rooms_is_answered_with_the_compiled_relay_as_without_it(seed, sender_hello):
+    compiled, in_python = one_room_batch(True, seed, sender_hello), one_room_batch(False, seed, sender_hello)
+    assert compiled == in_python
+    read, kept, last_ids, counted = compiled
+    assert kept["#room"] and counted[0] == len(kept["#room"]) == last_ids[0] and not kept["#theirs"]
+    assert counted[1] == 3 * counted[0]  # (bob, gina and the sender: frank's outbox is closed)
+
+
+@needs_compiled
+def test_the_compiled_relay_posts_to_a_room_once_its_members_are_found():
+    server = _Server()
+    try:
+        server.connect("bob", Hello(3), Login("bob"), Join("#room"))
+        sender = server.connect("alice", Hello(3), Login("alice"), Join("#room"))
+        events = [SendTo("#room", "one", b"one"), SendTo("#room", "two", b"two"), SendTo("#none", "x", b"x")]
+        server.rooms.get("#room").sinks = None  # (as once the room's members change)
+        assert sessions._answer_sendtos(events, 0, 3, sender) == 0  # (its members' sinks not found)
+        assert sender.rules.answer(events[0]) == OK  # (the Python finds them)
+        assert sessions._answer_sendtos(events, 1, 3, sender) == 2  # (then the C posts; no room: the Python)
+        assert server.rooms.get("#room").last_id == 2
+        old = server.connect("old", Login("old"))  # (a client without rooms: the Python says so)
+        assert sessions._answer_sendtos(events, 0, 1, old) == 0
+        read = server.read_all()
+        assert [m.text for m in map(_room_message, read["bob"]) if m] == ["one", "two"]
+    finally:
+        server.close()
+
+
+def _room_message(frame: bytes):
+    message = Decoder.for_client().receive_data(frame)[0]
+    return message if isinstance(message, RoomMessage) else None
 
 
 @needs_compiled

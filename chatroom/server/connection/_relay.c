@@ -12,7 +12,10 @@ static PyObject *due_alone, *send_queued, *name_run_callback;
 
 /* The slots the relay reads, of the rules, of a SENDTO, of a session, of a user's devices and
  * of one device, in the order known_relay is given them. */
-enum { RULES_NAME, RULES_HELD, RULES_REGISTERED, RULES_DEVICES, RULES_DIRECTORY, RULES_ACCOUNTS, RULES_SLOTS };
+enum {
+    RULES_NAME, RULES_HELD, RULES_REGISTERED, RULES_DEVICES, RULES_DIRECTORY, RULES_ACCOUNTS, RULES_VERSION, RULES_ROOMS,
+    RULES_SLOTS
+};
 enum { SENDTO_RECIPIENT, SENDTO_TEXT, SENDTO_RAW, SENDTO_SLOTS };
 enum { SESSION_RULES, SESSION_OUTBOX, SESSION_WANTS_IDS, SESSION_SLOTS };
 enum { DEVICES_LIST, DEVICES_CONTACTS, DEVICES_AWAY, DEVICES_SLOTS };
@@ -320,6 +323,187 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
     return done;
 }
 
+/* --- A room's message --------------------------------------------------------------------- */
+
+static PyTypeObject *rooms_type, *local_directory_type;
+static PyObject *make_room_message, *offer_each, *counts, *store_unavailable;
+static long rooms_version;
+static PyObject *name_rooms, *name_members, *name_sinks, *name_last_id, *name_changes, *name_room_messages,
+    *name_room_deliveries, *name_store, *name_record_room, *name_name_attr, *one;
+
+/* known_rooms(rooms_type, directory_type, room_message_frame, offer_each, counts,
+ *             store_unavailable, rooms_version): what post_to_room reads and calls: the rooms
+ * of one server (Rooms: its _rooms, each Room's members, last_id and sinks), the directory
+ * whose _changes the sinks are found at, the frame's maker, the fan-out, the metrics' counts,
+ * the store's failure, and the version from which a client has rooms. */
+static PyObject *
+known_rooms(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyCallable_Check(args[2])
+        || !PyCallable_Check(args[3]) || !PyType_Check(args[5]) || !PyLong_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "known_rooms(rooms_type, directory_type, room_message_frame, offer_each, counts, "
+                        "store_unavailable, rooms_version)");
+        return NULL;
+    }
+    if (name_rooms == NULL) {
+        name_rooms = PyUnicode_InternFromString("_rooms");
+        name_members = PyUnicode_InternFromString("members");
+        name_sinks = PyUnicode_InternFromString("sinks");
+        name_last_id = PyUnicode_InternFromString("last_id");
+        name_changes = PyUnicode_InternFromString("_changes");
+        name_room_messages = PyUnicode_InternFromString("room_messages");
+        name_room_deliveries = PyUnicode_InternFromString("room_deliveries");
+        name_store = PyUnicode_InternFromString("store");
+        name_record_room = PyUnicode_InternFromString("record_room");
+        name_name_attr = PyUnicode_InternFromString("name");
+        one = PyLong_FromLong(1);
+        if (name_rooms == NULL || name_members == NULL || name_sinks == NULL || name_last_id == NULL
+            || name_changes == NULL || name_room_messages == NULL || name_room_deliveries == NULL
+            || name_store == NULL || name_record_room == NULL || name_name_attr == NULL || one == NULL)
+            return NULL;
+    }
+    rooms_version = PyLong_AsLong(args[6]);
+    if (rooms_version == -1 && PyErr_Occurred())
+        return NULL;
+    Py_XSETREF(rooms_type, (PyTypeObject *)Py_NewRef(args[0]));
+    Py_XSETREF(local_directory_type, (PyTypeObject *)Py_NewRef(args[1]));
+    Py_XSETREF(make_room_message, Py_NewRef(args[2]));
+    Py_XSETREF(offer_each, Py_NewRef(args[3]));
+    Py_XSETREF(counts, Py_NewRef(args[4]));
+    Py_XSETREF(store_unavailable, Py_NewRef(args[5]));
+    Py_RETURN_NONE;
+}
+
+/* counts.<name> += amount. */
+static int
+count(PyObject *name, PyObject *amount)
+{
+    PyObject *now = PyObject_GetAttr(counts, name);
+    PyObject *after = now == NULL ? NULL : PyNumber_Add(now, amount);
+    int done = after == NULL ? -1 : PyObject_SetAttr(counts, name, after);
+    Py_XDECREF(now);
+    Py_XDECREF(after);
+    return done;
+}
+
+/* The room's members' sinks as Rooms.tell keeps them, if still good (found at the directory's
+ * changes now): a borrowed list, or NULL (no error: the Python finds them again). */
+static PyObject *
+sinks_of(PyObject *room, PyObject *directory)
+{
+    PyObject *sinks = PyObject_GetAttr(room, name_sinks), *list = NULL;
+    PyObject *changes = sinks == NULL ? NULL : PyObject_GetAttr(directory, name_changes);
+    if (changes != NULL && PyTuple_Check(sinks) && PyTuple_GET_SIZE(sinks) == 2
+        && PyList_Check(PyTuple_GET_ITEM(sinks, 1))) {
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(sinks, 0), changes, Py_EQ);
+        if (same == 1)
+            list = PyTuple_GET_ITEM(sinks, 1); /* (the room keeps the tuple: see below) */
+    }
+    Py_XDECREF(changes);
+    Py_XDECREF(sinks);
+    return list;
+}
+
+/* As RoomRules._room_message records a room's message: where there are accounts, through the
+ * store's record_room (which may wait for the disk); a StoreUnavailable is let go (relayed, not
+ * kept: the store's log has said so). 1, or -1. */
+static int
+record_in_store(PyObject *rules, PyObject *room, PyObject *message_id, PyObject *sender, PyObject *text,
+                PyObject *time_ms)
+{
+    PyObject *accounts = SLOT(rules, rules_offsets[RULES_ACCOUNTS]);
+    if (accounts == NULL || accounts == Py_None)
+        return 1;
+    PyObject *store = PyObject_GetAttr(accounts, name_store);
+    if (store == NULL)
+        return -1;
+    PyObject *call[6] = {store, room, message_id, sender, text, time_ms};
+    PyObject *done = PyObject_VectorcallMethod(name_record_room, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(store);
+    if (done == NULL) {
+        if (!PyErr_ExceptionMatches(store_unavailable))
+            return -1;
+        PyErr_Clear();
+        return 1;
+    }
+    Py_DECREF(done);
+    return 1;
+}
+
+/* A SENDTO to a room the common way, as Rules._send_to, RoomRules._room_message and
+ * Rooms.post do: a text of a valid length, from a member of a room of this server (Rooms)
+ * whose members' sinks are found already: posted with the room's next id, counted, and
+ * recorded where there is a store. 1 done, 0 left to the Python (nothing done), -1 an error. */
+static int
+post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, PyObject *raw)
+{
+    if (rooms_type == NULL || !PyUnicode_Check(text) || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) == 0)
+        return 0;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    PyObject *version = SLOT(rules, rules_offsets[RULES_VERSION]), *rooms = SLOT(rules, rules_offsets[RULES_ROOMS]);
+    PyObject *directory = SLOT(rules, rules_offsets[RULES_DIRECTORY]);
+    if (length < 1 || length > most_text_chars || version == NULL || !PyLong_Check(version) || rooms == NULL
+        || Py_TYPE(rooms) != rooms_type || directory == NULL || Py_TYPE(directory) != local_directory_type)
+        return 0;
+    long client_version = PyLong_AsLong(version);
+    if (client_version == -1 && PyErr_Occurred())
+        return -1;
+    if (client_version < rooms_version)
+        return 0;
+    PyObject *all = PyObject_GetAttr(rooms, name_rooms);
+    if (all == NULL)
+        return -1;
+    PyObject *room = PyDict_Check(all) ? PyDict_GetItemWithError(all, name) : NULL;
+    Py_XINCREF(room);
+    Py_DECREF(all);
+    if (room == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    int done = 0;
+    PyObject *members = PyObject_GetAttr(room, name_members), *last_id = NULL, *next = NULL, *frame = NULL;
+    PyObject *delivered = NULL, *sinks = NULL;
+    int member = members == NULL ? -1 : PyDict_Check(members) ? PyDict_Contains(members, sender->name) : 0;
+    if (member == 1 && (sinks = sinks_of(room, directory)) != NULL) {
+        Py_INCREF(sinks);
+        struct timespec now;
+        last_id = PyObject_GetAttr(room, name_last_id);
+        next = last_id == NULL ? NULL : PyNumber_Add(last_id, one);
+        if (next == NULL || clock_gettime(CLOCK_REALTIME, &now) != 0) {
+            done = -1;
+            if (next != NULL)
+                PyErr_SetFromErrno(PyExc_OSError);
+        } else if (PyObject_SetAttr(room, name_last_id, next) < 0
+                   || (sender->contacts != NULL && PySet_Add(sender->contacts, name) < 0)) {
+            done = -1;
+        } else {
+            PyObject *time_ms = PyLong_FromLongLong((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+            PyObject *room_name = PyObject_GetAttr(room, name_name_attr);
+            if (time_ms != NULL && room_name != NULL) {
+                PyObject *call[5] = {room_name, sender->name, next, time_ms, raw};
+                frame = PyObject_Vectorcall(make_room_message, call, 5, NULL);
+            }
+            PyObject *fan[2] = {sinks, frame};
+            delivered = frame == NULL ? NULL : PyObject_Vectorcall(offer_each, fan, 2, NULL);
+            done = delivered == NULL || count(name_room_messages, one) < 0 || count(name_room_deliveries, delivered) < 0
+                       ? -1
+                       : record_in_store(rules, name, next, sender->name, text, time_ms);
+            Py_XDECREF(time_ms);
+            Py_XDECREF(room_name);
+        }
+    }
+    if (member < 0)
+        done = -1;
+    Py_XDECREF(sinks);
+    Py_XDECREF(delivered);
+    Py_XDECREF(frame);
+    Py_XDECREF(next);
+    Py_XDECREF(last_id);
+    Py_XDECREF(members);
+    Py_DECREF(room);
+    return done;
+}
+
 /* A run's arguments (events, start, stop, session): the list, the bounds (start at least 0,
  * stop at most the list's size when read) and the session's rules: 0, or -1 with the error set. */
 typedef struct {
@@ -381,7 +565,10 @@ answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             || (raw = SLOT(event, sendto_offsets[SENDTO_RAW])) == NULL)
             break;
         Py_INCREF(event);
-        int done = relay_text_of(&sender, recipient, text, raw);
+        int done = PyUnicode_Check(recipient) && PyUnicode_GET_LENGTH(recipient) > 0
+                           && PyUnicode_READ_CHAR(recipient, 0) == '#'
+                       ? post_to_room(&sender, run.rules, recipient, text, raw)
+                       : relay_text_of(&sender, recipient, text, raw);
         Py_DECREF(event);
         if (done <= 0) {
             failed = done < 0;
@@ -597,6 +784,7 @@ static PyMethodDef methods[] = {
      "A run of SENDTOs answered the relay's common way."},
     {"relay_text", (PyCFunction)(void (*)(void))relay_text, METH_FASTCALL, "One text relayed the common way."},
     {"known_ids", (PyCFunction)(void (*)(void))known_ids, METH_FASTCALL, "The ids and frames' C, as capsules."},
+    {"known_rooms", (PyCFunction)(void (*)(void))known_rooms, METH_FASTCALL, "What a room's message reads."},
     {"known_privmsg", (PyCFunction)(void (*)(void))known_privmsg, METH_FASTCALL, "What answer_privmsgs reads."},
     {"answer_privmsgs", (PyCFunction)(void (*)(void))answer_privmsgs, METH_FASTCALL,
      "A run of the IRC port's PRIVMSGs answered the relay's common way."},

@@ -4,8 +4,10 @@ A SENDTO to a user logged in on this server, neither of them registered, was fiv
 calls: Rules.answer, its _send_to, the recipient's deliver (a session's, or a user's devices'
 and then each session's), Outbox.queue_for_hub, and the sender's queue_to_flush for the OK.
 _relay.c's answer_sendtos does what they do for as many SENDTOs in a row as take that way,
-and stops at the first that does not (a failure, a room, a registered user, one on another
-node, a full queue, a sender away): the Python answers that one as it always did. relay_text
+and stops at the first that does not (a failure, a registered user, one on another node, a
+full queue, a sender away): the Python answers that one as it always did. A SENDTO to a room
+of this server from a member is posted there as Rules._send_to, RoomRules._room_message and
+Rooms.post would (about a dozen Python calls), once the room's members' sinks are found. relay_text
 does the same for one text, for the IRC port's PRIVMSG, and answer_privmsgs for a run of
 PRIVMSGs. Without a compiler there are no such functions, and every message is answered by
 the Python.
@@ -16,12 +18,17 @@ from collections.abc import Callable
 from ... import codec
 from ...codec import direct_message_frame, incoming_frame
 from ...protocol import MAX_TEXT_CHARS, SendTo
+from ...room_frames import ROOMS_VERSION
 from .. import message_ids
 from ..message_ids import next_id
+from ..operations.counts import COUNTS
 from ..presence.devices import Devices, _Device
+from ..presence.directory import LocalDirectory
 from ..replies import OK
+from ..rooms.registry import Rooms
 from ..rules import Rules
-from .outbox import SLOTS_IN_C, Outbox, send_queued
+from ..storage.store import StoreUnavailable
+from .outbox import SLOTS_IN_C, Outbox, offer_each, send_queued
 
 try:
     from . import _relay as compiled  # (built from _relay.c where the install found a compiler)
@@ -29,7 +36,7 @@ except ImportError:
     compiled = None  # type: ignore[assignment]
 
 # What the C reads, by slot, in its order (see known_relay in _relay.c).
-_RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts")
+_RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts", "_version", "_rooms")
 _SENDTO_SLOTS = ("recipient", "text", "raw")
 _SESSION_SLOTS = ("rules", "_outbox", "wants_ids")
 _DEVICES_SLOTS = ("_devices", "contacts", "away")
@@ -64,6 +71,10 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
         Outbox,
         SLOTS_IN_C,
         send_queued,
+    )
+    # A SENDTO to a room of this server from one of its members: posted as Rooms.post does.
+    compiled.known_rooms(
+        Rooms, LocalDirectory, codec.room_message_frame, offer_each, COUNTS, StoreUnavailable, ROOMS_VERSION
     )
     if message_ids.compiled is not None and codec.compiled is not None:
         # (next_id's and direct_message_frame's own C, called without Python objects between)
