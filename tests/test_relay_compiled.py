@@ -20,6 +20,8 @@ from chatroom.server.connection import session as sessions
 from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.session import Session
 from chatroom.server.connection.streams import SocketStream
+from chatroom.server.irc import session as irc_sessions
+from chatroom.server.irc.lines import Privmsg
 from chatroom.server.irc.session import IrcSession
 from chatroom.server.operations.counts import COUNTS
 from chatroom.server.presence.directory import LocalDirectory
@@ -136,6 +138,9 @@ IRC_LINES = (
     "PRIVMSG nobody :hi",
     "PRIVMSG gina,bob :both",
     "PRIVMSG #room :hi",
+    "PRIVMSG #room :été",
+    "PRIVMSG #theirs :not a member",
+    "PRIVMSG #nowhere :no such channel",
     "@+draft/reply=1 PRIVMSG gina :tagged",
     "NOTICE gina :notice",
     "PRIVMSG gina :",
@@ -148,11 +153,11 @@ def one_irc_batch(relayer_on: bool, seed: int, sender_caps: tuple) -> dict:
     """An IRC client's batch of 200 lines, mostly PRIVMSGs, answered with the compiled relay
     or without: what each client then reads."""
     with served(IrcSession, relayer_on) as server:
-        server.connect_irc("gina", "NICK gina", "USER g 0 * :g")
+        server.connect_irc("gina", "NICK gina", "USER g 0 * :g", "JOIN #room", "JOIN #theirs")
         server.connect_irc("hank", "NICK hank", "USER h 0 * :h", "AWAY :lunch")
         server.connect("bob", Login("bob"))
         caps = [f"CAP REQ :{' '.join(sender_caps)}"] if sender_caps else []
-        server.connect_irc("alice", "CAP LS 302", *caps, "CAP END", "NICK alice", "USER a 0 * :a")
+        server.connect_irc("alice", "CAP LS 302", *caps, "CAP END", "NICK alice", "USER a 0 * :a", "JOIN #room")
         pick = random.Random(seed)
         lines = [pick.choice(IRC_LINES) for _ in range(200)]
         assert server.sessions["alice"]._serve_batch("".join(line + "\r\n" for line in lines).encode())
@@ -276,6 +281,21 @@ def test_the_compiled_relay_posts_to_a_room_once_its_members_are_found():
         assert sessions._answer_sendtos(events, 0, 1, old) == 0
         read = server.read_all()
         assert [m.text for m in map(_room_message, read["bob"]) if m] == ["one", "two"]
+    finally:
+        server.close()
+
+
+@needs_compiled
+def test_the_compiled_relay_posts_an_irc_clients_privmsg_to_a_channel_it_is_in():
+    server = _Server()
+    try:
+        server.connect_irc("gina", "NICK gina", "USER g 0 * :g", "JOIN #room")
+        sender = server.connect_irc("alice", "NICK alice", "USER a 0 * :a", "JOIN #room")
+        to = [Privmsg(None, channel, "hi", b"hi") for channel in ("#room", "#room", "#elsewhere")]
+        assert irc_sessions._answer_privmsgs(to, 0, 3, sender) == 2  # (no such channel: the Python)
+        assert server.rooms.get("#room").last_id == 2
+        lines = server.read_all_bytes()["gina"].split(b"\r\n")
+        assert lines.count(b":alice!alice@chatroom PRIVMSG #room :hi") == 2, lines
     finally:
         server.close()
 

@@ -634,22 +634,23 @@ relay_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyTypeObject *privmsg_type, *irc_session_type;
 static Py_ssize_t irc_client_offset;
-static PyObject *to_name, *name_registered, *name_quitting, *name_caps, *name_label, *name_away_of, *echo_message;
+static PyObject *to_name, *to_room, *name_registered, *name_quitting, *name_caps, *name_label, *name_away_of, *echo_message;
 
-/* known_privmsg(privmsg_type, to_name, session_type, client_slot): what answer_privmsgs
- * reads: the IRC port's PRIVMSG (a tuple: tags, target, text, raw), the function from a nick
- * to a user's name, and the IRC port's sessions, with the slot that holds their IrcClient. */
+/* known_privmsg(privmsg_type, to_name, to_room, session_type, client_slot): what
+ * answer_privmsgs reads: the IRC port's PRIVMSG (a tuple: tags, target, text, raw), the
+ * functions from a nick to a user's name and from a channel to a room's, and the IRC port's
+ * sessions, with the slot that holds their IrcClient. */
 static PyObject *
 known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
-        || !PyCallable_Check(args[1]) || !PyType_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "known_privmsg(a tuple's type, to_name, the sessions' type, their client's slot descriptor)");
+    if (nargs != 5 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &PyTuple_Type)
+        || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2]) || !PyType_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "known_privmsg(a tuple's type, to_name, to_room, the sessions' type, "
+                                         "their client's slot descriptor)");
         return NULL;
     }
-    if (slot_offset(args[3], &irc_client_offset) < 0)
+    if (slot_offset(args[4], &irc_client_offset) < 0)
         return NULL;
     if (name_registered == NULL) {
         name_registered = PyUnicode_InternFromString("registered");
@@ -664,7 +665,8 @@ known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_XSETREF(privmsg_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(to_name, Py_NewRef(args[1]));
-    Py_XSETREF(irc_session_type, (PyTypeObject *)Py_NewRef(args[2]));
+    Py_XSETREF(to_room, Py_NewRef(args[2]));
+    Py_XSETREF(irc_session_type, (PyTypeObject *)Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -687,18 +689,25 @@ client_is_plain(PyObject *client)
     return is_plain;
 }
 
-/* One PRIVMSG the common way, as IrcClient.answer and _send would (to one nick, no tags, a
- * text; the user not away, as the answer would then say): 1 done, 0 left to the Python
- * (nothing done), -1 an error. */
+/* One PRIVMSG the common way, as IrcClient.answer and _send would (no tags, a text; to one
+ * nick, the user not away, as the answer would then say; or to a channel, a room of the
+ * sender's: see post_to_room): 1 done, 0 left to the Python (nothing done), -1 an error. */
 static int
-relay_privmsg(Sender *sender, PyObject *away_of, PyObject *message)
+relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *message)
 {
     PyObject *tags = PyTuple_GET_ITEM(message, 0), *target = PyTuple_GET_ITEM(message, 1);
     PyObject *text = PyTuple_GET_ITEM(message, 2), *raw = PyTuple_GET_ITEM(message, 3);
     if (tags != Py_None || !PyUnicode_Check(target) || !PyUnicode_Check(text) || PyUnicode_GET_LENGTH(text) == 0
-        || PyUnicode_GET_LENGTH(target) == 0 || PyUnicode_READ_CHAR(target, 0) == '#'
-        || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
+        || PyUnicode_GET_LENGTH(target) == 0 || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
         return 0;
+    if (PyUnicode_READ_CHAR(target, 0) == '#') {
+        PyObject *room = PyObject_Vectorcall(to_room, &target, 1, NULL);
+        if (room == NULL)
+            return -1;
+        int posted = room == Py_None ? 0 : post_to_room(sender, rules, room, text, raw);
+        Py_DECREF(room);
+        return posted;
+    }
     PyObject *name = PyObject_Vectorcall(to_name, &target, 1, NULL);
     if (name == NULL)
         return -1;
@@ -762,7 +771,7 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (Py_TYPE(event) != privmsg_type || PyTuple_GET_SIZE(event) != 4)
             break;
         Py_INCREF(event);
-        int done = relay_privmsg(&sender, away_of, event);
+        int done = relay_privmsg(&sender, run.rules, away_of, event);
         Py_DECREF(event);
         if (done <= 0) {
             failed = done < 0;

@@ -83,16 +83,21 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
 
 
 def compiled_privmsg_relay(
-    privmsg_type: type, to_name: Callable[[str], str | None], session_type: type, client_slot
+    privmsg_type: type,
+    to_name: Callable[[str], str | None],
+    to_room: Callable[[str], str | None],
+    session_type: type,
+    client_slot,
 ) -> Callable[[list, int, int, object], int] | None:
     """answer_privmsgs(events, start, stop, session) -> the index of the first event it left
     to the Python: for a session of the IRC port (session_type, its IrcClient in client_slot),
-    its PRIVMSGs to one nick (privmsg_type: a tuple of tags, target, text and raw; to_name: a
-    nick's user), relayed the common way as IrcClient.answer would, for a client that asked
-    for no echo, to a user not away; None where not built."""
+    its PRIVMSGs to one nick or channel (privmsg_type: a tuple of tags, target, text and raw;
+    to_name: a nick's user; to_room: a channel's room), relayed the common way as
+    IrcClient.answer would, for a client that asked for no echo, to a user not away or to a
+    room of the sender's; None where not built."""
     if compiled is None:
         return None
-    compiled.known_privmsg(privmsg_type, to_name, session_type, client_slot)
+    compiled.known_privmsg(privmsg_type, to_name, to_room, session_type, client_slot)
     return compiled.answer_privmsgs
 
 

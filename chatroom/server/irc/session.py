@@ -12,7 +12,7 @@ from ..connection.relay import compiled_privmsg_relay
 from ..connection.session import Session
 from .client import IrcClient
 from .lines import LineReader, Privmsg, encode_line
-from .nicks import to_name
+from .nicks import to_name, to_room
 from .speedups import compiled
 from .translate import SERVER_NAME, irc_frame, to_irc
 
@@ -96,5 +96,5 @@ class IrcSession(Session):
         return served
 
 
-# A run of PRIVMSGs to nicks relayed the compiled way (see connection/relay.py), or None.
-_answer_privmsgs = compiled_privmsg_relay(Privmsg, to_name, IrcSession, vars(IrcSession)["_irc"])
+# A run of PRIVMSGs to nicks and channels relayed the compiled way (see connection/relay.py), or None.
+_answer_privmsgs = compiled_privmsg_relay(Privmsg, to_name, to_room, IrcSession, vars(IrcSession)["_irc"])
