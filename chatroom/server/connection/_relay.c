@@ -389,7 +389,8 @@ count(PyObject *name, PyObject *amount)
 }
 
 /* The room's members' sinks as Rooms.tell keeps them, if still good (found at the directory's
- * changes now): a borrowed list, or NULL (no error: the Python finds them again). */
+ * changes now): a new reference to the list; NULL without an error where the Python must find
+ * them again, or with one. */
 static PyObject *
 sinks_of(PyObject *room, PyObject *directory)
 {
@@ -399,7 +400,7 @@ sinks_of(PyObject *room, PyObject *directory)
         && PyList_Check(PyTuple_GET_ITEM(sinks, 1))) {
         int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(sinks, 0), changes, Py_EQ);
         if (same == 1)
-            list = PyTuple_GET_ITEM(sinks, 1); /* (the room keeps the tuple: see below) */
+            list = Py_NewRef(PyTuple_GET_ITEM(sinks, 1));
     }
     Py_XDECREF(changes);
     Py_XDECREF(sinks);
@@ -464,8 +465,9 @@ post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, Py
     PyObject *members = PyObject_GetAttr(room, name_members), *last_id = NULL, *next = NULL, *frame = NULL;
     PyObject *delivered = NULL, *sinks = NULL;
     int member = members == NULL ? -1 : PyDict_Check(members) ? PyDict_Contains(members, sender->name) : 0;
-    if (member == 1 && (sinks = sinks_of(room, directory)) != NULL) {
-        Py_INCREF(sinks);
+    if (member == 1 && (sinks = sinks_of(room, directory)) == NULL && PyErr_Occurred())
+        member = -1;
+    if (member == 1 && sinks != NULL) {
         struct timespec now;
         last_id = PyObject_GetAttr(room, name_last_id);
         next = last_id == NULL ? NULL : PyNumber_Add(last_id, one);
