@@ -240,7 +240,7 @@ def one_room_batch(relayer_on: bool, seed: int, sender_hello: Hello) -> tuple:
         before = (COUNTS.room_messages, COUNTS.room_deliveries)
         assert sender._serve_batch(b"".join(encode(request) for request in requests))
         counted = (COUNTS.room_messages - before[0], COUNTS.room_deliveries - before[1])
-        read = {name: [_without_room_id(frame) for frame in frames] for name, frames in server.read_all().items()}
+        read = {name: [_without_room_time(frame) for frame in frames] for name, frames in server.read_all().items()}
         kept = {
             room: [(sender, text) for _id, _time, sender, text in server.accounts.store.room_history(room, 1000, 0)]
             for room in ("#room", "#theirs")
@@ -248,7 +248,7 @@ def one_room_batch(relayer_on: bool, seed: int, sender_hello: Hello) -> tuple:
         return read, kept, [server.rooms.get(room).last_id for room in ("#room", "#theirs")], counted
 
 
-def _without_room_id(data: bytes) -> bytes:
+def _without_room_time(data: bytes) -> bytes:
     """A ROOM-MESSAGE without its time (which differs from run to run); any other frame as it is."""
     message = Decoder.for_client().receive_data(data)[0]
     return repr(dataclasses.replace(message, time_ms=0)).encode() if isinstance(message, RoomMessage) else data

@@ -2,8 +2,8 @@
  * once; relay_text, one text (the IRC port's PRIVMSG to a nick); answer_privmsgs, a run of the
  * IRC port's PRIVMSGs. Each does what Rules._send_to, the recipient's deliver and
  * Outbox.queue_for_hub do, for a message to a user logged in here on plain sessions (nothing
- * to record, nothing held back, room in every queue), and leaves any other to the Python,
- * with nothing done. The objects are read and written through their slots, as the Python
+ * to record, nothing held back, room in every queue), or what Rooms.post does for a member's
+ * message to a room of this server, and leaves any other to the Python, with nothing done. The objects are read and written through their slots, as the Python
  * does: the outboxes' as _outbox.h says, the others' as known_relay is told.
  */
 #include "_outbox.h"
@@ -27,35 +27,39 @@ enum { DEVICE_SESSION, DEVICE_SLOTS };
 static PyTypeObject *rules_type, *sendto_type, *session_type, *devices_type;
 static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
 static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
-static PyObject *make_incoming, *make_direct_message, *next_id, *ok_reply, *name_find, *name_registered_names;
-/* next_id and make_direct_message in C, where known_ids gave them: no tuple and ints between. */
+static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names;
+/* A message's id, and its DIRECT-MESSAGE frame: _message_ids.c's and _frames.c's C (capsules). */
 static int (*take_id)(long long *, long long *);
 static PyObject *(*direct_message)(PyObject *, unsigned long long, unsigned long long, PyObject *);
 static Py_ssize_t most_text_chars;
 
 /* known_relay(rules_type, rules_slots, sendto_type, sendto_slots, session_type, session_slots,
- *             devices_type, devices_slots, device_slots, incoming_frame, direct_message_frame,
- *             next_id, ok, max_text_chars, outbox_type, outbox_slots, send_queued)
+ *             devices_type, devices_slots, device_slots, incoming_frame, direct_message,
+ *             take_id, ok, max_text_chars, outbox_type, outbox_slots, send_queued)
  *
  * What the relay reads, given once: the slots name, held, _registered, _devices, _directory
  * and _accounts of the rules; recipient, text and raw of a SENDTO; rules, _outbox and
  * wants_ids of a session (of this type or one made from it, whose deliver is its own);
  * _devices, contacts and away of a user's devices, and session of one device; the relayed
- * frames' makers, the maker of a message's id, the OK reply and a text's limit; the outboxes'
+ * frames' makers (direct_message: _frames.c's capsule), the taker of a message's id (take_id:
+ * _message_ids.c's capsule), the OK reply and a text's limit; the outboxes'
  * type and slots (see _outbox.h), and the hub's send of one, which queue_for_hub makes due. */
 static PyObject *
 known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     if (nargs != 17 || !PyType_Check(args[0]) || !PyType_Check(args[2]) || !PyType_Check(args[4])
-        || !PyType_Check(args[6]) || !PyCallable_Check(args[9]) || !PyCallable_Check(args[10])
-        || !PyCallable_Check(args[11]) || !PyBytes_Check(args[12]) || !PyLong_Check(args[13])
-        || !PyCallable_Check(args[16])) {
+        || !PyType_Check(args[6]) || !PyCallable_Check(args[9]) || !PyBytes_Check(args[12])
+        || !PyLong_Check(args[13]) || !PyCallable_Check(args[16])) {
         PyErr_SetString(PyExc_TypeError, "known_relay(type, slots, type, slots, type, slots, type, slots, slots, "
-                                         "incoming_frame, direct_message_frame, next_id, ok: bytes, max_text_chars: int, "
+                                         "incoming_frame, direct_message, take_id, ok: bytes, max_text_chars: int, "
                                          "outbox_type, outbox_slots, send_queued)");
         return NULL;
     }
+    void *making = PyCapsule_GetPointer(args[10], "chatroom.direct_message");
+    void *taking = making == NULL ? NULL : PyCapsule_GetPointer(args[11], "chatroom.take_id");
+    if (taking == NULL)
+        return NULL;
     if (outbox_slots(args[14], args[15]) < 0)
         return NULL;
     Py_ssize_t most = PyLong_AsSsize_t(args[13]);
@@ -81,8 +85,8 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(session_type, (PyTypeObject *)Py_NewRef(args[4]));
     Py_XSETREF(devices_type, (PyTypeObject *)Py_NewRef(args[6]));
     Py_XSETREF(make_incoming, Py_NewRef(args[9]));
-    Py_XSETREF(make_direct_message, Py_NewRef(args[10]));
-    Py_XSETREF(next_id, Py_NewRef(args[11]));
+    direct_message = *(PyObject * (*const *)(PyObject *, unsigned long long, unsigned long long, PyObject *)) making;
+    take_id = *(int (*const *)(long long *, long long *))taking;
     Py_XSETREF(ok_reply, Py_NewRef(args[12]));
     Py_RETURN_NONE;
 }
@@ -211,24 +215,10 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw)
         PyObject *call[2] = {sender, raw};
         return PyObject_Vectorcall(make_incoming, call, 2, NULL);
     }
-    if (take_id != NULL && direct_message != NULL) {
-        long long message_id, time_ms;
-        if (take_id(&message_id, &time_ms) < 0)
-            return NULL;
-        return direct_message(sender, (unsigned long long)message_id, (unsigned long long)time_ms, raw);
-    }
-    PyObject *made = PyObject_CallNoArgs(next_id);
-    if (made == NULL)
+    long long message_id, time_ms;
+    if (take_id(&message_id, &time_ms) < 0)
         return NULL;
-    if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2) {
-        Py_DECREF(made);
-        PyErr_SetString(PyExc_TypeError, "next_id must give (id, time)");
-        return NULL;
-    }
-    PyObject *call[4] = {sender, PyTuple_GET_ITEM(made, 0), PyTuple_GET_ITEM(made, 1), raw};
-    PyObject *frame = PyObject_Vectorcall(make_direct_message, call, 4, NULL);
-    Py_DECREF(made);
-    return frame;
+    return direct_message(sender, (unsigned long long)message_id, (unsigned long long)time_ms, raw);
 }
 
 /* What one sender's relay works with (see sender_of). */
@@ -277,6 +267,16 @@ sender_done(Sender *sender)
     Py_XDECREF(sender->contacts);
 }
 
+/* Whether a text may take the common way: of a valid length, with its UTF-8 at hand (raw). */
+static int
+text_fits(PyObject *text, PyObject *raw)
+{
+    if (!PyUnicode_Check(text) || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) == 0)
+        return 0;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    return length >= 1 && length <= most_text_chars;
+}
+
 /* Relays one text the common way, as Rules._send_to and the recipient's deliver would: 1 done,
  * 0 not for this way (nothing done), -1 an error. The common way: a text of a valid length,
  * to a user logged in here (not registered, as the sender is not: nothing to record) on a
@@ -284,10 +284,7 @@ sender_done(Sender *sender)
 static int
 relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw)
 {
-    if (!PyUnicode_Check(recipient) || !PyUnicode_Check(text) || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) == 0)
-        return 0;
-    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
-    if (length < 1 || length > most_text_chars)
+    if (!PyUnicode_Check(recipient) || !text_fits(text, raw))
         return 0;
     if (sender->registered_names != NULL) {
         int registered = PySequence_Contains(sender->registered_names, recipient);
@@ -440,13 +437,12 @@ record_in_store(PyObject *rules, PyObject *room, PyObject *message_id, PyObject 
 static int
 post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, PyObject *raw)
 {
-    if (rooms_type == NULL || !PyUnicode_Check(text) || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) == 0)
+    if (rooms_type == NULL || !text_fits(text, raw))
         return 0;
-    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
     PyObject *version = SLOT(rules, rules_offsets[RULES_VERSION]), *rooms = SLOT(rules, rules_offsets[RULES_ROOMS]);
     PyObject *directory = SLOT(rules, rules_offsets[RULES_DIRECTORY]);
-    if (length < 1 || length > most_text_chars || version == NULL || !PyLong_Check(version) || rooms == NULL
-        || Py_TYPE(rooms) != rooms_type || directory == NULL || Py_TYPE(directory) != local_directory_type)
+    if (version == NULL || !PyLong_Check(version) || rooms == NULL || Py_TYPE(rooms) != rooms_type
+        || directory == NULL || Py_TYPE(directory) != local_directory_type)
         return 0;
     long client_version = PyLong_AsLong(version);
     if (client_version == -1 && PyErr_Occurred())
@@ -535,11 +531,11 @@ run_of(Run *run, PyObject *const *args, Py_ssize_t nargs, const char *usage)
 /* answer_sendtos(events, start, stop, session) -> the index of the first event left
  *
  * Answers the SENDTOs of events[start:stop] that the relay's common way can (see
- * relay_text_of), as the session's Rules.answer and the session would: each one's frame
- * queued for the hub on its recipient's outboxes, and OK queued to flush on the session's
- * own. Stops at the first event that is no SENDTO or needs more (a failure, a room, a
- * registered user, one on another node, a full queue, a sender away): the Python answers
- * that one, as it would have. */
+ * relay_text_of and post_to_room), as the session's Rules.answer and the session would: each
+ * one's frame queued for the hub on its recipient's outboxes, or posted to its room, and OK
+ * queued to flush on the session's own. Stops at the first event that is no SENDTO or needs
+ * more (a failure, a registered user, one on another node, a full queue, a sender away, a
+ * room whose members are to be found again): the Python answers that one, as it would have. */
 static PyObject *
 answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -585,25 +581,6 @@ answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(outbox);
     sender_done(&sender);
     return failed ? NULL : PyLong_FromSsize_t(index);
-}
-
-/* known_ids(take_id, direct_message): the capsules of _message_ids.c and _frames.c, for the
- * DIRECT-MESSAGE frames the relay makes (next_id's and direct_message_frame's work in C). */
-static PyObject *
-known_ids(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)module;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "known_ids(take_id, direct_message), two capsules");
-        return NULL;
-    }
-    void *taking = PyCapsule_GetPointer(args[0], "chatroom.take_id");
-    void *making = taking == NULL ? NULL : PyCapsule_GetPointer(args[1], "chatroom.direct_message");
-    if (making == NULL)
-        return NULL;
-    take_id = *(int (*const *)(long long *, long long *))taking;
-    direct_message = *(PyObject * (*const *)(PyObject *, unsigned long long, unsigned long long, PyObject *)) making;
-    Py_RETURN_NONE;
 }
 
 /* relay_text(rules, recipient, text, raw) -> whether it was relayed
@@ -794,7 +771,6 @@ static PyMethodDef methods[] = {
     {"answer_sendtos", (PyCFunction)(void (*)(void))answer_sendtos, METH_FASTCALL,
      "A run of SENDTOs answered the relay's common way."},
     {"relay_text", (PyCFunction)(void (*)(void))relay_text, METH_FASTCALL, "One text relayed the common way."},
-    {"known_ids", (PyCFunction)(void (*)(void))known_ids, METH_FASTCALL, "The ids and frames' C, as capsules."},
     {"known_rooms", (PyCFunction)(void (*)(void))known_rooms, METH_FASTCALL, "What a room's message reads."},
     {"known_privmsg", (PyCFunction)(void (*)(void))known_privmsg, METH_FASTCALL, "What answer_privmsgs reads."},
     {"answer_privmsgs", (PyCFunction)(void (*)(void))answer_privmsgs, METH_FASTCALL,

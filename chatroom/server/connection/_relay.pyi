@@ -14,15 +14,14 @@ def known_relay(
     devices_slots: tuple,
     device_slots: tuple,
     incoming_frame: Callable[[str, bytes], bytes],
-    direct_message_frame: Callable[[str, int, int, bytes], bytes],
-    next_id: Callable[[], tuple[int, int]],
+    direct_message: Any,
+    take_id: Any,
     ok: bytes,
     max_text_chars: int,
     outbox_type: type,
     outbox_slots: tuple,
     send_queued: Callable[[Any], None],
 ) -> None: ...
-def known_ids(take_id: Any, direct_message: Any) -> None: ...
 def known_rooms(
     rooms_type: type,
     directory_type: type,

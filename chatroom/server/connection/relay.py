@@ -16,11 +16,10 @@ the Python.
 from collections.abc import Callable
 
 from ... import codec
-from ...codec import direct_message_frame, incoming_frame
+from ...codec import incoming_frame
 from ...protocol import MAX_TEXT_CHARS, SendTo
 from ...room_frames import ROOMS_VERSION
 from .. import message_ids
-from ..message_ids import next_id
 from ..operations.counts import COUNTS
 from ..presence.devices import Devices, _Device
 from ..presence.directory import LocalDirectory
@@ -34,6 +33,8 @@ try:
     from . import _relay as compiled  # (built from _relay.c where the install found a compiler)
 except ImportError:
     compiled = None  # type: ignore[assignment]
+if codec.compiled is None or message_ids.compiled is None:
+    compiled = None  # (it makes a message's id and DIRECT-MESSAGE frame with their C)
 
 # What the C reads, by slot, in its order (see known_relay in _relay.c).
 _RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts", "_version", "_rooms")
@@ -64,8 +65,8 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
         _slots(Devices, _DEVICES_SLOTS),
         _slots(_Device, _DEVICE_SLOTS),
         incoming_frame,
-        direct_message_frame,
-        next_id,
+        codec.compiled.direct_message,
+        message_ids.compiled.take_id,
         OK,
         MAX_TEXT_CHARS,
         Outbox,
@@ -76,9 +77,6 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
     compiled.known_rooms(
         Rooms, LocalDirectory, codec.room_message_frame, offer_each, COUNTS, StoreUnavailable, ROOMS_VERSION
     )
-    if message_ids.compiled is not None and codec.compiled is not None:
-        # (next_id's and direct_message_frame's own C, called without Python objects between)
-        compiled.known_ids(message_ids.compiled.take_id, codec.compiled.direct_message)
     return compiled.answer_sendtos
 
 

@@ -318,24 +318,6 @@ run_rows(sqlite3 *db, const Statement *statement)
     return status;
 }
 
-/* One of the statements that follow a statement's rows, with their least and greatest key. */
-static int
-run_following(sqlite3 *db, const char *sql, sqlite3_int64 least, sqlite3_int64 greatest)
-{
-    sqlite3_stmt *prepared = NULL;
-    int status = sqlite3_prepare_v2(db, sql, -1, &prepared, NULL);
-    if (status == SQLITE_OK && (prepared == NULL || sqlite3_bind_parameter_count(prepared) != 2))
-        status = SQLITE_RANGE;
-    if (status == SQLITE_OK)
-        status = sqlite3_bind_int64(prepared, 1, least);
-    if (status == SQLITE_OK)
-        status = sqlite3_bind_int64(prepared, 2, greatest);
-    if (status == SQLITE_OK)
-        status = run_to_end(prepared);
-    sqlite3_finalize(prepared);
-    return status;
-}
-
 static int
 run_batch(sqlite3 *db, const Statement *statements, Py_ssize_t count, int durable)
 {
@@ -345,8 +327,12 @@ run_batch(sqlite3 *db, const Statement *statements, Py_ssize_t count, int durabl
     for (Py_ssize_t i = 0; status == SQLITE_OK && i < count; i++) {
         const Statement *statement = &statements[i];
         status = run_rows(db, statement);
-        for (Py_ssize_t k = 0; status == SQLITE_OK && k < statement->then_count; k++)
-            status = run_following(db, statement->then[k], statement->least, statement->greatest);
+        /* (What follows the rows: each statement once, with their least and greatest key.) */
+        Value keys[2] = {{INTEGER, statement->least, 0, NULL, 0}, {INTEGER, statement->greatest, 0, NULL, 0}};
+        for (Py_ssize_t k = 0; status == SQLITE_OK && k < statement->then_count; k++) {
+            Statement following = {.shapes = statement->then + k, .shape_count = 1, .values = keys, .rows = 1, .width = 2};
+            status = run_rows(db, &following);
+        }
     }
     if (status == SQLITE_OK)
         status = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
