@@ -25,18 +25,12 @@ known_outboxes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "known_outboxes(type, slots (12 descriptors), counts)");
         return NULL;
     }
-    if (name_set == NULL) {
-        zero = PyLong_FromLong(0);
-        name_bytes_out = PyUnicode_InternFromString("bytes_out");
-        name_try_send = PyUnicode_InternFromString("try_send");
-        name_take_frames = PyUnicode_InternFromString("_take_frames");
-        name_fail = PyUnicode_InternFromString("_fail");
-        name_spawn_writer = PyUnicode_InternFromString("_spawn_writer");
-        name_set = PyUnicode_InternFromString("set");
-        if (zero == NULL || name_bytes_out == NULL || name_try_send == NULL || name_take_frames == NULL
-            || name_fail == NULL || name_spawn_writer == NULL || name_set == NULL)
-            return NULL;
-    }
+    static const Name names[] = {
+        {&name_bytes_out, "bytes_out"}, {&name_try_send, "try_send"}, {&name_take_frames, "_take_frames"},
+        {&name_fail, "_fail"},          {&name_spawn_writer, "_spawn_writer"}, {&name_set, "set"},
+    };
+    if (intern_names(names, COUNT_OF(names)) < 0 || (zero == NULL && (zero = PyLong_FromLong(0)) == NULL))
+        return NULL;
     if (outbox_slots(args[0], args[1]) < 0)
         return NULL;
     Py_XSETREF(known_counts, Py_NewRef(args[2]));

@@ -1,7 +1,8 @@
 /* What the hub's compiled loops (_fanout.c, _relay.c) share of an outbox: its slots, in the
  * order each module is given their descriptors (known_outboxes, known_relay), how one is
  * read and written through them (Outbox has __slots__), and a frame appended to its queue, as
- * the Python appends one. Each module keeps its own copy of what it was told.
+ * the Python appends one; and how each interns the names it looks attributes up by. Each
+ * module keeps its own copy of what it was told.
  */
 #ifndef CHATROOM_OUTBOX_H
 #define CHATROOM_OUTBOX_H
@@ -75,6 +76,25 @@ outbox_slots(PyObject *type, PyObject *slots)
         return -1;
     memcpy(known_offsets, offsets, sizeof offsets);
     Py_XSETREF(known_type, (PyTypeObject *)Py_NewRef(type));
+    return 0;
+}
+
+/* A name the loops look attributes up by: where it is kept, and its text. */
+typedef struct {
+    PyObject **name;
+    const char *text;
+} Name;
+
+#define COUNT_OF(array) ((Py_ssize_t)(sizeof(array) / sizeof((array)[0])))
+
+/* Each name interned where it is kept, unless it is already: 0, or -1 with the error set. */
+static int
+intern_names(const Name *names, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    }
     return 0;
 }
 

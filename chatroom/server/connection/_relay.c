@@ -70,14 +70,11 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || slot_offsets(args[7], devices_offsets, DEVICES_SLOTS) < 0
         || slot_offsets(args[8], device_offsets, DEVICE_SLOTS) < 0)
         return NULL;
-    if (name_find == NULL) {
-        name_find = PyUnicode_InternFromString("find");
-        name_registered_names = PyUnicode_InternFromString("registered_names");
-        name_run_callback = PyUnicode_InternFromString("run_callback");
-        due_alone = PyLong_FromLong(DUE_ALONE);
-        if (name_find == NULL || name_registered_names == NULL || name_run_callback == NULL || due_alone == NULL)
-            return NULL;
-    }
+    static const Name names[] = {
+        {&name_find, "find"}, {&name_registered_names, "registered_names"}, {&name_run_callback, "run_callback"}};
+    if (intern_names(names, COUNT_OF(names)) < 0
+        || (due_alone == NULL && (due_alone = PyLong_FromLong(DUE_ALONE)) == NULL))
+        return NULL;
     Py_XSETREF(send_queued, Py_NewRef(args[16]));
     most_text_chars = most;
     Py_XSETREF(rules_type, (PyTypeObject *)Py_NewRef(args[0]));
@@ -344,23 +341,20 @@ known_rooms(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "store_unavailable, rooms_version)");
         return NULL;
     }
-    if (name_rooms == NULL) {
-        name_rooms = PyUnicode_InternFromString("_rooms");
-        name_members = PyUnicode_InternFromString("members");
-        name_sinks = PyUnicode_InternFromString("sinks");
-        name_last_id = PyUnicode_InternFromString("last_id");
-        name_changes = PyUnicode_InternFromString("_changes");
-        name_room_messages = PyUnicode_InternFromString("room_messages");
-        name_room_deliveries = PyUnicode_InternFromString("room_deliveries");
-        name_store = PyUnicode_InternFromString("store");
-        name_record_room = PyUnicode_InternFromString("record_room");
-        name_name_attr = PyUnicode_InternFromString("name");
-        one = PyLong_FromLong(1);
-        if (name_rooms == NULL || name_members == NULL || name_sinks == NULL || name_last_id == NULL
-            || name_changes == NULL || name_room_messages == NULL || name_room_deliveries == NULL
-            || name_store == NULL || name_record_room == NULL || name_name_attr == NULL || one == NULL)
-            return NULL;
-    }
+    static const Name names[] = {
+        {&name_rooms, "_rooms"},
+        {&name_members, "members"},
+        {&name_sinks, "sinks"},
+        {&name_last_id, "last_id"},
+        {&name_changes, "_changes"},
+        {&name_room_messages, "room_messages"},
+        {&name_room_deliveries, "room_deliveries"},
+        {&name_store, "store"},
+        {&name_record_room, "record_room"},
+        {&name_name_attr, "name"},
+    };
+    if (intern_names(names, COUNT_OF(names)) < 0 || (one == NULL && (one = PyLong_FromLong(1)) == NULL))
+        return NULL;
     rooms_version = PyLong_AsLong(args[6]);
     if (rooms_version == -1 && PyErr_Occurred())
         return NULL;
@@ -631,17 +625,12 @@ known_privmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (slot_offset(args[4], &irc_client_offset) < 0)
         return NULL;
-    if (name_registered == NULL) {
-        name_registered = PyUnicode_InternFromString("registered");
-        name_quitting = PyUnicode_InternFromString("quitting");
-        name_caps = PyUnicode_InternFromString("caps");
-        name_label = PyUnicode_InternFromString("_label");
-        name_away_of = PyUnicode_InternFromString("away_of");
-        echo_message = PyUnicode_InternFromString("echo-message");
-        if (name_registered == NULL || name_quitting == NULL || name_caps == NULL || name_label == NULL
-            || name_away_of == NULL || echo_message == NULL)
-            return NULL;
-    }
+    static const Name names[] = {
+        {&name_registered, "registered"}, {&name_quitting, "quitting"}, {&name_caps, "caps"},
+        {&name_label, "_label"},          {&name_away_of, "away_of"},   {&echo_message, "echo-message"},
+    };
+    if (intern_names(names, COUNT_OF(names)) < 0)
+        return NULL;
     Py_XSETREF(privmsg_type, (PyTypeObject *)Py_NewRef(args[0]));
     Py_XSETREF(to_name, Py_NewRef(args[1]));
     Py_XSETREF(to_room, Py_NewRef(args[2]));
