@@ -107,6 +107,8 @@ def is_valid_username(name: str) -> bool:
     a blank letter (such as U+3164 HANGUL FILLER), and not beginning with ``#`` (a room)."""
     if not 1 <= len(name) <= MAX_NAME_CHARS or name[0] == "#":
         return False
+    if name.isascii():  # (most names: printable ASCII is what the rule below allows of it)
+        return name.isprintable() and " " not in name
     return not any(c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in name)
 
 

@@ -1,6 +1,7 @@
 """The sans-I/O codec: bytes in any split, messages out; no sockets."""
 
 import struct
+import unicodedata
 
 import pytest
 from hypothesis import given
@@ -250,6 +251,15 @@ def test_valid_usernames(name):
 )
 def test_invalid_usernames(name):
     assert not is_valid_username(name)
+
+
+def test_every_ascii_character_in_a_name_is_judged_by_the_general_rule():
+    # (ASCII names take a shorter way: it must agree with the rule for every code point.)
+    for code in range(128):
+        c = chr(code)
+        allowed = not (c.isspace() or unicodedata.category(c) in {"Cc", "Cf", "Co", "Cs", "Cn"})
+        assert is_valid_username("a" + c + "b") == allowed, repr(c)
+        assert is_valid_username(c) == (allowed and c != "#"), repr(c)
 
 
 # --- The extension -----------------------------------------------------------------------------

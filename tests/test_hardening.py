@@ -165,6 +165,25 @@ def test_skeletons_follow_unicode_confusables():
     assert skeleton("名前") == "名前"
 
 
+def test_an_ascii_names_skeleton_is_the_general_one():
+    # (ASCII names take a shorter way: it must agree with UTS #39's mapping, done here in full,
+    # for every character, those the table maps to more than ASCII among them.)
+    import random
+    import unicodedata
+
+    from chatroom.server.presence.skeleton import _prototypes
+
+    def in_full(name):
+        mapped = "".join(_prototypes().get(c, c) for c in unicodedata.normalize("NFD", name))
+        return unicodedata.normalize("NFD", mapped)
+
+    printable = [chr(code) for code in range(0x21, 0x7F)]
+    names = printable + ["".join(random.Random(seed).choices(printable, k=12)) for seed in range(2000)]
+    for name in names:
+        assert skeleton(name) == in_full(name), name
+    assert skeleton("5%") == in_full("5%") != "5%"  # (% has a prototype beyond ASCII)
+
+
 def test_a_burst_of_guesses_from_many_addresses_is_not_all_hashed_and_the_owner_gets_in(server_process, peer_at):
     from chatroom.protocol import Authenticate, Hello, Register
 

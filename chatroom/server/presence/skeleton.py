@@ -29,9 +29,19 @@ def _prototypes() -> dict[str, str]:
     return prototypes
 
 
+@functools.cache
+def _ascii_skeletons() -> dict[int, str]:
+    """Each ASCII character's skeleton, for str.translate: an ASCII name's skeleton is its
+    characters' one after the other (ASCII is its own NFD, and no prototype of one carries a
+    combining mark that NFD could move across its neighbour's)."""
+    table = {code: _skeleton_in_full(chr(code)) for code in range(128)}
+    assert not any(unicodedata.combining(c) for target in table.values() for c in target)
+    return table
+
+
 def load_table() -> None:
     """Read the table now rather than at the first login (a server calls this at start)."""
-    _prototypes()
+    _ascii_skeletons()
 
 
 def _is_variation_selector(c: str) -> bool:
@@ -59,6 +69,12 @@ def _is_diacritic(c: str) -> bool:
 def skeleton(name: str) -> str:
     """The string name looks like: two names with one skeleton are confusable. Beyond UTS #39,
     the generic diacritics are dropped: ``bob\u0307`` looks like ``bob``."""
+    if name.isascii():  # (most names)
+        return name.translate(_ascii_skeletons())
+    return _skeleton_in_full(name)
+
+
+def _skeleton_in_full(name: str) -> str:
     prototypes = _prototypes()
     decomposed = unicodedata.normalize("NFD", name)
     mapped = "".join(prototypes.get(c, c) for c in decomposed if not _is_variation_selector(c))
