@@ -20,7 +20,7 @@ from .sqlite_markers import CONVERSATIONS_SCHEMA, FORGET_CONVERSATIONS, NOTE_CON
 from .sqlite_markers import SCHEMA as MARKERS_SCHEMA
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_rooms import SQLiteRooms
-from .sqlite_search import INDEX_HISTORY, WITHOUT_COLUMN_SIZES, SQLiteSearch
+from .sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES, SQLiteSearch
 from .sqlite_search import SCHEMA as SEARCH_SCHEMA
 from .sqlite_worker import SQLiteWorker
 from .store import DEFAULT_HISTORY_DAYS, now_ms
@@ -61,6 +61,8 @@ MIGRATIONS = [
     CONVERSATIONS_SCHEMA,
     # The search indexes without their column sizes (see sqlite_search.WITHOUT_COLUMN_SIZES).
     WITHOUT_COLUMN_SIZES,
+    # The search indexes merged 16 segments at a time (see sqlite_search.FEWER_MERGES).
+    FEWER_MERGES,
 ]
 EXPIRY_INTERVAL = 3600.0
 _RECORD = "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
