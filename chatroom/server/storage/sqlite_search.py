@@ -45,9 +45,9 @@ WITHOUT_COLUMN_SIZES = """
 # Migration 12: the indexes merge their segments 16 at a time instead of 4 (FTS5's automerge),
 # so that an entry is rewritten in fewer merges as an index grows: at two million rooms'
 # messages the writer spends 6.2 µs a row instead of 7.3. A search reads more segments for it
-# (0.02 -> 0.05 ms at that size). The merges no write waits for come at 64 segments, not 16
-# (crisismerge): at 16 they would come as soon as automerge's, all at once (a batch of 1,000
-# rows took 200 ms instead of 40).
+# (0.02 -> 0.05 ms at that size). A level is merged whole, inside the write that adds one
+# segment too many (crisismerge), only at 64, not 16: at 16 that would come before automerge's
+# merging a little at each write (a batch of 1,000 rows took 200 ms instead of 40).
 FEWER_MERGES = """
     INSERT INTO history_search (history_search, rank) VALUES ('automerge', 16);
     INSERT INTO history_search (history_search, rank) VALUES ('crisismerge', 64);
