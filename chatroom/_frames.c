@@ -169,30 +169,31 @@ id_and_time(PyObject *const *args, unsigned long long *message_id, unsigned long
     return 0;
 }
 
+/* The DIRECT-MESSAGE frame of C ints (direct_message_frame's; also _relay.c's, through the
+ * capsule direct_message). */
+static PyObject *
+direct_message(PyObject *sender, unsigned long long message_id, unsigned long long time_ms, PyObject *text)
+{
+    if (!PyUnicode_Check(sender) || !PyBytes_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "direct_message_frame(sender: str, message_id, time_ms, text: bytes)");
+        return NULL;
+    }
+    return message_frame(DIRECT_MESSAGE, NULL, sender, 1, message_id, time_ms, text);
+}
+
 /* direct_message_frame(sender, message_id, time_ms, text) -> the DIRECT-MESSAGE frame */
 static PyObject *
 direct_message_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4 || !PyUnicode_Check(args[0]) || !PyBytes_Check(args[3])) {
+    unsigned long long message_id, time_ms;
+    if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "direct_message_frame(sender: str, message_id, time_ms, text: bytes)");
         return NULL;
     }
-    unsigned long long message_id, time_ms;
     if (id_and_time(args + 1, &message_id, &time_ms) < 0)
         return NULL;
-    return message_frame(DIRECT_MESSAGE, NULL, args[0], 1, message_id, time_ms, args[3]);
-}
-
-/* The DIRECT-MESSAGE frame of C ints (for _relay.c, through the capsule direct_message). */
-static PyObject *
-direct_message(PyObject *sender, unsigned long long message_id, unsigned long long time_ms, PyObject *text)
-{
-    if (!PyUnicode_Check(sender) || !PyBytes_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "direct_message(sender: str, message_id, time_ms, text: bytes)");
-        return NULL;
-    }
-    return message_frame(DIRECT_MESSAGE, NULL, sender, 1, message_id, time_ms, text);
+    return direct_message(args[0], message_id, time_ms, args[3]);
 }
 
 /* room_message_frame(room, sender, message_id, time_ms, text) -> the ROOM-MESSAGE frame */

@@ -121,8 +121,8 @@ def test_a_batch_waits_for_the_lock_another_connection_holds(tmp_path, monkeypat
         other.execute("INSERT INTO pairs VALUES ('other', 0)")
         with gevent.Timeout(WAIT):
             waiting = gevent.spawn(worker.write_and_wait, INSERT_PAIR, ("mine", 1))
-            gevent.sleep(0.2)
-            assert not waiting.ready()  # (SQLite's busy wait, in the thread: the hub goes on)
+            waiting.join(timeout=0.2)  # (nothing says when the thread is in SQLite's busy wait)
+            assert not waiting.ready()  # (it waits there, in the thread: the hub goes on)
             other.execute("COMMIT")
             waiting.get()
         assert contents(worker)["pairs"] == [("other", 0), ("mine", 1)]

@@ -305,21 +305,15 @@ try_send(PyObject *outbox, PyObject *data)
 static int
 count_sent(PyObject *outbox, Py_ssize_t sent)
 {
-    PyObject *total = PyObject_GetAttr(known_counts, name_bytes_out);
-    if (total == NULL)
-        return -1;
-    PyObject *more = PyLong_FromSsize_t(sent), *grown = NULL;
-    if (more != NULL)
-        grown = PyNumber_Add(total, more);
-    Py_DECREF(total);
+    PyObject *more = PyLong_FromSsize_t(sent);
+    PyObject *grown = more == NULL ? NULL : add_to(known_counts, name_bytes_out, more);
     Py_XDECREF(more);
     if (grown == NULL)
         return -1;
-    int failed = PyObject_SetAttr(known_counts, name_bytes_out, grown);
     Py_DECREF(grown);
     PyObject *queued = SLOT(outbox, known_offsets[QUEUED]);
     Py_ssize_t left = queued == NULL ? -1 : PyLong_AsSsize_t(queued);
-    if (failed || (left == -1 && (queued == NULL || PyErr_Occurred()))) {
+    if (left == -1 && (queued == NULL || PyErr_Occurred())) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_AttributeError, "an outbox not yet made");
         return -1;

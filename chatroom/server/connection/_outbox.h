@@ -1,7 +1,8 @@
 /* What the hub's compiled loops (_fanout.c, _relay.c) share of an outbox: its slots, in the
  * order each module is given their descriptors (known_outboxes, known_relay), how one is
  * read and written through them (Outbox has __slots__), and a frame appended to its queue, as
- * the Python appends one; and how each interns the names it looks attributes up by. Each
+ * the Python appends one; how each interns the names it looks attributes up by, and adds to
+ * an attribute (the metrics' counts). Each
  * module keeps its own copy of what it was told.
  */
 #ifndef CHATROOM_OUTBOX_H
@@ -96,6 +97,19 @@ intern_names(const Name *names, Py_ssize_t count)
             return -1;
     }
     return 0;
+}
+
+/* object.<name> += amount (a count of the metrics, a room's last id): the new value, a new
+ * reference, or NULL with the error set. */
+static PyObject *
+add_to(PyObject *object, PyObject *name, PyObject *amount)
+{
+    PyObject *now = PyObject_GetAttr(object, name);
+    PyObject *after = now == NULL ? NULL : PyNumber_Add(now, amount);
+    Py_XDECREF(now);
+    if (after != NULL && PyObject_SetAttr(object, name, after) < 0)
+        Py_CLEAR(after);
+    return after;
 }
 
 /* Appends data to an open outbox's queue, of `queued` bytes so far (as the caller has just
