@@ -8,10 +8,11 @@ from gevent.event import Event
 
 from chatroom.server.connection import outbox as outboxes
 from chatroom.server.connection.outbox import DUE_ALONE, Outbox
-from chatroom.server.connection.streams import SocketStream
+from chatroom.server.connection.streams import TcpStream
 from chatroom.server.operations.counts import COUNTS
-from chatroom.testing import WAIT
+from chatroom.testing import WAIT, kernel_socket_pair
 from tests.test_outbox import _OutboxOfItsOwnKind, _Sink
+from tests.test_quiet import _WaitingItself
 
 needs_compiled = pytest.mark.skipif(outboxes.compiled is None, reason="built without a C compiler")
 
@@ -31,11 +32,11 @@ class _Devices:
 def fan_out_twice(offer_each) -> tuple:
     """A room's two frames offered to outboxes in every state and to other sinks: what each
     offer answered, which were due after each, every sink's state, and the stalls."""
-    ours, theirs = socket.socketpair()
+    ours, theirs = kernel_socket_pair()
     stalls: list[str] = []
 
     def made(kind=Outbox, limit=1 << 20, name="") -> Outbox:
-        return kind(SocketStream(ours), limit, WAIT, lambda: stalls.append(name))
+        return kind(TcpStream(ours), limit, WAIT, lambda: stalls.append(name))
 
     fresh, own_kind, full, closed, alone, writing = (
         made(),
@@ -98,12 +99,12 @@ class _Shouting(Outbox):
 def send_in_every_state(send_queued) -> tuple:
     """The hub's send (send_queued) of outboxes in every state: each one's state after it,
     the bytes counted as sent, and what each peer had received before anyone else ran."""
-    pairs = [socket.socketpair() for _ in range(10)]
+    pairs = [kernel_socket_pair() for _ in range(10)]
     counted = COUNTS.bytes_out
     stalls: list[int] = []
 
     def made(index, kind=Outbox, limit=1 << 20) -> Outbox:
-        return kind(SocketStream(pairs[index][0]), limit, WAIT, lambda: stalls.append(index))
+        return kind(TcpStream(pairs[index][0]), limit, WAIT, lambda: stalls.append(index))
 
     one, three, empty, closed, writing, left_part_way, full, shouting, broken, cannot_try = (
         made(0),
@@ -187,13 +188,11 @@ def test_the_compiled_send_leaves_every_outbox_as_the_python_one_does():
     assert compiled[2][:6] == in_python[2][:6] and compiled[2][7:] == in_python[2][7:]
 
 
-def send_on_a_stream_without_its_socket(send_queued) -> tuple:
-    """An outbox told its stream can be tried, on a socket stream that has no socket of its
-    own to try (as a TLS one's): nothing is tried, a writer sends it all."""
-    ours, theirs = socket.socketpair()
-    stream = SocketStream(ours)
-    stream._raw = None
-    outbox = Outbox(stream, 1 << 20, WAIT, lambda: None)
+def send_on_a_stream_that_cannot_be_tried(send_queued) -> tuple:
+    """An outbox on a stream that cannot send without waiting (as a TLS one): nothing is
+    tried, a writer sends it all."""
+    ours, theirs = kernel_socket_pair()
+    outbox = Outbox(_WaitingItself(ours), 1 << 20, WAIT, lambda: None)
     try:
         outbox.queue_to_flush(b"through the writer")
         send_queued(outbox)
@@ -208,7 +207,7 @@ def send_on_a_stream_without_its_socket(send_queued) -> tuple:
 
 
 @needs_compiled
-def test_a_socket_stream_without_a_socket_to_try_is_left_to_a_writer_in_c_as_in_python():
-    compiled = send_on_a_stream_without_its_socket(outboxes.compiled.send_queued)
-    assert compiled == send_on_a_stream_without_its_socket(Outbox._send_queued_for_hub)
+def test_a_stream_that_cannot_be_tried_is_left_to_a_writer_in_c_as_in_python():
+    compiled = send_on_a_stream_that_cannot_be_tried(outboxes.compiled.send_queued)
+    assert compiled == send_on_a_stream_that_cannot_be_tried(Outbox._send_queued_for_hub)
     assert compiled == ((b"through the writer", 0, True), b"through the writer", 0)

@@ -2,7 +2,6 @@
 for gives, for any bytes: each takes only the common case and hands the rest back."""
 
 import pytest
-from gevent import socket
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -11,13 +10,13 @@ from chatroom.protocol import DirectMessage, Incoming
 from chatroom.room_frames import RoomMessage
 from chatroom.server.connection import outbox as outboxes
 from chatroom.server.connection.outbox import send_queued
-from chatroom.server.connection.streams import SocketStream
+from chatroom.server.connection.streams import TcpStream
 from chatroom.server.irc import lines, translate
 from chatroom.server.irc.lines import MAX_LINE
 from chatroom.server.irc.session import IrcOutbox
 from chatroom.server.irc.speedups import compiled
 from chatroom.server.irc.translate import IRC_LINES, to_irc
-from chatroom.testing import WAIT
+from chatroom.testing import WAIT, kernel_socket_pair
 from tests.test_irc_lines import Reader
 
 needs_compiled = pytest.mark.skipif(compiled is None, reason="built without a C compiler")
@@ -245,8 +244,8 @@ def test_an_irc_clients_outbox_is_sent_its_lines_by_the_compiled_send(monkeypatc
 
     monkeypatch.setattr(IrcOutbox, "_take_frames", counted)
     for caps in (set(), {"server-time", "message-tags"}, {"draft/read-marker"}):
-        ours, theirs = socket.socketpair()
-        outbox = IrcOutbox(SocketStream(ours), 1 << 20, WAIT, lambda: None, Reader("alice", caps))
+        ours, theirs = kernel_socket_pair()
+        outbox = IrcOutbox(TcpStream(ours), 1 << 20, WAIT, lambda: None, Reader("alice", caps))
         theirs.settimeout(WAIT)
         try:
             for chunk in chunks:

@@ -10,15 +10,15 @@ from chatroom.protocol import Incoming, ListUsers, UserList
 from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.outbox import Outbox, offer_each
 from chatroom.server.connection.session import Session
-from chatroom.server.connection.streams import SocketStream
+from chatroom.server.connection.streams import TcpStream
 from chatroom.server.presence.directory import LocalDirectory
-from chatroom.testing import WAIT
+from chatroom.testing import WAIT, kernel_socket_pair
 
 
 @pytest.fixture
 def pair():
     """(server side, client side) of a connected local socket pair; both closed at the end."""
-    ours, theirs = socket.socketpair()
+    ours, theirs = kernel_socket_pair()
     yield ours, theirs
     ours.close()
     theirs.close()
@@ -36,7 +36,7 @@ def read_exactly(sock, n: int) -> bytes:
 
 def test_flush_sends_queued_frames_whole_and_in_order(pair):
     ours, theirs = pair
-    outbox = Outbox(SocketStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     for i in range(100):
         outbox.queue_to_flush(f"frame {i:03d};".encode())
     outbox.flush()
@@ -46,7 +46,7 @@ def test_flush_sends_queued_frames_whole_and_in_order(pair):
 
 def test_frames_queued_for_the_hub_in_one_round_leave_together(pair):
     ours, theirs = pair
-    outbox = Outbox(SocketStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     for i in range(10):
         outbox.queue_for_hub(bytes([i]) * 10)
     # Nothing is sent until the caller yields: then one send carries all ten.
@@ -58,15 +58,15 @@ def test_frames_queued_for_the_hub_in_one_round_leave_together(pair):
     assert read_exactly(theirs, 100) == b"".join(bytes([i]) * 10 for i in range(10))
 
 
-class _BrokenStream(SocketStream):
+class _BrokenStream(TcpStream):
     def try_send(self, data):
         raise RuntimeError("a bug in the stream")
 
 
 def test_a_rooms_frames_offered_to_many_leave_in_one_round_whatever_one_send_does(caplog):
-    pairs = [socket.socketpair() for _ in range(3)]
+    pairs = [kernel_socket_pair() for _ in range(3)]
     try:
-        streams = [SocketStream(pairs[0][0]), _BrokenStream(pairs[1][0]), SocketStream(pairs[2][0])]
+        streams = [TcpStream(pairs[0][0]), _BrokenStream(pairs[1][0]), TcpStream(pairs[2][0])]
         outboxes = [Outbox(stream, 1 << 20, WAIT, lambda: None) for stream in streams]
         for number in range(3):
             for outbox in outboxes:
@@ -107,9 +107,9 @@ class _OutboxOfItsOwnKind(Outbox):  # (as the IRC port's is)
 def test_a_rooms_frame_offered_to_each_sink_is_counted_where_taken(pair):
     ours, theirs = pair
     stalls = []
-    sending = _OutboxOfItsOwnKind(SocketStream(ours), 1 << 20, WAIT, lambda: stalls.append("sending"))
-    full = Outbox(SocketStream(ours), 4, WAIT, lambda: stalls.append("full"))
-    closed = Outbox(SocketStream(ours), 1 << 20, WAIT, lambda: stalls.append("closed"))
+    sending = _OutboxOfItsOwnKind(TcpStream(ours), 1 << 20, WAIT, lambda: stalls.append("sending"))
+    full = Outbox(TcpStream(ours), 4, WAIT, lambda: stalls.append("full"))
+    closed = Outbox(TcpStream(ours), 1 << 20, WAIT, lambda: stalls.append("closed"))
     closed.close()
     taking, refusing = _Sink(True), _Sink(False)
     assert full.offer(b"12345")  # (under its limit when offered: queued, and now over it)
@@ -124,7 +124,7 @@ def test_a_rooms_frame_offered_to_each_sink_is_counted_where_taken(pair):
 
 def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):
     ours, theirs = pair
-    outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
     chunk = b"x" * 32 * 1024
     sent = 0
     while outbox.has_room():  # fill the kernel buffers and then the queue
@@ -141,7 +141,7 @@ def test_a_producer_waits_for_room_and_resumes_when_the_reader_drains(pair):
 def test_a_reader_that_takes_nothing_is_stalled_once(pair):
     ours, _theirs = pair
     stalls = []
-    outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=0.2, on_stall=lambda: stalls.append(1))
+    outbox = Outbox(TcpStream(ours), limit=64 * 1024, stall_timeout=0.2, on_stall=lambda: stalls.append(1))
     while outbox.has_room():
         outbox.queue_for_hub(b"y" * 32 * 1024)
         gevent.sleep(0)
@@ -154,7 +154,7 @@ def test_a_rooms_frame_is_refused_by_a_full_queue_which_stalls_with_what_it_held
     ours, _ = pair
     relayed = encode(Incoming("alice", "kept for later"))
     stalls = []
-    outbox = Outbox(SocketStream(ours), limit=len(relayed), stall_timeout=WAIT, on_stall=lambda: stalls.append(1))
+    outbox = Outbox(TcpStream(ours), limit=len(relayed), stall_timeout=WAIT, on_stall=lambda: stalls.append(1))
     assert outbox.offer(relayed)  # (under the limit: queued)
     assert not outbox.offer(b"a room's frame")
     # Closed first, so that the session's stall hook finds the relayed message to keep.
@@ -164,7 +164,7 @@ def test_a_rooms_frame_is_refused_by_a_full_queue_which_stalls_with_what_it_held
 
 def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
     ours, _theirs = pair
-    outbox = Outbox(SocketStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
     while outbox.has_room():
         outbox.queue_for_hub(b"z" * 32 * 1024)
         gevent.sleep(0)
@@ -178,7 +178,7 @@ def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
 
 def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
     ours, theirs = pair
-    outbox = Outbox(SocketStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     theirs.close()
     for _ in range(3):
         outbox.queue_to_flush(b"q" * 300_000)
@@ -188,7 +188,7 @@ def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
 
 def test_closing_keeps_every_relayed_message_not_sent_whole(pair):
     ours, theirs = pair
-    outbox = Outbox(SocketStream(ours), limit=64 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=64 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     frames = [encode(Incoming("alice", f"{i} " + "x" * 200_000)) for i in range(8)]
     for frame in frames:
         outbox.queue_to_flush(frame)
@@ -208,7 +208,7 @@ def test_closing_keeps_every_relayed_message_not_sent_whole(pair):
 
 def test_the_stream_reads_what_has_arrived_without_waiting(pair):
     ours, theirs = pair
-    stream = SocketStream(ours)
+    stream = TcpStream(ours)
     with pytest.raises(BlockingIOError):
         stream.receive_now()  # (nothing yet: the session waits, with its parking timer)
     theirs.sendall(b"abc")
@@ -218,7 +218,7 @@ def test_the_stream_reads_what_has_arrived_without_waiting(pair):
     assert stream.receive_now() == b""  # the end
 
 
-class _CountingStream(SocketStream):
+class _CountingStream(TcpStream):
     def __init__(self, sock):
         super().__init__(sock)
         self.sends: list[bytes] = []
@@ -250,7 +250,7 @@ def test_what_a_timed_out_finish_left_half_sent_leaves_before_anything_queued_af
     middle of a send. What is queued for the hub afterwards must not jump ahead of the rest.)"""
     ours, theirs = pair
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    outbox = Outbox(SocketStream(ours), limit=1 << 24, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox = Outbox(TcpStream(ours), limit=1 << 24, stall_timeout=WAIT, on_stall=lambda: None)
     first = b"a" * (1 << 20)  # (far more than the socket's buffers take)
     outbox.queue_to_flush(first)
     outbox.finish(0.05)  # the peer reads nothing meanwhile: it stops part way
@@ -268,7 +268,7 @@ def test_a_batchs_replies_the_socket_cannot_take_at_once_follow_in_order_while_t
     directory = LocalDirectory()
     for n in range(1000):  # (each LIST answered with 1000 names: about 8 KB a reply)
         assert directory.claim(f"user{n:04}", _Sink(True))
-    session = Session(SocketStream(ours), "127.0.0.1:40000", directory, Limits(), on_end=lambda session: None)
+    session = Session(TcpStream(ours), "127.0.0.1:40000", directory, Limits(), on_end=lambda session: None)
     reply = encode(UserList(tuple(directory.names())))
     with gevent.Timeout(WAIT):  # (the session does not wait for its client to read)
         assert session._serve_batch(encode(ListUsers()) * 20)

@@ -4,24 +4,22 @@ on a plain socket (which waits for readability) and on a stream that must wait i
 
 import gevent
 import pytest
-from gevent import socket
 
 from chatroom.server.connection.quiet import QuietWait
-from chatroom.server.connection.streams import SocketStream
-from chatroom.testing import WAIT
+from chatroom.server.connection.streams import TcpStream
+from chatroom.testing import WAIT, kernel_socket_pair
 
 
-class _WaitingItself(SocketStream):
-    """A stream that cannot be read without waiting, as a TLS socket or a WebSocket."""
+class _WaitingItself(TcpStream):
+    """A stream that cannot be read or sent on without waiting, as a TLS socket or a
+    WebSocket."""
 
-    def __init__(self, sock):
-        super().__init__(sock)
-        self.without_waiting = False
+    without_waiting = False
 
 
-@pytest.fixture(params=[SocketStream, _WaitingItself], ids=["plain", "waiting-itself"])
+@pytest.fixture(params=[TcpStream, _WaitingItself], ids=["plain", "waiting-itself"])
 def stream_and_peer(request):
-    ours, theirs = socket.socketpair()
+    ours, theirs = kernel_socket_pair()
     yield request.param(ours), theirs
     ours.close()
     theirs.close()

@@ -19,7 +19,7 @@ from chatroom.server.connection import relay
 from chatroom.server.connection import session as sessions
 from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.session import Session
-from chatroom.server.connection.streams import SocketStream
+from chatroom.server.connection.streams import TcpStream
 from chatroom.server.irc import session as irc_sessions
 from chatroom.server.irc.lines import Privmsg
 from chatroom.server.irc.session import IrcSession
@@ -29,7 +29,7 @@ from chatroom.server.replies import OK
 from chatroom.server.rooms.registry import Rooms
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import WAIT
+from chatroom.testing import WAIT, kernel_socket_pair
 from tests.conftest import CHEAP
 
 needs_compiled = pytest.mark.skipif(sessions._answer_sendtos is None, reason="built without a C compiler")
@@ -59,12 +59,12 @@ class _Server:
         return self.connect_with(IrcSession, nick, "".join(line + "\r\n" for line in lines).encode())
 
     def connect_with(self, kind: type, name: str, data: bytes, sendq: int = 1 << 20) -> Session:
-        ours, theirs = socket.socketpair()
+        ours, theirs = kernel_socket_pair()
         self._sockets += [ours, theirs]
         received = self.received[name] = bytearray()
         self._readers.append(gevent.spawn(self._read, theirs, received))
         session = kind(
-            SocketStream(ours),
+            TcpStream(ours),
             "127.0.0.1:40000",
             self.directory,
             Limits(sendq=sendq),

@@ -2,6 +2,7 @@
 
 - :mod:`.waiting`: WAIT, the bound on any wait, :func:`eventually`, :func:`free_port`;
 - :mod:`.peers`: :class:`Peer`, a raw protocol client; :func:`fake_server`, a stand-in server;
+  :func:`kernel_socket_pair`, a connection's two ends for a server's stream;
 - :mod:`.irc_peers`: :class:`IrcPeer`, a raw IRC client;
 - :mod:`.fuzz`: random and broken frames;
 - :mod:`.processes`: chatroom-server and chatroom-client as processes; :func:`assert_clean_log`;
@@ -26,6 +27,7 @@ from .peers import (
     fake_server,
     greet_as_old_server,
     hello_peer,
+    kernel_socket_pair,
     logged_in,
 )
 from .processes import SERVER_COMMAND, ClientProcess, ServerProcess, assert_clean_log
@@ -51,6 +53,7 @@ __all__ = [
     "eventually",
     "extended",
     "hello_peer",
+    "kernel_socket_pair",
     "failure",
     "fake_server",
     "free_port",

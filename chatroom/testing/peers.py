@@ -1,5 +1,7 @@
 """Peers that speak the raw protocol, and stand-in servers that misbehave on purpose."""
 
+import socket as stdlib_socket
+
 import gevent
 from gevent import socket
 from gevent.server import StreamServer
@@ -165,3 +167,11 @@ def fake_server(handler) -> StreamServer:
     server = StreamServer(("127.0.0.1", 0), lambda sock, _address: handler(sock))
     server.start()
     return server
+
+
+def kernel_socket_pair():
+    """(the server's end, the client's end) of a connected local socket pair, as the server
+    holds a plain TCP connection (the kernel's socket, for a TcpStream) and a test reads it
+    (gevent's socket, whose reads wait cooperatively)."""
+    ours, theirs = stdlib_socket.socketpair()
+    return ours, socket.socket(fileno=theirs.detach())

@@ -173,7 +173,7 @@ static Py_ssize_t socket_stream_raw;
 static PyObject *name_send;
 
 /* known_socket_stream(stream_type, raw_slot): a stream of this type is tried by its raw
- * socket's send (None: it cannot be tried), as its try_send does: once per send of an
+ * socket's send, as its try_send does: once per send of an
  * outbox, per member of a room per round, that method's Python frame was a tenth of a send. */
 static PyObject *
 known_socket_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -279,10 +279,10 @@ try_send(PyObject *outbox, PyObject *data)
         return 0;
     PyObject *stream = SLOT(outbox, known_offsets[STREAM]), *answer;
     if (stream != NULL && Py_TYPE(stream) == socket_stream_type) {
-        /* SocketStream.try_send, without its Python frame: its socket's own send */
+        /* TcpStream.try_send, without its Python frame: its socket's own send */
         PyObject *raw = SLOT(stream, socket_stream_raw);
-        if (raw == NULL || raw == Py_None)
-            return 0;
+        if (raw == NULL)
+            return 0; /* (never set: not a stream yet) */
         PyObject *args[2] = {raw, data};
         answer = PyObject_VectorcallMethod(name_send, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     } else {

@@ -1,7 +1,9 @@
 """The chat server: a gevent StreamServer that hands each accepted client to a Session."""
 
+import _socket
 import errno
 import logging
+from typing import Any
 
 import gevent
 from gevent import ssl
@@ -21,7 +23,7 @@ from . import sockets, web
 from .admission import Admission
 from .limits import Limits
 from .session import Session
-from .streams import SocketStream
+from .streams import TcpStream, TlsStream
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,9 @@ class ChatServer:
         # Without TLS, opening a connection never waits: it is served in the hub, as it is
         # accepted, without a greenlet of its own (a greenlet per connection cost a third of
         # a connect and login).
-        inline = {"spawn": None} if tls is None else {}
+        # Such a connection is the kernel's socket itself (a TcpStream), not gevent's object.
+        inline: dict[str, Any] = {"spawn": None, "plain": True} if tls is None else {}
+        self._opening = TcpStream if tls is None else TlsStream
         if reuse_port:
             self._server = _Listener(sockets.reusable_listener(host, port), self._handle, **inline)
         else:
@@ -163,10 +167,10 @@ class ChatServer:
         self._all_ended.wait(sockets.LINGER_TIMEOUT)
 
     def _handle(self, sock, address):
-        self._serve(sock, address, SocketStream)
+        self._serve(sock, address, self._opening)
 
     def _handle_irc(self, sock, address):
-        self._serve(sock, address, SocketStream, IrcSession)
+        self._serve(sock, address, self._opening, IrcSession)
 
     def _handle_web(self, sock, address):
         assert self._web is not None
@@ -249,16 +253,31 @@ class ChatServer:
 
 class _Listener(StreamServer):
     """A StreamServer that meets a shortage of file descriptors with a pause, not a traceback,
-    and leaves closing a connection to its session (which outlives the accepting greenlet)."""
+    and leaves closing a connection to its session (which outlives the accepting greenlet).
+    ``plain``: it hands over the kernel's socket itself, not gevent's object around it."""
 
     _warned = False
+
+    def __init__(self, listener, handle, plain: bool = False, **kwargs):
+        super().__init__(listener, handle, **kwargs)
+        self._plain = plain
+
+    def init_socket(self):
+        super().init_socket()
+        listener = self.socket
+        self._kind = (listener.family, listener.type, listener.proto)  # (its connections')
 
     def do_close(self, sock, *args):
         pass
 
     def do_read(self):
         try:
-            return super().do_read()
+            if not self._plain:
+                return super().do_read()
+            fd, address = self.socket._accept()
+            return _socket.socket(*self._kind, fd), address
+        except BlockingIOError:
+            return None
         except OSError as err:
             if err.errno not in _OUT_OF_RESOURCES:
                 raise

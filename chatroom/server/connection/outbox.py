@@ -19,7 +19,7 @@ from gevent.event import Event
 from ...codec import frame_end, split_frames
 from ...protocol import INCOMING
 from ..operations.counts import COUNTS
-from .streams import SocketStream, Stream
+from .streams import Stream, TcpStream
 
 try:
     from . import _fanout as compiled  # (built from _fanout.c where the install found a compiler)
@@ -329,7 +329,7 @@ SLOTS_IN_C = tuple(
 # of a room, per round of the loop, the Python's five calls were what its send cost).
 if compiled is not None:
     compiled.known_outboxes(Outbox, SLOTS_IN_C, COUNTS)
-    compiled.known_socket_stream(SocketStream, vars(SocketStream)["_raw"])  # (its try_send, in C)
+    compiled.known_socket_stream(TcpStream, vars(TcpStream)["_sock"])  # (its try_send, in C)
     send_queued = compiled.send_queued
 else:
     send_queued = Outbox._send_queued_for_hub

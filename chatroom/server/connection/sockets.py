@@ -9,6 +9,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 import gevent
 from gevent import socket as gevent_socket
@@ -126,10 +127,7 @@ def shut_down(sock) -> None:
     shutdown, not the TLS one's), leaving the TLS object in place for the reader, which then
     sees an ordinary end of stream.
     """
-    try:
-        gevent_socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
+    _shut(sock, socket.SHUT_RDWR)
 
 
 def discard_unsent(sock) -> None:
@@ -143,16 +141,24 @@ def discard_unsent(sock) -> None:
 
 def stop_reading(sock) -> None:
     """Make the reader of sock see an end of stream, while sending still works."""
+    _shut(sock, socket.SHUT_RD)
+
+
+def _shut(sock, how: int) -> None:
+    # gevent's socket (and a TLS socket over one) wakes its waiting greenlets itself; the
+    # kernel's socket wakes its watchers: it turns readable, and writable, once shut.
+    shutdown = gevent_socket.socket.shutdown if isinstance(sock, gevent_socket.socket) else type(sock).shutdown
     try:
-        gevent_socket.socket.shutdown(sock, socket.SHUT_RD)
+        shutdown(sock, how)
     except OSError:
         pass
 
 
-def close_gracefully(sock) -> None:
-    """Close after the client has had everything sent: FIN first, then, if the client is still
-    sending, read and drop what it sends until it closes too (within LINGER_TIMEOUT and
-    LINGER_BYTES); a client that sends nothing for QUIET_CLIENT is closed at once.
+def read_out(sock, receive: Callable[[], bytes]) -> None:
+    """Before closing a connection whose client may still be sending (``receive``: its read
+    that waits): FIN first, then read and drop what the client sends until it closes too
+    (within LINGER_TIMEOUT and LINGER_BYTES); a client that sends nothing for QUIET_CLIENT is
+    done with at once. The caller closes after.
 
     Closing a socket with unread input makes the kernel reset the connection, and a reset can
     destroy replies the client has received but not yet read.
@@ -161,17 +167,16 @@ def close_gracefully(sock) -> None:
         sock.shutdown(socket.SHUT_WR)
         budget = LINGER_BYTES
         deadline = time.monotonic() + LINGER_TIMEOUT
-        data = _receive_within(sock, QUIET_CLIENT)
+        data = _receive_within(receive, QUIET_CLIENT)
         while data and budget > 0 and (left := deadline - time.monotonic()) > 0:
             budget -= len(data)
-            data = _receive_within(sock, left)
+            data = _receive_within(receive, left)
     except OSError:
         pass
-    sock.close()
 
 
-def _receive_within(sock, seconds: float) -> bytes:
-    """What sock receives within seconds; b"" if nothing came."""
+def _receive_within(receive: Callable[[], bytes], seconds: float) -> bytes:
+    """What receive() gives within seconds; b"" if nothing came."""
     with gevent.Timeout(seconds, False):
-        return sock.recv(65536)
+        return receive()
     return b""

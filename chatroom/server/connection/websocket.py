@@ -227,9 +227,11 @@ class WebSocketStream:
         if gracefully or self._refused:
             # It has had its close frame, and may still be sending: a plain close would reset
             # the connection, and the reset could destroy the close frame before it is read.
-            sockets.close_gracefully(self.raw)
-            return
-        if not self._closed:
+            sockets.read_out(self.raw, self._read_raw)
+        elif not self._closed:
             self._closed = True
             self._send_quietly(CloseConnection(code=NORMAL))
         self.raw.close()
+
+    def _read_raw(self) -> bytes:
+        return self.raw.recv(RECV_SIZE)
