@@ -81,6 +81,7 @@ CAPS = st.sets(st.sampled_from(["server-time", "message-tags", "account-tag", "e
 @needs_compiled
 @given(st.lists(st.tuples(st.integers(0, 3), SENDERS, TEXTS, st.integers(0, 1 << 40)), max_size=12), CAPS)
 @example([(1, "bob", "hi", 0), (1, "b\u00e9b", "hi", 1 << 40)], {"server-time", "message-tags", "account-tag"})
+@example([(1, name, "hi", 5) for name in ("bob", "bob", "carol", "carol", "bob")], {"account-tag"})
 def test_the_compiled_translation_writes_the_lines_the_python_one_writes(kinds, caps):
     if "server-time" in caps:  # (an INCOMING has no time of its own: it is tagged with now's)
         kinds = [(kind or 1, *rest) for kind, *rest in kinds]

@@ -181,30 +181,33 @@ u64_at(const unsigned char *data)
 /* The tags tags.message_tags gives a message to a reader taking ``tags`` (TAG_*
  * flags), written as lines.tags_written writes them, with the space after them: 0 written,
  * 1 none to write, -1 an error, -2 a case left to Python (an account name with a character to
- * escape, a time gmtime cannot write). */
+ * escape, a time gmtime cannot write). *registered: whether the sender is an account, -1 if
+ * not known yet (then is_account is asked, and *registered set). */
 #define TAG_ACCOUNT 1
 #define TAG_MSGID 2
 #define TAG_TIME 4
 
 static int
 write_tags(Written *out, int tags, PyObject *is_account, const char *sender, Py_ssize_t sender_size,
-           unsigned long long message_id, unsigned long long time_ms)
+           int *registered, unsigned long long message_id, unsigned long long time_ms)
 {
     char buffer[96];
     int count = 0;
     if (tags & TAG_ACCOUNT) {
-        PyObject *name = PyUnicode_DecodeUTF8(sender, sender_size, "strict");
-        if (name == NULL)
-            return -1;
-        PyObject *answer = PyObject_CallOneArg(is_account, name);
-        Py_DECREF(name);
-        if (answer == NULL)
-            return -1;
-        int registered = PyObject_IsTrue(answer);
-        Py_DECREF(answer);
-        if (registered < 0)
-            return -1;
-        if (registered) {
+        if (*registered < 0) {
+            PyObject *name = PyUnicode_DecodeUTF8(sender, sender_size, "strict");
+            if (name == NULL)
+                return -1;
+            PyObject *answer = PyObject_CallOneArg(is_account, name);
+            Py_DECREF(name);
+            if (answer == NULL)
+                return -1;
+            *registered = PyObject_IsTrue(answer);
+            Py_DECREF(answer);
+            if (*registered < 0)
+                return -1;
+        }
+        if (*registered) {
             for (Py_ssize_t i = 0; i < sender_size; i++)
                 if (strchr("; \\\r\n", sender[i]) != NULL || sender[i] == '\0')
                     return -2;
@@ -269,11 +272,58 @@ frame_end_at(const unsigned char *data, Py_ssize_t offset, Py_ssize_t size)
     return end <= size ? end : -1;
 }
 
+/* The sender of the direct message last written in one call: its name, its source
+ * (sources[name]) and whether it is an account (-1: not asked yet). A batch's messages are
+ * mostly one sender's, looked up once so (per message, the lookups and is_account's two Python
+ * calls were a fifth of what the tags cost). */
+typedef struct {
+    char name[256]; /* (a name's size is a byte) */
+    Py_ssize_t size; /* -1: none yet */
+    PyObject *source;
+    int registered;
+} LastSender;
+
+static void
+last_sender_start(LastSender *last)
+{
+    last->size = -1;
+    last->source = NULL;
+    last->registered = -1;
+}
+
+static void
+last_sender_release(LastSender *last)
+{
+    Py_CLEAR(last->source);
+}
+
+/* sources[sender], through last (which it then is): borrowed from last; NULL, without an
+ * error, where sources has none. */
+static PyObject *
+source_of(LastSender *last, PyObject *sources, const char *sender, Py_ssize_t sender_size)
+{
+    if (last->size == sender_size && memcmp(last->name, sender, sender_size) == 0)
+        return last->source;
+    PyObject *key = PyBytes_FromStringAndSize(sender, sender_size);
+    if (key == NULL)
+        return NULL;
+    PyObject *source = PyDict_GetItemWithError(sources, key); /* borrowed */
+    Py_DECREF(key);
+    if (source == NULL)
+        return NULL;
+    Py_XSETREF(last->source, Py_NewRef(source));
+    memcpy(last->name, sender, sender_size);
+    last->size = sender_size;
+    last->registered = -1;
+    return source;
+}
+
 /* Writes the line of the frame at [offset, end) if it is the common case: 1 written, 0 left
  * to Python (written rolled back), -1 an error. */
 static int
 write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_t end, const char *middle,
-           Py_ssize_t middle_size, PyObject *sources, Py_ssize_t max_line, int tags, PyObject *is_account)
+           Py_ssize_t middle_size, PyObject *sources, Py_ssize_t max_line, int tags, PyObject *is_account,
+           LastSender *last)
 {
     unsigned char kind = data[offset];
     if (kind == IRC_LINES)
@@ -290,20 +340,16 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
     Py_ssize_t text_size = end - text_at, sender_size = name_end - offset - 6;
     if (memchr(text, '\n', text_size) != NULL || memchr(text, '\r', text_size) != NULL)
         return 0;
-    PyObject *key = PyBytes_FromStringAndSize(sender, sender_size);
-    if (key == NULL)
-        return -1;
-    PyObject *source = PyDict_GetItemWithError(sources, key); /* borrowed */
-    Py_DECREF(key);
+    PyObject *source = source_of(last, sources, sender, sender_size);
     if (source == NULL)
         return PyErr_Occurred() ? -1 : 0;
     if (!PyBytes_Check(source) || PyBytes_GET_SIZE(source) + middle_size + text_size + 2 > max_line)
         return 0;
     Py_ssize_t before = out->size;
-    Py_INCREF(source); /* (is_account is Python, which may change the dict meanwhile) */
+    Py_INCREF(source); /* (is_account is Python: last's may change meanwhile) */
     if (tags) {
-        int written = write_tags(out, tags, is_account, sender, sender_size, u64_at(data + name_end),
-                                 u64_at(data + name_end + 8));
+        int written = write_tags(out, tags, is_account, sender, sender_size, &last->registered,
+                                 u64_at(data + name_end), u64_at(data + name_end + 8));
         if (written < 0) {
             Py_DECREF(source);
             out->size = before;
@@ -321,13 +367,14 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
  * moving *at past them: 1 all written, 0 stopped at a frame left to Python, -1 an error. */
 static int
 write_frames(Written *out, const unsigned char *data, Py_ssize_t *at, Py_ssize_t size, const char *middle,
-             Py_ssize_t middle_size, PyObject *sources, Py_ssize_t max_line, int tags, PyObject *is_account)
+             Py_ssize_t middle_size, PyObject *sources, Py_ssize_t max_line, int tags, PyObject *is_account,
+             LastSender *last)
 {
     while (*at < size) {
         Py_ssize_t end = frame_end_at(data, *at, size);
         int written = end < 0 ? 0
                               : write_line(out, data, *at, end, middle, middle_size, sources, max_line, tags,
-                                           is_account);
+                                           is_account, last);
         if (written <= 0)
             return written;
         *at = end;
@@ -360,8 +407,13 @@ direct_lines(PyObject *module, PyObject *args)
     Py_ssize_t at = offset < 0 ? 0 : offset;
     Written out;
     written_start(&out);
-    if (write_frames(&out, view.buf, &at, view.len, middle.buf, middle.len, sources, max_line, tags, is_account) >= 0)
+    LastSender last;
+    last_sender_start(&last);
+    if (write_frames(&out, view.buf, &at, view.len, middle.buf, middle.len, sources, max_line, tags, is_account,
+                     &last)
+        >= 0)
         result = Py_BuildValue("(y#n)", out.bytes, out.size, at);
+    last_sender_release(&last);
     written_release(&out);
 done:
     PyBuffer_Release(&view);
@@ -441,8 +493,9 @@ new_tagged_line(PyObject *chunk, PyObject *untagged, PyObject *tagged, PyObject 
     written_start(&out);
     PyObject *result = NULL;
     Py_INCREF(untagged); /* (is_account is Python, which could let go of the line meanwhile) */
+    int registered = -1;
     int written = write_tags(&out, tags, is_account, (const char *)data + room_end + 1, sender_end - room_end - 1,
-                             u64_at(data + sender_end), u64_at(data + sender_end + 8));
+                             &registered, u64_at(data + sender_end), u64_at(data + sender_end + 8));
     if (written >= 0 && write_bytes(&out, PyBytes_AS_STRING(untagged), PyBytes_GET_SIZE(untagged)) == 0) {
         PyObject *line = PyBytes_FromStringAndSize(out.bytes, out.size);
         PyObject *so_tagged = line ? PyDict_GetItemWithError(tagged, taken) : NULL;
@@ -506,6 +559,8 @@ write_chunks(PyObject *chunks, Py_ssize_t *at, PyObject *made, PyObject *own_sou
     }
     Written out;
     written_start(&out);
+    LastSender last;
+    last_sender_start(&last);
     int failed = 0;
     /* (The list is read again at each step: is_account is Python, which could change it.) */
     for (; *at < PyList_GET_SIZE(chunks); (*at)++) {
@@ -526,7 +581,7 @@ write_chunks(PyObject *chunks, Py_ssize_t *at, PyObject *made, PyObject *own_sou
             Py_ssize_t offset = 0, before = out.size;
             whole = write_frames(&out, (const unsigned char *)PyBytes_AS_STRING(chunk), &offset,
                                  PyBytes_GET_SIZE(chunk), PyBytes_AS_STRING(middle), PyBytes_GET_SIZE(middle), sources,
-                                 max_line, tags, is_account);
+                                 max_line, tags, is_account, &last);
             if (whole == 0)
                 out.size = before;
         } else {
@@ -539,6 +594,7 @@ write_chunks(PyObject *chunks, Py_ssize_t *at, PyObject *made, PyObject *own_sou
         }
     }
     PyObject *result = failed ? NULL : PyBytes_FromStringAndSize(out.bytes, out.size);
+    last_sender_release(&last);
     written_release(&out);
     return result;
 }
