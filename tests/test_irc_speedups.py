@@ -16,6 +16,7 @@ from chatroom.server.irc.lines import MAX_LINE
 from chatroom.server.irc.session import IrcOutbox
 from chatroom.server.irc.speedups import compiled
 from chatroom.server.irc.translate import IRC_LINES, to_irc
+from chatroom.server.irc.writing import writing_for
 from chatroom.testing import WAIT, kernel_socket_pair
 from tests.test_irc_lines import Reader
 
@@ -262,3 +263,11 @@ def test_an_irc_clients_outbox_is_sent_its_lines_by_the_compiled_send(monkeypatc
             ours.close()
             theirs.close()
     assert taken_in_python == [{"draft/read-marker"}]
+
+
+def test_readers_taking_the_same_tags_share_one_set_of_them():
+    """(The lines tagged for them are kept under it: found by identity, not compared.)"""
+    first = writing_for("alice", {"server-time", "message-tags", "echo-message"}).taken
+    second = writing_for("bob", {"message-tags", "server-time", "sasl"}).taken
+    assert first == {"server-time", "message-tags"} and first is second
+    assert writing_for("carol", {"echo-message"}).taken is None

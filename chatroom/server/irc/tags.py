@@ -21,6 +21,10 @@ TAG_FLAGS = {
     for count in (1, 2, 3)
     for tags in itertools.combinations(TAG_FLAG, count)
 }
+# Each set of tags as one object, the same for every reader taking it: the lines tagged for
+# them are kept under it, and a dict finds its own key by identity, where an equal set made for
+# each reader was compared element by element, per member of a room for every message.
+TAKEN = {tags: tags for tags in TAG_FLAGS}
 
 
 def tagged(line: bytes, reader: "Reader", message_id: int | None, time_ms: int | None, sender: bytes) -> bytes:

@@ -4,7 +4,7 @@ loop read them."""
 
 from typing import NamedTuple
 
-from .tags import TAG_FLAGS, TAGGING
+from .tags import TAG_FLAGS, TAGGING, TAKEN
 
 
 class Writing(NamedTuple):
@@ -19,7 +19,7 @@ class Writing(NamedTuple):
 
 
 def writing_for(nick: str, caps: set[str]) -> Writing:
-    taken = TAGGING.intersection(caps) or None
+    taken = TAKEN[TAGGING.intersection(caps)] if not TAGGING.isdisjoint(caps) else None
     return Writing(
         f" PRIVMSG {nick} :".encode(),
         f":{nick}!".encode(),
