@@ -7,10 +7,12 @@ import sqlite3
 
 import gevent
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatroom.server.message_ids import first_id_at, next_id
 from chatroom.server.storage.sqlite_markers import CONVERSATIONS_SCHEMA
-from chatroom.server.storage.sqlite_rooms import INDEX_ROOMS
+from chatroom.server.storage.sqlite_rooms import INDEX_ROOMS, expire_rooms
 from chatroom.server.storage.sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES
 from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
 from chatroom.server.storage.sqlite_worker import _PARAMETER_LIMIT, ROWS_PER_INSERT, SQLiteWorker
@@ -203,3 +205,44 @@ def test_many_rows_reach_sqlite_whole_and_in_order_in_statements_within_its_limi
 
     assert most == min(ROWS_PER_INSERT, power_of_two_within(count), power_of_two_within(_PARAMETER_LIMIT // columns))
     assert len(per_statement) <= count // most + most.bit_length()  # (the rest in halves)
+
+
+@given(st.sets(st.integers(1, 400), max_size=60), st.integers(0, 450))
+def test_a_rooms_messages_expire_by_row_as_their_times_say(rows, cutoff):
+    """Rows numbered as written, with gaps where some went before: each row's time grows with
+    its number (here, ten times it), and exactly those before cutoff go."""
+    db = sqlite3.connect(":memory:")
+    db.execute(
+        "CREATE TABLE room_messages (room TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,"
+        " time_ms INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (room, id))"
+    )
+    db.executemany(
+        "INSERT INTO room_messages (rowid, room, id, sender, time_ms, text) VALUES (?, '#r', ?, 'a', ?, '')",
+        [(row, row, row * 10) for row in rows],
+    )
+    expire_rooms(db, cutoff * 10)
+    left = [row for (row,) in db.execute("SELECT rowid FROM room_messages ORDER BY rowid")]
+    assert left == sorted(row for row in rows if row >= cutoff)
+
+
+def test_a_rooms_old_messages_expire_from_a_database_without_the_index_of_their_times(tmp_path, open_store):
+    path = tmp_path / "db"
+    store = open_store(path)
+    hours_ago = now_ms() - 7_200_000
+    # (The fourth is older by its time than the one before it: a clock was set back.)
+    for number, time_ms in enumerate([hours_ago, hours_ago + 1, now_ms(), hours_ago + 2, now_ms()], start=1):
+        store.record_room("#sea", number, "zoe", f"wave {number}", time_ms)
+    open_store.close(store)
+    store = open_store(path, history_days=60 / 86_400)  # a minute kept: expiry, as it starts
+    with gevent.Timeout(WAIT):
+        kept = store.room_history("#sea", 10, 0)
+    assert [text for *_, text in kept] == ["wave 3", "wave 5"]
+    open_store.close(store)
+    with sqlite3.connect(path) as db:
+        assert [text for (text,) in db.execute("SELECT text FROM room_messages ORDER BY rowid")] == [
+            "wave 3",
+            "wave 4",  # (kept until an expiry finds it before the first row at the cutoff)
+            "wave 5",
+        ]
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'room_messages_by_time'").fetchone() == (0,)
+    db.close()

@@ -18,8 +18,8 @@ from .mailboxes import Mailboxes
 from .quotas import Quotas
 from .sqlite_markers import CONVERSATIONS_SCHEMA, FORGET_CONVERSATIONS, NOTE_CONVERSATIONS, SQLiteMarkers
 from .sqlite_markers import SCHEMA as MARKERS_SCHEMA
+from .sqlite_rooms import EXPIRE_BY_ROW, SQLiteRooms, expire_rooms
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
-from .sqlite_rooms import SQLiteRooms
 from .sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES, SQLiteSearch
 from .sqlite_search import SCHEMA as SEARCH_SCHEMA
 from .sqlite_worker import SQLiteWorker
@@ -63,6 +63,8 @@ MIGRATIONS = [
     WITHOUT_COLUMN_SIZES,
     # The search indexes merged 16 segments at a time (see sqlite_search.FEWER_MERGES).
     FEWER_MERGES,
+    # The rooms' messages expire by row number (see sqlite_rooms.EXPIRE_BY_ROW).
+    EXPIRE_BY_ROW,
 ]
 EXPIRY_INTERVAL = 3600.0
 _RECORD = "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
@@ -146,7 +148,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         db.execute("DELETE FROM history WHERE id < ? AND time_ms < ?", (first_id_at(cutoff), cutoff))
         db.execute(FORGET_CONVERSATIONS)
         db.execute("DELETE FROM tokens WHERE expires_ms < ?", (now_ms(),))
-        db.execute("DELETE FROM room_messages WHERE time_ms < ?", (cutoff,))
+        expire_rooms(db, cutoff)
         db.execute("PRAGMA incremental_vacuum")  # the file gives back what expiry freed
         return db.execute(_MAILBOXES).fetchall()
 
