@@ -300,6 +300,33 @@ def test_the_compiled_relay_posts_an_irc_clients_privmsg_to_a_channel_it_is_in()
         server.close()
 
 
+def privmsgs_around_a_room_message_that_lets_a_nick_go_away(relayer_on: bool, monkeypatch) -> bytes:
+    """alice's batch: two PRIVMSGs to gina, a room's message between them, and gina gone away
+    while that message waited for the store (as when its writer is behind, others run
+    meanwhile): what alice then reads."""
+    with served(IrcSession, relayer_on) as server:
+        gina = server.connect_irc("gina", "NICK gina", "USER g 0 * :g", "JOIN #room")
+        alice = server.connect_irc("alice", "NICK alice", "USER a 0 * :a", "JOIN #room")
+        store_type = type(server.accounts.store)
+        record_room = store_type.record_room
+
+        def waiting_while_gina_goes_away(store, *args):
+            assert gina._serve_batch(b"AWAY :lunch\r\n")
+            monkeypatch.setattr(store_type, "record_room", record_room)
+            return record_room(store, *args)
+
+        monkeypatch.setattr(store_type, "record_room", waiting_while_gina_goes_away)
+        assert alice._serve_batch(b"PRIVMSG gina :one\r\nPRIVMSG #room :hi\r\nPRIVMSG gina :two\r\n")
+        return server.read_all_bytes()["alice"]
+
+
+@needs_compiled
+def test_a_nick_that_went_away_while_a_rooms_message_waited_is_answered_as_away(monkeypatch):
+    compiled = privmsgs_around_a_room_message_that_lets_a_nick_go_away(True, monkeypatch)
+    assert compiled == privmsgs_around_a_room_message_that_lets_a_nick_go_away(False, monkeypatch)
+    assert compiled.count(b" 301 alice gina :lunch") == 1, compiled
+
+
 def _room_message(frame: bytes):
     message = Decoder.for_client().receive_data(frame)[0]
     return message if isinstance(message, RoomMessage) else None

@@ -651,11 +651,20 @@ client_is_plain(PyObject *client)
     return is_plain;
 }
 
+/* The nick a run's PRIVMSG was last relayed to, and the user it named (not away then): a
+ * run's messages mostly go to one nick, which is looked up once so (the nick's name through
+ * to_name's cache and the user's away message, per message). Nothing the relay of a direct
+ * message calls lets another greenlet run (an away set meanwhile would go unseen). Both held;
+ * NULL before the first. */
+typedef struct {
+    PyObject *nick, *name;
+} LastRecipient;
+
 /* One PRIVMSG the common way, as IrcClient.answer and _send would (no tags, a text; to one
  * nick, the user not away, as the answer would then say; or to a channel, a room of the
  * sender's: see post_to_room): 1 done, 0 left to the Python (nothing done), -1 an error. */
 static int
-relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *message)
+relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *message, LastRecipient *last)
 {
     PyObject *tags = PyTuple_GET_ITEM(message, 0), *target = PyTuple_GET_ITEM(message, 1);
     PyObject *text = PyTuple_GET_ITEM(message, 2), *raw = PyTuple_GET_ITEM(message, 3);
@@ -663,12 +672,23 @@ relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *mess
         || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
         return 0;  /* (the text: relay_text_of's and post_to_room's to judge, by text_fits) */
     if (PyUnicode_READ_CHAR(target, 0) == '#') {
+        /* (A room's message may wait for the store, while others run: an away set meanwhile
+         * must be seen, so the next nick is looked up afresh.) */
+        Py_CLEAR(last->nick);
+        Py_CLEAR(last->name);
         PyObject *room = PyObject_Vectorcall(to_room, &target, 1, NULL);
         if (room == NULL)
             return -1;
         int posted = room == Py_None ? 0 : post_to_room(sender, rules, room, text, raw);
         Py_DECREF(room);
         return posted;
+    }
+    if (last->nick != NULL) {
+        int same = PyUnicode_Compare(target, last->nick);
+        if (same == 0)
+            return relay_text_of(sender, last->name, text, raw);
+        if (same == -1 && PyErr_Occurred())
+            return -1;
     }
     PyObject *name = PyObject_Vectorcall(to_name, &target, 1, NULL);
     if (name == NULL)
@@ -678,8 +698,11 @@ relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *mess
         PyObject *away = PyObject_Vectorcall(away_of, &name, 1, NULL);
         if (away == NULL)
             done = -1;
-        else if (away == Py_None)
+        else if (away == Py_None) {
+            Py_XSETREF(last->nick, Py_NewRef(target));
+            Py_XSETREF(last->name, Py_NewRef(name));
             done = relay_text_of(sender, name, text, raw);
+        }
         Py_XDECREF(away);
     }
     Py_DECREF(name);
@@ -728,12 +751,13 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *directory = SLOT(run.rules, rules_offsets[RULES_DIRECTORY]);
     PyObject *away_of = PyObject_GetAttr(directory, name_away_of);
     int failed = away_of == NULL;
+    LastRecipient last = {NULL, NULL};
     for (; !failed && index < run.stop && index < PyList_GET_SIZE(run.events); index++) {
         PyObject *event = PyList_GET_ITEM(run.events, index);
         if (Py_TYPE(event) != privmsg_type || PyTuple_GET_SIZE(event) != 4)
             break;
         Py_INCREF(event);
-        int done = relay_privmsg(&sender, run.rules, away_of, event);
+        int done = relay_privmsg(&sender, run.rules, away_of, event, &last);
         Py_DECREF(event);
         if (done <= 0) {
             failed = done < 0;
@@ -744,6 +768,8 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!failed && index > run.start && PyObject_SetAttr(client, name_label, Py_None) < 0)
         failed = 1;
     Py_XDECREF(away_of);
+    Py_XDECREF(last.nick);
+    Py_XDECREF(last.name);
     Py_DECREF(client);
     sender_done(&sender);
     return failed ? NULL : PyLong_FromSsize_t(index);
