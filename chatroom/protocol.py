@@ -107,9 +107,14 @@ def is_valid_username(name: str) -> bool:
     a blank letter (such as U+3164 HANGUL FILLER), and not beginning with ``#`` (a room)."""
     if not 1 <= len(name) <= MAX_NAME_CHARS or name[0] == "#":
         return False
-    if name.isascii():  # (most names: printable ASCII is what the rule below allows of it)
+    if name.isascii():  # (most names: printable ASCII is what _allowed_in_name allows of it)
         return name.isprintable() and " " not in name
-    return not any(c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in name)
+    return all(_allowed_in_name(c) for c in name)
+
+
+def _allowed_in_name(c: str) -> bool:
+    """The rule for each code point of a name: no whitespace, nothing invisible, no blank."""
+    return not (c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES)
 
 
 def is_valid_password(password: str) -> bool:

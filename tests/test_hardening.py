@@ -169,13 +169,8 @@ def test_an_ascii_names_skeleton_is_the_general_one():
     # (ASCII names take a shorter way: it must agree with UTS #39's mapping, done here in full,
     # for every character, those the table maps to more than ASCII among them.)
     import random
-    import unicodedata
 
-    from chatroom.server.presence.skeleton import _prototypes
-
-    def in_full(name):
-        mapped = "".join(_prototypes().get(c, c) for c in unicodedata.normalize("NFD", name))
-        return unicodedata.normalize("NFD", mapped)
+    from chatroom.server.presence.skeleton import _skeleton_in_full as in_full
 
     printable = [chr(code) for code in range(0x21, 0x7F)]
     names = printable + ["".join(random.Random(seed).choices(printable, k=12)) for seed in range(2000)]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from chatroom.server.message_ids import first_id_at, next_id
 from chatroom.server.storage.sqlite_markers import CONVERSATIONS_SCHEMA
 from chatroom.server.storage.sqlite_rooms import INDEX_ROOMS, expire_rooms
+from chatroom.server.storage.sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from chatroom.server.storage.sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES
 from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
 from chatroom.server.storage.sqlite_worker import _PARAMETER_LIMIT, ROWS_PER_INSERT, SQLiteWorker
@@ -212,10 +213,7 @@ def test_a_rooms_messages_expire_by_row_as_their_times_say(rows, cutoff):
     """Rows numbered as written, with gaps where some went before: each row's time grows with
     its number (here, ten times it), and exactly those before cutoff go."""
     db = sqlite3.connect(":memory:")
-    db.execute(
-        "CREATE TABLE room_messages (room TEXT NOT NULL, id INTEGER NOT NULL, sender TEXT NOT NULL,"
-        " time_ms INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (room, id))"
-    )
+    db.executescript(ROOMS_SCHEMA)
     db.executemany(
         "INSERT INTO room_messages (rowid, room, id, sender, time_ms, text) VALUES (?, '#r', ?, 'a', ?, '')",
         [(row, row, row * 10) for row in rows],

@@ -60,7 +60,7 @@ def test_a_send_waits_for_room_and_all_of_it_arrives_as_the_peer_reads(stream_an
 def test_a_receive_waits_for_bytes_and_then_for_the_end(stream_and_peer):
     stream, peer = stream_and_peer
     receiver = gevent.spawn(stream.receive)
-    gevent.sleep(0.05)
+    receiver.join(timeout=0.05)  # (nothing says when it is waiting: a bound, not an event)
     assert not receiver.ready()  # (nothing has come: it waits, and lets others run)
     peer.sendall(b"hello")
     assert receiver.get(timeout=WAIT) == b"hello"
@@ -114,7 +114,7 @@ def test_a_send_given_up_by_its_timeout_is_not_woken_by_a_later_close(stream_and
     sender = gevent.spawn(sending_within_a_time)
     assert went_on.wait(WAIT)
     stream.close()
-    gevent.sleep(0.05)
+    sender.join(timeout=0.05)  # (an error wrongly thrown into it would end it meanwhile)
     carry_on.set()
     sender.join(timeout=WAIT)
     assert outcome == ["carried on"]

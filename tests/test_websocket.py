@@ -33,7 +33,7 @@ def open_pair():
 
     yield open_pair
     for stream, client_sock in opened:
-        stream.raw.close()
+        stream._sock.close()
         client_sock.close()
 
 
@@ -63,7 +63,7 @@ def test_each_message_is_one_frame_and_each_frame_goes_out_as_one_message(pair):
     frames = encode(ListUsers()) * 3
     stream.send(frames[:4])  # a frame cut short waits for its end
     stream.send(frames[4:])
-    stream.raw.close()
+    stream._sock.close()
     assert [event.data for event in events_until_closed(sock, client)] == [encode(ListUsers())] * 3
 
 

@@ -173,8 +173,8 @@ static Py_ssize_t socket_stream_raw;
 static PyObject *name_send;
 
 /* known_socket_stream(stream_type, raw_slot): a stream of this type is tried by its raw
- * socket's send, as its try_send does: once per send of an
- * outbox, per member of a room per round, that method's Python frame was a tenth of a send. */
+ * socket's send, as its try_send does: once per send of an outbox, per member of a room per
+ * round, that method's Python frame was a tenth of a send. */
 static PyObject *
 known_socket_stream(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {

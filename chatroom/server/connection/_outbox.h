@@ -2,8 +2,7 @@
  * order each module is given their descriptors (known_outboxes, known_relay), how one is
  * read and written through them (Outbox has __slots__), and a frame appended to its queue, as
  * the Python appends one; how each interns the names it looks attributes up by, and adds to
- * an attribute (the metrics' counts). Each
- * module keeps its own copy of what it was told.
+ * an attribute (the metrics' counts). Each module keeps its own copy of what it was told.
  */
 #ifndef CHATROOM_OUTBOX_H
 #define CHATROOM_OUTBOX_H

@@ -3,8 +3,9 @@
  * IRC port's PRIVMSGs. Each does what Rules._send_to, the recipient's deliver and
  * Outbox.queue_for_hub do, for a message to a user logged in here on plain sessions (nothing
  * to record, nothing held back, room in every queue), or what Rooms.post does for a member's
- * message to a room of this server, and leaves any other to the Python, with nothing done. The objects are read and written through their slots, as the Python
- * does: the outboxes' as _outbox.h says, the others' as known_relay is told.
+ * message to a room of this server, and leaves any other to the Python, with nothing done.
+ * The objects are read and written through their slots, as the Python does: the outboxes' as
+ * _outbox.h says, the others' as known_relay is told.
  */
 #include "_outbox.h"
 

@@ -72,8 +72,8 @@ class Stream(Protocol):
         ...
 
 
-class _OverASocket:
-    """What a stream over a socket (its ``_sock``) does alike, TCP or TLS."""
+class OverASocket:
+    """What a stream over a socket (its ``_sock``) does alike: TCP, TLS or a WebSocket's."""
 
     __slots__ = ()
     _sock: Any
@@ -94,7 +94,7 @@ class _OverASocket:
         sockets.discard_unsent(self._sock)
 
 
-class TcpStream(_OverASocket):
+class TcpStream(OverASocket):
     """A plain TCP connection as a Stream: the kernel's socket itself, non-blocking, waiting
     through a watcher made for the wait. (gevent's socket object keeps two watchers and a
     layer of Python for every connection, waiting or not: 4 µs and 0.36 KB of each, and two
@@ -133,19 +133,14 @@ class TcpStream(_OverASocket):
         return self._sock.send(data)
 
     def _wait_for(self, events: int) -> None:
+        waiting = "_reading" if events == _READ else "_writing"
         hub = gevent.get_hub()
         watcher = hub.loop.io(self._sock.fileno(), events)
-        if events == _READ:
-            self._reading = watcher
-        else:
-            self._writing = watcher
+        setattr(self, waiting, watcher)
         try:
             hub.wait(watcher)
         finally:
-            if events == _READ:
-                self._reading = None
-            else:
-                self._writing = None
+            setattr(self, waiting, None)
             watcher.close()
 
     def buffered(self) -> bool:
@@ -161,7 +156,7 @@ class TcpStream(_OverASocket):
         gevent.get_hub().cancel_waits_close_and_then(waits, ConnectionAbortedError, self._sock.close)
 
 
-class TlsStream(_OverASocket):
+class TlsStream(OverASocket):
     """A TLS connection (gevent's SSLSocket) as a Stream. Its methods call the socket's at
     once (a bound method kept per connection instead would cost more memory than the call
     costs time: these are called once per batch of frames, not per frame)."""

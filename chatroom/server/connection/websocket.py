@@ -25,6 +25,7 @@ from ...protocol import MAX_FRAME
 from ...websocket_client import binary_frame, close_frame
 from . import sockets
 from .limits import TokenBucket
+from .streams import OverASocket
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class _Unfinished(Exception):
     """A message was not finished within the frame timeout."""
 
 
-class WebSocketStream:
+class WebSocketStream(OverASocket):
     """receive() gives the frames that arrive, one per binary message; send() takes frames,
     in any pieces, and sends each as a message."""
 
@@ -47,7 +48,7 @@ class WebSocketStream:
     without_waiting = False
 
     def __init__(self, sock, ws: WSConnection, frame_timeout: float = 30.0):
-        self.raw = sock
+        self._sock = sock
         self._ws = ws
         self._frame_timeout = frame_timeout
         self._incoming = bytearray()  # the message being received, while it is in fragments
@@ -61,9 +62,6 @@ class WebSocketStream:
         self._pings = TokenBucket(PING_RATE)
         self._control_window = 0.0  # the second CONTROL_FLOOD counts in...
         self._control_count = 0  # ...and how many frames without content came in it
-
-    def fileno(self) -> int:
-        return self.raw.fileno()
 
     def take_early(self, data: bytes) -> None:
         """Bytes that came with the handshake (a LOGIN pipelined with it): the first receive()
@@ -110,9 +108,9 @@ class WebSocketStream:
         must reach the caller, not close the connection.)"""
         left = self.unfinished_for()
         if left is None:
-            return self.raw.recv(RECV_SIZE)
+            return self._sock.recv(RECV_SIZE)
         with gevent.Timeout(max(left, 0.001), _Unfinished):
-            return self.raw.recv(RECV_SIZE)
+            return self._sock.recv(RECV_SIZE)
 
     def _take_events(self) -> bytes:
         try:
@@ -190,7 +188,7 @@ class WebSocketStream:
     def _send_raw(self, data: bytes) -> None:
         try:
             with self._sending:
-                self.raw.sendall(data)
+                self._sock.sendall(data)
         except OSError:
             pass
 
@@ -205,7 +203,7 @@ class WebSocketStream:
         if frames:
             # A server's frames are not masked: a header is all a message needs.
             with self._sending:
-                self.raw.sendall(b"".join(map(binary_frame, frames)))
+                self._sock.sendall(b"".join(map(binary_frame, frames)))
         return len(data)
 
     def try_send(self, data) -> int:
@@ -214,24 +212,15 @@ class WebSocketStream:
     def receive_now(self) -> bytes:
         raise BlockingIOError()  # (never called: what arrived may be part of a message)
 
-    def shut_down(self) -> None:
-        sockets.shut_down(self.raw)
-
-    def stop_reading(self) -> None:
-        sockets.stop_reading(self.raw)
-
-    def discard_unsent(self) -> None:
-        sockets.discard_unsent(self.raw)
-
     def close(self, gracefully: bool = False) -> None:
         if gracefully or self._refused:
             # It has had its close frame, and may still be sending: a plain close would reset
             # the connection, and the reset could destroy the close frame before it is read.
-            sockets.read_out(self.raw, self._read_raw)
+            sockets.read_out(self._sock, self._read_socket)
         elif not self._closed:
             self._closed = True
             self._send_quietly(CloseConnection(code=NORMAL))
-        self.raw.close()
+        self._sock.close()
 
-    def _read_raw(self) -> bytes:
-        return self.raw.recv(RECV_SIZE)
+    def _read_socket(self) -> bytes:
+        return self._sock.recv(RECV_SIZE)

@@ -346,12 +346,10 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
     if (!PyBytes_Check(source) || PyBytes_GET_SIZE(source) + middle_size + text_size + 2 > max_line)
         return 0;
     Py_ssize_t before = out->size;
-    Py_INCREF(source); /* (is_account is Python: last's may change meanwhile) */
-    if (tags) {
+    if (tags) { /* (source stays last's meanwhile: only source_of changes that) */
         int written = write_tags(out, tags, is_account, sender, sender_size, &last->registered,
                                  u64_at(data + name_end), u64_at(data + name_end + 8));
         if (written < 0) {
-            Py_DECREF(source);
             out->size = before;
             return written == -2 ? 0 : -1;
         }
@@ -359,7 +357,6 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
     int failed = write_bytes(out, PyBytes_AS_STRING(source), PyBytes_GET_SIZE(source)) < 0
                  || write_bytes(out, middle, middle_size) < 0 || write_bytes(out, text, text_size) < 0
                  || write_bytes(out, "\r\n", 2) < 0;
-    Py_DECREF(source);
     return failed ? -1 : 1;
 }
 
