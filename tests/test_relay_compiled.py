@@ -12,7 +12,8 @@ import pytest
 from gevent import socket
 
 from chatroom.codec import Decoder, encode, incoming_frame, split_frames, without_id
-from chatroom.protocol import MAX_TEXT_CHARS, Hello, ListUsers, Login, Register, SendTo
+from chatroom.device_frames import OWN_MESSAGE
+from chatroom.protocol import MAX_TEXT_CHARS, Authenticate, Hello, ListUsers, Login, Register, SendTo
 from chatroom.room_frames import Join, RoomMessage
 from chatroom.server import message_ids
 from chatroom.server.connection import relay
@@ -35,7 +36,7 @@ from tests.conftest import CHEAP
 needs_compiled = pytest.mark.skipif(sessions._answer_sendtos is None, reason="built without a C compiler")
 
 # Who a SENDTO goes to: users in every state the relay meets, one not logged in, a room.
-RECIPIENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "reg", "nobody", "#room")
+RECIPIENTS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "reg", "regd", "nobody", "#room")
 TEXTS = ("hi", "été", "x" * MAX_TEXT_CHARS, "y" * (MAX_TEXT_CHARS + 1))
 
 
@@ -97,7 +98,7 @@ class _Server:
         for name, received in self.received.items():
             frames, size = split_frames(bytes(received))
             assert size == len(received)
-            read[name] = [without_id(frame) for frame in frames]
+            read[name] = [_without_own_id(without_id(frame)) for frame in frames]
         return read
 
     def read_all_bytes(self) -> dict[str, bytes]:
@@ -149,36 +150,57 @@ IRC_LINES = (
 )
 
 
-def one_irc_batch(relayer_on: bool, seed: int, sender_caps: tuple) -> dict:
+def one_irc_batch(relayer_on: bool, seed: int, sender_caps: tuple, registered: bool = False) -> tuple:
     """An IRC client's batch of 200 lines, mostly PRIVMSGs, answered with the compiled relay
-    or without: what each client then reads."""
+    or without: what each client then reads, and (registered: alice logged in with PASS) the
+    history she then has with gina and bob."""
     with served(IrcSession, relayer_on) as server:
         server.connect_irc("gina", "NICK gina", "USER g 0 * :g", "JOIN #room", "JOIN #theirs")
         server.connect_irc("hank", "NICK hank", "USER h 0 * :h", "AWAY :lunch")
         server.connect("bob", Login("bob"))
         caps = [f"CAP REQ :{' '.join(sender_caps)}"] if sender_caps else []
-        server.connect_irc("alice", "CAP LS 302", *caps, "CAP END", "NICK alice", "USER a 0 * :a", "JOIN #room")
+        password = []
+        if registered:
+            assert server.accounts.register("alice", "secret", "127.0.0.1") is None
+            password = ["PASS secret"]
+        server.connect_irc(
+            "alice", "CAP LS 302", *caps, "CAP END", *password, "NICK alice", "USER a 0 * :a", "JOIN #room"
+        )
+        assert server.sessions["alice"].rules._registered is registered
         pick = random.Random(seed)
         lines = [pick.choice(IRC_LINES) for _ in range(200)]
         assert server.sessions["alice"]._serve_batch("".join(line + "\r\n" for line in lines).encode())
-        return server.read_all_bytes()
+        read = server.read_all_bytes()
+        history = [
+            [(entry.sent, entry.text) for entry in server.accounts.history("alice", peer, 1000, 1 << 62)]
+            for peer in ("gina", "bob")
+        ]
+        return read, history
 
 
 @needs_compiled
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("sender_caps", [(), ("echo-message",), ("away-notify",)])
-def test_an_irc_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_caps):
-    compiled, in_python = one_irc_batch(True, seed, sender_caps), one_irc_batch(False, seed, sender_caps)
-    assert compiled == in_python
-    assert b"PRIVMSG gina :hi" in compiled["gina"] and b"301 alice hank" in compiled["alice"]
+@pytest.mark.parametrize(
+    "sender_caps, registered",
+    [((), False), (("echo-message",), False), (("away-notify",), False), ((), True)],
+    ids=["plain", "echo-message", "away-notify", "registered"],
+)
+def test_an_irc_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_caps, registered):
+    compiled = one_irc_batch(True, seed, sender_caps, registered)
+    assert compiled == one_irc_batch(False, seed, sender_caps, registered)
+    read, history = compiled
+    assert b"PRIVMSG gina :hi" in read["gina"] and b"301 alice hank" in read["alice"]
+    assert all(history) if registered else not any(history)
 
 
-def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = False) -> tuple:
+def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = False, registered: str = "") -> tuple:
     """A sender's batch of 200 requests, mostly SENDTOs to everyone above, answered with the
-    compiled relay or without: what each client then reads, the history kept for reg, and
-    who the sender and gina have written to or heard from (for presence)."""
+    compiled relay or without: what each client then reads, the history kept, and who the
+    sender and gina have written to or heard from (for presence). registered: "" (alice is
+    not), "once" (on one device), "twice" (on two: what she sends is shown on the other)."""
     with served(Session, relayer_on) as server:
         server.connect("reg", Hello(1), Register("reg", "secret"))
+        server.connect("regd", Hello(4), Register("regd", "secret"))  # (a registered user's devices)
         server.connect("bob", Login("bob"))
         server.connect("carol", Hello(3), Login("carol"))  # (takes DIRECT-MESSAGE, with ids)
         dave = server.connect("dave", Login("dave"))
@@ -187,7 +209,12 @@ def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = Fal
         frank = server.connect("frank", Login("frank"))
         frank._outbox.close()  # (as for a client being dropped)
         server.connect("gina", Hello(4), Login("gina"))  # (her devices: presence, ids)
-        sender = server.connect("alice", *sender_hello, Login("alice"))
+        if registered:
+            sender = server.connect("alice", *sender_hello, Register("alice", "secret"))
+            if registered == "twice":
+                server.connect("alice2", Hello(4), Authenticate("alice", "secret"))
+        else:
+            sender = server.connect("alice", *sender_hello, Login("alice"))
         if away:
             sender.rules._devices.away = True  # (as after AWAY: the next message ends it)
         pick = random.Random(seed)
@@ -197,28 +224,46 @@ def one_batch(relayer_on: bool, seed: int, sender_hello: tuple, away: bool = Fal
         ]
         assert sender._serve_batch(b"".join(encode(request) for request in requests))
         read = server.read_all()
-        history = server.accounts.history("reg", "alice", 1000, 1 << 62)
+        pairs = [("reg", "alice"), ("regd", "alice")]
+        if registered:
+            pairs += [("alice", "bob"), ("alice", "gina")]
+        history = [
+            [(entry.sent, entry.text) for entry in server.accounts.history(name, peer, 1000, 1 << 62)]
+            for name, peer in pairs
+        ]
         contacts = [
             sorted(devices.contacts) if (devices := session.rules._devices) else None
             for session in (sender, server.sessions["gina"])
         ]
-        return read, [(entry.sent, entry.text) for entry in history], contacts
+        return read, history, contacts
 
 
 @needs_compiled
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
-    "sender_hello, away",
-    [((), False), ((Hello(2),), False), ((Hello(3),), False), ((Hello(4),), False), ((Hello(4),), True)],
-    ids=["seed", "hello2", "hello3", "hello4", "hello4-away"],
+    "sender_hello, away, registered",
+    [
+        ((), False, ""),
+        ((Hello(2),), False, ""),
+        ((Hello(3),), False, ""),
+        ((Hello(4),), False, ""),
+        ((Hello(4),), True, ""),
+        ((Hello(1),), False, "once"),
+        ((Hello(4),), False, "once"),
+        ((Hello(4),), True, "once"),
+        ((Hello(4),), False, "twice"),
+    ],
+    ids=["seed", "hello2", "hello3", "hello4", "hello4-away", "registered", "registered4", "registered4-away", "twice"],
 )
-def test_a_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_hello, away):
-    compiled, in_python = one_batch(True, seed, sender_hello, away), one_batch(False, seed, sender_hello, away)
-    assert compiled == in_python
+def test_a_batch_is_answered_with_the_compiled_relay_as_without_it(seed, sender_hello, away, registered):
+    compiled = one_batch(True, seed, sender_hello, away, registered)
+    assert compiled == one_batch(False, seed, sender_hello, away, registered)
     read, history, contacts = compiled
     assert read["bob"] and read["erin"] and read["gina"]  # (the common case was met, and a full queue)
-    assert history  # (reg's messages, recorded)
+    assert all(history)  # (what the registered were sent, or sent, recorded)
     assert "alice" in contacts[1]  # (gina heard from alice)
+    if registered == "twice":
+        assert len(read["alice2"]) > 20  # (what alice sent, shown on her other device)
 
 
 ROOM_TEXTS = ("hi", "été", "x" * 300, "y" * (MAX_TEXT_CHARS + 1), "")
@@ -246,6 +291,15 @@ def one_room_batch(relayer_on: bool, seed: int, sender_hello: Hello) -> tuple:
             for room in ("#room", "#theirs")
         }
         return read, kept, [server.rooms.get(room).last_id for room in ("#room", "#theirs")], counted
+
+
+def _without_own_id(data: bytes) -> bytes:
+    """An OWN-MESSAGE (what a user sent, shown on their other devices) without its id and time;
+    any other frame as it is."""
+    if data[:1] != bytes((OWN_MESSAGE,)):
+        return data
+    message = Decoder.for_client().receive_data(data)[0]
+    return repr(dataclasses.replace(message, id=0, time_ms=0)).encode()
 
 
 def _without_room_time(data: bytes) -> bytes:
@@ -325,6 +379,36 @@ def test_a_nick_that_went_away_while_a_rooms_message_waited_is_answered_as_away(
     compiled = privmsgs_around_a_room_message_that_lets_a_nick_go_away(True, monkeypatch)
     assert compiled == privmsgs_around_a_room_message_that_lets_a_nick_go_away(False, monkeypatch)
     assert compiled.count(b" 301 alice gina :lunch") == 1, compiled
+
+
+def sendtos_around_a_record_that_lets_the_sender_go_away(relayer_on: bool, monkeypatch) -> tuple:
+    """Registered alice's batch of three SENDTOs to gina, alice gone away (from another of her
+    devices) while the first waited for the history's record (as when its writer is behind,
+    others run meanwhile): what each then reads, and whether alice is still away."""
+    with served(Session, relayer_on) as server:
+        server.connect("gina", Hello(4), Login("gina"))
+        alice = server.connect("alice", Hello(4), Register("alice", "secret"))
+        record = Accounts.record
+
+        def waiting_while_alice_goes_away(accounts, *args):
+            alice.rules._set_away("lunch")
+            monkeypatch.setattr(Accounts, "record", record)
+            return record(accounts, *args)
+
+        monkeypatch.setattr(Accounts, "record", waiting_while_alice_goes_away)
+        texts = ("one", "two", "three")
+        assert alice._serve_batch(b"".join(encode(SendTo("gina", text)) for text in texts))
+        away = alice.rules._devices.away
+        return server.read_all(), away
+
+
+@needs_compiled
+def test_a_sender_gone_away_while_a_record_waited_is_back_with_its_next_message(monkeypatch):
+    compiled = sendtos_around_a_record_that_lets_the_sender_go_away(True, monkeypatch)
+    assert compiled == sendtos_around_a_record_that_lets_the_sender_go_away(False, monkeypatch)
+    read, away = compiled
+    assert not away  # (the second message ended it, as every message does)
+    assert len(read["gina"]) == 2 + 3  # (her two OKs, then alice's three messages)
 
 
 def _room_message(frame: bytes):

@@ -2,8 +2,9 @@
  * once; relay_text, one text (the IRC port's PRIVMSG to a nick); answer_privmsgs, a run of the
  * IRC port's PRIVMSGs. Each does what Rules._send_to, the recipient's deliver and
  * Outbox.queue_for_hub do, for a message to a user logged in here on plain sessions (nothing
- * to record, nothing held back, room in every queue), or what Rooms.post does for a member's
- * message to a room of this server, and leaves any other to the Python, with nothing done.
+ * held back, room in every queue; handed to the history through the accounts' record where
+ * the Python would), or what Rooms.post does for a member's message to a room of this server,
+ * and leaves any other to the Python, with nothing done.
  * The objects are read and written through their slots, as the Python does: the outboxes' as
  * _outbox.h says, the others' as known_relay is told.
  */
@@ -28,7 +29,7 @@ enum { DEVICE_SESSION, DEVICE_SLOTS };
 static PyTypeObject *rules_type, *sendto_type, *session_type, *devices_type;
 static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
 static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
-static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names;
+static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names, *name_several, *name_record;
 /* A message's id, and its DIRECT-MESSAGE frame: _message_ids.c's and _frames.c's C (capsules). */
 static int (*take_id)(long long *, long long *);
 static PyObject *(*direct_message)(PyObject *, unsigned long long, unsigned long long, PyObject *);
@@ -72,7 +73,10 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || slot_offsets(args[8], device_offsets, DEVICE_SLOTS) < 0)
         return NULL;
     static const Name names[] = {
-        {&name_find, "find"}, {&name_registered_names, "registered_names"}, {&name_run_callback, "run_callback"}};
+        {&name_find, "find"},         {&name_registered_names, "registered_names"},
+        {&name_several, "several"},   {&name_record, "record"},
+        {&name_run_callback, "run_callback"},
+    };
     if (intern_names(names, COUNT_OF(names)) < 0
         || (due_alone == NULL && (due_alone = PyLong_FromLong(DUE_ALONE)) == NULL))
         return NULL;
@@ -205,54 +209,68 @@ find_recipients(Recipients *to, PyObject *found)
     return 1;
 }
 
-/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING. */
+/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING; a message the
+ * history keeps takes an id either way (in `id`: set where one was taken). */
+typedef struct {
+    long long message_id, time_ms;
+    int taken;
+} MessageId;
+
 static PyObject *
-relayed_frame(Recipients *to, PyObject *sender, PyObject *raw)
+relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, MessageId *id)
 {
+    id->taken = 0;
+    if (to->wants_ids || recorded) {
+        if (take_id(&id->message_id, &id->time_ms) < 0)
+            return NULL;
+        id->taken = 1;
+    }
     if (!to->wants_ids) {
         PyObject *call[2] = {sender, raw};
         return PyObject_Vectorcall(make_incoming, call, 2, NULL);
     }
-    long long message_id, time_ms;
-    if (take_id(&message_id, &time_ms) < 0)
-        return NULL;
-    return direct_message(sender, (unsigned long long)message_id, (unsigned long long)time_ms, raw);
+    return direct_message(sender, (unsigned long long)id->message_id, (unsigned long long)id->time_ms, raw);
 }
 
-/* What one sender's relay works with (see sender_of). */
+/* What one sender's relay works with (see sender_of): its accounts and devices, NULL where
+ * there are none; registered, whether the history keeps everything it sends. */
 typedef struct {
-    PyObject *name, *find, *registered_names, *contacts;
+    PyObject *name, *find, *registered_names, *contacts, *accounts, *devices;
+    int registered;
 } Sender;
 
-/* The sender behind rules, if the relay's common way is open to it (logged in, not registered
- * where there are accounts, its devices, if any, not away): 1, with references in `sender`
- * (let go by sender_done), 0 not, -1 an error. */
+/* The sender behind rules, if the relay's common way is open to it (logged in, its devices,
+ * if any, not away): 1, with references in `sender` (let go by sender_done), 0 not, -1 an
+ * error. */
 static int
 sender_of(PyObject *rules, Sender *sender)
 {
     PyObject *name = SLOT(rules, rules_offsets[RULES_NAME]), *accounts = SLOT(rules, rules_offsets[RULES_ACCOUNTS]);
     PyObject *directory = SLOT(rules, rules_offsets[RULES_DIRECTORY]), *devices = SLOT(rules, rules_offsets[RULES_DEVICES]);
+    PyObject *registered = SLOT(rules, rules_offsets[RULES_REGISTERED]);
     if (name == NULL || !PyUnicode_Check(name) || accounts == NULL || directory == NULL || devices == NULL
-        || (accounts != Py_None && SLOT(rules, rules_offsets[RULES_REGISTERED]) != Py_False))
+        || (registered != Py_True && registered != Py_False))
         return 0;
-    sender->contacts = NULL;
     if (devices != Py_None) {  /* (a client of version 4: presence, unless it is away) */
+        PyObject *contacts;
         if (Py_TYPE(devices) != devices_type || SLOT(devices, devices_offsets[DEVICES_AWAY]) != Py_False
-            || (sender->contacts = SLOT(devices, devices_offsets[DEVICES_CONTACTS])) == NULL
-            || !PySet_Check(sender->contacts))
+            || (contacts = SLOT(devices, devices_offsets[DEVICES_CONTACTS])) == NULL || !PySet_Check(contacts))
             return 0;
-        Py_INCREF(sender->contacts);
     }
-    sender->registered_names = NULL;
-    sender->find = PyObject_GetAttr(directory, name_find);
-    if (sender->find == NULL
-        || (accounts != Py_None
-            && (sender->registered_names = PyObject_GetAttr(accounts, name_registered_names)) == NULL)) {
-        Py_XDECREF(sender->find);
-        Py_XDECREF(sender->contacts);
+    PyObject *find = PyObject_GetAttr(directory, name_find);
+    PyObject *registered_names = NULL;
+    if (find == NULL
+        || (accounts != Py_None && (registered_names = PyObject_GetAttr(accounts, name_registered_names)) == NULL)) {
+        Py_XDECREF(find);
         return -1;
     }
     sender->name = Py_NewRef(name);
+    sender->find = find;
+    sender->registered_names = registered_names;
+    sender->accounts = accounts == Py_None ? NULL : Py_NewRef(accounts);
+    sender->registered = sender->accounts != NULL && registered == Py_True;
+    sender->devices = devices == Py_None ? NULL : Py_NewRef(devices);
+    sender->contacts = devices == Py_None ? NULL : Py_NewRef(SLOT(devices, devices_offsets[DEVICES_CONTACTS]));
     return 1;
 }
 
@@ -263,6 +281,18 @@ sender_done(Sender *sender)
     Py_DECREF(sender->find);
     Py_XDECREF(sender->registered_names);
     Py_XDECREF(sender->contacts);
+    Py_XDECREF(sender->accounts);
+    Py_XDECREF(sender->devices);
+}
+
+/* The sender again, after Python that may have let other greenlets run (a store's write that
+ * waited for the disk): its state read afresh, as the Python reads it for every message. 1,
+ * 0 (the common way is closed to it now: nothing held), or -1. */
+static int
+sender_again(PyObject *rules, Sender *sender)
+{
+    sender_done(sender);
+    return sender_of(rules, sender);
 }
 
 /* Whether a text may take the common way: of a valid length, with its UTF-8 at hand (raw). */
@@ -275,27 +305,70 @@ text_fits(PyObject *text, PyObject *raw)
     return length >= 1 && length <= most_text_chars;
 }
 
+/* Whether the Python must show what the sender sends on its other sessions (a message the
+ * history keeps, from a user on several devices): 1, 0, or -1. */
+static int
+shown_on_other_devices(Sender *sender)
+{
+    if (sender->devices == NULL)
+        return 0;
+    PyObject *several = PyObject_GetAttr(sender->devices, name_several);
+    if (several == NULL)
+        return -1;
+    int is_several = PyObject_IsTrue(several);
+    Py_DECREF(several);
+    return is_several;
+}
+
+/* As Rules._send_to hands a delivered message to the history: the accounts' record (which may
+ * wait for the disk, while other greenlets run). 2 (done, the sender to be read again), or -1. */
+static int
+record_direct(Sender *sender, PyObject *recipient, PyObject *text, MessageId *id)
+{
+    PyObject *message_id = PyLong_FromLongLong(id->message_id);
+    PyObject *time_ms = message_id == NULL ? NULL : PyLong_FromLongLong(id->time_ms);
+    PyObject *done = NULL;
+    if (time_ms != NULL) {
+        PyObject *call[6] = {sender->accounts, sender->name, recipient, text, message_id, time_ms};
+        done = PyObject_VectorcallMethod(name_record, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    Py_XDECREF(message_id);
+    Py_XDECREF(time_ms);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    return 2;
+}
+
 /* Relays one text the common way, as Rules._send_to and the recipient's deliver would: 1 done,
- * 0 not for this way (nothing done), -1 an error. The common way: a text of a valid length,
- * to a user logged in here (not registered, as the sender is not: nothing to record) on a
- * session, or on devices, each holding nothing back and with room in its queue. */
+ * 2 done with Python run that may have let other greenlets run (the history's record: the
+ * sender is to be read again before its next message), 0 not for this way (nothing done), -1
+ * an error. The common way: a text of a valid length, to a user logged in here on a session,
+ * or on devices, each holding nothing back and with room in its queue; kept in the history
+ * where the sender or the recipient is registered, unless the sender is on several devices
+ * (what it sent is shown on the others: the Python's). */
 static int
 relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw)
 {
     if (!PyUnicode_Check(recipient) || !text_fits(text, raw))
         return 0;
-    if (sender->registered_names != NULL) {
-        int registered = PySequence_Contains(sender->registered_names, recipient);
-        if (registered != 0)
-            return registered < 0 ? -1 : 0;  /* (registered: recorded in the history, not here) */
+    int recorded = sender->registered;
+    if (!recorded && sender->registered_names != NULL
+        && (recorded = PySequence_Contains(sender->registered_names, recipient)) < 0)
+        return -1;
+    if (recorded) {
+        int elsewhere = shown_on_other_devices(sender);
+        if (elsewhere != 0)
+            return elsewhere < 0 ? -1 : 0;
     }
     PyObject *found = PyObject_Vectorcall(sender->find, &recipient, 1, NULL);
     if (found == NULL)
         return -1;
     Recipients to;
+    MessageId id;
     int done = find_recipients(&to, found);
     if (done == 1) {
-        PyObject *frame = relayed_frame(&to, sender->name, raw);
+        PyObject *frame = relayed_frame(&to, sender->name, raw, recorded, &id);
         if (frame == NULL || !PyBytes_Check(frame)) {
             if (frame != NULL)
                 PyErr_SetString(PyExc_TypeError, "a relayed frame must be bytes");
@@ -315,6 +388,8 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
     }
     recipients_done(&to);
     Py_DECREF(found);
+    if (done == 1 && recorded)
+        done = record_direct(sender, recipient, text, &id);
     return done;
 }
 
@@ -398,7 +473,8 @@ sinks_of(PyObject *room, PyObject *directory)
 
 /* As RoomRules._room_message records a room's message: where there are accounts, through the
  * store's record_room (which may wait for the disk); a StoreUnavailable is let go (relayed, not
- * kept: the store's log has said so). 1, or -1. */
+ * kept: the store's log has said so). 1 (no store), 2 (recorded or let go: the sender is to be
+ * read again, as for relay_text_of), or -1. */
 static int
 record_in_store(PyObject *rules, PyObject *room, PyObject *message_id, PyObject *sender, PyObject *text,
                 PyObject *time_ms)
@@ -416,16 +492,17 @@ record_in_store(PyObject *rules, PyObject *room, PyObject *message_id, PyObject 
         if (!PyErr_ExceptionMatches(store_unavailable))
             return -1;
         PyErr_Clear();
-        return 1;
+        return 2;
     }
     Py_DECREF(done);
-    return 1;
+    return 2;
 }
 
 /* A SENDTO to a room the common way, as Rules._send_to, RoomRules._room_message and
  * Rooms.post do: a text of a valid length, from a member of a room of this server (Rooms)
  * whose members' sinks are found already: posted with the room's next id, counted, and
- * recorded where there is a store. 1 done, 0 left to the Python (nothing done), -1 an error. */
+ * recorded where there is a store. 1 done, 2 done and recorded (see record_in_store), 0 left
+ * to the Python (nothing done), -1 an error. */
 static int
 post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, PyObject *raw)
 {
@@ -523,8 +600,10 @@ run_of(Run *run, PyObject *const *args, Py_ssize_t nargs, const char *usage)
  * relay_text_of and post_to_room), as the session's Rules.answer and the session would: each
  * one's frame queued for the hub on its recipient's outboxes, or posted to its room, and OK
  * queued to flush on the session's own. Stops at the first event that is no SENDTO or needs
- * more (a failure, a registered user, one on another node, a full queue, a sender away, a
- * room whose members are to be found again): the Python answers that one, as it would have. */
+ * more (a failure, a user on another node, a full queue, a sender away or on several devices
+ * sending what the history keeps, a room whose members are to be found again): the Python
+ * answers that one, as it would have; and after a message the history kept, where the sender
+ * can take the common way no more. */
 static PyObject *
 answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -544,7 +623,7 @@ answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(outbox);  /* (the session's, which the Python the relay may run could replace) */
     Py_ssize_t index = run.start;
     int failed = 0;
-    for (; index < run.stop && index < PyList_GET_SIZE(run.events); index++) {
+    while (index < run.stop && index < PyList_GET_SIZE(run.events)) {
         PyObject *event = PyList_GET_ITEM(run.events, index);
         PyObject *recipient, *text, *raw;
         if (Py_TYPE(event) != sendto_type || (recipient = SLOT(event, sendto_offsets[SENDTO_RECIPIENT])) == NULL
@@ -561,14 +640,20 @@ answer_sendtos(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             failed = done < 0;
             break;
         }
+        index++;
         /* (As queue_to_flush: a closed outbox takes no reply.) */
         if (SLOT(outbox, known_offsets[CLOSED]) == Py_False && append_now(outbox, ok_reply) < 0) {
             failed = 1;
             break;
         }
+        if (done == 2 && (open = sender_again(run.rules, &sender)) <= 0) {
+            failed = open < 0;
+            break;  /* (nothing of the sender's held any more) */
+        }
     }
     Py_DECREF(outbox);
-    sender_done(&sender);
+    if (open == 1)
+        sender_done(&sender);
     return failed ? NULL : PyLong_FromSsize_t(index);
 }
 
@@ -595,7 +680,7 @@ relay_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (done < 0)
         return NULL;
-    return Py_NewRef(done ? Py_True : Py_False);
+    return Py_NewRef(done > 0 ? Py_True : Py_False);
 }
 
 /* --- The IRC port's PRIVMSG --------------------------------------------------------------- */
@@ -654,16 +739,17 @@ client_is_plain(PyObject *client)
 
 /* The nick a run's PRIVMSG was last relayed to, and the user it named (not away then): a
  * run's messages mostly go to one nick, which is looked up once so (the nick's name through
- * to_name's cache and the user's away message, per message). Nothing the relay of a direct
- * message calls lets another greenlet run (an away set meanwhile would go unseen). Both held;
- * NULL before the first. */
+ * to_name's cache and the user's away message, per message). Forgotten after a message the
+ * history keeps (its write may wait for the disk while others run: an away set meanwhile must
+ * be seen). Both held; NULL before the first. */
 typedef struct {
     PyObject *nick, *name;
 } LastRecipient;
 
 /* One PRIVMSG the common way, as IrcClient.answer and _send would (no tags, a text; to one
  * nick, the user not away, as the answer would then say; or to a channel, a room of the
- * sender's: see post_to_room): 1 done, 0 left to the Python (nothing done), -1 an error. */
+ * sender's: see post_to_room): as relay_text_of, 1 or 2 done, 0 left to the Python (nothing
+ * done), -1 an error. */
 static int
 relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *message, LastRecipient *last)
 {
@@ -673,10 +759,6 @@ relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *mess
         || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
         return 0;  /* (the text: relay_text_of's and post_to_room's to judge, by text_fits) */
     if (PyUnicode_READ_CHAR(target, 0) == '#') {
-        /* (A room's message may wait for the store, while others run: an away set meanwhile
-         * must be seen, so the next nick is looked up afresh.) */
-        Py_CLEAR(last->nick);
-        Py_CLEAR(last->name);
         PyObject *room = PyObject_Vectorcall(to_room, &target, 1, NULL);
         if (room == NULL)
             return -1;
@@ -753,7 +835,7 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *away_of = PyObject_GetAttr(directory, name_away_of);
     int failed = away_of == NULL;
     LastRecipient last = {NULL, NULL};
-    for (; !failed && index < run.stop && index < PyList_GET_SIZE(run.events); index++) {
+    while (!failed && index < run.stop && index < PyList_GET_SIZE(run.events)) {
         PyObject *event = PyList_GET_ITEM(run.events, index);
         if (Py_TYPE(event) != privmsg_type || PyTuple_GET_SIZE(event) != 4)
             break;
@@ -764,6 +846,21 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             failed = done < 0;
             break;
         }
+        index++;
+        if (done == 2) {
+            /* (Others may have run meanwhile: the client, the sender and the next nick's
+             * user, each read afresh.) */
+            Py_CLEAR(last.nick);
+            Py_CLEAR(last.name);
+            if ((open = client_is_plain(client)) == 1)
+                open = sender_again(run.rules, &sender);
+            else
+                sender_done(&sender);
+            if (open <= 0) {
+                failed = open < 0;
+                break;
+            }
+        }
     }
     /* (As IrcClient.answer does for each of them: no label is being answered.) */
     if (!failed && index > run.start && PyObject_SetAttr(client, name_label, Py_None) < 0)
@@ -772,7 +869,8 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(last.nick);
     Py_XDECREF(last.name);
     Py_DECREF(client);
-    sender_done(&sender);
+    if (open == 1)
+        sender_done(&sender);
     return failed ? NULL : PyLong_FromSsize_t(index);
 }
 

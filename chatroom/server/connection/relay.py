@@ -1,11 +1,13 @@
 """The relay's common case, compiled: a message to one user delivered without a Python frame.
 
-A SENDTO to a user logged in on this server, neither of them registered, was five Python
-calls: Rules.answer, its _send_to, the recipient's deliver (a session's, or a user's devices'
-and then each session's), Outbox.queue_for_hub, and the sender's queue_to_flush for the OK.
-_relay.c's answer_sendtos does what they do for as many SENDTOs in a row as take that way,
-and stops at the first that does not (a failure, a registered user, one on another node, a
-full queue, a sender away): the Python answers that one as it always did. A SENDTO to a room
+A SENDTO to a user logged in on this server was five Python calls: Rules.answer, its
+_send_to, the recipient's deliver (a session's, or a user's devices' and then each session's),
+Outbox.queue_for_hub, and the sender's queue_to_flush for the OK; for a registered user, the
+accounts' record too. _relay.c's answer_sendtos does what they do (calling that record) for as
+many SENDTOs in a row as take that way, and stops at the first that does not (a failure, one
+on another node, a full queue, a sender away, or on several devices sending what the history
+keeps): the Python answers that one as it always did. A record may wait for the disk while
+other greenlets run, so the sender's state is read again after one. A SENDTO to a room
 of this server from a member is posted there as Rules._send_to, RoomRules._room_message and
 Rooms.post would (about a dozen Python calls), once the room's members' sinks are found. relay_text
 does the same for one text, for the IRC port's PRIVMSG, and answer_privmsgs for a run of
