@@ -209,22 +209,18 @@ find_recipients(Recipients *to, PyObject *found)
     return 1;
 }
 
-/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING; a message the
- * history keeps takes an id either way (in `id`: set where one was taken). */
+/* A message's id and time, as take_id gives them. */
 typedef struct {
     long long message_id, time_ms;
-    int taken;
 } MessageId;
 
+/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING; a message the
+ * history keeps (recorded) takes an id either way, in `id`. */
 static PyObject *
 relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, MessageId *id)
 {
-    id->taken = 0;
-    if (to->wants_ids || recorded) {
-        if (take_id(&id->message_id, &id->time_ms) < 0)
-            return NULL;
-        id->taken = 1;
-    }
+    if ((to->wants_ids || recorded) && take_id(&id->message_id, &id->time_ms) < 0)
+        return NULL;
     if (!to->wants_ids) {
         PyObject *call[2] = {sender, raw};
         return PyObject_Vectorcall(make_incoming, call, 2, NULL);
