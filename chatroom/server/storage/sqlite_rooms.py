@@ -92,7 +92,6 @@ class SQLiteRooms:
 
     def record_room(self, room, message_id, sender, text, time_ms):
         if self._keep_history:
-            self._worker.wait_for_room()  # a sender faster than the disk slows down
             self._last_room_row = row = self._last_room_row + 1  # (one process writes the file)
             self._worker.write_bulk(
                 _RECORD_ROOM, (row, room, message_id, sender, time_ms, text), len(text), (INDEX_ROOMS,)

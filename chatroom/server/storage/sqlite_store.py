@@ -68,6 +68,7 @@ MIGRATIONS = [
 ]
 EXPIRY_INTERVAL = 3600.0
 _RECORD = "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
+_AFTER_RECORD = (INDEX_HISTORY, NOTE_CONVERSATIONS)  # (see SQLiteWorker.write_bulk's then)
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text, message_id) VALUES (?, ?, ?, ?, ?)"
 _MAILBOX_FILL = "SELECT recipient, sender, count(*), sum(length(CAST(text AS BLOB))) FROM offline"
 _MAILBOXES = _MAILBOX_FILL + " GROUP BY recipient, sender"
@@ -243,10 +244,12 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
 
     def record(self, sender, recipient, text, time_ms, message_id):
         if self._keep_history:
-            self._worker.wait_for_room()  # a sender faster than the disk slows down
-            first, second = sorted((sender, recipient))
-            row = (message_id, first, second, sender, time_ms, text)
-            self._worker.write_bulk(_RECORD, row, len(text), (INDEX_HISTORY, NOTE_CONVERSATIONS))
+            # (The pair's names in order, as the history is read by them.)
+            if sender < recipient:
+                row = (message_id, sender, recipient, sender, time_ms, text)
+            else:
+                row = (message_id, recipient, sender, sender, time_ms, text)
+            self._worker.write_bulk(_RECORD, row, len(text), _AFTER_RECORD)
 
     def history(self, name, peer, count, before):
         return self._worker.call(self._history, name, peer, count, before or (1 << 63) - 1, self._oldest_kept())

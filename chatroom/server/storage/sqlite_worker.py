@@ -126,10 +126,12 @@ class SQLiteWorker:
     def write_bulk(self, sql: str, parameters: tuple, size: int = 0, then: tuple[str, ...] = ()) -> None:
         """Queue a row for sql that nobody waits for, to be written with the other rows of the
         same sql in the batch at one go (history: many rows of one statement), after the
-        batch's other writes; a caller may wait for room first. ``then``: statements to run
-        once the batch's rows of sql are written, each with the least and the greatest first
-        parameter of those rows (their keys: the search index is filled from the rows just
-        written, without their text crossing to the thread twice)."""
+        batch's other writes; first, a caller faster than the disk waits (see wait_for_room).
+        ``then``: statements to run once the batch's rows of sql are written, each with the
+        least and the greatest first parameter of those rows (their keys: the search index is
+        filled from the rows just written, without their text crossing to the thread twice)."""
+        if self._unwritten > self._max_unwritten or (self._in_flight and self._behind()):
+            self.wait_for_room()
         batch = self._gather(size)
         rows = batch.bulk.get(sql)
         if rows is None:
