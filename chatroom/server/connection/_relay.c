@@ -231,7 +231,7 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, Mes
 /* What one sender's relay works with (see sender_of): its accounts and devices, NULL where
  * there are none; registered, whether the history keeps everything it sends. */
 typedef struct {
-    PyObject *name, *find, *registered_names, *contacts, *accounts, *devices;
+    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices;
     int registered;
 } Sender;
 
@@ -261,6 +261,7 @@ sender_of(PyObject *rules, Sender *sender)
         return -1;
     }
     sender->name = Py_NewRef(name);
+    sender->directory = Py_NewRef(directory);
     sender->find = find;
     sender->registered_names = registered_names;
     sender->accounts = accounts == Py_None ? NULL : Py_NewRef(accounts);
@@ -274,6 +275,7 @@ static void
 sender_done(Sender *sender)
 {
     Py_DECREF(sender->name);
+    Py_DECREF(sender->directory);
     Py_DECREF(sender->find);
     Py_XDECREF(sender->registered_names);
     Py_XDECREF(sender->contacts);
@@ -283,10 +285,22 @@ sender_done(Sender *sender)
 
 /* The sender again, after Python that may have let other greenlets run (a store's write that
  * waited for the disk): its state read afresh, as the Python reads it for every message. 1,
- * 0 (the common way is closed to it now: nothing held), or -1. */
+ * 0 (the common way is closed to it now: nothing held), or -1. Mostly nothing has changed,
+ * which its slots show without making anything anew. */
 static int
 sender_again(PyObject *rules, Sender *sender)
 {
+    PyObject *devices = SLOT(rules, rules_offsets[RULES_DEVICES]), *accounts = SLOT(rules, rules_offsets[RULES_ACCOUNTS]);
+    PyObject *registered = SLOT(rules, rules_offsets[RULES_REGISTERED]);
+    if (SLOT(rules, rules_offsets[RULES_NAME]) == sender->name
+        && SLOT(rules, rules_offsets[RULES_DIRECTORY]) == sender->directory
+        && accounts == (sender->accounts != NULL ? sender->accounts : Py_None)
+        && (sender->accounts == NULL || registered == (sender->registered ? Py_True : Py_False))
+        && devices == (sender->devices != NULL ? sender->devices : Py_None)
+        && (devices == Py_None
+            || (SLOT(devices, devices_offsets[DEVICES_AWAY]) == Py_False
+                && SLOT(devices, devices_offsets[DEVICES_CONTACTS]) == sender->contacts)))
+        return 1;
     sender_done(sender);
     return sender_of(rules, sender);
 }
