@@ -20,7 +20,7 @@ enum {
 };
 enum { SENDTO_RECIPIENT, SENDTO_TEXT, SENDTO_RAW, SENDTO_SLOTS };
 enum { SESSION_RULES, SESSION_OUTBOX, SESSION_WANTS_IDS, SESSION_SLOTS };
-enum { DEVICES_LIST, DEVICES_CONTACTS, DEVICES_AWAY, DEVICES_SLOTS };
+enum { DEVICES_LIST, DEVICES_CONTACTS, DEVICES_AWAY, DEVICES_ELSEWHERE, DEVICES_SLOTS };
 enum { DEVICE_SESSION, DEVICE_SLOTS };
 
 /* The most devices of one user the relay delivers to itself (the Python delivers to more). */
@@ -29,7 +29,7 @@ enum { DEVICE_SESSION, DEVICE_SLOTS };
 static PyTypeObject *rules_type, *sendto_type, *session_type, *devices_type;
 static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
 static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
-static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names, *name_several, *name_record;
+static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names, *name_record;
 /* A message's id, and its DIRECT-MESSAGE frame: _message_ids.c's and _frames.c's C (capsules). */
 static int (*take_id)(long long *, long long *);
 static PyObject *(*direct_message)(PyObject *, unsigned long long, unsigned long long, PyObject *);
@@ -42,10 +42,10 @@ static Py_ssize_t most_text_chars;
  * What the relay reads, given once: the slots name, held, _registered, _devices, _directory
  * and _accounts of the rules; recipient, text and raw of a SENDTO; rules, _outbox and
  * wants_ids of a session (of this type or one made from it, whose deliver is its own);
- * _devices, contacts and away of a user's devices, and session of one device; the relayed
- * frames' makers (direct_message: _frames.c's capsule), the taker of a message's id (take_id:
- * _message_ids.c's capsule), the OK reply and a text's limit; the outboxes'
- * type and slots (see _outbox.h), and the hub's send of one, which queue_for_hub makes due. */
+ * _devices, contacts, away and elsewhere of a user's devices, and session of one device; the
+ * relayed frames' makers (direct_message: _frames.c's capsule), the taker of a message's id
+ * (take_id: _message_ids.c's capsule), the OK reply and a text's limit; the outboxes' type and
+ * slots (see _outbox.h), and the hub's send of one, which queue_for_hub makes due. */
 static PyObject *
 known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -73,8 +73,9 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || slot_offsets(args[8], device_offsets, DEVICE_SLOTS) < 0)
         return NULL;
     static const Name names[] = {
-        {&name_find, "find"},         {&name_registered_names, "registered_names"},
-        {&name_several, "several"},   {&name_record, "record"},
+        {&name_find, "find"},
+        {&name_registered_names, "registered_names"},
+        {&name_record, "record"},
         {&name_run_callback, "run_callback"},
     };
     if (intern_names(names, COUNT_OF(names)) < 0
@@ -316,18 +317,17 @@ text_fits(PyObject *text, PyObject *raw)
 }
 
 /* Whether the Python must show what the sender sends on its other sessions (a message the
- * history keeps, from a user on several devices): 1, 0, or -1. */
+ * history keeps, from a user on several devices, as Devices.several says): 1 (or where that
+ * is not plain here: devices on other nodes of a cluster, which the Python looks at), or 0. */
 static int
 shown_on_other_devices(Sender *sender)
 {
     if (sender->devices == NULL)
         return 0;
-    PyObject *several = PyObject_GetAttr(sender->devices, name_several);
-    if (several == NULL)
-        return -1;
-    int is_several = PyObject_IsTrue(several);
-    Py_DECREF(several);
-    return is_several;
+    PyObject *list = SLOT(sender->devices, devices_offsets[DEVICES_LIST]);
+    if (list == NULL || !PyList_Check(list) || SLOT(sender->devices, devices_offsets[DEVICES_ELSEWHERE]) != Py_None)
+        return 1;
+    return PyList_GET_SIZE(list) > 1;
 }
 
 /* As Rules._send_to hands a delivered message to the history: the accounts' record (which may
@@ -366,11 +366,8 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
     if (!recorded && sender->registered_names != NULL
         && (recorded = PySequence_Contains(sender->registered_names, recipient)) < 0)
         return -1;
-    if (recorded) {
-        int elsewhere = shown_on_other_devices(sender);
-        if (elsewhere != 0)
-            return elsewhere < 0 ? -1 : 0;
-    }
+    if (recorded && shown_on_other_devices(sender))
+        return 0;
     PyObject *found = PyObject_Vectorcall(sender->find, &recipient, 1, NULL);
     if (found == NULL)
         return -1;

@@ -42,7 +42,7 @@ if codec.compiled is None or message_ids.compiled is None:
 _RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts", "_version", "_rooms")
 _SENDTO_SLOTS = ("recipient", "text", "raw")
 _SESSION_SLOTS = ("rules", "_outbox", "wants_ids")
-_DEVICES_SLOTS = ("_devices", "contacts", "away")
+_DEVICES_SLOTS = ("_devices", "contacts", "away", "elsewhere")
 _DEVICE_SLOTS = ("session",)
 
 # relay_text(rules, recipient, text, raw) -> True where the common way relayed it (answered
