@@ -248,8 +248,8 @@ sender_of(PyObject *rules, Sender *sender)
     if (name == NULL || !PyUnicode_Check(name) || accounts == NULL || directory == NULL || devices == NULL
         || (registered != Py_True && registered != Py_False))
         return 0;
+    PyObject *contacts = NULL;
     if (devices != Py_None) {  /* (a client of version 4: presence, unless it is away) */
-        PyObject *contacts;
         if (Py_TYPE(devices) != devices_type || SLOT(devices, devices_offsets[DEVICES_AWAY]) != Py_False
             || (contacts = SLOT(devices, devices_offsets[DEVICES_CONTACTS])) == NULL || !PySet_Check(contacts))
             return 0;
@@ -268,7 +268,7 @@ sender_of(PyObject *rules, Sender *sender)
     sender->accounts = accounts == Py_None ? NULL : Py_NewRef(accounts);
     sender->registered = sender->accounts != NULL && registered == Py_True;
     sender->devices = devices == Py_None ? NULL : Py_NewRef(devices);
-    sender->contacts = devices == Py_None ? NULL : Py_NewRef(SLOT(devices, devices_offsets[DEVICES_CONTACTS]));
+    sender->contacts = Py_XNewRef(contacts);
     return 1;
 }
 
