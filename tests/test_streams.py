@@ -8,8 +8,23 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from chatroom.server.connection.streams import TcpStream
+from chatroom.server.connection.streams import _WRITE, TcpStream
 from chatroom.testing import WAIT, kernel_socket_pair
+
+
+class _TellingWaits(TcpStream):
+    """A TcpStream that says when a send begins to wait."""
+
+    __slots__ = ("send_waits",)
+
+    def __init__(self, sock):
+        super().__init__(sock)
+        self.send_waits = Event()
+
+    def _wait_for(self, events: int) -> None:
+        if events == _WRITE:
+            self.send_waits.set()  # (seen once this greenlet has switched away, waiting)
+        super()._wait_for(events)
 
 
 @pytest.fixture
@@ -18,12 +33,12 @@ def stream_and_peer():
     ours, theirs = kernel_socket_pair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    yield TcpStream(ours), theirs
+    yield _TellingWaits(ours), theirs
     ours.close()
     theirs.close()
 
 
-def send_until_it_waits(stream: TcpStream) -> gevent.Greenlet:
+def send_until_it_waits(stream: _TellingWaits) -> gevent.Greenlet:
     """A greenlet sending until the peer's buffers are full, then waiting in a send; started
     and run to that wait."""
     chunk = b"x" * 65536
@@ -33,9 +48,8 @@ def send_until_it_waits(stream: TcpStream) -> gevent.Greenlet:
             stream.send(chunk)
 
     sender = gevent.spawn(sending)
-    with gevent.Timeout(WAIT):
-        while stream._writing is None:  # (its wait: close() must wake it)
-            gevent.sleep(0.001)
+    assert stream.send_waits.wait(WAIT)
+    assert stream._writing is not None  # (its wait: close() must wake it)
     return sender
 
 

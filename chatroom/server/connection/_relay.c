@@ -855,15 +855,12 @@ answer_privmsgs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         index++;
         if (done == 2) {
-            /* (Others may have run meanwhile: the client, the sender and the next nick's
-             * user, each read afresh.) */
+            /* (Others may have run meanwhile: the sender and the next nick's user are read
+             * afresh. The client's own state changes only with its own lines, which this
+             * greenlet answers.) */
             Py_CLEAR(last.nick);
             Py_CLEAR(last.name);
-            if ((open = client_is_plain(client)) == 1)
-                open = sender_again(run.rules, &sender);
-            else
-                sender_done(&sender);
-            if (open <= 0) {
+            if ((open = sender_again(run.rules, &sender)) <= 0) {
                 failed = open < 0;
                 break;
             }

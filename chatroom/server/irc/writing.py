@@ -19,7 +19,7 @@ class Writing(NamedTuple):
 
 
 def writing_for(nick: str, caps: set[str]) -> Writing:
-    taken = TAKEN[TAGGING.intersection(caps)] if not TAGGING.isdisjoint(caps) else None
+    taken = TAKEN.get(TAGGING.intersection(caps))  # (None where none: the empty set is no key)
     return Writing(
         f" PRIVMSG {nick} :".encode(),
         f":{nick}!".encode(),

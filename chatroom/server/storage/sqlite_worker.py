@@ -130,7 +130,7 @@ class SQLiteWorker:
         ``then``: statements to run once the batch's rows of sql are written, each with the
         least and the greatest first parameter of those rows (their keys: the search index is
         filled from the rows just written, without their text crossing to the thread twice)."""
-        if self._unwritten > self._max_unwritten or (self._in_flight and self._behind()):
+        if self._too_far_behind():
             self.wait_for_room()
         batch = self._gather(size)
         rows = batch.bulk.get(sql)
@@ -152,14 +152,17 @@ class SQLiteWorker:
             raise StoreUnavailable(batch.error)
 
     def wait_for_room(self) -> None:
-        """Wait while more than the bound of history is queued for the disk, or the thread
-        is more than HISTORY_LAG behind."""
-        while self._unwritten > self._max_unwritten or self._behind():
+        """Wait while the thread is too far behind (see _too_far_behind)."""
+        while self._too_far_behind():
             self._room.clear()
             self._room.wait()
 
-    def _behind(self) -> bool:
-        return bool(self._in_flight) and self._loop.now() - self._in_flight[0].handed_at > HISTORY_LAG
+    def _too_far_behind(self) -> bool:
+        """More than the bound of history queued for the disk, or the thread HISTORY_LAG behind."""
+        in_flight = self._in_flight
+        return self._unwritten > self._max_unwritten or (
+            bool(in_flight) and self._loop.now() - in_flight[0].handed_at > HISTORY_LAG
+        )
 
     def call(self, function, *args):
         """function(db, *args) in the thread, after every write queued before it; the calling
@@ -240,7 +243,7 @@ class SQLiteWorker:
             batch.committed.set()
         if not self._in_flight:
             self._hand_over_history()  # (what gathered meanwhile)
-        if self._unwritten <= self._max_unwritten and not self._behind():
+        if not self._too_far_behind():
             self._room.set()
 
     def _note_outcome(self, batch: _Batch) -> None:
