@@ -644,9 +644,7 @@ def test_the_nodes_follow_the_directory_to_a_promoted_replica(replicated_cluster
     one = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
     two = server_process("--redis", cluster.url, "--node-ttl", str(TTL))
     alice, carol = logged_in(one.address, "alice"), logged_in(two.address, "carol")
-    with replica.client() as client:
-        client.execute_command("CLUSTER", "FAILOVER")  # the replica takes over, the master steps down
-        eventually(lambda: client.info("replication")["role"] == "master")
+    cluster.promote(replica)  # the replica takes over, the master steps down
     # Both nodes move to the new master: names, lists and messages carry on.
     eventually(lambda: alice.request(SendTo("carol", "after the failover")) == OK, timeout=WAIT)
     assert carol.next_event() == Incoming("alice", "after the failover")

@@ -147,8 +147,29 @@ class RedisClusterProcess:
             eventually(lambda: len(client.execute_command("CLUSTER", "NODES").splitlines()) > len(self.masters))
             client.execute_command("CLUSTER", "REPLICATE", master_id)
             eventually(lambda: client.info("replication").get("master_link_status") == "up", timeout=timeout)
+            replica_id = client.execute_command("CLUSTER", "MYID")
+        with self.directory_master.client() as master:
+            # A master ignores a manual failover asked by a node it does not yet know as its
+            # replica (the cluster bus tells it, apart from the replication link).
+            known = lambda: _lists_node(master.execute_command("CLUSTER", "REPLICAS", master_id), replica_id)  # noqa: E731
+            eventually(known, timeout=timeout)
         self.replicas.append(replica)
         return replica
+
+    @staticmethod
+    def promote(replica: RedisProcess, attempts: int = 3) -> None:
+        """Fail the directory's master over to ``replica`` (CLUSTER FAILOVER) and wait until the
+        replica is the master. A manual failover that does not finish within Redis's own bound
+        (five seconds) is dropped by Redis, so it is asked again, a bounded number of times."""
+        with replica.client() as client:
+            for _ in range(attempts):
+                client.execute_command("CLUSTER", "FAILOVER")
+                try:
+                    eventually(lambda: client.info("replication")["role"] == "master", timeout=WAIT + 1)
+                    return
+                except AssertionError:
+                    continue
+        raise AssertionError(f"the replica on port {replica.port} never took over")
 
     @property
     def proc(self):
@@ -166,3 +187,8 @@ class RedisClusterProcess:
     def close(self) -> None:
         for server in self.masters + self.replicas:
             server.stop()
+
+
+def _lists_node(cluster_nodes_lines, node_id: bytes) -> bool:
+    """Whether lines in CLUSTER NODES' format name the node ``node_id``."""
+    return any(line.split()[0] == node_id for line in cluster_nodes_lines)
