@@ -151,8 +151,10 @@ class RedisClusterProcess:
         with self.directory_master.client() as master:
             # A master ignores a manual failover asked by a node it does not yet know as its
             # replica (the cluster bus tells it, apart from the replication link).
-            known = lambda: _lists_node(master.execute_command("CLUSTER", "REPLICAS", master_id), replica_id)  # noqa: E731
-            eventually(known, timeout=timeout)
+            eventually(
+                lambda: _lists_node(master.execute_command("CLUSTER", "REPLICAS", master_id), replica_id),
+                timeout=timeout,
+            )
         self.replicas.append(replica)
         return replica
 
