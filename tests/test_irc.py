@@ -1,6 +1,8 @@
 """The IRC port over real sockets: registration, PING, messages both ways with native clients,
 the numerics for what goes wrong, and bad input."""
 
+import time
+
 import gevent
 import pytest
 
@@ -286,6 +288,38 @@ def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):
         assert re.fullmatch(r"@time=\S+ :alice!alice@chatroom PRIVMSG bob :echoed", echo), echo
     finally:
         bob.close()
+
+
+def test_the_ping_comes_after_the_idle_timeout_of_silence_not_before_nor_at_parking(server_process):
+    # An --idle-timeout under the second after which a quiet connection parks: the PING must
+    # not wait for the parking. A client that keeps talking for longer is never pinged.
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}", "--idle-timeout", "0.4")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    client = IrcPeer(("127.0.0.1", port))
+    try:
+        client.register("talker")
+        for round_number in range(8):  # 1.6 s of talk, a line every 0.2 s
+            client.send(f"PING :{round_number}")
+            assert client.line() == f":chatroom PONG chatroom :{round_number}"
+            gevent.sleep(0.2)
+        client.send("PING :last")
+        assert client.line() == ":chatroom PONG chatroom :last"
+        said = time.monotonic()
+        with gevent.Timeout(WAIT):
+            assert client.line() == "PING :chatroom"
+        assert 0.4 <= time.monotonic() - said < 0.9
+    finally:
+        client.close()
+
+
+def test_lines_after_a_quit_go_unanswered(irc):
+    alice = irc()
+    alice.register("alice")
+    alice.send("QUIT :bye", "PING :after", "PRIVMSG alice :after")
+    assert alice.line().startswith("ERROR ")
+    with gevent.Timeout(WAIT):
+        assert alice.sock.recv(100) == b""  # closed, nothing answered after the QUIT
 
 
 def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_let_go(server_process):

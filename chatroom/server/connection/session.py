@@ -137,7 +137,7 @@ class Session:
     def _serve(self):
         """Answer what arrives until the client falls quiet, then park; or end the connection."""
         self._readable.stop()
-        quiet = QuietWait(self._stream, QUIET_BEFORE_PARKING, self._readable)
+        quiet = QuietWait(self._stream, self._quiet_before_parking(), self._readable)
         try:
             while True:
                 data = quiet.receive()
@@ -165,8 +165,13 @@ class Session:
             log.exception("%s: unexpected error; closing the connection", self.peer)
         self._end()
 
+    def _quiet_before_parking(self) -> float:
+        """Seconds without a byte after which the connection parks (the IRC port's may be less)."""
+        return QUIET_BEFORE_PARKING
+
     def _serve_batch(self, data) -> bool:
-        """Answer every frame data completes; False when the connection is over."""
+        """Answer every frame data completes; False when the connection is over (the client
+        left, or the server ended it meanwhile, or the batch did: an IRC client's QUIT)."""
         if not data:
             return False
         counts = COUNTS
@@ -234,7 +239,7 @@ class Session:
             # A new frame began in this batch. It must not trickle in forever: it would hold
             # its buffer for good. (This timer also replaces the idle one of a new connection.)
             self._set_timer(self._limits.frame_timeout, self._frame_expired)
-        return True
+        return self._end_reason is None
 
     def _wait_for_a_token(self, outbox) -> None:
         """--rate-limit: take a token for one frame, waiting (the replies so far sent) for one."""

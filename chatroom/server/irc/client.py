@@ -9,6 +9,7 @@ any session's, so that the session sends them in order with everything else.
 import base64
 import logging
 import time
+from collections.abc import Callable
 
 import irctokens
 
@@ -63,8 +64,10 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
-    def __init__(self, rules: Rules):
+    def __init__(self, rules: Rules, on_quit: Callable[[], None]):
+        """``on_quit``: called at QUIT, to end the connection once its answer is out."""
         self._rules = rules
+        self._on_quit = on_quit
         self.quitting = False  # after QUIT: nothing more is answered, and the session ends
         self.nick = "*"  # the client's nickname, once it gave one
         self._user_given = False
@@ -122,6 +125,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
 
     def _quit(self, _params) -> bytes:
         self.quitting = True
+        self._on_quit()
         return irc_frame(encode_line("ERROR", "Closing link: quit"))
 
     def _cap(self, params) -> bytes:
