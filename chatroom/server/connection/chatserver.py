@@ -189,8 +189,13 @@ class ChatServer:
         if not self._admission.admit(host):
             sock.close()
             return
-        with self._admission.opening(peer):
+        if opening is TcpStream:
+            # Opened at once, in the hub: never among the connections still opening, which
+            # the admission may end to make room (its table cost a twentieth of a login).
             stream = self._open(sock, peer, opening)
+        else:
+            with self._admission.opening(peer):
+                stream = self._open(sock, peer, opening)
         if stream is None:
             self._admission.forget(host)
             return
