@@ -290,13 +290,18 @@ def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):
         bob.close()
 
 
+def _irc_with_idle_timeout(server_process, seconds: str):
+    """A server whose --idle-timeout is seconds, and an IRC client of it (for the caller to close)."""
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}", "--idle-timeout", seconds)
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    return server, IrcPeer(("127.0.0.1", port))
+
+
 def test_the_ping_comes_after_the_idle_timeout_of_silence_not_before_nor_at_parking(server_process):
     # An --idle-timeout under the second after which a quiet connection parks: the PING must
     # not wait for the parking. A client that keeps talking for longer is never pinged.
-    port = free_port()
-    server = server_process("--irc", f"127.0.0.1:{port}", "--idle-timeout", "0.4")
-    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
-    client = IrcPeer(("127.0.0.1", port))
+    _, client = _irc_with_idle_timeout(server_process, "0.4")
     try:
         client.register("talker")
         for round_number in range(8):  # 1.6 s of talk, a line every 0.2 s
@@ -323,10 +328,7 @@ def test_lines_after_a_quit_go_unanswered(irc):
 
 
 def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_let_go(server_process):
-    port = free_port()
-    server = server_process("--irc", f"127.0.0.1:{port}", "--idle-timeout", "1")
-    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
-    client = IrcPeer(("127.0.0.1", port))
+    server, client = _irc_with_idle_timeout(server_process, "1")
     try:
         client.register("quiet")
         assert client.line() == "PING :chatroom"  # (a second of silence)
