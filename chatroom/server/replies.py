@@ -59,9 +59,13 @@ def failure(reason: Reason, detail: str = "") -> bytes:
     return encode(Response(Status.FAILURE, reason, detail)) if detail else FAILURES[reason]
 
 
-def reply_name(reply: bytes) -> str | None:
-    """The metrics' name for a reply frame that is a RESPONSE or VERSION, else None."""
+def reply_name(reply: bytes, request) -> str:
+    """The metrics' name for reply, the answer to request: a RESPONSE's or VERSION's by its
+    constant, an answer with data by what was asked ("ok": an OK with stored messages after it)."""
     name = REPLY_STATUS.get(reply)
     if name is None and reply_status(reply) is Status.FAILURE:
         return "failure"  # with a reason
-    return name
+    return name or _ANSWER_NAMES.get(type(request), "ok")
+
+
+_ANSWER_NAMES = {ListUsers: "list", HistoryRequest: "history"}

@@ -13,7 +13,6 @@ from typing import Any
 import gevent
 
 from ...codec import Decoder
-from ...protocol import HistoryRequest, ListUsers, SendTo
 from ..operations.counts import COUNTS, HANDOVER_SAMPLE
 from ..operations.logs import fields
 from ..pending import Pending
@@ -170,8 +169,7 @@ class Session:
         return QUIET_BEFORE_PARKING
 
     def _serve_batch(self, data) -> bool:
-        """Answer every frame data completes; False when the connection is over (the client
-        left, or the server ended it meanwhile, or the batch did: an IRC client's QUIT)."""
+        """Answer every frame data completes; False when the connection is over (or ended now)."""
         if not data:
             return False
         counts = COUNTS
@@ -205,7 +203,7 @@ class Session:
                     waiting = [(reply, event)]
                 elif reply:  # (an IRC client's request may be done with nothing to answer: counted as OK)
                     if reply is not OK:
-                        _count_reply(reply, event)
+                        COUNTS.count_reply(reply_name(reply, event), event)
                     outbox.queue_to_flush(reply)
             if not index % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.
@@ -256,7 +254,7 @@ class Session:
             if type(reply) is Pending:
                 reply = reply.reply()
             if reply is not OK:
-                _count_reply(reply, event)
+                COUNTS.count_reply(reply_name(reply, event), event)
             self._outbox.queue_to_flush(reply)
 
     def _hand_out_stored(self) -> None:
@@ -394,11 +392,4 @@ class Session:
         return self._outbox
 
 
-def _count_reply(reply: bytes, request) -> None:
-    """Count a reply other than the plain OK, by its constant (or by what was asked)."""
-    kind = reply_name(reply) or _ANSWER_NAMES.get(type(request), "ok")  # ok: OK with stored messages
-    COUNTS.count_reply(kind, type(request) is SendTo)
-
-
-_ANSWER_NAMES = {ListUsers: "list", HistoryRequest: "history"}
 _answer_sendtos = compiled_relay(Session)  # (None where _relay.c was not built)

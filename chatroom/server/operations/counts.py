@@ -9,6 +9,8 @@ this module only.
 
 import bisect
 
+from ...protocol import SendTo
+
 
 class Histogram:
     """Counts per bucket, cumulated only when read."""
@@ -86,10 +88,10 @@ class Counts:
     def count(self, table: dict, key: str) -> None:
         table[key] = table.get(key, 0) + 1
 
-    def count_reply(self, kind: str, to_sendto: bool) -> None:
-        """A reply other than the plain OK (which is counted by difference); ``kind`` is the
-        reply's name (failure, stored, list...)."""
-        if to_sendto:
+    def count_reply(self, kind: str, request) -> None:
+        """A reply other than the plain OK (which is counted by difference) to request; ``kind``
+        is the reply's name (failure, stored, list...)."""
+        if type(request) is SendTo:
             self.unrelayed += 1
         self.count(self.replies, kind)
 
