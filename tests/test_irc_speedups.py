@@ -108,6 +108,9 @@ def test_tags_written_in_c_are_pythons_for_any_moment_and_id():
     chunks = [
         encode(DirectMessage("bob", ids[n % len(ids)], moment, f"at {moment}")) for n, moment in enumerate(moments)
     ]
+    # (Ids across the eight-digit parts the compiled loop writes them in, and with zeros within.)
+    more_ids = [99_999_999, 100_000_000, 100_000_001, 10**16 - 1, 10**16, 1_000_000_070_000_000_001, 10**19]
+    chunks += [encode(DirectMessage("bob", message_id, 1_700_000_000_000, "id")) for message_id in more_ids]
     reader = Reader("alice", {"server-time", "message-tags", "account-tag"}, accounts={"bob"})
     with_c = to_irc(chunks, reader)
     translate.compiled = None
@@ -117,6 +120,7 @@ def test_tags_written_in_c_are_pythons_for_any_moment_and_id():
         translate.compiled = compiled
     assert b"@account=bob;msgid=18446744073709551615;time=2023-11-14T22:13:20.007Z " in with_c
     assert b"@account=bob;msgid=10;time=2000-02-29T00:00:00.000Z " in with_c
+    assert all(f";msgid={message_id};".encode() in with_c for message_id in more_ids)
 
 
 @needs_compiled

@@ -178,6 +178,33 @@ u64_at(const unsigned char *data)
     return value;
 }
 
+/* The decimal digits of value at to (20 at the most), without a leading zero: their count.
+ * (A message's id has 19 digits: a division by ten for each, one after the other, was most of
+ * what its msgid tag cost; here two divisions in 64 bits split it into parts of eight digits,
+ * and each part is written two digits at a time in 32 bits.) */
+static int
+write_decimal(char *to, unsigned long long value)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char digits[24];
+    char *at = digits + sizeof digits;
+    do {
+        unsigned int part = (unsigned int)(value % 100000000u);
+        value /= 100000000u;
+        for (int pair = 0; pair < 4; pair++, part /= 100) {
+            at -= 2;
+            memcpy(at, pairs + 2 * (part % 100), 2);
+        }
+    } while (value != 0);
+    while (at < digits + sizeof digits - 1 && *at == '0')
+        at++;
+    int size = (int)(digits + sizeof digits - at);
+    memcpy(to, at, size);
+    return size;
+}
+
 /* The tags tags.message_tags gives a message to a reader taking ``tags`` (TAG_*
  * flags), written as lines.tags_written writes them, with the space after them: 0 written,
  * 1 none to write, -1 an error, -2 a case left to Python (an account name with a character to
@@ -217,14 +244,8 @@ write_tags(Written *out, int tags, PyObject *is_account, const char *sender, Py_
         }
     }
     if ((tags & TAG_MSGID) && message_id != 0) {
-        char digits[20];
-        int size = 0;
-        for (unsigned long long rest = message_id; rest; rest /= 10)
-            digits[size++] = (char)('0' + rest % 10);
         memcpy(buffer, count ? ";msgid=" : "@msgid=", 7);
-        for (int i = 0; i < size; i++)
-            buffer[7 + i] = digits[size - 1 - i];
-        if (write_bytes(out, buffer, 7 + size) < 0)
+        if (write_bytes(out, buffer, 7 + write_decimal(buffer + 7, message_id)) < 0)
             return -1;
         count++;
     }
