@@ -230,9 +230,10 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, Mes
 }
 
 /* What one sender's relay works with (see sender_of): its accounts and devices, NULL where
- * there are none; registered, whether the history keeps everything it sends. */
+ * there are none; registered, whether the history keeps everything it sends; the accounts'
+ * store, once a room's message has been recorded through it (NULL before). */
 typedef struct {
-    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices;
+    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices, *store;
     int registered;
 } Sender;
 
@@ -269,6 +270,7 @@ sender_of(PyObject *rules, Sender *sender)
     sender->registered = sender->accounts != NULL && registered == Py_True;
     sender->devices = devices == Py_None ? NULL : Py_NewRef(devices);
     sender->contacts = Py_XNewRef(contacts);
+    sender->store = NULL;
     return 1;
 }
 
@@ -282,6 +284,7 @@ sender_done(Sender *sender)
     Py_XDECREF(sender->contacts);
     Py_XDECREF(sender->accounts);
     Py_XDECREF(sender->devices);
+    Py_XDECREF(sender->store);
 }
 
 /* The sender again, after Python that may have let other greenlets run (a store's write that
@@ -483,18 +486,14 @@ sinks_of(PyObject *room, PyObject *directory)
  * kept: the store's log has said so). 1 (no store), 2 (recorded or let go: the sender is to be
  * read again, as for relay_text_of), or -1. */
 static int
-record_in_store(PyObject *rules, PyObject *room, PyObject *message_id, PyObject *sender, PyObject *text,
-                PyObject *time_ms)
+record_in_store(Sender *sender, PyObject *room, PyObject *message_id, PyObject *text, PyObject *time_ms)
 {
-    PyObject *accounts = SLOT(rules, rules_offsets[RULES_ACCOUNTS]);
-    if (accounts == NULL || accounts == Py_None)
+    if (sender->accounts == NULL)
         return 1;
-    PyObject *store = PyObject_GetAttr(accounts, name_store);
-    if (store == NULL)
+    if (sender->store == NULL && (sender->store = PyObject_GetAttr(sender->accounts, name_store)) == NULL)
         return -1;
-    PyObject *call[6] = {store, room, message_id, sender, text, time_ms};
+    PyObject *call[6] = {sender->store, room, message_id, sender->name, text, time_ms};
     PyObject *done = PyObject_VectorcallMethod(name_record_room, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    Py_DECREF(store);
     if (done == NULL) {
         if (!PyErr_ExceptionMatches(store_unavailable))
             return -1;
@@ -559,7 +558,7 @@ post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, Py
             delivered = frame == NULL ? NULL : PyObject_Vectorcall(offer_each, fan, 2, NULL);
             done = delivered == NULL || count(name_room_messages, one) < 0 || count(name_room_deliveries, delivered) < 0
                        ? -1
-                       : record_in_store(rules, name, next, sender->name, text, time_ms);
+                       : record_in_store(sender, name, next, text, time_ms);
             Py_XDECREF(time_ms);
             Py_XDECREF(room_name);
         }
