@@ -122,6 +122,83 @@ def test_random_bytes_get_numerics_or_nothing_and_the_port_carries_on(irc_server
     assert_clean_log(irc_server.log_text())
 
 
+# Lines registered clients send, for the fuzzer below: the relay's compiled way (PRIVMSGs to a
+# nick or a channel, with and without tags) and what it leaves to the Python, filled at random.
+_FUZZED_LINES = (
+    "PRIVMSG f{n} :{text}",
+    "PRIVMSG #fz :{text}",
+    "@{tags} PRIVMSG f{n} :{text}",
+    "@{tags} PRIVMSG #fz :{text}",
+    "@{tags} TAGMSG f{n}",
+    "PRIVMSG f{n},#fz :{text}",
+    "NOTICE f{n} :{text}",
+    "PRIVMSG f{n} :\x01ACTION {text}\x01",
+    "PRIVMSG `zz{n} :{text}",
+    "PRIVMSG f{n}",
+    "AWAY :{text}",
+    "AWAY",
+    "PART #fz",
+    "JOIN #fz",
+    "TOPIC #fz :{text}",
+    "CHATHISTORY LATEST f{n} * 5",
+    "MARKREAD #fz timestamp=2026-01-01T00:00:00.000Z",
+)
+
+
+def _fuzzed_line(rng) -> bytes:
+    tags = ";".join(
+        rng.choice(["+draft/reply", "+typing", "msgid", "time", "label", "", "=", "k" * rng.randrange(1, 600)])
+        + "="
+        + rng.choice(["", "1", "\\s\\:\\\\", "\\", "é", "x" * rng.randrange(0, 9000)])
+        for _ in range(rng.randrange(0, 4))
+    )
+    text = rng.choice(["hi", "", " ", "é日本\u202e", "a\x00b", ":", "x" * rng.randrange(0, 3000)])
+    line = bytearray(rng.choice(_FUZZED_LINES).format(n=rng.randrange(10), text=text, tags=tags).encode() + b"\r\n")
+    for _ in range(rng.randrange(0, 4) if rng.random() < 0.3 else 0):  # a few of them broken
+        at = rng.randrange(len(line) + 1)
+        line[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))
+    return bytes(line)
+
+
+def test_mutated_messages_from_registered_clients_never_hurt_the_port(irc_server, irc):
+    import random
+
+    from chatroom.testing import assert_clean_log
+
+    rng = random.Random(11)
+    clients = []
+    for number in range(8):
+        client = irc()
+        if number % 2 == 0:  # (half of them taking every capability: the tags' ways too)
+            client.send("CAP LS 302")
+            offered = client.line().split(" :", 1)[1]
+            client.send("CAP REQ :" + " ".join(cap.split("=")[0] for cap in offered.split()), "CAP END")
+        client.register(f"f{number}")
+        client.send("JOIN #fz")
+        clients.append(client)
+    delivered = 0
+    for round_number in range(1200):
+        try:
+            rng.choice(clients).sock.sendall(_fuzzed_line(rng))
+        except OSError:
+            pass  # (closed for what it sent: the others go on)
+        if round_number % 50 == 0:
+            for client in clients:  # (read what came, so that no queue fills)
+                client.sock.setblocking(False)
+                try:
+                    while data := client.sock.recv(1 << 20):
+                        delivered += data.count(b" PRIVMSG ")
+                except OSError:
+                    pass
+                client.sock.settimeout(WAIT)
+    assert delivered > 100  # (the fuzzing reached the relay)
+    after = irc()
+    after.register("after")
+    after.send("PING :still")
+    assert after.until("PONG")[-1] == ":chatroom PONG chatroom :still"
+    assert_clean_log(irc_server.log_text())
+
+
 def test_rooms_are_channels_both_ways(irc_server, irc):
     from chatroom.room_frames import EventKind, Join, RoomEvent, RoomMessage
 
