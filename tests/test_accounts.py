@@ -270,6 +270,38 @@ def test_messages_a_registered_user_never_took_are_kept_when_they_are_dropped(ch
     assert numbers == sorted(numbers) and numbers[-1] == len(replies) - 1
 
 
+def test_a_logout_while_stored_messages_are_handed_out_loses_nothing_and_logs_no_error(chat, peer_at):
+    from chatroom.protocol import Logout
+    from chatroom.testing import assert_clean_log
+
+    server = chat("--mailbox-share", "1", "--mailbox-mb", "64")
+    registered(peer_at, server.address, "alice").close()
+    bob = registered(peer_at, server.address, "bob")
+    count = 200  # pages of 64 of 20 KB: a page is more than her queue's bound (--sendq 1 MB)
+    bob.send(*[SendTo("alice", f"{i} " + "x" * 20_000) for i in range(count)])
+    assert all(bob.next_event() == STORED for _ in range(count))
+    # Alice logs in without reading: her first page waits for her, and so does the hand-out.
+    leaving = peer_at(server.address, receive_buffer=4096)
+    assert leaving.request(Hello(1)) == OK
+    leaving.send(Authenticate("alice", "correct horse"))
+    server.wait_for_log("login alice (")
+    bob.send(SendTo("alice", "live"))  # held behind the stored ones (answered once she has room)
+    leaving.send(Logout())  # read once she has taken some: before the hand-out has done
+    texts = []
+    assert leaving.next_event() == OK
+    while (event := leaving.next_event()) != OK:  # what came before her logout's OK
+        texts.append(event.text)
+    assert bob.next_event() in (OK, STORED)  # (STORED: her logout came first)
+    leaving.close()
+    again = extended(peer_at, server.address)
+    again.send(Authenticate("alice", "correct horse"))
+    assert again.next_event() == OK
+    while len(set(texts)) < count + 1:  # the pages not handed over, and the live message kept
+        texts.append(again.next_event().text)
+    assert set(texts) == {f"{i} " + "x" * 20_000 for i in range(count)} | {"live"}
+    assert_clean_log(server.log_text())
+
+
 def test_stored_messages_come_in_pages_and_leave_the_store_only_once_handed_over(chat, peer_at, data_dir):
     server = chat("--mailbox-share", "1", "--mailbox-mb", "64")
     registered(peer_at, server.address, "alice").close()

@@ -271,6 +271,40 @@ def test_live_messages_during_login_follow_the_stored_ones(connect, accounts):
     assert bob.received == []
 
 
+def test_a_logout_while_stored_messages_are_handed_out_keeps_the_live_ones_held_behind_them(connect):
+    registered(connect, "bob").ask(Logout())
+    alice = connect("alice", hello=True)
+    assert alice.ask(SendTo("bob", "stored")) == [STORED]
+    bob = connect(hello=True)
+    login = Decoder.for_client().receive_data(bob.rules.answer(Authenticate("bob", "secret")))
+    assert [type(reply) for reply in login] == [Response, StoredMessage]  # (the first page; more to come)
+    assert alice.ask(SendTo("bob", "live")) == [OK]  # held behind the stored ones
+    assert bob.ask(Logout()) == [OK]
+    assert bob.rules.held is None and bob.rules.next_stored() == b""  # the hand-out is over, quietly
+    again = connect(hello=True).ask(Authenticate("bob", "secret"))
+    # The page handed over is still stored (it leaves the store only once the next is asked
+    # for), and the live message bob never took is kept behind it.
+    assert [(type(m), m.text) for m in again[1:]] == [(StoredMessage, "stored"), (StoredMessage, "live")]
+
+
+def test_a_logout_while_the_store_removes_a_handed_out_page_ends_the_hand_out(connect, accounts):
+    registered(connect, "bob").ask(Logout())
+    alice = connect("alice", hello=True)
+    assert alice.ask(SendTo("bob", "stored")) == [STORED]
+    bob = connect(hello=True)
+    bob.rules.answer(Authenticate("bob", "secret"))
+    remove_offline = accounts.store.remove_offline
+
+    def remove_offline_while_the_connection_ends(name, mark):
+        remove_offline(name, mark)
+        bob.rules.log_out("disconnected")  # (the store's write waits: the session may end meanwhile)
+
+    accounts.store.remove_offline = remove_offline_while_the_connection_ends
+    assert bob.rules.next_stored() == b"" and bob.rules.held is None
+    accounts.store.remove_offline = remove_offline
+    assert connect(hello=True).ask(Authenticate("bob", "secret")) == [OK]  # (handed over, then removed)
+
+
 def test_change_password(connect):
     alice = registered(connect, "alice")
     assert alice.ask(ChangePassword("wrong", "new")) == [FAILURE]

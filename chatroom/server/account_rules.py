@@ -143,13 +143,18 @@ class AccountRules:
     def next_stored(self) -> bytes:
         """While ``held`` is not None: once the last page of stored messages has been handed
         over, remove it from the store, and give the frames of the next page; after the last
-        page, the live messages held behind them (``held`` is then None again)."""
+        page, the live messages held behind them (``held`` is then None again). Nothing once a
+        logout has ended the hand-out (end_catch_up_at_logout), also while this waited."""
+        if self.held is None:
+            return b""
         accounts, name = self._accounts, self.name
         assert accounts is not None and name is not None and self._stored_mark is not None
         try:
             accounts.remove_offline(name, self._stored_mark)
         except StoreUnavailable:
             return self._end_catch_up()  # kept: the next login hands them out (again)
+        if self.held is None:
+            return b""  # (logged out while the store removed the page)
         return self._stored_page()
 
     def _stored_page(self) -> bytes:
@@ -170,6 +175,14 @@ class AccountRules:
         """The live messages held behind the stored ones, and no more holding."""
         held, self.held, self._stored_mark = self.held or [], None, None
         return b"".join(held)
+
+    def end_catch_up_at_logout(self) -> None:
+        """A logout (LOGOUT, or the connection's end) while stored messages are being handed
+        out: the hand-out stops (the pages not yet handed over stay stored), and the live
+        messages held behind them are kept for the next login, as any undelivered ones."""
+        held, self.held, self._stored_mark = self.held, None, None
+        if held:
+            self.keep_undelivered(held)
 
     def _register(self, event: Register) -> bytes:
         accounts = self._accounts

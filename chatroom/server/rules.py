@@ -324,6 +324,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         """Give the name up (``how``: for the log); False if not logged in."""
         if self.name is None:
             return False
+        self.end_catch_up_at_logout()
         name = self.name
         devices, self._devices = self._devices, None
         if devices is not None and not devices.remove(self._mailbox):

@@ -302,9 +302,7 @@ class Session:
             # Still logged in while what was sent drains: what it never takes can be kept.
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
-            if self.rules.held:  # live messages held behind stored ones: kept behind them
-                self.rules.keep_undelivered(self.rules.held)
-            self.rules.log_out("disconnected")
+            self.rules.log_out("disconnected")  # (keeping what it never took, held messages too)
             self.rules.closed()
             # After a frame too large, or at a shutdown, the client may still be sending:
             # close gracefully, or a reset could destroy replies it has not read yet.
@@ -372,13 +370,15 @@ class Session:
         then the frame is queued over the limit, and only a client that stops reading is
         dropped."""
         outbox = self._outbox
-        held = self.rules.held
-        if held is None:
+        if self.rules.held is None:
             return outbox.queue_for_hub(frame, wait)
         if wait and not outbox.has_room() and not outbox.wait_for_room():
             return False
+        held = self.rules.held  # (again: the hand-out may have ended while this waited)
         if outbox.closed:
             return False
+        if held is None:  # all handed out: queued; or a logout kept what was held: so is this
+            return self.rules.name is not None and outbox.queue_for_hub(frame, wait)
         held.append(frame)
         return True
 
