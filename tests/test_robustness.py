@@ -305,6 +305,91 @@ def test_random_and_mutated_frames(server_process):
     assert_clean_log(server.log_text())
 
 
+def drain(peer) -> None:
+    """Read what comes, until the connection closes."""
+    peer.sock.settimeout(None)
+    try:
+        while peer.sock.recv(1 << 20):
+            pass
+    except OSError:
+        pass
+
+
+def _newest_client_frame(rng, members: int) -> bytes:
+    """A frame a registered client of the newest version sends, valid and filled at random:
+    room and direct messages (the compiled relay's ways), and requests around them."""
+    from chatroom.protocol import HistoryRequest, Watch
+    from chatroom.room_frames import Invite, Join, Kick, ListMembers, ListRooms, Part, SetTopic
+
+    text = rng.choice(["hi", "é日本\u202e", "", " ", "x" * rng.randrange(0, 3000)])
+    name, room = f"f{rng.randrange(members + 2)}", f"#r{rng.randrange(4)}"
+    return encode(
+        rng.choice(
+            [
+                SendTo("#fz", text),
+                SendTo("#fz", text),
+                SendTo(name, text),
+                SendTo(name, text),
+                Join("#fz"),
+                Part("#fz"),
+                Join(room),
+                SetTopic("#fz", text[:100]),
+                ListRooms(),
+                ListMembers("#fz"),
+                Invite("#fz", name),
+                Kick(room, name),
+                HistoryRequest(name, 5, 0),
+                Watch(rng.random() < 0.5),
+                ListUsers(),
+            ]
+        )
+    )
+
+
+def test_mutated_frames_from_registered_clients_of_the_newest_version(server_process, peer_at):
+    from chatroom.protocol import EXTENSION_VERSION, Authenticate, Hello, Register
+    from chatroom.room_frames import Join
+
+    server = server_process()
+    rng = random.Random(20261207)
+    names = [f"f{number % 6}" for number in range(8)]  # (f0 and f1 on two devices)
+
+    def device(name):
+        peer = peer_at(server.address)
+        assert peer.request(Hello(EXTENSION_VERSION)) == OK
+        peer.send(Authenticate(name, "pw"))
+        assert peer.next_event() == OK
+        peer.send(Join("#fz"))
+        return peer
+
+    for name in names[:6]:
+        peer = peer_at(server.address)
+        assert peer.request(Hello(EXTENSION_VERSION)) == OK
+        assert peer.request(Register(name, "pw")) == OK
+        peer.close()
+    devices = [device(name) for name in names]
+    readers = [gevent.spawn(drain, peer) for peer in devices]
+    for round_number in range(2000):
+        if round_number % 20 == 0:
+            gevent.sleep(0.005)  # (the readers read, and a closed device is seen as such)
+        number = rng.randrange(len(devices))
+        if readers[number].dead:  # (closed for what it sent: a new device of the same name)
+            devices[number] = device(names[number])
+            readers[number] = gevent.spawn(drain, devices[number])
+        data = bytearray(_newest_client_frame(rng, len(names)))
+        if rng.random() < 0.15:
+            for _ in range(rng.randint(1, 3)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            with gevent.Timeout(WAIT):
+                devices[number].sock.sendall(data)
+        except OSError:
+            pass  # (the server closed it meanwhile)
+    assert_pair_chats(server.address)
+    assert_clean_log(server.log_text())
+    gevent.killall(readers)
+
+
 def test_big_bodies_and_oversize_lengths(server_process, peer_at):
     server = server_process()
     rng = random.Random(7)
