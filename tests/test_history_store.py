@@ -159,6 +159,20 @@ def test_the_search_indexes_of_a_database_from_before_merge_sixteen_segments_at_
     db.close()
 
 
+def test_a_search_for_words_with_a_nul_finds_them_as_indexed(tmp_path, open_store):
+    store = open_store(tmp_path / "db")
+    for name in ("alice", "zoe"):
+        store.create_account(name, "hash")
+    say(store, "alice", "zoe", "see a\0b here")
+    store.record_room("#sea", 1, "alice", "wave\0crest", now_ms())
+    with gevent.Timeout(WAIT):
+        assert [text for *_, text in store.search("zoe", "a\0b", None, [], 10, 0)] == ["see a\0b here"]
+        assert [text for *_, text in store.search("zoe", "b\0a", None, [], 10, 0)] == []  # (a phrase: in order)
+        assert [text for *_, text in store.search("zoe", "\0", None, ["#sea"], 10, 0)] == []
+        assert [text for *_, text in store.search("zoe", "wave\0crest", None, ["#sea"], 10, 0)] == ["wave\0crest"]
+    assert store.healthy()
+
+
 def test_a_conversation_goes_with_its_last_message(tmp_path, open_store):
     path = tmp_path / "db"
     store = open_store(path)

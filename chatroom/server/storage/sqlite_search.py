@@ -62,8 +62,10 @@ INDEX_HISTORY = "INSERT INTO history_search (rowid, text) SELECT id, text FROM h
 
 def match_phrase(query: str) -> str:
     """The user's words as an FTS5 query: every word, each a quoted string (so that nothing
-    typed is read as FTS5's own syntax)."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+    typed is read as FTS5's own syntax). FTS5 reads a query only up to a NUL ("unterminated
+    string"); its tokenizer takes a NUL in a text for a space between words, so one in a word
+    is given as a space: the same words, next to each other, as where the text was indexed."""
+    return " ".join('"' + word.replace('"', '""').replace("\0", " ") + '"' for word in query.split())
 
 
 class SQLiteSearch:
