@@ -317,11 +317,14 @@ def drain(peer) -> None:
 
 def _newest_client_frame(rng, members: int) -> bytes:
     """A frame a registered client of the newest version sends, valid and filled at random:
-    room and direct messages (the compiled relay's ways), and requests around them."""
-    from chatroom.protocol import HistoryRequest, Watch
+    room and direct messages (the compiled relay's ways), and requests around them (rooms,
+    history, devices, markers, away, search, tokens)."""
+    from chatroom.device_frames import Away, EndSession, Mark, Sessions, Unread
+    from chatroom.protocol import HistoryRequest, Resume, TokenRequest, Watch
     from chatroom.room_frames import Invite, Join, Kick, ListMembers, ListRooms, Part, SetTopic
+    from chatroom.search_frames import Search
 
-    text = rng.choice(["hi", "é日本\u202e", "", " ", "x" * rng.randrange(0, 3000)])
+    text = rng.choice(["hi", "é日本\u202e", "", " ", "a\0b", "x" * rng.randrange(0, 3000)])
     name, room = f"f{rng.randrange(members + 2)}", f"#r{rng.randrange(4)}"
     return encode(
         rng.choice(
@@ -341,6 +344,14 @@ def _newest_client_frame(rng, members: int) -> bytes:
                 HistoryRequest(name, 5, 0),
                 Watch(rng.random() < 0.5),
                 ListUsers(),
+                Sessions(),
+                EndSession(rng.randrange(4)),
+                Mark(rng.choice([name, "#fz"]), rng.randrange(1 << 62)),
+                Unread(),
+                Away(rng.random() < 0.5, text[:100]),
+                Search(rng.randrange(120), 0, rng.choice(["", name, "#fz", "#r0"]), text[:200] or "hi"),
+                TokenRequest(),
+                Resume(name, rng.choice(["", "not a token"])),
             ]
         )
     )
@@ -378,8 +389,9 @@ def test_mutated_frames_from_registered_clients_of_the_newest_version(server_pro
             readers[number] = gevent.spawn(drain, devices[number])
         data = bytearray(_newest_client_frame(rng, len(names)))
         if rng.random() < 0.15:
-            for _ in range(rng.randint(1, 3)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
+            for _ in range(rng.randint(1, 3)):  # (mostly in the body: a broken length ends the connection)
+                at = rng.randrange(5, len(data)) if len(data) > 5 and rng.random() < 0.9 else rng.randrange(len(data))
+                data[at] = rng.randrange(256)
         try:
             with gevent.Timeout(WAIT):
                 devices[number].sock.sendall(data)
