@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from .fields import BadBody, at_most_most_id, id_and_time, name_field, split_id_and_time, split_name_field
 from .fields import text as _text
+from .protocol import MAX_BODY
 
 DEVICES_VERSION = 4
 MOST_COUNTED = 1000  # an unread count stops there (a client shows "1000+")
+MOST_MARKERS = 1000  # conversations an account may have markers for
 MAX_AWAY_CHARS = 100
 
 # Requests.
@@ -124,6 +126,22 @@ class UnreadEntry:
 @dataclass(slots=True)
 class UnreadCounts:
     entries: tuple[UnreadEntry, ...]
+
+
+def fitting_in_a_frame(entries: list[UnreadEntry]) -> tuple[UnreadEntry, ...]:
+    """The entries of an UNREAD-COUNTS, as many as one frame holds: all, where they fit (an
+    account's markers are bounded, the conversations with something unread are not); else
+    those with something unread first, each kind in the order given."""
+    sizes = [1 + len(entry.conversation.encode()) + _UNREAD_TAIL.size for entry in entries]
+    if sum(sizes) <= MAX_BODY:
+        return tuple(entries)
+    fitting, size = [], 0
+    for entry, entry_size in sorted(zip(entries, sizes, strict=True), key=lambda pair: pair[0].count == 0):
+        size += entry_size
+        if size > MAX_BODY:
+            break
+        fitting.append(entry)
+    return tuple(fitting)
 
 
 def encode_body(message) -> tuple[int, bytes] | None:

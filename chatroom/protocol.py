@@ -92,6 +92,7 @@ class Reason(enum.IntEnum):
     # Version 4: devices.
     TOO_MANY_SESSIONS = 0x1C  # detail: the sessions one account may have at once
     NO_SUCH_SESSION = 0x1D
+    TOO_MANY_MARKERS = 0x1E  # detail: the conversations an account may have markers for
 
 
 # Categories a name may not use: control (Cc), format (Cf: invisible and bidi controls, such

@@ -1110,3 +1110,16 @@ def test_a_historys_entries_queued_together_are_all_kept_in_order_and_expire(red
     assert len(eventually(lambda: store.room_history("#other", 50, 0))) == count // 100
     assert 0 < store._redis.pttl("chatroom:room:#burst:messages") <= 86_400_000
     store._redis.close()
+
+
+def test_an_account_has_markers_for_a_thousand_conversations_at_most_in_redis_too(redis_server):
+    from chatroom.device_frames import MOST_MARKERS
+
+    store = RedisStore(redis_server.url, history_days=1)
+    for number in range(MOST_MARKERS):
+        assert store.set_marker("alice", f"u{number}", 7) == 7
+    assert store.set_marker("alice", "another", 7) is None
+    assert store.set_marker("alice", "u5", 1 << 62) == 1 << 62  # (those it has still move)
+    assert store.set_marker("alice", "u5", 9) == 1 << 62  # (forward only)
+    assert store._redis.hlen("chatroom:markers:alice") == MOST_MARKERS
+    store._redis.close()

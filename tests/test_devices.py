@@ -188,6 +188,34 @@ def test_unread_counts_start_after_the_marker_and_leave_out_ones_own(device):
     ]
 
 
+def test_an_account_has_markers_for_a_thousand_conversations_at_most(device):
+    from chatroom.device_frames import MOST_MARKERS
+
+    alice = device("alice")
+    for number in range(MOST_MARKERS):
+        assert alice.ask(Mark(f"u{number}", 7)) == [OK]
+    assert alice.ask(Mark("another", 7)) == [failure(Reason.TOO_MANY_MARKERS, "1000")]
+    assert alice.ask(Mark("#another", 7)) == [failure(Reason.TOO_MANY_MARKERS, "1000")]
+    assert alice.ask(Mark("u5", 9)) == [OK]  # (those it has still move)
+    [counts] = alice.ask(Unread())
+    assert len(counts.entries) == MOST_MARKERS and UnreadEntry("u5", 9, 0) in counts.entries
+
+
+def test_unread_counts_fit_one_frame_those_with_something_unread_first():
+    from chatroom.codec import Decoder, encode
+    from chatroom.device_frames import fitting_in_a_frame
+    from chatroom.protocol import MAX_BODY
+
+    few = [UnreadEntry("bob", 3, 0), UnreadEntry("carol", 0, 2)]
+    assert fitting_in_a_frame(few) == tuple(few)  # (as they are, where all fit)
+    many = [UnreadEntry(f"{number:020}", number, number % 2) for number in range(10_000)]  # (330 KB)
+    fitting = fitting_in_a_frame(many)
+    frame = encode(UnreadCounts(fitting))
+    assert len(frame) - 5 <= MAX_BODY < len(frame) - 5 + 30  # (as many as fit)
+    assert [entry for entry in fitting if entry.count] == [entry for entry in many if entry.count]
+    assert Decoder.for_client().receive_data(frame) == [UnreadCounts(fitting)]
+
+
 def test_device_requests_need_version_4_and_markers_an_account(device, hello_client):
     older = device("alice", version=3)
     assert older.ask(Sessions()) == [MALFORMED]

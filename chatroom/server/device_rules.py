@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..codec import encode
 from ..device_frames import (
     MAX_AWAY_CHARS,
+    MOST_MARKERS,
     Away,
     EndSession,
     Mark,
@@ -23,6 +24,7 @@ from ..device_frames import (
     Unread,
     UnreadCounts,
     UnreadEntry,
+    fitting_in_a_frame,
 )
 from ..protocol import Reason, is_valid_username
 from ..room_frames import ROOM_PREFIX, is_room_name
@@ -76,6 +78,8 @@ class DeviceRules:
         if not (is_room_name if conversation[:1] == ROOM_PREFIX else is_valid_username)(conversation):
             return self._failure(Reason.INVALID_NAME)
         marker = accounts.store.set_marker(name, conversation, event.id)
+        if marker is None:
+            return self._failure(Reason.TOO_MANY_MARKERS, str(MOST_MARKERS))
         if self._devices is not None and self._devices.several:
             self._devices.to_others(self._mailbox, encode(Marked(conversation, marker)))
         return OK
@@ -86,7 +90,7 @@ class DeviceRules:
             return self._failure(Reason.NOT_REGISTERED)
         rooms = sorted(self._rooms.rooms_of(name)) if self._rooms is not None else []
         unread = accounts.store.unread(name, rooms)
-        return encode(UnreadCounts(tuple(UnreadEntry(*entry) for entry in unread)))
+        return encode(UnreadCounts(fitting_in_a_frame([UnreadEntry(*entry) for entry in unread])))
 
     def _away(self, event: Away) -> bytes:
         name = self.name

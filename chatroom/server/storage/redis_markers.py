@@ -6,7 +6,7 @@ the account's conversations (the same bounded scan as a search: see redis_search
 
 from typing import TYPE_CHECKING
 
-from ...device_frames import MOST_COUNTED
+from ...device_frames import MOST_COUNTED, MOST_MARKERS
 from ..message_ids import NODE_BITS
 from .redis_rooms import ROOM, read_member
 from .redis_search import SCAN_CONVERSATIONS, SINCE
@@ -18,6 +18,9 @@ MARKERS = "chatroom:markers:"
 _MOVE = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local new = ARGV[2]
+if not old and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return false
+end
 if not old or #new > #old or (#new == #old and new > old) then
   redis.call('HSET', KEYS[1], ARGV[1], new)
   return new
@@ -37,9 +40,9 @@ class RedisMarkers:
 
         def _conversations_of(self, name: str, limit: int) -> list[tuple[str, str]]: ...
 
-    def set_marker(self, name: str, conversation: str, message_id: int) -> int:
-        moved = self._call(self._redis.eval, _MOVE, 1, MARKERS + name, conversation, str(message_id))
-        return int(moved)
+    def set_marker(self, name: str, conversation: str, message_id: int) -> int | None:
+        moved = self._call(self._redis.eval, _MOVE, 1, MARKERS + name, conversation, str(message_id), MOST_MARKERS)
+        return None if moved is None else int(moved)
 
     def partners(self, name: str) -> list[str]:
         return [other for _key, other in self._conversations_of(name, SCAN_CONVERSATIONS)]

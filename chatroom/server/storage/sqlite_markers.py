@@ -12,7 +12,7 @@ row a batch, and keeps nobody else's writes waiting.
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from ...device_frames import MOST_COUNTED
+from ...device_frames import MOST_COUNTED, MOST_MARKERS
 
 # Migration 6 (see sqlite_store.MIGRATIONS): the markers, and the index that finds the
 # conversations in which an account is the second name of the pair...
@@ -72,8 +72,10 @@ class SQLiteMarkers:
 
         def _oldest_kept(self) -> int: ...
 
-    def set_marker(self, name: str, conversation: str, message_id: int) -> int:
+    def set_marker(self, name: str, conversation: str, message_id: int) -> int | None:
         markers = self._markers_of(name)
+        if conversation not in markers and len(markers) >= MOST_MARKERS:
+            return None
         if message_id > markers.get(conversation, 0):
             markers[conversation] = message_id
             self._worker.write(_MOVE, (name, conversation, message_id))

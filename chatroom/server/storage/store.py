@@ -135,9 +135,11 @@ class Store(Protocol):
         (ms; 0: now); in the conversation with peer only, if given, and in rooms (those name is
         in). Never another user's conversation, nor what was said before name's account."""
 
-    def set_marker(self, name: str, conversation: str, message_id: int) -> int:
+    def set_marker(self, name: str, conversation: str, message_id: int) -> int | None:
         """Move name's marker in conversation (a name or a #room) to message_id, if that is
-        further on; the marker now."""
+        further on; the marker now. None, and nothing kept, for a conversation beyond the
+        MOST_MARKERS that name has markers for already (a client could otherwise make the store
+        keep, and UNREAD list, markers without end)."""
 
     def unread(self, name: str, rooms: list[str]) -> list[tuple[str, int, int]]:
         """(conversation, marker, what others said after it) for each of name's direct
