@@ -22,6 +22,7 @@ from chatroom.protocol import (
     Login,
     Logout,
     Malformed,
+    Reason,
     Register,
     Response,
     SendTo,
@@ -171,6 +172,16 @@ def test_logout_frees_the_name_and_fails_when_not_logged_in(connect):
     assert alice.ask(Logout()) == [OK]
     assert alice.ask(Logout()) == [FAILURE]
     assert connect().ask(Login("alice")) == [OK]
+
+
+def test_a_list_too_long_for_one_frame_is_a_failure_as_the_seed_protocol_says(connect, directory, monkeypatch):
+    names = [chr(0x65E5) * 19 + chr(0x4E00 + number) for number in range(5_000)]  # (61 bytes each: 305 KB)
+    monkeypatch.setattr(directory, "names", lambda: names)
+    assert connect().ask(ListUsers()) == [FAILURE]
+    newer = connect(hello=True)
+    assert newer.ask(Hello(2)) == [OK] and newer.ask(ListUsers()) == [Response(Status.FAILURE, Reason.UNAVAILABLE)]
+    monkeypatch.setattr(directory, "names", lambda: names[:4000])  # (244 KB: it fits)
+    assert connect().ask(ListUsers()) == [UserList(tuple(names[:4000]))]
 
 
 def test_malformed_frames_and_extension_requests_without_hello_are_malformed(connect):

@@ -17,6 +17,7 @@ from ..codec import direct_message_frame, encode, incoming_frame
 from ..device_frames import DEVICES_VERSION
 from ..protocol import (
     EXTENSION_VERSION,
+    MAX_BODY,
     MAX_TEXT_CHARS,
     Authenticate,
     ChangePassword,
@@ -124,7 +125,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
                 return self._send_to(event.recipient, event.text, event.raw)
             COUNTS.count(COUNTS.frames_by_type, REQUEST_NAMES.get(kind, "malformed"))
             if kind is ListUsers:
-                return encode(UserList(tuple(self._directory.names())))
+                return self._user_list()
             if kind is Login:
                 return self._log_in(event.name)
             if kind is Logout:
@@ -159,6 +160,12 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             or kind in DEVICE_ANSWERS
         ), event
         return MALFORMED
+
+    def _user_list(self) -> bytes:
+        """LIST: every name online; where they are too many for one frame (a cluster's, or
+        long names), FAILURE: the seed protocol's "the list cannot be produced"."""
+        frame = encode(UserList(tuple(self._directory.names())))
+        return frame if len(frame) - 5 <= MAX_BODY else self._failure(Reason.UNAVAILABLE)  # (5: the header)
 
     def send_text(self, recipient: str, text: str, raw: bytes = b"") -> "bytes | Pending":
         """SENDTO for a port that reads requests of its own (IRC's PRIVMSG): the reply that

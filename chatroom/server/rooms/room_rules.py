@@ -7,6 +7,7 @@ Rooms` the server's.
 """
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...codec import encode
@@ -26,6 +27,7 @@ from ...room_frames import (
     Part,
     RoomEntry,
     RoomEvent,
+    RoomFlag,
     RoomHistory,
     RoomHistoryEntry,
     RoomList,
@@ -136,7 +138,10 @@ class RoomRules:
     def _list_rooms(self, event: ListRooms) -> bytes:
         assert self._rooms is not None
         visible = self._rooms.visible_to(self.name)
-        return encode(RoomList(tuple(RoomEntry(r.name, r.flags_for(self.name), len(r.members)) for r in visible)))
+        entries = [RoomEntry(r.name, r.flags_for(self.name), len(r.members)) for r in visible]
+        # As many as fit in one frame: one's own rooms first, where not all do.
+        entries = as_many_as_fit(entries, 5, lambda entry: not entry.flags & RoomFlag.MEMBER)
+        return encode(RoomList(tuple(entries)))
 
     def _list_members(self, event: ListMembers) -> bytes:
         room, refused = self._visible_room(event.room)
@@ -145,11 +150,14 @@ class RoomRules:
         assert self._rooms is not None
         online = self._rooms.online(room, self._directory.find)
         owner, online_flag, owner_flag = room.owner, int(MemberFlag.ONLINE), int(MemberFlag.OWNER)
-        members = tuple(
+        members = [
             (name, MEMBER_FLAGS[online_flag * (name in online) + owner_flag * (name == owner)])
             for name in sorted(room.members)
-        )
-        return encode(MemberList(room.name, room.topic, members))
+        ]
+        # As many as fit in one frame: the owner and those online first, where not all do.
+        room_left = MAX_BODY - len(encode(MemberList(room.name, room.topic, ()))) + 5
+        members = as_many_as_fit(members, 1, lambda member: not member[1], room_left)
+        return encode(MemberList(room.name, room.topic, tuple(members)))
 
     def _room_history(self, name: str, count: int, before: int) -> bytes:
         room, refused = self._member_room(name)
@@ -305,3 +313,23 @@ ROOM_ANSWERS: dict[type, Any] = {
     GiveRoom: RoomRules._give_room,
     Search: RoomRules._search,
 }
+
+
+def as_many_as_fit(entries: list, fixed: int, later: Callable[[Any], bool], room: int = MAX_BODY) -> list:
+    """The entries of a list frame (each a name field first, then ``fixed`` bytes) that fit in
+    room bytes of body: all, where they do; else those ``later`` does not put off first, each
+    kind in the order given, as many as fit."""
+
+    def size(entry) -> int:
+        name = entry[0] if type(entry) is tuple else entry.name
+        return 1 + len(name.encode()) + fixed
+
+    if sum(map(size, entries)) <= room:
+        return entries
+    fitting = []
+    for entry in sorted(entries, key=later):
+        room -= size(entry)
+        if room < 0:
+            break
+        fitting.append(entry)
+    return fitting
