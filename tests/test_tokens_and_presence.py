@@ -135,3 +135,17 @@ def test_watching_stops_when_asked_and_when_the_connection_ends(connect, directo
     other.ask(Watch(True))
     other.rules.closed()
     assert not directory.presence._watchers
+
+
+def test_presence_more_than_a_frame_holds_comes_in_several_each_within_the_bound():
+    from chatroom.device_frames import PresenceState, PresenceStatus
+    from chatroom.protocol import MAX_BODY, Presence
+
+    names = [chr(0x65E5) * 19 + chr(0x4E00 + number) for number in range(6_000)]  # (61 bytes each)
+    away = [(name, PresenceState.AWAY, "é" * 100) for name in names[:1_000]]  # (263 bytes each)
+    assert watch.in_frames(Presence, [("al", True)]) == [encode(Presence((("al", True),)))]
+    for kind, entries in [(Presence, [(name, True) for name in names]), (PresenceStatus, away)]:
+        frames = watch.in_frames(kind, entries)
+        assert len(frames) > 1 and all(len(frame) - 5 <= MAX_BODY for frame in frames)
+        read = Decoder.for_client().receive_data(b"".join(frames))
+        assert [change for message in read for change in message.changes] == entries  # (all, in order)

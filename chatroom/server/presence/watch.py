@@ -18,7 +18,7 @@ import gevent
 
 from ...codec import encode
 from ...device_frames import PresenceState, PresenceStatus
-from ...protocol import Presence
+from ...protocol import MAX_BODY, Presence
 
 PERIOD = 1.0  # seconds between updates: a watcher gets at most one a second
 
@@ -63,8 +63,8 @@ class PresenceWatch:
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
         if view is None:
-            return encode(Presence(tuple((name, True) for name in now)))
-        return encode(PresenceStatus(tuple((name, *now[name]) for name in now if view.shares(name))))
+            return b"".join(in_frames(Presence, [(name, True) for name in now]))
+        return b"".join(in_frames(PresenceStatus, [(name, *now[name]) for name in now if view.shares(name)]))
 
     def unwatch(self, mailbox: Watcher) -> None:
         self._watchers.pop(mailbox, None)
@@ -90,15 +90,15 @@ class PresenceWatch:
             if not changes:
                 continue
             came_or_went = [(name, True) for name, _, _ in came] + [(name, False) for name, _, _ in went]
-            plain = encode(Presence(tuple(came_or_went))) if came_or_went else None
+            plain = in_frames(Presence, came_or_went) if came_or_went else []
             for mailbox, view in list(self._watchers.items()):
                 if view is None:
-                    if plain is not None:
-                        mailbox.deliver(plain, wait=False)
-                    continue
-                seen = tuple(change for change in changes if view.shares(change[0]))
-                if seen:
-                    mailbox.deliver(encode(PresenceStatus(seen)), wait=False)
+                    frames = plain
+                else:
+                    seen = [change for change in changes if view.shares(change[0])]
+                    frames = in_frames(PresenceStatus, seen) if seen else []
+                for frame in frames:
+                    mailbox.deliver(frame, wait=False)
 
     def _update(self) -> tuple[list[Change], list[Change], list[Change]]:
         """What changed since the last look: who came (online or away), who went away or came
@@ -116,3 +116,24 @@ class PresenceWatch:
         moved = [(name, *now[name]) for name in sorted(now.keys() & before.keys()) if now[name] != before[name]]
         went = [(name, PresenceState.OFFLINE, "") for name in sorted(before.keys() - now.keys())]
         return came, moved, went
+
+
+def in_frames(kind: Callable[[tuple], object], entries: list) -> list[bytes]:
+    """kind(entries), a PRESENCE or PRESENCE-STATUS, as frames of at most MAX_BODY each: one
+    where it fits; else as many as it takes (everyone online at once, with away messages, can
+    be more than a frame holds), which a client applies one after the other, to the same end."""
+    whole = encode(kind(tuple(entries)))
+    if len(whole) - 5 <= MAX_BODY:  # (5: the frame's header)
+        return [whole]
+    frames: list[bytes] = []
+    part: list = []
+    size = 0
+    for entry in entries:
+        entry_size = len(encode(kind((entry,)))) - 5
+        if part and size + entry_size > MAX_BODY:
+            frames.append(encode(kind(tuple(part))))
+            part, size = [], 0
+        part.append(entry)
+        size += entry_size
+    frames.append(encode(kind(tuple(part))))
+    return frames
