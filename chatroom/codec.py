@@ -26,6 +26,7 @@ from .protocol import (
     LOGIN,
     LOGOUT,
     MAX_BODY,
+    MAX_SERVER_BODY,
     PRESENCE,
     REGISTER,
     RESPONSE,
@@ -246,10 +247,11 @@ class Decoder:
     MAX_BODY before anything is buffered for it.
     """
 
-    __slots__ = ("_parsers", "_buffer", "broken", "_reads_sendto")
+    __slots__ = ("_parsers", "_max_body", "_buffer", "broken", "_reads_sendto")
 
-    def __init__(self, parsers):
+    def __init__(self, parsers, max_body: int = MAX_BODY):
         self._parsers = parsers
+        self._max_body = max_body
         self._buffer: bytes | bytearray = b""  # (a bytearray only while a frame is unfinished)
         self.broken = False
         # SENDTO frames, the relay's, are read in C where it was built (see _frames.c).
@@ -262,8 +264,8 @@ class Decoder:
 
     @classmethod
     def for_client(cls):
-        """Decodes what servers send."""
-        return cls(SERVER_MESSAGES)
+        """Decodes what servers send (whose frames may be longer: MAX_SERVER_BODY)."""
+        return cls(SERVER_MESSAGES, MAX_SERVER_BODY)
 
     @property
     def pending(self) -> int:
@@ -297,7 +299,7 @@ class Decoder:
                 if end - offset < HEADER_SIZE:
                     break
             frame_type, length = _HEADER.unpack_from(data, offset)
-            if length > MAX_BODY:
+            if length > self._max_body:
                 events.append(FrameTooLarge(frame_type, length))
                 self.broken = True
                 return end

@@ -46,6 +46,10 @@ MAX_TEXT_CHARS = 65535
 # 65535 four-byte characters of text.
 MAX_BODY = 1 + 4 * MAX_NAME_CHARS + 4 * MAX_TEXT_CHARS
 MAX_FRAME = HEADER_SIZE + MAX_BODY
+# A server's frames carry a message with more beside it: the largest, one message of the
+# longest text from the longest name, with a #room's name field, an id, a time and a length
+# (ROOM-HISTORY's and SEARCH-RESULTS' one entry), is 102 bytes over MAX_BODY.
+MAX_SERVER_BODY = MAX_BODY + (2 + 4 * MAX_NAME_CHARS) + 8 + 8 + 4
 
 
 class Status(enum.IntEnum):

@@ -336,3 +336,31 @@ def test_the_relays_frames_are_the_messages_frames(name, sender, message_id, tim
     # A client of an older version takes the INCOMING cut from the DIRECT-MESSAGE's bytes.
     assert without_id(direct_message_frame(sender, message_id, time_ms, raw)) == encode(Incoming(sender, text))
     assert without_id(encode(Incoming(sender, text))) == encode(Incoming(sender, text))
+
+
+def test_a_servers_frames_carry_the_longest_message_from_the_longest_name_within_their_bound():
+    from chatroom.device_frames import OwnMessage
+    from chatroom.protocol import MAX_SERVER_BODY
+    from chatroom.room_frames import RoomHistory, RoomHistoryEntry
+    from chatroom.search_frames import Found, SearchResults
+
+    text, name = chr(0x20000) * 65535, chr(0x20000) * 20  # (four bytes each: the longest there are)
+    room, most = "#" + name, 1 << 63
+    longest = [
+        DirectMessage(name, most, most, text),
+        StoredMessage(name, most, text),
+        RoomMessage(room, name, most, most, text),
+        OwnMessage(room, most, most, text),
+        HistoryPage(room, (HistoryEntry(most, most, True, text),)),
+        RoomHistory(room, (RoomHistoryEntry(most, most, name, text),)),
+        SearchResults((Found(most, most, room, name, text),)),
+    ]
+    sizes = [len(encode(message)) - 5 for message in longest]
+    assert max(sizes) == MAX_SERVER_BODY and min(sizes) > MAX_BODY  # (each more than a client may send)
+    assert Decoder.for_client().receive_data(b"".join(map(encode, longest))) == longest
+    assert Decoder.for_client().receive_data(struct.pack("!BI", 0x84, MAX_SERVER_BODY + 1)) == [
+        FrameTooLarge(0x84, MAX_SERVER_BODY + 1)
+    ]
+    assert Decoder.for_server().receive_data(struct.pack("!BI", 0x01, MAX_BODY + 1)) == [
+        FrameTooLarge(0x01, MAX_BODY + 1)
+    ]

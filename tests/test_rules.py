@@ -316,6 +316,20 @@ def test_a_logout_while_the_store_removes_a_handed_out_page_ends_the_hand_out(co
     assert connect(hello=True).ask(Authenticate("bob", "secret")) == [OK]  # (handed over, then removed)
 
 
+def test_the_longest_message_from_the_longest_name_is_read_back_and_kept(connect):
+    longest, text = chr(0x20000) * 20, chr(0x20000) * 65535  # (four bytes each: over MAX_BODY with an id)
+    bob = registered(connect, "bob")
+    sender = registered(connect, longest)
+    assert sender.ask(SendTo("bob", text)) == [OK]
+    [page] = bob.ask(HistoryRequest(longest, 10))
+    assert [entry.text for entry in page.entries] == [text]  # (in a page of its own, not an empty one)
+    frame = encode(DirectMessage(longest, 1 << 62, now_ms(), text))
+    assert bob.rules.keep_undelivered([frame]) == 1
+    bob.ask(Logout())
+    [_, kept] = connect(hello=True).ask(Authenticate("bob", "secret"))
+    assert (kept.sender, kept.text) == (longest, text)
+
+
 def test_change_password(connect):
     alice = registered(connect, "alice")
     assert alice.ask(ChangePassword("wrong", "new")) == [FAILURE]

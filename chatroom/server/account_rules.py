@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from ..codec import Decoder, encode, history_entry
 from ..protocol import (
-    MAX_BODY,
     MAX_HISTORY_COUNT,
+    MAX_SERVER_BODY,
     Authenticate,
     ChangePassword,
     DirectMessage,
@@ -254,7 +254,7 @@ class AccountRules:
             return self._failure(Reason.INVALID_COUNT)
         entries = accounts.history(name, event.peer, event.count, event.before)
         # The newest entries that fit in one frame; the client asks again for older ones.
-        room = MAX_BODY - len(encode(HistoryPage(event.peer, ())))
+        room = MAX_SERVER_BODY - len(encode(HistoryPage(event.peer, ())))
         kept = []
         for entry in reversed(entries):
             room -= len(history_entry(entry))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...codec import encode
-from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, Reason, is_valid_username
+from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, MAX_SERVER_BODY, Reason, is_valid_username
 from ...room_frames import (
     MAX_TOPIC_BYTES,
     MEMBER_FLAGS,
@@ -166,7 +166,7 @@ class RoomRules:
         if not 1 <= count <= MAX_HISTORY_COUNT:
             return self._failure(Reason.INVALID_COUNT)
         rows = self._accounts.store.room_history(room.name, count, before) if self._accounts is not None else []
-        room_left = MAX_BODY - len(encode(RoomHistory(room.name, ())))
+        room_left = MAX_SERVER_BODY - len(encode(RoomHistory(room.name, ())))
         kept: list[RoomHistoryEntry] = []
         for row in reversed(rows):  # the newest that fit in one frame
             entry = RoomHistoryEntry(*row)
@@ -196,7 +196,7 @@ class RoomRules:
         elif peer is not None:
             mine = []
         rows = accounts.store.search(name, event.query, peer, mine, event.count, event.before)
-        room_left, kept = MAX_BODY, []
+        room_left, kept = MAX_SERVER_BODY, []
         for row in rows:  # newest first: as many as fit in one frame
             found = Found(*row)
             room_left -= len(found_entry(found))
