@@ -9,7 +9,7 @@ from gevent import socket, subprocess
 from gevent.event import Event
 
 from chatroom.codec import Decoder, encode
-from chatroom.protocol import MAX_BODY, Incoming, ListUsers, Response, SendTo, Status, UserList
+from chatroom.protocol import MAX_SERVER_BODY, Incoming, ListUsers, Response, SendTo, Status, UserList
 from chatroom.testing import OK, ClientProcess, eventually, greet_as_old_server
 
 pytestmark = pytest.mark.process
@@ -252,7 +252,7 @@ def test_a_frame_over_the_limit_from_the_server_ends_the_client_clearly(fake_ser
     def oversize(sock):
         greet_as_old_server(sock)
         sock.recv(100)
-        sock.sendall(struct.pack("!BI", 0x82, MAX_BODY + 1))
+        sock.sendall(struct.pack("!BI", 0x82, MAX_SERVER_BODY + 1))  # (a server's frames may be longer than a client's)
         sock.recv(100)
 
     server = fake_server(oversize)
