@@ -112,3 +112,16 @@ def test_without_accounts_the_extension_says_so(directory):
     client = Client(directory, None)
     assert client.ask(Hello(2)) == [OK]
     assert client.ask(Register("alice", "secret")) == [failure(Reason.NO_ACCOUNTS)]
+
+
+def test_the_clients_have_words_for_every_reason():
+    import re
+    from pathlib import Path
+
+    from chatroom.client.reasons import server_reason
+
+    script = (Path(__file__).parent.parent / "chatroom" / "web" / "protocol.js").read_text()
+    in_the_browser = {int(code, 16) for code in re.findall(r"^  0x([0-9a-f]{2}): \"", script, re.MULTILINE)}
+    for reason in Reason:
+        assert server_reason(failure(reason, "7")), reason  # (the terminal's)
+        assert reason in in_the_browser, reason

@@ -34,6 +34,7 @@ _SAID = {
     Reason.TOO_MANY_ROOMS: "too many rooms (at most {detail})",
     Reason.TOO_MANY_SESSIONS: "logged in from too many devices (at most {detail}): end one with sessions end N",
     Reason.NO_SUCH_SESSION: "no such session (see sessions)",
+    Reason.TOO_MANY_MARKERS: "read markers are kept for {detail} conversations at most",
 }
 
 

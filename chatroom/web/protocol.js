@@ -52,6 +52,7 @@ const REASONS = {
   0x1b: "too many rooms (at most {detail})",
   0x1c: "logged in from too many devices (at most {detail})",
   0x1d: "no such session",
+  0x1e: "read markers are kept for {detail} conversations at most",
 };
 
 export function reasonText(reply, name = "") {
