@@ -199,18 +199,6 @@ def test_hello_is_ok_for_a_version_the_server_has_and_names_its_own_to_a_newer_c
     assert newer.ask(Register("nova", "secret")) == [OK]  # the connection speaks the server's version
 
 
-def test_hello_once_logged_in_is_refused_and_changes_nothing(connect, accounts):
-    seed = connect("alice")
-    assert seed.ask(Hello(4)) == [FAILURE]  # (one byte: it speaks the seed protocol still)
-    registered(connect, "bob").ask(Logout())
-    assert seed.ask(SendTo("bob", "hi")) == [FAILURE]  # (a seed client's message is not kept)
-    newer = connect(hello=True)
-    assert newer.ask(Hello(1)) == [OK] and newer.ask(Hello(2)) == [OK]  # (before logging in, as often as it likes)
-    assert newer.ask(Login("dave")) == [OK]
-    assert newer.ask(Hello(1)) == [Response(Status.FAILURE, Reason.ALREADY_LOGGED_IN, "dave")]
-    assert newer.ask(Login("dave")) == [Response(Status.FAILURE, Reason.ALREADY_LOGGED_IN, "dave")]  # (still 2)
-
-
 def test_without_accounts_the_extension_fails(directory):
     client = Client(directory, None)
     assert client.ask(Hello(1)) == [OK]

@@ -132,8 +132,6 @@ class Rules(AccountRules, RoomRules, DeviceRules):
                 self._revoke_tokens()
                 return OK if self.log_out("logged out") else self._failure(Reason.NOT_LOGGED_IN)
             if kind is Hello:
-                if self.name is not None:  # (HELLO comes first: a session keeps the version it logged in with)
-                    return self._failure(Reason.ALREADY_LOGGED_IN, self.name)
                 self._version = min(event.version, EXTENSION_VERSION)
                 self._mailbox.wants_ids = self._version >= ROOMS_VERSION  # (direct messages' ids: version 3)
                 # A client newer than this server learns the version it gets; one that asks for
