@@ -7,7 +7,15 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from .fields import BadBody, at_most_most_id, id_and_time, name_field, split_id_and_time, split_name_field
+from .fields import (
+    BadBody,
+    as_many_as_fit,
+    at_most_most_id,
+    id_and_time,
+    name_field,
+    split_id_and_time,
+    split_name_field,
+)
 from .fields import text as _text
 from .protocol import MAX_BODY
 
@@ -131,17 +139,12 @@ class UnreadCounts:
 def fitting_in_a_frame(entries: list[UnreadEntry]) -> tuple[UnreadEntry, ...]:
     """The entries of an UNREAD-COUNTS, as many as one frame holds: all, where they fit (an
     account's markers are bounded, the conversations with something unread are not); else
-    those with something unread first, each kind in the order given."""
-    sizes = [1 + len(entry.conversation.encode()) + _UNREAD_TAIL.size for entry in entries]
-    if sum(sizes) <= MAX_BODY:
-        return tuple(entries)
-    fitting, size = [], 0
-    for entry, entry_size in sorted(zip(entries, sizes, strict=True), key=lambda pair: pair[0].count == 0):
-        size += entry_size
-        if size > MAX_BODY:
-            break
-        fitting.append(entry)
-    return tuple(fitting)
+    those with something unread first."""
+    return tuple(as_many_as_fit(entries, _unread_entry_size, lambda entry: entry.count == 0, MAX_BODY))
+
+
+def _unread_entry_size(entry: UnreadEntry) -> int:
+    return 1 + len(entry.conversation.encode()) + _UNREAD_TAIL.size  # (a name field, the marker, the count)
 
 
 def encode_body(message) -> tuple[int, bytes] | None:

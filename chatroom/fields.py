@@ -6,6 +6,8 @@ the decoder turns into a Malformed event.
 """
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
 _LENGTH = struct.Struct("!I")
 _ID_TIME = struct.Struct("!QQ")
@@ -71,3 +73,19 @@ def split_id_and_time(body, offset: int) -> tuple[int, int, int]:
         raise BadBody("an entry runs past the body")
     message_id, time_ms = _ID_TIME.unpack_from(body, offset)
     return message_id, time_ms, offset + _ID_TIME.size
+
+
+def as_many_as_fit(entries: list, size_of: Callable[[Any], int], later: Callable[[Any], bool], room: int) -> list:
+    """The entries of a list frame that fit in room bytes of its body (size_of: an entry's
+    bytes): all, as they are, where they do; else those ``later`` does not put off first, each
+    kind in the order given, as many as fit."""
+    sizes = [size_of(entry) for entry in entries]
+    if sum(sizes) <= room:
+        return entries
+    fitting = []
+    for entry, size in sorted(zip(entries, sizes, strict=True), key=lambda pair: later(pair[0])):
+        room -= size
+        if room < 0:
+            break
+        fitting.append(entry)
+    return fitting

@@ -372,8 +372,9 @@ def test_search_finds_ones_own_messages_newest_first_and_never_anothers(connect,
 
 
 def test_room_and_member_lists_give_as_many_as_fit_in_one_frame_ones_own_and_the_owner_first():
+    from chatroom.fields import as_many_as_fit
     from chatroom.protocol import MAX_BODY
-    from chatroom.server.rooms.room_rules import as_many_as_fit
+    from chatroom.server.rooms.room_rules import _member_size, _room_entry_size
 
     def body(message):
         return len(encode(message)) - 5
@@ -381,15 +382,16 @@ def test_room_and_member_lists_give_as_many_as_fit_in_one_frame_ones_own_and_the
     long = chr(0x65E5) * 19  # (a name of 19 characters, 57 bytes, and one more)
     rooms = [RoomEntry("#" + long[:18] + chr(0x4E00 + n), RoomFlag(0), 3) for n in range(5_000)]
     rooms[4_321] = RoomEntry(rooms[4_321].name, RoomFlag.MEMBER, 3)
-    fitting = as_many_as_fit(rooms, 5, lambda entry: not entry.flags & RoomFlag.MEMBER)
+    fitting = as_many_as_fit(rooms, _room_entry_size, lambda entry: not entry.flags & RoomFlag.MEMBER, MAX_BODY)
     assert fitting[0] == rooms[4_321] and fitting[1:] == [r for r in rooms if not r.flags][: len(fitting) - 1]
     assert body(RoomList(tuple(fitting))) <= MAX_BODY < body(RoomList(tuple(fitting))) + 62
-    assert as_many_as_fit(rooms[:100], 5, lambda entry: True) == rooms[:100]  # (all, as they are, where they fit)
+    few = rooms[:100]
+    assert as_many_as_fit(few, _room_entry_size, lambda entry: True, MAX_BODY) == few  # (all, as they are)
     members = [(long + chr(0x4E00 + n), MemberFlag(0)) for n in range(5_000)]
     members[3_000] = (members[3_000][0], MemberFlag.OWNER)
     members[4_000] = (members[4_000][0], MemberFlag.ONLINE)
     room = MAX_BODY - body(MemberList("#t", "a topic", ()))
-    fitting = as_many_as_fit(members, 1, lambda member: not member[1], room)
+    fitting = as_many_as_fit(members, _member_size, lambda member: not member[1], room)
     others = [member for member in members if not member[1]]
     assert fitting[:2] == [members[3_000], members[4_000]] and fitting[2:] == others[: len(fitting) - 2]
     assert body(MemberList("#t", "a topic", tuple(fitting))) <= MAX_BODY

@@ -17,7 +17,7 @@ from ..codec import direct_message_frame, encode, incoming_frame
 from ..device_frames import DEVICES_VERSION
 from ..protocol import (
     EXTENSION_VERSION,
-    MAX_BODY,
+    MAX_FRAME,
     MAX_TEXT_CHARS,
     Authenticate,
     ChangePassword,
@@ -165,7 +165,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         """LIST: every name online; where they are too many for one frame (a cluster's, or
         long names), FAILURE: the seed protocol's "the list cannot be produced"."""
         frame = encode(UserList(tuple(self._directory.names())))
-        return frame if len(frame) - 5 <= MAX_BODY else self._failure(Reason.UNAVAILABLE)  # (5: the header)
+        return frame if len(frame) <= MAX_FRAME else self._failure(Reason.UNAVAILABLE)
 
     def send_text(self, recipient: str, text: str, raw: bytes = b"") -> "bytes | Pending":
         """SENDTO for a port that reads requests of its own (IRC's PRIVMSG): the reply that

@@ -18,7 +18,7 @@ import gevent
 
 from ...codec import encode
 from ...device_frames import PresenceState, PresenceStatus
-from ...protocol import MAX_BODY, Presence
+from ...protocol import MAX_BODY, MAX_FRAME, Presence
 
 PERIOD = 1.0  # seconds between updates: a watcher gets at most one a second
 
@@ -123,13 +123,13 @@ def in_frames(kind: Callable[[tuple], object], entries: list) -> list[bytes]:
     where it fits; else as many as it takes (everyone online at once, with away messages, can
     be more than a frame holds), which a client applies one after the other, to the same end."""
     whole = encode(kind(tuple(entries)))
-    if len(whole) - 5 <= MAX_BODY:  # (5: the frame's header)
+    if len(whole) <= MAX_FRAME:
         return [whole]
     frames: list[bytes] = []
     part: list = []
-    size = 0
+    size, empty = 0, len(encode(kind(())))
     for entry in entries:
-        entry_size = len(encode(kind((entry,)))) - 5
+        entry_size = len(encode(kind((entry,)))) - empty
         if part and size + entry_size > MAX_BODY:
             frames.append(encode(kind(tuple(part))))
             part, size = [], 0

@@ -7,11 +7,11 @@ Rooms` the server's.
 """
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...codec import encode
-from ...protocol import MAX_BODY, MAX_HISTORY_COUNT, MAX_SERVER_BODY, Reason, is_valid_username
+from ...fields import as_many_as_fit
+from ...protocol import MAX_BODY, MAX_FRAME, MAX_HISTORY_COUNT, MAX_SERVER_BODY, Reason, is_valid_username
 from ...room_frames import (
     MAX_TOPIC_BYTES,
     MEMBER_FLAGS,
@@ -140,7 +140,7 @@ class RoomRules:
         visible = self._rooms.visible_to(self.name)
         entries = [RoomEntry(r.name, r.flags_for(self.name), len(r.members)) for r in visible]
         # As many as fit in one frame: one's own rooms first, where not all do.
-        entries = as_many_as_fit(entries, 5, lambda entry: not entry.flags & RoomFlag.MEMBER)
+        entries = as_many_as_fit(entries, _room_entry_size, lambda entry: not entry.flags & RoomFlag.MEMBER, MAX_BODY)
         return encode(RoomList(tuple(entries)))
 
     def _list_members(self, event: ListMembers) -> bytes:
@@ -155,8 +155,8 @@ class RoomRules:
             for name in sorted(room.members)
         ]
         # As many as fit in one frame: the owner and those online first, where not all do.
-        room_left = MAX_BODY - len(encode(MemberList(room.name, room.topic, ()))) + 5
-        members = as_many_as_fit(members, 1, lambda member: not member[1], room_left)
+        room_left = MAX_FRAME - len(encode(MemberList(room.name, room.topic, ())))
+        members = as_many_as_fit(members, _member_size, lambda member: not member[1], room_left)
         return encode(MemberList(room.name, room.topic, tuple(members)))
 
     def _room_history(self, name: str, count: int, before: int) -> bytes:
@@ -315,21 +315,9 @@ ROOM_ANSWERS: dict[type, Any] = {
 }
 
 
-def as_many_as_fit(entries: list, fixed: int, later: Callable[[Any], bool], room: int = MAX_BODY) -> list:
-    """The entries of a list frame (each a name field first, then ``fixed`` bytes) that fit in
-    room bytes of body: all, where they do; else those ``later`` does not put off first, each
-    kind in the order given, as many as fit."""
+def _room_entry_size(entry: RoomEntry) -> int:
+    return 1 + len(entry.name.encode()) + 5  # (ROOM-LIST: a name field, the flags, the members)
 
-    def size(entry) -> int:
-        name = entry[0] if type(entry) is tuple else entry.name
-        return 1 + len(name.encode()) + fixed
 
-    if sum(map(size, entries)) <= room:
-        return entries
-    fitting = []
-    for entry in sorted(entries, key=later):
-        room -= size(entry)
-        if room < 0:
-            break
-        fitting.append(entry)
-    return fitting
+def _member_size(member: tuple[str, MemberFlag]) -> int:
+    return 2 + len(member[0].encode())  # (MEMBER-LIST: the flags, a name field)
