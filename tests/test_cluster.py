@@ -1123,3 +1123,26 @@ def test_an_account_has_markers_for_a_thousand_conversations_at_most_in_redis_to
     assert store.set_marker("alice", "u5", 9) == 1 << 62  # (forward only)
     assert store._redis.hlen("chatroom:markers:alice") == MOST_MARKERS
     store._redis.close()
+
+
+def test_an_account_keeps_its_newest_tokens_in_redis_too_and_a_new_password_revokes_every_one(redis_server):
+    from chatroom.server.storage.accounts import MOST_TOKENS
+
+    store = RedisStore(redis_server.url, history_days=1)
+    later = now_ms() + 60_000
+    store._redis.sadd("chatroom:tokens:alice", "before")  # kept as a set before tokens were bounded
+    store._redis.set("chatroom:token:before", "alice")
+    for number in range(MOST_TOKENS + 3):
+        store.add_token(f"h{number:03}", "alice", later + number, MOST_TOKENS)
+    owners = [store.token_owner(f"h{number:03}") for number in (0, 2, 3, MOST_TOKENS + 2)]
+    assert owners == [None, None, "alice", "alice"]
+    assert store._redis.zcard("chatroom:token-times:alice") == MOST_TOKENS
+    store.add_token("a", "alice", later + 3, MOST_TOKENS)  # as old as the oldest, and sorted first
+    assert store.token_owner("a") == "alice" and store.token_owner("h003") is None
+    store.add_token("expired", "alice", now_ms() - 1, MOST_TOKENS)
+    assert store._redis.zscore("chatroom:token-times:alice", "expired") is None
+    assert store.token_owner("h004") == "alice"
+    store.revoke_tokens("alice")
+    assert [store.token_owner(token_hash) for token_hash in ("before", "a", "h004")] == [None] * 3
+    assert not store._redis.exists("chatroom:token-times:alice", "chatroom:tokens:alice")
+    store._redis.close()

@@ -19,6 +19,7 @@ from chatroom.protocol import (
     Watch,
 )
 from chatroom.server.presence import watch
+from chatroom.server.storage.accounts import MOST_TOKENS
 from chatroom.testing import OK, failure
 
 
@@ -95,6 +96,24 @@ def test_only_a_registered_login_gets_a_token_and_it_is_stored_hashed(connect, a
     token = token_of(registered(connect, "alice"))
     rows = accounts.store._worker.call(lambda db: db.execute("SELECT hash, name FROM tokens").fetchall())
     assert len(rows) == 1 and rows[0][1] == "alice" and token not in rows[0][0]
+
+
+def test_an_account_keeps_its_newest_tokens_and_logout_revokes_those_of_its_connection(connect, accounts):
+    """A client asking for tokens in a loop cannot fill the store: past MOST_TOKENS, the
+    account's oldest is revoked; the connection still revokes its own at LOGOUT."""
+    before = registered(connect, "alice")
+    elsewhere = token_of(before)  # the oldest: a page reloaded since
+    before.rules.log_out("reload")
+    alice = connect()
+    assert alice.ask(Authenticate("alice", "secret"))[0] == OK
+    tokens = [token_of(alice) for _ in range(MOST_TOKENS + 2)]
+    valid = [accounts.token_is_for("alice", token) for token in (elsewhere, tokens[0], tokens[2], tokens[-1])]
+    assert valid == [False, False, True, True]  # (tokens[2]: the oldest kept)
+    count = accounts.store._worker.call(lambda db: db.execute("SELECT count(*) FROM tokens").fetchone()[0])
+    assert count == MOST_TOKENS and len(alice.rules._tokens) == MOST_TOKENS
+    assert alice.ask(Logout()) == [OK]
+    assert connect().ask(Resume("alice", tokens[-1])) == [failure(Reason.INVALID_TOKEN)]
+    assert connect().ask(Resume("alice", tokens[3])) == [failure(Reason.INVALID_TOKEN)]
 
 
 @pytest.fixture

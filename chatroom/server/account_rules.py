@@ -32,7 +32,7 @@ from .operations.logs import fields
 from .presence.devices import Devices
 from .presence.directory import Directory
 from .replies import OK
-from .storage.accounts import Accounts, Check
+from .storage.accounts import MOST_TOKENS, Accounts, Check
 from .storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class AccountRules:
         if not is_valid_password(event.token) or not accounts.token_is_for(event.name, event.token):
             log.info("session token for %s (%s): refused", event.name, self._peer)
             return self._failure(Reason.INVALID_TOKEN)
-        self._tokens = [*(self._tokens or ()), event.token]
+        self._keep_token(event.token)
         return self._log_in_registered(event.name, "registered, session token")
 
     def _log_in_registered(self, name: str, how: str) -> bytes:
@@ -228,8 +228,13 @@ class AccountRules:
         if not self._registered or name is None:
             return self._failure(Reason.NOT_REGISTERED)
         token = accounts.issue_token(name)
-        self._tokens = [*(self._tokens or ()), token]
+        self._keep_token(token)
         return encode(SessionToken(token))
+
+    def _keep_token(self, token: str) -> None:
+        """Note a token issued or used here, for LOGOUT to revoke (only the MOST_TOKENS
+        newest: the account's older ones are revoked already)."""
+        self._tokens = [*(self._tokens or ())[1 - MOST_TOKENS :], token]
 
     def _revoke_tokens(self) -> None:
         accounts, tokens, self._tokens = self._accounts, self._tokens or (), None

@@ -31,6 +31,10 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 HASHING_THREADS = 2  # bounds the memory hashing takes: 2 x 19 MiB
 TOKEN_LIFETIME_MS = 7 * 86_400_000
 TOKEN_BYTES = 24  # 192 random bits
+# The valid tokens an account may have: a new one past it revokes the oldest (a browser asks
+# for one at each login and a reload revokes nothing, so they gather; unbounded, a client
+# asking in a loop would fill the store).
+MOST_TOKENS = 100
 
 
 class Check(enum.Enum):
@@ -139,9 +143,10 @@ class Accounts:
     # --- Session tokens -------------------------------------------------------------------
 
     def issue_token(self, name: str) -> str:
-        """A new session token for name: random, kept only hashed, valid TOKEN_LIFETIME_MS."""
+        """A new session token for name: random, kept only hashed, valid TOKEN_LIFETIME_MS;
+        the account's oldest goes past MOST_TOKENS."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        self.store.add_token(_token_hash(token), name, now_ms() + TOKEN_LIFETIME_MS)
+        self.store.add_token(_token_hash(token), name, now_ms() + TOKEN_LIFETIME_MS, MOST_TOKENS)
         return token
 
     def token_is_for(self, name: str, token: str) -> bool:

@@ -5,7 +5,9 @@
   of new ones on the ``chatroom:accounts:new`` channel, so that routing a message never
   waits on Redis to learn whether its recipient is registered;
 - ``chatroom:token:HASH`` names the user a session token was issued to, expiring with it;
-  ``chatroom:tokens:NAME`` is the set of a user's token hashes;
+  ``chatroom:token-times:NAME`` is a sorted set of a user's token hashes, scored by expiry
+  (``chatroom:tokens:NAME``, a set of them, was its place before tokens were bounded: read
+  when revoking them all, until it expires);
 - ``chatroom:offline:NAME`` is a list of the messages kept for NAME, oldest first;
 - ``chatroom:history:FIRST:SECOND`` is a sorted set of one conversation's messages (the two
   names in code point order), scored by an id that grows within the conversation.
@@ -37,7 +39,8 @@ ACCOUNTS = "chatroom:accounts"
 NEW_ACCOUNTS = "chatroom:accounts:new"
 OFFLINE = "chatroom:offline:"
 TOKEN = "chatroom:token:"  # + a session token's hash: the name it was issued to, until it expires
-TOKENS = "chatroom:tokens:"  # + name: the hashes of its tokens (to revoke them all)
+TOKEN_TIMES = "chatroom:token-times:"  # + name: its tokens' hashes by expiry (to revoke the oldest, or all)
+OLD_TOKENS = "chatroom:tokens:"  # + name: a set of its tokens' hashes, as kept before TOKEN_TIMES
 RETRY_PAUSE = 0.5
 OLD_IDS = 1 << 40  # ids below it were counted per conversation (before message_ids), scores as they are
 SAME_SCORE = 16  # history entries read beyond a page, in case they share the bound's score
@@ -97,6 +100,26 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 RECORDS_PER_CALL = 500  # a history's entries in one call, at most (Lua's unpack has a limit)
+
+
+# Add a token's hash (ARGV[1]) to a name's tokens by expiry (KEYS[1]) with its expiry (ARGV[2],
+# ms), forget those expired by now (ARGV[3]; the set lives as long as its newest), and take out
+# the oldest past the ARGV[4] newest (never the one added, which may share its millisecond with
+# them): answers their hashes, whose keys the caller deletes (in a Redis Cluster, elsewhere).
+_ADD_TOKEN = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+if newest then redis.call('PEXPIREAT', KEYS[1], newest) end
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if excess <= 0 then return {} end
+local taken = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess)) do
+  if member ~= ARGV[1] and #taken < excess then table.insert(taken, member) end
+end
+redis.call('ZREM', KEYS[1], unpack(taken))
+return taken
+"""
 
 
 class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
@@ -187,10 +210,11 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
 
     # --- Offline messages ---------------------------------------------------------------
 
-    def add_token(self, token_hash, name, expires_ms):
+    def add_token(self, token_hash, name, expires_ms, most):
         self._call(self._redis.set, TOKEN + token_hash, name, pxat=expires_ms)
-        self._call(self._redis.sadd, TOKENS + name, token_hash)
-        self._call(self._redis.pexpireat, TOKENS + name, expires_ms)  # (the newest token lives longest)
+        oldest = self._call(self._redis.eval, _ADD_TOKEN, 1, TOKEN_TIMES + name, token_hash, expires_ms, now_ms(), most)
+        for old_hash in oldest:
+            self._call(self._redis.delete, TOKEN + old_hash.decode())
 
     def token_owner(self, token_hash):
         value = self._call(self._redis.get, TOKEN + token_hash)
@@ -200,10 +224,12 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
         self._call(self._redis.delete, TOKEN + token_hash)
 
     def revoke_tokens(self, name):
-        hashes = self._call(self._redis.smembers, TOKENS + name)
+        hashes = self._call(self._redis.zrange, TOKEN_TIMES + name, 0, -1)
+        hashes += self._call(self._redis.smembers, OLD_TOKENS + name)
         for token_hash in hashes:
             self._call(self._redis.delete, TOKEN + token_hash.decode())
-        self._call(self._redis.delete, TOKENS + name)
+        self._call(self._redis.delete, TOKEN_TIMES + name)
+        self._call(self._redis.delete, OLD_TOKENS + name)
 
     def keep_offline(self, recipient, sender, text, time_ms, message_id):
         return self.keep_dropped(recipient, [(sender, text, message_id)], time_ms) == 1

@@ -77,6 +77,13 @@ DEFAULT_QUOTAS = Quotas()
 _INCREMENTAL = 2  # PRAGMA auto_vacuum
 
 
+# A name's tokens past its ``most`` newest (by expiry, and by when written within a millisecond).
+_OLDEST_TOKENS = """
+    DELETE FROM tokens WHERE name = ?1 AND rowid NOT IN
+        (SELECT rowid FROM tokens WHERE name = ?1 ORDER BY expires_ms DESC, rowid DESC LIMIT ?2)
+"""
+
+
 class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def __init__(
         self,
@@ -180,8 +187,9 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
 
     # --- Session tokens -------------------------------------------------------------------
 
-    def add_token(self, token_hash, name, expires_ms):
-        self._worker.write_and_wait("INSERT INTO tokens VALUES (?, ?, ?)", (token_hash, name, expires_ms))
+    def add_token(self, token_hash, name, expires_ms, most):
+        self._worker.write("INSERT INTO tokens VALUES (?, ?, ?)", (token_hash, name, expires_ms))
+        self._worker.write_and_wait(_OLDEST_TOKENS, (name, most))  # (the same transaction)
 
     def token_owner(self, token_hash):
         return self._worker.call(_token_owner, token_hash, now_ms())

@@ -69,8 +69,9 @@ class Store(Protocol):
 
     def set_password_hash(self, name: str, password_hash: str) -> None: ...
 
-    def add_token(self, token_hash: str, name: str, expires_ms: int) -> None:
-        """Keep a session token's hash for name until expires_ms (committed on return)."""
+    def add_token(self, token_hash: str, name: str, expires_ms: int, most: int) -> None:
+        """Keep a session token's hash for name until expires_ms, and revoke name's oldest
+        tokens past the ``most`` newest (committed on return)."""
 
     def token_owner(self, token_hash: str) -> str | None:
         """The name a session token was issued to, while it is neither expired nor revoked."""
