@@ -888,6 +888,16 @@ def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes
         peer.close()
 
 
+def test_a_rooms_invitations_are_as_many_as_its_members_may_be(nodes):
+    [node] = nodes(1, "--members-per-room", "2")
+    owner = hello_peer(node.address, 3, "owner", "pw")
+    assert owner.reply(Join("#r")) == OK
+    assert owner.reply(Invite("#r", "made-up")) == OK and owner.reply(Invite("#r", "other")) == OK
+    assert owner.reply(Invite("#r", "another")) == failure(Reason.ROOM_FULL, "2")
+    assert owner.reply(Invite("#r", "other")) == OK  # (invited already)
+    owner.close()
+
+
 def test_a_direct_message_crosses_with_its_id_and_an_older_client_gets_it_without(nodes):
     one, two = nodes(2)
     alice = hello_peer(one.address, 3, "alice", "pw")

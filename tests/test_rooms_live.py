@@ -164,6 +164,9 @@ def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on
     assert third.reply(Join("#one")) == failure(Reason.INVITE_ONLY)
     assert owner.reply(Invite("#one", "third")) == OK
     assert third.reply(Join("#one")) == failure(Reason.ROOM_FULL, "2")
+    # Invitations, as many as the members a room may have (third's and one more; again is no more).
+    assert owner.reply(Invite("#one", "made-up")) == OK and owner.reply(Invite("#one", "third")) == OK
+    assert owner.reply(Invite("#one", "another")) == failure(Reason.ROOM_FULL, "2")
     assert owner.reply(GiveRoom("#one", "third")) == failure(Reason.NOT_A_MEMBER)
     assert owner.reply(GiveRoom("#one", "heir")) == OK
     assert owner.reply(SetInviteOnly("#one", False)) == failure(Reason.NOT_OWNER)

@@ -79,6 +79,12 @@ def refusal(room: Room | None, user: str, rooms_of_user: int, count_rooms, quota
     return None
 
 
+def may_invite(room: Room, user: str, quotas: Quotas) -> bool:
+    """Whether room may hold an invitation for user: as many as the members it may have
+    (unbounded, an owner inviting made-up names in a loop would fill the server's memory)."""
+    return user in room.invited or len(room.invited) < quotas.members_per_room
+
+
 class Rooms:
     def __init__(self, store: Store | None = None, quotas: Quotas = DEFAULT_QUOTAS):
         self._store = store
@@ -187,10 +193,18 @@ class Rooms:
             else:
                 self._store.delete_room(room.name)
 
-    def invite(self, room: Room, user: str, registered: bool) -> None:
+    @property
+    def quotas(self) -> Quotas:
+        return self._quotas
+
+    def invite(self, room: Room, user: str, registered: bool) -> bool:
+        """Invite user (False, and nothing changed, where the room holds all it may)."""
+        if not may_invite(room, user, self._quotas):
+            return False
         room.invited.add(user)
         if registered and self._store is not None:
             self._store.add_invite(room.name, user)
+        return True
 
     def uninvite(self, room: Room, user: str) -> None:
         if user in room.invited:

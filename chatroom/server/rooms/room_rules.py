@@ -239,7 +239,8 @@ class RoomRules:
             return self._failure(Reason.INVALID_NAME)
         assert self._rooms is not None
         registered = self._accounts is not None and event.name in self._accounts.registered_names
-        self._rooms.invite(room, event.name, registered)
+        if not self._rooms.invite(room, event.name, registered):
+            return self._failure(Reason.ROOM_FULL, str(self._rooms.quotas.members_per_room))
         frame = encode(RoomEvent(room.name, EventKind.INVITED, self.name or "", event.name))
         self._tell(room, frame)
         invitee = self._directory.find(event.name)

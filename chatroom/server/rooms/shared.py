@@ -32,7 +32,7 @@ from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms
 from .posting import Poster
-from .registry import DEFAULT_QUOTAS, Joined, Room, refusal
+from .registry import DEFAULT_QUOTAS, Joined, Room, may_invite, refusal
 from .room_scripts import JOIN, LEAVE, POST, TELL
 
 log = logging.getLogger(__name__)
@@ -190,9 +190,16 @@ class SharedRooms:
         fields = {"owner": room.owner or "", "topic": room.topic, "invite_only": "1" if room.invite_only else "0"}
         self._call("hset", ROOM + room.name, mapping=fields)
 
-    def invite(self, room: Room, user: str, registered: bool) -> None:
+    @property
+    def quotas(self) -> Quotas:
+        return self._quotas
+
+    def invite(self, room: Room, user: str, registered: bool) -> bool:
+        if not may_invite(room, user, self._quotas):  # (as read with the room: nodes may pass it by a few)
+            return False
         room.invited.add(user)
         self._call("sadd", ROOM + room.name + ":invited", user)
+        return True
 
     def uninvite(self, room: Room, user: str) -> None:
         room.invited.discard(user)

@@ -42,7 +42,7 @@ OPTIONS = {
         "the part of an offline user's mailbox one sender may fill (default %(default)s)",
     ),
     "rooms_per_user": (int, "N", "rooms one user may be a member of (default %(default)s)"),
-    "members_per_room": (int, "N", "members one room may have (default %(default)s)"),
+    "members_per_room": (int, "N", "members one room may have, and invitations it may hold (default %(default)s)"),
     "rooms_per_server": (int, "N", "rooms the server holds at once (default %(default)s)"),
     "sessions_per_account": (
         int,
