@@ -38,7 +38,7 @@ from chatroom.room_frames import (
 )
 from chatroom.server.rooms.registry import Rooms
 from chatroom.server.storage.accounts import Accounts
-from chatroom.server.storage.quotas import Quotas
+from chatroom.server.storage.quotas import DailyBytes, Quotas
 from chatroom.server.storage.sqlite_store import SQLiteStore
 from chatroom.server.storage.store import now_ms
 from chatroom.testing import FAILURE, OK, failure
@@ -255,6 +255,23 @@ def test_room_history_is_for_members_and_pages_like_direct_history(connect, acco
     assert isinstance(page, RoomHistory) and [e.text for e in page.entries] == [f"m{n}" for n in range(20, 30)]
     [older] = bob.ask(HistoryRequest("#r", 10, page.entries[0].id))
     assert [e.text for e in older.entries] == [f"m{n}" for n in range(10, 20)]
+
+
+def test_room_messages_count_against_the_senders_daily_history_quota(connect, accounts):
+    """Past the quota a room's message is relayed, not kept; a direct message shares it."""
+    accounts._history_bytes = DailyBytes(500)
+    alice, bob = connect("alice", register=True), connect("bob")
+    alice.ask(Join("#r"))
+    bob.ask(Join("#r"))
+    texts = [f"{n} " + "y" * 98 for n in range(6)]  # 100 bytes each
+    for text in texts[:4]:
+        assert alice.ask(SendTo("#r", text)) == [OK]
+    assert alice.ask(SendTo("bob", "d" * 100)) == [OK]  # the fifth hundred
+    for text in texts[4:]:
+        assert alice.ask(SendTo("#r", text)) == [OK]
+    assert [m.text for m in events(bob, RoomMessage)] == texts
+    [page] = bob.ask(HistoryRequest("#r", 10))
+    assert [e.text for e in page.entries] == texts[:4]
 
 
 def test_a_restart_keeps_registered_memberships_ownership_invitations_and_history(directory, tmp_path):

@@ -198,3 +198,17 @@ def test_search_from_the_pipe_client(server_process, client):
     assert alice.read_line().split(" ", 2)[2] == "bob bob: where is the blue key?"
     assert alice.run("search") == ["Invalid command"]
     bob.close()
+
+
+def test_a_room_senders_history_quota_holds_on_the_compiled_path_too(server_process):
+    server = server_process("--history-mb-per-day", "0.0005")  # 500 bytes
+    alice = hello_peer(server.address, 3, "alice", "pw")
+    bob = member(server.address, "bob", "#r")
+    assert alice.reply(Join("#r")) == OK
+    texts = [f"{n} " + "y" * 98 for n in range(8)]  # 100 bytes each
+    for text in texts:
+        assert alice.reply(SendTo("#r", text)) == OK
+    page = bob.reply(HistoryRequest("#r", 20, 0))
+    assert [entry.text for entry in page.entries] == texts[:5]
+    for peer in (alice, bob):
+        peer.close()

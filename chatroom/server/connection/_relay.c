@@ -405,28 +405,35 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
 
 /* --- A room's message --------------------------------------------------------------------- */
 
-static PyTypeObject *rooms_type, *local_directory_type;
+/* The slots of the accounts' daily history quota (quotas.DailyBytes) the relay reads. */
+enum { QUOTA_LIMIT, QUOTA_DAY, QUOTA_BYTES, QUOTA_SLOTS };
+
+static PyTypeObject *rooms_type, *local_directory_type, *quota_type;
+static Py_ssize_t quota_offsets[QUOTA_SLOTS];
 static PyObject *make_room_message, *offer_each, *counts, *store_unavailable;
 static long rooms_version;
 static PyObject *name_rooms, *name_members, *name_sinks, *name_last_id, *name_changes, *name_room_messages,
-    *name_room_deliveries, *name_store, *name_record_room, *name_name_attr, *one;
+    *name_room_deliveries, *name_store, *name_record_room, *name_name_attr, *name_history_bytes, *one;
 
 /* known_rooms(rooms_type, directory_type, room_message_frame, offer_each, counts,
- *             store_unavailable, rooms_version): what post_to_room reads and calls: the rooms
- * of one server (Rooms: its _rooms, each Room's members, last_id and sinks), the directory
- * whose _changes the sinks are found at, the frame's maker, the fan-out, the metrics' counts,
- * the store's failure, and the version from which a client has rooms. */
+ *             store_unavailable, rooms_version, quota_type, quota_slots): what post_to_room
+ * reads and calls: the rooms of one server (Rooms: its _rooms, each Room's members, last_id
+ * and sinks), the directory whose _changes the sinks are found at, the frame's maker, the
+ * fan-out, the metrics' counts, the store's failure, the version from which a client has
+ * rooms, and the accounts' daily history quota (its _limit, _day and _bytes). */
 static PyObject *
 known_rooms(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 7 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyCallable_Check(args[2])
-        || !PyCallable_Check(args[3]) || !PyType_Check(args[5]) || !PyLong_Check(args[6])) {
+    if (nargs != 9 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyCallable_Check(args[2])
+        || !PyCallable_Check(args[3]) || !PyType_Check(args[5]) || !PyLong_Check(args[6]) || !PyType_Check(args[7])) {
         PyErr_SetString(PyExc_TypeError,
                         "known_rooms(rooms_type, directory_type, room_message_frame, offer_each, counts, "
-                        "store_unavailable, rooms_version)");
+                        "store_unavailable, rooms_version, quota_type, quota_slots)");
         return NULL;
     }
+    if (slot_offsets(args[8], quota_offsets, QUOTA_SLOTS) < 0)
+        return NULL;
     static const Name names[] = {
         {&name_rooms, "_rooms"},
         {&name_members, "members"},
@@ -438,6 +445,7 @@ known_rooms(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         {&name_store, "store"},
         {&name_record_room, "record_room"},
         {&name_name_attr, "name"},
+        {&name_history_bytes, "_history_bytes"},
     };
     if (intern_names(names, COUNT_OF(names)) < 0 || (one == NULL && (one = PyLong_FromLong(1)) == NULL))
         return NULL;
@@ -450,6 +458,7 @@ known_rooms(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(offer_each, Py_NewRef(args[3]));
     Py_XSETREF(counts, Py_NewRef(args[4]));
     Py_XSETREF(store_unavailable, Py_NewRef(args[5]));
+    Py_XSETREF(quota_type, (PyTypeObject *)Py_NewRef(args[7]));
     Py_RETURN_NONE;
 }
 
@@ -481,18 +490,58 @@ sinks_of(PyObject *room, PyObject *directory)
     return list;
 }
 
-/* As RoomRules._room_message records a room's message: where there are accounts, through the
- * store's record_room (which may wait for the disk); a StoreUnavailable is let go (relayed, not
- * kept: the store's log has said so). 1 (no store), 2 (recorded or let go: the sender is to be
- * read again, as for relay_text_of), or -1. */
+/* As DailyBytes.add counts a text against its sender's history quota for today (the day of
+ * time_ms), where the accounts' quota is one of today and the text is within it: 1 counted,
+ * 0 left to the Python (a new day, or past the quota: Accounts.record_room says so), -1. */
+static int
+count_in_quota(Sender *sender, PyObject *text, long long time_ms)
+{
+    PyObject *quota = PyObject_GetAttr(sender->accounts, name_history_bytes);
+    if (quota == NULL)
+        return -1;
+    int counted = 0;
+    PyObject *limit = NULL, *day = NULL, *bytes = NULL;
+    if (Py_TYPE(quota) == quota_type && PyUnicode_Check(text)) {
+        limit = SLOT(quota, quota_offsets[QUOTA_LIMIT]);
+        day = SLOT(quota, quota_offsets[QUOTA_DAY]);
+        bytes = SLOT(quota, quota_offsets[QUOTA_BYTES]);
+    }
+    if (limit != NULL && day != NULL && bytes != NULL && PyLong_Check(limit) && PyLong_Check(day)
+        && PyDict_Check(bytes) && PyLong_AsLongLong(day) == time_ms / 86400000) {
+        PyObject *before = PyDict_GetItemWithError(bytes, sender->name);
+        long long used = before == NULL ? 0 : PyLong_AsLongLong(before);
+        long long total = used + PyUnicode_GET_LENGTH(text);
+        if (PyErr_Occurred()) {
+            counted = -1;
+        } else if (total <= PyLong_AsLongLong(limit)) {
+            PyObject *value = PyLong_FromLongLong(total);
+            counted = value == NULL || PyDict_SetItem(bytes, sender->name, value) < 0 ? -1 : 1;
+            Py_XDECREF(value);
+        }
+    }
+    if (counted == 0 && PyErr_Occurred())
+        counted = -1;
+    Py_DECREF(quota);
+    return counted;
+}
+
+/* As RoomRules._room_message records a room's message: where there are accounts, through
+ * their record_room (within the sender's daily quota; it may wait for the disk), or, once
+ * counted here, the store's; a StoreUnavailable is let go (relayed, not kept: the store's log
+ * has said so). 1 (no store), 2 (recorded or let go: the sender is to be read again, as for
+ * relay_text_of), or -1. */
 static int
 record_in_store(Sender *sender, PyObject *room, PyObject *message_id, PyObject *text, PyObject *time_ms)
 {
     if (sender->accounts == NULL)
         return 1;
-    if (sender->store == NULL && (sender->store = PyObject_GetAttr(sender->accounts, name_store)) == NULL)
+    long long when = PyLong_AsLongLong(time_ms);
+    int counted = when == -1 && PyErr_Occurred() ? -1 : count_in_quota(sender, text, when);
+    if (counted < 0)
         return -1;
-    PyObject *call[6] = {sender->store, room, message_id, sender->name, text, time_ms};
+    if (counted && sender->store == NULL && (sender->store = PyObject_GetAttr(sender->accounts, name_store)) == NULL)
+        return -1;
+    PyObject *call[6] = {counted ? sender->store : sender->accounts, room, message_id, sender->name, text, time_ms};
     PyObject *done = PyObject_VectorcallMethod(name_record_room, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (done == NULL) {
         if (!PyErr_ExceptionMatches(store_unavailable))

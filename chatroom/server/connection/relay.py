@@ -28,6 +28,7 @@ from ..presence.directory import LocalDirectory
 from ..replies import OK
 from ..rooms.registry import Rooms
 from ..rules import Rules
+from ..storage.quotas import DailyBytes
 from ..storage.store import StoreUnavailable
 from .outbox import SLOTS_IN_C, Outbox, offer_each, send_queued
 
@@ -43,6 +44,7 @@ _RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accou
 _SENDTO_SLOTS = ("recipient", "text", "raw")
 _SESSION_SLOTS = ("rules", "_outbox", "wants_ids")
 _DEVICES_SLOTS = ("_devices", "contacts", "away", "elsewhere")
+_QUOTA_SLOTS = ("_limit", "_day", "_bytes")
 _DEVICE_SLOTS = ("session",)
 
 # relay_text(rules, recipient, text, raw) -> True where the common way relayed it (answered
@@ -77,7 +79,15 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
     )
     # A SENDTO to a room of this server from one of its members: posted as Rooms.post does.
     compiled.known_rooms(
-        Rooms, LocalDirectory, codec.room_message_frame, offer_each, COUNTS, StoreUnavailable, ROOMS_VERSION
+        Rooms,
+        LocalDirectory,
+        codec.room_message_frame,
+        offer_each,
+        COUNTS,
+        StoreUnavailable,
+        ROOMS_VERSION,
+        DailyBytes,
+        _slots(DailyBytes, _QUOTA_SLOTS),
     )
     return compiled.answer_sendtos
 

@@ -83,7 +83,7 @@ class RoomRules:
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:
             try:
-                self._accounts.store.record_room(name, message_id, self.name, text, time_ms)
+                self._accounts.record_room(name, message_id, self.name, text, time_ms)
             except StoreUnavailable:
                 pass  # relayed, not kept: the log has said so once
         return OK

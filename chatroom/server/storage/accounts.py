@@ -181,11 +181,22 @@ class Accounts:
         """Add a message (with the id it was relayed with) to the history, within the sender's
         daily quota (past it the message is relayed but not kept, and the log says so once a
         day)."""
-        if not self._history_bytes.add(sender, len(text)):
-            if self._history_bytes.first_refusal(sender):
-                log.warning("%s has used its history quota for today (--history-mb-per-day)", sender)
-            return
-        self.store.record(sender, recipient, text, time_ms, message_id)
+        if self._within_quota(sender, text):
+            self.store.record(sender, recipient, text, time_ms, message_id)
+
+    def record_room(self, room: str, message_id: int, sender: str, text: str, time_ms: int) -> None:
+        """Add a room's message to its history, within the sender's daily quota (as record)."""
+        if self._within_quota(sender, text):
+            self.store.record_room(room, message_id, sender, text, time_ms)
+
+    def _within_quota(self, sender: str, text: str) -> bool:
+        """Whether text is within the sender's daily history quota (counted if it is): a
+        sender's direct and room messages share it."""
+        if self._history_bytes.add(sender, len(text)):
+            return True
+        if self._history_bytes.first_refusal(sender):
+            log.warning("%s has used its history quota for today (--history-mb-per-day)", sender)
+        return False
 
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
         return self.store.history(name, peer, count, before)

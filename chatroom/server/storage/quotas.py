@@ -32,8 +32,8 @@ OPTIONS = {
     "history_mb_per_day": (
         float,
         "MB",
-        "text one registered user's messages may add to the history a day; past it they are relayed, not kept "
-        "(default %(default)s)",
+        "text one user's messages, direct and to rooms, may add to the history a day; past it they are relayed, "
+        "not kept (default %(default)s)",
     ),
     "mailbox_mb": (float, "MB", "text kept for one offline user (default %(default)s; 1000 messages at most)"),
     "mailbox_share": (
@@ -104,7 +104,10 @@ class Window:
 
 
 class DailyBytes:
-    """Bytes per key since the start of the current day (UTC), up to a limit."""
+    """Bytes per key since the start of the current day (UTC), up to a limit. (The relay's C
+    counts a room's message in _bytes itself, the day's once this has begun it: _relay.c.)"""
+
+    __slots__ = ("_limit", "_day", "_bytes", "_refused")
 
     def __init__(self, limit: int):
         self._limit = limit
