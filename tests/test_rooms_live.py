@@ -201,7 +201,9 @@ def test_search_from_the_pipe_client(server_process, client):
 
 
 def test_a_room_senders_history_quota_holds_on_the_compiled_path_too(server_process):
-    server = server_process("--history-mb-per-day", "0.0005")  # 500 bytes
+    """Counted in the C; an unregistered sender's by its address (loopback counted here), so
+    that a new name after a logout brings no new quota."""
+    server = server_process("--history-mb-per-day", "0.0005", "--limit-loopback")  # 500 bytes
     alice = hello_peer(server.address, 3, "alice", "pw")
     bob = member(server.address, "bob", "#r")
     assert alice.reply(Join("#r")) == OK
@@ -210,5 +212,13 @@ def test_a_room_senders_history_quota_holds_on_the_compiled_path_too(server_proc
         assert alice.reply(SendTo("#r", text)) == OK
     page = bob.reply(HistoryRequest("#r", 20, 0))
     assert [entry.text for entry in page.entries] == texts[:5]
+    for name in ("m1", "m2"):
+        sender = member(server.address, name, "#r")
+        for text in texts[:3]:
+            assert sender.reply(SendTo("#r", f"{name} {text}")) == OK
+        sender.close()
+    page = bob.reply(HistoryRequest("#r", 20, 0))
+    kept = [entry.text for entry in page.entries[5:]]  # 103 bytes each: four fit in 500
+    assert kept == [f"m1 {text}" for text in texts[:3]] + [f"m2 {texts[0]}"]
     for peer in (alice, bob):
         peer.close()

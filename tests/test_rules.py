@@ -527,6 +527,25 @@ def test_history_past_the_daily_quota_is_relayed_but_not_kept(directory):
         accounts.stop()
 
 
+def test_an_unregistered_senders_history_quota_follows_its_address_whatever_its_name(directory):
+    """A name given up is free to take again: an unregistered sender's quota follows its address."""
+    accounts, connect = quota_rules(directory, history_mb_per_day=0.000_5)  # 500 bytes
+    try:
+        bob = connect()
+        assert bob.ask(Register("bob", "secret")) == [OK]  # (what is sent to him is kept)
+        kept = {}
+        for name, address in (("m1", "10.0.0.1"), ("m2", "10.0.0.1"), ("m3", "10.0.0.2")):
+            sender = connect(name, peer=f"{address}:1")
+            for n in range(3):
+                assert sender.ask(SendTo("bob", f"{n} " + "y" * 98)) == [OK]  # 100 bytes each
+            sender.ask(Logout())
+            (page,) = bob.ask(HistoryRequest(name, 10))
+            kept[name] = len(page.entries)
+        assert kept == {"m1": 3, "m2": 2, "m3": 3}
+    finally:
+        accounts.stop()
+
+
 def test_history_gathers_in_one_batch_while_the_writer_commits_the_one_before(tmp_path):
     """Group commit: rows nobody waits for, written over several rounds of the event loop
     while the thread is still at a batch, go to the database in one transaction after it."""

@@ -51,6 +51,7 @@ class AccountRules:
         _registered: bool
         _version: int
         _tokens: list[str] | None
+        _history_key: str | None
         _devices: Devices | None
         _accounts: Accounts | None
         _directory: Directory
@@ -221,6 +222,17 @@ class AccountRules:
             return self._failure(Reason.INVALID_PASSWORD)
         check = accounts.change_password(name, event.old, event.new, self.host)
         return OK if check is Check.RIGHT else self._check_failure(check, name)
+
+    def history_key(self) -> str:
+        """What the sender's daily history quota is counted under: a registered name, or for
+        an unregistered one its address (a name given up is free to take again; see
+        Accounts.quota_key). Only while logged in, on a server with accounts."""
+        assert self.name is not None and self._accounts is not None
+        if self._registered:
+            return self.name
+        if self._history_key is None:
+            self._history_key = self._accounts.quota_key(self.name, self.host)
+        return self._history_key
 
     def _session_token(self, event: TokenRequest) -> bytes:
         accounts, name = self._accounts, self.name

@@ -81,6 +81,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         "_registered",
         "_version",
         "_tokens",
+        "_history_key",
         "_rooms",
         "_devices",
         "_mailbox",
@@ -106,6 +107,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         self._version = 0  # the extension version the client said HELLO with (0: none, the seed protocol)
         self._rooms = rooms  # None: this server has no rooms (Rooms, or a cluster's SharedRooms)
         self._tokens: list[str] | None = None  # session tokens issued or used here: LOGOUT revokes them
+        self._history_key: str | None = None  # an unregistered sender's, once asked (see history_key)
         self._devices: Devices | None = None  # the user's sessions, for a client of version 4
         self._mailbox = mailbox
         self._directory = directory
@@ -271,7 +273,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if not (found.deliver_from(sender, frame) if type(found) is Devices else found.deliver(frame)):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if recorded:
-            accounts.record(sender, recipient, text, message_id, time_ms)  # type: ignore[union-attr]
+            accounts.record(sender, recipient, text, message_id, time_ms, self.history_key())  # type: ignore[union-attr]
             if devices is not None:
                 self._show_on_other_devices(recipient, text, message_id, time_ms)
         return OK
@@ -286,7 +288,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
     def _delivered(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:
         accounts = self._accounts
         if accounts is not None and (self._registered or recipient in accounts.registered_names):
-            accounts.record(sender, recipient, text, message_id, time_ms)
+            accounts.record(sender, recipient, text, message_id, time_ms, self.history_key())
         self._show_on_other_devices(recipient, text, message_id, time_ms)
 
     def _keep_for_later(self, sender: str, recipient: str, text: str, otherwise=Reason.NOT_ONLINE) -> bytes:
@@ -332,7 +334,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if self.name is None:
             return False
         self.end_catch_up_at_logout()
-        name = self.name
+        name, self._history_key = self.name, None
         devices, self._devices = self._devices, None
         if devices is not None and not devices.remove(self._mailbox):
             # The user is still on from another device: only this session ends.

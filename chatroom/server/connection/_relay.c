@@ -16,7 +16,7 @@ static PyObject *due_alone, *send_queued, *name_run_callback;
  * of one device, in the order known_relay is given them. */
 enum {
     RULES_NAME, RULES_HELD, RULES_REGISTERED, RULES_DEVICES, RULES_DIRECTORY, RULES_ACCOUNTS, RULES_VERSION, RULES_ROOMS,
-    RULES_SLOTS
+    RULES_HISTORY_KEY, RULES_SLOTS
 };
 enum { SENDTO_RECIPIENT, SENDTO_TEXT, SENDTO_RAW, SENDTO_SLOTS };
 enum { SESSION_RULES, SESSION_OUTBOX, SESSION_WANTS_IDS, SESSION_SLOTS };
@@ -29,7 +29,7 @@ enum { DEVICE_SESSION, DEVICE_SLOTS };
 static PyTypeObject *rules_type, *sendto_type, *session_type, *devices_type;
 static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], session_offsets[SESSION_SLOTS];
 static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
-static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names, *name_record;
+static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names, *name_record, *name_history_key;
 /* A message's id, and its DIRECT-MESSAGE frame: _message_ids.c's and _frames.c's C (capsules). */
 static int (*take_id)(long long *, long long *);
 static PyObject *(*direct_message)(PyObject *, unsigned long long, unsigned long long, PyObject *);
@@ -76,6 +76,7 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         {&name_find, "find"},
         {&name_registered_names, "registered_names"},
         {&name_record, "record"},
+        {&name_history_key, "history_key"},
         {&name_run_callback, "run_callback"},
     };
     if (intern_names(names, COUNT_OF(names)) < 0
@@ -230,10 +231,11 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, Mes
 }
 
 /* What one sender's relay works with (see sender_of): its accounts and devices, NULL where
- * there are none; registered, whether the history keeps everything it sends; the accounts'
+ * there are none; registered, whether the history keeps everything it sends; what its daily
+ * history quota is counted under (Rules.history_key, where there are accounts); the accounts'
  * store, once a room's message has been recorded through it (NULL before). */
 typedef struct {
-    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices, *store;
+    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices, *history_key, *store;
     int registered;
 } Sender;
 
@@ -256,10 +258,16 @@ sender_of(PyObject *rules, Sender *sender)
             return 0;
     }
     PyObject *find = PyObject_GetAttr(directory, name_find);
-    PyObject *registered_names = NULL;
-    if (find == NULL
+    PyObject *registered_names = NULL, *history_key = NULL;
+    if (accounts != Py_None) {  /* (the key an unregistered sender's quota is counted under: asked once a login) */
+        history_key = registered == Py_True ? name : SLOT(rules, rules_offsets[RULES_HISTORY_KEY]);
+        history_key = history_key == NULL || history_key == Py_None ? PyObject_CallMethodNoArgs(rules, name_history_key)
+                                                                    : Py_NewRef(history_key);
+    }
+    if (find == NULL || (accounts != Py_None && history_key == NULL)
         || (accounts != Py_None && (registered_names = PyObject_GetAttr(accounts, name_registered_names)) == NULL)) {
         Py_XDECREF(find);
+        Py_XDECREF(history_key);
         return -1;
     }
     sender->name = Py_NewRef(name);
@@ -270,6 +278,7 @@ sender_of(PyObject *rules, Sender *sender)
     sender->registered = sender->accounts != NULL && registered == Py_True;
     sender->devices = devices == Py_None ? NULL : Py_NewRef(devices);
     sender->contacts = Py_XNewRef(contacts);
+    sender->history_key = history_key;
     sender->store = NULL;
     return 1;
 }
@@ -284,6 +293,7 @@ sender_done(Sender *sender)
     Py_XDECREF(sender->contacts);
     Py_XDECREF(sender->accounts);
     Py_XDECREF(sender->devices);
+    Py_XDECREF(sender->history_key);
     Py_XDECREF(sender->store);
 }
 
@@ -342,8 +352,8 @@ record_direct(Sender *sender, PyObject *recipient, PyObject *text, MessageId *id
     PyObject *time_ms = message_id == NULL ? NULL : PyLong_FromLongLong(id->time_ms);
     PyObject *done = NULL;
     if (time_ms != NULL) {
-        PyObject *call[6] = {sender->accounts, sender->name, recipient, text, message_id, time_ms};
-        done = PyObject_VectorcallMethod(name_record, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *call[7] = {sender->accounts, sender->name, recipient, text, message_id, time_ms, sender->history_key};
+        done = PyObject_VectorcallMethod(name_record, call, 7 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     }
     Py_XDECREF(message_id);
     Py_XDECREF(time_ms);
@@ -491,8 +501,9 @@ sinks_of(PyObject *room, PyObject *directory)
 }
 
 /* As DailyBytes.add counts a text against its sender's history quota for today (the day of
- * time_ms), where the accounts' quota is one of today and the text is within it: 1 counted,
- * 0 left to the Python (a new day, or past the quota: Accounts.record_room says so), -1. */
+ * time_ms, under the sender's history_key), where the accounts' quota is one of today and the
+ * text is within it: 1 counted, 0 left to the Python (a new day, or past the quota:
+ * Accounts.record_room says so), -1. */
 static int
 count_in_quota(Sender *sender, PyObject *text, long long time_ms)
 {
@@ -508,14 +519,14 @@ count_in_quota(Sender *sender, PyObject *text, long long time_ms)
     }
     if (limit != NULL && day != NULL && bytes != NULL && PyLong_Check(limit) && PyLong_Check(day)
         && PyDict_Check(bytes) && PyLong_AsLongLong(day) == time_ms / 86400000) {
-        PyObject *before = PyDict_GetItemWithError(bytes, sender->name);
+        PyObject *before = PyDict_GetItemWithError(bytes, sender->history_key);
         long long used = before == NULL ? 0 : PyLong_AsLongLong(before);
         long long total = used + PyUnicode_GET_LENGTH(text);
         if (PyErr_Occurred()) {
             counted = -1;
         } else if (total <= PyLong_AsLongLong(limit)) {
             PyObject *value = PyLong_FromLongLong(total);
-            counted = value == NULL || PyDict_SetItem(bytes, sender->name, value) < 0 ? -1 : 1;
+            counted = value == NULL || PyDict_SetItem(bytes, sender->history_key, value) < 0 ? -1 : 1;
             Py_XDECREF(value);
         }
     }
@@ -541,8 +552,10 @@ record_in_store(Sender *sender, PyObject *room, PyObject *message_id, PyObject *
         return -1;
     if (counted && sender->store == NULL && (sender->store = PyObject_GetAttr(sender->accounts, name_store)) == NULL)
         return -1;
-    PyObject *call[6] = {counted ? sender->store : sender->accounts, room, message_id, sender->name, text, time_ms};
-    PyObject *done = PyObject_VectorcallMethod(name_record_room, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *call[7] = {counted ? sender->store : sender->accounts, room, message_id, sender->name, text, time_ms,
+                         sender->history_key};
+    size_t arguments = counted ? 6 : 7; /* (the store's record_room takes no key) */
+    PyObject *done = PyObject_VectorcallMethod(name_record_room, call, arguments | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (done == NULL) {
         if (!PyErr_ExceptionMatches(store_unavailable))
             return -1;

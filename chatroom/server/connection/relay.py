@@ -40,7 +40,17 @@ if codec.compiled is None or message_ids.compiled is None:
     compiled = None  # (it makes a message's id and DIRECT-MESSAGE frame with their C)
 
 # What the C reads, by slot, in its order (see known_relay in _relay.c).
-_RULES_SLOTS = ("name", "held", "_registered", "_devices", "_directory", "_accounts", "_version", "_rooms")
+_RULES_SLOTS = (
+    "name",
+    "held",
+    "_registered",
+    "_devices",
+    "_directory",
+    "_accounts",
+    "_version",
+    "_rooms",
+    "_history_key",
+)
 _SENDTO_SLOTS = ("recipient", "text", "raw")
 _SESSION_SLOTS = ("rules", "_outbox", "wants_ids")
 _DEVICES_SLOTS = ("_devices", "contacts", "away", "elsewhere")

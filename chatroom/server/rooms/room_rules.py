@@ -65,6 +65,9 @@ class RoomRules:
         def _failure(self, reason: Reason, detail: str = "") -> bytes:
             raise NotImplementedError
 
+        def history_key(self) -> str:
+            raise NotImplementedError
+
     # --- Messages ---------------------------------------------------------------------------
 
     def _room_message(self, name: str, text: str, encoded: bytes) -> bytes:
@@ -83,7 +86,7 @@ class RoomRules:
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:
             try:
-                self._accounts.record_room(name, message_id, self.name, text, time_ms)
+                self._accounts.record_room(name, message_id, self.name, text, time_ms, self.history_key())
             except StoreUnavailable:
                 pass  # relayed, not kept: the log has said so once
         return OK

@@ -177,25 +177,32 @@ class Accounts:
     def remove_offline(self, name: str, mark: int) -> None:
         self.store.remove_offline(name, mark)
 
-    def record(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:
-        """Add a message (with the id it was relayed with) to the history, within the sender's
-        daily quota (past it the message is relayed but not kept, and the log says so once a
-        day)."""
-        if self._within_quota(sender, text):
+    def record(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int, quota_key: str) -> None:
+        """Add a message (with the id it was relayed with) to the history, within the daily
+        quota counted under quota_key (see quota_key; past it the message is relayed but not
+        kept, and the log says so once a day)."""
+        if self._within_quota(quota_key, text):
             self.store.record(sender, recipient, text, time_ms, message_id)
 
-    def record_room(self, room: str, message_id: int, sender: str, text: str, time_ms: int) -> None:
-        """Add a room's message to its history, within the sender's daily quota (as record)."""
-        if self._within_quota(sender, text):
+    def record_room(self, room: str, message_id: int, sender: str, text: str, time_ms: int, quota_key: str) -> None:
+        """Add a room's message to its history, within the daily quota (as record)."""
+        if self._within_quota(quota_key, text):
             self.store.record_room(room, message_id, sender, text, time_ms)
 
-    def _within_quota(self, sender: str, text: str) -> bool:
-        """Whether text is within the sender's daily history quota (counted if it is): a
-        sender's direct and room messages share it."""
-        if self._history_bytes.add(sender, len(text)):
+    def quota_key(self, name: str, address: str) -> str:
+        """What an unregistered sender's history is counted under: its address (else a new
+        name after each logout would bring a new quota), or its name from an address the
+        per-address quotas spare (loopback, unless --limit-loopback). A registered sender's
+        is its name. (No name has a space in it.)"""
+        return name if self._exempt(address) else f"address {address}"
+
+    def _within_quota(self, key: str, text: str) -> bool:
+        """Whether text is within key's daily history quota (counted if it is): a sender's
+        direct and room messages share it."""
+        if self._history_bytes.add(key, len(text)):
             return True
-        if self._history_bytes.first_refusal(sender):
-            log.warning("%s has used its history quota for today (--history-mb-per-day)", sender)
+        if self._history_bytes.first_refusal(key):
+            log.warning("%s has used its history quota for today (--history-mb-per-day)", key)
         return False
 
     def history(self, name: str, peer: str, count: int, before: int) -> list[HistoryEntry]:
