@@ -240,11 +240,9 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._failure(Reason.NOT_LOGGED_IN)
         if not 1 <= len(text) <= MAX_TEXT_CHARS:  # (a text: 1 to MAX_TEXT_CHARS code points)
             return self._failure(Reason.INVALID_TEXT)
-        devices = self._devices
-        if devices is not None:  # (a client of version 4: presence)
-            if devices.away:
-                self._set_away(None)
-            devices.contacts.add(recipient)
+        devices = self._devices  # (a client of version 4: presence; the recipient a contact once it is someone)
+        if devices is not None and devices.away:
+            self._set_away(None)
         encoded = raw or text.encode()  # (what every relayed frame below carries)
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
@@ -259,6 +257,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
             relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
+            if devices is not None:
+                devices.contacts.add(recipient)
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
         accounts = self._accounts
         recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
@@ -272,6 +272,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             frame = incoming_frame(sender, encoded)
         if not (found.deliver_from(sender, frame) if type(found) is Devices else found.deliver(frame)):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
+        if devices is not None:
+            devices.contacts.add(recipient)
         if recorded:
             accounts.record(sender, recipient, text, message_id, time_ms, self.history_key())  # type: ignore[union-attr]
             if devices is not None:
@@ -300,6 +302,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         kept = accounts.keep_offline(recipient, sender, text)
         if kept is None:
             return self._failure(Reason.MAILBOX_FULL)
+        if self._devices is not None:
+            self._devices.contacts.add(recipient)
         self._show_on_other_devices(recipient, text, *kept)
         return STORED
 
