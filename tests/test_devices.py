@@ -267,7 +267,6 @@ def test_a_message_received_makes_its_sender_one_whose_away_is_told(hello_client
     assert bob.next_of(PresenceStatus) == PresenceStatus((("carol", PresenceState.AWAY, "lunch"),))
 
 
-
 def test_only_someone_written_to_becomes_a_contact(hello_client, device):
     """A message to a name nobody has is no conversation: a client writing to made-up names in
     a loop does not grow what its presence is checked against. A stored one is."""
@@ -280,6 +279,7 @@ def test_only_someone_written_to_becomes_a_contact(hello_client, device):
     assert bob.ask(SendTo("away", "later")) == [Response(Status.STORED)]
     assert bob.ask(SendTo("carol", "hi")) == [OK]
     assert bob.rules._devices.contacts == {"away", "carol"}
+
 
 def test_an_older_watcher_hears_only_who_comes_and_goes(device, hello_client, fast_watch):
     from chatroom.protocol import Presence

@@ -185,3 +185,75 @@ def test_a_quiet_websocket_client_stays_connected_and_a_half_message_is_closed_w
     assert "logout quiet" not in server.log_text()
     quiet.close()
     half.close()
+
+
+def test_mutated_frames_from_registered_browsers_of_the_newest_version(web_server):
+    """As tests/test_robustness.py's, over the WebSocket: each chat frame a message of its own
+    (the browser's way), some mutated in their chat bytes, a few WebSocket frames at random;
+    closed devices are replaced. The log stays clean and the chat goes on."""
+    import random
+
+    from wsproto.frame_protocol import FrameProtocol, Opcode
+
+    from chatroom.protocol import EXTENSION_VERSION, Authenticate, Hello, Register
+    from chatroom.room_frames import Join
+    from chatroom.testing import random_websocket_frames
+    from tests.test_robustness import _newest_client_frame, assert_pair_chats
+
+    rng = random.Random(20261208)
+    host, port = web_server.web_address
+    names = [f"f{number % 6}" for number in range(8)]  # (f0 and f1 on two devices)
+
+    def device(name, register=False):
+        sock = socket.create_connection(web_server.web_address, timeout=WAIT)
+        ws = WSConnection(ConnectionType.CLIENT)
+        sock.sendall(
+            ws.send(Request(host=f"{host}:{port}", target="/chat", extra_headers=[("Origin", f"http://{host}:{port}")]))
+        )
+        with gevent.Timeout(WAIT):
+            while not any(isinstance(event, AcceptConnection) for event in ws.events()):
+                ws.receive_data(sock.recv(65536))
+        login = Register(name, "pw") if register else Authenticate(name, "pw")
+        sock.sendall(b"".join(message(encode(m)) for m in (Hello(EXTENSION_VERSION), login, Join("#fz"))))
+        return sock
+
+    def message(data: bytes) -> bytes:
+        return binary_frame(data, rng.randbytes(4))
+
+    def read_until_closed(sock):
+        frames = FrameProtocol(client=True, extensions=[])
+        try:
+            while data := sock.recv(1 << 20):
+                frames.receive_bytes(data)
+                if any(frame.opcode is Opcode.CLOSE for frame in frames.received_frames()):
+                    return
+        except Exception:  # noqa: BLE001 (the server closed first, or sent what ends the reading)
+            pass
+        finally:
+            sock.close()
+
+    for name in names[:6]:
+        device(name, register=True).close()  # (registered, then gone: a reload)
+    devices = [device(name) for name in names]
+    readers = [gevent.spawn(read_until_closed, sock) for sock in devices]
+    for _ in range(1000):
+        gevent.sleep(0.001)  # (the readers read: a closed device is seen as such)
+        number = rng.randrange(len(devices))
+        if readers[number].dead:
+            devices[number] = device(names[number])
+            readers[number] = gevent.spawn(read_until_closed, devices[number])
+        chat = bytearray(_newest_client_frame(rng, len(names)))
+        kind = rng.random()
+        if kind < 0.1:
+            for _ in range(rng.randint(1, 3)):  # (mostly in the body: a broken length ends the connection)
+                at = rng.randrange(5, len(chat)) if len(chat) > 5 and rng.random() < 0.9 else rng.randrange(len(chat))
+                chat[at] = rng.randrange(256)
+        data = random_websocket_frames(rng, 2) if kind > 0.98 else message(bytes(chat))
+        try:
+            with gevent.Timeout(WAIT):
+                devices[number].sendall(data)
+        except OSError:
+            pass  # (the server closed it meanwhile)
+    assert_pair_chats(web_server.address)
+    assert_clean_log(web_server.log_text())
+    gevent.killall(readers)
