@@ -192,19 +192,20 @@ def test_mutated_frames_from_registered_browsers_of_the_newest_version(web_serve
     (the browser's way), some mutated in their chat bytes, a few WebSocket frames at random;
     closed devices are replaced. The log stays clean and the chat goes on."""
     import random
+    from contextlib import closing
 
     from wsproto.frame_protocol import FrameProtocol, Opcode
 
-    from chatroom.protocol import EXTENSION_VERSION, Authenticate, Hello, Register
+    from chatroom.protocol import EXTENSION_VERSION, Hello, Resume, TokenRequest
     from chatroom.room_frames import Join
-    from chatroom.testing import random_websocket_frames
+    from chatroom.testing import hello_peer, random_websocket_frames
     from tests.test_robustness import _newest_client_frame, assert_pair_chats
 
     rng = random.Random(20261208)
     host, port = web_server.web_address
     names = [f"f{number % 6}" for number in range(8)]  # (f0 and f1 on two devices)
 
-    def device(name, register=False):
+    def device(name):
         sock = socket.create_connection(web_server.web_address, timeout=WAIT)
         ws = WSConnection(ConnectionType.CLIENT)
         sock.sendall(
@@ -213,7 +214,7 @@ def test_mutated_frames_from_registered_browsers_of_the_newest_version(web_serve
         with gevent.Timeout(WAIT):
             while not any(isinstance(event, AcceptConnection) for event in ws.events()):
                 ws.receive_data(sock.recv(65536))
-        login = Register(name, "pw") if register else Authenticate(name, "pw")
+        login = Resume(name, tokens[name])  # (a browser's way back: no password to hash each time)
         sock.sendall(b"".join(message(encode(m)) for m in (Hello(EXTENSION_VERSION), login, Join("#fz"))))
         return sock
 
@@ -232,12 +233,14 @@ def test_mutated_frames_from_registered_browsers_of_the_newest_version(web_serve
         finally:
             sock.close()
 
+    tokens = {}
     for name in names[:6]:
-        device(name, register=True).close()  # (registered, then gone: a reload)
+        with closing(hello_peer(web_server.address, EXTENSION_VERSION, name, "pw")) as peer:
+            tokens[name] = peer.request(TokenRequest()).token
     devices = [device(name) for name in names]
     readers = [gevent.spawn(read_until_closed, sock) for sock in devices]
     for _ in range(1000):
-        gevent.sleep(0.001)  # (the readers read: a closed device is seen as such)
+        gevent.idle()  # (the readers read: a closed device is seen as such)
         number = rng.randrange(len(devices))
         if readers[number].dead:
             devices[number] = device(names[number])
