@@ -445,6 +445,22 @@ def test_a_session_token_made_on_one_node_logs_in_on_another_until_logout(nodes,
     assert again.request(Resume("alice", token)) == failure(Reason.INVALID_TOKEN)
 
 
+def test_a_message_to_another_node_then_a_logout_at_once_is_kept_in_the_history(nodes, peer_at):
+    """The LOGOUT is answered while the message is on its way: it is recorded as it was sent."""
+    one, two = nodes(2)
+    bob = hello_peer(two.address, 1, "bob", "pw")
+    alice = hello_peer(one.address, 1, "alice", "pw")
+    eventually(lambda: alice.request(SendTo("bob", "warm")) == OK)  # (the nodes know each other)
+    alice.send(SendTo("bob", "and bye"), Logout())
+    assert [alice.next_event(), alice.next_event()] == [OK, OK]
+    assert [bob.next_event(), bob.next_event()] == [Incoming("alice", "warm"), Incoming("alice", "and bye")]
+    page = eventually(lambda: (p := bob.request(HistoryRequest("alice", 10))) and len(p.entries) == 2 and p)
+    assert [entry.text for entry in page.entries] == ["warm", "and bye"]
+    alice.close()
+    bob.close()
+    assert_clean_log(one.log_text())
+
+
 def test_a_watcher_on_one_node_sees_logins_and_logouts_on_another(server_process, tmp_path, peer_at, logged_in):
     # On one Redis only: on a Redis Cluster the watch reads the same names() that LIST does.
     redis = RedisProcess(tmp_path)

@@ -16,10 +16,18 @@ if TYPE_CHECKING:
 class Pending:
     """The reply to a SENDTO handed to another node, once that node has it (or not)."""
 
-    __slots__ = ("_rules", "_sender", "_recipient", "_text", "_delivered", "_id", "_time")
+    __slots__ = ("_rules", "_sender", "_recipient", "_text", "_delivered", "_id", "_time", "_history_key")
 
     def __init__(
-        self, rules: "Rules", sender: str, recipient: str, text: str, delivered, message_id: int, time_ms: int
+        self,
+        rules: "Rules",
+        sender: str,
+        recipient: str,
+        text: str,
+        delivered,
+        message_id: int,
+        time_ms: int,
+        history_key: str | None,
     ):
         self._rules = rules
         self._sender = sender
@@ -28,6 +36,7 @@ class Pending:
         self._delivered = delivered  # an AsyncResult: True once delivered there
         self._id = message_id
         self._time = time_ms
+        self._history_key = history_key  # what the history counts it under, if it keeps it (as sent)
 
     def reply(self) -> bytes:
         """Wait for the other node's answer; the reply frame."""
@@ -36,7 +45,7 @@ class Pending:
         except Exception:  # Redis failed: nothing is known to be delivered
             return self._rules._failure(Reason.UNAVAILABLE)
         if delivered:
-            self._rules._delivered(self._sender, self._recipient, self._text, self._id, self._time)
+            self._rules._delivered(self._sender, self._recipient, self._text, self._id, self._time, self._history_key)
             return OK
         try:
             return self._rules._keep_for_later(self._sender, self._recipient, self._text)

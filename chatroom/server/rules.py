@@ -259,9 +259,11 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
             if devices is not None:
                 devices.contacts.add(recipient)
-            return Pending(self, sender, recipient, text, relayed, message_id, time_ms)
+            # (Recorded as it is sent: the session answers what follows, a LOGOUT say, meanwhile.)
+            key = self.history_key() if self._recorded(recipient) else None
+            return Pending(self, sender, recipient, text, relayed, message_id, time_ms, key)
         accounts = self._accounts
-        recorded = accounts is not None and (self._registered or recipient in accounts.registered_names)
+        recorded = self._recorded(recipient)
         # An id only where it is needed: for a client of version 3, or for the history.
         if found.wants_ids:
             message_id, time_ms = next_id()
@@ -287,10 +289,16 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._room_message(room, text, encoded)
         return self._failure(Reason.NOT_ONLINE)
 
-    def _delivered(self, sender: str, recipient: str, text: str, message_id: int, time_ms: int) -> None:
+    def _recorded(self, recipient: str) -> bool:
+        """Whether the history keeps a message to recipient: the sender's or the recipient's
+        name is registered."""
         accounts = self._accounts
-        if accounts is not None and (self._registered or recipient in accounts.registered_names):
-            accounts.record(sender, recipient, text, message_id, time_ms, self.history_key())
+        return accounts is not None and (self._registered or recipient in accounts.registered_names)
+
+    def _delivered(self, sender, recipient, text, message_id, time_ms, history_key: str | None) -> None:
+        """A message Pending was for is there: recorded (under history_key, None: not)."""
+        if history_key is not None and self._accounts is not None:
+            self._accounts.record(sender, recipient, text, message_id, time_ms, history_key)
         self._show_on_other_devices(recipient, text, message_id, time_ms)
 
     def _keep_for_later(self, sender: str, recipient: str, text: str, otherwise=Reason.NOT_ONLINE) -> bytes:
