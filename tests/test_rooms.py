@@ -274,6 +274,21 @@ def test_room_messages_count_against_the_senders_daily_history_quota(connect, ac
     assert [e.text for e in page.entries] == texts[:4]
 
 
+def test_a_sender_ended_while_its_room_message_is_posted_still_has_it_kept(connect, accounts, rooms, monkeypatch):
+    """In a cluster the post waits for Redis, and the sender's connection may end meanwhile."""
+    alice = connect("alice", register=True)
+    alice.ask(Join("#r"))
+    post = rooms.post
+
+    def posted_while_alice_ends(*args):
+        alice.rules.log_out("ended")
+        return post(*args)
+
+    monkeypatch.setattr(rooms, "post", posted_while_alice_ends)
+    assert alice.ask(SendTo("#r", "last words")) == [OK]
+    assert [row[2:] for row in accounts.store.room_history("#r", 10, 0)] == [("alice", "last words")]
+
+
 def test_a_restart_keeps_registered_memberships_ownership_invitations_and_history(directory, tmp_path):
     def server():
         accounts = Accounts(SQLiteStore(tmp_path / "db"), hasher=CHEAP)

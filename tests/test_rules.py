@@ -546,6 +546,24 @@ def test_an_unregistered_senders_history_quota_follows_its_address_whatever_its_
         accounts.stop()
 
 
+def test_a_sender_ended_while_its_message_waits_for_the_recipient_still_has_it_kept(directory, accounts, monkeypatch):
+    """A delivery may wait (for a recipient's stored messages to go out first); the sender's
+    connection may end meanwhile (another of its devices ends it): what it sent is kept as sent."""
+    alice = Client(directory, accounts)
+    assert alice.ask(Hello(1)) == [OK] and alice.ask(Register("alice", "secret")) == [OK]
+    bob = Client(directory, accounts)
+    assert bob.ask(Login("bob")) == [OK]
+
+    def delivered_while_alice_ends(frame, wait=True):
+        alice.rules.log_out("ended")
+        return Client.deliver(bob, frame, wait)
+
+    monkeypatch.setattr(bob, "deliver", delivered_while_alice_ends)
+    assert alice.ask(SendTo("bob", "last words")) == [OK]
+    accounts.store._worker.flush()
+    assert [entry.text for entry in accounts.history("alice", "bob", 10, 0)] == ["last words"]
+
+
 def test_history_gathers_in_one_batch_while_the_writer_commits_the_one_before(tmp_path):
     """Group commit: rows nobody waits for, written over several rounds of the event loop
     while the thread is still at a batch, go to the database in one transaction after it."""

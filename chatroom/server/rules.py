@@ -263,21 +263,21 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             key = self.history_key() if self._recorded(recipient) else None
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms, key)
         accounts = self._accounts
-        recorded = self._recorded(recipient)
+        key = self.history_key() if self._recorded(recipient) else None  # (now: the delivery may wait)
         # An id only where it is needed: for a client of version 3, or for the history.
         if found.wants_ids:
             message_id, time_ms = next_id()
             frame = direct_message_frame(sender, message_id, time_ms, encoded)
         else:
-            if recorded:
+            if key is not None:
                 message_id, time_ms = next_id()
             frame = incoming_frame(sender, encoded)
         if not (found.deliver_from(sender, frame) if type(found) is Devices else found.deliver(frame)):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
         if devices is not None:
             devices.contacts.add(recipient)
-        if recorded:
-            accounts.record(sender, recipient, text, message_id, time_ms, self.history_key())  # type: ignore[union-attr]
+        if key is not None:
+            accounts.record(sender, recipient, text, message_id, time_ms, key)  # type: ignore[union-attr]
             if devices is not None:
                 self._show_on_other_devices(recipient, text, message_id, time_ms)
         return OK

@@ -73,10 +73,13 @@ class RoomRules:
     def _room_message(self, name: str, text: str, encoded: bytes) -> bytes:
         """SENDTO a room (its text checked already, and in UTF-8 as ``encoded``): to every
         member here (the sender too), in the order of the ids."""
-        if self.name is None:
+        sender = self.name
+        if sender is None:
             return self._failure(Reason.NOT_LOGGED_IN)
         assert self._rooms is not None
-        posted = self._rooms.post(name, self.name, encoded, self._directory)
+        # (Read now: in a cluster the post waits for Redis, while the session may be ended.)
+        history_key = self.history_key() if self._accounts is not None else ""
+        posted = self._rooms.post(name, sender, encoded, self._directory)
         if posted is None:
             # Why not, asked only now (a cluster's room is read from Redis); a member by now
             # was not one when the message was posted.
@@ -86,7 +89,7 @@ class RoomRules:
         COUNTS.room_deliveries += delivered
         if self._accounts is not None:
             try:
-                self._accounts.record_room(name, message_id, self.name, text, time_ms, self.history_key())
+                self._accounts.record_room(name, message_id, sender, text, time_ms, history_key)
             except StoreUnavailable:
                 pass  # relayed, not kept: the log has said so once
         return OK
