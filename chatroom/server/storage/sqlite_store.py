@@ -18,11 +18,12 @@ from .mailboxes import Mailboxes
 from .quotas import Quotas
 from .sqlite_markers import CONVERSATIONS_SCHEMA, FORGET_CONVERSATIONS, NOTE_CONVERSATIONS, SQLiteMarkers
 from .sqlite_markers import SCHEMA as MARKERS_SCHEMA
+from .sqlite_reader import SQLiteReader
 from .sqlite_rooms import EXPIRE_BY_ROW, SQLiteRooms, expire_rooms
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES, SQLiteSearch
 from .sqlite_search import SCHEMA as SEARCH_SCHEMA
-from .sqlite_worker import SQLiteWorker
+from .sqlite_worker import SQLiteWorker, a_file
 from .store import DEFAULT_HISTORY_DAYS, now_ms
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
         self._worker = SQLiteWorker(path)
+        self._searcher: SQLiteReader | None = None  # (a file's: see sqlite_reader; else the worker searches)
         self._accounts: dict[str, str] = {}
         self.registered_names: Collection[str] = self._accounts
         self._mailboxes = Mailboxes(quotas)
@@ -107,6 +109,9 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
 
     def start(self) -> None:
         accounts, mailboxes, self._last_room_row = self._worker.start(self._prepare)
+        if a_file(self._worker.path):
+            self._searcher = SQLiteReader(self._worker.path)
+            self._searcher.start(lambda db: None)
         self._mailboxes.load(mailboxes)
         self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
@@ -114,6 +119,8 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.kill()
+        if self._searcher is not None:
+            self._searcher.stop()
         self._worker.stop()
 
     def healthy(self) -> bool:

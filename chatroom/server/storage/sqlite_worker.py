@@ -186,6 +186,13 @@ class SQLiteWorker:
             raise value
         return value
 
+    def wait_until_written(self) -> None:
+        """Wait until everything queued so far is committed (or failed): for a read on another
+        connection that must see it."""
+        self.flush()
+        if self._in_flight:
+            self._in_flight[-1].committed.wait()  # (the thread commits the batches in order)
+
     def flush(self) -> None:
         """Hand what has gathered to the thread now."""
         self._flush_due = False
@@ -339,7 +346,7 @@ class SQLiteWorker:
             db.close()
             raise
         self._db = db
-        if compiled is not None and _a_file(self.path) and compiled.sqlite_in_common(sqlite3.sqlite_version):
+        if compiled is not None and a_file(self.path) and compiled.sqlite_in_common(sqlite3.sqlite_version):
             self._batches = compiled.BatchWriter(self.path)  # (after the schema: it only writes)
         return prepared
 
@@ -352,7 +359,7 @@ class SQLiteWorker:
             self._db = None
 
 
-def _a_file(path) -> bool:
+def a_file(path) -> bool:
     """Whether path names a file another connection opens too (not an in-memory database)."""
     return str(path) not in ("", ":memory:") and not str(path).startswith("file:")
 
