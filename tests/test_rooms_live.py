@@ -222,3 +222,13 @@ def test_a_room_senders_history_quota_holds_on_the_compiled_path_too(server_proc
     assert kept == [f"m1 {text}" for text in texts[:3]] + [f"m2 {texts[0]}"]
     for peer in (alice, bob):
         peer.close()
+
+
+def test_a_history_quota_past_what_the_compiled_path_counts_is_counted_by_the_python(server_process):
+    server = server_process("--history-mb-per-day", "1e13")  # (10^19 bytes: past a C long long)
+    alice = hello_peer(server.address, 3, "alice", "pw")
+    assert alice.reply(Join("#r")) == OK
+    for number in range(3):
+        assert alice.reply(SendTo("#r", f"m{number}")) == OK
+    assert [entry.text for entry in alice.reply(HistoryRequest("#r", 10, 0)).entries] == ["m0", "m1", "m2"]
+    alice.close()

@@ -518,20 +518,22 @@ count_in_quota(Sender *sender, PyObject *text, long long time_ms)
         bytes = SLOT(quota, quota_offsets[QUOTA_BYTES]);
     }
     if (limit != NULL && day != NULL && bytes != NULL && PyLong_Check(limit) && PyLong_Check(day)
-        && PyDict_Check(bytes) && PyLong_AsLongLong(day) == time_ms / 86400000) {
-        PyObject *before = PyDict_GetItemWithError(bytes, sender->history_key);
+        && PyDict_Check(bytes)) {
+        long long most = PyLong_AsLongLong(limit), today = PyLong_AsLongLong(day);
+        PyObject *before = PyErr_Occurred() ? NULL : PyDict_GetItemWithError(bytes, sender->history_key);
         long long used = before == NULL ? 0 : PyLong_AsLongLong(before);
         long long total = used + PyUnicode_GET_LENGTH(text);
         if (PyErr_Occurred()) {
-            counted = -1;
-        } else if (total <= PyLong_AsLongLong(limit)) {
+            if (PyErr_ExceptionMatches(PyExc_OverflowError))
+                PyErr_Clear(); /* (a limit past 64 bits, say: the Python's to count) */
+            else
+                counted = -1;
+        } else if (today == time_ms / 86400000 && total <= most) {
             PyObject *value = PyLong_FromLongLong(total);
             counted = value == NULL || PyDict_SetItem(bytes, sender->history_key, value) < 0 ? -1 : 1;
             Py_XDECREF(value);
         }
     }
-    if (counted == 0 && PyErr_Occurred())
-        counted = -1;
     Py_DECREF(quota);
     return counted;
 }
