@@ -5,8 +5,6 @@ write queued behind it, and with them every sender of history (senders wait once
 is behind: see sqlite_worker), so one client searching in a loop slowed everyone's chat.
 Here it only takes a core's time: WAL lets it read while the writer commits."""
 
-import sqlite3
-
 from .sqlite_worker import SQLiteWorker
 
 
@@ -15,13 +13,4 @@ class SQLiteReader(SQLiteWorker):
     ever handed to it. What a read sees is what was committed when it began: a caller that
     must see its own writes waits for them first (SQLiteWorker.wait_until_written)."""
 
-    def _open(self, _db, opener):
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA query_only=1")
-            prepared = opener(db)
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
-        return prepared
+    reads_only = True

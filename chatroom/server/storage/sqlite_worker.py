@@ -80,6 +80,8 @@ class _Batch:
 
 
 class SQLiteWorker:
+    reads_only = False  # (sqlite_reader's: a connection that may not write)
+
     def __init__(self, path, max_unwritten_bytes: int = MAX_UNWRITTEN_BYTES):
         self.path = path
         self.healthy = True  # the last batch was committed
@@ -187,8 +189,7 @@ class SQLiteWorker:
         return value
 
     def wait_until_written(self) -> None:
-        """Wait until everything queued so far is committed (or failed): for a read on another
-        connection that must see it."""
+        """Wait until all queued so far is committed (or failed): for another connection's read."""
         self.flush()
         if self._in_flight:
             self._in_flight[-1].committed.wait()  # (the thread commits the batches in order)
@@ -340,13 +341,14 @@ class SQLiteWorker:
     def _open(self, _db, opener):
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA query_only=1" if self.reads_only else "PRAGMA journal_mode=WAL")
             prepared = opener(db)
         except BaseException:
             db.close()
             raise
         self._db = db
-        if compiled is not None and a_file(self.path) and compiled.sqlite_in_common(sqlite3.sqlite_version):
+        writes_a_file = a_file(self.path) and not self.reads_only
+        if compiled is not None and writes_a_file and compiled.sqlite_in_common(sqlite3.sqlite_version):
             self._batches = compiled.BatchWriter(self.path)  # (after the schema: it only writes)
         return prepared
 
