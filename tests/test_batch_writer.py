@@ -63,8 +63,10 @@ def write_batches(worker: SQLiteWorker, seed: int) -> None:
             worker.write("DELETE FROM pairs WHERE a < ?", (chance.randint(-(2**63), 0),))
             if chance.random() < 0.3:
                 worker.write_and_wait(INSERT_PAIR, ("waited", 1), ("for", 2))
-            gevent.sleep(0)  # (a round of the event loop: what gathered is handed over)
-        worker.flush()
+            # One batch a round, whatever the thread's pace (a batch handed over while the thread
+            # was still at the one before took the next round's rows too, in one run and not in
+            # the other: the followed ranges differed).
+            worker.wait_until_written()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -173,32 +173,45 @@ def test_a_search_for_words_with_a_nul_finds_them_as_indexed(tmp_path, open_stor
     assert store.healthy()
 
 
-def test_a_long_search_holds_up_no_write(tmp_path, open_store, monkeypatch):
-    """A search for a word common in others' conversations may read much of the index: it
-    reads on a connection of its own, while writes (an account's, which someone waits for)
-    are committed beside it; and it finds what was written before it was asked."""
+def searched_for_written(store) -> list[str]:
+    return [text for *_, text in store.search("zoe", "written", None, [], 9, 0)]
+
+
+@pytest.mark.parametrize(
+    "module, function, read, expected",
+    [
+        ("sqlite_search", "_search", searched_for_written, ["just written"]),
+        ("sqlite_markers", "_unread", lambda store: store.unread("zoe", []), [("alice", 0, 1)]),
+    ],
+    ids=["search", "unread"],
+)
+def test_a_long_read_holds_up_no_write(tmp_path, open_store, monkeypatch, module, function, read, expected):
+    """A search for a word common in others' conversations may read much of the index, the
+    unread counts much of an account's history: each reads on a connection of its own, while
+    writes (an account's, which someone waits for) are committed beside it; and it finds what
+    was written before it was asked."""
+    import importlib
     import time
 
     from gevent.event import Event
-
-    from chatroom.server.storage import sqlite_search
 
     store = open_store(tmp_path / "db")
     for name in ("alice", "zoe"):
         store.create_account(name, "hash")
     say(store, "alice", "zoe", "just written")
-    searching, done = sqlite_search._search, Event()
+    where = importlib.import_module(f"chatroom.server.storage.{module}")
+    reading, done = getattr(where, function), Event()
 
-    def slow_search(*args):  # (in the thread: a search that takes long)
+    def slow_read(*args):  # (in the thread: a read that takes long)
         time.sleep(1.0)
-        return searching(*args)
+        return reading(*args)
 
-    monkeypatch.setattr(sqlite_search, "_search", slow_search)
-    search = gevent.spawn(store.search, "zoe", "written", None, [], 10, 0)
+    monkeypatch.setattr(where, function, slow_read)
+    asked = gevent.spawn(read, store)
     gevent.spawn_later(0.1, lambda: (store.create_account("bob", "hash"), done.set()))
-    assert done.wait(0.6), "an account was not written while a search was under way"
+    assert done.wait(0.6), "an account was not written while a long read was under way"
     with gevent.Timeout(WAIT):
-        assert [text for *_, text in search.get()] == ["just written"]
+        assert asked.get() == expected
 
 
 def test_a_conversation_goes_with_its_last_message(tmp_path, open_store):

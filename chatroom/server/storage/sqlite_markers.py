@@ -64,13 +64,15 @@ _UNREAD_ROOM = """
 
 
 class SQLiteMarkers:
-    if TYPE_CHECKING:  # what SQLiteStore holds
+    if TYPE_CHECKING:  # what SQLiteStore holds and does
         from .sqlite_worker import SQLiteWorker
 
         _worker: SQLiteWorker
         _remembered_markers: OrderedDict[str, dict[str, int]]  # account -> its markers, the latest used last
 
         def _oldest_kept(self) -> int: ...
+
+        def _long_read(self, function, *args): ...
 
     def set_marker(self, name: str, conversation: str, message_id: int) -> int | None:
         markers = self._markers_of(name)
@@ -93,10 +95,10 @@ class SQLiteMarkers:
         return markers
 
     def unread(self, name: str, rooms: list[str]) -> list[tuple[str, int, int]]:
-        return self._worker.call(_unread, name, rooms, self._oldest_kept())
+        return self._long_read(_unread, name, rooms, self._oldest_kept())
 
     def partners(self, name: str) -> list[str]:
-        return self._worker.call(_partners, name)
+        return self._long_read(_partners, name)
 
 
 def _partners(db, name) -> list[str]:

@@ -1,9 +1,10 @@
-"""A second connection to the database, in a thread of its own, for the one read that may take
+"""A second connection to the database, in a thread of its own, for the reads that may take
 long: a search for a word common in other people's conversations reads much of the search
-index before it has what the asker may see. On the writer's thread such a read held up every
-write queued behind it, and with them every sender of history (senders wait once the writer
-is behind: see sqlite_worker), so one client searching in a loop slowed everyone's chat.
-Here it only takes a core's time: WAL lets it read while the writer commits."""
+index before it has what the asker may see, and the unread counts read all of an account's
+direct history since its markers. On the writer's thread such a read held up every write
+queued behind it, and with them every sender of history (senders wait once the writer is
+behind: see sqlite_worker), so one client searching in a loop slowed everyone's chat. Here
+it only takes a core's time: WAL lets it read while the writer commits."""
 
 from .sqlite_worker import SQLiteWorker
 

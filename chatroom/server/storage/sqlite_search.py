@@ -69,21 +69,14 @@ def match_phrase(query: str) -> str:
 
 
 class SQLiteSearch:
-    if TYPE_CHECKING:  # what SQLiteStore holds
-        from .sqlite_reader import SQLiteReader
-        from .sqlite_worker import SQLiteWorker
-
-        _worker: SQLiteWorker
-        _searcher: SQLiteReader | None
+    if TYPE_CHECKING:  # what SQLiteStore holds and does
 
         def _oldest_kept(self) -> int: ...
 
+        def _long_read(self, function, *args): ...
+
     def search(self, name, query, peer, rooms, count, before):
-        asked = (name, match_phrase(query), peer, rooms, count, before, self._oldest_kept())
-        if self._searcher is None:  # (an in-memory database: one connection)
-            return self._worker.call(_search, *asked)
-        self._worker.wait_until_written()  # (what was sent before the search is found)
-        return self._searcher.call(_search, *asked)
+        return self._long_read(_search, name, match_phrase(query), peer, rooms, count, before, self._oldest_kept())
 
 
 def _search(db, name, phrase, peer, rooms, count, before, cutoff):

@@ -97,7 +97,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._retention_ms = int(history_days * 86_400_000)
         self._keep_history = keep_history
         self._worker = SQLiteWorker(path)
-        self._searcher: SQLiteReader | None = None  # (a file's: see sqlite_reader; else the worker searches)
+        self._reader: SQLiteReader | None = None  # (a file's: see sqlite_reader; else the worker reads all)
         self._accounts: dict[str, str] = {}
         self.registered_names: Collection[str] = self._accounts
         self._mailboxes = Mailboxes(quotas)
@@ -110,8 +110,8 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def start(self) -> None:
         accounts, mailboxes, self._last_room_row = self._worker.start(self._prepare)
         if a_file(self._worker.path):
-            self._searcher = SQLiteReader(self._worker.path)
-            self._searcher.start(lambda db: None)
+            self._reader = SQLiteReader(self._worker.path)
+            self._reader.start(lambda db: None)
         self._mailboxes.load(mailboxes)
         self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
@@ -119,9 +119,18 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.kill()
-        if self._searcher is not None:
-            self._searcher.stop()
+        if self._reader is not None:
+            self._reader.stop()
         self._worker.stop()
+
+    def _long_read(self, function, *args):
+        """function(db, *args) for a read that may take long (a search, the unread counts over
+        much of an account's history): on the reader's connection, once what was written before
+        it is committed, so that it holds up no write (see sqlite_reader)."""
+        if self._reader is None:  # (an in-memory database: one connection)
+            return self._worker.call(function, *args)
+        self._worker.wait_until_written()
+        return self._reader.call(function, *args)
 
     def healthy(self) -> bool:
         return self._worker.healthy
