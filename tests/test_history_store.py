@@ -230,6 +230,34 @@ def test_a_conversation_goes_with_its_last_message(tmp_path, open_store):
         assert store.partners("alice") == ["zoe"] and store.partners("zoe") == ["alice"]
 
 
+def test_expiry_drops_the_old_a_chunk_at_a_time_and_keeps_the_rest(tmp_path, open_store, monkeypatch):
+    """Each chunk one call of the writer's thread, so that its batches (the senders') go
+    between: an hour of a busy server's history no longer holds them up for seconds."""
+    from chatroom.server.storage import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "EXPIRY_CHUNK", 10)
+    store = open_store(tmp_path / "db", history_days=60 / 86_400)  # a minute kept
+    for name in ("alice", "zoe"):
+        store.create_account(name, "hash")
+    old = now_ms() - 3_600_000
+    for number in range(35):
+        say(store, "alice", "zoe", f"old {number}", time_ms=old + number)
+    for number in range(1, 26):
+        store.record_room("#r", number, "alice", f"old {number}", old + number)
+    say(store, "alice", "zoe", "fresh")
+    store.record_room("#r", 26, "alice", "fresh", now_ms())
+    chunks = []
+    expire_chunk = store._expire_chunk
+    monkeypatch.setattr(store, "_expire_chunk", lambda db: chunks.append(1) or expire_chunk(db))
+    with gevent.Timeout(WAIT):
+        store.expire()
+        left = store._worker.call(
+            lambda db: [db.execute(f"SELECT text FROM {table}").fetchall() for table in ("history", "room_messages")]
+        )
+    assert left == [[("fresh",)], [("fresh",)]]
+    assert len(chunks) == 4  # (35 rows of history: three full chunks, then one that was not)
+
+
 class _Recording:
     """A connection that notes how many parameters each statement was given."""
 

@@ -29,13 +29,18 @@ INDEX_ROOMS = "INSERT INTO room_search (rowid, text) SELECT rowid, text FROM roo
 EXPIRE_BY_ROW = "DROP INDEX room_messages_by_time"
 
 
-def expire_rooms(db, cutoff: int) -> None:
-    """Drop the rooms' messages older than cutoff (ms). Rows are numbered as they are
-    written, so their times grow with their numbers: the first row at cutoff is found by
-    halving, a few lookups by number, and the rows before it go. (Their times are checked
-    too: a row written after a clock was set back, older by its time than rows before it,
-    stays until a later expiry, and is never given to a reader meanwhile.)"""
-    db.execute("DELETE FROM room_messages WHERE rowid < ? AND time_ms < ?", (_first_row_at(db, cutoff), cutoff))
+def expire_rooms(db, cutoff: int, most: int = -1) -> int:
+    """Drop the rooms' messages older than cutoff (ms), the ``most`` oldest of them (-1: all):
+    how many went. Rows are numbered as they are written, so their times grow with their
+    numbers: the first row at cutoff is found by halving, a few lookups by number, and the rows
+    before it go. (Their times are checked too: a row written after a clock was set back, older
+    by its time than rows before it, stays until a later expiry, and is never given to a reader
+    meanwhile.)"""
+    return db.execute(
+        "DELETE FROM room_messages WHERE rowid IN"
+        " (SELECT rowid FROM room_messages WHERE rowid < ? AND time_ms < ? ORDER BY rowid LIMIT ?)",
+        (_first_row_at(db, cutoff), cutoff, most),
+    ).rowcount
 
 
 def _first_row_at(db, cutoff: int) -> int:

@@ -68,6 +68,7 @@ MIGRATIONS = [
     EXPIRE_BY_ROW,
 ]
 EXPIRY_INTERVAL = 3600.0
+EXPIRY_CHUNK = 10_000  # rows of history, or of rooms' messages, one call of the expiry drops at most
 _RECORD = "INSERT OR IGNORE INTO history (id, first, second, sender, time_ms, text) VALUES (?, ?, ?, ?, ?, ?)"
 _AFTER_RECORD = (INDEX_HISTORY, NOTE_CONVERSATIONS)  # (see SQLiteWorker.write_bulk's then)
 _KEEP = "INSERT INTO offline (recipient, sender, time_ms, text, message_id) VALUES (?, ?, ?, ?, ?)"
@@ -157,7 +158,26 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def _expire_now_and_then(self):
         while True:
             gevent.sleep(EXPIRY_INTERVAL)
-            self._mailboxes.load(self._worker.call(self._expire_and_count))
+            self.expire()
+
+    def expire(self) -> None:
+        """Drop what is too old: the history and the rooms' messages EXPIRY_CHUNK rows a call of
+        the writer's thread, its batches going between. (An hour of a busy server's history is
+        millions of rows at about 6 us each with their indexes: in one call they held every
+        write, and so every sender of history, for seconds.)"""
+        while self._worker.call(self._expire_chunk):
+            pass
+        self._mailboxes.load(self._worker.call(self._expire_and_count))
+
+    def _expire_chunk(self, db) -> bool:
+        """The oldest EXPIRY_CHUNK rows past the cutoff, of the history and of the rooms'
+        messages: whether more may be left."""
+        cutoff = self._oldest_kept()
+        direct = db.execute(
+            "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE id < ? AND time_ms < ? ORDER BY id LIMIT ?)",
+            (first_id_at(cutoff), cutoff, EXPIRY_CHUNK),
+        ).rowcount
+        return max(direct, expire_rooms(db, cutoff, EXPIRY_CHUNK)) >= EXPIRY_CHUNK
 
     def _oldest_kept(self) -> int:
         """The time (ms) before which offline messages and history are dropped."""
