@@ -420,3 +420,23 @@ def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_let_go(server_pr
             watcher.close()
     finally:
         client.close()
+
+
+def test_an_invite_past_the_invitations_a_channel_may_hold_says_its_list_is_full(server_process):
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}", "--members-per-room", "2")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    hello_peer(server.address, 1, "olga", "pw").close()  # (a registered name owns the channel it makes)
+    owner = IrcPeer(("127.0.0.1", port))
+    try:
+        owner.register("olga", "pw")
+        owner.send("JOIN #club")
+        owner.until("366")
+        owner.send("INVITE guest #club", "INVITE other #club", "INVITE third #club")
+        assert [owner.line() for _ in range(3)] == [
+            ":chatroom 341 olga guest :#club",
+            ":chatroom 341 olga other :#club",
+            ":chatroom 478 olga #club I :Channel invite list is full",
+        ]
+    finally:
+        owner.close()

@@ -241,6 +241,8 @@ class ChannelCommands:
             return b""
         if answer.reason is Reason.NOT_A_MEMBER and self._members(room) is not None:
             return self._numeric("441", nick, channel, ":They aren't on that channel")
+        if answer.reason is Reason.ROOM_FULL and request is Invite:  # (its invitations, not its members)
+            return self._numeric("478", channel, "I", ":Channel invite list is full")
         return self._refusal(answer, channel)
 
     # --- Replies with a room's state --------------------------------------------------
