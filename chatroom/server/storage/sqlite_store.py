@@ -170,14 +170,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._mailboxes.load(self._worker.call(self._expire_and_count))
 
     def _expire_chunk(self, db) -> bool:
-        """The oldest EXPIRY_CHUNK rows past the cutoff, of the history and of the rooms'
-        messages: whether more may be left."""
-        cutoff = self._oldest_kept()
-        direct = db.execute(
-            "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE id < ? AND time_ms < ? ORDER BY id LIMIT ?)",
-            (first_id_at(cutoff), cutoff, EXPIRY_CHUNK),
-        ).rowcount
-        return max(direct, expire_rooms(db, cutoff, EXPIRY_CHUNK)) >= EXPIRY_CHUNK
+        return _expire_rows(db, self._oldest_kept(), EXPIRY_CHUNK)
 
     def _oldest_kept(self) -> int:
         """The time (ms) before which offline messages and history are dropped."""
@@ -187,12 +180,9 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         """Drop what is too old; what each mailbox holds, by sender (count and bytes)."""
         cutoff = self._oldest_kept()
         db.execute("DELETE FROM offline WHERE time_ms < ?", (cutoff,))
-        # (By id, which grows with time: the rows' own order, no index of their times to keep.
-        # The time is checked too, for rows kept before messages had such ids.)
-        db.execute("DELETE FROM history WHERE id < ? AND time_ms < ?", (first_id_at(cutoff), cutoff))
+        _expire_rows(db, cutoff)  # (what the chunks left, if any; all of it at a start)
         db.execute(FORGET_CONVERSATIONS)
         db.execute("DELETE FROM tokens WHERE expires_ms < ?", (now_ms(),))
-        expire_rooms(db, cutoff)
         db.execute("PRAGMA incremental_vacuum")  # the file gives back what expiry freed
         return db.execute(_MAILBOXES).fetchall()
 
@@ -308,6 +298,18 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
             (first, second, before, cutoff, name, count),
         ).fetchall()
         return [HistoryEntry(row_id, time_ms, sender == name, text) for row_id, time_ms, sender, text in reversed(rows)]
+
+
+def _expire_rows(db, cutoff: int, most: int = -1) -> bool:
+    """The oldest ``most`` (-1: all) of the history and of the rooms' messages before cutoff
+    (ms): whether more may be left. (The history by id, which grows with time: the rows' own
+    order, no index of their times to keep; the time is checked too, for rows kept before
+    messages had such ids.)"""
+    direct = db.execute(
+        "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE id < ? AND time_ms < ? ORDER BY id LIMIT ?)",
+        (first_id_at(cutoff), cutoff, most),
+    ).rowcount
+    return max(direct, expire_rooms(db, cutoff, most)) >= most
 
 
 def _token_owner(db, token_hash, now):
