@@ -233,9 +233,9 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, Mes
 /* What one sender's relay works with (see sender_of): its accounts and devices, NULL where
  * there are none; registered, whether the history keeps everything it sends; what its daily
  * history quota is counted under (Rules.history_key, where there are accounts); the accounts'
- * store, once a room's message has been recorded through it (NULL before). */
+ * store and daily history quota, once a room's message has been recorded (NULL before). */
 typedef struct {
-    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices, *history_key, *store;
+    PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices, *history_key, *store, *quota;
     int registered;
 } Sender;
 
@@ -280,6 +280,7 @@ sender_of(PyObject *rules, Sender *sender)
     sender->contacts = Py_XNewRef(contacts);
     sender->history_key = history_key;
     sender->store = NULL;
+    sender->quota = NULL;
     return 1;
 }
 
@@ -295,6 +296,7 @@ sender_done(Sender *sender)
     Py_XDECREF(sender->devices);
     Py_XDECREF(sender->history_key);
     Py_XDECREF(sender->store);
+    Py_XDECREF(sender->quota);
 }
 
 /* The sender again, after Python that may have let other greenlets run (a store's write that
@@ -507,9 +509,9 @@ sinks_of(PyObject *room, PyObject *directory)
 static int
 count_in_quota(Sender *sender, PyObject *text, long long time_ms)
 {
-    PyObject *quota = PyObject_GetAttr(sender->accounts, name_history_bytes);
-    if (quota == NULL)
+    if (sender->quota == NULL && (sender->quota = PyObject_GetAttr(sender->accounts, name_history_bytes)) == NULL)
         return -1;
+    PyObject *quota = sender->quota;
     int counted = 0;
     PyObject *limit = NULL, *day = NULL, *bytes = NULL;
     if (Py_TYPE(quota) == quota_type && PyUnicode_Check(text)) {
@@ -534,7 +536,6 @@ count_in_quota(Sender *sender, PyObject *text, long long time_ms)
             Py_XDECREF(value);
         }
     }
-    Py_DECREF(quota);
     return counted;
 }
 
@@ -542,14 +543,14 @@ count_in_quota(Sender *sender, PyObject *text, long long time_ms)
  * their record_room (within the sender's daily quota; it may wait for the disk), or, once
  * counted here, the store's; a StoreUnavailable is let go (relayed, not kept: the store's log
  * has said so). 1 (no store), 2 (recorded or let go: the sender is to be read again, as for
- * relay_text_of), or -1. */
+ * relay_text_of), or -1. (when: time_ms's value.) */
 static int
-record_in_store(Sender *sender, PyObject *room, PyObject *message_id, PyObject *text, PyObject *time_ms)
+record_in_store(Sender *sender, PyObject *room, PyObject *message_id, PyObject *text, PyObject *time_ms,
+                long long when)
 {
     if (sender->accounts == NULL)
         return 1;
-    long long when = PyLong_AsLongLong(time_ms);
-    int counted = when == -1 && PyErr_Occurred() ? -1 : count_in_quota(sender, text, when);
+    int counted = count_in_quota(sender, text, when);
     if (counted < 0)
         return -1;
     if (counted && sender->store == NULL && (sender->store = PyObject_GetAttr(sender->accounts, name_store)) == NULL)
@@ -612,7 +613,8 @@ post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, Py
         } else if (sender->contacts != NULL && PySet_Add(sender->contacts, name) < 0) {
             done = -1;
         } else {
-            PyObject *time_ms = PyLong_FromLongLong((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+            long long when = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+            PyObject *time_ms = PyLong_FromLongLong(when);
             PyObject *room_name = PyObject_GetAttr(room, name_name_attr);
             if (time_ms != NULL && room_name != NULL) {
                 PyObject *call[5] = {room_name, sender->name, next, time_ms, raw};
@@ -622,7 +624,7 @@ post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, Py
             delivered = frame == NULL ? NULL : PyObject_Vectorcall(offer_each, fan, 2, NULL);
             done = delivered == NULL || count(name_room_messages, one) < 0 || count(name_room_deliveries, delivered) < 0
                        ? -1
-                       : record_in_store(sender, name, next, text, time_ms);
+                       : record_in_store(sender, name, next, text, time_ms, when);
             Py_XDECREF(time_ms);
             Py_XDECREF(room_name);
         }
