@@ -191,6 +191,7 @@ def test_a_long_read_holds_up_no_write(tmp_path, open_store, monkeypatch, module
     writes (an account's, which someone waits for) are committed beside it; and it finds what
     was written before it was asked."""
     import importlib
+    import threading
     import time
 
     from gevent.event import Event
@@ -200,15 +201,19 @@ def test_a_long_read_holds_up_no_write(tmp_path, open_store, monkeypatch, module
         store.create_account(name, "hash")
     say(store, "alice", "zoe", "just written")
     where = importlib.import_module(f"chatroom.server.storage.{module}")
-    reading, done = getattr(where, function), Event()
+    reading, started, done = getattr(where, function), threading.Event(), Event()
 
     def slow_read(*args):  # (in the thread: a read that takes long)
+        started.set()
         time.sleep(1.0)
         return reading(*args)
 
     monkeypatch.setattr(where, function, slow_read)
     asked = gevent.spawn(read, store)
-    gevent.spawn_later(0.1, lambda: (store.create_account("bob", "hash"), done.set()))
+    with gevent.Timeout(WAIT):
+        while not started.is_set():  # (a thread's event: looked at, the hub free between looks)
+            gevent.sleep(0.01)
+    gevent.spawn(lambda: (store.create_account("bob", "hash"), done.set()))
     assert done.wait(0.6), "an account was not written while a long read was under way"
     with gevent.Timeout(WAIT):
         assert asked.get() == expected
