@@ -240,13 +240,15 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._failure(Reason.NOT_LOGGED_IN)
         if not 1 <= len(text) <= MAX_TEXT_CHARS:  # (a text: 1 to MAX_TEXT_CHARS code points)
             return self._failure(Reason.INVALID_TEXT)
-        devices = self._devices  # (a client of version 4: presence; the recipient a contact once it is someone)
-        if devices is not None and devices.away:
+        devices = self._devices
+        if devices is not None and devices.away:  # (a client of version 4: presence)
             self._set_away(None)
         encoded = raw or text.encode()  # (what every relayed frame below carries)
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
+        if devices is not None and found is not None:  # (a contact: someone, here or on another node)
+            devices.contacts.add(recipient)
         if found is None or type(found) is RemoteRecipient:
             # (Not a user here: the only place on the relay path where a room is looked for.)
             if recipient[:1] == ROOM_PREFIX:
@@ -257,8 +259,6 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
             relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
-            if devices is not None:
-                devices.contacts.add(recipient)
             # (Recorded as it is sent: the session answers what follows, a LOGOUT say, meanwhile.)
             key = self.history_key() if self._recorded(recipient) else None
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms, key)
@@ -274,8 +274,6 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             frame = incoming_frame(sender, encoded)
         if not (found.deliver_from(sender, frame) if type(found) is Devices else found.deliver(frame)):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
-        if devices is not None:
-            devices.contacts.add(recipient)
         if key is not None:
             accounts.record(sender, recipient, text, message_id, time_ms, key)  # type: ignore[union-attr]
             if devices is not None:
