@@ -247,8 +247,13 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         # No need to validate the recipient's name: only valid names are ever logged in,
         # so an invalid one is simply not found.
         found = self._directory.find(recipient)
-        if devices is not None and found is not None:  # (a contact: someone, here or on another node)
-            devices.contacts.add(recipient)
+        key = None  # (what the history counts it under, if it keeps it: read before anything waits)
+        if found is not None:  # someone, here or on another node: a contact
+            if devices is not None:
+                devices.contacts.add(recipient)
+            accounts = self._accounts  # (kept where the sender's or the recipient's name is registered)
+            if accounts is not None and (self._registered or recipient in accounts.registered_names):
+                key = self.history_key()
         if found is None or type(found) is RemoteRecipient:
             # (Not a user here: the only place on the relay path where a room is looked for.)
             if recipient[:1] == ROOM_PREFIX:
@@ -259,11 +264,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
             relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
-            # (Recorded as it is sent: the session answers what follows, a LOGOUT say, meanwhile.)
-            key = self.history_key() if self._recorded(recipient) else None
+            # (Recorded as sent: the session answers what follows, a LOGOUT say, meanwhile.)
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms, key)
-        accounts = self._accounts
-        key = self.history_key() if self._recorded(recipient) else None  # (now: the delivery may wait)
         # An id only where it is needed: for a client of version 3, or for the history.
         if found.wants_ids:
             message_id, time_ms = next_id()
@@ -286,12 +288,6 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if self._version >= ROOMS_VERSION and self._rooms is not None:
             return self._room_message(room, text, encoded)
         return self._failure(Reason.NOT_ONLINE)
-
-    def _recorded(self, recipient: str) -> bool:
-        """Whether the history keeps a message to recipient: the sender's or the recipient's
-        name is registered."""
-        accounts = self._accounts
-        return accounts is not None and (self._registered or recipient in accounts.registered_names)
 
     def _delivered(self, sender, recipient, text, message_id, time_ms, history_key: str | None) -> None:
         """A message Pending was for is there: recorded (under history_key, None: not)."""
