@@ -41,6 +41,24 @@ def test_loopback_is_exempt_from_max_per_ip_by_default(server_process, peer_at):
         assert peer.request(ListUsers()) == UserList(())
 
 
+def test_ipv4_loopback_through_a_dual_stack_listener_is_loopback(server_process, peer_at):
+    """Listening on ::, an IPv4 client arrives as ::ffff:127.0.0.1: still loopback, exempt."""
+    server = server_process("--host", "::", "--max-per-ip", "3")
+    peers = [peer_at(server.address) for _ in range(6)]
+    for peer in peers:
+        assert peer.request(ListUsers()) == UserList(())
+
+
+def test_ipv4_clients_through_a_dual_stack_listener_count_each_address(server_process, peer_at):
+    """Counted as the IPv4 address each is, not one IPv4-mapped /64 for all of them."""
+    server = server_process("--host", "::", "--max-per-ip", "2", "--limit-loopback")
+    peers = [peer_at(server.address, source=source) for source in ("127.0.0.1", "127.0.0.2") * 2]
+    for peer in peers:
+        assert peer.request(ListUsers()) == UserList(())
+    peer_at(server.address, source="127.0.0.2").assert_closed()
+    server.wait_for_log("1 per_ip")
+
+
 def test_silent_connections_are_closed_and_free_their_places(server_process, peer_at):
     server = server_process("--idle-timeout", "0.5", "--max-clients", "20")
     silent = [peer_at(server.address) for _ in range(20)]  # fill every place, say nothing

@@ -512,6 +512,23 @@ def test_registrations_per_address_are_bounded(directory):
         accounts.stop()
 
 
+def test_an_ipv6_client_counts_as_its_64_and_an_ipv4_mapped_one_as_its_ipv4_address(directory):
+    """A host takes any address of its /64 at will: without grouping, each new address would
+    bring a new quota. An IPv4 client of a dual-stack listener arrives IPv4-mapped."""
+    accounts, connect = quota_rules(directory, registrations_per_hour=2)
+    try:
+        for i, address in enumerate(("2001:db8:0:7::1", "2001:db8:0:7:ffff::2")):
+            assert connect(peer=f"{address}:5000").ask(Register(f"six{i}", "secret")) == [OK]
+        assert connect(peer="2001:db8:0:7::3:5000").ask(Register("six-more", "secret")) == [FAILURE]
+        assert connect(peer="2001:db8:0:8::1:5000").ask(Register("six-more", "secret")) == [OK]  # another /64
+        assert connect(peer="10.0.0.9:1").ask(Register("four0", "secret")) == [OK]
+        assert connect(peer="::ffff:10.0.0.9:1").ask(Register("four1", "secret")) == [OK]
+        assert connect(peer="::ffff:10.0.0.9:2").ask(Register("four-more", "secret")) == [FAILURE]
+        assert connect(peer="::ffff:10.0.0.10:1").ask(Register("four-more", "secret")) == [OK]
+    finally:
+        accounts.stop()
+
+
 def test_history_past_the_daily_quota_is_relayed_but_not_kept(directory):
     accounts, connect = quota_rules(directory, history_mb_per_day=0.000_5)  # 500 bytes
     try:

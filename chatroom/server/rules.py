@@ -39,6 +39,7 @@ from ..protocol import (
 )
 from ..room_frames import ROOM_PREFIX, ROOMS_VERSION
 from .account_rules import AccountRules
+from .addresses import counted_address
 from .device_rules import DEVICE_ANSWERS, DeviceRules
 from .message_ids import next_id
 from .operations.counts import COUNTS
@@ -116,8 +117,9 @@ class Rules(AccountRules, RoomRules, DeviceRules):
 
     @property
     def host(self) -> str:
-        """The client's address (without the port): failed passwords are counted per address."""
-        return self._peer.rsplit(":", 1)[0]
+        """The client's address as it is counted (addresses.py): failed passwords, registrations
+        and an unregistered sender's history are counted per address."""
+        return counted_address(self._peer.rsplit(":", 1)[0])
 
     def answer(self, event) -> "bytes | Pending":
         """The reply to one decoded frame: a ready frame, or a Pending one."""

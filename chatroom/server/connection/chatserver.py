@@ -11,6 +11,7 @@ from gevent.event import Event
 from gevent.server import StreamServer
 
 from ...protocol import DEFAULT_PORT
+from ..addresses import counted_address
 from ..irc.session import IrcSession
 from ..operations.logs import fields
 from ..operations.memory import keep_trimmed
@@ -184,8 +185,8 @@ class ChatServer:
     def _serve(self, sock, address, opening, session_class=Session):
         """Admit a new connection, tune it, shake hands (TLS), open it as a Stream (``opening``:
         the WebSocket handshake for the web port), and give it a session."""
-        host = address[0]
-        peer = f"{host}:{address[1]}"
+        host = counted_address(address[0])
+        peer = f"{address[0]}:{address[1]}"
         if not self._admission.admit(host):
             sock.close()
             return

@@ -3,12 +3,11 @@
 One place for them, so that the command line, the README and the session agree.
 """
 
-import functools
-import ipaddress
 import time
 from dataclasses import dataclass
 
 from ...arguments import add_dataclass_arguments, dataclass_from_arguments
+from ..addresses import is_loopback
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,11 @@ OPTIONS = {
         "N",
         "connections served at once, TLS handshakes included; more are closed as they arrive (default %(default)s)",
     ),
-    "max_per_ip": (int, "N", "connections from one address at once; more are closed (default %(default)s)"),
+    "max_per_ip": (
+        int,
+        "N",
+        "connections from one address (an IPv6 one's /64) at once; more are closed (default %(default)s)",
+    ),
     "limit_loopback": (bool, None, "apply --max-per-ip to loopback addresses too (by default they are exempt)"),
     "max_handshakes": (
         int,
@@ -64,16 +67,8 @@ def from_arguments(args) -> Limits:
 
 
 def counts_per_address(limits: Limits, host: str) -> bool:
-    """Whether connections from host count against --max-per-ip."""
-    return limits.limit_loopback or not _is_loopback(host)
-
-
-@functools.lru_cache(maxsize=1024)
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether connections from host (a counted address) count against --max-per-ip."""
+    return limits.limit_loopback or not is_loopback(host)
 
 
 class TokenBucket:
