@@ -26,8 +26,13 @@ def raw_upgrade(address, host: str, origins: list[str], target: str = "/chat", a
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade"]
     lines += [f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", *(f"Origin: {o}" for o in origins)]
+    return raw_request(address, ("\r\n".join(lines) + "\r\n\r\n").encode() + after)
+
+
+def raw_request(address, request: bytes) -> bytes:
+    """Send these bytes; the head of the answer."""
     with socket.create_connection(address, timeout=WAIT) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + after)
+        sock.sendall(request)
         answer = b""
         with gevent.Timeout(WAIT):
             while b"\r\n\r\n" not in answer and (data := sock.recv(4096)):
@@ -60,6 +65,24 @@ def test_only_the_chat_path_upgrades(web_server):
     host, port = web_server.web_address
     answer = raw_upgrade(web_server.web_address, f"{host}:{port}", [f"http://{host}:{port}"], target="/other")
     assert answer.startswith(b"HTTP/1.1 404")
+
+
+def test_a_handshake_with_bytes_its_headers_cannot_hold_is_a_bad_request(web_server):
+    """wsproto reads Host as IDNA and Connection as ASCII: what it cannot read is a 400, not a
+    traceback (a fuzzed Host header found it)."""
+    host, port = web_server.web_address
+    origin = f"Origin: http://{host}:{port}".encode()
+    upgrade = b"Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
+    for host_value, connection in (
+        (b"127.0.0.1\xab:1", b"Upgrade"),  # not ASCII
+        (b"xn--zz.example", b"Upgrade"),  # ASCII, but no IDNA
+        (f"{host}:{port}".encode(), b"Upgrade, \xe9"),
+    ):
+        head = b"GET /chat HTTP/1.1\r\nHost: " + host_value + b"\r\nConnection: " + connection
+        answer = raw_request(web_server.web_address, b"\r\n".join((head, upgrade, origin)) + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400"), (host_value, connection, answer)
+    assert raw_upgrade(web_server.web_address, f"{host}:{port}", [f"http://{host}:{port}"]).startswith(b"HTTP/1.1 101")
+    assert_clean_log(web_server.log_text())
 
 
 def test_the_page_may_not_be_framed(web_server):

@@ -59,7 +59,8 @@ def accept(sock, allowed_origins: set[str] | None, secure: bool, port: int, fram
         try:
             ws.receive_data(head)
             next(event for event in ws.events() if isinstance(event, Request))
-        except (RemoteProtocolError, StopIteration):
+        except (RemoteProtocolError, StopIteration, UnicodeError):
+            # (UnicodeError: wsproto reads Host as IDNA, Connection as ASCII.)
             _respond(sock, "400 Bad Request", b"not a WebSocket handshake\n")
             raise NotWebSocket() from None
         origins = headers.get("origin", [])
