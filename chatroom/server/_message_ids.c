@@ -13,25 +13,19 @@
 static long long last_id = 0; /* the last id taken */
 static long long node_tag = 0;
 
-/* A new id and the time in ms it stands for: 0, or -1 with OSError set. (Also for _relay.c,
- * through the capsule take_id: a relayed message's id without a tuple and two ints made and
- * read back.) */
-static int
-take_id(long long *message_id, long long *time_ms)
+/* A new id for a message received at now_ms, and the time in ms it stands for (now_ms, or
+ * later where ids were taken for a later time already). (Also for _relay.c, through the capsule
+ * take_id_at: a relayed message's id without a tuple and two ints made and read back; it reads
+ * the clock once for all the messages of one read.) */
+static void
+take_id_at(long long now_ms, long long *message_id, long long *time_ms)
 {
-    struct timespec now;
-    if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     long long candidate = (now_ms << (SEQUENCE_BITS + NODE_BITS)) | node_tag;
     if (candidate <= last_id)
         candidate = last_id + (1LL << NODE_BITS);
     last_id = candidate;
     *message_id = candidate;
     *time_ms = candidate >> (SEQUENCE_BITS + NODE_BITS);
-    return 0;
 }
 
 /* next_id() -> (a new id, the time in ms it stands for) */
@@ -40,9 +34,11 @@ next_id(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
     long long message_id, time_ms;
-    if (take_id(&message_id, &time_ms) < 0)
-        return NULL;
+    take_id_at((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, &message_id, &time_ms);
     return Py_BuildValue("(LL)", message_id, time_ms);
 }
 
@@ -73,10 +69,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_message_ids", NULL,
 PyMODINIT_FUNC
 PyInit__message_ids(void)
 {
-    static int (*const take_id_function)(long long *, long long *) = take_id;
+    static void (*const take_id_function)(long long, long long *, long long *) = take_id_at;
     PyObject *made = PyModule_Create(&module);
-    PyObject *capsule = made == NULL ? NULL : PyCapsule_New((void *)&take_id_function, "chatroom.take_id", NULL);
-    if (capsule == NULL || PyModule_AddObject(made, "take_id", capsule) < 0) {
+    PyObject *capsule = made == NULL ? NULL : PyCapsule_New((void *)&take_id_function, "chatroom.take_id_at", NULL);
+    if (capsule == NULL || PyModule_AddObject(made, "take_id_at", capsule) < 0) {
         Py_XDECREF(capsule);
         Py_XDECREF(made);
         return NULL;

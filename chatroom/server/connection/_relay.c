@@ -31,20 +31,20 @@ static Py_ssize_t rules_offsets[RULES_SLOTS], sendto_offsets[SENDTO_SLOTS], sess
 static Py_ssize_t devices_offsets[DEVICES_SLOTS], device_offsets[DEVICE_SLOTS];
 static PyObject *make_incoming, *ok_reply, *name_find, *name_registered_names, *name_record, *name_history_key;
 /* A message's id, and its DIRECT-MESSAGE frame: _message_ids.c's and _frames.c's C (capsules). */
-static int (*take_id)(long long *, long long *);
+static void (*take_id_at)(long long, long long *, long long *);
 static PyObject *(*direct_message)(PyObject *, unsigned long long, unsigned long long, PyObject *);
 static Py_ssize_t most_text_chars;
 
 /* known_relay(rules_type, rules_slots, sendto_type, sendto_slots, session_type, session_slots,
  *             devices_type, devices_slots, device_slots, incoming_frame, direct_message,
- *             take_id, ok, max_text_chars, outbox_type, outbox_slots, send_queued)
+ *             take_id_at, ok, max_text_chars, outbox_type, outbox_slots, send_queued)
  *
  * What the relay reads, given once: the slots name, held, _registered, _devices, _directory
  * and _accounts of the rules; recipient, text and raw of a SENDTO; rules, _outbox and
  * wants_ids of a session (of this type or one made from it, whose deliver is its own);
  * _devices, contacts, away and elsewhere of a user's devices, and session of one device; the
  * relayed frames' makers (direct_message: _frames.c's capsule), the taker of a message's id
- * (take_id: _message_ids.c's capsule), the OK reply and a text's limit; the outboxes' type and
+ * (take_id_at: _message_ids.c's capsule), the OK reply and a text's limit; the outboxes' type and
  * slots (see _outbox.h), and the hub's send of one, which queue_for_hub makes due. */
 static PyObject *
 known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -54,12 +54,12 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         || !PyType_Check(args[6]) || !PyCallable_Check(args[9]) || !PyBytes_Check(args[12])
         || !PyLong_Check(args[13]) || !PyCallable_Check(args[16])) {
         PyErr_SetString(PyExc_TypeError, "known_relay(type, slots, type, slots, type, slots, type, slots, slots, "
-                                         "incoming_frame, direct_message, take_id, ok: bytes, max_text_chars: int, "
+                                         "incoming_frame, direct_message, take_id_at, ok: bytes, max_text_chars: int, "
                                          "outbox_type, outbox_slots, send_queued)");
         return NULL;
     }
     void *making = PyCapsule_GetPointer(args[10], "chatroom.direct_message");
-    void *taking = making == NULL ? NULL : PyCapsule_GetPointer(args[11], "chatroom.take_id");
+    void *taking = making == NULL ? NULL : PyCapsule_GetPointer(args[11], "chatroom.take_id_at");
     if (taking == NULL)
         return NULL;
     if (outbox_slots(args[14], args[15]) < 0)
@@ -90,7 +90,7 @@ known_relay(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(devices_type, (PyTypeObject *)Py_NewRef(args[6]));
     Py_XSETREF(make_incoming, Py_NewRef(args[9]));
     direct_message = *(PyObject * (*const *)(PyObject *, unsigned long long, unsigned long long, PyObject *)) making;
-    take_id = *(int (*const *)(long long *, long long *))taking;
+    take_id_at = *(void (*const *)(long long, long long *, long long *))taking;
     Py_XSETREF(ok_reply, Py_NewRef(args[12]));
     Py_RETURN_NONE;
 }
@@ -211,25 +211,6 @@ find_recipients(Recipients *to, PyObject *found)
     return 1;
 }
 
-/* A message's id and time, as take_id gives them. */
-typedef struct {
-    long long message_id, time_ms;
-} MessageId;
-
-/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING; a message the
- * history keeps (recorded) takes an id either way, in `id`. */
-static PyObject *
-relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, MessageId *id)
-{
-    if ((to->wants_ids || recorded) && take_id(&id->message_id, &id->time_ms) < 0)
-        return NULL;
-    if (!to->wants_ids) {
-        PyObject *call[2] = {sender, raw};
-        return PyObject_Vectorcall(make_incoming, call, 2, NULL);
-    }
-    return direct_message(sender, (unsigned long long)id->message_id, (unsigned long long)id->time_ms, raw);
-}
-
 /* What one sender's relay works with (see sender_of): its accounts and devices, NULL where
  * there are none; registered, whether the history keeps everything it sends; what its daily
  * history quota is counted under (Rules.history_key, where there are accounts); the accounts'
@@ -237,6 +218,7 @@ relayed_frame(Recipients *to, PyObject *sender, PyObject *raw, int recorded, Mes
 typedef struct {
     PyObject *name, *directory, *find, *registered_names, *contacts, *accounts, *devices, *history_key, *store, *quota;
     int registered;
+    long long received_ms; /* see received_ms: -1 until read */
 } Sender;
 
 /* The sender behind rules, if the relay's common way is open to it (logged in, its devices,
@@ -281,6 +263,7 @@ sender_of(PyObject *rules, Sender *sender)
     sender->history_key = history_key;
     sender->store = NULL;
     sender->quota = NULL;
+    sender->received_ms = -1;
     return 1;
 }
 
@@ -319,6 +302,46 @@ sender_again(PyObject *rules, Sender *sender)
         return 1;
     sender_done(sender);
     return sender_of(rules, sender);
+}
+
+/* A message's id and time, as take_id_at gives them. */
+typedef struct {
+    long long message_id, time_ms;
+} MessageId;
+
+/* When the sender's messages of this run were received: the clock, read once a run (per
+ * message, the clock was a fortieth of the IRC port's relay). 0, or -1 with OSError set. */
+static int
+received_ms(Sender *sender, long long *ms)
+{
+    if (sender->received_ms < 0) {
+        struct timespec now;
+        if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        sender->received_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    }
+    *ms = sender->received_ms;
+    return 0;
+}
+
+/* The frame for the recipients: DIRECT-MESSAGE with a new id, or INCOMING; a message the
+ * history keeps (recorded) takes an id either way, in `id`. */
+static PyObject *
+relayed_frame(Recipients *to, Sender *sender, PyObject *raw, int recorded, MessageId *id)
+{
+    if (to->wants_ids || recorded) {
+        long long now_ms;
+        if (received_ms(sender, &now_ms) < 0)
+            return NULL;
+        take_id_at(now_ms, &id->message_id, &id->time_ms);
+    }
+    if (!to->wants_ids) {
+        PyObject *call[2] = {sender->name, raw};
+        return PyObject_Vectorcall(make_incoming, call, 2, NULL);
+    }
+    return direct_message(sender->name, (unsigned long long)id->message_id, (unsigned long long)id->time_ms, raw);
 }
 
 /* Whether a text may take the common way: of a valid length, with its UTF-8 at hand (raw). */
@@ -390,7 +413,7 @@ relay_text_of(Sender *sender, PyObject *recipient, PyObject *text, PyObject *raw
     MessageId id;
     int done = find_recipients(&to, found);
     if (done == 1) {
-        PyObject *frame = relayed_frame(&to, sender->name, raw, recorded, &id);
+        PyObject *frame = relayed_frame(&to, sender, raw, recorded, &id);
         if (frame == NULL || !PyBytes_Check(frame)) {
             if (frame != NULL)
                 PyErr_SetString(PyExc_TypeError, "a relayed frame must be bytes");
@@ -604,16 +627,12 @@ post_to_room(Sender *sender, PyObject *rules, PyObject *name, PyObject *text, Py
     if (member == 1 && (sinks = sinks_of(room, directory)) == NULL && PyErr_Occurred())
         member = -1;
     if (member == 1 && sinks != NULL) {
-        struct timespec now;
-        if ((next = add_to(room, name_last_id, one)) == NULL) {
-            done = -1;
-        } else if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
+        long long when;
+        if ((next = add_to(room, name_last_id, one)) == NULL || received_ms(sender, &when) < 0) {
             done = -1;
         } else if (sender->contacts != NULL && PySet_Add(sender->contacts, name) < 0) {
             done = -1;
         } else {
-            long long when = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
             PyObject *time_ms = PyLong_FromLongLong(when);
             PyObject *room_name = PyObject_GetAttr(room, name_name_attr);
             if (time_ms != NULL && room_name != NULL) {

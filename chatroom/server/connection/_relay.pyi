@@ -15,7 +15,7 @@ def known_relay(
     device_slots: tuple,
     incoming_frame: Callable[[str, bytes], bytes],
     direct_message: Any,
-    take_id: Any,
+    take_id_at: Any,
     ok: bytes,
     max_text_chars: int,
     outbox_type: type,

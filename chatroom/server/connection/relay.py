@@ -80,7 +80,7 @@ def compiled_relay(session_type: type) -> Callable[[list, int, int, object], int
         _slots(_Device, _DEVICE_SLOTS),
         incoming_frame,
         codec.compiled.direct_message,
-        message_ids.compiled.take_id,
+        message_ids.compiled.take_id_at,
         OK,
         MAX_TEXT_CHARS,
         Outbox,
