@@ -283,3 +283,56 @@ def test_mutated_frames_from_registered_browsers_of_the_newest_version(web_serve
     assert_pair_chats(web_server.address)
     assert_clean_log(web_server.log_text())
     gevent.killall(readers)
+
+
+def test_mutated_http_requests_get_an_answer_or_a_close_never_a_traceback(web_server):
+    """The web port's HTTP side, fuzzed: page requests and WebSocket handshakes with bytes
+    flipped, inserted, cut, repeated, and headers too long; each connection half-closed once
+    sent, so that every one ends. The log stays clean and the page is still served."""
+    import random
+
+    from gevent.pool import Pool
+
+    rng = random.Random(20261207)
+    host, port = web_server.web_address
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    requests = [
+        f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n",
+        f'HEAD /style.css HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: "x"\r\n\r\n',
+        f"POST /chat HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello",
+        f"GET /chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}:{port}\r\n\r\n",
+    ]
+    pieces = [b"\r\n", b"\x00", b"\xff\xfe", "é".encode(), b"%2e%2e/", b"xn--zz", b"X: " + b"a" * 9000 + b"\r\n"]
+
+    def mutated(request: bytes) -> bytes:
+        data = bytearray(request)
+        for _ in range(rng.randint(1, 5)):
+            at = rng.randrange(len(data) + 1)
+            choice = rng.random()
+            if choice < 0.3 and at < len(data):
+                data[at] = rng.randrange(256)
+            elif choice < 0.5:
+                data[at:at] = rng.choice(pieces)
+            elif choice < 0.7:
+                del data[at : at + rng.randint(1, 12)]
+            elif choice < 0.8:
+                data = data * 2
+            else:
+                data[at:at] = rng.randbytes(rng.randint(1, 40))
+        return bytes(data)
+
+    def send(request: bytes) -> None:
+        with socket.create_connection(web_server.web_address, timeout=WAIT) as sock:
+            try:
+                sock.sendall(request)
+                sock.shutdown(socket.SHUT_WR)
+                with gevent.Timeout(WAIT):
+                    while sock.recv(65536):
+                        pass
+            except OSError:
+                pass  # (reset: the server closed with bytes unread)
+
+    Pool(16).map(send, [mutated(rng.choice(requests).encode()) for _ in range(300)])
+    assert raw_request(web_server.web_address, requests[0].encode()).startswith(b"HTTP/1.1 200")
+    assert_clean_log(web_server.log_text())
