@@ -229,6 +229,7 @@ def test_bad_requests_to_the_metrics_port_are_no_errors(server_process):
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
         b"POST /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"GET /\x8a\xb4\x1d HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/1\r\n\r\n",  # (no minor version: pywsgi's IndexError, with a traceback)
     ]
     for request in bad * 5:
         with gevent.socket.create_connection(("127.0.0.1", metrics.port), timeout=WAIT) as sock:

@@ -11,7 +11,7 @@ import time
 
 import gevent
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import WSGIHandler, WSGIServer
 from prometheus_client import make_wsgi_app
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -114,7 +114,19 @@ def serve(host: str, port: int, server) -> WSGIServer:
     return http
 
 
+class _Handler(WSGIHandler):
+    def _check_http_version(self) -> bool:
+        # pywsgi reads "HTTP/1" as version (1,) and then its minor version: an IndexError,
+        # which it prints with a traceback (a ValueError it takes as the bad request it is).
+        try:
+            return super()._check_http_version()
+        except IndexError:
+            return False
+
+
 class _MetricsServer(WSGIServer):
+    handler_class = _Handler
+
     def handle(self, sock, address):
         sock.settimeout(SCRAPER_TIMEOUT)  # a scraper that stops mid-request gives its place up
         super().handle(sock, address)
