@@ -261,6 +261,41 @@ def test_a_frame_over_the_limit_from_the_server_ends_the_client_clearly(fake_ser
     assert result.stderr == b"chatroom-client: the server broke the chatroom protocol (a frame longer than allowed)\n"
 
 
+def test_a_push_of_any_kind_from_the_server_never_breaks_the_client(fake_server):
+    """A server may push any kind of frame, asked for or not (a hostile one, a newer one): each
+    is shown or ignored, and the client goes on (PRESENCE-STATUS, which only a watcher gets,
+    once ended its reader with a traceback)."""
+    from chatroom.codec import PUSHED
+    from chatroom.device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
+    from chatroom.protocol import DirectMessage, Presence, StoredMessage
+    from chatroom.room_frames import EventKind, RoomEvent, RoomMessage
+
+    pushes = [
+        Incoming("bob", "hi"),
+        DirectMessage("bob", 7, 1, "direct"),
+        StoredMessage("bob", 1, "kept", 8),
+        Presence((("bob", True),)),
+        RoomMessage("#r", "bob", 1, 1, "room"),
+        RoomEvent("#r", EventKind.JOINED, "bob", ""),
+        OwnMessage("bob", 9, 1, "mine"),
+        Marked("bob", 9),
+        PresenceStatus((("bob", PresenceState.AWAY, "out"),)),
+    ]
+    assert {type(push) for push in pushes} == set(PUSHED)  # (a kind added later is added here)
+
+    def pushing(sock):
+        decoder = Decoder.for_server()
+        while data := sock.recv(65536):
+            for event in decoder.receive_data(data):
+                sock.sendall(b"".join(map(encode, pushes)))
+                sock.sendall(encode(UserList(("bob",)) if type(event) is ListUsers else Response(Status.OK)))
+
+    server = fake_server(pushing)
+    result = run_client(*map(str, server.address), stdin=b"login alice\nlist\n")
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    assert result.stdout.decode().splitlines()[-1] == "bob"
+
+
 def test_a_closed_stdout_ends_quietly(server):
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatroom.client", *map(str, server.address)],

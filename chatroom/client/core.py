@@ -7,7 +7,7 @@ interactive prompt (a conversation, via its TerminalOutput).
 
 from collections.abc import Callable
 
-from ..device_frames import DEVICES_VERSION, Mark, Marked, OwnMessage, SessionList, Unread, UnreadCounts
+from ..device_frames import DEVICES_VERSION, Mark, Marked, OwnMessage, PresenceStatus, SessionList, Unread, UnreadCounts
 from ..protocol import (
     EXTENSION_VERSION,
     Authenticate,
@@ -136,8 +136,8 @@ class Client:
 
     def _show_message(self, message):
         kind = type(message)
-        if kind is Presence:
-            return  # (this client does not WATCH)
+        if kind is Presence or kind is PresenceStatus:
+            return  # (this client does not WATCH: only a server that breaks the protocol sends these)
         if kind is Marked:
             self._markers[message.conversation] = message.id
             return
