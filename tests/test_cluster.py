@@ -282,7 +282,7 @@ class _LeaseScripts:
         if lease != self.lease:
             self.lease = new_lease.encode()
             self.leases_given += 1
-        return b"epoch", False, self.lease
+        return b"epoch", self.lease, 0
 
     def claim(self, name, skeleton, node_id, lease, epoch, again, shared):
         gevent.sleep(0.01)
@@ -302,7 +302,7 @@ def test_claims_refused_together_bring_one_beat_whose_lease_holds(caplog):
     assert [claim.value for claim in claims] == [False] * 20
     eventually(lambda: directory.claim("later", ENDED), what="a claim under the new lease")
     assert scripts.leases_given == 1 and caplog.text.count("lease lapsed") == 1
-    assert directory._beat() is None and directory.claim("after", ENDED)  # (the next beat keeps it)
+    assert directory._beat() == 0 and directory.claim("after", ENDED)  # (the next beat keeps it)
     assert caplog.text.count("lease lapsed") == 1
 
 
@@ -329,6 +329,25 @@ def test_logins_refused_together_after_a_lapse_bring_one_new_lease_that_holds(se
         assert node.log_text().count("lease lapsed") == 1
         assert "later" in peer_at(node.address).request(ListUsers()).names
         db.close()
+    finally:
+        redis_process.close()
+
+
+def test_a_node_started_beside_the_one_that_began_the_epoch_waits_out_its_recovery(server_process, tmp_path):
+    """Two nodes start together on a new Redis: one begins the epoch, and for half a TTL no
+    name is taken (the nodes may be registering their users again). The other must not serve
+    meanwhile: it refused every login as unavailable till then (a cluster started at once by
+    its service manager, its first users refused)."""
+    redis_process = RedisProcess(tmp_path)
+    try:
+        starting = [
+            gevent.spawn(server_process, "--redis", redis_process.url, "--node-ttl", str(TTL)) for _ in range(2)
+        ]
+        (first,) = gevent.wait(starting, count=1, timeout=WAIT * 2)
+        peer = hello_peer(first.value.address, 2)  # (a client that is told why)
+        assert peer.request(Login("early")) == OK
+        gevent.joinall(starting, timeout=WAIT * 2, raise_error=True)
+        peer.close()
     finally:
         redis_process.close()
 

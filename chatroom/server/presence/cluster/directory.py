@@ -135,11 +135,14 @@ class RedisDirectory:
     def start(self) -> None:
         self._local.start()
         self._follow_directory_slot()
-        if self._beat() == "began":
-            # A new epoch: a moment for other nodes, if Redis lost what they had, to register
-            # their users again before this node takes names.
-            gevent.sleep(self._recovery_ms / 1000)
-            self._beat()  # (the lease was refreshed half a TTL ago: again, before serving)
+        recovering = self._beat()
+        if recovering:
+            # A new epoch (this node's, or another's that started with it): a moment for the
+            # other nodes, if Redis lost what they had, to register their users again. No name
+            # is taken meanwhile, so this node waits it out before serving (it refused every
+            # login till then, as unavailable).
+            gevent.sleep(recovering / 1000)
+            self._beat()  # (the lease was refreshed a moment ago: again, before serving)
         self._listening = gevent.spawn(self._inbox.run)
         self._greenlets = [gevent.spawn(self._heartbeat_loop), self._listening]
         gevent.spawn(forget_gone_inboxes, self._scripts)  # (once: a moment's work)
@@ -306,17 +309,18 @@ class RedisDirectory:
             gevent.sleep(self.ttl / 3)
             self._beat()
 
-    def _beat(self) -> str | None:
+    def _beat(self) -> int | None:
         """Refresh this node's lease; register its users again in a new epoch (Redis lost what
-        it had) or under a new lease (this node stalled past its TTL). "began" when this call
-        began the epoch. One at a time, each carrying the lease the last left: two at once after
-        a lapse would each take a new one, the second undoing the first's claims."""
+        it had) or under a new lease (this node stalled past its TTL). The ms left of the new
+        epoch's recovery (0: none); None if Redis failed. One at a time, each carrying the
+        lease the last left: two at once after a lapse would each take a new one, the second
+        undoing the first's claims."""
         with self._beating:
             return self._beat_in_turn()
 
-    def _beat_in_turn(self) -> str | None:
+    def _beat_in_turn(self) -> int | None:
         try:
-            epoch, began, lease = self._heart.beat(
+            epoch, lease, recovering = self._heart.beat(
                 self.node_id,
                 uuid.uuid4().hex,
                 self._recovery_ms,
@@ -353,7 +357,7 @@ class RedisDirectory:
             if not _busy(err):
                 self._circuit.failed(err)
             return None
-        return "began" if began else None
+        return recovering
 
     def _register_local_users(self) -> bool:
         """Claim this node's users again; those taken meanwhile by a live node are logged out

@@ -31,23 +31,22 @@ BATCH = "{chatroom}:batch:"  # + node id and number: a batch's answers, for a se
 # resumes, gets a new lease and must claim its users again (losing those taken meanwhile).
 #
 # The heartbeat: KEYS epoch, recovering, this node's key; ARGV a new epoch, the recovery in ms,
-# the TTL in s, a new lease, and the lease the node believes it holds. Answers {epoch, 1 if
-# this call began it, the lease the node holds now}: a new one if the old one had lapsed.
+# the TTL in s, a new lease, and the lease the node believes it holds. Answers {epoch, the
+# lease the node holds now (a new one if the old one had lapsed), the ms left of the recovery
+# (negative: none)}: a node that starts waits out a recovery, its own or another's.
 _BEAT = """
 local epoch = redis.call('GET', KEYS[1])
-local began = 0
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch)
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-  began = 1
 end
 local lease = redis.call('GET', KEYS[3])
 if lease ~= ARGV[5] then
   lease = ARGV[4]
 end
 redis.call('SET', KEYS[3], lease, 'EX', ARGV[3])
-return {epoch, began, lease}
+return {epoch, lease, redis.call('PTTL', KEYS[2])}
 """
 # Take a name (ARGV[1], skeleton ARGV[4]) for this node (ARGV[2], its lease ARGV[7]) unless a
 # live holder on another node has it, or has another name with the same skeleton; ARGV[8] '1'
@@ -318,12 +317,13 @@ class Scripts:
 
     def beat(
         self, node_id: str, new_epoch: str, recovery_ms: int, ttl_seconds: int, lease: bytes, new_lease: str
-    ) -> tuple[bytes, bool, bytes]:
+    ) -> tuple[bytes, bytes, int]:
         """Refresh the node's lease (or take new_lease, if lease has lapsed); (the current
-        epoch, whether this call began it, the lease held now)."""
+        epoch, the lease held now, the ms its recovery has left: while the nodes register their
+        users again, no new name is taken)."""
         keys = [EPOCH, RECOVERING, NODE + node_id]
-        epoch, began, held = self._beat(keys=keys, args=[new_epoch, recovery_ms, ttl_seconds, new_lease, lease])
-        return epoch, bool(began), held
+        epoch, held, recovering = self._beat(keys=keys, args=[new_epoch, recovery_ms, ttl_seconds, new_lease, lease])
+        return epoch, held, max(0, recovering)
 
     def claim(
         self, name: str, skeleton: str, node_id: str, lease: bytes, epoch: bytes, again: bool, shared: bool
