@@ -23,7 +23,8 @@ from chatroom.testing import Peer, RedisProcess, ServerProcess, free_port, rss_k
 from chatroom.testing.docs import write_generated
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import irc_bench  # noqa: E402 (scripts/, beside this one)
+import hold_bench  # noqa: E402 (scripts/, beside this one)
+import irc_bench  # noqa: E402
 import room_bench  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -429,6 +430,7 @@ def main():
         "main": ("bench", generated_section),
         "rooms": ("bench rooms", rooms_section),
         "irc": ("bench irc", irc_section),
+        "hold": ("bench hold", lambda: hold_bench.section(own_loadgen())),
     }
     asked = sys.argv[1:]
     for name, (marker, make) in parts.items():

@@ -137,10 +137,8 @@ class RedisDirectory:
         self._follow_directory_slot()
         recovering = self._beat()
         if recovering:
-            # A new epoch (this node's, or another's that started with it): a moment for the
-            # other nodes, if Redis lost what they had, to register their users again. No name
-            # is taken meanwhile, so this node waits it out before serving (it refused every
-            # login till then, as unavailable).
+            # A new epoch (this node's or another's): while the nodes register their users
+            # again no name is taken, so this node waits it out before serving.
             gevent.sleep(recovering / 1000)
             self._beat()  # (the lease was refreshed a moment ago: again, before serving)
         self._listening = gevent.spawn(self._inbox.run)
@@ -311,10 +309,9 @@ class RedisDirectory:
 
     def _beat(self) -> int | None:
         """Refresh this node's lease; register its users again in a new epoch (Redis lost what
-        it had) or under a new lease (this node stalled past its TTL). The ms left of the new
-        epoch's recovery (0: none); None if Redis failed. One at a time, each carrying the
-        lease the last left: two at once after a lapse would each take a new one, the second
-        undoing the first's claims."""
+        it had) or under a new lease (this node stalled past its TTL). The ms left of the
+        epoch's recovery (0: none); None if Redis failed. One at a time, each carrying the lease
+        the last left: two at once after a lapse would each take a new one, undoing the first's."""
         with self._beating:
             return self._beat_in_turn()
 

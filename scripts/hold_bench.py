@@ -1,0 +1,117 @@
+"""100,000 held connections on one port, for docs/performance.md (`./scripts/bench hold`).
+
+One process may not open more than 20,000 files on this machine (a hard limit that not even
+root may raise), so one server process cannot hold 100,000 connections here. What can be
+measured: a group of processes behind one port (`--reuse-port`, joined through one Redis, as
+docs/cluster.md runs them), each holding a sixth, with scripts/loadgen's hold scenario from
+several source addresses (`--bind-ips`, a generator per 17,000 clients, each under the same
+limit); meanwhile a fresh pair relays and its latency is read.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from chatroom.testing import RedisProcess, ServerProcess, free_port, rss_kb
+
+CLIENTS = int(os.environ.get("BENCH_HOLD_MANY", "102000"))
+NODES = 6
+PER_GENERATOR = 17000  # (and its own 20,000 files at most)
+SETTLE = 7.0  # seconds for idle connections to park and the heap to give its free pages back
+
+
+def _many_files():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def measure(loadgen: Path) -> dict:
+    """Hold CLIENTS connections over NODES processes on one port: the figures."""
+    redis_process = RedisProcess(Path(tempfile.mkdtemp(prefix="hold-redis-")))
+    port = free_port()
+    nodes: list[ServerProcess] = []
+    generators: list[subprocess.Popen] = []
+    try:
+        options = ["--port", str(port), "--reuse-port", "--redis", redis_process.url, "--log-level", "WARNING"]
+        options += ["--max-clients", str(CLIENTS // NODES + 2000)]
+        nodes = [ServerProcess(*options, preexec_fn=_many_files, ready_timeout=60) for _ in range(NODES)]
+        time.sleep(SETTLE)
+        before = sum(rss_kb(node.pid) for node in nodes)
+        started = time.monotonic()
+        count = -(-CLIENTS // PER_GENERATOR)
+        for number in range(count):
+            clients = min(PER_GENERATOR, CLIENTS - number * PER_GENERATOR)
+            sources = f"127.0.0.{2 + 2 * number},127.0.0.{3 + 2 * number}"  # (28,000 ports each)
+            generators.append(
+                subprocess.Popen(
+                    [str(loadgen), "--port", str(port), "--scenario", "hold", "--clients", str(clients)]
+                    + ["--duration", "60", "--setup-timeout", "240", "--name-prefix", f"h{chr(97 + number)}"]
+                    + ["--bind-ips", sources],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=_many_files,
+                )
+            )
+        ready = [generator.stdout.readline() for generator in generators]
+        logged_in = sum(int(line.split()[1]) for line in ready if line.startswith("READY"))
+        seconds = time.monotonic() - started
+        time.sleep(SETTLE)
+        during = sum(rss_kb(node.pid) for node in nodes)
+        redis_kb = rss_kb(redis_process.proc.pid)
+        # (Three pairs one after another: each pair's two users land on one process or two,
+        # as the kernel deals the connections; across two, a message goes through Redis.)
+        pairs = [_fresh_pair(loadgen, port, f"fresh{letter}") for letter in "abc"]
+        return {
+            "logged_in": logged_in,
+            "logins_per_s": logged_in / seconds,
+            "kb_each": (during - before) / max(1, logged_in),
+            "before_mb": before / 1024,
+            "during_mb": during / 1024,
+            "redis_mb": redis_kb / 1024,
+            "fresh_p99_us": [pair.get("p99_us") for pair in pairs],
+            "fresh_max_us": max(pair.get("max_us", 0) for pair in pairs),
+            "fresh_clean": all(pair and not (pair.get("violations") or pair.get("disconnects")) for pair in pairs),
+        }
+    finally:
+        for generator in generators:
+            generator.kill()
+            generator.wait()
+        for node in nodes:
+            node.stop()
+        redis_process.close()
+
+
+def _fresh_pair(loadgen: Path, port: int, prefix: str) -> dict:
+    """A pair that logs in while the rest are held and relays for 3 s: loadgen's RESULT."""
+    output = subprocess.run(
+        [str(loadgen), "--port", str(port), "--clients", "2", "--duration", "3", "--name-prefix", prefix]
+        + ["--bind-ips", "127.0.0.40"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    line = next((line for line in output.splitlines() if line.startswith("RESULT ")), "RESULT {}")
+    return json.loads(line[len("RESULT ") :])
+
+
+def section(loadgen: Path) -> list[str]:
+    figures = measure(loadgen)
+    print(figures, flush=True)
+    return [
+        f"Held at once on one port by {NODES} processes (`--reuse-port`, one Redis; scripts/loadgen hold from "
+        f"source addresses 127.0.0.2 on, {PER_GENERATOR} clients a generator; RSS {SETTLE:g} s after the last "
+        "logged in, less the idle processes'):",
+        "",
+        "| clients logged in | logins a second | KB per connection | RSS idle, held (MB) | Redis RSS (MB) "
+        "| a fresh pair meanwhile: p99, max |",
+        "|---|---|---|---|---|---|",
+        f"| {figures['logged_in']} | {figures['logins_per_s']:.0f} | {figures['kb_each']:.2f} "
+        f"| {figures['before_mb']:.0f}, {figures['during_mb']:.0f} | {figures['redis_mb']:.0f} "
+        f"| {', '.join(f'{p99} µs' for p99 in figures['fresh_p99_us'])} (three pairs), {figures['fresh_max_us']} µs"
+        f"{'' if figures['fresh_clean'] else ' (not clean)'} |",
+    ]
