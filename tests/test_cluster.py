@@ -339,16 +339,15 @@ def test_a_node_started_beside_the_one_that_began_the_epoch_waits_out_its_recove
     meanwhile: it refused every login as unavailable till then (a cluster started at once by
     its service manager, its first users refused)."""
     redis_process = RedisProcess(tmp_path)
+    starting = [gevent.spawn(server_process, "--redis", redis_process.url, "--node-ttl", str(TTL)) for _ in range(2)]
     try:
-        starting = [
-            gevent.spawn(server_process, "--redis", redis_process.url, "--node-ttl", str(TTL)) for _ in range(2)
-        ]
         (first,) = gevent.wait(starting, count=1, timeout=WAIT * 2)
         peer = hello_peer(first.value.address, 2)  # (a client that is told why)
         assert peer.request(Login("early")) == OK
-        gevent.joinall(starting, timeout=WAIT * 2, raise_error=True)
         peer.close()
     finally:
+        # (Both started, whatever happened, so that server_process stops both.)
+        gevent.joinall(starting, timeout=WAIT * 2, raise_error=True)
         redis_process.close()
 
 
