@@ -296,6 +296,34 @@ def test_a_push_of_any_kind_from_the_server_never_breaks_the_client(fake_server)
     assert result.stdout.decode().splitlines()[-1] == "bob"
 
 
+def test_a_time_past_the_calendar_from_the_server_is_shown_as_unknown(fake_server):
+    """Times are 64-bit numbers of ms: a server may send one past year 9999, which the
+    calendar cannot show (a ValueError, and a traceback, where a history page had one)."""
+    from chatroom.protocol import HistoryEntry, HistoryPage, HistoryRequest
+
+    def answering(sock):
+        decoder = Decoder.for_server()
+        while data := sock.recv(65536):
+            for event in decoder.receive_data(data):
+                if type(event) is HistoryRequest:
+                    entries = (HistoryEntry(1, 2**63 - 1, True, "far"), HistoryEntry(2, 0, False, "epoch"))
+                    sock.sendall(encode(HistoryPage(event.peer, entries)))
+                else:
+                    sock.sendall(encode(Response(Status.OK)))
+
+    server = fake_server(answering)
+    result = run_client(*map(str, server.address), stdin=b"login alice\nhistory bob\n")
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    far, epoch = result.stdout.decode().splitlines()[-2:]
+    assert far == "????-??-?? ??:?? me: far" and epoch.endswith(" bob: epoch")
+
+
+def test_the_terminal_shows_a_time_past_the_calendar_as_unknown():
+    from chatroom.client import screen
+
+    assert screen._when(2**63 - 1) == "??:??" and screen._when(-(2**63)) == "??:??"
+
+
 def test_a_closed_stdout_ends_quietly(server):
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatroom.client", *map(str, server.address)],

@@ -10,6 +10,7 @@ of its own, and the continuation lines of a multi-line text under a gutter that 
 can look like.
 """
 
+import datetime
 import re
 import zlib
 
@@ -40,6 +41,15 @@ def _visible(match) -> str:
         return _SHORT[char]
     code = ord(char)
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def local_time(time_ms: int) -> "datetime.datetime | None":
+    """A time the server sent (ms since the epoch) in local time; None where the calendar has
+    none (a server that breaks the protocol may send any 64-bit number)."""
+    try:
+        return datetime.datetime.fromtimestamp(time_ms / 1000)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def escape(text: str, keep_joiners: bool = False) -> str:

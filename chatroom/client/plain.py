@@ -1,7 +1,6 @@
 """The client's front end for a stdin that is not a terminal: plain lines in, the seed's
 words out, byte for byte, for scripts and tests."""
 
-import datetime
 import os
 import sys
 
@@ -12,7 +11,7 @@ from ..device_frames import SessionFlag
 from .commands import USAGE
 from .connection import ConnectionLost
 from .core import Client, NoPassword
-from .display import escape, message_line
+from .display import escape, local_time, message_line
 
 
 class PlainOutput:
@@ -96,7 +95,8 @@ class PlainOutput:
 
 
 def _when(time_ms: int) -> str:
-    return datetime.datetime.fromtimestamp(time_ms / 1000).strftime("%Y-%m-%d %H:%M")
+    moment = local_time(time_ms)
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else "????-??-?? ??:??"
 
 
 def run_plain(client: Client, password: str | None = None, plaintext_warning: str | None = None) -> int:

@@ -9,7 +9,7 @@ import time
 from ..device_frames import MOST_COUNTED, SessionFlag
 from ..room_frames import EventKind, MemberFlag, RoomFlag
 from .commands import usage
-from .display import conversation, dim, escape
+from .display import conversation, dim, escape, local_time
 
 MARK_FAILED = "✗"
 
@@ -158,7 +158,9 @@ class TerminalOutput:
 
 def _when(time_ms: int) -> str:
     """HH:MM for today, else the date too."""
-    moment = datetime.datetime.fromtimestamp(time_ms / 1000)
+    moment = local_time(time_ms)
+    if moment is None:
+        return "??:??"
     return moment.strftime("%H:%M" if moment.date() == datetime.date.today() else "%Y-%m-%d %H:%M")
 
 
