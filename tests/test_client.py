@@ -324,6 +324,75 @@ def test_the_terminal_shows_a_time_past_the_calendar_as_unknown():
     assert screen._when(2**63 - 1) == "??:??" and screen._when(-(2**63)) == "??:??"
 
 
+def test_a_hostile_server_never_makes_the_client_fail_with_a_traceback(fake_server):
+    """Each request answered with a reply of any kind (often not the one asked for), with
+    numbers at their limits, a push (often mutated) before it now and then: the client says
+    what went wrong, or goes on, and never ends with a traceback."""
+    import random
+
+    from chatroom.device_frames import SessionEntry, SessionFlag, SessionList, UnreadCounts, UnreadEntry
+    from chatroom.protocol import DirectMessage, HistoryEntry, HistoryPage, StoredMessage
+    from chatroom.room_frames import MemberFlag, MemberList, RoomEntry, RoomFlag, RoomList, RoomMessage
+    from chatroom.search_frames import Found, SearchResults
+
+    rng = random.Random(20261207)
+
+    def number():
+        return rng.choice([0, 1, 2**31, 2**63 - 1, 2**64 - 1, 1_765_000_000_000])
+
+    def replies() -> list[bytes]:
+        return [
+            encode(message)
+            for message in (
+                Response(Status.OK),
+                Response(Status.FAILURE),
+                Response(Status.REGISTERED),
+                UserList(("a", "b\x1b[2J")),
+                HistoryPage("bob", (HistoryEntry(number(), number(), True, "x\u202e"),)),
+                SearchResults((Found(number(), number(), "#r", "bob", "hit"),)),
+                RoomList((RoomEntry("#r", RoomFlag(rng.randrange(8)), number() % 2**32),)),
+                MemberList("#r", "topic", (("bob", MemberFlag(rng.randrange(4))),)),
+                SessionList((SessionEntry(rng.randrange(256), SessionFlag(rng.randrange(4)), number(), "tcp", "a"),)),
+                UnreadCounts((UnreadEntry("bob", number(), number() % 2**32),)),
+            )
+        ]
+
+    def pushes() -> list[bytes]:
+        return [
+            encode(message)
+            for message in (
+                DirectMessage("bob", number(), number(), "pushed"),
+                RoomMessage("#r", "bob", number(), number(), "room"),
+                StoredMessage("bob", number(), "kept", number()),
+            )
+        ]
+
+    def mutated(frame: bytes) -> bytes:
+        """Bytes of its body changed, its type and length kept (a frame cut short would only
+        have the client wait for its reply, ten seconds a request)."""
+        data = bytearray(frame)
+        for _ in range(rng.randint(1, 3)):
+            if len(data) > 5:
+                data[rng.randrange(5, len(data))] = rng.randrange(256)
+        return bytes(data)
+
+    def answering(sock):
+        decoder = Decoder.for_server()
+        while data := sock.recv(65536):
+            for _ in decoder.receive_data(data):
+                # (A push, or a malformed frame, in a reply's place has the client wait ten seconds.)
+                push = rng.choice(pushes()) if rng.random() < 0.5 else b""
+                sock.sendall((mutated(push) if rng.random() < 0.5 else push) + rng.choice(replies()))
+
+    server = fake_server(answering)
+    commands = ["login alice", "list", "sendto bob hi", "history bob", "search hit", "rooms", "members #r"]
+    commands += ["join #r", "sessions", "sendto #r hey", "away", "back", "logout"]
+    for _ in range(12):
+        typed = "\n".join(rng.choice(commands) for _ in range(rng.randint(3, 8))) + "\nexit\n"
+        result = run_client("--no-reconnect", "--timestamps", *map(str, server.address), stdin=typed.encode())
+        assert b"Traceback" not in result.stderr + result.stdout, (typed, result.stderr)
+
+
 def test_a_closed_stdout_ends_quietly(server):
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatroom.client", *map(str, server.address)],
