@@ -32,8 +32,10 @@ def counted_address(host: str) -> str:
     return str(ipaddress.ip_network((address, IPV6_PREFIX), strict=False))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(counted: str) -> bool:
-    """Whether a counted address is a loopback one (127.0.0.0/8 or ::1)."""
+    """Whether a counted address is a loopback one (127.0.0.0/8 or ::1). (Asked at every
+    accept: parsed once per address, as counted_address is.)"""
     try:
         return ipaddress.ip_address(counted).is_loopback
     except ValueError:
