@@ -5,7 +5,8 @@ root may raise), so one server process cannot hold 100,000 connections here. Wha
 measured: a group of processes behind one port (`--reuse-port`, joined through one Redis, as
 docs/cluster.md runs them), each holding a sixth, with scripts/loadgen's hold scenario from
 several source addresses (`--bind-ips`, a generator per 17,000 clients, each under the same
-limit); meanwhile a fresh pair relays and its latency is read.
+limit: the server and loadgen each raise their soft limit to it); meanwhile a fresh pair
+relays and its latency is read.
 """
 
 import json
@@ -23,13 +24,6 @@ PER_GENERATOR = 17000  # (and its own 20,000 files at most)
 SETTLE = 7.0  # seconds for idle connections to park and the heap to give its free pages back
 
 
-def _many_files():
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def measure(loadgen: Path) -> dict:
     """Hold CLIENTS connections over NODES processes on one port: the figures."""
     redis_process = RedisProcess(Path(tempfile.mkdtemp(prefix="hold-redis-")))
@@ -39,7 +33,7 @@ def measure(loadgen: Path) -> dict:
     try:
         options = ["--port", str(port), "--reuse-port", "--redis", redis_process.url, "--log-level", "WARNING"]
         options += ["--max-clients", str(CLIENTS // NODES + 2000)]
-        nodes = [ServerProcess(*options, preexec_fn=_many_files, ready_timeout=60) for _ in range(NODES)]
+        nodes = [ServerProcess(*options, ready_timeout=60) for _ in range(NODES)]
         time.sleep(SETTLE)
         before = sum(rss_kb(node.pid) for node in nodes)
         started = time.monotonic()
@@ -54,7 +48,6 @@ def measure(loadgen: Path) -> dict:
                     + ["--bind-ips", sources],
                     stdout=subprocess.PIPE,
                     text=True,
-                    preexec_fn=_many_files,
                 )
             )
         ready = [generator.stdout.readline() for generator in generators]
