@@ -1,12 +1,16 @@
 """Addresses of the Redis servers a node is sent to (what is kept when only the host moves), and
 the pool a node shares its connections to Redis through."""
 
+import select
 import threading
 import time
 
+import gevent
+import gevent.select
 import pytest
+import redis
 
-from chatroom.server.presence.redis_link import POOL_WAIT, _with_address, pooled_client
+from chatroom.server.presence.redis_link import POOL_WAIT, KernelCheckedConnection, _with_address, pooled_client
 from chatroom.testing import RedisProcess
 
 
@@ -37,5 +41,36 @@ def test_a_request_waits_its_turn_at_a_busy_pool_longer_than_an_answer_may_take(
         assert client.ping() is True
         assert hold_for <= time.monotonic() - started < POOL_WAIT
         releaser.join()
+    finally:
+        server.close()
+
+
+@pytest.mark.process
+def test_the_check_before_a_pooled_command_asks_the_kernel_not_the_hub(tmp_path, monkeypatch):
+    """redis-py checks a connection for unread bytes before every command a pool hands it out
+    for. Under the server's gevent, its poll waited a turn of the hub's loop (every other
+    greenlet ran meanwhile); the kernel answers at once, and what it cannot settle (a stray
+    reply, a closed socket) redis-py's own check still does."""
+    monkeypatch.setattr(select, "poll", gevent.select.poll)  # as the server's monkey-patching has it
+    server = RedisProcess(tmp_path)
+    try:
+        connection = KernelCheckedConnection(port=server.port)
+        connection.connect()
+        others_ran = []
+        gevent.spawn(others_ran.append, "a turn of the hub")
+        assert connection.can_read() is False
+        assert others_ran == []  # (a plain redis.Connection lets the greenlet run here)
+
+        connection.send_command("PING")  # a reply nobody has read yet
+        with gevent.Timeout(5):
+            while not connection.can_read():
+                gevent.sleep(0.01)
+        assert connection.read_response() in (b"PONG", "PONG")
+
+        connection.send_command("CLIENT", "ID")
+        redis.Redis(port=server.port).client_kill_filter(_id=connection.read_response())
+        with gevent.Timeout(5), pytest.raises(redis.ConnectionError):
+            while not connection.can_read():
+                gevent.sleep(0.01)
     finally:
         server.close()

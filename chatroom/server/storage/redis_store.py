@@ -26,7 +26,7 @@ import redis
 
 from ...protocol import HistoryEntry, StoredMessage
 from ..message_ids import NODE_BITS
-from ..presence.redis_link import RedisTooOld, forget_topology, some_node, store_client
+from ..presence.redis_link import RedisTooOld, forget_topology, redis_client, some_node, store_client
 from .quotas import Quotas
 from .redis_markers import RedisMarkers
 from .redis_rooms import RedisRooms, message_member, read_member
@@ -161,7 +161,7 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
             # Any node of a Redis Cluster hears every PUBLISH: take one the cluster knows now,
             # so that losing the node --redis named does not cut this node off new accounts.
             address = some_node(self._redis, self._url)
-            subscriber = redis.Redis.from_url(address, socket_connect_timeout=1.0, socket_keepalive=True)
+            subscriber = redis_client(address, socket_connect_timeout=1.0, socket_keepalive=True)
             pubsub = subscriber.pubsub()
             try:
                 pubsub.subscribe(NEW_ACCOUNTS)

@@ -31,7 +31,7 @@ from ...operations.counts import COUNTS
 from ...operations.logs import fields
 from ..devices import Devices
 from ..directory import DirectoryUnavailable, LocalDirectory, Mailbox, RemoteRecipient
-from ..redis_link import pooled_client, slot_owner
+from ..redis_link import pooled_client, redis_client, slot_owner
 from ..skeleton import skeleton
 from ..watch import PresenceWatch
 from .courier import Circuit, Courier
@@ -90,13 +90,13 @@ class RedisDirectory:
         self._scripts = Scripts(self._redis)
         # Batches of messages wait at most SEND_TIMEOUT for Redis, and are not retried (a
         # lost reply is settled through the batch's marker instead).
-        self._sender = redis.Redis.from_url(
+        self._sender = redis_client(
             address, socket_connect_timeout=SEND_TIMEOUT, socket_timeout=SEND_TIMEOUT, retry=Retry(NoBackoff(), 0)
         )
         self._courier.use(self._scripts, self._sender)
         # The heartbeat has a connection of its own: in a storm of logins and joins every
         # pooled one may stay busy for longer than the lease lasts.
-        self._heart_link = redis.Redis.from_url(
+        self._heart_link = redis_client(
             address, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 1)
         )
         self._heart = Scripts(self._heart_link)

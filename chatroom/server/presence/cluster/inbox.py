@@ -23,6 +23,7 @@ from ....codec import without_id
 from ....device_frames import END_SESSION
 from ..devices import Devices
 from ..directory import LocalDirectory
+from ..redis_link import redis_client
 from .courier import Circuit
 from .handing import SHARED, open_envelopes
 from .scripts import INBOX
@@ -76,7 +77,7 @@ class Inbox:
 
     def _listen(self) -> None:
         """Take the batches other nodes publish to this one, until the subscription ends."""
-        subscriber = redis.Redis.from_url(self._address(), socket_connect_timeout=1.0, socket_keepalive=True)
+        subscriber = redis_client(self._address(), socket_connect_timeout=1.0, socket_keepalive=True)
         pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
         try:
             if self._last_taken is None:
