@@ -1,5 +1,6 @@
 """What an operator sees and does: /metrics and /health, JSON logs, SIGHUP, config files."""
 
+import importlib.util
 import json
 import signal
 import sys
@@ -292,3 +293,57 @@ def test_a_started_server_keeps_what_it_holds_out_of_the_collectors_rounds():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT)
     assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+_FRAME_STACKS = """
+import ctypes, sys, threading
+import gevent
+from gevent.event import Event
+from chatroom.server.operations import memory
+
+class MallocInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallocInfo
+go = Event()
+
+def wait_deep(depth):
+    return wait_deep(depth - 1) if depth else go.wait()
+
+def deep(depth):
+    return deep(depth - 1) if depth else 0
+
+# Greenlets whose frames (several chunks deep) were mapped before the install, freed after it.
+older = [gevent.spawn(wait_deep, 400) for _ in range(20)]
+gevent.sleep(0)
+installed = sys.argv[1] == "install" and memory.frame_stacks_from_the_heap()
+heap_before = libc.mallinfo2().uordblks
+waiting = [gevent.spawn(wait_deep, 3) for _ in range(300)]
+gevent.sleep(0)
+heap_grew = libc.mallinfo2().uordblks - heap_before
+go.set()
+gevent.joinall(older + waiting, raise_error=True)
+for _ in range(2000):
+    gevent.spawn(wait_deep, 30).join()
+thread = threading.Thread(target=deep, args=(400,))
+thread.start(); thread.join()
+print(installed, heap_grew)
+"""
+
+
+def test_greenlets_frame_stacks_come_from_the_heap_once_installed():
+    """Each greenlet's frame stacks (a chunk of 16 KB) come from malloc's heap once installed,
+    not from a mapping of their own; frames mapped before the install are freed as mappings.
+    (In processes of their own: the allocator is the whole process's.)"""
+    if importlib.util.find_spec("chatroom.server.operations._frame_stacks") is None:
+        pytest.skip("_frame_stacks.c was not built here")
+    grew = {}
+    for how in ("install", "default"):
+        command = [sys.executable, "-c", _FRAME_STACKS, how]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=WAIT)
+        assert result.returncode == 0 and not result.stderr, result.stderr
+        installed, grew[how] = result.stdout.split()
+        assert installed == str(how == "install")
+    assert int(grew["install"]) - int(grew["default"]) >= 300 * 16 * 1024 * 0.9

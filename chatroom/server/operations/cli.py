@@ -35,7 +35,7 @@ from ..storage.store import DEFAULT_HISTORY_DAYS, Store, StoreUnavailable, defau
 from .config import as_toml, parse_with_config
 from .logs import configure as configure_logging
 from .logs import fields
-from .memory import settle_collector
+from .memory import frame_stacks_from_the_heap, settle_collector
 from .metrics import serve as serve_metrics
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ def main(argv=None) -> int:
             server.stop(0)
             return _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {err}")
     settle_collector()
+    frame_stacks_from_the_heap()
     _say_listening(server, metrics, tls is not None)
     log.info("open files limit %d, at most %d clients", file_limit, limits.max_clients)
     notify_systemd("READY=1")

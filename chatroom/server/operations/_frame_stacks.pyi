@@ -1,0 +1,3 @@
+"""Greenlets' frame stacks from malloc's heap (_frame_stacks.c): see memory.frame_stacks_from_the_heap."""
+
+def install() -> None: ...
