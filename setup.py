@@ -35,7 +35,11 @@ setup(
         ),
         Extension("chatroom.server.irc._speedups", ["chatroom/server/irc/_speedups.c"], optional=True),
         Extension("chatroom.server._message_ids", ["chatroom/server/_message_ids.c"], optional=True),
-        Extension("chatroom.server.operations._frame_stacks", ["chatroom/server/operations/_frame_stacks.c"], optional=True),
+        Extension(
+            "chatroom.server.operations._frame_stacks",
+            ["chatroom/server/operations/_frame_stacks.c"],
+            optional=True,
+        ),
         # (Also needs SQLite's header: Debian's libsqlite3-dev.)
         Extension(
             "chatroom.server.storage._batch_writer",
