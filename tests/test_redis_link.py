@@ -10,7 +10,13 @@ import gevent.select
 import pytest
 import redis
 
-from chatroom.server.presence.redis_link import POOL_WAIT, KernelCheckedConnection, _with_address, pooled_client
+from chatroom.server.presence.redis_link import (
+    POOL_WAIT,
+    KernelCheckedConnection,
+    _with_address,
+    pooled_client,
+    run_script,
+)
 from chatroom.testing import RedisProcess
 
 
@@ -72,5 +78,23 @@ def test_the_check_before_a_pooled_command_asks_the_kernel_not_the_hub(tmp_path,
         with gevent.Timeout(5), pytest.raises(redis.ConnectionError):
             while not connection.can_read():
                 gevent.sleep(0.01)
+    finally:
+        server.close()
+
+
+@pytest.mark.process
+def test_a_script_runs_on_a_connection_of_its_own_and_is_loaded_where_redis_lacks_it(tmp_path):
+    """(The courier's batches: Redis restarted without persistence has no scripts.)"""
+    server = RedisProcess(tmp_path)
+    try:
+        client = redis.Redis(port=server.port)
+        script = client.register_script("return {KEYS[1], ARGV[1] + 1}")
+        connection = client.connection_pool.make_connection()
+        assert run_script(connection, script, ["key"], [41]) == [b"key", 42]  # (never loaded before)
+        client.script_flush()
+        assert run_script(connection, script, ["again"], [1]) == [b"again", 2]
+        with pytest.raises(redis.ResponseError):
+            run_script(connection, client.register_script("return redis.call('NO-SUCH-COMMAND')"), [], [])
+        assert run_script(connection, script, ["after an error"], [0]) == [b"after an error", 1]
     finally:
         server.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import gevent
 import redis
 from gevent.event import AsyncResult
+from redis.connection import ConnectionInterface
 
 from ...operations.counts import COUNTS
 from .handing import envelope
@@ -67,15 +68,18 @@ class Courier:
         self._circuit = circuit
         self._scripts: Scripts | None = None
         self._client: redis.Redis | None = None
+        self._connection: ConnectionInterface | None = None  # the batches' own (see use)
         self._outgoing: list[tuple[bytes, AsyncResult]] = []  # waiting for the next batch
         self._batches = 0
         self._carrier: gevent.Greenlet | None = None  # carrying batches, while there are any
 
     def use(self, scripts: Scripts, client: redis.Redis) -> None:
-        """Carry batches with these scripts on this client from now on (batches wait at most
-        the client's socket timeout, and are not retried: a lost reply is settled instead)."""
+        """Carry batches with these scripts through this client from now on: on a connection
+        of its own, one batch at a time (each waits at most the client's socket timeout, and
+        is not retried: a lost reply is settled instead, through the client's others)."""
         self._scripts = scripts
         self._client = client
+        self._connection = client.connection_pool.make_connection()
 
     def send_later(self, recipient: str, frame: bytes) -> AsyncResult:
         answer = AsyncResult()
@@ -106,7 +110,7 @@ class Courier:
         started = time.perf_counter()
         try:
             answers = self._scripts.send_batch(
-                marker, MARKER_MS, int(deadline * 1000), envelopes, self._node_id, self._client
+                marker, MARKER_MS, int(deadline * 1000), envelopes, self._node_id, self._connection
             )
         except redis.RedisError as err:
             self._circuit.failed(err)

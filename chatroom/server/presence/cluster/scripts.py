@@ -6,6 +6,7 @@ them. Every key and channel carries the hash tag ``{chatroom}``: one slot, so th
 a batch is one atomic script in a Redis Cluster too (see redis_link).
 """
 
+from ..redis_link import run_script
 from .handing import HAND, LIVE, TELL_SHARED
 
 USERS = "{chatroom}:users"  # username -> its holders, "NODE:LEASE" each (see handing.LIVE)
@@ -349,11 +350,11 @@ class Scripts:
         return self._sessions(keys=[USERS, SESSIONS + name], args=[NODE, name, node_id])
 
     def send_batch(
-        self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, node_id: str, client
+        self, marker: str, marker_ms: int, deadline_ms: int, envelopes: bytes, node_id: str, connection
     ) -> bytes:
-        """One answer character per envelope (see _SEND_BATCH), run on ``client``."""
+        """One answer character per envelope (see _SEND_BATCH), run on ``connection``."""
         args = [NODE, INBOX, marker_ms, deadline_ms, envelopes, node_id]
-        return self._send_batch(keys=[USERS, marker], args=args, client=client)
+        return run_script(connection, self._send_batch, [USERS, marker], args)
 
     def live_names(self) -> list[bytes]:
         return self._live_names(keys=[USERS], args=[NODE])
