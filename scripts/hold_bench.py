@@ -18,12 +18,13 @@ connection, unseen by the other end. The run raises that setting to BACKLOG whil
 deploy/sysctl.d/ does for a server), where it may.
 """
 
-import json
 import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from room_bench import loadgen_result, loadgen_run
 
 from chatroom.testing import RedisProcess, ServerProcess, free_port, rss_kb
 
@@ -114,22 +115,12 @@ def _set_backlog(value: int) -> int | None:
 
 def _alive_at_the_end(generator: subprocess.Popen) -> int:
     """How many of a hold generator's connections lasted its whole hold (its RESULT)."""
-    output = generator.communicate(timeout=HELD_FOR + 60)[0]
-    line = next((line for line in output.splitlines() if line.startswith("RESULT ")), "RESULT {}")
-    return json.loads(line[len("RESULT ") :]).get("alive_end", 0)
+    return loadgen_result(generator.communicate(timeout=HELD_FOR + 60)[0]).get("alive_end", 0)
 
 
 def _fresh_pair(loadgen: Path, port: int, prefix: str) -> dict:
     """A pair that logs in while the rest are held and relays for 3 s: loadgen's RESULT."""
-    output = subprocess.run(
-        [str(loadgen), "--port", str(port), "--clients", "2", "--duration", "3", "--name-prefix", prefix]
-        + ["--bind-ips", "127.0.0.40"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    line = next((line for line in output.splitlines() if line.startswith("RESULT ")), "RESULT {}")
-    return json.loads(line[len("RESULT ") :])
+    return loadgen_run(loadgen, port, "chat", "relay", 2, "--name-prefix", prefix, "--bind-ips", "127.0.0.40")
 
 
 def section(loadgen: Path) -> list[str]:

@@ -35,7 +35,12 @@ def loadgen_run(loadgen: Path, port: int | str, proto: str, scenario: str, clien
         text=True,
         timeout=600,
     )
-    line = next((line for line in run.stdout.splitlines() if line.startswith("RESULT ")), None)
+    return loadgen_result(run.stdout)
+
+
+def loadgen_result(output: str) -> dict:
+    """The RESULT a run of the load generator printed (empty if it gave none)."""
+    line = next((line for line in output.splitlines() if line.startswith("RESULT ")), None)
     return json.loads(line[len("RESULT ") :]) if line else {}
 
 
