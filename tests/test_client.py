@@ -154,14 +154,20 @@ def test_cannot_connect_is_one_line_and_status_one():
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "refused" in lines[0].lower()
 
 
-def answer_every_frame(status):
+def answering(answer):
+    """A fake server's handler that sends answer(request) (bytes) for every request it reads."""
+
     def handler(sock):
         decoder = Decoder.for_server()
         while data := sock.recv(65536):
-            for _ in decoder.receive_data(data):
-                sock.sendall(encode(Response(status)))
+            for request in decoder.receive_data(data):
+                sock.sendall(answer(request))
 
     return handler
+
+
+def answer_every_frame(status):
+    return answering(lambda _: encode(Response(status)))
 
 
 def test_malformed_response_prints_malformed_packet(client, fake_server):
@@ -283,14 +289,11 @@ def test_a_push_of_any_kind_from_the_server_never_breaks_the_client(fake_server)
     ]
     assert {type(push) for push in pushes} == set(PUSHED)  # (a kind added later is added here)
 
-    def pushing(sock):
-        decoder = Decoder.for_server()
-        while data := sock.recv(65536):
-            for event in decoder.receive_data(data):
-                sock.sendall(b"".join(map(encode, pushes)))
-                sock.sendall(encode(UserList(("bob",)) if type(event) is ListUsers else Response(Status.OK)))
+    def pushes_then_reply(request) -> bytes:
+        reply = UserList(("bob",)) if type(request) is ListUsers else Response(Status.OK)
+        return b"".join(map(encode, [*pushes, reply]))
 
-    server = fake_server(pushing)
+    server = fake_server(answering(pushes_then_reply))
     result = run_client(*map(str, server.address), stdin=b"login alice\nlist\n")
     assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
     assert result.stdout.decode().splitlines()[-1] == "bob"
@@ -301,17 +304,13 @@ def test_a_time_past_the_calendar_from_the_server_is_shown_as_unknown(fake_serve
     calendar cannot show (a ValueError, and a traceback, where a history page had one)."""
     from chatroom.protocol import HistoryEntry, HistoryPage, HistoryRequest
 
-    def answering(sock):
-        decoder = Decoder.for_server()
-        while data := sock.recv(65536):
-            for event in decoder.receive_data(data):
-                if type(event) is HistoryRequest:
-                    entries = (HistoryEntry(1, 2**63 - 1, True, "far"), HistoryEntry(2, 0, False, "epoch"))
-                    sock.sendall(encode(HistoryPage(event.peer, entries)))
-                else:
-                    sock.sendall(encode(Response(Status.OK)))
+    def far_history(request) -> bytes:
+        if type(request) is HistoryRequest:
+            entries = (HistoryEntry(1, 2**63 - 1, True, "far"), HistoryEntry(2, 0, False, "epoch"))
+            return encode(HistoryPage(request.peer, entries))
+        return encode(Response(Status.OK))
 
-    server = fake_server(answering)
+    server = fake_server(answering(far_history))
     result = run_client(*map(str, server.address), stdin=b"login alice\nhistory bob\n")
     assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
     far, epoch = result.stdout.decode().splitlines()[-2:]
@@ -376,15 +375,12 @@ def test_a_hostile_server_never_makes_the_client_fail_with_a_traceback(fake_serv
                 data[rng.randrange(5, len(data))] = rng.randrange(256)
         return bytes(data)
 
-    def answering(sock):
-        decoder = Decoder.for_server()
-        while data := sock.recv(65536):
-            for _ in decoder.receive_data(data):
-                # (A push, or a malformed frame, in a reply's place has the client wait ten seconds.)
-                push = rng.choice(pushes()) if rng.random() < 0.5 else b""
-                sock.sendall((mutated(push) if rng.random() < 0.5 else push) + rng.choice(replies()))
+    def any_reply(_request) -> bytes:
+        # (A push, or a malformed frame, in a reply's place has the client wait ten seconds.)
+        push = rng.choice(pushes()) if rng.random() < 0.5 else b""
+        return (mutated(push) if rng.random() < 0.5 else push) + rng.choice(replies())
 
-    server = fake_server(answering)
+    server = fake_server(answering(any_reply))
     commands = ["login alice", "list", "sendto bob hi", "history bob", "search hit", "rooms", "members #r"]
     commands += ["join #r", "sessions", "sendto #r hey", "away", "back", "logout"]
     for _ in range(12):

@@ -17,7 +17,7 @@ from chatroom.server.presence.redis_link import (
     pooled_client,
     run_script,
 )
-from chatroom.testing import RedisProcess
+from chatroom.testing import RedisProcess, eventually
 
 
 def test_another_host_keeps_the_scheme_credentials_and_database():
@@ -68,16 +68,13 @@ def test_the_check_before_a_pooled_command_asks_the_kernel_not_the_hub(tmp_path,
         assert others_ran == []  # (a plain redis.Connection lets the greenlet run here)
 
         connection.send_command("PING")  # a reply nobody has read yet
-        with gevent.Timeout(5):
-            while not connection.can_read():
-                gevent.sleep(0.01)
+        eventually(connection.can_read, what="the unread reply")
         assert connection.read_response() in (b"PONG", "PONG")
 
         connection.send_command("CLIENT", "ID")
         redis.Redis(port=server.port).client_kill_filter(_id=connection.read_response())
-        with gevent.Timeout(5), pytest.raises(redis.ConnectionError):
-            while not connection.can_read():
-                gevent.sleep(0.01)
+        with pytest.raises(redis.ConnectionError):
+            eventually(connection.can_read, what="the closed connection")
     finally:
         server.close()
 
