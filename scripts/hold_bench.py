@@ -19,6 +19,7 @@ deploy/sysctl.d/ does for a server), where it may.
 """
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -100,6 +101,7 @@ def measure(loadgen: Path) -> dict:
         for node in nodes:
             node.stop()
         redis_process.close()
+        shutil.rmtree(redis_process.folder, ignore_errors=True)
 
 
 def _set_backlog(value: int) -> int | None:

@@ -3,7 +3,10 @@ whichever name of the pair sorts first, survive the migration that keeps them as
 are forgotten once expiry has left them no message; the writer's rows reach SQLite whole, in
 order, many to a statement."""
 
+import os
 import sqlite3
+import subprocess
+import sys
 
 import gevent
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatroom.server.message_ids import first_id_at, next_id
+from chatroom.server.storage import sqlite_worker
 from chatroom.server.storage.sqlite_markers import CONVERSATIONS_SCHEMA
 from chatroom.server.storage.sqlite_rooms import INDEX_ROOMS, expire_rooms
 from chatroom.server.storage.sqlite_rooms import SCHEMA as ROOMS_SCHEMA
@@ -332,3 +336,49 @@ def test_a_rooms_old_messages_expire_from_a_database_without_the_index_of_their_
         ]
         assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'room_messages_by_time'").fetchone() == (0,)
     db.close()
+
+
+# A store's whole life (its migrations, then batches of rooms' messages like the load
+# generator's: ten rooms, a long word each) in a process of its own, since SQLite reads its
+# temporary directory from the environment once.
+_WITHOUT_TEMPORARY_FILES = """
+import sys, gevent
+from chatroom.server.storage import sqlite_worker
+if sys.argv[2] == "python":
+    sqlite_worker.compiled = None
+from chatroom.server.storage.sqlite_store import SQLiteStore
+from chatroom.server.storage.store import now_ms
+store = SQLiteStore(sys.argv[1], 7.0)
+with gevent.Timeout(30):
+    store.start()
+    assert (store._worker._batches is not None) == (sys.argv[2] == "c")
+    for number in range(1, 6001):
+        store.record_room(f"#r{number % 10}", number, "alice", f"{number:016x}{number * 7919:016x}waves", now_ms())
+        if number % 2000 == 0:
+            store._worker.flush()
+    assert len(store.room_history("#r5", 1000, 0)) == 600
+    assert store.healthy()
+    store.stop()
+"""
+
+
+@pytest.mark.process
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may write to /proc as SQLite's access() sees it")
+@pytest.mark.parametrize("writer", ["c", "python"])
+def test_the_store_needs_no_temporary_directory(tmp_path, writer):
+    """SQLite spills a statement's journal (a batch of many rows), and a migration's sorting,
+    to temporary files; the store keeps them in memory (temp_store), so that it works where the
+    temporary directory cannot be written (here /proc, which passes SQLite's check for root and
+    refuses every file) and makes no file a batch."""
+    if writer == "c" and sqlite_worker.compiled is None:
+        pytest.skip("_batch_writer.c was not built here")
+    environment = dict(os.environ, SQLITE_TMPDIR="/proc")
+    run = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TEMPORARY_FILES, str(tmp_path / "db"), writer],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 3,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "cannot write" not in run.stderr

@@ -358,6 +358,12 @@ batch_writer_init(BatchWriter *self, PyObject *args, PyObject *kwargs)
     status = sqlite3_open_v2(PyBytes_AS_STRING(path), &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (status == SQLITE_OK)
         status = sqlite3_busy_timeout(self->db, 5000); /* (as Python's sqlite3 waits for a lock) */
+    /* A statement of many rows keeps the pages it changes in a statement journal, which SQLite
+     * spills to a file of /var/tmp past 64 KB: for a batch of rooms' messages, a file made and
+     * unlinked, and thousands of page writes to it a second. In memory it costs none of these
+     * system calls (and needs no writable temporary directory). */
+    if (status == SQLITE_OK)
+        status = sqlite3_exec(self->db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     if (status != SQLITE_OK) {

@@ -334,14 +334,14 @@ class SQLiteWorker:
             count = most
             while count > len(rows) - start:
                 count //= 2
-            chunk = rows[start : start + count]
-            db.execute(_with_rows(sql, count), [value for row in chunk for value in row])
+            db.execute(_with_rows(sql, count), [value for row in rows[start : start + count] for value in row])
             start += count
 
     def _open(self, _db, opener):
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
             db.execute("PRAGMA query_only=1" if self.reads_only else "PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA temp_store=MEMORY")  # (as _batch_writer.c's: no temporary files)
             prepared = opener(db)
         except BaseException:
             db.close()
