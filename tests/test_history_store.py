@@ -338,9 +338,9 @@ def test_a_rooms_old_messages_expire_from_a_database_without_the_index_of_their_
     db.close()
 
 
-# A store's whole life (its migrations, then batches of rooms' messages like the load
-# generator's: ten rooms, a long word each) in a process of its own, since SQLite reads its
-# temporary directory from the environment once.
+# A store's batches of rooms' messages like the load generator's (ten rooms, a long word
+# each), in a process of its own (SQLite reads its temporary directory from the environment
+# once), on a database its migrations have made already (they may use temporary files).
 _WITHOUT_TEMPORARY_FILES = """
 import sys, gevent
 from chatroom.server.storage import sqlite_worker
@@ -365,17 +365,17 @@ with gevent.Timeout(30):
 @pytest.mark.process
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root may write to /proc as SQLite's access() sees it")
 @pytest.mark.parametrize("writer", ["c", "python"])
-def test_the_store_needs_no_temporary_directory(tmp_path, writer):
-    """SQLite spills a statement's journal (a batch of many rows), and a migration's sorting,
-    to temporary files; the store keeps them in memory (temp_store), so that it works where the
-    temporary directory cannot be written (here /proc, which passes SQLite's check for root and
-    refuses every file) and makes no file a batch."""
+def test_the_writers_batches_need_no_temporary_directory(tmp_path, open_store, writer):
+    """SQLite spills the statement journal of a batch's INSERT of many rows to a temporary
+    file; the writer keeps it in memory (temp_store), so that it makes no file a batch and works
+    where the temporary directory cannot be written (here /proc, which passes SQLite's check
+    for root and refuses every file)."""
     if writer == "c" and sqlite_worker.compiled is None:
         pytest.skip("_batch_writer.c was not built here")
-    environment = dict(os.environ, SQLITE_TMPDIR="/proc")
+    open_store.close(open_store(tmp_path / "db"))  # (migrated)
     run = subprocess.run(
         [sys.executable, "-c", _WITHOUT_TEMPORARY_FILES, str(tmp_path / "db"), writer],
-        env=environment,
+        env=dict(os.environ, SQLITE_TMPDIR="/proc"),
         capture_output=True,
         text=True,
         timeout=WAIT * 3,

@@ -361,7 +361,8 @@ batch_writer_init(BatchWriter *self, PyObject *args, PyObject *kwargs)
     /* A statement of many rows keeps the pages it changes in a statement journal, which SQLite
      * spills to a file of /var/tmp past 64 KB: for a batch of rooms' messages, a file made and
      * unlinked, and thousands of page writes to it a second. In memory it costs none of these
-     * system calls (and needs no writable temporary directory). */
+     * system calls and needs no writable temporary directory; a batch bounds its size. (The
+     * migrations, which may rewrite a whole index, keep their temporary files: sqlite_worker.) */
     if (status == SQLITE_OK)
         status = sqlite3_exec(self->db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
     Py_END_ALLOW_THREADS

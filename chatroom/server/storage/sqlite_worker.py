@@ -341,8 +341,8 @@ class SQLiteWorker:
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
             db.execute("PRAGMA query_only=1" if self.reads_only else "PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA temp_store=MEMORY")  # (as _batch_writer.c's: no temporary files)
             prepared = opener(db)
+            db.execute("PRAGMA temp_store=MEMORY")  # (see _batch_writer.c; a migration's may be large)
         except BaseException:
             db.close()
             raise
