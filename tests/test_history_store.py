@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatroom.server.message_ids import first_id_at, next_id
-from chatroom.server.storage import sqlite_worker
+from chatroom.server.storage import sqlite_rooms, sqlite_worker
 from chatroom.server.storage.sqlite_markers import CONVERSATIONS_SCHEMA
 from chatroom.server.storage.sqlite_rooms import INDEX_ROOMS, expire_rooms
 from chatroom.server.storage.sqlite_rooms import SCHEMA as ROOMS_SCHEMA
@@ -22,7 +22,7 @@ from chatroom.server.storage.sqlite_search import FEWER_MERGES, INDEX_HISTORY, W
 from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
 from chatroom.server.storage.sqlite_worker import _PARAMETER_LIMIT, ROWS_PER_INSERT, SQLiteWorker
 from chatroom.server.storage.store import now_ms
-from chatroom.testing import WAIT
+from chatroom.testing import WAIT, eventually
 
 
 @pytest.fixture
@@ -382,3 +382,52 @@ def test_the_writers_batches_need_no_temporary_directory(tmp_path, open_store, w
     )
     assert run.returncode == 0, run.stderr
     assert "cannot write" not in run.stderr
+
+
+def room_rows(path, room: str) -> int:
+    with sqlite3.connect(path) as db:
+        count = db.execute("SELECT count(*) FROM room_messages WHERE room = ?", (room,)).fetchone()[0]
+    db.close()
+    return count
+
+
+def dropped_marks(path) -> list:
+    with sqlite3.connect(path) as db:
+        marks = db.execute("SELECT room FROM dropped_rooms").fetchall()
+    db.close()
+    return marks
+
+
+def test_a_dropped_rooms_messages_are_gone_at_once_and_deleted_a_chunk_at_a_time(tmp_path, open_store, monkeypatch):
+    """A room dropped (its last member gone) takes its history with it: no read finds a message
+    of it from then on, a room of the same name made since sees only its own, and the rows are
+    deleted a chunk at a time, a registration going between, not in one transaction that holds
+    every write up; a restart goes on with what is left."""
+    monkeypatch.setattr(sqlite_rooms, "DELETE_CHUNK", 100)
+    path = tmp_path / "db"
+    store = open_store(path)
+    store.create_account("alice", "hash")
+    store.add_member("#big", "alice")
+    for number in range(1, 1001):
+        store.record_room("#big", number, "alice", f"wave {number}", now_ms())
+    store.record_room("#other", 1, "alice", "wave elsewhere", now_ms())
+    with gevent.Timeout(WAIT):
+        store.delete_room("#big")
+        store.create_account("zoe", "hash")  # (queued behind the first chunk of the deletion)
+    assert room_rows(path, "#big") > 500  # the registration did not wait for all of them
+    with gevent.Timeout(WAIT):
+        assert store.room_history("#big", 10, 0) == []
+        found = store.search("alice", "wave", None, ["#big", "#other"], 10, 0)
+        assert [(room, text) for _, _, room, _, text in found] == [("#other", "wave elsewhere")]
+        assert store.unread("zoe", ["#big"]) == []
+    store.record_room("#big", 2000, "zoe", "a new room of the old name", now_ms())
+    with gevent.Timeout(WAIT):
+        assert [text for *_, text in store.room_history("#big", 10, 0)] == ["a new room of the old name"]
+    open_store.close(store)  # (mid-deletion, most likely: a restart goes on)
+    assert room_rows(path, "#big") >= 1
+    store = open_store(path)
+    with gevent.Timeout(WAIT):
+        assert [text for *_, text in store.room_history("#big", 10, 0)] == ["a new room of the old name"]
+    eventually(lambda: room_rows(path, "#big") == 1 and not dropped_marks(path), what="the old rows deleted")
+    with gevent.Timeout(WAIT):
+        assert [text for *_, text in store.room_history("#big", 10, 0)] == ["a new room of the old name"]

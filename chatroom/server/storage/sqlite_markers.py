@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from ...device_frames import MOST_COUNTED, MOST_MARKERS
+from .sqlite_rooms import not_dropped
 
 # Migration 6 (see sqlite_store.MIGRATIONS): the markers, and the index that finds the
 # conversations in which an account is the second name of the pair...
@@ -56,10 +57,10 @@ _UNREAD_DIRECT = """
     ) GROUP BY other
 """
 # What others said in a room after name's marker, since name joined it.
-_UNREAD_ROOM = """
-    SELECT count(*) FROM (SELECT 1 FROM room_messages WHERE room = :room AND id > :marker AND sender != :me
+_UNREAD_ROOM = f"""
+    SELECT count(*) FROM (SELECT 1 FROM room_messages m WHERE room = :room AND id > :marker AND sender != :me
         AND time_ms >= coalesce((SELECT since_ms FROM room_members WHERE room = :room AND name = :me), 0)
-        AND time_ms >= :cutoff LIMIT :most)
+        AND time_ms >= :cutoff AND {not_dropped("m")} LIMIT :most)
 """
 
 

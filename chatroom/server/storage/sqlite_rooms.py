@@ -28,6 +28,16 @@ INDEX_ROOMS = "INSERT INTO room_search (rowid, text) SELECT rowid, text FROM roo
 # index of their times: one index fewer written with every message (8% of the writer's row).
 EXPIRE_BY_ROW = "DROP INDEX room_messages_by_time"
 
+# Migration 14: rooms dropped whose messages are still being deleted (see delete_room): the
+# room's rows up to ``upto`` are no longer its own (a room of that name made since has rows
+# past it), and every read leaves them out.
+DROPPED_ROOMS = "CREATE TABLE dropped_rooms (room TEXT PRIMARY KEY, upto INTEGER NOT NULL)"
+
+
+def not_dropped(table: str) -> str:
+    """The condition that a row of room_messages (as ``table``) is not a dropped room's."""
+    return f"{table}.rowid > coalesce((SELECT upto FROM dropped_rooms d WHERE d.room = {table}.room), 0)"
+
 
 def expire_rooms(db, cutoff: int, most: int = -1) -> int:
     """Drop the rooms' messages older than cutoff (ms), the ``most`` oldest of them (-1: all):
@@ -60,11 +70,14 @@ def _first_row_at(db, cutoff: int) -> int:
 
 class SQLiteRooms:
     if TYPE_CHECKING:  # what SQLiteStore holds
+        from gevent.pool import Group
+
         from .sqlite_worker import SQLiteWorker
 
         _worker: SQLiteWorker
         _keep_history: bool
         _last_room_row: int  # the highest rowid of room_messages (read at start)
+        _deleting: Group  # the greenlets deleting dropped rooms' messages
 
         def _oldest_kept(self) -> int: ...
 
@@ -79,9 +92,24 @@ class SQLiteRooms:
         )
 
     def delete_room(self, name):
+        """Forget the room, and its messages: at once for every read, and on disk a chunk at a
+        time, as expiry drops rows (a room's week of history is hundreds of thousands of rows,
+        about 2.4 us each with the search index: in one transaction they held every write, and
+        so every sender of history, for as long)."""
         for table in ("rooms WHERE name", "room_members WHERE room", "room_invites WHERE room"):
             self._worker.write(f"DELETE FROM {table} = ?", (name,))
-        self._worker.write_and_wait("DELETE FROM room_messages WHERE room = ?", (name,))
+        upto = self._last_room_row  # (every message of the room so far; the writes go in order)
+        self._worker.write_and_wait(
+            "INSERT INTO dropped_rooms VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET upto = excluded.upto",
+            (name, upto),
+        )
+        self._deleting.spawn(self._delete_messages, name, upto)
+
+    def _delete_messages(self, room, upto):
+        """(A greenlet.) A dropped room's messages, DELETE_CHUNK rows a call of the writer's
+        thread, its batches going between; then the room's mark."""
+        while self._worker.call(_delete_chunk, room, upto):
+            pass
 
     def add_member(self, room, name):
         self._worker.write_and_wait("INSERT OR IGNORE INTO room_members VALUES (?, ?, ?)", (room, name, now_ms()))
@@ -112,17 +140,41 @@ def _load_rooms(db) -> list[KeptRoom]:
         members[room].append(name)
     for room, name in db.execute("SELECT room, name FROM room_invites"):
         invited[room].append(name)
-    last = dict(db.execute("SELECT room, max(id) FROM room_messages GROUP BY room"))
+    # (Each room's last message from the end of its part of the key: no scan of every room's.)
+    last = f"SELECT id FROM room_messages m WHERE m.room = r.name AND {not_dropped('m')} ORDER BY id DESC LIMIT 1"
     return [
-        KeptRoom(name, owner, topic, bool(invite_only), members[name], invited[name], last.get(name, 0))
-        for name, owner, topic, invite_only in db.execute("SELECT name, owner, topic, invite_only FROM rooms")
+        KeptRoom(name, owner, topic, bool(invite_only), members[name], invited[name], last_id)
+        for name, owner, topic, invite_only, last_id in db.execute(
+            f"SELECT name, owner, topic, invite_only, coalesce(({last}), 0) FROM rooms r"
+        )
     ]
 
 
 def _room_history(db, room, count, before, cutoff):
     rows = db.execute(
-        "SELECT id, time_ms, sender, text FROM room_messages WHERE room = ? AND id < ? AND time_ms >= ?"
-        " ORDER BY id DESC LIMIT ?",
+        "SELECT id, time_ms, sender, text FROM room_messages m WHERE room = ? AND id < ? AND time_ms >= ?"
+        f" AND {not_dropped('m')} ORDER BY id DESC LIMIT ?",
         (room, before, cutoff, count),
     ).fetchall()
     return list(reversed(rows))
+
+
+DELETE_CHUNK = 10_000  # a dropped room's rows one call of the writer's thread deletes at most
+
+
+def _delete_chunk(db, room, upto) -> bool:
+    """Delete DELETE_CHUNK of a dropped room's rows (up to upto); once none is left, its mark
+    (unless the room was dropped again since, further): whether more may be left."""
+    deleted = db.execute(
+        "DELETE FROM room_messages WHERE rowid IN"
+        " (SELECT rowid FROM room_messages WHERE room = ? AND rowid <= ? LIMIT ?)",
+        (room, upto, DELETE_CHUNK),
+    ).rowcount
+    if deleted < DELETE_CHUNK:
+        db.execute("DELETE FROM dropped_rooms WHERE room = ? AND upto = ?", (room, upto))
+    return deleted == DELETE_CHUNK
+
+
+def dropped_rooms(db) -> list[tuple[str, int]]:
+    """The rooms whose messages are still to be deleted (a restart goes on with them)."""
+    return db.execute("SELECT room, upto FROM dropped_rooms").fetchall()

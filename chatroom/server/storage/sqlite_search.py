@@ -8,6 +8,8 @@ search stops at the count it wants instead of sorting every match of a common wo
 
 from typing import TYPE_CHECKING
 
+from .sqlite_rooms import not_dropped
+
 # Migration 5 (see sqlite_store.MIGRATIONS): the two indexes over the tables they search,
 # kept by triggers, and filled with what is there already.
 SCHEMA = """
@@ -102,7 +104,7 @@ def _search(db, name, phrase, peer, rooms, count, before, cutoff):
         found += db.execute(
             "SELECT m.time_ms, m.id, m.room, m.sender, m.text FROM room_search s"
             f" JOIN room_messages m ON m.rowid = s.rowid WHERE room_search MATCH ? AND m.room IN ({marks})"
-            " AND m.time_ms < ? AND m.time_ms >= ? ORDER BY s.rowid DESC LIMIT ?",
+            f" AND m.time_ms < ? AND m.time_ms >= ? AND {not_dropped('m')} ORDER BY s.rowid DESC LIMIT ?",
             (phrase, *rooms, before, cutoff, count),
         ).fetchall()
     return sorted(found, reverse=True)[:count]

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 
 import gevent
+from gevent.pool import Group
 
 from ...protocol import HistoryEntry, StoredMessage
 from ..message_ids import first_id_at
@@ -19,7 +20,7 @@ from .quotas import Quotas
 from .sqlite_markers import CONVERSATIONS_SCHEMA, FORGET_CONVERSATIONS, NOTE_CONVERSATIONS, SQLiteMarkers
 from .sqlite_markers import SCHEMA as MARKERS_SCHEMA
 from .sqlite_reader import SQLiteReader
-from .sqlite_rooms import EXPIRE_BY_ROW, SQLiteRooms, expire_rooms
+from .sqlite_rooms import DROPPED_ROOMS, EXPIRE_BY_ROW, SQLiteRooms, dropped_rooms, expire_rooms
 from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES, SQLiteSearch
 from .sqlite_search import SCHEMA as SEARCH_SCHEMA
@@ -66,6 +67,8 @@ MIGRATIONS = [
     FEWER_MERGES,
     # The rooms' messages expire by row number (see sqlite_rooms.EXPIRE_BY_ROW).
     EXPIRE_BY_ROW,
+    # A dropped room's messages deleted a chunk at a time (see sqlite_rooms.DROPPED_ROOMS).
+    DROPPED_ROOMS,
 ]
 EXPIRY_INTERVAL = 3600.0
 EXPIRY_CHUNK = 10_000  # rows of history, or of rooms' messages, one call of the expiry drops at most
@@ -105,6 +108,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._remembered_markers: OrderedDict[str, dict[str, int]] = OrderedDict()  # (see sqlite_markers)
         self._expiry = None
         self._last_room_row = 0
+        self._deleting = Group()  # (see SQLiteRooms.delete_room)
 
     # --- Lifecycle ----------------------------------------------------------------------
 
@@ -116,10 +120,13 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         self._mailboxes.load(mailboxes)
         self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
+        for room, upto in self._worker.call(dropped_rooms):
+            self._deleting.spawn(self._delete_messages, room, upto)
 
     def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.kill()
+        self._deleting.kill()
         if self._reader is not None:
             self._reader.stop()
         self._worker.stop()
