@@ -1156,6 +1156,30 @@ def test_a_historys_entries_queued_together_are_all_kept_in_order_and_expire(red
     store._redis.close()
 
 
+def unlinks(client) -> int:
+    """UNLINK commands a Redis (every node of a Redis Cluster) has run."""
+    nodes = (
+        [client.get_redis_connection(node) for node in client.get_nodes()]
+        if isinstance(client, redis.RedisCluster)
+        else [client]
+    )
+    return sum(node.info("commandstats").get("cmdstat_unlink", {}).get("calls", 0) for node in nodes)
+
+
+def test_a_dropped_rooms_history_is_freed_by_redis_in_the_background(redis_server):
+    """A room's messages go with it through UNLINK, which Redis frees in a thread of its own
+    for a long history, instead of DEL, which held every node's commands meanwhile."""
+    store = RedisStore(redis_server.url, history_days=1)
+    for n in range(1, 201):
+        store.record_room("#long", n, "alice", f"line {n}", now_ms())
+    eventually(lambda: len(store.room_history("#long", 300, 0)) == 200)
+    unlinked_before = unlinks(store._redis)
+    store.delete_room("#long")
+    assert store.room_history("#long", 10, 0) == []
+    assert unlinks(store._redis) >= unlinked_before + 4  # (the room, members, invited, messages)
+    store._redis.close()
+
+
 def test_an_account_has_markers_for_a_thousand_conversations_at_most_in_redis_too(redis_server):
     from chatroom.device_frames import MOST_MARKERS
 
