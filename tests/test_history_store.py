@@ -431,3 +431,48 @@ def test_a_dropped_rooms_messages_are_gone_at_once_and_deleted_a_chunk_at_a_time
     eventually(lambda: room_rows(path, "#big") == 1 and not dropped_marks(path), what="the old rows deleted")
     with gevent.Timeout(WAIT):
         assert [text for *_, text in store.room_history("#big", 10, 0)] == ["a new room of the old name"]
+
+
+def test_a_dropped_rooms_deletion_that_the_disk_refuses_ends_quietly_and_a_restart_finishes_it(
+    tmp_path, open_store, monkeypatch
+):
+    """The deletion's greenlet ends without a traceback when the store cannot write (its log
+    says why once); the rows stay out of every read, and the next start deletes them."""
+    path = tmp_path / "db"
+    store = open_store(path)
+    for number in range(1, 11):
+        store.record_room("#big", number, "alice", f"wave {number}", now_ms())
+
+    def refused(db, room, upto):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_rooms, "_delete_chunk", refused)
+        with gevent.Timeout(WAIT):
+            store.delete_room("#big")
+            (deleting,) = list(store._deleting)
+            deleting.join()
+            assert deleting.successful()
+            assert store.room_history("#big", 10, 0) == []
+    open_store.close(store)
+    assert room_rows(path, "#big") == 10
+    open_store(path)
+    eventually(lambda: room_rows(path, "#big") == 0 and not dropped_marks(path), what="the rows deleted")
+
+
+def test_the_hourly_expiry_goes_on_after_a_round_the_disk_refused(tmp_path, open_store, monkeypatch):
+    from chatroom.server.storage import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "EXPIRY_INTERVAL", 0.01)
+    rounds = []
+
+    def expire_chunk(self, db):
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return False
+
+    monkeypatch.setattr(sqlite_store.SQLiteStore, "_expire_chunk", expire_chunk)
+    store = open_store(tmp_path / "db")
+    eventually(lambda: len(rounds) >= 3, what="expiry rounds after a refused one")
+    assert not store._expiry.dead

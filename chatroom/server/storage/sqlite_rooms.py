@@ -7,7 +7,7 @@ does, many rows at a time and indexed for search with them, and expire with it.
 import collections
 from typing import TYPE_CHECKING
 
-from .store import KeptRoom, now_ms
+from .store import KeptRoom, StoreUnavailable, now_ms
 
 # The tables, made by migration 3 (see sqlite_store.MIGRATIONS).
 SCHEMA = """
@@ -108,8 +108,11 @@ class SQLiteRooms:
     def _delete_messages(self, room, upto):
         """(A greenlet.) A dropped room's messages, DELETE_CHUNK rows a call of the writer's
         thread, its batches going between; then the room's mark."""
-        while self._worker.call(_delete_chunk, room, upto):
-            pass
+        try:
+            while self._worker.call(_delete_chunk, room, upto):
+                pass
+        except StoreUnavailable:
+            pass  # (the store's log has said why; the rows stay out of reads, and a restart goes on)
 
     def add_member(self, room, name):
         self._worker.write_and_wait("INSERT OR IGNORE INTO room_members VALUES (?, ?, ?)", (room, name, now_ms()))

@@ -25,7 +25,7 @@ from .sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from .sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES, SQLiteSearch
 from .sqlite_search import SCHEMA as SEARCH_SCHEMA
 from .sqlite_worker import SQLiteWorker, a_file
-from .store import DEFAULT_HISTORY_DAYS, now_ms
+from .store import DEFAULT_HISTORY_DAYS, StoreUnavailable, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,10 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     def _expire_now_and_then(self):
         while True:
             gevent.sleep(EXPIRY_INTERVAL)
-            self.expire()
+            try:
+                self.expire()
+            except StoreUnavailable:
+                pass  # (the store's log has said why: the next round tries again)
 
     def expire(self) -> None:
         """Drop what is too old: the history and the rooms' messages EXPIRY_CHUNK rows a call of
