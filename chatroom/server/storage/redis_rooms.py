@@ -42,6 +42,8 @@ class RedisRooms:
 
         def _queue_record(self, key: str, member: str, score: int) -> None: ...
 
+        def _forget_records(self, key: str) -> None: ...
+
     def load_rooms(self):
         rooms = []
         for raw in self._call(self._redis.smembers, ROOMS):
@@ -65,6 +67,7 @@ class RedisRooms:
     def delete_room(self, name):
         # (UNLINK: Redis frees a long history in a thread of its own; DEL held every node's
         # commands while it freed one: 36 ms for 300,000 messages, against 3 ms.)
+        self._forget_records(ROOM + name + ":messages")  # (its last messages, queued, go with it)
         self._call(self._redis.srem, ROOMS, name)
         for suffix in ("", ":members", ":invited", ":messages"):
             self._call(self._redis.unlink, ROOM + name + suffix)
