@@ -303,7 +303,7 @@ class RedisStore(RedisRooms, RedisSearch, RedisMarkers):
 
     def _forget_records(self, key: str) -> None:
         """Drop the records queued for key's history (a history deleted now, not to be written
-        again after; those being written were sent before the deletion is)."""
+        again after)."""
         self._records = [record for record in self._records if record[0] != key]
 
     def history(self, name, peer, count, before):

@@ -60,7 +60,7 @@ _UNREAD_DIRECT = """
 _UNREAD_ROOM = f"""
     SELECT count(*) FROM (SELECT 1 FROM room_messages m WHERE room = :room AND id > :marker AND sender != :me
         AND time_ms >= coalesce((SELECT since_ms FROM room_members WHERE room = :room AND name = :me), 0)
-        AND time_ms >= :cutoff AND {not_dropped("m")} LIMIT :most)
+        AND time_ms >= :cutoff AND {not_dropped("m", ":room")} LIMIT :most)
 """
 
 

@@ -113,14 +113,14 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
     # --- Lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        accounts, mailboxes, self._last_room_row = self._worker.start(self._prepare)
+        accounts, mailboxes, self._last_room_row, dropped = self._worker.start(self._prepare)
         if a_file(self._worker.path):
             self._reader = SQLiteReader(self._worker.path)
             self._reader.start(lambda db: None)
         self._mailboxes.load(mailboxes)
         self._accounts.update(accounts)
         self._expiry = gevent.spawn(self._expire_now_and_then)
-        for room, upto in self._worker.call(dropped_rooms):
+        for room, upto in dropped:
             self._deleting.spawn(self._delete_messages, room, upto)
 
     def stop(self) -> None:
@@ -144,8 +144,8 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
         return self._worker.healthy
 
     def _prepare(self, db):
-        """(In the worker thread.) The schema, migrated; the accounts, the offline counts, and
-        the last row of the rooms' messages."""
+        """(In the worker thread.) The schema, migrated; the accounts, the offline counts, the
+        last row of the rooms' messages, and the dropped rooms whose messages are left."""
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = db.execute("SELECT version FROM schema_version").fetchone()
         version = row[0] if row else 0
@@ -160,7 +160,7 @@ class SQLiteStore(SQLiteRooms, SQLiteSearch, SQLiteMarkers):
             db.execute("VACUUM")
         accounts = dict(db.execute("SELECT name, password_hash FROM accounts"))
         last_room_row = db.execute("SELECT coalesce(max(rowid), 0) FROM room_messages").fetchone()[0]
-        return accounts, self._expire_and_count(db), last_room_row
+        return accounts, self._expire_and_count(db), last_room_row, dropped_rooms(db)
 
     def _expire_now_and_then(self):
         while True:
