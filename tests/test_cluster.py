@@ -47,6 +47,7 @@ from chatroom.room_frames import (
     SetInviteOnly,
     SetTopic,
 )
+from chatroom.server.message_ids import next_id
 from chatroom.server.presence.cluster.directory import RedisDirectory
 from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS, Scripts
 from chatroom.server.presence.directory import ENDED
@@ -1196,6 +1197,27 @@ def test_a_rooms_last_messages_still_queued_go_with_it(redis_server):
     assert store.room_history("#brief", 10, 0) == [] and store.room_history("#busy", 10, 0) == []
     assert not store._redis.exists("chatroom:room:#brief:messages", "chatroom:room:#busy:messages")
     store._redis.close()
+
+
+def test_a_dropped_rooms_messages_written_after_the_drop_stay_out_of_a_room_of_its_name(redis_server):
+    """A message of the room another node had queued (or this one had on its way) when the room
+    was dropped is written after its history was deleted: a room made since with the same name
+    shows neither it in its history nor it in a search; what the new room says, it shows."""
+    here, there = RedisStore(redis_server.url, history_days=1), RedisStore(redis_server.url, history_days=1)
+    old_id, old_time = next_id()
+    there.delete_room("#brief")  # (its last member left, on the other node...)
+    here.record_room("#brief", old_id, "alice", "the old plans", old_time)  # (...what this one had queued)
+    eventually(lambda: here._recorder is None, what="it written")
+    assert here._redis.zcard("chatroom:room:#brief:messages") == 1  # (written after all)
+    new_id, new_time = next_id()
+    here.record_room("#brief", new_id, "bob", "the new plans", new_time)
+    eventually(lambda: here._recorder is None, what="the new room's written")
+    for store in (here, there):
+        assert [entry[0] for entry in store.room_history("#brief", 10, 0)] == [new_id]
+        assert [hit[1] for hit in store.search("bob", "plans", None, ["#brief"], 10, 0)] == [new_id]
+    assert 0 < here._redis.pttl("chatroom:room:#brief:dropped") <= 86_400_000  # (as long as the history)
+    for store in (here, there):
+        store._redis.close()
 
 
 def test_an_account_has_markers_for_a_thousand_conversations_at_most_in_redis_too(redis_server):

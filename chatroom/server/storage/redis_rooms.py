@@ -6,12 +6,16 @@
 - ``chatroom:room:NAME:members`` a sorted set of its registered members, by when they joined;
 - ``chatroom:room:NAME:invited`` a set;
 - ``chatroom:room:NAME:messages`` a sorted set of its messages by id ("ID:JSON"), expiring
-  with the history.
+  with the history;
+- ``chatroom:room:NAME:dropped`` the first id after the room was last dropped: what the room
+  said before is not a room of that name's since (see delete_room), for as long as the history
+  is kept.
 """
 
 import json
 from typing import TYPE_CHECKING
 
+from ..message_ids import next_id
 from .store import KeptRoom, now_ms
 
 ROOMS = "chatroom:rooms"
@@ -68,6 +72,9 @@ class RedisRooms:
         # (UNLINK: Redis frees a long history in a thread of its own; DEL held every node's
         # commands while it freed one: 36 ms for 300,000 messages, against 3 ms.)
         self._forget_records(ROOM + name + ":messages")  # (its last messages, queued, go with it)
+        # Those another node had queued, or this one has on their way, may still be written
+        # after the history is gone: a room of the same name leaves them out (see _dropped_at).
+        self._call(self._redis.set, ROOM + name + ":dropped", next_id()[0], px=self._retention_ms)
         self._call(self._redis.srem, ROOMS, name)
         for suffix in ("", ":members", ":invited", ":messages"):
             self._call(self._redis.unlink, ROOM + name + suffix)
@@ -94,8 +101,11 @@ class RedisRooms:
         top = f"({before}" if before else "+inf"
         items = self._call(self._redis.zrevrangebyscore, ROOM + room + ":messages", top, "-inf", start=0, num=count)
         cutoff = now_ms() - self._retention_ms
-        entries = []
-        for entry in map(read_member, reversed(items)):
-            if entry[1] >= cutoff:
-                entries.append(entry)
-        return entries
+        dropped_at = self._dropped_at(room)
+        return [entry for entry in map(read_member, reversed(items)) if entry[1] >= cutoff and entry[0] > dropped_at]
+
+    def _dropped_at(self, room: str) -> int:
+        """The first id after room was last dropped (0: not within the history's time): its
+        messages up to there were another room's, written after the drop."""
+        dropped = self._call(self._redis.get, ROOM + room + ":dropped")
+        return int(dropped) if dropped is not None else 0

@@ -52,6 +52,8 @@ class RedisSearch:
 
         def _call(self, method, *args, **kwargs): ...
 
+        def _dropped_at(self, room: str) -> int: ...
+
     def search(self, name, query, peer, rooms, count, before):
         words = query.casefold().split()
         before = before or (1 << 62)
@@ -67,9 +69,13 @@ class RedisSearch:
         keys += [(ROOM + room + ":messages", room) for room in rooms]
         found = []
         for key, conversation in keys[:SCAN_CONVERSATIONS]:
-            oldest = cutoff if conversation.startswith("#") else max(cutoff, since)
+            is_room = conversation.startswith("#")
+            oldest = cutoff if is_room else max(cutoff, since)
+            dropped_at = self._dropped_at(conversation) if is_room else 0
             newest = self._call(self._redis.zrevrange, key, 0, SCAN_MESSAGES - 1)
             for entry_id, time_ms, sender, text in map(read_member, newest):
-                if oldest <= time_ms < before and all(word in text.casefold() for word in words):
+                if entry_id <= dropped_at or not oldest <= time_ms < before:
+                    continue
+                if all(word in text.casefold() for word in words):
                     found.append((time_ms, entry_id, conversation, sender, text))
         return sorted(found, reverse=True)[:count]
