@@ -18,7 +18,7 @@ def test_registration_welcomes_with_the_real_limits_and_ping_is_answered(irc):
     welcome = alice.register("alice")
     assert welcome[0] == ":chatroom 001 alice :Welcome to chatroom, alice"
     [isupport] = [line for line in welcome if " 005 " in line]
-    assert "NICKLEN=20" in isupport and "CHANTYPES=#" in isupport
+    assert "NICKLEN=20" in isupport and "CHANTYPES=#" in isupport and " UTF8ONLY " in isupport
     alice.send("PING :abc")
     assert alice.line() == ":chatroom PONG chatroom :abc"
 
@@ -78,6 +78,11 @@ def test_what_goes_wrong_gets_its_numeric(irc_server, irc):
     assert alice.line() == ":chatroom 417 alice :Input line was too long"
     alice.sock.sendall(b"\x00\xff\xfe\r\n")
     assert alice.line() == ":chatroom 421 alice ? :Unknown command (not an IRC message)"
+    alice.sock.sendall(b"PRIVMSG bob :caf\xe9\r\nTOPIC #r :\xe9t\xe9\r\n")  # (Latin-1, not UTF-8)
+    assert [alice.line() for _ in range(2)] == [
+        ":chatroom FAIL PRIVMSG INVALID_UTF8 :Message rejected for containing invalid UTF-8",
+        ":chatroom FAIL TOPIC INVALID_UTF8 :Message rejected for containing invalid UTF-8",
+    ]
     alice.send("QUIT :bye")
     assert alice.line().startswith("ERROR ")
     assert alice.sock.recv(100) == b""  # closed

@@ -13,6 +13,7 @@ from chatroom.room_frames import EventKind, RoomEvent, RoomMessage
 from chatroom.server.irc.lines import (
     MAX_RECEIVED,
     LineReader,
+    NotUtf8,
     Privmsg,
     TooLong,
     Unreadable,
@@ -62,7 +63,22 @@ def test_tags_have_room_of_their_own():
 
 def test_what_is_not_an_irc_message_is_refused_as_such():
     reader = LineReader()
-    assert reader.receive_data(b"\xff\xfe PRIVMSG\r\nPRIVMSG bob :a\x00b\r\n:source\r\n") == [Unreadable()] * 3
+    assert reader.receive_data(b"PRIVMSG bob :a\x00b\r\n:source\r\n") == [Unreadable()] * 2
+
+
+def test_a_line_that_is_not_utf8_is_refused_with_its_command_and_label_where_they_read():
+    reader = LineReader()
+    assert reader.receive_data(
+        b"PRIVMSG bob :\xff\r\nPRIVMSG #r x :\xe9\r\n@label=a\\sb :me TOPIC #r :\xe9\r\n"
+        b"@label=\xff NOTICE b :\xff\r\n\xff\xfe PRIVMSG\r\n005 \xff\r\n"
+    ) == [
+        NotUtf8("PRIVMSG"),
+        NotUtf8("PRIVMSG"),
+        NotUtf8("TOPIC", {"label": "a b"}),
+        NotUtf8("NOTICE"),
+        NotUtf8("*"),
+        NotUtf8("005"),
+    ]
 
 
 def test_a_message_to_one_target_is_read_with_its_text_as_sent():
@@ -76,7 +92,7 @@ def test_a_message_to_one_target_is_read_with_its_text_as_sent():
     )
     [tagged] = LineReader().receive_data(b"@label=x PRIVMSG #team :hi\r\n")
     assert (tagged.tags, tagged.params) == ({"label": "x"}, ["#team", "hi"])
-    assert LineReader().receive_data(b"PRIVMSG bob :\xff\r\n") == [Unreadable()]
+    assert LineReader().receive_data(b"PRIVMSG bob :\xff\r\n") == [NotUtf8("PRIVMSG")]
 
 
 @given(
@@ -97,7 +113,7 @@ def test_any_bytes_give_messages_or_refusals_and_never_hold_more_than_a_line(chu
     reader = LineReader()
     for chunk in chunks:
         for item in reader.receive_data(chunk):
-            assert isinstance(item, (irctokens.Line, Privmsg, TooLong, Unreadable))
+            assert isinstance(item, (irctokens.Line, Privmsg, TooLong, Unreadable, NotUtf8))
         assert reader.pending <= MAX_RECEIVED
 
 

@@ -53,7 +53,7 @@ def test_the_compiled_reader_makes_the_messages_the_port_reads_and_refuses_what_
     data = b"PRIVMSG bob :hi\r\nPRIVMSG bob :\xff\nPRIVMSG b c :x\n \r\n" + long + b"PRIVMSG #r :h\xc3\xa9"
     items, python_items = read_both(data)
     assert items[0] == lines.Privmsg(None, "bob", "hi", b"hi") and type(items[0]) is lines.Privmsg
-    assert [type(item) for item in items[1:]] == [lines.Unreadable, lines.irctokens.Line, lines.TooLong]
+    assert [type(item) for item in items[1:]] == [lines.NotUtf8, lines.irctokens.Line, lines.TooLong]
     assert _as_compared(items) == _as_compared(python_items)
 
 

@@ -49,6 +49,11 @@ def test_labeled_responses_are_one_line_a_batch_or_ack(irc_server, irc):
         assert alice.line() == "@label=one :chatroom PONG chatroom :x"
         alice.send("@label=two PONG :x")
         assert alice.line() == "@label=two :chatroom ACK"
+        alice.sock.sendall(b"@label=utf PRIVMSG bob :caf\xe9\r\n")
+        assert (
+            alice.line()
+            == "@label=utf :chatroom FAIL PRIVMSG INVALID_UTF8 :Message rejected for containing invalid UTF-8"
+        )
         alice.send("@label=t\\:3 WHOIS bob")  # (an escaped ';' in the value)
         first = alice.line()
         batch_id = re.fullmatch(r"@label=t\\:3 :chatroom BATCH \+(\S+) labeled-response", first).group(1)

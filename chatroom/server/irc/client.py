@@ -23,7 +23,7 @@ from ..rules import Rules
 from .batches import labeled
 from .channels import ChannelCommands
 from .history import MOST_ASKED, HistoryCommands
-from .lines import Privmsg, TooLong, Unreadable, encode_line
+from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import to_name, to_nick
 from .tags import tags_for
@@ -44,6 +44,7 @@ ISUPPORT = (
     f"NETWORK={SERVER_NAME}",
     f"CHATHISTORY={MOST_ASKED}",
     "MSGREFTYPES=msgid,timestamp",
+    "UTF8ONLY",
 )
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
 CAPABILITIES = (  # (offered in this order)
@@ -100,6 +101,10 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
             return self._numeric("417", ":Input line was too long")
         if type(message) is Unreadable:
             return self._numeric("421", "?", ":Unknown command (not an IRC message)")
+        if type(message) is NotUtf8:
+            refusal = self._fail(message.command, "INVALID_UTF8", "Message rejected for containing invalid UTF-8")
+            label = message.tags.get("label") if message.tags and "labeled-response" in self.caps else None
+            return refusal if label is None else labeled(refusal, label)
         assert isinstance(message, (irctokens.Line, Privmsg))
         command, params = message.command, message.params
         if not self.registered and command not in _BEFORE_REGISTRATION:

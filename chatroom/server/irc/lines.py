@@ -51,7 +51,16 @@ class TooLong:
 
 @dataclass(frozen=True, slots=True)
 class Unreadable:
-    """A line that is no IRC message: not UTF-8, a NUL in it, or no command."""
+    """A line that is no IRC message: a NUL in it, or no command."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotUtf8:
+    """A line that is not UTF-8 (refused with FAIL INVALID_UTF8, the server being UTF8ONLY):
+    its command ("*" where that is not readable either) and its tags, if they are."""
+
+    command: str
+    tags: dict[str, str] | None = None
 
 
 class LineReader:
@@ -129,13 +138,15 @@ def _message(line: bytes):
         if rest[:8] == b"PRIVMSG " and b"\r" not in rest and (privmsg := _privmsg(tags, rest)) is not None:
             return privmsg
         message = irctokens.tokenise(rest.decode())
-    except (UnicodeDecodeError, ValueError, IndexError):
+    except UnicodeDecodeError:
+        return _not_utf8(line, tags_end)
+    except (ValueError, IndexError):
         return Unreadable()
     message.tags = tags
     return message
 
 
-def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable | None:
+def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | NotUtf8 | None:
     """A line "PRIVMSG target :text" (no CR, no NUL, within the limit) read at once; None if
     it has another shape (several words before the text, no text), for irctokens to read."""
     target, colon, text = line[8:].partition(b" :")
@@ -144,7 +155,21 @@ def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | Unreadable |
     try:
         return Privmsg(tags, target.decode(), text.decode(), text)
     except UnicodeDecodeError:
-        return Unreadable()
+        return NotUtf8("PRIVMSG", tags)
+
+
+def _not_utf8(line: bytes, tags_end: int) -> NotUtf8:
+    """The refusal of a line that is not UTF-8, with what can be read of it."""
+    try:
+        tags = _tags(line[1 : tags_end - 1].decode()) if tags_end else None
+    except UnicodeDecodeError:
+        tags = None
+    words = line[tags_end:].split()
+    if words and words[0][:1] == b":":  # (a source)
+        words = words[1:]
+    command = words[0] if words else b""
+    readable = command.isalpha() or (len(command) == 3 and command.isdigit())  # (ASCII only, as bytes)
+    return NotUtf8(command.decode().upper() if readable else "*", tags)
 
 
 # The messages of whole lines: compiled where it could be, the same in Python where not.
