@@ -23,7 +23,7 @@ from chatroom.server.irc.lines import (
 )
 from chatroom.server.irc.marker_times import MarkerTimes
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
-from chatroom.server.irc.tags import irc_time, tagged, tags_for
+from chatroom.server.irc.tags import id_of_msgid, irc_time, tagged, tags_for
 from chatroom.server.irc.translate import to_irc
 from chatroom.server.irc.writing import Writing, writing_for
 
@@ -173,7 +173,8 @@ def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
     assert to_irc([said], Reader("bob", {"echo-message"})) == line
     stamped = b"@time=2023-11-14T22:13:20.000Z " + line
     assert to_irc([said], Reader("dave", {"server-time"})) == to_irc([said], Reader("erin", {"server-time"})) == stamped
-    assert to_irc([said], Reader("fred", {"server-time", "message-tags"})) == b"@msgid=7;" + stamped[1:]
+    tagged_line = b"@msgid=7-1700000000000-#team;" + stamped[1:]
+    assert to_irc([said], Reader("fred", {"server-time", "message-tags"})) == tagged_line
     marking = Reader("gina", {"draft/read-marker"})
     assert to_irc([said], marking) == line and marking.marker_times.time_of("#team", 7) == 1_700_000_000_000
     # Frames queued together, and a text of two lines (two PRIVMSGs)
@@ -198,6 +199,27 @@ def test_a_rooms_event_reads_the_same_for_every_member_it_is_not_about():
     assert to_irc([invited], Reader("carol")) == b""
     assert to_irc([invited], Reader("dave")) == b":alice!alice@chatroom INVITE dave :#team\r\n"
     assert to_irc([invited + joined], Reader("carol")) == line  # (queued together)
+
+
+def test_a_rooms_msgid_is_no_other_rooms_nor_that_of_a_room_of_its_name_made_again():
+    """IRCv3 message-ids: no other message on the network may ever share a msgid. A room's ids
+    count up in that room alone, and from 1 again in a room made again after its last member
+    left: its msgid carries its time and channel, and reads back as its id."""
+    reader = Reader("alice", {"message-tags"})
+    said = [
+        RoomMessage("#team", "bob", 1, 1_700_000_000_000, "a"),
+        RoomMessage("#other", "bob", 1, 1_700_000_000_000, "b"),  # (the same id, the same moment)
+        RoomMessage("#team", "bob", 1, 1_700_000_500_000, "c"),  # (#team made again since)
+        RoomMessage("#caf\u00e9", "bob", 1, 1_700_000_000_000, "d"),
+    ]
+    lines = to_irc([encode(message) for message in said], reader).decode().splitlines()
+    msgids = [line.split(" ", 1)[0].removeprefix("@msgid=") for line in lines]
+    assert msgids[:3] == ["1-1700000000000-#team", "1-1700000000000-#other", "1-1700000500000-#team"]
+    assert msgids[3] == "1-1700000000000-" + to_channel("#caf\u00e9") and len(set(msgids)) == 4
+    assert [id_of_msgid(msgid) for msgid in msgids] == [1, 1, 1, 1]
+    assert id_of_msgid("1883931946161012736") == 1883931946161012736  # (a direct message's)
+    ids = [id_of_msgid(bad) for bad in ("", "-1", "x", "\u00b2", "1-", "1-2", "1-2-team", "1-x-#team", "1-2-# x")]
+    assert ids == [None] * 9
 
 
 @given(st.dictionaries(st.sampled_from(["label", "msgid", "time", "account"]), st.text(max_size=20), max_size=4))

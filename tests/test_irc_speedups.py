@@ -164,7 +164,7 @@ def test_room_messages_queued_as_chunks_read_the_same_with_their_lines_made_in_c
         translate.compiled = compiled
 
 
-ROOMS = st.sampled_from(["#r", "#caf\u00e9", "#team_2"])
+ROOMS = st.sampled_from(["#r", "#caf\u00e9", "#team_2", "#a\\b"])  # (a backslash, escaped in a msgid)
 
 
 @needs_compiled

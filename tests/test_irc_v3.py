@@ -151,6 +151,37 @@ def test_chathistory_answers_each_subcommand_in_a_batch(irc_server, irc):
         bob.close()
 
 
+def test_a_rooms_messages_have_msgids_of_their_own_live_and_in_its_history(irc_server, irc):
+    """Two rooms' first messages have ids of 1 in each: their msgids differ, the history gives
+    each message the msgid it had live, and a msgid points CHATHISTORY at its message."""
+    bob = registered(irc_server, "bob")
+    registered(irc_server, "alice").close()
+    alice = with_caps(irc, "alice", "batch server-time message-tags draft/chathistory", password="pw")
+    try:
+        alice.send("JOIN #team", "JOIN #other")
+        alice.until("366")
+        alice.until("366")
+        assert bob.reply(Join("#team")) == OK and bob.reply(Join("#other")) == OK
+        assert [alice.line() for _ in range(2)] == [":bob!bob@chatroom JOIN :#team", ":bob!bob@chatroom JOIN :#other"]
+        for n in range(3):
+            assert bob.reply(SendTo("#team", f"t{n}")) == OK
+        assert bob.reply(SendTo("#other", "o0")) == OK
+        live = {line.rsplit(" :", 1)[1]: tags_of(line)["msgid"] for line in [alice.line() for _ in range(4)]}
+        assert live["t0"].startswith("1-") and live["o0"].startswith("1-") and len(set(live.values())) == 4
+        assert live["t0"].endswith("-#team") and live["o0"].endswith("-#other")
+
+        def history(*params) -> dict[str, str]:
+            alice.send("CHATHISTORY " + " ".join(params))
+            assert re.fullmatch(r":chatroom BATCH \+\S+ chathistory #team", alice.line())
+            return {line.rsplit(" :", 1)[1]: tags_of(line)["msgid"] for line in alice.until("BATCH")[:-1]}
+
+        assert eventually(lambda: history("LATEST", "#team", "*", "10") == {t: live[t] for t in ("t0", "t1", "t2")})
+        assert list(history("BEFORE", "#team", f"msgid={live['t2']}", "10")) == ["t0", "t1"]
+        assert list(history("AFTER", "#team", f"msgid={live['t0']}", "10")) == ["t1", "t2"]
+    finally:
+        bob.close()
+
+
 def test_read_markers_both_ways_and_on_join(irc_server, irc):
     bob = registered(irc_server, "bob")
     phone = registered(irc_server, "alice")  # alice's other device
@@ -246,6 +277,9 @@ def test_odd_history_and_marker_requests_get_answers_and_leave_the_log_clean(irc
         "msgid=",
         "msgid=-1",
         "msgid=99999999999999999999999",
+        "msgid=\u00b2",  # (a digit to str.isdigit, none to int)
+        "msgid=1-2-#team",
+        "msgid=1-x-#team",
         "timestamp=",
         "timestamp=2020-13-45T99:99:99.999Z",
         "timestamp=1999-01-01T00:00:00Z",

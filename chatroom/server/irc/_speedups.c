@@ -207,16 +207,18 @@ write_decimal(char *to, unsigned long long value)
 
 /* The tags tags.message_tags gives a message to a reader taking ``tags`` (TAG_*
  * flags), written as lines.tags_written writes them, with the space after them: 0 written,
- * 1 none to write, -1 an error, -2 a case left to Python (an account name with a character to
- * escape, a time gmtime cannot write). *registered: whether the sender is an account, -1 if
- * not known yet (then is_account is asked, and *registered set). */
+ * 1 none to write, -1 an error, -2 a case left to Python (an account name or a channel with a
+ * character to escape, a time gmtime cannot write). *registered: whether the sender is an
+ * account, -1 if not known yet (then is_account is asked, and *registered set). ``channel``: a
+ * room's message's (its msgid is tags.room_msgid's), NULL for a direct message. */
 #define TAG_ACCOUNT 1
 #define TAG_MSGID 2
 #define TAG_TIME 4
 
 static int
 write_tags(Written *out, int tags, PyObject *is_account, const char *sender, Py_ssize_t sender_size,
-           int *registered, unsigned long long message_id, unsigned long long time_ms)
+           int *registered, unsigned long long message_id, unsigned long long time_ms, const char *channel,
+           Py_ssize_t channel_size)
 {
     char buffer[96];
     int count = 0;
@@ -245,7 +247,15 @@ write_tags(Written *out, int tags, PyObject *is_account, const char *sender, Py_
     }
     if ((tags & TAG_MSGID) && message_id != 0) {
         memcpy(buffer, count ? ";msgid=" : "@msgid=", 7);
-        if (write_bytes(out, buffer, 7 + write_decimal(buffer + 7, message_id)) < 0)
+        int size = 7 + write_decimal(buffer + 7, message_id);
+        if (channel != NULL) { /* ID-TIME-CHANNEL */
+            if (memchr(channel, '\\', channel_size) != NULL)
+                return -2;
+            buffer[size++] = '-';
+            size += write_decimal(buffer + size, time_ms);
+            buffer[size++] = '-';
+        }
+        if (write_bytes(out, buffer, size) < 0 || (channel != NULL && write_bytes(out, channel, channel_size) < 0))
             return -1;
         count++;
     }
@@ -369,7 +379,7 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
     Py_ssize_t before = out->size;
     if (tags) { /* (source stays last's meanwhile: only source_of changes that) */
         int written = write_tags(out, tags, is_account, sender, sender_size, &last->registered,
-                                 u64_at(data + name_end), u64_at(data + name_end + 8));
+                                 u64_at(data + name_end), u64_at(data + name_end + 8), NULL, 0);
         if (written < 0) {
             out->size = before;
             return written == -2 ? 0 : -1;
@@ -507,13 +517,23 @@ new_tagged_line(PyObject *chunk, PyObject *untagged, PyObject *tagged, PyObject 
     Py_ssize_t sender_end = room_end + 1 + data[room_end];
     if (sender_end + ID_AND_TIME_SIZE > PyBytes_GET_SIZE(chunk))
         return NULL;
+    /* (The channel, for the msgid, as the line has it: ":SOURCE PRIVMSG CHANNEL :TEXT".) */
+    const char *line = PyBytes_AS_STRING(untagged), *line_end = line + PyBytes_GET_SIZE(untagged);
+    const char *channel = memchr(line, ' ', line_end - line);
+    if (channel == NULL || line_end - channel < 9 || memcmp(channel, " PRIVMSG ", 9) != 0)
+        return NULL;
+    channel += 9;
+    const char *channel_end = memchr(channel, ' ', line_end - channel);
+    if (channel_end == NULL)
+        return NULL;
     Written out;
     written_start(&out);
     PyObject *result = NULL;
     Py_INCREF(untagged); /* (is_account is Python, which could let go of the line meanwhile) */
     int registered = -1;
     int written = write_tags(&out, tags, is_account, (const char *)data + room_end + 1, sender_end - room_end - 1,
-                             &registered, u64_at(data + sender_end), u64_at(data + sender_end + 8));
+                             &registered, u64_at(data + sender_end), u64_at(data + sender_end + 8), channel,
+                             channel_end - channel);
     if (written >= 0 && write_bytes(&out, PyBytes_AS_STRING(untagged), PyBytes_GET_SIZE(untagged)) == 0) {
         PyObject *line = PyBytes_FromStringAndSize(out.bytes, out.size);
         PyObject *so_tagged = line ? PyDict_GetItemWithError(tagged, taken) : NULL;

@@ -23,7 +23,7 @@ from ..message_ids import first_id_at, time_of_id
 from .batches import batch
 from .lines import encode_line
 from .nicks import to_channel, to_name, to_nick, to_room
-from .tags import irc_time, tags_for
+from .tags import id_of_msgid, irc_time, tags_for
 from .translate import SERVER_NAME, irc_frame, markread_line, privmsg_lines, source_of
 
 MOST_ASKED = 100  # messages one CHATHISTORY answers with (ISUPPORT CHATHISTORY)
@@ -53,8 +53,8 @@ class _Ref(NamedTuple):
 
 def _parse_ref(text: str) -> _Ref | None:
     kind, _, value = text.partition("=")
-    if kind == "msgid" and value.isdigit():
-        return _Ref(True, at_most_most_id(int(value)))
+    if kind == "msgid" and (number := id_of_msgid(value)) is not None:
+        return _Ref(True, at_most_most_id(number))
     if kind == "timestamp":
         moment = parse_irc_time(value)
         return None if moment is None else _Ref(False, moment)
@@ -138,7 +138,8 @@ class HistoryCommands:
         me = self._rules.name
         for entry in entries:
             to = target if conversation.startswith("#") or entry.sender == me else self.nick
-            tags = tags_for(self, entry.time_ms, entry.id, entry.sender)  # type: ignore[arg-type]
+            channel = target if conversation.startswith("#") else None
+            tags = tags_for(self, entry.time_ms, entry.id, entry.sender, channel)  # type: ignore[arg-type]
             lines += privmsg_lines(source_of(entry.sender), to, entry.text, tags)
         if "batch" not in self.caps:
             return lines

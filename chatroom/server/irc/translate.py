@@ -193,7 +193,8 @@ def _room_line(
     so_tagged = _tagged_room_lines.setdefault(taken, {})
     with_tags = so_tagged.get(frame)
     if with_tags is None:
-        with_tags = so_tagged[frame] = tagged(line, reader, message_id, time_ms, data[room_end + 1 : sender_end])
+        sender, channel = data[room_end + 1 : sender_end], _channel(data[start + 6 : room_end]).decode()
+        with_tags = so_tagged[frame] = tagged(line, reader, message_id, time_ms, sender, channel)
     return with_tags
 
 
@@ -260,8 +261,9 @@ def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
         elif kind is RoomEvent:
             lines += _event_lines(message, reader)
         elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
-            tags = tags_for(reader, message.time_ms, message.id)
-            lines += privmsg_lines(source_of_nick(me), _target(message.recipient), message.text, tags)
+            target = _target(message.recipient)
+            tags = tags_for(reader, message.time_ms, message.id, channel=target if target.startswith("#") else None)
+            lines += privmsg_lines(source_of_nick(me), target, message.text, tags)
         elif kind is PresenceStatus and "away-notify" in reader.caps:
             lines += _away_lines(message, reader)
         elif kind is Marked and "draft/read-marker" in reader.caps:
@@ -275,12 +277,13 @@ def _room_message_lines(message: RoomMessage, reader: Reader) -> list[bytes]:
     own = to_nick(message.sender) == reader.nick
     if own and "echo-message" not in reader.caps:
         return []
-    tags = tags_for(reader, message.time_ms, message.id, message.sender)
+    channel = to_channel(message.room)
+    tags = tags_for(reader, message.time_ms, message.id, message.sender, channel)
     waiting = reader.echo_labels.get(message.room) if own else None
     label = waiting.pop(0) if waiting else None
     if label is not None:  # (the answer to a labeled PRIVMSG: labeled-response)
         tags = {**(tags or {}), "label": label}
-    return privmsg_lines(source_of(message.sender), to_channel(message.room), message.text, tags)
+    return privmsg_lines(source_of(message.sender), channel, message.text, tags)
 
 
 def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
