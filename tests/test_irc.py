@@ -344,11 +344,34 @@ def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     assert client.line() == ":chatroom 904 guest :SASL authentication failed"
     client.send("AUTHENTICATE PLAIN")
     assert client.line() == "AUTHENTICATE :+"
-    client.send(f"AUTHENTICATE {plain('secret')}")
+    client.send("AUTHENTICATE *", "AUTHENTICATE PLAIN", "AUTHENTICATE *")  # (given up before, and on the way)
+    assert [client.line() for _ in range(3)] == [
+        ":chatroom 906 guest :SASL authentication aborted",
+        "AUTHENTICATE :+",
+        ":chatroom 906 guest :SASL authentication aborted",
+    ]
+    client.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + "A" * 401)  # (a chunk is 400 bytes at most)
+    assert [client.line() for _ in range(2)] == ["AUTHENTICATE :+", ":chatroom 905 guest :SASL message too long"]
+    client.send("AUTHENTICATE PLAIN", *["AUTHENTICATE " + "A" * 400] * 5)  # (a response of four at most)
+    assert [client.line() for _ in range(2)] == ["AUTHENTICATE :+", ":chatroom 905 guest :SASL message too long"]
+    # A response of exactly 400 bytes, ended by "+" (an authorization identity of 287 bytes and
+    # "\0carol\0secret" are 300 bytes, 400 in Base64); the answer comes only then.
+    chunked = base64.b64encode(("a" * 287 + "\0carol\0secret").encode()).decode()
+    assert len(chunked) == 400
+    client.send("AUTHENTICATE PLAIN", f"AUTHENTICATE {chunked}", "PING :between", "AUTHENTICATE +")
+    assert client.line() == "AUTHENTICATE :+"
+    assert client.line() == ":chatroom PONG chatroom :between"  # (nothing for the chunk)
     assert client.line() == ":chatroom 900 guest carol!carol@chatroom carol :You are now logged in as carol"
     assert client.line() == ":chatroom 903 guest :SASL authentication successful"
     client.send("CAP END")
     assert client.line() == ":chatroom 001 carol :Welcome to chatroom, carol"  # (the account's name)
+    # Registration ends an exchange left half way: aborted, and the client registers without it.
+    halfway = irc()
+    halfway.send("CAP LS 302", "CAP REQ :sasl", "NICK dora", "USER d 0 * :D", "AUTHENTICATE PLAIN")
+    assert [halfway.line() for _ in range(3)][1:] == [":chatroom CAP * ACK :sasl", "AUTHENTICATE :+"]
+    halfway.send("CAP END")
+    assert halfway.line() == ":chatroom 906 dora :SASL authentication aborted"
+    assert halfway.line() == ":chatroom 001 dora :Welcome to chatroom, dora"
 
 
 def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):

@@ -46,6 +46,8 @@ ISUPPORT = (
     "MSGREFTYPES=msgid,timestamp",
     "UTF8ONLY",
 )
+SASL_CHUNK = 400  # bytes of an AUTHENTICATE's data: a chunk of exactly these says more follows
+MOST_SASL_CHUNKS = 4  # a PLAIN response's at most: its names and a password of MAX_PASSWORD_BYTES fit in two
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
 CAPABILITIES = (  # (offered in this order)
     "sasl",
@@ -77,6 +79,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         self.caps: set[str] = set()  # the capabilities the client asked for and got
         self.writing = writing_for(self.nick, self.caps)  # (again whenever either changes)
         self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
+        self._sasl_chunks: list[str] = []  # the credentials' 400-byte chunks so far (IRCv3 sasl)
         self._account: str | None = None  # the name SASL logged in
         self._held_at_login = b""  # what the login answered after its OK (messages kept)
         self.registered = False
@@ -166,14 +169,26 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
             return self._numeric("907" if self._account else "904", ":SASL authentication failed")
         if not params:
             return self._numeric("461", "AUTHENTICATE", ":Not enough parameters")
+        if params[0] == "*":  # (the client gives up: IRCv3 sasl)
+            self._sasl_reset()
+            return self._numeric("906", ":SASL authentication aborted")
         if not self._sasl_started:
             if params[0].upper() != "PLAIN":
                 return self._numeric("908", "PLAIN", ":are available SASL mechanisms") + self._sasl_failed()
             self._sasl_started = True
             return irc_frame(encode_line("AUTHENTICATE", "+"))
-        self._sasl_started = False
+        chunk = params[0]
+        if len(chunk) > SASL_CHUNK or len(self._sasl_chunks) == MOST_SASL_CHUNKS:
+            self._sasl_reset()
+            return self._numeric("905", ":SASL message too long")
+        if chunk != "+":
+            self._sasl_chunks.append(chunk)
+            if len(chunk) == SASL_CHUNK:
+                return b""  # (more to come: the next chunk, or "+" if none)
+        response = "".join(self._sasl_chunks)
+        self._sasl_reset()  # (the exchange is over either way: a retry begins anew)
         try:
-            _authzid, account, password = base64.b64decode(params[0], validate=True).decode().split("\0")
+            _authzid, account, password = base64.b64decode(response, validate=True).decode().split("\0")
         except (ValueError, UnicodeDecodeError):
             return self._sasl_failed()
         answer, self._held_at_login = self._log_in(Authenticate(account, password))
@@ -187,8 +202,12 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         return irc_frame(b"".join(lines))
 
     def _sasl_failed(self) -> bytes:
-        self._sasl_started = False
+        self._sasl_reset()
         return self._numeric("904", ":SASL authentication failed")
+
+    def _sasl_reset(self) -> None:
+        self._sasl_started = False
+        self._sasl_chunks = []
 
     def _pass(self, params) -> bytes:
         if self.registered:
@@ -234,6 +253,9 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
     def _register_if_ready(self) -> bytes:
         if self.registered or self.nick == "*" or not self._user_given or self._negotiating:
             return b""
+        if self._sasl_started:  # (registration ends an exchange left half way: IRCv3 sasl)
+            self._sasl_reset()
+            return self._numeric("906", ":SASL authentication aborted") + self._register_if_ready()
         if self._account is not None:  # (logged in by SASL: its name is the nickname)
             self.nick, self.registered = to_nick(self._account), True
             log.info("irc %s is %s (sasl)", self._rules.host, self._account)
