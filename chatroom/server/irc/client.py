@@ -45,6 +45,7 @@ ISUPPORT = (
     f"CHATHISTORY={MOST_ASKED}",
     "MSGREFTYPES=msgid,timestamp",
     "UTF8ONLY",
+    "CLIENTTAGDENY=*",  # (client-only tags, +typing and the like, are not relayed: clients hide what needs them)
 )
 SASL_CHUNK = 400  # bytes of an AUTHENTICATE's data: a chunk of exactly these says more follows
 MOST_SASL_CHUNKS = 4  # a PLAIN response's at most: its names and a password of MAX_PASSWORD_BYTES fit in two
