@@ -6,7 +6,6 @@ into the numerics IRC clients expect. Its answers are frames (see translate.IRC_
 any session's, so that the session sends them in order with everything else.
 """
 
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from .history import MOST_ASKED, HistoryCommands
 from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import to_name, to_nick
+from .sasl import SaslCommands
 from .tags import tags_for
 from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
 from .users import UserQueries
@@ -47,8 +47,6 @@ ISUPPORT = (
     "UTF8ONLY",
     "CLIENTTAGDENY=*",  # (client-only tags, +typing and the like, are not relayed: clients hide what needs them)
 )
-SASL_CHUNK = 400  # bytes of an AUTHENTICATE's data: a chunk of exactly these says more follows
-MOST_SASL_CHUNKS = 4  # a PLAIN response's at most: its names and a password of MAX_PASSWORD_BYTES fit in two
 _BEFORE_REGISTRATION = {"PASS", "NICK", "USER", "CAP", "AUTHENTICATE", "PING", "PONG", "QUIT"}
 CAPABILITIES = (  # (offered in this order)
     "sasl",
@@ -67,7 +65,7 @@ _OK = Response(Status.OK)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
+class IrcClient(ChannelCommands, UserQueries, HistoryCommands, SaslCommands):
     def __init__(self, rules: Rules, on_quit: Callable[[], None]):
         """``on_quit``: called at QUIT, to end the connection once its answer is out."""
         self._rules = rules
@@ -80,7 +78,7 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
         self.caps: set[str] = set()  # the capabilities the client asked for and got
         self.writing = writing_for(self.nick, self.caps)  # (again whenever either changes)
         self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
-        self._sasl_chunks: list[str] = []  # the credentials' 400-byte chunks so far (IRCv3 sasl)
+        self._sasl_chunks: list[str] = []  # the credentials' chunks so far (see SaslCommands)
         self._account: str | None = None  # the name SASL logged in
         self._held_at_login = b""  # what the login answered after its OK (messages kept)
         self.registered = False
@@ -162,53 +160,6 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands):
             self._negotiating = False
             return self._register_if_ready()
         return self._numeric("410", sub or "*", ":Invalid CAP command")
-
-    def _authenticate(self, params) -> bytes:
-        """SASL PLAIN (IRCv3 sasl): a registered name logged in with its password before
-        registration ends."""
-        if "sasl" not in self.caps or self.registered or self._account is not None:
-            return self._numeric("907" if self._account else "904", ":SASL authentication failed")
-        if not params:
-            return self._numeric("461", "AUTHENTICATE", ":Not enough parameters")
-        if params[0] == "*":  # (the client gives up: IRCv3 sasl)
-            self._sasl_reset()
-            return self._numeric("906", ":SASL authentication aborted")
-        if not self._sasl_started:
-            if params[0].upper() != "PLAIN":
-                return self._numeric("908", "PLAIN", ":are available SASL mechanisms") + self._sasl_failed()
-            self._sasl_started = True
-            return irc_frame(encode_line("AUTHENTICATE", "+"))
-        chunk = params[0]
-        if len(chunk) > SASL_CHUNK or len(self._sasl_chunks) == MOST_SASL_CHUNKS:
-            self._sasl_reset()
-            return self._numeric("905", ":SASL message too long")
-        if chunk != "+":
-            self._sasl_chunks.append(chunk)
-            if len(chunk) == SASL_CHUNK:
-                return b""  # (more to come: the next chunk, or "+" if none)
-        response = "".join(self._sasl_chunks)
-        self._sasl_reset()  # (the exchange is over either way: a retry begins anew)
-        try:
-            _authzid, account, password = base64.b64decode(response, validate=True).decode().split("\0")
-        except (ValueError, UnicodeDecodeError):
-            return self._sasl_failed()
-        answer, self._held_at_login = self._log_in(Authenticate(account, password))
-        if answer.status is not Status.OK:
-            return self._sasl_failed()
-        self._account = account
-        lines = [
-            self._line("900", source_of_nick(to_nick(account)), account, f"You are now logged in as {account}"),
-            self._line("903", "SASL authentication successful"),
-        ]
-        return irc_frame(b"".join(lines))
-
-    def _sasl_failed(self) -> bytes:
-        self._sasl_reset()
-        return self._numeric("904", ":SASL authentication failed")
-
-    def _sasl_reset(self) -> None:
-        self._sasl_started = False
-        self._sasl_chunks = []
 
     def _pass(self, params) -> bytes:
         if self.registered:
