@@ -273,6 +273,9 @@ def test_who_is_there_away_and_an_owners_channel_commands(irc_server, irc):
     assert owner.line() == ":guest!guest@chatroom JOIN :#club"
     guest.send("KICK #club olga")
     assert guest.line() == ":chatroom 482 guest #club :You're not channel operator (its owner)"
+    owner.send("MODE #club +o guest", "MODE #club +o nobody")  # (a room is owned by a registered member only)
+    assert owner.line() == ":chatroom 482 olga #club :Only a registered member can own it"
+    assert owner.line() == ":chatroom 441 olga nobody #club :They aren't on that channel"
     owner.send("KICK #club guest :out")
     assert owner.line() == ":olga!olga@chatroom KICK #club guest :olga"  # (chatroom keeps no reason)
     assert guest.line() == ":olga!olga@chatroom KICK #club guest :olga"

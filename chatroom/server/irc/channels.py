@@ -239,7 +239,11 @@ class ChannelCommands:
         answer = self._ask(request(room, name))
         if answer.status is Status.OK:
             return b""
-        if answer.reason is Reason.NOT_A_MEMBER and self._members(room) is not None:
+        members = self._members(room) if answer.reason is Reason.NOT_A_MEMBER else None
+        if members is not None:
+            if request is GiveRoom and any(member == name for member, _flags in members.members):
+                numeric, text = _REFUSALS[Reason.NOT_REGISTERED]  # (a member, but not a registered one)
+                return self._numeric(numeric, channel, ":" + text)
             return self._numeric("441", nick, channel, ":They aren't on that channel")
         if answer.reason is Reason.ROOM_FULL and request is Invite:  # (its invitations, not its members)
             return self._numeric("478", channel, "I", ":Channel invite list is full")
