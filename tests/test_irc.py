@@ -295,6 +295,31 @@ def test_who_is_there_away_and_an_owners_channel_commands(irc_server, irc):
         phone.close()
 
 
+def test_ison_userhost_a_list_of_some_channels_and_join_0(irc, irc_server):
+    ann, ben = irc(), irc()
+    ann.register("ann")
+    ben.register("ben")
+    ann.send("ISON ben nobody BEN", "USERHOST ben nobody")
+    assert ann.line() == ":chatroom 303 ann :ben BEN"  # (as asked; nicknames compared ignoring ASCII case)
+    assert ann.line() == ":chatroom 302 ann :ben=+ben@chatroom"
+    ben.send("AWAY :out")
+    assert ben.line() == ":chatroom 306 ben :You have been marked as being away"
+    ann.send("USERHOST ben", "ISON", "JOIN #a,#b")
+    assert ann.line() == ":chatroom 302 ann :ben=-ben@chatroom"
+    assert ann.line() == ":chatroom 461 ann ISON :Not enough parameters"
+    ann.until("366")
+    ann.until("366")
+    ann.send("LIST #b,#nope")
+    assert ann.until("323") == [
+        ":chatroom 321 ann Channel :Users  Name",
+        ":chatroom 322 ann #b 1 :",
+        ":chatroom 323 ann :End of /LIST",
+    ]
+    ann.send("JOIN 0", "LIST")
+    assert [ann.line() for _ in range(2)] == [":ann!ann@chatroom PART :#a", ":ann!ann@chatroom PART :#b"]
+    assert ann.until("323") == [":chatroom 321 ann Channel :Users  Name", ":chatroom 323 ann :End of /LIST"]
+
+
 def test_a_flood_from_one_irc_client_leaves_a_neighbour_unhurt(irc_server, irc):
     import time
 

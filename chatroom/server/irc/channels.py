@@ -81,6 +81,8 @@ class ChannelCommands:
     def _join(self, params) -> bytes:
         if not params or not params[0]:
             return self._numeric("461", "JOIN", ":Not enough parameters")
+        if params[0] == "0":  # (RFC 2812: leave every channel)
+            return b"".join(self._part_one(to_channel(room), []) for room in sorted(self.channels))
         return b"".join(self._join_one(channel) for channel in params[0].split(","))
 
     def _join_one(self, channel: str) -> bytes:
@@ -180,12 +182,15 @@ class ChannelCommands:
             return self._numeric("404", channel, ":Cannot send to channel")
         return self._refusal(answer, channel)
 
-    def _list(self, _params) -> bytes:
+    def _list(self, params) -> bytes:
+        """LIST, or LIST #a,#b: those of them the user may see."""
         answer = self._ask(ListRooms())
         lines = [self._line("321", "Channel", "Users  Name")]
+        asked = {to_room(channel) for channel in params[0].split(",")} if params and params[0] else None
         if type(answer) is RoomList:
             for entry in answer.rooms:
-                lines.append(self._line("322", to_channel(entry.name), str(entry.members), ""))
+                if asked is None or entry.name in asked:
+                    lines.append(self._line("322", to_channel(entry.name), str(entry.members), ""))
         lines.append(self._line("323", "End of /LIST"))
         return irc_frame(b"".join(lines))
 

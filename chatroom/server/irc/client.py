@@ -24,7 +24,7 @@ from .channels import ChannelCommands
 from .history import MOST_ASKED, HistoryCommands
 from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
-from .nicks import to_name, to_nick
+from .nicks import ASCII_LOWER, to_name, to_nick
 from .sasl import SaslCommands
 from .tags import tags_for
 from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
@@ -62,7 +62,6 @@ CAPABILITIES = (  # (offered in this order)
 )
 _STARTED = time.strftime("%Y-%m-%d")
 _OK = Response(Status.OK)
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class IrcClient(ChannelCommands, UserQueries, HistoryCommands, SaslCommands):
@@ -299,8 +298,8 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands, SaslCommands):
     def _online_ignoring_case(self, name: str) -> str | None:
         """The one name online equal to name ignoring ASCII case (IRC's CASEMAPPING=ascii),
         if there is exactly one: chatroom names differing in case are different users."""
-        folded = name.translate(_ASCII_LOWER)
-        alike = [online for online in self._online() if online.translate(_ASCII_LOWER) == folded]
+        folded = name.translate(ASCII_LOWER)
+        alike = [online for online in self._online() if online.translate(ASCII_LOWER) == folded]
         return alike[0] if len(alike) == 1 else None
 
     def _echo(self, target: str, text: str, notice: bool) -> bytes:
@@ -355,6 +354,8 @@ _HANDLERS = {
     "MODE": IrcClient._mode,
     "WHOIS": IrcClient._whois,
     "WHO": IrcClient._who,
+    "ISON": IrcClient._ison,
+    "USERHOST": IrcClient._userhost,
     "LUSERS": IrcClient._lusers,
     "MOTD": IrcClient._motd,
     "AWAY": IrcClient._away,

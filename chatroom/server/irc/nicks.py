@@ -21,6 +21,8 @@ import re
 
 _PLAIN = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
 ESCAPE = "`"
+# IRC's CASEMAPPING=ascii, as str.translate takes it: how clients compare nicknames.
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def to_nick(name: str) -> str:

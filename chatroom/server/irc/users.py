@@ -1,5 +1,5 @@
-"""Who is there, for :class:`~.client.IrcClient`: WHOIS, WHO, LUSERS, MOTD, and AWAY (the
-chatroom's away, which those sharing a conversation or a room with the user see).
+"""Who is there, for :class:`~.client.IrcClient`: WHOIS, WHO, ISON, USERHOST, LUSERS, MOTD, and
+AWAY (the chatroom's away, which those sharing a conversation or a room with the user see).
 
 A mixin: the IrcClient holds the state (its rules, its nickname) and the numerics.
 """
@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from ...device_frames import MAX_AWAY_CHARS, Away
 from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
-from .nicks import to_name, to_nick, to_room
-from .translate import SERVER_NAME, irc_frame
+from .nicks import ASCII_LOWER, to_name, to_nick, to_room
+from .translate import SERVER_NAME, irc_frame, source_of
 
 
 class UserQueries:
@@ -54,6 +54,34 @@ class UserQueries:
             lines.append(self._line("301", nick, away or "Away"))
         lines.append(end)
         return irc_frame(b"".join(lines))
+
+    def _ison(self, params) -> bytes:
+        """ISON nick...: those of them online, as asked (irssi's notify list asks every minute)."""
+        if not params:
+            return self._numeric("461", "ISON", ":Not enough parameters")
+        online = self._online()
+        folded = {name.translate(ASCII_LOWER) for name in online}
+        there = [
+            nick
+            for nick in " ".join(params).split()
+            if (name := to_name(nick)) is not None and (name in online or name.translate(ASCII_LOWER) in folded)
+        ]
+        return self._numeric("303", ":" + " ".join(there))
+
+    def _userhost(self, params) -> bytes:
+        """USERHOST nick...: nick=+user@host of each online (- for away), five at most."""
+        if not params:
+            return self._numeric("461", "USERHOST", ":Not enough parameters")
+        online = self._online()
+        replies = []
+        for nick in params[:5]:
+            name = to_name(nick)
+            if name is not None and name not in online:
+                name = self._online_ignoring_case(name)
+            if name is not None:
+                away = "-" if self._rules.away_message(name) is not None else "+"
+                replies.append(f"{to_nick(name)}={away}{source_of(name).partition('!')[2]}")
+        return self._numeric("302", ":" + " ".join(replies))
 
     def _who(self, params) -> bytes:
         mask = params[0] if params else "*"
