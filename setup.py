@@ -74,7 +74,7 @@ setup(
         "test": [
             "pytest>=7",
             # Test processes side by side: most tests wait on servers, clients and Redis, not the CPU.
-            "pytest-xdist>=3",
+            "pytest-xdist>=3.2",  # (--dist worksteal)
             "hypothesis>=6",
             "pexpect>=4.8",
             "pyte>=0.8",
