@@ -104,19 +104,23 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands, SaslCommands):
             return self._numeric("421", "?", ":Unknown command (not an IRC message)")
         if type(message) is NotUtf8:
             refusal = self._fail(message.command, "INVALID_UTF8", "Message rejected for containing invalid UTF-8")
-            label = message.tags.get("label") if message.tags and "labeled-response" in self.caps else None
+            label = self._label_in(message.tags)
             return refusal if label is None else labeled(refusal, label)
         assert isinstance(message, (irctokens.Line, Privmsg))
         command, params = message.command, message.params
         if not self.registered and command not in _BEFORE_REGISTRATION:
             return self._numeric("451", ":You have not registered")
         handler = _HANDLERS.get(command)
-        label = message.tags.get("label") if message.tags and "labeled-response" in self.caps else None
+        label = self._label_in(message.tags)
         self._label = label
         reply = self._numeric("421", command, ":Unknown command") if handler is None else handler(self, params)
         if label is None or self._label is None:  # (no label, or it went with an echo: see _to_channel)
             return reply
         return labeled(reply, label)
+
+    def _label_in(self, tags: dict[str, str] | None) -> str | None:
+        """The label a command carries, where the client takes labeled responses."""
+        return tags.get("label") if tags and "labeled-response" in self.caps else None
 
     def is_account(self, name: str) -> bool:
         return self._rules.registered_name(name)

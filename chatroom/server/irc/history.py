@@ -138,8 +138,7 @@ class HistoryCommands:
         me = self._rules.name
         for entry in entries:
             to = target if conversation.startswith("#") or entry.sender == me else self.nick
-            channel = target if conversation.startswith("#") else None
-            tags = tags_for(self, entry.time_ms, entry.id, entry.sender, channel)  # type: ignore[arg-type]
+            tags = tags_for(self, entry.time_ms, entry.id, entry.sender, target)  # type: ignore[arg-type]
             lines += privmsg_lines(source_of(entry.sender), to, entry.text, tags)
         if "batch" not in self.caps:
             return lines

@@ -129,6 +129,7 @@ def _message(line: bytes):
     tags_end = line.find(b" ") + 1 if line[:1] == b"@" else 0
     if tags_end > MAX_TAGS or len(line) - tags_end + 2 > MAX_LINE:
         return TooLong()
+    tags = None  # (until read: a line whose tags are not UTF-8 is refused without them)
     try:
         # The tags are read here, in one pass (irctokens unescapes a value in time that grows
         # with its square); the rest of the line is irctokens', but for the one line a chat is
@@ -139,7 +140,7 @@ def _message(line: bytes):
             return privmsg
         message = irctokens.tokenise(rest.decode())
     except UnicodeDecodeError:
-        return _not_utf8(line, tags_end)
+        return _not_utf8(line[tags_end:], tags)
     except (ValueError, IndexError):
         return Unreadable()
     message.tags = tags
@@ -158,13 +159,10 @@ def _privmsg(tags: dict[str, str] | None, line: bytes) -> Privmsg | NotUtf8 | No
         return NotUtf8("PRIVMSG", tags)
 
 
-def _not_utf8(line: bytes, tags_end: int) -> NotUtf8:
-    """The refusal of a line that is not UTF-8, with what can be read of it."""
-    try:
-        tags = _tags(line[1 : tags_end - 1].decode()) if tags_end else None
-    except UnicodeDecodeError:
-        tags = None
-    words = line[tags_end:].split()
+def _not_utf8(rest: bytes, tags: dict[str, str] | None) -> NotUtf8:
+    """The refusal of a line that is not UTF-8 (``rest``: after its tags), with its command
+    where that can be read."""
+    words = rest.split()
     if words and words[0][:1] == b":":  # (a source)
         words = words[1:]
     command = words[0] if words else b""

@@ -34,11 +34,11 @@ def tagged(
     message_id: int | None,
     time_ms: int | None,
     sender: bytes,
-    channel: str | None = None,
+    target: str | None = None,
 ) -> bytes:
     """line (a message's, untagged) with the tags the reader takes (as with_tags writes them,
     without a dict to sort: a line per message for every client that takes tags)."""
-    tags = message_tags(reader, time_ms, message_id, sender.decode(), channel)
+    tags = message_tags(reader, time_ms, message_id, sender.decode(), target)
     return tags_written(tags) + b" " + line if tags else line
 
 
@@ -47,24 +47,27 @@ def tags_for(
     time_ms: int | None = None,
     message_id: int | None = None,
     sender: str | None = None,
-    channel: str | None = None,
+    target: str | None = None,
 ) -> dict | None:
     """The IRCv3 tags a line to reader carries (see message_tags)."""
-    return dict(message_tags(reader, time_ms, message_id, sender, channel)) or None
+    return dict(message_tags(reader, time_ms, message_id, sender, target)) or None
 
 
 def message_tags(
-    reader: "Reader", time_ms: int | None, message_id: int | None, sender: str | None, channel: str | None = None
+    reader: "Reader", time_ms: int | None, message_id: int | None, sender: str | None, target: str | None = None
 ) -> list[tuple[str, str]]:
     """The IRCv3 tags a line to reader carries, in the order lines carry them (sorted): its
-    registered sender's account (account-tag), a message's id (message-tags: a room's message's
-    as room_msgid writes it, ``channel`` being its room's), server-time."""
+    registered sender's account (account-tag), a message's id (message-tags: as room_msgid
+    writes it where the line's ``target`` is a channel), server-time."""
     caps = reader.caps
     tags = []
     if sender is not None and "account-tag" in caps and reader.is_account(sender):
         tags.append(("account", sender))
     if message_id and "message-tags" in caps:
-        tags.append(("msgid", str(message_id) if channel is None else room_msgid(message_id, time_ms or 0, channel)))
+        msgid = str(message_id)
+        if target is not None and target.startswith("#"):  # (a channel's: a room's message)
+            msgid = room_msgid(message_id, time_ms or 0, target)
+        tags.append(("msgid", msgid))
     if "server-time" in caps:
         tags.append(("time", irc_time(int(time.time() * 1000) if time_ms is None else time_ms)))
     return tags

@@ -262,7 +262,7 @@ def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
             lines += _event_lines(message, reader)
         elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
             target = _target(message.recipient)
-            tags = tags_for(reader, message.time_ms, message.id, channel=target if target.startswith("#") else None)
+            tags = tags_for(reader, message.time_ms, message.id, target=target)
             lines += privmsg_lines(source_of_nick(me), target, message.text, tags)
         elif kind is PresenceStatus and "away-notify" in reader.caps:
             lines += _away_lines(message, reader)

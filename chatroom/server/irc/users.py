@@ -59,12 +59,11 @@ class UserQueries:
         """ISON nick...: those of them online, as asked (irssi's notify list asks every minute)."""
         if not params:
             return self._numeric("461", "ISON", ":Not enough parameters")
-        online = self._online()
-        folded = {name.translate(ASCII_LOWER) for name in online}
+        online = {name.translate(ASCII_LOWER) for name in self._online()}
         there = [
             nick
             for nick in " ".join(params).split()
-            if (name := to_name(nick)) is not None and (name in online or name.translate(ASCII_LOWER) in folded)
+            if (name := to_name(nick)) is not None and name.translate(ASCII_LOWER) in online
         ]
         return self._numeric("303", ":" + " ".join(there))
 
