@@ -320,6 +320,46 @@ def test_ison_userhost_a_list_of_some_channels_and_join_0(irc, irc_server):
     assert ann.until("323") == [":chatroom 321 ann Channel :Users  Name", ":chatroom 323 ann :End of /LIST"]
 
 
+def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):
+    from chatroom import __version__
+
+    ann = irc()
+    welcome = ann.register("ann")
+    assert f":chatroom 004 ann chatroom chatroom-{__version__} i :io" in welcome
+    ann.send("VERSION")
+    assert ann.line() == f":chatroom 351 ann chatroom-{__version__} chatroom :the chatroom server's IRC port"
+    assert ann.line() == next(line for line in welcome if " 005 " in line)  # (what 005 said at registration)
+    before = int(time.time())
+    ann.send("TIME")
+    server, stamp, offset, readable = ann.line().split(" ", 6)[3:]
+    assert server == "chatroom" and before <= int(stamp) <= time.time() and offset == "0"
+    assert readable.startswith(":") and readable.endswith(" +00:00")
+    ann.send("INFO", "ADMIN", "STATS u", "STATS m", "STATS", "LINKS")
+    info = ann.until("374")
+    assert info[0] == f":chatroom 371 ann :chatroom-{__version__}: a chat server of users, rooms and direct messages"
+    assert info[-1] == ":chatroom 374 ann :End of INFO list"
+    assert ann.line() == ":chatroom 423 ann chatroom :No administrative info available"
+    assert ann.line().startswith(":chatroom 242 ann :Server Up 0 days 0:")
+    assert ann.line() == ":chatroom 219 ann u :End of /STATS report"
+    assert ann.line() == ":chatroom 219 ann m :End of /STATS report"
+    assert ann.line() == ":chatroom 461 ann STATS :Not enough parameters"
+    assert ann.until("365") == [
+        ":chatroom 364 ann chatroom chatroom :0 chatroom",
+        ":chatroom 365 ann * :End of /LINKS list",
+    ]
+    ann.send("WHOWAS bob,carl", "WHOWAS", "OPER ann secret", "OPER ann", "KILL bob :bye", "FROB")
+    assert [ann.line() for _ in range(8)] == [
+        ":chatroom 406 ann bob :There was no such nickname",
+        ":chatroom 406 ann carl :There was no such nickname",
+        ":chatroom 369 ann bob,carl :End of WHOWAS",
+        ":chatroom 431 ann :No nickname given",
+        ":chatroom 491 ann :No O-lines for your host (this server has no operators)",
+        ":chatroom 461 ann OPER :Not enough parameters",
+        ":chatroom 481 ann :Permission Denied- You're not an IRC operator",
+        ":chatroom 421 ann FROB :Unknown command",
+    ]
+
+
 def test_a_flood_from_one_irc_client_leaves_a_neighbour_unhurt(irc_server, irc):
     import time
 

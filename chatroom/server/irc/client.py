@@ -26,6 +26,7 @@ from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import ASCII_LOWER, to_name, to_nick
 from .sasl import SaslCommands
+from .server_queries import STARTED, VERSION_STRING, ServerQueries
 from .tags import tags_for
 from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
 from .users import UserQueries
@@ -60,11 +61,11 @@ CAPABILITIES = (  # (offered in this order)
     "draft/chathistory",
     "draft/read-marker",
 )
-_STARTED = time.strftime("%Y-%m-%d")
+_STARTED = time.strftime("%Y-%m-%d", time.gmtime(STARTED))
 _OK = Response(Status.OK)
 
 
-class IrcClient(ChannelCommands, UserQueries, HistoryCommands, SaslCommands):
+class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, SaslCommands):
     def __init__(self, rules: Rules, on_quit: Callable[[], None]):
         """``on_quit``: called at QUIT, to end the connection once its answer is out."""
         self._rules = rules
@@ -259,10 +260,12 @@ class IrcClient(ChannelCommands, UserQueries, HistoryCommands, SaslCommands):
             self._line("001", f"Welcome to {SERVER_NAME}, {nick}"),
             self._line("002", f"Your host is {SERVER_NAME}"),
             self._line("003", f"This server was created {_STARTED}"),
-            self._line("004", SERVER_NAME, "chatroom", "i", "io"),
-            self._line("005", *ISUPPORT, "are supported by this server"),
+            self._line("004", SERVER_NAME, VERSION_STRING, "i", "io"),
         ]
-        return irc_frame(b"".join(lines)) + self._motd(()) + self._watch_away() + self.rejoin()
+        return irc_frame(b"".join(lines)) + self._isupport() + self._motd(()) + self._watch_away() + self.rejoin()
+
+    def _isupport(self) -> bytes:
+        return self._numeric("005", *ISUPPORT, ":are supported by this server")
 
     def _watch_away(self) -> bytes:
         """(away-notify) Watch presence: who goes away and comes back (see translate)."""
@@ -362,6 +365,15 @@ _HANDLERS = {
     "USERHOST": IrcClient._userhost,
     "LUSERS": IrcClient._lusers,
     "MOTD": IrcClient._motd,
+    "VERSION": IrcClient._version,
+    "TIME": IrcClient._time,
+    "INFO": IrcClient._info,
+    "ADMIN": IrcClient._admin,
+    "STATS": IrcClient._stats,
+    "LINKS": IrcClient._links,
+    "WHOWAS": IrcClient._whowas,
+    "OPER": IrcClient._oper,
+    "KILL": IrcClient._kill,
     "AWAY": IrcClient._away,
     "TAGMSG": IrcClient._tagmsg,
     "CHATHISTORY": IrcClient._chathistory,

@@ -1,5 +1,5 @@
-"""Who is there, for :class:`~.client.IrcClient`: WHOIS, WHO, ISON, USERHOST, LUSERS, MOTD, and
-AWAY (the chatroom's away, which those sharing a conversation or a room with the user see).
+"""Who is there, for :class:`~.client.IrcClient`: WHOIS, WHO, ISON, USERHOST, and AWAY (the
+chatroom's away, which those sharing a conversation or a room with the user see).
 
 A mixin: the IrcClient holds the state (its rules, its nickname) and the numerics.
 """
@@ -100,17 +100,6 @@ class UserQueries:
 
     def _who_line(self, channel: str, nick: str, name: str, owner) -> bytes:
         return self._line("352", channel, nick, SERVER_NAME, SERVER_NAME, nick, "H@" if owner else "H", f"0 {name}")
-
-    def _lusers(self, _params) -> bytes:
-        count = len(self._online())
-        lines = [
-            self._line("251", f"There are {count} users and 0 invisible on 1 servers"),
-            self._line("255", f"I have {count} clients and 1 servers"),
-        ]
-        return irc_frame(b"".join(lines))
-
-    def _motd(self, _params) -> bytes:
-        return self._numeric("422", ":MOTD File is missing")
 
     def _away(self, params) -> bytes:
         message = params[0][:MAX_AWAY_CHARS] if params and params[0] else None

@@ -1,0 +1,97 @@
+"""What IRC clients ask of the server itself, for :class:`~.client.IrcClient`: LUSERS, MOTD,
+VERSION, TIME, INFO, ADMIN, STATS, LINKS, and the operator's commands a chatroom has no
+operator for (OPER, KILL), and WHOWAS, which it keeps nothing for.
+
+irssi and WeeChat have a command for each (`/version`, `/time`, ...): each gets the answer
+RFC 2812 and the modern IRC documentation give, never 421 as if it were a typo.
+
+A mixin: the IrcClient holds the state (its nickname) and the numerics.
+"""
+
+import time
+from typing import TYPE_CHECKING
+
+from ... import __version__
+from .translate import SERVER_NAME, irc_frame
+
+VERSION_STRING = f"chatroom-{__version__}"
+STARTED = time.time()  # (when the server, which imports this once, started)
+
+
+class ServerQueries:
+    if TYPE_CHECKING:  # what IrcClient holds and does
+
+        def _numeric(self, numeric: str, *params: str) -> bytes: ...
+
+        def _line(self, numeric: str, *params: str) -> bytes: ...
+
+        def _online(self) -> set[str]: ...
+
+        def _isupport(self) -> bytes: ...
+
+    def _lusers(self, _params) -> bytes:
+        count = len(self._online())
+        lines = [
+            self._line("251", f"There are {count} users and 0 invisible on 1 servers"),
+            self._line("255", f"I have {count} clients and 1 servers"),
+        ]
+        return irc_frame(b"".join(lines))
+
+    def _motd(self, _params) -> bytes:
+        return self._numeric("422", ":MOTD File is missing")
+
+    def _version(self, _params) -> bytes:
+        """351, then what 005 says, as after registration (the modern IRC documentation)."""
+        return self._numeric("351", VERSION_STRING, SERVER_NAME, ":the chatroom server's IRC port") + self._isupport()
+
+    def _time(self, _params) -> bytes:
+        now = time.time()
+        readable = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(now))
+        return self._numeric("391", SERVER_NAME, str(int(now)), "0", ":" + readable)
+
+    def _info(self, _params) -> bytes:
+        lines = [
+            self._line("371", f"{VERSION_STRING}: a chat server of users, rooms and direct messages"),
+            self._line("371", f"Started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(STARTED))}"),
+            self._line("374", "End of INFO list"),
+        ]
+        return irc_frame(b"".join(lines))
+
+    def _admin(self, _params) -> bytes:
+        return self._numeric("423", SERVER_NAME, ":No administrative info available")
+
+    def _stats(self, params) -> bytes:
+        """STATS u: the uptime; any other letter, the end of a report with nothing in it."""
+        if not params:
+            return self._numeric("461", "STATS", ":Not enough parameters")
+        letter = params[0][:1] or "*"
+        lines = []
+        if letter == "u":
+            up = int(time.time() - STARTED)
+            days, rest = divmod(up, 86400)
+            clock = f"{rest // 3600}:{rest % 3600 // 60:02}:{rest % 60:02}"
+            lines.append(self._line("242", f"Server Up {days} days {clock}"))
+        lines.append(self._line("219", letter, "End of /STATS report"))
+        return irc_frame(b"".join(lines))
+
+    def _links(self, _params) -> bytes:
+        links = self._line("364", SERVER_NAME, SERVER_NAME, "0 chatroom")
+        return irc_frame(links + self._line("365", "*", "End of /LINKS list"))
+
+    def _whowas(self, params) -> bytes:
+        """No nickname's past is kept: 406 for each asked, then the end."""
+        if not params or not params[0]:
+            return self._numeric("431", ":No nickname given")
+        lines = [self._line("406", nick, "There was no such nickname") for nick in params[0].split(",") if nick]
+        lines.append(self._line("369", params[0], "End of WHOWAS"))
+        return irc_frame(b"".join(lines))
+
+    def _oper(self, params) -> bytes:
+        if len(params) < 2:
+            return self._numeric("461", "OPER", ":Not enough parameters")
+        return self._numeric("491", ":No O-lines for your host (this server has no operators)")
+
+    def _kill(self, params) -> bytes:
+        if len(params) < 2:
+            return self._numeric("461", "KILL", ":Not enough parameters")
+        return self._numeric("481", ":Permission Denied- You're not an IRC operator")
