@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from chatroom.server.message_ids import first_id_at, next_id
 from chatroom.server.storage import sqlite_rooms, sqlite_worker
+from chatroom.server.storage.multirow import _PARAMETER_LIMIT, ROWS_PER_INSERT, insert_rows
 from chatroom.server.storage.sqlite_markers import CONVERSATIONS_SCHEMA
 from chatroom.server.storage.sqlite_rooms import INDEX_ROOMS, expire_rooms
 from chatroom.server.storage.sqlite_rooms import SCHEMA as ROOMS_SCHEMA
 from chatroom.server.storage.sqlite_search import FEWER_MERGES, INDEX_HISTORY, WITHOUT_COLUMN_SIZES
 from chatroom.server.storage.sqlite_store import MIGRATIONS, SQLiteStore
-from chatroom.server.storage.sqlite_worker import _PARAMETER_LIMIT, ROWS_PER_INSERT, SQLiteWorker
 from chatroom.server.storage.store import now_ms
 from chatroom.testing import WAIT, eventually
 
@@ -287,7 +287,7 @@ def test_many_rows_reach_sqlite_whole_and_in_order_in_statements_within_its_limi
     db = sqlite3.connect(":memory:", isolation_level=None)
     db.execute(f"CREATE TABLE t ({', '.join(names)})")
     recording = _Recording(db)
-    SQLiteWorker._insert_rows(None, recording, sql, rows)  # type: ignore[arg-type]
+    insert_rows(recording, sql, rows)  # type: ignore[arg-type]
     assert db.execute("SELECT * FROM t ORDER BY rowid").fetchall() == rows
     per_statement = [parameters // columns for parameters in recording.parameters]
     assert sum(per_statement) == count and all(n * columns <= _PARAMETER_LIMIT for n in per_statement)

@@ -14,12 +14,8 @@ answered is committed within about twice that (what a kill -9 can lose). Reads g
 same thread, after every write queued before them, so a reader always sees what the server
 has acknowledged.
 
-Many rows of one statement (the history's) go to SQLite as few INSERTs of many rows each (up
-to ROWS_PER_INSERT in one VALUES list): executemany would take and give back the interpreter's
-lock twice a row, and with the hub busy each taking waits for the hub's next system call.
-Under load that convoy made the thread eight times slower (and the hub slower too) than one
-statement per batch. (A JSON array read by json_each, one statement a batch, cost 1.6 times as
-much a row as these: SQLite parsed each row's JSON again for every column.)
+Many rows of one statement (the history's) go to SQLite as few INSERTs of many rows each: see
+multirow.py.
 
 Where _batch_writer.c was built, a batch goes to SQLite through it instead, on a connection of
 its own to the same file: the values read once, and SQLite's whole work for the batch done
@@ -30,9 +26,7 @@ StoreUnavailable, the store reports itself unhealthy, and the log says so once, 
 when writing works again.
 """
 
-import functools
 import logging
-import re
 import sqlite3
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +36,7 @@ import gevent
 from gevent.event import Event
 from gevent.monkey import get_original
 
+from .multirow import insert_rows, statement_shapes
 from .store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -295,7 +290,7 @@ class SQLiteWorker:
         assert db is not None
         try:
             if self._batches is not None:
-                shapes = {sql: _shapes(sql) for sql in batch.bulk}
+                shapes = {sql: statement_shapes(sql) for sql in batch.bulk}
                 self._batches.commit(batch.writes, batch.bulk, shapes, batch.then, batch.durable)  # (the same, in C)
                 return
             # Only what someone was told is stored must reach the disk before the answer:
@@ -305,7 +300,7 @@ class SQLiteWorker:
             for sql, parameters in batch.writes:
                 db.execute(sql, parameters)
             for sql, rows in batch.bulk.items():
-                self._insert_rows(db, sql, rows)
+                insert_rows(db, sql, rows)
                 then = batch.then.get(sql)
                 if then:
                     keys = [row[0] for row in rows]
@@ -323,19 +318,6 @@ class SQLiteWorker:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-
-    def _insert_rows(self, db: sqlite3.Connection, sql: str, rows: list) -> None:
-        """The rows of sql (an INSERT ... VALUES (?, ...)), many to a statement: each statement
-        takes the most rows that are left, in a power of two up to what its parameters allow
-        (a few statements' sizes, each prepared once and kept by the connection's cache)."""
-        most = _most_rows(sql)
-        start = 0
-        while start < len(rows):
-            count = most
-            while count > len(rows) - start:
-                count //= 2
-            db.execute(_with_rows(sql, count), [value for row in rows[start : start + count] for value in row])
-            start += count
 
     def _open(self, _db, opener):
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -364,37 +346,3 @@ class SQLiteWorker:
 def a_file(path) -> bool:
     """Whether path names a file another connection opens too (not an in-memory database)."""
     return str(path) not in ("", ":memory:") and not str(path).startswith("file:")
-
-
-ROWS_PER_INSERT = 128  # rows in one INSERT at most: six columns' 768 parameters, under the 999 of any SQLite
-_PARAMETER_LIMIT = 999
-_VALUES = re.compile(r"VALUES (\(\?(?:, \?)*\))$")
-
-
-@functools.cache
-def _most_rows(sql: str) -> int:
-    """The most rows (a power of two) one INSERT of sql carries."""
-    columns = _values_of(sql).count("?")
-    most = ROWS_PER_INSERT
-    while most > 1 and most * columns > _PARAMETER_LIMIT:
-        most //= 2
-    return most
-
-
-@functools.cache
-def _with_rows(sql: str, count: int) -> str:
-    """INSERT ... VALUES (?, ?) as INSERT ... VALUES (?, ?), (?, ?), ... for count rows."""
-    row = _values_of(sql)
-    return sql[: -len(row)] + ", ".join([row] * count)
-
-
-@functools.cache
-def _shapes(sql: str) -> tuple[str, ...]:
-    """sql for 1, 2, 4 ... rows, up to the most one INSERT of it carries (see _insert_rows)."""
-    return tuple(_with_rows(sql, 1 << power) for power in range(_most_rows(sql).bit_length()))
-
-
-def _values_of(sql: str) -> str:
-    match = _VALUES.search(sql)
-    assert match is not None, sql
-    return match.group(1)
