@@ -95,6 +95,51 @@ def test_account_tag_away_notify_and_301(irc_server, irc):
         dave.close()
 
 
+def test_extended_join_userhost_in_names_and_whois_tell_who_is_registered(irc_server, irc):
+    registered(irc_server, "dave").close()
+    owner = registered(irc_server, "olga")
+    assert owner.reply(Join("#den")) == OK
+    ann = with_caps(irc, "ann", "extended-join userhost-in-names multi-prefix")
+    pia = with_caps(irc, "pia", "multi-prefix")  # (neither extended-join nor userhost-in-names)
+    try:
+        ann.send("JOIN #den")
+        joined = ann.until("366")
+        assert joined[0] == ":ann!ann@chatroom JOIN #den * :ann"  # (a guest: no account)
+        [names] = [line for line in joined if " 353 " in line]
+        assert set(names.split(" :", 1)[1].split()) == {"@olga!olga@chatroom", "ann!ann@chatroom"}
+        pia.send("JOIN #den")
+        assert pia.line() == ":pia!pia@chatroom JOIN :#den"
+        [names] = [line for line in pia.until("366") if " 353 " in line]
+        assert set(names.split(" :", 1)[1].split()) == {"@olga", "ann", "pia"}
+        assert ann.line() == ":pia!pia@chatroom JOIN #den * :pia"
+        # A registered user joins: each of the others is told as it asked.
+        dave = with_caps(irc, "dave", "extended-join", password="pw")
+        dave.send("JOIN #den")
+        assert dave.line() == ":dave!dave@chatroom JOIN #den dave :dave"
+        with gevent.Timeout(WAIT):
+            assert ann.line() == ":dave!dave@chatroom JOIN #den dave :dave"
+            assert pia.line() == ":dave!dave@chatroom JOIN :#den"
+        pia.send("WHOIS dave", "WHOIS ann")
+        assert ":chatroom 330 pia dave dave :is logged in as" in pia.until("318")
+        assert not any(" 330 " in line for line in pia.until("318"))
+        # A guest's name registered since it last joined: the same join names its account now.
+        for password in (None, "pw"):
+            if password is not None:
+                registered(irc_server, "gus").close()
+            gus = with_caps(irc, "gus", "", password=password)
+            gus.send("JOIN #den")
+            gus.until("366")
+            with gevent.Timeout(WAIT):
+                assert ann.line() == f":gus!gus@chatroom JOIN #den {'gus' if password else '*'} :gus"
+            gus.send("QUIT")
+            assert gus.line().startswith("ERROR ")
+            if password is None:  # (a guest's rooms are left as it goes; a registered member stays one)
+                with gevent.Timeout(WAIT):
+                    assert ann.line() == ":gus!gus@chatroom PART :#den"
+    finally:
+        owner.close()
+
+
 def test_chathistory_answers_each_subcommand_in_a_batch(irc_server, irc):
     bob = registered(irc_server, "bob")
     registered(irc_server, "alice").close()

@@ -7,7 +7,8 @@ Lines here are encoded lines (CR LF included); tags are added in front of what a
 from itertools import count
 
 from .lines import encode_line, with_tags
-from .translate import IRC_LINES, SERVER_NAME, irc_frame
+from .nicks import SERVER_NAME
+from .translate import IRC_LINES, irc_frame
 
 _batch_ids = count(1)
 

@@ -23,8 +23,9 @@ from ...room_frames import (
     SetTopic,
 )
 from .lines import MAX_LINE, encode_line
-from .nicks import to_channel, to_name, to_nick, to_room
-from .translate import irc_frame, source_of_nick
+from .nicks import source_of, source_of_nick, to_channel, to_name, to_nick, to_room
+from .room_events import join_line
+from .translate import irc_frame
 
 # What a refused room request becomes: (numeric, its text).
 _REFUSALS = {
@@ -115,7 +116,9 @@ class ChannelCommands:
         """What a client is told of a channel it joins: JOIN, the topic, the names (and its
         read marker, and what it missed: from ``marks``, see _marks)."""
         marker, count = marks.get(room, (0, 0))
-        joined = encode_line("JOIN", channel, source=source_of_nick(self.nick))
+        name = self._rules.name
+        assert name is not None  # (joining takes a registered client)
+        joined = join_line(name, channel, self)  # type: ignore[arg-type]
         if "draft/read-marker" in self.caps:
             joined += self.markread_line(room, marker)
         members = self._members(room)  # (once, for the topic and the names)
@@ -270,7 +273,8 @@ class ChannelCommands:
     def _names_lines(self, members: MemberList | None, channel: str) -> bytes:
         lines = []
         if members is not None:
-            names = [("@" if flags & MemberFlag.OWNER else "") + to_nick(name) for name, flags in members.members]
+            who = source_of if "userhost-in-names" in self.caps else to_nick
+            names = [("@" if flags & MemberFlag.OWNER else "") + who(name) for name, flags in members.members]
             room_left = MAX_LINE - len(self._line("353", "=", channel, ""))
             line: list[str] = []
             for name in names:  # (as many names a line as fit in IRC's 512 bytes)

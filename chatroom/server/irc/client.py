@@ -24,11 +24,11 @@ from .channels import ChannelCommands
 from .history import MOST_ASKED, HistoryCommands
 from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
-from .nicks import ASCII_LOWER, to_name, to_nick
+from .nicks import ASCII_LOWER, SERVER_NAME, source_of_nick, to_name, to_nick
 from .sasl import SaslCommands
 from .server_queries import STARTED, VERSION_STRING, ServerQueries
 from .tags import tags_for
-from .translate import SERVER_NAME, irc_frame, privmsg_lines, source_of_nick
+from .translate import irc_frame, privmsg_lines
 from .users import UserQueries
 from .writing import writing_for
 
@@ -58,6 +58,9 @@ CAPABILITIES = (  # (offered in this order)
     "labeled-response",
     "account-tag",
     "away-notify",
+    "extended-join",
+    "multi-prefix",  # (one prefix, @, is all a member has: nothing to change)
+    "userhost-in-names",
     "draft/chathistory",
     "draft/read-marker",
 )

@@ -22,9 +22,10 @@ from ...room_frames import RoomHistory
 from ..message_ids import first_id_at, time_of_id
 from .batches import batch
 from .lines import encode_line
-from .nicks import to_channel, to_name, to_nick, to_room
+from .marker_times import markread_line
+from .nicks import SERVER_NAME, source_of, to_channel, to_name, to_nick, to_room
 from .tags import id_of_msgid, irc_time, tags_for
-from .translate import SERVER_NAME, irc_frame, markread_line, privmsg_lines, source_of
+from .translate import irc_frame, privmsg_lines
 
 MOST_ASKED = 100  # messages one CHATHISTORY answers with (ISUPPORT CHATHISTORY)
 PAGE = 500

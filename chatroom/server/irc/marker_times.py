@@ -1,4 +1,9 @@
-"""What the IRC port needs for IRCv3's read markers besides the markers: their messages' times."""
+"""What the IRC port needs for IRCv3's read markers besides the markers: their messages' times,
+and the MARKREAD line."""
+
+from .lines import encode_line
+from .nicks import SERVER_NAME
+from .tags import irc_time
 
 
 class MarkerTimes:
@@ -19,3 +24,9 @@ class MarkerTimes:
 
     def time_of(self, room: str, message_id: int) -> int | None:
         return self._times.get(room, {}).get(message_id)
+
+
+def markread_line(target: str, time_ms: int | None) -> bytes:
+    """MARKREAD target with the time of its marker (``*``: none)."""
+    stamp = "*" if time_ms is None else f"timestamp={irc_time(time_ms)}"
+    return encode_line("MARKREAD", target, stamp, source=SERVER_NAME, text=False)

@@ -21,6 +21,7 @@ import re
 
 _PLAIN = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]*\Z")
 ESCAPE = "`"
+SERVER_NAME = "chatroom"  # the server's name in lines, and every user's host
 # IRC's CASEMAPPING=ascii, as str.translate takes it: how clients compare nicknames.
 ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -58,3 +59,12 @@ def to_room(channel: str) -> str | None:
         return None
     name = to_name(channel[1:])
     return None if name is None else "#" + name
+
+
+def source_of_nick(nick: str) -> str:
+    """Where a line from nick comes from: nick!nick@chatroom."""
+    return f"{nick}!{nick}@{SERVER_NAME}"
+
+
+def source_of(name: str) -> str:
+    return source_of_nick(to_nick(name))

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from ...protocol import Authenticate, Status
 from .lines import encode_line
-from .nicks import to_nick
-from .translate import irc_frame, source_of_nick
+from .nicks import source_of_nick, to_nick
+from .translate import irc_frame
 
 SASL_CHUNK = 400  # bytes of an AUTHENTICATE's data: a chunk of exactly these says more follows
 MOST_SASL_CHUNKS = 4  # a PLAIN response's at most: its names and a password of MAX_PASSWORD_BYTES fit in two

@@ -12,7 +12,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ... import __version__
-from .translate import SERVER_NAME, irc_frame
+from .nicks import SERVER_NAME
+from .translate import irc_frame
 
 VERSION_STRING = f"chatroom-{__version__}"
 STARTED = time.time()  # (when the server, which imports this once, started)

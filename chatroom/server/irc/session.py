@@ -12,9 +12,9 @@ from ..connection.relay import compiled_privmsg_relay
 from ..connection.session import Session
 from .client import IrcClient
 from .lines import LineReader, Privmsg, encode_line
-from .nicks import to_name, to_room
+from .nicks import SERVER_NAME, to_name, to_room
 from .speedups import compiled
-from .translate import SERVER_NAME, irc_frame, to_irc
+from .translate import irc_frame, to_irc
 
 
 class IrcOutbox(Outbox):

@@ -12,29 +12,21 @@ from ...codec import Decoder, frame, frame_end
 from ...device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
 from ...fields import ID_AND_TIME_SIZE, split_id_and_time
 from ...protocol import DIRECT_MESSAGE, INCOMING, DirectMessage, Incoming, StoredMessage
-from ...room_frames import ROOM_EVENT, ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
+from ...room_frames import ROOM_EVENT, ROOM_MESSAGE, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
 from .lines import MAX_LINE, encode_line, split_text
-from .marker_times import MarkerTimes
-from .nicks import to_channel, to_nick
+from .marker_times import MarkerTimes, markread_line
+from .nicks import source_of, source_of_nick, to_channel, to_nick
+from .room_events import bystanders_event_line, event_lines
 from .speedups import compiled
-from .tags import TAG_FLAG, irc_time, tagged, tags_for
+from .tags import TAG_FLAG, tagged, tags_for
 from .writing import Writing
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
-SERVER_NAME = "chatroom"
 
 
 def irc_frame(lines: bytes) -> bytes:
     return frame(IRC_LINES, lines)
-
-
-def source_of_nick(nick: str) -> str:
-    return f"{nick}!{nick}@{SERVER_NAME}"
-
-
-def source_of(name: str) -> str:
-    return source_of_nick(to_nick(name))
 
 
 class Reader(Protocol):
@@ -122,7 +114,7 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                 and (line := _room_line(data, offset, end, reader, own_source, taken, marking)) is not None
             ):
                 out.append(line)
-            elif kind == ROOM_EVENT and (line := _bystanders_event_line(data, offset, end, reader)) is not None:
+            elif kind == ROOM_EVENT and (line := bystanders_event_line(data, offset, end, reader)) is not None:
                 out.append(line)
             else:
                 out.extend(_message_lines(data[offset:end], reader))
@@ -259,7 +251,7 @@ def _message_lines(data: bytes, reader: Reader) -> list[bytes]:
         elif kind is RoomMessage:
             lines += _room_message_lines(message, reader)
         elif kind is RoomEvent:
-            lines += _event_lines(message, reader)
+            lines += event_lines(message, reader)
         elif kind is OwnMessage:  # sent from another of the user's devices: as clients show their own
             target = _target(message.recipient)
             tags = tags_for(reader, message.time_ms, message.id, target=target)
@@ -313,78 +305,5 @@ def _markread_lines(marked: Marked, reader: Reader) -> list[bytes]:
     return [] if time_ms is None else [markread_line(_target(conversation), time_ms)]
 
 
-def markread_line(target: str, time_ms: int | None) -> bytes:
-    """MARKREAD target with the time of its marker (``*``: none)."""
-    stamp = "*" if time_ms is None else f"timestamp={irc_time(time_ms)}"
-    return encode_line("MARKREAD", target, stamp, source=SERVER_NAME, text=False)
-
-
 def _target(recipient: str) -> str:
     return to_channel(recipient) if recipient.startswith("#") else to_nick(recipient)
-
-
-class _Bystander:
-    """A member a room's event is not about (see _bystanders_event_line): no nick is empty."""
-
-    nick = ""
-    caps: frozenset[str] = frozenset()
-    channels: frozenset[str] = frozenset()
-
-
-# A room's event frame -> (the nicks it is about, the lines of every other member): a member's
-# lines of it, made once for the room (when a thousand join a room, each join is a thousand).
-_bystanders_lines: dict[bytes, tuple[tuple[str, ...], bytes]] = {}
-
-
-def _bystanders_event_line(data: bytes, start: int, end: int, reader: Reader) -> bytes | None:
-    """The lines of the room event at start for a member it is not about (neither its actor
-    nor the one it names: their lines, and what they know of their channels, _event_lines
-    works out), the same for all the others; None for a reader it is about."""
-    frame = data if start == 0 and end == len(data) else data[start:end]
-    known = _bystanders_lines.get(frame)
-    if known is None:
-        if len(_bystanders_lines) > 256:
-            _bystanders_lines.clear()
-        [event] = Decoder.for_client().receive_data(frame)
-        if type(event) is not RoomEvent:
-            return None
-        about: tuple[str, ...] = (to_nick(event.actor),)
-        if event.kind is EventKind.REMOVED or event.kind is EventKind.INVITED:
-            about += (to_nick(event.detail),)
-        known = _bystanders_lines[frame] = (about, b"".join(_event_lines(event, _Bystander())))  # type: ignore[arg-type]
-    about, lines = known
-    return None if reader.nick in about else lines
-
-
-def _event_lines(event: RoomEvent, reader: Reader) -> list[bytes]:
-    me, room = reader.nick, event.room
-    channel, source = to_channel(room), source_of(event.actor)
-    own = to_nick(event.actor) == me
-    if event.kind is EventKind.JOINED:
-        if own:
-            if room in reader.channels:
-                return []  # (this client's JOIN, answered as it asked, or joined already)
-            reader.channels.add(room)  # (joined from another of the user's devices: a new member)
-            if "draft/read-marker" in reader.caps:
-                return [encode_line("JOIN", channel, source=source), markread_line(channel, None)]
-        return [encode_line("JOIN", channel, source=source)]
-    if event.kind is EventKind.PARTED:
-        if own:
-            if room not in reader.channels:
-                return []
-            reader.channels.discard(room)
-        return [encode_line("PART", channel, source=source)]
-    if event.kind is EventKind.REMOVED:
-        if to_nick(event.detail) == me:
-            reader.channels.discard(room)
-        # (a removal carries no reason: the one who removed stands for it, as servers do)
-        return [encode_line("KICK", channel, to_nick(event.detail), to_nick(event.actor), source=source)]
-    if event.kind is EventKind.TOPIC:
-        return [encode_line("TOPIC", channel, event.detail, source=source)]
-    if event.kind is EventKind.INVITED and to_nick(event.detail) == me:
-        return [encode_line("INVITE", me, channel, source=source)]
-    if event.kind is EventKind.INVITE_ONLY:
-        return [encode_line("MODE", channel, "+i" if event.detail == "on" else "-i", source=source)]
-    if event.kind is EventKind.OWNER:
-        return [encode_line("MODE", channel, "+o", to_nick(event.detail), source=source)]
-    return []

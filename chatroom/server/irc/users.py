@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from ...device_frames import MAX_AWAY_CHARS, Away
 from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
-from .nicks import ASCII_LOWER, to_name, to_nick, to_room
-from .translate import SERVER_NAME, irc_frame, source_of
+from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_name, to_nick, to_room
+from .translate import irc_frame
 
 
 class UserQueries:
@@ -49,6 +49,8 @@ class UserQueries:
             self._line("311", nick, nick, SERVER_NAME, "*", name),
             self._line("312", nick, SERVER_NAME, "chatroom"),
         ]
+        if self._rules.registered_name(name):
+            lines.append(self._line("330", nick, name, "is logged in as"))
         away = self._rules.away_message(name)
         if away is not None:
             lines.append(self._line("301", nick, away or "Away"))

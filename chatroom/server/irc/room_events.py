@@ -1,0 +1,101 @@
+"""A room's events as the lines an IRC client reads: JOIN, PART, KICK, TOPIC, INVITE, MODE.
+
+When a thousand join a room, each join is a thousand members' lines: those of the members an
+event is not about are made once (see bystanders_event_line).
+"""
+
+from typing import TYPE_CHECKING
+
+from ...codec import Decoder
+from ...room_frames import EventKind, RoomEvent
+from .lines import encode_line
+from .marker_times import markread_line
+from .nicks import source_of, to_channel, to_nick
+
+if TYPE_CHECKING:
+    from .translate import Reader
+
+_EXTENDED = frozenset({"extended-join"})
+
+
+def join_line(name: str, channel: str, reader: "Reader") -> bytes:
+    """name joining channel; with IRCv3 extended-join, its account (``*``: a guest) and its
+    "real name", which chatroom does not keep: the name again."""
+    if "extended-join" in reader.caps:
+        return encode_line("JOIN", channel, name if reader.is_account(name) else "*", name, source=source_of(name))
+    return encode_line("JOIN", channel, source=source_of(name))
+
+
+class _Bystander:
+    """A member a room's event is not about (see bystanders_event_line): no nick is empty; its
+    JOINs extended or not, and who is registered known as the reader's."""
+
+    nick = ""
+    channels: frozenset[str] = frozenset()
+
+    def __init__(self, extended: bool, is_account) -> None:
+        self.caps = _EXTENDED if extended else frozenset()
+        self.is_account = is_account
+
+
+# (A room's event frame, whether JOINs are extended) -> (the nicks it is about, the lines of
+# every other member, and for an extended JOIN who joined and whether they were registered).
+_bystanders_lines: dict[tuple[bytes, bool], tuple[tuple[str, ...], bytes, str | None, bool]] = {}
+
+
+def bystanders_event_line(data: bytes, start: int, end: int, reader: "Reader") -> bytes | None:
+    """The lines of the room event at start for a member it is not about (neither its actor
+    nor the one it names: their lines, and what they know of their channels, event_lines
+    works out), the same for all the others; None for a reader it is about."""
+    key = (data if start == 0 and end == len(data) else data[start:end], "extended-join" in reader.caps)
+    known = _bystanders_lines.get(key)
+    # (A JOIN of the same frame, the same name joining the same room, after it was registered
+    # meanwhile names its account now.)
+    if known is None or (known[2] is not None and reader.is_account(known[2]) != known[3]):
+        if len(_bystanders_lines) > 256:
+            _bystanders_lines.clear()
+        [event] = Decoder.for_client().receive_data(key[0])
+        if type(event) is not RoomEvent:
+            return None
+        about: tuple[str, ...] = (to_nick(event.actor),)
+        if event.kind is EventKind.REMOVED or event.kind is EventKind.INVITED:
+            about += (to_nick(event.detail),)
+        joined = event.actor if key[1] and event.kind is EventKind.JOINED else None
+        lines = b"".join(event_lines(event, _Bystander(key[1], reader.is_account)))  # type: ignore[arg-type]
+        known = _bystanders_lines[key] = (about, lines, joined, joined is not None and reader.is_account(joined))
+    return None if reader.nick in known[0] else known[1]
+
+
+def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
+    """The lines of a room's event for reader (and what it knows of its channels, updated)."""
+    me, room = reader.nick, event.room
+    channel, source = to_channel(room), source_of(event.actor)
+    own = to_nick(event.actor) == me
+    if event.kind is EventKind.JOINED:
+        if own:
+            if room in reader.channels:
+                return []  # (this client's JOIN, answered as it asked, or joined already)
+            reader.channels.add(room)  # (joined from another of the user's devices: a new member)
+            if "draft/read-marker" in reader.caps:
+                return [join_line(event.actor, channel, reader), markread_line(channel, None)]
+        return [join_line(event.actor, channel, reader)]
+    if event.kind is EventKind.PARTED:
+        if own:
+            if room not in reader.channels:
+                return []
+            reader.channels.discard(room)
+        return [encode_line("PART", channel, source=source)]
+    if event.kind is EventKind.REMOVED:
+        if to_nick(event.detail) == me:
+            reader.channels.discard(room)
+        # (a removal carries no reason: the one who removed stands for it, as servers do)
+        return [encode_line("KICK", channel, to_nick(event.detail), to_nick(event.actor), source=source)]
+    if event.kind is EventKind.TOPIC:
+        return [encode_line("TOPIC", channel, event.detail, source=source)]
+    if event.kind is EventKind.INVITED and to_nick(event.detail) == me:
+        return [encode_line("INVITE", me, channel, source=source)]
+    if event.kind is EventKind.INVITE_ONLY:
+        return [encode_line("MODE", channel, "+i" if event.detail == "on" else "-i", source=source)]
+    if event.kind is EventKind.OWNER:
+        return [encode_line("MODE", channel, "+o", to_nick(event.detail), source=source)]
+    return []
