@@ -46,9 +46,9 @@ class ServerQueries:
         return self._numeric("351", VERSION_STRING, SERVER_NAME, ":the chatroom server's IRC port") + self._isupport()
 
     def _time(self, _params) -> bytes:
-        now = time.time()
-        readable = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(now))
-        return self._numeric("391", SERVER_NAME, str(int(now)), "0", ":" + readable)
+        # (RFC 2812's form, as Ergo sends it: the modern one's timestamp and offset, between
+        # the server and the text, are shown raw by WeeChat 3.8.)
+        return self._numeric("391", SERVER_NAME, ":" + time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime()))
 
     def _info(self, _params) -> bytes:
         lines = [
