@@ -398,7 +398,7 @@ def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     client.send("CAP LS 302", "NICK guest", "USER g 0 * :G", "CAP REQ :sasl chathistory-nope", "CAP REQ :sasl")
     assert [client.line() for _ in range(3)] == [
         ":chatroom CAP * LS :sasl=PLAIN server-time message-tags echo-message batch labeled-response account-tag"
-        " away-notify extended-join multi-prefix userhost-in-names draft/chathistory draft/read-marker",
+        " away-notify extended-join invite-notify multi-prefix userhost-in-names draft/chathistory draft/read-marker",
         ":chatroom CAP guest NAK :sasl chathistory-nope",
         ":chatroom CAP guest ACK :sasl",
     ]

@@ -9,7 +9,7 @@ import pytest
 
 from chatroom.device_frames import Away, Mark, Marked, Unread, UnreadCounts
 from chatroom.protocol import SendTo
-from chatroom.room_frames import Join, RoomMessage
+from chatroom.room_frames import Invite, Join, RoomMessage
 from chatroom.server.irc.history import parse_irc_time
 from chatroom.server.irc.tags import irc_time
 from chatroom.testing import OK, WAIT, hello_peer
@@ -95,11 +95,11 @@ def test_account_tag_away_notify_and_301(irc_server, irc):
         dave.close()
 
 
-def test_extended_join_userhost_in_names_and_whois_tell_who_is_registered(irc_server, irc):
+def test_extended_join_userhost_in_names_whois_and_invite_notify(irc_server, irc):
     registered(irc_server, "dave").close()
     owner = registered(irc_server, "olga")
     assert owner.reply(Join("#den")) == OK
-    ann = with_caps(irc, "ann", "extended-join userhost-in-names multi-prefix")
+    ann = with_caps(irc, "ann", "extended-join userhost-in-names multi-prefix invite-notify")
     pia = with_caps(irc, "pia", "multi-prefix")  # (neither extended-join nor userhost-in-names)
     try:
         ann.send("JOIN #den")
@@ -122,6 +122,12 @@ def test_extended_join_userhost_in_names_and_whois_tell_who_is_registered(irc_se
         pia.send("WHOIS dave", "WHOIS ann")
         assert ":chatroom 330 pia dave dave :is logged in as" in pia.until("318")
         assert not any(" 330 " in line for line in pia.until("318"))
+        # invite-notify: the members who asked for it see the owner's invitations.
+        assert owner.reply(Invite("#den", "zed")) == OK
+        with gevent.Timeout(WAIT):
+            assert ann.line() == ":olga!olga@chatroom INVITE zed :#den"
+        pia.send("PING :after")
+        assert pia.line() == ":chatroom PONG chatroom :after"  # (and nothing before it)
         # A guest's name registered since it last joined: the same join names its account now.
         for password in (None, "pw"):
             if password is not None:

@@ -59,6 +59,7 @@ CAPABILITIES = (  # (offered in this order)
     "account-tag",
     "away-notify",
     "extended-join",
+    "invite-notify",
     "multi-prefix",  # (one prefix, @, is all a member has: nothing to change)
     "userhost-in-names",
     "draft/chathistory",

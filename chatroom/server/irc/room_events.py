@@ -15,7 +15,7 @@ from .nicks import source_of, to_channel, to_nick
 if TYPE_CHECKING:
     from .translate import Reader
 
-_EXTENDED = frozenset({"extended-join"})
+_EVENT_CAPS = frozenset({"extended-join", "invite-notify"})  # (those a bystander's lines depend on)
 
 
 def join_line(name: str, channel: str, reader: "Reader") -> bytes:
@@ -27,27 +27,28 @@ def join_line(name: str, channel: str, reader: "Reader") -> bytes:
 
 
 class _Bystander:
-    """A member a room's event is not about (see bystanders_event_line): no nick is empty; its
-    JOINs extended or not, and who is registered known as the reader's."""
+    """A member a room's event is not about (see bystanders_event_line): no nick is empty; the
+    capabilities its lines depend on, and who is registered known as the reader's."""
 
     nick = ""
     channels: frozenset[str] = frozenset()
 
-    def __init__(self, extended: bool, is_account) -> None:
-        self.caps = _EXTENDED if extended else frozenset()
+    def __init__(self, caps: frozenset[str], is_account) -> None:
+        self.caps = caps
         self.is_account = is_account
 
 
-# (A room's event frame, whether JOINs are extended) -> (the nicks it is about, the lines of
-# every other member, and for an extended JOIN who joined and whether they were registered).
-_bystanders_lines: dict[tuple[bytes, bool], tuple[tuple[str, ...], bytes, str | None, bool]] = {}
+# (A room's event frame, the reader's capabilities among _EVENT_CAPS) -> (the nicks it is
+# about, the lines of every other member, and for an extended JOIN who joined and whether they
+# were registered).
+_bystanders_lines: dict[tuple[bytes, frozenset[str]], tuple[tuple[str, ...], bytes, str | None, bool]] = {}
 
 
 def bystanders_event_line(data: bytes, start: int, end: int, reader: "Reader") -> bytes | None:
     """The lines of the room event at start for a member it is not about (neither its actor
     nor the one it names: their lines, and what they know of their channels, event_lines
     works out), the same for all the others; None for a reader it is about."""
-    key = (data if start == 0 and end == len(data) else data[start:end], "extended-join" in reader.caps)
+    key = (data if start == 0 and end == len(data) else data[start:end], _EVENT_CAPS & reader.caps)
     known = _bystanders_lines.get(key)
     # (A JOIN of the same frame, the same name joining the same room, after it was registered
     # meanwhile names its account now.)
@@ -60,7 +61,7 @@ def bystanders_event_line(data: bytes, start: int, end: int, reader: "Reader") -
         about: tuple[str, ...] = (to_nick(event.actor),)
         if event.kind is EventKind.REMOVED or event.kind is EventKind.INVITED:
             about += (to_nick(event.detail),)
-        joined = event.actor if key[1] and event.kind is EventKind.JOINED else None
+        joined = event.actor if "extended-join" in key[1] and event.kind is EventKind.JOINED else None
         lines = b"".join(event_lines(event, _Bystander(key[1], reader.is_account)))  # type: ignore[arg-type]
         known = _bystanders_lines[key] = (about, lines, joined, joined is not None and reader.is_account(joined))
     return None if reader.nick in known[0] else known[1]
@@ -92,8 +93,12 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
         return [encode_line("KICK", channel, to_nick(event.detail), to_nick(event.actor), source=source)]
     if event.kind is EventKind.TOPIC:
         return [encode_line("TOPIC", channel, event.detail, source=source)]
-    if event.kind is EventKind.INVITED and to_nick(event.detail) == me:
-        return [encode_line("INVITE", me, channel, source=source)]
+    if event.kind is EventKind.INVITED:
+        invited = to_nick(event.detail)
+        # (IRCv3 invite-notify: the other members are told too; the one who invited has had 341.)
+        if invited == me or ("invite-notify" in reader.caps and not own):
+            return [encode_line("INVITE", invited, channel, source=source)]
+        return []
     if event.kind is EventKind.INVITE_ONLY:
         return [encode_line("MODE", channel, "+i" if event.detail == "on" else "-i", source=source)]
     if event.kind is EventKind.OWNER:
