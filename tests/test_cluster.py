@@ -61,6 +61,7 @@ from chatroom.testing import (
     OK,
     SERVER_COMMAND,
     WAIT,
+    IrcPeer,
     Peer,
     RedisClusterProcess,
     RedisProcess,
@@ -139,6 +140,46 @@ def test_users_on_different_nodes_list_each_other_and_chat(nodes, logged_in):
     assert bob.request(SendTo("alice", "hello from two")) == OK
     assert alice.next_event() == Incoming("bob", "hello from two")
     assert alice.request(SendTo("nobody", "x")) == FAILURE
+
+
+def test_irc_clients_on_two_nodes_reach_each_other_and_are_told_so(nodes, logged_in):
+    irc_ports = [free_port(), free_port()]
+    [one], [two] = (nodes(1, "--irc", f"127.0.0.1:{port}") for port in irc_ports)
+    for node, port in zip((one, two), irc_ports, strict=True):
+        node.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    hello_peer(two.address, 4, "dave", "pw").close()
+    ann = IrcPeer(("127.0.0.1", irc_ports[0]))
+    ann.send("CAP REQ :echo-message")
+    assert ann.line() == ":chatroom CAP * ACK :echo-message"
+    ann.register("ann")
+    bob = logged_in(two.address, "bob")
+    dave = IrcPeer(("127.0.0.1", irc_ports[1]))
+    dave.register("dave", "pw")
+    try:
+        # Delivered at the other node: echoed, not refused (it once said 401 for these).
+        ann.send("PRIVMSG bob :to a native client there", "PRIVMSG dave :to an IRC client there")
+        assert ann.line() == ":ann!ann@chatroom PRIVMSG bob :to a native client there"
+        assert ann.line() == ":ann!ann@chatroom PRIVMSG dave :to an IRC client there"
+        assert bob.next_event() == Incoming("ann", "to a native client there")
+        assert dave.line() == ":ann!ann@chatroom PRIVMSG dave :to an IRC client there"
+        dave.send("PRIVMSG ann :and back")
+        assert ann.line() == ":dave!dave@chatroom PRIVMSG ann :and back"
+        ann.send("PRIVMSG nobody :hello?")
+        assert ann.line() == ":chatroom 401 ann nobody :No such nick/channel"
+        # A room across the two: each side's messages reach the other.
+        ann.send("JOIN #across")
+        ann.until("366")
+        dave.send("JOIN #across")
+        dave.until("366")
+        assert ann.line() == ":dave!dave@chatroom JOIN :#across"
+        dave.send("PRIVMSG #across :from two")
+        assert ann.line() == ":dave!dave@chatroom PRIVMSG #across :from two"
+        ann.send("PRIVMSG #across :from one")
+        assert ann.line() == ":ann!ann@chatroom PRIVMSG #across :from one"  # (its echo, in the room's order)
+        assert dave.line() == ":ann!ann@chatroom PRIVMSG #across :from one"
+    finally:
+        ann.close()
+        dave.close()
 
 
 def test_a_name_is_unique_across_the_cluster(nodes, logged_in, peer_at):

@@ -295,7 +295,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
             answer = _decoded(reply)
             if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
                 name, answer = folded, self._sent(folded, text, raw)
-            if answer is not _OK and answer.status is not Status.STORED:
+            if answer.status is not Status.OK and answer.status is not Status.STORED:
                 if notice:
                     return b""
                 if answer.reason is Reason.INVALID_TEXT:
@@ -336,10 +336,10 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
 def _decoded(reply):
     """A reply of the rules as the message it stands for (a SENDTO to another node's user is
     waited for here: the IRC port does not batch them)."""
-    if reply is OK:
-        return _OK
     if type(reply) is Pending:
         reply = reply.reply()
+    if reply is OK:
+        return _OK
     [answer] = Decoder.for_client().receive_data(reply)
     return answer
 
