@@ -2,6 +2,7 @@
 the numerics for what goes wrong, and bad input."""
 
 import re
+import signal
 import time
 
 import gevent
@@ -480,9 +481,9 @@ def test_the_ping_comes_after_the_idle_timeout_of_silence_not_before_nor_at_park
             client.send(f"PING :{round_number}")
             assert client.line() == f":chatroom PONG chatroom :{round_number}"
             gevent.sleep(0.2)
+        said = time.monotonic()  # (before the server reads the line: its silence starts later)
         client.send("PING :last")
         assert client.line() == ":chatroom PONG chatroom :last"
-        said = time.monotonic()
         with gevent.Timeout(WAIT):
             assert client.line() == "PING :chatroom"
         assert 0.4 <= time.monotonic() - said < 0.9
@@ -499,6 +500,26 @@ def test_lines_after_a_quit_go_unanswered(irc):
         assert alice.sock.recv(100) == b""  # closed, nothing answered after the QUIT
 
 
+def test_a_connection_the_server_ends_is_told_why_first(server_process):
+    server, silent = _irc_with_idle_timeout(server_process, "1")
+    talker = IrcPeer(silent.sock.getpeername())
+    try:
+        talker.register("talker")
+        with gevent.Timeout(WAIT):  # a connection that never says a word (not pinged), after --idle-timeout
+            assert silent.line() == "ERROR :Closing link: Registration timed out"
+            assert silent.sock.recv(100) == b""
+        talker.send("PING :still here")
+        assert talker.until("PONG")[-1] == ":chatroom PONG chatroom :still here"  # (after a PING of its own)
+        server.signal(signal.SIGTERM)
+        with gevent.Timeout(WAIT):
+            assert talker.line() == "ERROR :Closing link: Server shutting down"
+            assert talker.sock.recv(100) == b""
+        assert server.wait() == 0
+    finally:
+        silent.close()
+        talker.close()
+
+
 def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_let_go(server_process):
     server, client = _irc_with_idle_timeout(server_process, "1")
     try:
@@ -507,7 +528,8 @@ def test_a_quiet_client_is_pinged_and_one_that_never_answers_is_let_go(server_pr
         client.send("PONG :chatroom")
         assert client.line() == "PING :chatroom"  # (and another: it stays, as long as it answers)
         with gevent.Timeout(WAIT):
-            assert client.sock.recv(100) == b""  # no answer this time: let go
+            assert client.line() == "ERROR :Closing link: Ping timeout"  # no answer this time: let go
+            assert client.sock.recv(100) == b""
         watcher = logged_in(server.address, "watcher")
         try:
             eventually(lambda: watcher.request(ListUsers()) == UserList(("watcher",)))

@@ -286,12 +286,17 @@ class Session:
 
     def _frame_expired(self):
         log.info("%s did not complete a frame in %g s; closing", self.peer, self._limits.frame_timeout)
-        self.disconnect(reason="frame_timeout")
+        self._time_out("frame_timeout")
 
     def _idle_expired(self):
         log.info("%s sent no frame in %g s; closing", self.peer, self._limits.idle_timeout)
         COUNTS.count(COUNTS.refused, "idle")
-        self.disconnect(reason="idle")
+        self._time_out("idle")
+
+    def _time_out(self, reason: str) -> None:
+        """End the connection for a timeout (``reason``: the metrics' name for it); the IRC
+        port says why first."""
+        self.disconnect(reason=reason)
 
     def _end(self):
         self._readable.close()

@@ -49,6 +49,13 @@ if compiled is not None:
     translated_in_c(IrcOutbox, vars(IrcOutbox)["_reader"], compiled.lines_for)
 
 
+_WHY = {  # a timeout, as the ERROR before the end says it
+    "idle": "Registration timed out",
+    "frame_timeout": "Line too slow to arrive",
+    "ping_timeout": "Ping timeout",
+}
+
+
 class IrcSession(Session):
     __slots__ = ("_irc", "_ping_timer", "_pinged")
 
@@ -57,6 +64,8 @@ class IrcSession(Session):
         self._irc = IrcClient(self.rules, self._quit)
         self._decoder = LineReader()
         self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, self._irc)
+        # (Started once the client has said something: until then the Session's idle timeout
+        # ends a connection that never does.)
         self._ping_timer = self._loop.timer(limits.idle_timeout, limits.idle_timeout)
         self._pinged = False  # a PING is out, and nothing came since
 
@@ -65,10 +74,6 @@ class IrcSession(Session):
 
     def _relayer(self):
         return _answer_privmsgs if self._throttle is None else None
-
-    def start(self) -> None:
-        super().start()
-        self._ping_timer.start(self._quiet_for_a_while)
 
     # The quiet is timed only while the connection is parked: a connection being served has
     # heard from its client within the last _quiet_before_parking() seconds (no more than
@@ -90,10 +95,25 @@ class IrcSession(Session):
 
     def _quiet_for_a_while(self) -> None:
         if self._pinged:
-            self.disconnect(reason="ping_timeout")
+            self._time_out("ping_timeout")
             return
         self._pinged = True
         self._outbox.queue_for_hub(irc_frame(encode_line("PING", SERVER_NAME)))
+
+    def _time_out(self, reason: str) -> None:
+        # As IRC servers do, ERROR says why before the end (clients show it): the connection
+        # then ends as at a shutdown, once what was queued for it has gone out.
+        self._say_farewell(_WHY[reason])
+        self._end_reason = self._end_reason or reason
+        self._stream.stop_reading()
+
+    def stop_reading(self) -> None:
+        self._say_farewell("Server shutting down")
+        super().stop_reading()
+
+    def _say_farewell(self, why: str) -> None:
+        if not self._irc.quitting:  # (a QUIT has had its ERROR)
+            self._outbox.queue_for_hub(irc_frame(encode_line("ERROR", f"Closing link: {why}")))
 
     def _quit(self) -> None:
         self._end_reason = self._end_reason or "quit"  # (once the batch's answers are out)
