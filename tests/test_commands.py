@@ -129,6 +129,19 @@ def test_wrapping_breaks_after_spaces_and_follows_the_width_given():
     assert len(_plain(conversation("", "bob", "one two three four five six seven", width=40))) == 1
 
 
+def test_an_irc_users_me_reads_as_irc_clients_show_it():
+    assert _plain(conversation("14:03", "bob", "\x01ACTION waves\x01")) == ["14:03 * bob waves"]
+    assert _plain(conversation("14:03", "bob", "\x01ACTION waves at all\x01", room="#r", width=24)) == [
+        "14:03 #r * bob waves at",
+        " " * 5 + GUTTER + "all",
+    ]
+    assert _plain(conversation("14:03", "me", "\x01ACTION waves\x01", recipient="bob")) == ["14:03 → bob: * waves"]
+    # Anything else beginning so is a text like any, its controls escaped.
+    assert _plain(conversation("", "bob", "\x01ACTION \x01")) == ["bob: \\x01ACTION \\x01"]
+    # With no terminal, the seed's words: sender, colon, the text escaped.
+    assert message_line("bob", "\x01ACTION waves\x01") == "bob: \\x01ACTION waves\\x01"
+
+
 def test_escaped_controls_are_marked_so_a_typed_backslash_looks_different():
     [row] = conversation("", "bob", "\x1b[2J and \\x1b[2J", width=80)
     assert "\x1b[7m\\x1b\x1b[27m[2J and \\x1b[2J" in row

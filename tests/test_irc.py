@@ -44,6 +44,25 @@ def test_messages_go_both_ways_between_irc_and_a_native_client(irc_server, irc):
         bob.close()
 
 
+def test_me_is_relayed_and_other_ctcp_is_not(irc_server, irc):
+    ann, ben = irc(), irc()
+    ann.register("ann")
+    ben.register("ben")
+    nat = logged_in(irc_server.address, "nat")
+    try:
+        # A CTCP request and its reply: relayed, the reply would reach ann as a PRIVMSG, a
+        # request her client would answer again. Neither goes; /me does, to either kind.
+        ann.send("PRIVMSG ben :\x01VERSION\x01", "PRIVMSG ben :\x01ACTION waves\x01", "PRIVMSG nat :\x01PING 1\x01")
+        ben.send("NOTICE ann :\x01VERSION irssi 1.4\x01", "PRIVMSG ann :after")
+        ann.send("PRIVMSG nat :\x01ACTION waves\x01", "NOTICE ben :\x01ACTION notices\x01", "PRIVMSG ben :after")
+        assert ben.line() == ":ann!ann@chatroom PRIVMSG ben :\x01ACTION waves\x01"
+        assert ben.line() == ":ann!ann@chatroom PRIVMSG ben :after"
+        assert ann.line() == ":ben!ben@chatroom PRIVMSG ann :after"
+        assert nat.next_event() == Incoming("ann", "\x01ACTION waves\x01")
+    finally:
+        nat.close()
+
+
 def test_names_that_are_no_nicknames_are_reached_by_their_mapping(irc_server, irc):
     alice = irc()
     alice.register("alice")

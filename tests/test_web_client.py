@@ -187,6 +187,15 @@ def test_hostile_text_is_shown_escaped_and_links_are_links(web_server, browser, 
     assert link.get_attribute("href") == "https://example.org/x"  # the full stop is not part of it
     assert link.get_attribute("rel") == "noopener noreferrer"
     assert not browser.find_elements(*by_css("#messages b, #messages img"))
+    # An IRC user's /me reads as IRC clients show it; a text only like it is escaped as any.
+    assert mallory.request(SendTo("webby", "\x01ACTION waves\x01")) == OK
+    assert mallory.request(SendTo("webby", "\x01ACTION \x01")) == OK
+    until(browser, lambda d: len(d.find_elements(*by_css("#messages .message"))) == 3, "the two texts")
+    action, lookalike = browser.find_elements(*by_css("#messages .message"))[1:]
+    assert "action" in action.get_attribute("class").split()
+    assert action.find_element(*by_css(".sender")).text == "* mallory"
+    assert action.find_element(*by_css(".text")).text == "waves"
+    assert lookalike.find_element(*by_css(".text")).text == "\\x01ACTION \\x01"
 
 
 def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, browser, logged_in, peer_at):

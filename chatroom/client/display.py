@@ -61,6 +61,16 @@ def escape(text: str, keep_joiners: bool = False) -> str:
     return (_UNSAFE_BUT_JOINERS if keep_joiners else _UNSAFE).sub(_visible, text)
 
 
+ACTION = "\x01ACTION "
+
+
+def action_of(text: str) -> str | None:
+    """What an IRC user's /me says (a text "\\x01ACTION waves\\x01": "waves"), or None."""
+    if text.startswith(ACTION) and text.endswith("\x01") and len(text) > len(ACTION) + 1:
+        return text[len(ACTION) : -1]
+    return None
+
+
 def message_line(sender: str, text: str) -> str:
     """A relayed message as the seed's client prints it: ``sender: text``, all escaped."""
     return f"{escape(sender)}: {escape(text, keep_joiners=True)}"
@@ -97,15 +107,21 @@ def conversation(
     """The terminal rows of one message: ``HH:MM sender: first line`` (or ``HH:MM → recipient:
     ...`` for one's own), then each further line of the text, and each part of a line wrapped
     at ``width`` columns (0: none), under a gutter that no sender's line can look like.
-    ``old``: dim text (history). ``room``: the room it was said in, before the sender."""
+    ``old``: dim text (history). ``room``: the room it was said in, before the sender.
+    An IRC user's /me (CTCP ACTION) reads as IRC clients show it: ``HH:MM * sender waves``."""
     shown_name = escape(recipient if recipient else sender)
     who = f"→ {paint(shown_name, colour_of(recipient))}" if recipient else paint(shown_name, colour_of(sender))
     head_width = (len(clock) + 1 if clock else 0) + (2 if recipient else 0) + get_cwidth(shown_name) + 2
+    action, separator = action_of(text), ": "
+    if action is not None:  # (one's own: "→ bob: * waves")
+        text = action if recipient is None else "* " + action
+        if recipient is None:
+            who, separator, head_width = f"* {who}", " ", head_width + 1
     if room:
         shown_room = escape(room)
         who = f"{paint(shown_room, colour_of(room))} {who}"
         head_width += get_cwidth(shown_room) + 1
-    head = f"{dim(clock)} {who}: " if clock else f"{who}: "
+    head = f"{dim(clock)} {who}{separator}" if clock else f"{who}{separator}"
     gutter = " " * len(clock) + GUTTER
     rows = []
     for number, line in enumerate(text.replace("\r\n", "\n").split("\n")):

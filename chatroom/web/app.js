@@ -7,7 +7,7 @@ import {
   Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MARKED, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, OWN_MESSAGE, PRESENCE,
   PRESENCE_STATUS, REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
 } from "./protocol.js";
-import { appendMessage, escaped } from "./text.js";
+import { actionOf, appendMessage, escaped } from "./text.js";
 
 const PAGE = 50;  // history entries asked for at a time
 const SAVED = "chatroom.session";  // sessionStorage: {name, token, open: [names]}
@@ -111,14 +111,15 @@ function renderUsers() {
 }
 
 function messageItem(entry) {
-  const classes = `${entry.mine ? " mine" : ""}${entry.note ? " note" : ""}${entry.old ? " old" : ""}`;
+  const action = entry.note ? null : actionOf(entry.text);
+  const classes = `${entry.mine ? " mine" : ""}${entry.note ? " note" : ""}${entry.old ? " old" : ""}${action !== null ? " action" : ""}`;
   const item = element("li", `message${classes}${entry.firstUnread ? " first-unread" : ""}`);
   const time = element("time", "", clock(entry.time));
   time.dateTime = entry.time.toISOString();
   const sender = element("span", "sender");
-  if (!entry.note) appendMessage(sender, entry.mine ? "me" : entry.sender);
+  if (!entry.note) appendMessage(sender, (action !== null ? "* " : "") + (entry.mine ? "me" : entry.sender));
   const text = element("span", "text");
-  appendMessage(text, entry.text);
+  appendMessage(text, action ?? entry.text);
   item.append(time, sender, text);
   return item;
 }

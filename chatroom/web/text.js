@@ -60,3 +60,13 @@ export function appendMessage(node, text) {
   }
   appendEscaped(node, text.slice(position));
 }
+
+// What an IRC user's /me says (a text "\x01ACTION waves\x01": "waves"), or null: shown as
+// IRC clients show it, "* bob waves".
+const ACTION = "\x01ACTION ";
+export function actionOf(text) {
+  if (text.startsWith(ACTION) && text.endsWith("\x01") && text.length > ACTION.length + 1) {
+    return text.slice(ACTION.length, -1);
+  }
+  return null;
+}

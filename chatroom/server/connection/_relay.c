@@ -849,6 +849,8 @@ relay_privmsg(Sender *sender, PyObject *rules, PyObject *away_of, PyObject *mess
     if (tags != Py_None || !PyUnicode_Check(target) || PyUnicode_GET_LENGTH(target) == 0
         || PyUnicode_FindChar(target, ',', 0, PyUnicode_GET_LENGTH(target), 1) != -1)
         return 0;  /* (the text: relay_text_of's and post_to_room's to judge, by text_fits) */
+    if (PyBytes_Check(raw) && PyBytes_GET_SIZE(raw) > 0 && PyBytes_AS_STRING(raw)[0] == '\x01')
+        return 0;  /* (CTCP: IrcClient._send judges it) */
     if (PyUnicode_READ_CHAR(target, 0) == '#') {
         PyObject *room = PyObject_Vectorcall(to_room, &target, 1, NULL);
         if (room == NULL)

@@ -65,6 +65,7 @@ CAPABILITIES = (  # (offered in this order)
     "draft/chathistory",
     "draft/read-marker",
 )
+CTCP_ACTION = "\x01ACTION "  # (/me: relayed, as the text of a message, \x01 and all)
 _STARTED = time.strftime("%Y-%m-%d", time.gmtime(STARTED))
 _OK = Response(Status.OK)
 
@@ -281,6 +282,11 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
 
     def _send(self, target: str, text: str, notice: bool, raw: bytes = b"") -> bytes:
         """``raw``: the text as the client sent it (UTF-8), when it was read whole."""
+        if text[:1] == "\x01" and (notice or not text.startswith(CTCP_ACTION)):
+            # CTCP but /me: chatroom's other clients would show it as code, and a reply (a
+            # NOTICE) would reach an IRC client as a PRIVMSG, a request its client answers
+            # again: not relayed, nor refused (clients give up on an unanswered request).
+            return b""
         if target[:1] == "#":
             return self._to_channel(target, text, notice)
         name = to_name(target)
