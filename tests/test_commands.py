@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from chatroom.client.commands import Error, Exit, Help, Reply, Talk, parse, parse_line
+from chatroom.client.commands import Error, Exit, Help, Me, Reply, Talk, parse, parse_line
 from chatroom.client.display import GUTTER, conversation, escape, message_line
 from chatroom.protocol import ListUsers, Login, Logout, SendTo
 
@@ -76,6 +76,10 @@ def test_the_prompts_own_commands_are_unknown_in_pipe_mode():
     assert parse("reply hi") == Error("Invalid command", "type help")
     assert parse_line("talk bob", terminal=True)[1] == Talk("bob")
     assert parse_line("reply hi there", terminal=True)[1] == Reply("hi there")
+    assert parse("me waves") == Error("Invalid command", "type help")
+    assert parse_line("me waves", terminal=True)[1] == Me("waves")
+    assert parse_line("me " + "x" * (65535 - 9), terminal=True)[1] == Me("x" * (65535 - 9))
+    assert parse_line("me " + "x" * (65535 - 8), terminal=True)[1].reason == "longer than 65526 characters"
 
 
 def test_longest_text_is_accepted():

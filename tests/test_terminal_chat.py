@@ -130,10 +130,15 @@ def test_reconnecting_counts_down_in_the_toolbar_and_enter_tries_at_once(termina
 
 def test_talk_sends_plain_lines_to_one_person_and_reply_answers_the_last_sender(terminal, server, peer_at):
     term, bob = alice_at_the_terminal_and_bob(terminal, server, peer_at)
+    term.type("me waves\r")
+    term.wait_for_match(r".*Failure.*me speaks in a talk: talk NAME first.*")
     term.type("talk bob\r")
     term.wait_for_input_line("alice → bob> ")
     term.type("list of things\r")
     assert bob.next_event() == Incoming("alice", "list of things")
+    term.type("/me waves\r")  # an action, as IRC's /me
+    assert bob.next_event() == Incoming("alice", "\x01ACTION waves\x01")
+    term.wait_for_match(r"\d\d:\d\d → bob: \* waves")
     term.type("/list\r")  # a command, after a slash
     term.wait_for_line("bob")
     term.type("/talk\r")

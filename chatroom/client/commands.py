@@ -80,6 +80,13 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Me:
+    """Say text as an action in the conversation talked in: IRC's /me."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ShowTopic:
     room: str
 
@@ -244,6 +251,17 @@ def _reply(rest):
     return Reply(rest)
 
 
+ACTION_AROUND = len("\x01ACTION \x01")  # (what an action's text adds: see display.action_of)
+
+
+def _me(rest):
+    if not rest.strip(" "):
+        return Error(INVALID_COMMAND, "usage: me TEXT")
+    if len(rest) + ACTION_AROUND > MAX_TEXT_CHARS:
+        return Error(BAD_MESSAGE, f"longer than {MAX_TEXT_CHARS - ACTION_AROUND} characters")
+    return Me(rest)
+
+
 # In the order help lists them.
 TABLE = (
     Command(
@@ -267,6 +285,14 @@ TABLE = (
         terminal_only=True,
     ),
     Command("reply", "TEXT", "send TEXT to whoever wrote to you last", _reply, words_before_text=0, terminal_only=True),
+    Command(
+        "me",
+        "TEXT",
+        "in a talk: say TEXT as an action (* alice waves), as IRC's /me",
+        _me,
+        words_before_text=0,
+        terminal_only=True,
+    ),
     Command("logout", "", "log out (you stay connected)", _no_arguments(Logout)),
     Command(
         "register",

@@ -18,10 +18,10 @@ from prompt_toolkit.history import DummyHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from ..protocol import SendTo
-from .commands import MAX_TEXT_CHARS, Command, Error, Exit, Reconnect, Reply, Talk, parse_line
+from .commands import MAX_TEXT_CHARS, Command, Error, Exit, Me, Reconnect, Reply, Talk, parse_line
 from .connection import ConnectionLost
 from .core import NoPassword
-from .display import dim, escape
+from .display import ACTION, dim, escape
 from .prompt import ChatCompleter, CommandSuggestions, PrivateHistory, chat_keys, history_path
 from .screen import TerminalOutput
 
@@ -231,7 +231,7 @@ def run_terminal(
                     link.retry_now()  # Enter on an empty line: try to reconnect at once
                 continue
             command, action = parsed
-            if not isinstance(action, SendTo | Reply):
+            if not isinstance(action, SendTo | Reply | Me):
                 print(dim(f"{prompt_text()}{line}"), flush=True)  # the command, as typed
             if isinstance(action, Exit):
                 commands.stop()
@@ -244,6 +244,11 @@ def run_terminal(
                     output.outcome("Failure", "nobody has written to you yet")
                     continue
                 action = SendTo(client.last_sender, action.text)
+            if isinstance(action, Me):
+                if talk.peer is None:
+                    output.outcome("Failure", "me speaks in a talk: talk NAME first")
+                    continue
+                action = SendTo(talk.peer, f"{ACTION}{action.text}\x01")
             if isinstance(action, Reconnect):
                 if link is not None and not link.connected:
                     link.retry_now()
