@@ -14,6 +14,7 @@ from chatroom.protocol import (
     Authenticate,
     DirectMessage,
     Hello,
+    Incoming,
     ListUsers,
     Login,
     Logout,
@@ -271,6 +272,11 @@ def test_a_conversation_with_anyone_by_name_and_a_notification_while_hidden(web_
     assert browser.execute_script("return window.shown") == [["erin", "here now \\u202e"]]
     assert browser.title == "(1) chatroom"
     assert erin.request(ListUsers()) == UserList(("erin", "webby"))
+    type_into(browser, "text", "/me waves", Keys.ENTER)  # an action, as IRC's /me
+    assert erin.next_event() == Incoming("webby", "\x01ACTION waves\x01")
+    until(browser, lambda d: d.find_elements(*by_css("#messages .message.mine.action")), "the action shown")
+    shown = browser.find_element(*by_css("#messages .message.mine.action"))
+    assert (shown.find_element(*by_css(".sender")).text, shown.find_element(*by_css(".text")).text) == ("* me", "waves")
 
 
 def test_older_history_comes_in_pages_on_scrolling_up(web_server, browser, peer_at):

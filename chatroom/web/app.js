@@ -302,9 +302,11 @@ function onPush(message) {
 }
 
 async function send() {
-  const text = $("text").value;
+  const typed = $("text").value;
   const peer = state.peer;
-  if (!peer || !text.trim()) return;
+  if (!peer || !typed.trim()) return;
+  // "/me waves": an action, as IRC's /me (a CTCP ACTION, which every client shows "* me waves").
+  const text = typed.startsWith("/me ") && typed.slice(4).trim() ? `\x01ACTION ${typed.slice(4)}\x01` : typed;
   $("send-error").textContent = "";
   if (text.length > MAX_TEXT) { $("send-error").textContent = "Too long: at most 65535 characters."; return; }
   try {
