@@ -146,6 +146,14 @@ def test_an_irc_users_me_reads_as_irc_clients_show_it():
     assert message_line("bob", "\x01ACTION waves\x01") == "bob: \\x01ACTION waves\\x01"
 
 
+def test_an_irc_users_formatting_is_styles_and_its_colours_are_dropped():
+    [row] = conversation("", "bob", "a \x02bold\x02 \x1ditalic \x0304,01red\x03 \x1fend", width=80)
+    assert row.endswith(": a \x1b[1mbold\x1b[22m \x1b[3mitalic red \x1b[4mend\x1b[22;23;24;29m")
+    # A bell is still escaped.
+    assert _plain(conversation("", "bob", "\x0310099 left \x07", width=80)) == ["bob: 099 left \\x07"]  # (colour 10)
+    assert message_line("bob", "a \x02bold\x02") == "bob: a \\x02bold\\x02"  # (no terminal: the seed's words)
+
+
 def test_escaped_controls_are_marked_so_a_typed_backslash_looks_different():
     [row] = conversation("", "bob", "\x1b[2J and \\x1b[2J", width=80)
     assert "\x1b[7m\\x1b\x1b[27m[2J and \\x1b[2J" in row

@@ -197,6 +197,14 @@ def test_hostile_text_is_shown_escaped_and_links_are_links(web_server, browser, 
     assert action.find_element(*by_css(".sender")).text == "* mallory"
     assert action.find_element(*by_css(".text")).text == "waves"
     assert lookalike.find_element(*by_css(".text")).text == "\\x01ACTION \\x01"
+    # An IRC user's formatting: styles (colours dropped), where any other control is escaped.
+    assert mallory.request(SendTo("webby", "a \x02bold\x02 \x0304red\x03 \x1ditalic\x0f plain\x07")) == OK
+    until(browser, lambda d: len(d.find_elements(*by_css("#messages .message"))) == 4, "the formatted text")
+    formatted = browser.find_elements(*by_css("#messages .message .text"))[3]
+    assert formatted.text == "a bold red italic plain\\x07"
+    assert [e.text for e in formatted.find_elements(*by_css(".irc-bold"))] == ["bold"]
+    assert [e.text for e in formatted.find_elements(*by_css(".irc-italic"))] == ["italic"]
+    assert [e.text for e in formatted.find_elements(*by_css(".escape"))] == ["\\x07"]
 
 
 def test_presence_is_pushed_and_the_list_is_reached_by_keyboard(web_server, browser, logged_in, peer_at):

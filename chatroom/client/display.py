@@ -127,7 +127,9 @@ def conversation(
     for number, line in enumerate(text.replace("\r\n", "\n").split("\n")):
         first_width = width - head_width if number == 0 else width - len(gutter)
         parts = (
-            _wrap(_atoms(line.expandtabs(8)), first_width, width - len(gutter)) if width else [_joined(_atoms(line))]
+            _wrap(_styled_atoms(line.expandtabs(8)), first_width, width - len(gutter))
+            if width
+            else [_joined(_styled_atoms(line))]
         )
         for part_number, part in enumerate(parts):
             lead = head if number == 0 and part_number == 0 else dim(gutter)
@@ -135,9 +137,37 @@ def conversation(
     return rows
 
 
-# An atom is what one character (or one escape) prints, and the columns it takes.
+# An atom is what one character (or one escape, or a change of style) prints, and the columns
+# it takes.
 Atom = tuple[str, int]
 MIN_WIDTH = 10  # columns of text a row keeps, however narrow the terminal
+
+# IRC's formatting codes (an IRC user's bold, italics...): styles on a terminal, not escapes.
+# Colours, reverse and monospace are dropped (a colour's digits with them, as IRC clients
+# read them): the terminal's own colours are the senders'.
+_FORMAT = re.compile("[\x02\x1d\x1f\x1e\x11\x16\x0f]|\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?")
+_STYLES = {"\x02": (1, 22), "\x1d": (3, 23), "\x1f": (4, 24), "\x1e": (9, 29)}  # (on, off)
+_STYLES_OFF = "\x1b[22;23;24;29m"
+
+
+def _styled_atoms(line: str) -> list[Atom]:
+    atoms: list[Atom] = []
+    on: set[str] = set()
+    position = 0
+    for match in _FORMAT.finditer(line):
+        atoms += _atoms(line[position : match.start()])
+        position = match.end()
+        code = match.group()[0]
+        if code == "\x0f" and on:
+            on.clear()
+            atoms.append((_STYLES_OFF, 0))
+        elif code in _STYLES:
+            on ^= {code}
+            atoms.append((f"\x1b[{_STYLES[code][0 if code in on else 1]}m", 0))
+    atoms += _atoms(line[position:])
+    if on:
+        atoms.append((_STYLES_OFF, 0))
+    return atoms
 
 
 def _atoms(line: str) -> list[Atom]:

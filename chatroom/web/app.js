@@ -7,7 +7,7 @@ import {
   Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MARKED, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, OWN_MESSAGE, PRESENCE,
   PRESENCE_STATUS, REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
 } from "./protocol.js";
-import { actionOf, appendMessage, escaped } from "./text.js";
+import { actionOf, appendFormatted, appendMessage, escaped } from "./text.js";
 
 const PAGE = 50;  // history entries asked for at a time
 const SAVED = "chatroom.session";  // sessionStorage: {name, token, open: [names]}
@@ -119,7 +119,7 @@ function messageItem(entry) {
   const sender = element("span", "sender");
   if (!entry.note) appendMessage(sender, (action !== null ? "* " : "") + (entry.mine ? "me" : entry.sender));
   const text = element("span", "text");
-  appendMessage(text, action ?? entry.text);
+  appendFormatted(text, action ?? entry.text);
   item.append(time, sender, text);
   return item;
 }
@@ -249,7 +249,7 @@ async function showRoom(room) {
   if (reply?.type !== MEMBER_LIST || state.peer !== room) return;
   $("topic").hidden = !reply.topic;
   $("topic").replaceChildren();
-  appendMessage($("topic"), reply.topic);
+  appendFormatted($("topic"), reply.topic);
   $("members").hidden = false;
   $("members-count").textContent = `${reply.members.length} member${reply.members.length === 1 ? "" : "s"}`;
   $("member-list").replaceChildren(...reply.members.map((member) => {

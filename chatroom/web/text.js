@@ -70,3 +70,34 @@ export function actionOf(text) {
   }
   return null;
 }
+
+// IRC's formatting codes (an IRC user's bold, italics...): styles, not escapes, as the terminal
+// client shows them. Colours, reverse and monospace are dropped (a colour's digits with them,
+// as IRC clients read them).
+const FORMAT = /[\x02\x1d\x1f\x1e\x11\x16\x0f]|\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?/gu;
+const STYLES = { "\x02": "bold", "\x1d": "italic", "\x1f": "underline", "\x1e": "strike" };
+
+// Append a message's text to node as appendMessage does, its IRC formatting as styled spans.
+export function appendFormatted(node, text) {
+  const on = new Set();
+  let position = 0;
+  const run = (end) => {
+    if (end <= position) return;
+    let into = node;
+    if (on.size) {
+      into = document.createElement("span");
+      into.className = [...on].map((style) => `irc-${style}`).join(" ");
+      node.append(into);
+    }
+    appendMessage(into, text.slice(position, end));
+  };
+  for (const match of text.matchAll(FORMAT)) {
+    run(match.index);
+    position = match.index + match[0].length;
+    const style = STYLES[match[0][0]];
+    if (match[0] === "\x0f") on.clear();
+    else if (style && on.has(style)) on.delete(style);
+    else if (style) on.add(style);
+  }
+  run(text.length);
+}
