@@ -71,6 +71,7 @@ def test_a_wait_keeps_the_prompt_and_ctrl_c_cancels_it_keeping_the_draft(termina
     term.wait_for_line("cancelled")
     term.wait_for_input_line("> half a draft")
     term.type("list\x15list\r")  # the client lives on; Ctrl-U cleared the draft
+    term.wait_for_line("> list")  # (under way: a Ctrl-C before it would clear the line instead)
     term.type("\x03")
     term.wait_for(lambda t: t.lines().count("cancelled") == 2, "a second cancel")
     assert b"Traceback" not in term.raw and b"KeyboardInterrupt" not in term.raw
