@@ -57,6 +57,19 @@ class DeviceRules:
         def _failure(self, reason: Reason, detail: str = "") -> bytes:
             raise NotImplementedError
 
+    def _session_limit(self) -> int:
+        assert self._accounts is not None  # (a registered user's)
+        return self._accounts.quotas.sessions_per_account
+
+    def _add_device(self, devices: Devices) -> bytes | None:
+        """Log the connection in as one more of a registered user's sessions, if they may have
+        one more: None once it is, else the FAILURE saying why not."""
+        if devices.count() >= self._session_limit():
+            return self._failure(Reason.TOO_MANY_SESSIONS, str(self._session_limit()))
+        devices.add(self._mailbox)
+        self._devices = devices
+        return None
+
     def _sessions(self, _event) -> bytes:
         if self._devices is None:
             return self._failure(Reason.NOT_LOGGED_IN)

@@ -89,6 +89,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         "_directory",
         "_accounts",
         "_peer",
+        "sent",
     )
 
     def __init__(
@@ -114,6 +115,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         self._directory = directory
         self._accounts = accounts
         self._peer = peer
+        self.sent: tuple[int, int] | None = None  # (see send_text)
 
     @property
     def host(self) -> str:
@@ -171,11 +173,14 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         frame = encode(UserList(tuple(self._directory.names())))
         return frame if len(frame) <= MAX_FRAME else self._failure(Reason.UNAVAILABLE)
 
-    def send_text(self, recipient: str, text: str, raw: bytes = b"") -> "bytes | Pending":
+    def send_text(self, recipient: str, text: str, raw: bytes = b"", with_id: bool = False) -> "bytes | Pending":
         """SENDTO for a port that reads requests of its own (IRC's PRIVMSG): the reply that
-        answer gives a SendTo, without one made for it. ``raw``: the text in UTF-8, if at hand."""
+        answer gives a SendTo, without one made for it. ``raw``: the text in UTF-8, if at hand.
+        ``with_id``: the message, once relayed, leaves its (id, time) in ``sent`` (for an IRC
+        client's echo of it), else None there."""
+        self.sent = None
         try:
-            return self._send_to(recipient, text, raw)
+            return self._send_to(recipient, text, raw, with_id)
         except (DirectoryUnavailable, StoreUnavailable):
             return self._failure(Reason.UNAVAILABLE)
 
@@ -222,20 +227,9 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             return self._failure(Reason.UNAVAILABLE)  # a cluster registering its users again
         return self._failure(Reason.NAME_IN_USE) if holder == name else self._failure(Reason.LOOKS_LIKE, holder)
 
-    def _session_limit(self) -> int:
-        assert self._accounts is not None  # (a registered user's)
-        return self._accounts.quotas.sessions_per_account
-
-    def _add_device(self, devices: Devices) -> bytes | None:
-        if devices.count() >= self._session_limit():
-            return self._failure(Reason.TOO_MANY_SESSIONS, str(self._session_limit()))
-        devices.add(self._mailbox)
-        self._devices = devices
-        return None
-
     # --- The seed protocol ----------------------------------------------------------------
 
-    def _send_to(self, recipient: str, text: str, raw: bytes = b"") -> "bytes | Pending":
+    def _send_to(self, recipient: str, text: str, raw: bytes = b"", with_id: bool = False) -> "bytes | Pending":
         """``raw``: the text as it came (UTF-8), if it came in a frame."""
         sender = self.name
         if sender is None:
@@ -266,6 +260,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
             relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
+            self.sent = (message_id, time_ms) if with_id else None
             # (Recorded as sent: the session answers what follows, a LOGOUT say, meanwhile.)
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms, key)
         # An id only where it is needed: for a client of version 3, or for the history.
@@ -273,11 +268,13 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             message_id, time_ms = next_id()
             frame = direct_message_frame(sender, message_id, time_ms, encoded)
         else:
-            if key is not None:
+            if key is not None or with_id:
                 message_id, time_ms = next_id()
             frame = incoming_frame(sender, encoded)
         if not (found.deliver_from(sender, frame) if type(found) is Devices else found.deliver(frame)):
             return self._keep_for_later(sender, recipient, text, Reason.NOT_DELIVERED)
+        if with_id:
+            self.sent = (message_id, time_ms)
         if key is not None:
             accounts.record(sender, recipient, text, message_id, time_ms, key)  # type: ignore[union-attr]
             if devices is not None:

@@ -244,10 +244,10 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         """The rules' answer to request, decoded."""
         return _decoded(self._rules.answer(request))
 
-    def _sent(self, name: str, text: str, raw: bytes) -> Response:
+    def _sent(self, name: str, text: str, raw: bytes, with_id: bool = False) -> Response:
         """SENDTO name text: the rules' answer, decoded (as _ask's, without a request made for
         the message a chat is made of)."""
-        return _decoded(self._rules.send_text(name, text, raw))
+        return _decoded(self._rules.send_text(name, text, raw, with_id))
 
     def _refused(self, answer: Response) -> bytes:
         if answer.status is Status.REGISTERED:
@@ -293,22 +293,25 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
         reply: bytes | Pending
-        if relay_text is not None and relay_text(self._rules, name, text, raw):
+        echoing = "echo-message" in self.caps  # (the echo carries the message's id and time)
+        if not echoing and relay_text is not None and relay_text(self._rules, name, text, raw):
             reply = OK  # (delivered the common way, compiled: see connection/relay.py)
         else:
-            reply = self._rules.send_text(name, text, raw)
+            reply = self._rules.send_text(name, text, raw, with_id=echoing)
         if reply is not OK:  # (most are OK: delivered)
             answer = _decoded(reply)
             if answer.reason is Reason.NOT_ONLINE and (folded := self._online_ignoring_case(name)) is not None:
-                name, answer = folded, self._sent(folded, text, raw)
+                name, answer = folded, self._sent(folded, text, raw, with_id=echoing)
             if answer.status is not Status.OK and answer.status is not Status.STORED:
                 if notice:
                     return b""
                 if answer.reason is Reason.INVALID_TEXT:
                     return self._numeric("412", ":No text to send")
                 return self._numeric("401", target, ":No such nick/channel")
+            if answer.status is Status.STORED:
+                self._rules.sent = None  # (kept for later under an id of its own)
         # Delivered, or kept: the echo (echo-message) and whether they are away.
-        echo = self._echo(target, text, notice) if "echo-message" in self.caps else b""
+        echo = self._echo(target, text, notice, self._rules.sent) if echoing else b""
         away = None if notice else self._rules.away_message(name)
         return echo if away is None else echo + self._numeric("301", target, ":" + (away or "Away"))
 
@@ -319,11 +322,12 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         alike = [online for online in self._online() if online.translate(ASCII_LOWER) == folded]
         return alike[0] if len(alike) == 1 else None
 
-    def _echo(self, target: str, text: str, notice: bool) -> bytes:
+    def _echo(self, target: str, text: str, notice: bool, sent: tuple[int, int] | None) -> bytes:
         """IRCv3 echo-message: what the client sent, back to it once it is delivered (for a
-        client that asked for it)."""
+        client that asked for it), with the id and time it was delivered with (``sent``)."""
         command = "NOTICE" if notice else "PRIVMSG"
-        return irc_frame(b"".join(privmsg_lines(source_of_nick(self.nick), target, text, tags_for(self), command)))
+        tags = tags_for(self) if sent is None else tags_for(self, sent[1], sent[0])
+        return irc_frame(b"".join(privmsg_lines(source_of_nick(self.nick), target, text, tags, command)))
 
     def _tagmsg(self, _params) -> bytes:
         return b""  # (client-only tags, such as typing notifications: not relayed here)
