@@ -340,6 +340,13 @@ def test_ison_userhost_a_list_of_some_channels_and_join_0(irc, irc_server):
     ann.send("JOIN 0", "LIST")
     assert [ann.line() for _ in range(2)] == [":ann!ann@chatroom PART :#a", ":ann!ann@chatroom PART :#b"]
     assert ann.until("323") == [":chatroom 321 ann Channel :Users  Name", ":chatroom 323 ann :End of /LIST"]
+    # Sending ends being away (chatroom's rule): the client is told, as by AWAY alone.
+    ben.send("PRIVMSG ann :back now", "PRIVMSG ann :still here")
+    assert ben.line() == ":chatroom 305 ben :You are no longer marked as being away"
+    assert ann.line() == ":ben!ben@chatroom PRIVMSG ann :back now"
+    assert ann.line() == ":ben!ben@chatroom PRIVMSG ann :still here"
+    ben.send("PING :x")
+    assert ben.line() == ":chatroom PONG chatroom :x"  # (told once)
 
 
 def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):

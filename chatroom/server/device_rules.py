@@ -114,6 +114,11 @@ class DeviceRules:
         self._set_away(event.message if event.away else None)
         return OK
 
+    @property
+    def away(self) -> bool:
+        """Whether the user is away now (said so on a device, and sent nothing since)."""
+        return self._devices is not None and self._devices.away
+
     def _set_away(self, message: str | None) -> None:
         """Away (with message), or back (None): sending a message ends being away too."""
         assert self.name is not None and self._devices is not None

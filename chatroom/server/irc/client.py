@@ -24,7 +24,7 @@ from .channels import ChannelCommands
 from .history import MOST_ASKED, HistoryCommands
 from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
-from .nicks import ASCII_LOWER, SERVER_NAME, source_of_nick, to_name, to_nick
+from .nicks import SERVER_NAME, source_of_nick, to_name, to_nick
 from .sasl import SaslCommands
 from .server_queries import STARTED, VERSION_STRING, ServerQueries
 from .tags import tags_for
@@ -93,6 +93,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         self.echo_labels: dict[str, list[str]] = {}
         self.channels: set[str] = set()  # the rooms shown to the client as joined
         self.marker_times = MarkerTimes()
+        self._away_shown = False  # told it is away (306), and not told back since (305)
 
     # --- Answers ------------------------------------------------------------------------
 
@@ -282,6 +283,13 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
 
     def _send(self, target: str, text: str, notice: bool, raw: bytes = b"") -> bytes:
         """``raw``: the text as the client sent it (UTF-8), when it was read whole."""
+        answer = self._send_one(target, text, notice, raw)
+        if self._away_shown and not self._rules.away:  # (ended by sending: chatroom's rule)
+            self._away_shown = False
+            answer += self._numeric("305", ":You are no longer marked as being away")
+        return answer
+
+    def _send_one(self, target: str, text: str, notice: bool, raw: bytes) -> bytes:
         if text[:1] == "\x01" and (notice or not text.startswith(CTCP_ACTION)):
             # CTCP but /me: chatroom's other clients would show it as code, and a reply (a
             # NOTICE) would reach an IRC client as a PRIVMSG, a request its client answers
@@ -314,13 +322,6 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         echo = self._echo(target, text, notice, self._rules.sent) if echoing else b""
         away = None if notice else self._rules.away_message(name)
         return echo if away is None else echo + self._numeric("301", target, ":" + (away or "Away"))
-
-    def _online_ignoring_case(self, name: str) -> str | None:
-        """The one name online equal to name ignoring ASCII case (IRC's CASEMAPPING=ascii),
-        if there is exactly one: chatroom names differing in case are different users."""
-        folded = name.translate(ASCII_LOWER)
-        alike = [online for online in self._online() if online.translate(ASCII_LOWER) == folded]
-        return alike[0] if len(alike) == 1 else None
 
     def _echo(self, target: str, text: str, notice: bool, sent: tuple[int, int] | None) -> bytes:
         """IRCv3 echo-message: what the client sent, back to it once it is delivered (for a

@@ -20,6 +20,7 @@ class UserQueries:
 
         nick: str
         _rules: Rules
+        _away_shown: bool
 
         def _numeric(self, numeric: str, *params: str) -> bytes: ...
 
@@ -29,11 +30,16 @@ class UserQueries:
 
         def _ask(self, request): ...
 
-        def _online_ignoring_case(self, name: str) -> str | None: ...
-
     def _online(self) -> set[str]:
         listed = self._ask(ListUsers())
         return set(listed.names) if type(listed) is UserList else set()
+
+    def _online_ignoring_case(self, name: str) -> str | None:
+        """The one name online equal to name ignoring ASCII case (IRC's CASEMAPPING=ascii),
+        if there is exactly one: chatroom names differing in case are different users."""
+        folded = name.translate(ASCII_LOWER)
+        alike = [online for online in self._online() if online.translate(ASCII_LOWER) == folded]
+        return alike[0] if len(alike) == 1 else None
 
     def _whois(self, params) -> bytes:
         if not params:
@@ -106,6 +112,7 @@ class UserQueries:
     def _away(self, params) -> bytes:
         message = params[0][:MAX_AWAY_CHARS] if params and params[0] else None
         self._rules.answer(Away(message is not None, message or ""))
+        self._away_shown = message is not None
         if message is None:
             return self._numeric("305", ":You are no longer marked as being away")
         return self._numeric("306", ":You have been marked as being away")
