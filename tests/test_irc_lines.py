@@ -246,3 +246,15 @@ def test_a_message_line_is_tagged_as_its_tags_are_written_anywhere(caps, message
     line = b":x!x@chatroom PRIVMSG alice :hi\r\n"
     tags = tags_for(reader, time_ms, message_id, sender)
     assert tagged(line, reader, message_id, time_ms, sender.encode()) == (with_tags(line, tags) if tags else line)
+
+
+def test_a_list_in_lines_fills_each_within_its_room_and_keeps_every_word():
+    from chatroom.server.irc.lines import in_lines
+
+    words = [f"#room{number}" for number in range(100)] + ["#`" + "a" * 120, "#日本"]
+    parts = in_lines(words, 60)
+    assert " ".join(parts).split(" ") == words
+    assert all(len(part.encode()) <= 60 for part in parts if " " in part)  # (a word alone may be longer)
+    # (and none could have taken the next word)
+    assert all(len(f"{part} {parts[index + 1].split(' ')[0]}".encode()) > 60 for index, part in enumerate(parts[:-1]))
+    assert in_lines([], 60) == [] and in_lines(["a", "b"], 3) == ["a b"]

@@ -119,9 +119,13 @@ def test_extended_join_userhost_in_names_whois_and_invite_notify(irc_server, irc
         with gevent.Timeout(WAIT):
             assert ann.line() == ":dave!dave@chatroom JOIN #den dave :dave"
             assert pia.line() == ":dave!dave@chatroom JOIN :#den"
-        pia.send("WHOIS dave", "WHOIS ann")
-        assert ":chatroom 330 pia dave dave :is logged in as" in pia.until("318")
+        assert owner.reply(Join("#secret")) == OK  # (a room of olga's that pia is not in)
+        pia.send("WHOIS dave", "WHOIS ann", "WHOIS olga")
+        whois_dave = pia.until("318")
+        assert ":chatroom 330 pia dave dave :is logged in as" in whois_dave
+        assert ":chatroom 319 pia dave :#den" in whois_dave  # (the channels they share)
         assert not any(" 330 " in line for line in pia.until("318"))
+        assert ":chatroom 319 pia olga :@#den" in pia.until("318")  # (not #secret)
         # invite-notify: the members who asked for it see the owner's invitations.
         assert owner.reply(Invite("#den", "zed")) == OK
         with gevent.Timeout(WAIT):

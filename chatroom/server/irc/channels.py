@@ -22,7 +22,7 @@ from ...room_frames import (
     SetInviteOnly,
     SetTopic,
 )
-from .lines import MAX_LINE, encode_line
+from .lines import MAX_LINE, encode_line, in_lines
 from .nicks import source_of, source_of_nick, to_channel, to_name, to_nick, to_room
 from .room_events import join_line
 from .translate import irc_frame
@@ -276,13 +276,6 @@ class ChannelCommands:
             who = source_of if "userhost-in-names" in self.caps else to_nick
             names = [("@" if flags & MemberFlag.OWNER else "") + who(name) for name, flags in members.members]
             room_left = MAX_LINE - len(self._line("353", "=", channel, ""))
-            line: list[str] = []
-            for name in names:  # (as many names a line as fit in IRC's 512 bytes)
-                if line and len(" ".join([*line, name])) > room_left:
-                    lines.append(self._line("353", "=", channel, " ".join(line)))
-                    line = []
-                line.append(name)
-            if line:
-                lines.append(self._line("353", "=", channel, " ".join(line)))
+            lines += [self._line("353", "=", channel, part) for part in in_lines(names, room_left)]
         lines.append(self._line("366", channel, "End of /NAMES list"))
         return irc_frame(b"".join(lines))

@@ -223,6 +223,24 @@ def encode_line(
     return (f"{head} :{params[-1]}\r\n" if params else f"{head}\r\n").encode()
 
 
+def in_lines(words: list[str], room: int) -> list[str]:
+    """words joined by spaces into as few strings of at most room bytes as hold them: a list
+    of names or channels in lines within IRC's 512 bytes."""
+    out: list[str] = []
+    line: list[str] = []
+    used = 0
+    for word in words:
+        size = len(word.encode())
+        if line and used + 1 + size > room:
+            out.append(" ".join(line))
+            line, used = [], 0
+        used += size + (1 if line else 0)
+        line.append(word)
+    if line:
+        out.append(" ".join(line))
+    return out
+
+
 def split_text(text: str, room: int) -> list[str]:
     """A message's text as the pieces IRC lines can carry: one per line of it (IRC has no
     newline in a message), and a line longer than ``room`` bytes of UTF-8 cut at spaces where

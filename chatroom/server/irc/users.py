@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from ...device_frames import MAX_AWAY_CHARS, Away
 from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
-from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_name, to_nick, to_room
+from .lines import MAX_LINE, in_lines
+from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_channel, to_name, to_nick, to_room
 from .translate import irc_frame
 
 
@@ -19,6 +20,7 @@ class UserQueries:
         from ..rules import Rules
 
         nick: str
+        channels: set[str]
         _rules: Rules
         _away_shown: bool
 
@@ -51,10 +53,10 @@ class UserQueries:
             name = self._online_ignoring_case(name)
         if name is None:
             return irc_frame(self._line("401", nick, "No such nick/channel") + end)
-        lines = [
-            self._line("311", nick, nick, SERVER_NAME, "*", name),
-            self._line("312", nick, SERVER_NAME, "chatroom"),
-        ]
+        lines = [self._line("311", nick, nick, SERVER_NAME, "*", name)]
+        room_left = MAX_LINE - len(self._line("319", nick, ""))
+        lines += [self._line("319", nick, part) for part in in_lines(self._shared_channels(name), room_left)]
+        lines.append(self._line("312", nick, SERVER_NAME, "chatroom"))
         if self._rules.registered_name(name):
             lines.append(self._line("330", nick, name, "is logged in as"))
         away = self._rules.away_message(name)
@@ -62,6 +64,17 @@ class UserQueries:
             lines.append(self._line("301", nick, away or "Away"))
         lines.append(end)
         return irc_frame(b"".join(lines))
+
+    def _shared_channels(self, name: str) -> list[str]:
+        """The channels both this client and name are in (@ where name owns it): WHOIS tells
+        no more of anyone's rooms."""
+        shared = []
+        for room in sorted(self.channels):
+            members = self._members(room)
+            flags = next((flags for member, flags in members.members if member == name), None) if members else None
+            if flags is not None:
+                shared.append(("@" if flags & MemberFlag.OWNER else "") + to_channel(room))
+        return shared
 
     def _ison(self, params) -> bytes:
         """ISON nick...: those of them online, as asked (irssi's notify list asks every minute)."""
