@@ -42,8 +42,8 @@ def test_a_request_waits_its_turn_at_a_busy_pool_longer_than_an_answer_may_take(
         held = client.connection_pool.get_connection()
         hold_for = 3.0  # (longer than socket_timeout, the most an answer may take)
         releaser = threading.Timer(hold_for, client.connection_pool.release, [held])
+        started = time.monotonic()  # (before the timer starts: it fires hold_for after that)
         releaser.start()
-        started = time.monotonic()
         assert client.ping() is True
         assert hold_for <= time.monotonic() - started < POOL_WAIT
         releaser.join()
