@@ -7,8 +7,8 @@ import re
 import gevent
 import pytest
 
-from chatroom.device_frames import Away, Mark, Marked, Unread, UnreadCounts
-from chatroom.protocol import SendTo
+from chatroom.device_frames import Away, Mark, Marked, PresenceStatus, Unread, UnreadCounts
+from chatroom.protocol import SendTo, Watch
 from chatroom.room_frames import Invite, Join, RoomMessage
 from chatroom.server.irc.history import parse_irc_time
 from chatroom.server.irc.tags import irc_time
@@ -235,6 +235,36 @@ def test_a_rooms_messages_have_msgids_of_their_own_live_and_in_its_history(irc_s
         assert list(history("AFTER", "#team", f"msgid={live['t0']}", "10")) == ["t1", "t2"]
     finally:
         bob.close()
+
+
+def test_ones_own_away_on_another_device_is_told_as_306_and_305(irc_server, irc):
+    bob = registered(irc_server, "bob")
+    phone = registered(irc_server, "alice")  # alice's other device
+    alice = with_caps(irc, "alice", "away-notify", password="pw")
+    try:
+        assert phone.reply(Watch(True)) == OK  # (the phone hears of alice's away as the port does)
+        assert phone.reply(Away(True, "lunch")) == OK
+        with gevent.Timeout(WAIT):
+            assert alice.line() == ":chatroom 306 alice :You have been marked as being away"
+        assert phone.reply(SendTo("bob", "back at my desk")) == OK  # (sending ends it)
+        with gevent.Timeout(WAIT):
+            assert alice.until("305") == [
+                ":alice!alice@chatroom PRIVMSG bob :back at my desk",  # (sent from another device)
+                ":chatroom 305 alice :You are no longer marked as being away",
+            ]
+        # Its own AWAY is answered once (the presence it makes is not told again).
+        alice.send("AWAY :meeting")
+        assert alice.line() == ":chatroom 306 alice :You have been marked as being away"
+
+        def heard_meeting():
+            return any(change[2] == "meeting" for m in phone.pushes_of(PresenceStatus, 1) for change in m.changes)
+
+        eventually(heard_meeting, what="the presence the AWAY made")
+        alice.send("PING :after")
+        assert alice.line() == ":chatroom PONG chatroom :after"
+    finally:
+        bob.close()
+        phone.close()
 
 
 def test_read_markers_both_ways_and_on_join(irc_server, irc):

@@ -93,7 +93,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         self.echo_labels: dict[str, list[str]] = {}
         self.channels: set[str] = set()  # the rooms shown to the client as joined
         self.marker_times = MarkerTimes()
-        self._away_shown = False  # told it is away (306), and not told back since (305)
+        self.away_shown = False  # told it is away (306), and not told back since (305)
 
     # --- Answers ------------------------------------------------------------------------
 
@@ -284,8 +284,8 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
     def _send(self, target: str, text: str, notice: bool, raw: bytes = b"") -> bytes:
         """``raw``: the text as the client sent it (UTF-8), when it was read whole."""
         answer = self._send_one(target, text, notice, raw)
-        if self._away_shown and not self._rules.away:  # (ended by sending: chatroom's rule)
-            self._away_shown = False
+        if self.away_shown and not self._rules.away:  # (ended by sending: chatroom's rule)
+            self.away_shown = False
             answer += self._numeric("305", ":You are no longer marked as being away")
         return answer
 

@@ -16,7 +16,7 @@ from ...room_frames import ROOM_EVENT, ROOM_MESSAGE, RoomEvent, RoomMessage
 from ..message_ids import time_of_id
 from .lines import MAX_LINE, encode_line, split_text
 from .marker_times import MarkerTimes, markread_line
-from .nicks import source_of, source_of_nick, to_channel, to_nick
+from .nicks import SERVER_NAME, source_of, source_of_nick, to_channel, to_nick
 from .room_events import bystanders_event_line, event_lines
 from .speedups import compiled
 from .tags import TAG_FLAG, tagged, tags_for
@@ -40,6 +40,7 @@ class Reader(Protocol):
     echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
     marker_times: MarkerTimes
+    away_shown: bool  # told it is away (306), and not told back since (305)
 
     def is_account(self, name: str) -> bool:
         """Whether name is a registered user's (account-tag)."""
@@ -280,11 +281,17 @@ def _room_message_lines(message: RoomMessage, reader: Reader) -> list[bytes]:
 
 def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
     """IRCv3 away-notify: AWAY with its message when someone goes away, bare when they come
-    back (or leave while away); never about oneself."""
+    back (or leave while away); about oneself (away said, or ended, on another of one's
+    devices), 306 or 305, as an AWAY of one's own is answered, where the client does not know."""
     lines = []
     for name, state, message in status.changes:
         nick = to_nick(name)
         if nick == reader.nick:
+            away = state is PresenceState.AWAY
+            if away != reader.away_shown:
+                reader.away_shown = away
+                said = "You have been marked as being away" if away else "You are no longer marked as being away"
+                lines.append(encode_line("306" if away else "305", nick, said, source=SERVER_NAME))
             continue
         if state is PresenceState.AWAY:
             reader.away_known.add(nick)

@@ -22,7 +22,7 @@ class UserQueries:
         nick: str
         channels: set[str]
         _rules: Rules
-        _away_shown: bool
+        away_shown: bool
 
         def _numeric(self, numeric: str, *params: str) -> bytes: ...
 
@@ -125,7 +125,7 @@ class UserQueries:
     def _away(self, params) -> bytes:
         message = params[0][:MAX_AWAY_CHARS] if params and params[0] else None
         self._rules.answer(Away(message is not None, message or ""))
-        self._away_shown = message is not None
+        self.away_shown = message is not None
         if message is None:
             return self._numeric("305", ":You are no longer marked as being away")
         return self._numeric("306", ":You have been marked as being away")
