@@ -35,6 +35,22 @@ def registered(irc_server, name, password="pw"):
     return hello_peer(irc_server.address, 4, name, password)
 
 
+@pytest.fixture
+def alice_with_a_phone(irc_server, irc):
+    """alice_with_a_phone(caps) -> (bob, phone, alice): bob and alice registered, alice on a
+    native client of version 4 (her phone) and on IRC taking caps; closed at the end."""
+    opened = []
+
+    def start(caps: str):
+        bob, phone = registered(irc_server, "bob"), registered(irc_server, "alice")
+        opened.extend((bob, phone))
+        return bob, phone, with_caps(irc, "alice", caps, password="pw")
+
+    yield start
+    for peer in opened:
+        peer.close()
+
+
 def tags_of(line: str) -> dict:
     assert line.startswith("@"), line
     return dict(tag.partition("=")[::2] for tag in line[1:].split(" ", 1)[0].split(";"))
@@ -237,73 +253,61 @@ def test_a_rooms_messages_have_msgids_of_their_own_live_and_in_its_history(irc_s
         bob.close()
 
 
-def test_ones_own_away_on_another_device_is_told_as_306_and_305(irc_server, irc):
-    bob = registered(irc_server, "bob")
-    phone = registered(irc_server, "alice")  # alice's other device
-    alice = with_caps(irc, "alice", "away-notify", password="pw")
-    try:
-        assert phone.reply(Watch(True)) == OK  # (the phone hears of alice's away as the port does)
-        assert phone.reply(Away(True, "lunch")) == OK
-        with gevent.Timeout(WAIT):
-            assert alice.line() == ":chatroom 306 alice :You have been marked as being away"
-        assert phone.reply(SendTo("bob", "back at my desk")) == OK  # (sending ends it)
-        with gevent.Timeout(WAIT):
-            assert alice.until("305") == [
-                ":alice!alice@chatroom PRIVMSG bob :back at my desk",  # (sent from another device)
-                ":chatroom 305 alice :You are no longer marked as being away",
-            ]
-        # Its own AWAY is answered once (the presence it makes is not told again).
-        alice.send("AWAY :meeting")
+def test_ones_own_away_on_another_device_is_told_as_306_and_305(alice_with_a_phone):
+    bob, phone, alice = alice_with_a_phone("away-notify")
+    assert phone.reply(Watch(True)) == OK  # (the phone hears of alice's away as the port does)
+    assert phone.reply(Away(True, "lunch")) == OK
+    with gevent.Timeout(WAIT):
         assert alice.line() == ":chatroom 306 alice :You have been marked as being away"
+    assert phone.reply(SendTo("bob", "back at my desk")) == OK  # (sending ends it)
+    with gevent.Timeout(WAIT):
+        assert alice.until("305") == [
+            ":alice!alice@chatroom PRIVMSG bob :back at my desk",  # (sent from another device)
+            ":chatroom 305 alice :You are no longer marked as being away",
+        ]
+    # Its own AWAY is answered once (the presence it makes is not told again).
+    alice.send("AWAY :meeting")
+    assert alice.line() == ":chatroom 306 alice :You have been marked as being away"
 
-        def heard_meeting():
-            return any(change[2] == "meeting" for m in phone.pushes_of(PresenceStatus, 1) for change in m.changes)
+    def heard_meeting():
+        return any(change[2] == "meeting" for m in phone.pushes_of(PresenceStatus, 1) for change in m.changes)
 
-        eventually(heard_meeting, what="the presence the AWAY made")
-        alice.send("PING :after")
-        assert alice.line() == ":chatroom PONG chatroom :after"
-    finally:
-        bob.close()
-        phone.close()
+    eventually(heard_meeting, what="the presence the AWAY made")
+    alice.send("PING :after")
+    assert alice.line() == ":chatroom PONG chatroom :after"
 
 
-def test_read_markers_both_ways_and_on_join(irc_server, irc):
-    bob = registered(irc_server, "bob")
-    phone = registered(irc_server, "alice")  # alice's other device
-    alice = with_caps(irc, "alice", "server-time draft/read-marker", password="pw")
-    try:
-        assert bob.reply(SendTo("alice", "read me")) == OK
-        line = alice.line()
-        stamp = tags_of(line)["time"]
-        alice.send(f"MARKREAD bob timestamp={stamp}")
-        assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
-        pushed = phone.pushes_of(Marked, 1)[0]
-        assert pushed.conversation == "bob"
-        counts = phone.reply(Unread())
-        assert isinstance(counts, UnreadCounts) and ("bob", 0) in [(e.conversation, e.count) for e in counts.entries]
-        alice.send("MARKREAD bob timestamp=2001-01-01T00:00:00.000Z", "MARKREAD bob")  # older: kept as it is
-        assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
-        assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
-        alice.send("MARKREAD", "MARKREAD bob yesterday")
-        assert alice.line() == ":chatroom FAIL MARKREAD NEED_MORE_PARAMS :Missing parameters"
-        assert alice.line() == ":chatroom FAIL MARKREAD INVALID_PARAMS yesterday :Invalid parameters"
-        # On JOIN, the channel's marker comes before the end of NAMES; a marker another device
-        # moves comes as it moves.
-        alice.send("JOIN #team")
-        joined = alice.until("366")
-        assert joined.index(":chatroom MARKREAD #team *") == 1  # (right after the JOIN)
-        assert bob.reply(Join("#team")) == OK
-        assert alice.line() == ":bob!bob@chatroom JOIN :#team"
-        assert bob.reply(SendTo("#team", "in the room")) == OK
-        in_room = alice.line()
-        assert in_room.endswith("PRIVMSG #team :in the room")
-        [room_message] = phone.pushes_of(RoomMessage, 1)
-        room_id = room_message.id
-        assert phone.reply(Mark("#team", room_id)) == OK
-        assert alice.line() == f":chatroom MARKREAD #team timestamp={tags_of(in_room)['time']}"
-    finally:
-        bob.close()
-        phone.close()
+def test_read_markers_both_ways_and_on_join(alice_with_a_phone):
+    bob, phone, alice = alice_with_a_phone("server-time draft/read-marker")
+    assert bob.reply(SendTo("alice", "read me")) == OK
+    line = alice.line()
+    stamp = tags_of(line)["time"]
+    alice.send(f"MARKREAD bob timestamp={stamp}")
+    assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
+    pushed = phone.pushes_of(Marked, 1)[0]
+    assert pushed.conversation == "bob"
+    counts = phone.reply(Unread())
+    assert isinstance(counts, UnreadCounts) and ("bob", 0) in [(e.conversation, e.count) for e in counts.entries]
+    alice.send("MARKREAD bob timestamp=2001-01-01T00:00:00.000Z", "MARKREAD bob")  # older: kept as it is
+    assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
+    assert alice.line() == f":chatroom MARKREAD bob timestamp={stamp}"
+    alice.send("MARKREAD", "MARKREAD bob yesterday")
+    assert alice.line() == ":chatroom FAIL MARKREAD NEED_MORE_PARAMS :Missing parameters"
+    assert alice.line() == ":chatroom FAIL MARKREAD INVALID_PARAMS yesterday :Invalid parameters"
+    # On JOIN, the channel's marker comes before the end of NAMES; a marker another device
+    # moves comes as it moves.
+    alice.send("JOIN #team")
+    joined = alice.until("366")
+    assert joined.index(":chatroom MARKREAD #team *") == 1  # (right after the JOIN)
+    assert bob.reply(Join("#team")) == OK
+    assert alice.line() == ":bob!bob@chatroom JOIN :#team"
+    assert bob.reply(SendTo("#team", "in the room")) == OK
+    in_room = alice.line()
+    assert in_room.endswith("PRIVMSG #team :in the room")
+    [room_message] = phone.pushes_of(RoomMessage, 1)
+    room_id = room_message.id
+    assert phone.reply(Mark("#team", room_id)) == OK
+    assert alice.line() == f":chatroom MARKREAD #team timestamp={tags_of(in_room)['time']}"
 
 
 def test_a_client_without_chathistory_gets_what_it_missed_when_it_joins(irc_server, irc):

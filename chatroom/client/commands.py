@@ -25,6 +25,7 @@ from ..room_frames import (
     is_room_name,
 )
 from ..search_frames import Search
+from .display import as_action
 from .reasons import why_not_a_name
 
 BAD_USERNAME = "Bad username"
@@ -251,14 +252,14 @@ def _reply(rest):
     return Reply(rest)
 
 
-ACTION_AROUND = len("\x01ACTION \x01")  # (what an action's text adds: see display.action_of)
+_ACTION_AROUND = len(as_action(""))  # (what an action's text adds)
 
 
 def _me(rest):
     if not rest.strip(" "):
         return Error(INVALID_COMMAND, "usage: me TEXT")
-    if len(rest) + ACTION_AROUND > MAX_TEXT_CHARS:
-        return Error(BAD_MESSAGE, f"longer than {MAX_TEXT_CHARS - ACTION_AROUND} characters")
+    if len(rest) + _ACTION_AROUND > MAX_TEXT_CHARS:
+        return Error(BAD_MESSAGE, f"longer than {MAX_TEXT_CHARS - _ACTION_AROUND} characters")
     return Me(rest)
 
 

@@ -61,13 +61,18 @@ def escape(text: str, keep_joiners: bool = False) -> str:
     return (_UNSAFE_BUT_JOINERS if keep_joiners else _UNSAFE).sub(_visible, text)
 
 
-ACTION = "\x01ACTION "
+_ACTION = "\x01ACTION "
+
+
+def as_action(text: str) -> str:
+    """The text that says text as an action, as IRC's /me does (a CTCP ACTION)."""
+    return f"{_ACTION}{text}\x01"
 
 
 def action_of(text: str) -> str | None:
     """What an IRC user's /me says (a text "\\x01ACTION waves\\x01": "waves"), or None."""
-    if text.startswith(ACTION) and text.endswith("\x01") and len(text) > len(ACTION) + 1:
-        return text[len(ACTION) : -1]
+    if text.startswith(_ACTION) and text.endswith("\x01") and len(text) > len(_ACTION) + 1:
+        return text[len(_ACTION) : -1]
     return None
 
 

@@ -21,7 +21,7 @@ from ..protocol import SendTo
 from .commands import MAX_TEXT_CHARS, Command, Error, Exit, Me, Reconnect, Reply, Talk, parse_line
 from .connection import ConnectionLost
 from .core import NoPassword
-from .display import ACTION, dim, escape
+from .display import as_action, dim, escape
 from .prompt import ChatCompleter, CommandSuggestions, PrivateHistory, chat_keys, history_path
 from .screen import TerminalOutput
 
@@ -248,7 +248,7 @@ def run_terminal(
                 if talk.peer is None:
                     output.outcome("Failure", "me speaks in a talk: talk NAME first")
                     continue
-                action = SendTo(talk.peer, f"{ACTION}{action.text}\x01")
+                action = SendTo(talk.peer, as_action(action.text))
             if isinstance(action, Reconnect):
                 if link is not None and not link.connected:
                     link.retry_now()

@@ -176,8 +176,9 @@ class Rules(AccountRules, RoomRules, DeviceRules):
     def send_text(self, recipient: str, text: str, raw: bytes = b"", with_id: bool = False) -> "bytes | Pending":
         """SENDTO for a port that reads requests of its own (IRC's PRIVMSG): the reply that
         answer gives a SendTo, without one made for it. ``raw``: the text in UTF-8, if at hand.
-        ``with_id``: the message, once relayed, leaves its (id, time) in ``sent`` (for an IRC
-        client's echo of it), else None there."""
+        ``with_id``: the message, once delivered, leaves its (id, time) in ``sent`` (for an IRC
+        client's echo of it; one for another node's user does once its Pending is settled),
+        else None there."""
         self.sent = None
         try:
             return self._send_to(recipient, text, raw, with_id)
@@ -260,7 +261,6 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             # hands an older client an INCOMING instead.
             message_id, time_ms = next_id()
             relayed = found.hand_over(direct_message_frame(sender, message_id, time_ms, encoded))
-            self.sent = (message_id, time_ms) if with_id else None
             # (Recorded as sent: the session answers what follows, a LOGOUT say, meanwhile.)
             return Pending(self, sender, recipient, text, relayed, message_id, time_ms, key)
         # An id only where it is needed: for a client of version 3, or for the history.
@@ -289,7 +289,9 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         return self._failure(Reason.NOT_ONLINE)
 
     def _delivered(self, sender, recipient, text, message_id, time_ms, history_key: str | None) -> None:
-        """A message Pending was for is there: recorded (under history_key, None: not)."""
+        """A message Pending was for is there: recorded (under history_key, None: not), and its
+        (id, time) left in ``sent`` (see send_text)."""
+        self.sent = (message_id, time_ms)
         if history_key is not None and self._accounts is not None:
             self._accounts.record(sender, recipient, text, message_id, time_ms, history_key)
         self._show_on_other_devices(recipient, text, message_id, time_ms)

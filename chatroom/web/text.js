@@ -96,8 +96,7 @@ export function appendFormatted(node, text) {
     position = match.index + match[0].length;
     const style = STYLES[match[0][0]];
     if (match[0] === "\x0f") on.clear();
-    else if (style && on.has(style)) on.delete(style);
-    else if (style) on.add(style);
+    else if (style) on.has(style) ? on.delete(style) : on.add(style);
   }
   run(text.length);
 }

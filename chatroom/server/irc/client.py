@@ -28,7 +28,7 @@ from .nicks import SERVER_NAME, source_of_nick, to_name, to_nick
 from .sasl import SaslCommands
 from .server_queries import STARTED, VERSION_STRING, ServerQueries
 from .tags import tags_for
-from .translate import irc_frame, privmsg_lines
+from .translate import irc_frame, own_away_line, privmsg_lines
 from .users import UserQueries
 from .writing import writing_for
 
@@ -286,7 +286,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         answer = self._send_one(target, text, notice, raw)
         if self.away_shown and not self._rules.away:  # (ended by sending: chatroom's rule)
             self.away_shown = False
-            answer += self._numeric("305", ":You are no longer marked as being away")
+            answer += irc_frame(own_away_line(self.nick, False))
         return answer
 
     def _send_one(self, target: str, text: str, notice: bool, raw: bytes) -> bytes:
@@ -316,8 +316,6 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
                 if answer.reason is Reason.INVALID_TEXT:
                     return self._numeric("412", ":No text to send")
                 return self._numeric("401", target, ":No such nick/channel")
-            if answer.status is Status.STORED:
-                self._rules.sent = None  # (kept for later under an id of its own)
         # Delivered, or kept: the echo (echo-message) and whether they are away.
         echo = self._echo(target, text, notice, self._rules.sent) if echoing else b""
         away = None if notice else self._rules.away_message(name)

@@ -290,8 +290,7 @@ def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
             away = state is PresenceState.AWAY
             if away != reader.away_shown:
                 reader.away_shown = away
-                said = "You have been marked as being away" if away else "You are no longer marked as being away"
-                lines.append(encode_line("306" if away else "305", nick, said, source=SERVER_NAME))
+                lines.append(own_away_line(nick, away))
             continue
         if state is PresenceState.AWAY:
             reader.away_known.add(nick)
@@ -300,6 +299,14 @@ def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
             reader.away_known.discard(nick)
             lines.append(encode_line("AWAY", source=source_of_nick(nick)))
     return lines
+
+
+def own_away_line(nick: str, away: bool) -> bytes:
+    """306 (away now) or 305 (back), as an AWAY is answered, and as a client is told its away
+    ended some other way."""
+    if away:
+        return encode_line("306", nick, "You have been marked as being away", source=SERVER_NAME)
+    return encode_line("305", nick, "You are no longer marked as being away", source=SERVER_NAME)
 
 
 def _markread_lines(marked: Marked, reader: Reader) -> list[bytes]:

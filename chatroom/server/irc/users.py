@@ -11,7 +11,7 @@ from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
 from .lines import MAX_LINE, in_lines
 from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_channel, to_name, to_nick, to_room
-from .translate import irc_frame
+from .translate import irc_frame, own_away_line
 
 
 class UserQueries:
@@ -126,6 +126,4 @@ class UserQueries:
         message = params[0][:MAX_AWAY_CHARS] if params and params[0] else None
         self._rules.answer(Away(message is not None, message or ""))
         self.away_shown = message is not None
-        if message is None:
-            return self._numeric("305", ":You are no longer marked as being away")
-        return self._numeric("306", ":You have been marked as being away")
+        return irc_frame(own_away_line(self.nick, self.away_shown))
