@@ -55,9 +55,10 @@ class Terminal:
             data = self.child.read_nonblocking(65536, timeout=0)
         except pexpect.TIMEOUT:
             return
-        except (pexpect.EOF, ptyprocess.PtyProcessError):
-            # (The latter: the hub's child watcher reaped the client before pexpect could; the
-            # status waits for gevent's waitpid, see wait_exit.)
+        except (pexpect.ExceptionPexpect, ptyprocess.PtyProcessError):
+            # (EOF, or the hub's child watcher reaped the client before pexpect could, which
+            # pexpect raises either bare or wrapped in its own exception; the status waits for
+            # gevent's waitpid, see wait_exit.)
             self.eof = True
             return
         self.raw += data
