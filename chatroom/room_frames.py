@@ -61,7 +61,7 @@ MEMBER_FLAGS = tuple(MemberFlag(value) for value in range(4))
 
 class EventKind(enum.IntEnum):
     JOINED = 1  # actor joined
-    PARTED = 2  # actor left (or, unregistered, logged out)
+    PARTED = 2  # actor left; unregistered, out at logout: detail "logged out" or "disconnected"
     REMOVED = 3  # actor removed detail (a name)
     TOPIC = 4  # actor set the topic to detail
     INVITE_ONLY = 5  # actor made the room invite-only (detail "on") or open ("off")

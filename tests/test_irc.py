@@ -8,7 +8,7 @@ import time
 import gevent
 import pytest
 
-from chatroom.protocol import DirectMessage, Hello, Incoming, ListUsers, Login, SendTo, UserList
+from chatroom.protocol import DirectMessage, Hello, Incoming, ListUsers, Login, Logout, SendTo, UserList
 from chatroom.server.irc.tags import irc_time
 from chatroom.testing import OK, WAIT, IrcPeer, Peer, free_port, hello_peer, logged_in
 from chatroom.testing.waiting import eventually
@@ -347,6 +347,37 @@ def test_ison_userhost_a_list_of_some_channels_and_join_0(irc, irc_server):
     assert ann.line() == ":ben!ben@chatroom PRIVMSG ann :still here"
     ben.send("PING :x")
     assert ben.line() == ":chatroom PONG chatroom :x"  # (told once)
+
+
+def test_a_guest_out_of_its_channels_at_logout_is_one_quit_that_says_how(irc_server, irc):
+    from chatroom.room_frames import Join
+
+    ann, ben = irc(), irc()
+    ann.register("ann")
+    ben.register("ben")
+    ann.send("JOIN #a,#b")
+    ann.until("366")
+    ann.until("366")
+    ben.send("JOIN #a,#b")
+    assert [ann.line() for _ in range(2)] == [":ben!ben@chatroom JOIN :#a", ":ben!ben@chatroom JOIN :#b"]
+    nat = hello_peer(irc_server.address, 3, "nat")
+    for rounds in range(2):  # (a QUIT shown once for one logout, and again for the next)
+        assert nat.reply(Join("#a")) == OK and nat.reply(Join("#b")) == OK
+        assert [ann.line() for _ in range(2)] == [":nat!nat@chatroom JOIN :#a", ":nat!nat@chatroom JOIN :#b"]
+        if rounds == 0:
+            assert nat.reply(Logout()) == OK
+            assert ann.line() == ":nat!nat@chatroom QUIT :logged out"
+            assert nat.reply(Login("nat")) == OK
+        else:
+            nat.close()
+            assert ann.line() == ":nat!nat@chatroom QUIT :disconnected"
+        ann.send("PING :x")
+        assert ann.line() == ":chatroom PONG chatroom :x"  # (no second QUIT, nor a PART)
+    ben.send("QUIT :bye")  # (an IRC guest's QUIT is its logout)
+    assert ann.line() == ":ben!ben@chatroom QUIT :logged out"
+    ann.send("PART #a", "NAMES #b")
+    assert ann.line() == ":ann!ann@chatroom PART :#a"
+    assert ann.until("366")[0] == ":chatroom 353 ann = #b :ann"
 
 
 def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):

@@ -161,7 +161,7 @@ def test_extended_join_userhost_in_names_whois_and_invite_notify(irc_server, irc
             assert gus.line().startswith("ERROR ")
             if password is None:  # (a guest's rooms are left as it goes; a registered member stays one)
                 with gevent.Timeout(WAIT):
-                    assert ann.line() == ":gus!gus@chatroom PART :#den"
+                    assert ann.line() == ":gus!gus@chatroom QUIT :logged out"
     finally:
         owner.close()
 

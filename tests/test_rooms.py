@@ -160,12 +160,17 @@ def test_a_room_name_confusable_with_an_existing_one_is_refused(connect):
 
 
 def test_an_unregistered_member_leaves_at_logout_a_registered_one_stays(connect, rooms):
-    alice, bob = connect("alice", register=True), connect("bob")
-    for client in (alice, bob):
+    alice, bob, carol = connect("alice", register=True), connect("bob"), connect("carol")
+    for client in (alice, bob, carol):
         client.ask(Join("#r"))
     events(alice)
     assert bob.ask(Logout()) == [OK]
-    assert RoomEvent("#r", EventKind.PARTED, "bob") in events(alice)
+    assert carol.rules.log_out("disconnected")  # (as its session ends without a logout)
+    # Each says how it went (an IRC client shows it as a QUIT), where a PART has no detail.
+    assert events(alice) == [
+        RoomEvent("#r", EventKind.PARTED, "bob", "logged out"),
+        RoomEvent("#r", EventKind.PARTED, "carol", "disconnected"),
+    ]
     assert alice.ask(Logout()) == [OK]
     assert set(rooms.get("#r").members) == {"alice"}
 

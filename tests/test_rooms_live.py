@@ -9,7 +9,7 @@ import pytest
 from gevent import socket
 from gevent.pool import Pool
 
-from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, SendTo
+from chatroom.protocol import Authenticate, Hello, HistoryRequest, Login, Logout, SendTo
 from chatroom.room_frames import Join, ListMembers, MemberFlag, MemberList, RoomHistory, RoomMessage
 from chatroom.testing import OK, WAIT, Peer, failure, hello_peer
 from tests.terminals import log_in
@@ -140,6 +140,8 @@ def test_the_terminal_joins_talks_in_a_room_and_completes_its_name(terminal, ser
     term.wait_for_match(r"\d\d:\d\d #team bob: hi alice")
     term.type("/members #team\r")
     term.wait_for_line("● bob")
+    assert bob.reply(Logout()) == OK  # (a guest: out of the room, and how it went said)
+    term.wait_for_line("#team: bob left (logged out)")
 
 
 def test_the_rules_over_a_socket_hostile_names_limits_invitations_and_handing_on(server_process):

@@ -333,6 +333,11 @@ def test_rooms_beside_people_with_members_topic_unread_and_history(web_server, b
     until(browser, lambda d: d.find_element(*by_css('.room[data-name="#team"] .unread')).text == "1", "unread")
     click(browser, '.room[data-name="#team"]')
     until(browser, lambda d: "are you there?" in text_of(d, "messages"), "the message")
+    guest = peer_at(web_server.address)
+    assert guest.reply(Hello(3)) == OK and guest.reply(Login("gus")) == OK and guest.reply(Join("#team")) == OK
+    until(browser, lambda d: "gus joined" in text_of(d, "messages"), "the guest's joining")
+    guest.close()  # (out of the room as it goes, and how it went said)
+    until(browser, lambda d: "gus left (disconnected)" in text_of(d, "messages"), "the guest's leaving")
 
 
 def drain_pushes(peer) -> list:

@@ -177,5 +177,6 @@ _EVENT_WORDS = {
 
 
 def describe(event) -> str:
-    """A room event in words, escaped."""
-    return _EVENT_WORDS[event.kind].format(actor=escape(event.actor), detail=escape(event.detail))
+    """A room event in words, escaped; a member out at its logout says how (see EventKind)."""
+    words = _EVENT_WORDS[event.kind] + (" ({detail})" if event.kind is EventKind.PARTED and event.detail else "")
+    return words.format(actor=escape(event.actor), detail=escape(event.detail))

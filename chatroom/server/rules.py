@@ -349,7 +349,8 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             log.info("logout %s (%s, %s; still on from another device)", name, self._peer, how)
             return True
         try:
-            self.leave_rooms()  # (an unregistered member leaves them; a registered one stays)
+            # (An unregistered member leaves them; a registered one stays.)
+            self.leave_rooms("disconnected" if how == "disconnected" else "logged out")
         except DirectoryUnavailable:
             # The name is released all the same, or it would stay taken.
             log.warning("logout %s: its rooms could not be told (the directory is unavailable)", name)

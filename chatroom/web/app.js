@@ -263,7 +263,9 @@ async function showRoom(room) {
 }
 
 function roomEvent(event) {
-  const words = (EVENT_WORDS[event.kind] || "{actor}").replace("{actor}", event.actor).replace("{detail}", event.detail);
+  // (A member out at its logout says how: "logged out" or "disconnected".)
+  const template = (EVENT_WORDS[event.kind] || "{actor}") + (event.kind === 2 && event.detail ? " ({detail})" : "");
+  const words = template.replace("{actor}", event.actor).replace("{detail}", event.detail);
   conversation(event.room).entries.push({ note: true, text: words, time: new Date() });
   const gone = (event.kind === 2 && event.actor === state.me) || (event.kind === 3 && event.detail === state.me);
   if (gone) state.rooms.delete(event.room); else if (event.kind !== 7 || event.detail !== state.me) state.rooms.add(event.room);

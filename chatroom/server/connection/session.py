@@ -307,7 +307,7 @@ class Session:
             # Still logged in while what was sent drains: what it never takes can be kept.
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
-            self.rules.log_out("disconnected")  # (keeping what it never took, held messages too)
+            self.rules.log_out("logged out" if reason == "quit" else "disconnected")  # (held messages kept)
             self.rules.closed()
             # After a frame too large, or at a shutdown, the client may still be sending:
             # close gracefully, or a reset could destroy replies it has not read yet.

@@ -92,6 +92,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         self.away_known: set[str] = set()
         self.echo_labels: dict[str, list[str]] = {}
         self.channels: set[str] = set()  # the rooms shown to the client as joined
+        self.last_quit: str | None = None  # (see room_events)
         self.marker_times = MarkerTimes()
         self.away_shown = False  # told it is away (306), and not told back since (305)
 

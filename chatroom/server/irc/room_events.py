@@ -1,10 +1,15 @@
-"""A room's events as the lines an IRC client reads: JOIN, PART, KICK, TOPIC, INVITE, MODE.
+"""A room's events as the lines an IRC client reads: JOIN, PART, QUIT, KICK, TOPIC, INVITE,
+MODE.
 
 When a thousand join a room, each join is a thousand members' lines: those of the members an
 event is not about are made once (see bystanders_event_line).
+
+A guest's logout takes it out of each of its rooms, an event a room; IRC says that once, as a
+QUIT: a reader shown one is not shown the same quitter's next ones (the rooms' events of one
+logout come one after another), until it is shown a JOIN.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ...codec import Decoder
 from ...room_frames import EventKind, RoomEvent
@@ -38,10 +43,19 @@ class _Bystander:
         self.is_account = is_account
 
 
-# (A room's event frame, the reader's capabilities among _EVENT_CAPS) -> (the nicks it is
-# about, the lines of every other member, and for an extended JOIN who joined and whether they
-# were registered).
-_bystanders_lines: dict[tuple[bytes, frozenset[str]], tuple[tuple[str, ...], bytes, str | None, bool]] = {}
+class _Known(NamedTuple):
+    """A room event's lines for the members it is not about."""
+
+    about: tuple[str, ...]  # the nicks it is about
+    lines: bytes
+    kind: EventKind
+    actor: str
+    quit: bool  # a guest's logout: its QUIT
+    registered: bool  # an extended JOIN's joiner was when the lines were made
+
+
+# (A room's event frame, the reader's capabilities among _EVENT_CAPS) -> _Known
+_bystanders_lines: dict[tuple[bytes, frozenset[str]], _Known] = {}
 
 
 def bystanders_event_line(data: bytes, start: int, end: int, reader: "Reader") -> bytes | None:
@@ -52,7 +66,11 @@ def bystanders_event_line(data: bytes, start: int, end: int, reader: "Reader") -
     known = _bystanders_lines.get(key)
     # (A JOIN of the same frame, the same name joining the same room, after it was registered
     # meanwhile names its account now.)
-    if known is None or (known[2] is not None and reader.is_account(known[2]) != known[3]):
+    if known is None or (
+        known.kind is EventKind.JOINED
+        and "extended-join" in key[1]
+        and reader.is_account(known.actor) != known.registered
+    ):
         if len(_bystanders_lines) > 256:
             _bystanders_lines.clear()
         [event] = Decoder.for_client().receive_data(key[0])
@@ -61,10 +79,19 @@ def bystanders_event_line(data: bytes, start: int, end: int, reader: "Reader") -
         about: tuple[str, ...] = (to_nick(event.actor),)
         if event.kind is EventKind.REMOVED or event.kind is EventKind.INVITED:
             about += (to_nick(event.detail),)
-        joined = event.actor if "extended-join" in key[1] and event.kind is EventKind.JOINED else None
         lines = b"".join(event_lines(event, _Bystander(key[1], reader.is_account)))  # type: ignore[arg-type]
-        known = _bystanders_lines[key] = (about, lines, joined, joined is not None and reader.is_account(joined))
-    return None if reader.nick in known[0] else known[1]
+        quit = event.kind is EventKind.PARTED and bool(event.detail)
+        registered = event.kind is EventKind.JOINED and reader.is_account(event.actor)
+        known = _bystanders_lines[key] = _Known(about, lines, event.kind, event.actor, quit, registered)
+    if reader.nick in known.about:
+        return None
+    if known.kind is EventKind.JOINED:
+        reader.last_quit = None
+    elif known.quit:
+        if reader.last_quit == known.actor:
+            return b""
+        reader.last_quit = known.actor
+    return known.lines
 
 
 def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
@@ -73,6 +100,7 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
     channel, source = to_channel(room), source_of(event.actor)
     own = to_nick(event.actor) == me
     if event.kind is EventKind.JOINED:
+        reader.last_quit = None  # (a QUIT after a JOIN is news)
         if own:
             if room in reader.channels:
                 return []  # (this client's JOIN, answered as it asked, or joined already)
@@ -85,6 +113,8 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
             if room not in reader.channels:
                 return []
             reader.channels.discard(room)
+        elif event.detail:  # (a guest out at its logout: shown once, see bystanders_event_line)
+            return [encode_line("QUIT", event.detail, source=source)]
         return [encode_line("PART", channel, source=source)]
     if event.kind is EventKind.REMOVED:
         if to_nick(event.detail) == me:

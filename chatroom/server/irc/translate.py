@@ -41,6 +41,7 @@ class Reader(Protocol):
     channels: set[str]  # the rooms it was shown as joined
     marker_times: MarkerTimes
     away_shown: bool  # told it is away (306), and not told back since (305)
+    last_quit: str | None  # the name of the last QUIT it was shown (see room_events)
 
     def is_account(self, name: str) -> bool:
         """Whether name is a registered user's (account-tag)."""

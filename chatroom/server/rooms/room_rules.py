@@ -131,13 +131,14 @@ class RoomRules:
         self._rooms.leave(room, self.name)
         return OK
 
-    def leave_rooms(self) -> None:
-        """At logout of an unregistered user: out of every room, each told so."""
+    def leave_rooms(self, why: str) -> None:
+        """At logout of an unregistered user: out of every room, each told so and why
+        (``why``: "logged out" or "disconnected", the event's detail)."""
         rooms, name = self._rooms, self.name
         if rooms is None or name is None or self._registered:
             return
         for room in rooms.leave_all_unregistered(name):
-            self._tell(room, encode(RoomEvent(room.name, EventKind.PARTED, name)))
+            self._tell(room, encode(RoomEvent(room.name, EventKind.PARTED, name, why)))
 
     # --- Lists ------------------------------------------------------------------------------
 
