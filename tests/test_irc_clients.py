@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chatroom.protocol import DirectMessage, SendTo
+from chatroom.protocol import DirectMessage, Logout, SendTo
 from chatroom.room_frames import Join, RoomMessage
 from chatroom.testing import OK, WAIT, Peer, hello_peer
 from chatroom.testing.waiting import eventually
@@ -129,6 +129,8 @@ def test_irssi_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
 
         eventually(lambda: "<bob> hello irssi" in logged("bob.log"), timeout=WAIT * 2, what="bob's message")
         eventually(lambda: "< bob> hello room" in logged("#team.log"), timeout=WAIT * 2, what="the room's")
+        assert bob.reply(Logout()) == OK  # (a guest: out of the room, a quit to irssi, not a part)
+        eventually(lambda: "bob [bob@chatroom] has quit [logged out]" in logged("#team.log"), what="bob's quit")
         irssi.send("/quit\r")
         irssi.expect(pexpect.EOF, timeout=WAIT)
     finally:
