@@ -177,6 +177,18 @@ def test_irc_clients_on_two_nodes_reach_each_other_and_are_told_so(nodes, logged
         ann.send("PRIVMSG #across :from one")
         assert ann.line() == ":ann!ann@chatroom PRIVMSG #across :from one"  # (its echo, in the room's order)
         assert dave.line() == ":ann!ann@chatroom PRIVMSG #across :from one"
+        # A guest there out of two rooms shared with ann at its QUIT: one QUIT here too.
+        ann.send("JOIN #more")
+        ann.until("366")
+        gus = IrcPeer(("127.0.0.1", irc_ports[1]))
+        gus.register("gus")
+        gus.send("JOIN #across,#more")
+        assert [ann.line() for _ in range(2)] == [":gus!gus@chatroom JOIN :#across", ":gus!gus@chatroom JOIN :#more"]
+        gus.send("QUIT")
+        gus.close()
+        assert ann.line() == ":gus!gus@chatroom QUIT :logged out"
+        ann.send("PING :x")
+        assert ann.line() == ":chatroom PONG chatroom :x"
     finally:
         ann.close()
         dave.close()
