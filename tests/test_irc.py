@@ -415,6 +415,20 @@ def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):
         ":chatroom 481 ann :Permission Denied- You're not an IRC operator",
         ":chatroom 421 ann FROB :Unknown command",
     ]
+    ann.send("WALLOPS :all of you", "USERS", "SUMMON bob", "HELP", "HELP privmsg")
+    assert [ann.line() for _ in range(3)] == [
+        ":chatroom 481 ann :Permission Denied- You're not an IRC operator",
+        ":chatroom 446 ann :USERS has been disabled (WHO and LUSERS say who is on)",
+        ":chatroom 445 ann :SUMMON has been disabled",
+    ]
+    start, commands, rooms, end = [ann.line() for _ in range(4)]
+    assert start == ":chatroom 704 ann index :chatroom's IRC port answers these commands:"
+    assert {"PRIVMSG", "JOIN", "HELP", "WHOIS", "CHATHISTORY"} <= set(commands.split(" :", 1)[1].split())
+    assert (rooms, end) == (
+        ":chatroom 705 ann index :Rooms are its channels, and its users its nicks.",
+        ":chatroom 706 ann index :End of /HELPOP",
+    )
+    assert ann.line() == ":chatroom 524 ann privmsg :No help available on this topic"
 
 
 def test_a_flood_from_one_irc_client_leaves_a_neighbour_unhurt(irc_server, irc):

@@ -26,7 +26,7 @@ from .lines import NotUtf8, Privmsg, TooLong, Unreadable, encode_line
 from .marker_times import MarkerTimes
 from .nicks import SERVER_NAME, source_of_nick, to_name, to_nick
 from .sasl import SaslCommands
-from .server_queries import STARTED, VERSION_STRING, ServerQueries
+from .server_queries import SERVER_QUERIES, STARTED, VERSION_STRING, ServerQueries
 from .tags import tags_for
 from .translate import irc_frame, own_away_line, privmsg_lines
 from .users import UserQueries
@@ -337,6 +337,9 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
     def _line(self, numeric: str, *params: str) -> bytes:
         return encode_line(numeric, self.nick, *params, source=SERVER_NAME)
 
+    def _commands(self) -> list[str]:
+        return list(_HANDLERS)
+
     def _numeric(self, numeric: str, *params: str) -> bytes:
         """A numeric reply; a last parameter given with its ':' is the text."""
         *head, last = params
@@ -377,17 +380,7 @@ _HANDLERS = {
     "WHO": IrcClient._who,
     "ISON": IrcClient._ison,
     "USERHOST": IrcClient._userhost,
-    "LUSERS": IrcClient._lusers,
-    "MOTD": IrcClient._motd,
-    "VERSION": IrcClient._version,
-    "TIME": IrcClient._time,
-    "INFO": IrcClient._info,
-    "ADMIN": IrcClient._admin,
-    "STATS": IrcClient._stats,
-    "LINKS": IrcClient._links,
-    "WHOWAS": IrcClient._whowas,
-    "OPER": IrcClient._oper,
-    "KILL": IrcClient._kill,
+    **SERVER_QUERIES,
     "AWAY": IrcClient._away,
     "TAGMSG": IrcClient._tagmsg,
     "CHATHISTORY": IrcClient._chathistory,

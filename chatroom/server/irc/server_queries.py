@@ -1,6 +1,7 @@
 """What IRC clients ask of the server itself, for :class:`~.client.IrcClient`: LUSERS, MOTD,
-VERSION, TIME, INFO, ADMIN, STATS, LINKS, and the operator's commands a chatroom has no
-operator for (OPER, KILL), and WHOWAS, which it keeps nothing for.
+VERSION, TIME, INFO, ADMIN, STATS, LINKS, HELP, the operator's commands a chatroom has no
+operator for (OPER, KILL, WALLOPS), WHOWAS, which it keeps nothing for, and USERS and SUMMON,
+which RFC 2812 lets a server disable.
 
 irssi and WeeChat have a command for each (`/version`, `/time`, ...): each gets the answer
 RFC 2812 and the modern IRC documentation give, never 421 as if it were a typo.
@@ -29,6 +30,8 @@ class ServerQueries:
         def _online(self) -> set[str]: ...
 
         def _isupport(self) -> bytes: ...
+
+        def _commands(self) -> list[str]: ...
 
     def _lusers(self, _params) -> bytes:
         count = len(self._online())
@@ -96,3 +99,47 @@ class ServerQueries:
         if len(params) < 2:
             return self._numeric("461", "KILL", ":Not enough parameters")
         return self._numeric("481", ":Permission Denied- You're not an IRC operator")
+
+    def _wallops(self, params) -> bytes:
+        if not params or not params[0]:
+            return self._numeric("461", "WALLOPS", ":Not enough parameters")
+        return self._numeric("481", ":Permission Denied- You're not an IRC operator")
+
+    def _users(self, _params) -> bytes:
+        return self._numeric("446", ":USERS has been disabled (WHO and LUSERS say who is on)")
+
+    def _summon(self, _params) -> bytes:
+        return self._numeric("445", ":SUMMON has been disabled")
+
+    def _help(self, params) -> bytes:
+        """The commands this port answers (704, 705, 706, as Ergo's HELP); 524 for a topic."""
+        topic = params[0].lower() if params and params[0] else "index"
+        if topic != "index":
+            return self._numeric("524", topic, ":No help available on this topic")
+        lines = [
+            self._line("704", "index", "chatroom's IRC port answers these commands:"),
+            self._line("705", "index", " ".join(sorted(self._commands()))),
+            self._line("705", "index", "Rooms are its channels, and its users its nicks."),
+            self._line("706", "index", "End of /HELPOP"),
+        ]
+        return irc_frame(b"".join(lines))
+
+
+# Each command's answer, for IrcClient's table of them.
+SERVER_QUERIES = {
+    "LUSERS": ServerQueries._lusers,
+    "MOTD": ServerQueries._motd,
+    "VERSION": ServerQueries._version,
+    "TIME": ServerQueries._time,
+    "INFO": ServerQueries._info,
+    "ADMIN": ServerQueries._admin,
+    "STATS": ServerQueries._stats,
+    "LINKS": ServerQueries._links,
+    "WHOWAS": ServerQueries._whowas,
+    "OPER": ServerQueries._oper,
+    "KILL": ServerQueries._kill,
+    "WALLOPS": ServerQueries._wallops,
+    "USERS": ServerQueries._users,
+    "SUMMON": ServerQueries._summon,
+    "HELP": ServerQueries._help,
+}
