@@ -111,6 +111,51 @@ def test_account_tag_away_notify_and_301(irc_server, irc):
         dave.close()
 
 
+def test_a_registered_member_with_no_session_is_away_in_who_and_to_away_notify(irc_server, irc):
+    from chatroom.protocol import Authenticate, Hello, Logout
+
+    rita = registered(irc_server, "rita")
+    assert rita.reply(Join("#den")) == OK and rita.reply(Logout()) == OK  # (a member still)
+    ann = with_caps(irc, "ann", "away-notify")
+    plain = irc()  # (a client without away-notify is told nothing of it, but WHO says it too)
+    plain.register("pat")
+    try:
+        ann.send("JOIN #den")
+        assert ann.until("366")[-2:] == [
+            ":chatroom 353 ann = #den :ann @rita",
+            ":chatroom 366 ann #den :End of /NAMES list",
+        ]
+        assert ann.line() == ":rita!rita@chatroom AWAY :Offline"
+        plain.send("JOIN #den", "WHO #den")
+        plain.until("366")
+        *who, end = plain.until("315")
+        assert sorted(who) == [
+            ":chatroom 352 pat #den ann chatroom chatroom ann H :0 ann",
+            ":chatroom 352 pat #den pat chatroom chatroom pat H :0 pat",
+            ":chatroom 352 pat #den rita chatroom chatroom rita G@ :0 rita",
+        ]
+        assert end == ":chatroom 315 pat #den :End of /WHO list"
+        assert ann.line() == ":pat!pat@chatroom JOIN :#den"
+        # Back, away, gone again: each as away-notify says it, and WHO's flag with it.
+        assert rita.reply(Hello(4)) == OK and rita.reply(Authenticate("rita", "pw")) == OK
+        with gevent.Timeout(WAIT):
+            assert ann.line() == ":rita!rita@chatroom AWAY"
+        plain.send("WHO #den")
+        assert ":chatroom 352 pat #den rita chatroom chatroom rita H@ :0 rita" in plain.until("315")
+        assert rita.reply(Away(True, "lunch")) == OK
+        with gevent.Timeout(WAIT):
+            assert ann.line() == ":rita!rita@chatroom AWAY :lunch"
+        plain.send("WHO #den")
+        assert ":chatroom 352 pat #den rita chatroom chatroom rita G@ :0 rita" in plain.until("315")
+        assert rita.reply(Logout()) == OK
+        with gevent.Timeout(WAIT):
+            assert ann.line() == ":rita!rita@chatroom AWAY :Offline"
+        plain.send("PING :x")
+        assert plain.line() == ":chatroom PONG chatroom :x"  # (nothing of it before)
+    finally:
+        rita.close()
+
+
 def test_extended_join_userhost_in_names_whois_and_invite_notify(irc_server, irc):
     registered(irc_server, "dave").close()
     owner = registered(irc_server, "olga")

@@ -25,7 +25,7 @@ from ...room_frames import (
 from .lines import MAX_LINE, encode_line, in_lines
 from .nicks import source_of, source_of_nick, to_channel, to_name, to_nick, to_room
 from .room_events import join_line
-from .translate import irc_frame
+from .translate import OFFLINE_AWAY, irc_frame
 
 # What a refused room request becomes: (numeric, its text).
 _REFUSALS = {
@@ -51,6 +51,7 @@ class ChannelCommands:
         caps: set[str]
         echo_labels: dict[str, list[str]]
         channels: set[str]
+        away_known: set[str]
         _label: str | None
         _rules: Rules
 
@@ -124,7 +125,21 @@ class ChannelCommands:
         members = self._members(room)  # (once, for the topic and the names)
         topic_and_names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
         missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
-        return irc_frame(joined) + topic_and_names + missed
+        return irc_frame(joined) + topic_and_names + self._offline_lines(members) + missed
+
+    def _offline_lines(self, members: MemberList | None) -> bytes:
+        """(away-notify) The members of a channel joined who have no session, as away (see
+        translate.OFFLINE_AWAY), where the client has not been told so: IRC has no member
+        who is not on."""
+        if members is None or "away-notify" not in self.caps:
+            return b""
+        lines = []
+        for name, flags in members.members:
+            nick = to_nick(name)
+            if not flags & MemberFlag.ONLINE and nick not in self.away_known:
+                self.away_known.add(nick)
+                lines.append(encode_line("AWAY", OFFLINE_AWAY, source=source_of_nick(nick)))
+        return irc_frame(b"".join(lines)) if lines else b""
 
     def _part(self, params) -> bytes:
         if not params or not params[0]:

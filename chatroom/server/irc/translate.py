@@ -280,9 +280,14 @@ def _room_message_lines(message: RoomMessage, reader: Reader) -> list[bytes]:
     return privmsg_lines(source_of(message.sender), channel, message.text, tags)
 
 
+OFFLINE_AWAY = "Offline"  # the away message of a registered user with no session, a member still
+
+
 def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
     """IRCv3 away-notify: AWAY with its message when someone goes away, bare when they come
-    back (or leave while away); about oneself (away said, or ended, on another of one's
+    back (or a guest leaves while away); a registered user who logs out stays a member of
+    its rooms, and is away (OFFLINE_AWAY) until it comes back, as Ergo shows an always-on
+    client with no session; about oneself (away said, or ended, on another of one's
     devices), 306 or 305, as an AWAY of one's own is answered, where the client does not know."""
     lines = []
     for name, state, message in status.changes:
@@ -293,6 +298,8 @@ def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
                 reader.away_shown = away
                 lines.append(own_away_line(nick, away))
             continue
+        if state is PresenceState.OFFLINE and reader.is_account(name):
+            message, state = OFFLINE_AWAY, PresenceState.AWAY
         if state is PresenceState.AWAY:
             reader.away_known.add(nick)
             lines.append(encode_line("AWAY", message or "Away", source=source_of_nick(nick)))

@@ -109,18 +109,21 @@ class UserQueries:
         if mask.startswith("#"):
             room = to_room(mask)
             members = self._members(room) if room else None
+            # Every member, as NAMES has them: one offline (a registered member stays one) or
+            # away is "G", gone, as IRC clients mark the away.
             for name, flags in members.members if members else ():
-                if flags & MemberFlag.ONLINE:
-                    lines.append(self._who_line(mask, to_nick(name), name, flags & MemberFlag.OWNER))
+                here = flags & MemberFlag.ONLINE and self._rules.away_message(name) is None
+                lines.append(self._who_line(mask, to_nick(name), name, flags & MemberFlag.OWNER, here))
         else:
             person = to_name(mask)
             if person is not None and person in self._online():
-                lines.append(self._who_line("*", mask, person, False))
+                lines.append(self._who_line("*", mask, person, False, self._rules.away_message(person) is None))
         lines.append(self._line("315", mask, "End of /WHO list"))
         return irc_frame(b"".join(lines))
 
-    def _who_line(self, channel: str, nick: str, name: str, owner) -> bytes:
-        return self._line("352", channel, nick, SERVER_NAME, SERVER_NAME, nick, "H@" if owner else "H", f"0 {name}")
+    def _who_line(self, channel: str, nick: str, name: str, owner, here) -> bytes:
+        flags = ("H" if here else "G") + ("@" if owner else "")
+        return self._line("352", channel, nick, SERVER_NAME, SERVER_NAME, nick, flags, f"0 {name}")
 
     def _away(self, params) -> bytes:
         message = params[0][:MAX_AWAY_CHARS] if params and params[0] else None
