@@ -136,6 +136,15 @@ def test_a_registered_member_with_no_session_is_away_in_who_and_to_away_notify(i
         ]
         assert end == ":chatroom 315 pat #den :End of /WHO list"
         assert ann.line() == ":pat!pat@chatroom JOIN :#den"
+        plain.send("WHOIS rita")  # (not 401: a message to her is kept for her)
+        assert plain.until("318") == [
+            ":chatroom 311 pat rita rita chatroom * :rita",
+            ":chatroom 319 pat rita :@#den",
+            ":chatroom 312 pat rita chatroom :chatroom",
+            ":chatroom 330 pat rita rita :is logged in as",
+            ":chatroom 301 pat rita :Offline",
+            ":chatroom 318 pat rita :End of /WHOIS list",
+        ]
         # Back, away, gone again: each as away-notify says it, and WHO's flag with it.
         assert rita.reply(Hello(4)) == OK and rita.reply(Authenticate("rita", "pw")) == OK
         with gevent.Timeout(WAIT):

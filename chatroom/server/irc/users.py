@@ -11,7 +11,7 @@ from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
 from .lines import MAX_LINE, in_lines
 from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_channel, to_name, to_nick, to_room
-from .translate import irc_frame, own_away_line
+from .translate import OFFLINE_AWAY, irc_frame, own_away_line
 
 
 class UserQueries:
@@ -49,8 +49,13 @@ class UserQueries:
         nick = params[-1]
         name = to_name(nick)
         end = self._line("318", nick, "End of /WHOIS list")
-        if name is not None and name not in self._online():
-            name = self._online_ignoring_case(name)
+        online = name is not None and name in self._online()
+        if name is not None and not online:
+            alike = self._online_ignoring_case(name)
+            if alike is not None:
+                name, online = alike, True
+            elif not self._rules.registered_name(name):
+                name = None  # (a registered user with no session is there all the same, away)
         if name is None:
             return irc_frame(self._line("401", nick, "No such nick/channel") + end)
         lines = [self._line("311", nick, nick, SERVER_NAME, "*", name)]
@@ -59,7 +64,7 @@ class UserQueries:
         lines.append(self._line("312", nick, SERVER_NAME, "chatroom"))
         if self._rules.registered_name(name):
             lines.append(self._line("330", nick, name, "is logged in as"))
-        away = self._rules.away_message(name)
+        away = self._rules.away_message(name) if online else OFFLINE_AWAY
         if away is not None:
             lines.append(self._line("301", nick, away or "Away"))
         lines.append(end)
