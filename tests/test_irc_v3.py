@@ -145,6 +145,8 @@ def test_a_registered_member_with_no_session_is_away_in_who_and_to_away_notify(i
             ":chatroom 301 pat rita :Offline",
             ":chatroom 318 pat rita :End of /WHOIS list",
         ]
+        plain.send("PRIVMSG rita :for when you are back")  # (kept for her: she is away, so to speak)
+        assert plain.line() == ":chatroom 301 pat rita :Offline"
         # Back, away, gone again: each as away-notify says it, and WHO's flag with it.
         assert rita.reply(Hello(4)) == OK and rita.reply(Authenticate("rita", "pw")) == OK
         with gevent.Timeout(WAIT):

@@ -28,7 +28,7 @@ from .nicks import SERVER_NAME, source_of_nick, to_name, to_nick
 from .sasl import SaslCommands
 from .server_queries import SERVER_QUERIES, STARTED, VERSION_STRING, ServerQueries
 from .tags import tags_for
-from .translate import irc_frame, own_away_line, privmsg_lines
+from .translate import OFFLINE_AWAY, irc_frame, own_away_line, privmsg_lines
 from .users import UserQueries
 from .writing import writing_for
 
@@ -302,6 +302,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         if name is None:
             return b"" if notice else self._numeric("401", target, ":No such nick/channel")
         reply: bytes | Pending
+        kept = False  # (for a registered user with no session: see OFFLINE_AWAY)
         echoing = "echo-message" in self.caps  # (the echo carries the message's id and time)
         if not echoing and relay_text is not None and relay_text(self._rules, name, text, raw):
             reply = OK  # (delivered the common way, compiled: see connection/relay.py)
@@ -317,9 +318,10 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
                 if answer.reason is Reason.INVALID_TEXT:
                     return self._numeric("412", ":No text to send")
                 return self._numeric("401", target, ":No such nick/channel")
+            kept = answer.status is Status.STORED
         # Delivered, or kept: the echo (echo-message) and whether they are away.
         echo = self._echo(target, text, notice, self._rules.sent) if echoing else b""
-        away = None if notice else self._rules.away_message(name)
+        away = None if notice else OFFLINE_AWAY if kept else self._rules.away_message(name)
         return echo if away is None else echo + self._numeric("301", target, ":" + (away or "Away"))
 
     def _echo(self, target: str, text: str, notice: bool, sent: tuple[int, int] | None) -> bytes:
