@@ -36,6 +36,7 @@ from chatroom.protocol import (
 )
 from chatroom.room_frames import (
     EventKind,
+    GiveRoom,
     Invite,
     Join,
     Kick,
@@ -872,6 +873,21 @@ def test_room_rules_hold_across_nodes(nodes):
     late = hello_peer(two.address, 3, "c\u043ebble")
     assert late.reply(Join("#\u0441lub")) == failure(Reason.LOOKS_LIKE, "#club")  # Cyrillic с
     for peer in (owner, guest, witness, late):
+        peer.close()
+
+
+def test_a_guest_who_registers_its_name_stays_a_member_across_nodes(nodes):
+    one, two = nodes(2)
+    owner = hello_peer(one.address, 3, "owner", "pw")
+    assert owner.reply(Join("#club")) == OK
+    guest = room_member(two.address, "guest", "#club")
+    assert guest.reply(Register("guest", "pw")) == OK
+    assert guest.reply(Logout()) == OK  # (not out of the room at its logout: registered now)
+    assert owner.reply(ListMembers("#club")) == MemberList(
+        "#club", "", (("guest", MemberFlag(0)), ("owner", MemberFlag.ONLINE | MemberFlag.OWNER))
+    )
+    assert owner.reply(GiveRoom("#club", "guest")) == OK  # (only to a registered member)
+    for peer in (owner, guest):
         peer.close()
 
 

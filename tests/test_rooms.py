@@ -175,6 +175,23 @@ def test_an_unregistered_member_leaves_at_logout_a_registered_one_stays(connect,
     assert set(rooms.get("#r").members) == {"alice"}
 
 
+def test_a_guest_who_registers_its_name_stays_a_member_as_the_registered_do(connect, rooms, accounts):
+    alice, dave = connect("alice", register=True), connect("dave")
+    assert dave.ask(Join("#guests")) == [OK]  # (a room of no registered member: not kept yet)
+    for client in (alice, dave):
+        client.ask(Join("#r"))
+    events(alice)
+    assert dave.ask(Register("dave", "pw")) == [OK]
+    assert dave.ask(Logout()) == [OK]
+    assert events(alice) == []  # (not out of the room at its logout)
+    assert rooms.get("#r").members == {"alice": True, "dave": True}
+    assert alice.ask(GiveRoom("#r", "dave")) == [OK]  # (a registered member's, so it may own it)
+    restarted = Rooms(accounts.store)
+    restarted.start()
+    assert restarted.get("#r").members == {"alice": True, "dave": True}
+    assert restarted.get("#guests").members == {"dave": True}
+
+
 def test_the_owner_sets_the_topic_removes_makes_invite_only_invites_and_hands_on(connect, rooms):
     alice, bob, carol = connect("alice", register=True), connect("bob", register=True), connect("carol")
     for client in (alice, bob, carol):

@@ -73,6 +73,9 @@ class AccountRules:
         def log_out(self, how: str) -> bool:
             raise NotImplementedError
 
+        def keep_rooms(self) -> None:
+            raise NotImplementedError
+
     def keep_undelivered(self, frames: Sequence[bytes]) -> int:
         """Keep the relayed messages (0x83 frames) a registered user was sent but never took,
         for their next login; how many were kept."""
@@ -207,6 +210,8 @@ class AccountRules:
                 self.log_out("registration refused")
             return self._failure(*refusal)
         self._registered = True
+        if not claimed_now:
+            self.keep_rooms()
         if self._devices is not None:
             self._directory.share(name)  # (its devices may log in at other servers of a cluster now)
         log.info("registered %s (%s)", name, self._peer)

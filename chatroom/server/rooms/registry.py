@@ -170,6 +170,18 @@ class Rooms:
             room.owner = next((name for name, kept in room.members.items() if kept), None)
             self.save(room)
 
+    def registered(self, user: str) -> None:
+        """User's name was registered while it was on: a registered member of its rooms (kept,
+        as their registered members are, across logouts and restarts)."""
+        for name in self._of.get(user, ()):
+            room = self._rooms[name]
+            was_kept = room.kept
+            room.members[user] = True
+            if self._store is not None:
+                if not was_kept:
+                    self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
+                self._store.add_member(name, user)
+
     def leave_all_unregistered(self, user: str) -> list[Room]:
         """At logout of an unregistered user: the rooms they left."""
         rooms = [self._rooms[name] for name in sorted(self._of.get(user, ()))]

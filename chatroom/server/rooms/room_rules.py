@@ -131,6 +131,12 @@ class RoomRules:
         self._rooms.leave(room, self.name)
         return OK
 
+    def keep_rooms(self) -> None:
+        """An unregistered user registered its name: it stays a member of its rooms from now
+        on, across logouts, as a registered member does."""
+        if self._rooms is not None and self.name is not None:
+            self._rooms.registered(self.name)
+
     def leave_rooms(self, why: str) -> None:
         """At logout of an unregistered user: out of every room, each told so and why
         (``why``: "logged out" or "disconnected", the event's detail)."""

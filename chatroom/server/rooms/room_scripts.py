@@ -129,3 +129,11 @@ if left == 0 then
 end
 return left
 """
+
+# A member's name registered meanwhile: a registered member from now on, of a room it is still
+# in (KEYS: the room's members, its registered; ARGV: the user).
+REGISTERED = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+"""

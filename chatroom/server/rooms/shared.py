@@ -33,7 +33,7 @@ from ..storage.quotas import Quotas
 from ..storage.store import now_ms
 from .posting import Poster
 from .registry import DEFAULT_QUOTAS, Joined, Room, may_invite, refusal
-from .room_scripts import JOIN, LEAVE, POST, TELL
+from .room_scripts import JOIN, LEAVE, POST, REGISTERED, TELL
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,12 @@ class SharedRooms:
             room.owner = next((name for name, kept in room.members.items() if kept), None)
             self.save(room)
 
+    def registered(self, user: str) -> None:
+        """User's name was registered while it was on: a registered member of its rooms."""
+        for name in self.rooms_of(user):
+            key = ROOM + name
+            self._directory.redis_call(self._script(4), keys=[key + ":members", key + ":registered"], args=[user])
+
     def leave_all_unregistered(self, user: str) -> list[Room]:
         rooms = [room for name in sorted(self.rooms_of(user)) if (room := self.get(name)) is not None]
         for room in rooms:
@@ -208,11 +214,11 @@ class SharedRooms:
     # --- Delivery -------------------------------------------------------------------------
 
     def _script(self, which: int):
-        """The tell (0), join (1), leave (2) or post (3: the poster's) script, on the
-        directory's client of the moment."""
+        """The tell (0), join (1), leave (2), post (3: the poster's) or registered (4) script,
+        on the directory's client of the moment."""
         client = self._directory.redis
         if self._scripts is None or self._scripts[0] is not client:
-            self._scripts = (client, *(client.register_script(lua) for lua in (TELL, JOIN, LEAVE, POST)))
+            self._scripts = (client, *(client.register_script(lua) for lua in (TELL, JOIN, LEAVE, POST, REGISTERED)))
         return self._scripts[1 + which]
 
     def tell(self, room: Room, frame: bytes, directory) -> int:
