@@ -212,6 +212,11 @@ def test_the_owner_sets_the_topic_removes_makes_invite_only_invites_and_hands_on
     assert alice.ask(GiveRoom("#r", "bob")) == [OK]
     assert rooms.get("#r").owner == "bob"
     assert alice.ask(SetTopic("#r", "mine")) == [failure(Reason.NOT_OWNER)]
+    # An owner who leaves hands the room on to the registered member there longest, and says so.
+    events(carol)
+    assert bob.ask(Part("#r")) == [OK]
+    assert rooms.get("#r").owner == "alice"
+    assert events(carol) == [RoomEvent("#r", EventKind.PARTED, "bob"), RoomEvent("#r", EventKind.OWNER, "bob", "alice")]
 
 
 def test_the_limits_say_so(directory, accounts):

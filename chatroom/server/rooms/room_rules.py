@@ -127,8 +127,11 @@ class RoomRules:
             return refused
         assert self._rooms is not None
         assert self.name is not None
+        owned = room.owner == self.name
         self._event(room, EventKind.PARTED)
         self._rooms.leave(room, self.name)
+        if owned and room.owner is not None:  # (handed to the registered member there longest)
+            self._event(room, EventKind.OWNER, room.owner)
         return OK
 
     def keep_rooms(self) -> None:
