@@ -192,6 +192,21 @@ def test_a_guest_who_registers_its_name_stays_a_member_as_the_registered_do(conn
     assert restarted.get("#guests").members == {"dave": True}
 
 
+def test_a_registration_stands_when_its_rooms_cannot_be_told(connect, rooms, monkeypatch, caplog):
+    from chatroom.server.presence.directory import DirectoryUnavailable
+
+    dave = connect("dave")
+    dave.ask(Join("#r"))
+
+    def unavailable(user):
+        raise DirectoryUnavailable("down")
+
+    monkeypatch.setattr(rooms, "registered", unavailable)
+    assert dave.ask(Register("dave", "pw")) == [OK]
+    assert dave.rules.is_registered
+    assert "registered dave: its rooms could not be told" in caplog.text
+
+
 def test_the_owner_sets_the_topic_removes_makes_invite_only_invites_and_hands_on(connect, rooms):
     alice, bob, carol = connect("alice", register=True), connect("bob", register=True), connect("carol")
     for client in (alice, bob, carol):

@@ -38,6 +38,7 @@ from ...room_frames import (
 )
 from ...search_frames import MAX_SEARCH_COUNT, Found, Search, SearchResults, found_entry
 from ..operations.counts import COUNTS
+from ..presence.directory import DirectoryUnavailable
 from ..presence.directory import RemoteRecipient as _Remote
 from ..replies import OK
 from ..storage.store import StoreUnavailable
@@ -138,7 +139,12 @@ class RoomRules:
         """An unregistered user registered its name: it stays a member of its rooms from now
         on, across logouts, as a registered member does."""
         if self._rooms is not None and self.name is not None:
-            self._rooms.registered(self.name)
+            try:
+                self._rooms.registered(self.name)
+            except (DirectoryUnavailable, StoreUnavailable):
+                # The name is registered all the same (its REGISTER is answered OK): only its
+                # rooms keep it as the guest member it was.
+                log.warning("registered %s: its rooms could not be told (the directory is unavailable)", self.name)
 
     def leave_rooms(self, why: str) -> None:
         """At logout of an unregistered user: out of every room, each told so and why
