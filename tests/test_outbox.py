@@ -164,7 +164,8 @@ def test_a_rooms_frame_is_refused_by_a_full_queue_which_stalls_with_what_it_held
 
 def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
     ours, _theirs = pair
-    outbox = Outbox(TcpStream(ours), limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
+    stream = TcpStream(ours)
+    outbox = Outbox(stream, limit=64 * 1024, stall_timeout=WAIT, on_stall=lambda: None)
     while outbox.has_room():
         outbox.queue_for_hub(b"z" * 32 * 1024)
         gevent.sleep(0)
@@ -174,6 +175,7 @@ def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
     assert waiter.get(timeout=WAIT) is False
     outbox.queue_to_flush(b"after close")
     outbox.flush()  # nothing queued, nothing sent, no error
+    stream.close()  # (as a session ends: its writer, still waiting to send, woken first)
 
 
 def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
@@ -188,7 +190,8 @@ def test_a_peer_that_vanished_closes_the_outbox_without_raising(pair):
 
 def test_closing_keeps_every_relayed_message_not_sent_whole(pair):
     ours, theirs = pair
-    outbox = Outbox(TcpStream(ours), limit=64 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    stream = TcpStream(ours)
+    outbox = Outbox(stream, limit=64 << 20, stall_timeout=WAIT, on_stall=lambda: None)
     frames = [encode(Incoming("alice", f"{i} " + "x" * 200_000)) for i in range(8)]
     for frame in frames:
         outbox.queue_to_flush(frame)
@@ -204,6 +207,7 @@ def test_closing_keeps_every_relayed_message_not_sent_whole(pair):
     whole = len(Decoder.for_client().receive_data(received))
     assert 0 < len(outbox.dropped) < len(frames)
     assert outbox.dropped == frames[whole:]  # the one cut short among them
+    stream.close()  # (as a session ends: its writer, still waiting to send, woken first)
 
 
 def test_the_stream_reads_what_has_arrived_without_waiting(pair):
