@@ -22,6 +22,7 @@ from ..rooms.registry import Rooms
 from ..rooms.shared import SharedRooms
 from ..rules import Rules
 from ..storage.accounts import Accounts
+from .ending import SessionEnd
 from .limits import Limits, TokenBucket
 from .outbox import Outbox
 from .quiet import QuietWait
@@ -35,7 +36,7 @@ FAIR_SHARE = 64  # frames answered before other connections get a turn
 QUIET_BEFORE_PARKING = 1.0  # seconds without data before a connection gives up its greenlet
 
 
-class Session:
+class Session(SessionEnd):
     """One client's connection, from accept to close.
 
     A Session has a greenlet while its client is active. After QUIET_BEFORE_PARKING seconds
@@ -283,89 +284,6 @@ class Session:
         if self._frame_timer is not None:
             self._frame_timer.close()
             self._frame_timer = None
-
-    def _frame_expired(self):
-        log.info("%s did not complete a frame in %g s; closing", self.peer, self._limits.frame_timeout)
-        self._time_out("frame_timeout")
-
-    def _idle_expired(self):
-        log.info("%s sent no frame in %g s; closing", self.peer, self._limits.idle_timeout)
-        COUNTS.count(COUNTS.refused, "idle")
-        self._time_out("idle")
-
-    def _time_out(self, reason: str) -> None:
-        """End the connection for a timeout (``reason``: the metrics' name for it); the IRC
-        port says why first."""
-        self.disconnect(reason=reason)
-
-    def _end(self):
-        self._readable.close()
-        self._stop_frame_timer()
-        reason = self._end_reason or ("oversize" if self._decoder.broken else "peer_closed")
-        COUNTS.count(COUNTS.disconnects, reason)
-        try:
-            # Still logged in while what was sent drains: what it never takes can be kept.
-            self._outbox.finish(self._limits.send_timeout)
-            self._outbox.close()
-            self.rules.log_out("logged out" if reason == "quit" else "disconnected")  # (held messages kept)
-            self.rules.closed()
-            # After a frame too large, or at a shutdown, the client may still be sending:
-            # close gracefully, or a reset could destroy replies it has not read yet.
-            self._stream.close(gracefully=self._decoder.broken or reason == "shutdown")
-            log.info("disconnect %s", self.peer, extra=fields("disconnect", peer=self.peer, reason=reason))
-        finally:
-            self._on_end(self)
-
-    def _on_stall(self):
-        COUNTS.stalled_drops += 1
-        dropped = self._outbox.dropped
-        kept = self.rules.keep_undelivered(dropped)
-        log.warning(
-            "%s (%s) is not reading; disconnecting, %d relayed messages undelivered, %d of them kept for later",
-            self.name or "client",
-            self.peer,
-            len(dropped),
-            kept,
-            extra=fields("stalled", name=self.name, peer=self.peer, undelivered=len(dropped), kept=kept),
-        )
-        self.disconnect(abort=True, reason="stalled")
-
-    def stop_reading(self) -> None:
-        """Take no more requests, from now: the session sends what it has queued, then ends."""
-        self._end_reason = "shutdown"
-        self._stream.stop_reading()
-
-    def give_up(self) -> tuple[int, int]:
-        """At the end of a shutdown's drain: keep what the client did not take, if its user is
-        registered, and end the connection (without a reset); (messages kept, not kept)."""
-        self._end_reason = self._end_reason or "shutdown"
-        self._outbox.close()
-        dropped = self._outbox.dropped
-        kept = self.rules.keep_undelivered(dropped)
-        self._stream.shut_down()
-        return kept, len(dropped) - kept
-
-    @property
-    def host(self) -> str:
-        """The client's address (without the port)."""
-        return self.rules.host
-
-    @property
-    def unsent_bytes(self) -> int:
-        return self._outbox.queued_bytes
-
-    def disconnect(self, abort: bool = False, reason: str = "shutdown") -> None:
-        """End this connection from any greenlet (its own greenlet cleans up).
-
-        ``abort`` discards what the kernel still holds for the client, as for one that has
-        stopped reading: closing then resets the connection instead of lingering to send.
-        ``reason`` is what the metrics count it as.
-        """
-        self._end_reason = self._end_reason or reason
-        self._outbox.close()
-        if abort:
-            self._stream.discard_unsent()
-        self._stream.shut_down()
 
     # --- Mailbox ------------------------------------------------------------------------
 
