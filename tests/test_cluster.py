@@ -992,6 +992,19 @@ def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes
         peer.close()
 
 
+def test_a_guests_invitation_ends_at_its_logout_across_nodes(nodes):
+    one, two = nodes(2)
+    owner = hello_peer(one.address, 3, "owner", "pw")
+    assert owner.reply(Join("#vip")) == OK and owner.reply(SetInviteOnly("#vip", True)) == OK
+    carl = hello_peer(two.address, 3, "carl")
+    assert owner.reply(Invite("#vip", "carl")) == OK
+    assert carl.reply(Logout()) == OK
+    taker = hello_peer(one.address, 3, "carl")  # (someone else, the name free again)
+    assert taker.reply(Join("#vip")) == failure(Reason.INVITE_ONLY)
+    for peer in (owner, carl, taker):
+        peer.close()
+
+
 def test_a_rooms_invitations_are_as_many_as_its_members_may_be(nodes):
     [node] = nodes(1, "--members-per-room", "2")
     owner = hello_peer(node.address, 3, "owner", "pw")

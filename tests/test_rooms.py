@@ -192,6 +192,23 @@ def test_a_guest_who_registers_its_name_stays_a_member_as_the_registered_do(conn
     assert restarted.get("#guests").members == {"dave": True}
 
 
+def test_a_guests_invitation_ends_with_it_and_one_that_registers_keeps_it(connect, rooms, accounts):
+    from chatroom.protocol import Authenticate
+
+    alice, carl, dan = connect("alice", register=True), connect("carl"), connect("dan")
+    assert alice.ask(Join("#vip")) == [OK] and alice.ask(SetInviteOnly("#vip", True)) == [OK]
+    assert alice.ask(Invite("#vip", "carl")) == [OK] and alice.ask(Invite("#vip", "dan")) == [OK]
+    assert carl.ask(Logout()) == [OK]
+    assert connect("carl").ask(Join("#vip")) == [failure(Reason.INVITE_ONLY)]  # (someone else now)
+    assert dan.ask(Register("dan", "pw")) == [OK] and dan.ask(Logout()) == [OK]
+    restarted = Rooms(accounts.store)
+    restarted.start()
+    assert restarted.get("#vip").invited == {"dan"}  # (kept, as a registered name's is)
+    again = connect()
+    assert again.ask(Authenticate("dan", "pw")) == [OK]
+    assert again.ask(Join("#vip")) == [OK]
+
+
 def test_a_registration_stands_when_its_rooms_cannot_be_told(connect, rooms, monkeypatch, caplog):
     from chatroom.server.presence.directory import DirectoryUnavailable
 

@@ -92,6 +92,7 @@ class Rooms:
         self._rooms: dict[str, Room] = {}
         self._look_alikes: dict[str, str] = {}  # skeleton -> the room's name
         self._of: dict[str, set[str]] = {}  # user -> the rooms they are in
+        self._guests_invited: dict[str, set[str]] = {}  # unregistered name -> the rooms it is invited to
 
     def start(self) -> None:
         """Load the rooms the store kept."""
@@ -173,6 +174,9 @@ class Rooms:
     def registered(self, user: str) -> None:
         """User's name was registered while it was on: a registered member of its rooms (kept,
         as their registered members are, across logouts and restarts)."""
+        for name in self._guests_invited.pop(user, ()):  # (its invitations are kept now too)
+            if self._store is not None and name in self._rooms and user in self._rooms[name].invited:
+                self._store.add_invite(name, user)
         for name in self._of.get(user, ()):
             room = self._rooms[name]
             was_kept = room.kept
@@ -214,7 +218,9 @@ class Rooms:
         if not may_invite(room, user, self._quotas):
             return False
         room.invited.add(user)
-        if registered and self._store is not None:
+        if not registered:
+            self._guests_invited.setdefault(user, set()).add(room.name)
+        elif self._store is not None:
             self._store.add_invite(room.name, user)
         return True
 
@@ -223,6 +229,19 @@ class Rooms:
             room.invited.discard(user)
             if self._store is not None:
                 self._store.remove_invite(room.name, user)
+        guest = self._guests_invited.get(user)
+        if guest is not None:
+            guest.discard(room.name)
+            if not guest:
+                del self._guests_invited[user]
+
+    def forget_invitations(self, user: str) -> None:
+        """At the logout of an unregistered user: its name's invitations end with it (the
+        next to take the name is someone else)."""
+        for name in self._guests_invited.pop(user, ()):
+            room = self._rooms.get(name)
+            if room is not None:
+                room.invited.discard(user)
 
     def next_id(self, room: Room) -> int:
         room.last_id += 1

@@ -152,6 +152,7 @@ class RoomRules:
         rooms, name = self._rooms, self.name
         if rooms is None or name is None or self._registered:
             return
+        rooms.forget_invitations(name)
         for room in rooms.leave_all_unregistered(name):
             self._tell(room, encode(RoomEvent(room.name, EventKind.PARTED, name, why)))
 

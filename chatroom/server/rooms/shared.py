@@ -41,6 +41,7 @@ ROOMS = "{chatroom}:rooms"
 SKELETONS = "{chatroom}:room-skeletons"
 ROOM = "{chatroom}:room:"
 USER_ROOMS = "{chatroom}:user-rooms:"
+GUEST_INVITES = "{chatroom}:guest-invites:"  # an unregistered name -> the rooms it is invited to
 POSTED_WAIT = 1.0  # how long a sender waits for its node to hand its message out
 
 
@@ -163,7 +164,9 @@ class SharedRooms:
             self.save(room)
 
     def registered(self, user: str) -> None:
-        """User's name was registered while it was on: a registered member of its rooms."""
+        """User's name was registered while it was on: a registered member of its rooms (and
+        its invitations kept, as a registered name's are)."""
+        self._call("delete", GUEST_INVITES + user)
         for name in self.rooms_of(user):
             key = ROOM + name
             self._directory.redis_call(self._script(4), keys=[key + ":members", key + ":registered"], args=[user])
@@ -205,11 +208,21 @@ class SharedRooms:
             return False
         room.invited.add(user)
         self._call("sadd", ROOM + room.name + ":invited", user)
+        if not registered:
+            self._call("sadd", GUEST_INVITES + user, room.name)
         return True
 
     def uninvite(self, room: Room, user: str) -> None:
         room.invited.discard(user)
         self._call("srem", ROOM + room.name + ":invited", user)
+        self._call("srem", GUEST_INVITES + user, room.name)
+
+    def forget_invitations(self, user: str) -> None:
+        """At the logout of an unregistered user: its name's invitations end with it (the
+        next to take the name is someone else)."""
+        for name in self._call("smembers", GUEST_INVITES + user):
+            self._call("srem", ROOM + name.decode() + ":invited", user)
+        self._call("delete", GUEST_INVITES + user)
 
     # --- Delivery -------------------------------------------------------------------------
 
