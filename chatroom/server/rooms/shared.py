@@ -220,9 +220,13 @@ class SharedRooms:
     def forget_invitations(self, user: str) -> None:
         """At the logout of an unregistered user: its name's invitations end with it (the
         next to take the name is someone else)."""
-        for name in self._call("smembers", GUEST_INVITES + user):
-            self._call("srem", ROOM + name.decode() + ":invited", user)
-        self._call("delete", GUEST_INVITES + user)
+        invited = self._call("smembers", GUEST_INVITES + user)
+        if invited:  # (most guests have none: one round trip)
+            pipe = self._directory.redis.pipeline(transaction=False)
+            for name in invited:
+                pipe.srem(ROOM + name.decode() + ":invited", user)
+            pipe.delete(GUEST_INVITES + user)
+            self._directory.redis_call(pipe.execute)
 
     # --- Delivery -------------------------------------------------------------------------
 
