@@ -65,7 +65,7 @@ class EventKind(enum.IntEnum):
     REMOVED = 3  # actor removed detail (a name)
     TOPIC = 4  # actor set the topic to detail
     INVITE_ONLY = 5  # actor made the room invite-only (detail "on") or open ("off")
-    OWNER = 6  # actor handed the room to detail
+    OWNER = 6  # actor handed the room to detail (itself: it took a room that had no owner)
     INVITED = 7  # actor invited detail
 
 

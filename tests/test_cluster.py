@@ -881,7 +881,17 @@ def test_a_guest_who_registers_its_name_stays_a_member_across_nodes(nodes):
     owner = hello_peer(one.address, 3, "owner", "pw")
     assert owner.reply(Join("#club")) == OK
     guest = room_member(two.address, "guest", "#club")
-    assert guest.reply(Register("guest", "pw")) == OK
+    assert guest.reply(Join("#mine")) == OK  # (a guest's room: no owner)
+    assert guest.reply(Register("guest", "pw")) == OK  # (#mine is its first registered member's now)
+    carl = room_member(two.address, "carl", "#open")
+    assert owner.reply(Join("#open")) == OK  # (and #open the first registered member's, from the other node)
+    assert carl.reply(ListMembers("#open")) == MemberList(
+        "#open", "", (("carl", MemberFlag.ONLINE), ("owner", MemberFlag.ONLINE | MemberFlag.OWNER))
+    )
+    carl.close()
+    assert guest.reply(ListMembers("#mine")) == MemberList(
+        "#mine", "", (("guest", MemberFlag.ONLINE | MemberFlag.OWNER),)
+    )
     assert guest.reply(Logout()) == OK  # (not out of the room at its logout: registered now)
     assert owner.reply(ListMembers("#club")) == MemberList(
         "#club", "", (("guest", MemberFlag(0)), ("owner", MemberFlag.ONLINE | MemberFlag.OWNER))

@@ -157,3 +157,13 @@ def test_an_irc_users_formatting_is_styles_and_its_colours_are_dropped():
 def test_escaped_controls_are_marked_so_a_typed_backslash_looks_different():
     [row] = conversation("", "bob", "\x1b[2J and \\x1b[2J", width=80)
     assert "\x1b[7m\\x1b\x1b[27m[2J and \\x1b[2J" in row
+
+
+def test_room_events_in_words_a_logout_how_and_an_owner_who_took_an_ownerless_room():
+    from chatroom.client.screen import describe
+    from chatroom.room_frames import EventKind, RoomEvent
+
+    assert describe(RoomEvent("#r", EventKind.PARTED, "bob")) == "bob left"
+    assert describe(RoomEvent("#r", EventKind.PARTED, "bob", "disconnected")) == "bob left (disconnected)"
+    assert describe(RoomEvent("#r", EventKind.OWNER, "ann", "bob")) == "ann handed it to bob"
+    assert describe(RoomEvent("#r", EventKind.OWNER, "reg", "reg")) == "reg owns it now"

@@ -190,6 +190,7 @@ def test_a_guest_who_registers_its_name_stays_a_member_as_the_registered_do(conn
     restarted.start()
     assert restarted.get("#r").members == {"alice": True, "dave": True}
     assert restarted.get("#guests").members == {"dave": True}
+    assert restarted.get("#guests").owner == "dave"  # (it had none: its first registered member's)
 
 
 def test_a_guests_invitation_ends_with_it_and_one_that_registers_keeps_it(connect, rooms, accounts):
@@ -207,6 +208,25 @@ def test_a_guests_invitation_ends_with_it_and_one_that_registers_keeps_it(connec
     again = connect()
     assert again.ask(Authenticate("dan", "pw")) == [OK]
     assert again.ask(Join("#vip")) == [OK]
+
+
+def test_a_room_without_an_owner_is_its_first_registered_members(connect, rooms):
+    gus, ann = connect("gus"), connect("ann")
+    for client in (gus, ann):
+        assert client.ask(Join("#lobby")) == [OK]  # (a guest's: no owner)
+    assert rooms.get("#lobby").owner is None
+    assert ann.ask(SetTopic("#lobby", "mine")) == [failure(Reason.NOT_OWNER)]
+    reg = connect("reg", register=True)
+    events(gus)
+    assert reg.ask(Join("#lobby")) == [OK]
+    assert events(gus) == [
+        RoomEvent("#lobby", EventKind.JOINED, "reg"),
+        RoomEvent("#lobby", EventKind.OWNER, "reg", "reg"),
+    ]
+    assert reg.ask(SetTopic("#lobby", "ours")) == [OK]
+    other = connect("other", register=True)
+    assert other.ask(Join("#lobby")) == [OK] and rooms.get("#lobby").owner == "reg"  # (one owner)
+    assert ann.ask(Register("ann", "pw")) == [OK] and rooms.get("#lobby").owner == "reg"
 
 
 def test_a_registration_stands_when_its_rooms_cannot_be_told(connect, rooms, monkeypatch, caplog):

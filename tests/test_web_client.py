@@ -338,6 +338,10 @@ def test_rooms_beside_people_with_members_topic_unread_and_history(web_server, b
     until(browser, lambda d: "gus joined" in text_of(d, "messages"), "the guest's joining")
     guest.close()  # (out of the room as it goes, and how it went said)
     until(browser, lambda d: "gus left (disconnected)" in text_of(d, "messages"), "the guest's leaving")
+    type_into(browser, "talk-to", "#open\n")  # (a guest's room: no owner, until a registered member comes)
+    until(browser, lambda d: "webby joined" in text_of(d, "messages"), "the new room")
+    assert bob.reply(Join("#open")) == OK
+    until(browser, lambda d: "bob owns the room now" in text_of(d, "messages"), "its first registered member's")
 
 
 def drain_pushes(peer) -> list:

@@ -177,6 +177,9 @@ _EVENT_WORDS = {
 
 
 def describe(event) -> str:
-    """A room event in words, escaped; a member out at its logout says how (see EventKind)."""
+    """A room event in words, escaped; a member out at its logout says how, and a room that
+    had no owner is its first registered member's (see EventKind)."""
     words = _EVENT_WORDS[event.kind] + (" ({detail})" if event.kind is EventKind.PARTED and event.detail else "")
+    if event.kind is EventKind.OWNER and event.detail == event.actor:
+        words = "{actor} owns it now"
     return words.format(actor=escape(event.actor), detail=escape(event.detail))

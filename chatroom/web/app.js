@@ -263,8 +263,11 @@ async function showRoom(room) {
 }
 
 function roomEvent(event) {
-  // (A member out at its logout says how: "logged out" or "disconnected".)
-  const template = (EVENT_WORDS[event.kind] || "{actor}") + (event.kind === 2 && event.detail ? " ({detail})" : "");
+  // (A member out at its logout says how: "logged out" or "disconnected"; a room that had no
+  // owner is its first registered member's.)
+  const claimed = event.kind === 6 && event.detail === event.actor;
+  const template = claimed ? "{actor} owns the room now"
+    : (EVENT_WORDS[event.kind] || "{actor}") + (event.kind === 2 && event.detail ? " ({detail})" : "");
   const words = template.replace("{actor}", event.actor).replace("{detail}", event.detail);
   conversation(event.room).entries.push({ note: true, text: words, time: new Date() });
   const gone = (event.kind === 2 && event.actor === state.me) || (event.kind === 3 && event.detail === state.me);

@@ -171,9 +171,20 @@ class Rooms:
             room.owner = next((name for name, kept in room.members.items() if kept), None)
             self.save(room)
 
-    def registered(self, user: str) -> None:
+    def claim(self, room: Room, user: str) -> bool:
+        """A room without an owner is its first registered member's: user's, now (False where
+        it has one)."""
+        if room.owner is not None:
+            return False
+        room.owner = user
+        self.save(room)
+        return True
+
+    def registered(self, user: str) -> list[Room]:
         """User's name was registered while it was on: a registered member of its rooms (kept,
-        as their registered members are, across logouts and restarts)."""
+        as their registered members are, across logouts and restarts), and the owner of those
+        that had none (the rooms it owns now)."""
+        claimed = []
         for name in self._guests_invited.pop(user, ()):  # (its invitations are kept now too)
             if self._store is not None and name in self._rooms and user in self._rooms[name].invited:
                 self._store.add_invite(name, user)
@@ -181,10 +192,14 @@ class Rooms:
             room = self._rooms[name]
             was_kept = room.kept
             room.members[user] = True
+            if room.owner is None:
+                room.owner = user
+                claimed.append(room)
             if self._store is not None:
-                if not was_kept:
+                if not was_kept or room in claimed:
                     self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
                 self._store.add_member(name, user)
+        return claimed
 
     def leave_all_unregistered(self, user: str) -> list[Room]:
         """At logout of an unregistered user: the rooms they left."""

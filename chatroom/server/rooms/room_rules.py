@@ -120,6 +120,8 @@ class RoomRules:
         if joined.new:
             rooms.uninvite(joined.room, self.name)
             self._event(joined.room, EventKind.JOINED)
+            if self._registered and rooms.claim(joined.room, self.name):  # (it had no owner)
+                self._event(joined.room, EventKind.OWNER, self.name)
         return OK
 
     def _part(self, event: Part) -> bytes:
@@ -137,10 +139,11 @@ class RoomRules:
 
     def keep_rooms(self) -> None:
         """An unregistered user registered its name: it stays a member of its rooms from now
-        on, across logouts, as a registered member does."""
+        on, across logouts, as a registered member does, and owns those that had no owner."""
         if self._rooms is not None and self.name is not None:
             try:
-                self._rooms.registered(self.name)
+                for room in self._rooms.registered(self.name):
+                    self._event(room, EventKind.OWNER, self.name)
             except (DirectoryUnavailable, StoreUnavailable):
                 # The name is registered all the same (its REGISTER is answered OK): only its
                 # rooms keep it as the guest member it was.

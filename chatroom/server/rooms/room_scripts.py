@@ -131,9 +131,19 @@ return left
 """
 
 # A member's name registered meanwhile: a registered member from now on, of a room it is still
-# in (KEYS: the room's members, its registered; ARGV: the user).
+# in, and its owner if it has none (KEYS: the room's members, its registered, the room; ARGV:
+# the user). Also a registered member's claim of a room without an owner (ARGV[2] '1': only
+# that). Answers 1 where the user owns it now.
 REGISTERED = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
+end
+if ARGV[2] ~= '1' then
   redis.call('SADD', KEYS[2], ARGV[1])
 end
+if redis.call('HGET', KEYS[3], 'owner') == '' then
+  redis.call('HSET', KEYS[3], 'owner', ARGV[1])
+  return 1
+end
+return 0
 """

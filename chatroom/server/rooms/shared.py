@@ -163,13 +163,29 @@ class SharedRooms:
             room.owner = next((name for name, kept in room.members.items() if kept), None)
             self.save(room)
 
-    def registered(self, user: str) -> None:
+    def claim(self, room: Room, user: str) -> bool:
+        """A room without an owner is its first registered member's: user's, now (False where
+        it has one, on any node)."""
+        if room.owner is not None or not self._owns_now(room.name, user, claim_only=True):
+            return False
+        room.owner = user
+        return True
+
+    def registered(self, user: str) -> list[Room]:
         """User's name was registered while it was on: a registered member of its rooms (and
-        its invitations kept, as a registered name's are)."""
+        its invitations kept, as a registered name's are), and the owner of those that had
+        none (the rooms it owns now)."""
         self._call("delete", GUEST_INVITES + user)
+        claimed = []
         for name in self.rooms_of(user):
-            key = ROOM + name
-            self._directory.redis_call(self._script(4), keys=[key + ":members", key + ":registered"], args=[user])
+            if self._owns_now(name, user, claim_only=False) and (room := self.get(name)) is not None:
+                claimed.append(room)
+        return claimed
+
+    def _owns_now(self, name: str, user: str, claim_only: bool) -> bool:
+        key = ROOM + name
+        keys = [key + ":members", key + ":registered", key]
+        return self._directory.redis_call(self._script(4), keys=keys, args=[user, "1" if claim_only else "0"]) == 1
 
     def leave_all_unregistered(self, user: str) -> list[Room]:
         rooms = [room for name in sorted(self.rooms_of(user)) if (room := self.get(name)) is not None]
