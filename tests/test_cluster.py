@@ -171,8 +171,10 @@ def test_irc_clients_on_two_nodes_reach_each_other_and_are_told_so(nodes, logged
         ann.send("JOIN #across")
         ann.until("366")
         dave.send("JOIN #across")
-        dave.until("366")
+        assert ":chatroom 353 dave = #across :ann @dave" in dave.until("366")  # (its names say it)
         assert ann.line() == ":dave!dave@chatroom JOIN :#across"
+        # A guest's channel: its first registered member's, dave's, on the other node.
+        assert ann.line() == ":dave!dave@chatroom MODE #across +o :dave"
         dave.send("PRIVMSG #across :from two")
         assert ann.line() == ":dave!dave@chatroom PRIVMSG #across :from two"
         ann.send("PRIVMSG #across :from one")

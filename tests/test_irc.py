@@ -380,6 +380,25 @@ def test_a_guest_out_of_its_channels_at_logout_is_one_quit_that_says_how(irc_ser
     assert ann.until("366")[0] == ":chatroom 353 ann = #b :ann"
 
 
+def test_a_guests_channel_is_its_first_registered_members_who_sees_it_in_its_names(irc_server, irc):
+    hello_peer(irc_server.address, 4, "rita", "pw").close()
+    gus, rita = irc(), irc()
+    gus.register("gus")
+    rita.send("PASS pw")
+    rita.register("rita", "pw")
+    gus.send("JOIN #g")
+    gus.until("366")
+    rita.send("JOIN #g", "PING :after")
+    assert rita.until("366") == [
+        ":rita!rita@chatroom JOIN :#g",
+        ":chatroom 353 rita = #g :gus @rita",
+        ":chatroom 366 rita #g :End of /NAMES list",
+    ]
+    assert rita.line() == ":chatroom PONG chatroom :after"  # (no MODE before its JOIN, nor after)
+    assert gus.line() == ":rita!rita@chatroom JOIN :#g"
+    assert gus.line() == ":rita!rita@chatroom MODE #g +o :rita"
+
+
 def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):
     from chatroom import __version__
 

@@ -52,6 +52,7 @@ class ChannelCommands:
         echo_labels: dict[str, list[str]]
         channels: set[str]
         away_known: set[str]
+        op_shown: set[str]
         _label: str | None
         _rules: Rules
 
@@ -93,10 +94,14 @@ class ChannelCommands:
             return self._no_such_channel(channel)
         if room in self.channels:
             return b""  # (joined already: at login, or from another of the user's devices)
-        self.channels.add(room)  # (before the JOINED event can come back: see translate)
+        # (Before the JOINED event, and the new owner's of a room it takes, can come back: the
+        # JOIN's answer says both. See room_events.)
+        self.channels.add(room)
+        self.op_shown.add(room)
         answer = self._ask(Join(room))
         if answer.status is not Status.OK:
             self.channels.discard(room)
+            self.op_shown.discard(room)
             return self._refusal(answer, channel)
         return self._joined_lines(room, channel, self._marks())
 
@@ -123,6 +128,10 @@ class ChannelCommands:
         if "draft/read-marker" in self.caps:
             joined += self.markread_line(room, marker)
         members = self._members(room)  # (once, for the topic and the names)
+        if members is not None and any(m == name and flags & MemberFlag.OWNER for m, flags in members.members):
+            self.op_shown.add(room)
+        else:
+            self.op_shown.discard(room)
         topic_and_names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
         missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
         return irc_frame(joined) + topic_and_names + self._offline_lines(members) + missed

@@ -39,6 +39,7 @@ class Reader(Protocol):
     away_known: set[str]  # (away-notify) the nicks it was told are away
     echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
+    op_shown: set[str]  # the rooms its own JOIN's names showed it owning (see room_events)
     marker_times: MarkerTimes
     away_shown: bool  # told it is away (306), and not told back since (305)
     last_quit: str | None  # the name of the last QUIT it was shown (see room_events)
