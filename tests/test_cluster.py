@@ -982,12 +982,18 @@ def drain(peer) -> list:
     return pushed
 
 
+def invited_to(room, owner_at, guest_at, guest):
+    """(The owner of room, invite-only, at owner_at; guest, logged in at guest_at, invited to it.)"""
+    owner = hello_peer(owner_at, 3, "owner", "pw")
+    assert owner.reply(Join(room)) == OK and owner.reply(SetInviteOnly(room, True)) == OK
+    invited = hello_peer(guest_at, 3, guest)
+    assert owner.reply(Invite(room, guest)) == OK
+    return owner, invited
+
+
 def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes):
     one, two = nodes(2)
-    owner = hello_peer(two.address, 3, "owner", "pw")
-    assert owner.reply(Join("#secret")) == OK and owner.reply(SetInviteOnly("#secret", True)) == OK
-    invited = hello_peer(one.address, 3, "bob")
-    assert owner.reply(Invite("#secret", "bob")) == OK
+    owner, invited = invited_to("#secret", two.address, one.address, "bob")
     wait_for_push(invited, lambda e: isinstance(e, RoomEvent) and e.kind is EventKind.INVITED)  # across nodes
     assert invited.reply(Join("#secret")) == OK
     bob = invited
@@ -1006,10 +1012,7 @@ def test_a_name_taken_again_after_its_node_died_inherits_none_of_its_rooms(nodes
 
 def test_a_guests_invitation_ends_at_its_logout_across_nodes(nodes):
     one, two = nodes(2)
-    owner = hello_peer(one.address, 3, "owner", "pw")
-    assert owner.reply(Join("#vip")) == OK and owner.reply(SetInviteOnly("#vip", True)) == OK
-    carl = hello_peer(two.address, 3, "carl")
-    assert owner.reply(Invite("#vip", "carl")) == OK
+    owner, carl = invited_to("#vip", one.address, two.address, "carl")
     assert carl.reply(Logout()) == OK
     taker = hello_peer(one.address, 3, "carl")  # (someone else, the name free again)
     assert taker.reply(Join("#vip")) == failure(Reason.INVITE_ONLY)
