@@ -261,6 +261,8 @@ def test_the_owner_sets_the_topic_removes_makes_invite_only_invites_and_hands_on
     assert RoomEvent("#r", EventKind.INVITED, "alice", "carol") in events(carol)
     assert carol.ask(Join("#r")) == [OK]
     assert alice.ask(GiveRoom("#r", "carol")) == [failure(Reason.NOT_A_MEMBER)]  # unregistered
+    events(bob)
+    assert alice.ask(GiveRoom("#r", "alice")) == [OK] and events(bob) == []  # (its own already)
     assert alice.ask(GiveRoom("#r", "bob")) == [OK]
     assert rooms.get("#r").owner == "bob"
     assert alice.ask(SetTopic("#r", "mine")) == [failure(Reason.NOT_OWNER)]

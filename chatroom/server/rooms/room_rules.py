@@ -293,6 +293,8 @@ class RoomRules:
             return refused
         if not room.members.get(event.name):  # a registered member only: the owner outlives logouts
             return self._failure(Reason.NOT_A_MEMBER)
+        if event.name == room.owner:
+            return OK  # (its own already: no change to tell)
         room.owner = event.name
         assert self._rooms is not None
         self._rooms.save(room)
