@@ -7,7 +7,7 @@ import {
   Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MARKED, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, OWN_MESSAGE, PRESENCE,
   PRESENCE_STATUS, REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
 } from "./protocol.js";
-import { actionOf, appendFormatted, appendMessage, escaped } from "./text.js";
+import { actionOf, appendFormatted, appendMessage, asAction, escaped } from "./text.js";
 
 const PAGE = 50;  // history entries asked for at a time
 const SAVED = "chatroom.session";  // sessionStorage: {name, token, open: [names]}
@@ -311,7 +311,7 @@ async function send() {
   const peer = state.peer;
   if (!peer || !typed.trim()) return;
   // "/me waves": an action, as IRC's /me (a CTCP ACTION, which every client shows "* me waves").
-  const text = typed.startsWith("/me ") && typed.slice(4).trim() ? `\x01ACTION ${typed.slice(4)}\x01` : typed;
+  const text = typed.startsWith("/me ") && typed.slice(4).trim() ? asAction(typed.slice(4)) : typed;
   $("send-error").textContent = "";
   if (text.length > MAX_TEXT) { $("send-error").textContent = "Too long: at most 65535 characters."; return; }
   try {

@@ -61,9 +61,15 @@ export function appendMessage(node, text) {
   appendEscaped(node, text.slice(position));
 }
 
+const ACTION = "\x01ACTION ";
+
+// The text that says text as an action, as IRC's /me does (a CTCP ACTION).
+export function asAction(text) {
+  return `${ACTION}${text}\x01`;
+}
+
 // What an IRC user's /me says (a text "\x01ACTION waves\x01": "waves"), or null: shown as
 // IRC clients show it, "* bob waves".
-const ACTION = "\x01ACTION ";
 export function actionOf(text) {
   if (text.startsWith(ACTION) && text.endsWith("\x01") && text.length > ACTION.length + 1) {
     return text.slice(ACTION.length, -1);

@@ -101,15 +101,6 @@ class SessionEnd:
         self._stream.shut_down()
         return kept, len(dropped) - kept
 
-    @property
-    def host(self) -> str:
-        """The client's address (without the port)."""
-        return self.rules.host
-
-    @property
-    def unsent_bytes(self) -> int:
-        return self._outbox.queued_bytes
-
     def disconnect(self, abort: bool = False, reason: str = "shutdown") -> None:
         """End this connection from any greenlet (its own greenlet cleans up).
 

@@ -108,6 +108,15 @@ class Session(SessionEnd):
     def transport(self) -> str:
         return self._stream.transport
 
+    @property
+    def host(self) -> str:
+        """The client's address (without the port)."""
+        return self.rules.host
+
+    @property
+    def unsent_bytes(self) -> int:
+        return self._outbox.queued_bytes
+
     def start(self) -> None:
         log.info("connect %s", self.peer, extra=fields("connect", peer=self.peer, transport=self.transport))
         # A connection must say something: a silent one would hold its place for good.

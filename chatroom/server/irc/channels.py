@@ -25,7 +25,7 @@ from ...room_frames import (
 from .lines import MAX_LINE, encode_line, in_lines
 from .nicks import source_of, source_of_nick, to_channel, to_name, to_nick, to_room
 from .room_events import join_line
-from .translate import OFFLINE_AWAY, irc_frame
+from .translate import OFFLINE_AWAY, away_line, irc_frame
 
 # What a refused room request becomes: (numeric, its text).
 _REFUSALS = {
@@ -52,7 +52,6 @@ class ChannelCommands:
         echo_labels: dict[str, list[str]]
         channels: set[str]
         away_known: set[str]
-        op_shown: set[str]
         _label: str | None
         _rules: Rules
 
@@ -94,14 +93,10 @@ class ChannelCommands:
             return self._no_such_channel(channel)
         if room in self.channels:
             return b""  # (joined already: at login, or from another of the user's devices)
-        # (Before the JOINED event, and the new owner's of a room it takes, can come back: the
-        # JOIN's answer says both. See room_events.)
-        self.channels.add(room)
-        self.op_shown.add(room)
+        self.channels.add(room)  # (before the JOINED event can come back: see translate)
         answer = self._ask(Join(room))
         if answer.status is not Status.OK:
             self.channels.discard(room)
-            self.op_shown.discard(room)
             return self._refusal(answer, channel)
         return self._joined_lines(room, channel, self._marks())
 
@@ -128,10 +123,6 @@ class ChannelCommands:
         if "draft/read-marker" in self.caps:
             joined += self.markread_line(room, marker)
         members = self._members(room)  # (once, for the topic and the names)
-        if members is not None and any(m == name and flags & MemberFlag.OWNER for m, flags in members.members):
-            self.op_shown.add(room)
-        else:
-            self.op_shown.discard(room)
         topic_and_names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
         missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
         return irc_frame(joined) + topic_and_names + self._offline_lines(members) + missed
@@ -142,12 +133,8 @@ class ChannelCommands:
         who is not on."""
         if members is None or "away-notify" not in self.caps:
             return b""
-        lines = []
-        for name, flags in members.members:
-            nick = to_nick(name)
-            if not flags & MemberFlag.ONLINE and nick not in self.away_known:
-                self.away_known.add(nick)
-                lines.append(encode_line("AWAY", OFFLINE_AWAY, source=source_of_nick(nick)))
+        offline = [to_nick(name) for name, flags in members.members if not flags & MemberFlag.ONLINE]
+        lines = [away_line(nick, OFFLINE_AWAY, self.away_known) for nick in offline if nick not in self.away_known]
         return irc_frame(b"".join(lines)) if lines else b""
 
     def _part(self, params) -> bytes:

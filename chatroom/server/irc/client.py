@@ -90,10 +90,10 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         self._label: str | None = None  # (labeled-response) the label of the command being answered
         # What translate reads, for the lines it makes (see translate.Reader):
         self.away_known: set[str] = set()
-        self.op_shown: set[str] = set()  # (see room_events)
         self.echo_labels: dict[str, list[str]] = {}
         self.channels: set[str] = set()  # the rooms shown to the client as joined
         self.last_quit: str | None = None  # (see room_events)
+        self.own_join: str | None = None  # (see room_events)
         self.marker_times = MarkerTimes()
         self.away_shown = False  # told it is away (306), and not told back since (305)
 

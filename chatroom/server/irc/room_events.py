@@ -37,7 +37,7 @@ class _Bystander:
 
     nick = ""
     channels: frozenset[str] = frozenset()
-    op_shown: set[str] = set()  # (never added to: a bystander's lines are never about it)
+    own_join = None  # (a bystander's lines are never about its own JOIN)
 
     def __init__(self, caps: frozenset[str], is_account) -> None:
         self.caps = caps
@@ -104,7 +104,9 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
         reader.last_quit = None  # (a QUIT after a JOIN is news)
         if own:
             if room in reader.channels:
+                reader.own_join = room  # (a new owner's event about it may follow: see OWNER)
                 return []  # (this client's JOIN, answered as it asked, or joined already)
+            reader.own_join = None
             reader.channels.add(room)  # (joined from another of the user's devices: a new member)
             if "draft/read-marker" in reader.caps:
                 return [join_line(event.actor, channel, reader), markread_line(channel, None)]
@@ -114,7 +116,6 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
             if room not in reader.channels:
                 return []
             reader.channels.discard(room)
-            reader.op_shown.discard(room)
         elif event.detail:  # (a guest out at its logout: shown once, see bystanders_event_line)
             return [encode_line("QUIT", event.detail, source=source)]
         return [encode_line("PART", channel, source=source)]
@@ -134,12 +135,9 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
     if event.kind is EventKind.INVITE_ONLY:
         return [encode_line("MODE", channel, "+i" if event.detail == "on" else "-i", source=source)]
     if event.kind is EventKind.OWNER:
-        if to_nick(event.detail) != me:
-            reader.op_shown.discard(room)
-        elif room in reader.op_shown:
+        if own and event.detail == event.actor and reader.own_join == room:
             # (Its own JOIN took the room, which had no owner: the JOIN's names say so, and this
             # event, sent while the JOIN is answered, would come before its JOIN.)
-            reader.op_shown.discard(room)
             return []
         return [encode_line("MODE", channel, "+o", to_nick(event.detail), source=source)]
     return []

@@ -39,10 +39,10 @@ class Reader(Protocol):
     away_known: set[str]  # (away-notify) the nicks it was told are away
     echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
-    op_shown: set[str]  # the rooms its own JOIN's names showed it owning (see room_events)
     marker_times: MarkerTimes
     away_shown: bool  # told it is away (306), and not told back since (305)
     last_quit: str | None  # the name of the last QUIT it was shown (see room_events)
+    own_join: str | None  # the room of the last JOIN of its own that it answered (see room_events)
 
     def is_account(self, name: str) -> bool:
         """Whether name is a registered user's (account-tag)."""
@@ -302,12 +302,17 @@ def _away_lines(status: PresenceStatus, reader: Reader) -> list[bytes]:
         if state is PresenceState.OFFLINE and reader.is_account(name):
             message, state = OFFLINE_AWAY, PresenceState.AWAY
         if state is PresenceState.AWAY:
-            reader.away_known.add(nick)
-            lines.append(encode_line("AWAY", message or "Away", source=source_of_nick(nick)))
+            lines.append(away_line(nick, message or "Away", reader.away_known))
         elif nick in reader.away_known:
             reader.away_known.discard(nick)
             lines.append(encode_line("AWAY", source=source_of_nick(nick)))
     return lines
+
+
+def away_line(nick: str, message: str, away_known: set[str]) -> bytes:
+    """(away-notify) nick is away, saying message: the AWAY line, nick noted as told so."""
+    away_known.add(nick)
+    return encode_line("AWAY", message, source=source_of_nick(nick))
 
 
 def own_away_line(nick: str, away: bool) -> bytes:

@@ -192,12 +192,11 @@ class Rooms:
             room = self._rooms[name]
             was_kept = room.kept
             room.members[user] = True
-            if room.owner is None:
-                room.owner = user
+            if self.claim(room, user):  # (saved, with its owner)
                 claimed.append(room)
+            elif not was_kept:
+                self.save(room)  # (kept now, for its registered member)
             if self._store is not None:
-                if not was_kept or room in claimed:
-                    self._store.save_room(room.name, room.owner, room.topic, room.invite_only)
                 self._store.add_member(name, user)
         return claimed
 

@@ -230,8 +230,11 @@ class SharedRooms:
 
     def uninvite(self, room: Room, user: str) -> None:
         room.invited.discard(user)
-        self._call("srem", ROOM + room.name + ":invited", user)
-        self._call("srem", GUEST_INVITES + user, room.name)
+        # (Asked at every join: one round trip, whether a guest's invitation or not.)
+        pipe = self._directory.redis.pipeline(transaction=False)
+        pipe.srem(ROOM + room.name + ":invited", user)
+        pipe.srem(GUEST_INVITES + user, room.name)
+        self._directory.redis_call(pipe.execute)
 
     def forget_invitations(self, user: str) -> None:
         """At the logout of an unregistered user: its name's invitations end with it (the
