@@ -122,6 +122,16 @@ def _allowed_in_name(c: str) -> bool:
     return not (c.isspace() or c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES)
 
 
+# What ends a line somewhere the text is shown (IRC's CR LF; NUL, where C strings end it): a
+# text that is one line by its nature, a topic or an away message, holds none of them.
+_LINE_BREAKS = frozenset("\r\n\0")
+
+
+def is_one_line(text: str) -> bool:
+    """No CR, LF or NUL in text."""
+    return _LINE_BREAKS.isdisjoint(text)
+
+
 def is_valid_password(password: str) -> bool:
     """1-255 bytes of UTF-8."""
     return 1 <= len(password.encode()) <= MAX_PASSWORD_BYTES

@@ -296,4 +296,6 @@ def test_away_needs_a_login_and_a_short_valid_message(device, hello_client):
     assert hello_client(version=4).ask(Away(True, "x")) == [failure(Reason.NOT_LOGGED_IN)]
     alice = device("alice")
     assert alice.ask(Away(True, "x" * 101)) == [failure(Reason.INVALID_TEXT)]
+    for broken in ("out\nPRIVMSG bob :x", "a\rb", "a\0b"):  # (one line, wherever it is shown)
+        assert alice.ask(Away(True, broken)) == [failure(Reason.INVALID_TEXT)]
     assert alice.ask(Away(True, "")) == [OK]  # (a message is optional)

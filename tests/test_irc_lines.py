@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from chatroom.codec import encode
-from chatroom.protocol import is_valid_username
+from chatroom.protocol import DirectMessage, is_valid_username
 from chatroom.room_frames import EventKind, RoomEvent, RoomMessage
 from chatroom.server.irc.lines import (
     MAX_RECEIVED,
@@ -125,6 +125,20 @@ def test_lines_are_built_with_a_trailing_parameter_and_long_text_is_cut_for_them
     pieces = split_text("word " * 50 + "é" * 100, 60)
     assert all(len(piece.encode()) <= 60 for piece in pieces)
     assert "".join(pieces).replace(" ", "") == ("word" * 50 + "é" * 100)
+
+
+def test_what_would_end_a_line_in_a_topic_away_or_message_is_never_sent_as_one():
+    """A topic set (or an away message) with CR LF before our protocol refused them there, or a
+    message holding a NUL: each is one line, never one of the sender's making."""
+    topic = encode(RoomEvent("#team", EventKind.TOPIC, "bob", "evil\r\n:alice!alice@chatroom PRIVMSG carol :hi\0"))
+    assert to_irc([topic], Reader("carol")) == (
+        b":bob!bob@chatroom TOPIC #team :evil  :alice!alice@chatroom PRIVMSG carol :hi \r\n"
+    )
+    direct = encode(DirectMessage("bob", 1, 1_700_000_000_000, "a\0b"))
+    room = encode(RoomMessage("#team", "bob", 2, 1_700_000_000_000, "c\0d"))
+    assert to_irc([direct, room], Reader("carol")) == (
+        b":bob!bob@chatroom PRIVMSG carol :a b\r\n:bob!bob@chatroom PRIVMSG #team :c d\r\n"
+    )
 
 
 def test_names_that_are_nicknames_stay_and_the_others_are_encoded_one_to_one():

@@ -73,7 +73,7 @@ def frames_from(kinds: list[tuple]) -> bytes:
 
 
 SENDERS = st.sampled_from(["bob", "carol", "dave_", "b\u00e9b", "x" * 32])
-TEXTS = st.sampled_from(["hi", "", "one\ntwo", "a\rb", "caf\u00e9", "y" * 480, "z" * 300])
+TEXTS = st.sampled_from(["hi", "", "one\ntwo", "a\rb", "a\0b", "caf\u00e9", "y" * 480, "z" * 300])
 
 
 CAPS = st.sets(st.sampled_from(["server-time", "message-tags", "account-tag", "echo-message"]))

@@ -249,6 +249,8 @@ def test_the_owner_sets_the_topic_removes_makes_invite_only_invites_and_hands_on
     for client in (alice, bob, carol):
         client.ask(Join("#r"))
     assert bob.ask(SetTopic("#r", "no")) == [failure(Reason.NOT_OWNER)]
+    for broken in ("two\nlines", "a\rb", "a\0b", "x" * 1001):  # (one line of at most 1000 bytes)
+        assert alice.ask(SetTopic("#r", broken)) == [failure(Reason.INVALID_TEXT)]
     assert alice.ask(SetTopic("#r", "plans")) == [OK]
     assert RoomEvent("#r", EventKind.TOPIC, "alice", "plans") in events(bob)
     assert alice.ask(Kick("#r", "carol")) == [OK]

@@ -26,7 +26,7 @@ from ..device_frames import (
     UnreadEntry,
     fitting_in_a_frame,
 )
-from ..protocol import Reason, is_valid_username
+from ..protocol import Reason, is_one_line, is_valid_username
 from ..room_frames import ROOM_PREFIX, is_room_name
 from .presence.devices import Devices
 from .replies import OK
@@ -109,7 +109,7 @@ class DeviceRules:
         name = self.name
         if name is None or self._devices is None:
             return self._failure(Reason.NOT_LOGGED_IN)
-        if len(event.message) > MAX_AWAY_CHARS:
+        if len(event.message) > MAX_AWAY_CHARS or not is_one_line(event.message):
             return self._failure(Reason.INVALID_TEXT)
         self._set_away(event.message if event.away else None)
         return OK

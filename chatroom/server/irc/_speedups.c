@@ -349,6 +349,15 @@ source_of(LastSender *last, PyObject *sources, const char *sender, Py_ssize_t se
     return source;
 }
 
+/* Whether text holds what ends an IRC line (LF, CR) or is not allowed in one (NUL): such a
+   text is the Python translation's, which writes it as lines that can carry it. */
+static int
+breaks_line(const char *text, Py_ssize_t size)
+{
+    return memchr(text, '\n', size) != NULL || memchr(text, '\r', size) != NULL
+           || memchr(text, '\0', size) != NULL;
+}
+
 /* Writes the line of the frame at [offset, end) if it is the common case: 1 written, 0 left
  * to Python (written rolled back), -1 an error. */
 static int
@@ -369,7 +378,7 @@ write_line(Written *out, const unsigned char *data, Py_ssize_t offset, Py_ssize_
         return 0;
     const char *text = (const char *)data + text_at, *sender = (const char *)data + offset + 6;
     Py_ssize_t text_size = end - text_at, sender_size = name_end - offset - 6;
-    if (memchr(text, '\n', text_size) != NULL || memchr(text, '\r', text_size) != NULL)
+    if (breaks_line(text, text_size))
         return 0;
     PyObject *source = source_of(last, sources, sender, sender_size);
     if (source == NULL)
@@ -470,7 +479,7 @@ new_room_line(PyObject *chunk, PyObject *made, PyObject *tagged, PyObject *sourc
         return NULL;
     const char *text = (const char *)data + text_at;
     Py_ssize_t text_size = size - text_at;
-    if (memchr(text, '\n', text_size) != NULL || memchr(text, '\r', text_size) != NULL)
+    if (breaks_line(text, text_size))
         return NULL;
     PyObject *room = PyBytes_FromStringAndSize((const char *)data + 6, room_end - 6);
     PyObject *sender = room ? PyBytes_FromStringAndSize((const char *)data + room_end + 1, sender_end - room_end - 1)

@@ -22,6 +22,9 @@ MAX_LINE = 512  # bytes of a line without its tags, CR LF included (RFC 2812)
 MAX_TAGS = 8191  # bytes of the tags part, its '@' and the space after it included (IRCv3)
 MAX_RECEIVED = MAX_TAGS + MAX_LINE
 _ESCAPE = re.compile(r"\\.?")  # a backslash, and what it escapes (a lone one at the end: dropped)
+# What a parameter sent may not hold (it would end the line, or is not allowed in one): a
+# topic or an away message stored before our protocol refused them there.
+_LINE_BREAKS = str.maketrans("\r\n\0", "   ")
 
 
 class Privmsg(NamedTuple):
@@ -216,7 +219,9 @@ def encode_line(
 ) -> bytes:
     """One line to send, CR LF included; the last parameter is written as the trailing one
     (after ' :'), as servers write text, so that it may hold spaces or begin with ':'; unless
-    ``text`` is false (parameters that are words, such as a BATCH's)."""
+    ``text`` is false (parameters that are words, such as a BATCH's). A CR, LF or NUL in a
+    parameter is written as a space: never a line of the sender's making."""
+    params = tuple(param.translate(_LINE_BREAKS) for param in params)
     if not text:
         return (irctokens.build(command, list(params), source, tags).format() + "\r\n").encode()
     head = irctokens.build(command, list(params[:-1]), source, tags).format()

@@ -137,7 +137,7 @@ def _direct_line(data: bytes, start: int, end: int, to_reader: bytes, tagged_for
     name_end = start + 6 + data[start + 5]
     text_at = name_end + ID_AND_TIME_SIZE if data[start] == DIRECT_MESSAGE else name_end
     text = data[text_at:end]
-    if b"\n" in text or b"\r" in text:
+    if b"\n" in text or b"\r" in text or b"\0" in text:
         return None
     sender = data[start + 6 : name_end]
     line = b"".join((_sources.get(sender) or _source(sender), to_reader, text, b"\r\n"))
@@ -207,7 +207,7 @@ def _new_room_line(data: bytes, start: int, end: int) -> bytes | None:
     room_end = start + 6 + data[start + 5]
     sender_end = room_end + 1 + data[room_end]
     text = data[split_id_and_time(data, sender_end)[2] : end]
-    if b"\n" in text or b"\r" in text:
+    if b"\n" in text or b"\r" in text or b"\0" in text:
         return None
     channel = _channel(data[start + 6 : room_end])
     line = b"".join((_source(data[room_end + 1 : sender_end]), b" PRIVMSG ", channel, b" :", text, b"\r\n"))

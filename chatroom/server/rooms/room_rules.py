@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...codec import encode
 from ...fields import as_many_as_fit
-from ...protocol import MAX_BODY, MAX_FRAME, MAX_HISTORY_COUNT, MAX_SERVER_BODY, Reason, is_valid_username
+from ...protocol import MAX_BODY, MAX_FRAME, MAX_HISTORY_COUNT, MAX_SERVER_BODY, Reason, is_one_line, is_valid_username
 from ...room_frames import (
     MAX_TOPIC_BYTES,
     MEMBER_FLAGS,
@@ -237,7 +237,7 @@ class RoomRules:
         room, refused = self._owned_room(event.room)
         if room is None:
             return refused
-        if len(event.topic.encode()) > MAX_TOPIC_BYTES:
+        if len(event.topic.encode()) > MAX_TOPIC_BYTES or not is_one_line(event.topic):
             return self._failure(Reason.INVALID_TEXT)
         room.topic = event.topic
         assert self._rooms is not None
