@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from chatroom.codec import encode
 from chatroom.protocol import DirectMessage, is_valid_username
 from chatroom.room_frames import EventKind, RoomEvent, RoomMessage
+from chatroom.server.irc.client import CAPABILITIES
 from chatroom.server.irc.lines import (
     MAX_RECEIVED,
     LineReader,
@@ -170,6 +171,9 @@ class Reader:
     channels: set[str] = field(default_factory=set)
     marker_times: MarkerTimes = field(default_factory=MarkerTimes)
     accounts: set[str] = field(default_factory=set)  # the registered names
+    last_quit: str | None = None
+    own_join: str | None = None
+    away_shown: bool = False
 
     def is_account(self, name: str) -> bool:
         return name in self.accounts
@@ -272,3 +276,41 @@ def test_a_list_in_lines_fills_each_within_its_room_and_keeps_every_word():
     # (and none could have taken the next word)
     assert all(len(f"{part} {parts[index + 1].split(' ')[0]}".encode()) > 60 for index, part in enumerate(parts[:-1]))
     assert in_lines([], 60) == [] and in_lines(["a", "b"], 3) == ["a b"]
+
+
+NAMES = st.sampled_from(["bob", "alice", "b\u00e9b", "x" * 20, "\u65e5" * 20, "a,b"])
+ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=400) | st.sampled_from(["\u00e9" * 500, "a\r\nb", "\0"])
+
+
+def _frames_to_irc():
+    """Any frame a reader's outbox may hand the port, with any text in it."""
+    from chatroom.device_frames import OwnMessage, PresenceState, PresenceStatus
+
+    moment, rooms = st.integers(0, 2**63 - 1), NAMES.map("#".__add__)
+    texts_of_events = st.sampled_from([EventKind.TOPIC, EventKind.PARTED])  # (the others' details are names)
+    return st.one_of(
+        st.builds(DirectMessage, NAMES, moment, moment, ANY_TEXT.filter(bool)),
+        st.builds(RoomMessage, rooms, NAMES, moment, moment, ANY_TEXT.filter(bool)),
+        st.builds(RoomEvent, rooms, st.sampled_from(EventKind), NAMES, NAMES),
+        st.builds(RoomEvent, rooms, texts_of_events, NAMES, ANY_TEXT),
+        st.builds(OwnMessage, NAMES | rooms, moment, moment, ANY_TEXT.filter(bool)),
+        st.builds(
+            lambda changes: PresenceStatus(tuple(changes)),
+            st.lists(st.tuples(NAMES, st.sampled_from(PresenceState), ANY_TEXT), min_size=1, max_size=3),
+        ),
+    )
+
+
+@given(st.lists(_frames_to_irc(), min_size=1, max_size=6), st.sets(st.sampled_from(CAPABILITIES)))
+def test_whatever_a_frame_holds_the_port_writes_well_formed_lines(messages, caps):
+    """Each line one IRC line: CR LF at its end only, no NUL, within 512 bytes after its tags,
+    read back by irctokens as a command."""
+    for nick in ("alice", "bob"):
+        reader = Reader(nick, caps, channels={"#bob", "#alice"}, accounts={"bob"})
+        written = to_irc([b"".join(map(encode, messages))], reader)
+        assert written == b"" or written.endswith(b"\r\n")
+        for line in written.split(b"\r\n")[:-1]:
+            assert b"\r" not in line and b"\n" not in line and b"\0" not in line
+            without_tags = line.split(b" ", 1)[1] if line.startswith(b"@") else line
+            assert len(without_tags) + 2 <= 512
+            assert irctokens.tokenise(line.decode()).command

@@ -220,12 +220,21 @@ def encode_line(
     """One line to send, CR LF included; the last parameter is written as the trailing one
     (after ' :'), as servers write text, so that it may hold spaces or begin with ':'; unless
     ``text`` is false (parameters that are words, such as a BATCH's). A CR, LF or NUL in a
-    parameter is written as a space: never a line of the sender's making."""
+    parameter is written as a space: never a line of the sender's making; a trailing one too
+    long for the line is cut to fit."""
     params = tuple(param.translate(_LINE_BREAKS) for param in params)
     if not text:
         return (irctokens.build(command, list(params), source, tags).format() + "\r\n").encode()
-    head = irctokens.build(command, list(params[:-1]), source, tags).format()
-    return (f"{head} :{params[-1]}\r\n" if params else f"{head}\r\n").encode()
+    head = irctokens.build(command, list(params[:-1]), source, tags).format().encode()
+    if not params:
+        return head + b"\r\n"
+    trailing = params[-1].encode()
+    # Within IRC's 512 bytes after the tags: a text longer than a line holds (a topic of 1000
+    # bytes, kept whole for clients of our protocol) is cut, never inside a character.
+    over = len(head) - (head.find(b" ") + 1 if head[:1] == b"@" else 0) + len(trailing) + 4 - MAX_LINE
+    if over > 0:
+        trailing = trailing[: len(trailing) - over].decode(errors="ignore").encode()
+    return b"".join((head, b" :", trailing, b"\r\n"))
 
 
 def in_lines(words: list[str], room: int) -> list[str]:
