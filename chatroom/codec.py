@@ -10,7 +10,7 @@ import struct
 
 from . import device_frames, room_frames, search_frames
 from .bodies import CLIENT_MESSAGES, ENTRY_HEAD, HISTORY_REQUEST, RECEIVED, SENT, SERVER_MESSAGES, TIME, parse_sendto
-from .device_frames import Marked, OwnMessage, PresenceStatus
+from .device_frames import Marked, OwnMessage, PresenceStatus, SessionEnded
 from .fields import ID_AND_TIME_SIZE, BadBody, id_and_time, name_field
 from .protocol import (
     AUTHENTICATE,
@@ -224,7 +224,18 @@ _SENDTO_FIELDS = tuple(vars(SendTo)[name] for name in ("recipient", "text", "raw
 
 
 # What a server sends unasked (every other frame it sends answers a request).
-PUSHED = (Incoming, DirectMessage, StoredMessage, Presence, RoomMessage, RoomEvent, OwnMessage, Marked, PresenceStatus)
+PUSHED = (
+    Incoming,
+    DirectMessage,
+    StoredMessage,
+    Presence,
+    RoomMessage,
+    RoomEvent,
+    OwnMessage,
+    Marked,
+    PresenceStatus,
+    SessionEnded,
+)
 
 
 def reply_status(data) -> Status | None:

@@ -36,6 +36,7 @@ OWN_MESSAGE = 0x92
 MARKED = 0x93
 UNREAD_COUNTS = 0x94
 PRESENCE_STATUS = 0x95
+SESSION_ENDED = 0x96
 
 _NUMBER = struct.Struct("!I")
 _ID = struct.Struct("!Q")
@@ -62,6 +63,12 @@ class Sessions:
 @dataclass(slots=True)
 class EndSession:
     number: int
+
+
+@dataclass(slots=True)
+class SessionEnded:
+    """This session was ended by another of its user's (END-SESSION): the connection closes,
+    and the tokens it was issued or resumed with are revoked."""
 
 
 @dataclass(slots=True)
@@ -168,6 +175,8 @@ def encode_body(message) -> tuple[int, bytes] | None:
         return OWN_MESSAGE, body
     if kind is Marked:
         return MARKED, name_field(message.conversation) + _ID.pack(message.id)
+    if kind is SessionEnded:
+        return SESSION_ENDED, b""
     if kind is UnreadCounts:
         return UNREAD_COUNTS, b"".join(
             name_field(e.conversation) + _UNREAD_TAIL.pack(e.marker, e.count) for e in message.entries
@@ -278,4 +287,5 @@ SERVER_PARSERS = {
     MARKED: lambda body: Marked(*_conversation_and_id(body)),
     UNREAD_COUNTS: _parse_unread_counts,
     PRESENCE_STATUS: _parse_presence_status,
+    SESSION_ENDED: _empty(SessionEnded),
 }

@@ -272,7 +272,7 @@ def test_a_push_of_any_kind_from_the_server_never_breaks_the_client(fake_server)
     is shown or ignored, and the client goes on (PRESENCE-STATUS, which only a watcher gets,
     once ended its reader with a traceback)."""
     from chatroom.codec import PUSHED
-    from chatroom.device_frames import Marked, OwnMessage, PresenceState, PresenceStatus
+    from chatroom.device_frames import Marked, OwnMessage, PresenceState, PresenceStatus, SessionEnded
     from chatroom.protocol import DirectMessage, Presence, StoredMessage
     from chatroom.room_frames import EventKind, RoomEvent, RoomMessage
 
@@ -286,6 +286,7 @@ def test_a_push_of_any_kind_from_the_server_never_breaks_the_client(fake_server)
         OwnMessage("bob", 9, 1, "mine"),
         Marked("bob", 9),
         PresenceStatus((("bob", PresenceState.AWAY, "out"),)),
+        SessionEnded(),
     ]
     assert {type(push) for push in pushes} == set(PUSHED)  # (a kind added later is added here)
 

@@ -1075,6 +1075,7 @@ def test_devices_markers_unread_and_away_across_two_nodes(nodes):
         OwnMessage,
         PresenceState,
         PresenceStatus,
+        SessionEnded,
         SessionFlag,
         SessionList,
         Sessions,
@@ -1138,6 +1139,7 @@ def test_devices_markers_unread_and_away_across_two_nodes(nodes):
     assert phone.reply(EndSession(laptops + 1)) == failure(Reason.NO_SUCH_SESSION)
     # Ending it leaves the user logged in at the other node, and reached there.
     assert phone.reply(EndSession(laptops)) == OK
+    assert laptop.pushes_of(SessionEnded, 1) == [SessionEnded()]  # (told why, from the other node)
     laptop.assert_closed()
     eventually(lambda: len(phone.reply(Sessions()).sessions) == 1, what="one session left")
     assert carol.reply(ListUsers()) == UserList(("alice", "bob", "carol"))

@@ -129,7 +129,7 @@ def test_sessions_are_listed_and_one_can_be_ended_from_another(device):
     ]
     assert phone.ask(EndSession(7)) == [failure(Reason.NO_SUCH_SESSION)]
     assert phone.ask(EndSession(1)) == [OK]
-    assert laptop.disconnected  # (the session then logs out, as below)
+    assert laptop.ended  # (the session then logs out, as below)
 
 
 def test_logging_out_one_device_keeps_the_others(device, directory):

@@ -119,3 +119,55 @@ def test_markers_are_answered_without_waiting_for_the_disk_and_kept(server_proce
     alice = device(again.address, "alice")
     assert alice.reply(Unread()) == UnreadCounts((UnreadEntry("bob", 501, 0),))
     alice.close()
+
+
+def test_a_session_ended_from_another_is_told_loses_its_tokens_and_stays_out(irc_server, terminal):
+    """END-SESSION: the ended session gets what was queued for it, then SESSION-ENDED (IRC: an
+    ERROR), and cannot resume with its token; the terminal says so and does not log in again
+    when it reconnects, as it does after a lost connection."""
+    from chatroom.device_frames import EndSession, SessionEnded, Sessions
+    from chatroom.protocol import Reason, Resume, TokenRequest
+    from chatroom.testing import IrcPeer, failure
+    from chatroom.testing.waiting import eventually
+
+    term = terminal(irc_server.address)
+    register(term, "alice", "pw")
+    laptop, phone = device(irc_server.address, "alice"), device(irc_server.address, "alice")
+    token = laptop.reply(TokenRequest()).token
+    irc = IrcPeer(irc_server.irc_address)
+    irc.register("alice", "pw")
+
+    def number_of(transport, address=None) -> int:
+        [number] = [
+            entry.number
+            for entry in phone.reply(Sessions()).sessions
+            if entry.transport == transport and not entry.flags and address in (None, entry.address)
+        ]
+        return number
+
+    laptop_at = ":".join(map(str, laptop.sock.getsockname()))
+    laptop.send(ListUsers())  # (its answer, queued before the end, comes first)
+    assert phone.reply(EndSession(number_of("tcp", laptop_at))) == OK
+    with gevent.Timeout(WAIT):
+        assert laptop.next_event() == UserList(("alice",))
+        assert laptop.next_event() == SessionEnded()
+    laptop.assert_closed()
+    laptop.close()
+    again = Peer(irc_server.address)
+    assert again.reply(Hello(4)) == OK
+    assert again.reply(Resume("alice", token)) == failure(Reason.INVALID_TOKEN)
+    again.close()
+
+    assert phone.reply(EndSession(number_of("irc"))) == OK
+    with gevent.Timeout(WAIT):
+        while not (line := irc.line()).startswith("ERROR "):
+            pass
+    assert line == "ERROR :Closing link: Session ended from another device"
+    irc.close()
+
+    assert phone.reply(EndSession(number_of("tcp"))) == OK  # (the terminal's, the one left)
+    term.wait_for_text("this session was ended from another of your devices")
+    term.wait_for_text("reconnected after")
+    term.wait_for_input_line("> ")  # (logged in as nobody: not "alice> ")
+    eventually(lambda: len(phone.reply(Sessions()).sessions) == 1, what="the phone's session alone")
+    phone.close()

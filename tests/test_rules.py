@@ -59,6 +59,7 @@ class Client:
         self.received: list = []
         self.arrived = Event()  # set whenever something is delivered
         self.disconnected = False
+        self.ended = False  # by another of its user's sessions
 
     # The Mailbox the directory hands messages to.
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
@@ -80,6 +81,9 @@ class Client:
 
     def disconnect(self) -> None:
         self.disconnected = True
+
+    def end_session(self) -> None:
+        self.ended = True
 
     def ask(self, request) -> list:
         """The reply to request (settled, if it is pending), decoded; after a login, with the

@@ -386,3 +386,25 @@ def test_one_account_in_the_terminal_and_the_browser_own_messages_and_markers(we
 def pushes(peer, count) -> list:
     with gevent.Timeout(WAIT):
         return [peer.next_push() for _ in range(count)]
+
+
+def test_a_session_ended_from_another_device_shows_the_login_and_a_reload_stays_out(web_server, browser, peer_at):
+    """END-SESSION from the phone: the page says so and shows the login, forgets its token,
+    and neither its reconnect nor a reload logs it in again."""
+    from chatroom.device_frames import EndSession, Sessions
+
+    registered_peer(peer_at, web_server.address, "alice").close()
+    log_in_with_password(browser, web_server.web_url, "alice")
+    phone = peer_at(web_server.address)
+    assert phone.reply(Hello(4)) == OK and phone.reply(Authenticate("alice", "pw")) == OK
+    [pages] = [entry.number for entry in phone.reply(Sessions()).sessions if entry.transport == "websocket"]
+    assert phone.reply(EndSession(pages)) == OK
+    said = "This session was ended from another of your devices: log in to come back."
+    until(browser, lambda d: text_of(d, "login-error") == said, "why the login is back")
+    assert browser.find_element(*By_ID("login-form")).is_displayed()
+    assert browser.execute_script("return sessionStorage.getItem('chatroom.session')") is None
+    until(browser, lambda d: text_of(d, "status") == "connected", "the reconnection")
+    browser.refresh()
+    open_page(browser, web_server.web_url)
+    assert browser.find_element(*By_ID("login-form")).is_displayed()
+    assert [entry.transport for entry in phone.reply(Sessions()).sessions] == ["tcp"]

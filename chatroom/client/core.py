@@ -7,7 +7,17 @@ interactive prompt (a conversation, via its TerminalOutput).
 
 from collections.abc import Callable
 
-from ..device_frames import DEVICES_VERSION, Mark, Marked, OwnMessage, PresenceStatus, SessionList, Unread, UnreadCounts
+from ..device_frames import (
+    DEVICES_VERSION,
+    Mark,
+    Marked,
+    OwnMessage,
+    PresenceStatus,
+    SessionEnded,
+    SessionList,
+    Unread,
+    UnreadCounts,
+)
 from ..protocol import (
     EXTENSION_VERSION,
     Authenticate,
@@ -52,6 +62,7 @@ STATUS_WORDS = {
     Status.MALFORMED: "Malformed packet",
     Status.STORED: "Stored",
 }
+SESSION_ENDED_REASON = "this session was ended from another of your devices; log in to come back"
 HELLO_TIMEOUT = 5.0  # a chatroom server answers HELLO at once (a seed one with MALFORMED)
 # What a request may be answered with (anything else: the server broke the protocol).
 ANSWERS = (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory, SearchResults, SessionList, UnreadCounts)
@@ -140,6 +151,14 @@ class Client:
             return  # (this client does not WATCH: only a server that breaks the protocol sends these)
         if kind is Marked:
             self._markers[message.conversation] = message.id
+            return
+        if kind is SessionEnded:
+            # Another of the user's devices ended this session: logged out here, and not
+            # logged in again when the link reconnects (the server revoked this session's
+            # tokens; the password goes too).
+            self.name = self._password = None
+            if self.connection is not None:
+                self.connection.lost_reason = SESSION_ENDED_REASON
             return
         if kind is OwnMessage:
             self.output.own_message(message)

@@ -253,7 +253,9 @@ class AccountRules:
         newest: the account's older ones are revoked already)."""
         self._tokens = [*(self._tokens or ())[1 - MOST_TOKENS :], token]
 
-    def _revoke_tokens(self) -> None:
+    def revoke_tokens(self) -> None:
+        """Revoke the tokens this connection was issued or resumed with (at its LOGOUT, or as
+        another of the user's sessions ends it)."""
         accounts, tokens, self._tokens = self._accounts, self._tokens or (), None
         for token in tokens:
             assert accounts is not None

@@ -135,7 +135,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
             if kind is Login:
                 return self._log_in(event.name)
             if kind is Logout:
-                self._revoke_tokens()
+                self.revoke_tokens()
                 return OK if self.log_out("logged out") else self._failure(Reason.NOT_LOGGED_IN)
             if kind is Hello:
                 self._version = min(event.version, EXTENSION_VERSION)

@@ -5,7 +5,8 @@
 
 import {
   Connection, EVENT_WORDS, HISTORY_PAGE, INCOMING, MARKED, MAX_NAME, MAX_TEXT, MEMBER_LIST, OK, OWN_MESSAGE, PRESENCE,
-  PRESENCE_STATUS, REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, STORED, STORED_MESSAGE, TOKEN, UNREAD_COUNTS, reasonText,
+  PRESENCE_STATUS, REGISTERED, ROOM_EVENT, ROOM_HISTORY, ROOM_LIST, ROOM_MESSAGE, SESSION_ENDED, STORED, STORED_MESSAGE, TOKEN,
+  UNREAD_COUNTS, reasonText,
 } from "./protocol.js";
 import { actionOf, appendFormatted, appendMessage, asAction, escaped } from "./text.js";
 
@@ -303,6 +304,9 @@ function onPush(message) {
       if (online) state.online.add(name); else state.online.delete(name);
     }
     renderUsers();
+  } else if (message.type === SESSION_ENDED) {  // (its token is revoked: not logged in again)
+    forget();
+    $("login-error").textContent = "This session was ended from another of your devices: log in to come back.";
   }
 }
 
@@ -453,6 +457,18 @@ async function logInAgain() {
   }
 }
 
+// Logged out: by this page, or by another of the user's devices. Nothing of the session is kept.
+function forget() {
+  sessionStorage.removeItem(SAVED);
+  Object.assign(state, { me: null, registered: false, token: null, peer: null });
+  state.conversations.clear();
+  state.rooms.clear();
+  state.unread.clear();
+  document.body.classList.remove("talking");
+  showChat(false);
+  renderTitle();
+}
+
 async function changePassword() {
   const error = $("password-error");
   const [old, fresh, again] = ["old-password", "new-password", "new-password-again"].map((id) => $(id).value);
@@ -481,14 +497,7 @@ $("register").addEventListener("click", () => submitLogin(true));
 $("name").addEventListener("input", resetLoginForm);
 $("logout").addEventListener("click", async () => {
   try { await connection.logout(); } catch { /* gone anyway */ }
-  sessionStorage.removeItem(SAVED);
-  Object.assign(state, { me: null, registered: false, token: null, peer: null });
-  state.conversations.clear();
-  state.rooms.clear();
-  state.unread.clear();
-  document.body.classList.remove("talking");
-  showChat(false);
-  renderTitle();
+  forget();
 });
 $("account").addEventListener("click", () => { $("chat").hidden = true; $("password-form").hidden = false; $("old-password").focus(); });
 $("cancel-password").addEventListener("click", () => showChat(true));

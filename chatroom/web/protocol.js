@@ -12,10 +12,10 @@ const LOGIN = 0x01, LIST = 0x02, SENDTO = 0x03, LOGOUT = 0x04, HELLO = 0x05, REG
 export const USER_LIST = 0x81, RESPONSE = 0x82, INCOMING = 0x83, HISTORY_PAGE = 0x84,
   STORED_MESSAGE = 0x85, VERSION = 0x86, TOKEN = 0x87, PRESENCE = 0x88, ROOM_MESSAGE = 0x89,
   ROOM_LIST = 0x8a, MEMBER_LIST = 0x8b, ROOM_EVENT = 0x8c, ROOM_HISTORY = 0x8d, DIRECT_MESSAGE = 0x8e, KEPT_MESSAGE = 0x8f,
-  OWN_MESSAGE = 0x92, MARKED = 0x93, UNREAD_COUNTS = 0x94, PRESENCE_STATUS = 0x95;
+  OWN_MESSAGE = 0x92, MARKED = 0x93, UNREAD_COUNTS = 0x94, PRESENCE_STATUS = 0x95, SESSION_ENDED = 0x96;
 export const OK = 0x00, FAILURE = 0x01, MALFORMED = 0x02, REGISTERED = 0x03, STORED = 0x04;
 const PUSHED = new Set([INCOMING, DIRECT_MESSAGE, STORED_MESSAGE, KEPT_MESSAGE, PRESENCE, ROOM_MESSAGE, ROOM_EVENT,
-  OWN_MESSAGE, MARKED, PRESENCE_STATUS]);
+  OWN_MESSAGE, MARKED, PRESENCE_STATUS, SESSION_ENDED]);
 export const EVENT_WORDS = {
   1: "{actor} joined", 2: "{actor} left", 3: "{actor} removed {detail}", 4: "{actor} set the topic: {detail}",
   5: "{actor} made the room invite-only: {detail}", 6: "{actor} handed the room to {detail}", 7: "{actor} invited {detail}",

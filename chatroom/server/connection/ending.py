@@ -8,10 +8,18 @@ A mixin: the Session holds the state (its stream, outbox, rules, and why it ende
 import logging
 from typing import TYPE_CHECKING
 
+from ...codec import encode
+from ...device_frames import SessionEnded
 from ..operations.counts import COUNTS
 from ..operations.logs import fields
+from ..storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+SESSION_ENDED = encode(SessionEnded())
+# How a session's end reads in the log (and in its rooms' events: a guest "logged out" or
+# "disconnected"), by why it ended: an IRC QUIT is a logout.
+_LOGOUT_HOW = {"quit": "logged out", "ended": "ended from another session"}
 
 
 class SessionEnd:
@@ -54,16 +62,37 @@ class SessionEnd:
         port says why first."""
         self.disconnect(reason=reason)
 
+    def end_session(self) -> None:
+        """End this session at its user's asking, from another of its sessions (END-SESSION):
+        it answers nothing more; once what was queued for it is out, it is told why and logged
+        out, and the tokens it was issued or resumed with are revoked (its client, which
+        would take a closed connection for a lost one, must not come back with one)."""
+        self._end_reason = self._end_reason or "ended"
+        self._stream.stop_reading()
+
+    def _say_session_ended(self) -> None:
+        """Tell the client its session was ended by another (the IRC port says it its way)."""
+        self._outbox.queue_for_hub(SESSION_ENDED)
+
+    def _revoke_tokens(self) -> None:
+        try:
+            self.rules.revoke_tokens()
+        except StoreUnavailable:
+            log.warning("%s: session ended, its tokens not revoked (the store is unavailable)", self.peer)
+
     def _end(self):
         self._readable.close()
         self._stop_frame_timer()
         reason = self._end_reason or ("oversize" if self._decoder.broken else "peer_closed")
         COUNTS.count(COUNTS.disconnects, reason)
         try:
+            if reason == "ended":  # (revoked before the client can learn why, and act)
+                self._revoke_tokens()
+                self._say_session_ended()
             # Still logged in while what was sent drains: what it never takes can be kept.
             self._outbox.finish(self._limits.send_timeout)
             self._outbox.close()
-            self.rules.log_out("logged out" if reason == "quit" else "disconnected")  # (held messages kept)
+            self.rules.log_out(_LOGOUT_HOW.get(reason, "disconnected"))  # (held messages kept)
             self.rules.closed()
             # After a frame too large, or at a shutdown, the client may still be sending:
             # close gracefully, or a reset could destroy replies it has not read yet.

@@ -111,6 +111,9 @@ class IrcSession(Session):
         self._say_farewell("Server shutting down")
         super().stop_reading()
 
+    def _say_session_ended(self) -> None:
+        self._say_farewell("Session ended from another device")
+
     def _say_farewell(self, why: str) -> None:
         if not self._irc.quitting:  # (a QUIT has had its ERROR)
             self._outbox.queue_for_hub(irc_frame(encode_line("ERROR", f"Closing link: {why}")))

@@ -154,7 +154,7 @@ class Devices:
         """End the session of that number if it is on this server (another node may ask)."""
         for device in self._devices:
             if device.number == number:
-                device.session.disconnect()
+                device.session.end_session()
                 return True
         return False
 
@@ -195,6 +195,10 @@ class Devices:
     def disconnect(self) -> None:
         for device in list(self._devices):
             device.session.disconnect()
+
+    def end_session(self) -> None:
+        for device in list(self._devices):
+            device.session.end_session()
 
 
 offer_devices_in_c(Devices, vars(Devices)["_sinks"])  # (offer is offer_each over _sinks)

@@ -50,6 +50,11 @@ class Mailbox(Protocol):
         """End the user's connection (a directory does so when it finds the name lost)."""
         ...
 
+    def end_session(self) -> None:
+        """End the session at its user's asking, from another of its sessions (END-SESSION):
+        told so once its replies are out, its tokens revoked, logged out."""
+        ...
+
 
 class _Ended:
     """The mailbox of a connection that has ended: it takes nothing."""
@@ -66,6 +71,9 @@ class _Ended:
         return self
 
     def disconnect(self) -> None:
+        pass
+
+    def end_session(self) -> None:
         pass
 
 
