@@ -62,7 +62,7 @@ STATUS_WORDS = {
     Status.MALFORMED: "Malformed packet",
     Status.STORED: "Stored",
 }
-SESSION_ENDED_REASON = "this session was ended from another of your devices; log in to come back"
+SESSION_ENDED_REASON = "this session was ended from another of your devices (log in to come back)"
 HELLO_TIMEOUT = 5.0  # a chatroom server answers HELLO at once (a seed one with MALFORMED)
 # What a request may be answered with (anything else: the server broke the protocol).
 ANSWERS = (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory, SearchResults, SessionList, UnreadCounts)
