@@ -20,6 +20,7 @@ from chatroom.device_frames import (
 )
 from chatroom.protocol import (
     Authenticate,
+    ChangePassword,
     DirectMessage,
     Hello,
     ListUsers,
@@ -130,6 +131,14 @@ def test_sessions_are_listed_and_one_can_be_ended_from_another(device):
     assert phone.ask(EndSession(7)) == [failure(Reason.NO_SUCH_SESSION)]
     assert phone.ask(EndSession(1)) == [OK]
     assert laptop.ended  # (the session then logs out, as below)
+
+
+def test_a_new_password_ends_the_accounts_other_sessions(device):
+    laptop, phone, tablet = device("alice"), device("alice"), device("alice")
+    assert phone.ask(ChangePassword("wrong", "new secret")) == [failure(Reason.WRONG_PASSWORD)]
+    assert not (laptop.ended or tablet.ended)
+    assert phone.ask(ChangePassword("secret", "new secret")) == [OK]
+    assert laptop.ended and tablet.ended and not phone.ended
 
 
 def test_logging_out_one_device_keeps_the_others(device, directory):

@@ -30,7 +30,7 @@ from ..protocol import (
 )
 from .operations.logs import fields
 from .presence.devices import Devices
-from .presence.directory import Directory
+from .presence.directory import Directory, Mailbox
 from .replies import OK
 from .storage.accounts import MOST_TOKENS, Accounts, Check
 from .storage.store import StoreUnavailable
@@ -55,6 +55,7 @@ class AccountRules:
         _devices: Devices | None
         _accounts: Accounts | None
         _directory: Directory
+        _mailbox: Mailbox
         _peer: str
 
         @property
@@ -226,7 +227,13 @@ class AccountRules:
         if not is_valid_password(event.new):
             return self._failure(Reason.INVALID_PASSWORD)
         check = accounts.change_password(name, event.old, event.new, self.host)
-        return OK if check is Check.RIGHT else self._check_failure(check, name)
+        if check is not Check.RIGHT:
+            return self._check_failure(check, name)
+        if self._devices is not None:
+            # Whoever had the old password is out: the account's other sessions end, as
+            # END-SESSION ends one (the tokens went with the password).
+            self._devices.end_others(self._mailbox)
+        return OK
 
     def history_key(self) -> str:
         """What the sender's daily history quota is counted under: a registered name, or for

@@ -143,6 +143,12 @@ class Devices:
             return tuple(here)
         return tuple(sorted(here + others.sessions(), key=lambda entry: entry.number))
 
+    def end_others(self, asking: Mailbox) -> None:
+        """End every session but asking's, here and at other nodes (its password changed)."""
+        for entry in self.listing(asking):
+            if not entry.flags & SessionFlag.THIS:
+                self.end(entry.number)
+
     def end(self, number: int) -> bool:
         """End the session of that number; False if there is none."""
         if self.end_here(number):
