@@ -166,7 +166,7 @@ def test_a_session_ended_from_another_is_told_loses_its_tokens_and_stays_out(irc
     irc.close()
 
     assert phone.reply(EndSession(number_of("tcp"))) == OK  # (the terminal's, the one left)
-    term.wait_for_text("this session was ended from another of your devices")
+    term.wait_for_text("this session was ended from one of your devices")
     term.wait_for_text("reconnected after")
     term.wait_for_input_line("> ")  # (logged in as nobody: not "alice> ")
     eventually(lambda: len(phone.reply(Sessions()).sessions) == 1, what="the phone's session alone")

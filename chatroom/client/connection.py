@@ -13,12 +13,15 @@ from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
 
 from ..codec import PUSHED, Decoder, encode
+from ..device_frames import SessionEnded
 from ..protocol import FrameTooLarge, Malformed
 
 REPLY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 
 _LOST = object()  # queued in place of a reply when the connection ends
+# Why the connection ends after SESSION-ENDED: the user ended this session elsewhere, or here.
+SESSION_ENDED = "this session was ended from one of your devices (log in to come back)"
 
 
 def connect(host: str, port: int, tls: ssl.SSLContext | None = None):
@@ -155,6 +158,8 @@ class Connection:
         # Replies are responses and lists; anything else in their place breaks the protocol.
         kind = type(event)
         if kind in PUSHED:
+            if kind is SessionEnded:  # (what the end of the connection, next, is)
+                self.lost_reason = SESSION_ENDED
             self._on_message(event)
         elif kind is Malformed:
             self._on_warning(f"ignored a malformed frame (type 0x{event.frame_type:02x})")

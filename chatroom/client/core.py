@@ -62,7 +62,6 @@ STATUS_WORDS = {
     Status.MALFORMED: "Malformed packet",
     Status.STORED: "Stored",
 }
-SESSION_ENDED_REASON = "this session was ended from another of your devices (log in to come back)"
 HELLO_TIMEOUT = 5.0  # a chatroom server answers HELLO at once (a seed one with MALFORMED)
 # What a request may be answered with (anything else: the server broke the protocol).
 ANSWERS = (Response, UserList, HistoryPage, RoomList, MemberList, RoomHistory, SearchResults, SessionList, UnreadCounts)
@@ -152,13 +151,8 @@ class Client:
         if kind is Marked:
             self._markers[message.conversation] = message.id
             return
-        if kind is SessionEnded:
-            # Another of the user's devices ended this session: logged out here, and not
-            # logged in again when the link reconnects (the server revoked this session's
-            # tokens; the password goes too).
+        if kind is SessionEnded:  # (its link reconnects logged in as nobody: see Connection)
             self.name = self._password = None
-            if self.connection is not None:
-                self.connection.lost_reason = SESSION_ENDED_REASON
             return
         if kind is OwnMessage:
             self.output.own_message(message)
