@@ -1353,3 +1353,18 @@ def test_an_account_keeps_its_newest_tokens_in_redis_too_and_a_new_password_revo
     assert [store.token_owner(token_hash) for token_hash in ("before", "a", "h004")] == [None] * 3
     assert not store._redis.exists("chatroom:token-times:alice", "chatroom:tokens:alice")
     store._redis.close()
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_two_nodes_under_random_room_requests_tell_the_same_rooms(nodes, seed):
+    """Guests and registered users, at either node, join, part, remove, invite, hand rooms
+    on, come and go and register (tests/test_rooms_random.py): the nodes agree."""
+    from tests.test_rooms_random import Users, assert_clean, assert_owned_as_it_must_be, rooms_seen_from
+
+    one, two = nodes(2)
+    users = Users([one.address, two.address])
+    users.play(seed)
+    eventually(lambda: rooms_seen_from(one.address) == rooms_seen_from(two.address), what="the same rooms")
+    assert_owned_as_it_must_be(rooms_seen_from(one.address), users.registered)
+    users.close()
+    assert_clean(one, two)
