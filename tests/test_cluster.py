@@ -4,6 +4,7 @@ a Redis Cluster of three masters (every test runs against both).
 These tests never skip: without Debian's redis-server (7 or newer) they fail.
 """
 
+import random
 import signal
 import urllib.error
 import urllib.request
@@ -1368,3 +1369,106 @@ def test_two_nodes_under_random_room_requests_tell_the_same_rooms(nodes, seed):
     assert_owned_as_it_must_be(rooms_seen_from(one.address), users.registered)
     users.close()
     assert_clean(one, two)
+
+
+def _read_what_came(peer) -> bool:
+    """Decode what the server sent peer so far, without waiting; False once it closed."""
+    peer.sock.setblocking(False)
+    try:
+        while data := peer.sock.recv(65536):
+            peer.events.extend(peer.decoder.receive_data(data))
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        peer.sock.settimeout(WAIT)
+
+
+def test_devices_under_random_requests_at_two_nodes_end_only_as_told(nodes):
+    """Two registered users' devices log in at either node, log out, vanish, end each other's
+    sessions and change passwords, at random: a connection the server closes was told
+    SESSION-ENDED first; at the end both nodes list who has a session, and every session
+    counts its user's."""
+    from chatroom.device_frames import Away, EndSession, SessionEnded, SessionFlag, SessionList, Sessions
+    from chatroom.protocol import ChangePassword
+
+    one, two = nodes(2)
+    rng = random.Random(7)
+    passwords = {"a": "pw", "b": "pw"}
+    for name in passwords:
+        hello_peer(one.address, 4, name, "pw").close()
+    live: list[tuple[str, Peer]] = []
+
+    def told_why(peer) -> None:
+        assert SessionEnded() in peer.pushed + peer.events, (peer.pushed + peer.events)[-5:]
+
+    for step in range(250):
+        action = rng.choice(["device", "device", "logout", "vanish", "end", "end", "password", "away"])
+        if action == "device" or not live:
+            name, peer = rng.choice("ab"), Peer(rng.choice([one.address, two.address]))
+            if len(live) < 12 and peer.reply(Hello(4)) == OK and peer.reply(Authenticate(name, passwords[name])) == OK:
+                live.append((name, peer))
+            else:
+                peer.close()
+            continue
+        name, peer = rng.choice(live)
+        try:
+            if action in ("logout", "vanish"):
+                assert action == "vanish" or peer.reply(Logout()) == OK
+                peer.close()
+                live.remove((name, peer))
+            elif action == "end":
+                numbers = [entry.number for entry in peer.reply(Sessions()).sessions]
+                assert peer.reply(EndSession(rng.choice(numbers))) in (OK, failure(Reason.NO_SUCH_SESSION))
+            elif action == "password" and peer.reply(ChangePassword(passwords[name], f"pw{step}")) == OK:
+                passwords[name] = f"pw{step}"
+            elif action == "away":
+                assert peer.reply(Away(True, "out") if rng.random() < 0.5 else Away(False)) == OK
+        except AssertionError as closed:  # (ended meanwhile, by another device or a new password)
+            assert "connection closed" in str(closed)
+            told_why(peer)
+            peer.close()
+            live.remove((name, peer))
+        for gone in [(owner, device) for owner, device in live if not _read_what_came(device)]:
+            told_why(gone[1])
+            gone[1].close()
+            live.remove(gone)
+
+    def settled() -> bool:
+        """Every session left answers, each counting its user's (a session ended meanwhile, by
+        a request of the last steps still on its way to the other node, goes, told why)."""
+        listings = {}
+        for device in list(live):
+            try:
+                listings[device] = device[1].reply(Sessions())
+            except AssertionError:
+                told_why(device[1])
+                device[1].close()
+                live.remove(device)
+                return False
+        counts = {name: sum(owner == name for owner, _ in live) for name in passwords}
+        return all(
+            type(listing) is SessionList
+            and len(listing.sessions) == counts[owner]
+            and sum(bool(entry.flags & SessionFlag.THIS) for entry in listing.sessions) == 1
+            for (owner, _), listing in listings.items()
+        )
+
+    eventually(settled, what="the sessions left, each counting its user's")
+    sessions = {name: [device for device in live if device[0] == name] for name in passwords}
+    online = UserList(tuple(name for name, listings in sessions.items() if listings))
+
+    def listed_at(node) -> UserList:
+        asking = hello_peer(node.address, 4)
+        try:
+            return asking.reply(ListUsers())
+        finally:
+            asking.close()
+
+    for node in (one, two):
+        eventually(lambda node=node: listed_at(node) == online, what="who is on")
+    assert "Traceback" not in one.log_text() + two.log_text()
+    for _, peer in live:
+        peer.close()

@@ -20,6 +20,7 @@ SESSION_ENDED = encode(SessionEnded())
 # How a session's end reads in the log (and in its rooms' events: a guest "logged out" or
 # "disconnected"), by why it ended: an IRC QUIT is a logout.
 _LOGOUT_HOW = {"quit": "logged out", "ended": "ended from another session"}
+_STILL_SENDING = ("shutdown", "ended")  # ends the client has not asked for, nor been told of
 
 
 class SessionEnd:
@@ -94,9 +95,10 @@ class SessionEnd:
             self._outbox.close()
             self.rules.log_out(_LOGOUT_HOW.get(reason, "disconnected"))  # (held messages kept)
             self.rules.closed()
-            # After a frame too large, or at a shutdown, the client may still be sending:
-            # close gracefully, or a reset could destroy replies it has not read yet.
-            self._stream.close(gracefully=self._decoder.broken or reason == "shutdown")
+            # After a frame too large, at a shutdown, or with its session ended elsewhere, the
+            # client may still be sending: close gracefully, or a reset could destroy replies
+            # (and the SESSION-ENDED) it has not read yet.
+            self._stream.close(gracefully=self._decoder.broken or reason in _STILL_SENDING)
             log.info("disconnect %s", self.peer, extra=fields("disconnect", peer=self.peer, reason=reason))
         finally:
             self._on_end(self)
