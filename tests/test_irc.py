@@ -399,6 +399,35 @@ def test_a_guests_channel_is_its_first_registered_members_who_sees_it_in_its_nam
     assert gus.line() == ":rita!rita@chatroom MODE #g +o :rita"
 
 
+def test_a_room_handed_on_has_one_operator_for_irc_clients_too(irc_server, irc):
+    """A room has one owner: handed on (MODE +o from its owner, a GIVE, the owner leaving), its
+    channel's operator changes, -o the one who had it, +o the new one, in one MODE."""
+    from chatroom.room_frames import GiveRoom, Join
+
+    hello_peer(irc_server.address, 4, "olga", "pw").close()
+    olga, gus = irc(), irc()
+    olga.send("PASS pw")
+    olga.register("olga", "pw")
+    gus.register("gus")
+    olga.send("JOIN #h")
+    olga.until("366")
+    reg = hello_peer(irc_server.address, 4, "reg", "pw")
+    try:
+        assert reg.reply(Join("#h")) == OK
+        gus.send("JOIN #h")
+        assert gus.until("366")[1] == ":chatroom 353 gus = #h :gus @olga reg"
+        olga.send("MODE #h +o reg")
+        assert gus.line() == ":olga!olga@chatroom MODE #h -o+o olga :reg"
+        assert olga.until("MODE")[-1] == ":olga!olga@chatroom MODE #h -o+o olga :reg"
+        assert reg.reply(GiveRoom("#h", "olga")) == OK
+        assert gus.line() == ":reg!reg@chatroom MODE #h -o+o reg :olga"
+        olga.send("PART #h")
+        assert gus.line() == ":olga!olga@chatroom PART :#h"
+        assert gus.line() == ":olga!olga@chatroom MODE #h -o+o olga :reg"  # (to the member there longest)
+    finally:
+        reg.close()
+
+
 def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):
     from chatroom import __version__
 

@@ -139,5 +139,9 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
             # (Its own JOIN took the room, which had no owner: the JOIN's names say so, and this
             # event, sent while the JOIN is answered, would come before its JOIN.)
             return []
-        return [encode_line("MODE", channel, "+o", to_nick(event.detail), source=source)]
+        if event.detail == event.actor:  # (it took a room that had no owner)
+            return [encode_line("MODE", channel, "+o", to_nick(event.detail), source=source)]
+        # Handed on: a room has one owner, so the one who had it is op no more (where it left,
+        # and the room went to the member there longest, the -o is of one no longer there).
+        return [encode_line("MODE", channel, "-o+o", to_nick(event.actor), to_nick(event.detail), source=source)]
     return []
