@@ -44,6 +44,7 @@ from chatroom.room_frames import (
     ListMembers,
     MemberFlag,
     MemberList,
+    Part,
     RoomEvent,
     RoomMessage,
     SetInviteOnly,
@@ -876,6 +877,27 @@ def test_room_rules_hold_across_nodes(nodes):
     late = hello_peer(two.address, 3, "c\u043ebble")
     assert late.reply(Join("#\u0441lub")) == failure(Reason.LOOKS_LIKE, "#club")  # Cyrillic с
     for peer in (owner, guest, witness, late):
+        peer.close()
+
+
+def test_one_removed_or_parting_at_the_node_that_does_it_is_told_too(nodes):
+    """The event of a removal or a part is handed out by each node's inbox, the node that did
+    it too: the member who left must still be among those it is handed to there (it was
+    forgotten at once, and a member removed by someone at its own node never learnt it)."""
+    one, two = nodes(2)
+    owner = hello_peer(one.address, 4, "owner", "pw")
+    assert owner.reply(Join("#club")) == OK
+    near, far = room_member(one.address, "near", "#club"), room_member(two.address, "far", "#club")
+    wait_for_push(owner, lambda e: isinstance(e, RoomEvent) and e.actor == "far")
+    assert owner.reply(Kick("#club", "near")) == OK
+    wait_for_push(near, lambda e: e == RoomEvent("#club", EventKind.REMOVED, "owner", "near"))
+    wait_for_push(far, lambda e: e == RoomEvent("#club", EventKind.REMOVED, "owner", "near"))
+    phone = Peer(one.address)  # (the owner's other device, at its node)
+    assert phone.reply(Hello(4)) == OK and phone.reply(Authenticate("owner", "pw")) == OK
+    assert owner.reply(Part("#club")) == OK
+    wait_for_push(phone, lambda e: e == RoomEvent("#club", EventKind.PARTED, "owner"))
+    assert owner.reply(SendTo("#club", "gone?")) == failure(Reason.NOT_A_MEMBER)
+    for peer in (owner, near, far, phone):
         peer.close()
 
 

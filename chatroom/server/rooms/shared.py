@@ -156,7 +156,8 @@ class SharedRooms:
         args = [user, room.name, skeleton(room.name[1:])]
         left = self._directory.redis_call(self._script(2), keys=_room_keys(room.name, user), args=args)
         room.members.pop(user, None)
-        self._forget_here(room.name, user)
+        # (Its sessions here are forgotten as the event of its leaving, told before, is handed
+        # out to them by the inbox: forgotten now, they would never be told they were removed.)
         if not left and self._store is not None:
             self._store.delete_room(room.name)  # its history goes with it
         elif left and room.owner == user:
@@ -201,7 +202,8 @@ class SharedRooms:
             room = self.get(name)
             if room is None or not room.members.get(user, False) or not registered:
                 if room is not None:
-                    self.leave(room, user)
+                    self.leave(room, user)  # (no event: nobody was told it is there)
+                    self._forget_here(name, user)
                 else:
                     self._call("srem", USER_ROOMS + user, name)
                 continue
