@@ -424,6 +424,11 @@ def test_a_room_handed_on_has_one_operator_for_irc_clients_too(irc_server, irc):
         olga.send("PART #h")
         assert gus.line() == ":olga!olga@chatroom PART :#h"
         assert gus.line() == ":olga!olga@chatroom MODE #h -o+o olga :reg"  # (to the member there longest)
+        gus.send("PART #h", "KICK #h reg")  # (not on the channel: its 442, not reg's 441)
+        assert gus.until("442")[-2:] == [
+            ":gus!gus@chatroom PART :#h",
+            ":chatroom 442 gus #h :You're not on that channel",
+        ]
     finally:
         reg.close()
 

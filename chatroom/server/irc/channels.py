@@ -260,7 +260,10 @@ class ChannelCommands:
             return b""
         members = self._members(room) if answer.reason is Reason.NOT_A_MEMBER else None
         if members is not None:
-            if request is GiveRoom and any(member == name for member, _flags in members.members):
+            names = {member for member, _flags in members.members}
+            if self._rules.name not in names:  # (it is the one asking who is not on the channel)
+                return self._refusal(answer, channel)
+            if request is GiveRoom and name in names:
                 numeric, text = _REFUSALS[Reason.NOT_REGISTERED]  # (a member, but not a registered one)
                 return self._numeric(numeric, channel, ":" + text)
             return self._numeric("441", nick, channel, ":They aren't on that channel")
