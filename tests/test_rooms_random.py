@@ -30,6 +30,22 @@ ROOMS = ["#x", "#y", "#z"]
 STEPS = 300
 
 
+ROOM_ACTIONS = ("join", "part", "kick", "invite", "give", "invite-only", "topic")
+
+
+def room_request(action: str, room: str, other: str, rng, step: int):
+    """The request of one of ROOM_ACTIONS: about room, and other (a name) where it takes one."""
+    return {
+        "join": Join(room),
+        "part": Part(room),
+        "kick": Kick(room, other),
+        "invite": Invite(room, other),
+        "give": GiveRoom(room, other),
+        "invite-only": SetInviteOnly(room, rng.random() < 0.5),
+        "topic": SetTopic(room, f"topic {step}"),
+    }[action]
+
+
 class Users:
     """The users' connections, spread over the servers' addresses, and who is registered."""
 
@@ -72,16 +88,7 @@ class Users:
             if user not in self.registered and peer.reply(Register(user, "pw")) == OK:
                 self.registered.add(user)
         else:
-            request = {
-                "join": Join(room),
-                "part": Part(room),
-                "kick": Kick(room, other),
-                "invite": Invite(room, other),
-                "give": GiveRoom(room, other),
-                "invite-only": SetInviteOnly(room, rng.random() < 0.5),
-                "topic": SetTopic(room, f"topic {step}"),
-            }[action]
-            assert isinstance(peer.reply(request), Response)
+            assert isinstance(peer.reply(room_request(action, room, other, rng, step)), Response)
 
     def close(self) -> None:
         for peer in self.peers.values():
