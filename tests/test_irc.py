@@ -8,7 +8,7 @@ import time
 import gevent
 import pytest
 
-from chatroom.protocol import DirectMessage, Hello, Incoming, ListUsers, Login, Logout, SendTo, UserList
+from chatroom.protocol import Authenticate, DirectMessage, Hello, Incoming, ListUsers, Login, Logout, SendTo, UserList
 from chatroom.server.irc.tags import irc_time
 from chatroom.testing import OK, WAIT, IrcPeer, Peer, free_port, hello_peer, logged_in
 from chatroom.testing.waiting import eventually
@@ -431,6 +431,32 @@ def test_a_room_handed_on_has_one_operator_for_irc_clients_too(irc_server, irc):
         ]
     finally:
         reg.close()
+
+
+def test_a_channel_joined_from_another_device_comes_with_its_topic_and_names(irc_server, irc):
+    """As after a JOIN of its own: an IRC client learns who is on a channel from NAMES alone
+    (it showed one joined at the user's phone with nobody on it)."""
+    from chatroom.room_frames import Join, SetTopic
+
+    owner = hello_peer(irc_server.address, 4, "olga", "pw")
+    assert owner.reply(Join("#t")) == OK and owner.reply(SetTopic("#t", "plans")) == OK
+    hello_peer(irc_server.address, 4, "alice", "pw").close()
+    alice = irc()
+    alice.send("PASS pw")
+    alice.register("alice", "pw")
+    phone = Peer(irc_server.address)
+    try:
+        assert phone.reply(Hello(4)) == OK and phone.reply(Authenticate("alice", "pw")) == OK
+        assert phone.reply(Join("#t")) == OK
+        assert alice.until("366") == [
+            ":alice!alice@chatroom JOIN :#t",
+            ":chatroom 332 alice #t :plans",
+            ":chatroom 353 alice = #t :alice @olga",
+            ":chatroom 366 alice #t :End of /NAMES list",
+        ]
+    finally:
+        phone.close()
+        owner.close()
 
 
 def test_what_clients_ask_of_the_server_itself_is_answered_not_unknown(irc):

@@ -174,9 +174,13 @@ class Reader:
     last_quit: str | None = None
     own_join: str | None = None
     away_shown: bool = False
+    joined_at_other_devices: list[str] = field(default_factory=list)  # (see joined_elsewhere)
 
     def is_account(self, name: str) -> bool:
         return name in self.accounts
+
+    def joined_elsewhere(self, room: str) -> None:
+        self.joined_at_other_devices.append(room)
 
     @property
     def writing(self) -> Writing:
@@ -208,7 +212,8 @@ def test_a_rooms_event_reads_the_same_for_every_member_it_is_not_about():
     assert to_irc([joined], Reader("alice")) == to_irc([joined], Reader("carol", {"server-time"})) == line
     bob = Reader("bob", {"draft/read-marker"})  # (joined from another of bob's devices)
     assert to_irc([joined], bob) == line + b":chatroom MARKREAD #team *\r\n" and bob.channels == {"#team"}
-    assert to_irc([joined], bob) == b""  # joined already
+    assert bob.joined_at_other_devices == ["#team"]  # (its topic and names to follow)
+    assert to_irc([joined], bob) == b"" and bob.joined_at_other_devices == ["#team"]  # joined already
     removed = encode(RoomEvent("#team", EventKind.REMOVED, "alice", "bob"))
     kick = b":alice!alice@chatroom KICK #team bob :alice\r\n"
     assert to_irc([removed], Reader("carol")) == to_irc([removed], Reader("alice")) == kick

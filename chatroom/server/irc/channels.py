@@ -4,7 +4,10 @@ PRIVMSG to a channel, over the room requests; the numerics for what goes wrong.
 A mixin: the IrcClient holds the state (its rules, its nickname) and the numerics.
 """
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import gevent
 
 from ...protocol import Reason, Response, Status
 from ...room_frames import (
@@ -54,6 +57,7 @@ class ChannelCommands:
         away_known: set[str]
         _label: str | None
         _rules: Rules
+        _send_later: Callable[[bytes], None]
 
         def _numeric(self, numeric: str, *params: str) -> bytes: ...
 
@@ -126,6 +130,19 @@ class ChannelCommands:
         topic_and_names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
         missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
         return irc_frame(joined) + topic_and_names + self._offline_lines(members) + missed
+
+    def joined_elsewhere(self, room: str) -> None:
+        """(translate) Another of the user's devices joined room: its topic and names follow
+        the JOIN, as after a JOIN of the client's own (an IRC client learns a channel's members
+        from them alone), read in a greenlet of their own (a cluster's members are in Redis)."""
+        gevent.spawn(self._tell_joined_elsewhere, room)
+
+    def _tell_joined_elsewhere(self, room: str) -> None:
+        members = self._members(room)
+        if members is not None and room in self.channels:  # (still: the read may have waited)
+            channel = to_channel(room)
+            names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
+            self._send_later(names + self._offline_lines(members))
 
     def _offline_lines(self, members: MemberList | None) -> bytes:
         """(away-notify) The members of a channel joined who have no session, as away (see

@@ -71,10 +71,12 @@ _OK = Response(Status.OK)
 
 
 class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, SaslCommands):
-    def __init__(self, rules: Rules, on_quit: Callable[[], None]):
-        """``on_quit``: called at QUIT, to end the connection once its answer is out."""
+    def __init__(self, rules: Rules, on_quit: Callable[[], None], send_later: Callable[[bytes], None]):
+        """``on_quit``: called at QUIT, to end the connection once its answer is out;
+        ``send_later(frames)`` queues what no request answers (from any greenlet)."""
         self._rules = rules
         self._on_quit = on_quit
+        self._send_later = send_later
         self.quitting = False  # after QUIT: nothing more is answered, and the session ends
         self.nick = "*"  # the client's nickname, once it gave one
         self._user_given = False

@@ -108,6 +108,7 @@ def event_lines(event: RoomEvent, reader: "Reader") -> list[bytes]:
                 return []  # (this client's JOIN, answered as it asked, or joined already)
             reader.own_join = None
             reader.channels.add(room)  # (joined from another of the user's devices: a new member)
+            reader.joined_elsewhere(room)
             if "draft/read-marker" in reader.caps:
                 return [join_line(event.actor, channel, reader), markread_line(channel, None)]
         return [join_line(event.actor, channel, reader)]

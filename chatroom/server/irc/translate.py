@@ -47,6 +47,10 @@ class Reader(Protocol):
     def is_account(self, name: str) -> bool:
         """Whether name is a registered user's (account-tag)."""
 
+    def joined_elsewhere(self, room: str) -> None:
+        """Another of the user's devices joined room: the topic and names are to follow the
+        JOIN line made for it (they are read where reading may wait, not here)."""
+
 
 def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
