@@ -124,7 +124,8 @@ def _allowed_in_name(c: str) -> bool:
 
 # What ends a line somewhere the text is shown (IRC's CR LF; NUL, where C strings end it): a
 # text that is one line by its nature, a topic or an away message, holds none of them.
-_LINE_BREAKS = frozenset("\r\n\0")
+LINE_BREAKS = "\r\n\0"
+_LINE_BREAKS = frozenset(LINE_BREAKS)
 
 
 def is_one_line(text: str) -> bool:

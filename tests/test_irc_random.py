@@ -148,7 +148,7 @@ def test_irc_clients_see_their_channels_as_the_server_holds_them(irc_server):
     rng = random.Random(12)  # (one that hands a room on to a member who stays, and joins at ia's device)
     for step in range(250):
         rng.choice(ircs + natives).act(rng, step)
-        gevent.sleep(0.002)
+        gevent.sleep(0.002)  # (a pace, not a wait: the requests interleave with what comes back)
 
     def seen_as_held() -> bool:
         held = held_by_the_server(irc_server.address, [native.peer for native in natives])

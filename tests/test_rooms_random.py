@@ -5,7 +5,6 @@ requests tell the same rooms.)"""
 
 import random
 
-import gevent
 import pytest
 
 from chatroom.protocol import Authenticate, Hello, Login, Logout, Reason, Register, Response
@@ -21,7 +20,7 @@ from chatroom.room_frames import (
     SetInviteOnly,
     SetTopic,
 )
-from chatroom.testing import OK, WAIT, Peer
+from chatroom.testing import OK, Peer, eventually
 
 pytestmark = pytest.mark.process
 
@@ -61,10 +60,13 @@ class Users:
             if peer.reply(Authenticate(user, "pw")) != OK:
                 assert peer.reply(Register(user, "pw")) == OK
             return peer
-        with gevent.Timeout(WAIT):  # (its last connection's end may not be seen yet)
-            while (reply := peer.reply(Login(user))) != OK:
-                assert reply.reason is Reason.NAME_IN_USE, reply
-                gevent.sleep(0.05)
+
+        def logged_in() -> bool:
+            reply = peer.reply(Login(user))
+            assert reply == OK or reply.reason is Reason.NAME_IN_USE, reply
+            return reply == OK
+
+        eventually(logged_in, interval=0.05, what=f"{user}'s name free again (its last connection ended)")
         return peer
 
     def play(self, seed: int) -> None:

@@ -126,10 +126,9 @@ class ChannelCommands:
         joined = join_line(name, channel, self)  # type: ignore[arg-type]
         if "draft/read-marker" in self.caps:
             joined += self.markread_line(room, marker)
-        members = self._members(room)  # (once, for the topic and the names)
-        topic_and_names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
+        state = self._state_lines(self._members(room), channel)
         missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
-        return irc_frame(joined) + topic_and_names + self._offline_lines(members) + missed
+        return irc_frame(joined) + state + missed
 
     def joined_elsewhere(self, room: str) -> None:
         """(translate) Another of the user's devices joined room: its topic and names follow
@@ -140,9 +139,13 @@ class ChannelCommands:
     def _tell_joined_elsewhere(self, room: str) -> None:
         members = self._members(room)
         if members is not None and room in self.channels:  # (still: the read may have waited)
-            channel = to_channel(room)
-            names = self._topic_lines(members, channel, quiet=True) + self._names_lines(members, channel)
-            self._send_later(names + self._offline_lines(members))
+            self._send_later(self._state_lines(members, to_channel(room)))
+
+    def _state_lines(self, members: MemberList | None, channel: str) -> bytes:
+        """What follows a JOIN: the channel's topic, its names, and (away-notify) who of them
+        has no session, from one read of its members."""
+        topic = self._topic_lines(members, channel, quiet=True)
+        return topic + self._names_lines(members, channel) + self._offline_lines(members)
 
     def _offline_lines(self, members: MemberList | None) -> bytes:
         """(away-notify) The members of a channel joined who have no session, as away (see

@@ -16,15 +16,16 @@ from typing import NamedTuple
 import irctokens
 from irctokens.const import TAG_ESCAPED, TAG_UNESCAPED
 
+from ...protocol import LINE_BREAKS
 from .speedups import compiled
 
 MAX_LINE = 512  # bytes of a line without its tags, CR LF included (RFC 2812)
 MAX_TAGS = 8191  # bytes of the tags part, its '@' and the space after it included (IRCv3)
 MAX_RECEIVED = MAX_TAGS + MAX_LINE
 _ESCAPE = re.compile(r"\\.?")  # a backslash, and what it escapes (a lone one at the end: dropped)
-# What a parameter sent may not hold (it would end the line, or is not allowed in one): a
-# topic or an away message stored before our protocol refused them there.
-_LINE_BREAKS = str.maketrans("\r\n\0", "   ")
+# What a parameter sent may not hold (protocol.LINE_BREAKS: it would end the line, or is not
+# allowed in one), as spaces: a topic or an away message stored before our protocol refused them.
+_AS_SPACES = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
 
 
 class Privmsg(NamedTuple):
@@ -222,7 +223,7 @@ def encode_line(
     ``text`` is false (parameters that are words, such as a BATCH's). A CR, LF or NUL in a
     parameter is written as a space: never a line of the sender's making; a trailing one too
     long for the line is cut to fit."""
-    params = tuple(param.translate(_LINE_BREAKS) for param in params)
+    params = tuple(param.translate(_AS_SPACES) for param in params)
     if not text:
         return (irctokens.build(command, list(params), source, tags).format() + "\r\n").encode()
     head = irctokens.build(command, list(params[:-1]), source, tags).format().encode()
