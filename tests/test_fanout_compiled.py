@@ -6,6 +6,7 @@ import pytest
 from gevent import socket
 from gevent.event import Event
 
+from chatroom.server.connection import fanout
 from chatroom.server.connection import outbox as outboxes
 from chatroom.server.connection.outbox import DUE_ALONE, Outbox
 from chatroom.server.connection.streams import TcpStream
@@ -26,7 +27,7 @@ class _Devices:
         self._sinks = sinks
 
     def offer(self, frame: bytes) -> bool:
-        return outboxes.offer_each_in_python(self._sinks, frame) > 0
+        return fanout.offer_each_in_python(self._sinks, frame) > 0
 
 
 def fan_out_twice(offer_each) -> tuple:
@@ -59,7 +60,7 @@ def fan_out_twice(offer_each) -> tuple:
     try:
         for frame in (b"room", b"more"):
             answers.append(offer_each(sinks, frame))
-            due.append([everything.index(outbox) for outbox in outboxes._due])
+            due.append([everything.index(outbox) for outbox in fanout._due])
         states = [
             (o._frames, o._queued, o._scheduled, o.closed) if isinstance(o, Outbox) else getattr(o, "offered", None)
             for o in everything
@@ -74,13 +75,13 @@ def fan_out_twice(offer_each) -> tuple:
 
 @needs_compiled
 def test_the_compiled_fan_out_leaves_every_sink_as_the_python_one_does():
-    registered = outboxes._devices_for_c
-    outboxes.offer_devices_in_c(_Devices, vars(_Devices)["_sinks"])  # (the C loop reaches into these)
+    registered = fanout._devices_for_c
+    fanout.offer_devices_in_c(_Devices, vars(_Devices)["_sinks"])  # (the C loop reaches into these)
     try:
-        compiled = fan_out_twice(outboxes.offer_each)
+        compiled = fan_out_twice(fanout.offer_each)
     finally:
-        outboxes.offer_devices_in_c(*registered)
-    in_python = fan_out_twice(outboxes.offer_each_in_python)
+        fanout.offer_devices_in_c(*registered)
+    in_python = fan_out_twice(fanout.offer_each_in_python)
     assert compiled == in_python
     answers, due, _, stalls = compiled
     assert answers == [8, 7] and stalls == ["full", "phone"] and due[0] == [0, 2, 3, 11, 12]

@@ -7,8 +7,9 @@ from gevent import socket
 
 from chatroom.codec import Decoder, encode, room_message_frame
 from chatroom.protocol import Incoming, ListUsers, UserList
+from chatroom.server.connection.fanout import offer_each
 from chatroom.server.connection.limits import Limits
-from chatroom.server.connection.outbox import Outbox, offer_each
+from chatroom.server.connection.outbox import Outbox
 from chatroom.server.connection.session import Session
 from chatroom.server.connection.streams import TcpStream
 from chatroom.server.presence.directory import LocalDirectory
@@ -70,7 +71,7 @@ def test_a_rooms_frames_offered_to_many_leave_in_one_round_whatever_one_send_doe
         outboxes = [Outbox(stream, 1 << 20, WAIT, lambda: None) for stream in streams]
         for number in range(3):
             for outbox in outboxes:
-                assert outbox.offer(bytes([number]) * 10)
+                assert offer_each((outbox,), bytes([number]) * 10) == 1
         for _ours, theirs in pairs:
             theirs.setblocking(False)
             with pytest.raises(BlockingIOError):  # nothing until the caller yields
@@ -112,7 +113,7 @@ def test_a_rooms_frame_offered_to_each_sink_is_counted_where_taken(pair):
     closed = Outbox(TcpStream(ours), 1 << 20, WAIT, lambda: stalls.append("closed"))
     closed.close()
     taking, refusing = _Sink(True), _Sink(False)
-    assert full.offer(b"12345")  # (under its limit when offered: queued, and now over it)
+    assert offer_each((full,), b"12345") == 1  # (under its limit when offered: queued, and now over it)
     sinks = [sending, taking, full, closed, refusing]
     assert offer_each(sinks, b"room") == 2  # the sending outbox and the taking sink
     assert taking.offered == refusing.offered == [b"room"]
@@ -155,11 +156,11 @@ def test_a_rooms_frame_is_refused_by_a_full_queue_which_stalls_with_what_it_held
     relayed = encode(Incoming("alice", "kept for later"))
     stalls = []
     outbox = Outbox(TcpStream(ours), limit=len(relayed), stall_timeout=WAIT, on_stall=lambda: stalls.append(1))
-    assert outbox.offer(relayed)  # (under the limit: queued)
-    assert not outbox.offer(b"a room's frame")
+    assert offer_each((outbox,), relayed) == 1  # (under the limit: queued)
+    assert offer_each((outbox,), b"a room's frame") == 0
     # Closed first, so that the session's stall hook finds the relayed message to keep.
     assert stalls == [1] and outbox.closed and list(outbox.dropped) == [relayed]
-    assert not outbox.offer(b"another") and stalls == [1]  # (stalled once)
+    assert offer_each((outbox,), b"another") == 0 and stalls == [1]  # (stalled once)
 
 
 def test_close_drops_the_queue_and_wakes_waiting_producers(pair):
@@ -279,3 +280,61 @@ def test_a_batchs_replies_the_socket_cannot_take_at_once_follow_in_order_while_t
         assert session._outbox._writer is not None  # (the rest of the replies: a writer's)
         assert session._serve_batch(encode(ListUsers()) * 20)  # (queued behind them)
     assert read_exactly(theirs, 40 * len(reply)) == reply * 40
+
+
+def test_what_others_queue_during_a_hold_follows_the_replies_queued_in_it(pair):
+    ours, theirs = pair
+    outbox = Outbox(TcpStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox.queue_for_hub(b"before;")
+    outbox.hold()
+    outbox.queue_for_hub(b"event;")  # (another greenlet's push while the reply is built)
+    assert offer_each((outbox,), b"room;") == 1
+    outbox.queue_to_flush(b"reply 1;")
+    outbox.flush()
+    gevent.sleep(0)
+    theirs.setblocking(False)
+    with pytest.raises(BlockingIOError):  # nothing leaves during a hold
+        theirs.recv(1000)
+    theirs.setblocking(True)
+    outbox.queue_to_flush(b"reply 2;")
+    outbox.release()
+    outbox.queue_for_hub(b"after;")
+    expected = b"before;reply 1;reply 2;event;room;after;"
+    assert read_exactly(theirs, len(expected)) == expected  # (sent at the hub's next round)
+
+
+def test_a_hold_waits_for_the_writer_at_work_and_finish_waits_for_the_hold(pair):
+    ours, theirs = pair
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    outbox = Outbox(TcpStream(ours), limit=1 << 24, stall_timeout=WAIT, on_stall=lambda: None)
+    big = b"a" * (1 << 20)  # (more than the socket takes: a writer greenlet sends the rest)
+    outbox.queue_for_hub(big)
+    gevent.sleep(0)
+    outbox.hold()
+    outbox.queue_for_hub(b"event;")
+    outbox.queue_to_flush(b"reply;")
+    finished = gevent.spawn(outbox.finish, WAIT)
+    assert read_exactly(theirs, len(big)) == big  # (the writer's frames go on)
+    gevent.sleep(0.05)
+    assert not finished.dead  # (the rest waits for the hold's end)
+    theirs.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        theirs.recv(1000)
+    theirs.setblocking(True)
+    outbox.release()
+    assert read_exactly(theirs, len(b"reply;event;")) == b"reply;event;"
+    finished.join(WAIT)
+    assert finished.dead
+
+
+def test_closing_ends_a_hold(pair):
+    ours, _ = pair
+    outbox = Outbox(TcpStream(ours), limit=1 << 20, stall_timeout=WAIT, on_stall=lambda: None)
+    outbox.hold()
+    outbox.queue_for_hub(b"event;")
+    outbox.close()
+    with gevent.Timeout(WAIT):
+        outbox.finish(WAIT)  # (returns: nobody is left to end the hold)
+    outbox.release()  # (its owner's release, after the close, is no error)
+    outbox.hold()  # (nor is a hold of a closed outbox)
+    outbox.release()

@@ -85,6 +85,9 @@ class Client:
     def end_session(self) -> None:
         self.ended = True
 
+    def hold_pushes(self) -> None:
+        pass  # (what is delivered here is kept in order as it comes: there is no reply queue)
+
     def ask(self, request) -> list:
         """The reply to request (settled, if it is pending), decoded; after a login, with the
         pages of stored messages the session would hand out behind it."""

@@ -30,7 +30,7 @@ from ..protocol import (
 )
 from .operations.logs import fields
 from .presence.devices import Devices
-from .presence.directory import Directory, Mailbox
+from .presence.directory import Connection, Directory
 from .replies import OK
 from .storage.accounts import MOST_TOKENS, Accounts, Check
 from .storage.store import StoreUnavailable
@@ -55,7 +55,7 @@ class AccountRules:
         _devices: Devices | None
         _accounts: Accounts | None
         _directory: Directory
-        _mailbox: Mailbox
+        _mailbox: Connection
         _peer: str
 
         @property

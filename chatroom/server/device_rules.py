@@ -40,7 +40,7 @@ class DeviceRules:
     if not TYPE_CHECKING:
         __slots__ = ()  # (at run time only: mypy checks assignments against Rules' slots)
     else:  # what Rules holds and does
-        from .presence.directory import Directory, Mailbox
+        from .presence.directory import Connection, Directory, Mailbox
         from .rooms.registry import Rooms
         from .rooms.shared import SharedRooms
         from .storage.accounts import Accounts
@@ -48,7 +48,7 @@ class DeviceRules:
         name: str | None
         _registered: bool
         _devices: Devices | None
-        _mailbox: Mailbox
+        _mailbox: Connection
         _directory: Directory
         _accounts: Accounts | None
         _rooms: Rooms | SharedRooms | None

@@ -46,7 +46,7 @@ from .operations.counts import COUNTS
 from .operations.logs import fields
 from .pending import Pending
 from .presence.devices import Devices
-from .presence.directory import ENDED, Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
+from .presence.directory import ENDED, Connection, Directory, DirectoryUnavailable, Mailbox, RemoteRecipient
 from .replies import (
     FAILURE,
     MALFORMED,
@@ -94,7 +94,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
 
     def __init__(
         self,
-        mailbox: Mailbox,
+        mailbox: Connection,
         directory: Directory,
         accounts: Accounts | None,
         peer: str,
@@ -170,6 +170,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
     def _user_list(self) -> bytes:
         """LIST: every name online; where they are too many for one frame (a cluster's, or
         long names), FAILURE: the seed protocol's "the list cannot be produced"."""
+        self._mailbox.hold_pushes()
         frame = encode(UserList(tuple(self._directory.names())))
         return frame if len(frame) <= MAX_FRAME else self._failure(Reason.UNAVAILABLE)
 
@@ -372,6 +373,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if not on:
             presence.unwatch(self._mailbox)
             return OK
+        self._mailbox.hold_pushes()
         return OK + presence.watch(self._mailbox, self if self._version >= DEVICES_VERSION else None)
 
     def closed(self) -> None:

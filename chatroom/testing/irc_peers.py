@@ -1,7 +1,8 @@
 """A raw IRC client for the IRC port's tests: send lines, read lines, with bounded waits."""
 
-import socket
 import ssl
+
+from gevent import socket  # (cooperative: it may talk to a server in the same process)
 
 from .waiting import WAIT
 

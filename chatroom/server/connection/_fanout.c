@@ -1,10 +1,10 @@
-/* A room's fan-out in C: outbox.offer_each's loop over a room's members, which queues one frame
+/* A room's fan-out in C: fanout.offer_each's loop over a room's members, which queues one frame
  * on each member's outbox, and send_queued, the hub's send of what an outbox has queued (once
  * per member per round of the loop). Per member, the Python was most of what a room's message
  * cost. The outboxes' fields are read and written through their slots (see _outbox.h), as the
  * Python writes them; a sink that is no Outbox, a full outbox and the first outbox made due
  * are handed back to Python through the callables given. Without a compiler, the Python loop
- * (outbox.py) runs alone.
+ * (fanout.py, outbox.py) runs alone.
  */
 #include "_outbox.h"
 
@@ -44,7 +44,7 @@ typedef struct {
     Py_ssize_t devices_sinks;
 } Fanout;
 
-/* Queues the frame on one outbox, as outbox.offer_each does: 1 taken, 0 not, -1 an error. */
+/* Queues the frame on one outbox, as fanout.offer_each does: 1 taken, 0 not, -1 an error. */
 static int
 offer_to_outbox(Fanout *fan, PyObject *sink)
 {
@@ -132,7 +132,7 @@ offer_to_each(Fanout *fan, PyObject *iterable, int within_devices)
 
 /* offer_each(sinks, data, due, schedule, stalled, devices_type, devices_sinks) -> taken
  *
- * As outbox.offer_each: each outbox (an instance of the type known_outboxes was given) under
+ * As fanout.offer_each: each outbox (an instance of the type known_outboxes was given) under
  * its limit and open queues data, and its send is made due with a room's (appended to ``due``;
  * ``schedule()`` is called first when ``due`` is empty); a full one, open, is handed to
  * ``stalled(sink)``; a user's devices offer it to their own sinks (``devices_sinks``: the

@@ -1,4 +1,4 @@
-"""A room's fan-out compiled in C (_fanout.c): see outbox.offer_each, and the hub's send
+"""A room's fan-out compiled in C (_fanout.c): see fanout.offer_each, and the hub's send
 (outbox.send_queued)."""
 
 from collections.abc import Callable, Iterable

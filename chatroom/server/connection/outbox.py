@@ -9,9 +9,7 @@ nothing from its socket for ``stall_timeout`` seconds, while data waits for it, 
 the outbox closes and calls ``on_stall`` once.
 """
 
-import logging
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import gevent
 from gevent.event import Event
@@ -26,18 +24,13 @@ try:
 except ImportError:
     compiled = None  # type: ignore[assignment]
 
-if TYPE_CHECKING:
-    from ..presence.directory import RoomSink
-
-log = logging.getLogger(__name__)
-
 
 class _Stalled(Exception):
     pass
 
 
 # How an outbox's send is due at the hub's next round of callbacks: not, by a callback of its
-# own (queue_for_hub), or in the one callback of a room's fan-out (offer_each).
+# own (queue_for_hub), or in the one callback of a room's fan-out (fanout.offer_each).
 NOT_DUE, DUE_ALONE, DUE_WITH_A_ROOM = 0, 1, 2
 
 
@@ -56,6 +49,7 @@ class Outbox:
         "_room",
         "_in_flight",
         "_in_flight_sent",
+        "_hold",
         "closed",
         "dropped",
     )
@@ -67,33 +61,70 @@ class Outbox:
         self._on_stall = on_stall
         self._frames: list | None = None  # queued, not yet sent (a list only while there are some)
         self._queued = 0  # bytes queued or being sent
-        self._writer = None  # the greenlet writing right now, if any
+        self._writer: gevent.Greenlet | _Hold | None = None  # the greenlet writing right now, if any (or a hold)
         self._scheduled = NOT_DUE  # or how a send is due at the hub's next round of callbacks
         self._loop = gevent.get_hub().loop
         self._can_try_send = stream.without_waiting
         self._room: Event | None = None  # an Event, made when a producer first has to wait for room
         self._in_flight: bytes | None = None  # frames being sent (from a frame's start)...
         self._in_flight_sent = 0  # ...and how much of them has gone
+        self._hold: _Hold | None = None  # while replies are built from a snapshot (see hold)
         self.closed = False
         self.dropped: Sequence[bytes] = ()  # relayed messages not sent when the outbox closed
 
     def queue_to_flush(self, data: bytes) -> None:
-        """Queue data; the caller sends it with flush() (or a writer already at it does)."""
+        """Queue data; the caller sends it with flush() (or a writer already at it does).
+        During a hold, it goes before what others queued since the hold began."""
         if self.closed:
             return
         frames = self._frames
         if frames is None:
-            self._frames = [data]
-        else:
+            self._frames = frames = [data]
+        elif self._hold is None:
             frames.append(data)
+        else:
+            frames.insert(self._hold.place, data)
+        if self._hold is not None:
+            self._hold.place += 1
         self._queued += len(data)
 
-    def offer(self, data: bytes) -> bool:
-        """A room's frame for this outbox alone (see offer_each), never waiting: queued only
-        while the queue is under its limit. A client whose queue is full has stalled: the
-        outbox closes (what it held of relayed messages in ``dropped``) and calls on_stall.
-        False, with nothing queued, if full or closed."""
-        return offer_each((self,), data) == 1
+    def hold(self) -> None:
+        """Keep what others queue from now on (a message, a room's event) behind the replies
+        this connection's own requests queue (queue_to_flush), until as many release() calls.
+
+        A reply made from a snapshot of shared state (a room's members, who is online) may be
+        queued a while after the snapshot was read (reads from Redis, from the disk): an event
+        that changed the state meanwhile would reach the client before the reply, which then
+        undoes it (a member shown leaving, then listed). Nothing is sent during a hold, so the
+        order in the queue is the order on the wire."""
+        if self.closed:
+            return
+        hold = self._hold
+        if hold is None:
+            hold = self._hold = _Hold(len(self._frames or ()))
+            if self._writer is None:
+                self._writer = hold  # (sends wait for a writer at it: see release)
+        hold.count += 1
+
+    def release(self) -> None:
+        """End a hold (see hold): what was queued goes, in the hub's next round of callbacks."""
+        hold = self._hold
+        if hold is None:  # (ended by close)
+            return
+        hold.count -= 1
+        if hold.count:
+            return
+        self._end_hold()
+        if self._frames and not self._scheduled and self._writer is None:
+            self._scheduled = DUE_ALONE
+            self._loop.run_callback(send_queued, self)
+
+    def _end_hold(self) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            if self._writer is hold:
+                self._writer = None
+            hold.ended.set()
 
     def queue_for_hub(self, data: bytes, wait: bool = False) -> bool:
         """Queue data for the hub to send, without the caller waiting on this socket (nor on
@@ -206,6 +237,7 @@ class Outbox:
         self._on_stall = _never
         self._frames = None
         self._in_flight = None
+        self._end_hold()
         if self._room is not None:
             self._room.set()
 
@@ -228,7 +260,7 @@ class Outbox:
         try:
             while not self.closed:
                 if self._in_flight is None:
-                    if not self._frames:
+                    if not self._frames or self._hold is not None:
                         break
                     self._in_flight = data = self._take_frames()
                     self._in_flight_sent = self._try_send(data)
@@ -238,7 +270,7 @@ class Outbox:
         except OSError:
             self._fail()
         finally:
-            self._writer = None
+            self._writer = self._hold  # (a hold begun meanwhile keeps the sends waiting)
 
     def _send_in_flight(self):
         data = self._in_flight
@@ -271,50 +303,19 @@ class Outbox:
             self._room.set()
 
 
-def offer_each(sinks: "Iterable[RoomSink]", data: bytes) -> int:
-    """A room's message handed to its members' sinks, never waiting: how many took it.
+class _Hold:
+    """An outbox's hold (Outbox.hold): how many are asked, where the next reply goes, and what
+    a finish() waits on while it lasts (it stands as the outbox's writer)."""
 
-    An outbox queues it while under its limit (Outbox.offer), and its send is due in one
-    callback for all of them (see _due); other sinks (a user's devices) are offered it. An
-    outbox's part is written out here instead of called: per member, the call was most of
-    what a room's message cost. (The same loop in C, where it was built: _fanout.c.)"""
-    if compiled is not None:
-        return compiled.offer_each(sinks, data, _due, _schedule_due, _stalled_in_a_room, *_devices_for_c)
-    return offer_each_in_python(sinks, data)
+    __slots__ = ("count", "place", "ended")
 
+    def __init__(self, place: int):
+        self.count = 0
+        self.place = place
+        self.ended = Event()
 
-def offer_each_in_python(sinks: "Iterable[RoomSink]", data: bytes) -> int:
-    """offer_each's loop, where _fanout.c was not built (and for the test that compares them)."""
-    taken = 0
-    size = len(data)
-    for sink in sinks:
-        if not isinstance(sink, Outbox):
-            taken += sink.offer(data)
-        elif sink._queued < sink._limit:
-            if sink.closed:
-                continue
-            frames = sink._frames  # (queue_to_flush's, without its call: 70 ns a member more)
-            if frames is None:
-                sink._frames = [data]
-            else:
-                frames.append(data)
-            sink._queued += size
-            if sink._writer is None and not sink._scheduled:
-                sink._scheduled = DUE_WITH_A_ROOM
-                if not _due:
-                    sink._loop.run_callback(_send_due)
-                _due.append(sink)
-            taken += 1
-        elif not sink.closed:
-            _stalled_in_a_room(sink)
-    return taken
-
-
-# The outboxes a room's message made due to send at the hub's next round of callbacks: one
-# callback for all of them, not one each (a callback of the loop's own, with its bound method,
-# costs twice what a place in this list does). A relayed message keeps a callback of its own:
-# there the send waits for the sessions resumed before it, and takes more of their frames.
-_due: list[Outbox] = []
+    def join(self) -> None:
+        self.ended.wait()
 
 
 # The outbox's slots the compiled loops read and write (_fanout.c's and _relay.c's), in the
@@ -340,39 +341,6 @@ def translated_in_c(outbox_type: type, reader_slot, translate) -> None:
     of its frames, where that is not None (else its own _take_frames takes them, as without C)."""
     if compiled is not None:
         compiled.known_translation(outbox_type, reader_slot, translate)
-
-
-# A user's devices (presence.devices.Devices, which imports this module, says so: see
-# offer_devices_in_c): their type and the slot of their sinks, which the C loop offers a room's
-# frame to itself. (Until then, no sink is of the type given.)
-_devices_for_c: tuple = (type(None), vars(Outbox)["_frames"])
-
-
-def offer_devices_in_c(devices_type: type, sinks_slot) -> None:
-    """The C loop offers a room's frame to these devices' sinks itself (see _fanout.c): their
-    offer() must be offer_each(their sinks) > 0, as Devices' is."""
-    global _devices_for_c
-    _devices_for_c = (devices_type, sinks_slot)
-
-
-def _schedule_due() -> None:
-    gevent.get_hub().loop.run_callback(_send_due)
-
-
-def _stalled_in_a_room(outbox: Outbox) -> None:
-    COUNTS.room_stalls += 1
-    outbox._stalled()
-
-
-def _send_due() -> None:
-    global _due
-    due, _due = _due, []  # (one made due meanwhile goes in the next round's)
-    for outbox in due:
-        try:
-            send_queued(outbox)
-        except Exception:  # (a bug: it must not leave the others' sends undone)
-            log.exception("a send to a client failed; closing its connection")
-            outbox._fail()
 
 
 def _never() -> None:

@@ -30,7 +30,8 @@ from ..rooms.registry import Rooms
 from ..rules import Rules
 from ..storage.quotas import DailyBytes
 from ..storage.store import StoreUnavailable
-from .outbox import SLOTS_IN_C, Outbox, offer_each, send_queued
+from .fanout import offer_each
+from .outbox import SLOTS_IN_C, Outbox, send_queued
 
 try:
     from . import _relay as compiled  # (built from _relay.c where the install found a compiler)

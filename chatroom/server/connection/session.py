@@ -23,6 +23,7 @@ from ..rooms.shared import SharedRooms
 from ..rules import Rules
 from ..storage.accounts import Accounts
 from .ending import SessionEnd
+from .fanout import offer_each
 from .limits import Limits, TokenBucket
 from .outbox import Outbox
 from .quiet import QuietWait
@@ -62,6 +63,8 @@ class Session(SessionEnd):
         "_frame_timer",
         "_end_reason",
         "_catch_up",
+        "_serving",
+        "_holding",
         "wants_ids",
     )
 
@@ -88,6 +91,8 @@ class Session(SessionEnd):
         self._readable = self._loop.io(stream.fileno(), 1)
         self._frame_timer = None
         self._catch_up: gevent.Greenlet | None = None  # handing out stored messages, page by page
+        self._serving: object = None  # the greenlet answering the client's requests, while one does
+        self._holding = False  # the reply being built holds others' pushes back (see hold_pushes)
         self.wants_ids = False  # relayed messages go out as DIRECT-MESSAGE (version 3), not INCOMING
 
     def _answerer(self) -> Callable[[Any], "bytes | Pending"]:
@@ -146,6 +151,7 @@ class Session(SessionEnd):
     def _serve(self):
         """Answer what arrives until the client falls quiet, then park; or end the connection."""
         self._readable.stop()
+        self._serving = gevent.getcurrent()
         quiet = QuietWait(self._stream, self._quiet_before_parking(), self._readable)
         try:
             while True:
@@ -154,6 +160,7 @@ class Session(SessionEnd):
                     left = self._stream.unfinished_for()
                     if left is not None:  # a WebSocket message in fragments: it too must end in time
                         self._set_timer(left, self._frame_expired)
+                    self._serving = None
                     self._park()
                     return
                 # Once the server ends the connection (a shutdown, a stall), nothing more
@@ -172,6 +179,7 @@ class Session(SessionEnd):
             # stay taken (this runs on the hub, where nobody else would clean up). (A stray
             # gevent.Timeout is a BaseException, and was once such a bug.)
             log.exception("%s: unexpected error; closing the connection", self.peer)
+        self._serving = None
         self._end()
 
     def _quiet_before_parking(self) -> float:
@@ -207,14 +215,18 @@ class Session(SessionEnd):
                 if self._throttle is not None:
                     self._wait_for_a_token(outbox)
                 reply = answer(event)
+                held, self._holding = self._holding, False
                 if waiting is not None:
-                    waiting.append((reply, event))
+                    waiting.append((reply, event, held))
                 elif type(reply) is Pending:
-                    waiting = [(reply, event)]
-                elif reply:  # (an IRC client's request may be done with nothing to answer: counted as OK)
-                    if reply is not OK:
-                        COUNTS.count_reply(reply_name(reply, event), event)
-                    outbox.queue_to_flush(reply)
+                    waiting = [(reply, event, held)]
+                else:
+                    if reply:  # (an IRC client's request may be done with nothing to answer: counted as OK)
+                        if reply is not OK:
+                            COUNTS.count_reply(reply_name(reply, event), event)
+                        outbox.queue_to_flush(reply)
+                    if held:
+                        outbox.release()
             if not index % FAIR_SHARE:
                 # A client pipelining thousands of frames must not keep the others waiting.
                 if waiting is not None:
@@ -260,12 +272,14 @@ class Session(SessionEnd):
     def _settle(self, waiting) -> None:
         """Queue the replies held behind messages on their way to other nodes, in order, once
         those are answered."""
-        for reply, event in waiting:
+        for reply, event, held in waiting:
             if type(reply) is Pending:
                 reply = reply.reply()
             if reply is not OK:
                 COUNTS.count_reply(reply_name(reply, event), event)
             self._outbox.queue_to_flush(reply)
+            if held:
+                self._outbox.release()
 
     def _hand_out_stored(self) -> None:
         """After a login: the pages of messages kept for the user, each once the one before has
@@ -294,6 +308,27 @@ class Session(SessionEnd):
             self._frame_timer.close()
             self._frame_timer = None
 
+    def hold_pushes(self) -> None:
+        """(The rules, building a reply from a snapshot of shared state: a room's members, who
+        is online.) What others push to the client from now on follows that reply (see
+        Outbox.hold): an event that changed the state meanwhile must not come before it.
+        Elsewhere than in the greenlet answering requests, answer_later holds."""
+        if not self._holding and gevent.getcurrent() is self._serving:
+            self._holding = True
+            self._outbox.hold()
+
+    def answer_later(self, make: Callable[[], bytes]) -> None:
+        """Queue what make() returns, frames no request asked for, from a greenlet of the
+        caller's: as a reply is, held before what others push meanwhile (see hold_pushes)."""
+        outbox = self._outbox
+        outbox.hold()
+        try:
+            frames = make()
+            if frames:
+                outbox.queue_to_flush(frames)
+        finally:
+            outbox.release()
+
     # --- Mailbox ------------------------------------------------------------------------
 
     def deliver(self, frame: bytes, wait: bool = True) -> bool:
@@ -318,7 +353,7 @@ class Session(SessionEnd):
         """Queue a room's frame if there is room (never held behind stored messages); a client
         whose queue is full is dropped as stalled (a registered one reads what it missed from
         the room's history)."""
-        return self._outbox.offer(frame)
+        return offer_each((self._outbox,), frame) == 1
 
     def room_sink(self) -> Outbox:
         return self._outbox

@@ -5,6 +5,7 @@ A mixin: the IrcClient holds the state (its rules, its nickname) and the numeric
 """
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import gevent
@@ -57,7 +58,7 @@ class ChannelCommands:
         away_known: set[str]
         _label: str | None
         _rules: Rules
-        _send_later: Callable[[bytes], None]
+        _answer_later: Callable[[Callable[[], bytes]], None]
 
         def _numeric(self, numeric: str, *params: str) -> bytes: ...
 
@@ -134,12 +135,13 @@ class ChannelCommands:
         """(translate) Another of the user's devices joined room: its topic and names follow
         the JOIN, as after a JOIN of the client's own (an IRC client learns a channel's members
         from them alone), read in a greenlet of their own (a cluster's members are in Redis)."""
-        gevent.spawn(self._tell_joined_elsewhere, room)
+        gevent.spawn(self._answer_later, partial(self._state_joined_elsewhere, room))
 
-    def _tell_joined_elsewhere(self, room: str) -> None:
+    def _state_joined_elsewhere(self, room: str) -> bytes:
         members = self._members(room)
-        if members is not None and room in self.channels:  # (still: the read may have waited)
-            self._send_later(self._state_lines(members, to_channel(room)))
+        if members is None or room not in self.channels:  # (still: the read may have waited)
+            return b""
+        return self._state_lines(members, to_channel(room))
 
     def _state_lines(self, members: MemberList | None, channel: str) -> bytes:
         """What follows a JOIN: the channel's topic, its names, and (away-notify) who of them

@@ -71,12 +71,13 @@ _OK = Response(Status.OK)
 
 
 class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, SaslCommands):
-    def __init__(self, rules: Rules, on_quit: Callable[[], None], send_later: Callable[[bytes], None]):
+    def __init__(self, rules: Rules, on_quit: Callable[[], None], answer_later: Callable[[Callable[[], bytes]], None]):
         """``on_quit``: called at QUIT, to end the connection once its answer is out;
-        ``send_later(frames)`` queues what no request answers (from any greenlet)."""
+        ``answer_later(make)`` queues what make() returns, lines no request asked for, from
+        a greenlet of the caller's (Session.answer_later)."""
         self._rules = rules
         self._on_quit = on_quit
-        self._send_later = send_later
+        self._answer_later = answer_later
         self.quitting = False  # after QUIT: nothing more is answered, and the session ends
         self.nick = "*"  # the client's nickname, once it gave one
         self._user_given = False

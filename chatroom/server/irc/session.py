@@ -61,7 +61,7 @@ class IrcSession(Session):
 
     def __init__(self, stream, peer, directory, limits, on_end, accounts=None, rooms=None):
         super().__init__(stream, peer, directory, limits, on_end, accounts, rooms)
-        self._irc = IrcClient(self.rules, self._quit, self._queue_for_hub)
+        self._irc = IrcClient(self.rules, self._quit, self.answer_later)
         self._decoder = LineReader()
         self._outbox = IrcOutbox(stream, limits.sendq, limits.send_timeout, self._on_stall, self._irc)
         # (Started once the client has said something: until then the Session's idle timeout
@@ -117,9 +117,6 @@ class IrcSession(Session):
     def _say_farewell(self, why: str) -> None:
         if not self._irc.quitting:  # (a QUIT has had its ERROR)
             self._outbox.queue_for_hub(irc_frame(encode_line("ERROR", f"Closing link: {why}")))
-
-    def _queue_for_hub(self, frames: bytes) -> None:
-        self._outbox.queue_for_hub(frames)
 
     def _quit(self) -> None:
         self._end_reason = self._end_reason or "quit"  # (once the batch's answers are out)

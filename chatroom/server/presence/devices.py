@@ -17,7 +17,7 @@ from typing import Protocol
 
 from ...device_frames import SessionEntry, SessionFlag
 from ...protocol import DIRECT_MESSAGE, INCOMING
-from ..connection.outbox import offer_devices_in_c, offer_each
+from ..connection.fanout import offer_devices_in_c, offer_each
 from .directory import Mailbox, RoomSink
 
 _FROM_SOMEONE = (INCOMING, DIRECT_MESSAGE)  # frames whose body begins with the sender's name field

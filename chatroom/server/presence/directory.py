@@ -10,22 +10,30 @@ them is handed over to that server, and answered later.
 """
 
 from collections.abc import Callable
-from typing import Protocol, final
+from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 
 from gevent.event import AsyncResult
 
 from .skeleton import load_table, skeleton
 from .watch import PresenceWatch
 
+if TYPE_CHECKING:
+    from ..connection.outbox import Outbox
+
 
 class DirectoryUnavailable(Exception):
     """The directory cannot answer right now; the request it served gets FAILURE."""
 
 
-class RoomSink(Protocol):
-    """What a room hands a member's copy of its messages to (see outbox.offer_each)."""
+class Offers(Protocol):
+    """A room sink other than an outbox (a user's devices): offered a room's frame."""
 
     def offer(self, frame: bytes) -> bool: ...
+
+
+# What a room hands a member's copy of its messages to: a session's outbox, which the fan-out
+# queues into itself, or something offered them (see fanout.offer_each).
+RoomSink: TypeAlias = "Outbox | Offers"
 
 
 class Mailbox(Protocol):
@@ -56,6 +64,17 @@ class Mailbox(Protocol):
         ...
 
 
+class Connection(Mailbox, Protocol):
+    """A client's own connection, as its rules see it: its user's mailbox, and where the
+    replies to its requests go."""
+
+    def hold_pushes(self) -> None:
+        """What others push to the client from now on follows the reply being built: one
+        made from a snapshot of shared state (a room's members, who is online) must not come
+        after an event that changed what it shows."""
+        ...
+
+
 class _Ended:
     """The mailbox of a connection that has ended: it takes nothing."""
 
@@ -76,8 +95,11 @@ class _Ended:
     def end_session(self) -> None:
         pass
 
+    def hold_pushes(self) -> None:
+        pass
 
-ENDED: Mailbox = _Ended()
+
+ENDED: Connection = _Ended()
 
 
 class Courier(Protocol):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ...codec import room_message_frame
 from ...protocol import Reason
 from ...room_frames import RoomFlag
-from ..connection.outbox import offer_each
+from ..connection.fanout import offer_each
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import Store, now_ms

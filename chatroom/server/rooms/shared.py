@@ -27,7 +27,7 @@ from ...codec import Decoder, name_field
 from ...fields import split_id_and_time
 from ...protocol import Reason
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
-from ..connection.outbox import offer_each
+from ..connection.fanout import offer_each
 from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms

@@ -1,0 +1,164 @@
+"""A reply made from a snapshot of shared state comes before the events that changed that
+state while it was being made, over real sockets to an in-process server.
+
+A snapshot's read may wait (for Redis in a cluster, for the disk): here it is made to wait
+for the test, which changes the state meanwhile. Were the event to arrive first, the client
+would apply it, and then the reply would undo it (a member shown leaving, then listed)."""
+
+from dataclasses import replace
+
+import gevent
+import pytest
+from gevent.event import Event
+
+from chatroom.protocol import Authenticate, ListUsers, Logout, Presence, SendTo, UserList, Watch
+from chatroom.room_frames import EventKind, Join, ListMembers, MemberList, Part, RoomEvent
+from chatroom.server import ChatServer
+from chatroom.server.irc.history import HistoryCommands
+from chatroom.server.presence.directory import LocalDirectory
+from chatroom.server.rooms.registry import Rooms
+from chatroom.server.storage.accounts import Accounts
+from chatroom.server.storage.sqlite_store import SQLiteStore
+from chatroom.testing import OK, WAIT, IrcPeer, hello_peer
+from tests.conftest import CHEAP
+
+
+class Stall:
+    """Wraps a function so that its next call, once it has read what it returns, waits until
+    let_go() (reached is set meanwhile): a read whose answer takes a while to come back."""
+
+    def __init__(self, monkeypatch, owner, name: str, snapshot=lambda read: read):
+        original = getattr(owner, name)
+        self.reached, self._go = Event(), Event()
+        self._armed = False
+
+        def stalled(*args, **kwargs):  # (a function: a method of owner's, as the original)
+            read = snapshot(original(*args, **kwargs))
+            self._wait_if_armed()
+            return read
+
+        monkeypatch.setattr(owner, name, stalled)
+
+    def arm(self):
+        self._armed = True
+
+    def let_go(self):
+        self._go.set()
+
+    def _wait_if_armed(self):
+        if self._armed:
+            self._armed = False
+            self.reached.set()
+            assert self._go.wait(WAIT), "never let go"
+
+
+def told(peer, event) -> None:
+    """Wait until peer is pushed event (passing over what comes before it)."""
+    with gevent.Timeout(WAIT):
+        while peer.next_push() != event:
+            pass
+
+
+@pytest.fixture
+def chat(tmp_path):
+    accounts = Accounts(SQLiteStore(str(tmp_path / "chat.db")), hasher=CHEAP)
+    server = ChatServer("127.0.0.1", 0, accounts=accounts, irc=("127.0.0.1", 0))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def native(chat):
+    """native(name, version=3, password=None) -> a Peer of chat logged in as name; all closed at the end."""
+    made = []
+
+    def connect(name, version=3, password=None):
+        made.append(hello_peer(chat.address, version, name, password))
+        return made[-1]
+
+    yield connect
+    for peer in made:
+        peer.close()
+
+
+def test_a_member_list_comes_before_a_part_made_while_it_was_read(native, monkeypatch):
+    alice, bob, carol = (native(name) for name in ("alice", "bob", "carol"))
+    for peer in (alice, bob, carol):
+        assert peer.reply(Join("#r")) == OK
+    told(alice, RoomEvent("#r", EventKind.JOINED, "carol"))
+    # A room as a cluster's node reads it: a copy of its state at the time.
+    stall = Stall(monkeypatch, Rooms, "get", lambda room: replace(room, members=dict(room.members), sinks=None))
+    stall.arm()
+    alice.send(ListMembers("#r"))
+    assert stall.reached.wait(WAIT)
+    assert bob.reply(Part("#r")) == OK
+    told(carol, RoomEvent("#r", EventKind.PARTED, "bob"))  # (it is out)
+    stall.let_go()
+    listed = alice.next_event()
+    assert type(listed) is MemberList and "bob" in [name for name, _flags in listed.members]
+    assert alice.next_event() == RoomEvent("#r", EventKind.PARTED, "bob")
+
+
+def test_a_user_list_comes_before_a_logout_seen_while_it_was_read(native, monkeypatch):
+    alice, bob, carol = (native(name, version=1) for name in ("alice", "bob", "carol"))
+    for peer in (alice, carol):
+        assert peer.request(Watch(True)) == OK
+        assert type(peer.next_event()) is Presence
+    stall = Stall(monkeypatch, LocalDirectory, "names")
+    stall.arm()
+    alice.send(ListUsers())
+    assert stall.reached.wait(WAIT)
+    assert bob.request(Logout()) == OK
+    assert carol.next_event() == Presence((("bob", False),))  # (the watchers are told)
+    stall.let_go()
+    assert alice.next_event() == UserList(("alice", "bob", "carol"))
+    assert alice.next_event() == Presence((("bob", False),))
+
+
+def test_a_channel_rejoined_at_registration_comes_before_a_part_made_while_it_was_replayed(chat, native, monkeypatch):
+    alice = native("alice", password="pw")  # (registered: a member across logouts)
+    bob, carol = native("bob"), native("carol")
+    for peer in (alice, bob, carol):
+        assert peer.reply(Join("#r")) == OK
+    assert alice.reply(Logout()) == OK
+    assert carol.reply(SendTo("#r", "missed")) == OK
+    stall = Stall(monkeypatch, HistoryCommands, "replay_missed")
+    stall.arm()
+    irc = IrcPeer(chat.irc_address)
+    try:
+        irc.send("PASS pw", "NICK alice", "USER alice 0 * :alice")
+        assert stall.reached.wait(WAIT)
+        assert bob.reply(Part("#r")) == OK
+        told(carol, RoomEvent("#r", EventKind.PARTED, "bob"))
+        stall.let_go()
+        lines = irc.until("PART")
+        assert any(" 353 alice = #r :" in line and "bob" in line.split(":")[-1].split() for line in lines)
+        assert "PRIVMSG #r :missed" in lines[-2] and lines[-1] == ":bob!bob@chatroom PART :#r"
+    finally:
+        irc.close()
+
+
+def test_the_names_after_a_join_at_another_device_come_before_a_part_made_while_they_were_read(
+    chat, native, monkeypatch
+):
+    bob = native("bob")
+    assert bob.reply(Join("#r")) == OK
+    native("alice", version=4, password="pw")  # (registered)
+    irc = IrcPeer(chat.irc_address)
+    try:
+        irc.send("PASS pw", "NICK alice", "USER alice 0 * :alice")
+        irc.until("422")
+        phone = native(None, version=4)
+        assert phone.reply(Authenticate("alice", "pw")) == OK
+        stall = Stall(monkeypatch, Rooms, "get", lambda room: replace(room, members=dict(room.members), sinks=None))
+        stall.arm()  # (for the names the IRC client is sent, read in a greenlet of their own)
+        assert phone.reply(Join("#r")) == OK
+        assert stall.reached.wait(WAIT)
+        assert bob.reply(Part("#r")) == OK
+        stall.let_go()
+        lines = irc.until("PART")
+        assert lines[0] == ":alice!alice@chatroom JOIN :#r"
+        assert ":chatroom 353 alice = #r :@alice bob" in lines and lines[-1] == ":bob!bob@chatroom PART :#r"
+    finally:
+        irc.close()
