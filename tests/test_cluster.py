@@ -1389,6 +1389,9 @@ def test_an_account_keeps_its_newest_tokens_in_redis_too_and_a_new_password_revo
     store._redis.close()
 
 
+# (On one kind of Redis each, these two: the suite's time. The room scripts' keys are the
+# cluster's concern; the devices' logic is the same over either.)
+@pytest.mark.parametrize("redis_server", ["redis-cluster"], indirect=True)
 @pytest.mark.parametrize("seed", [1])
 def test_two_nodes_under_random_room_requests_tell_the_same_rooms(nodes, seed):
     """Guests and registered users, at either node, join, part, remove, invite, hand rooms
@@ -1419,6 +1422,7 @@ def _read_what_came(peer) -> bool:
         peer.sock.settimeout(WAIT)
 
 
+@pytest.mark.parametrize("redis_server", ["redis"], indirect=True)
 def test_devices_under_random_requests_at_two_nodes_end_only_as_told(nodes):
     """Two registered users' devices log in at either node, log out, vanish, end each other's
     sessions and change passwords, at random: a connection the server closes was told
