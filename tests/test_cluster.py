@@ -9,6 +9,7 @@ import signal
 import urllib.error
 import urllib.request
 from dataclasses import replace
+from types import SimpleNamespace
 
 import gevent
 import gevent.subprocess
@@ -55,8 +56,9 @@ from chatroom.server.presence.cluster.directory import RedisDirectory
 from chatroom.server.presence.cluster.scripts import INBOX, NODE, USERS, Scripts
 from chatroom.server.presence.directory import ENDED
 from chatroom.server.rooms.posting import Poster
+from chatroom.server.rooms.registry import look_alike_key
 from chatroom.server.rooms.room_scripts import POST, TELL
-from chatroom.server.rooms.shared import ROOM, SharedRooms
+from chatroom.server.rooms.shared import ROOM, SKELETONS, SharedRooms
 from chatroom.server.storage.redis_store import RECORDS_PER_CALL, RedisStore
 from chatroom.server.storage.store import now_ms
 from chatroom.testing import (
@@ -876,20 +878,14 @@ def test_room_rules_hold_across_nodes(nodes):
     assert guest.reply(SendTo("#club", "back?")) == failure(Reason.NOT_A_MEMBER)
     late = hello_peer(two.address, 3, "c\u043ebble")
     assert late.reply(Join("#\u0441lub")) == failure(Reason.LOOKS_LIKE, "#club")  # Cyrillic с
+    assert late.reply(Join("#CLUB")) == failure(Reason.LOOKS_LIKE, "#club")  # (and case)
     for peer in (owner, guest, witness, late):
         peer.close()
 
 
-def test_one_leaving_is_handed_the_event_of_it_at_its_own_node_whenever_its_inbox_brings_it(redis_client):
-    """In-process, over a real Redis, the node's inbox stood in for: the event of a removal (or
-    a part), told before the leave, reaches the node's members through its inbox, and may come
-    after the leave itself: the member who left must still be handed it there (it was forgotten
-    at the leave, and a member removed by someone at its own node never learnt it)."""
-    from types import SimpleNamespace
-
-    handed: dict[str, list[bytes]] = {"owner": [], "near": []}
-    sinks = {name: SimpleNamespace(offer=lambda frame, got=got: not got.append(frame)) for name, got in handed.items()}
-    mailboxes = {name: SimpleNamespace(room_sink=lambda sink=sink: sink) for name, sink in sinks.items()}
+def shared_rooms(redis_client, mailboxes: dict):
+    """(rooms, directory): a node's SharedRooms, in process over a real Redis, its directory
+    stood in for (its users here: mailboxes; its inbox: directory.on_room_envelope)."""
     local = SimpleNamespace(find=mailboxes.get, changes=0)
     directory = SimpleNamespace(
         redis=redis_client,
@@ -902,6 +898,18 @@ def test_one_leaving_is_handed_the_event_of_it_at_its_own_node_whenever_its_inbo
     )
     rooms = SharedRooms(directory)
     rooms.start()
+    return rooms, directory
+
+
+def test_one_leaving_is_handed_the_event_of_it_at_its_own_node_whenever_its_inbox_brings_it(redis_client):
+    """In-process, over a real Redis, the node's inbox stood in for: the event of a removal (or
+    a part), told before the leave, reaches the node's members through its inbox, and may come
+    after the leave itself: the member who left must still be handed it there (it was forgotten
+    at the leave, and a member removed by someone at its own node never learnt it)."""
+    handed: dict[str, list[bytes]] = {"owner": [], "near": []}
+    sinks = {name: SimpleNamespace(offer=lambda frame, got=got: not got.append(frame)) for name, got in handed.items()}
+    mailboxes = {name: SimpleNamespace(room_sink=lambda sink=sink: sink) for name, sink in sinks.items()}
+    rooms, directory = shared_rooms(redis_client, mailboxes)
     assert rooms.join("#club", "owner", True).new and rooms.join("#club", "near", False).new
     removed = encode(RoomEvent("#club", EventKind.REMOVED, "owner", "near"))
     rooms.leave(rooms.get("#club"), "near")  # (the rules told the event first: it is on its way)
@@ -910,6 +918,18 @@ def test_one_leaving_is_handed_the_event_of_it_at_its_own_node_whenever_its_inbo
     later = encode(RoomEvent("#club", EventKind.TOPIC, "owner", "after"))
     directory.on_room_envelope("#club", later)
     assert handed == {"owner": [removed, later], "near": [removed]}  # (forgotten once told)
+
+
+def test_a_look_alike_key_left_by_a_room_that_is_gone_takes_no_name(redis_client):
+    """(A room made before its key was made as it is now, which left a key of the old kind
+    when it went.) The key names a room that is no more: a new room takes it over."""
+    rooms, _ = shared_rooms(redis_client, {})
+    key = look_alike_key("#Team")
+    redis_client.hset(SKELETONS, key, "#TeaM")  # (no such room)
+    joined = rooms.join("#Team", "ann", False)
+    assert joined.new and joined.room is not None and joined.room.name == "#Team"
+    assert redis_client.hget(SKELETONS, key) == b"#Team"
+    assert rooms.join("#team", "bob", False).reason is Reason.LOOKS_LIKE  # (and it tells rooms apart)
 
 
 def test_a_guest_who_registers_its_name_stays_a_member_across_nodes(nodes):

@@ -259,6 +259,17 @@ def test_rooms_are_channels_both_ways(irc_server, irc):
         assert (parted.kind, parted.actor) == (EventKind.PARTED, "alice")
         alice.send("PRIVMSG #team :not a member")
         assert alice.line() == ":chatroom 404 alice #team :Cannot send to channel"
+        # A channel under another case is the room of that name (for IRC, one channel): joined
+        # as the JOIN line says; once more, nothing; a look-alike of another kind (rn for m) is none.
+        alice.send("JOIN #TEAM")
+        assert alice.until("366") == [
+            ":alice!alice@chatroom JOIN :#team",
+            ":chatroom 353 alice = #team :alice bob",
+            ":chatroom 366 alice #team :End of /NAMES list",
+        ]
+        alice.send("JOIN #Team", "JOIN #tearn", "PING :end")
+        assert alice.line() == ":chatroom 403 alice #tearn :No such channel (it looks like another one)"
+        assert alice.line() == ":chatroom PONG chatroom :end"
     finally:
         bob.close()
 

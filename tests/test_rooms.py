@@ -155,8 +155,17 @@ def test_hostile_room_names_are_refused_with_a_reason(connect, name, reason):
 
 
 def test_a_room_name_confusable_with_an_existing_one_is_refused(connect):
-    assert connect("alice").ask(Join("#team")) == [OK]
-    assert connect("bob").ask(Join("#t\u0435am")) == [failure(Reason.LOOKS_LIKE, "#team")]  # Cyrillic е
+    alice = connect("alice")
+    assert alice.ask(Join("#team")) == [OK]
+    bob = connect("bob")
+    assert bob.ask(Join("#t\u0435am")) == [failure(Reason.LOOKS_LIKE, "#team")]  # Cyrillic е
+    # Nor under another case (one channel to an IRC client), skeletons as ever: I for l, m for rn.
+    for name in ("#Team", "#TEAM", "#tearn", "#TEARN"):
+        assert bob.ask(Join(name)) == [failure(Reason.LOOKS_LIKE, "#team")]
+    assert bob.ask(Join("#Straße")) == [OK]
+    assert alice.ask(Join("#STRASSE")) == [failure(Reason.LOOKS_LIKE, "#Straße")]
+    assert alice.ask(Part("#team")) == [OK]  # (gone with its last member)
+    assert bob.ask(Join("#Team")) == [OK]
 
 
 def test_an_unregistered_member_leaves_at_logout_a_registered_one_stays(connect, rooms):

@@ -100,6 +100,15 @@ class ChannelCommands:
             return b""  # (joined already: at login, or from another of the user's devices)
         self.channels.add(room)  # (before the JOINED event can come back: see translate)
         answer = self._ask(Join(room))
+        if answer.reason is Reason.LOOKS_LIKE and answer.detail.casefold() == room.casefold():
+            # The room under another case, which an IRC client takes for the same channel:
+            # joined under its own name (the JOIN line tells the client which).
+            self.channels.discard(room)
+            room, channel = answer.detail, to_channel(answer.detail)
+            if room in self.channels:
+                return b""
+            self.channels.add(room)
+            answer = self._ask(Join(room))
         if answer.status is not Status.OK:
             self.channels.discard(room)
             return self._refusal(answer, channel)

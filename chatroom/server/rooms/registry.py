@@ -64,6 +64,15 @@ class Joined(NamedTuple):
     detail: str = ""
 
 
+def look_alike_key(name: str) -> str:
+    """What tells rooms apart: two whose names have the same key cannot both be made. The
+    confusable skeleton of the name (after its "#"), as for usernames, and its case ignored
+    besides: ``#Team`` beside ``#team`` is a look-alike to people, and one channel to an IRC
+    client (CASEMAPPING=ascii). (The skeleton again after the case is folded: a lower-case
+    letter may have a prototype of its own, ``m`` that of ``rn``.)"""
+    return skeleton(skeleton(name[1:]).casefold())
+
+
 def refusal(room: Room | None, user: str, rooms_of_user: int, count_rooms, quotas: Quotas) -> Joined | None:
     """Why user may not join room (None: to be made), under the quotas; None if they may.
     ``count_rooms()``: how many rooms there are (asked only for a room to be made)."""
@@ -90,7 +99,7 @@ class Rooms:
         self._store = store
         self._quotas = quotas
         self._rooms: dict[str, Room] = {}
-        self._look_alikes: dict[str, str] = {}  # skeleton -> the room's name
+        self._look_alikes: dict[str, str] = {}  # look_alike_key -> the room's name
         self._of: dict[str, set[str]] = {}  # user -> the rooms they are in
         self._guests_invited: dict[str, set[str]] = {}  # unregistered name -> the rooms it is invited to
 
@@ -136,7 +145,7 @@ class Rooms:
         if refused is not None:
             return refused
         if room is None:
-            look_alike = self._look_alikes.get(skeleton(name[1:]))
+            look_alike = self._look_alikes.get(look_alike_key(name))
             if look_alike is not None:
                 return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike)
             room = Room(name, owner=user if registered else None)
@@ -302,11 +311,13 @@ class Rooms:
 
     def _add(self, room: Room) -> None:
         self._rooms[room.name] = room
-        self._look_alikes[skeleton(room.name[1:])] = room.name
+        self._look_alikes.setdefault(look_alike_key(room.name), room.name)  # (two made before: the first)
 
     def _remove(self, room: Room) -> None:
         self._rooms.pop(room.name, None)
-        self._look_alikes.pop(skeleton(room.name[1:]), None)
+        key = look_alike_key(room.name)
+        if self._look_alikes.get(key) == room.name:
+            del self._look_alikes[key]
         if self._store is not None:
             self._store.delete_room(room.name)
 

@@ -91,14 +91,15 @@ return ids
 
 
 # Join (and make, if it is not there): KEYS the room's hash, members, registered members,
-# the rooms, the skeletons, the user's rooms; ARGV the user, the room, its skeleton, the owner
-# of a new room ('' for none), '1' if the user is registered, the time (ms). Answers '' once
-# joined, or the room a new one would look like. A room's 'last' id outlives it: ids never
-# go back under one name.
+# the rooms, the look-alike keys, the user's rooms; ARGV the user, the room, its look-alike key,
+# the owner of a new room ('' for none), '1' if the user is registered, the time (ms). Answers
+# '' once joined, or the room a new one would look like (one that is still there: a key left
+# by a room whose key was made another way before is taken over). A room's 'last' id outlives
+# it: ids never go back under one name.
 JOIN = """
 if redis.call('HEXISTS', KEYS[1], 'topic') == 0 then
   local other = redis.call('HGET', KEYS[5], ARGV[3])
-  if other and other ~= ARGV[2] then
+  if other and other ~= ARGV[2] and redis.call('SISMEMBER', KEYS[4], other) == 1 then
     return other
   end
   redis.call('HSET', KEYS[1], 'owner', ARGV[4], 'topic', '', 'invite_only', '0')
@@ -112,7 +113,7 @@ end
 redis.call('SADD', KEYS[6], ARGV[2])
 return ''
 """
-# Leave (same KEYS, and the invitations 7th; ARGV the user, the room, its skeleton): the
+# Leave (same KEYS, and the invitations 7th; ARGV the user, the room, its look-alike key): the
 # room goes with its last member. Answers the members left.
 LEAVE = """
 redis.call('ZREM', KEYS[2], ARGV[1])

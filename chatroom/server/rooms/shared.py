@@ -1,7 +1,7 @@
 """Rooms shared by a cluster's nodes, in the directory's Redis (its slot, so that a script can
 give a message its id and publish it to every node with members in one atomic step).
 
-- ``{chatroom}:rooms`` the rooms' names; ``{chatroom}:room-skeletons`` skeleton -> room;
+- ``{chatroom}:rooms`` the rooms' names; ``{chatroom}:room-skeletons`` look-alike key -> room;
 - ``{chatroom}:room:NAME`` a hash: owner, topic, invite_only, last (the last message's id);
 - ``{chatroom}:room:NAME:members`` a sorted set of members by when they joined,
   ``...:registered`` the registered ones, ``...:invited`` the invitations;
@@ -28,11 +28,10 @@ from ...fields import split_id_and_time
 from ...protocol import Reason
 from ...room_frames import ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
 from ..connection.fanout import offer_each
-from ..presence.skeleton import skeleton
 from ..storage.quotas import Quotas
 from ..storage.store import now_ms
 from .posting import Poster
-from .registry import DEFAULT_QUOTAS, Joined, Room, may_invite, refusal
+from .registry import DEFAULT_QUOTAS, Joined, Room, look_alike_key, may_invite, refusal
 from .room_scripts import JOIN, LEAVE, POST, REGISTERED, TELL
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ class SharedRooms:
             return refused
         # Made (if it is not there now) and joined at one go: a room emptied meanwhile by its
         # last member on another node is made again, never joined half-deleted.
-        args = [user, name, skeleton(name[1:]), user if registered else "", "1" if registered else "0", now_ms()]
+        args = [user, name, look_alike_key(name), user if registered else "", "1" if registered else "0", now_ms()]
         look_alike = self._directory.redis_call(self._script(1), keys=_room_keys(name, user), args=args)
         if look_alike:
             return Joined(None, reason=Reason.LOOKS_LIKE, detail=look_alike.decode())
@@ -153,7 +152,7 @@ class SharedRooms:
     def leave(self, room: Room, user: str) -> None:
         """Out of the room (gone with its last member, at one go); an owner who leaves hands it
         to the registered member who has been there longest."""
-        args = [user, room.name, skeleton(room.name[1:])]
+        args = [user, room.name, look_alike_key(room.name)]
         left = self._directory.redis_call(self._script(2), keys=_room_keys(room.name, user), args=args)
         room.members.pop(user, None)
         # (Its sessions here are forgotten as the event of its leaving, told before, is handed
