@@ -1,17 +1,21 @@
 """The outbox on its own, over a local socket pair: order, coalescing, bounds, stalls; the
 socket stream it sends on; and a session's replies joining the send a room's message made due."""
 
+from types import SimpleNamespace
+
 import gevent
 import pytest
 from gevent import socket
+from gevent.event import AsyncResult, Event
 
 from chatroom.codec import Decoder, encode, room_message_frame
-from chatroom.protocol import Incoming, ListUsers, UserList
+from chatroom.protocol import Incoming, ListUsers, Response, SendTo, Status, UserList
 from chatroom.server.connection.fanout import offer_each
 from chatroom.server.connection.limits import Limits
 from chatroom.server.connection.outbox import Outbox
 from chatroom.server.connection.session import Session
 from chatroom.server.connection.streams import TcpStream
+from chatroom.server.pending import Pending
 from chatroom.server.presence.directory import LocalDirectory
 from chatroom.testing import WAIT, kernel_socket_pair
 
@@ -338,3 +342,36 @@ def test_closing_ends_a_hold(pair):
     outbox.release()  # (its owner's release, after the close, is no error)
     outbox.hold()  # (nor is a hold of a closed outbox)
     outbox.release()
+
+
+def test_a_reply_held_behind_a_message_on_its_way_to_another_node_still_ends_its_hold(pair):
+    """(A cluster's SENDTO to another node's user: its reply, and those after it, wait for that
+    node.) A reply made from a snapshot among them goes before what was pushed meanwhile, and
+    once it is queued the pushes go."""
+    ours, theirs = pair
+    delivered, held = AsyncResult(), Event()
+    on_its_way = Pending(SimpleNamespace(_delivered=lambda *args: None), "ann", "bob", "hi", delivered, 1, 0, None)
+
+    class WaitingSession(Session):
+        def _relayer(self):
+            return None
+
+        def _answerer(self):
+            return self._answer_in_turn
+
+        def _answer_in_turn(self, event):
+            if type(event) is SendTo:
+                return on_its_way
+            self.hold_pushes()
+            held.set()
+            return encode(UserList(("snapshot",)))
+
+    session = WaitingSession(TcpStream(ours), "127.0.0.1:40000", LocalDirectory(), Limits(), on_end=lambda s: None)
+    session.start()
+    theirs.sendall(encode(SendTo("bob", "hi")) + encode(ListUsers()))
+    assert held.wait(WAIT)  # (both answered: the session waits for the other node)
+    pushed = encode(Incoming("cy", "meanwhile"))
+    assert session.deliver(pushed)
+    delivered.set(True)
+    expected = encode(Response(Status.OK)) + encode(UserList(("snapshot",))) + pushed
+    assert read_exactly(theirs, len(expected)) == expected
