@@ -125,3 +125,7 @@ def test_the_clients_have_words_for_every_reason():
     for reason in Reason:
         assert server_reason(failure(reason, "7")), reason  # (the terminal's)
         assert reason in in_the_browser, reason
+    # A room that looks like another (a JOIN's) is no person logged in or registered.
+    said = "looks like the room #team, which is there already"
+    assert server_reason(failure(Reason.LOOKS_LIKE, "#team"), "#Team") == said
+    assert f'"{said.replace("#team", "{detail}")}"' in script

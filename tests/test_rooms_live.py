@@ -129,6 +129,8 @@ def test_the_terminal_joins_talks_in_a_room_and_completes_its_name(terminal, ser
     bob = peer_at(server.address)
     assert bob.reply(Hello(3)) == OK and bob.reply(Login("bob")) == OK and bob.reply(Join("#team")) == OK
     term.wait_for_line("#team: bob joined")
+    term.type("join #Team\r")  # (the room under another case: none of its own)
+    term.wait_for_line("Failure (looks like the room #team, which is there already)")
     term.type("talk #te\t")
     term.wait_for_input_line("alice> talk #team ")
     term.type("\r")

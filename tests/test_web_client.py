@@ -338,6 +338,9 @@ def test_rooms_beside_people_with_members_topic_unread_and_history(web_server, b
     until(browser, lambda d: "gus joined" in text_of(d, "messages"), "the guest's joining")
     guest.close()  # (out of the room as it goes, and how it went said)
     until(browser, lambda d: "gus left (disconnected)" in text_of(d, "messages"), "the guest's leaving")
+    type_into(browser, "talk-to", "#TEAM\n")  # (the room under another case: none of its own)
+    said = "#TEAM: looks like the room #team, which is there already"
+    until(browser, lambda d: text_of(d, "status") == said, "why not")
     type_into(browser, "talk-to", "#open\n")  # (a guest's room: no owner, until a registered member comes)
     until(browser, lambda d: "webby joined" in text_of(d, "messages"), "the new room")
     assert bob.reply(Join("#open")) == OK

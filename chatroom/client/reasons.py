@@ -38,12 +38,19 @@ _SAID = {
 }
 
 
+# A JOIN's LOOKS_LIKE names a room (under another case, or a look-alike), not a person.
+_LOOKS_LIKE_A_ROOM = "looks like the room {detail}, which is there already"
+
+
 def server_reason(reply: Response, name: str = "") -> str | None:
     """The words for a FAILURE's reason (None if it has none); ``name``: the name the request
     was about (the recipient, the name logging in)."""
     if reply.reason is None:
         return None
-    return _SAID[reply.reason].format(name=escape(name), detail=escape(reply.detail))
+    said = _SAID[reply.reason]
+    if reply.reason is Reason.LOOKS_LIKE and reply.detail.startswith("#"):
+        said = _LOOKS_LIKE_A_ROOM
+    return said.format(name=escape(name), detail=escape(reply.detail))
 
 
 def why_not_a_name(name: str) -> str:

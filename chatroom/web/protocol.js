@@ -55,8 +55,12 @@ const REASONS = {
   0x1e: "read markers are kept for {detail} conversations at most",
 };
 
+// A JOIN's LOOKS_LIKE names a room (under another case, or a look-alike), not a person.
+const LOOKS_LIKE_A_ROOM = "looks like the room {detail}, which is there already";
+
 export function reasonText(reply, name = "") {
-  const words = REASONS[reply.reason];
+  const room = reply.reason === 0x03 && (reply.detail || "").startsWith("#");
+  const words = room ? LOOKS_LIKE_A_ROOM : REASONS[reply.reason];
   if (!words) return null;
   return words.replace("{name}", name).replace("{detail}", reply.detail || "");
 }
