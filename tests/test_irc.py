@@ -270,6 +270,19 @@ def test_rooms_are_channels_both_ways(irc_server, irc):
         alice.send("JOIN #Team", "JOIN #tearn", "PING :end")
         assert alice.line() == ":chatroom 403 alice #tearn :No such channel (it looks like another one)"
         assert alice.line() == ":chatroom PONG chatroom :end"
+        # So is the channel of every other command, in any case.
+        alice.send("PRIVMSG #TEAM :in capitals", "TOPIC #Team", "NAMES #TeAm", "LIST #TEAM", "PART #Team :off")
+        [said] = bob.pushes_of(RoomMessage, 1)
+        assert (said.room, said.sender, said.text) == ("#team", "alice", "in capitals")
+        assert [alice.line() for _ in range(7)] == [
+            ":chatroom 331 alice #Team :No topic is set",
+            ":chatroom 353 alice = #TeAm :alice bob",
+            ":chatroom 366 alice #TeAm :End of /NAMES list",
+            ":chatroom 321 alice Channel :Users  Name",
+            ":chatroom 322 alice #team 2 :",
+            ":chatroom 323 alice :End of /LIST",
+            ":alice!alice@chatroom PART #Team :off",
+        ]
     finally:
         bob.close()
 

@@ -23,7 +23,7 @@ from chatroom.server.irc.lines import (
     with_tags,
 )
 from chatroom.server.irc.marker_times import MarkerTimes
-from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room
+from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room, to_room_among
 from chatroom.server.irc.tags import id_of_msgid, irc_time, tagged, tags_for
 from chatroom.server.irc.translate import to_irc
 from chatroom.server.irc.writing import Writing, writing_for
@@ -150,6 +150,13 @@ def test_names_that_are_nicknames_stay_and_the_others_are_encoded_one_to_one():
     assert to_name("`") is None and to_name("`!!") is None and to_name("has space") is None
     assert to_channel("#team") == "#team" and to_room(to_channel("#a,b")) == "#a,b"
     assert to_room("team") is None
+
+
+def test_a_channel_in_another_case_is_the_room_joined_under_it():
+    joined = {"#team", "#Straße"}
+    assert to_room_among("#TEAM", joined) == "#team" and to_room_among("#team", joined) == "#team"
+    assert to_room_among("#STRASSE", joined) == "#Straße"  # (case folded, as rooms are told apart)
+    assert to_room_among("#other", joined) == "#other" and to_room_among("team", joined) is None
 
 
 @given(st.text(min_size=1, max_size=20).filter(is_valid_username), st.text(min_size=1, max_size=20))

@@ -27,7 +27,7 @@ from ...room_frames import (
     SetTopic,
 )
 from .lines import MAX_LINE, encode_line, in_lines
-from .nicks import source_of, source_of_nick, to_channel, to_name, to_nick, to_room
+from .nicks import source_of, source_of_nick, to_channel, to_name, to_nick, to_room, to_room_among
 from .room_events import join_line
 from .translate import OFFLINE_AWAY, away_line, irc_frame
 
@@ -174,7 +174,7 @@ class ChannelCommands:
         return b"".join(self._part_one(channel, params[1:2]) for channel in params[0].split(","))
 
     def _part_one(self, channel: str, reason: list[str]) -> bytes:
-        room = to_room(channel)
+        room = to_room_among(channel, self.channels)
         if room is None:
             return self._no_such_channel(channel)
         was_in = room in self.channels
@@ -191,7 +191,7 @@ class ChannelCommands:
             return self._numeric("366", "*", ":End of /NAMES list")
         out = []
         for channel in params[0].split(","):
-            room = to_room(channel)
+            room = to_room_among(channel, self.channels)
             names = self._names_lines(self._members(room), channel) if room else None
             out.append(names or self._numeric("366", channel, ":End of /NAMES list"))
         return b"".join(out)
@@ -200,7 +200,7 @@ class ChannelCommands:
         if not params or not params[0]:
             return self._numeric("461", "TOPIC", ":Not enough parameters")
         channel = params[0]
-        room = to_room(channel)
+        room = to_room_among(channel, self.channels)
         if room is None:
             return self._no_such_channel(channel)
         if len(params) < 2:
@@ -209,7 +209,7 @@ class ChannelCommands:
         return b"" if answer.status is Status.OK else self._refusal(answer, channel)  # (TOPIC comes to all)
 
     def _to_channel(self, channel: str, text: str, notice: bool) -> bytes:
-        room = to_room(channel)
+        room = to_room_among(channel, self.channels)
         if room is None:
             return b"" if notice else self._no_such_channel(channel)
         labeled_echo = self._label is not None and "echo-message" in self.caps
@@ -231,10 +231,12 @@ class ChannelCommands:
         """LIST, or LIST #a,#b: those of them the user may see."""
         answer = self._ask(ListRooms())
         lines = [self._line("321", "Channel", "Users  Name")]
-        asked = {to_room(channel) for channel in params[0].split(",")} if params and params[0] else None
+        asked = None  # (every room), or those named, in any case
+        if params and params[0]:
+            asked = {room.casefold() for channel in params[0].split(",") if (room := to_room(channel))}
         if type(answer) is RoomList:
             for entry in answer.rooms:
-                if asked is None or entry.name in asked:
+                if asked is None or entry.name.casefold() in asked:
                     lines.append(self._line("322", to_channel(entry.name), str(entry.members), ""))
         lines.append(self._line("323", "End of /LIST"))
         return irc_frame(b"".join(lines))
@@ -259,7 +261,7 @@ class ChannelCommands:
             if target != self.nick:  # (user modes: none here)
                 return self._numeric("502", ":Cant change mode for other users")
             return irc_frame(self._line("221", "+"))
-        room = to_room(target)
+        room = to_room_among(target, self.channels)
         members = self._members(room) if room else None
         if room is None or members is None:
             return self._no_such_channel(target)
@@ -281,7 +283,7 @@ class ChannelCommands:
 
     def _as_owner(self, channel: str, nick: str, request) -> bytes:
         """An owner's request about nick in channel; b"" once done, else its numeric."""
-        room, name = to_room(channel), to_name(nick)
+        room, name = to_room_among(channel, self.channels), to_name(nick)
         if room is None:
             return self._no_such_channel(channel)
         if name is None:

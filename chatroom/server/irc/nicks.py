@@ -61,6 +61,17 @@ def to_room(channel: str) -> str | None:
     return None if name is None else "#" + name
 
 
+def to_room_among(channel: str, joined: "set[str]") -> str | None:
+    """The room channel names, where a client is in the rooms ``joined``: one of them under
+    another case (an IRC client takes channels so, CASEMAPPING=ascii, and rooms cannot differ
+    only in case), else as to_room has it."""
+    room = to_room(channel)
+    if room is None or room in joined:
+        return room
+    folded = room.casefold()
+    return next((other for other in joined if other.casefold() == folded), room)
+
+
 def source_of_nick(nick: str) -> str:
     """Where a line from nick comes from: nick!nick@chatroom."""
     return f"{nick}!{nick}@{SERVER_NAME}"

@@ -10,7 +10,7 @@ from ...device_frames import MAX_AWAY_CHARS, Away
 from ...protocol import ListUsers, UserList
 from ...room_frames import MemberFlag
 from .lines import MAX_LINE, in_lines
-from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_channel, to_name, to_nick, to_room
+from .nicks import ASCII_LOWER, SERVER_NAME, source_of, to_channel, to_name, to_nick, to_room_among
 from .translate import OFFLINE_AWAY, irc_frame, own_away_line
 
 
@@ -112,7 +112,7 @@ class UserQueries:
         mask = params[0] if params else "*"
         lines = []
         if mask.startswith("#"):
-            room = to_room(mask)
+            room = to_room_among(mask, self.channels)
             members = self._members(room) if room else None
             # Every member, as NAMES has them: one offline (a registered member stays one) or
             # away is "G", gone, as IRC clients mark the away.
