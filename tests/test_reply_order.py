@@ -11,7 +11,9 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from chatroom.protocol import Authenticate, ListUsers, Logout, Presence, SendTo, UserList, Watch
+from chatroom import websocket_client
+from chatroom.codec import Decoder
+from chatroom.protocol import Authenticate, Hello, ListUsers, Login, Logout, Presence, SendTo, UserList, Watch
 from chatroom.room_frames import EventKind, Join, ListMembers, MemberList, Part, RoomEvent
 from chatroom.server import ChatServer
 from chatroom.server.irc.history import HistoryCommands
@@ -19,7 +21,7 @@ from chatroom.server.presence.directory import LocalDirectory
 from chatroom.server.rooms.registry import Rooms
 from chatroom.server.storage.accounts import Accounts
 from chatroom.server.storage.sqlite_store import SQLiteStore
-from chatroom.testing import OK, WAIT, IrcPeer, hello_peer
+from chatroom.testing import OK, WAIT, IrcPeer, Peer, hello_peer
 from tests.conftest import CHEAP
 
 
@@ -62,7 +64,7 @@ def told(peer, event) -> None:
 @pytest.fixture
 def chat(tmp_path):
     accounts = Accounts(SQLiteStore(str(tmp_path / "chat.db")), hasher=CHEAP)
-    server = ChatServer("127.0.0.1", 0, accounts=accounts, irc=("127.0.0.1", 0))
+    server = ChatServer("127.0.0.1", 0, accounts=accounts, irc=("127.0.0.1", 0), web=("127.0.0.1", 0))
     server.start()
     yield server
     server.stop()
@@ -82,8 +84,24 @@ def native(chat):
         peer.close()
 
 
-def test_a_member_list_comes_before_a_part_made_while_it_was_read(native, monkeypatch):
-    alice, bob, carol = (native(name) for name in ("alice", "bob", "carol"))
+class WebSocketPeer(Peer):
+    """A Peer over a WebSocket (whose sends cannot be tried without waiting: the outbox's
+    other way of sending)."""
+
+    def __init__(self, web_address):
+        self.sock = websocket_client.connect(web_address, timeout=WAIT)
+        self.decoder = Decoder.for_client()
+        self.events, self.pushed = [], []
+
+
+@pytest.mark.parametrize("over", ["tcp", "websocket"])
+def test_a_member_list_comes_before_a_part_made_while_it_was_read(chat, native, monkeypatch, over):
+    if over == "tcp":
+        alice = native("alice")
+    else:
+        alice = WebSocketPeer(chat.web_address)
+        assert alice.reply(Hello(3)) == OK and alice.reply(Login("alice")) == OK
+    bob, carol = native("bob"), native("carol")
     for peer in (alice, bob, carol):
         assert peer.reply(Join("#r")) == OK
     told(alice, RoomEvent("#r", EventKind.JOINED, "carol"))
@@ -98,6 +116,7 @@ def test_a_member_list_comes_before_a_part_made_while_it_was_read(native, monkey
     listed = alice.next_event()
     assert type(listed) is MemberList and "bob" in [name for name, _flags in listed.members]
     assert alice.next_event() == RoomEvent("#r", EventKind.PARTED, "bob")
+    alice.close()
 
 
 def test_a_user_list_comes_before_a_logout_seen_while_it_was_read(native, monkeypatch):
