@@ -181,3 +181,51 @@ def test_the_names_after_a_join_at_another_device_come_before_a_part_made_while_
         assert ":chatroom 353 alice = #r :@alice bob" in lines and lines[-1] == ":bob!bob@chatroom PART :#r"
     finally:
         irc.close()
+
+
+def test_a_channels_message_posted_while_its_join_was_answered_comes_after_the_join(chat, native, monkeypatch):
+    """(An IRC client shows a channel's lines once its JOIN has come: one before is lost to it,
+    or shown out of place.)"""
+    bob = native("bob")
+    assert bob.reply(Join("#r")) == OK
+    native("alice", password="pw").close()  # (registered: its unread counts are read at a JOIN)
+    irc = IrcPeer(chat.irc_address)
+    try:
+        irc.send("PASS pw", "NICK alice", "USER alice 0 * :alice")
+        irc.until("422")
+        stall = Stall(monkeypatch, HistoryCommands, "unread")
+        stall.arm()
+        irc.send("JOIN #r")
+        assert stall.reached.wait(WAIT)  # (a member now: the room's messages come to it)
+        assert bob.reply(SendTo("#r", "during the join")) == OK
+        stall.let_go()
+        assert irc.until("PRIVMSG") == [
+            ":alice!alice@chatroom JOIN :#r",
+            ":chatroom 353 alice = #r :@alice bob",  # (a guest's room: the first registered member's)
+            ":chatroom 366 alice #r :End of /NAMES list",
+            ":bob!bob@chatroom PRIVMSG #r :during the join",
+        ]
+    finally:
+        irc.close()
+
+
+def test_a_message_that_comes_while_the_welcome_is_made_follows_it(chat, native, monkeypatch):
+    """(The welcome's parts may wait, a cluster's watch of who is away among them: the user is
+    logged in by then, and its messages come.)"""
+    from chatroom.server.irc.client import IrcClient
+
+    bob = native("bob")
+    native("alice", password="pw").close()
+    stall = Stall(monkeypatch, IrcClient, "_watch_away")
+    stall.arm()
+    irc = IrcPeer(chat.irc_address)
+    try:
+        irc.send("CAP LS 302", "CAP REQ :away-notify", "PASS pw", "NICK alice", "USER alice 0 * :alice", "CAP END")
+        assert stall.reached.wait(WAIT)
+        assert bob.reply(SendTo("alice", "during the welcome")) == OK
+        stall.let_go()
+        lines = irc.until("PRIVMSG")
+        assert [line.split(" ")[1] for line in lines[-3:]] == ["005", "422", "PRIVMSG"]
+        assert lines[-1] == ":bob!bob@chatroom PRIVMSG alice :during the welcome"
+    finally:
+        irc.close()

@@ -373,13 +373,15 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         if not on:
             presence.unwatch(self._mailbox)
             return OK
-        self._mailbox.hold_pushes()
         return OK + presence.watch(self._mailbox, self if self._version >= DEVICES_VERSION else None)
 
+    def hold_pushes(self) -> None:
+        """Connection.hold_pushes, for the IRC port: a reply of many requests (JOIN, welcome)."""
+        self._mailbox.hold_pushes()
+
     def closed(self) -> None:
-        """The connection has ended (after log_out): it watches nothing more, and these rules
-        no longer refer to its session (which refers to them: the two, and all the session
-        holds, would otherwise wait for the collector's next full round to be freed)."""
+        """The connection has ended (after log_out): it watches nothing more, and these rules let
+        go of its session (the two refer to each other: else freed at the collector's next full round)."""
         self._directory.presence.unwatch(self._mailbox)
         self._mailbox = ENDED
 

@@ -98,6 +98,7 @@ class ChannelCommands:
             return self._no_such_channel(channel)
         if room in self.channels:
             return b""  # (joined already: at login, or from another of the user's devices)
+        self._rules.hold_pushes()  # (the channel's messages, once it is joined, follow its JOIN line)
         self.channels.add(room)  # (before the JOINED event can come back: see translate)
         answer = self._ask(Join(room))
         if answer.reason is Reason.LOOKS_LIKE and answer.detail.casefold() == room.casefold():

@@ -220,6 +220,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
     def _register_if_ready(self) -> bytes:
         if self.registered or self.nick == "*" or not self._user_given or self._negotiating:
             return b""
+        self._rules.hold_pushes()  # (what comes for the user once logged in follows the welcome)
         if self._sasl_started:  # (registration ends an exchange left half way: IRCv3 sasl)
             self._sasl_reset()
             return self._numeric("906", ":SASL authentication aborted") + self._register_if_ready()
