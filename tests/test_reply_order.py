@@ -195,15 +195,16 @@ def test_a_channels_message_posted_while_its_join_was_answered_comes_after_the_j
         irc.until("422")
         stall = Stall(monkeypatch, HistoryCommands, "unread")
         stall.arm()
-        irc.send("JOIN #r")
+        irc.send("JOIN #r", "PING :end")
         assert stall.reached.wait(WAIT)  # (a member now: the room's messages come to it)
         assert bob.reply(SendTo("#r", "during the join")) == OK
         stall.let_go()
-        assert irc.until("PRIVMSG") == [
+        assert irc.until("PONG") == [
             ":alice!alice@chatroom JOIN :#r",
             ":chatroom 353 alice = #r :@alice bob",  # (a guest's room: the first registered member's)
             ":chatroom 366 alice #r :End of /NAMES list",
             ":bob!bob@chatroom PRIVMSG #r :during the join",
+            ":chatroom PONG chatroom :end",
         ]
     finally:
         irc.close()
@@ -227,5 +228,32 @@ def test_a_message_that_comes_while_the_welcome_is_made_follows_it(chat, native,
         lines = irc.until("PRIVMSG")
         assert [line.split(" ")[1] for line in lines[-3:]] == ["005", "422", "PRIVMSG"]
         assert lines[-1] == ":bob!bob@chatroom PRIVMSG alice :during the welcome"
+    finally:
+        irc.close()
+
+
+def test_what_a_member_missed_is_replayed_up_to_what_comes_to_it_live(chat, native, monkeypatch):
+    """(A message posted once the user is logged in comes live: were it replayed too, the
+    client would show it twice.)"""
+    alice = native("alice", password="pw")
+    bob = native("bob")
+    for peer in (alice, bob):
+        assert peer.reply(Join("#r")) == OK
+    assert alice.reply(Logout()) == OK
+    assert bob.reply(SendTo("#r", "missed")) == OK
+    stall = Stall(monkeypatch, HistoryCommands, "unread")
+    stall.arm()
+    irc = IrcPeer(chat.irc_address)
+    try:
+        irc.send("PASS pw", "NICK alice", "USER alice 0 * :alice", "PING :end")
+        assert stall.reached.wait(WAIT)  # (logged in: the room's messages come to it)
+        assert bob.reply(SendTo("#r", "live")) == OK
+        stall.let_go()
+        lines = irc.until("PONG")
+        assert lines[lines.index(":alice!alice@chatroom JOIN :#r") + 3 :] == [
+            ":bob!bob@chatroom PRIVMSG #r :missed",
+            ":bob!bob@chatroom PRIVMSG #r :live",
+            ":chatroom PONG chatroom :end",
+        ]
     finally:
         irc.close()

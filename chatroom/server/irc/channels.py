@@ -72,7 +72,7 @@ class ChannelCommands:
 
         def replays(self) -> bool: ...
 
-        def replay_missed(self, room: str, channel: str, marker: int, count: int) -> bytes: ...
+        def replay_missed(self, room: str, channel: str, marker: int, count: int, upto: int | None) -> bytes: ...
 
         def unread(self) -> dict[str, tuple[int, int]]: ...
 
@@ -113,7 +113,7 @@ class ChannelCommands:
         if answer.status is not Status.OK:
             self.channels.discard(room)
             return self._refusal(answer, channel)
-        return self._joined_lines(room, channel, self._marks())
+        return self._joined_lines(room, channel, self._marks(), self._replayed_upto(room))
 
     def rejoin(self) -> bytes:
         """(At the welcome.) The channels the user is a member of already, joined here."""
@@ -121,16 +121,22 @@ class ChannelCommands:
         entries = listed.rooms if type(listed) is RoomList else ()
         rooms = [entry.name for entry in entries if entry.flags & RoomFlag.MEMBER]
         self.channels.update(rooms)
+        upto = {room: self._replayed_upto(room) for room in rooms}
         marks = self._marks()  # (once for them all)
-        return b"".join(self._joined_lines(room, to_channel(room), marks) for room in rooms)
+        return b"".join(self._joined_lines(room, to_channel(room), marks, upto[room]) for room in rooms)
+
+    def _replayed_upto(self, room: str) -> int | None:
+        """(Read once the client is a member, before anything waits.) The room's last message
+        now: a replay of what the user missed stops at it, and what comes after comes live."""
+        return self._rules.last_message_id(room) if self.replays() else None
 
     def _marks(self) -> dict[str, tuple[int, int]]:
         """The user's markers and unread counts, if a channel's joining tells of them."""
         return self.unread() if "draft/read-marker" in self.caps or self.replays() else {}
 
-    def _joined_lines(self, room: str, channel: str, marks: dict[str, tuple[int, int]]) -> bytes:
+    def _joined_lines(self, room: str, channel: str, marks: dict[str, tuple[int, int]], upto: int | None) -> bytes:
         """What a client is told of a channel it joins: JOIN, the topic, the names (and its
-        read marker, and what it missed: from ``marks``, see _marks)."""
+        read marker, and what it missed up to message ``upto``: from ``marks``, see _marks)."""
         marker, count = marks.get(room, (0, 0))
         name = self._rules.name
         assert name is not None  # (joining takes a registered client)
@@ -138,7 +144,7 @@ class ChannelCommands:
         if "draft/read-marker" in self.caps:
             joined += self.markread_line(room, marker)
         state = self._state_lines(self._members(room), channel)
-        missed = self.replay_missed(room, channel, marker, count) if self.replays() else b""
+        missed = self.replay_missed(room, channel, marker, count, upto) if self.replays() else b""
         return irc_frame(joined) + state + missed
 
     def joined_elsewhere(self, room: str) -> None:

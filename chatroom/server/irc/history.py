@@ -207,12 +207,14 @@ class HistoryCommands:
         draft/chathistory, whose user has a history)."""
         return "draft/chathistory" not in self.caps and self._rules.is_registered
 
-    def replay_missed(self, room: str, channel: str, marker: int, count: int) -> bytes:
+    def replay_missed(self, room: str, channel: str, marker: int, count: int, upto: int | None) -> bytes:
         """What came to the channel after the user's marker (``count`` of it), up to REPLAYED
-        messages."""
+        messages, and up to the message of id ``upto``: those after it came to the client live
+        (None: to the newest)."""
         if not count:
             return b""
-        entries = self._history(room, lambda got: got[0].id <= marker) or []
+        before = upto + 1 if upto is not None else 0
+        entries = self._history(room, lambda got: got[0].id <= marker, before) or []
         missed = [entry for entry in entries if entry.id > marker][-REPLAYED:]
         return irc_frame(b"".join(self._history_lines(room, channel, missed)))
 

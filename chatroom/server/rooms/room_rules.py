@@ -162,6 +162,15 @@ class RoomRules:
 
     # --- Lists ------------------------------------------------------------------------------
 
+    def last_message_id(self, name: str) -> int | None:
+        """The id of the room's latest message (0: none yet); None if it cannot be read. (For
+        the IRC port's replay of what a member missed: what came after it comes live.)"""
+        try:
+            room = self._rooms.get(name) if self._rooms is not None else None
+        except (DirectoryUnavailable, StoreUnavailable):
+            return None
+        return room.last_id if room is not None else None
+
     def _list_rooms(self, event: ListRooms) -> bytes:
         assert self._rooms is not None
         self._mailbox.hold_pushes()
