@@ -135,13 +135,20 @@ def test_a_user_list_comes_before_a_logout_seen_while_it_was_read(native, monkey
     assert alice.next_event() == Presence((("bob", False),))
 
 
-def test_a_channel_rejoined_at_registration_comes_before_a_part_made_while_it_was_replayed(chat, native, monkeypatch):
-    alice = native("alice", password="pw")  # (registered: a member across logouts)
-    bob, carol = native("bob"), native("carol")
-    for peer in (alice, bob, carol):
+def away_while_a_message_came(native, *names) -> list:
+    """Peers of those named, members of #r with alice, registered (a member across logouts),
+    who logged out before the first of them said "missed" there."""
+    alice = native("alice", password="pw")
+    others = [native(name) for name in names]
+    for peer in (alice, *others):
         assert peer.reply(Join("#r")) == OK
     assert alice.reply(Logout()) == OK
-    assert carol.reply(SendTo("#r", "missed")) == OK
+    assert others[0].reply(SendTo("#r", "missed")) == OK
+    return others
+
+
+def test_a_channel_rejoined_at_registration_comes_before_a_part_made_while_it_was_replayed(chat, native, monkeypatch):
+    carol, bob = away_while_a_message_came(native, "carol", "bob")
     stall = Stall(monkeypatch, HistoryCommands, "replay_missed")
     stall.arm()
     irc = IrcPeer(chat.irc_address)
@@ -235,12 +242,7 @@ def test_a_message_that_comes_while_the_welcome_is_made_follows_it(chat, native,
 def test_what_a_member_missed_is_replayed_up_to_what_comes_to_it_live(chat, native, monkeypatch):
     """(A message posted once the user is logged in comes live: were it replayed too, the
     client would show it twice.)"""
-    alice = native("alice", password="pw")
-    bob = native("bob")
-    for peer in (alice, bob):
-        assert peer.reply(Join("#r")) == OK
-    assert alice.reply(Logout()) == OK
-    assert bob.reply(SendTo("#r", "missed")) == OK
+    [bob] = away_while_a_message_came(native, "bob")
     stall = Stall(monkeypatch, HistoryCommands, "unread")
     stall.arm()
     irc = IrcPeer(chat.irc_address)
