@@ -170,7 +170,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
     def _user_list(self) -> bytes:
         """LIST: every name online; where they are too many for one frame (a cluster's, or
         long names), FAILURE: the seed protocol's "the list cannot be produced"."""
-        self._mailbox.hold_pushes()
+        self.hold_pushes()
         frame = encode(UserList(tuple(self._directory.names())))
         return frame if len(frame) <= MAX_FRAME else self._failure(Reason.UNAVAILABLE)
 
@@ -376,7 +376,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         return OK + presence.watch(self._mailbox, self if self._version >= DEVICES_VERSION else None)
 
     def hold_pushes(self) -> None:
-        """Connection.hold_pushes, for the IRC port: a reply of many requests (JOIN, welcome)."""
+        """Connection.hold_pushes: for a reply from a snapshot, and the IRC port's of many requests."""
         self._mailbox.hold_pushes()
 
     def closed(self) -> None:

@@ -54,11 +54,10 @@ class RoomRules:
     if not TYPE_CHECKING:
         __slots__ = ()  # (at run time only: mypy checks assignments against Rules' slots)
     else:  # what Rules holds and does
-        from ..presence.directory import Connection, Directory
+        from ..presence.directory import Directory
         from ..storage.accounts import Accounts
 
         name: str | None
-        _mailbox: Connection
         _registered: bool
         _rooms: Rooms | SharedRooms | None
         _directory: Directory
@@ -69,6 +68,8 @@ class RoomRules:
 
         def history_key(self) -> str:
             raise NotImplementedError
+
+        def hold_pushes(self) -> None: ...
 
     # --- Messages ---------------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class RoomRules:
 
     def _list_rooms(self, event: ListRooms) -> bytes:
         assert self._rooms is not None
-        self._mailbox.hold_pushes()
+        self.hold_pushes()
         visible = self._rooms.visible_to(self.name)
         entries = [RoomEntry(r.name, r.flags_for(self.name), len(r.members)) for r in visible]
         # As many as fit in one frame: one's own rooms first, where not all do.
@@ -181,7 +182,7 @@ class RoomRules:
         return encode(RoomList(tuple(entries)))
 
     def _list_members(self, event: ListMembers) -> bytes:
-        self._mailbox.hold_pushes()
+        self.hold_pushes()
         room, refused = self._visible_room(event.room)
         if room is None:
             return refused
