@@ -25,7 +25,8 @@ from chatroom.server.irc.lines import (
 from chatroom.server.irc.marker_times import MarkerTimes
 from chatroom.server.irc.nicks import to_channel, to_name, to_nick, to_room, to_room_among
 from chatroom.server.irc.tags import id_of_msgid, irc_time, tagged, tags_for
-from chatroom.server.irc.translate import to_irc
+from chatroom.server.irc.translate import irc_frame, to_irc
+from chatroom.server.irc.welcome import Unwelcomed, welcomed
 from chatroom.server.irc.writing import Writing, writing_for
 
 
@@ -182,6 +183,7 @@ class Reader:
     own_join: str | None = None
     away_shown: bool = False
     joined_at_other_devices: list[str] = field(default_factory=list)  # (see joined_elsewhere)
+    unwelcomed: Unwelcomed | None = None  # (welcomed, unless given one)
 
     def is_account(self, name: str) -> bool:
         return name in self.accounts
@@ -190,8 +192,12 @@ class Reader:
         self.joined_at_other_devices.append(room)
 
     @property
-    def writing(self) -> Writing:
-        return writing_for(self.nick, self.caps)
+    def writing(self) -> Writing | None:
+        return writing_for(self.nick, self.caps) if self.unwelcomed is None else None
+
+    @writing.setter
+    def writing(self, _writing) -> None:
+        pass  # (it follows the nick and caps)
 
 
 def test_a_rooms_message_reads_the_same_for_every_member_but_its_sender():
@@ -326,3 +332,29 @@ def test_whatever_a_frame_holds_the_port_writes_well_formed_lines(messages, caps
             without_tags = line.split(b" ", 1)[1] if line.startswith(b"@") else line
             assert len(without_tags) + 2 <= 512
             assert irctokens.tokenise(line.decode()).command
+
+
+def test_what_comes_before_the_welcome_follows_it_less_what_the_welcome_told():
+    """(SASL logs a user in before registration ends: see server/irc/welcome.py.)"""
+    reader = Reader("alice", {"invite-notify"}, unwelcomed=Unwelcomed())
+    said = [
+        encode(DirectMessage("bob", 1, 1_700_000_000_000, "psst")),
+        encode(RoomMessage("#team", "bob", 5, 1_700_000_000_000, "replayed")),
+        encode(RoomEvent("#team", EventKind.JOINED, "carol")),  # (shown by the JOIN's NAMES)
+        encode(RoomEvent("#team", EventKind.INVITED, "bob", "dave")),
+        encode(RoomEvent("#other", EventKind.INVITED, "bob", "alice")),
+        encode(RoomMessage("#team", "bob", 9, 1_700_000_000_001, "live")),
+    ]
+    assert to_irc([irc_frame(b"CAP ACK\r\n"), *said[:3]], reader) == b"CAP ACK\r\n"
+    assert to_irc(said[3:], reader) == b""
+    assert reader.unwelcomed is not None
+    reader.unwelcomed.replayed_upto = {"#team": 5}
+    reader.channels.add("#team")  # (as the welcome's JOIN of it)
+    welcome = welcomed(irc_frame(b"001\r\n") + encode(DirectMessage("bob", 0, 1_600_000_000_000, "kept")))
+    later = encode(DirectMessage("bob", 2, 1_700_000_000_002, "later"))
+    assert to_irc([welcome, later], reader) == (
+        b"001\r\n:bob!bob@chatroom PRIVMSG alice :kept\r\n:bob!bob@chatroom PRIVMSG alice :psst\r\n"
+        b":bob!bob@chatroom INVITE dave :#team\r\n:bob!bob@chatroom INVITE alice :#other\r\n"
+        b":bob!bob@chatroom PRIVMSG #team :live\r\n:bob!bob@chatroom PRIVMSG alice :later\r\n"
+    )
+    assert reader.unwelcomed is None and to_irc([said[0]], reader) == b":bob!bob@chatroom PRIVMSG alice :psst\r\n"

@@ -259,3 +259,34 @@ def test_what_a_member_missed_is_replayed_up_to_what_comes_to_it_live(chat, nati
         ]
     finally:
         irc.close()
+
+
+def test_what_comes_between_a_sasl_login_and_the_welcome_follows_the_welcome(chat, native):
+    """(With SASL the user is logged in before registration ends: a message then, direct or to a
+    room, waits for the welcome and the channel's JOIN; one the replay brings comes once.)"""
+    import base64
+
+    [bob] = away_while_a_message_came(native, "bob")
+    irc = IrcPeer(chat.irc_address)
+    try:
+        irc.send("CAP LS 302", "CAP REQ :sasl", "NICK alice", "USER alice 0 * :alice", "AUTHENTICATE PLAIN")
+        assert [irc.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
+        assert irc.line() == "AUTHENTICATE :+"
+        irc.send("AUTHENTICATE " + base64.b64encode(b"\0alice\0pw").decode())
+        irc.until("903")
+        assert bob.reply(SendTo("alice", "direct")) == OK
+        assert bob.reply(SendTo("#r", "to the room")) == OK
+        irc.send("PING :before")  # (what came meanwhile has been sent by the time this is answered)
+        assert irc.until("PONG") == [":chatroom PONG chatroom :before"]
+        irc.send("CAP END", "PING :after")
+        lines = irc.until("PONG")
+        assert lines[0].split(" ")[1] == "001"
+        after_join = lines[lines.index(":alice!alice@chatroom JOIN :#r") + 3 :]
+        assert after_join == [
+            ":bob!bob@chatroom PRIVMSG #r :missed",
+            ":bob!bob@chatroom PRIVMSG #r :to the room",
+            ":bob!bob@chatroom PRIVMSG alice :direct",
+            ":chatroom PONG chatroom :after",
+        ]
+    finally:
+        irc.close()

@@ -717,7 +717,7 @@ known_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * translate.to_irc(chunks, reader) in one call where chunk_lines takes every chunk, for a
  * reader that notes no read markers: what an outbox sends an IRC client, per member of a room
  * per round, without a Python frame. None where to_irc must translate (the lines made and
- * kept here are there for it to find). */
+ * kept here are there for it to find), and for a reader not welcomed yet (writing None). */
 static PyObject *
 lines_for(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -731,6 +731,10 @@ lines_for(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (writing == NULL)
         return NULL;
     PyObject *result = NULL, *is_account = NULL;
+    if (writing == Py_None) { /* (before the welcome: to_irc holds what is not the port's own) */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
     if (!PyTuple_Check(writing) || PyTuple_GET_SIZE(writing) != 6 || !PyBytes_Check(PyTuple_GET_ITEM(writing, 0))
         || !PyBytes_Check(PyTuple_GET_ITEM(writing, 1)) || !PyLong_Check(PyTuple_GET_ITEM(writing, 3))) {
         PyErr_SetString(PyExc_TypeError, "a reader's writing: (to_reader, own_source, taken, tag_flags, marking, echoing)");

@@ -50,12 +50,14 @@ _REFUSALS = {
 class ChannelCommands:
     if TYPE_CHECKING:  # what IrcClient holds and does
         from ..rules import Rules
+        from .welcome import Unwelcomed
 
         nick: str
         caps: set[str]
         echo_labels: dict[str, list[str]]
         channels: set[str]
         away_known: set[str]
+        unwelcomed: Unwelcomed | None
         _label: str | None
         _rules: Rules
         _answer_later: Callable[[Callable[[], bytes]], None]
@@ -122,6 +124,8 @@ class ChannelCommands:
         rooms = [entry.name for entry in entries if entry.flags & RoomFlag.MEMBER]
         self.channels.update(rooms)
         upto = {room: self._replayed_upto(room) for room in rooms}
+        if self.unwelcomed is not None:  # (what was held for the welcome is sent after it, less this)
+            self.unwelcomed.replayed_upto = upto
         marks = self._marks()  # (once for them all)
         return b"".join(self._joined_lines(room, to_channel(room), marks, upto[room]) for room in rooms)
 

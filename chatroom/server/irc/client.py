@@ -30,7 +30,8 @@ from .server_queries import SERVER_QUERIES, STARTED, VERSION_STRING, ServerQueri
 from .tags import tags_for
 from .translate import OFFLINE_AWAY, irc_frame, own_away_line, privmsg_lines
 from .users import UserQueries
-from .writing import writing_for
+from .welcome import Unwelcomed, welcomed
+from .writing import Writing, writing_for
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         self._password: str | None = None
         self._negotiating = False  # between CAP LS and CAP END: registration waits
         self.caps: set[str] = set()  # the capabilities the client asked for and got
-        self.writing = writing_for(self.nick, self.caps)  # (again whenever either changes)
+        self.writing: Writing | None = None  # writing_for(nick, caps) from the welcome on, again at a change
+        self.unwelcomed: Unwelcomed | None = Unwelcomed()  # (see welcome.py)
         self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
         self._sasl_chunks: list[str] = []  # the credentials' chunks so far (see SaslCommands)
         self._account: str | None = None  # the name SASL logged in
@@ -166,7 +168,8 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
             watching = "away-notify" in self.caps
             for cap in asked:
                 (self.caps.discard if cap.startswith("-") else self.caps.add)(cap.lstrip("-"))
-            self.writing = writing_for(self.nick, self.caps)
+            if self.unwelcomed is None:
+                self.writing = writing_for(self.nick, self.caps)
             acked = irc_frame(encode_line("CAP", self.nick, "ACK", " ".join(asked), source=SERVER_NAME))
             if self.registered and not watching and "away-notify" in self.caps:
                 return acked + self._watch_away()
@@ -191,8 +194,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
             return self._numeric("432", params[0], ":Changing your nickname is not supported: connect again")
         if to_name(params[0]) is None:
             return self._numeric("432", params[0], ":Erroneous nickname")
-        self.nick = params[0]
-        self.writing = writing_for(self.nick, self.caps)
+        self.nick = params[0]  # (before the welcome: the lines are written with it from then on)
         return self._register_if_ready()
 
     def _user(self, params) -> bytes:
@@ -227,7 +229,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         if self._account is not None:  # (logged in by SASL: its name is the nickname)
             self.nick, self.registered = to_nick(self._account), True
             log.info("irc %s is %s (sasl)", self._rules.host, self._account)
-            return self._welcome() + self._held_at_login
+            return welcomed(self._welcome() + self._held_at_login)
         name = to_name(self.nick)
         assert name is not None
         answer, kept = self._log_in(Authenticate(name, self._password) if self._password is not None else Login(name))
@@ -235,7 +237,7 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
             return self._refused(answer)
         self.registered = True
         log.info("irc %s is %s", self._rules.host, name)
-        return self._welcome() + kept
+        return welcomed(self._welcome() + kept)
 
     def _log_in(self, request) -> tuple[Response, bytes]:
         """Log in (LOGIN, or AUTHENTICATE): the answer, and the frames that follow it (the

@@ -33,9 +33,10 @@ class IrcOutbox(Outbox):
         assert frames is not None, "taken only when some are queued"
         lines = to_irc(frames, self._reader)
         # What is queued is these frames alone (nothing is in flight when they are taken): the
-        # lines that stand for them are counted instead.
+        # lines that stand for them are counted instead, and those held for the welcome.
         assert self._in_flight is None
-        self._queued = len(lines)
+        held = self._reader.unwelcomed
+        self._queued = len(lines) if held is None else len(lines) + held.size
         return lines
 
     def close(self) -> None:

@@ -20,7 +20,8 @@ from .nicks import SERVER_NAME, source_of, source_of_nick, to_channel, to_nick
 from .room_events import bystanders_event_line, event_lines
 from .speedups import compiled
 from .tags import TAG_FLAG, tagged, tags_for
-from .writing import Writing
+from .welcome import IRC_WELCOMED, Unwelcomed
+from .writing import Writing, writing_for
 
 IRC_LINES = 0xFF  # never on the wire: a frame of IRC lines, inside the server only
 
@@ -35,7 +36,8 @@ class Reader(Protocol):
 
     nick: str
     caps: set[str]
-    writing: Writing  # writing_for(nick, caps), as they are now
+    writing: Writing | None  # writing_for(nick, caps), as they are now; None until the welcome
+    unwelcomed: Unwelcomed | None  # what comes before the welcome, held for it (None after)
     away_known: set[str]  # (away-notify) the nicks it was told are away
     echo_labels: dict[str, list[str]]  # (labeled-response) room -> the labels of its messages to echo, in order
     channels: set[str]  # the rooms it was shown as joined
@@ -55,8 +57,11 @@ class Reader(Protocol):
 def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
     """The IRC lines for the frames sent to an IRC client, as they were queued: chunks of whole
     frames (a room's message, mostly, the very bytes object every member was handed)."""
+    writing = reader.writing
+    if writing is None:
+        return _before_welcome(chunks, reader)
     out: list[bytes] = []
-    to_reader, own_source, taken, tag_flags, marking, echoing = reader.writing
+    to_reader, own_source, taken, tag_flags, marking, echoing = writing
     is_account = reader.is_account if tag_flags & _ACCOUNT_TAG else None
     index, count = 0, len(chunks)
     while index < count:
@@ -125,6 +130,30 @@ def to_irc(chunks: list[bytes], reader: Reader) -> bytes:
                 out.append(line)
             else:
                 out.extend(_message_lines(data[offset:end], reader))
+            offset = end
+    return b"".join(out)
+
+
+def _before_welcome(chunks: list[bytes], reader: Reader) -> bytes:
+    """to_irc, before the welcome: the port's own lines go, other frames are held for it (see
+    welcome.py), and from the welcome on all is translated as to_irc does."""
+    held = reader.unwelcomed
+    assert held is not None, "writing comes with the welcome"
+    out = []
+    for index, data in enumerate(chunks):
+        offset = 0
+        while offset < len(data):
+            end = frame_end(data, offset)
+            assert end is not None and end <= len(data), "a session queues whole frames"
+            if data[offset] == IRC_LINES:
+                out.append(data[offset + 5 : end])
+            elif data[offset] == IRC_WELCOMED:
+                reader.unwelcomed, reader.writing = None, writing_for(reader.nick, reader.caps)
+                after = [data[offset + 5 : end], *held.still_news(reader.channels), data[end:], *chunks[index + 1 :]]
+                out.append(to_irc([chunk for chunk in after if chunk], reader))
+                return b"".join(out)
+            else:
+                held.hold(data[offset:end])
             offset = end
     return b"".join(out)
 

@@ -1,0 +1,51 @@
+"""What comes for an IRC user between its login and its welcome.
+
+With SASL the user is logged in at AUTHENTICATE, before registration ends: messages come for
+it from then on, and an IRC client takes nothing of the kind before 001 (nor a channel's
+lines before that channel's JOIN). So until the welcome has been translated, what comes is
+held, as frames, and follows it: the messages, and what the welcome does not tell already
+(it joins the user's channels as they are then, and its replay brings what was missed).
+"""
+
+from ...codec import Decoder, frame
+from ...room_frames import ROOM_EVENT, ROOM_MESSAGE, EventKind, RoomEvent, RoomMessage
+
+IRC_WELCOMED = 0xFE  # never on the wire: the welcome, marked (see welcomed)
+
+
+def welcomed(frames: bytes) -> bytes:
+    """The registration's answer (the welcome and what comes with it), marked: what was held
+    for the welcome follows it (see translate.to_irc)."""
+    return frame(IRC_WELCOMED, frames)
+
+
+class Unwelcomed:
+    """The frames held for the welcome, and what its replay brings of each channel."""
+
+    __slots__ = ("frames", "size", "replayed_upto")
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.size = 0  # their bytes: counted among what the client's queue holds
+        self.replayed_upto: dict[str, int | None] = {}  # room -> the last message its replay brings
+
+    def hold(self, data: bytes) -> None:
+        self.frames.append(data)
+        self.size += len(data)
+
+    def still_news(self, joined: set[str]) -> list[bytes]:
+        """The frames held, but those the welcome told of: a joined channel's events (its JOIN
+        shows its members and topic as they are after them; an invitation is not such) and its
+        messages that the replay brought."""
+        return [data for data in self.frames if not self._told(data, joined)]
+
+    def _told(self, data: bytes, joined: set[str]) -> bool:
+        if data[0] != ROOM_EVENT and data[0] != ROOM_MESSAGE:
+            return False
+        [said] = Decoder.for_client().receive_data(data)  # (rare: no faster way is worth its code)
+        if type(said) is RoomEvent:
+            return said.room in joined and said.kind is not EventKind.INVITED
+        if type(said) is RoomMessage and said.room in joined:
+            upto = self.replayed_upto.get(said.room)
+            return upto is not None and said.id <= upto
+        return False
