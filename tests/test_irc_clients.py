@@ -35,7 +35,7 @@ def irc_and_web(server_with):
     return server_with("--irc", "--web")
 
 
-def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(irc_and_web, browser, tmp_path):
+def test_weechat_logs_in_to_a_registered_name_by_sasl_joins_a_room_and_talks_both_ways(irc_and_web, browser, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
     irc_server = irc_and_web
@@ -47,8 +47,8 @@ def test_weechat_logs_in_to_a_registered_name_joins_a_room_and_talks_both_ways(i
         "/set logger.file.flush_delay 0",  # (what it shows reaches its logs at once)
         f"/server add chat 127.0.0.1/{irc_server.irc_port}",
         "/set irc.server.chat.nicks alice",
-        "/set irc.server.chat.password s3cret",
-        '/set irc.server.chat.capabilities ""',
+        "/set irc.server.chat.sasl_username alice",  # (SASL PLAIN, and every capability it takes: as users connect)
+        "/set irc.server.chat.sasl_password s3cret",
         "/set irc.server.chat.autojoin #team",
         "/connect chat",
         "/wait 2 /msg -server chat bob hello from weechat",
@@ -91,7 +91,7 @@ def test_the_clients_are_there():
         assert any(Path(d, program).exists() for d in os.environ["PATH"].split(os.pathsep)), program
 
 
-def test_irssi_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
+def test_irssi_logs_in_to_a_registered_name_with_pass_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
     import pexpect
 
     from chatroom.protocol import ListUsers
@@ -103,10 +103,11 @@ def test_irssi_joins_a_room_and_talks_both_ways(irc_server, tmp_path):
         f'  "fe-common/core" = {{ autolog = "yes"; autolog_path = "{tmp_path}/logs/$0.log"; }};\n'
         "};\n"
     )
+    native(irc_server.address, "alice", password="s3cret").close()  # (registered: irssi gives its password, PASS)
     bob = native(irc_server.address, "bob", "#team")
     irssi = pexpect.spawn(
         "irssi",
-        ["--home", str(tmp_path), "-c", "127.0.0.1", "-p", str(irc_server.irc_port), "-n", "alice"],
+        ["--home", str(tmp_path), "-c", "127.0.0.1", "-p", str(irc_server.irc_port), "-n", "alice", "-w", "s3cret"],
         dimensions=(30, 100),
         env=dict(os.environ, TERM="xterm"),
     )
