@@ -124,7 +124,7 @@ class ChannelCommands:
         rooms = [entry.name for entry in entries if entry.flags & RoomFlag.MEMBER]
         self.channels.update(rooms)
         upto = {room: self._replayed_upto(room) for room in rooms}
-        if self.unwelcomed is not None:  # (what was held for the welcome is sent after it, less this)
+        if self.unwelcomed is not None:  # (what was held for the welcome follows it, less what it shows)
             self.unwelcomed.replayed_upto = upto
         marks = self._marks()  # (once for them all)
         return b"".join(self._joined_lines(room, to_channel(room), marks, upto[room]) for room in rooms)

@@ -149,7 +149,7 @@ def _before_welcome(chunks: list[bytes], reader: Reader) -> bytes:
                 out.append(data[offset + 5 : end])
             elif data[offset] == IRC_WELCOMED:
                 reader.unwelcomed, reader.writing = None, writing_for(reader.nick, reader.caps)
-                after = [data[offset + 5 : end], *held.still_news(reader.channels), data[end:], *chunks[index + 1 :]]
+                after = [data[offset + 5 : end], *held.still_news(), data[end:], *chunks[index + 1 :]]
                 out.append(to_irc([chunk for chunk in after if chunk], reader))
                 return b"".join(out)
             else:

@@ -27,25 +27,27 @@ class Unwelcomed:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.size = 0  # their bytes: counted among what the client's queue holds
-        self.replayed_upto: dict[str, int | None] = {}  # room -> the last message its replay brings
+        # Every channel the welcome joined -> the last message its replay brings (None: no replay).
+        self.replayed_upto: dict[str, int | None] = {}
 
     def hold(self, data: bytes) -> None:
         self.frames.append(data)
         self.size += len(data)
 
-    def still_news(self, joined: set[str]) -> list[bytes]:
-        """The frames held, but those the welcome told of: a joined channel's events (its JOIN
-        shows its members and topic as they are after them; an invitation is not such) and its
-        messages that the replay brought."""
-        return [data for data in self.frames if not self._told(data, joined)]
+    def still_news(self) -> list[bytes]:
+        """The frames held, but those the welcome told of: the events of a channel it joined
+        (its JOIN shows the members and topic as they are after them; an invitation is not
+        such) and the messages its replay brought."""
+        return [data for data in self.frames if not self._told(data)]
 
-    def _told(self, data: bytes, joined: set[str]) -> bool:
+    def _told(self, data: bytes) -> bool:
         if data[0] != ROOM_EVENT and data[0] != ROOM_MESSAGE:
             return False
         [said] = Decoder.for_client().receive_data(data)  # (rare: no faster way is worth its code)
+        joined = self.replayed_upto
         if type(said) is RoomEvent:
             return said.room in joined and said.kind is not EventKind.INVITED
-        if type(said) is RoomMessage and said.room in joined:
-            upto = self.replayed_upto.get(said.room)
+        if type(said) is RoomMessage:
+            upto = joined.get(said.room)
             return upto is not None and said.id <= upto
         return False
