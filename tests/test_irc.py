@@ -617,6 +617,109 @@ def test_sasl_plain_logs_a_registered_name_in(irc_server, irc):
     assert halfway.line() == ":chatroom 001 dora :Welcome to chatroom, dora"
 
 
+def test_messages_kept_for_a_sasl_login_come_after_the_welcome_however_late_it_comes(irc_server, irc):
+    """The messages kept for a user come a page at a time, each once the one before has gone
+    out; with SASL the login is before the welcome, which the client may put off: the pages
+    wait for it, and the server goes on answering meanwhile."""
+    import base64
+
+    from chatroom.protocol import Response, Status
+    from chatroom.server.account_rules import STORED_PAGE
+
+    for name in ("rita", "carol"):
+        hello_peer(irc_server.address, 4, name, "pw").close()
+    bob = hello_peer(irc_server.address, 3, "bob")
+    kept = [f"kept {n}" for n in range(STORED_PAGE + 3)]  # (more than the login's page)
+    try:
+        for text in kept:
+            assert bob.reply(SendTo("rita", text)) == Response(Status.STORED)
+        client = irc()
+        client.send("CAP LS 302", "CAP REQ :sasl", "NICK rita", "USER rita 0 * :rita", "AUTHENTICATE PLAIN")
+        assert [client.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
+        assert client.line() == "AUTHENTICATE :+"
+        client.send("AUTHENTICATE " + base64.b64encode(b"\0rita\0pw").decode())
+        client.until("903")
+        assert bob.reply(SendTo("rita", "live")) == OK
+        # By the time this is STORED the store has written what was asked of it before: a
+        # hand-out begun before the welcome would be at its second page.
+        assert bob.reply(SendTo("carol", "later")) == Response(Status.STORED)
+        client.send("PING :before")
+        assert client.until("PONG") == [":chatroom PONG chatroom :before"]
+        client.send("CAP END")
+        client.until("422")
+        assert [client.line() for _ in range(len(kept) + 1)] == [
+            *(f":bob!bob@chatroom PRIVMSG rita :{text}" for text in kept),
+            ":bob!bob@chatroom PRIVMSG rita :live",
+        ]
+    finally:
+        bob.close()
+
+
+def test_messages_kept_for_a_sasl_login_that_ends_before_its_welcome_stay_kept(irc_server, irc):
+    """(None of them went out: the next login has every one.)"""
+    import base64
+
+    from chatroom.protocol import Response, Status, StoredMessage
+    from chatroom.server.account_rules import STORED_PAGE
+
+    for name in ("rita", "carol"):
+        hello_peer(irc_server.address, 4, name, "pw").close()
+    bob = hello_peer(irc_server.address, 3, "bob")
+    kept = [f"kept {n}" for n in range(STORED_PAGE + 3)]
+    try:
+        for text in kept:
+            assert bob.reply(SendTo("rita", text)) == Response(Status.STORED)
+        client = irc()
+        client.send("CAP LS 302", "CAP REQ :sasl", "NICK rita", "USER rita 0 * :rita", "AUTHENTICATE PLAIN")
+        assert [client.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
+        assert client.line() == "AUTHENTICATE :+"
+        client.send("AUTHENTICATE " + base64.b64encode(b"\0rita\0pw").decode())
+        client.until("903")
+        assert bob.reply(SendTo("carol", "later")) == Response(Status.STORED)  # (the store has caught up)
+        client.close()
+        eventually(lambda: "rita" not in bob.reply(ListUsers()).names, what="rita gone")
+        again = Peer(irc_server.address)
+        try:
+            assert again.reply(Hello(4)) == OK and again.reply(Authenticate("rita", "pw")) == OK
+            assert [m.text for m in again.pushes_of(StoredMessage, len(kept))] == kept
+        finally:
+            again.close()
+    finally:
+        bob.close()
+
+
+def test_a_sasl_login_that_never_ends_its_registration_is_dropped_once_what_waits_fills_its_queue(
+    server_process,
+):
+    """(What comes for it waits for the welcome, within the bound of what a client's queue holds.)"""
+    import base64
+
+    from chatroom.protocol import Response, Status
+
+    port = free_port()
+    server = server_process("--irc", f"127.0.0.1:{port}", "--sendq", "20000")
+    server.wait_for_log(f"IRC on 127.0.0.1:{port}")
+    hello_peer(server.address, 4, "rita", "pw").close()
+    bob = hello_peer(server.address, 3, "bob")
+    client = IrcPeer(("127.0.0.1", port))
+    try:
+        client.send("CAP LS 302", "CAP REQ :sasl", "NICK rita", "USER rita 0 * :rita", "AUTHENTICATE PLAIN")
+        assert [client.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
+        assert client.line() == "AUTHENTICATE :+"
+        client.send("AUTHENTICATE " + base64.b64encode(b"\0rita\0pw").decode())
+        client.until("903")
+        for _ in range(100):  # (40 of them fill 20,000 bytes)
+            if bob.reply(SendTo("rita", "x" * 500)) != OK:
+                break
+        assert bob.reply(SendTo("rita", "after")) == Response(Status.STORED)  # (gone: kept for her)
+        with gevent.Timeout(WAIT):
+            assert client.sock.recv(65536) == b""
+        server.wait_for_log("is not reading; disconnecting")
+    finally:
+        client.close()
+        bob.close()
+
+
 def test_server_time_message_ids_and_echo_when_asked_for(irc_server, irc):
     import re
 

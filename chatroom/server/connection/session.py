@@ -246,7 +246,8 @@ class Session(SessionEnd):
         # session goes on reading, its queue's bound holding it back).
         if not outbox.due_with_a_room:
             outbox.flush()
-        if self.rules.held is not None and self._catch_up is None:  # (a login with stored messages)
+        if self.rules.held is not None and self._catch_up is None and self._ready_for_stored():
+            # (A login with stored messages.)
             self._catch_up = gevent.spawn(self._hand_out_stored)
         if decoder.broken:
             log.info("%s sent a frame over the size limit; closing", self.peer)
@@ -280,6 +281,10 @@ class Session(SessionEnd):
             self._outbox.queue_to_flush(reply)
             if held:
                 self._outbox.release()
+
+    def _ready_for_stored(self) -> bool:
+        """Whether the client may be handed the messages kept for it now (see _hand_out_stored)."""
+        return True
 
     def _hand_out_stored(self) -> None:
         """After a login: the pages of messages kept for the user, each once the one before has

@@ -33,10 +33,14 @@ class IrcOutbox(Outbox):
         assert frames is not None, "taken only when some are queued"
         lines = to_irc(frames, self._reader)
         # What is queued is these frames alone (nothing is in flight when they are taken): the
-        # lines that stand for them are counted instead, and those held for the welcome.
+        # lines that stand for them are counted instead.
         assert self._in_flight is None
+        self._queued = len(lines)
         held = self._reader.unwelcomed
-        self._queued = len(lines) if held is None else len(lines) + held.size
+        if held is not None and held.size > self._limit:
+            # (What is held for a welcome that does not come is bounded as the queue is: the
+            # client is dropped as one that does not read.)
+            self._loop.run_callback(self._stalled)
         return lines
 
     def close(self) -> None:
@@ -75,6 +79,11 @@ class IrcSession(Session):
 
     def _relayer(self):
         return _answer_privmsgs if self._throttle is None else None
+
+    def _ready_for_stored(self) -> bool:
+        # (With SASL the login comes before the welcome, which a client may put off: a page is
+        # taken out of the store once it has gone out, so the pages wait for the welcome.)
+        return self._irc.registered
 
     # The quiet is timed only while the connection is parked: a connection being served has
     # heard from its client within the last _quiet_before_parking() seconds (no more than
