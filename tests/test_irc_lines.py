@@ -349,7 +349,8 @@ def test_what_comes_before_the_welcome_follows_it_less_what_the_welcome_told():
     assert to_irc(said[3:], reader) == b""
     assert reader.unwelcomed is not None
     reader.unwelcomed.replayed_upto = {"#team": 5}  # (as the welcome joined it)
-    welcome = welcomed(irc_frame(b"001\r\n") + encode(DirectMessage("bob", 0, 1_600_000_000_000, "kept")))
+    reader.unwelcomed.kept = encode(DirectMessage("bob", 0, 1_600_000_000_000, "kept"))  # (as the login answered)
+    welcome = welcomed(irc_frame(b"001\r\n"))
     later = encode(DirectMessage("bob", 2, 1_700_000_000_002, "later"))
     assert to_irc([welcome, later], reader) == (
         b"001\r\n:bob!bob@chatroom PRIVMSG alice :kept\r\n:bob!bob@chatroom PRIVMSG alice :psst\r\n"

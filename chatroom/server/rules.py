@@ -376,7 +376,7 @@ class Rules(AccountRules, RoomRules, DeviceRules):
         return OK + presence.watch(self._mailbox, self if self._version >= DEVICES_VERSION else None)
 
     def hold_pushes(self) -> None:
-        """Connection.hold_pushes: for a reply from a snapshot, and the IRC port's of many requests."""
+        """See Connection.hold_pushes: for a reply made from a snapshot (here, and in the IRC port's answers)."""
         self._mailbox.hold_pushes()
 
     def closed(self) -> None:

@@ -77,15 +77,15 @@ class Outbox:
         During a hold, it goes before what others queued since the hold began."""
         if self.closed:
             return
-        frames = self._frames
+        frames, hold = self._frames, self._hold
         if frames is None:
-            self._frames = frames = [data]
-        elif self._hold is None:
+            self._frames = [data]
+        elif hold is None:
             frames.append(data)
         else:
-            frames.insert(self._hold.place, data)
-        if self._hold is not None:
-            self._hold.place += 1
+            frames.insert(hold.place, data)
+        if hold is not None:
+            hold.place += 1
         self._queued += len(data)
 
     def hold(self) -> None:

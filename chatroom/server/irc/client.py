@@ -90,7 +90,6 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         self._sasl_started = False  # AUTHENTICATE PLAIN said; the credentials come next
         self._sasl_chunks: list[str] = []  # the credentials' chunks so far (see SaslCommands)
         self._account: str | None = None  # the name SASL logged in
-        self._held_at_login = b""  # what the login answered after its OK (messages kept)
         self.registered = False
         self._label: str | None = None  # (labeled-response) the label of the command being answered
         # What translate reads, for the lines it makes (see translate.Reader):
@@ -229,25 +228,27 @@ class IrcClient(ChannelCommands, UserQueries, ServerQueries, HistoryCommands, Sa
         if self._account is not None:  # (logged in by SASL: its name is the nickname)
             self.nick, self.registered = to_nick(self._account), True
             log.info("irc %s is %s (sasl)", self._rules.host, self._account)
-            return welcomed(self._welcome() + self._held_at_login)
+            return welcomed(self._welcome())
         name = to_name(self.nick)
         assert name is not None
-        answer, kept = self._log_in(Authenticate(name, self._password) if self._password is not None else Login(name))
+        answer = self._log_in(Authenticate(name, self._password) if self._password is not None else Login(name))
         if answer.status is not Status.OK:
             return self._refused(answer)
         self.registered = True
         log.info("irc %s is %s", self._rules.host, name)
-        return welcomed(self._welcome() + kept)
+        return welcomed(self._welcome())
 
-    def _log_in(self, request) -> tuple[Response, bytes]:
-        """Log in (LOGIN, or AUTHENTICATE): the answer, and the frames that follow it (the
-        messages kept for the user, for the session to hand out after the welcome)."""
+    def _log_in(self, request) -> Response:
+        """Log in (LOGIN, or AUTHENTICATE): the answer. The frames that follow it (the
+        messages kept for the user) are held to follow the welcome (see welcome.py)."""
         self._rules.answer(Hello(VERSION))
         reply = self._rules.answer(request)
         assert isinstance(reply, bytes), "a login is answered at once"
+        assert self.unwelcomed is not None, "a login comes before the welcome"
         end = frame_end(reply)
         [answer] = Decoder.for_client().receive_data(reply[:end])
-        return answer, reply[end:]
+        self.unwelcomed.kept = reply[end:]
+        return answer
 
     def _ask(self, request):
         """The rules' answer to request, decoded."""

@@ -25,7 +25,6 @@ class SaslCommands:
         caps: set[str]
         registered: bool
         _account: str | None
-        _held_at_login: bytes
         _sasl_started: bool
         _sasl_chunks: list[str]
 
@@ -33,7 +32,7 @@ class SaslCommands:
 
         def _line(self, numeric: str, *params: str) -> bytes: ...
 
-        def _log_in(self, request) -> tuple[Response, bytes]: ...
+        def _log_in(self, request) -> Response: ...
 
     def _authenticate(self, params) -> bytes:
         """SASL PLAIN (IRCv3 sasl): a registered name logged in with its password before
@@ -64,7 +63,7 @@ class SaslCommands:
             _authzid, account, password = base64.b64decode(response, validate=True).decode().split("\0")
         except (ValueError, UnicodeDecodeError):
             return self._sasl_failed()
-        answer, self._held_at_login = self._log_in(Authenticate(account, password))
+        answer = self._log_in(Authenticate(account, password))
         if answer.status is not Status.OK:
             return self._sasl_failed()
         self._account = account

@@ -153,7 +153,7 @@ def _before_welcome(chunks: list[bytes], reader: Reader) -> bytes:
                 out.append(to_irc([chunk for chunk in after if chunk], reader))
                 return b"".join(out)
             else:
-                held.hold(data[offset:end])
+                held.frames.append(data[offset:end])
             offset = end
     return b"".join(out)
 

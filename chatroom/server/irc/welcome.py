@@ -20,25 +20,28 @@ def welcomed(frames: bytes) -> bytes:
 
 
 class Unwelcomed:
-    """The frames held for the welcome, and what its replay brings of each channel."""
+    """What follows the welcome: the messages kept for the user, the frames held for it, and
+    what its replay brings of each channel."""
 
-    __slots__ = ("frames", "size", "replayed_upto")
+    __slots__ = ("kept", "frames", "replayed_upto")
 
     def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.size = 0  # their bytes: counted among what the client's queue holds
+        self.kept = b""  # what the login answered after its OK: the messages kept for the user
+        self.frames: list[bytes] = []  # what came for the user since, in order
         # Every channel the welcome joined -> the last message its replay brings (None: no replay).
         self.replayed_upto: dict[str, int | None] = {}
 
-    def hold(self, data: bytes) -> None:
-        self.frames.append(data)
-        self.size += len(data)
+    @property
+    def size(self) -> int:
+        """The bytes held (bounded as the client's queue is: see IrcOutbox)."""
+        return len(self.kept) + sum(map(len, self.frames))
 
     def still_news(self) -> list[bytes]:
-        """The frames held, but those the welcome told of: the events of a channel it joined
-        (its JOIN shows the members and topic as they are after them; an invitation is not
-        such) and the messages its replay brought."""
-        return [data for data in self.frames if not self._told(data)]
+        """What follows the welcome, in order: the messages kept, then the frames held but
+        those the welcome told of: the events of a channel it joined (its JOIN shows the
+        members and topic as they are after them; an invitation is not such) and the messages
+        its replay brought."""
+        return [self.kept, *(data for data in self.frames if not self._told(data))]
 
     def _told(self, data: bytes) -> bool:
         if data[0] != ROOM_EVENT and data[0] != ROOM_MESSAGE:
