@@ -621,7 +621,6 @@ def test_messages_kept_for_a_sasl_login_come_after_the_welcome_however_late_it_c
     """The messages kept for a user come a page at a time, each once the one before has gone
     out; with SASL the login is before the welcome, which the client may put off: the pages
     wait for it, and the server goes on answering meanwhile."""
-    import base64
 
     from chatroom.protocol import Response, Status
     from chatroom.server.account_rules import STORED_PAGE
@@ -634,11 +633,7 @@ def test_messages_kept_for_a_sasl_login_come_after_the_welcome_however_late_it_c
         for text in kept:
             assert bob.reply(SendTo("rita", text)) == Response(Status.STORED)
         client = irc()
-        client.send("CAP LS 302", "CAP REQ :sasl", "NICK rita", "USER rita 0 * :rita", "AUTHENTICATE PLAIN")
-        assert [client.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
-        assert client.line() == "AUTHENTICATE :+"
-        client.send("AUTHENTICATE " + base64.b64encode(b"\0rita\0pw").decode())
-        client.until("903")
+        client.log_in_by_sasl("rita", "pw")
         assert bob.reply(SendTo("rita", "live")) == OK
         # By the time this is STORED the store has written what was asked of it before: a
         # hand-out begun before the welcome would be at its second page.
@@ -657,7 +652,6 @@ def test_messages_kept_for_a_sasl_login_come_after_the_welcome_however_late_it_c
 
 def test_messages_kept_for_a_sasl_login_that_ends_before_its_welcome_stay_kept(irc_server, irc):
     """(None of them went out: the next login has every one.)"""
-    import base64
 
     from chatroom.protocol import Response, Status, StoredMessage
     from chatroom.server.account_rules import STORED_PAGE
@@ -670,11 +664,7 @@ def test_messages_kept_for_a_sasl_login_that_ends_before_its_welcome_stay_kept(i
         for text in kept:
             assert bob.reply(SendTo("rita", text)) == Response(Status.STORED)
         client = irc()
-        client.send("CAP LS 302", "CAP REQ :sasl", "NICK rita", "USER rita 0 * :rita", "AUTHENTICATE PLAIN")
-        assert [client.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
-        assert client.line() == "AUTHENTICATE :+"
-        client.send("AUTHENTICATE " + base64.b64encode(b"\0rita\0pw").decode())
-        client.until("903")
+        client.log_in_by_sasl("rita", "pw")
         assert bob.reply(SendTo("carol", "later")) == Response(Status.STORED)  # (the store has caught up)
         client.close()
         eventually(lambda: "rita" not in bob.reply(ListUsers()).names, what="rita gone")
@@ -692,7 +682,6 @@ def test_a_sasl_login_that_never_ends_its_registration_is_dropped_once_what_wait
     server_process,
 ):
     """(What comes for it waits for the welcome, within the bound of what a client's queue holds.)"""
-    import base64
 
     from chatroom.protocol import Response, Status
 
@@ -703,11 +692,7 @@ def test_a_sasl_login_that_never_ends_its_registration_is_dropped_once_what_wait
     bob = hello_peer(server.address, 3, "bob")
     client = IrcPeer(("127.0.0.1", port))
     try:
-        client.send("CAP LS 302", "CAP REQ :sasl", "NICK rita", "USER rita 0 * :rita", "AUTHENTICATE PLAIN")
-        assert [client.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
-        assert client.line() == "AUTHENTICATE :+"
-        client.send("AUTHENTICATE " + base64.b64encode(b"\0rita\0pw").decode())
-        client.until("903")
+        client.log_in_by_sasl("rita", "pw")
         for _ in range(100):  # (40 of them fill 20,000 bytes)
             if bob.reply(SendTo("rita", "x" * 500)) != OK:
                 break

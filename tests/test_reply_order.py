@@ -264,16 +264,11 @@ def test_what_a_member_missed_is_replayed_up_to_what_comes_to_it_live(chat, nati
 def test_what_comes_between_a_sasl_login_and_the_welcome_follows_the_welcome(chat, native):
     """(With SASL the user is logged in before registration ends: a message then, direct or to a
     room, waits for the welcome and the channel's JOIN; one the replay brings comes once.)"""
-    import base64
 
     [bob] = away_while_a_message_came(native, "bob")
     irc = IrcPeer(chat.irc_address)
     try:
-        irc.send("CAP LS 302", "CAP REQ :sasl", "NICK alice", "USER alice 0 * :alice", "AUTHENTICATE PLAIN")
-        assert [irc.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
-        assert irc.line() == "AUTHENTICATE :+"
-        irc.send("AUTHENTICATE " + base64.b64encode(b"\0alice\0pw").decode())
-        irc.until("903")
+        irc.log_in_by_sasl("alice", "pw")
         assert bob.reply(SendTo("alice", "direct")) == OK
         assert bob.reply(SendTo("#r", "to the room")) == OK
         irc.send("PING :before")  # (what came meanwhile has been sent by the time this is answered)

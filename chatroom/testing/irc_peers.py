@@ -1,5 +1,6 @@
 """A raw IRC client for the IRC port's tests: send lines, read lines, with bounded waits."""
 
+import base64
 import ssl
 
 from gevent import socket  # (cooperative: it may talk to a server in the same process)
@@ -40,6 +41,15 @@ class IrcPeer:
             self.send(f"PASS {password}")
         self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
         return self.until("422")
+
+    def log_in_by_sasl(self, name: str, password: str) -> None:
+        """SASL PLAIN as a client does it, up to its success (903), leaving registration
+        unended: the client's CAP END is the caller's."""
+        self.send("CAP LS 302", "CAP REQ :sasl", f"NICK {name}", f"USER {name} 0 * :{name}", "AUTHENTICATE PLAIN")
+        assert [self.line().split(" ")[3] for _ in range(2)] == ["LS", "ACK"]
+        assert self.line() == "AUTHENTICATE :+"
+        self.send("AUTHENTICATE " + base64.b64encode(f"\0{name}\0{password}".encode()).decode())
+        self.until("903")
 
     def close(self):
         self.sock.close()
